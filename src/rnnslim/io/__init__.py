@@ -1,0 +1,1 @@
+"""Model files: safetensors weights + a versioned JSON manifest. No pickle anywhere."""

@@ -1,0 +1,2 @@
+class ModelFormatError(ValueError):
+    """A model file is missing, corrupt, or does not match its description."""

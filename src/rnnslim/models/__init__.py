@@ -1,0 +1,1 @@
+"""Reference model architectures (input encoder -> recurrent stack -> head)."""

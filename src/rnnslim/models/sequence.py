@@ -1,0 +1,118 @@
+"""The reference model of every built-in task.
+
+    x ids (T, B)        -> embedding [V, E]          (LMs)
+    x features (T, B, F) -> input_proj Linear [E, F]  (classify / forecast; or none)
+      -> dropout -> rnn: RecurrentStack (per-layer hidden sizes) -> dropout
+      -> decoder Linear [O, rnn.output_size]
+         readout "all": logits per step (T, B, O); "last"/"mean": one vector (B, O)
+
+Tensors are named like ../shared/models (embedding.weight, decoder.weight, ...); the
+recurrent tensors live under rnn.layers.{k}.* (one single-layer torch module per layer).
+Time-major throughout; tasks convert their batches.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from rnnslim.recurrent.gates import CellType
+from rnnslim.recurrent.stack import LayerSpec, RecurrentStack
+
+
+class InputKind(str, Enum):
+    EMBEDDING = "embedding"  # integer tokens
+    LINEAR = "linear"  # float features through a Linear projection
+    IDENTITY = "identity"  # float features straight into the first recurrent layer
+
+
+class Readout(str, Enum):
+    ALL = "all"  # one output per time step (language models)
+    LAST = "last"  # output of the last time step (classification, forecasting)
+    MEAN = "mean"  # mean over time
+
+
+class LayerShape(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hidden_size: int = Field(ge=1)
+    proj_size: int = Field(default=0, ge=0)
+    bidirectional: bool = False
+
+    def to_spec(self) -> LayerSpec:
+        return LayerSpec(self.hidden_size, self.proj_size, self.bidirectional)
+
+
+class ModelSpec(BaseModel):
+    """Everything needed to rebuild a SequenceModel (stored in the model manifest)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cell: CellType
+    input_kind: InputKind
+    input_size: int = Field(ge=1, description="vocabulary size or number of input features")
+    embed_size: int = Field(ge=1, description="embedding / projection width fed to the first recurrent layer")
+    layers: list[LayerShape] = Field(min_length=1)
+    output_size: int = Field(ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    readout: Readout = Readout.ALL
+    tie_weights: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.input_kind is InputKind.IDENTITY and self.embed_size != self.input_size:
+            raise ValueError("input_kind 'identity' needs embed_size == input_size")
+        if self.tie_weights:
+            if self.input_kind is not InputKind.EMBEDDING:
+                raise ValueError("tie_weights needs an embedding input")
+            if self.layers[-1].to_spec().output_size != self.embed_size or self.output_size != self.input_size:
+                raise ValueError("tie_weights needs last layer output size == embed_size and output_size == vocab size")
+        return self
+
+    def with_layers(self, layers: list[LayerSpec]) -> ModelSpec:
+        shapes = [LayerShape(hidden_size=s.hidden_size, proj_size=s.proj_size, bidirectional=s.bidirectional) for s in layers]
+        return self.model_copy(update={"layers": shapes})
+
+    @property
+    def layer_specs(self) -> list[LayerSpec]:
+        return [layer.to_spec() for layer in self.layers]
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        if spec.input_kind is InputKind.EMBEDDING:
+            self.embedding = nn.Embedding(spec.input_size, spec.embed_size)
+        elif spec.input_kind is InputKind.LINEAR:
+            self.input_proj = nn.Linear(spec.input_size, spec.embed_size)
+        self.drop = nn.Dropout(spec.dropout)
+        self.rnn = RecurrentStack(spec.cell, spec.embed_size, spec.layer_specs, dropout=spec.dropout)
+        self.decoder = nn.Linear(self.rnn.output_size, spec.output_size)
+        if spec.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def sync_spec(self) -> None:
+        """Refresh `spec` after layers were replaced in place (structured pruning)."""
+        self.spec = self.spec.with_layers(self.rnn.specs)
+
+    def encode(self, x: Tensor) -> Tensor:
+        if self.spec.input_kind is InputKind.EMBEDDING:
+            return self.embedding(x)
+        if self.spec.input_kind is InputKind.LINEAR:
+            return self.input_proj(x)
+        return x
+
+    def forward(self, x: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        """x: (T, B) ids or (T, B, F) features -> (outputs, new state)."""
+        h, state = self.rnn(self.drop(self.encode(x)), state)  # h: (T, B, P*D)
+        if self.spec.readout is Readout.LAST:
+            h = h[-1]
+        elif self.spec.readout is Readout.MEAN:
+            h = h.mean(0)
+        return self.decoder(self.drop(h)), state
+
+
+def build_model(spec: ModelSpec) -> SequenceModel:
+    return SequenceModel(spec)

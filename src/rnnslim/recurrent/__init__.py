@@ -1,0 +1,1 @@
+"""Recurrent core: the one place that knows gate layouts, reference cells, and the stack."""

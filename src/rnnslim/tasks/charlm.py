@@ -1,0 +1,161 @@
+"""Character-level language modelling on any UTF-8 text.
+
+Split (BENCHMARKING.md): one file is cut by character position into train [0, 0.9),
+valid [0.9, 0.95), test [0.95, 1.0). Vocabulary: the sorted set of all characters of the
+whole text, unless a model's vocabulary is given. Metric: mean cross-entropy in nats per
+character over the split as one stream at batch 1, state carried from the first
+character to the last (inputs d[:-1], targets d[1:]), and bits per character.
+
+Default corpus (no data file): the Python standard library's own source, which every
+machine with Python has.
+"""
+
+from __future__ import annotations
+
+import math
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.tasks.base import Batch, Task
+
+DEFAULT_CORPUS_CHARS = 1_200_000
+
+
+def stdlib_corpus(max_chars: int = DEFAULT_CORPUS_CHARS) -> str:
+    """Concatenated Python standard library sources, in sorted path order, ASCII only.
+
+    Non-ASCII characters are dropped so the vocabulary stays small (~100 symbols) and is
+    the same on every machine of the same Python version.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in root.glob("*.py") if p.is_file())
+    chunks, total = [], 0
+    for p in files:
+        try:
+            text = p.read_text(encoding="utf-8", errors="ignore")
+        except OSError:
+            continue
+        text = text.encode("ascii", errors="ignore").decode("ascii")
+        chunks.append(text)
+        total += len(text)
+        if total >= max_chars:
+            break
+    if not chunks:
+        raise RuntimeError(f"no Python sources found under {root} for the default corpus")
+    return "".join(chunks)[:max_chars]
+
+
+def split_bounds(n: int) -> dict[str, tuple[int, int]]:
+    n1, n2 = int(0.9 * n), int(0.95 * n)
+    return {"train": (0, n1), "valid": (n1, n2), "test": (n2, n)}
+
+
+class CharLMTask(Task):
+    name = "charlm"
+    stateful = True
+    primary_metric = "loss_nats"
+
+    def __init__(self, path: str | Path | None = None, vocab: list[str] | None = None, text: str | None = None,
+                 max_chars: int | None = None) -> None:
+        if text is None:
+            if path is None:
+                text = stdlib_corpus(max_chars or DEFAULT_CORPUS_CHARS)
+                self.source = "python-stdlib"
+            else:
+                p = Path(path)
+                if not p.is_file():
+                    raise FileNotFoundError(f"text file not found: {path}")
+                text = p.read_text(encoding="utf-8")
+                self.source = str(p)
+        else:
+            self.source = "text"
+        if max_chars:
+            text = text[:max_chars]
+        if len(text) < 100:
+            raise ValueError(f"corpus is too short ({len(text)} characters)")
+        self.vocab = list(vocab) if vocab is not None else sorted(set(text))
+        index = {c: i for i, c in enumerate(self.vocab)}
+        unknown = sorted(set(text) - index.keys())
+        if unknown:
+            raise ValueError(f"the text has {len(unknown)} characters outside the model's vocabulary: "
+                             f"{''.join(unknown[:20])!r}")
+        self.ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+        self.bounds = split_bounds(len(self.ids))
+
+    @classmethod
+    def for_model(cls, model: SequenceModel, path: str | Path | None = None, **kw) -> CharLMTask:
+        vocab = (getattr(model, "task_meta", {}) or {}).get("vocab")
+        return cls(path, vocab=vocab, **kw)
+
+    def meta(self) -> dict:
+        return {"task": self.name, "vocab": self.vocab, "corpus": self.source}
+
+    def split(self, split: str) -> Tensor:
+        self.check_split(split)
+        a, b = self.bounds[split]
+        return self.ids[a:b]
+
+    def model_spec(self, cell="lstm", hidden_size=128, num_layers=2, dropout=0.0, embed_size=None,
+                   tie_weights=False) -> ModelSpec:
+        V = len(self.vocab)
+        return ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=V, embed_size=embed_size or hidden_size,
+                         layers=[LayerShape(hidden_size=hidden_size)] * num_layers, output_size=V, dropout=dropout,
+                         tie_weights=tie_weights)
+
+    def batches(self, split, batch_size, seq_len, shuffle=False, generator=None) -> Iterator[Batch]:
+        """Contiguous streams for truncated BPTT: the split is cut into `batch_size`
+        parallel streams and walked in windows of `seq_len`, so state can be carried.
+        With shuffle, the stream start is offset randomly (the order stays sequential).
+        """
+        d = self.split(split)
+        if shuffle:
+            off = int(torch.randint(0, seq_len, (1,), generator=generator))
+            d = d[off:]
+        n = (len(d) - 1) // batch_size
+        if n < 2:
+            raise ValueError(f"split {split!r} is too short for batch size {batch_size}")
+        x = d[: n * batch_size].view(batch_size, n).t()  # (n, B)
+        y = d[1 : n * batch_size + 1].view(batch_size, n).t()
+        for t in range(0, n - 1, seq_len):
+            yield Batch(x[t : t + seq_len], y[t : t + seq_len])
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), batch.targets.reshape(-1))
+
+    def check_model(self, model: SequenceModel) -> None:
+        if model.spec.output_size != len(self.vocab):
+            raise ValueError(f"model predicts {model.spec.output_size} symbols but the task vocabulary has "
+                             f"{len(self.vocab)}; use the model's own vocabulary (CharLMTask.for_model)")
+
+    @torch.no_grad()
+    def evaluate(self, model, split="valid", max_steps=None, chunk: int = 4096) -> dict:
+        self.check_model(model)
+        d = self.split(split)
+        if max_steps:
+            d = d[: max_steps + 1]
+        return stream_nll(model, d, chunk)
+
+
+@torch.no_grad()
+def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
+    """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    state, total, count = None, 0.0, 0
+    x_all, y_all = d[:-1], d[1:]
+    for t in range(0, len(x_all), chunk):
+        x = x_all[t : t + chunk].unsqueeze(1).to(device)  # (T, 1)
+        y = y_all[t : t + chunk].to(device)
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits[:, 0].float(), y, reduction="sum").item()
+        count += len(y)
+    model.train(was_training)
+    nats = total / count
+    return {"loss": nats, "loss_nats": nats, "bits_per_char": nats / math.log(2), "tokens": count}
