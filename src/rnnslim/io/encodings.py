@@ -51,7 +51,7 @@ def _load_builtin_encodings() -> None:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # a module not written yet / optional
-            if e.name != mod:
+            if e.name is None or not mod.startswith(e.name):
                 raise
 
 

@@ -33,11 +33,11 @@ def module_records(model: nn.Module) -> list[dict]:
 def _ensure_builtin_kinds() -> None:
     import importlib
 
-    for mod in ("rnnslim.quantize.modules", "rnnslim.factorize.modules"):
+    for mod in ("rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.factorize.modules"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            if e.name != mod and not mod.startswith(e.name or "\0"):
+            if e.name is None or not mod.startswith(e.name):
                 raise
 
 

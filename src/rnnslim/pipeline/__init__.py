@@ -1,0 +1,1 @@
+"""The compression spine: typed stage configs, a resumable pipeline, stage registry."""

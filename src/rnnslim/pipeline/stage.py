@@ -1,0 +1,94 @@
+"""The contract every compression stage implements.
+
+A stage is a frozen pydantic config class with a literal `kind` plus a function
+
+    run(model: SequenceModel, cfg: ThatConfig, ctx: StageContext) -> SequenceModel
+
+registered with `@register_stage(ThatConfig)`. The function may edit the model in place
+or return a new one; the pipeline hands it a private copy, saves what it returns to the
+stage's directory, and records `ctx.record` (a dict of what the stage did and measured)
+in the report. Modules that define stages are listed in STAGE_MODULES so recipes can
+name their kinds without importing anything by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+STAGE_MODULES = (
+    "rnnslim.pipeline.builtin_stages",  # finetune, cast
+    "rnnslim.prune.stages",
+    "rnnslim.quantize.stages",
+    "rnnslim.quantize.int8.stages",
+)
+
+
+class StageConfig(BaseModel):
+    """Base class of stage configs; subclasses set `kind: Literal["..."] = "..."`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    kind: str
+
+
+@dataclass
+class StageContext:
+    task: Any  # rnnslim.tasks.base.Task
+    work_dir: Path  # a private directory for this stage (checkpoints of fine-tuning, ...)
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+    teacher: Any = None  # the uncompressed input model (for distillation), eval mode
+    record: dict = field(default_factory=dict)  # what the stage did / measured -> report
+
+
+StageFn = Callable[[Any, StageConfig, StageContext], Any]
+_STAGES: dict[str, tuple[type[StageConfig], StageFn]] = {}
+
+
+def register_stage(config_cls: type[StageConfig]) -> Callable[[StageFn], StageFn]:
+    kind = config_cls.model_fields["kind"].default
+    if not isinstance(kind, str):
+        raise TypeError(f"{config_cls.__name__} must give `kind` a literal default")
+
+    def deco(fn: StageFn) -> StageFn:
+        _STAGES[kind] = (config_cls, fn)
+        return fn
+
+    return deco
+
+
+def _load_stage_modules() -> None:
+    import importlib
+
+    for mod in STAGE_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name is None or not mod.startswith(e.name):
+                raise
+
+
+def stage_kinds() -> list[str]:
+    _load_stage_modules()
+    return sorted(_STAGES)
+
+
+def get_stage(kind: str) -> tuple[type[StageConfig], StageFn]:
+    if kind not in _STAGES:
+        _load_stage_modules()
+    if kind not in _STAGES:
+        raise ValueError(f"unknown stage kind {kind!r}; available: {', '.join(stage_kinds())}")
+    return _STAGES[kind]
+
+
+def parse_stage(data: dict) -> StageConfig:
+    """Validate one stage mapping from a recipe into its typed config."""
+    if not isinstance(data, dict) or "kind" not in data:
+        raise ValueError(f"each stage needs a 'kind' key, got {data!r}")
+    cls, _ = get_stage(data["kind"])
+    return cls.model_validate(data)

@@ -1,0 +1,1 @@
+"""Quantization of recurrent models (no dependency on torch.ao.quantization)."""

@@ -1,0 +1,43 @@
+"""Shared fixtures. ../shared (reference models + data) sits beside the project:
+missing it fails the run under CI=true and skips the dependent tests elsewhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _require_shared(sub: str) -> Path:
+    p = SHARED / sub
+    if not p.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{p} is missing: CI needs ../shared beside the project")
+        pytest.skip(f"{p} not found (../shared beside the project holds the reference models and data)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require_shared("")
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    return _require_shared("models")
+
+
+@pytest.fixture(scope="session")
+def shakespeare() -> Path:
+    return _require_shared("data/tinyshakespeare.txt")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
