@@ -115,7 +115,8 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
     """(json_path, weights_path) for a model directory, its model.json, or a NAME.json."""
     p = Path(path)
     if p.is_dir():
-        p = p / MANIFEST
+        # a model directory, or a run directory (train / compress output) holding model/
+        p = p / MANIFEST if (p / MANIFEST).exists() or not (p / "model" / MANIFEST).exists() else p / "model" / MANIFEST
     if not p.exists():
         raise ModelFormatError(f"model not found: {path} (give a model directory or its JSON file)")
     if p.suffix != ".json":

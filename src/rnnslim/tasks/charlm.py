@@ -83,8 +83,8 @@ class CharLMTask(Task):
         index = {c: i for i, c in enumerate(self.vocab)}
         unknown = sorted(set(text) - index.keys())
         if unknown:
-            raise ValueError(f"the text has {len(unknown)} characters outside the model's vocabulary: "
-                             f"{''.join(unknown[:20])!r}")
+            raise ValueError(f"{self.source}: the text has {len(unknown)} characters outside the model's vocabulary: "
+                             f"{''.join(unknown[:20])!r} (is this the corpus the model was trained on?)")
         self.ids = torch.tensor([index[c] for c in text], dtype=torch.long)
         self.bounds = split_bounds(len(self.ids))
 
@@ -92,6 +92,16 @@ class CharLMTask(Task):
     def for_model(cls, model: SequenceModel, path: str | Path | None = None, **kw) -> CharLMTask:
         vocab = (getattr(model, "task_meta", {}) or {}).get("vocab")
         return cls(path, vocab=vocab, **kw)
+
+    @classmethod
+    def from_data(cls, data: str | Path | None = None, meta: dict | None = None, **options) -> CharLMTask:
+        """Uniform factory entry (rnnslim.tasks.make_task): data is a text file or None for the
+        Python-stdlib corpus; a model's task meta supplies the vocabulary."""
+        unknown = sorted(set(options) - {"max_chars", "text"})
+        if unknown:
+            raise ValueError(f"unknown charlm options {unknown}; it accepts max_chars and text")
+        vocab = (meta or {}).get("vocab")
+        return cls(data, vocab=vocab, **options)
 
     def meta(self) -> dict:
         return {"task": self.name, "vocab": self.vocab, "corpus": self.source}
@@ -109,21 +119,8 @@ class CharLMTask(Task):
                          tie_weights=tie_weights)
 
     def batches(self, split, batch_size, seq_len, shuffle=False, generator=None) -> Iterator[Batch]:
-        """Contiguous streams for truncated BPTT: the split is cut into `batch_size`
-        parallel streams and walked in windows of `seq_len`, so state can be carried.
-        With shuffle, the stream start is offset randomly (the order stays sequential).
-        """
-        d = self.split(split)
-        if shuffle:
-            off = int(torch.randint(0, seq_len, (1,), generator=generator))
-            d = d[off:]
-        n = (len(d) - 1) // batch_size
-        if n < 2:
-            raise ValueError(f"split {split!r} is too short for batch size {batch_size}")
-        x = d[: n * batch_size].view(batch_size, n).t()  # (n, B)
-        y = d[1 : n * batch_size + 1].view(batch_size, n).t()
-        for t in range(0, n - 1, seq_len):
-            yield Batch(x[t : t + seq_len], y[t : t + seq_len])
+        """Contiguous streams for truncated BPTT (see `stream_batches`)."""
+        return stream_batches(self.split(split), batch_size, seq_len, shuffle, generator, split)
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), batch.targets.reshape(-1))
@@ -142,12 +139,32 @@ class CharLMTask(Task):
         return stream_nll(model, d, chunk)
 
 
+def stream_batches(d: Tensor, batch_size: int, seq_len: int, shuffle: bool = False,
+                   generator: torch.Generator | None = None, split: str = "train") -> Iterator[Batch]:
+    """Truncated-BPTT batches over one token stream d (N,) (shared by charlm and wordlm).
+
+    The stream is cut into `batch_size` parallel streams and walked in windows of
+    `seq_len`, so state can be carried: inputs (T, B) and targets (T, B) shifted by one.
+    With shuffle, the stream start is offset randomly (the order stays sequential).
+    """
+    if shuffle:
+        off = int(torch.randint(0, seq_len, (1,), generator=generator))
+        d = d[off:]
+    n = (len(d) - 1) // batch_size
+    if n < 2:
+        raise ValueError(f"split {split!r} is too short for batch size {batch_size}")
+    x = d[: n * batch_size].view(batch_size, n).t()  # (n, B)
+    y = d[1 : n * batch_size + 1].view(batch_size, n).t()
+    for t in range(0, n - 1, seq_len):
+        yield Batch(x[t : t + seq_len], y[t : t + seq_len])
+
+
 @torch.no_grad()
 def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
     """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = next(iter([*model.parameters(), *model.buffers()])).device  # quantized models may hold buffers only
     state, total, count = None, 0.0, 0
     x_all, y_all = d[:-1], d[1:]
     for t in range(0, len(x_all), chunk):

@@ -1,0 +1,239 @@
+"""Command line: thin over the library (parse, call, print).
+
+    rnnslim train    --task charlm --data FILE --out runs/m
+    rnnslim eval     MODEL --data FILE --split test [--json]
+    rnnslim measure  MODEL [--data FILE] [--json]
+    rnnslim compress MODEL --recipe FILE --out DIR [--json]
+    rnnslim demo
+
+MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
+`--json` prints exactly one JSON object on stdout; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make trained LSTM/GRU models smaller and faster, and measure it honestly.")
+
+ModelArg = Annotated[Path, typer.Argument(help="model JSON (NAME.json + NAME.safetensors) or a model/run directory")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", help="task data (charlm: a UTF-8 text file; default: built-in corpus)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+
+
+def _err(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _emit(obj: dict, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    else:
+        typer.echo(human if human is not None else json.dumps(obj, indent=1, default=str))
+
+
+def _load(model_path: Path):
+    from rnnslim.io.errors import ModelFormatError
+    from rnnslim.io.format import load_model
+
+    try:
+        return load_model(model_path)
+    except ModelFormatError as e:
+        _err(str(e))
+
+
+def _task_for(model, data: str | None, task: str | None = None, **options):
+    from rnnslim.tasks import make_task, task_for_model
+
+    try:
+        if task:
+            t = make_task(task, data, getattr(model, "task_meta", None) or {}, **options)
+            t.check_model(model)
+            return t
+        return task_for_model(model, data=data, **options)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        _err(str(e))
+
+
+@app.command()
+def eval(  # noqa: A001 - the verb users type
+    model_path: ModelArg,
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option(help="train | valid | test")] = "test",
+    task: Annotated[Optional[str], typer.Option(help="task name (default: from the model file)")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="evaluate only the first N steps")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a model's task metric on a data split."""
+    model = _load(model_path)
+    t = _task_for(model, data, task)
+    try:
+        metrics = t.evaluate(model, split, max_steps=max_steps)
+    except ValueError as e:
+        _err(str(e))
+    out = {"model": str(model_path), "task": t.name, "split": split, **metrics}
+    human = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items())
+    _emit(out, as_json, human)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="run directory: model/ (best) and checkpoints/ go here")],
+    task: Annotated[str, typer.Option(help="charlm | wordlm | classify | forecast")] = "charlm",
+    data: DataOpt = None,
+    cell: Annotated[str, typer.Option(help="lstm | gru | rnn_tanh | rnn_relu")] = "lstm",
+    hidden: Annotated[int, typer.Option(help="hidden units per layer")] = 128,
+    layers: Annotated[int, typer.Option(help="recurrent layers")] = 2,
+    dropout: float = 0.0,
+    tie_weights: bool = False,
+    epochs: int = 1,
+    max_steps: Annotated[Optional[int], typer.Option(help="stop after N optimizer steps")] = None,
+    batch_size: int = 32,
+    seq_len: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    init: Annotated[Optional[Path], typer.Option(help="start from this model (fine-tuning) instead of a fresh one")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train (or fine-tune with --init) a reference model; resumable."""
+    import torch
+
+    from rnnslim.io.format import save_model
+    from rnnslim.models.sequence import SequenceModel
+    from rnnslim.tasks import make_task
+    from rnnslim.train import TrainConfig, TrainingDiverged, load_best
+    from rnnslim.train import train as run_train
+
+    if init is not None:
+        model = _load(init)
+        t = _task_for(model, data, task)
+    else:
+        try:
+            t = make_task(task, data=data)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            _err(str(e))
+        torch.manual_seed(seed)
+        model = SequenceModel(t.model_spec(cell=cell, hidden_size=hidden, num_layers=layers, dropout=dropout,
+                                           tie_weights=tie_weights))
+        model.task_meta = t.meta()
+    try:
+        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, seq_len=seq_len, lr=lr, seed=seed,
+                          device=device)
+        result = run_train(model, t, cfg, checkpoint_dir=out / "checkpoints", resume=resume)
+    except TrainingDiverged as e:
+        _err(str(e), 3)
+    except ValueError as e:
+        _err(str(e))
+    load_best(model, result)
+    model.to("cpu")
+    model.history = list(getattr(model, "history", [])) + [{"op": "train", "config": cfg.model_dump(mode="json"),
+                                                            "steps": result.steps, "best_valid": result.best_metric}]
+    save_model(model, out / "model")
+    _emit({"model": str(out / "model"), "steps": result.steps, "best_valid": result.best_metric,
+           "history": result.history}, as_json,
+          f"trained {result.steps} steps; best valid {t.primary_metric} = {result.best_metric:.4f}; model: {out / 'model'}")
+
+
+@app.command()
+def measure(
+    model_path: ModelArg,
+    data: DataOpt = None,
+    baseline: Annotated[Optional[Path], typer.Option(help="the uncompressed model for the baseline rows")] = None,
+    threads: Annotated[str, typer.Option(help="comma-separated thread counts")] = "1,2",
+    split: str = "test",
+    quick: Annotated[bool, typer.Option(help="fewer timing steps and a shorter evaluation")] = False,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="skip the baseline rows")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Size, MACs, metric, latency and throughput, with the baselines measured in the same run."""
+    from rnnslim.measure import measure as run_measure
+
+    model = _load(model_path)
+    t = _task_for(model, data)
+    base = _load(baseline) if baseline else None
+    try:
+        thread_counts = tuple(int(x) for x in threads.split(",") if x.strip())
+    except ValueError:
+        _err(f"--threads must be comma-separated integers, got {threads!r}")
+    report = run_measure(model, task=t, split=split, baseline=base, threads=thread_counts, quick=quick,
+                         include_baselines=not no_baselines, artifact_path=_artifact_path(model_path))
+    _emit(report.to_dict(), as_json, report.table())
+
+
+def _artifact_path(model_path: Path) -> Path | None:
+    from rnnslim.io.format import resolve_model_path
+
+    try:
+        return resolve_model_path(model_path)[0]
+    except Exception:
+        return None
+
+
+@app.command()
+def compress(
+    model_path: ModelArg,
+    recipe: Annotated[Path, typer.Option(help="recipe YAML (see `rnnslim stages` for stage kinds)")],
+    out: Annotated[Path, typer.Option(help="output directory (stages, final model/, report.md)")],
+    data: DataOpt = None,
+    resume: Annotated[bool, typer.Option(help="reuse finished stages of an earlier run in --out")] = True,
+    device: str = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a compression recipe on a model; writes each stage, the final model and a report."""
+    from rnnslim.pipeline.recipe import load_recipe
+    from rnnslim.pipeline.runner import run_pipeline
+
+    model = _load(model_path)
+    try:
+        rec = load_recipe(recipe)
+    except (ValueError, FileNotFoundError) as e:
+        _err(f"{recipe}: {e}")
+    task_name = rec.task.name if getattr(rec, "task", None) else None
+    t = _task_for(model, data or (rec.task.data if getattr(rec, "task", None) else None), task_name)
+    try:
+        result = run_pipeline(model, rec, t, out, resume=resume, device=device)
+    except ValueError as e:
+        _err(str(e))
+    summary = result.summary() if hasattr(result, "summary") else {"out": str(out)}
+    _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
+
+
+@app.command()
+def stages() -> None:
+    """List the stage kinds a recipe can use."""
+    from rnnslim.pipeline.stage import get_stage, stage_kinds
+
+    for kind in stage_kinds():
+        cls, _ = get_stage(kind)
+        fields = ", ".join(f for f in cls.model_fields if f != "kind")
+        typer.echo(f"{kind:18s} {fields}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="where the demo writes its model, run and report")] = Path("rnnslim-demo"),
+    quick: Annotated[bool, typer.Option(help="a smaller, faster demo (used by the tests)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a small model on the built-in corpus, compress it with a recipe, print a table, write a report."""
+    from rnnslim.demo import run_demo
+
+    summary = run_demo(out, quick=quick, log=lambda m: typer.echo(m, err=True))
+    _emit(summary, as_json, summary.get("table"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

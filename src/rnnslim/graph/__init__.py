@@ -1,0 +1,14 @@
+"""Discovery of recurrent layers and of the modules that consume their units.
+
+    from rnnslim.graph import discover_coupling, build_groups
+    graph = discover_coupling(model, example_inputs=(x,))   # CouplingGraph; print(graph)
+    groups = build_groups(model, graph)                      # UnitGroup per layer; print(group)
+"""
+
+from rnnslim.graph.coupling import (Consumer, ConsumerKind, CouplingError, CouplingGraph, GroupKind,
+                                    RecurrentModule)
+from rnnslim.graph.discover import DiscoveryMethod, discover_coupling, find_recurrent
+from rnnslim.graph.groups import Cut, TensorSlice, UnitGroup, build_groups
+
+__all__ = ["Consumer", "ConsumerKind", "CouplingError", "CouplingGraph", "Cut", "DiscoveryMethod", "GroupKind",
+           "RecurrentModule", "TensorSlice", "UnitGroup", "build_groups", "discover_coupling", "find_recurrent"]

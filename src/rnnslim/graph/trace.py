@@ -1,0 +1,193 @@
+"""Coupling discovery by running the model on example inputs (when torch.fx cannot trace it).
+
+Forward hooks cut the autograd graph at every module that owns parameters (recurrent,
+Linear, Conv1d, LayerNorm, ...): its outputs are replaced by fresh leaf tensors. What is
+left between a recurrent output leaf and the input of a later module is pure functional
+code (indexing, cat, activations, ...), so data flow can be read from gradients:
+
+    input feature j of consumer C depends on unit u of group G
+        <=>  d C.input[..., j] / d out[..., u] is non-zero somewhere in the example.
+
+Each consumer input feature must depend on at most one (group, unit); anything else
+(several units, a module rnnslim cannot slice, a parameter used on the way that would need
+slicing) marks the recurrent module unresolved. Limits: the example must exercise the
+real path (a ReLU that is zero everywhere hides a dependency), and constants in forward
+that encode sizes are not seen here; check the pruned model on the example afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, GroupKind, RecurrentModule, Source
+from rnnslim.graph.fx_trace import PASSTHROUGH_MODULES
+
+
+@dataclass
+class _Call:
+    path: str
+    module: nn.Module
+    inputs: list[Tensor]  # positional tensor inputs as the module received them
+    leaves: list[Tensor]  # our replacement outputs (detached, requires_grad)
+
+
+def _tensors(obj) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def _replace(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach().requires_grad_(obj.is_floating_point())
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_replace(o) for o in obj)
+    if isinstance(obj, list):
+        return [_replace(o) for o in obj]
+    raise TypeError(f"unsupported module output {type(obj).__name__}")
+
+
+def _is_cut(m: nn.Module) -> bool:
+    """Modules whose outputs become fresh leaves: consumers and parameterised leaf modules."""
+    if isinstance(m, (nn.RNNBase, nn.Linear, nn.Conv1d)):
+        return True
+    is_leaf = next(m.children(), None) is None
+    return is_leaf and not isinstance(m, PASSTHROUGH_MODULES) and any(True for _ in m.parameters(recurse=False))
+
+
+class _SourceMap:
+    """Maps a gradient on a recurrent leaf to the (group, unit) pairs it touches."""
+
+    def __init__(self, rm: RecurrentModule, role: str) -> None:
+        self.rm, self.role = rm, role  # role: "out", "h" or "c"
+
+    def sources(self, grad: Tensor) -> list[set[Source]]:
+        rm, g = self.rm, grad.abs()
+        if self.role == "out":  # (..., D*P): feature f -> unit f % P of the last layer's output group
+            hit = g.reshape(-1, g.shape[-1]).sum(0) > 0
+            feats = rm.out_feats()
+            return [{feats[f]} for f in torch.nonzero(hit).flatten().tolist()]
+        # h_n / c_n: (L*D, [B,] n) -> (layer, unit)
+        hit = g.reshape(g.shape[0], -1, g.shape[-1]).sum(1) > 0
+        out = []
+        for i, k in torch.nonzero(hit).tolist():
+            layer = i // rm.directions
+            name = rm.group_name(layer, rm.out_kind) if self.role == "h" else rm.group_name(layer)
+            out.append({(name, k)})
+        return out
+
+
+def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], example_inputs: tuple) -> CouplingGraph:
+    graph = CouplingGraph(recurrent=dict(recurrent), method="trace")
+    calls: list[_Call] = []
+    handles = []
+
+    def hook(path):
+        def fn(module, args, output):
+            new = _replace(output)
+            calls.append(_Call(path, module, _tensors(args), _tensors(new)))
+            return new
+        return fn
+
+    for path, m in model.named_modules():
+        if path and _is_cut(m) and not any(path.startswith(r + ".") for r in recurrent):
+            handles.append(m.register_forward_hook(hook(path)))
+    was = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            result = model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+
+    # recurrent leaves: the output sequence, h_n and (LSTM) c_n of every recurrent call
+    leaves: list[tuple[Tensor, _SourceMap]] = []
+    for c in calls:
+        if c.path in recurrent:
+            roles = ["out", "h", "c"][: len(c.leaves)]
+            leaves += [(t, _SourceMap(recurrent[c.path], r)) for t, r in zip(c.leaves, roles)]
+    if not leaves:
+        return graph
+    leaf_ts = [t for t, _ in leaves]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def depends(u: Tensor, on: list[Tensor]) -> list[Tensor | None]:
+        if not u.requires_grad:
+            return [None] * len(on)
+        return list(torch.autograd.grad(u, on, grad_outputs=torch.randn_like(u), retain_graph=True, allow_unused=True))
+
+    def sources_of(u: Tensor) -> set[Source]:
+        out: set[Source] = set()
+        for g, (_, smap) in zip(depends(u, leaf_ts), leaves):
+            if g is not None:
+                for s in smap.sources(g):
+                    out |= s
+        return out
+
+    owner = {rm.group_name(layer, kind): rm.path for rm in recurrent.values() for layer in range(rm.num_layers)
+             for kind in GroupKind}
+
+    def owner_paths(srcs) -> set[str]:
+        return {owner[s[0]] for s in srcs}
+
+    def unresolved(paths, msg):
+        for p in paths:
+            graph.unresolved.setdefault(p, []).append(msg)
+
+    leaf_ids = {id(t) for t in leaf_ts}
+    for c in calls:
+        if not c.inputs:
+            continue
+        kind = {nn.Linear: ConsumerKind.LINEAR, nn.Conv1d: ConsumerKind.CONV1D}.get(type(c.module))
+        if isinstance(c.module, nn.RNNBase):
+            kind = ConsumerKind.RECURRENT
+            x, states = c.inputs[0], c.inputs[1:]
+            for s in states:  # initial states: only the module's own carried state is allowed
+                srcs = {src for src in sources_of(s)} if id(s) not in leaf_ids else set()
+                own = [sm for t, sm in leaves if t is s]
+                if srcs or (own and own[0].rm.path != c.path):
+                    unresolved(owner_paths(srcs) | {c.path} | {sm.rm.path for sm in own},
+                               f"the initial state of '{c.path}' comes from another recurrent layer")
+        else:
+            x = c.inputs[0]
+        srcs = sources_of(x)
+        if not srcs:
+            continue
+        if kind is None:
+            unresolved(owner_paths(srcs), f"module '{c.path}' ({type(c.module).__name__}) receives the features; "
+                                          "rnnslim slices only Linear, Conv1d and recurrent consumers")
+            continue
+        fdim = 1 if kind is ConsumerKind.CONV1D and x.dim() == 3 else x.dim() - 1
+        used = [n for (n, p), g in zip(params, depends(x, [p for _, p in params])) if g is not None and g.abs().sum() > 0]
+        if used:
+            unresolved(owner_paths(srcs), f"parameters {used[:3]} are applied to the features on the way to "
+                                          f"'{c.path}'; they would need pruning too")
+            continue
+        feats: list[Source | None] = []
+        for j in range(x.shape[fdim]):
+            s = sources_of(x.select(fdim, j))
+            if len(s) > 1:
+                unresolved(owner_paths(s), f"input feature {j} of '{c.path}' mixes several units: {sorted(s)[:4]}")
+                break
+            feats.append(next(iter(s)) if s else None)
+        else:
+            old = graph.consumers.get(c.path)
+            if old is not None and old.feats != tuple(feats):
+                unresolved(owner_paths(srcs), f"'{c.path}' is called more than once with different inputs")
+            graph.consumers[c.path] = Consumer(c.path, kind, tuple(feats))
+
+    for t in _tensors(result):
+        if id(t) in leaf_ids and any(t is lt and sm.role != "out" for lt, sm in leaves):
+            continue  # a returned final state is carried state, not features
+        for s in sources_of(t) if t.requires_grad else ():
+            graph.exposed.setdefault(s[0], "returned by forward")
+    return graph

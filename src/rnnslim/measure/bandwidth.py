@@ -1,0 +1,48 @@
+"""Memory bandwidth measured in the same run: the floor under any weight-bound step.
+
+A batch-1 recurrent step multiplies every weight once, so it cannot finish faster than the
+time to stream its weights from memory: floor = weight bytes read per step / bandwidth.
+Bandwidth is measured as a large tensor copy (`dst.copy_(src)` into a pre-touched buffer,
+so page faults are not timed), best of several, counting read + write bytes (STREAM "copy"
+convention). Models small enough to sit in cache can beat this floor; it is a DRAM floor.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from rnnslim.measure.latency import torch_threads
+
+
+class Bandwidth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    threads: int
+    bytes_per_s: float  # (read + write) bytes / second of the best copy
+    copy_megabytes: int
+    repeats: int
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.bytes_per_s / 1e9
+
+    def floor_ms(self, bytes_per_step: int) -> float:
+        return bytes_per_step / self.bytes_per_s * 1e3
+
+
+def memory_bandwidth(threads: int = 1, megabytes: int = 256, repeats: int = 5) -> Bandwidth:
+    """Copy bandwidth with `threads` torch threads: best of `repeats` copies of `megabytes` MiB."""
+    n = megabytes * (1 << 20) // 4
+    with torch_threads(threads):
+        src = torch.ones(n, dtype=torch.float32)
+        dst = torch.empty_like(src)
+        dst.copy_(src)  # touch every page of dst before timing
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            dst.copy_(src)
+            best = min(best, time.perf_counter() - t0)
+    del src, dst
+    return Bandwidth(threads=threads, bytes_per_s=2 * n * 4 / best, copy_megabytes=megabytes, repeats=repeats)

@@ -1,0 +1,79 @@
+"""The machine a measurement ran on (every reported figure names it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class MachineInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cpu_model: str
+    logical_cpus: int
+    physical_cores: int | None
+    torch_version: str
+    torch_default_threads: int
+    onednn_available: bool
+    onnxruntime_version: str | None
+    onnx_version: str | None
+    python_version: str
+    platform: str
+    date_utc: str
+    load_average: list[float] | None  # 1/5/15-minute load at the start: a busy machine gives noisy times
+    git_commit: str | None
+
+
+def _cpuinfo() -> tuple[str, int | None]:
+    model, cores = platform.processor() or "unknown", None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, cores
+    pairs = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        pairs.setdefault(key.strip(), value.strip())
+    cores_per_socket = pairs.get("cpu cores")
+    sockets = {line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("physical id")}
+    if cores_per_socket and cores_per_socket.isdigit():
+        cores = int(cores_per_socket) * max(len(sockets), 1)
+    return pairs.get("model name", model), cores
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> MachineInfo:
+    cpu, cores = _cpuinfo()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return MachineInfo(
+        cpu_model=cpu, logical_cpus=os.cpu_count() or 1, physical_cores=cores, torch_version=torch.__version__,
+        torch_default_threads=torch.get_num_threads(), onednn_available=torch.backends.mkldnn.is_available(),
+        onnxruntime_version=_version("onnxruntime"), onnx_version=_version("onnx"),
+        python_version=platform.python_version(), platform=platform.platform(),
+        date_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), load_average=load,
+        git_commit=_git_commit())

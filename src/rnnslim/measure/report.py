@@ -1,0 +1,149 @@
+"""The result of `measure()`: JSON for machines (`to_dict` / `from_dict`), a table for people.
+
+One VariantResult per (variant, thread count): the model itself and each baseline, with
+step latency (median of medians and spread), latency ratio to `torch nn (default)` at the
+same thread count, batch throughput, bytes on disk, weight bytes read per step, and the
+bandwidth floor with how far the variant is above it (x floor = latency / floor).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from rnnslim.measure.bandwidth import Bandwidth
+from rnnslim.measure.machine import MachineInfo
+from rnnslim.measure.macs import MacStats
+from rnnslim.measure.quality import Quality
+from rnnslim.measure.size import SizeStats
+from rnnslim.measure.variants import VariantKind
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class MeasureSettings(BaseModel):
+    """How long to measure. `full()` follows BENCHMARKING.md; `quick()` is for tests and demos only."""
+
+    model_config = _FROZEN
+    quick: bool = False
+    steps: int = 200
+    repeats: int = 5
+    warmup: int = 50
+    batch: int = 64
+    seq_len: int = 128
+    throughput_repeats: int = 3
+    bandwidth_megabytes: int = 256
+    bandwidth_repeats: int = 5
+    eval_max_steps: int | None = None  # None: the whole split
+
+    @classmethod
+    def full(cls) -> MeasureSettings:
+        return cls()
+
+    @classmethod
+    def for_quick(cls) -> MeasureSettings:
+        return cls(quick=True, steps=30, repeats=3, warmup=5, batch=64, seq_len=16, throughput_repeats=1,
+                   bandwidth_megabytes=32, bandwidth_repeats=3, eval_max_steps=2000)
+
+
+class LatencyStats(BaseModel):
+    model_config = _FROZEN
+    median_ms: float
+    spread_ms: list[float]  # [min, max] of the per-round medians
+    medians_ms: list[float]
+    threads: int
+    steps: int
+    repeats: int
+    warmup: int
+
+
+class ThroughputStats(BaseModel):
+    model_config = _FROZEN
+    steps_per_s: float
+    spread_steps_per_s: list[float]
+    seconds: float
+    repeats: int
+    threads: int
+    batch: int
+    seq_len: int
+
+
+class VariantResult(BaseModel):
+    model_config = _FROZEN
+    kind: VariantKind
+    label: str
+    threads: int
+    status: str = "ok"
+    latency: LatencyStats | None = None
+    throughput: ThroughputStats | None = None
+    artifact_bytes: int | None = None
+    bytes_per_step: int | None = None
+    floor_ms: float | None = None
+    x_floor: float | None = None  # latency / floor
+    ratio_vs_torch_default: float | None = None  # latency / latency of torch nn (default), same threads
+    note: str = ""
+
+
+class ModelSummary(BaseModel):
+    model_config = _FROZEN
+    name: str
+    size: SizeStats
+    macs: MacStats
+    quality: Quality | None = None
+    bytes_per_step: int | None = None
+
+
+class QualityChange(BaseModel):
+    model_config = _FROZEN
+    metric: str
+    model: float
+    baseline: float
+    absolute: float  # model - baseline
+    percent: float
+
+
+class MeasureReport(BaseModel):
+    model_config = _FROZEN
+    format: Literal["rnnslim-measure"] = "rnnslim-measure"
+    version: Literal[1] = 1
+    model: ModelSummary
+    baseline: ModelSummary | None = None  # None: no baseline, or the model is its own baseline
+    baseline_is_model: bool
+    quality_change: QualityChange | None = None
+    variants: list[VariantResult]
+    bandwidth: list[Bandwidth]
+    onnx_export: dict | None = None
+    settings: MeasureSettings
+    machine: MachineInfo
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MeasureReport:
+        return cls.model_validate(data)
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    def variant(self, kind: VariantKind | str, threads: int) -> VariantResult:
+        kind = VariantKind(kind)
+        for v in self.variants:
+            if v.kind is kind and v.threads == threads:
+                return v
+        raise KeyError(f"no {kind.value} result at {threads} thread(s)")
+
+    def table(self) -> str:
+        from rnnslim.measure.table import render
+
+        return render(self)
+
+    def __str__(self) -> str:
+        return self.table()

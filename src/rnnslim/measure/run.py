@@ -1,0 +1,158 @@
+"""`measure()`: size, MACs, quality, latency and throughput of a model and of the baselines a
+user would otherwise pick, all in one process run on one machine (BENCHMARKING.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnslim.measure.bandwidth import Bandwidth, memory_bandwidth
+from rnnslim.measure.baselines import baseline_variants, is_uncompressed
+from rnnslim.measure.latency import time_batch, time_stream, torch_threads
+from rnnslim.measure.machine import machine_info
+from rnnslim.measure.macs import macs_per_step
+from rnnslim.measure.quality import evaluate_quality
+from rnnslim.measure.report import (
+    LatencyStats,
+    MeasureReport,
+    MeasureSettings,
+    ModelSummary,
+    QualityChange,
+    ThroughputStats,
+    VariantResult,
+)
+from rnnslim.measure.size import size_stats
+from rnnslim.measure.variants import Variant, VariantKind, torch_variant, unavailable, user_variant
+from rnnslim.measure.weight_bytes import module_bytes_per_step
+
+
+def _name(model: nn.Module) -> str:
+    meta = getattr(model, "task_meta", None) or {}
+    return str(meta.get("name") or type(model).__name__)
+
+
+def _summary(model, task, split, eval_fn, settings, artifact_path) -> ModelSummary:
+    quality = evaluate_quality(model, task, split, eval_fn, max_steps=settings.eval_max_steps)
+    return ModelSummary(name=_name(model), size=size_stats(model, artifact_path), macs=macs_per_step(model),
+                        quality=quality, bytes_per_step=module_bytes_per_step(model))
+
+
+def _quality_change(model: ModelSummary, baseline: ModelSummary | None) -> QualityChange | None:
+    if baseline is None or model.quality is None or baseline.quality is None:
+        return None
+    metric = model.quality.primary_metric
+    if metric not in baseline.quality.metrics:
+        return None
+    a, b = model.quality.metrics[metric], baseline.quality.metrics[metric]
+    return QualityChange(metric=metric, model=a, baseline=b, absolute=a - b, percent=100 * (a - b) / b if b else 0.0)
+
+
+def run_variant(v: Variant, threads: int, s: MeasureSettings, bw: Bandwidth) -> VariantResult:
+    """Time one variant at one thread count; a baseline that fails is reported, the model's failure raised."""
+    base = dict(kind=v.kind, label=v.label, threads=threads, artifact_bytes=v.artifact_bytes,
+                bytes_per_step=v.bytes_per_step, note=v.note)
+    if v.status != "ok":
+        return VariantResult(**base, status=v.status)
+    try:
+        with torch_threads(threads), torch.inference_mode(), (v.context() if v.context else contextlib.nullcontext()):
+            lat = time_stream(v.stream(threads), s.steps, s.repeats, s.warmup) if v.stream else None
+            thr = (time_batch(v.batch(threads, s.batch, s.seq_len), s.batch * s.seq_len, s.throughput_repeats)
+                   if v.batch else None)
+    except Exception as e:
+        if v.kind is VariantKind.MODEL:
+            raise
+        return VariantResult(**base, status=f"failed: {type(e).__name__}: {e}")
+    floor = bw.floor_ms(v.bytes_per_step) if v.bytes_per_step else None
+    return VariantResult(
+        **base,
+        latency=LatencyStats(**lat, threads=threads) if lat else None,
+        throughput=ThroughputStats(**thr, threads=threads, batch=s.batch, seq_len=s.seq_len) if thr else None,
+        floor_ms=floor, x_floor=lat["median_ms"] / floor if (lat and floor) else None)
+
+
+def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
+    ref = {r.threads: r.latency.median_ms for r in results if r.kind is VariantKind.TORCH_DEFAULT and r.latency}
+    out = []
+    for r in results:
+        if r.latency and r.threads in ref:
+            r = r.model_copy(update={"ratio_vs_torch_default": r.latency.median_ms / ref[r.threads]})
+        out.append(r)
+    return out
+
+
+def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Module | None = None,
+            eval_fn: Callable[[nn.Module], dict] | None = None, threads: Sequence[int] = (1, 2), quick: bool = False,
+            include_baselines: bool = True, artifact_path: str | Path | None = None, *,
+            step_fn: Callable[[Any], Any] | None = None, batch_fn: Callable[[], Any] | None = None,
+            baseline_artifact_path: str | Path | None = None, settings: MeasureSettings | None = None,
+            log: Callable[[str], None] | None = None) -> MeasureReport:
+    """Measure `model` and, in the same run, the baselines built from the uncompressed model.
+
+    model        a SequenceModel (also with compressed layers swapped in), or any nn.Module together
+                 with `step_fn(state) -> state` (one streaming step at batch 1; state None at first),
+                 optionally `batch_fn()` (one pass of batch x seq_len steps) and `eval_fn`
+    task, split  `task.evaluate(model, split)` gives the metric (eval_fn(model) -> dict wins if given)
+    baseline     the uncompressed SequenceModel the baselines are built from; default: the model
+                 itself when it is uncompressed (plain float torch layers of one shape)
+    threads      torch / ONNX Runtime intra-op thread counts, each measured separately
+    quick        short runs for tests and demos (flagged in the report; not benchmark figures)
+    artifact_path the model's saved directory/file, else it is saved to a temporary directory
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda msg: None)
+    s = settings or (MeasureSettings.for_quick() if quick else MeasureSettings.full())
+    threads = tuple(int(t) for t in threads)
+    machine = machine_info()
+    user_module = not hasattr(model, "spec")
+    if user_module and step_fn is None:
+        raise TypeError(f"{type(model).__name__} does not follow SequenceModel's contract; pass step_fn= "
+                        "(and batch_fn=, eval_fn=) to measure it")
+    if baseline is None and is_uncompressed(model):
+        baseline = model
+    baseline_is_model = baseline is model
+    was_training = [(m, m.training) for m in {id(m): m for m in (model, baseline) if m is not None}.values()]
+    for m, _ in was_training:
+        m.eval()
+    try:
+        say("size, MACs and quality of the model")
+        summary = _summary(model, task, split, eval_fn, s, artifact_path)
+        base_summary = None
+        if baseline is not None and not baseline_is_model:
+            say("size, MACs and quality of the baseline")
+            base_summary = _summary(baseline, task, split, eval_fn, s, baseline_artifact_path)
+        base_ref = summary if baseline_is_model else base_summary
+        if user_module:
+            own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
+        else:
+            own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
+        with tempfile.TemporaryDirectory(prefix="rnnslim-measure-") as workdir:
+            variants, export_record = [own], None
+            if include_baselines:
+                if baseline is None:
+                    why = "unavailable: the model is not an uncompressed float model; pass baseline="
+                    variants += [unavailable(k, why) for k in list(VariantKind)[1:]]
+                else:
+                    say("building baselines (torch nn, ONNX export, int8 quantization)")
+                    extra, export_record = baseline_variants(baseline, Path(workdir),
+                                                             base_ref.size.artifact_bytes if base_ref else None)
+                    variants += extra
+            bandwidth = {t: memory_bandwidth(t, s.bandwidth_megabytes, s.bandwidth_repeats) for t in threads}
+            results = []
+            for t in threads:
+                for v in variants:
+                    say(f"timing {v.label} at {t} thread(s)")
+                    results.append(run_variant(v, t, s, bandwidth[t]))
+    finally:
+        for m, flag in was_training:
+            m.train(flag)
+    return MeasureReport(model=summary, baseline=base_summary, baseline_is_model=baseline_is_model,
+                         quality_change=_quality_change(summary, base_summary), variants=_with_ratios(results),
+                         bandwidth=list(bandwidth.values()), onnx_export=export_record, settings=s, machine=machine,
+                         seconds=time.perf_counter() - t0)

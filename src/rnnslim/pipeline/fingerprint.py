@@ -1,0 +1,91 @@
+"""Hashes that decide what a resumed pipeline may reuse, and JSON-safe conversion.
+
+input hash  = sha256(model architecture + every tensor's bytes + task identity + seed)
+stage hash  = sha256(stage kind + config + previous hash)   (a chain: editing stage k
+              changes the hashes of k and of everything after it)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    # view as raw bytes: works for bf16 (numpy has no bf16) and integer storage alike
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def model_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        h.update(spec.model_dump_json().encode())
+    h.update(json.dumps(getattr(model, "tensor_encodings", {}) or {}, sort_keys=True, default=str).encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def task_identity(task: Any) -> dict:
+    """What identifies the data a task trains and evaluates on (its class and metadata)."""
+    meta = task.meta() if hasattr(task, "meta") else {}
+    ident = {"class": f"{type(task).__module__}.{type(task).__qualname__}", "meta": jsonable(meta)}
+    ids = getattr(task, "ids", None)  # CharLMTask: the whole token stream
+    if isinstance(ids, torch.Tensor):
+        ident["data_sha256"] = hashlib.sha256(_tensor_bytes(ids)).hexdigest()
+    return ident
+
+
+def input_hash(model: torch.nn.Module, task: Any, seed: int) -> str:
+    blob = json.dumps({"model": model_hash(model), "task": task_identity(task), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def stage_hash(config: dict, prev_hash: str) -> str:
+    blob = json.dumps({"config": config, "prev": prev_hash}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dict_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values for records written by stages (tensors, numpy, enums, paths...).
+    Non-finite floats become None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, Enum):
+        return jsonable(obj.value)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return jsonable(obj.item() if obj.numel() == 1 else obj.detach().cpu().tolist())
+    if hasattr(obj, "model_dump"):  # pydantic
+        return jsonable(obj.model_dump(mode="json"))
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        try:
+            return jsonable(obj.item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return jsonable(asdict(obj))
+    return str(obj)

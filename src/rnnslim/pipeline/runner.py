@@ -1,0 +1,211 @@
+"""Run a recipe's stages on a copy of a model, resumably, and report the result.
+
+    result = run_pipeline(load_model("charlstm-256x2.json"), load_recipe("r.yaml"), task, "runs/r")
+
+- The input model (object and file) is never modified: stages run on a deep copy, and
+  the teacher given to stages (StageContext.teacher) is another copy in eval mode.
+- After each stage its output is saved (stages/NN-kind/model), loaded back and measured
+  from what was saved, so every row describes the artifact on disk and a resumed run
+  continues from exactly the same model as an uninterrupted one. A stage's output must
+  therefore be fully described by its saved model (no Python-only attributes).
+- Resume: a stage whose stage.json holds the same hash chain is skipped; the first stage
+  that differs (or never finished) and everything after it run again. Interrupting
+  (Ctrl-C, an exception) keeps completed stages and the interrupted stage's work dir.
+- Seeds: before stage i torch is seeded with recipe.seed + i, and ctx.seed = recipe.seed + i.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnslim.io.format import load_model, save_model
+from rnnslim.pipeline import rundir as rd
+from rnnslim.pipeline.fingerprint import dict_hash, input_hash, jsonable, stage_hash
+from rnnslim.pipeline.measurements import EVAL_SPLITS, measure_model
+from rnnslim.pipeline.recipe import Recipe, RecipeError, load_recipe
+from rnnslim.pipeline.result import PipelineResult, StageRow
+from rnnslim.pipeline.stage import StageContext, get_stage
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[rnnslim] {msg}", file=sys.stderr, flush=True)
+
+
+def _task_summary(task: Any) -> dict:
+    meta = jsonable(task.meta()) if hasattr(task, "meta") else {}
+    meta = {k: (f"<{len(v)} entries>" if isinstance(v, list) and len(v) > 20 else v) for k, v in meta.items()}
+    return {"name": getattr(task, "name", type(task).__name__), "primary_metric": task.primary_metric,
+            "higher_is_better": bool(task.higher_is_better), "meta": meta}
+
+
+def _stage_json(row: StageRow, prev_hash: str | None, measure_key: str) -> dict:
+    return jsonable({"index": row.index, "kind": row.kind, "config": row.config, "hash": row.hash,
+                     "prev_hash": prev_hash, "record": row.record, "timings": row.timings,
+                     "measure_key": measure_key, "measurements": row.measurements, "finished_at": _now()})
+
+
+def _measure(model, task, model_dir: Path, recipe: Recipe, timings: dict) -> dict:
+    m = measure_model(model, task, model_dir, recipe.measure)
+    timings.update(m.pop("timings"))
+    return m
+
+
+def _save_and_reload(model, model_dir: Path, device: str, timings: dict):
+    t0 = time.perf_counter()
+    save_model(model, model_dir)
+    t1 = time.perf_counter()
+    loaded = load_model(model_dir, map_location=device)
+    timings.update(save_s=t1 - t0, load_s=time.perf_counter() - t1)
+    return loaded
+
+
+def _reuse_row(info: dict, sdir: Path, rel: str, task, recipe: Recipe, measure_key: str, device: str) -> StageRow:
+    row = StageRow(index=info["index"], kind=info["kind"], dir=rel, config=info["config"], hash=info["hash"],
+                   reused=True, measurements=info.get("measurements") or {}, timings=info.get("timings") or {},
+                   record=info.get("record") or {})
+    if info.get("measure_key") != measure_key or not row.measurements:  # measure section changed: re-measure
+        model = load_model(sdir / rd.MODEL_DIR, map_location=device)
+        row.measurements = _measure(model, task, sdir / rd.MODEL_DIR, recipe, row.timings)
+        rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, info.get("prev_hash"), measure_key))
+    return row
+
+
+def _is_complete(sdir: Path, h: str) -> dict | None:
+    info = rd.read_json(sdir / rd.STAGE_JSON)
+    if info and info.get("hash") == h and (sdir / rd.MODEL_DIR / "model.json").exists():
+        return info
+    return None
+
+
+def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: str | Path = "rnnslim-run",
+                 resume: bool = True, progress: bool = True, device: str = "cpu") -> PipelineResult:
+    """Run `recipe` on a copy of `model`; write out_dir (see rundir.py) and the report.
+
+    `recipe` may be a path to a YAML file (its task data path is then relative to it).
+    `task` defaults to the one the recipe's `task:` section names.
+    """
+    from rnnslim.report import write_report
+
+    base_dir = None
+    if not isinstance(recipe, Recipe):
+        base_dir = Path(recipe).parent
+        recipe = load_recipe(recipe)
+    if task is None:
+        if recipe.task is None:
+            raise RecipeError(f"recipe {recipe.name!r} has no `task:` section; pass a task to run_pipeline")
+        from rnnslim.pipeline.tasks import build_task
+
+        task = build_task(recipe.task, model, base_dir)
+    for cfg in recipe.stages:
+        get_stage(cfg.kind)  # fail before any work if a stage module went missing
+    out = Path(out_dir)
+    rd.prepare_out_dir(out, recipe, resume)
+    stages_root = out / rd.STAGES_DIR
+    started, t_start = _now(), time.perf_counter()
+    measure_key = dict_hash({"measure": recipe.measure, "splits": EVAL_SPLITS})
+
+    # private copies: the stages' working model and the teacher; `model` itself is only read
+    current = copy.deepcopy(model).to(device).eval()
+    teacher = copy.deepcopy(model).to(device).eval().requires_grad_(False)
+
+    # row 0: the input model, saved the same way as every stage's output
+    in_hash = input_hash(current, task, recipe.seed)
+    names = [rd.stage_dir_name(i, c.kind) for i, c in enumerate(recipe.stages, start=1)]
+    rd.remove_stale_stage_dirs(stages_root, {rd.INPUT_DIR, *names})
+    in_dir = stages_root / rd.INPUT_DIR
+    info = _is_complete(in_dir, in_hash)
+    if info:
+        rows = [_reuse_row(info, in_dir, f"{rd.STAGES_DIR}/{rd.INPUT_DIR}", task, recipe, measure_key, device)]
+    else:
+        _log(progress, f"measuring the input model -> {in_dir}")
+        rd.remove_stage_outputs(in_dir)
+        row = StageRow(0, "input", f"{rd.STAGES_DIR}/{rd.INPUT_DIR}",
+                       {"source": getattr(model, "source_path", None)}, in_hash, False, {})
+        current = _save_and_reload(current, in_dir / rd.MODEL_DIR, device, row.timings)
+        row.measurements = _measure(current, task, in_dir / rd.MODEL_DIR, recipe, row.timings)
+        rd.write_json(in_dir / rd.STAGE_JSON, _stage_json(row, None, measure_key))
+        rows = [row]
+
+    # the hash chain decides which stages are reusable; everything from the first miss re-runs
+    hashes, prev = [], in_hash
+    for cfg in recipe.stages:
+        prev = stage_hash(cfg.model_dump(mode="json"), prev)
+        hashes.append(prev)
+    first_run = next((i for i, (n, h) in enumerate(zip(names, hashes)) if not _is_complete(stages_root / n, h)),
+                     len(names))
+    if first_run < len(names):
+        rd.clear_final_outputs(out)
+        for n in names[first_run:]:
+            rd.remove_stage_outputs(stages_root / n)
+
+    current_dir = in_dir / rd.MODEL_DIR  # where the model entering the next stage is saved
+    loaded_from: Path | None = in_dir / rd.MODEL_DIR if not info else None
+    try:
+        for i, (cfg, name, h) in enumerate(zip(recipe.stages, names, hashes), start=1):
+            sdir, rel = stages_root / name, f"{rd.STAGES_DIR}/{name}"
+            if i - 1 < first_run:
+                _log(progress, f"[{i}/{len(names)}] {name}: done in an earlier run, reusing it")
+                rows.append(_reuse_row(rd.read_json(sdir / rd.STAGE_JSON), sdir, rel, task, recipe, measure_key, device))
+                current_dir = sdir / rd.MODEL_DIR
+                continue
+            if loaded_from != current_dir:
+                current, loaded_from = load_model(current_dir, map_location=device), current_dir
+            kept = rd.prepare_work_dir(sdir / rd.WORK_DIR, h)
+            _log(progress, f"[{i}/{len(names)}] {name}: running" + (" (resuming its work dir)" if kept else ""))
+            ctx = StageContext(task=task, work_dir=sdir / rd.WORK_DIR, device=device, seed=recipe.seed + i,
+                               progress=progress, teacher=teacher)
+            _, fn = get_stage(cfg.kind)
+            config = cfg.model_dump(mode="json")
+            torch.manual_seed(ctx.seed)
+            t0 = time.perf_counter()
+            result = fn(current, cfg, ctx)
+            timings = {"run_s": time.perf_counter() - t0}
+            if not isinstance(result, torch.nn.Module):
+                raise rd.PipelineError(f"stage {name} returned {type(result).__name__}, not the model")
+            record = jsonable(ctx.record)
+            result.history = list(getattr(result, "history", None) or []) + [
+                {"stage": cfg.kind, "index": i, "recipe": recipe.name, "config": config, "hash": h, "record": record}]
+            current = _save_and_reload(result, sdir / rd.MODEL_DIR, device, timings)
+            current_dir = loaded_from = sdir / rd.MODEL_DIR
+            row = StageRow(i, cfg.kind, rel, config, h, False, {}, timings, record)
+            row.measurements = _measure(current, task, current_dir, recipe, row.timings)
+            rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, hashes[i - 2] if i > 1 else in_hash, measure_key))
+            rows.append(row)
+            _log(progress, f"[{i}/{len(names)}] {name}: {_summary(row, rows[0], task.primary_metric)}")
+    except BaseException as e:
+        done = sum(1 for r in rows if r.index > 0)
+        _log(progress, f"stopped ({type(e).__name__}) after {done} of {len(names)} stages; completed stages are "
+                       f"kept in {stages_root}; run again to resume")
+        raise
+
+    if loaded_from != current_dir:
+        current = load_model(current_dir, map_location=device)
+    save_model(current, out / rd.FINAL_MODEL)
+    result = PipelineResult(recipe=recipe, out_dir=out, model=current, rows=rows, task=_task_summary(task),
+                            device=device, started_at=started, finished_at=_now(),
+                            wall_s=time.perf_counter() - t_start)
+    result.report_paths = write_report(result, out)
+    _log(progress, f"done: final model in {out / rd.FINAL_MODEL}, report in {result.report_paths.get('markdown')}")
+    return result
+
+
+def _summary(row: StageRow, base: StageRow, metric: str) -> str:
+    v, v0 = row.metric("valid", metric), base.metric("valid", metric)
+    parts = []
+    if v is not None:
+        parts.append(f"valid {metric} {v:.4f}" + (f" ({v - v0:+.4f})" if v0 is not None else ""))
+    parts.append(f"{row.measurements['artifact_bytes']:,} bytes")
+    parts.append(f"{row.timings.get('run_s', 0.0):.1f} s")
+    return ", ".join(parts)

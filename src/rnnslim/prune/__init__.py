@@ -1,0 +1,36 @@
+"""Pruning: importance criteria, masks that hold during training, unstructured / N:M /
+block patterns, AGP schedules, sensitivity analysis (structured pruning: structured*.py).
+
+Re-exports only; heavy work happens in the submodules.
+"""
+
+from rnnslim.prune.common import PruneResult
+from rnnslim.prune.dispatch import prune_, register_pruner
+from rnnslim.prune.gradual import GradualPruning, prune_gradual_
+from rnnslim.prune.importance import (
+    Calibration,
+    Criterion,
+    activation_scores,
+    as_calibration,
+    fisher_scores,
+    magnitude,
+    magnitude_scores,
+    per_gate_row,
+    per_unit,
+    score_model,
+    taylor_scores,
+)
+from rnnslim.prune.masks import apply_masks_, mark_sparse_, mask_hook, masks_from_model, sparsity_report
+from rnnslim.prune.patterns import BlockPruning, NMPruning, block_mask, nm_mask, prune_block_, prune_nm_
+from rnnslim.prune.schedules import AGPSchedule, agp_sparsity
+from rnnslim.prune.sensitivity import sensitivity
+from rnnslim.prune.targets import TargetKind, prunable_tensors
+from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
+
+__all__ = [
+    "AGPSchedule", "BlockPruning", "Calibration", "Criterion", "GradualPruning", "NMPruning", "PruneResult", "Scope",
+    "TargetKind", "UnstructuredPruning", "activation_scores", "agp_sparsity", "apply_masks_", "as_calibration",
+    "block_mask", "fisher_scores", "magnitude", "magnitude_scores", "mark_sparse_", "mask_hook", "masks_from_model",
+    "nm_mask", "per_gate_row", "per_unit", "prunable_tensors", "prune_", "prune_block_", "prune_gradual_", "prune_nm_",
+    "prune_unstructured_", "register_pruner", "score_model", "sensitivity", "sparsity_report", "taylor_scores",
+]

@@ -1,0 +1,208 @@
+"""Pipeline stages for mask-based pruning (kinds: prune, prune_nm, prune_block, prune_sensitivity).
+
+Recipe examples (YAML):
+
+    - kind: prune                 # one-shot magnitude, 90 % of the recurrent weights
+      sparsity: 0.9
+    - kind: prune                 # gradual AGP with fine-tuning
+      sparsity: 0.9
+      schedule: agp
+      finetune_steps: 2000
+      frequency: 50
+      criterion: taylor
+      targets: [input, recurrent, output]
+    - kind: prune_nm              # 2:4 along the input dimension
+      n: 2
+      m: 4
+    - kind: prune_block           # 4 x 4 tiles, 80 %
+      sparsity: 0.8
+    - kind: prune_sensitivity     # no change to the model; a table + plot in the report
+      sparsities: [0.5, 0.7, 0.9]
+
+Every pruning stage records per-tensor sparsity and the method in ctx.record, and marks
+the pruned tensors for sparse storage (model.tensor_encodings), so the saved artifact is
+smaller and masks_from_model finds the masks again for a later fine-tuning stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from rnnslim.io.sparse_encoding import SparseFormat
+from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.prune.common import PruneResult
+from rnnslim.prune.gradual import GradualPruning, prune_gradual_
+from rnnslim.prune.importance import Criterion
+from rnnslim.prune.masks import Masks, apply_masks_, mark_sparse_, mask_hook, sparsity_report
+from rnnslim.prune.patterns import BlockPruning, NMPruning, prune_block_, prune_nm_
+from rnnslim.prune.schedules import AGPSchedule
+from rnnslim.prune.sensitivity import Grouping, sensitivity
+from rnnslim.prune.targets import ALL_KINDS, RECURRENT_KINDS, TargetKind
+from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
+from rnnslim.train import TrainConfig, TrainHooks, train
+
+
+class PruneSchedule(str, Enum):
+    ONE_SHOT = "one_shot"
+    AGP = "agp"
+
+
+class _MaskedPruneStage(StageConfig):
+    """Fields shared by the mask-based pruning stages."""
+
+    criterion: Criterion = Criterion.MAGNITUDE
+    targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
+    layers: tuple[int, ...] | None = None
+    calibration_batches: int = Field(default=8, ge=1)
+    storage: SparseFormat = SparseFormat.AUTO
+    # masked fine-tuning (after a one-shot cut; during an AGP schedule)
+    finetune_steps: int = Field(default=0, ge=0)
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    seq_len: int = Field(default=64, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    clip_grad: float | None = Field(default=1.0, gt=0)
+    eval_max_steps: int | None = Field(default=5000, ge=1)
+
+    def train_config(self, ctx: StageContext) -> TrainConfig:
+        return TrainConfig(epochs=1_000_000, max_steps=self.finetune_steps, batch_size=self.batch_size,
+                           seq_len=self.seq_len, lr=self.lr, weight_decay=self.weight_decay, clip_grad=self.clip_grad,
+                           eval_max_steps=self.eval_max_steps, seed=ctx.seed, device=ctx.device)
+
+
+class _ScheduledPruneStage(_MaskedPruneStage):
+    sparsity: float = Field(ge=0.0, lt=1.0)
+    scope: Scope = Scope.LAYER
+    schedule: PruneSchedule = PruneSchedule.ONE_SHOT
+    initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0)
+    start_step: int = Field(default=0, ge=0)
+    end_step: int | None = Field(default=None, ge=1, description="default: 75 % of finetune_steps")
+    frequency: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _check_schedule(self):
+        if self.schedule is PruneSchedule.AGP:
+            if self.finetune_steps < 1:
+                raise ValueError("schedule 'agp' prunes during fine-tuning: set finetune_steps > 0")
+            self.agp()  # validates start/end/sparsities
+        return self
+
+    def agp(self) -> AGPSchedule:
+        end = self.end_step or max(self.start_step + 1, int(0.75 * self.finetune_steps))
+        return AGPSchedule(final_sparsity=self.sparsity, initial_sparsity=self.initial_sparsity,
+                           start_step=self.start_step, end_step=end, frequency=self.frequency)
+
+    def gradual(self, ctx: StageContext, block_rows=None, block_cols=None) -> GradualPruning:
+        return GradualPruning(schedule=self.agp(), train=self.train_config(ctx), criterion=self.criterion,
+                              scope=self.scope, targets=self.targets, layers=self.layers,
+                              calibration_batches=self.calibration_batches, block_rows=block_rows,
+                              block_cols=block_cols)
+
+
+class PruneStage(_ScheduledPruneStage):
+    """Unstructured pruning, one-shot or AGP."""
+
+    kind: Literal["prune"] = "prune"
+
+
+class NMPruneStage(_MaskedPruneStage):
+    kind: Literal["prune_nm"] = "prune_nm"
+    n: int = Field(default=2, ge=1)
+    m: int = Field(default=4, ge=2)
+
+
+class BlockPruneStage(_ScheduledPruneStage):
+    kind: Literal["prune_block"] = "prune_block"
+    block_rows: int | None = Field(default=4, ge=1)
+    block_cols: int | None = Field(default=4, ge=1)
+
+
+class SensitivityStage(StageConfig):
+    kind: Literal["prune_sensitivity"] = "prune_sensitivity"
+    sparsities: tuple[float, ...] = Field(default=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), min_length=1)
+    criterion: Criterion = Criterion.MAGNITUDE
+    targets: tuple[TargetKind, ...] = Field(default=ALL_KINDS, min_length=1)
+    grouping: Grouping = Grouping.TENSOR
+    split: str = "valid"
+    max_steps: int | None = Field(default=5000, ge=1)
+    calibration_batches: int = Field(default=8, ge=1)
+    plot: bool = True
+
+
+def _calibration(cfg: _MaskedPruneStage, ctx: StageContext):
+    return ctx.task if cfg.criterion.needs_data else None
+
+
+def _masked_finetune(model: nn.Module, masks: Masks, cfg: _MaskedPruneStage, ctx: StageContext) -> dict:
+    hook = mask_hook(masks, model)
+    try:
+        result = train(model, ctx.task, cfg.train_config(ctx), ctx.work_dir / "finetune",
+                       hooks=TrainHooks(after_step=[hook]), progress=ctx.progress)
+    finally:
+        hook.remove()
+    apply_masks_(model, masks)
+    return {"steps": result.steps, "final_valid": result.history[-1] if result.history else None}
+
+
+def _finish(model: nn.Module, masks: Masks, report: dict, cfg: _MaskedPruneStage, ctx: StageContext,
+            finetune: bool) -> nn.Module:
+    """Optional masked fine-tuning, sparse-storage marks, and the stage record."""
+    report = dict(report)
+    if finetune and cfg.finetune_steps:
+        report["finetune"] = _masked_finetune(model, masks, cfg, ctx)
+        report.update(sparsity_report(model, list(masks)))
+    report["storage"] = mark_sparse_(model, list(masks), cfg.storage)
+    ctx.record.update(report)
+    return model
+
+
+def _run_scheduled(model: nn.Module, cfg: _ScheduledPruneStage, ctx: StageContext,
+                   one_shot: Callable[[], PruneResult], blocks: tuple = (None, None)) -> nn.Module:
+    if cfg.schedule is PruneSchedule.AGP:
+        res = prune_gradual_(model, ctx.task, cfg.gradual(ctx, *blocks), ctx.work_dir / "agp", progress=ctx.progress)
+        return _finish(model, res.masks, res.report, cfg, ctx, finetune=False)
+    result = one_shot()
+    return _finish(model, result.masks, result.report, cfg, ctx, finetune=True)
+
+
+@register_stage(PruneStage)
+def run_prune(model: nn.Module, cfg: PruneStage, ctx: StageContext) -> nn.Module:
+    model.to(ctx.device)
+    pcfg = UnstructuredPruning(sparsity=cfg.sparsity, criterion=cfg.criterion, scope=cfg.scope, targets=cfg.targets,
+                               layers=cfg.layers, calibration_batches=cfg.calibration_batches)
+    return _run_scheduled(model, cfg, ctx, lambda: prune_unstructured_(model, pcfg, _calibration(cfg, ctx)))
+
+
+@register_stage(BlockPruneStage)
+def run_prune_block(model: nn.Module, cfg: BlockPruneStage, ctx: StageContext) -> nn.Module:
+    model.to(ctx.device)
+    bcfg = BlockPruning(sparsity=cfg.sparsity, block_rows=cfg.block_rows, block_cols=cfg.block_cols,
+                        criterion=cfg.criterion, scope=cfg.scope, targets=cfg.targets, layers=cfg.layers,
+                        calibration_batches=cfg.calibration_batches)
+    return _run_scheduled(model, cfg, ctx, lambda: prune_block_(model, bcfg, _calibration(cfg, ctx)),
+                          (cfg.block_rows, cfg.block_cols))
+
+
+@register_stage(NMPruneStage)
+def run_prune_nm(model: nn.Module, cfg: NMPruneStage, ctx: StageContext) -> nn.Module:
+    ncfg = NMPruning(n=cfg.n, m=cfg.m, criterion=cfg.criterion, targets=cfg.targets, layers=cfg.layers,
+                     calibration_batches=cfg.calibration_batches)
+    model.to(ctx.device)
+    result = prune_nm_(model, ncfg, _calibration(cfg, ctx))
+    return _finish(model, result.masks, result.report, cfg, ctx, finetune=True)
+
+
+@register_stage(SensitivityStage)
+def run_sensitivity(model: nn.Module, cfg: SensitivityStage, ctx: StageContext) -> nn.Module:
+    """Measure only: the model is returned unchanged."""
+    model.to(ctx.device)
+    result = sensitivity(model, ctx.task, cfg.sparsities, cfg.criterion, cfg.split, cfg.max_steps, cfg.targets,
+                         cfg.grouping, cfg.calibration_batches,
+                         plot_path=ctx.work_dir / "sensitivity.png" if cfg.plot else None)
+    ctx.record.update({"sensitivity": result.to_dict(), "markdown": result.to_markdown()})
+    return model

@@ -1,0 +1,54 @@
+"""One verb for post-training int8: `quantize_int8_(model, Int8Config(mode=...), calibration)`.
+
+    from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_, IntegerRunner
+    quantize_int8_(model, Int8Config(mode=Int8Mode.DYNAMIC))                   # no data needed
+    quantize_int8_(model, Int8Config(mode=Int8Mode.STATIC), calibration=[x1, x2])
+    quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=[x1, x2])
+    runner = IntegerRunner(model)        # fused C step of the integer model (kernel.py)
+
+`calibration` is an iterable of model inputs ((T, B) ids or (T, B, F) features), or
+ActivationRanges already collected on the float model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import Tensor
+
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.quantize.int8.calibrate import ActivationRanges, collect_ranges
+from rnnslim.quantize.int8.config import Int8Config, Int8Mode
+from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
+from rnnslim.quantize.int8.integerize import quantize_integer_
+from rnnslim.quantize.int8.static import quantize_static_
+
+
+def calibrate(model: SequenceModel, inputs: Iterable[Tensor], cfg: Int8Config | None = None) -> ActivationRanges:
+    """Activation ranges of the float model with the config's observer."""
+    cfg = cfg or Int8Config()
+    return collect_ranges(model, inputs, cfg.observer, cfg.percentile)
+
+
+def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
+                   calibration: Iterable[Tensor] | ActivationRanges | None = None) -> SequenceModel:
+    """Post-training int8 of a float SequenceModel, in place; returns the model (eval mode)."""
+    cfg = cfg or Int8Config()
+    float_layers(model)  # fail early on an already-quantized model
+    model.eval()
+    ranges = calibration
+    if calibration is not None and not isinstance(calibration, ActivationRanges):
+        ranges = calibrate(model, calibration, cfg)
+    if cfg.mode is Int8Mode.DYNAMIC:
+        quantize_dynamic_(model, cfg)
+    elif cfg.mode is Int8Mode.STATIC:
+        if ranges is None:
+            raise ValueError("static int8 needs calibration data (model inputs or ActivationRanges)")
+        quantize_static_(model, ranges, cfg)
+    else:
+        quantize_integer_(model, ranges, cfg)
+    history = list(getattr(model, "history", []) or [])
+    history.append({"op": "quantize_int8", "config": cfg.model_dump(mode="json"),
+                    "calibration": ranges.to_dict() if ranges is not None else None})
+    model.history = history
+    return model.eval()

@@ -1,0 +1,176 @@
+"""Quantization-aware training: fake-quantized layers, prepare and convert.
+
+    prepare_qat_(model, IntFormat(bits=4), ActQuantConfig())   # swap layers for QAT ones
+    train(model, task, TrainConfig(...))                       # rnnslim.train, unchanged
+    convert_qat_(model)                                        # -> real quantized layers
+
+A QAT layer keeps float parameters under torch's names and, every forward, replaces each
+weight matrix by `w + (fmt.roundtrip(w) - w).detach()`: the forward sees exactly the
+values the converted layer will store, the backward is the identity (straight-through
+estimator). Weights-only QAT runs the fused kernel with those weights (torch._VF, no
+stale nn.LSTM._flat_weights); with activation quantization the unfused loop adds fake
+quantization of x, h and the gate pre-activations with running ranges (actquant.py).
+convert_qat_ encodes the same weights with the same format, so a converted model gives
+the QAT model's eval outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnslim.io.modules import set_submodule
+from rnnslim.quantize.actquant import ActFakeQuant, ActQuantConfig
+from rnnslim.quantize.formats import _Format, parse_format
+from rnnslim.quantize.functional import RecurrentShape, fused_forward, unfused_forward
+from rnnslim.quantize.lowbit import (QuantEmbedding, QuantLinear, QuantRecurrent, recurrent_shape_of,
+                                     shape_from_config, shape_to_config)
+from rnnslim.quantize.qtensor import QTensor
+from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, find_targets
+
+
+def fake_quant_weight(w: Tensor, fmt: _Format) -> Tensor:
+    """STE fake quantization of one weight matrix with a storage format."""
+    with torch.no_grad():
+        wq = fmt.roundtrip(w.detach()).to(w.dtype)
+    return w + (wq - w).detach()
+
+
+class QATRecurrent(nn.Module):
+    rnnslim_kind = "qat_recurrent"
+
+    def __init__(self, shape: RecurrentShape, fmt: _Format | dict, act: ActQuantConfig | dict | None = None) -> None:
+        super().__init__()
+        self.shape = shape
+        self.fmt = parse_format(fmt)
+        self.act_cfg = ActQuantConfig.model_validate(act) if isinstance(act, dict) else act
+        for n, s in shape.weight_shapes().items():
+            self.register_parameter(n, nn.Parameter(torch.zeros(s)))
+        self.act = (nn.ModuleList([ActFakeQuant(shape.cell, self.act_cfg) for _ in range(shape.num_layers)])
+                    if self.act_cfg is not None else None)
+
+    @classmethod
+    def from_float(cls, module: nn.Module, fmt: _Format, act: ActQuantConfig | None = None) -> QATRecurrent:
+        if isinstance(module, QuantRecurrent):  # continue from a post-training quantized layer
+            module = module.to_float()
+        q = cls(recurrent_shape_of(module), fmt, act)
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                getattr(q, n).copy_(p.float())
+        return q.to(next(module.parameters()).device)
+
+    def flat_weights(self) -> list[Tensor]:
+        return [fake_quant_weight(getattr(self, n), self.fmt) if n.startswith("weight") else getattr(self, n)
+                for n in self.shape.weight_names()]
+
+    def forward(self, x: Tensor, state=None):
+        if self.act is None:
+            return fused_forward(self.shape, self.flat_weights(), x, state, self.training)
+        return unfused_forward(self.shape, self.flat_weights(), x, state, self.training, act=list(self.act))
+
+    def convert(self) -> QuantRecurrent:
+        params = {n: p for n, p in self.named_parameters() if "." not in n}
+        q = QuantRecurrent.from_weights(self.shape, params, self.fmt, self.act_cfg)
+        if self.act is not None:
+            q.act.load_state_dict(self.act.state_dict())
+        return q
+
+    def rnnslim_config(self) -> dict:
+        return {"shape": shape_to_config(self.shape), "format": self.fmt.model_dump(mode="json"),
+                "act": self.act_cfg.model_dump(mode="json") if self.act_cfg is not None else None}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> QATRecurrent:
+        return cls(shape_from_config(cfg["shape"]), cfg["format"], cfg.get("act"))
+
+    def extra_repr(self) -> str:
+        return f"{self.shape.cell.value}, {self.fmt.describe()}" + (", act-quant" if self.act is not None else "")
+
+
+class QATEmbedding(nn.Embedding):
+    rnnslim_kind = "qat_embedding"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, fmt: _Format | dict, padding_idx: int | None = None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
+        self.fmt = parse_format(fmt)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.embedding(x, fake_quant_weight(self.weight, self.fmt), self.padding_idx)
+
+    def convert(self) -> QuantEmbedding:
+        q = QuantEmbedding(self.num_embeddings, self.embedding_dim, self.fmt, self.padding_idx)
+        q.qweights["weight"] = QTensor.from_float(self.weight, self.fmt, name="embedding weight")
+        return q
+
+    def rnnslim_config(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "format": self.fmt.model_dump(mode="json")}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> QATEmbedding:
+        return cls(cfg["num_embeddings"], cfg["embedding_dim"], cfg["format"], cfg.get("padding_idx"))
+
+
+class QATLinear(nn.Linear):
+    rnnslim_kind = "qat_linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, fmt: _Format | dict):
+        super().__init__(in_features, out_features, bias=bias)
+        self.fmt = parse_format(fmt)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, fake_quant_weight(self.weight, self.fmt), self.bias)
+
+    def convert(self) -> QuantLinear:
+        q = QuantLinear(self.in_features, self.out_features, self.bias is not None, self.fmt)
+        q.qweights["weight"] = QTensor.from_float(self.weight, self.fmt, name="linear weight")
+        if self.bias is not None:
+            q.bias.data.copy_(self.bias.detach())
+        return q
+
+    def rnnslim_config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "format": self.fmt.model_dump(mode="json")}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> QATLinear:
+        return cls(cfg["in_features"], cfg["out_features"], cfg["bias"], cfg["format"])
+
+
+QAT_KINDS = (QATRecurrent, QATEmbedding, QATLinear)
+
+
+def _qat_module(mod: nn.Module, fmt: _Format, act: ActQuantConfig | None) -> nn.Module:
+    if isinstance(mod, nn.RNNBase):
+        return QATRecurrent.from_float(mod, fmt, act)
+    if isinstance(mod, nn.Embedding):
+        q = QATEmbedding(mod.num_embeddings, mod.embedding_dim, fmt, mod.padding_idx)
+    else:
+        q = QATLinear(mod.in_features, mod.out_features, mod.bias is not None, fmt)
+    q.load_state_dict({k: v.float() for k, v in mod.state_dict().items()})
+    return q.to(mod.weight.device)
+
+
+def prepare_qat_(model: nn.Module, fmt: _Format, act: ActQuantConfig | None = None, targets=DEFAULT_TARGETS,
+                 filter: LayerFilter | None = None) -> list[str]:
+    """Swap the target float layers for QAT layers in place; returns their paths.
+    Activation quantization applies to recurrent layers only."""
+    fmt = parse_format(fmt)
+    found = find_targets(model, targets, filter)
+    if not found:
+        raise ValueError("prepare_qat_: the model has no float layers among the targets "
+                         f"{[getattr(t, 'value', t) for t in targets]}")
+    for path, mod in found:
+        set_submodule(model, path, _qat_module(mod, fmt, act))
+    return [p for p, _ in found]
+
+
+def convert_qat_(model: nn.Module) -> list[str]:
+    """Replace every QAT layer by its real quantized layer in place; returns their paths."""
+    found = [(p, m) for p, m in model.named_modules() if isinstance(m, QAT_KINDS)]
+    if not found:
+        raise ValueError("convert_qat_: the model has no QAT layers (run prepare_qat_ first)")
+    for path, mod in found:
+        set_submodule(model, path, mod.convert().to(next(mod.parameters()).device).train(mod.training))
+    return [p for p, _ in found]

@@ -1,0 +1,60 @@
+"""Which layers of a model a quantization step touches.
+
+Targets are found by module type, so this works on a SequenceModel (rnn.layers.k,
+embedding, input_proj, decoder) and on any user module holding torch.nn.LSTM/GRU/RNN,
+Embedding and Linear layers. A Linear named `decoder` or `input_proj` is its own target;
+other Linears are `linear`. Layers that are already quantized are not targets again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+from torch import nn
+
+
+class Target(str, Enum):
+    RNN = "rnn"
+    EMBEDDING = "embedding"
+    DECODER = "decoder"
+    INPUT_PROJ = "input_proj"
+    LINEAR = "linear"  # any other nn.Linear
+
+
+DEFAULT_TARGETS = (Target.RNN, Target.EMBEDDING, Target.DECODER, Target.INPUT_PROJ)
+
+LayerFilter = Callable[[str, nn.Module], bool]
+
+
+def target_of(path: str, module: nn.Module) -> Target | None:
+    """The target class of a float module, or None when it is not a quantizable layer
+    (rnnslim's own quantized / QAT / factorized layers declare `rnnslim_kind` and are not)."""
+    if getattr(type(module), "rnnslim_kind", None):
+        return None
+    if isinstance(module, nn.RNNBase):
+        return Target.RNN
+    if isinstance(module, nn.Embedding):
+        return Target.EMBEDDING
+    if isinstance(module, nn.Linear):
+        leaf = path.rpartition(".")[2]
+        return {"decoder": Target.DECODER, "input_proj": Target.INPUT_PROJ}.get(leaf, Target.LINEAR)
+    return None
+
+
+def find_targets(model: nn.Module, targets=DEFAULT_TARGETS, filter: LayerFilter | None = None
+                 ) -> list[tuple[str, nn.Module]]:
+    """(path, module) of every float layer of the requested target classes, in model order."""
+    wanted = {Target(t) for t in targets}
+    out = []
+    for path, mod in model.named_modules():
+        if not path:
+            continue
+        t = target_of(path, mod)
+        if t is not None and t in wanted and (filter is None or filter(path, mod)):
+            out.append((path, mod))
+    return out
+
+
+def describe_targets(targets) -> str:
+    return ", ".join(Target(t).value for t in targets)

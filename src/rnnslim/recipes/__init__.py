@@ -1,0 +1,1 @@
+"""Built-in recipes shipped with the package (YAML)."""

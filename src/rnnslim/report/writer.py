@@ -1,0 +1,54 @@
+"""write_report: report.json (for machines), report.md (for people), accuracy_vs_size.png."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rnnslim.report.compare import compare_rows
+from rnnslim.report.machine import git_commit, machine_info
+from rnnslim.report.markdown import render_markdown
+from rnnslim.report.plots import plot_accuracy_vs_size
+
+REPORT_FORMAT = "rnnslim-report"
+REPORT_VERSION = 1
+REPORT_MD, REPORT_JSON, PLOT_PNG = "report.md", "report.json", "accuracy_vs_size.png"
+
+
+def report_data(result) -> dict:
+    """The report as one JSON-able dict, from a PipelineResult."""
+    import rnnslim
+    from rnnslim.pipeline.fingerprint import jsonable
+
+    base = result.to_dict()
+    metric = result.task["primary_metric"]
+    return jsonable({
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rnnslim": {"version": rnnslim.__version__, **git_commit()},
+        "machine": machine_info(result.device),
+        "primary_metric": metric,
+        "higher_is_better": result.task["higher_is_better"],
+        **{k: v for k, v in base.items() if k != "rows"},
+        "rows": compare_rows(base["rows"], metric),
+    })
+
+
+def write_report(result, out_dir: str | Path) -> dict[str, str]:
+    """Write the three report files into out_dir; return {markdown, json, plot} paths
+    (plot is absent when matplotlib is missing; the Markdown then says so)."""
+    from rnnslim.pipeline.rundir import write_json, write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = report_data(result)
+    note = plot_accuracy_vs_size(data, out / PLOT_PNG)
+    data["plot"] = None if note else PLOT_PNG
+    data["plot_note"] = note
+    write_json(out / REPORT_JSON, data)
+    write_text(out / REPORT_MD, render_markdown(data))
+    paths = {"markdown": str(out / REPORT_MD), "json": str(out / REPORT_JSON)}
+    if not note:
+        paths["plot"] = str(out / PLOT_PNG)
+    return paths

@@ -1,0 +1,145 @@
+"""The finetune and cast stages on a tiny character LM."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from rnnslim.io.format import save_model
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.pipeline import builtin_stages
+from rnnslim.pipeline.builtin_stages import CastConfig, FinetuneConfig, cast, finetune
+from rnnslim.pipeline.stage import StageContext, get_stage
+from rnnslim.tasks.charlm import CharLMTask
+from rnnslim.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def task():
+    return CharLMTask(max_chars=20000)  # the stdlib corpus: same text on every machine
+
+
+def _model(task, cell="lstm"):
+    torch.manual_seed(0)
+    m = SequenceModel(task.model_spec(cell=cell, hidden_size=16, num_layers=1))
+    m.task_meta = task.meta()
+    return m
+
+
+def _ctx(task, tmp_path):
+    return StageContext(task=task, work_dir=tmp_path / "work", progress=False, seed=3)
+
+
+FT = dict(max_steps=6, batch_size=8, seq_len=16, eval_max_steps=300, lr=5e-3)
+
+
+def test_kinds_registered():
+    assert get_stage("finetune") == (FinetuneConfig, finetune)
+    assert get_stage("cast") == (CastConfig, cast)
+
+
+def test_finetune_defaults_match_train_config():
+    ft, tc = FinetuneConfig(), TrainConfig()
+    for name in FinetuneConfig.model_fields:
+        if name != "kind":
+            assert getattr(ft, name) == getattr(tc, name), name
+    assert ft.train_config(seed=5, device="cpu").seed == 5
+
+
+def test_finetune_trains_and_records(task, tmp_path):
+    m = _model(task)
+    before = task.evaluate(m, "valid", max_steps=300)["loss_nats"]
+    ctx = _ctx(task, tmp_path)
+    out = finetune(m, FinetuneConfig(**FT), ctx)
+    after = task.evaluate(out, "valid", max_steps=300)["loss_nats"]
+    assert after < before - 0.05
+    assert ctx.record["steps"] == 6 and ctx.record["resumed_from_checkpoint"] is False
+    assert ctx.record["best_valid"] == pytest.approx(after, rel=1e-5)  # the best checkpoint is what comes back
+    assert (ctx.work_dir / "train" / "best" / "model.json").exists()
+    assert not out.training
+
+
+def test_finetune_resumes_an_interrupted_run(task, tmp_path, monkeypatch):
+    cfg = FinetuneConfig(**{**FT, "checkpoint_every": 2})
+    ref = finetune(_model(task), cfg, _ctx(task, tmp_path / "ref"))
+
+    def stop_at_3(model, step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(builtin_stages, "_mask_hooks", lambda model: ([stop_at_3], 0))
+    ctx = _ctx(task, tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_model(task), cfg, ctx)
+    monkeypatch.undo()
+    ctx = _ctx(task, tmp_path / "run")
+    out = finetune(_model(task), cfg, ctx)
+    assert ctx.record["resumed_from_checkpoint"] is True and ctx.record["steps"] == 6
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(out.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_refuses_integer_tensors(task, tmp_path):
+    m = _model(task)
+    m.register_buffer("fake_q", torch.zeros(3, dtype=torch.int8))
+    with pytest.raises(ValueError, match="integer .*fake_q .*int8"):
+        finetune(m, FinetuneConfig(**FT), _ctx(task, tmp_path))
+
+
+def test_finetune_keeps_pruned_weights_at_zero(task, tmp_path, monkeypatch):
+    """With rnnslim.prune.masks present, its hook runs after every optimizer step."""
+    calls = []
+
+    def masks_from_model(model):
+        return {n: (p != 0) for n, p in model.named_parameters() if p.dim() == 2}
+
+    def mask_hook(masks):
+        def hook(model, step):
+            calls.append(step)
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in masks:
+                        p.mul_(masks[n].to(p.dtype))
+        return hook
+
+    fake = types.ModuleType("rnnslim.prune.masks")
+    fake.masks_from_model, fake.mask_hook = masks_from_model, mask_hook
+    monkeypatch.setitem(sys.modules, "rnnslim.prune.masks", fake)
+    m = _model(task)
+    w = m.rnn.layers[0].weight_hh_l0
+    with torch.no_grad():
+        w[: w.shape[0] // 2] = 0
+    zero = w == 0
+    ctx = _ctx(task, tmp_path)
+    out = finetune(m, FinetuneConfig(**FT), ctx)
+    assert calls == list(range(1, 7))
+    assert ctx.record["masked_tensors"] >= 3
+    assert torch.all(out.rnn.layers[0].weight_hh_l0[zero] == 0)
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cast_halves_weight_bytes_and_keeps_the_metric(task, tmp_path, dtype, torch_dtype, cell):
+    m = _model(task, cell)
+    ref = task.evaluate(m, "valid", max_steps=300)["loss_nats"]
+    save_model(m, tmp_path / "fp32")
+    ctx = _ctx(task, tmp_path)
+    out = cast(m, CastConfig(dtype=dtype), ctx)
+    assert all(p.dtype == torch_dtype for p in out.parameters())
+    save_model(out, tmp_path / dtype)
+    w32 = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    w16 = (tmp_path / dtype / "model.safetensors").stat().st_size
+    assert 0.49 < w16 / w32 < 0.55  # half the weight bytes, plus the safetensors header
+    assert ctx.record["floating_bytes_after"] * 2 == ctx.record["floating_bytes_before"]
+    got = task.evaluate(out, "valid", max_steps=300)["loss_nats"]
+    assert got == pytest.approx(ref, abs=0.02)
+
+
+def test_cast_leaves_integer_buffers_alone(task, tmp_path):
+    m = _model(task)
+    m.register_buffer("codes", torch.arange(4, dtype=torch.int8))
+    out = cast(m, CastConfig(dtype="bf16"), _ctx(task, tmp_path))
+    assert out.codes.dtype == torch.int8 and out.decoder.weight.dtype == torch.bfloat16

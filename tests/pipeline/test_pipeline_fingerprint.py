@@ -1,0 +1,47 @@
+"""Hashes that decide reuse, and JSON-safe records."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.pipeline.fingerprint import input_hash, jsonable, model_hash, stage_hash
+from rnnslim.tasks.charlm import CharLMTask
+
+
+def test_model_hash_sees_every_weight_and_dtype():
+    task = CharLMTask(text="hello world\n" * 20)
+    m = SequenceModel(task.model_spec(hidden_size=8, num_layers=1))
+    h = model_hash(m)
+    assert model_hash(m) == h
+    with torch.no_grad():
+        m.rnn.layers[0].weight_hh_l0[3, 2] += 1e-6
+    h2 = model_hash(m)
+    assert h2 != h
+    assert model_hash(m.to(torch.bfloat16)) not in (h, h2)  # bf16 hashes too (no numpy bf16)
+
+
+def test_input_hash_depends_on_task_data_and_seed():
+    t1, t2 = CharLMTask(text="hello world\n" * 20), CharLMTask(text="hello world\n" * 21)
+    m = SequenceModel(t1.model_spec(hidden_size=8, num_layers=1))
+    assert input_hash(m, t1, 0) == input_hash(m, t1, 0)
+    assert len({input_hash(m, t1, 0), input_hash(m, t1, 1), input_hash(m, t2, 0)}) == 3
+
+
+def test_stage_hash_chains():
+    a = stage_hash({"kind": "cast", "dtype": "fp16"}, "x")
+    assert a != stage_hash({"kind": "cast", "dtype": "bf16"}, "x") and a != stage_hash({"kind": "cast", "dtype": "fp16"}, "y")
+
+
+def test_jsonable():
+    class E(Enum):
+        A = "a"
+
+    got = jsonable({"t": torch.tensor([1, 2]), "s": torch.tensor(0.5), "n": np.float32(2.0), "nan": math.nan,
+                    "e": E.A, "p": Path("/x"), 3: (1, 2)})
+    assert got == {"t": [1, 2], "s": 0.5, "n": 2.0, "nan": None, "e": "a", "p": "/x", "3": [1, 2]}

@@ -1,0 +1,101 @@
+"""Recipe YAML: typed stages, round trip, and the errors users see."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnslim.pipeline.builtin_stages import CastConfig, CastDType, FinetuneConfig
+from rnnslim.pipeline.recipe import MeasureSection, Recipe, RecipeError, TaskSection, load_recipe
+from rnnslim.train import ScheduleKind
+
+EXAMPLE = """\
+version: 1
+name: lstm-fp16
+seed: 7
+task:
+  name: charlm
+  data: ../shared/data/tinyshakespeare.txt
+  options: {max_chars: 200000}
+measure:
+  latency: true
+  threads: 2
+stages:
+  - kind: finetune
+    max_steps: 300
+    lr: 1.0e-3
+    schedule: linear
+  - kind: cast
+    dtype: fp16
+"""
+
+
+def test_example_parses_into_typed_stage_configs():
+    r = Recipe.from_yaml(EXAMPLE)
+    assert r.version == 1 and r.name == "lstm-fp16" and r.seed == 7
+    assert r.task == TaskSection(name="charlm", data="../shared/data/tinyshakespeare.txt",
+                                 options={"max_chars": 200000})
+    assert r.measure == MeasureSection(latency=True, threads=2)
+    ft, cast = r.stages
+    assert isinstance(ft, FinetuneConfig) and ft.max_steps == 300 and ft.lr == 1e-3
+    assert ft.schedule is ScheduleKind.LINEAR
+    assert isinstance(cast, CastConfig) and cast.dtype is CastDType.FP16
+
+
+def test_yaml_round_trip_keeps_every_stage_field(tmp_path):
+    r = Recipe.from_yaml(EXAMPLE)
+    text = r.to_yaml()
+    assert "lr: 0.001" in text and "dtype: fp16" in text and "batch_size: 32" in text  # defaults resolved
+    assert Recipe.from_yaml(text) == r
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    assert load_recipe(p) == r
+    assert r.task_data_path(tmp_path) == tmp_path / "../shared/data/tinyshakespeare.txt"
+
+
+def _error(text: str) -> str:
+    with pytest.raises(RecipeError) as e:
+        Recipe.from_yaml(text, source="my.yaml")
+    return str(e.value)
+
+
+def test_malformed_yaml_names_the_line():
+    msg = _error("version: 1\nname: x\nstages: [\n  - kind: cast\n")
+    assert "my.yaml" in msg and "not valid YAML" in msg and "line" in msg
+
+
+def test_unknown_kind_lists_available_kinds():
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: cast\n    dtype: bf16\n  - kind: prunee\n")
+    assert "stage #2" in msg and "'prunee'" in msg
+    assert "available:" in msg and "cast" in msg and "finetune" in msg
+
+
+def test_wrong_field_name_and_type_name_the_stage():
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: finetune\n    lrr: 0.1\n    epochs: many\n")
+    assert "stage #1 (kind 'finetune')" in msg
+    assert "lrr" in msg and "unknown field" in msg
+    assert "epochs" in msg and "'many'" in msg
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: cast\n    dtype: fp8\n")
+    assert "dtype" in msg and "fp16" in msg and "bf16" in msg
+
+
+def test_version_is_required_and_checked():
+    assert "version 2 is not supported" in _error("version: 2\nname: x\nstages: []\n")
+    assert "missing `version: 1`" in _error("name: x\nstages: []\n")
+
+
+def test_structure_errors():
+    assert "must be a mapping" in _error("- kind: cast\n")
+    assert "each stage must be a mapping" in _error("version: 1\nname: x\nstages:\n  - cast\n")
+    assert "'kind'" in _error("version: 1\nname: x\nstages:\n  - dtype: fp16\n")
+    assert "unknown field" in _error("version: 1\nname: x\nsead: 1\nstages:\n  - {kind: cast, dtype: fp16}\n")
+    assert "stages" in _error("version: 1\nname: x\nstages: []\n")  # at least one stage
+
+
+def test_yaml_tags_are_never_executed():
+    msg = _error("version: 1\nname: !!python/object/apply:os.system ['echo hi']\nstages: []\n")
+    assert "not valid YAML" in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")

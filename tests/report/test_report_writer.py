@@ -1,0 +1,87 @@
+"""write_report: the three files, their rows, and the plot being optional."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnslim.pipeline.recipe import Recipe
+from rnnslim.pipeline.result import PipelineResult, StageRow
+from rnnslim.report import write_report
+from rnnslim.report.compare import compare_rows
+from rnnslim.report.markdown import render_markdown
+
+RECIPE = Recipe.from_yaml("version: 1\nname: rep\nmeasure: {latency: true}\nstages:\n"
+                          "  - {kind: finetune, max_steps: 3}\n  - {kind: cast, dtype: bf16}\n")
+
+
+def _row(i, kind, valid, test, nbytes, lat, reused=False):
+    return StageRow(index=i, kind=kind, dir=f"stages/{i:02d}-{kind}", config={"kind": kind}, hash=f"h{i}",
+                    reused=reused,
+                    measurements={"metrics": {"valid": {"loss_nats": valid, "bits_per_char": valid / 0.693},
+                                              "test": {"loss_nats": test}},
+                                  "params": 1000, "nonzeros": 900 - i, "artifact_bytes": nbytes,
+                                  "latency": {"median_ms": lat} if lat else None, "latency_ms": lat},
+                    timings={"run_s": 0.5 * i, "evaluate_s": 0.1}, record={"steps": 3} if kind == "finetune" else {})
+
+
+def _result(tmp_path, lat=True) -> PipelineResult:
+    rows = [_row(0, "input", 1.50, 1.60, 40_000, 0.20 if lat else None),
+            _row(1, "finetune", 1.45, 1.55, 40_100, 0.20 if lat else None, reused=True),
+            _row(2, "cast", 1.46, 1.56, 20_100, 0.30 if lat else None)]
+    return PipelineResult(recipe=RECIPE, out_dir=tmp_path, model=None, rows=rows,
+                          task={"name": "charlm", "primary_metric": "loss_nats", "higher_is_better": False, "meta": {}},
+                          device="cpu", started_at="2026-01-01T00:00:00+00:00",
+                          finished_at="2026-01-01T00:01:00+00:00", wall_s=60.0)
+
+
+def test_compare_rows_against_the_input():
+    data = _result(Path("/x")).to_dict()
+    rows = compare_rows(data["rows"], "loss_nats")
+    c = rows[2]["compare"]
+    assert c["test"]["delta"] == pytest.approx(-0.04) and c["test"]["delta_pct"] == pytest.approx(-2.5)
+    assert c["bytes_ratio"] == pytest.approx(20_100 / 40_000) and c["latency_ratio"] == pytest.approx(1.5)
+    assert rows[0]["compare"]["bytes_ratio"] == 1.0
+
+
+def test_writes_markdown_json_and_plot(tmp_path):
+    paths = write_report(_result(tmp_path), tmp_path)
+    assert set(paths) == {"markdown", "json", "plot"}
+    png = (tmp_path / "accuracy_vs_size.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["format"] == "rnnslim-report" and data["version"] == 1
+    assert data["recipe"] == RECIPE.to_dict() and data["plot"] == "accuracy_vs_size.png"
+    assert "commit" in data["rnnslim"] and data["machine"]["device"] == "cpu" and data["date"]
+    assert [r["label"] for r in data["rows"]] == ["input", "01-finetune", "02-cast"]
+    assert data["rows"][2]["compare"]["valid"]["delta"] == pytest.approx(-0.04)
+
+    md = (tmp_path / "report.md").read_text()
+    assert md == render_markdown(data)  # the Markdown can be rebuilt from report.json
+    table = md.split("## Results")[1].split("## Stages")[0]
+    assert "| input | 1.5000 | — | 1.6000 | — | 1,000 | 900 | 40,000 | 1.000x | 0.200 | 1.000x |" in table
+    assert "| 01-finetune (reused) | 1.4500 | -0.0500 (-3.33%) |" in table
+    assert "| 02-cast | 1.4600 | -0.0400 (-2.67%) | 1.5600 | -0.0400 (-2.50%) | 1,000 | 898 | 20,100 | 0.502x |" \
+           " 0.300 | 1.500x |" in table
+    assert "![accuracy vs size](accuracy_vs_size.png)" in md
+    assert "```yaml\nversion: 1\nname: rep" in md and "## Machine" in md and "## Timings" in md
+    assert "- steps: 3" in md  # the stage's record
+
+
+def test_without_latency_the_columns_are_left_out(tmp_path):
+    write_report(_result(tmp_path, lat=False), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "latency ms/step" not in md and "Latency was requested but not measured" in md
+
+
+def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
+    paths = write_report(_result(tmp_path), tmp_path)
+    assert "plot" not in paths and not (tmp_path / "accuracy_vs_size.png").exists()
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["plot"] is None and "matplotlib is not installed" in data["plot_note"]
+    assert "No plot: matplotlib is not installed" in (tmp_path / "report.md").read_text()
