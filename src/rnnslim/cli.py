@@ -196,9 +196,16 @@ def compress(
     try:
         rec = load_recipe(recipe)
     except (ValueError, FileNotFoundError) as e:
-        _err(f"{recipe}: {e}")
-    task_name = rec.task.name if getattr(rec, "task", None) else None
-    t = _task_for(model, data or (rec.task.data if getattr(rec, "task", None) else None), task_name)
+        _err(str(e))
+    if data is not None or rec.task is None:
+        t = _task_for(model, data, rec.task.name if rec.task else None)
+    else:  # the recipe's task section; its data path is relative to the recipe file
+        from rnnslim.pipeline.tasks import build_task
+
+        try:
+            t = build_task(rec.task, model, recipe.resolve().parent)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            _err(f"{recipe}: task: {e}")
     try:
         result = run_pipeline(model, rec, t, out, resume=resume, device=device)
     except ValueError as e:

@@ -143,3 +143,20 @@ def test_cast_leaves_integer_buffers_alone(task, tmp_path):
     m.register_buffer("codes", torch.arange(4, dtype=torch.int8))
     out = cast(m, CastConfig(dtype="bf16"), _ctx(task, tmp_path))
     assert out.codes.dtype == torch.int8 and out.decoder.weight.dtype == torch.bfloat16
+
+
+def test_finetune_with_the_real_pruning_masks(task, tmp_path):
+    """A model whose pruned tensors are marked sparse (rnnslim.prune.masks) keeps its zeros."""
+    masks = pytest.importorskip("rnnslim.prune.masks")
+    m = _model(task)
+    w = m.rnn.layers[0].weight_ih_l0
+    with torch.no_grad():
+        w[torch.rand(w.shape, generator=torch.Generator().manual_seed(0)) < 0.5] = 0
+    zero, w0 = w == 0, w.detach().clone()
+    masks.mark_sparse_(m, ["rnn.layers.0.weight_ih_l0"])
+    ctx = _ctx(task, tmp_path)
+    out = finetune(m, FinetuneConfig(**FT), ctx)
+    assert ctx.record["masked_tensors"] == 1
+    assert torch.all(out.rnn.layers[0].weight_ih_l0[zero] == 0)
+    assert not torch.equal(out.rnn.layers[0].weight_ih_l0[~zero], w0[~zero])  # kept weights trained
+    assert not out.rnn.layers[0].weight_ih_l0._backward_hooks  # the gradient hooks were removed

@@ -33,6 +33,14 @@ def test_input_hash_depends_on_task_data_and_seed():
     assert len({input_hash(m, t1, 0), input_hash(m, t1, 1), input_hash(m, t2, 0)}) == 3
 
 
+def test_input_hash_ignores_how_the_data_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "d.txt").write_text("hello world\n" * 20)
+    monkeypatch.chdir(tmp_path)
+    t1, t2 = CharLMTask("d.txt"), CharLMTask(tmp_path / "d.txt")
+    m = SequenceModel(t1.model_spec(hidden_size=8, num_layers=1))
+    assert t1.source != t2.source and input_hash(m, t1, 0) == input_hash(m, t2, 0)
+
+
 def test_stage_hash_chains():
     a = stage_hash({"kind": "cast", "dtype": "fp16"}, "x")
     assert a != stage_hash({"kind": "cast", "dtype": "bf16"}, "x") and a != stage_hash({"kind": "cast", "dtype": "fp16"}, "y")

@@ -30,6 +30,13 @@ def test_count_parameters_counts_zeros_and_tied_weights_once():
     assert count_parameters(tied)[0] == total - tied.decoder.weight.numel()
 
 
+def test_count_parameters_without_rnnslim_measure(monkeypatch):
+    m = _model()
+    want = count_parameters(m)
+    monkeypatch.setitem(sys.modules, "rnnslim.measure.size", None)  # as if not installed
+    assert count_parameters(m) == want
+
+
 def test_measure_model_row(tmp_path):
     m = _model()
     save_model(m, tmp_path / "m")

@@ -99,3 +99,13 @@ def test_yaml_tags_are_never_executed():
 def test_missing_file(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_docstring_example_is_a_valid_recipe():
+    import textwrap
+
+    from rnnslim.pipeline import recipe as mod
+
+    block = mod.__doc__.split("\n\n", 1)[1].split("\n\nEach stage")[0]
+    r = Recipe.from_yaml(textwrap.dedent(block))
+    assert [s.kind for s in r.stages] == ["finetune", "cast"] and r.measure.eval_max_steps is None

@@ -94,7 +94,8 @@ class RecurrentModule:
     def describe(self) -> str:
         cell = self.cell.value.upper()
         size = f"{self.hidden_size}" + (f" proj {self.proj_size}" if self.proj_size else "")
-        flags = [f"{self.num_layers} layers" if self.num_layers > 1 else "", "bidirectional" if self.bidirectional else "",
+        flags = [f"{self.num_layers} layers" if self.num_layers > 1 else "",
+                 "bidirectional" if self.bidirectional else "",
                  "batch_first" if self.batch_first else ""]
         return f"{cell} {self.input_size} -> {size}" + "".join(f", {f}" for f in flags if f)
 

@@ -38,7 +38,8 @@ def _declared(model: nn.Module, recurrent: dict[str, RecurrentModule], consumers
     out: dict[str, Consumer] = {}
     for rpath, names in consumers.items():
         if rpath not in recurrent:
-            raise CouplingError(f"consumers: '{rpath}' is not a torch.nn.LSTM/GRU/RNN of this model; recurrent modules: "
+            raise CouplingError(f"consumers: '{rpath}' is not a torch.nn.LSTM/GRU/RNN of this model; recurrent "
+                                f"modules: "
                                 f"{list(recurrent)}")
         rm = recurrent[rpath]
         feats = rm.out_feats()
@@ -75,6 +76,7 @@ def discover_coupling(model: nn.Module, example_inputs: tuple | None = None,
         raise CouplingError(f"{type(model).__name__} contains no torch.nn.LSTM, GRU or RNN module")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
+    subclasses = [p for p, m in model.named_modules() if isinstance(m, nn.RNNBase) and p not in recurrent]
     declared = _declared(model, recurrent, consumers or {})
     done = set((consumers or {}).keys())
     if done == set(recurrent):
@@ -97,6 +99,7 @@ def discover_coupling(model: nn.Module, example_inputs: tuple | None = None,
             graph.consumers[name] = c
         if graph.method != "declared":
             graph.method += " + declared"
+    graph.notes += [f"'{p}' is a subclass of a torch recurrent module; rnnslim does not prune it" for p in subclasses]
     if strict:
         graph.check()
     return graph
@@ -118,7 +121,8 @@ def _found(model, recurrent, example_inputs, method: DiscoveryMethod) -> Couplin
         if method is DiscoveryMethod.FX or example_inputs is None:
             first = next(iter(recurrent))
             raise CouplingError(
-                f"torch.fx cannot trace {type(model).__name__}.forward ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                f"torch.fx cannot trace {type(model).__name__}.forward "
+                f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}). "
                 f"Pass example_inputs=(x, ...) so rnnslim can trace a real forward pass, or declare the consumers of "
                 f"each recurrent module by hand, e.g. consumers={{'{first}': ['fc']}} (recurrent modules: "
                 f"{list(recurrent)})") from e

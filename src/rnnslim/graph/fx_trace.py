@@ -70,7 +70,8 @@ UNARY = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "gelu", "elu",
          "clamp", "clip", "clamp_min", "clamp_max", "contiguous", "clone", "detach", "float", "double", "half",
          "bfloat16", "to", "type_as", "sign", "floor", "ceil", "round", "pow", "erf", "reciprocal", "cpu", "cuda",
          "requires_grad_"}
-BINARY = {"add", "sub", "mul", "div", "true_divide", "truediv", "floordiv", "maximum", "minimum", "radd", "rsub", "rmul",
+BINARY = {"add", "sub", "mul", "div", "true_divide", "truediv", "floordiv", "maximum", "minimum", "radd", "rsub",
+          "rmul",
           "masked_fill", "add_", "mul_", "sub_", "div_"}
 REDUCE = {"mean", "sum", "amax", "amin", "prod", "std", "var", "logsumexp", "nanmean", "nansum", "max", "min", "median",
           "norm"}
@@ -188,7 +189,7 @@ class FxAnalyzer:
             return self.recurrent_call(node, self.recurrent[node.target])
         if not tags:
             if isinstance(mod, (nn.Linear, nn.Conv1d)):
-                self.untagged_calls.add(node.target)
+                self.untagged_once(node)
             return None
         x = self.tag(self.arg(node, 0, "input"))
         if isinstance(mod, PASSTHROUGH_MODULES) and isinstance(x, Feat) and len(tags) == 1:
@@ -201,7 +202,8 @@ class FxAnalyzer:
             return self.consume(node, ConsumerKind.LINEAR, x, mod.in_features)
         if isinstance(mod, nn.Conv1d) and isinstance(x, Feat) and len(tags) == 1:
             if x.fdim != x.rank - 2 or mod.groups != 1:
-                return self.fail(node, tags, f"Conv1d '{node.target}' needs the units in its channel dim (and groups=1)")
+                return self.fail(node, tags, f"Conv1d '{node.target}' needs the units in its channel dim "
+                                             "(and groups=1)")
             return self.consume(node, ConsumerKind.CONV1D, x, mod.in_channels)
         return self.fail(node, tags, f"module '{node.target}' ({type(mod).__name__}) receives the features; rnnslim "
                                      "slices only Linear, Conv1d and recurrent consumers and element-wise modules")
@@ -232,14 +234,22 @@ class FxAnalyzer:
         self.note_constant_state(hx_node, rm)
         if isinstance(x, Feat):
             if x.fdim != x.rank - 1:
-                return self.fail(node, [x, RnnOut(rm, rank)], f"'{rm.path}' reads dim -1 but the units are in dim {x.fdim}")
+                return self.fail(node, [x, RnnOut(rm, rank)],
+                                 f"'{rm.path}' reads dim -1 but the units are in dim {x.fdim}")
             if isinstance(self.consume(node, ConsumerKind.RECURRENT, x, rm.input_size), Poison):
                 return Poison(frozenset({rm.path}) | self.paths(x))
         elif x is not None:
             return self.fail(node, [x, RnnOut(rm, rank)], f"unsupported input to '{rm.path}'")
         else:
-            self.untagged_calls.add(node.target)
+            self.untagged_once(node)
         return RnnOut(rm, rank)
+
+    def untagged_once(self, node: fx.Node) -> None:
+        """A consumer called without recurrent features: fine unless it also gets them elsewhere."""
+        self.untagged_calls.add(node.target)
+        old = self.graph.consumers.get(node.target)
+        if old is not None:
+            self.fail(node, [Feat(1, 0, old.feats)], f"'{node.target}' is called more than once with different inputs")
 
     def note_constant_state(self, hx_node, rm: RecurrentModule) -> None:
         sizes = {rm.hidden_size, rm.out_units}
@@ -363,7 +373,8 @@ class FxAnalyzer:
         b = self.tag(b_node) if isinstance(b_node, fx.Node) else None
         if isinstance(b, Feat):
             if b.rank - b.fdim != a.rank - a.fdim or b.feats != a.feats:
-                return self.fail(node, tags, f"'{node.target}' combines different recurrent features position by position")
+                return self.fail(node, tags, f"'{node.target}' combines different recurrent features position by "
+                                             "position")
             return a if a.rank >= b.rank else b
         if b is not None:
             return self.fail(node, tags, "unsupported operand")
@@ -371,8 +382,8 @@ class FxAnalyzer:
             return a  # python scalar
         shape = self.shape(b_node)
         if shape is None:
-            return self.fail(node, tags, f"combined with tensor '{b_node.name}' of unknown shape (pass example_inputs so "
-                                         "rnnslim can check that it does not act per feature)")
+            return self.fail(node, tags, f"combined with tensor '{b_node.name}' of unknown shape (pass "
+                                         "example_inputs so rnnslim can check that it does not act per feature)")
         k = len(shape) - (a.rank - a.fdim)
         if k >= 0 and shape[k] != 1:
             return self.fail(node, tags, f"combined with '{b_node.name}' of shape {shape}, which has one value per "
@@ -396,7 +407,8 @@ class FxAnalyzer:
                     continue
                 shape = self.shape(i)
                 if shape is None:
-                    return self.fail(node, tags, f"cat with '{getattr(i, 'name', i)}' of unknown width (pass example_inputs)")
+                    return self.fail(node, tags, f"cat with '{getattr(i, 'name', i)}' of unknown width "
+                                                 "(pass example_inputs)")
                 out += [None] * shape[d]
             return Feat(ref.rank, ref.fdim, tuple(out))
         if any(t != ref for t in feats):
@@ -470,7 +482,8 @@ class FxAnalyzer:
                 src, dim = src.args[0], src.args[1]
                 if src.op == "call_function" and src.target is getattr and src.args[1] == "shape":
                     t = self.tag(src.args[0])
-                    ok = isinstance(t, Feat) and isinstance(dim, int) and _norm(dim, t.rank) == t.fdim and t.feats == f.feats
+                    ok = (isinstance(t, Feat) and isinstance(dim, int) and _norm(dim, t.rank) == t.fdim
+                          and t.feats == f.feats)
             elif src.op == "call_method" and src.target == "size" and len(src.args) > 1:
                 t = self.tag(src.args[0])
                 ok = isinstance(t, Feat) and isinstance(src.args[1], int) and _norm(src.args[1], t.rank) == t.fdim \

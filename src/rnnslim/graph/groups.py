@@ -149,7 +149,8 @@ def _recurrent_groups(rm: RecurrentModule, has_bias: bool) -> list[UnitGroup]:
         if layer + 1 < rm.num_layers:
             cols = torch.arange(P).repeat(D)  # next layer input = [dir 0 units, dir 1 units]
             for d in range(D):
-                out.slices.append(TensorSlice(f"{rm.path}.weight_ih{_sfx(layer + 1, d)}", 1, cols, "next layer input cols"))
+                out.slices.append(TensorSlice(f"{rm.path}.weight_ih{_sfx(layer + 1, d)}", 1, cols,
+                                              "next layer input cols"))
     return groups
 
 
@@ -182,7 +183,8 @@ def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
     params = dict(model.named_parameters(remove_duplicate=False))
     for g in groups:
         if g.name in graph.exposed:
-            g.blocked = f"its features reach the model's output directly ({graph.exposed[g.name]}), so its size is visible"
+            g.blocked = (f"its features reach the model's output directly ({graph.exposed[g.name]}), so its size is "
+                         "visible")
         elif g.module in graph.unresolved and g.kind is graph.recurrent[g.module].out_kind:
             # the output sequence or h_n of this module goes somewhere rnnslim could not follow
             g.blocked = "unresolved coupling: " + "; ".join(graph.unresolved[g.module])

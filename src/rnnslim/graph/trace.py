@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, GroupKind, RecurrentModule, Source
 from rnnslim.graph.fx_trace import PASSTHROUGH_MODULES
@@ -37,6 +38,8 @@ class _Call:
 def _tensors(obj) -> list[Tensor]:
     if isinstance(obj, Tensor):
         return [obj]
+    if isinstance(obj, PackedSequence):  # only its data carries features
+        return [obj.data]
     if isinstance(obj, (tuple, list)):
         return [t for o in obj for t in _tensors(o)]
     if isinstance(obj, dict):
@@ -47,6 +50,8 @@ def _tensors(obj) -> list[Tensor]:
 def _replace(obj):
     if isinstance(obj, Tensor):
         return obj.detach().requires_grad_(obj.is_floating_point())
+    if isinstance(obj, PackedSequence):
+        return PackedSequence(_replace(obj.data), obj.batch_sizes, obj.sorted_indices, obj.unsorted_indices)
     if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
         return tuple(_replace(o) for o in obj)
     if isinstance(obj, list):
@@ -167,7 +172,8 @@ def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], exam
                                           "rnnslim slices only Linear, Conv1d and recurrent consumers")
             continue
         fdim = 1 if kind is ConsumerKind.CONV1D and x.dim() == 3 else x.dim() - 1
-        used = [n for (n, p), g in zip(params, depends(x, [p for _, p in params])) if g is not None and g.abs().sum() > 0]
+        grads = depends(x, [p for _, p in params])
+        used = [n for (n, _), g in zip(params, grads) if g is not None and g.abs().sum() > 0]
         if used:
             unresolved(owner_paths(srcs), f"parameters {used[:3]} are applied to the features on the way to "
                                           f"'{c.path}'; they would need pruning too")

@@ -29,6 +29,7 @@ from rnnslim.measure.variants import (
     torch_variant,
     unavailable,
 )
+from rnnslim.measure.size import count_parameters
 from rnnslim.measure.weight_bytes import module_bytes_per_step, onnx_bytes_per_step
 from rnnslim.recurrent.gates import CellType
 
@@ -72,13 +73,21 @@ def onednn_disabled() -> Iterator[None]:
             ctx.__exit__(None, None, None)
 
 
+SPARSE_HINT = 0.01  # more than 1% exact zeros among the weights: pruned, not the uncompressed model
+
+
 def is_uncompressed(model: nn.Module) -> bool:
-    """A float SequenceModel whose recurrent layers are all plain torch modules of one shape."""
+    """A float32 SequenceModel with plain torch recurrent layers of one shape, dense storage and
+    (almost) no zero weights; only such a model can serve as its own baseline."""
     if not (hasattr(model, "spec") and hasattr(model, "rnn")):
         return False
     plain = all(isinstance(layer, nn.RNNBase) for layer in model.rnn.layers)
     floats = all(p.dtype == torch.float32 for p in model.parameters())
-    return plain and floats and model.rnn.is_uniform()
+    dense_storage = not getattr(model, "tensor_encodings", None)
+    if not (plain and floats and dense_storage and model.rnn.is_uniform()):
+        return False
+    params, nonzero, _ = count_parameters(model)
+    return nonzero >= (1 - SPARSE_HINT) * params
 
 
 def torch_variants(baseline: nn.Module, artifact_bytes: int | None) -> list[Variant]:

@@ -103,9 +103,10 @@ def macs_per_step(model: nn.Module) -> MacStats:
     """MACs of one step at batch 1: per part (input, each recurrent layer, head) and totals."""
     if hasattr(model, "spec") and hasattr(model, "rnn"):
         parts: list[MacPart] = []
-        for attr in ("embedding", "input_proj"):
-            if hasattr(model, attr):
-                parts += module_macs(attr, getattr(model, attr))
+        if hasattr(model, "embedding"):  # a lookup whatever module holds the table (int8 tables too)
+            parts.append(MacPart(name="embedding (lookup)", dense=0, nonzero=0))
+        if hasattr(model, "input_proj"):
+            parts += module_macs("input_proj", model.input_proj)
         for k, layer in enumerate(model.rnn.layers):
             parts += module_macs(f"rnn.layers.{k}", layer)
         parts += module_macs("decoder", model.decoder)

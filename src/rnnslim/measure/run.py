@@ -130,13 +130,17 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
         base_ref = summary if baseline_is_model else base_summary
         if user_module:
             own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
-        else:
+        else:  # a SequenceModel; the user's own callables, when given, replace the default step / batch
             own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
+            mine = user_variant(step_fn, batch_fn, None, None)
+            own.stream = mine.stream or own.stream
+            own.batch = mine.batch or own.batch
         with tempfile.TemporaryDirectory(prefix="rnnslim-measure-") as workdir:
             variants, export_record = [own], None
             if include_baselines:
                 if baseline is None:
-                    why = "unavailable: the model is not an uncompressed float model; pass baseline="
+                    why = ("unavailable: the model is compressed (swapped-in, sparse, low-precision or unequal "
+                           "layers); pass baseline= the uncompressed model")
                     variants += [unavailable(k, why) for k in list(VariantKind)[1:]]
                 else:
                     say("building baselines (torch nn, ONNX export, int8 quantization)")

@@ -74,5 +74,7 @@ def render(report: MeasureReport) -> str:
     lines += ["", f"{m.cpu_model}, {m.logical_cpus} CPUs, torch {m.torch_version}, onnxruntime "
                   f"{m.onnxruntime_version or 'not installed'}, load {m.load_average}, {m.date_utc}",
               f"{mode}: {s.steps} steps x {s.repeats} rounds after {s.warmup} warm-up steps; throughput at batch "
-              f"{s.batch} x {s.seq_len} steps; 'vs torch' = latency / torch nn (default) latency"]
+              f"{s.batch} x {s.seq_len} steps; 'vs torch' = latency / torch nn (default) latency",
+              "floor = weight bytes per step / copy bandwidth (DRAM); x floor < 1 means the weights are served "
+              "from cache"]
     return "\n".join(lines)

@@ -75,10 +75,10 @@ def user_variant(step_fn: Callable[[Any], Any] | None, batch_fn: Closure | None,
 
         return step
 
-    return Variant(VariantKind.MODEL, stream=stream if step_fn else None,
-                   batch=(lambda threads, b, t: batch_fn) if batch_fn else None,
+    return Variant(VariantKind.MODEL, stream=stream if step_fn is not None else None,
+                   batch=(lambda threads, b, t: batch_fn) if batch_fn is not None else None,
                    artifact_bytes=artifact_bytes, bytes_per_step=bytes_per_step,
-                   note="" if batch_fn else "no batch_fn given: throughput not measured")
+                   note="" if batch_fn is not None else "no batch_fn given: throughput not measured")
 
 
 def ort_variant(kind: VariantKind, path: Path, bytes_per_step: int, note: str = "") -> Variant:

@@ -19,17 +19,37 @@ import numpy as np
 from torch import nn
 
 
+def _own_tensors(mod: nn.Module) -> list:
+    return list(mod.parameters(recurse=False)) + list(mod.buffers(recurse=False))
+
+
+def _lookup_modules(module: nn.Module) -> list[tuple[nn.Module, int | None]]:
+    """(module, vocabulary size or None) of every table lookup: torch embeddings, and a
+    SequenceModel's `embedding` whatever class holds it (an int8 table, ...)."""
+    found: list[tuple[nn.Module, int | None]] = []
+    spec = getattr(module, "spec", None)
+    table = getattr(module, "embedding", None)
+    if table is not None and spec is not None and spec.input_kind.value == "embedding":
+        found.append((table, int(spec.input_size)))
+    for mod in module.modules():
+        if isinstance(mod, (nn.Embedding, nn.EmbeddingBag)) and all(mod is not m for m, _ in found):
+            found.append((mod, mod.num_embeddings))
+    return found
+
+
 def module_bytes_per_step(module: nn.Module) -> int:
     tables: dict[int, int] = {}  # id(tensor) -> bytes of one row
-    for mod in module.modules():
-        if isinstance(mod, (nn.Embedding, nn.EmbeddingBag)):
-            w = mod.weight
-            tables[id(w)] = w.element_size() * (w.numel() // max(w.shape[0], 1))
+    inside_tables: set[int] = set()
+    for mod, vocab in _lookup_modules(module):
+        for sub in mod.modules():
+            inside_tables.add(id(sub))
+            for t in _own_tensors(sub):
+                if t.dim() >= 1 and t.shape[0] == vocab and vocab:  # one row per token: weights, row scales
+                    tables[id(t)] = t.element_size() * (t.numel() // vocab)
     full: dict[int, int] = {}
     for mod in module.modules():
-        is_table = isinstance(mod, (nn.Embedding, nn.EmbeddingBag))
-        for t in list(mod.parameters(recurse=False)) + list(mod.buffers(recurse=False)):
-            if is_table and id(t) in tables:
+        for t in _own_tensors(mod):
+            if id(mod) in inside_tables and id(t) in tables:
                 continue
             full[id(t)] = t.numel() * t.element_size()
     rows = sum(b for i, b in tables.items() if i not in full)

@@ -77,8 +77,12 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
     hooks, n_masked = _mask_hooks(model)
     ckpt = ctx.work_dir / "train"
     resumed = (ckpt / "trainer_state.pt").exists()
-    result = train(model, ctx.task, cfg.train_config(ctx.seed, ctx.device), checkpoint_dir=ckpt,
-                   hooks=TrainHooks(after_step=hooks), resume=True, progress=ctx.progress)
+    try:
+        result = train(model, ctx.task, cfg.train_config(ctx.seed, ctx.device), checkpoint_dir=ckpt,
+                       hooks=TrainHooks(after_step=hooks), resume=True, progress=ctx.progress)
+    finally:
+        for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
+            getattr(h, "remove", lambda: None)()
     load_best(model, result)  # the best validation checkpoint, not the last step
     model.eval()
     evals = [h for h in result.history if ctx.task.primary_metric in h]

@@ -40,7 +40,9 @@ def task_identity(task: Any) -> dict:
     ident = {"class": f"{type(task).__module__}.{type(task).__qualname__}", "meta": jsonable(meta)}
     ids = getattr(task, "ids", None)  # CharLMTask: the whole token stream
     if isinstance(ids, torch.Tensor):
+        # the data itself identifies the corpus; its path spelling (relative/absolute) does not matter
         ident["data_sha256"] = hashlib.sha256(_tensor_bytes(ids)).hexdigest()
+        ident["meta"].pop("corpus", None)
     return ident
 
 

@@ -23,11 +23,20 @@ EVAL_SPLITS = ("valid", "test")
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(parameters, non-zero parameters) over model.parameters() (shared tensors once).
+    """(parameters, non-zero parameters).
 
-    Weights held in buffers by non-torch (quantized) modules are not parameters and are
-    not counted here; their size shows in artifact_bytes.
+    rnnslim.measure.size.count_parameters defines them (stored tensors, tied ones once;
+    integer weights of quantized layers count, masks/scales/zero points do not); until
+    that module is installed, model.parameters() (shared tensors once) stand in.
     """
+    try:
+        from rnnslim.measure.size import count_parameters as stored_count
+    except ModuleNotFoundError as e:
+        if e.name not in ("rnnslim.measure", "rnnslim.measure.size"):
+            raise
+    else:
+        params, nonzeros, _aux = stored_count(model)
+        return int(params), int(nonzeros)
     total = nonzero = 0
     for p in model.parameters():
         total += p.numel()

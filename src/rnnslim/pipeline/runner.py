@@ -89,6 +89,48 @@ def _is_complete(sdir: Path, h: str) -> dict | None:
     return None
 
 
+def _input_row(current, model, task, recipe: Recipe, in_dir: Path, in_hash: str, measure_key: str, device: str,
+               progress: bool) -> tuple[StageRow, bool]:
+    """Row 0: the input model saved into stages/00-input and measured; (row, reused)."""
+    rel = f"{rd.STAGES_DIR}/{rd.INPUT_DIR}"
+    info = _is_complete(in_dir, in_hash)
+    if info:
+        return _reuse_row(info, in_dir, rel, task, recipe, measure_key, device), True
+    _log(progress, f"measuring the input model -> {in_dir}")
+    rd.remove_stage_outputs(in_dir)
+    row = StageRow(0, "input", rel, {"source": getattr(model, "source_path", None)}, in_hash, False, {})
+    saved = _save_and_reload(current, in_dir / rd.MODEL_DIR, device, row.timings)
+    row.measurements = _measure(saved, task, in_dir / rd.MODEL_DIR, recipe, row.timings)
+    rd.write_json(in_dir / rd.STAGE_JSON, _stage_json(row, None, measure_key))
+    return row, False
+
+
+def _run_stage(current, cfg, index: int, name: str, h: str, prev_hash: str, sdir: Path, task, teacher,
+               recipe: Recipe, measure_key: str, device: str, progress: bool) -> tuple[StageRow, Any]:
+    """Run one stage on `current` (a private model), save, reload, measure; (row, saved model)."""
+    kept = rd.prepare_work_dir(sdir / rd.WORK_DIR, h)
+    _log(progress, f"[{index}/{len(recipe.stages)}] {name}: running" + (" (resuming its work dir)" if kept else ""))
+    ctx = StageContext(task=task, work_dir=sdir / rd.WORK_DIR, device=device, seed=recipe.seed + index,
+                       progress=progress, teacher=teacher)
+    _, fn = get_stage(cfg.kind)
+    config = cfg.model_dump(mode="json")
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # a seeded stage; the CPU RNG state is restored after it
+        torch.manual_seed(ctx.seed)
+        out = fn(current, cfg, ctx)
+    timings = {"run_s": time.perf_counter() - t0}
+    if not isinstance(out, torch.nn.Module):
+        raise rd.PipelineError(f"stage {name} returned {type(out).__name__}, not the model")
+    record = jsonable(ctx.record)
+    out.history = list(getattr(out, "history", None) or []) + [
+        {"stage": cfg.kind, "index": index, "recipe": recipe.name, "config": config, "hash": h, "record": record}]
+    saved = _save_and_reload(out, sdir / rd.MODEL_DIR, device, timings)
+    row = StageRow(index, cfg.kind, f"{rd.STAGES_DIR}/{name}", config, h, False, {}, timings, record)
+    row.measurements = _measure(saved, task, sdir / rd.MODEL_DIR, recipe, row.timings)
+    rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, prev_hash, measure_key))  # last: marks the stage done
+    return row, saved
+
+
 def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: str | Path = "rnnslim-run",
                  resume: bool = True, progress: bool = True, device: str = "cpu") -> PipelineResult:
     """Run `recipe` on a copy of `model`; write out_dir (see rundir.py) and the report.
@@ -119,24 +161,12 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
     # private copies: the stages' working model and the teacher; `model` itself is only read
     current = copy.deepcopy(model).to(device).eval()
     teacher = copy.deepcopy(model).to(device).eval().requires_grad_(False)
-
-    # row 0: the input model, saved the same way as every stage's output
     in_hash = input_hash(current, task, recipe.seed)
     names = [rd.stage_dir_name(i, c.kind) for i, c in enumerate(recipe.stages, start=1)]
     rd.remove_stale_stage_dirs(stages_root, {rd.INPUT_DIR, *names})
     in_dir = stages_root / rd.INPUT_DIR
-    info = _is_complete(in_dir, in_hash)
-    if info:
-        rows = [_reuse_row(info, in_dir, f"{rd.STAGES_DIR}/{rd.INPUT_DIR}", task, recipe, measure_key, device)]
-    else:
-        _log(progress, f"measuring the input model -> {in_dir}")
-        rd.remove_stage_outputs(in_dir)
-        row = StageRow(0, "input", f"{rd.STAGES_DIR}/{rd.INPUT_DIR}",
-                       {"source": getattr(model, "source_path", None)}, in_hash, False, {})
-        current = _save_and_reload(current, in_dir / rd.MODEL_DIR, device, row.timings)
-        row.measurements = _measure(current, task, in_dir / rd.MODEL_DIR, recipe, row.timings)
-        rd.write_json(in_dir / rd.STAGE_JSON, _stage_json(row, None, measure_key))
-        rows = [row]
+    row0, _ = _input_row(current, model, task, recipe, in_dir, in_hash, measure_key, device, progress)
+    rows = [row0]
 
     # the hash chain decides which stages are reusable; everything from the first miss re-runs
     hashes, prev = [], in_hash
@@ -150,38 +180,22 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
         for n in names[first_run:]:
             rd.remove_stage_outputs(stages_root / n)
 
-    current_dir = in_dir / rd.MODEL_DIR  # where the model entering the next stage is saved
-    loaded_from: Path | None = in_dir / rd.MODEL_DIR if not info else None
+    # every stage starts from the previous model as loaded from disk (as a resumed run would)
+    current, current_dir = None, in_dir / rd.MODEL_DIR
     try:
         for i, (cfg, name, h) in enumerate(zip(recipe.stages, names, hashes), start=1):
-            sdir, rel = stages_root / name, f"{rd.STAGES_DIR}/{name}"
+            sdir = stages_root / name
             if i - 1 < first_run:
                 _log(progress, f"[{i}/{len(names)}] {name}: done in an earlier run, reusing it")
-                rows.append(_reuse_row(rd.read_json(sdir / rd.STAGE_JSON), sdir, rel, task, recipe, measure_key, device))
-                current_dir = sdir / rd.MODEL_DIR
+                rows.append(_reuse_row(rd.read_json(sdir / rd.STAGE_JSON), sdir, f"{rd.STAGES_DIR}/{name}", task,
+                                       recipe, measure_key, device))
+                current, current_dir = None, sdir / rd.MODEL_DIR
                 continue
-            if loaded_from != current_dir:
-                current, loaded_from = load_model(current_dir, map_location=device), current_dir
-            kept = rd.prepare_work_dir(sdir / rd.WORK_DIR, h)
-            _log(progress, f"[{i}/{len(names)}] {name}: running" + (" (resuming its work dir)" if kept else ""))
-            ctx = StageContext(task=task, work_dir=sdir / rd.WORK_DIR, device=device, seed=recipe.seed + i,
-                               progress=progress, teacher=teacher)
-            _, fn = get_stage(cfg.kind)
-            config = cfg.model_dump(mode="json")
-            torch.manual_seed(ctx.seed)
-            t0 = time.perf_counter()
-            result = fn(current, cfg, ctx)
-            timings = {"run_s": time.perf_counter() - t0}
-            if not isinstance(result, torch.nn.Module):
-                raise rd.PipelineError(f"stage {name} returned {type(result).__name__}, not the model")
-            record = jsonable(ctx.record)
-            result.history = list(getattr(result, "history", None) or []) + [
-                {"stage": cfg.kind, "index": i, "recipe": recipe.name, "config": config, "hash": h, "record": record}]
-            current = _save_and_reload(result, sdir / rd.MODEL_DIR, device, timings)
-            current_dir = loaded_from = sdir / rd.MODEL_DIR
-            row = StageRow(i, cfg.kind, rel, config, h, False, {}, timings, record)
-            row.measurements = _measure(current, task, current_dir, recipe, row.timings)
-            rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, hashes[i - 2] if i > 1 else in_hash, measure_key))
+            if current is None:
+                current = load_model(current_dir, map_location=device)
+            row, current = _run_stage(current, cfg, i, name, h, hashes[i - 2] if i > 1 else in_hash, sdir, task,
+                                      teacher, recipe, measure_key, device, progress)
+            current_dir = sdir / rd.MODEL_DIR
             rows.append(row)
             _log(progress, f"[{i}/{len(names)}] {name}: {_summary(row, rows[0], task.primary_metric)}")
     except BaseException as e:
@@ -190,7 +204,7 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
                        f"kept in {stages_root}; run again to resume")
         raise
 
-    if loaded_from != current_dir:
+    if current is None:
         current = load_model(current_dir, map_location=device)
     save_model(current, out / rd.FINAL_MODEL)
     result = PipelineResult(recipe=recipe, out_dir=out, model=current, rows=rows, task=_task_summary(task),

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 STAGE_MODULES = (
     "rnnslim.pipeline.builtin_stages",  # finetune, cast
     "rnnslim.prune.stages",
+    "rnnslim.prune.structured_stages",  # prune_units, remove_layers, prune_vocab, group_lasso
     "rnnslim.quantize.stages",
     "rnnslim.quantize.int8.stages",
 )

@@ -7,7 +7,8 @@
 At each schedule point the masks are recomputed for the scheduled sparsity (weights pruned
 before stay pruned) and applied; after every optimizer step the masks are re-applied and
 pruned gradients zeroed (masks.MaskHook). With start_step 0 the first cut happens before
-the first step. The weights at the end of training are kept (not the best checkpoint,
+the first step. A run resumed from `checkpoint_dir` continues from the zeros of the
+checkpoint (the pruning points before it are not repeated). The weights at the end of training are kept (not the best checkpoint,
 which may predate the final sparsity).
 """
 
@@ -19,12 +20,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from rnnslim.io.format import load_model
 from rnnslim.prune.common import score_targets
 from rnnslim.prune.importance import Calibration, Criterion, as_calibration
 from rnnslim.prune.masks import Masks, MaskHook, apply_masks_, mask_of, sparsity_report
 from rnnslim.prune.patterns import BlockPruning, block_masks
 from rnnslim.prune.schedules import AGPSchedule
-from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
+from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names
 from rnnslim.prune.unstructured import Scope, select_masks
 from rnnslim.tasks.base import Task
 from rnnslim.train import TrainConfig, TrainHooks, TrainResult, train
@@ -62,7 +64,12 @@ class AGPHook:
         self.masks: Masks | None = None
         self.keeper = MaskHook({})
         self.points: list[dict] = []
-        self._synced = False
+
+    def adopt(self, model: nn.Module, masks: Masks) -> None:
+        """Continue from existing masks (a resumed run) without pruning."""
+        self.masks = masks
+        self.keeper.update(masks)
+        self.keeper.attach(model)
 
     def prune_to(self, model: nn.Module, sparsity: float, step: int) -> None:
         cfg = self.cfg
@@ -77,17 +84,13 @@ class AGPHook:
             masks = select_masks(scores, sparsity, cfg.scope, self.masks)
         self.masks = masks
         self.keeper.update(masks)
+        self.keeper.attach(model)  # pruned gradients are zero from the next backward on
         apply_masks_(model, masks)
         kept = sum(int(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())
         self.points.append({"step": step, "scheduled": sparsity, "achieved": 1.0 - kept / total})
 
     def __call__(self, model: nn.Module, step: int) -> None:
-        if not self._synced and self.masks is not None:
-            # after a resumed run the model holds newer zeros than these masks: adopt them
-            self.masks = {n: m & mask_of(model.get_parameter(n)).cpu() for n, m in self.masks.items()}
-            self.keeper.update(self.masks)
-        self._synced = True
         if self.cfg.schedule.is_prune_step(step):
             self.prune_to(model, self.cfg.schedule.sparsity_at(step), step)
         if self.masks is not None:
@@ -115,7 +118,12 @@ def prune_gradual_(model: nn.Module, task: Task, cfg: GradualPruning, checkpoint
                          f"schedule's end_step {cfg.schedule.end_step}")
     calibration = as_calibration(task, cfg.calibration_batches) if cfg.criterion.needs_data else None
     hook = AGPHook(cfg, calibration)
-    if cfg.schedule.start_step == 0:
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    if ckpt and (ckpt / "trainer_state.pt").exists() and (ckpt / "last").exists():
+        # train() will resume from this checkpoint: continue from the zeros it holds
+        saved = load_model(ckpt / "last")
+        hook.adopt(model, {n: mask_of(saved.get_parameter(n)) for n in target_names(model, cfg.targets, cfg.layers)})
+    elif cfg.schedule.start_step == 0:
         hook.prune_to(model, cfg.schedule.sparsity_at(0), 0)
     try:
         result = train(model, task, cfg.train, checkpoint_dir, hooks=TrainHooks(after_step=[hook]), progress=progress)

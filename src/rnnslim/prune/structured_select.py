@@ -7,14 +7,19 @@ per-weight scores are a dict {parameter name: tensor shaped like the parameter};
 missing name means |W| (magnitude), so Taylor / Fisher scores can be plugged in.
 
 Counts: a ratio r removes round(r * n) of a layer's n units ("layer" scope), or the
-round(r * total) lowest-scored units over all chosen layers ("global" scope, optionally
-with each layer's scores divided by its mean so layers of different scale compete
-fairly). Kept counts are rounded to a multiple of `round_to` (nearest, never above n,
-at least min(round_to, n)). Layers of one multi-layer torch module must keep the same
-count: in global scope their counts are averaged.
+round(r * total) lowest-scored units over all chosen layers ("global" scope; by default
+each layer's scores are divided by their mean first: a unit's raw score grows with its
+fan-out, so without it the layer feeding a small decoder loses nearly everything; on
+chargru-512x2 at 50 % raw L1 kept 511 + 1 units, valid loss 4.03 nats, normalised
+277 + 235, 2.65 nats). Kept counts are rounded to a multiple of `round_to` (nearest, never above n,
+at least min(round_to, n); halves round up). Layers of one multi-layer torch module must keep the same
+count: in global scope their counts are averaged; different
+explicit per-layer ratios on such a module are refused when the cut is applied.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -22,26 +27,59 @@ from torch import Tensor, nn
 from rnnslim.graph.groups import UnitGroup
 
 
-def unit_scores(model: nn.Module, group: UnitGroup, scores: dict[str, Tensor] | None = None, l2: bool = False) -> Tensor:
-    """(group.size,) float64 importance of each unit of `group`."""
+def unit_sums(group: UnitGroup, values: dict[str, Tensor], square: bool) -> Tensor:
+    """(group.size,) sum over each unit's weights of |v| (or v^2), every weight counted once.
+
+    `values[param]` is shaped like the parameter; differentiable (group lasso uses it).
+    A weight at the crossing of a unit's row and its own column (weight_hh[g*H + k, k])
+    belongs to both slices and is subtracted once.
+    """
+    ref = next(iter(values.values()))
+    total = torch.zeros(group.size, dtype=ref.dtype, device=ref.device)
+    by_param: dict[str, dict[int, Tensor]] = {}
+    for s in group.slices:
+        v = values[s.param]
+        v = v * v if square else v.abs()
+        per_pos = v.movedim(s.dim, 0).reshape(v.shape[s.dim], -1).sum(1)  # (positions,)
+        own = s.units >= 0
+        total = total.index_add(0, s.units[own].to(ref.device), per_pos[own])
+        by_param.setdefault(s.param, {})[s.dim] = s.units
+    for param, dims in by_param.items():
+        if 0 in dims and 1 in dims:  # rows and columns of the same group in one matrix
+            r, c = dims[0].to(ref.device), dims[1].to(ref.device)
+            i, j = torch.nonzero((r[:, None] == c[None, :]) & (r[:, None] >= 0), as_tuple=True)
+            v = values[param]
+            v = v * v if square else v.abs()
+            total = total.index_add(0, r[i], -v[i, j])
+    return total
+
+
+def unit_scores(model: nn.Module, group: UnitGroup, scores: dict[str, Tensor] | None = None,
+                l2: bool = False) -> Tensor:
+    """(group.size,) float64 importance of each unit: L1 (sum) or L2 (norm) of its weights' scores.
+
+    scores: {param name: per-weight score shaped like the parameter}; missing -> |W|.
+    """
     params = dict(model.named_parameters())
-    total = torch.zeros(group.size, dtype=torch.float64)
+    vals = {}
     for s in group.slices:
         p = params[s.param]
         sc = (scores or {}).get(s.param)
         sc = p.detach().abs() if sc is None else sc.detach()
         if tuple(sc.shape) != tuple(p.shape):
             raise ValueError(f"score for {s.param} has shape {tuple(sc.shape)}, the parameter {tuple(p.shape)}")
-        v = sc.double().cpu()
-        v = v * v if l2 else v.abs()
-        per_pos = v.movedim(s.dim, 0).reshape(v.shape[s.dim], -1).sum(1)  # (positions,)
-        own = s.units >= 0
-        total.index_add_(0, s.units[own], per_pos[own])
-    return total.sqrt() if l2 else total
+        vals[s.param] = torch.nan_to_num(sc.double().cpu(), nan=0.0)
+    total = unit_sums(group, vals, square=l2)
+    return total.clamp_min(0).sqrt() if l2 else total
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
 
 
 def round_count(keep: float, size: int, multiple: int) -> int:
-    k = int(round(keep / multiple)) * multiple if multiple > 1 else int(round(keep))
+    """Kept count: `keep` rounded (halves up) to a multiple, within [min(multiple, size), size]."""
+    k = _round_half_up(keep / multiple) * multiple
     return min(size, max(k, min(multiple, size), 1))
 
 
@@ -52,8 +90,8 @@ def top_units(score: Tensor, count: int) -> Tensor:
 
 
 def layer_counts(groups: list[UnitGroup], ratios: dict[str, float], multiple: int) -> dict[str, int]:
-    counts = {g.name: round_count(g.size * (1 - ratios[g.name]), g.size, multiple) for g in groups}
-    return _tie(groups, counts, multiple)
+    # no tie averaging here: different explicit ratios on one torch module are an error (apply_cuts_)
+    return {g.name: round_count(g.size * (1 - ratios[g.name]), g.size, multiple) for g in groups}
 
 
 def global_counts(groups: list[UnitGroup], scores: dict[str, Tensor], ratio: float, multiple: int,
@@ -64,7 +102,7 @@ def global_counts(groups: list[UnitGroup], scores: dict[str, Tensor], ratio: flo
         s = scores[g.name]
         s = s / s.mean().clamp_min(1e-30) if normalize else s
         pooled += [(float(v), g.name) for v in s]
-    n_remove = int(round(ratio * len(pooled)))
+    n_remove = _round_half_up(ratio * len(pooled))
     removed: dict[str, int] = {g.name: 0 for g in groups}
     for _, name in sorted(pooled, key=lambda t: t[0])[:n_remove]:
         removed[name] += 1

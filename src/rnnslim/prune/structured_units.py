@@ -49,23 +49,23 @@ def _check_ties(cuts: list[Cut]) -> None:
                 f"build the model on rnnslim.recurrent.stack.RecurrentStack, which allows a size per layer")
 
 
-def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor]) -> nn.RNNBase:
+def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor], num_layers: int) -> nn.RNNBase:
     cell = cell_of_module(old)
     get = lambda n: new.get(n, getattr(old, n, None))  # noqa: E731
     proj = get("weight_hr_l0").shape[0] if getattr(old, "proj_size", 0) else 0
     hidden = get("weight_hr_l0").shape[1] if proj else get("weight_hh_l0").shape[1]
     input_size = get("weight_ih_l0").shape[1]
     G = gate_count(cell)
-    sfxs = [f"_l{k}" + r for k in range(old.num_layers) for r in ([""] + (["_reverse"] if old.bidirectional else []))]
+    sfxs = [f"_l{k}" + r for k in range(num_layers) for r in ([""] + (["_reverse"] if old.bidirectional else []))]
     for sfx in sfxs:  # every layer of a torch module must agree on (hidden, proj)
         rows, cols = get("weight_hh" + sfx).shape
         if rows != G * hidden or cols != (proj or hidden):
             raise CouplingError(f"cannot rebuild {type(old).__name__}: layer {sfx[2:]} would have weight_hh of shape "
                                 f"{(rows, cols)} but layer 0 implies hidden={hidden}, proj={proj}; a multi-layer torch "
                                 "module must shrink uniformly")
-    if old.num_layers == 1:
+    if num_layers == 1:
         return make_layer(cell, input_size, LayerSpec(hidden, proj, old.bidirectional), old.bias, old.batch_first)
-    kwargs = dict(input_size=input_size, hidden_size=hidden, num_layers=old.num_layers, bias=old.bias,
+    kwargs = dict(input_size=input_size, hidden_size=hidden, num_layers=num_layers, bias=old.bias,
                   batch_first=old.batch_first, dropout=old.dropout, bidirectional=old.bidirectional)
     if isinstance(old, nn.LSTM):
         kwargs["proj_size"] = proj
@@ -74,10 +74,15 @@ def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor]) -> nn.RNNBase:
     return type(old)(**kwargs)
 
 
-def _rebuild(old: nn.Module, new: dict[str, Tensor]) -> nn.Module:
+def rebuild_module(old: nn.Module, new: dict[str, Tensor], num_layers: int | None = None) -> nn.Module:
+    """A module like `old` shaped for the tensors in `new` (others copied from `old`).
+
+    num_layers: for recurrent modules, the new layer count (layer removal); `new` then
+    holds every parameter under its new name.
+    """
     w = new.get("weight", getattr(old, "weight", None))
     if isinstance(old, nn.RNNBase):
-        mod = _rebuild_recurrent(old, new)
+        mod = _rebuild_recurrent(old, new, num_layers or old.num_layers)
     elif isinstance(old, nn.Linear):
         mod = nn.Linear(w.shape[1], w.shape[0], bias=old.bias is not None)
     elif isinstance(old, nn.Conv1d):
@@ -97,7 +102,7 @@ def _rebuild(old: nn.Module, new: dict[str, Tensor]) -> nn.Module:
                 raise RuntimeError(f"internal error: {type(old).__name__}.{name} sliced to {tuple(src.shape)}, "
                                    f"rebuilt module expects {tuple(p.shape)}")
             p.copy_(src)
-            p.requires_grad_(getattr(old, name).requires_grad)
+            p.requires_grad_(src.requires_grad if isinstance(src, nn.Parameter) else ref.requires_grad)
     return mod.train(old.training)
 
 
@@ -135,7 +140,7 @@ def apply_cuts_(model: nn.Module, cuts: list[Cut]) -> list[str]:
                                f"{mask.numel()}")
         sliced[mpath][attr] = cur.index_select(dim, torch.nonzero(mask).flatten()).clone()
     for mpath, new in sliced.items():
-        replace_module(model, mpath, _rebuild(model.get_submodule(mpath), new))
+        replace_module(model, mpath, rebuild_module(model.get_submodule(mpath), new))
     sync_specs(model)
     return list(sliced)
 

@@ -127,6 +127,18 @@ class IntFormat(_Format):
             out["zero_point"] = (ss, torch.uint8)
         return out
 
+    def _to_code(self, q: Tensor) -> Tensor:
+        """Unsigned code of an integer level: two's complement for symmetric (so a zero
+        weight is an all-zero code, which sparse and entropy coders of the codes exploit),
+        the level itself for asymmetric (already in [0, 2**bits))."""
+        return q & ((1 << self.bits) - 1) if self.symmetric else q
+
+    def _from_code(self, c: Tensor) -> Tensor:
+        if not self.symmetric:
+            return c
+        half = 1 << (self.bits - 1)
+        return torch.where(c >= half, c - (1 << self.bits), c)
+
     def _qparams(self, w2: Tensor) -> tuple[Tensor, Tensor]:
         spec = self.spec
         scale, zp = (search_clip_qparams(w2, spec) if self.clip is ClipMethod.MSE else compute_qparams(w2, spec))
@@ -137,14 +149,14 @@ class IntFormat(_Format):
         w2 = w.detach().float().reshape(rows, cols)
         scale, zp = self._qparams(w2)
         q = quantize(w2, scale, zp, self.spec)  # int32 in [qmin, qmax]
-        out = {"codes": pack_bits(q - self.spec.qmin, self.bits), "scale": scale.to(self.scale_dtype.torch)}
+        out = {"codes": pack_bits(self._to_code(q), self.bits), "scale": scale.to(self.scale_dtype.torch)}
         if not self.symmetric:
             out["zero_point"] = zp.to(torch.uint8)
         return out
 
     def decode(self, bufs: dict[str, Tensor], shape) -> Tensor:
         rows, cols = _rows_cols(shape)
-        q = unpack_bits(bufs["codes"], self.bits, rows * cols).to(torch.int32).reshape(rows, cols) + self.spec.qmin
+        q = self._from_code(unpack_bits(bufs["codes"], self.bits, rows * cols).to(torch.int32)).reshape(rows, cols)
         scale = bufs["scale"].float()
         zp = bufs["zero_point"].to(torch.int32) if not self.symmetric else torch.zeros(scale.shape, dtype=torch.int32)
         return dequantize(q, scale, zp, self.spec).reshape(shape)
@@ -205,7 +217,8 @@ class TernaryFormat(_Format):
 
     def encode(self, w: Tensor) -> dict[str, Tensor]:
         t, scale = self._ternarize(w)
-        return {"codes": pack_bits(t.reshape(-1).to(torch.int32) + 1, 2), "scale": scale.to(self.scale_dtype.torch)}
+        codes = t.reshape(-1).to(torch.int32) & 3  # two's complement: 0 -> 0, +1 -> 1, -1 -> 3
+        return {"codes": pack_bits(codes, 2), "scale": scale.to(self.scale_dtype.torch)}
 
     def _apply(self, t: Tensor, scale: Tensor, shape) -> Tensor:
         rows, cols = _rows_cols(shape)
@@ -218,7 +231,8 @@ class TernaryFormat(_Format):
 
     def decode(self, bufs: dict[str, Tensor], shape) -> Tensor:
         rows, cols = _rows_cols(shape)
-        t = unpack_bits(bufs["codes"], 2, rows * cols).to(torch.int8) - 1
+        c = unpack_bits(bufs["codes"], 2, rows * cols).to(torch.int8)
+        t = torch.where(c == 3, -1, c).to(torch.int8)
         return self._apply(t, bufs["scale"], shape)
 
     def roundtrip(self, w: Tensor) -> Tensor:
@@ -231,7 +245,8 @@ class TernaryFormat(_Format):
 
 
 class KMeansFormat(_Format):
-    """Weight sharing: one codebook of `clusters` values per tensor plus packed indices."""
+    """Weight sharing: one codebook of `clusters` values per tensor plus packed indices.
+    With pinned zero (the tensor has exact zeros), codebook[0] == 0.0."""
 
     format: Literal["kmeans"] = "kmeans"
     clusters: int = Field(default=16, ge=2, le=256)
@@ -252,7 +267,12 @@ class KMeansFormat(_Format):
     def _cluster(self, w: Tensor) -> tuple[Tensor, Tensor]:
         wf = w.detach().float()
         pin = self.pin_zero and bool((wf == 0).any())
-        return kmeans_1d(wf, self.clusters, iters=self.iters, init=self.init, pin_zero=pin)
+        codebook, idx = kmeans_1d(wf, self.clusters, iters=self.iters, init=self.init, pin_zero=pin)
+        if pin:  # move the zero centroid to index 0, so pruned weights have all-zero codes
+            z = int((codebook == 0).nonzero()[0, 0])
+            order = torch.cat([torch.tensor([z]), torch.arange(self.clusters)[torch.arange(self.clusters) != z]])
+            codebook, idx = codebook[order], torch.argsort(order)[idx]
+        return codebook, idx
 
     def encode(self, w: Tensor) -> dict[str, Tensor]:
         codebook, idx = self._cluster(w)

@@ -72,7 +72,7 @@ class QuantRecurrent(_QuantWeights):
         self.fmt = parse_format(fmt)
         self.act_cfg = ActQuantConfig.model_validate(act) if isinstance(act, dict) else act
         shapes = shape.weight_shapes()
-        self.qweights = nn.ModuleDict({n: QTensor(self.fmt, s) for n, s in shapes.items() if n.startswith("weight")})
+        self.qweights = nn.ModuleDict({n: QTensor(self.fmt, s, n) for n, s in shapes.items() if n.startswith("weight")})
         for n, s in shapes.items():
             if n.startswith("bias"):
                 self.register_parameter(n, nn.Parameter(torch.zeros(s)))

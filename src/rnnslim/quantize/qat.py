@@ -174,3 +174,24 @@ def convert_qat_(model: nn.Module) -> list[str]:
     for path, mod in found:
         set_submodule(model, path, mod.convert().to(next(mod.parameters()).device).train(mod.training))
     return [p for p, _ in found]
+
+
+@torch.no_grad()
+def calibrate_activations_(model: nn.Module, task, batches) -> int:
+    """Observe activation ranges of every ActFakeQuant on `batches` (the rest of the model in
+    eval mode, no dropout, no gradients); returns how many observers were updated."""
+    observers = [m for m in model.modules() if isinstance(m, ActFakeQuant)]
+    if not observers:
+        return 0
+    was = model.training
+    model.eval()
+    for o in observers:
+        o.train()
+    state = None
+    device = next(iter(model.state_dict().values())).device
+    for b in batches:
+        b = b.to(device)
+        _, new = model(b.inputs, state if task.stateful else None)
+        state = new if task.stateful else None
+    model.train(was)
+    return len(observers)

@@ -15,17 +15,21 @@ from rnnslim.quantize.formats import _Format, parse_format
 
 
 class QTensor(nn.Module):
-    def __init__(self, fmt: _Format, shape: tuple[int, ...]) -> None:
+    def __init__(self, fmt: _Format, shape: tuple[int, ...], name: str = "weight") -> None:
         super().__init__()
         self.fmt = parse_format(fmt)
         self.shape = tuple(int(s) for s in shape)
-        for name, (s, dt) in self.fmt.layout(self.shape).items():
-            self.register_buffer(name, torch.zeros(s, dtype=dt))
+        try:
+            layout = self.fmt.layout(self.shape)
+        except ValueError as e:
+            raise ValueError(f"cannot store {name} {self.shape} as {self.fmt.describe()}: {e}") from None
+        for buf, (s, dt) in layout.items():
+            self.register_buffer(buf, torch.zeros(s, dtype=dt))
         self._cache: tuple[tuple, Tensor] | None = None
 
     @classmethod
     def from_float(cls, w: Tensor, fmt: _Format, name: str = "weight") -> QTensor:
-        q = cls(fmt, tuple(w.shape))
+        q = cls(fmt, tuple(w.shape), name)
         try:
             bufs = q.fmt.encode(w.detach().cpu())
         except ValueError as e:

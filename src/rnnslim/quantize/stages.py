@@ -22,6 +22,7 @@ from rnnslim.quantize.api import (QAT, HalfPrecision, KMeans, LayerRecord, QATSt
                                   apply_format_, quantize_)
 from rnnslim.quantize.mixed import MixedPrecision, apply_plan_, calibration_loss, plan_mixed_precision
 from rnnslim.quantize.primitives import ClipMethod
+from rnnslim.quantize.qat import calibrate_activations_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, Target
 
 
@@ -90,6 +91,7 @@ def run_qat(model, cfg: QATStage, ctx: StageContext):
     from rnnslim.train import TrainConfig, load_best, train
 
     quantize_(model, cfg.qat_config(QATStep.PREPARE))
+    calibrate_activations_(model, ctx.task, ctx.task.calibration_batches(4, cfg.batch_size, cfg.seq_len, seed=ctx.seed))
     before = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
     tcfg = TrainConfig(max_steps=cfg.steps, epochs=10**6, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
                        warmup_steps=cfg.warmup_steps, eval_every=max(1, cfg.steps // 3),

@@ -94,6 +94,9 @@ def render_markdown(data: dict) -> str:
         results_table(data),
         "",
     ]
+    if any(r.get("reused") for r in data["rows"]):
+        lines += ["Rows from an earlier run of this recipe (reused) keep the measurements taken then; "
+                  "start fresh to measure every row in one run.", ""]
     if not lat.get("latency"):
         lines += ["Latency was not measured (recipe `measure.latency: false`).", ""]
     elif all(r["measurements"].get("latency_ms") is None for r in data["rows"]):

@@ -35,8 +35,9 @@ def plot_accuracy_vs_size(data: dict, path: str | Path) -> str | None:
         ax.plot(xs, ys, label=split, alpha=0.85, **style)  # stage order: the path the recipe takes
         if split == "test":
             ax.plot(xs[:1], ys[:1], marker="*", markersize=14, linestyle="none", color="black", label="input (test)")
-            for x, y, label in zip(xs, ys, [p[2] for p in pts]):
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            for k, (x, y, label) in enumerate(zip(xs, ys, [p[2] for p in pts])):
+                # alternate above/below so labels of neighbouring points (e.g. cast after quantize) stay apart
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 6 if k % 2 == 0 else -13), fontsize=8)
     if min(sizes) > 0 and max(sizes) / min(sizes) > 8:
         ax.set_xscale("log")
     better = "higher" if data.get("higher_is_better") else "lower"

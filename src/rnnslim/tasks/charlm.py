@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.utils.threads import torch_threads
 
 DEFAULT_CORPUS_CHARS = 1_200_000
 
@@ -167,12 +168,13 @@ def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
     device = next(iter([*model.parameters(), *model.buffers()])).device  # quantized models may hold buffers only
     state, total, count = None, 0.0, 0
     x_all, y_all = d[:-1], d[1:]
-    for t in range(0, len(x_all), chunk):
-        x = x_all[t : t + chunk].unsqueeze(1).to(device)  # (T, 1)
-        y = y_all[t : t + chunk].to(device)
-        logits, state = model(x, state)
-        total += F.cross_entropy(logits[:, 0].float(), y, reduction="sum").item()
-        count += len(y)
+    with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+        for t in range(0, len(x_all), chunk):
+            x = x_all[t : t + chunk].unsqueeze(1).to(device)  # (T, 1)
+            y = y_all[t : t + chunk].to(device)
+            logits, state = model(x, state)
+            total += F.cross_entropy(logits[:, 0].float(), y, reduction="sum").item()
+            count += len(y)
     model.train(was_training)
     nats = total / count
     return {"loss": nats, "loss_nats": nats, "bits_per_char": nats / math.log(2), "tokens": count}

@@ -32,7 +32,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "IntegerRunner":  # loads ctypes / compiles on first use only
-        from rnnslim.quantize.int8.kernel import IntegerRunner
+        from rnnslim.quantize.int8.runner import IntegerRunner
 
         return IntegerRunner
     raise AttributeError(name)

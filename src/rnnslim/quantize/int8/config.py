@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rnnslim.quantize.observers import ObserverKind
 
@@ -33,6 +33,13 @@ class Int8Config(BaseModel):
                                  description="integer: the int16 cell state covers headroom x the calibrated max |c|")
     default_cell_bits: int = Field(default=5, ge=0, le=15,
                                    description="integer, no calibration data: integer bits of the cell state (Q5.10)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Int8Config:
+        if self.mode is Int8Mode.INTEGER and not (self.quantize_embedding and self.quantize_decoder):
+            raise ValueError("the integer mode quantizes the whole model (embedding, layers, decoder); "
+                             "quantize_embedding / quantize_decoder = false need the dynamic or static mode")
+        return self
 
     @property
     def needs_calibration(self) -> bool:

@@ -1,0 +1,272 @@
+"""Structured pruning: remove whole hidden units, layers or vocabulary entries for real.
+
+    result = prune_units_(model, StructuredPruning(ratio=0.5, round_to=8))
+    result = prune_units_(model, StructuredPruning(per_layer={0: 0.5, 1: 0.3}))
+    result = prune_units_(user_model, StructuredPruning(ratio=0.25, scope="global"),
+                          example_inputs=(x,))            # any nn.Module with LSTM/GRU/RNN inside
+    keep_units_(model, {"rnn.layers.0": [0, 3, 5]})      # explicit kept units
+    remove_layers_(model, [1]); prune_vocab_(model, task)
+
+The model gets physically smaller: new torch modules with fewer units replace the old
+ones, every coupled tensor is sliced (graph/groups.py lists them), and each edit appends
+a JSON record to `model.history`, so `save_model`/`load_model` (SequenceModel: the
+ModelSpec holds the sizes) or `replay` (any model) re-create the architecture.
+Layer keys: an int is the i-th recurrent layer in module order (for a SequenceModel, the
+stack layer), a str is a group name ("rnn.layers.1", "lstm", "lstm[1]", "lstm:proj") or a
+module path (all its layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from rnnslim.graph.coupling import CouplingError, CouplingGraph, GroupKind, RecurrentModule, declare_hint
+from rnnslim.graph.discover import discover_coupling
+from rnnslim.graph.groups import UnitGroup, build_groups
+from rnnslim.prune.dispatch import register_pruner
+from rnnslim.prune.importance import Criterion, score_model
+from rnnslim.prune.structured_select import global_counts, layer_counts, top_units, unit_scores
+from rnnslim.prune.structured_units import apply_cuts_, slice_module_state
+
+
+class PruneScope(str, Enum):
+    LAYER = "layer"  # each layer loses its own ratio of units
+    GLOBAL = "global"  # the lowest-scored units over all layers go
+
+
+class UnitReduce(str, Enum):
+    L1 = "l1"  # sum of |score| over the unit's weights
+    L2 = "l2"  # sqrt(sum score^2): the unit's group norm
+
+
+class UnitPruningFields(BaseModel):
+    """Fields shared by StructuredPruning and the prune_units stage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ratio: float | None = Field(default=None, ge=0, lt=1, description="fraction of hidden units to remove")
+    per_layer: dict[int | str, float] | None = Field(default=None, description="ratio per layer key")
+    scope: PruneScope = PruneScope.LAYER
+    round_to: int = Field(default=1, ge=1, description="kept sizes rounded to a multiple of this (e.g. 8)")
+    criterion: Criterion = Field(default=Criterion.MAGNITUDE, description="per-weight importance (|W|, taylor, ...)")
+    reduce: UnitReduce = Field(default=UnitReduce.L1, description="how a unit's weight scores add up")
+    calibration_batches: int = Field(default=8, ge=1, description="batches for data-driven criteria")
+    normalize: bool = Field(default=True, description="global scope: divide each layer's scores by their mean")
+    proj_ratio: float | None = Field(default=None, ge=0, lt=1, description="also prune LSTM projections")
+    layers: list[int | str] | None = Field(default=None, description="only these layers (default: all prunable)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ratio is not None and self.per_layer is not None:
+            raise ValueError("give exactly one of ratio or per_layer")
+        if self.ratio is None and self.per_layer is None and self.proj_ratio is None:
+            raise ValueError("give ratio, per_layer or proj_ratio")
+        if self.per_layer is not None:
+            if self.layers is not None:
+                raise ValueError("per_layer already names the layers; do not also give layers")
+            if self.scope is PruneScope.GLOBAL:
+                raise ValueError("per_layer ratios need scope='layer'")
+            bad = {k: v for k, v in self.per_layer.items() if not 0 <= v < 1}
+            if bad:
+                raise ValueError(f"per_layer ratios must be in [0, 1): {bad}")
+        return self
+
+
+class StructuredPruning(UnitPruningFields):
+    """Config of prune_units_: how many hidden units go, chosen how."""
+
+
+@dataclass
+class StructuredResult:
+    keeps: dict[str, list[int]]  # group name -> kept unit indices (old numbering)
+    sizes: dict[str, tuple[int, int]]  # group name -> (before, after)
+    modules: dict[str, RecurrentModule]  # recurrent modules as they were before the edit
+    skipped: dict[str, str] = field(default_factory=dict)  # group -> why it was left alone
+    params_before: int = 0
+    params_after: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"pruned units: {self.params_before:,} -> {self.params_after:,} parameters"]
+        lines += [f"  {g}: {a} -> {b}" for g, (a, b) in self.sizes.items()]
+        lines += [f"  {g}: skipped ({why})" for g, why in self.skipped.items()]
+        return "\n".join(lines)
+
+    def slice_state(self, path: str, state):
+        """Slice an initial state of the recurrent module at `path` (torch format) to the kept units."""
+        rm = self.modules[path]
+        keep = lambda name: torch.tensor(self.keeps[name]) if name in self.keeps else None  # noqa: E731
+        outs = [keep(rm.group_name(layer, rm.out_kind)) for layer in range(rm.num_layers)]
+        hids = [keep(rm.group_name(layer)) for layer in range(rm.num_layers)]
+        return slice_module_state(state, outs, hids, rm.directions)
+
+    def slice_stack_state(self, state: list, stack_path: str = "rnn") -> list:
+        """Slice a RecurrentStack state (one entry per layer) to the kept units."""
+        return [self.slice_state(f"{stack_path}.layers.{k}", s) if f"{stack_path}.layers.{k}" in self.modules else s
+                for k, s in enumerate(state)]
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def unit_groups(model: nn.Module, example_inputs: tuple | None = None, consumers: dict | None = None,
+                graph: CouplingGraph | None = None) -> list[UnitGroup]:
+    """Every unit group of `model` (print one to see the tensors a cut touches)."""
+    graph = graph or discover_coupling(model, example_inputs, consumers, strict=False)
+    return build_groups(model, graph)
+
+
+def resolve_keys(groups: list[UnitGroup], keys, kinds=(GroupKind.HIDDEN,)) -> dict[object, list[UnitGroup]]:
+    """Layer keys (int index among hidden groups, group name, module path) -> groups."""
+    hidden = [g for g in groups if g.kind is GroupKind.HIDDEN]
+    out = {}
+    for key in keys:
+        index = int(key) if isinstance(key, str) and key.lstrip("-").isdigit() else key  # "1" from JSON keys
+        if isinstance(index, int):
+            if not -len(hidden) <= index < len(hidden):
+                raise KeyError(f"layer {index} does not exist; the model has {len(hidden)} recurrent layers: "
+                               f"{[g.name for g in hidden]}")
+            out[key] = [hidden[index]]
+            continue
+        found = [g for g in groups if g.name == key] or [g for g in groups if g.module == key and g.kind in kinds]
+        if not found:
+            raise KeyError(f"no recurrent layer or unit group named {key!r}; groups: {[g.name for g in groups]}")
+        out[key] = found
+    return out
+
+
+def _blocked_error(g: UnitGroup) -> CouplingError:
+    return CouplingError(f"units of '{g.name}' cannot be removed: {g.blocked}. If rnnslim misread the model, "
+                         f"{declare_hint(g.module)}.")
+
+
+def _select(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, scores) -> tuple[dict, dict]:
+    skipped: dict[str, str] = {}
+    if cfg.layers is not None:
+        chosen = [g for gs in resolve_keys(groups, cfg.layers).values() for g in gs]
+    elif cfg.per_layer is not None:
+        chosen = [g for gs in resolve_keys(groups, cfg.per_layer).values() for g in gs]
+    else:
+        chosen = [g for g in groups if g.kind is GroupKind.HIDDEN]
+    explicit = cfg.layers is not None or cfg.per_layer is not None
+    for g in chosen:
+        if g.blocked:
+            if explicit:
+                raise _blocked_error(g)
+            skipped[g.name] = g.blocked
+    chosen = [g for g in chosen if not g.blocked and g.kind is GroupKind.HIDDEN]
+    l2 = cfg.reduce is UnitReduce.L2
+    keeps: dict[str, Tensor] = {}
+    if chosen and (cfg.ratio is not None or cfg.per_layer is not None):
+        sc = {g.name: unit_scores(model, g, scores, l2) for g in chosen}
+        if cfg.per_layer is not None:
+            ratios = {g.name: r for key, r in cfg.per_layer.items() for g in resolve_keys(groups, [key])[key]}
+            counts = layer_counts(chosen, ratios, cfg.round_to)
+        elif cfg.scope is PruneScope.GLOBAL:
+            counts = global_counts(chosen, sc, cfg.ratio, cfg.round_to, cfg.normalize)
+        else:
+            counts = layer_counts(chosen, {g.name: cfg.ratio for g in chosen}, cfg.round_to)
+        keeps = {g.name: top_units(sc[g.name], counts[g.name]) for g in chosen}
+    if cfg.proj_ratio is not None:
+        proj = [g for g in groups if g.kind is GroupKind.PROJ and (cfg.layers is None or any(
+            g.module == h.module and g.layer == h.layer for h in chosen))]
+        for g in proj:
+            if g.blocked:
+                skipped[g.name] = g.blocked
+        proj = [g for g in proj if not g.blocked]
+        counts = layer_counts(proj, {g.name: cfg.proj_ratio for g in proj}, cfg.round_to)
+        keeps.update({g.name: top_units(unit_scores(model, g, scores, l2), counts[g.name]) for g in proj})
+    return keeps, skipped
+
+
+def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps: dict[str, Tensor],
+          example_inputs, consumers) -> StructuredResult:
+    by_name = {g.name: g for g in groups}
+    cuts = [by_name[name].cut(k) for name, k in keeps.items() if len(k) < by_name[name].size]
+    result = StructuredResult({c.group.name: c.keep.tolist() for c in cuts},
+                         {c.group.name: (c.group.size, len(c.keep)) for c in cuts}, dict(graph.recurrent),
+                         params_before=n_params(model))
+    for c in cuts:
+        if c.group.blocked:
+            raise _blocked_error(c.group)
+    if cuts:
+        apply_cuts_(model, cuts)
+        record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
+        if consumers:
+            record["consumers"] = {k: list(v) for k, v in consumers.items()}
+        append_history(model, record)
+        if example_inputs is not None:
+            check_runs(model, example_inputs, graph)
+    result.params_after = n_params(model)
+    return result
+
+
+def append_history(model: nn.Module, record: dict) -> None:
+    if not isinstance(getattr(model, "history", None), list):
+        model.history = []
+    model.history.append(record)
+
+
+def check_runs(model: nn.Module, example_inputs, graph: CouplingGraph | None = None) -> None:
+    """Run the edited model once; a failure usually means forward hard-codes a size."""
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(*example_inputs)
+    except Exception as e:
+        notes = "\n  ".join(graph.notes) if graph and graph.notes else ""
+        raise RuntimeError(f"the pruned model no longer runs on the example inputs ({type(e).__name__}: {e}). Its "
+                           "forward probably hard-codes a layer size (e.g. the initial state or a reshape)."
+                           + (f"\n  {notes}" if notes else "")) from e
+    finally:
+        model.train(was)
+
+
+def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, Tensor] | None = None,
+                 calibration=None, example_inputs: tuple | None = None,
+                 consumers: dict[str, list[str]] | None = None) -> StructuredResult:
+    """Remove hidden units chosen by `cfg` from every recurrent layer (physically, in place).
+
+    scores: per-weight importance {param name: tensor}; default from cfg.criterion (|W|
+    for magnitude; taylor/fisher/activation need `calibration`, a Task or batches).
+    example_inputs: for models torch.fx cannot trace, and to check the result runs.
+    consumers: declared coupling {recurrent module: [consumer modules]} (see graph/).
+    """
+    if example_inputs is not None and not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    graph = discover_coupling(model, example_inputs, consumers, strict=False)
+    groups = build_groups(model, graph)
+    if scores is None and cfg.criterion is not Criterion.MAGNITUDE:
+        names = sorted({s.param for g in groups for s in g.slices})
+        scores = score_model(model, cfg.criterion, calibration, names=names, n_batches=cfg.calibration_batches)
+    keeps, skipped = _select(model, groups, cfg, scores)
+    result = _edit(model, groups, graph, keeps, example_inputs, consumers)
+    result.skipped = skipped
+    return result
+
+
+@register_pruner(StructuredPruning)
+def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None) -> StructuredResult:
+    """prune_(model, StructuredPruning(...), calibration) from rnnslim.prune.dispatch."""
+    return prune_units_(model, cfg, calibration=calibration)
+
+
+def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: tuple | None = None,
+                consumers: dict[str, list[str]] | None = None) -> StructuredResult:
+    """Keep exactly the given units of the given groups (everything else in those groups goes)."""
+    if example_inputs is not None and not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    graph = discover_coupling(model, example_inputs, consumers, strict=False)
+    groups = build_groups(model, graph)
+    resolved = resolve_keys(groups, list(keep), kinds=tuple(GroupKind))
+    keeps = {}
+    for key, gs in resolved.items():
+        if len(gs) != 1:
+            raise KeyError(f"{key!r} names {len(gs)} groups {[g.name for g in gs]}; give one group name per entry")
+        keeps[gs[0].name] = gs[0].cut(keep[key]).keep
+    return _edit(model, groups, graph, keeps, example_inputs, consumers)

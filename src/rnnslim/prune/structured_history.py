@@ -1,0 +1,76 @@
+"""Re-create a pruned architecture from its edit history.
+
+Every structural edit appends a JSON record to `model.history`:
+
+    {"op": "prune_units", "keep": {group: [kept units]}, "sizes": {group: [before, after]}}
+    {"op": "remove_layers", "layers": [group names], "refit": "none" | "lstsq"}
+    {"op": "prune_vocab", "keep": [token ids], "size": V, "embedding": ..., "decoder": ...}
+
+A SequenceModel needs none of this to load (its ModelSpec holds the sizes). A model the
+user wrote is re-created by building a fresh instance from the user's code and replaying
+the structural records on it; the weights then load from the state dict:
+
+    save_edited(pruned, "out/")                       # weights.safetensors + history.json
+    model = load_edited(MyModel(), "out/", example_inputs=(x,))
+
+Records without a structural "op" (training notes, stage records) are copied into the
+history as they are. A layer-removal re-fit is replayed for shapes only (the fitted
+weights come from the state dict).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from rnnslim.prune.structured import append_history, keep_units_
+
+STRUCTURAL_OPS = ("prune_units", "remove_layers", "prune_vocab")
+
+
+def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None = None,
+           consumers: dict | None = None) -> nn.Module:
+    """Apply the structural edits of `history` to a fresh `model` (same code, original sizes)."""
+    from rnnslim.prune.structured_layers import remove_layers_
+    from rnnslim.prune.structured_vocab import prune_vocab_
+
+    for rec in history:
+        op = rec.get("op") if isinstance(rec, dict) else None
+        cons = (consumers or rec.get("consumers")) if op else None
+        if op == "prune_units":
+            keep_units_(model, rec["keep"], example_inputs=example_inputs, consumers=cons)
+        elif op == "remove_layers":
+            refit = rec.get("refit", "none")
+            remove_layers_(model, rec["layers"], refit=refit, calibration="shape-only" if refit != "none" else None,
+                           example_inputs=example_inputs, consumers=cons)
+        elif op == "prune_vocab":
+            prune_vocab_(model, rec["keep"], embedding=rec.get("embedding", "embedding"),
+                         decoder=rec.get("decoder", "decoder"))
+        else:
+            append_history(model, rec)
+    return model
+
+
+def save_edited(model: nn.Module, path: str | Path) -> Path:
+    """Write `model`'s weights (safetensors, tied tensors once) and its history (JSON) to a directory."""
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path / "weights.safetensors"))
+    (path / "history.json").write_text(json.dumps({"history": getattr(model, "history", []) or []}, indent=1))
+    return path
+
+
+def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None = None,
+                consumers: dict | None = None) -> nn.Module:
+    """Replay the saved history on a fresh `model`, then load the saved weights (strict)."""
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    history = json.loads((path / "history.json").read_text())["history"]
+    replay(model, history, example_inputs, consumers)
+    load_model(model, str(path / "weights.safetensors"), strict=True)
+    return model

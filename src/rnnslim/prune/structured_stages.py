@@ -1,0 +1,121 @@
+"""Pipeline stages for structured pruning (kinds: prune_units, remove_layers, prune_vocab,
+group_lasso). Each makes the model physically smaller; follow with a `finetune` stage to
+recover accuracy.
+
+    - kind: prune_units        # half the hidden units of every layer, sizes multiple of 8
+      ratio: 0.5
+      round_to: 8
+    - kind: prune_units        # per layer, Taylor importance summed per unit
+      per_layer: {0: 0.3, 1: 0.6}
+      criterion: taylor
+    - kind: remove_layers      # drop layer 1, fold its best affine fit into its consumer
+      layers: [1]
+      refit: lstsq
+    - kind: prune_vocab        # drop tokens the task's text never uses
+    - kind: group_lasso        # ISS: train with a group-lasso penalty, then remove dead units
+      lam: 0.01               # trained with SGD (lr 0.1, momentum 0.9) unless set otherwise
+      threshold: 0.05
+      relative: true
+      max_steps: 2000
+
+ctx.record gets the per-layer sizes before/after and the parameter counts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_
+from rnnslim.prune.structured import StructuredPruning, UnitPruningFields, n_params, prune_units_
+from rnnslim.prune.structured_layers import LayerRefit, remove_layers_
+from rnnslim.prune.structured_vocab import SPLITS, prune_vocab_
+from rnnslim.train import OptimizerKind, ScheduleKind, TrainConfig, TrainHooks, train
+
+
+class PruneUnitsStage(StageConfig, UnitPruningFields):
+    """Structured unit pruning: the fields of StructuredPruning."""
+
+    kind: Literal["prune_units"] = "prune_units"
+
+
+class RemoveLayersStage(StageConfig):
+    kind: Literal["remove_layers"] = "remove_layers"
+    layers: list[int | str] = Field(min_length=1)
+    refit: LayerRefit = LayerRefit.NONE
+    ridge: float = Field(default=1e-4, ge=0)
+    calibration_batches: int = Field(default=8, ge=1)
+
+
+class PruneVocabStage(StageConfig):
+    kind: Literal["prune_vocab"] = "prune_vocab"
+    splits: tuple[Literal["train", "valid", "test"], ...] = Field(default=SPLITS, min_length=1)
+
+
+class GroupLassoStage(StageConfig):
+    kind: Literal["group_lasso"] = "group_lasso"
+    lam: float = Field(gt=0, description="penalty weight per unit group norm")
+    threshold: float = Field(gt=0, description="units with a group norm below this are removed after training")
+    relative: bool = Field(default=False, description="threshold relative to each layer's largest unit norm")
+    round_to: int = Field(default=1, ge=1)
+    layers: list[int | str] | None = None
+    max_steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    seq_len: int = Field(default=64, ge=1)
+    optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
+                                     description="SGD: Adam's normalisation weakens the penalty")
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0)
+    schedule: ScheduleKind = ScheduleKind.CONSTANT
+    clip_grad: float | None = Field(default=1.0, gt=0)
+    eval_max_steps: int | None = Field(default=5000, ge=1)
+
+    def train_config(self, ctx: StageContext) -> TrainConfig:
+        return TrainConfig(epochs=1_000_000, max_steps=self.max_steps, batch_size=self.batch_size, seq_len=self.seq_len,
+                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, schedule=self.schedule,
+                           clip_grad=self.clip_grad, eval_max_steps=self.eval_max_steps, seed=ctx.seed,
+                           device=ctx.device)
+
+
+@register_stage(PruneUnitsStage)
+def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -> nn.Module:
+    model.to(ctx.device)
+    pruning = StructuredPruning(**cfg.model_dump(exclude={"kind"}))
+    result = prune_units_(model, pruning, calibration=ctx.task if cfg.criterion.needs_data else None)
+    ctx.record.update({"sizes": {g: list(v) for g, v in result.sizes.items()}, "skipped": result.skipped,
+                       "params_before": result.params_before, "params_after": result.params_after})
+    return model
+
+
+@register_stage(RemoveLayersStage)
+def run_remove_layers(model: nn.Module, cfg: RemoveLayersStage, ctx: StageContext) -> nn.Module:
+    model.to(ctx.device)
+    out = remove_layers_(model, cfg.layers, refit=cfg.refit, calibration=ctx.task, ridge=cfg.ridge,
+                         n_batches=cfg.calibration_batches)
+    ctx.record.update(out)
+    return model
+
+
+@register_stage(PruneVocabStage)
+def run_prune_vocab(model: nn.Module, cfg: PruneVocabStage, ctx: StageContext) -> nn.Module:
+    result = prune_vocab_(model, ctx.task, splits=cfg.splits)
+    ctx.record.update({"vocab_before": result.size_before, "vocab_after": len(result.keep),
+                       "params_before": result.params_before, "params_after": result.params_after})
+    return model
+
+
+@register_stage(GroupLassoStage)
+def run_group_lasso(model: nn.Module, cfg: GroupLassoStage, ctx: StageContext) -> nn.Module:
+    lasso = GroupLasso(model, cfg.lam, layers=cfg.layers)
+    before = float(lasso.penalty(model).detach())
+    res = train(model, ctx.task, cfg.train_config(ctx), checkpoint_dir=ctx.work_dir / "group_lasso",
+                hooks=TrainHooks(extra_loss=[lasso]), progress=ctx.progress)
+    after = float(lasso.penalty(model).detach())
+    result = remove_dead_units_(model, cfg.threshold, relative=cfg.relative, round_to=cfg.round_to, layers=cfg.layers)
+    ctx.record.update({"steps": res.steps, "group_norm_sum_before": before, "group_norm_sum_after": after,
+                       "sizes": {g: list(v) for g, v in result.sizes.items()}, "params_before": result.params_before,
+                       "params_after": n_params(model), "final_valid": res.history[-1] if res.history else None})
+    return model

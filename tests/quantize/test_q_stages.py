@@ -1,0 +1,81 @@
+"""Quantization stages through the stage registry (what recipes use)."""
+
+import random
+
+import pytest
+import torch
+
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.pipeline.stage import StageContext, get_stage, parse_stage
+from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
+from rnnslim.tasks.charlm import CharLMTask
+
+
+@pytest.fixture(scope="module")
+def task():
+    rng = random.Random(0)
+    return CharLMTask(text=" ".join(rng.choice(["to", "be", "or", "not", "that", "is"]) for _ in range(5000)))
+
+
+def _model(task, cell="lstm"):
+    torch.manual_seed(0)
+    return SequenceModel(task.model_spec(cell=cell, hidden_size=32, num_layers=2)).eval()
+
+
+def _run(stage: dict, model, task, tmp_path):
+    cfg = parse_stage(stage)
+    _, fn = get_stage(cfg.kind)
+    ctx = StageContext(task=task, work_dir=tmp_path, progress=False)
+    return fn(model, cfg, ctx), ctx
+
+
+@pytest.mark.parametrize("stage,fmt", [
+    ({"kind": "quantize_weights", "bits": 4, "group_size": 32}, "int4 g32 sym"),
+    ({"kind": "quantize_weights", "bits": 8, "group_size": None, "targets": ["rnn"]}, "int8 channel sym"),
+    ({"kind": "ternary_weights", "group_size": 16}, "ternary g16"),
+    ({"kind": "kmeans", "clusters": 8, "entropy_coding": True}, "kmeans8 +lzma"),
+    ({"kind": "half_weights", "dtype": "fp16"}, "fp16"),
+])
+def test_format_stages_record_sqnr_and_sizes(stage, fmt, task, tmp_path):
+    model, ctx = _run(stage, _model(task), task, tmp_path)
+    rec = ctx.record
+    assert rec["format"] == fmt
+    paths = {r["path"] for r in rec["layers"]}
+    assert {"rnn.layers.0", "rnn.layers.1"} <= paths
+    assert ("embedding" in paths) == ("targets" not in stage)
+    assert rec["quantized_stored_bytes"] < rec["quantized_float_bytes"]
+    assert all(r["weight_sqnr_db"] > 5 for r in rec["layers"])
+    assert isinstance(model.rnn.layers[1], QuantRecurrent)
+    if "targets" not in stage:
+        assert isinstance(model.embedding, QuantEmbedding) and isinstance(model.decoder, QuantLinear)
+
+
+def test_qat_stage_is_resumable(task, tmp_path):
+    stage = {"kind": "qat", "bits": 4, "group_size": 32, "activations": True, "steps": 4, "batch_size": 4,
+             "seq_len": 16, "eval_max_steps": 100}
+    m1, ctx1 = _run(stage, _model(task, "gru"), task, tmp_path)
+    assert isinstance(m1.rnn.layers[0], QuantRecurrent) and m1.rnn.layers[0].act is not None
+    assert ctx1.record["steps"] == 4 and "valid_loss_nats_after_qat" in ctx1.record
+    # same work_dir: training is already complete, so the result is the same model
+    m2, ctx2 = _run(stage, _model(task, "gru"), task, tmp_path)
+    x = torch.randint(0, len(task.vocab), (12, 2))
+    assert torch.equal(m1(x)[0], m2(x)[0])
+
+
+def test_mixed_precision_stage(task, tmp_path):
+    stage = {"kind": "mixed_precision", "bits": [8, 4, 2], "group_size": 32, "budget_ratio": 0.15,
+             "calib_batches": 1, "batch_size": 4, "seq_len": 16}
+    model, ctx = _run(stage, _model(task), task, tmp_path)
+    plan = ctx.record["plan"]
+    assert plan["total_bytes"] <= plan["budget_bytes"]
+    assert "budget" in ctx.record["plan_table"] and ctx.record["measured_calibration_loss"] > 0
+    assert sum(t.numel() * t.element_size() for t in model.state_dict().values()) == plan["total_bytes"]
+
+
+def test_stage_config_errors():
+    with pytest.raises(ValueError, match="2 to 8 bits"):
+        parse_stage({"kind": "quantize_weights", "bits": 1})
+    with pytest.raises(ValueError):
+        parse_stage({"kind": "kmeans", "clusters": 16, "colour": "red"})
+    with pytest.raises(ValueError, match="exactly one"):
+        parse_stage({"kind": "mixed_precision"})
