@@ -79,7 +79,8 @@ def main() -> None:
     result = {"benchmark": "prune_oneshot", "model": args.model, "targets": list(TARGETS),
               "eval": f"valid split, first {args.chars} characters, batch 1, state carried",
               "command": " ".join([sys.executable, *sys.argv]), "commit": _commit(), "machine": platform.platform(),
-              "processor": platform.processor(), "threads": 1, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "processor": platform.processor(), "threads": 1,
+              "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "rows": rows}
     out = args.out or ROOT / "benchmarks" / "results" / f"prune_oneshot_{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

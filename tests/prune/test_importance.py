@@ -162,7 +162,8 @@ def _manual_unit_sum(m, scores, layer, k):
             total += scores[name][sel].sum()
     if not spec.proj_size:
         if layer + 1 < m.rnn.num_layers:
-            nxt = [f"rnn.layers.{layer + 1}.weight_ih_l0{s}" for s in ("", "_reverse")[:m.rnn.specs[layer + 1].directions]]
+            d_next = m.rnn.specs[layer + 1].directions
+            nxt = [f"rnn.layers.{layer + 1}.weight_ih_l0{s}" for s in ("", "_reverse")[:d_next]]
         else:
             nxt = ["decoder.weight"]
         for name in nxt:

@@ -34,8 +34,8 @@ def test_one_shot_stage_records_and_stores_sparse(tmp_path):
     out, ctx = _run({"kind": "prune", "sparsity": 0.9, "targets": ["input", "recurrent", "output"]}, m, task, tmp_path)
     rec = ctx.record
     assert rec["method"]["method"] == "unstructured" and rec["method"]["criterion"] == "magnitude"
-    assert set(rec["tensors"]) == {"rnn.layers.0.weight_ih_l0", "rnn.layers.0.weight_hh_l0", "rnn.layers.1.weight_ih_l0",
-                                   "rnn.layers.1.weight_hh_l0", "decoder.weight"}
+    assert set(rec["tensors"]) == {"rnn.layers.0.weight_ih_l0", "rnn.layers.0.weight_hh_l0",
+                                   "rnn.layers.1.weight_ih_l0", "rnn.layers.1.weight_hh_l0", "decoder.weight"}
     assert all(r["sparsity"] == pytest.approx(0.9, abs=1e-3) for r in rec["tensors"].values())
     assert set(rec["storage"]) == set(rec["tensors"])
     save_model(out, tmp_path / "sparse")

@@ -35,8 +35,8 @@ def test_filters():
 
 
 def test_tied_weights_listed_once():
-    spec = ModelSpec(cell="gru", input_kind="embedding", input_size=12, embed_size=8, layers=[LayerShape(hidden_size=8)],
-                     output_size=12, tie_weights=True)
+    spec = ModelSpec(cell="gru", input_kind="embedding", input_size=12, embed_size=8,
+                     layers=[LayerShape(hidden_size=8)], output_size=12, tie_weights=True)
     names = target_names(SequenceModel(spec))
     assert names.count("embedding.weight") == 1 and "decoder.weight" not in names
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rnnslim.quantize.formats import (FloatFormat, IntFormat, KMeansFormat, TernaryFormat, int_format, parse_format)
+from rnnslim.quantize.packing import unpack_bits
 from rnnslim.quantize.primitives import Granularity, sqnr_db
 
 FORMATS = [int_format(8, None), int_format(4, 64), int_format(4, 32, symmetric=False, clip="mse"), int_format(3, 16),
@@ -45,6 +46,16 @@ def test_pruned_zeros_stay_zero(fmt):
     w = torch.randn(64, 64)
     w[torch.rand_like(w) < 0.6] = 0
     assert torch.all(fmt.roundtrip(w)[w == 0] == 0)
+
+
+@pytest.mark.parametrize("fmt", [int_format(4, 32), int_format(3, 32), int_format(8, None), TernaryFormat(group_size=32),
+                                 KMeansFormat(clusters=16)], ids=lambda f: f.describe())
+def test_zero_weights_have_all_zero_codes(fmt):
+    w = torch.randn(64, 64)
+    w[:, :32] = 0  # whole pruned rows halves -> whole zero bytes in the packed codes
+    codes = fmt.encode(w)["codes"]
+    bits = getattr(fmt, "bits", None) or getattr(fmt, "index_bits", 2)
+    assert torch.all(unpack_bits(codes, bits, w.numel()).reshape(64, 64)[:, :32] == 0)
 
 
 def test_scales_are_rounded_before_quantizing():

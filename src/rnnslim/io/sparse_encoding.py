@@ -111,7 +111,8 @@ def _bitmap_decode(parts: dict[str, Tensor], record: dict) -> Tensor:
                                f"{shape} needs {(numel + 7) // 8} uint8")
     mask = unpack_bits(bits, numel)
     if int(mask.sum()) != values.numel():
-        raise ModelFormatError(f"sparse_bitmap: bitmap marks {int(mask.sum())} elements but {values.numel()} values are stored")
+        raise ModelFormatError(f"sparse_bitmap: bitmap marks {int(mask.sum())} elements but {values.numel()} "
+                               "values are stored")
     out = torch.zeros(numel, dtype=values.dtype, device=values.device)
     out[mask] = values
     return out.reshape(shape)

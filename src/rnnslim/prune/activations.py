@@ -79,7 +79,8 @@ def _rnn_hook(prefix: str, sums: _Sums):
         x = x.detach().float()
         if x.dim() == 2:  # unbatched (T, I)
             x = x.unsqueeze(1)
-            hx = None if hx is None else (tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1))
+            if hx is not None:
+                hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
         elif module.batch_first:
             x = x.transpose(0, 1)
         D, B = (2 if module.bidirectional else 1), x.shape[1]

@@ -27,7 +27,8 @@ class PruneResult:
             lines.append(f"  {name:40s} {str(tuple(r['shape'])):14s} sparsity {r['sparsity']:.3f}")
         t = self.report.get("total")
         if t:
-            lines.append(f"  total over targets: {t['nonzero']:,} of {t['numel']:,} kept (sparsity {t['sparsity']:.3f})")
+            lines.append(f"  total over targets: {t['nonzero']:,} of {t['numel']:,} kept "
+                         f"(sparsity {t['sparsity']:.3f})")
         return "\n".join(lines)
 
 

@@ -8,8 +8,8 @@ At each schedule point the masks are recomputed for the scheduled sparsity (weig
 before stay pruned) and applied; after every optimizer step the masks are re-applied and
 pruned gradients zeroed (masks.MaskHook). With start_step 0 the first cut happens before
 the first step. A run resumed from `checkpoint_dir` continues from the zeros of the
-checkpoint (the pruning points before it are not repeated). The weights at the end of training are kept (not the best checkpoint,
-which may predate the final sparsity).
+checkpoint (the pruning points before it are not repeated). The weights at the end of
+training are kept (not the best checkpoint, which may predate the final sparsity).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class AGPHook:
         _, scores = score_targets(model, cfg.criterion, cfg.targets, cfg.layers, self.calibration,
                                   cfg.calibration_batches)
         if cfg.blocks:
-            bcfg = BlockPruning(sparsity=sparsity, block_rows=cfg.block_rows, block_cols=cfg.block_cols, scope=cfg.scope)
+            bcfg = BlockPruning(sparsity=sparsity, block_rows=cfg.block_rows, block_cols=cfg.block_cols,
+                                scope=cfg.scope)
             masks = block_masks(scores, bcfg)
             if self.masks is not None:  # never regrow
                 masks = {n: m & self.masks[n] for n, m in masks.items()}

@@ -149,7 +149,8 @@ def batch_gradients(model: nn.Module, calibration: Calibration, names: Sequence[
             p.requires_grad_(f)
 
 
-def taylor_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8, names: Sequence[str] | None = None) -> Scores:
+def taylor_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8,
+                  names: Sequence[str] | None = None) -> Scores:
     """First-order Taylor importance mean_b |g_b * w| (zero wherever the gradient is zero)."""
     names = _names(model, names)
     cal = as_calibration(data, n_batches, loss_fn)
@@ -160,7 +161,8 @@ def taylor_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8, name
     return {n: a / len(cal.batches) for n, a in acc.items()}
 
 
-def fisher_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8, names: Sequence[str] | None = None) -> Scores:
+def fisher_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8,
+                  names: Sequence[str] | None = None) -> Scores:
     """OBD saliency 0.5 * F_ii * w^2 with the empirical diagonal Fisher F_ii = mean_b g_b^2."""
     names = _names(model, names)
     cal = as_calibration(data, n_batches, loss_fn)

@@ -37,7 +37,8 @@ class AGPSchedule(BaseModel):
         if self.end_step <= self.start_step:
             raise ValueError(f"end_step ({self.end_step}) must be after start_step ({self.start_step})")
         if self.final_sparsity < self.initial_sparsity:
-            raise ValueError(f"final_sparsity ({self.final_sparsity}) is below initial_sparsity ({self.initial_sparsity})")
+            raise ValueError(f"final_sparsity ({self.final_sparsity}) is below initial_sparsity "
+                             f"({self.initial_sparsity})")
         return self
 
     def sparsity_at(self, step: int) -> float:

@@ -123,7 +123,8 @@ def sensitivity(model: nn.Module, task: Task, sparsities: Sequence[float] = (0.3
                 for n, t in saved.items():
                     model.get_parameter(n).copy_(t)
         table[group] = row
-    result = SensitivityResult(metric, baseline, sparsities, table, sizes, criterion.value, split, task.higher_is_better,
+    result = SensitivityResult(metric, baseline, sparsities, table, sizes, criterion.value, split,
+                               task.higher_is_better,
                                {"max_steps": max_steps, "grouping": grouping.value})
     if plot_path is not None:
         result.meta["plot"] = str(result.plot(plot_path))

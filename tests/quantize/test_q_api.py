@@ -1,0 +1,90 @@
+"""quantize_: dispatch by config type, targets and filters, composition with pruning, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from rnnslim.io.format import artifact_bytes, load_model, save_model
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.quantize.api import QAT, HalfPrecision, KMeans, Ternary, WeightOnly, quantize_
+from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
+from rnnslim.quantize.qat import QATRecurrent
+from rnnslim.quantize.targets import Target
+
+
+def _model(cell="lstm", input_kind=InputKind.EMBEDDING):
+    torch.manual_seed(0)
+    spec = ModelSpec(cell=cell, input_kind=input_kind, input_size=16, embed_size=64,
+                     layers=[LayerShape(hidden_size=64), LayerShape(hidden_size=64)], output_size=16)
+    return SequenceModel(spec).eval()
+
+
+def test_targets_and_filter_select_layers():
+    m = quantize_(_model(), WeightOnly(bits=4, targets=(Target.RNN,)), filter=lambda path, mod: path.endswith("1"))
+    assert isinstance(m.rnn.layers[1], QuantRecurrent)
+    assert isinstance(m.rnn.layers[0], nn.LSTM) and isinstance(m.embedding, nn.Embedding)
+    # a second call quantizes what is still float, and leaves quantized layers alone
+    quantize_(m, HalfPrecision(dtype="bf16"))
+    assert isinstance(m.embedding, QuantEmbedding) and isinstance(m.decoder, QuantLinear)
+    assert m.rnn.layers[0].fmt.describe() == "bf16" and m.rnn.layers[1].fmt.describe() == "int4 g64 sym"
+    f = _model(input_kind=InputKind.LINEAR)
+    quantize_(f, WeightOnly(bits=8, group_size=None, targets=(Target.INPUT_PROJ,)))
+    assert isinstance(f.input_proj, QuantLinear) and isinstance(f.decoder, nn.Linear)
+
+
+def test_works_on_plain_torch_models():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(16, 32, num_layers=2, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(64, 4)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    net = Net().eval()
+    x = torch.randn(3, 10, 16)
+    ref = net(x)
+    quantize_(net, WeightOnly(bits=8, group_size=None, targets=(Target.RNN, Target.LINEAR)))
+    assert isinstance(net.lstm, QuantRecurrent) and isinstance(net.head, QuantLinear)
+    assert torch.allclose(net(x), ref, atol=2e-2)
+
+
+def test_qat_verb_prepares_and_converts():
+    m = quantize_(_model("gru"), QAT(weights=Ternary(group_size=32)))
+    assert isinstance(m.rnn.layers[0], QATRecurrent)
+    assert [h["op"] for h in m.history] == ["qat_prepare"]
+    quantize_(m, QAT(step="convert"))
+    assert isinstance(m.rnn.layers[0], QuantRecurrent) and m.rnn.layers[0].fmt.describe() == "ternary g32"
+
+
+def test_pruned_then_quantized_stays_sparse_and_smaller_on_disk(tmp_path):
+    dense, pruned = _model(), _model()
+    with torch.no_grad():
+        for layer in pruned.rnn.layers:
+            for name, p in layer.named_parameters():
+                if name.startswith("weight"):
+                    p[p.abs() < p.abs().flatten().kthvalue(int(0.9 * p.numel())).values] = 0  # 90% sparse
+    zeros = pruned.rnn.layers[0].weight_hh_l0 == 0
+    assert zeros.float().mean() > 0.89
+    for m in (dense, pruned):
+        quantize_(m, WeightOnly(bits=4, group_size=32, entropy_coding=True, targets=(Target.RNN,)))
+    assert torch.all(pruned.rnn.layers[0].weight_hh_l0[zeros] == 0)  # symmetric quantization keeps zeros exact
+    a = artifact_bytes(save_model(dense, tmp_path / "dense"))
+    b = artifact_bytes(save_model(pruned, tmp_path / "pruned"))
+    assert b < 0.75 * a
+    x = torch.randint(0, 16, (9, 2))
+    assert torch.equal(load_model(tmp_path / "pruned")(x)[0], pruned(x)[0])
+
+
+def test_clear_errors():
+    with pytest.raises(TypeError, match="quantize_ does not know"):
+        quantize_(_model(), {"bits": 4})
+    with pytest.raises(ValueError, match="2 to 8 bits"):
+        WeightOnly(bits=1)
+    with pytest.raises(ValueError, match="does not divide"):
+        quantize_(_model(), WeightOnly(bits=4, group_size=48))
+    with pytest.raises(ValueError, match="no float layers"):
+        quantize_(quantize_(_model(), KMeans(clusters=4)), KMeans(clusters=4))
+    with pytest.raises(ValueError):
+        WeightOnly(targets=("attention",))
