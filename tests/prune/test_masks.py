@@ -134,9 +134,11 @@ def test_marks_survive_save_and_load(tmp_path):
 
 def test_mark_sparse_leaves_other_encodings_alone():
     lstm = nn.LSTM(4, 5)
-    lstm.tensor_encodings = {"weight_ih_l0": {"encoding": "int8"}}
-    out = mark_sparse_(lstm, ["weight_ih_l0", "weight_hh_l0"])
+    lstm.tensor_encodings = {"weight_ih_l0": {"encoding": "int8"},
+                             "bias_ih_l0": {"encoding": "dense", "dtype": "float16"}}
+    out = mark_sparse_(lstm, ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0"])
     assert out["weight_ih_l0"] == "kept int8" and lstm.tensor_encodings["weight_ih_l0"] == {"encoding": "int8"}
+    assert out["bias_ih_l0"].startswith("kept dense") and lstm.tensor_encodings["bias_ih_l0"]["dtype"] == "float16"
     assert lstm.tensor_encodings["weight_hh_l0"] == {"encoding": "sparse_auto"}
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from rnnslim.graph import CouplingError
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.prune.structured import StructuredPruning, prune_units_
@@ -86,5 +87,6 @@ def test_replay_of_a_declared_coupling_uses_the_recorded_declaration():
     assert model.history[-1]["consumers"] == {"lstm": ["fc"]}
     fresh = replay(Att(), copy.deepcopy(model.history))
     assert fresh.lstm.hidden_size == fresh.fc.in_features == 3
-    with pytest.raises(Exception, match="consumers"):
-        prune_units_(Att(), StructuredPruning(ratio=0.5, layers=["lstm"]))
+    declare = r"'lstm'.*bmm.*\n.*Fix: declare it by hand: consumers=\{'lstm': \['fc'\]\}"
+    with pytest.raises(CouplingError, match=declare):  # without the declaration: a clear error
+        prune_units_(Att(), StructuredPruning(ratio=0.5))

@@ -245,3 +245,35 @@ def test_user_gru_chain_on_final_states_via_traced_fallback():
     with torch.no_grad():
         y_ref, y = ref(x, h1), model(x, result.slice_state("gru1", h1))
     assert (y - y_ref).abs().max() <= TOL
+
+
+def test_user_lstm_into_conv1d_consumer():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 8, batch_first=True)
+            self.conv = nn.Conv1d(8, 5, 3, padding=1)
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(self.conv(out.transpose(1, 2)).mean(-1))
+
+    model = M().eval()
+    ref = copy.deepcopy(model)
+    result = prune_units_(model, StructuredPruning(ratio=0.5))
+    assert model.conv.in_channels == 4
+    r = removed(result.keeps["lstm"], 8)
+    with torch.no_grad():
+        ref.lstm.weight_hh_l0[:, r] = 0
+        ref.conv.weight[:, r, :] = 0
+        x = torch.randn(3, 6, 4)
+        assert (model(x) - ref(x)).abs().max() <= TOL
+
+
+def test_prune_dispatch_accepts_structured_pruning():
+    from rnnslim.prune import prune_
+
+    model = sequence_model("gru", [dict(hidden_size=8)])
+    result = prune_(model, StructuredPruning(ratio=0.25))
+    assert result.sizes == {"rnn.layers.0": (8, 6)} and model.rnn.specs[0].hidden_size == 6

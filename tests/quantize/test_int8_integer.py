@@ -14,6 +14,15 @@ from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, Integ
 from rnnslim.quantize.int8.integer_cells import run_direction
 from rnnslim.quantize.primitives import sqnr_db
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 MIN_SQNR_DB = 30.0  # measured 37-48 dB on these models
 
 

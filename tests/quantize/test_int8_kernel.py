@@ -12,6 +12,15 @@ from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_
 from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, build_kernel, load_kernel
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _available(variant: KernelVariant) -> bool:
     try:
         load_kernel(variant)
@@ -20,6 +29,7 @@ def _available(variant: KernelVariant) -> bool:
         return False
 
 
+needs_kernel = pytest.mark.skipif(not _available(KernelVariant.NATIVE), reason="no C compiler / kernel here")
 VARIANTS = [pytest.param(v, marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable here"))
             for v in KernelVariant]
 
@@ -54,6 +64,7 @@ def test_runner_equals_reference_bit_for_bit(variant, cell, fold):
     assert all(torch.equal(a, b) for a, b in zip(_flat(runner.state_to_torch(state, q)), _flat(ref_state)))
 
 
+@needs_kernel
 def test_step_equals_run_and_state_conversion():
     q = _integer_model("lstm", hidden=(48, 48, 32))
     runner = IntegerRunner(q)
@@ -71,6 +82,7 @@ def test_step_equals_run_and_state_conversion():
     assert torch.equal(cont, ref[:, 0])
 
 
+@needs_kernel
 def test_real_sized_layer_parity():
     """512-unit layers like the reference models (more rows than any test above)."""
     q = _integer_model("gru", hidden=(512,), vocab=65, embed=512, out=65, seed=4)
@@ -79,6 +91,7 @@ def test_real_sized_layer_parity():
     assert torch.equal(IntegerRunner(q).run(x)[0], ref[:, 0])
 
 
+@needs_kernel
 def test_runner_errors():
     q = _integer_model("lstm")
     runner = IntegerRunner(q)
@@ -103,6 +116,7 @@ def test_missing_compiler_is_reported(monkeypatch, tmp_path):
         build_kernel(KernelVariant.PORTABLE)
 
 
+@needs_kernel
 @pytest.mark.parametrize("cell_frac", [6, 12, 15])
 def test_every_cell_state_format_matches(cell_frac):
     """cf < 12 shifts the cell state left into Q.12, cf > 12 rounds it right; both must agree."""
@@ -112,3 +126,12 @@ def test_every_cell_state_format_matches(cell_frac):
     x = torch.randint(0, 30, (200,))
     ref, _ = q(x[:, None])
     assert torch.equal(IntegerRunner(q).run(x)[0], ref[:, 0])
+
+
+@needs_kernel
+def test_stream_step_fn_for_latency_measurement():
+    from rnnslim.measure.latency import streaming_latency
+
+    runner = IntegerRunner(_integer_model("gru"))
+    out = streaming_latency(step_fn=runner.stream_step_fn(), steps=20, repeats=2, warmup=5)
+    assert out["median_ms"] > 0 and out["steps"] == 20

@@ -12,6 +12,11 @@ from rnnslim.quantize.qat import QATRecurrent
 from rnnslim.quantize.targets import Target
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
+
 def _model(cell="lstm", input_kind=InputKind.EMBEDDING):
     torch.manual_seed(0)
     spec = ModelSpec(cell=cell, input_kind=input_kind, input_size=16, embed_size=64,

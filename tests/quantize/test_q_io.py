@@ -13,6 +13,11 @@ from rnnslim.quantize.api import QAT, HalfPrecision, KMeans, Ternary, WeightOnly
 from rnnslim.quantize.formats import int_format
 from rnnslim.quantize.storage import lzma_bytes
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
 # (config, minimum size ratio fp32 / quantized) for a 256-unit model (~2.4 MB in fp32)
 KINDS = [
     (HalfPrecision(dtype="bf16"), 1.95), (HalfPrecision(dtype="fp16"), 1.95),

@@ -12,6 +12,11 @@ from rnnslim.quantize.mixed import MixedPrecision, _knapsack, apply_plan_, plan_
 from rnnslim.tasks.charlm import CharLMTask
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
+
 @pytest.fixture(scope="module")
 def task():
     rng = random.Random(0)

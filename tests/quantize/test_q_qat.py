@@ -17,6 +17,11 @@ from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainConfig, train
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
+
 @pytest.mark.parametrize("make", [lambda: nn.LSTM(6, 10, num_layers=2, bidirectional=True),
                                   lambda: nn.GRU(6, 10, batch_first=True), lambda: nn.LSTM(6, 10, proj_size=4)])
 def test_unfused_loop_equals_fused_kernel(make):
@@ -71,7 +76,6 @@ def _loss(task, model):
 @pytest.mark.parametrize("cell,act", [("lstm", None), ("gru", ActQuantConfig())], ids=["lstm-weights", "gru-weights+act"])
 def test_qat_beats_post_training_quantization(cell, act, shakespeare):
     """int2 group-wise: QAT for M steps beats PTQ of the float model trained the same M steps more."""
-    torch.set_num_threads(1)
     task = CharLMTask(shakespeare, max_chars=100_000)
     torch.manual_seed(0)
     base = SequenceModel(task.model_spec(cell=cell, hidden_size=64, num_layers=1, embed_size=16))

@@ -71,6 +71,7 @@ class UnitGroup:
     slices: list[TensorSlice] = field(default_factory=list)
     tie: str | None = None  # groups with the same tie must keep the same count (one torch module)
     blocked: str | None = None  # why this group cannot be cut (exposed output, tied weights, ...)
+    unresolved: bool = False  # blocked because its consumers could not be determined
 
     def positions(self, slc: TensorSlice, units: Tensor) -> Tensor:
         """Positions of `slc` owned by `units`."""
@@ -188,6 +189,7 @@ def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
         elif g.module in graph.unresolved and g.kind is graph.recurrent[g.module].out_kind:
             # the output sequence or h_n of this module goes somewhere rnnslim could not follow
             g.blocked = "unresolved coupling: " + "; ".join(graph.unresolved[g.module])
+            g.unresolved = True
         for s in g.slices:
             aliases = shared.get(id(params.get(s.param)), [])
             if len(aliases) > 1:

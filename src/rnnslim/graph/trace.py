@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, GroupKind, RecurrentModule, Source
-from rnnslim.graph.fx_trace import PASSTHROUGH_MODULES
+from rnnslim.graph.fx_ops import PASSTHROUGH_MODULES
 
 
 @dataclass
@@ -157,7 +157,7 @@ def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], exam
             kind = ConsumerKind.RECURRENT
             x, states = c.inputs[0], c.inputs[1:]
             for s in states:  # initial states: only the module's own carried state is allowed
-                srcs = {src for src in sources_of(s)} if id(s) not in leaf_ids else set()
+                srcs = sources_of(s) if id(s) not in leaf_ids else set()
                 own = [sm for t, sm in leaves if t is s]
                 if srcs or (own and own[0].rm.path != c.path):
                     unresolved(owner_paths(srcs) | {c.path} | {sm.rm.path for sm in own},
@@ -171,7 +171,7 @@ def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], exam
             unresolved(owner_paths(srcs), f"module '{c.path}' ({type(c.module).__name__}) receives the features; "
                                           "rnnslim slices only Linear, Conv1d and recurrent consumers")
             continue
-        fdim = 1 if kind is ConsumerKind.CONV1D and x.dim() == 3 else x.dim() - 1
+        fdim = x.dim() - 2 if kind is ConsumerKind.CONV1D else x.dim() - 1  # Conv1d: ([B,] C, L)
         grads = depends(x, [p for _, p in params])
         used = [n for (n, _), g in zip(params, grads) if g is not None and g.abs().sum() > 0]
         if used:

@@ -54,18 +54,15 @@ def integer_tensors(model: torch.nn.Module) -> list[str]:
 def _mask_hooks(model: torch.nn.Module) -> tuple[list, int]:
     """after_step hooks that keep pruned weights at zero, and the number of masked tensors.
 
-    rnnslim.prune.masks may not exist in this install yet; then nothing is masked.
+    Passing the model attaches gradient hooks too, so pruned weights never reach gradient
+    clipping or the optimizer's moments.
     """
-    try:
-        from rnnslim.prune.masks import mask_hook, masks_from_model
-    except ModuleNotFoundError as e:
-        if e.name in ("rnnslim.prune", "rnnslim.prune.masks"):
-            return [], 0
-        raise
+    from rnnslim.prune.masks import mask_hook, masks_from_model
+
     masks = masks_from_model(model)
     if not masks:
         return [], 0
-    return [mask_hook(masks)], len(masks)
+    return [mask_hook(masks, model)], len(masks)
 
 
 @register_stage(FinetuneConfig)

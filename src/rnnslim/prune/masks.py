@@ -138,8 +138,8 @@ def mark_sparse_(model: nn.Module, names: Iterable[str], fmt: SparseFormat | str
     AUTO picks the smallest of dense / bitmap / CSR at save time. An explicit BITMAP or CSR
     is used where it is smaller than dense; elsewhere the tensor is marked sparse_auto, so
     it is stored dense but stays marked as pruned (masks_from_model still finds it).
-    Tensors that already carry another non-dense encoding (e.g. quantized) are left alone
-    and reported as "kept <encoding>".
+    Tensors that already carry another encoding (quantized, or dense with options such as
+    a storage dtype) are left alone and reported as "kept <encoding>".
     """
     fmt = SparseFormat(fmt)
     encodings = getattr(model, "tensor_encodings", None)
@@ -150,9 +150,11 @@ def mark_sparse_(model: nn.Module, names: Iterable[str], fmt: SparseFormat | str
     for name in names:
         if name not in params:
             raise KeyError(f"cannot mark {name!r} sparse: the model has no such parameter")
-        current = encodings.get(name, {}).get("encoding", "dense")
-        if current not in SPARSE_ENCODINGS and current != "dense":
-            out[name] = f"kept {current}"
+        entry = encodings.get(name, {"encoding": "dense"})
+        current = entry.get("encoding", "dense")
+        if current not in SPARSE_ENCODINGS and (current != "dense" or len(entry) > 1):
+            out[name] = f"kept {current}" + (f" {({k: v for k, v in entry.items() if k != 'encoding'})}"
+                                             if len(entry) > 1 else "")
             continue
         t = params[name].detach().cpu()
         chosen = fmt.value

@@ -5,7 +5,11 @@
     result = prune_units_(user_model, StructuredPruning(ratio=0.25, scope="global"),
                           example_inputs=(x,))            # any nn.Module with LSTM/GRU/RNN inside
     keep_units_(model, {"rnn.layers.0": [0, 3, 5]})      # explicit kept units
-    remove_layers_(model, [1]); prune_vocab_(model, task)
+    print(unit_groups(model)[0])                         # the tensors and indices a cut touches
+
+Related verbs: remove_layers_ (structured_layers.py), prune_vocab_ (structured_vocab.py),
+GroupLasso / remove_dead_units_ (group_lasso.py), replay / save_edited / load_edited
+(structured_history.py); coupling discovery lives in rnnslim.graph.
 
 The model gets physically smaller: new torch modules with fewer units replace the old
 ones, every coupled tensor is sliced (graph/groups.py lists them), and each edit appends
@@ -141,8 +145,8 @@ def resolve_keys(groups: list[UnitGroup], keys, kinds=(GroupKind.HIDDEN,)) -> di
 
 
 def _blocked_error(g: UnitGroup) -> CouplingError:
-    return CouplingError(f"units of '{g.name}' cannot be removed: {g.blocked}. If rnnslim misread the model, "
-                         f"{declare_hint(g.module)}.")
+    hint = declare_hint(g.module) if g.unresolved else f"if rnnslim misread the model, {declare_hint(g.module)}"
+    return CouplingError(f"units of '{g.name}' cannot be removed: {g.blocked}.\n  Fix: {hint}.")
 
 
 def _select(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, scores) -> tuple[dict, dict]:
@@ -154,9 +158,9 @@ def _select(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, s
     else:
         chosen = [g for g in groups if g.kind is GroupKind.HIDDEN]
     explicit = cfg.layers is not None or cfg.per_layer is not None
-    for g in chosen:
+    for g in chosen:  # exposed / tied groups are skipped unless named; unknown coupling is always an error
         if g.blocked:
-            if explicit:
+            if explicit or g.unresolved:
                 raise _blocked_error(g)
             skipped[g.name] = g.blocked
     chosen = [g for g in chosen if not g.blocked and g.kind is GroupKind.HIDDEN]

@@ -138,7 +138,7 @@ def apply_cuts_(model: nn.Module, cuts: list[Cut]) -> list[str]:
         if cur.shape[dim] != mask.numel():
             raise RuntimeError(f"internal error: {pname} dim {dim} has {cur.shape[dim]} positions, the cut expects "
                                f"{mask.numel()}")
-        sliced[mpath][attr] = cur.index_select(dim, torch.nonzero(mask).flatten()).clone()
+        sliced[mpath][attr] = cur.index_select(dim, torch.nonzero(mask).flatten().to(cur.device)).clone()
     for mpath, new in sliced.items():
         replace_module(model, mpath, rebuild_module(model.get_submodule(mpath), new))
     sync_specs(model)

@@ -30,7 +30,8 @@ def convert_emulated_(model: SequenceModel, mode: Int8Mode, cfg: Int8Config,
     """Replace embedding/input projection, every recurrent layer and the decoder in place."""
     layers = float_layers(model)
     if mode is Int8Mode.STATIC and (ranges is None or len(ranges.layers) != len(layers)):
-        raise ValueError("static int8 needs activation ranges calibrated on this model (rnnslim.quantize.int8.calibrate)")
+        raise ValueError("static int8 needs activation ranges calibrated on this model "
+                         "(rnnslim.quantize.int8.calibrate)")
     for k, layer in enumerate(layers):
         q = Int8Recurrent.from_float(layer, mode, ranges.layers[k] if ranges else None)
         model.rnn.replace_layer(k, model.rnn.specs[k], q)

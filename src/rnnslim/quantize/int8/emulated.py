@@ -98,7 +98,8 @@ class Int8Recurrent(nn.Module):
     def from_float(cls, layer: nn.RNNBase, mode: Int8Mode | str, ranges=None) -> Int8Recurrent:
         """Quantize a single-layer torch LSTM/GRU/RNN; static mode needs its LayerRanges."""
         if layer.num_layers != 1:
-            raise ValueError(f"expected a single-layer module (one per RecurrentStack layer), got num_layers={layer.num_layers}")
+            raise ValueError("expected a single-layer module (one per RecurrentStack layer), "
+                             f"got num_layers={layer.num_layers}")
         mode = _check_mode(mode)
         if mode is Int8Mode.STATIC and ranges is None:
             raise ValueError("static int8 needs calibrated activation ranges (LayerRanges) for every layer")

@@ -106,7 +106,8 @@ class IntegerRecurrent(nn.Module):
 
     # --- conversion ---------------------------------------------------------------------
     @classmethod
-    def from_float(cls, layer: nn.RNNBase, x_scale: float, h_amax: float = 1.0, cell_frac: int = 10) -> IntegerRecurrent:
+    def from_float(cls, layer: nn.RNNBase, x_scale: float, h_amax: float = 1.0,
+                   cell_frac: int = 10) -> IntegerRecurrent:
         """Quantize a single-layer torch module; x_scale is the (float32) scale of its int8 input codes."""
         cell = _check_cell(cell_of_module(layer))
         if layer.num_layers != 1:

@@ -93,6 +93,8 @@ def build_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> Path:
         raise KernelUnavailable("the avx2 kernel variant needs an x86 CPU with AVX2; use 'native' or 'portable'")
     cc = find_compiler()
     flags = _FLAGS[variant] + _COMMON
+    if not SOURCE.is_file():
+        raise KernelUnavailable(f"{SOURCE} is missing from this installation (package data not installed?)")
     src = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([src, " ".join(flags).encode(), _compiler_id(cc).encode(),
                                      (_cpu_fingerprint() if variant is not KernelVariant.PORTABLE else "").encode()]))

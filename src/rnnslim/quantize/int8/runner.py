@@ -50,11 +50,13 @@ class IntegerState:
 
 def check_integer_model(model: SequenceModel) -> None:
     """Raise a clear error if IntegerRunner cannot run this model."""
-    if model.spec.input_kind is not InputKind.EMBEDDING or not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
+    embedding = getattr(model, "embedding", None)
+    if model.spec.input_kind is not InputKind.EMBEDDING or not isinstance(embedding, IntegerEmbedding):
         raise ValueError("IntegerRunner needs an integer int8 model with an embedding input "
                          "(quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER)))")
     if model.spec.readout is not Readout.ALL:
-        raise ValueError(f"IntegerRunner streams one output per step; readout {model.spec.readout.value!r} is not supported")
+        raise ValueError(f"IntegerRunner streams one output per step; readout {model.spec.readout.value!r} "
+                         "is not supported")
     for k, layer in enumerate(model.rnn.layers):
         if not isinstance(layer, IntegerRecurrent):
             raise ValueError(f"rnn.layers.{k} is a {type(layer).__name__}, not an integer int8 layer")
@@ -139,8 +141,27 @@ class IntegerRunner:
         logits = torch.empty(ids.numel(), self.out_size, dtype=torch.float32)
         bad = self.lib.rs_run(self._handle, _ptr(ids), ids.numel(), state.ptr, _ptr(logits))
         if bad:
-            raise IndexError(f"token {int(ids[bad - 1])} at position {bad - 1} is outside the vocabulary [0, {self.vocab})")
+            raise IndexError(f"token {int(ids[bad - 1])} at position {bad - 1} is outside the vocabulary "
+                             f"[0, {self.vocab})")
         return logits, state
+
+    def stream_step_fn(self, tokens: Tensor | list[int] | None = None, seed: int = 0):
+        """A `step_fn(state) -> state` for rnnslim.measure.streaming_latency: one runner.step per
+        call at batch 1, state carried (None at the start), inputs cycling through `tokens`
+        (256 random ids by default)."""
+        if tokens is None:
+            tokens = torch.randint(0, self.vocab, (256,), generator=torch.Generator().manual_seed(seed))
+        ids = [int(t) for t in tokens]
+        box = {"i": 0}
+
+        def step_fn(state: IntegerState | None) -> IntegerState:
+            state = state if state is not None else self.init_state()
+            i = box["i"]
+            self.step(ids[i % len(ids)], state)
+            box["i"] = i + 1
+            return state
+
+        return step_fn
 
     # --- state conversion ------------------------------------------------------------------
     def state_to_torch(self, state: IntegerState, model: SequenceModel) -> list:

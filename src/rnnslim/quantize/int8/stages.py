@@ -81,7 +81,8 @@ def run_int8(model, cfg: _Int8Stage, ctx: StageContext):
         batches = ctx.task.calibration_batches(n, cfg.batch_size, cfg.seq_len, seed=ctx.seed)
         ranges = calibrate(model.to("cpu"), [b.inputs for b in batches], icfg)
     quantize_int8_(model.to("cpu"), icfg, ranges)
-    ctx.record.update({"mode": icfg.mode.value, "tensor_bytes_before": before, "tensor_bytes_after": _tensor_bytes(model),
+    ctx.record.update({"mode": icfg.mode.value, "tensor_bytes_before": before,
+                       "tensor_bytes_after": _tensor_bytes(model),
                        "calibration": ranges.to_dict() if ranges is not None else None})
     return model
 
