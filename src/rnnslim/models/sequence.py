@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
