@@ -18,7 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, RecurrentModule
-from rnnslim.graph.fx_ops import (ALONG, BINARY, FACTORIES, KNOWN, PASSTHROUGH_MODULES, REDUCE, UNARY, Feat,
+from rnnslim.graph.fx_ops import (_norm, ALONG, BINARY, FACTORIES, KNOWN, PASSTHROUGH_MODULES, REDUCE, UNARY, Feat,
                                   FeatureOps, Parts, Poison, RnnOut, RnnState, _fn_name)
 
 
