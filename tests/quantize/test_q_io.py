@@ -53,10 +53,10 @@ CASES = [("lstm", cfg, r) for cfg, r in KINDS] + [("gru", cfg, r) for cfg, r in 
 def test_round_trip_same_outputs_and_smaller(cell, cfg, ratio, tmp_path, saved_fp32):
     m = quantize_(_model(cell), cfg)
     x = torch.randint(0, 65, (40, 2))
-    y, s = m(x)
+    y, _ = m(x)
     path = save_model(m, tmp_path / "q")
     loaded = load_model(path)
-    y2, s2 = loaded(x)
+    y2, _ = loaded(x)
     assert torch.equal(y, y2)
     assert type(loaded.rnn.layers[0]) is type(m.rnn.layers[0])
     assert saved_fp32[cell] / artifact_bytes(path) > ratio

@@ -9,6 +9,11 @@ from rnnslim.quantize.kmeans import KMeansInit, kmeans_1d, kmeans_quantize
 from rnnslim.quantize.primitives import Granularity, QSpec, compute_qparams, quantize_dequantize
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
+
 def _lloyd_bruteforce(x, c, iters):
     for _ in range(iters):
         idx = (x[:, None] - c[None, :]).abs().argmin(1)

@@ -37,7 +37,7 @@ def _stored(model):
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-CFG = dict(bits=(32, 8, 4, 2), calib_batches=2, batch_size=8, seq_len=32)
+CFG = {"bits": (32, 8, 4, 2), "calib_batches": 2, "batch_size": 8, "seq_len": 32}
 
 
 def test_plan_respects_budget_and_applies_exactly(task):

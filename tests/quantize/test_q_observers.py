@@ -3,9 +3,21 @@
 import pytest
 import torch
 
-from rnnslim.quantize.observers import (MinMaxObserver, MovingAverageObserver, MSEObserver, ObserverKind,
-                                        PercentileObserver, make_observer)
+from rnnslim.quantize.observers import (
+    MinMaxObserver,
+    MovingAverageObserver,
+    MSEObserver,
+    ObserverKind,
+    PercentileObserver,
+    make_observer,
+)
 from rnnslim.quantize.primitives import Granularity, QSpec, quantize_dequantize
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+
 
 SPEC = QSpec(bits=8, symmetric=False, granularity=Granularity.TENSOR)
 
@@ -48,7 +60,7 @@ def test_per_channel_axis():
     x = torch.randn(100, 3) * torch.tensor([1.0, 5.0, 0.1])
     o = MinMaxObserver(QSpec(bits=8, granularity=Granularity.CHANNEL), axis=1)
     o.observe(x)
-    scale, zp = o.qparams()
+    scale, _ = o.qparams()
     assert scale.shape == (3,)
     assert scale[1] > scale[0] > scale[2]
     p = PercentileObserver(SPEC, axis=1, percentile=99.0)

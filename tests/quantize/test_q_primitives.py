@@ -5,9 +5,25 @@ import math
 import pytest
 import torch
 
-from rnnslim.quantize.primitives import (ClipMethod, Granularity, QSpec, compute_qparams, dequantize, fake_quantize,
-                                         quant_error, quantize, quantize_dequantize, scale_shape, search_clip_qparams,
-                                         sqnr_db)
+from rnnslim.quantize.primitives import (
+    ClipMethod,
+    Granularity,
+    QSpec,
+    compute_qparams,
+    dequantize,
+    fake_quantize,
+    quant_error,
+    quantize,
+    quantize_dequantize,
+    scale_shape,
+    search_clip_qparams,
+    sqnr_db,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 
 @pytest.mark.parametrize("gran,shape", [(Granularity.TENSOR, (1,)), (Granularity.CHANNEL, (12,)),

@@ -62,7 +62,7 @@ def test_qat_stage_is_resumable(task, tmp_path):
     assert isinstance(m1.rnn.layers[0], QuantRecurrent) and m1.rnn.layers[0].act is not None
     assert ctx1.record["steps"] == 4 and "valid_loss_nats_after_qat" in ctx1.record
     # same work_dir: training is already complete, so the result is the same model
-    m2, ctx2 = _run(stage, _model(task, "gru"), task, tmp_path)
+    m2, _ = _run(stage, _model(task, "gru"), task, tmp_path)
     x = torch.randint(0, len(task.vocab), (12, 2))
     assert torch.equal(m1(x)[0], m2(x)[0])
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from rnnslim.recurrent.cells import DirectionWeights, direction_weights, gru_cell, lstm_cell, rnn_cell
 from rnnslim.recurrent.gates import CellType, cell_of_module
 from rnnslim.tasks.base import Batch
+from rnnslim.utils.device import model_device
 
 
 class _Sums:
@@ -140,7 +141,7 @@ def input_square_sums(model: nn.Module, batches: Sequence[Batch], stateful: bool
         elif isinstance(mod, nn.Embedding):
             handles.append(mod.register_forward_hook(_embedding_hook(prefix, sums)))
     was_training = model.training
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.eval()
     try:
         state = None

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from rnnslim.recurrent.gates import CellType, as_cell, gate_count
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.utils.device import model_device
 
 Scores = dict[str, Tensor]
 
@@ -122,7 +123,7 @@ def _forward(model: nn.Module, inputs: Tensor, state):
 
 
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    return model_device(model)
 
 
 def batch_gradients(model: nn.Module, calibration: Calibration, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:

@@ -26,8 +26,15 @@ from torch import nn
 
 from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.actquant import ActQuantConfig
-from rnnslim.quantize.formats import (FloatDtype, FloatFormat, IntFormat, KMeansFormat, TernaryFormat, _Format,
-                                      int_format)
+from rnnslim.quantize.formats import (
+    FloatDtype,
+    FloatFormat,
+    IntFormat,
+    KMeansFormat,
+    TernaryFormat,
+    _Format,
+    int_format,
+)
 from rnnslim.quantize.kmeans import KMeansInit
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -316,7 +316,7 @@ class FloatFormat(_Format):
         return self.dtype.value
 
 
-WeightFormat = Annotated[Union[IntFormat, TernaryFormat, KMeansFormat, FloatFormat], Field(discriminator="format")]
+WeightFormat = Annotated[IntFormat | TernaryFormat | KMeansFormat | FloatFormat, Field(discriminator="format")]
 _ADAPTER = TypeAdapter(WeightFormat)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 from torch.nn import functional as F
 
 from rnnslim.recurrent.gates import CellType

@@ -118,8 +118,8 @@ class QuantRecurrent(_QuantWeights):
     def to_float(self) -> nn.RNNBase:
         """An equivalent torch module holding the dequantized weights (export, measurement)."""
         s = self.shape
-        kw = dict(input_size=s.input_size, hidden_size=s.hidden_size, num_layers=s.num_layers, bias=s.bias,
-                  batch_first=s.batch_first, dropout=s.dropout, bidirectional=s.bidirectional)
+        kw = {"input_size": s.input_size, "hidden_size": s.hidden_size, "num_layers": s.num_layers, "bias": s.bias,
+              "batch_first": s.batch_first, "dropout": s.dropout, "bidirectional": s.bidirectional}
         if s.cell is CellType.LSTM:
             mod = nn.LSTM(proj_size=s.proj_size, **kw)
         elif s.cell is CellType.GRU:

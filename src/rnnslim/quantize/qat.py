@@ -24,8 +24,14 @@ from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.actquant import ActFakeQuant, ActQuantConfig
 from rnnslim.quantize.formats import _Format, parse_format
 from rnnslim.quantize.functional import RecurrentShape, fused_forward, unfused_forward
-from rnnslim.quantize.lowbit import (QuantEmbedding, QuantLinear, QuantRecurrent, recurrent_shape_of,
-                                     shape_from_config, shape_to_config)
+from rnnslim.quantize.lowbit import (
+    QuantEmbedding,
+    QuantLinear,
+    QuantRecurrent,
+    recurrent_shape_of,
+    shape_from_config,
+    shape_to_config,
+)
 from rnnslim.quantize.qtensor import QTensor
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, find_targets
 

@@ -18,8 +18,17 @@ from pydantic import Field
 
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.quantize.actquant import ActQuantConfig
-from rnnslim.quantize.api import (QAT, HalfPrecision, KMeans, LayerRecord, QATStep, Ternary, WeightOnly,
-                                  apply_format_, quantize_)
+from rnnslim.quantize.api import (
+    QAT,
+    HalfPrecision,
+    KMeans,
+    LayerRecord,
+    QATStep,
+    Ternary,
+    WeightOnly,
+    apply_format_,
+    quantize_,
+)
 from rnnslim.quantize.mixed import MixedPrecision, apply_plan_, calibration_loss, plan_mixed_precision
 from rnnslim.quantize.primitives import ClipMethod
 from rnnslim.quantize.qat import calibrate_activations_

@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.tasks.scaling import Standardizer
+from rnnslim.utils.device import model_device
 
 FORMATS = (".ts", ".tsv", ".csv")
 EVAL_BATCH = 256
@@ -327,7 +328,7 @@ class ClassifyTask(Task):
         lengths = s.lengths[:n]
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
+        device = model_device(model)
         loss_sum, correct = 0.0, 0
         for L in torch.unique(lengths).tolist():
             idx = torch.nonzero(lengths == L).squeeze(1)

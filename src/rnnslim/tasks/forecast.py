@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 from rnnslim.tasks.base import SPLITS, Batch, Task
 from rnnslim.tasks.scaling import Standardizer
+from rnnslim.utils.device import model_device
 
 EVAL_BATCH = 512
 
@@ -213,7 +214,7 @@ class ForecastTask(Task):
             starts = starts[:max_steps]
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
+        device = model_device(model)
         preds, trues = [], []
         for i in range(0, len(starts), EVAL_BATCH):
             b = self.samples(starts[i : i + EVAL_BATCH]).to(device)

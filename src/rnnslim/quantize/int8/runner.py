@@ -11,7 +11,12 @@ torch reference (SequenceModel.forward of the same model) bit for bit; `state_to
 / `state_from_torch` convert to and from SequenceModel's state list.
 
 Supported: embedding input, unidirectional LSTM / GRU / tanh-RNN layers (any hidden
-size per layer), per-step readout ("all"), batch 1.
+size per layer), per-step readout ("all"), batch 1. A runner owns scratch buffers: use
+one runner per thread (states are separate objects and may be many).
+
+For embedding models with V <= E (character LMs) the runner folds the embedding into the
+first layer: a table of the layer-0 input terms per token replaces that matmul (same
+integers, a quarter fewer weight bytes read per step).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""One-shot unstructured pruning of a reference char-LSTM, no fine-tuning.
+"""One-shot (no fine-tuning) loss-vs-sparsity curves of four importance criteria.
 
-    .venv/bin/python benchmarks/prune_oneshot_charlstm.py [--model charlstm-512x2] [--chars 5000]
+    .venv/bin/python benchmarks/prune_curves.py [--model charlstm-512x2] [--split test] [--chars 0]
 
 Prunes the recurrent layers' weights (weight_ih, weight_hh) and the output layer
-(decoder.weight) at 50 / 70 / 90 % with magnitude (layer-wise and global threshold), plus
-the data-driven criteria at 90 % layer-wise; reports the validation loss on the first
---chars characters of the validation split (one stream, batch 1), non-zero parameters and
-artifact bytes with sparse storage (sparse_auto). One thread. Writes
-benchmarks/results/prune_oneshot_<model>.json.
+(decoder.weight) layer-wise at 30..90 % with magnitude, Taylor (gradient x weight),
+diagonal Fisher (OBD) and activation-aware (|W| x input norm) scores (8 calibration
+batches from the training split), plus magnitude with one global threshold; reports the
+loss on the split (one stream, batch 1, whole split unless --chars), non-zero parameters
+and artifact bytes with sparse storage (sparse_auto). One thread. Writes
+benchmarks/results/prune_curves_<model>.json.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _commit() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="charlstm-512x2")
-    ap.add_argument("--chars", type=int, default=5000)
+    ap.add_argument("--chars", type=int, default=0, help="evaluate only the first N characters (0: all)")
+    ap.add_argument("--split", default="test")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -54,12 +56,13 @@ def main() -> None:
     task = CharLMTask.for_model(base, SHARED / "data" / "tinyshakespeare.txt")
     tmp = Path(tempfile.mkdtemp(prefix="prune_bench_"))
     save_model(base, tmp / "dense")
-    rows = [{"method": "dense", "sparsity": 0.0, **task.evaluate(base, "valid", max_steps=args.chars),
+    rows = [{"method": "dense", "sparsity": 0.0, **task.evaluate(base, args.split, max_steps=args.chars or None),
              "nonzero_params": sum(int((p != 0).sum()) for p in base.parameters()),
              "artifact_bytes": artifact_bytes(tmp / "dense")}]
 
-    runs = [(s, "magnitude", scope) for s in (0.5, 0.7, 0.9) for scope in ("layer", "global")]
-    runs += [(0.9, c, "layer") for c in ("taylor", "fisher", "activation")]
+    levels = (0.3, 0.5, 0.7, 0.8, 0.9)
+    runs = [(s, c, "layer") for c in ("magnitude", "taylor", "fisher", "activation") for s in levels]
+    runs += [(s, "magnitude", "global") for s in levels]
     for sparsity, criterion, scope in runs:
         m = copy.deepcopy(base)
         t0 = time.perf_counter()
@@ -68,7 +71,7 @@ def main() -> None:
         prune_s = time.perf_counter() - t0
         mark_sparse_(m, list(res.masks))
         save_model(m, tmp / "p")
-        metrics = task.evaluate(m, "valid", max_steps=args.chars)
+        metrics = task.evaluate(m, args.split, max_steps=args.chars or None)
         rows.append({"method": f"{criterion}/{scope}", "sparsity": sparsity, **metrics,
                      "nonzero_params": res.report["model"]["nonzero"], "artifact_bytes": artifact_bytes(tmp / "p"),
                      "prune_seconds": round(prune_s, 2),
@@ -76,16 +79,16 @@ def main() -> None:
         print(f"{criterion:10s} {scope:6s} {sparsity:.0%}: loss {metrics['loss']:.4f} nats/char, "
               f"{rows[-1]['artifact_bytes']:,} bytes", flush=True)
 
-    result = {"benchmark": "prune_oneshot", "model": args.model, "targets": list(TARGETS),
-              "eval": f"valid split, first {args.chars} characters, batch 1, state carried",
+    result = {"benchmark": "prune_curves", "model": args.model, "targets": list(TARGETS),
+              "eval": f"{args.split} split, {'first %d characters' % args.chars if args.chars else 'all characters'}, batch 1, state carried",
               "command": " ".join([sys.executable, *sys.argv]), "commit": _commit(), "machine": platform.platform(),
               "processor": platform.processor(), "threads": 1,
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "rows": rows}
-    out = args.out or ROOT / "benchmarks" / "results" / f"prune_oneshot_{args.model}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"prune_curves_{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n| method | sparsity | valid loss (nats/char) | bits/char | non-zero params | artifact bytes |")
+    print(f"\n| method | sparsity | {args.split} loss (nats/char) | bits/char | non-zero params | artifact bytes |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['sparsity']:.0%} | {r['loss']:.4f} | {r['bits_per_char']:.4f} | "

@@ -1,0 +1,124 @@
+"""Run compression recipes on a reference model, then time every result in one process.
+
+    python benchmarks/run_recipes.py run     --model charlstm-512x2 --recipes benchmarks/recipes/prune-*.yaml --jobs 2
+    python benchmarks/run_recipes.py measure --model charlstm-512x2 --recipes ... --out benchmarks/results/prune_charlstm-512x2.json
+
+`run` executes each recipe with rnnslim's pipeline (resumable, in benchmarks/runs/MODEL/NAME)
+in parallel worker processes (one thread each). `measure` loads every final model and, in
+one process, measures the uncompressed model with all baselines (torch default, oneDNN off,
+ONNX Runtime fp32 / dynamic int8) and then each compressed model's streaming latency and
+throughput, so every ratio compares numbers taken in the same run (BENCHMARKING.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, MODELS, RUNS, update_results  # noqa: E402
+
+
+def run_one(model_name: str, recipe: Path) -> int:
+    import torch
+
+    from rnnslim.io.format import load_model
+    from rnnslim.pipeline.recipe import load_recipe
+    from rnnslim.pipeline.runner import run_pipeline
+    from rnnslim.tasks import task_for_model
+
+    torch.set_num_threads(1)
+    model = load_model(MODELS / f"{model_name}.json")
+    task = task_for_model(model, DATA)
+    rec = load_recipe(recipe)
+    out = RUNS / model_name / rec.name
+    run_pipeline(model, rec, task, out, resume=True, progress=False)
+    return 0
+
+
+def cmd_run(args) -> None:
+    def launch(recipe: Path) -> tuple[Path, int]:
+        log = RUNS / args.model / f"{recipe.stem}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            rc = subprocess.call([sys.executable, __file__, "one", "--model", args.model, "--recipes", str(recipe)],
+                                 stdout=f, stderr=subprocess.STDOUT)
+        print(f"{recipe.name}: exit {rc} (log {log})", flush=True)
+        return recipe, rc
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(launch, [Path(r) for r in args.recipes]))
+    if any(rc for _, rc in results):
+        sys.exit(1)
+
+
+def final_row(out_dir: Path) -> dict:
+    report = json.loads((out_dir / "report.json").read_text())
+    return report
+
+
+def cmd_measure(args) -> None:
+    import torch
+
+    from rnnslim.io.format import artifact_bytes, load_model
+    from rnnslim.measure import count_parameters, macs_per_step, measure, streaming_latency, throughput
+    from rnnslim.tasks import task_for_model
+
+    dense = load_model(MODELS / f"{args.model}.json")
+    task = task_for_model(dense, DATA)
+    threads = tuple(int(t) for t in args.threads.split(","))
+    print("measuring the uncompressed model and the baselines", flush=True)
+    base = measure(dense, task=task, threads=threads, quick=False, artifact_path=MODELS / f"{args.model}.json")
+    base_d = base.to_dict()
+    rows = []
+    for recipe in args.recipes:
+        from rnnslim.pipeline.recipe import load_recipe
+
+        rec = load_recipe(recipe)
+        out = RUNS / args.model / rec.name
+        if not (out / "model" / "model.json").exists():
+            print(f"skip {rec.name}: not run yet", flush=True)
+            continue
+        model = load_model(out / "model")
+        report = json.loads((out / "report.json").read_text())
+        params, nonzero, _aux = count_parameters(model)
+        row = {"recipe": rec.name, "recipe_file": str(Path(recipe)), "stages": [s.kind for s in rec.stages],
+               "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(out / "model"),
+               "macs": macs_per_step(model).model_dump() if hasattr(macs_per_step(model), "model_dump") else
+               vars(macs_per_step(model)), "pipeline_report": report}
+        row["test_loss_nats"] = task.evaluate(model, "test")["loss_nats"]
+        row["latency"] = {str(t): streaming_latency(model, threads=t) for t in threads}
+        row["throughput"] = {str(t): throughput(model, threads=t) for t in threads}
+        print(f"{rec.name}: test {row['test_loss_nats']:.4f}, {row['artifact_bytes']:,} B, "
+              f"{row['latency'][str(threads[0])]['median_ms']:.3f} ms", flush=True)
+        rows.append(row)
+    update_results(Path(args.out), "baseline", base_d)
+    update_results(Path(args.out), "rows", rows)
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("phase", choices=["run", "one", "measure"])
+    ap.add_argument("--model", required=True, help="reference model name in ../shared/models")
+    ap.add_argument("--recipes", nargs="+", required=True)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if args.phase == "one":
+        sys.exit(run_one(args.model, Path(args.recipes[0])))
+    if args.phase == "run":
+        cmd_run(args)
+    else:
+        if not args.out:
+            ap.error("measure needs --out")
+        cmd_measure(args)
+
+
+if __name__ == "__main__":
+    main()
