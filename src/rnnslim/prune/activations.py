@@ -23,7 +23,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from rnnslim.recurrent.cells import DirectionWeights, direction_weights, gru_cell, lstm_cell, rnn_cell
+from rnnslim.recurrent.cells import (
+    DirectionWeights,
+    direction_weights,
+    gru_cell,
+    lstm_cell,
+    rnn_cell,
+)
 from rnnslim.recurrent.gates import CellType, cell_of_module
 from rnnslim.tasks.base import Batch
 from rnnslim.utils.device import model_device

@@ -34,7 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.nn import functional as F
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
+from rnnslim.models.sequence import (
+    InputKind,
+    LayerShape,
+    ModelSpec,
+    Readout,
+    SequenceModel,
+)
 from rnnslim.tasks.base import SPLITS, Batch, Task
 from rnnslim.tasks.scaling import Standardizer
 from rnnslim.utils.device import model_device
