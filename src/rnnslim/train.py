@@ -49,7 +49,8 @@ class ScheduleKind(str, Enum):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     epochs: int = Field(default=1, ge=1)
-    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps in total")
+    max_steps: int | None = Field(default=None, ge=1,
+                                  description="train for exactly this many optimizer steps (epochs is then ignored)")
     batch_size: int = Field(default=32, ge=1)
     seq_len: int = Field(default=64, ge=1, description="BPTT window (time steps per batch)")
     lr: float = Field(default=2e-3, gt=0)
@@ -174,7 +175,7 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
     torch.manual_seed(cfg.seed)
     opt = _make_optimizer(model, cfg)
     per_epoch = _steps_per_epoch(task, cfg)
-    total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+    total = cfg.max_steps or per_epoch * cfg.epochs
     step, start_epoch, skip, best, history, state = 0, 0, 0, None, [], None
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
 
@@ -208,7 +209,8 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
     bar = progress_bar(total=total, initial=step, desc="train", enabled=progress)
     model.train()
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        last_epoch = cfg.epochs if not cfg.max_steps else 1 << 62  # with max_steps: as many epochs as it takes
+        for epoch in range(start_epoch, last_epoch):
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             if skip == 0:
                 state = None

@@ -196,8 +196,21 @@ def apply_format_(model: nn.Module, fmt: _Format | None, targets=DEFAULT_TARGETS
     return records
 
 
-def quantize_(model: nn.Module, config, filter: LayerFilter | None = None) -> nn.Module:
-    """Apply a quantization config in place (see the module docstring) and return the model."""
+def quantize_(model: nn.Module, config, filter: LayerFilter | None = None, calibration=None) -> nn.Module:
+    """Apply a quantization config in place (see the module docstring) and return the model.
+
+    An rnnslim.quantize.int8.Int8Config is handed to quantize_int8_ with `calibration`
+    (model inputs or ActivationRanges), so one verb covers every kind.
+    """
+    if type(config).__name__ == "Int8Config":
+        from rnnslim.quantize.int8 import Int8Config, quantize_int8_
+
+        if isinstance(config, Int8Config):
+            if filter is not None:
+                raise ValueError("int8 quantization applies to the whole model; filter is not supported")
+            return quantize_int8_(model, config, calibration)
+    if calibration is not None:
+        raise ValueError(f"{type(config).__name__} needs no calibration data (weights only)")
     if isinstance(config, QAT):
         from rnnslim.quantize.qat import convert_qat_, prepare_qat_
 
