@@ -9,6 +9,7 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.quantize.api import QAT, HalfPrecision, KMeans, Ternary, WeightOnly, quantize_
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.qat import QATRecurrent
+from rnnslim.quantize.qtensor import logical_parameters
 from rnnslim.quantize.targets import Target
 
 
@@ -80,6 +81,26 @@ def test_pruned_then_quantized_stays_sparse_and_smaller_on_disk(tmp_path):
     assert b < 0.75 * a
     x = torch.randint(0, 16, (9, 2))
     assert torch.equal(load_model(tmp_path / "pruned")(x)[0], pruned(x)[0])
+
+
+def test_int8_configs_are_dispatched_to_the_int8_verb():
+    from rnnslim.quantize.int8 import Int8Config
+
+    m = quantize_(_model(), Int8Config())
+    assert type(m.rnn.layers[0]).__name__.startswith("Int8")
+    with pytest.raises(ValueError, match="no calibration"):
+        quantize_(_model(), WeightOnly(bits=4), calibration=[torch.zeros(3, 1, dtype=torch.long)])
+
+
+def test_tied_embedding_and_logical_parameter_count(tmp_path):
+    spec = ModelSpec(cell="gru", input_kind=InputKind.EMBEDDING, input_size=16, embed_size=32,
+                     layers=[LayerShape(hidden_size=32)], output_size=16, tie_weights=True)
+    m = SequenceModel(spec).eval()
+    n_float = sum(p.numel() for p in m.parameters())
+    quantize_(m, WeightOnly(bits=4, group_size=32))
+    assert logical_parameters(m)[0] == n_float + 16 * 32  # the tied table is now stored twice
+    x = torch.randint(0, 16, (7, 2))
+    assert torch.equal(load_model(save_model(m, tmp_path / "tied"))(x)[0], m(x)[0])
 
 
 def test_clear_errors():

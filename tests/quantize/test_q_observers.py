@@ -63,9 +63,10 @@ def test_per_channel_axis():
     scale, _ = o.qparams()
     assert scale.shape == (3,)
     assert scale[1] > scale[0] > scale[2]
-    p = PercentileObserver(SPEC, axis=1, percentile=99.0)
+    p = PercentileObserver(SPEC, axis=1, percentile=99.0, max_samples=150)
     p.observe(x)
     assert p.range()[1].shape == (3,)
+    assert p.sample.shape == (50, 3)  # the cap counts values: 150 values = 50 rows of 3 channels
 
 
 def test_sampling_keeps_a_bounded_uniform_sample():

@@ -37,7 +37,7 @@ _EXPORTS = {
     "make_observer": "observers", "ObserverKind": "observers",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)  # resolved lazily by __getattr__
 
 
 def __getattr__(name: str):

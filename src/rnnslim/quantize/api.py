@@ -27,12 +27,12 @@ from torch import nn
 from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.formats import (
+    BaseFormat,
     FloatDtype,
     FloatFormat,
     IntFormat,
     KMeansFormat,
     TernaryFormat,
-    _Format,
     int_format,
 )
 from rnnslim.quantize.kmeans import KMeansInit
@@ -50,7 +50,7 @@ class _Config(BaseModel):
         self.weight_format()  # invalid combinations (bits=1, ...) fail when the config is made
         return self
 
-    def weight_format(self) -> _Format:
+    def weight_format(self) -> BaseFormat:
         raise NotImplementedError
 
 
@@ -134,7 +134,7 @@ def _float_bytes(mod: nn.Module) -> int:
     return sum(t.numel() * 4 for t in mod.state_dict().values())
 
 
-def quantize_layer(mod: nn.Module, fmt: _Format) -> nn.Module:
+def quantize_layer(mod: nn.Module, fmt: BaseFormat) -> nn.Module:
     """The weight-only quantized replacement of one float layer."""
     if isinstance(mod, nn.RNNBase):
         return QuantRecurrent.from_float(mod, fmt)
@@ -149,7 +149,7 @@ def _weights_of(mod: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in mod.named_parameters() if n.startswith("weight")}
 
 
-def _mark_entropy_coding(model: nn.Module, path: str, qmod: nn.Module, fmt: _Format) -> None:
+def _mark_entropy_coding(model: nn.Module, path: str, qmod: nn.Module, fmt: BaseFormat) -> None:
     names = fmt.entropy_coded()
     if not names:
         return
@@ -166,8 +166,8 @@ def _record_history(model: nn.Module, entry: dict) -> None:
     model.history = hist
 
 
-def apply_format_(model: nn.Module, fmt: _Format | None, targets=DEFAULT_TARGETS, filter: LayerFilter | None = None,
-                  formats: dict[str, _Format] | None = None) -> list[LayerRecord]:
+def apply_format_(model: nn.Module, fmt: BaseFormat | None, targets=DEFAULT_TARGETS, filter: LayerFilter | None = None,
+                  formats: dict[str, BaseFormat] | None = None) -> list[LayerRecord]:
     """Quantize the target layers in place with `fmt`, or each layer with its entry of
     `formats` (path -> format; layers not listed stay float). Returns per-layer records."""
     if fmt is None and formats is None:

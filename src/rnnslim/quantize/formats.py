@@ -58,8 +58,8 @@ def _round_scale(scale: Tensor, dtype: FloatDtype) -> Tensor:
     """The scale as it will be stored (fp16 / bf16 rounding), back in float32, never zero."""
     dt = dtype.torch
     s = scale.float().clamp_max(torch.finfo(dt).max).to(dt)
-    tiny = torch.tensor(torch.finfo(dt).smallest_normal if dt is torch.float32 else 2.0 ** -24, dtype=dt)
-    return torch.where(s > 0, s, tiny).float()
+    tiny = torch.finfo(dt).smallest_normal if dt is torch.float32 else 2.0 ** -24
+    return torch.where(s > 0, s, torch.full_like(s, tiny)).float()
 
 
 def _rows_cols(shape) -> tuple[int, int]:
@@ -68,7 +68,7 @@ def _rows_cols(shape) -> tuple[int, int]:
     return int(shape[0]), math.prod(int(s) for s in shape[1:])
 
 
-class _Format(BaseModel):
+class BaseFormat(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def layout(self, shape) -> Layout:
@@ -98,7 +98,7 @@ class _Format(BaseModel):
         return 8 * self.stored_bytes(shape) / math.prod(int(s) for s in shape)
 
 
-class IntFormat(_Format):
+class IntFormat(BaseFormat):
     format: Literal["int"] = "int"
     bits: int = Field(default=4, description="code width; 2..8 (use ternary for 1.58 bits)")
     granularity: Granularity = Granularity.GROUP
@@ -158,7 +158,8 @@ class IntFormat(_Format):
         rows, cols = _rows_cols(shape)
         q = self._from_code(unpack_bits(bufs["codes"], self.bits, rows * cols).to(torch.int32)).reshape(rows, cols)
         scale = bufs["scale"].float()
-        zp = bufs["zero_point"].to(torch.int32) if not self.symmetric else torch.zeros(scale.shape, dtype=torch.int32)
+        zp = (bufs["zero_point"].to(torch.int32) if not self.symmetric
+              else torch.zeros(scale.shape, dtype=torch.int32, device=scale.device))
         return dequantize(q, scale, zp, self.spec).reshape(shape)
 
     def roundtrip(self, w: Tensor) -> Tensor:
@@ -173,7 +174,7 @@ class IntFormat(_Format):
                 + (" mse" if self.clip is ClipMethod.MSE else "") + (" +lzma" if self.entropy_coding else ""))
 
 
-class TernaryFormat(_Format):
+class TernaryFormat(BaseFormat):
     """w ~ a * t with t in {-1, 0, +1} per granule: t = sign(w) where |w| > delta, and a the
     mean |w| over those weights (Li & Liu, Ternary Weight Networks). delta is searched
     around 0.7 mean|w| per granule to minimise the squared error."""
@@ -244,7 +245,7 @@ class TernaryFormat(_Format):
         return f"ternary {gran}" + (" +lzma" if self.entropy_coding else "")
 
 
-class KMeansFormat(_Format):
+class KMeansFormat(BaseFormat):
     """Weight sharing: one codebook of `clusters` values per tensor plus packed indices.
     With pinned zero (the tensor has exact zeros), codebook[0] == 0.0."""
 
@@ -265,7 +266,8 @@ class KMeansFormat(_Format):
                 "codebook": ((self.clusters,), torch.float32)}
 
     def _cluster(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        wf = w.detach().float()
+        """(codebook (K,), indices (numel,)) on the CPU (clustering is a sort and prefix sums)."""
+        wf = w.detach().float().cpu()
         pin = self.pin_zero and bool((wf == 0).any())
         codebook, idx = kmeans_1d(wf, self.clusters, iters=self.iters, init=self.init, pin_zero=pin)
         if pin:  # move the zero centroid to index 0, so pruned weights have all-zero codes
@@ -285,13 +287,13 @@ class KMeansFormat(_Format):
 
     def roundtrip(self, w: Tensor) -> Tensor:
         codebook, idx = self._cluster(w)
-        return codebook[idx].reshape(w.shape)
+        return codebook[idx].reshape(w.shape).to(w.device)
 
     def describe(self) -> str:
         return f"kmeans{self.clusters}" + (" +lzma" if self.entropy_coding else "")
 
 
-class FloatFormat(_Format):
+class FloatFormat(BaseFormat):
     format: Literal["float"] = "float"
     dtype: FloatDtype = FloatDtype.BF16
 
@@ -320,9 +322,9 @@ WeightFormat = Annotated[IntFormat | TernaryFormat | KMeansFormat | FloatFormat,
 _ADAPTER = TypeAdapter(WeightFormat)
 
 
-def parse_format(data: dict | _Format) -> _Format:
+def parse_format(data: dict | BaseFormat) -> BaseFormat:
     """A WeightFormat from its JSON dict (as written by `fmt.model_dump(mode="json")`)."""
-    return data if isinstance(data, _Format) else _ADAPTER.validate_python(data)
+    return data if isinstance(data, BaseFormat) else _ADAPTER.validate_python(data)
 
 
 def int_format(bits: int, group_size: int | None = 64, **kw) -> IntFormat:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnslim.quantize.actquant import ActFakeQuant, ActQuantConfig
-from rnnslim.quantize.formats import _Format, parse_format
+from rnnslim.quantize.formats import BaseFormat, parse_format
 from rnnslim.quantize.functional import RecurrentShape, fused_forward, unfused_forward
 from rnnslim.quantize.qtensor import QTensor
 from rnnslim.recurrent.gates import CellType, as_cell, cell_of_module
@@ -66,7 +66,7 @@ class _QuantWeights(nn.Module):
 class QuantRecurrent(_QuantWeights):
     rnnslim_kind = "weight_only_recurrent"
 
-    def __init__(self, shape: RecurrentShape, fmt: _Format | dict, act: ActQuantConfig | dict | None = None) -> None:
+    def __init__(self, shape: RecurrentShape, fmt: BaseFormat | dict, act: ActQuantConfig | dict | None = None) -> None:
         super().__init__()
         self.shape = shape
         self.fmt = parse_format(fmt)
@@ -80,11 +80,11 @@ class QuantRecurrent(_QuantWeights):
                     if self.act_cfg is not None else None)
 
     @classmethod
-    def from_float(cls, module: nn.RNNBase, fmt: _Format, act: ActQuantConfig | None = None) -> QuantRecurrent:
+    def from_float(cls, module: nn.RNNBase, fmt: BaseFormat, act: ActQuantConfig | None = None) -> QuantRecurrent:
         return cls.from_weights(recurrent_shape_of(module), dict(module.named_parameters()), fmt, act)
 
     @classmethod
-    def from_weights(cls, shape: RecurrentShape, params: dict[str, Tensor], fmt: _Format,
+    def from_weights(cls, shape: RecurrentShape, params: dict[str, Tensor], fmt: BaseFormat,
                      act: ActQuantConfig | None = None) -> QuantRecurrent:
         """Quantize float weights given by torch parameter name (weight_ih_l0, bias_ih_l0, ...)."""
         q = cls(shape, fmt, act)
@@ -149,14 +149,14 @@ class QuantRecurrent(_QuantWeights):
 class QuantEmbedding(_QuantWeights):
     rnnslim_kind = "weight_only_embedding"
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, fmt: _Format | dict, padding_idx: int | None = None) -> None:
+    def __init__(self, num_embeddings: int, embedding_dim: int, fmt: BaseFormat | dict, padding_idx: int | None = None) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self.fmt = parse_format(fmt)
         self.qweights = nn.ModuleDict({"weight": QTensor(self.fmt, (num_embeddings, embedding_dim))})
 
     @classmethod
-    def from_float(cls, module: nn.Embedding, fmt: _Format) -> QuantEmbedding:
+    def from_float(cls, module: nn.Embedding, fmt: BaseFormat) -> QuantEmbedding:
         if module.max_norm is not None or module.sparse:
             raise ValueError("quantized embeddings do not support max_norm or sparse gradients")
         q = cls(module.num_embeddings, module.embedding_dim, fmt, module.padding_idx)
@@ -181,7 +181,7 @@ class QuantEmbedding(_QuantWeights):
 class QuantLinear(_QuantWeights):
     rnnslim_kind = "weight_only_linear"
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, fmt: _Format | dict) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool, fmt: BaseFormat | dict) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.fmt = parse_format(fmt)
@@ -189,7 +189,7 @@ class QuantLinear(_QuantWeights):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     @classmethod
-    def from_float(cls, module: nn.Linear, fmt: _Format) -> QuantLinear:
+    def from_float(cls, module: nn.Linear, fmt: BaseFormat) -> QuantLinear:
         q = cls(module.in_features, module.out_features, module.bias is not None, fmt)
         q.qweights["weight"] = QTensor.from_float(module.weight, q.fmt, name="linear weight")
         if module.bias is not None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.api import apply_format_, quantize_layer
-from rnnslim.quantize.formats import FloatDtype, FloatFormat, _Format, int_format
+from rnnslim.quantize.formats import BaseFormat, FloatDtype, FloatFormat, int_format
 from rnnslim.quantize.primitives import ClipMethod
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets, target_of
 
@@ -62,7 +62,7 @@ class PlanRow:
     path: str
     target: str
     bits: int
-    fmt: _Format | None  # None: stays float
+    fmt: BaseFormat | None  # None: stays float
     bytes: int
     float_bytes: int
     loss_increase: float
@@ -93,7 +93,7 @@ class MixedPrecisionPlan:
     def predicted_loss(self) -> float:
         return self.base_loss + sum(r.loss_increase for r in self.rows)
 
-    def formats(self) -> dict[str, _Format]:
+    def formats(self) -> dict[str, BaseFormat]:
         return {r.path: r.fmt for r in self.rows if r.fmt is not None}
 
     def as_dict(self) -> dict:
@@ -151,7 +151,7 @@ def calibration_loss(model: nn.Module, task, batches) -> float:
     return total / len(batches)
 
 
-def _candidate(cfg: MixedPrecision, bits: int, mod: nn.Module) -> tuple[_Format | None, str]:
+def _candidate(cfg: MixedPrecision, bits: int, mod: nn.Module) -> tuple[BaseFormat | None, str]:
     """The format for `bits` on this layer (None = stay float) and a note on any fallback."""
     if bits == 32:
         return None, ""

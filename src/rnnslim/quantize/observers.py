@@ -11,8 +11,8 @@ Per-tensor by default; `axis=k` keeps one range per index of dimension k (per ch
 - percentile: the p-th / (100-p)-th percentiles of a uniform sample of everything seen.
 - MSE: the range (clipped min-max) that minimises the quantization MSE on that sample.
 
-Percentile and MSE keep a uniform sample of at most `max_samples` rows by bottom-k
-sampling (each observed row gets a random key; the rows with the smallest keys stay),
+Percentile and MSE keep a uniform sample of at most `max_samples` values (whole rows of
+C channels) by bottom-k sampling (each observed row gets a random key; the rows with the smallest keys stay),
 which is an exact uniform sample of the whole stream, seeded for reproducibility.
 """
 
@@ -123,8 +123,9 @@ class _SamplingObserver(Observer):
         keys = torch.rand(rows.shape[0], generator=self._gen)
         if self._sample is not None:
             rows, keys = torch.cat([self._sample, rows]), torch.cat([self._keys, keys])
-        if rows.shape[0] > self.max_samples:
-            keys, keep = torch.topk(keys, self.max_samples, largest=False)
+        cap = max(1, self.max_samples // rows.shape[1])  # max_samples counts values, not rows
+        if rows.shape[0] > cap:
+            keys, keep = torch.topk(keys, cap, largest=False)
             rows = rows[keep]
         self._sample, self._keys = rows, keys
 

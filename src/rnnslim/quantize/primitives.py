@@ -168,9 +168,9 @@ def search_clip_qparams(x: Tensor, spec: QSpec, ratios: tuple[float, ...] = DEFA
     """
     v = _reduce_view(x.detach().float(), spec)  # (..., n): one granule per leading index
     lo, hi = v.amin(dim=-1), v.amax(dim=-1)
-    best_err = torch.full(lo.shape, math.inf)
+    best_err = torch.full_like(lo, math.inf)
     best_scale = torch.ones_like(lo)
-    best_zp = torch.zeros(lo.shape, dtype=torch.int32)
+    best_zp = torch.zeros(lo.shape, dtype=torch.int32, device=lo.device)
     for r in ratios:
         scale, zp = qparams_from_range(lo * r, hi * r, spec)
         s, z = scale.unsqueeze(-1), zp.unsqueeze(-1).float()

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.actquant import ActFakeQuant, ActQuantConfig
-from rnnslim.quantize.formats import _Format, parse_format
+from rnnslim.quantize.formats import BaseFormat, parse_format
 from rnnslim.quantize.functional import RecurrentShape, fused_forward, unfused_forward
 from rnnslim.quantize.lowbit import (
     QuantEmbedding,
@@ -36,7 +36,7 @@ from rnnslim.quantize.qtensor import QTensor
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, find_targets
 
 
-def fake_quant_weight(w: Tensor, fmt: _Format) -> Tensor:
+def fake_quant_weight(w: Tensor, fmt: BaseFormat) -> Tensor:
     """STE fake quantization of one weight matrix with a storage format."""
     with torch.no_grad():
         wq = fmt.roundtrip(w.detach()).to(w.dtype)
@@ -46,7 +46,7 @@ def fake_quant_weight(w: Tensor, fmt: _Format) -> Tensor:
 class QATRecurrent(nn.Module):
     rnnslim_kind = "qat_recurrent"
 
-    def __init__(self, shape: RecurrentShape, fmt: _Format | dict, act: ActQuantConfig | dict | None = None) -> None:
+    def __init__(self, shape: RecurrentShape, fmt: BaseFormat | dict, act: ActQuantConfig | dict | None = None) -> None:
         super().__init__()
         self.shape = shape
         self.fmt = parse_format(fmt)
@@ -57,7 +57,7 @@ class QATRecurrent(nn.Module):
                     if self.act_cfg is not None else None)
 
     @classmethod
-    def from_float(cls, module: nn.Module, fmt: _Format, act: ActQuantConfig | None = None) -> QATRecurrent:
+    def from_float(cls, module: nn.Module, fmt: BaseFormat, act: ActQuantConfig | None = None) -> QATRecurrent:
         if isinstance(module, QuantRecurrent):  # continue from a post-training quantized layer
             module = module.to_float()
         q = cls(recurrent_shape_of(module), fmt, act)
@@ -97,7 +97,7 @@ class QATRecurrent(nn.Module):
 class QATEmbedding(nn.Embedding):
     rnnslim_kind = "qat_embedding"
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, fmt: _Format | dict, padding_idx: int | None = None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, fmt: BaseFormat | dict, padding_idx: int | None = None):
         super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
         self.fmt = parse_format(fmt)
 
@@ -121,7 +121,7 @@ class QATEmbedding(nn.Embedding):
 class QATLinear(nn.Linear):
     rnnslim_kind = "qat_linear"
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, fmt: _Format | dict):
+    def __init__(self, in_features: int, out_features: int, bias: bool, fmt: BaseFormat | dict):
         super().__init__(in_features, out_features, bias=bias)
         self.fmt = parse_format(fmt)
 
@@ -147,7 +147,7 @@ class QATLinear(nn.Linear):
 QAT_KINDS = (QATRecurrent, QATEmbedding, QATLinear)
 
 
-def _qat_module(mod: nn.Module, fmt: _Format, act: ActQuantConfig | None) -> nn.Module:
+def _qat_module(mod: nn.Module, fmt: BaseFormat, act: ActQuantConfig | None) -> nn.Module:
     if isinstance(mod, nn.RNNBase):
         return QATRecurrent.from_float(mod, fmt, act)
     if isinstance(mod, nn.Embedding):
@@ -158,7 +158,7 @@ def _qat_module(mod: nn.Module, fmt: _Format, act: ActQuantConfig | None) -> nn.
     return q.to(mod.weight.device)
 
 
-def prepare_qat_(model: nn.Module, fmt: _Format, act: ActQuantConfig | None = None, targets=DEFAULT_TARGETS,
+def prepare_qat_(model: nn.Module, fmt: BaseFormat, act: ActQuantConfig | None = None, targets=DEFAULT_TARGETS,
                  filter: LayerFilter | None = None) -> list[str]:
     """Swap the target float layers for QAT layers in place; returns their paths.
     Activation quantization applies to recurrent layers only."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnslim.quantize.formats import _Format, parse_format
+from rnnslim.quantize.formats import BaseFormat, parse_format
 
 
 class QTensor(nn.Module):
-    def __init__(self, fmt: _Format, shape: tuple[int, ...], name: str = "weight") -> None:
+    def __init__(self, fmt: BaseFormat, shape: tuple[int, ...], name: str = "weight") -> None:
         super().__init__()
         self.fmt = parse_format(fmt)
         self.shape = tuple(int(s) for s in shape)
@@ -28,7 +28,7 @@ class QTensor(nn.Module):
         self._cache: tuple[tuple, Tensor] | None = None
 
     @classmethod
-    def from_float(cls, w: Tensor, fmt: _Format, name: str = "weight") -> QTensor:
+    def from_float(cls, w: Tensor, fmt: BaseFormat, name: str = "weight") -> QTensor:
         q = cls(fmt, tuple(w.shape), name)
         try:
             bufs = q.fmt.encode(w.detach().cpu())
@@ -85,3 +85,24 @@ class QTensor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.fmt.describe()}, shape={self.shape}, {self.bits_per_weight:.2f} bits/weight"
+
+
+def logical_parameters(module: nn.Module) -> tuple[int, int]:
+    """(weights, non-zero weights) counting each QTensor as the matrix it stores (not its
+    packed bytes) plus every float parameter once; other buffers (ranges, masks) are not
+    weights. For size tables of quantized models: packed codes hold 8 / bits weights per byte.
+    """
+    total = nonzero = 0
+    seen: set[int] = set()
+    for mod in module.modules():
+        if isinstance(mod, QTensor):
+            w = mod.dequantize()
+            total += w.numel()
+            nonzero += int(torch.count_nonzero(w))
+    for p in module.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p))
+    return total, nonzero
