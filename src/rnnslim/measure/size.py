@@ -59,11 +59,33 @@ def is_aux(name: str, t: torch.Tensor) -> bool:
     return t.dtype == torch.bool or bool(_AUX.search(name.rsplit(".", 1)[-1]))
 
 
+def _packed_weights(module: nn.Module) -> tuple[list[str], int, int]:
+    """Prefixes of packed low-bit weight containers (QTensor) and their logical counts:
+    a QTensor stores a matrix as packed codes + scales, which count as the matrix's
+    weights, not as the number of stored bytes."""
+    try:
+        from rnnslim.quantize.qtensor import QTensor
+    except ImportError:
+        return [], 0, 0
+    prefixes, total, nonzero = [], 0, 0
+    for name, mod in module.named_modules():
+        if isinstance(mod, QTensor):
+            w = mod.dequantize()
+            prefixes.append(name + ".")
+            total += w.numel()
+            nonzero += int(torch.count_nonzero(w))
+    return prefixes, total, nonzero
+
+
 def count_parameters(module: nn.Module) -> tuple[int, int, int]:
-    """(parameters, non-zero parameters, aux elements) of the stored tensors."""
-    total = nonzero = aux = 0
+    """(parameters, non-zero parameters, aux elements) of the stored tensors.
+
+    Packed low-bit matrices count as the weights they hold (their codes, scales and
+    codebooks go to aux)."""
+    prefixes, total, nonzero = _packed_weights(module)
+    aux = 0
     for name, t in stored_tensors(module).items():
-        if is_aux(name, t):
+        if is_aux(name, t) or any(name.startswith(p) for p in prefixes):
             aux += t.numel()
             continue
         total += t.numel()

@@ -27,10 +27,19 @@ from rnnslim.prune.sensitivity import sensitivity
 from rnnslim.prune.targets import TargetKind, prunable_tensors
 from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
 
+# structured (physically smaller) pruning; imported last, it registers with prune_
+from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_  # noqa: E402
+from rnnslim.prune.structured import StructuredPruning, StructuredResult, keep_units_, prune_units_  # noqa: E402
+from rnnslim.prune.structured_history import load_edited, replay, save_edited  # noqa: E402
+from rnnslim.prune.structured_layers import remove_layers_  # noqa: E402
+from rnnslim.prune.structured_vocab import prune_vocab_  # noqa: E402
+
 __all__ = [
     "AGPSchedule", "BlockPruning", "Calibration", "Criterion", "GradualPruning", "NMPruning", "PruneResult", "Scope",
     "TargetKind", "UnstructuredPruning", "activation_scores", "agp_sparsity", "apply_masks_", "as_calibration",
     "block_mask", "fisher_scores", "magnitude", "magnitude_scores", "mark_sparse_", "mask_hook", "masks_from_model",
     "nm_mask", "per_gate_row", "per_unit", "prunable_tensors", "prune_", "prune_block_", "prune_gradual_", "prune_nm_",
     "prune_unstructured_", "register_pruner", "score_model", "sensitivity", "sparsity_report", "taylor_scores",
+    "GroupLasso", "StructuredPruning", "StructuredResult", "keep_units_", "load_edited", "prune_units_", "prune_vocab_",
+    "remove_dead_units_", "remove_layers_", "replay", "save_edited",
 ]

@@ -1,0 +1,169 @@
+"""Regenerate BENCHMARKS.md from the committed JSON results (never typed by hand).
+
+    .venv/bin/python benchmarks/make_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT  # noqa: E402
+
+REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _machine(prov: dict) -> str:
+    m = prov.get("machine", {})
+    cpu = m.get("cpu_model") or m.get("cpu") or "?"
+    return (f"{cpu}, {m.get('logical_cores', m.get('cores', '?'))} cores, torch {m.get('torch')}, "
+            f"onnxruntime {m.get('onnxruntime')}; {prov.get('date')}, commit {str(prov.get('git_commit'))[:10]}; "
+            f"`{prov.get('command')}`")
+
+
+def _ms(lat: dict | None) -> str:
+    if not lat:
+        return "-"
+    lo, hi = lat.get("spread_ms", [None, None])
+    return f"{lat['median_ms']:.3f}" + (f" [{lo:.3f}-{hi:.3f}]" if lo is not None else "")
+
+
+def _baseline_rows(measure: dict, threads: int = 1) -> dict[str, dict]:
+    return {v["kind"]: v for v in measure.get("variants", []) if v.get("threads") == threads}
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else ("met" if ok else "**missed**")
+
+
+def quantize_section(model: str) -> list[str]:
+    data = _load(f"quantize_{model}.json")
+    if not data:
+        return []
+    res = data["result"]
+    rows = [r for r in res["rows"] if "error" not in r]
+    fp = rows[0]
+    base = _baseline_rows(res["measure"])
+    torch_default = (base.get("torch_default") or {}).get("latency") or {}
+    ort_int8 = (base.get("ort_int8_dynamic") or {}).get("latency") or {}
+    ref = REFERENCE.get(model, fp["test_loss_nats"])
+    out = [f"### {model}: quantization", "", f"Machine and command: {_machine(data['provenance'])}.", "",
+           f"Test loss: {res['eval']}. Latency: streaming step, batch 1, 1 thread, median of 5 x 200 steps "
+           "[spread of the 5 medians]. All rows measured in the same run.", "",
+           "| variant | test nats/char | change | artifact bytes | vs fp32 | step ms | vs torch default | "
+           "vs ORT int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    td = torch_default.get("median_ms")
+    oi = ort_int8.get("median_ms")
+    for label, kind in (("baseline: torch nn default (fp32)", "torch_default"),
+                        ("baseline: torch nn, oneDNN off (fp32)", "torch_no_onednn")):
+        v = base.get(kind)
+        if v and v.get("latency"):
+            out.append(f"| {label} | {fp['test_loss_nats']:.4f} | | {fp['artifact_bytes']:,} | 1.00x | "
+                       f"{_ms(v['latency'])} | {v['latency']['median_ms'] / td:.2f}x | "
+                       f"{v['latency']['median_ms'] / oi:.2f}x |" if td and oi else "")
+    for r in rows:
+        lat = r.get("latency") or {}
+        m = lat.get("median_ms")
+        change = r["test_loss_nats"] - fp["test_loss_nats"]
+        out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {change:+.4f} ({100 * change / ref:+.2f}%) | "
+                   f"{r['artifact_bytes']:,} | {r['artifact_bytes'] / fp['artifact_bytes']:.1%} | {_ms(lat)} | "
+                   + (f"{m / td:.2f}x | " if m and td else "- | ") + (f"{m / oi:.2f}x |" if m and oi else "- |"))
+    # targets of issue 4
+    out += ["", "Targets (issue 4):", ""]
+    by = {r["variant"]: r for r in rows}
+    tol8 = ref * 1.005
+    for name in ("int8 dynamic", "int8 static", "int8 fully integer (C kernel)"):
+        r = by.get(name)
+        if r:
+            ok = r["test_loss_nats"] <= tol8 and r["artifact_bytes"] <= 0.27 * fp["artifact_bytes"]
+            out.append(f"- {name}: loss {r['test_loss_nats']:.4f} <= {tol8:.4f} and artifact "
+                       f"{r['artifact_bytes'] / fp['artifact_bytes']:.1%} <= 27%: {_mark(ok)}")
+    r = by.get("int4 weight-only g64")
+    if r:
+        ok = r["test_loss_nats"] <= ref * 1.02 and r["artifact_bytes"] <= 0.16 * fp["artifact_bytes"]
+        out.append(f"- int4 weight-only: loss {r['test_loss_nats']:.4f} <= {ref * 1.02:.4f} and artifact "
+                   f"{r['artifact_bytes'] / fp['artifact_bytes']:.1%} <= 16%: {_mark(ok)}")
+    r = by.get("int8 fully integer (C kernel)")
+    if r and r.get("latency") and td and oi:
+        m = r["latency"]["median_ms"]
+        out.append(f"- int8 step latency {m:.3f} ms below torch default {td:.3f} ms and not slower than ORT dynamic "
+                   f"int8 {oi:.3f} ms: {_mark(m < td and m <= oi)}")
+    return out + [""]
+
+
+def prune_section(model: str) -> list[str]:
+    data = _load(f"prune_{model}.json")
+    if not data:
+        return []
+    base = _baseline_rows(data["baseline"])
+    td = ((base.get("torch_default") or {}).get("latency") or {}).get("median_ms")
+    dense = data["baseline"]["model"]
+    dense_loss = REFERENCE.get(model)
+    dense_bytes = dense.get("artifact_bytes") or dense.get("size", {}).get("artifact_bytes")
+    out = [f"### {model}: pruning", "", f"Machine and command: {_machine(data['provenance'])}.", "",
+           "Fine-tuning on this 2-core CPU (no GPU was lent to this task). Test loss over the whole test split, "
+           "batch 1. Latency: streaming step, batch 1, 1 thread, same run as the baselines.", "",
+           "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | vs dense | step ms | "
+           "vs torch default |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if td:
+        out.append(f"| dense (torch nn default) | - | {dense_loss} | | {dense.get('params', ''):,} | | "
+                   f"{dense_bytes:,} | 100% | {_ms(base['torch_default']['latency'])} | 1.00x |")
+    for r in data.get("rows", []):
+        lat = (r.get("latency") or {}).get("1") or {}
+        m = lat.get("median_ms")
+        ch = r["test_loss_nats"] - dense_loss
+        out.append(f"| {r['recipe']} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
+                   f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
+                   f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
+    return out + [""]
+
+
+def curves_section(model: str) -> list[str]:
+    data = _load(f"prune_curves_{model}.json")
+    if not data:
+        return []
+    res = data if "rows" in data else data.get("result", data)
+    rows = res["rows"]
+    methods = sorted({r["method"] for r in rows if r["method"] != "dense"})
+    levels = sorted({r["sparsity"] for r in rows if r["method"] != "dense"})
+    table = {(r["method"], r["sparsity"]): r["loss"] for r in rows}
+    out = [f"### {model}: one-shot pruning (no fine-tuning), loss vs sparsity", "",
+           f"{res.get('eval')}; pruned tensors: {', '.join(res.get('targets', []))}; dense: "
+           f"{table.get(('dense', 0.0), float('nan')):.4f}. Command: `{res.get('command')}`, commit "
+           f"{str(res.get('commit'))[:10]}, {res.get('date')}.", "",
+           "| criterion/scope | " + " | ".join(f"{s:.0%}" for s in levels) + " |",
+           "|---|" + "---:|" * len(levels)]
+    for m in methods:
+        out.append(f"| {m} | " + " | ".join(f"{table[(m, s)]:.4f}" if (m, s) in table else "-" for s in levels) + " |")
+    plot = RESULTS / f"prune_curves_{model}.png"
+    if plot.exists():
+        out += ["", f"![one-shot curves](benchmarks/results/{plot.name})"]
+    return out + [""]
+
+
+def main() -> None:
+    lines = ["# rnnslim benchmarks", "",
+             "Generated by `benchmarks/make_tables.py` from the JSON files in `benchmarks/results/` "
+             "(each names its command, commit, machine and date). Method: `../shared/docs/BENCHMARKING.md`.",
+             "Reference models: `../shared/models` (charlstm-512x2 test 1.5061, chargru-512x2 test 1.5066, "
+             "charlstm-256x2 test 1.5201 nats/char).", ""]
+    lines += ["## Quantization", ""]
+    for m in ("charlstm-512x2", "chargru-512x2"):
+        lines += quantize_section(m)
+    lines += ["## Pruning", ""]
+    for m in ("charlstm-512x2", "chargru-512x2"):
+        lines += prune_section(m)
+    lines += curves_section("charlstm-512x2")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
