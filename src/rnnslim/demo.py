@@ -32,13 +32,13 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
 
     t0 = time.perf_counter()
     out = Path(out)
-    task = CharLMTask(max_chars=150_000 if quick else 600_000)
+    task = CharLMTask(max_chars=150_000 if quick else 400_000)
     log(f"[1/3] corpus: Python standard library sources, {len(task.ids):,} characters, {len(task.vocab)} symbols")
     torch.manual_seed(0)
     hidden = 64 if quick else 256
     model = SequenceModel(task.model_spec(cell="lstm", hidden_size=hidden, num_layers=2))
     model.task_meta = task.meta()
-    cfg = TrainConfig(epochs=1, max_steps=40 if quick else 300, batch_size=32, seq_len=64, lr=4e-3,
+    cfg = TrainConfig(epochs=1, max_steps=40 if quick else 200, batch_size=32, seq_len=64, lr=4e-3,
                       schedule="onecycle", eval_max_steps=4000, checkpoint_every=50)
     log(f"      training an LSTM {hidden}x2 for {cfg.max_steps} steps (resumable in {out / 'train'})")
     result = train(model, task, cfg, checkpoint_dir=out / "train" / "checkpoints")
@@ -47,8 +47,9 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     save_model(model, out / "train" / "model")
 
     recipe = Recipe.from_yaml(demo_recipe_text())
-    if quick:
-        recipe = recipe.quick() if hasattr(recipe, "quick") else recipe
+    if quick:  # a few fine-tuning steps only (tests)
+        stages = [s.model_copy(update={"max_steps": 5}) if s.kind == "finetune" else s for s in recipe.stages]
+        recipe = recipe.model_copy(update={"stages": stages})
     log(f"[2/3] compressing with the built-in recipe: {' -> '.join(s.kind for s in recipe.stages)}")
     pipe = run_pipeline(model, recipe, task, out / "compress", resume=True)
     final = pipe.final_model

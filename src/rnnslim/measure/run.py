@@ -87,6 +87,23 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
     return out
 
 
+def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> Callable[[Any], Any] | None:
+    """For a fully integer int8 model, its streaming step in rnnslim's C kernel (how it is
+    deployed); None when the model is not fully integer or the kernel cannot be built."""
+    kinds = {getattr(type(m), "rnnslim_kind", "") for m in model.modules()}
+    if not any(k.startswith("int8_integer") for k in kinds):
+        return None
+    try:
+        from rnnslim.quantize.int8 import IntegerRunner
+
+        runner = IntegerRunner(model)
+    except Exception as e:  # no compiler, unsupported layout: time the torch reference instead
+        say(f"integer C kernel unavailable ({e}); timing the torch integer reference")
+        return None
+    say(f"timing the fully integer model in the C kernel ({getattr(runner, 'variant', 'native')})")
+    return runner.stream_step_fn()
+
+
 def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Module | None = None,
             eval_fn: Callable[[nn.Module], dict] | None = None, threads: Sequence[int] = (1, 2), quick: bool = False,
             include_baselines: bool = True, artifact_path: str | Path | None = None, *,
@@ -131,6 +148,8 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
         if user_module:
             own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
         else:  # a SequenceModel; the user's own callables, when given, replace the default step / batch
+            if step_fn is None:
+                step_fn = integer_kernel_step(model, say)
             own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
             mine = user_variant(step_fn, batch_fn, None, None)
             own.stream = mine.stream or own.stream
