@@ -140,7 +140,11 @@ def main() -> None:
     try:
         import numpy as np
 
-        from rnnslim.export.onnx import OrtStepRunner, export_step_onnx, quantize_dynamic_int8
+        from rnnslim.export.onnx import (
+            OrtStepRunner,
+            export_step_onnx,
+            quantize_dynamic_int8,
+        )
 
         export_step_onnx(base, tmp / "fp32.onnx")
         quantize_dynamic_int8(tmp / "fp32.onnx", tmp / "int8.onnx")

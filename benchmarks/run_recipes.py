@@ -62,10 +62,15 @@ def final_row(out_dir: Path) -> dict:
 
 
 def cmd_measure(args) -> None:
-    import torch
 
     from rnnslim.io.format import artifact_bytes, load_model
-    from rnnslim.measure import count_parameters, macs_per_step, measure, streaming_latency, throughput
+    from rnnslim.measure import (
+        count_parameters,
+        macs_per_step,
+        measure,
+        streaming_latency,
+        throughput,
+    )
     from rnnslim.tasks import task_for_model
 
     dense = load_model(MODELS / f"{args.model}.json")

@@ -5,10 +5,10 @@ Public API re-exports only; importing rnnslim does no work and never touches a G
 
 __version__ = "0.1.0"
 
+from rnnslim.io.format import load_model, save_model
+from rnnslim.models.sequence import ModelSpec, SequenceModel
 from rnnslim.recurrent.gates import CellType, gate_count, gate_names, unit_rows
 from rnnslim.recurrent.stack import LayerSpec, RecurrentStack
-from rnnslim.models.sequence import ModelSpec, SequenceModel
-from rnnslim.io.format import load_model, save_model
 
 __all__ = [
     "CellType",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rnnslim.pipeline.builtin_stages import CastConfig, CastDType, FinetuneConfig
-from rnnslim.pipeline.recipe import MeasureSection, Recipe, RecipeError, TaskSection, load_recipe
+from rnnslim.pipeline.recipe import (
+    MeasureSection,
+    Recipe,
+    RecipeError,
+    TaskSection,
+    load_recipe,
+)
 from rnnslim.train import ScheduleKind
 
 EXAMPLE = """\

@@ -6,7 +6,13 @@ from torch import nn
 
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
-from rnnslim.prune.masks import apply_masks_, mark_sparse_, mask_hook, masks_from_model, sparsity_report
+from rnnslim.prune.masks import (
+    apply_masks_,
+    mark_sparse_,
+    mask_hook,
+    masks_from_model,
+    sparsity_report,
+)
 from rnnslim.prune.targets import target_names
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainConfig, TrainHooks, train

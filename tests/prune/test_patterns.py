@@ -5,7 +5,13 @@ import torch
 
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.prune.dispatch import prune_
-from rnnslim.prune.patterns import BlockPruning, NMPruning, block_mask, block_scores, nm_mask
+from rnnslim.prune.patterns import (
+    BlockPruning,
+    NMPruning,
+    block_mask,
+    block_scores,
+    nm_mask,
+)
 from rnnslim.prune.unstructured import Scope
 
 

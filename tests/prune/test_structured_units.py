@@ -13,7 +13,13 @@ from torch import nn
 
 from rnnslim.graph import CouplingError
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-from rnnslim.prune.structured import PruneScope, StructuredPruning, keep_units_, prune_units_, unit_groups
+from rnnslim.prune.structured import (
+    PruneScope,
+    StructuredPruning,
+    keep_units_,
+    prune_units_,
+    unit_groups,
+)
 from rnnslim.prune.structured_select import round_count
 
 TOL = 1e-5

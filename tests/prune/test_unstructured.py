@@ -6,7 +6,13 @@ import torch
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.prune.dispatch import prune_
 from rnnslim.prune.targets import TargetKind
-from rnnslim.prune.unstructured import Scope, UnstructuredPruning, global_masks, layer_masks, prune_unstructured_
+from rnnslim.prune.unstructured import (
+    Scope,
+    UnstructuredPruning,
+    global_masks,
+    layer_masks,
+    prune_unstructured_,
+)
 from rnnslim.tasks.charlm import CharLMTask
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 30 + "pack my box with five dozen liquor jugs! " * 30)

@@ -8,20 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
+from rnnslim.models.sequence import (
+    InputKind,
+    LayerShape,
+    ModelSpec,
+    Readout,
+    SequenceModel,
+)
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.quantize.int8.calibrate import LayerRanges, _lstm_states
 from rnnslim.quantize.int8.emulated import Int8Embedding, Int8Linear, Int8Recurrent
 from rnnslim.quantize.primitives import sqnr_db
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # measured on these seeds: 38-50 dB (dynamic), 36-47 dB (static); the bound keeps a margin
 MIN_SQNR_DB = 30.0

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from rnnslim.quantize.int8.fixedpoint import (GATE_MAX, LUT_SIZE, lut, quantize_multiplier, requant, rshr,
-                                              sigmoid_table, tanh_table)
+from rnnslim.quantize.int8.fixedpoint import (
+    GATE_MAX,
+    LUT_SIZE,
+    lut,
+    quantize_multiplier,
+    requant,
+    rshr,
+    sigmoid_table,
+    tanh_table,
+)
 
 
 def test_multiplier_encodes_the_real_value():

@@ -8,20 +8,22 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
+from rnnslim.models.sequence import (
+    InputKind,
+    LayerShape,
+    ModelSpec,
+    Readout,
+    SequenceModel,
+)
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, collect_ranges, quantize_int8_
-from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent, cell_frac_bits
+from rnnslim.quantize.int8.integer import (
+    IntegerEmbedding,
+    IntegerLinear,
+    IntegerRecurrent,
+    cell_frac_bits,
+)
 from rnnslim.quantize.int8.integer_cells import run_direction
 from rnnslim.quantize.primitives import sqnr_db
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 MIN_SQNR_DB = 30.0  # measured 37-48 dB on these models
 

@@ -14,15 +14,6 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(cell="lstm", hidden=64, layers=2, bidirectional=False, vocab=30, input_kind=InputKind.EMBEDDING):
     torch.manual_seed(5)
     spec = ModelSpec(cell=cell, input_kind=input_kind, input_size=vocab, embed_size=hidden,

@@ -9,16 +9,12 @@ import torch
 
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
-from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, build_kernel, load_kernel
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from rnnslim.quantize.int8.kernel import (
+    KernelUnavailable,
+    KernelVariant,
+    build_kernel,
+    load_kernel,
+)
 
 
 def _available(variant: KernelVariant) -> bool:

@@ -14,13 +14,6 @@ from rnnslim.tasks.charlm import CharLMTask, stream_nll
 TOKENS = 2000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step loops over 512-wide tensors run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

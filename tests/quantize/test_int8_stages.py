@@ -12,15 +12,6 @@ from rnnslim.quantize.int8.emulated import Int8Recurrent
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.tasks.charlm import CharLMTask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Step-by-step recurrent loops run fastest (and steadiest) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TEXT = "".join(f"to be or not to be, that is question {i}. " for i in range(200))
 
 

@@ -6,16 +6,18 @@ from torch import nn
 
 from rnnslim.io.format import artifact_bytes, load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-from rnnslim.quantize.api import QAT, HalfPrecision, KMeans, Ternary, WeightOnly, quantize_
+from rnnslim.quantize.api import (
+    QAT,
+    HalfPrecision,
+    KMeans,
+    Ternary,
+    WeightOnly,
+    quantize_,
+)
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.qat import QATRecurrent
 from rnnslim.quantize.qtensor import logical_parameters
 from rnnslim.quantize.targets import Target
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 
 def _model(cell="lstm", input_kind=InputKind.EMBEDDING):

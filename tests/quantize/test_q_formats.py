@@ -3,14 +3,16 @@
 import pytest
 import torch
 
-from rnnslim.quantize.formats import FloatFormat, IntFormat, KMeansFormat, TernaryFormat, int_format, parse_format
+from rnnslim.quantize.formats import (
+    FloatFormat,
+    IntFormat,
+    KMeansFormat,
+    TernaryFormat,
+    int_format,
+    parse_format,
+)
 from rnnslim.quantize.packing import unpack_bits
 from rnnslim.quantize.primitives import Granularity, sqnr_db
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 FORMATS = [int_format(8, None), int_format(4, 64), int_format(4, 32, symmetric=False, clip="mse"), int_format(3, 16),
            int_format(2, 64, symmetric=False), IntFormat(bits=6, granularity=Granularity.TENSOR),

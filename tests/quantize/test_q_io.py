@@ -9,14 +9,17 @@ from safetensors.torch import load_file
 from rnnslim.io.format import artifact_bytes, load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.quantize.actquant import ActQuantConfig
-from rnnslim.quantize.api import QAT, HalfPrecision, KMeans, Ternary, WeightOnly, apply_format_, quantize_
+from rnnslim.quantize.api import (
+    QAT,
+    HalfPrecision,
+    KMeans,
+    Ternary,
+    WeightOnly,
+    apply_format_,
+    quantize_,
+)
 from rnnslim.quantize.formats import int_format
 from rnnslim.quantize.storage import lzma_bytes
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 # (config, minimum size ratio fp32 / quantized) for a 256-unit model (~2.4 MB in fp32)
 KINDS = [

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from rnnslim.quantize.kmeans import KMeansInit, kmeans_1d, kmeans_quantize
-from rnnslim.quantize.primitives import Granularity, QSpec, compute_qparams, quantize_dequantize
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
+from rnnslim.quantize.primitives import (
+    Granularity,
+    QSpec,
+    compute_qparams,
+    quantize_dequantize,
+)
 
 
 def _lloyd_bruteforce(x, c, iters):

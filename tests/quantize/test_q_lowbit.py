@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.quantize.formats import FloatFormat, KMeansFormat, TernaryFormat, int_format
+from rnnslim.quantize.formats import (
+    FloatFormat,
+    KMeansFormat,
+    TernaryFormat,
+    int_format,
+)
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import sqnr_db
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 # measured (seed 0, 32 -> 64, T=20, B=4): int8 46-51 dB, int4 g32 21-26, kmeans16 22-27,
 # int2 asym mse 8.5-13, ternary 7.9-12.5, bf16 55-59; bounds keep a few dB of margin

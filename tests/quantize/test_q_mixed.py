@@ -8,13 +8,13 @@ import torch
 
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.quantize.lowbit import QuantRecurrent
-from rnnslim.quantize.mixed import MixedPrecision, _knapsack, apply_plan_, plan_mixed_precision
+from rnnslim.quantize.mixed import (
+    MixedPrecision,
+    _knapsack,
+    apply_plan_,
+    plan_mixed_precision,
+)
 from rnnslim.tasks.charlm import CharLMTask
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,6 @@ from rnnslim.quantize.observers import (
 )
 from rnnslim.quantize.primitives import Granularity, QSpec, quantize_dequantize
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
-
-
 SPEC = QSpec(bits=8, symmetric=False, granularity=Granularity.TENSOR)
 
 

@@ -6,11 +6,6 @@ import torch
 from rnnslim.quantize.packing import pack_bits, packed_size, unpack_bits
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
-
-
 @pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
 def test_round_trip(bits, n):

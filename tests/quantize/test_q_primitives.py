@@ -21,11 +21,6 @@ from rnnslim.quantize.primitives import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
-
-
 @pytest.mark.parametrize("gran,shape", [(Granularity.TENSOR, (1,)), (Granularity.CHANNEL, (12,)),
                                         (Granularity.GROUP, (12, 4))])
 def test_qparams_shapes_match_scale_shape(gran, shape):

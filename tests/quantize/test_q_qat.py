@@ -17,11 +17,6 @@ from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainConfig, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
-
-
 @pytest.mark.parametrize("make", [lambda: nn.LSTM(6, 10, num_layers=2, bidirectional=True),
                                   lambda: nn.GRU(6, 10, batch_first=True), lambda: nn.LSTM(6, 10, proj_size=4)])
 def test_unfused_loop_equals_fused_kernel(make):

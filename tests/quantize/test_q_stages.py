@@ -11,11 +11,6 @@ from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.tasks.charlm import CharLMTask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # small CPU-bound tests: a second thread only adds contention
-
-
 @pytest.fixture(scope="module")
 def task():
     rng = random.Random(0)

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from rnnslim.recurrent.gates import CellType, as_cell, gate_count, gate_slice, row_to_gate, row_to_unit, unit_rows
+from rnnslim.recurrent.gates import (
+    CellType,
+    as_cell,
+    gate_count,
+    gate_slice,
+    row_to_gate,
+    row_to_unit,
+    unit_rows,
+)
 
 
 def test_gate_counts():

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from rnnslim.io.format import load_model, save_model
-from rnnslim.tasks import get_task_class, make_model, make_task, task_for_model, task_names
+from rnnslim.tasks import (
+    get_task_class,
+    make_model,
+    make_task,
+    task_for_model,
+    task_names,
+)
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.tasks.forecast import ForecastTask

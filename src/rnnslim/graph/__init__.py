@@ -5,8 +5,14 @@
     groups = build_groups(model, graph)                      # UnitGroup per layer; print(group)
 """
 
-from rnnslim.graph.coupling import (Consumer, ConsumerKind, CouplingError, CouplingGraph, GroupKind,
-                                    RecurrentModule)
+from rnnslim.graph.coupling import (
+                                    Consumer,
+                                    ConsumerKind,
+                                    CouplingError,
+                                    CouplingGraph,
+                                    GroupKind,
+                                    RecurrentModule,
+)
 from rnnslim.graph.discover import DiscoveryMethod, discover_coupling, find_recurrent
 from rnnslim.graph.groups import Cut, TensorSlice, UnitGroup, build_groups
 

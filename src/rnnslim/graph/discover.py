@@ -18,7 +18,13 @@ from enum import Enum
 
 from torch import nn
 
-from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingError, CouplingGraph, RecurrentModule
+from rnnslim.graph.coupling import (
+    Consumer,
+    ConsumerKind,
+    CouplingError,
+    CouplingGraph,
+    RecurrentModule,
+)
 
 
 class DiscoveryMethod(str, Enum):

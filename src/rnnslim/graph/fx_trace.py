@@ -17,9 +17,29 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, RecurrentModule
-from rnnslim.graph.fx_ops import (_norm, ALONG, BINARY, FACTORIES, KNOWN, PASSTHROUGH_MODULES, REDUCE, UNARY, Feat,
-                                  FeatureOps, Parts, Poison, RnnOut, RnnState, _fn_name)
+from rnnslim.graph.coupling import (
+    Consumer,
+    ConsumerKind,
+    CouplingGraph,
+    RecurrentModule,
+)
+from rnnslim.graph.fx_ops import (
+    ALONG,
+    BINARY,
+    FACTORIES,
+    KNOWN,
+    PASSTHROUGH_MODULES,
+    REDUCE,
+    UNARY,
+    Feat,
+    FeatureOps,
+    Parts,
+    Poison,
+    RnnOut,
+    RnnState,
+    _fn_name,
+    _norm,
+)
 
 
 class FxAnalyzer(FeatureOps):

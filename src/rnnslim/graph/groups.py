@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from rnnslim.graph.coupling import ConsumerKind, CouplingGraph, GroupKind, RecurrentModule
+from rnnslim.graph.coupling import (
+    ConsumerKind,
+    CouplingGraph,
+    GroupKind,
+    RecurrentModule,
+)
 from rnnslim.recurrent.gates import gate_count, row_to_unit
 
 

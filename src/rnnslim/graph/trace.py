@@ -23,7 +23,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnslim.graph.coupling import Consumer, ConsumerKind, CouplingGraph, GroupKind, RecurrentModule, Source
+from rnnslim.graph.coupling import (
+    Consumer,
+    ConsumerKind,
+    CouplingGraph,
+    GroupKind,
+    RecurrentModule,
+    Source,
+)
 from rnnslim.graph.fx_ops import PASSTHROUGH_MODULES
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rnnslim.measure.size import count_parameters
 from rnnslim.measure.variants import (
     Variant,
     VariantKind,
@@ -29,7 +30,6 @@ from rnnslim.measure.variants import (
     torch_variant,
     unavailable,
 )
-from rnnslim.measure.size import count_parameters
 from rnnslim.measure.weight_bytes import module_bytes_per_step, onnx_bytes_per_step
 from rnnslim.recurrent.gates import CellType
 

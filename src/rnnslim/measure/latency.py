@@ -26,19 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnslim.utils.threads import torch_threads  # noqa: F401 (re-exported)
+
 N_INPUTS = 256  # distinct streaming inputs cycled through
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,13 @@ from rnnslim.measure.report import (
     VariantResult,
 )
 from rnnslim.measure.size import size_stats
-from rnnslim.measure.variants import Variant, VariantKind, torch_variant, unavailable, user_variant
+from rnnslim.measure.variants import (
+    Variant,
+    VariantKind,
+    torch_variant,
+    unavailable,
+    user_variant,
+)
 from rnnslim.measure.weight_bytes import module_bytes_per_step
 
 

@@ -16,7 +16,14 @@ import torch
 from pydantic import Field
 
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
-from rnnslim.train import OptimizerKind, ScheduleKind, TrainConfig, TrainHooks, load_best, train
+from rnnslim.train import (
+    OptimizerKind,
+    ScheduleKind,
+    TrainConfig,
+    TrainHooks,
+    load_best,
+    train,
+)
 
 
 class FinetuneConfig(StageConfig):

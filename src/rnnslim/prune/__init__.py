@@ -7,6 +7,9 @@ Re-exports only; heavy work happens in the submodules.
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.dispatch import prune_, register_pruner
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
+
+# structured (physically smaller) pruning; imported last, it registers with prune_
+from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_  # noqa: E402
 from rnnslim.prune.importance import (
     Calibration,
     Criterion,
@@ -20,19 +23,34 @@ from rnnslim.prune.importance import (
     score_model,
     taylor_scores,
 )
-from rnnslim.prune.masks import apply_masks_, mark_sparse_, mask_hook, masks_from_model, sparsity_report
-from rnnslim.prune.patterns import BlockPruning, NMPruning, block_mask, nm_mask, prune_block_, prune_nm_
+from rnnslim.prune.masks import (
+    apply_masks_,
+    mark_sparse_,
+    mask_hook,
+    masks_from_model,
+    sparsity_report,
+)
+from rnnslim.prune.patterns import (
+    BlockPruning,
+    NMPruning,
+    block_mask,
+    nm_mask,
+    prune_block_,
+    prune_nm_,
+)
 from rnnslim.prune.schedules import AGPSchedule, agp_sparsity
 from rnnslim.prune.sensitivity import sensitivity
-from rnnslim.prune.targets import TargetKind, prunable_tensors
-from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
-
-# structured (physically smaller) pruning; imported last, it registers with prune_
-from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_  # noqa: E402
-from rnnslim.prune.structured import StructuredPruning, StructuredResult, keep_units_, prune_units_  # noqa: E402
+from rnnslim.prune.structured import (  # noqa: E402
+    StructuredPruning,
+    StructuredResult,
+    keep_units_,
+    prune_units_,
+)
 from rnnslim.prune.structured_history import load_edited, replay, save_edited  # noqa: E402
 from rnnslim.prune.structured_layers import remove_layers_  # noqa: E402
 from rnnslim.prune.structured_vocab import prune_vocab_  # noqa: E402
+from rnnslim.prune.targets import TargetKind, prunable_tensors
+from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
 
 __all__ = [
     "AGPSchedule", "BlockPruning", "Calibration", "Criterion", "GradualPruning", "NMPruning", "PruneResult", "Scope",

@@ -23,7 +23,7 @@ from torch import nn
 from rnnslim.io.format import load_model
 from rnnslim.prune.common import score_targets
 from rnnslim.prune.importance import Calibration, Criterion, as_calibration
-from rnnslim.prune.masks import Masks, MaskHook, apply_masks_, mask_of, sparsity_report
+from rnnslim.prune.masks import MaskHook, Masks, apply_masks_, mask_of, sparsity_report
 from rnnslim.prune.patterns import BlockPruning, block_masks
 from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names

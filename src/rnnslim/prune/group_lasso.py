@@ -25,7 +25,12 @@ from torch import Tensor, nn
 
 from rnnslim.graph.coupling import GroupKind
 from rnnslim.graph.groups import UnitGroup
-from rnnslim.prune.structured import StructuredResult, keep_units_, resolve_keys, unit_groups
+from rnnslim.prune.structured import (
+    StructuredResult,
+    keep_units_,
+    resolve_keys,
+    unit_groups,
+)
 from rnnslim.prune.structured_select import top_units, unit_sums
 
 

@@ -26,7 +26,13 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from rnnslim.io.sparse_encoding import SPARSE_ENCODINGS, SparseFormat, choose_format, encoded_nbytes, nonzero_mask
+from rnnslim.io.sparse_encoding import (
+    SPARSE_ENCODINGS,
+    SparseFormat,
+    choose_format,
+    encoded_nbytes,
+    nonzero_mask,
+)
 
 Masks = dict[str, Tensor]
 

@@ -18,7 +18,12 @@ from torch import nn
 
 from rnnslim.prune.importance import Criterion, score_model
 from rnnslim.prune.masks import apply_masks_
-from rnnslim.prune.targets import ALL_KINDS, PrunableTensor, TargetKind, prunable_tensors
+from rnnslim.prune.targets import (
+    ALL_KINDS,
+    PrunableTensor,
+    TargetKind,
+    prunable_tensors,
+)
 from rnnslim.prune.unstructured import layer_masks
 from rnnslim.tasks.base import Task
 

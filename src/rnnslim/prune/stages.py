@@ -38,7 +38,13 @@ from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
 from rnnslim.prune.importance import Criterion
-from rnnslim.prune.masks import Masks, apply_masks_, mark_sparse_, mask_hook, sparsity_report
+from rnnslim.prune.masks import (
+    Masks,
+    apply_masks_,
+    mark_sparse_,
+    mask_hook,
+    sparsity_report,
+)
 from rnnslim.prune.patterns import BlockPruning, NMPruning, prune_block_, prune_nm_
 from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.sensitivity import Grouping, sensitivity

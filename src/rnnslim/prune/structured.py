@@ -30,12 +30,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from rnnslim.graph.coupling import CouplingError, CouplingGraph, GroupKind, RecurrentModule, declare_hint
+from rnnslim.graph.coupling import (
+    CouplingError,
+    CouplingGraph,
+    GroupKind,
+    RecurrentModule,
+    declare_hint,
+)
 from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import UnitGroup, build_groups
 from rnnslim.prune.dispatch import register_pruner
 from rnnslim.prune.importance import Criterion, score_model
-from rnnslim.prune.structured_select import global_counts, layer_counts, top_units, unit_scores
+from rnnslim.prune.structured_select import (
+    global_counts,
+    layer_counts,
+    top_units,
+    unit_scores,
+)
 from rnnslim.prune.structured_units import apply_cuts_, slice_module_state
 
 

@@ -30,7 +30,12 @@ from torch import nn
 
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_
-from rnnslim.prune.structured import StructuredPruning, UnitPruningFields, n_params, prune_units_
+from rnnslim.prune.structured import (
+    StructuredPruning,
+    UnitPruningFields,
+    n_params,
+    prune_units_,
+)
 from rnnslim.prune.structured_layers import LayerRefit, remove_layers_
 from rnnslim.prune.structured_vocab import SPLITS, prune_vocab_
 from rnnslim.train import OptimizerKind, ScheduleKind, TrainConfig, TrainHooks, train

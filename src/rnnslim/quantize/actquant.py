@@ -14,7 +14,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from rnnslim.quantize.primitives import Granularity, QSpec, fake_quantize, qparams_from_range
+from rnnslim.quantize.primitives import (
+    Granularity,
+    QSpec,
+    fake_quantize,
+    qparams_from_range,
+)
 from rnnslim.recurrent.gates import CellType
 
 POINTS = {CellType.LSTM: ("x", "h", "gates"), CellType.GRU: ("x", "h", "gi", "gh"),

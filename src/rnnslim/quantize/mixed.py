@@ -29,7 +29,13 @@ from rnnslim.io.modules import set_submodule
 from rnnslim.quantize.api import apply_format_, quantize_layer
 from rnnslim.quantize.formats import BaseFormat, FloatDtype, FloatFormat, int_format
 from rnnslim.quantize.primitives import ClipMethod
-from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets, target_of
+from rnnslim.quantize.targets import (
+    DEFAULT_TARGETS,
+    LayerFilter,
+    Target,
+    find_targets,
+    target_of,
+)
 
 BUCKETS = 4000
 

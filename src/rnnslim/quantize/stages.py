@@ -29,7 +29,12 @@ from rnnslim.quantize.api import (
     apply_format_,
     quantize_,
 )
-from rnnslim.quantize.mixed import MixedPrecision, apply_plan_, calibration_loss, plan_mixed_precision
+from rnnslim.quantize.mixed import (
+    MixedPrecision,
+    apply_plan_,
+    calibration_loss,
+    plan_mixed_precision,
+)
 from rnnslim.quantize.primitives import ClipMethod
 from rnnslim.quantize.qat import calibrate_activations_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, Target

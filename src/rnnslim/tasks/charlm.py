@@ -57,7 +57,29 @@ def split_bounds(n: int) -> dict[str, tuple[int, int]]:
     return {"train": (0, n1), "valid": (n1, n2), "test": (n2, n)}
 
 
-class CharLMTask(Task):
+class TokenStreamTask(Task):
+    """Shared by language-model tasks over one token stream per split (charlm, wordlm):
+    embedding -> recurrent stack -> vocabulary logits, truncated BPTT, cross-entropy."""
+
+    vocab: list
+
+    def model_spec(self, cell="lstm", hidden_size=128, num_layers=2, dropout=0.0, embed_size=None,
+                   tie_weights=False) -> ModelSpec:
+        V = len(self.vocab)
+        return ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=V, embed_size=embed_size or hidden_size,
+                         layers=[LayerShape(hidden_size=hidden_size)] * num_layers, output_size=V, dropout=dropout,
+                         tie_weights=tie_weights)
+
+    def batches(self, split, batch_size, seq_len, shuffle=False, generator=None) -> Iterator[Batch]:
+        """Contiguous streams for truncated BPTT: inputs (seq_len, B) ids, targets shifted by one."""
+        return stream_batches(self.split(split), batch_size, seq_len, shuffle, generator, split)
+
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), batch.targets.reshape(-1))
+
+
+
+class CharLMTask(TokenStreamTask):
     name = "charlm"
     stateful = True
     primary_metric = "loss_nats"
@@ -111,20 +133,6 @@ class CharLMTask(Task):
         self.check_split(split)
         a, b = self.bounds[split]
         return self.ids[a:b]
-
-    def model_spec(self, cell="lstm", hidden_size=128, num_layers=2, dropout=0.0, embed_size=None,
-                   tie_weights=False) -> ModelSpec:
-        V = len(self.vocab)
-        return ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=V, embed_size=embed_size or hidden_size,
-                         layers=[LayerShape(hidden_size=hidden_size)] * num_layers, output_size=V, dropout=dropout,
-                         tie_weights=tie_weights)
-
-    def batches(self, split, batch_size, seq_len, shuffle=False, generator=None) -> Iterator[Batch]:
-        """Contiguous streams for truncated BPTT (see `stream_batches`)."""
-        return stream_batches(self.split(split), batch_size, seq_len, shuffle, generator, split)
-
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), batch.targets.reshape(-1))
 
     def check_model(self, model: SequenceModel) -> None:
         if model.spec.output_size != len(self.vocab):

@@ -36,11 +36,10 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
-from torch.nn import functional as F
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-from rnnslim.tasks.base import SPLITS, Batch, Task
-from rnnslim.tasks.charlm import stream_batches, stream_nll
+from rnnslim.models.sequence import InputKind, SequenceModel
+from rnnslim.tasks.base import SPLITS
+from rnnslim.tasks.charlm import TokenStreamTask, stream_nll
 
 EOS, UNK = "<eos>", "<unk>"
 LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -108,7 +107,7 @@ def encode(path: Path, index: dict[str, int]) -> tuple[Tensor, Counter]:
     return torch.tensor(ids, dtype=torch.long), oov
 
 
-class WordLMTask(Task):
+class WordLMTask(TokenStreamTask):
     name = "wordlm"
     stateful = True
     primary_metric = "loss_nats"
@@ -169,20 +168,6 @@ class WordLMTask(Task):
     def split(self, split: str) -> Tensor:
         self.check_split(split)
         return self.ids[split]
-
-    def model_spec(self, cell="lstm", hidden_size=128, num_layers=2, dropout=0.0, embed_size=None,
-                   tie_weights=False) -> ModelSpec:
-        V = len(self.vocab)
-        return ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=V, embed_size=embed_size or hidden_size,
-                         layers=[LayerShape(hidden_size=hidden_size)] * num_layers, output_size=V, dropout=dropout,
-                         tie_weights=tie_weights)
-
-    def batches(self, split, batch_size, seq_len, shuffle=False, generator=None) -> Iterator[Batch]:
-        """Truncated-BPTT windows: inputs (seq_len, B) ids, targets the same shifted by one word."""
-        return stream_batches(self.split(split), batch_size, seq_len, shuffle, generator, split)
-
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), batch.targets.reshape(-1))
 
     def check_model(self, model: SequenceModel) -> None:
         spec = model.spec

@@ -11,6 +11,8 @@ import torch
 def torch_threads(n: int):
     """Batch-1 streaming work (one small matvec per step) is fastest on one thread, and
     multi-threaded OpenMP barriers collapse when the cores are shared; restore afterwards."""
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -15,7 +15,11 @@
 """
 
 from rnnslim.quantize.int8.api import calibrate, quantize_int8_
-from rnnslim.quantize.int8.calibrate import ActivationRanges, LayerRanges, collect_ranges
+from rnnslim.quantize.int8.calibrate import (
+    ActivationRanges,
+    LayerRanges,
+    collect_ranges,
+)
 from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 
 __all__ = [

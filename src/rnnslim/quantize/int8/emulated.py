@@ -17,7 +17,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnslim.quantize.int8.config import Int8Mode
-from rnnslim.quantize.int8.qweights import DequantCache, fake_quant_rows, fake_quant_tensor, quantize_rows
+from rnnslim.quantize.int8.qweights import (
+    DequantCache,
+    fake_quant_rows,
+    fake_quant_tensor,
+    quantize_rows,
+)
 from rnnslim.recurrent.cells import direction_weights
 from rnnslim.recurrent.gates import CellType, as_cell, cell_of_module, gate_count
 

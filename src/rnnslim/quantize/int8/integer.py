@@ -23,8 +23,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnslim.quantize.int8.fixedpoint import (GATE_FRAC, INT16_MAX, PRE_FRAC, Q8_MAX, quantize_multiplier,
-                                              quantize_q8, q12_from_real, requant, sat, sigmoid_table, tanh_table)
+from rnnslim.quantize.int8.fixedpoint import (
+    GATE_FRAC,
+    INT16_MAX,
+    PRE_FRAC,
+    Q8_MAX,
+    q12_from_real,
+    quantize_multiplier,
+    quantize_q8,
+    requant,
+    sat,
+    sigmoid_table,
+    tanh_table,
+)
 from rnnslim.quantize.int8.integer_cells import IntDirection, IntLayer, run_direction
 from rnnslim.quantize.int8.qweights import quantize_rows
 from rnnslim.recurrent.cells import direction_weights

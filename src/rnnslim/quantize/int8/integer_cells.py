@@ -43,8 +43,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rnnslim.quantize.int8.fixedpoint import (GATE_FRAC, INT16_MAX, PRE_FRAC, PRE_SAT, Q8_MAX, lut, requant, rshr,
-                                              sat)
+from rnnslim.quantize.int8.fixedpoint import (
+    GATE_FRAC,
+    INT16_MAX,
+    PRE_FRAC,
+    PRE_SAT,
+    Q8_MAX,
+    lut,
+    requant,
+    rshr,
+    sat,
+)
 from rnnslim.recurrent.gates import CellType
 
 

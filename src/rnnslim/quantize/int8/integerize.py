@@ -14,8 +14,14 @@ from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.quantize.int8.calibrate import ActivationRanges
 from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 from rnnslim.quantize.int8.dynamic import float_layers
-from rnnslim.quantize.int8.integer import (IntegerEmbedding, IntegerLinear, IntegerRecurrent, LinearOutput, act_scale,
-                                           cell_frac_bits)
+from rnnslim.quantize.int8.integer import (
+    IntegerEmbedding,
+    IntegerLinear,
+    IntegerRecurrent,
+    LinearOutput,
+    act_scale,
+    cell_frac_bits,
+)
 from rnnslim.recurrent.gates import CellType
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from rnnslim.io.modules import register_module_kind
 from rnnslim.quantize.int8.emulated import Int8Embedding, Int8Linear, Int8Recurrent
-from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent
+from rnnslim.quantize.int8.integer import (
+    IntegerEmbedding,
+    IntegerLinear,
+    IntegerRecurrent,
+)
 
 INT8_MODULES = (Int8Recurrent, Int8Linear, Int8Embedding, IntegerRecurrent, IntegerLinear, IntegerEmbedding)
 

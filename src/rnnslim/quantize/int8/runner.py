@@ -28,7 +28,12 @@ from torch import Tensor
 
 from rnnslim.models.sequence import InputKind, Readout, SequenceModel
 from rnnslim.quantize.int8.fixedpoint import GATE_FRAC
-from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent, LinearOutput
+from rnnslim.quantize.int8.integer import (
+    IntegerEmbedding,
+    IntegerLinear,
+    IntegerRecurrent,
+    LinearOutput,
+)
 from rnnslim.quantize.int8.kernel import KernelVariant, load_kernel
 from rnnslim.recurrent.gates import CellType
 
