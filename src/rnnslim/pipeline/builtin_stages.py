@@ -3,6 +3,7 @@
     - kind: finetune          # rnnslim.train.train on the task, keeps the best checkpoint
       max_steps: 500
       lr: 0.001
+      distill_alpha: 0.5      # optional: distil from the pipeline's input model (temperature 2)
     - kind: cast              # store (and compute) every floating tensor in fp16 or bf16
       dtype: bf16
 """
@@ -45,9 +46,11 @@ class FinetuneConfig(StageConfig):
     eval_every: int | None = Field(default=None, ge=1, description="also evaluate every N steps")
     eval_max_steps: int | None = Field(default=None, ge=1, description="cap on validation tokens")
     checkpoint_every: int = Field(default=200, ge=1, description="resumable checkpoint every N steps")
+    distill_alpha: float = Field(default=0.0, ge=0, description="weight of distillation from the input model (0: off)")
+    distill_temperature: float = Field(default=2.0, gt=0, description="softmax temperature of the distillation loss")
 
     def train_config(self, seed: int, device: str) -> TrainConfig:
-        fields = self.model_dump(exclude={"kind"})
+        fields = self.model_dump(exclude={"kind", "distill_alpha", "distill_temperature"})
         return TrainConfig(**fields, seed=seed, device=device)
 
 
@@ -79,11 +82,19 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
     hooks, n_masked = _mask_hooks(model)
+    extra = []
+    if cfg.distill_alpha > 0:
+        if ctx.teacher is None:
+            raise ValueError("distill_alpha > 0 needs a teacher (the pipeline's input model)")
+        from rnnslim.distill import DistillLoss
+
+        extra.append(DistillLoss(ctx.teacher.to(ctx.device), cfg.distill_alpha, cfg.distill_temperature,
+                                 stateful=ctx.task.stateful))
     ckpt = ctx.work_dir / "train"
     resumed = (ckpt / "trainer_state.pt").exists()
     try:
         result = train(model, ctx.task, cfg.train_config(ctx.seed, ctx.device), checkpoint_dir=ckpt,
-                       hooks=TrainHooks(after_step=hooks), resume=True, progress=ctx.progress)
+                       hooks=TrainHooks(after_step=hooks, extra_loss=extra), resume=True, progress=ctx.progress)
     finally:
         for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
             getattr(h, "remove", lambda: None)()
@@ -97,6 +108,7 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
         "best_valid": result.best_metric,
         "first_valid": evals[0][ctx.task.primary_metric] if evals else None,
         "evaluations": len(evals),
+        "distill": {"alpha": cfg.distill_alpha, "temperature": cfg.distill_temperature} if extra else None,
     })
     return model
 
