@@ -143,9 +143,35 @@ def curves_section(model: str) -> list[str]:
     for m in methods:
         out.append(f"| {m} | " + " | ".join(f"{table[(m, s)]:.4f}" if (m, s) in table else "-" for s in levels) + " |")
     plot = RESULTS / f"prune_curves_{model}.png"
+    _plot_curves(rows, methods, plot, model)
     if plot.exists():
         out += ["", f"![one-shot curves](benchmarks/results/{plot.name})"]
     return out + [""]
+
+
+def _plot_curves(rows: list[dict], methods: list[str], path: Path, model: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for m in methods:
+        pts = sorted((r["sparsity"], r["loss"]) for r in rows if r["method"] == m)
+        ax.plot([100 * s for s, _ in pts], [v for _, v in pts], marker="o", label=m)
+    dense = [r["loss"] for r in rows if r["method"] == "dense"]
+    if dense:
+        ax.axhline(dense[0], color="grey", linestyle="--", label="dense")
+    ax.set_xlabel("sparsity of the pruned tensors (%)")
+    ax.set_ylabel("test loss (nats/char)")
+    ax.set_yscale("log")
+    ax.set_title(f"{model}: one-shot pruning, no fine-tuning")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:

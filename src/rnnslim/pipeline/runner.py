@@ -171,7 +171,9 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
     # the hash chain decides which stages are reusable; everything from the first miss re-runs
     hashes, prev = [], in_hash
     for cfg in recipe.stages:
-        prev = stage_hash(cfg.model_dump(mode="json"), prev)
+        # fields left at their defaults are not hashed, so an optional field added by a later
+        # rnnslim does not invalidate finished stages; the kind always is
+        prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
         hashes.append(prev)
     first_run = next((i for i, (n, h) in enumerate(zip(names, hashes)) if not _is_complete(stages_root / n, h)),
                      len(names))
