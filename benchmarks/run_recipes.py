@@ -56,11 +56,6 @@ def cmd_run(args) -> None:
         sys.exit(1)
 
 
-def final_row(out_dir: Path) -> dict:
-    report = json.loads((out_dir / "report.json").read_text())
-    return report
-
-
 def cmd_measure(args) -> None:
 
     from rnnslim.io.format import artifact_bytes, load_model
@@ -93,8 +88,8 @@ def cmd_measure(args) -> None:
         params, nonzero, _aux = count_parameters(model)
         row = {"recipe": rec.name, "recipe_file": str(Path(recipe)), "stages": [s.kind for s in rec.stages],
                "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(out / "model"),
-               "macs": macs_per_step(model).model_dump() if hasattr(macs_per_step(model), "model_dump") else
-               vars(macs_per_step(model)), "pipeline_report": report}
+               "macs_per_step": {"dense": (mac := macs_per_step(model)).dense, "nonzero": mac.nonzero},
+               "pipeline_report": report}
         row["test_loss_nats"] = task.evaluate(model, "test")["loss_nats"]
         row["latency"] = {str(t): streaming_latency(model, threads=t) for t in threads}
         row["throughput"] = {str(t): throughput(model, threads=t) for t in threads}
