@@ -28,8 +28,10 @@ def git_commit() -> str | None:
 def provenance() -> dict:
     from rnnslim.measure import machine_info
 
+    info = machine_info()
+    info = info.model_dump(mode="json") if hasattr(info, "model_dump") else dict(info)
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit(),
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_info()}
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": info}
 
 
 def update_results(path: Path, key: str, value) -> dict:

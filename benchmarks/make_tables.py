@@ -22,10 +22,9 @@ def _load(name: str) -> dict | None:
 
 def _machine(prov: dict) -> str:
     m = prov.get("machine", {})
-    cpu = m.get("cpu_model") or m.get("cpu") or "?"
-    return (f"{cpu}, {m.get('logical_cores', m.get('cores', '?'))} cores, torch {m.get('torch')}, "
-            f"onnxruntime {m.get('onnxruntime')}; {prov.get('date')}, commit {str(prov.get('git_commit'))[:10]}; "
-            f"`{prov.get('command')}`")
+    return (f"{m.get('cpu_model', '?')}, {m.get('logical_cpus', '?')} CPUs, torch {m.get('torch_version')}, "
+            f"onnxruntime {m.get('onnxruntime_version')}, load average {m.get('load_average')}; {prov.get('date')}, "
+            f"commit {str(prov.get('git_commit'))[:10]}; `{prov.get('command')}`")
 
 
 def _ms(lat: dict | None) -> str:
@@ -123,7 +122,36 @@ def prune_section(model: str) -> list[str]:
         out.append(f"| {r['recipe']} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
                    f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
+    targets = _prune_targets(data.get("rows", []), dense_bytes, td)
+    if targets:
+        out += ["", "Targets (issue 3):", ""] + targets
     return out + [""]
+
+
+def _prune_targets(rows: list[dict], dense_bytes: int, td: float | None) -> list[str]:
+    by = {r["recipe"]: r for r in rows}
+    out = []
+    r = by.get("prune-unstructured90")
+    if r:
+        ok = r["test_loss_nats"] <= 1.536 and r["artifact_bytes"] <= 0.25 * dense_bytes
+        out.append(f"- unstructured 90% + AGP: loss {r['test_loss_nats']:.4f} <= 1.536 and artifact "
+                   f"{r['artifact_bytes'] / dense_bytes:.1%} <= 25%: {_mark(ok)}")
+    r = by.get("prune-nnz1p09m")
+    if r:
+        out.append(f"- {r['nonzero_params']:,} non-zero parameters: loss {r['test_loss_nats']:.4f} < 1.5201 "
+                   f"(charlstm-256x2 trained dense): {_mark(r['test_loss_nats'] < 1.5201)}")
+    r = by.get("prune-structured-1p1m")
+    if r:
+        m = ((r.get("latency") or {}).get("1") or {}).get("median_ms")
+        speed = td / m if m and td else None
+        ok = r["params"] <= 1_100_000 and r["test_loss_nats"] <= 1.5201 and bool(speed and speed >= 3)
+        out.append(f"- structured, {r['params']:,} parameters: loss {r['test_loss_nats']:.4f} <= 1.5201 and step "
+                   f"latency {speed or 0:.1f}x lower than the unpruned model (>= 3x): {_mark(ok)}")
+    r = by.get("prune-nm24")
+    if r:
+        out.append(f"- 2:4 on the LSTM weights: loss {r['test_loss_nats']:.4f} <= 1.536: "
+                   f"{_mark(r['test_loss_nats'] <= 1.536)}")
+    return out
 
 
 def curves_section(model: str) -> list[str]:
