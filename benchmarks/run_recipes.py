@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, MODELS, RUNS, update_results  # noqa: E402
 
 
-def run_one(model_name: str, recipe: Path) -> int:
+def run_one(model_name: str, recipe: Path, after: str | None = None) -> int:
     import torch
 
     from rnnslim.io.format import load_model
@@ -32,10 +32,13 @@ def run_one(model_name: str, recipe: Path) -> int:
     from rnnslim.tasks import task_for_model
 
     torch.set_num_threads(1)
-    model = load_model(MODELS / f"{model_name}.json")
+    # --after NAME continues from the final model of an earlier recipe's run (a chained recipe)
+    model = load_model(RUNS / model_name / after / "model" if after else MODELS / f"{model_name}.json")
     task = task_for_model(model, DATA)
     rec = load_recipe(recipe)
     out = RUNS / model_name / rec.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out.parent / f"{rec.name}.chain.json").write_text(json.dumps({"after": after}))
     run_pipeline(model, rec, task, out, resume=True, progress=False)
     return 0
 
@@ -44,9 +47,10 @@ def cmd_run(args) -> None:
     def launch(recipe: Path) -> tuple[Path, int]:
         log = RUNS / args.model / f"{recipe.stem}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "one", "--model", args.model, "--recipes", str(recipe)]
         with open(log, "a") as f:
-            rc = subprocess.call([sys.executable, __file__, "one", "--model", args.model, "--recipes", str(recipe)],
-                                 stdout=f, stderr=subprocess.STDOUT)
+            rc = subprocess.call(cmd + (["--after", args.after] if args.after else []), stdout=f,
+                                 stderr=subprocess.STDOUT)
         print(f"{recipe.name}: exit {rc} (log {log})", flush=True)
         return recipe, rc
 
@@ -95,6 +99,12 @@ def cmd_measure(args) -> None:
         row["throughput"] = {str(t): throughput(model, threads=t) for t in threads}
         print(f"{rec.name}: test {row['test_loss_nats']:.4f}, {row['artifact_bytes']:,} B, "
               f"{row['latency'][str(threads[0])]['median_ms']:.3f} ms", flush=True)
+        chain = RUNS / args.model / f"{rec.name}.chain.json"
+        after = json.loads(chain.read_text()).get("after") if chain.exists() else None
+        if after:  # a chained recipe: its input was the final model of `after`
+            prev = load_recipe(Path(recipe).with_name(f"{after}.yaml"))
+            row["after"] = after
+            row["stages"] = [s.kind for s in prev.stages] + row["stages"]
         rows.append(row)
     update_results(Path(args.out), "baseline", base_d)
     update_results(Path(args.out), "rows", rows)
@@ -109,9 +119,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--after", default=None, help="start from the final model of this earlier recipe's run")
     args = ap.parse_args()
     if args.phase == "one":
-        sys.exit(run_one(args.model, Path(args.recipes[0])))
+        sys.exit(run_one(args.model, Path(args.recipes[0]), args.after))
     if args.phase == "run":
         cmd_run(args)
     else:
