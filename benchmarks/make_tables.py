@@ -119,7 +119,8 @@ def prune_section(model: str) -> list[str]:
         lat = (r.get("latency") or {}).get("1") or {}
         m = lat.get("median_ms")
         ch = r["test_loss_nats"] - dense_loss
-        out.append(f"| {r['recipe']} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
+        name = r["recipe"] + (" (stopped early: stages shown ran)" if r.get("partial") else "")
+        out.append(f"| {name} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
                    f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
     targets = _prune_targets(data.get("rows", []), dense_bytes, td)

@@ -84,14 +84,21 @@ def cmd_measure(args) -> None:
 
         rec = load_recipe(recipe)
         out = RUNS / args.model / rec.name
-        if not (out / "model" / "model.json").exists():
+        done = sorted(p.parent for p in (out / "stages").glob("*/stage.json") if not p.parent.name.startswith("00"))
+        final = out / "model" if (out / "model" / "model.json").exists() else (done[-1] / "model" if done else None)
+        if final is None:
             print(f"skip {rec.name}: not run yet", flush=True)
             continue
-        model = load_model(out / "model")
-        report = json.loads((out / "report.json").read_text())
+        stages = [s.kind for s in rec.stages]
+        partial = final.parent.name != rec.name  # the run was stopped: report the last finished stage, say so
+        if partial:
+            stages = stages[: len(done)]
+            print(f"{rec.name}: incomplete run, using {final.parent.name}", flush=True)
+        model = load_model(final)
+        report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
         params, nonzero, _aux = count_parameters(model)
-        row = {"recipe": rec.name, "recipe_file": str(Path(recipe)), "stages": [s.kind for s in rec.stages],
-               "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(out / "model"),
+        row = {"recipe": rec.name, "recipe_file": str(Path(recipe)), "stages": stages, "partial": partial,
+               "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(final),
                "macs_per_step": {"dense": (mac := macs_per_step(model)).dense, "nonzero": mac.nonzero},
                "pipeline_report": report}
         row["test_loss_nats"] = task.evaluate(model, "test")["loss_nats"]
