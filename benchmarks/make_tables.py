@@ -132,15 +132,17 @@ def prune_section(model: str) -> list[str]:
 def _prune_targets(rows: list[dict], dense_bytes: int, td: float | None) -> list[str]:
     by = {r["recipe"]: r for r in rows}
     out = []
-    r = by.get("prune-unstructured90")
-    if r:
-        ok = r["test_loss_nats"] <= 1.536 and r["artifact_bytes"] <= 0.25 * dense_bytes
-        out.append(f"- unstructured 90% + AGP: loss {r['test_loss_nats']:.4f} <= 1.536 and artifact "
-                   f"{r['artifact_bytes'] / dense_bytes:.1%} <= 25%: {_mark(ok)}")
-    r = by.get("prune-nnz1p09m")
-    if r:
-        out.append(f"- {r['nonzero_params']:,} non-zero parameters: loss {r['test_loss_nats']:.4f} < 1.5201 "
-                   f"(charlstm-256x2 trained dense): {_mark(r['test_loss_nats'] < 1.5201)}")
+    for name in ("prune-unstructured90", "prune-unstructured90-ft"):
+        r = by.get(name)
+        if r:
+            ok = r["test_loss_nats"] <= 1.536 and r["artifact_bytes"] <= 0.25 * dense_bytes
+            out.append(f"- unstructured 90% + AGP ({name}): loss {r['test_loss_nats']:.4f} <= 1.536 and artifact "
+                       f"{r['artifact_bytes'] / dense_bytes:.1%} <= 25%: {_mark(ok)}")
+    for name in ("prune-nnz1p09m", "prune-nnz1p09m-ft"):
+        r = by.get(name)
+        if r:
+            out.append(f"- {r['nonzero_params']:,} non-zero parameters ({name}): loss {r['test_loss_nats']:.4f} < "
+                       f"1.5201 (charlstm-256x2 trained dense): {_mark(r['test_loss_nats'] < 1.5201)}")
     r = by.get("prune-structured-1p1m")
     if r:
         m = ((r.get("latency") or {}).get("1") or {}).get("median_ms")
