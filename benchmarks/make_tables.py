@@ -123,6 +123,14 @@ def prune_section(model: str) -> list[str]:
         out.append(f"| {name} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
                    f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
+    out += ["", "Test loss after each stage of each run (from the pipeline's own report of that run; a stage may "
+            "make it worse, and the table above reports the run's final model):", ""]
+    for r in data.get("rows", []):
+        rep = r.get("pipeline_report") or {}
+        steps = [f"{row['label']} {row['measurements']['metrics']['test']['loss_nats']:.4f}"
+                 for row in rep.get("rows", [])[1:] if row.get("measurements", {}).get("metrics", {}).get("test")]
+        if steps:
+            out.append(f"- {r['recipe']}: " + "; ".join(steps))
     targets = _prune_targets(data.get("rows", []), dense_bytes, td)
     if targets:
         out += ["", "Targets (issue 3):", ""] + targets

@@ -158,7 +158,7 @@ def main() -> None:
                 outs.append(torch.from_numpy(np.asarray(y)).reshape(-1, y.shape[-1]))
             kind = "ort_fp32" if "fp32" in name else "ort_int8_dynamic"
             v = report.variant(kind, 1) if not args.no_latency else None
-            latency = ({"median_ms": v.latency["median_ms"], "spread_ms": v.latency["spread_ms"]}
+            latency = ({"median_ms": v.latency.median_ms, "spread_ms": list(v.latency.spread_ms)}
                        if v is not None and getattr(v, "latency", None) else None)
             add(name, None, "baseline", nll_of_logits(torch.cat(outs), d[1:]), path.stat().st_size, latency)
     except Exception as e:
