@@ -51,7 +51,7 @@ def quantize_section(model: str) -> list[str]:
     fp = rows[0]
     base = _baseline_rows(res["measure"])
     torch_default = (base.get("torch_default") or {}).get("latency") or {}
-    ort_int8 = (base.get("ort_int8_dynamic") or {}).get("latency") or {}
+    ort_int8 = (base.get("ort_int8") or {}).get("latency") or {}
     ref = REFERENCE.get(model, fp["test_loss_nats"])
     out = [f"### {model}: quantization", "", f"Machine and command: {_machine(data['provenance'])}.", "",
            f"Test loss: {res['eval']}. Latency: streaming step, batch 1, 1 thread, median of 5 x 200 steps "
@@ -63,10 +63,10 @@ def quantize_section(model: str) -> list[str]:
     for label, kind in (("baseline: torch nn default (fp32)", "torch_default"),
                         ("baseline: torch nn, oneDNN off (fp32)", "torch_no_onednn")):
         v = base.get(kind)
-        if v and v.get("latency"):
-            out.append(f"| {label} | {fp['test_loss_nats']:.4f} | | {fp['artifact_bytes']:,} | 1.00x | "
-                       f"{_ms(v['latency'])} | {v['latency']['median_ms'] / td:.2f}x | "
-                       f"{v['latency']['median_ms'] / oi:.2f}x |" if td and oi else "")
+        if v and v.get("latency") and td and oi:
+            m = v["latency"]["median_ms"]
+            out.append(f"| {label} | {fp['test_loss_nats']:.4f} | | {fp['artifact_bytes']:,} | 100.0% | "
+                       f"{_ms(v['latency'])} | {m / td:.2f}x | {m / oi:.2f}x |")
     for r in rows:
         lat = r.get("latency") or {}
         m = lat.get("median_ms")

@@ -156,7 +156,7 @@ def main() -> None:
             for t in range(0, len(x), 4096):
                 y, state = r.step(x[t : t + 4096], state)
                 outs.append(torch.from_numpy(np.asarray(y)).reshape(-1, y.shape[-1]))
-            kind = "ort_fp32" if "fp32" in name else "ort_int8_dynamic"
+            kind = "ort_fp32" if "fp32" in name else "ort_int8"
             v = report.variant(kind, 1) if not args.no_latency else None
             latency = ({"median_ms": v.latency.median_ms, "spread_ms": list(v.latency.spread_ms)}
                        if v is not None and getattr(v, "latency", None) else None)
