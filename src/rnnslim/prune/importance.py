@@ -150,28 +150,28 @@ def batch_gradients(model: nn.Module, calibration: Calibration, names: Sequence[
             p.requires_grad_(f)
 
 
-def taylor_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8,
-                  names: Sequence[str] | None = None) -> Scores:
-    """First-order Taylor importance mean_b |g_b * w| (zero wherever the gradient is zero)."""
+def _mean_over_batches(model: nn.Module, data, loss_fn, n_batches: int, names: Sequence[str] | None,
+                       term: Callable[[Tensor, Tensor], Tensor]) -> Scores:
+    """mean_b term(g_b, w) per weight, g_b the gradient of calibration batch b."""
     names = _names(model, names)
     cal = as_calibration(data, n_batches, loss_fn)
     acc = {n: torch.zeros_like(model.get_parameter(n), dtype=torch.float32) for n in names}
     for grads in batch_gradients(model, cal, names):
         for n in names:
-            acc[n] += (grads[n] * model.get_parameter(n).detach().float()).abs()
+            acc[n] += term(grads[n], model.get_parameter(n).detach().float())
     return {n: a / len(cal.batches) for n, a in acc.items()}
+
+
+def taylor_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8,
+                  names: Sequence[str] | None = None) -> Scores:
+    """First-order Taylor importance mean_b |g_b * w| (zero wherever the gradient is zero)."""
+    return _mean_over_batches(model, data, loss_fn, n_batches, names, lambda g, w: (g * w).abs())
 
 
 def fisher_scores(model: nn.Module, data, loss_fn=None, n_batches: int = 8,
                   names: Sequence[str] | None = None) -> Scores:
     """OBD saliency 0.5 * F_ii * w^2 with the empirical diagonal Fisher F_ii = mean_b g_b^2."""
-    names = _names(model, names)
-    cal = as_calibration(data, n_batches, loss_fn)
-    acc = {n: torch.zeros_like(model.get_parameter(n), dtype=torch.float32) for n in names}
-    for grads in batch_gradients(model, cal, names):
-        for n in names:
-            acc[n] += grads[n].pow(2)
-    return {n: 0.5 * a / len(cal.batches) * model.get_parameter(n).detach().float().pow(2) for n, a in acc.items()}
+    return _mean_over_batches(model, data, loss_fn, n_batches, names, lambda g, w: 0.5 * g.pow(2) * w.pow(2))
 
 
 # --- activation aware ---------------------------------------------------------------------
