@@ -57,6 +57,13 @@ def test_bf16_storage_halves_bytes(tmp_path):
     assert w16 < 0.6 * w32
 
 
+def _drop_checksum(model_dir):
+    """Remove the manifest's weights checksum so loading reaches the next check."""
+    manifest = json.loads((model_dir / "model.json").read_text())
+    manifest.pop("weights_sha256")
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+
+
 def test_corrupt_weights_clear_error(tmp_path):
     save_model(_tiny(), tmp_path / "m")
     w = tmp_path / "m" / "model.safetensors"
@@ -66,9 +73,7 @@ def test_corrupt_weights_clear_error(tmp_path):
     with pytest.raises(ModelFormatError, match="checksum mismatch"):
         load_model(tmp_path / "m")
     w.write_bytes(b"not a safetensors file")
-    manifest = json.loads((tmp_path / "m" / "model.json").read_text())
-    manifest.pop("weights_sha256")
-    (tmp_path / "m" / "model.json").write_text(json.dumps(manifest))
+    _drop_checksum(tmp_path / "m")
     with pytest.raises(ModelFormatError, match="corrupt or unreadable"):
         load_model(tmp_path / "m")
 
@@ -81,9 +86,7 @@ def test_mismatched_weights_clear_error(tmp_path):
     save_model(other, tmp_path / "b")
     # weights of b under a's description
     (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
-    manifest = json.loads((tmp_path / "a" / "model.json").read_text())
-    manifest.pop("weights_sha256")
-    (tmp_path / "a" / "model.json").write_text(json.dumps(manifest))
+    _drop_checksum(tmp_path / "a")
     with pytest.raises(ModelFormatError, match="has shape"):
         load_model(tmp_path / "a")
 
