@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -58,7 +59,7 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     report = measure(final, task=task, split="test", baseline=model, threads=(1,), quick=True,
                      artifact_path=out / "compress" / "model")
     table = (out / "compress" / "report.md").read_text().split("\n## ")[0] + "\n\n" + report.table()
-    (out / "measure.json").write_text(__import__("json").dumps(report.to_dict(), indent=1, default=str))
+    (out / "measure.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
     elapsed = time.perf_counter() - t0
     log(f"done in {elapsed:.0f} s; report: {out / 'compress' / 'report.md'}")
     return {"out": str(out), "report": str(out / "compress" / "report.md"), "seconds": elapsed,
