@@ -210,7 +210,7 @@ def compress(
         result = run_pipeline(model, rec, t, out, resume=resume, device=device)
     except ValueError as e:
         _err(str(e))
-    summary = result.summary() if hasattr(result, "summary") else {"out": str(out)}
+    summary = result.summary()
     _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
 
 

@@ -63,4 +63,4 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     elapsed = time.perf_counter() - t0
     log(f"done in {elapsed:.0f} s; report: {out / 'compress' / 'report.md'}")
     return {"out": str(out), "report": str(out / "compress" / "report.md"), "seconds": elapsed,
-            "stages": pipe.summary() if hasattr(pipe, "summary") else None, "measure": report.to_dict(), "table": table}
+            "stages": pipe.summary(), "measure": report.to_dict(), "table": table}
