@@ -148,8 +148,14 @@ class IntFormat(BaseFormat):
         rows, cols = _rows_cols(w.shape)
         w2 = w.detach().float().reshape(rows, cols)
         scale, zp = self._qparams(w2)
-        q = quantize(w2, scale, zp, self.spec)  # int32 in [qmin, qmax]
-        out = {"codes": pack_bits(self._to_code(q), self.bits), "scale": scale.to(self.scale_dtype.torch)}
+        return self.encode_levels(quantize(w2, scale, zp, self.spec), scale, zp)
+
+    def encode_levels(self, q: Tensor, scale: Tensor, zp: Tensor) -> dict[str, Tensor]:
+        """Buffers for given integer levels q (rows, cols) int32 in [qmin, qmax] and their
+        (scale, zero point) of the layout's shape: for callers that choose the levels
+        themselves (error-compensating GPTQ in rnnslim.reconstruct)."""
+        out = {"codes": pack_bits(self._to_code(q.to(torch.int32).reshape(-1)), self.bits),
+               "scale": scale.to(self.scale_dtype.torch)}
         if not self.symmetric:
             out["zero_point"] = zp.to(torch.uint8)
         return out
