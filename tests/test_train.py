@@ -1,4 +1,5 @@
-"""The training loop: learns, is deterministic, resumes after an interruption, stops on NaN."""
+"""The training loop: learns, keeps the best candidate (the input included), is deterministic,
+resumes after an interruption, rolls back and stops on NaN/Inf."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from rnnslim.io.format import load_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.charlm import CharLMTask
-from rnnslim.train import TrainConfig, TrainHooks, TrainingDiverged, train
+from rnnslim.train import TrainConfig, TrainHooks, TrainingDiverged, load_best, train
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs! " * 40)
 
@@ -29,7 +30,8 @@ def test_training_lowers_loss_and_keeps_best(tmp_path):
     assert result.best_metric < before - 0.5
     best = load_model(tmp_path / "best")
     assert abs(task.evaluate(best, "valid")["loss"] - result.best_metric) < 1e-6
-    assert len(result.history) == 3
+    assert [h["step"] for h in result.history][:2] == [0, 24] and len(result.history) == 4  # input + 3 epochs
+    assert result.input_metric == pytest.approx(before) and not result.kept_input
 
 
 class _Interrupt(Exception):
@@ -58,7 +60,15 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
         assert torch.allclose(p, q, atol=1e-6), n
 
 
-def test_nan_raises_and_keeps_checkpoints(tmp_path):
+def _finite(model):
+    return all(torch.isfinite(t).all() for t in model.state_dict().values())
+
+
+def _same(a, b):
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_nan_loss_rolls_back_to_the_best_checkpoint(tmp_path):
     task, model = _setup()
 
     def poison(model, batch, outputs):
@@ -69,12 +79,70 @@ def test_nan_raises_and_keeps_checkpoints(tmp_path):
     def count(model, step):
         poison.step = step
 
-    cfg = CFG.model_copy(update={"checkpoint_every": 10})
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 12"):
+    cfg = CFG.model_copy(update={"checkpoint_every": 10, "eval_every": 5})
+    with pytest.raises(TrainingDiverged, match=f"loss became nan at step 12; .*best checkpoint {tmp_path / 'best'}"):
         train(model, task, cfg, checkpoint_dir=tmp_path, hooks=TrainHooks(after_step=[count], extra_loss=[poison]),
               progress=False)
-    last = load_model(tmp_path / "last")
-    assert all(torch.isfinite(p).all() for p in last.parameters())
+    assert _same(model, load_model(tmp_path / "best"))  # the model in memory is the best checkpoint
+    for d in ("last", "best"):
+        assert _finite(load_model(tmp_path / d))
+
+
+def test_nan_weight_from_a_hook_rolls_back_and_saves_nothing_bad(tmp_path):
+    task, model = _setup()
+
+    def break_weight(model, step):
+        if step == 7:
+            with torch.no_grad():
+                model.rnn.layers[0].weight_hh_l0[0, 0] = float("nan")
+
+    cfg = CFG.model_copy(update={"checkpoint_every": 3, "eval_every": 5})
+    with pytest.raises(TrainingDiverged, match="weight rnn.layers.0.weight_hh_l0 became non-finite") as e:
+        train(model, task, cfg, checkpoint_dir=tmp_path, hooks=TrainHooks(after_step=[break_weight]), progress=False)
+    assert e.value.restored_from == tmp_path / "best" and (tmp_path / "best" / "model.json").exists()
+    assert _finite(model) and _same(model, load_model(tmp_path / "best"))
+    assert _finite(load_model(tmp_path / "last"))  # the checkpoint at step 6, before the damage
+
+
+def test_infinite_lr_without_checkpoints_restores_the_input():
+    task, model = _setup()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = CFG.model_copy(update={"lr": float("inf"), "eval_input": False})
+    with pytest.raises(TrainingDiverged, match="restored to its input") as e:
+        train(model, task, cfg, progress=False)
+    assert e.value.restored_from is None and e.value.step == 1
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_nan_gradient_is_caught_before_the_optimizer_step():
+    task, model = _setup()
+
+    def sqrt_of_zero(model, batch, outputs):  # value 0, gradient 0 * inf = nan
+        return (model.decoder.bias * 0).abs().sqrt().sum()
+
+    with pytest.raises(TrainingDiverged, match="gradient norm became nan at step 0; .*best weights so far"):
+        train(model, task, CFG, hooks=TrainHooks(extra_loss=[sqrt_of_zero]), progress=False)
+    assert _finite(model)
+
+
+def test_harmful_lr_keeps_the_input_even_without_a_checkpoint_dir():
+    task, model = _setup()
+    train(model, task, CFG.model_copy(update={"max_steps": 40}), progress=False)  # a trained model
+    before = task.evaluate(model, "valid")["loss"]
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train(model, task, CFG.model_copy(update={"max_steps": 4, "lr": 0.5, "seed": 1}), progress=False)
+    assert task.evaluate(model, "valid")["loss"] > before  # the last step's weights are damaged
+    load_best(model, result)
+    assert result.kept_input and result.best_step == 0 and result.best_metric == pytest.approx(before)
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_select_from_step_never_keeps_earlier_candidates():
+    task, model = _setup()
+    result = train(model, task, CFG.model_copy(update={"max_steps": 8, "eval_every": 2, "lr": 0.5,
+                                                       "select_from_step": 6}), progress=False)
+    assert [h["step"] for h in result.history] == [0, 2, 4, 6, 8]
+    assert not any(h["best"] for h in result.history if h["step"] < 6) and result.best_step in (6, 8)
 
 
 def test_after_step_hook_runs_every_step():

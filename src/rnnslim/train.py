@@ -1,26 +1,29 @@
 """One training / fine-tuning loop for every task and every compression stage.
 
     result = train(model, task, TrainConfig(epochs=2, lr=2e-3), checkpoint_dir="runs/x")
+    load_best(model, result)   # never worse on validation than the model train() got
 
 - AdamW or SGD, gradient clipping, LR schedule (constant, cosine, linear, one-cycle)
-  with warm-up, truncated BPTT for stateful tasks (state carried between windows).
-- Evaluation on the validation split every epoch (and every `eval_every` steps); the
-  best model is kept in `checkpoint_dir/best`, the last in `checkpoint_dir/last`.
-- Resumable: `checkpoint_dir/last` holds the model plus the optimizer, schedule, step,
-  carried state and RNG (loaded with torch.load(weights_only=True)); a rerun with the
-  same config continues where it stopped, with the same result as an uninterrupted run.
-- A non-finite loss stops training with TrainingDiverged; checkpoints on disk stay good.
-- Hooks: `after_step(model, step)` (re-apply pruning masks, projections) and
-  `extra_loss(model, batch, outputs)` (distillation, group lasso) plug in without
-  changing the loop.
+  with linear warm-up, truncated BPTT for stateful tasks (state carried between windows).
+  TrainConfig's defaults suit training from scratch; stages that fine-tune a trained
+  model use rnnslim.finetune.FinetuneFields (lower lr, warm-up, whole-split evaluation).
+- The input model is evaluated before the first step and is the first candidate for the
+  best checkpoint; then every `eval_every` steps and at the end of every epoch. The best
+  is kept in `checkpoint_dir/best` (in memory without a checkpoint dir), see train_best.py.
+- Resumable: `checkpoint_dir/last` + trainer_state.pt (train_checkpoint.py); a rerun with
+  the same config continues where it stopped, with the same result as an uninterrupted run.
+- A non-finite loss, gradient norm or weight stops training with TrainingDiverged after
+  restoring the model to the best candidate (or to its input); nothing non-finite is saved.
+- Hooks: `after_step(model, step)` (re-apply pruning masks), `replace_loss(model, batch,
+  outputs, task_loss)` (returns the loss to minimise instead of the task loss:
+  distillation mixes), `extra_loss(model, batch, outputs)` (added: group lasso).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -32,6 +35,17 @@ from torch import Tensor
 
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.train_best import BestKeeper, TrainingDiverged, best_step
+from rnnslim.train_checkpoint import (
+    RunState,
+    can_resume,
+    detach_state,
+    load_training_state,
+    save_training_state,
+)
+
+__all__ = ["OptimizerKind", "ScheduleKind", "TrainConfig", "TrainHooks", "TrainResult", "TrainingDiverged",
+           "load_best", "steps_per_epoch", "total_steps", "train"]
 
 
 class OptimizerKind(str, Enum):
@@ -59,34 +73,63 @@ class TrainConfig(BaseModel):
     momentum: float = Field(default=0.9, ge=0)
     clip_grad: float | None = Field(default=1.0, gt=0)
     schedule: ScheduleKind = ScheduleKind.COSINE
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, description="linear warm-up: lr * (step + 1) / warmup_steps")
     eval_every: int | None = Field(default=None, ge=1, description="also evaluate every N steps")
     eval_max_steps: int | None = Field(default=None, ge=1, description="cap on validation tokens/steps")
+    eval_input: bool = Field(default=True, description="evaluate the model before the first step (the first candidate)")
+    select_from_step: int = Field(default=0, ge=0,
+                                  description="evaluations before this step are recorded but never kept as the best")
     checkpoint_every: int = Field(default=200, ge=1, description="save a resumable checkpoint every N steps")
     seed: int = 0
     device: str = "cpu"
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
 class TrainHooks:
     after_step: list[Callable[[torch.nn.Module, int], None]] = field(default_factory=list)
     extra_loss: list[Callable[[torch.nn.Module, Batch, Tensor], Tensor]] = field(default_factory=list)
+    replace_loss: Callable[[torch.nn.Module, Batch, Tensor, Tensor], Tensor] | None = None
 
 
 @dataclass
 class TrainResult:
     steps: int
     best_metric: float | None
-    history: list[dict]
+    history: list[dict]  # one entry per evaluation; step 0 is the input model
     best_path: Path | None = None
+    metric: str = "loss"
+    wall_s: float = 0.0
+    best_state: dict | None = field(default=None, repr=False)  # best weights without a checkpoint dir
+
+    @property
+    def input_metric(self) -> float | None:
+        first = self.history[0] if self.history else None
+        return first.get(self.metric) if first and first["step"] == 0 else None
+
+    @property
+    def best_step(self) -> int | None:
+        return best_step(self.history)
+
+    @property
+    def kept_input(self) -> bool:
+        """No evaluation after the first step beat the input model."""
+        return self.best_step == 0
+
+    def summary(self) -> dict:
+        """What a stage records about its fine-tuning (ctx.record)."""
+        return {"steps": self.steps, "wall_s": round(self.wall_s, 2), "input_valid": self.input_metric,
+                "best_valid": self.best_metric, "best_step": self.best_step, "kept_input": self.kept_input,
+                "evaluations": len(self.history),
+                "final_valid": self.history[-1].get(self.metric) if self.history else None}
 
 
-def _steps_per_epoch(task: Task, cfg: TrainConfig) -> int:
-    return sum(1 for _ in task.batches("train", cfg.batch_size, cfg.seq_len))
+def steps_per_epoch(task: Task, batch_size: int, seq_len: int) -> int:
+    return sum(1 for _ in task.batches("train", batch_size, seq_len))
+
+
+def total_steps(task: Task, cfg: TrainConfig) -> int:
+    """Optimizer steps train() will run: max_steps, else epochs x batches per epoch."""
+    return cfg.max_steps or steps_per_epoch(task, cfg.batch_size, cfg.seq_len) * cfg.epochs
 
 
 def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
@@ -114,154 +157,143 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _detach(state):
-    if state is None:
+def _loss(model, task: Task, batch: Batch, state, hooks: TrainHooks) -> tuple[Tensor, object]:
+    """Scalar training loss of one batch and the new recurrent state."""
+    outputs, new_state = model(batch.inputs, state)
+    loss = task.loss(outputs, batch)
+    if hooks.replace_loss is not None:
+        loss = hooks.replace_loss(model, batch, outputs, loss)
+    for extra in hooks.extra_loss:
+        loss = loss + extra(model, batch, outputs)
+    return loss, new_state
+
+
+def _grad_norm(model: torch.nn.Module, clip: float | None) -> Tensor:
+    """Total gradient norm (before clipping); clips in place when `clip` is set."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+
+def _nonfinite_weight(model: torch.nn.Module) -> str | None:
+    """Name of the first floating parameter holding NaN/Inf (one device sync when all are finite)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+    if not named or torch.stack([torch.isfinite(p).all() for _, p in named]).all():
         return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    return type(state)(_detach(s) for s in state)
+    return next(n for n, p in named if not torch.isfinite(p).all())
 
 
-def _flatten_state(state) -> list[Tensor]:
-    if state is None:
-        return []
-    if isinstance(state, Tensor):
-        return [state]
-    return [t for s in state for t in _flatten_state(s)]
+class _Loop:
+    """One train() call: the optimizer, the run state and the best keeper."""
 
+    def __init__(self, model, task: Task, cfg: TrainConfig, ckpt: Path | None, hooks: TrainHooks, resume: bool):
+        self.model, self.task, self.cfg, self.ckpt, self.hooks = model, task, cfg, ckpt, hooks
+        self.device = torch.device(cfg.device)
+        model.to(self.device)
+        torch.manual_seed(cfg.seed)
+        self.opt = _make_optimizer(model, cfg)
+        self.total = total_steps(task, cfg)
+        self.resumed = resume and can_resume(ckpt)
+        self.run = (load_training_state(ckpt, model, self.opt, cfg.batch_size, self.device) if self.resumed
+                    else RunState())
+        if ckpt:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            if not self.resumed:
+                shutil.rmtree(ckpt / "best", ignore_errors=True)  # a stale best of an earlier, restarted run
+        self.keeper = BestKeeper(model, task, cfg, ckpt, self.run)
 
-def _unflatten_like(template, flat: list[Tensor]):
-    it = iter(flat)
+    def step(self, batch: Batch) -> float:
+        """One optimizer step; rolls back and raises TrainingDiverged on NaN/Inf."""
+        model, run, cfg = self.model, self.run, self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor(cfg, run.step, self.total)
+        loss, new_state = _loss(model, self.task, batch, run.state if self.task.stateful else None, self.hooks)
+        if not torch.isfinite(loss):
+            self.keeper.diverged(model, f"loss became {loss.item()} at step {run.step}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = _grad_norm(model, cfg.clip_grad)
+        if not torch.isfinite(norm):  # checked before opt.step: the weights are still good
+            self.keeper.diverged(model, f"gradient norm became {norm.item()} at step {run.step}")
+        self.opt.step()
+        run.step += 1
+        for h in self.hooks.after_step:
+            h(model, run.step)
+        bad = _nonfinite_weight(model)
+        if bad:
+            self.keeper.diverged(model, f"weight {bad} became non-finite at step {run.step - 1}")
+        run.state = detach_state(new_state) if self.task.stateful else None
+        return loss.item()
 
-    def rebuild(t):
-        if isinstance(t, Tensor):
-            return next(it)
-        return type(t)(rebuild(s) for s in t)
+    def evaluate(self, epoch: int) -> None:
+        self.keeper.evaluate(self.model, epoch)
+        self.model.train()
 
-    return rebuild(template)
+    def save(self, epoch: int, batch_in_epoch: int, state) -> None:
+        if self.ckpt:
+            save_training_state(self.ckpt, self.model, self.opt, self.run, epoch, batch_in_epoch, state, self.cfg)
 
+    def epoch(self, epoch: int, bar) -> None:
+        run, cfg = self.run, self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        if run.skip == 0:
+            run.state = None
+        for b_idx, batch in enumerate(self.task.batches("train", cfg.batch_size, cfg.seq_len, shuffle=True,
+                                                        generator=gen)):
+            if b_idx < run.skip:
+                continue
+            if run.step >= self.total:
+                break
+            loss = self.step(batch.to(self.device))
+            bar.update(1, loss=loss, lr=self.opt.param_groups[0]["lr"])
+            if cfg.eval_every and run.step % cfg.eval_every == 0:
+                self.evaluate(epoch)
+            if run.step % cfg.checkpoint_every == 0:
+                self.save(epoch, b_idx + 1, run.state)
+        run.skip = 0
+        if not run.history or run.history[-1]["step"] != run.step:
+            self.evaluate(epoch)
+        self.save(epoch + 1, 0, None)
 
-def _save_training_state(ckpt: Path, model, opt, step, epoch, batch_in_epoch, best, history, state, cfg) -> None:
-    from rnnslim.io.format import save_model
+    def run_all(self, progress: bool) -> None:
+        from rnnslim.utils.progress import progress_bar
 
-    save_model(model, ckpt / "last")
-    blob = {
-        "optimizer": opt.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,
-        "best": best if best is not None else float("nan"),
-        "carried_state": _flatten_state(state),
-        "torch_rng": torch.get_rng_state(),
-    }
-    fd, tmp = tempfile.mkstemp(dir=ckpt, suffix=".tmp")
-    os.close(fd)
-    torch.save(blob, tmp)
-    os.replace(tmp, ckpt / "trainer_state.pt")
-    (ckpt / "history.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "history": history}, indent=1))
+        if not self.resumed and self.cfg.eval_input:
+            self.evaluate(0)  # the input model: the first candidate for the best checkpoint
+        bar = progress_bar(total=self.total, initial=self.run.step, desc="train", enabled=progress)
+        self.model.train()
+        try:
+            last_epoch = self.cfg.epochs if not self.cfg.max_steps else 1 << 62  # max_steps: as many as it takes
+            for epoch in range(self.run.epoch, last_epoch):
+                self.epoch(epoch, bar)
+                if self.run.step >= self.total:
+                    break
+        finally:
+            bar.close()
+        self.model.eval()
 
 
 def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
           hooks: TrainHooks | None = None, resume: bool = True, progress: bool = True) -> TrainResult:
-    """Train `model` in place on `task`; see the module docstring."""
-    from rnnslim.io.format import load_model, save_model
-    from rnnslim.utils.progress import progress_bar
-
+    """Train `model` in place on `task`; see the module docstring. The model ends with the
+    last step's weights: call load_best for the best candidate."""
+    t0 = time.perf_counter()
     cfg = cfg or TrainConfig()
-    hooks = hooks or TrainHooks()
     task.check_model(model)
-    device = torch.device(cfg.device)
-    model.to(device)
-    torch.manual_seed(cfg.seed)
-    opt = _make_optimizer(model, cfg)
-    per_epoch = _steps_per_epoch(task, cfg)
-    total = cfg.max_steps or per_epoch * cfg.epochs
-    step, start_epoch, skip, best, history, state = 0, 0, 0, None, [], None
-    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-
-    if ckpt and resume and (ckpt / "trainer_state.pt").exists():
-        saved = load_model(ckpt / "last")
-        model.load_state_dict(saved.state_dict())
-        blob = torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location=device)
-        opt.load_state_dict(blob["optimizer"])
-        step, start_epoch, skip = blob["step"], blob["epoch"], blob["batch_in_epoch"]
-        best = None if math.isnan(blob["best"]) else blob["best"]
-        history = json.loads((ckpt / "history.json").read_text())["history"]
-        torch.set_rng_state(blob["torch_rng"])
-        if blob["carried_state"]:
-            template = model.rnn.init_state(cfg.batch_size, device=device)
-            state = _unflatten_like(template, [t.to(device) for t in blob["carried_state"]])
-    if ckpt:
-        ckpt.mkdir(parents=True, exist_ok=True)
-
-    def evaluate_and_keep(epoch: int) -> None:
-        nonlocal best
-        metrics = task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)
-        value = metrics[task.primary_metric]
-        better = best is None or (value > best if task.higher_is_better else value < best)
-        if better:
-            best = value
-            if ckpt:
-                save_model(model, ckpt / "best")
-        history.append({"step": step, "epoch": epoch, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                        "best": better})
-
-    bar = progress_bar(total=total, initial=step, desc="train", enabled=progress)
-    model.train()
-    try:
-        last_epoch = cfg.epochs if not cfg.max_steps else 1 << 62  # with max_steps: as many epochs as it takes
-        for epoch in range(start_epoch, last_epoch):
-            gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            if skip == 0:
-                state = None
-            for b_idx, batch in enumerate(task.batches("train", cfg.batch_size, cfg.seq_len, shuffle=True, generator=gen)):
-                if b_idx < skip:
-                    continue
-                if step >= total:
-                    break
-                batch = batch.to(device)
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * _lr_factor(cfg, step, total)
-                outputs, new_state = model(batch.inputs, state if task.stateful else None)
-                loss = task.loss(outputs, batch)
-                for extra in hooks.extra_loss:
-                    loss = loss + extra(model, batch, outputs)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} at step {step}"
-                                           + (f"; the last good checkpoints are in {ckpt}" if ckpt else ""))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                step += 1
-                for h in hooks.after_step:
-                    h(model, step)
-                state = _detach(new_state) if task.stateful else None
-                bar.update(1, loss=loss.item(), lr=opt.param_groups[0]["lr"])
-                if cfg.eval_every and step % cfg.eval_every == 0:
-                    evaluate_and_keep(epoch)
-                    model.train()
-                if ckpt and step % cfg.checkpoint_every == 0:
-                    _save_training_state(ckpt, model, opt, step, epoch, b_idx + 1, best, history, state, cfg)
-            skip = 0
-            if not history or history[-1]["step"] != step:
-                evaluate_and_keep(epoch)
-                model.train()
-            if ckpt:
-                _save_training_state(ckpt, model, opt, step, epoch + 1, 0, best, history, None, cfg)
-            if step >= total:
-                break
-    finally:
-        bar.close()
-    model.eval()
-    return TrainResult(step, best, history, (ckpt / "best") if ckpt else None)
+    loop = _Loop(model, task, cfg, Path(checkpoint_dir) if checkpoint_dir else None, hooks or TrainHooks(), resume)
+    loop.run_all(progress)
+    return TrainResult(loop.run.step, loop.run.best, loop.run.history, loop.keeper.path, task.primary_metric,
+                       time.perf_counter() - t0, loop.keeper.memory)
 
 
 def load_best(model: SequenceModel, result: TrainResult) -> SequenceModel:
-    """Copy the best checkpoint's weights into `model` (no-op without a checkpoint dir)."""
+    """Copy the best candidate's weights into `model` (from checkpoint_dir/best, or from
+    memory when train() had no checkpoint dir); no-op when nothing was evaluated."""
     from rnnslim.io.format import load_model
 
     if result.best_path and (result.best_path / "model.json").exists():
         model.load_state_dict(load_model(result.best_path).state_dict())
+    elif result.best_state is not None:
+        model.load_state_dict(result.best_state)
     return model

@@ -11,7 +11,7 @@ from rnnslim.pipeline import builtin_stages
 from rnnslim.pipeline.builtin_stages import CastConfig, FinetuneConfig, cast, finetune
 from rnnslim.pipeline.stage import StageContext, get_stage
 from rnnslim.tasks.charlm import CharLMTask
-from rnnslim.train import TrainConfig
+from rnnslim.train import TrainingDiverged
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +38,12 @@ def test_kinds_registered():
     assert get_stage("cast") == (CastConfig, cast)
 
 
-def test_finetune_defaults_match_train_config():
-    ft, tc = FinetuneConfig(), TrainConfig()
-    for name in FinetuneConfig.model_fields:
-        if name not in ("kind", "distill_alpha", "distill_temperature"):
-            assert getattr(ft, name) == getattr(tc, name), name
-    assert ft.train_config(seed=5, device="cpu").seed == 5
+def test_finetune_config_maps_onto_train_config(task):
+    tc = FinetuneConfig(max_steps=100, lr_schedule="linear").train_config(100, seed=5, device="cpu")
+    assert (tc.max_steps, tc.lr, tc.schedule.value, tc.warmup_steps, tc.eval_every, tc.eval_max_steps, tc.seed) == \
+        (100, 5e-4, "linear", 5, 20, None, 5)
+    assert FinetuneConfig(epochs=2, batch_size=8, seq_len=16).total_steps(task) == 2 * sum(
+        1 for _ in task.batches("train", 8, 16))
 
 
 def test_finetune_trains_and_records(task, tmp_path):
@@ -55,6 +55,8 @@ def test_finetune_trains_and_records(task, tmp_path):
     assert after < before - 0.05
     assert ctx.record["steps"] == 6 and ctx.record["resumed_from_checkpoint"] is False
     assert ctx.record["best_valid"] == pytest.approx(after, rel=1e-5)  # the best checkpoint is what comes back
+    assert ctx.record["input_valid"] == pytest.approx(before, rel=1e-5) and ctx.record["kept_input"] is False
+    assert ctx.record["wall_s"] > 0 and ctx.record["evaluations"] >= 2
     assert (ctx.work_dir / "train" / "best" / "model.json").exists()
     assert not out.training
 
@@ -145,3 +147,15 @@ def test_finetune_with_the_real_pruning_masks(task, tmp_path):
     assert torch.all(out.rnn.layers[0].weight_ih_l0[zero] == 0)
     assert not torch.equal(out.rnn.layers[0].weight_ih_l0[~zero], w0[~zero])  # kept weights trained
     assert not out.rnn.layers[0].weight_ih_l0._backward_hooks  # the gradient hooks were removed
+
+
+def test_diverging_finetune_restores_the_input_and_saves_nothing_bad(task, tmp_path):
+    m = _model(task)
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match="restored to the best checkpoint .*train/best \\(step 0"):
+        finetune(m, FinetuneConfig(**{**FT, "lr": float("inf")}), _ctx(task, tmp_path))
+    assert all(torch.equal(v, start[k]) for k, v in m.state_dict().items())
+    from rnnslim.io.format import load_model
+
+    best = load_model(tmp_path / "work" / "train" / "best")
+    assert all(torch.isfinite(v).all() for v in best.state_dict().values())

@@ -43,7 +43,7 @@ def test_example_parses_into_typed_stage_configs():
     assert r.measure == MeasureSection(latency=True, threads=2)
     ft, cast = r.stages
     assert isinstance(ft, FinetuneConfig) and ft.max_steps == 300 and ft.lr == 1e-3
-    assert ft.schedule is ScheduleKind.LINEAR
+    assert ft.lr_schedule is ScheduleKind.LINEAR  # `schedule` is the old name of lr_schedule
     assert isinstance(cast, CastConfig) and cast.dtype is CastDType.FP16
 
 

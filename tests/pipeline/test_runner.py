@@ -29,6 +29,17 @@ def _peek(model, cfg, ctx):
     return model
 
 
+class PoisonConfig(StageConfig):
+    kind: Literal["test_runner_poison"] = "test_runner_poison"
+
+
+@register_stage(PoisonConfig)
+def _poison(model, cfg, ctx):
+    with torch.no_grad():
+        model.decoder.bias[0] = float("nan")
+    return model
+
+
 RECIPE = """\
 version: 1
 name: tiny
@@ -130,3 +141,14 @@ def test_recipe_task_section_builds_the_task(task, model_file, tmp_path):
     res = run_pipeline(load_model(model_file), recipe_file, None, tmp_path / "run", progress=False)
     assert res.task["name"] == "charlm" and res.task["meta"]["corpus"] == str(data)
     assert res.rows[-1].metric("valid", "tokens") == 249  # 5% of 5000 characters, minus one
+
+
+def test_a_stage_with_non_finite_weights_is_never_saved(task, model_file, tmp_path):
+    from rnnslim.pipeline.rundir import PipelineError
+
+    recipe = Recipe.from_yaml("version: 1\nname: nan\nmeasure: {eval_max_steps: 100}\n"
+                              "stages:\n  - {kind: test_runner_poison}\n")
+    with pytest.raises(PipelineError, match="non-finite values in decoder.bias; nothing was saved"):
+        run_pipeline(load_model(model_file), recipe, task, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "stages" / "01-test_runner_poison" / "model").exists()
+    assert not (tmp_path / "run" / "model").exists()  # no final model either

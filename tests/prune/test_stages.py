@@ -51,7 +51,20 @@ def test_one_shot_with_masked_finetune(tmp_path):
     task, m = _setup(16)
     out, ctx = _run({"kind": "prune", "sparsity": 0.5, "finetune_steps": 5, "batch_size": 4, "seq_len": 16,
                      "eval_max_steps": 50}, m, task, tmp_path)
-    assert ctx.record["finetune"]["steps"] == 5
+    ft = ctx.record["finetune"]
+    assert ft["steps"] == 5 and ft["lr"] == 5e-4 and ft["evaluations"] == 6  # the pruned model, then every step
+    assert ft["best_valid"] <= ft["input_valid"]  # the freshly pruned model is a candidate
+    assert task.evaluate(out, "valid", max_steps=50)["loss_nats"] == pytest.approx(ft["best_valid"], rel=1e-6)
+    assert all(r["sparsity"] == 0.5 for r in ctx.record["tensors"].values())
+
+
+def test_one_shot_finetune_with_a_harmful_lr_keeps_the_pruned_model(tmp_path):
+    task, m = _setup(16)
+    out, ctx = _run({"kind": "prune", "sparsity": 0.5, "finetune_steps": 3, "lr": 0.5, "batch_size": 4,
+                     "seq_len": 16, "eval_max_steps": 50}, m, task, tmp_path)
+    ft = ctx.record["finetune"]
+    assert ft["kept_input"] and ft["best_step"] == 0 and ft["final_valid"] > ft["input_valid"]
+    assert task.evaluate(out, "valid", max_steps=50)["loss_nats"] == pytest.approx(ft["input_valid"], rel=1e-6)
     assert all(r["sparsity"] == 0.5 for r in ctx.record["tensors"].values())
 
 
@@ -62,6 +75,8 @@ def test_agp_stage(tmp_path):
     assert ctx.record["method"]["method"] == "agp"
     assert [p["step"] for p in ctx.record["method"]["points"]] == [0, 2, 4, 6]  # end_step = 75 % of 8
     assert all(r["sparsity"] == pytest.approx(0.6, abs=1e-3) for r in ctx.record["tensors"].values())
+    ft = ctx.record["finetune"]
+    assert ft["best_step"] >= 6 and not ft["kept_input"]  # chosen only at the final sparsity (end_step 6)
     with pytest.raises(ValueError, match="finetune_steps"):
         parse_stage({"kind": "prune", "sparsity": 0.5, "schedule": "agp"})
 

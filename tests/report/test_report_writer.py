@@ -85,3 +85,20 @@ def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["plot"] is None and "matplotlib is not installed" in data["plot_note"]
     assert "No plot: matplotlib is not installed" in (tmp_path / "report.md").read_text()
+
+
+def test_finetune_summary_says_whether_the_input_was_kept(tmp_path):
+    from rnnslim.report.markdown import finetune_line
+
+    res = _result(tmp_path, lat=False)
+    res.rows[1].record = {"steps": 3, "wall_s": 1.0, "evaluations": 4, "input_valid": 1.45, "best_valid": 1.45,
+                          "best_step": 0, "kept_input": True}
+    res.rows[2].record = {"finetune": {"steps": 8, "wall_s": 2.0, "evaluations": 5, "input_valid": 1.6,
+                                       "best_valid": 1.46, "best_step": 6, "kept_input": False}}
+    write_report(res, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 01-finetune (reused) (input kept) | 1.4500 |" in md and "| 02-cast | 1.4600 |" in md
+    assert "- fine-tuning: 3 steps in 1.0 s, 4 evaluations; **no evaluation beat the input** (valid loss_nats " \
+           "1.4500), so the input weights were kept" in md
+    assert "valid loss_nats 1.6000 before, best 1.4600 at step 6 (kept)" in md
+    assert finetune_line({"steps": 3}, "loss_nats") is None

@@ -1,9 +1,8 @@
 """Stages that need nothing but the training loop and torch: `finetune` and `cast`.
 
-    - kind: finetune          # rnnslim.train.train on the task, keeps the best checkpoint
-      max_steps: 500
-      lr: 0.001
-      distill_alpha: 0.5      # optional: distil from the pipeline's input model (temperature 2)
+    - kind: finetune          # rnnslim.finetune: the best validation candidate, the input included
+      max_steps: 500          # fields and defaults: rnnslim.finetune.FinetuneFields (lr 5e-4, warm-up,
+      distill_alpha: 0.5      #   whole-split evaluation every steps // 5); here: mix in distillation
     - kind: cast              # store (and compute) every floating tensor in fp16 or bf16
       dtype: bf16
 """
@@ -14,44 +13,34 @@ from enum import Enum
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from rnnslim.finetune import FinetuneFields, finetune_
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
-from rnnslim.train import (
-    OptimizerKind,
-    ScheduleKind,
-    TrainConfig,
-    TrainHooks,
-    load_best,
-    train,
-)
+from rnnslim.train import steps_per_epoch
 
 
-class FinetuneConfig(StageConfig):
-    """The parts of rnnslim.train.TrainConfig a recipe may set (defaults are the same);
-    seed and device come from the pipeline."""
+class FinetuneConfig(StageConfig, FinetuneFields):
+    """Fine-tune for max_steps steps (else `epochs` passes over the training split) with the
+    shared fine-tuning fields; seed and device come from the pipeline."""
 
     kind: Literal["finetune"] = "finetune"
-    epochs: int = Field(default=1, ge=1)
+    epochs: int = Field(default=1, ge=1, description="passes over the training split when max_steps is not set")
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int = Field(default=32, ge=1)
-    seq_len: int = Field(default=64, ge=1, description="BPTT window (time steps per batch)")
-    lr: float = Field(default=2e-3, gt=0)
-    optimizer: OptimizerKind = OptimizerKind.ADAMW
-    weight_decay: float = Field(default=0.0, ge=0)
-    momentum: float = Field(default=0.9, ge=0, description="SGD only")
-    clip_grad: float | None = Field(default=1.0, gt=0)
-    schedule: ScheduleKind = ScheduleKind.COSINE
-    warmup_steps: int = Field(default=0, ge=0)
-    eval_every: int | None = Field(default=None, ge=1, description="also evaluate every N steps")
-    eval_max_steps: int | None = Field(default=None, ge=1, description="cap on validation tokens")
-    checkpoint_every: int = Field(default=200, ge=1, description="resumable checkpoint every N steps")
-    distill_alpha: float = Field(default=0.0, ge=0, description="weight of distillation from the input model (0: off)")
-    distill_temperature: float = Field(default=2.0, gt=0, description="softmax temperature of the distillation loss")
 
-    def train_config(self, seed: int, device: str) -> TrainConfig:
-        fields = self.model_dump(exclude={"kind", "distill_alpha", "distill_temperature"})
-        return TrainConfig(**fields, seed=seed, device=device)
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_schedule(cls, data):
+        """Recipes written before FinetuneFields name the lr schedule `schedule`."""
+        if isinstance(data, dict) and "schedule" in data:
+            if "lr_schedule" in data:
+                raise ValueError("give the lr schedule once: `lr_schedule` (`schedule` is its old name)")
+            data = {**data, "lr_schedule": data["schedule"]}
+            del data["schedule"]
+        return data
+
+    def total_steps(self, task) -> int:
+        return self.max_steps or self.epochs * steps_per_epoch(task, self.batch_size, self.seq_len)
 
 
 def integer_tensors(model: torch.nn.Module) -> list[str]:
@@ -82,34 +71,12 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
     hooks, n_masked = _mask_hooks(model)
-    extra = []
-    if cfg.distill_alpha > 0:
-        if ctx.teacher is None:
-            raise ValueError("distill_alpha > 0 needs a teacher (the pipeline's input model)")
-        from rnnslim.distill import DistillLoss
-
-        extra.append(DistillLoss(ctx.teacher.to(ctx.device), cfg.distill_alpha, cfg.distill_temperature,
-                                 stateful=ctx.task.stateful))
-    ckpt = ctx.work_dir / "train"
-    resumed = (ckpt / "trainer_state.pt").exists()
     try:
-        result = train(model, ctx.task, cfg.train_config(ctx.seed, ctx.device), checkpoint_dir=ckpt,
-                       hooks=TrainHooks(after_step=hooks, extra_loss=extra), resume=True, progress=ctx.progress)
+        record = finetune_(model, cfg, cfg.total_steps(ctx.task), ctx, "train", after_step=hooks)
     finally:
         for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
             getattr(h, "remove", lambda: None)()
-    load_best(model, result)  # the best validation checkpoint, not the last step
-    model.eval()
-    evals = [h for h in result.history if ctx.task.primary_metric in h]
-    ctx.record.update({
-        "steps": result.steps,
-        "resumed_from_checkpoint": resumed,
-        "masked_tensors": n_masked,
-        "best_valid": result.best_metric,
-        "first_valid": evals[0][ctx.task.primary_metric] if evals else None,
-        "evaluations": len(evals),
-        "distill": {"alpha": cfg.distill_alpha, "temperature": cfg.distill_temperature} if extra else None,
-    })
+    ctx.record.update({**record, "masked_tensors": n_masked})
     return model
 
 

@@ -121,6 +121,9 @@ def _run_stage(current, cfg, index: int, name: str, h: str, prev_hash: str, sdir
     timings = {"run_s": time.perf_counter() - t0}
     if not isinstance(out, torch.nn.Module):
         raise rd.PipelineError(f"stage {name} returned {type(out).__name__}, not the model")
+    bad = [n for n, t in out.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # never save (or continue from) a model with NaN/Inf weights
+        raise rd.PipelineError(f"stage {name} produced non-finite values in {', '.join(bad[:4])}; nothing was saved")
     record = jsonable(ctx.record)
     out.history = list(getattr(out, "history", None) or []) + [
         {"stage": cfg.kind, "index": index, "recipe": recipe.name, "config": config, "hash": h, "record": record}]

@@ -8,8 +8,12 @@ At each schedule point the masks are recomputed for the scheduled sparsity (weig
 before stay pruned) and applied; after every optimizer step the masks are re-applied and
 pruned gradients zeroed (masks.MaskHook). With start_step 0 the first cut happens before
 the first step. A run resumed from `checkpoint_dir` continues from the zeros of the
-checkpoint (the pruning points before it are not repeated). The weights at the end of
-training are kept (not the best checkpoint, which may predate the final sparsity).
+checkpoint (the pruning points before it are not repeated).
+
+Which weights come back: the best validation candidate among the evaluations from the
+schedule's end_step on (the model is at its final sparsity there; the final weights are
+always a candidate), never an earlier, denser checkpoint or the unpruned input
+(TrainConfig.select_from_step = end_step). `hooks` adds distillation or more after_step hooks.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names
 from rnnslim.prune.unstructured import Scope, select_masks
 from rnnslim.tasks.base import Task
-from rnnslim.train import TrainConfig, TrainHooks, TrainResult, train
+from rnnslim.train import TrainConfig, TrainHooks, TrainResult, load_best, total_steps, train
 
 
 class GradualPruning(BaseModel):
@@ -105,15 +109,17 @@ class GradualResult:
     train: TrainResult
 
 
-def _total_steps(task: Task, cfg: TrainConfig) -> int:
-    per_epoch = sum(1 for _ in task.batches("train", cfg.batch_size, cfg.seq_len))
-    return min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+def _with_agp(hook: AGPHook, extra: TrainHooks | None) -> TrainHooks:
+    """The AGP hook first (prune, then keep masks), then the caller's hooks."""
+    extra = extra or TrainHooks()
+    return TrainHooks(after_step=[hook, *extra.after_step], extra_loss=list(extra.extra_loss),
+                      replace_loss=extra.replace_loss)
 
 
 def prune_gradual_(model: nn.Module, task: Task, cfg: GradualPruning, checkpoint_dir: str | Path | None = None,
-                   progress: bool = False) -> GradualResult:
+                   progress: bool = False, hooks: TrainHooks | None = None) -> GradualResult:
     """AGP pruning with fine-tuning on `task`, in place; returns masks and a per-tensor report."""
-    total = _total_steps(task, cfg.train)
+    total = total_steps(task, cfg.train)
     if total < cfg.schedule.end_step:
         raise ValueError(f"training runs {total} steps (epochs x batches per epoch / max_steps), fewer than the "
                          f"schedule's end_step {cfg.schedule.end_step}")
@@ -126,16 +132,18 @@ def prune_gradual_(model: nn.Module, task: Task, cfg: GradualPruning, checkpoint
         hook.adopt(model, {n: mask_of(saved.get_parameter(n)) for n in target_names(model, cfg.targets, cfg.layers)})
     elif cfg.schedule.start_step == 0:
         hook.prune_to(model, cfg.schedule.sparsity_at(0), 0)
+    tcfg = cfg.train.model_copy(update={"select_from_step": max(cfg.train.select_from_step, cfg.schedule.end_step)})
     try:
-        result = train(model, task, cfg.train, checkpoint_dir, hooks=TrainHooks(after_step=[hook]), progress=progress)
+        result = train(model, task, tcfg, checkpoint_dir, hooks=_with_agp(hook, hooks), progress=progress)
     finally:
         hook.keeper.remove()
     masks = hook.masks or {}
+    load_best(model, result)  # saved at final sparsity (step >= end_step); masks re-applied below
     apply_masks_(model, masks)
     method = {"method": "agp", "criterion": cfg.criterion.value, "scope": cfg.scope.value,
               "target_sparsity": cfg.schedule.final_sparsity, "targets": [t.value for t in cfg.targets],
               "schedule": cfg.schedule.model_dump(), "points": hook.points,
               "block": [cfg.block_rows, cfg.block_cols] if cfg.blocks else None}
     report = {"method": method, **sparsity_report(model, list(masks)),
-              "finetune": {"steps": result.steps, "final_valid": result.history[-1] if result.history else None}}
+              "finetune": result.summary()}
     return GradualResult(masks, report, result)

@@ -19,6 +19,12 @@ Recipe examples (YAML):
     - kind: prune_sensitivity     # no change to the model; a table + plot in the report
       sparsities: [0.5, 0.7, 0.9]
 
+The fine-tuning fields (lr, batch_size, seq_len, warm-up, evaluation, dropout,
+distillation) are rnnslim.finetune.FinetuneFields, shared with the `finetune` stage;
+`finetune_steps` is the number of steps (0: none after a one-shot cut). After a one-shot
+cut the best validation candidate comes back (the freshly pruned model included), masks
+re-applied; AGP keeps the best candidate from its end_step on (prune/gradual.py).
+
 Every pruning stage records per-tensor sparsity and the method in ctx.record, and marks
 the pruned tensors for sparse storage (model.tensor_encodings), so the saved artifact is
 smaller and masks_from_model finds the masks again for a later fine-tuning stage.
@@ -33,6 +39,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
+from rnnslim.finetune import FinetuneFields, finetune_, finetune_record, prepare_
 from rnnslim.io.sparse_encoding import SparseFormat
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.common import PruneResult
@@ -50,7 +57,6 @@ from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.sensitivity import Grouping, sensitivity
 from rnnslim.prune.targets import ALL_KINDS, RECURRENT_KINDS, TargetKind
 from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
-from rnnslim.train import TrainConfig, TrainHooks, train
 
 
 class PruneSchedule(str, Enum):
@@ -58,27 +64,16 @@ class PruneSchedule(str, Enum):
     AGP = "agp"
 
 
-class _MaskedPruneStage(StageConfig):
-    """Fields shared by the mask-based pruning stages."""
+class _MaskedPruneStage(StageConfig, FinetuneFields):
+    """Fields shared by the mask-based pruning stages; fine-tuning fields from FinetuneFields."""
 
     criterion: Criterion = Criterion.MAGNITUDE
     targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
     layers: tuple[int, ...] | None = None
     calibration_batches: int = Field(default=8, ge=1)
     storage: SparseFormat = SparseFormat.AUTO
-    # masked fine-tuning (after a one-shot cut; during an AGP schedule)
-    finetune_steps: int = Field(default=0, ge=0)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    seq_len: int = Field(default=64, ge=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    clip_grad: float | None = Field(default=1.0, gt=0)
-    eval_max_steps: int | None = Field(default=5000, ge=1)
-
-    def train_config(self, ctx: StageContext) -> TrainConfig:
-        return TrainConfig(epochs=1_000_000, max_steps=self.finetune_steps, batch_size=self.batch_size,
-                           seq_len=self.seq_len, lr=self.lr, weight_decay=self.weight_decay, clip_grad=self.clip_grad,
-                           eval_max_steps=self.eval_max_steps, seed=ctx.seed, device=ctx.device)
+    finetune_steps: int = Field(default=0, ge=0, description="masked fine-tuning steps (after a one-shot cut; "
+                                                             "during an AGP schedule)")
 
 
 class _ScheduledPruneStage(_MaskedPruneStage):
@@ -104,7 +99,8 @@ class _ScheduledPruneStage(_MaskedPruneStage):
                            start_step=self.start_step, end_step=end, frequency=self.frequency)
 
     def gradual(self, ctx: StageContext, block_rows=None, block_cols=None) -> GradualPruning:
-        return GradualPruning(schedule=self.agp(), train=self.train_config(ctx), criterion=self.criterion,
+        train = self.train_config(self.finetune_steps, ctx.seed, ctx.device)
+        return GradualPruning(schedule=self.agp(), train=train, criterion=self.criterion,
                               scope=self.scope, targets=self.targets, layers=self.layers,
                               calibration_batches=self.calibration_batches, block_rows=block_rows,
                               block_cols=block_cols)
@@ -145,14 +141,14 @@ def _calibration(cfg: _MaskedPruneStage, ctx: StageContext):
 
 
 def _masked_finetune(model: nn.Module, masks: Masks, cfg: _MaskedPruneStage, ctx: StageContext) -> dict:
+    """Fine-tune with the masks holding; the best candidate (the pruned input included) comes back."""
     hook = mask_hook(masks, model)
     try:
-        result = train(model, ctx.task, cfg.train_config(ctx), ctx.work_dir / "finetune",
-                       hooks=TrainHooks(after_step=[hook]), progress=ctx.progress)
+        record = finetune_(model, cfg, cfg.finetune_steps, ctx, "finetune", after_step=[hook])
     finally:
         hook.remove()
-    apply_masks_(model, masks)
-    return {"steps": result.steps, "final_valid": result.history[-1] if result.history else None}
+    apply_masks_(model, masks)  # the candidates were saved masked; this keeps the zeros exact
+    return record
 
 
 def _finish(model: nn.Module, masks: Masks, report: dict, cfg: _MaskedPruneStage, ctx: StageContext,
@@ -170,8 +166,12 @@ def _finish(model: nn.Module, masks: Masks, report: dict, cfg: _MaskedPruneStage
 def _run_scheduled(model: nn.Module, cfg: _ScheduledPruneStage, ctx: StageContext,
                    one_shot: Callable[[], PruneResult], blocks: tuple = (None, None)) -> nn.Module:
     if cfg.schedule is PruneSchedule.AGP:
-        res = prune_gradual_(model, ctx.task, cfg.gradual(ctx, *blocks), ctx.work_dir / "agp", progress=ctx.progress)
-        return _finish(model, res.masks, res.report, cfg, ctx, finetune=False)
+        gradual, ckpt = cfg.gradual(ctx, *blocks), ctx.work_dir / "agp"
+        resumed = (ckpt / "trainer_state.pt").exists()
+        hooks = prepare_(model, cfg, ctx)  # dropout, distillation
+        res = prune_gradual_(model, ctx.task, gradual, ckpt, progress=ctx.progress, hooks=hooks)
+        report = {**res.report, "finetune": finetune_record(res.train, gradual.train, cfg, resumed)}
+        return _finish(model, res.masks, report, cfg, ctx, finetune=False)
     result = one_shot()
     return _finish(model, result.masks, result.report, cfg, ctx, finetune=True)
 

@@ -1,7 +1,9 @@
 """Quantization-aware training: fake-quantized layers, prepare and convert.
 
     prepare_qat_(model, IntFormat(bits=4), ActQuantConfig())   # swap layers for QAT ones
-    train(model, task, TrainConfig(...))                       # rnnslim.train, unchanged
+    calibrate_activations_(model, task, task.calibration_batches(4))  # activation ranges (train()
+                                                               # evaluates the model before its first step)
+    load_best(model, train(model, task, TrainConfig(...)))     # rnnslim.train, unchanged
     convert_qat_(model)                                        # -> real quantized layers
 
 A QAT layer keeps float parameters under torch's names and, every forward, replaces each

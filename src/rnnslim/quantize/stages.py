@@ -4,7 +4,7 @@
     ternary_weights   {-a, 0, +a} per group                              (Ternary fields)
     kmeans            weight sharing, optional entropy-coded indices     (KMeans fields)
     half_weights      fp16 / bf16 weight storage (the `cast` stage casts the whole model)
-    qat               prepare -> rnnslim.train -> convert, resumable in ctx.work_dir/qat
+    qat               prepare -> fine-tune (rnnslim.finetune fields) -> convert, resumable in ctx.work_dir/qat
     mixed_precision   per-layer bits from measured sensitivity under a size budget
 
 Every stage records per-layer weight SQNR, bits per weight and bytes in ctx.record.
@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from rnnslim.finetune import FinetuneFields, finetune_
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.api import (
@@ -74,7 +75,9 @@ for _cls in (QuantizeWeightsStage, TernaryWeightsStage, KMeansStage, HalfWeights
     register_stage(_cls)(_run_format)
 
 
-class QATStage(StageConfig):
+class QATStage(StageConfig, FinetuneFields):
+    """Quantization-aware training for `steps` steps; the training fields are FinetuneFields."""
+
     kind: Literal["qat"] = "qat"
     bits: int = Field(default=4, description="2..8; ignored when ternary")
     ternary: bool = False
@@ -86,11 +89,6 @@ class QATStage(StageConfig):
     gate_bits: int = Field(default=8, ge=2, le=16)
     targets: tuple[Target, ...] = DEFAULT_TARGETS
     steps: int = Field(default=300, ge=1)
-    lr: float = Field(default=5e-4, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    seq_len: int = Field(default=64, ge=1)
-    warmup_steps: int = Field(default=0, ge=0)
-    eval_max_steps: int = Field(default=2000, ge=1, description="validation tokens per evaluation")
 
     def qat_config(self, step: QATStep = QATStep.PREPARE) -> QAT:
         weights = (Ternary(group_size=self.group_size, targets=self.targets) if self.ternary else
@@ -102,22 +100,16 @@ class QATStage(StageConfig):
 
 @register_stage(QATStage)
 def run_qat(model, cfg: QATStage, ctx: StageContext):
-    from rnnslim.train import TrainConfig, load_best, train
-
+    """prepare -> fine-tune (the best candidate, the fake-quantized input included) -> convert."""
     quantize_(model, cfg.qat_config(QATStep.PREPARE))
     calibrate_activations_(model, ctx.task, ctx.task.calibration_batches(4, cfg.batch_size, cfg.seq_len, seed=ctx.seed))
-    before = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
-    tcfg = TrainConfig(max_steps=cfg.steps, epochs=10**6, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
-                       warmup_steps=cfg.warmup_steps, eval_every=max(1, cfg.steps // 3),
-                       eval_max_steps=cfg.eval_max_steps, seed=ctx.seed, device=ctx.device)
-    result = train(model, ctx.task, tcfg, checkpoint_dir=ctx.work_dir / "qat", progress=ctx.progress)
-    load_best(model, result)
+    record = finetune_(model, cfg, cfg.steps, ctx, "qat")
     quantize_(model, cfg.qat_config(QATStep.CONVERT))
     after = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
-    ctx.record.update({"format": cfg.qat_config().weights.weight_format().describe(),
-                       "activations": cfg.activations, "steps": result.steps,
-                       f"valid_{ctx.task.primary_metric}_before_qat": before,
-                       f"valid_{ctx.task.primary_metric}_after_qat": after})
+    metric = ctx.task.primary_metric
+    ctx.record.update({"format": cfg.qat_config().weights.weight_format().describe(), "activations": cfg.activations,
+                       **record, f"valid_{metric}_before_qat": record["input_valid"],
+                       f"valid_{metric}_after_qat": after})
     return model
 
 

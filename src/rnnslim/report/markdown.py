@@ -26,6 +26,28 @@ def _ratio(r: float | None) -> str:
     return "n/a" if r is None else f"{r:.3f}x"
 
 
+def _finetune_of(record: dict | None) -> dict | None:
+    """The fine-tuning summary of a stage record (rnnslim.finetune), top level or under `finetune`."""
+    record = record or {}
+    for rec in (record, record.get("finetune")):
+        if isinstance(rec, dict) and "kept_input" in rec:
+            return rec
+    return None
+
+
+def finetune_line(record: dict | None, metric: str) -> str | None:
+    """One sentence: what fine-tuning did to the validation metric, and whether the input was kept."""
+    ft = _finetune_of(record)
+    if ft is None:
+        return None
+    head = f"- fine-tuning: {ft['steps']} steps in {ft.get('wall_s') or 0:.1f} s, {ft['evaluations']} evaluations; "
+    if ft["kept_input"]:
+        return head + (f"**no evaluation beat the input** (valid {metric} {_num(ft['input_valid'])}), "
+                       "so the input weights were kept")
+    return head + (f"valid {metric} {_num(ft['input_valid'])} before, best {_num(ft['best_valid'])} "
+                   f"at step {ft['best_step']} (kept)")
+
+
 def results_table(data: dict) -> str:
     metric = data["primary_metric"]
     rows = data["rows"]
@@ -38,6 +60,7 @@ def results_table(data: dict) -> str:
     for r in rows:
         m, c = r["measurements"], r["compare"]
         label = r["label"] + (" (reused)" if r.get("reused") and r["index"] > 0 else "")
+        label += " (input kept)" if (_finetune_of(r.get("record")) or {}).get("kept_input") else ""
         dv, dt = ("—", "—") if r["index"] == 0 else (_delta(c["valid"]), _delta(c["test"]))
         cells = [label, _num(c["valid"]["value"]), dv, _num(c["test"]["value"]), dt,
                  _int(m.get("params")), _int(m.get("nonzeros")), _int(m.get("artifact_bytes")), _ratio(c["bytes_ratio"])]
@@ -63,6 +86,9 @@ def stage_details(data: dict) -> str:
         out.append(f"### {r['label']}{' (reused from an earlier run)' if r.get('reused') else ''}")
         cfg = {k: v for k, v in r["config"].items() if k != "kind"}
         out.append(f"- config: `{json.dumps(cfg)}`")
+        line = finetune_line(r.get("record"), data["primary_metric"])
+        if line:
+            out.append(line)
         for k, v in (r.get("record") or {}).items():
             out.append(f"- {k}: {v if not isinstance(v, float) else f'{v:.6g}'}")
         out.append("")
@@ -94,6 +120,9 @@ def render_markdown(data: dict) -> str:
         results_table(data),
         "",
     ]
+    if any((_finetune_of(r.get("record")) or {}).get("kept_input") for r in data["rows"]):
+        lines += ["(input kept): the stage's fine-tuning never beat, on validation, the model it started from "
+                  "(for a pruning stage: the freshly pruned model), so it kept those weights (see Stages).", ""]
     if any(r.get("reused") for r in data["rows"]):
         lines += ["Rows from an earlier run of this recipe (reused) keep the measurements taken then; "
                   "start fresh to measure every row in one run.", ""]

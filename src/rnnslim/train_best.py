@@ -1,0 +1,89 @@
+"""Which weights rnnslim.train hands back: the best validation candidate, and the rollback
+target when training diverges.
+
+- The input model is evaluated before the first step (TrainConfig.eval_input) and is the
+  first candidate, so `load_best` never returns something worse on validation than the
+  input. Evaluations before TrainConfig.select_from_step are recorded but never chosen
+  (AGP: the model is not at its final sparsity yet).
+- The best candidate lives in `checkpoint_dir/best` (rnnslim.io format), or in memory
+  when train() has no checkpoint dir.
+- After a NaN/Inf the model is restored to the best candidate, or, before there is one,
+  to the weights train() started from (held in memory), and TrainingDiverged names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rnnslim.train_checkpoint import RunState
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss, the gradients or the weights became NaN or infinite; the model in memory
+    was restored to `restored_from` (a checkpoint path, or None: the weights train() started from)."""
+
+    def __init__(self, message: str, step: int, restored_from: Path | None) -> None:
+        super().__init__(message)
+        self.step, self.restored_from = step, restored_from
+
+
+def copy_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def best_step(history: list[dict]) -> int | None:
+    """Step of the evaluation that is the current best (0: the input model)."""
+    steps = [h["step"] for h in history if h.get("best")]
+    return steps[-1] if steps else None
+
+
+class BestKeeper:
+    """Evaluates on the validation split and keeps the best candidate (see the module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, task, cfg, ckpt: Path | None, run: RunState) -> None:
+        self.task, self.cfg, self.ckpt, self.run = task, cfg, ckpt, run
+        self.start = copy_state(model)  # rollback target before any candidate exists
+        self.memory: dict | None = None  # best weights when there is no checkpoint dir
+
+    @property
+    def path(self) -> Path | None:
+        return self.ckpt / "best" if self.ckpt and self.run.best is not None else None
+
+    def evaluate(self, model: torch.nn.Module, epoch: int) -> None:
+        from rnnslim.io.format import save_model
+
+        run, task = self.run, self.task
+        metrics = task.evaluate(model, "valid", max_steps=self.cfg.eval_max_steps)
+        value = metrics[task.primary_metric]
+        eligible = run.step >= self.cfg.select_from_step
+        better = eligible and (run.best is None or (value > run.best if task.higher_is_better else value < run.best))
+        if better:
+            run.best = value
+            if self.ckpt:
+                save_model(model, self.ckpt / "best")
+            else:
+                self.memory = copy_state(model)
+        run.history.append({"step": run.step, "epoch": epoch,
+                            **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "best": better})
+
+    def restore(self, model: torch.nn.Module) -> str:
+        """Put the last good weights back into `model`; returns where they came from."""
+        from rnnslim.io.format import load_model
+
+        step = best_step(self.run.history)
+        if self.path is not None and (self.path / "model.json").exists():
+            model.load_state_dict(load_model(self.path).state_dict())
+            return f"the best checkpoint {self.path} (step {step}, valid {self.run.best:.6g})"
+        if self.memory is not None:
+            model.load_state_dict(self.memory)
+            return f"the best weights so far (step {step}, valid {self.run.best:.6g}; in memory, no checkpoint dir)"
+        model.load_state_dict(self.start)
+        return "its input (the weights this run started from; no checkpoint yet)"
+
+    def diverged(self, model: torch.nn.Module, what: str) -> None:
+        """Roll back and raise TrainingDiverged with a one-line message."""
+        where = self.restore(model)
+        raise TrainingDiverged(f"{what}; the model was restored to {where}; nothing non-finite was saved "
+                               "(try a lower lr)", self.run.step, self.path)
