@@ -26,6 +26,7 @@ STAGE_MODULES = (
     "rnnslim.prune.structured_stages",  # prune_units, remove_layers, prune_vocab, group_lasso
     "rnnslim.quantize.stages",
     "rnnslim.quantize.int8.stages",
+    "rnnslim.reconstruct.stages",  # prune_obs, quantize_gptq
 )
 
 

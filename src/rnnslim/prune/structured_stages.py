@@ -23,6 +23,7 @@ ctx.record gets the per-layer sizes before/after and the parameter counts.
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 from pydantic import Field
@@ -42,9 +43,14 @@ from rnnslim.train import OptimizerKind, ScheduleKind, TrainConfig, TrainHooks, 
 
 
 class PruneUnitsStage(StageConfig, UnitPruningFields):
-    """Structured unit pruning: the fields of StructuredPruning."""
+    """Structured unit pruning: the fields of StructuredPruning, then (by default) a
+    least-squares re-fit of every op so the cut model reproduces the model before the cut
+    on calibration data (rnnslim.reconstruct.refit)."""
 
     kind: Literal["prune_units"] = "prune_units"
+    refit: bool = Field(default=True, description="re-fit the cut layers and their consumers by least squares")
+    refit_batches: int = Field(default=16, ge=1, description="calibration batches (16 x 64 tokens) for the re-fit")
+    refit_iterations: int = Field(default=2, ge=1, description="re-fits of each recurrent layer (its h_{t-1} moves)")
 
 
 class RemoveLayersStage(StageConfig):
@@ -88,10 +94,16 @@ class GroupLassoStage(StageConfig):
 @register_stage(PruneUnitsStage)
 def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -> nn.Module:
     model.to(ctx.device)
-    pruning = StructuredPruning(**cfg.model_dump(exclude={"kind"}))
+    pruning = StructuredPruning(**cfg.model_dump(exclude={"kind", "refit", "refit_batches", "refit_iterations"}))
+    original = copy.deepcopy(model) if cfg.refit else None
     result = prune_units_(model, pruning, calibration=ctx.task if cfg.criterion.needs_data else None)
     ctx.record.update({"sizes": {g: list(v) for g, v in result.sizes.items()}, "skipped": result.skipped,
                        "params_before": result.params_before, "params_after": result.params_after})
+    if original is not None and result.keeps:
+        from rnnslim.reconstruct.refit import refit_after_cut_
+
+        ctx.record["refit"] = refit_after_cut_(model, original, result, ctx.task, iterations=cfg.refit_iterations,
+                                               n_batches=cfg.refit_batches)
     return model
 
 

@@ -20,6 +20,7 @@ prune/activations.py), Gram matrices X^T X (second-order reconstruction, rnnslim
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -159,13 +160,10 @@ def _hook_for(mod: nn.Module, prefix: str, sink: InputSink):
     return None
 
 
-@torch.no_grad()
-def collect_weight_inputs(model: nn.Module, batches: Iterable, sink: InputSink, stateful: bool = False,
-                          modules: set[str] | None = None) -> None:
-    """Run `batches` (objects with `.inputs`) through `model` in eval mode and send every
-    hooked op's WeightInputs to `sink`. `modules`: only these module paths (default: every
-    Linear / Embedding / recurrent module). stateful: carry the recurrent state across
-    consecutive batches (language models)."""
+@contextmanager
+def weight_input_hooks(model: nn.Module, sink: InputSink, modules: set[str] | None = None):
+    """While inside, every forward of a hooked op sends its WeightInputs to `sink`.
+    `modules`: only these module paths (default: every Linear / Embedding / recurrent module)."""
     handles = []
     for path, mod in model.named_modules():
         if modules is not None and path not in modules:
@@ -173,17 +171,35 @@ def collect_weight_inputs(model: nn.Module, batches: Iterable, sink: InputSink, 
         h = _hook_for(mod, f"{path}." if path else "", sink)
         if h is not None:
             handles.append(h)
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward(model: nn.Module, inputs: Tensor, state):
+    """model(inputs[, state]) -> the next state to carry (None when the model returns none)."""
+    out = model(inputs, state) if state is not None else model(inputs)
+    return out[1] if isinstance(out, tuple) else None
+
+
+@torch.no_grad()
+def collect_weight_inputs(model: nn.Module, batches: Iterable, sink: InputSink, stateful: bool = False,
+                          modules: set[str] | None = None) -> None:
+    """Run `batches` (objects with `.inputs`) through `model` in eval mode and send every
+    hooked op's WeightInputs to `sink` (see weight_input_hooks). stateful: carry the
+    recurrent state across consecutive batches (language models)."""
     was_training = model.training
     device = model_device(model)
     model.eval()
     try:
-        state = None
-        for batch in batches:
-            out = model(batch.inputs.to(device), state) if state is not None else model(batch.inputs.to(device))
-            state = out[1] if stateful and isinstance(out, tuple) else None
+        with weight_input_hooks(model, sink, modules):
+            state = None
+            for batch in batches:
+                nxt = forward(model, batch.inputs.to(device), state)
+                state = nxt if stateful else None
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
 
 

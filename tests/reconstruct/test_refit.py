@@ -1,0 +1,59 @@
+"""Least-squares re-fit after unit removal: the cut model moves back towards the original,
+for LSTM and GRU, on the reference model too, and a failure restores the weights."""
+
+import copy
+
+import pytest
+import torch
+from reconstruct_helpers import batches, logits_error, small_model
+
+from rnnslim.prune import StructuredPruning, prune_units_
+from rnnslim.reconstruct import refit as refit_mod
+from rnnslim.reconstruct.refit import refit_after_cut_
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_refit_brings_the_cut_model_closer(cell):
+    original, data = small_model(cell, hidden=(32, 24)), batches(8)
+    m = copy.deepcopy(original)
+    res = prune_units_(m, StructuredPruning(ratio=0.5))
+    cut_err = logits_error(m, original, data)
+    rep = refit_after_cut_(m, original, res, data, iterations=2)
+    assert rep["ops"] == 2 * (2 if cell == "gru" else 1) * 2 + 1  # 2 layers x parts x iterations + decoder
+    assert logits_error(m, original, data) < 0.5 * cut_err
+    assert m.rnn.layers[0].hidden_size == 16  # still the cut size
+
+
+def test_failure_restores_the_weights(monkeypatch):
+    original = small_model()
+    m = copy.deepcopy(original)
+    res = prune_units_(m, StructuredPruning(ratio=0.5))
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    calls = []
+    real = refit_mod._fit_group
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(*a, **k)
+
+    monkeypatch.setattr(refit_mod, "_fit_group", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        refit_after_cut_(m, original, res, batches(2))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_reference_lstm_cut_recovers_most_of_the_loss(shared_models, shakespeare):
+    from rnnslim.io.format import load_model
+    from rnnslim.tasks import task_for_model
+
+    base = load_model(shared_models / "charlstm-256x2.json")
+    task = task_for_model(base, shakespeare)
+    m = copy.deepcopy(base)
+    res = prune_units_(m, StructuredPruning(ratio=0.5, round_to=8))
+    cut = task.evaluate(m, "valid", max_steps=3000)["loss_nats"]
+    refit_after_cut_(m, base, res, task, n_batches=6)
+    fitted = task.evaluate(m, "valid", max_steps=3000)["loss_nats"]
+    dense = task.evaluate(base, "valid", max_steps=3000)["loss_nats"]
+    assert fitted < cut - 0.3 and fitted - dense < 0.5 * (cut - dense)
