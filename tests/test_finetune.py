@@ -13,6 +13,7 @@ from rnnslim.pipeline.builtin_stages import FinetuneConfig
 from rnnslim.pipeline.recipe import load_recipe
 from rnnslim.pipeline.stage import StageContext
 from rnnslim.prune.stages import BlockPruneStage, NMPruneStage, PruneStage
+from rnnslim.prune.structured_stages import GroupLassoStage
 from rnnslim.quantize.stages import QATStage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import ScheduleKind, TrainConfig, train
@@ -30,6 +31,13 @@ def test_every_training_stage_shares_the_same_fields_and_defaults():
         for name, f in FinetuneFields.model_fields.items():
             assert name in cls.model_fields, (cls.__name__, name)
             assert cls.model_fields[name].default == f.default, (cls.__name__, name)
+    # group_lasso: the same fields; its documented exception is SGD at a constant lr 0.1
+    overrides = {"optimizer", "lr", "lr_schedule"}
+    for name, f in FinetuneFields.model_fields.items():
+        assert name in GroupLassoStage.model_fields
+        assert name in overrides or GroupLassoStage.model_fields[name].default == f.default, name
+    assert (GroupLassoStage.model_fields["lr"].default, GroupLassoStage.model_fields["optimizer"].default.value) == \
+        (0.1, "sgd")
 
 
 def test_defaults_suit_fine_tuning_a_trained_model():

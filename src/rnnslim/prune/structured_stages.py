@@ -29,6 +29,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_
 from rnnslim.prune.structured import (
@@ -39,7 +40,7 @@ from rnnslim.prune.structured import (
 )
 from rnnslim.prune.structured_layers import LayerRefit, remove_layers_
 from rnnslim.prune.structured_vocab import SPLITS, prune_vocab_
-from rnnslim.train import OptimizerKind, ScheduleKind, TrainConfig, TrainHooks, train
+from rnnslim.train import OptimizerKind, ScheduleKind, train
 
 
 class PruneUnitsStage(StageConfig, UnitPruningFields):
@@ -66,7 +67,10 @@ class PruneVocabStage(StageConfig):
     splits: tuple[Literal["train", "valid", "test"], ...] = Field(default=SPLITS, min_length=1)
 
 
-class GroupLassoStage(StageConfig):
+class GroupLassoStage(StageConfig, FinetuneFields):
+    """Group-lasso training (the shared fine-tuning fields), then removal of dead units.
+    Documented exception to the fine-tuning defaults: SGD at lr 0.1, constant, as Wen et al."""
+
     kind: Literal["group_lasso"] = "group_lasso"
     lam: float = Field(gt=0, description="penalty weight per unit group norm")
     threshold: float = Field(gt=0, description="units with a group norm below this are removed after training")
@@ -74,21 +78,10 @@ class GroupLassoStage(StageConfig):
     round_to: int = Field(default=1, ge=1)
     layers: list[int | str] | None = None
     max_steps: int = Field(default=1000, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    seq_len: int = Field(default=64, ge=1)
     optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
                                      description="SGD: Adam's normalisation weakens the penalty")
     lr: float = Field(default=0.1, gt=0)
-    momentum: float = Field(default=0.9, ge=0)
-    schedule: ScheduleKind = ScheduleKind.CONSTANT
-    clip_grad: float | None = Field(default=1.0, gt=0)
-    eval_max_steps: int | None = Field(default=5000, ge=1)
-
-    def train_config(self, ctx: StageContext) -> TrainConfig:
-        return TrainConfig(epochs=1_000_000, max_steps=self.max_steps, batch_size=self.batch_size, seq_len=self.seq_len,
-                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, schedule=self.schedule,
-                           clip_grad=self.clip_grad, eval_max_steps=self.eval_max_steps, seed=ctx.seed,
-                           device=ctx.device)
+    lr_schedule: ScheduleKind = ScheduleKind.CONSTANT
 
 
 @register_stage(PruneUnitsStage)
@@ -126,13 +119,17 @@ def run_prune_vocab(model: nn.Module, cfg: PruneVocabStage, ctx: StageContext) -
 
 @register_stage(GroupLassoStage)
 def run_group_lasso(model: nn.Module, cfg: GroupLassoStage, ctx: StageContext) -> nn.Module:
+    """Keeps the final weights (not the best checkpoint): the penalty's work is what counts."""
     lasso = GroupLasso(model, cfg.lam, layers=cfg.layers)
     before = float(lasso.penalty(model).detach())
-    res = train(model, ctx.task, cfg.train_config(ctx), checkpoint_dir=ctx.work_dir / "group_lasso",
-                hooks=TrainHooks(extra_loss=[lasso]), progress=ctx.progress)
+    hooks = prepare_(model, cfg, ctx)
+    hooks.extra_loss = [lasso]
+    tcfg = cfg.train_config(cfg.max_steps, ctx.seed, ctx.device)
+    res = train(model, ctx.task, tcfg, checkpoint_dir=ctx.work_dir / "group_lasso", hooks=hooks,
+                progress=ctx.progress)
     after = float(lasso.penalty(model).detach())
     result = remove_dead_units_(model, cfg.threshold, relative=cfg.relative, round_to=cfg.round_to, layers=cfg.layers)
-    ctx.record.update({"steps": res.steps, "group_norm_sum_before": before, "group_norm_sum_after": after,
-                       "sizes": {g: list(v) for g, v in result.sizes.items()}, "params_before": result.params_before,
-                       "params_after": n_params(model), "final_valid": res.history[-1] if res.history else None})
+    ctx.record.update({**finetune_record(res, tcfg, cfg, resumed=False), "group_norm_sum_before": before,
+                       "group_norm_sum_after": after, "sizes": {g: list(v) for g, v in result.sizes.items()},
+                       "params_before": result.params_before, "params_after": n_params(model)})
     return model
