@@ -60,6 +60,21 @@ def cmd_run(args) -> None:
         sys.exit(1)
 
 
+def _compute(report: dict | None) -> dict | None:
+    """What each stage of a pipeline run cost: wall seconds, training steps, device, threads."""
+    if not report:
+        return None
+    stages = []
+    for r in report["rows"][1:]:
+        rec = r.get("record") or {}
+        ft = rec.get("finetune") if isinstance(rec.get("finetune"), dict) else {}
+        stages.append({"stage": r["kind"], "run_s": round((r.get("timings") or {}).get("run_s", 0.0), 1),
+                       "train_steps": rec.get("steps", ft.get("steps", 0)), "kept_input": rec.get("kept_input"),
+                       "input_valid": rec.get("input_valid"), "best_valid": rec.get("best_valid")})
+    return {"device": report.get("device", "cpu"), "threads": 1, "wall_s": round(report.get("wall_s") or 0.0, 1),
+            "stages": stages}
+
+
 def cmd_measure(args) -> None:
 
     from rnnslim.io.format import artifact_bytes, load_model
@@ -101,6 +116,7 @@ def cmd_measure(args) -> None:
                "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(final),
                "macs_per_step": {"dense": (mac := macs_per_step(model)).dense, "nonzero": mac.nonzero},
                "pipeline_report": report}
+        row["compute"] = _compute(report)
         row["test_loss_nats"] = task.evaluate(model, "test")["loss_nats"]
         row["latency"] = {str(t): streaming_latency(model, threads=t) for t in threads}
         row["throughput"] = {str(t): throughput(model, threads=t) for t in threads}
