@@ -51,3 +51,16 @@ def test_failure_leaves_the_model_float_and_unchanged():
         quantize_gptq_(m, GPTQ(bits=4, group_size=10, calibration_batches=2), batches(2))
     assert not isinstance(m.rnn.layers[0], QuantRecurrent)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_tied_decoder_is_rounded_not_walked():
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=17, embed_size=16,
+                     layers=[LayerShape(hidden_size=24), LayerShape(hidden_size=16)], output_size=17, tie_weights=True)
+    m = SequenceModel(spec).eval()
+    assert m.decoder.weight is m.embedding.weight
+    quantize_gptq_(m, GPTQ(bits=4, group_size=8, calibration_batches=2), batches(2))
+    walked = m.history[-1]["gptq"]["relative_output_error"]
+    assert "decoder.weight" not in walked and "rnn.layers.1.weight_hh_l0" in walked
+    assert torch.isfinite(m(batches(1)[0].inputs)[0]).all()

@@ -57,3 +57,16 @@ def test_reference_lstm_cut_recovers_most_of_the_loss(shared_models, shakespeare
     fitted = task.evaluate(m, "valid", max_steps=3000)["loss_nats"]
     dense = task.evaluate(base, "valid", max_steps=3000)["loss_nats"]
     assert fitted < cut - 0.3 and fitted - dense < 0.5 * (cut - dense)
+
+
+def test_tied_decoder_is_not_refitted():
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=17, embed_size=16,
+                     layers=[LayerShape(hidden_size=24), LayerShape(hidden_size=16)], output_size=17, tie_weights=True)
+    original = SequenceModel(spec).eval()
+    m = copy.deepcopy(original)
+    res = prune_units_(m, StructuredPruning(per_layer={0: 0.5}))
+    emb = m.embedding.weight.detach().clone()
+    refit_after_cut_(m, original, res, batches(2))
+    assert torch.equal(m.embedding.weight, emb) and m.decoder.weight is m.embedding.weight

@@ -32,6 +32,7 @@ from rnnslim.quantize.api import LayerRecord, apply_format_
 from rnnslim.quantize.formats import FloatDtype, IntFormat, int_format
 from rnnslim.quantize.primitives import ClipMethod, sqnr_db
 from rnnslim.quantize.targets import Target, find_targets
+from rnnslim.recurrent.inputs import shared_parameters
 from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer
 from rnnslim.reconstruct.sequential import Outcome, reconstruct_weights_
 
@@ -56,14 +57,15 @@ class GPTQ(BaseModel):
 
 
 def _matrix_weights(model: nn.Module, targets) -> list[str]:
-    """Parameter names GPTQ walks: every weight of the recurrent and Linear targets."""
-    names = []
+    """Parameter names GPTQ walks: every weight of the recurrent and Linear targets, except
+    tied ones (a decoder sharing the embedding: rounded to nearest like the embedding)."""
+    names, tied = [], shared_parameters(model)
     for path, mod in find_targets(model, targets):
         if isinstance(mod, nn.RNNBase):
             names += [f"{path}.{n}" for n, _ in mod.named_parameters() if n.startswith("weight")]
         elif isinstance(mod, nn.Linear):
             names.append(f"{path}.weight")
-    return names
+    return [n for n in names if n not in tied]
 
 
 def _rule_for(fmt: IntFormat):

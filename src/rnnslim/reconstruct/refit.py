@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from rnnslim.prune.importance import as_calibration
 from rnnslim.recurrent.gates import CellType, unit_rows
-from rnnslim.recurrent.inputs import WeightInputs, forward, weight_input_hooks
+from rnnslim.recurrent.inputs import WeightInputs, forward, shared_parameters, weight_input_hooks
 from rnnslim.reconstruct.hessian import module_of
 from rnnslim.reconstruct.sequential import forward_groups
 from rnnslim.utils.device import model_device
@@ -183,8 +183,9 @@ def refit_after_cut_(model: nn.Module, original: nn.Module, result, calibration,
     weights are restored. Returns {"ops": number of least-squares fits, "iterations": ...}.
     """
     cal = as_calibration(calibration, n_batches)
-    if names is None:
-        names = [n for n, _ in model.named_parameters() if _is_op_weight(model, n)]
+    if names is None:  # tied weights (a decoder sharing the embedding) are left alone
+        tied = shared_parameters(model)
+        names = [n for n, _ in model.named_parameters() if _is_op_weight(model, n) and n not in tied]
     backup = {n: p.detach().clone() for n, p in model.named_parameters()}
     was = (model.training, original.training)
     model.eval()

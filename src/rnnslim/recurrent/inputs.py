@@ -207,3 +207,11 @@ def canonical_names(model: nn.Module) -> dict[str, str]:
     """{every parameter name (tied ones included): the name named_parameters() uses}."""
     first = {id(p): n for n, p in model.named_parameters()}
     return {name: first[id(p)] for name, p in model.named_parameters(remove_duplicate=False)}
+
+
+def shared_parameters(model: nn.Module) -> set[str]:
+    """Names (all of them) of parameters that two or more modules share (tied weights)."""
+    seen: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        seen.setdefault(id(p), []).append(name)
+    return {n for names in seen.values() if len(names) > 1 for n in names}
