@@ -15,6 +15,12 @@ be determined (`unresolved`, with reasons). It is produced by graph/discover.py.
 Group names: the module path for a single-layer module ("rnn.layers.0", "lstm"),
 "path[l]" for layer l of a multi-layer torch module ("lstm[1]"), plus ":proj" for the
 projected units of an LSTM with proj_size ("lstm[1]:proj").
+
+A *feature source* (`FeatureSource`, found by graph/sources.py) is the other end of a
+recurrent module: the nn.Embedding (or input nn.Linear) whose E output features are the
+input features of a recurrent module's layer 0. Its group (kind EMBED, named by the
+source's module path, e.g. "embedding") holds the embedding's columns (a Linear's output
+rows + bias) and the matching weight_ih_l0 columns of every consumer.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ Source = tuple[str, int]  # (group name, unit index)
 class GroupKind(str, Enum):
     HIDDEN = "hidden"  # the H units of a layer: gate rows, cell state
     PROJ = "proj"  # the P projected units of an LSTM with proj_size (rows of weight_hr)
+    EMBED = "embed"  # the E output features of an embedding / input Linear read by recurrent layer 0
+
+
+class SourceKind(str, Enum):
+    EMBEDDING = "embedding"  # nn.Embedding [V, E]: feature j is column j of weight
+    LINEAR = "linear"  # nn.Linear [E, F]: feature j is row j of weight and bias[j]
 
 
 class ConsumerKind(str, Enum):
@@ -117,6 +129,28 @@ class Consumer:
 
 
 @dataclass
+class FeatureSource:
+    """A module whose output features are (among others) the inputs of recurrent layer 0.
+
+    consumers: the modules reading its features, feats[j] = (source path, feature) or None;
+    blocked: why its width cannot change (features returned by forward, an op rnnslim
+    cannot follow), or None.
+    """
+
+    path: str
+    kind: SourceKind
+    size: int
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+    blocked: str | None = None
+
+    def describe(self) -> str:
+        reads = ", ".join(f"{c.path} ({c.kind.value}, {sum(1 for s in c.feats if s)} inputs)"
+                          for c in self.consumers.values())
+        out = f"  {self.path}: {self.kind.value} source ({self.size} embed features) -> {reads or 'nothing'}"
+        return out + (f"\n    BLOCKED: {self.blocked}" if self.blocked else "")
+
+
+@dataclass
 class CouplingGraph:
     recurrent: dict[str, RecurrentModule]
     consumers: dict[str, Consumer] = field(default_factory=dict)
@@ -124,6 +158,7 @@ class CouplingGraph:
     unresolved: dict[str, list[str]] = field(default_factory=dict)  # recurrent path -> reasons
     notes: list[str] = field(default_factory=list)
     method: str = "fx"  # "fx", "trace" (autograd data flow), "declared"
+    sources: dict[str, FeatureSource] = field(default_factory=dict)  # path -> embedding / input Linear
 
     def consumers_of(self, group: str) -> list[Consumer]:
         return [c for c in self.consumers.values() if any(s is not None and s[0] == group for s in c.feats)]
@@ -156,6 +191,7 @@ class CouplingGraph:
                     out.append(f"    {name} ({size} {kind.value} units) -> " + (", ".join(reads) or "nothing outside"))
             for reason in self.unresolved.get(path, []):
                 out.append(f"    UNRESOLVED: {reason}")
+        out += [src.describe() for src in self.sources.values()]
         for note in self.notes:
             out.append(f"  note: {note}")
         return "\n".join(out)

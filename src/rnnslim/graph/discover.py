@@ -10,6 +10,9 @@ example inputs are given); if fx cannot trace the forward (data-dependent contro
 PackedSequence, ...) and example inputs are given, a run with forward hooks that reads
 data flow from gradients (graph/trace.py). Declared consumers replace whatever was found
 for those recurrent modules; when every recurrent module is declared nothing is traced.
+Then the embedding / input Linear feeding recurrent layer 0 is found from the same fx
+trace (graph/sources.py, `graph.sources`); that step never raises (a note says why none
+was found).
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ def discover_coupling(model: nn.Module, example_inputs: tuple | None = None,
     subclasses = [p for p, m in model.named_modules() if isinstance(m, nn.RNNBase) and p not in recurrent]
     declared = _declared(model, recurrent, consumers or {})
     done = set((consumers or {}).keys())
+    gm = None
     if done == set(recurrent):
         graph = CouplingGraph(recurrent=recurrent, method="declared")
     else:
-        graph = _found(model, recurrent, example_inputs, method)
+        graph, gm = _found(model, recurrent, example_inputs, method)
     if done:  # declarations win for their recurrent modules
         group_owner = {rm.group_name(layer, kind): rm.path for rm in recurrent.values()
                        for layer in range(rm.num_layers) for kind in (rm.out_kind,)}
@@ -106,21 +110,41 @@ def discover_coupling(model: nn.Module, example_inputs: tuple | None = None,
         if graph.method != "declared":
             graph.method += " + declared"
     graph.notes += [f"'{p}' is a subclass of a torch recurrent module; rnnslim does not prune it" for p in subclasses]
+    _add_sources(model, graph, gm, example_inputs)
     if strict:
         graph.check()
     return graph
 
 
-def _found(model, recurrent, example_inputs, method: DiscoveryMethod) -> CouplingGraph:
-    from rnnslim.graph.fx_trace import fx_coupling
+def _add_sources(model: nn.Module, graph: CouplingGraph, gm, example_inputs) -> None:
+    """graph.sources: the embedding / input Linear feeding recurrent layer 0 (graph/sources.py; fx only)."""
+    from rnnslim.graph.fx_trace import trace_fx
+    from rnnslim.graph.sources import find_sources
+
+    if not any(type(m) in (nn.Embedding, nn.Linear) for m in model.modules()):
+        return
+    try:  # after the traced fallback: fx without shapes (ShapeProp may be what failed)
+        gm = gm if gm is not None else trace_fx(model, None if graph.method.startswith("trace") else example_inputs)
+        graph.sources = find_sources(model, graph, gm)
+        return
+    except Exception as e:  # never let source discovery break hidden-unit pruning
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+    if any(type(m) is nn.Embedding for m in model.modules()):
+        graph.notes.append(f"the embedding width cannot be pruned: no feature source found ({reason})")
+
+
+def _found(model, recurrent, example_inputs, method: DiscoveryMethod) -> tuple[CouplingGraph, object]:
+    """(graph, fx GraphModule or None when the traced fallback ran)."""
+    from rnnslim.graph.fx_trace import fx_coupling, trace_fx
     from rnnslim.graph.trace import trace_coupling
 
     if method is DiscoveryMethod.TRACE:
         if example_inputs is None:
             raise CouplingError("method='trace' needs example_inputs")
-        return trace_coupling(model, recurrent, example_inputs)
+        return trace_coupling(model, recurrent, example_inputs), None
     try:
-        return fx_coupling(model, recurrent, example_inputs)
+        gm = trace_fx(model, example_inputs)
+        return fx_coupling(model, recurrent, example_inputs, gm), gm
     except CouplingError:
         raise
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... for untraceable code
@@ -132,4 +156,4 @@ def _found(model, recurrent, example_inputs, method: DiscoveryMethod) -> Couplin
                 f"Pass example_inputs=(x, ...) so rnnslim can trace a real forward pass, or declare the consumers of "
                 f"each recurrent module by hand, e.g. consumers={{'{first}': ['fc']}} (recurrent modules: "
                 f"{list(recurrent)})") from e
-        return trace_coupling(model, recurrent, example_inputs)
+        return trace_coupling(model, recurrent, example_inputs), None

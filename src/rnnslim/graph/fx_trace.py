@@ -210,13 +210,18 @@ class FxAnalyzer(FeatureOps):
         return self.chunk(node, name, f)  # chunk, split, unbind, tensor_split
 
 
-def fx_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], example_inputs: tuple | None = None,
-                ) -> CouplingGraph:
-    """Trace `model` with torch.fx (raises whatever fx raises when it cannot trace)."""
+def trace_fx(model: nn.Module, example_inputs: tuple | None = None) -> fx.GraphModule:
+    """Symbolic trace of `model` (with ShapeProp shapes given example inputs); raises whatever fx raises."""
     gm = fx.symbolic_trace(model)
     if example_inputs is not None:
         from torch.fx.passes.shape_prop import ShapeProp
 
         with torch.no_grad():
             ShapeProp(gm).propagate(*example_inputs)
-    return FxAnalyzer(gm, recurrent).run()
+    return gm
+
+
+def fx_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], example_inputs: tuple | None = None,
+                gm: fx.GraphModule | None = None) -> CouplingGraph:
+    """Trace `model` with torch.fx (raises whatever fx raises when it cannot trace)."""
+    return FxAnalyzer(gm if gm is not None else trace_fx(model, example_inputs), recurrent).run()

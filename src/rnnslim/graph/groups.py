@@ -18,6 +18,15 @@ Bidirectional layers keep unit k of both directions tied: a cut removes it from 
 forward and the reverse direction together, so every direction keeps the same width and
 the layer stays a plain torch module (the two could in principle be cut independently).
 
+An embedding group (kind EMBED, named by the source's path, e.g. "embedding") holds the
+E output features of a feature source (graph/sources.py) and who reads them:
+    embedding.weight [V, E]                                     cols  j
+    or, for an input Linear [E, F]: weight rows j, bias j
+    every consumer's weight_ih_l0 (both directions)             cols  j
+A source whose weight is tied to another tensor (SequenceModel tie_weights: the decoder
+reads the last layer's output through embedding.weight) is blocked: cutting E would also
+cut that layer's output units, which this group does not hold.
+
 Every slice stores, for each position along its dim, the unit it belongs to (-1: not
 this group's), so a cut is "drop the positions whose unit is removed" in all tensors.
 """
@@ -32,8 +41,10 @@ from torch import Tensor, nn
 from rnnslim.graph.coupling import (
     ConsumerKind,
     CouplingGraph,
+    FeatureSource,
     GroupKind,
     RecurrentModule,
+    SourceKind,
 )
 from rnnslim.recurrent.gates import gate_count, row_to_unit
 
@@ -160,6 +171,23 @@ def _recurrent_groups(rm: RecurrentModule, has_bias: bool) -> list[UnitGroup]:
     return groups
 
 
+def _source_group(model: nn.Module, src: FeatureSource) -> UnitGroup:
+    """The EMBED group of a feature source: its own slices, then its consumers' columns."""
+    E, own = src.size, torch.arange(src.size)
+    g = UnitGroup(src.path, src.path, 0, GroupKind.EMBED, E, blocked=src.blocked)
+    if src.kind is SourceKind.EMBEDDING:  # weight [V, E]
+        g.slices.append(TensorSlice(f"{src.path}.weight", 1, own, "embedding cols"))
+    else:  # Linear weight [E, F], bias [E]
+        g.slices.append(TensorSlice(f"{src.path}.weight", 0, own, "input projection rows"))
+        if model.get_submodule(src.path).bias is not None:
+            g.slices.append(TensorSlice(f"{src.path}.bias", 0, own, "input projection bias"))
+    for c in src.consumers.values():
+        units = torch.tensor([s[1] if s is not None and s[0] == src.path else -1 for s in c.feats], dtype=torch.long)
+        for param in _consumer_params(model, c.path, c.kind):
+            g.slices.append(TensorSlice(param, 1, units, f"{c.kind.value} consumer cols"))
+    return g
+
+
 def _consumer_params(model: nn.Module, path: str, kind: ConsumerKind) -> list[str]:
     if kind is ConsumerKind.RECURRENT:
         m = model.get_submodule(path)
@@ -175,7 +203,8 @@ def _shared_params(model: nn.Module) -> dict[int, list[str]]:
 
 
 def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
-    """All unit groups of `model`, in module order, with their consumers' slices."""
+    """All unit groups of `model` with their consumers' slices: the recurrent groups in
+    module order, then the feature sources' (embedding) groups."""
     groups: list[UnitGroup] = []
     for rm in graph.recurrent.values():
         groups += _recurrent_groups(rm, model.get_submodule(rm.path).bias)
@@ -185,10 +214,13 @@ def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
             units = torch.tensor([s[1] if s is not None and s[0] == name else -1 for s in c.feats], dtype=torch.long)
             for param in _consumer_params(model, c.path, c.kind):
                 by_name[name].slices.append(TensorSlice(param, 1, units, f"{c.kind.value} consumer cols"))
+    groups += [_source_group(model, src) for src in graph.sources.values()]
     shared = _shared_params(model)
     params = dict(model.named_parameters(remove_duplicate=False))
     for g in groups:
-        if g.name in graph.exposed:
+        if g.kind is GroupKind.EMBED:
+            pass  # blocked (or not) by its FeatureSource
+        elif g.name in graph.exposed:
             g.blocked = (f"its features reach the model's output directly ({graph.exposed[g.name]}), so its size is "
                          "visible")
         elif g.module in graph.unresolved and g.kind is graph.recurrent[g.module].out_kind:
@@ -199,4 +231,7 @@ def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
             aliases = shared.get(id(params.get(s.param)), [])
             if len(aliases) > 1:
                 g.blocked = f"{s.param} is shared with {[a for a in aliases if a != s.param]} (tied weights)"
+                if g.kind is GroupKind.EMBED:
+                    g.blocked += (": the tied tensor reads other features (the decoder reads the last layer's "
+                                  "output), so the embedding width cannot shrink on its own; untie the weights first")
     return groups

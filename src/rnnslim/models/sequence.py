@@ -93,8 +93,9 @@ class SequenceModel(nn.Module):
             self.decoder.weight = self.embedding.weight
 
     def sync_spec(self) -> None:
-        """Refresh `spec` after layers were replaced in place (structured pruning)."""
-        self.spec = self.spec.with_layers(self.rnn.specs)
+        """Refresh `spec` after layers were replaced in place (structured pruning; the
+        embedding width follows the first layer's input size)."""
+        self.spec = self.spec.with_layers(self.rnn.specs).model_copy(update={"embed_size": self.rnn.input_size})
 
     def encode(self, x: Tensor) -> Tensor:
         if self.spec.input_kind is InputKind.EMBEDDING:

@@ -4,6 +4,7 @@
     result = prune_units_(model, StructuredPruning(per_layer={0: 0.5, 1: 0.3}))
     result = prune_units_(user_model, StructuredPruning(ratio=0.25, scope="global"),
                           example_inputs=(x,))            # any nn.Module with LSTM/GRU/RNN inside
+    result = prune_units_(model, StructuredPruning(ratio=0.5, embed_ratio=0.75))  # embedding width too
     keep_units_(model, {"rnn.layers.0": [0, 3, 5]})      # explicit kept units
     print(unit_groups(model)[0])                         # the tensors and indices a cut touches
 
@@ -18,6 +19,18 @@ ModelSpec holds the sizes) or `replay` (any model) re-create the architecture.
 Layer keys: an int is the i-th recurrent layer in module order (for a SequenceModel, the
 stack layer), a str is a group name ("rnn.layers.1", "lstm", "lstm[1]", "lstm:proj") or a
 module path (all its layers).
+
+Embedding width (`embed_ratio`): the E output features of the nn.Embedding (or input
+nn.Linear, e.g. SequenceModel.input_proj) that recurrent layer 0 reads form a group of
+kind EMBED named by the module path ("embedding", "input_proj"; graph/sources.py finds it
+with torch.fx). A cut removes embedding columns (Linear: output rows + bias) and the same
+columns of every consumer's weight_ih_l0; it is scored with the same criterion and
+reducer as hidden units, counted per source like `ratio` in layer scope (rounded with
+`round_to`), independent of `ratio` / `per_layer` / `layers`, and reported in
+StructuredResult.keeps / sizes under the group name; keep_units_(model, {"embedding":
+[...]}) and replay take it too, and a SequenceModel's ModelSpec.embed_size follows. Tied
+embedding / decoder weights are refused (CouplingError naming the tie): the decoder reads
+the last layer's output through the same tensor.
 """
 
 from __future__ import annotations
@@ -73,14 +86,16 @@ class UnitPruningFields(BaseModel):
     calibration_batches: int = Field(default=8, ge=1, description="batches for data-driven criteria")
     normalize: bool = Field(default=True, description="global scope: divide each layer's scores by their mean")
     proj_ratio: float | None = Field(default=None, ge=0, lt=1, description="also prune LSTM projections")
+    embed_ratio: float | None = Field(default=None, ge=0, lt=1,
+                                      description="fraction of embedding features (recurrent layer 0 inputs) to remove")
     layers: list[int | str] | None = Field(default=None, description="only these layers (default: all prunable)")
 
     @model_validator(mode="after")
     def _check(self):
         if self.ratio is not None and self.per_layer is not None:
             raise ValueError("give exactly one of ratio or per_layer")
-        if self.ratio is None and self.per_layer is None and self.proj_ratio is None:
-            raise ValueError("give ratio, per_layer or proj_ratio")
+        if self.ratio is None and self.per_layer is None and self.proj_ratio is None and self.embed_ratio is None:
+            raise ValueError("give ratio, per_layer, proj_ratio or embed_ratio")
         if self.per_layer is not None:
             if self.layers is not None:
                 raise ValueError("per_layer already names the layers; do not also give layers")
@@ -98,7 +113,7 @@ class StructuredPruning(UnitPruningFields):
 
 @dataclass
 class StructuredResult:
-    keeps: dict[str, list[int]]  # group name -> kept unit indices (old numbering)
+    keeps: dict[str, list[int]]  # group name -> kept unit indices (old numbering); "embedding": kept features
     sizes: dict[str, tuple[int, int]]  # group name -> (before, after)
     modules: dict[str, RecurrentModule]  # recurrent modules as they were before the edit
     skipped: dict[str, str] = field(default_factory=dict)  # group -> why it was left alone
@@ -156,6 +171,8 @@ def resolve_keys(groups: list[UnitGroup], keys, kinds=(GroupKind.HIDDEN,)) -> di
 
 
 def _blocked_error(g: UnitGroup) -> CouplingError:
+    if g.kind is GroupKind.EMBED:
+        return CouplingError(f"the embedding width of '{g.name}' cannot be cut: {g.blocked}")
     hint = declare_hint(g.module) if g.unresolved else f"if rnnslim misread the model, {declare_hint(g.module)}"
     return CouplingError(f"units of '{g.name}' cannot be removed: {g.blocked}.\n  Fix: {hint}.")
 
@@ -169,6 +186,9 @@ def _select(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, s
     else:
         chosen = [g for g in groups if g.kind is GroupKind.HIDDEN]
     explicit = cfg.layers is not None or cfg.per_layer is not None
+    embed = [g.name for g in chosen if g.kind is GroupKind.EMBED]
+    if embed:
+        raise ValueError(f"{embed} name the embedding width, not a recurrent layer: give embed_ratio instead")
     for g in chosen:  # exposed / tied groups are skipped unless named; unknown coupling is always an error
         if g.blocked:
             if explicit or g.unresolved:
@@ -196,7 +216,23 @@ def _select(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, s
         proj = [g for g in proj if not g.blocked]
         counts = layer_counts(proj, {g.name: cfg.proj_ratio for g in proj}, cfg.round_to)
         keeps.update({g.name: top_units(unit_scores(model, g, scores, l2), counts[g.name]) for g in proj})
+    if cfg.embed_ratio is not None:
+        keeps.update(_select_embed(model, groups, cfg, scores))
     return keeps, skipped
+
+
+def _select_embed(model: nn.Module, groups: list[UnitGroup], cfg: UnitPruningFields, scores) -> dict[str, Tensor]:
+    """Kept features of every embedding (EMBED) group: the top (1 - embed_ratio) by score."""
+    embed = [g for g in groups if g.kind is GroupKind.EMBED]
+    if not embed:
+        raise CouplingError("embed_ratio: no nn.Embedding or input nn.Linear feeding a recurrent layer was found"
+                            " (found with torch.fx only; a model fx cannot trace keeps its embedding width)")
+    for g in embed:
+        if g.blocked:
+            raise _blocked_error(g)
+    counts = layer_counts(embed, {g.name: cfg.embed_ratio for g in embed}, cfg.round_to)
+    l2 = cfg.reduce is UnitReduce.L2
+    return {g.name: top_units(unit_scores(model, g, scores, l2), counts[g.name]) for g in embed}
 
 
 def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps: dict[str, Tensor],
@@ -257,7 +293,8 @@ def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, 
     graph = discover_coupling(model, example_inputs, consumers, strict=False)
     groups = build_groups(model, graph)
     if scores is None and cfg.criterion is not Criterion.MAGNITUDE:
-        names = sorted({s.param for g in groups for s in g.slices})
+        wanted = [g for g in groups if g.kind is not GroupKind.EMBED or cfg.embed_ratio is not None]
+        names = sorted({s.param for g in wanted for s in g.slices})
         scores = score_model(model, cfg.criterion, calibration, names=names, n_batches=cfg.calibration_batches)
     keeps, skipped = _select(model, groups, cfg, scores)
     result = _edit(model, groups, graph, keeps, example_inputs, consumers)

@@ -8,6 +8,9 @@ recover accuracy.
     - kind: prune_units        # per layer, Taylor importance summed per unit
       per_layer: {0: 0.3, 1: 0.6}
       criterion: taylor
+    - kind: prune_units        # half the hidden units and 3/4 of the embedding width (E)
+      ratio: 0.5
+      embed_ratio: 0.75
     - kind: remove_layers      # drop layer 1, fold its best affine fit into its consumer
       layers: [1]
       refit: lstsq
@@ -96,8 +99,22 @@ def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -
         from rnnslim.reconstruct.refit import refit_after_cut_
 
         ctx.record["refit"] = refit_after_cut_(model, original, result, ctx.task, iterations=cfg.refit_iterations,
-                                               n_batches=cfg.refit_batches)
+                                               n_batches=cfg.refit_batches, names=refit_names(model, result))
     return model
+
+
+def refit_names(model: nn.Module, result) -> list[str] | None:
+    """The weights refit_after_cut_ should fit: its default (None) unless an input Linear
+    lost output rows (embed_ratio on SequenceModel.input_proj). Its re-fit would need those
+    rows mapped, which RowMap does for recurrent modules only; the kept rows still compute
+    exactly the original kept features, so it is left as it is and layer 0 is re-fitted."""
+    from rnnslim.reconstruct.refit import _is_op_weight
+
+    mods = dict(model.named_modules())
+    cut = {f"{g}.weight" for g in result.keeps if isinstance(mods.get(g), nn.Linear)}
+    if not cut:
+        return None
+    return [n for n, _ in model.named_parameters() if _is_op_weight(model, n) and n not in cut]
 
 
 @register_stage(RemoveLayersStage)

@@ -88,8 +88,9 @@ def rebuild_module(old: nn.Module, new: dict[str, Tensor], num_layers: int | Non
     elif isinstance(old, nn.Conv1d):
         mod = nn.Conv1d(w.shape[1] * old.groups, w.shape[0], old.kernel_size, old.stride, old.padding, old.dilation,
                         old.groups, old.bias is not None, old.padding_mode)
-    elif isinstance(old, nn.Embedding):
-        mod = nn.Embedding(w.shape[0], w.shape[1], max_norm=old.max_norm, norm_type=old.norm_type,
+    elif isinstance(old, nn.Embedding):  # same rows (width cut): padding_idx stays; prune_vocab sets its own
+        pad = old.padding_idx if w.shape[0] == old.num_embeddings else None
+        mod = nn.Embedding(w.shape[0], w.shape[1], padding_idx=pad, max_norm=old.max_norm, norm_type=old.norm_type,
                            scale_grad_by_freq=old.scale_grad_by_freq, sparse=old.sparse)
     else:
         raise TypeError(f"rnnslim cannot rebuild a {type(old).__name__} with fewer units")
