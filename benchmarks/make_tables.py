@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -195,8 +196,7 @@ def curves_section(model: str) -> list[str]:
 def _obs_curve_rows(model: str) -> list[dict]:
     data = _load(f"reconstruct_{model}.json") or {}
     return [{"method": "obs/layer", "sparsity": round(r["sparsity"], 2), "loss": r["test_loss"]}
-            for r in (data.get("obs") or {}).get("rows", []) if r["method"].startswith("obs/layer ")
-            and r["method"].endswith("%")]
+            for r in (data.get("obs") or {}).get("rows", []) if re.fullmatch(r"obs/layer \d+%", r["method"])]
 
 
 def _plot_curves(rows: list[dict], methods: list[str], path: Path, model: str) -> None:
