@@ -99,22 +99,8 @@ def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -
         from rnnslim.reconstruct.refit import refit_after_cut_
 
         ctx.record["refit"] = refit_after_cut_(model, original, result, ctx.task, iterations=cfg.refit_iterations,
-                                               n_batches=cfg.refit_batches, names=refit_names(model, result))
+                                               n_batches=cfg.refit_batches)
     return model
-
-
-def refit_names(model: nn.Module, result) -> list[str] | None:
-    """The weights refit_after_cut_ should fit: its default (None) unless an input Linear
-    lost output rows (embed_ratio on SequenceModel.input_proj). Its re-fit would need those
-    rows mapped, which RowMap does for recurrent modules only; the kept rows still compute
-    exactly the original kept features, so it is left as it is and layer 0 is re-fitted."""
-    from rnnslim.reconstruct.refit import _is_op_weight
-
-    mods = dict(model.named_modules())
-    cut = {f"{g}.weight" for g in result.keeps if isinstance(mods.get(g), nn.Linear)}
-    if not cut:
-        return None
-    return [n for n, _ in model.named_parameters() if _is_op_weight(model, n) and n not in cut]
 
 
 @register_stage(RemoveLayersStage)

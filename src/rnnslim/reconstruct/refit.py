@@ -101,6 +101,8 @@ class RowMap:
         path, _, pname = name.rpartition(".")
         rm = self.result.modules.get(path)
         m = _RNN_PARAM.match(pname)
+        if rm is None and path in self.result.keeps:  # a Linear whose output features were cut (input_proj)
+            return torch.tensor(self.result.keeps[path])
         if rm is None or m is None:
             return None
         layer = int(m.group(3))
