@@ -99,7 +99,7 @@ def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -
         from rnnslim.reconstruct.refit import refit_after_cut_
 
         ctx.record["refit"] = refit_after_cut_(model, original, result, ctx.task, iterations=cfg.refit_iterations,
-                                               n_batches=cfg.refit_batches)
+                                               n_batches=cfg.refit_batches, progress=ctx.progress)
     return model
 
 

@@ -123,7 +123,7 @@ def _sqnr_vs(records: list[LayerRecord], model: nn.Module, original: dict[str, T
     return out
 
 
-def quantize_gptq_(model: nn.Module, cfg: GPTQ, calibration, progress=None) -> list[LayerRecord]:
+def quantize_gptq_(model: nn.Module, cfg: GPTQ, calibration, progress: bool = False) -> list[LayerRecord]:
     """Quantize `model` in place with GPTQ (see the module doc); returns per-layer records
     like apply_format_. Atomic: on any failure the model is exactly as it was."""
     fmt = cfg.weight_format()
@@ -136,7 +136,7 @@ def quantize_gptq_(model: nn.Module, cfg: GPTQ, calibration, progress=None) -> l
     original = {n: model.get_parameter(n).detach().clone() for n in names}
     try:
         outcomes = reconstruct_weights_(model, names, cal, _rule_for(fmt), damp=cfg.damp, block=cfg.block,
-                                        sequential=cfg.sequential, progress=progress)
+                                        sequential=cfg.sequential, progress=progress, desc="gptq")
         walked = {n: model.get_parameter(n).detach().float().reshape(original[n].shape[0], -1).cpu() for n in names}
         records = apply_format_(model, fmt, cfg.targets)  # module swap; codes replaced next
         _install_codes(model, fmt, names, outcomes, walked)

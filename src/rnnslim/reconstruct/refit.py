@@ -41,6 +41,7 @@ from rnnslim.recurrent.inputs import WeightInputs, forward, shared_parameters, w
 from rnnslim.reconstruct.hessian import module_of
 from rnnslim.reconstruct.sequential import forward_groups
 from rnnslim.utils.device import model_device
+from rnnslim.utils.progress import progress_bar
 
 _RNN_PARAM = re.compile(r"^(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?$")
 
@@ -176,7 +177,8 @@ def _install(model: nn.Module, normals: dict[tuple, tuple[_Part, _Normal]], ridg
 
 
 def refit_after_cut_(model: nn.Module, original: nn.Module, result, calibration, iterations: int = 2,
-                     ridge: float = 1e-3, names: Sequence[str] | None = None, n_batches: int = 16) -> dict:
+                     ridge: float = 1e-3, names: Sequence[str] | None = None, n_batches: int = 16,
+                     progress: bool = False) -> dict:
     """Re-fit the cut `model` in place to reproduce `original` op by op (see module doc).
 
     result: the StructuredResult of the cut (which units each layer kept); calibration: a
@@ -193,20 +195,27 @@ def refit_after_cut_(model: nn.Module, original: nn.Module, result, calibration,
     model.eval()
     original.eval()
     rowmap, fits = RowMap(result), 0
+    groups = forward_groups(model, names)
+    passes = [(g, i) for g in groups for i in range(iterations if _is_recurrent(g) else 1)]
+    bar = progress_bar(total=len(passes), desc="refit", enabled=progress)
     try:
-        for group in forward_groups(model, names):
-            recurrent = any(_RNN_PARAM.match(n.rpartition(".")[2]) for n in group)
-            for _ in range(iterations if recurrent else 1):
-                fits += len(_fit_group(model, original, group, cal, rowmap, ridge))
+        for group, _ in passes:
+            fits += len(_fit_group(model, original, group, cal, rowmap, ridge))
+            bar.update(1, op=module_of(group[0]))
     except BaseException:
         with torch.no_grad():
             for n, p in model.named_parameters():
                 p.copy_(backup[n])
         raise
     finally:
+        bar.close()
         model.train(was[0])
         original.train(was[1])
     return {"ops": fits, "iterations": iterations, "ridge": ridge, "calibration_batches": len(cal.batches)}
+
+
+def _is_recurrent(group: list[str]) -> bool:
+    return any(_RNN_PARAM.match(n.rpartition(".")[2]) for n in group)
 
 
 def _is_op_weight(model: nn.Module, name: str) -> bool:

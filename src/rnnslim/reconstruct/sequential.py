@@ -59,13 +59,17 @@ def _relative_error(w: Tensor, new: Tensor, H: Tensor) -> float:
 @torch.no_grad()
 def reconstruct_weights_(model: nn.Module, names: Sequence[str], calibration, rule_for: RuleFor,
                          damp: float = 0.01, block: int = 128, sequential: bool = True,
-                         progress: Callable[[str], None] | None = None) -> dict[str, Outcome]:
+                         progress: bool = False, desc: str = "reconstruct") -> dict[str, Outcome]:
     """Apply `rule_for`'s rule to each weight in `names` with OBS compensation; see module doc.
-    `calibration`: an rnnslim.prune.importance.Calibration (batches + stateful)."""
+    `calibration`: an rnnslim.prune.importance.Calibration (batches + stateful); progress: a
+    bar over the weights on stderr (terminals only) with each one's relative output error."""
+    from rnnslim.utils.progress import progress_bar
+
     params = {n: model.get_parameter(n) for n in names}
     backup = {n: p.detach().clone() for n, p in params.items()}
     groups = forward_groups(model, names) if sequential else [list(names)]
     outcomes: dict[str, Outcome] = {}
+    bar = progress_bar(total=len(params), desc=desc, enabled=progress)
     try:
         for group in groups:
             hs = collect_hessians(model, calibration.batches, group, calibration.stateful)
@@ -77,10 +81,11 @@ def reconstruct_weights_(model: nn.Module, names: Sequence[str], calibration, ru
                 new, kept = obs_walk(w, H, rule, block=block, damp=damp)
                 outcomes[n] = Outcome(rule, kept.reshape(p.shape), _relative_error(w, new, hs[n]))
                 p.copy_(new.reshape(p.shape).to(p.dtype))
-                if progress:
-                    progress(f"{n}: relative output error {outcomes[n].rel_error:.4f}")
+                bar.update(1, weight=n.rpartition(".")[2], rel_error=outcomes[n].rel_error)
     except BaseException:
         for n, p in params.items():
             p.copy_(backup[n])
         raise
+    finally:
+        bar.close()
     return outcomes

@@ -100,7 +100,7 @@ def _rule_for(cfg: OBSPruning, sparsity: dict[str, float]):
     return rule
 
 
-def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress=None) -> PruneResult:
+def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress: bool = False) -> PruneResult:
     """Prune `model` in place with OBS reconstruction; `calibration`: a Task, Calibration or
     list of Batch. Returns the masks and a per-tensor report (sparsity, relative error)."""
     names = target_names(model, cfg.targets, cfg.layers)
@@ -112,7 +112,7 @@ def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress=None) ->
     else:
         sparsity = dict.fromkeys(names, cfg.sparsity)
     outcomes = reconstruct_weights_(model, names, cal, _rule_for(cfg, sparsity), damp=cfg.damp, block=cfg.block,
-                                    sequential=cfg.sequential, progress=progress)
+                                    sequential=cfg.sequential, progress=progress, desc="prune_obs")
     masks = {n: o.kept.cpu() for n, o in outcomes.items()}
     method = {"method": "obs", "pattern": cfg.pattern.value, "scope": cfg.scope.value,
               "target_sparsity": cfg.sparsity if cfg.pattern is not OBSPattern.NM else 1 - cfg.n / cfg.m,

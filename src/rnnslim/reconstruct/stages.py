@@ -41,7 +41,8 @@ class QuantizeGPTQStage(StageConfig, GPTQ):
 @register_stage(PruneOBSStage)
 def run_prune_obs(model: nn.Module, cfg: PruneOBSStage, ctx: StageContext) -> nn.Module:
     model.to(ctx.device)
-    result = prune_obs_(model, OBSPruning(**cfg.model_dump(exclude={"kind", "storage"})), ctx.task)
+    result = prune_obs_(model, OBSPruning(**cfg.model_dump(exclude={"kind", "storage"})), ctx.task,
+                        progress=ctx.progress)
     ctx.record.update(result.report)
     ctx.record["storage"] = mark_sparse_(model, list(result.masks), cfg.storage)
     return model
@@ -50,7 +51,7 @@ def run_prune_obs(model: nn.Module, cfg: PruneOBSStage, ctx: StageContext) -> nn
 @register_stage(QuantizeGPTQStage)
 def run_quantize_gptq(model: nn.Module, cfg: QuantizeGPTQStage, ctx: StageContext) -> nn.Module:
     model.to(ctx.device)
-    records = quantize_gptq_(model, GPTQ(**cfg.model_dump(exclude={"kind"})), ctx.task)
+    records = quantize_gptq_(model, GPTQ(**cfg.model_dump(exclude={"kind"})), ctx.task, progress=ctx.progress)
     stored = sum(r.stored_bytes for r in records)
     ctx.record.update({"format": cfg.weight_format().describe(), "layers": [r.as_dict() for r in records],
                        "quantized_stored_bytes": stored,
