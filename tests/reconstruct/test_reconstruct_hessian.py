@@ -57,3 +57,11 @@ def test_bidirectional_multilayer_user_module():
     assert hs["lstm.weight_ih_l1_reverse"].shape == (8, 8)  # layer 1 input: both directions' projections
     assert hs["lstm.weight_hh_l0"].shape == (4, 4) and hs["lstm.weight_hr_l0"].shape == (6, 6)
     assert all(torch.allclose(h, h.t()) for h in hs.values())
+
+
+def test_non_finite_inputs_are_named():
+    m = small_model()
+    with torch.no_grad():
+        m.embedding.weight[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        collect_hessians(m, batches(2), ["rnn.layers.0.weight_ih_l0"])

@@ -56,4 +56,8 @@ def collect_hessians(model: nn.Module, batches: Iterable, names: Iterable[str], 
         raise ValueError(f"no calibration inputs reached {missing[:4]}{' ...' if len(missing) > 4 else ''}: "
                          "second-order reconstruction needs Linear or LSTM/GRU/RNN weights that the forward uses "
                          "(embeddings and tied weights are not supported)")
+    bad = sorted(n for n in wanted if not bool(torch.isfinite(sink.grams[n]).all()))
+    if bad:
+        raise ValueError(f"the inputs of {bad[:4]} hold NaN or Inf on the calibration data: the model computes "
+                         "non-finite values there (check its weights and the data)")
     return {n: sink.grams[n] / sink.tokens[n] for n in wanted}
