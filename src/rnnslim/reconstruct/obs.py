@@ -64,12 +64,15 @@ class GridQuantizer:
 class ColumnRule:
     """What each column becomes. sparsity: fraction pruned per block (adaptive mask);
     nm: (n, m) kept per group of m columns; fixed_mask: bool (rows, cols), True = kept;
-    quantizer: rounds kept weights. With none of them the weights are left as they are."""
+    quantizer: rounds kept weights; pinned: weights that keep their value while the others
+    absorb errors (e.g. each row's largest weight, so a per-row max-based grid is stable).
+    With none of them the weights are left as they are."""
 
     sparsity: float = 0.0
     nm: tuple[int, int] | None = None
     fixed_mask: Tensor | None = None
     quantizer: GridQuantizer | None = None
+    pinned: Tensor | None = None  # bool (rows, cols): weights the compensation never moves
 
 
 def inverse_hessian_factor(H: Tensor, damp: float) -> tuple[Tensor, Tensor]:
@@ -106,6 +109,11 @@ def _block_mask(W1: Tensor, d: Tensor, rule: ColumnRule, i1: int) -> Tensor:
     return keep
 
 
+def _restore(view: Tensor, original: Tensor, pinned: Tensor) -> None:
+    """Put pinned weights back to their original values (in place, on a view of W)."""
+    view[pinned] = original[pinned]
+
+
 def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: float = 0.01,
              segments: list[int] | None = None) -> tuple[Tensor, Tensor]:
     """Prune and/or quantize W (rows, cols) against input second moment H (cols, cols).
@@ -115,6 +123,7 @@ def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: flo
     concatenated); group boundaries of the quantizer must fall on block boundaries too.
     """
     W = W.detach().float().clone()
+    original = W.clone()
     rows, cols = W.shape
     U, _ = inverse_hessian_factor(H, damp)
     kept = torch.ones_like(W, dtype=torch.bool)
@@ -141,7 +150,11 @@ def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: flo
             err = (w - q) / d
             W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
             E1[:, i] = err
+            if rule.pinned is not None:
+                _restore(W1[:, i + 1:], original[:, i1 + i + 1:i2], rule.pinned[:, i1 + i + 1:i2])
         W[:, i1:i2] = Q1
         kept[:, i1:i2] = mask1
         W[:, i2:] -= E1 @ U[i1:i2, i2:]
+        if rule.pinned is not None:
+            _restore(W[:, i2:], original[:, i2:], rule.pinned[:, i2:])
     return W, kept

@@ -7,6 +7,7 @@
       percentile: 99.99
     - kind: int8_integer          # fully integer model (C kernel: IntegerRunner)
       calibration_batches: 8      # 0 = data-free defaults (|h| <= 1, Q5.10 cell state)
+      gptq: true                  # any int8 stage: weights onto their int8 grids by GPTQ first
 
 Each records the mode, the calibrated ranges and the bytes of the model's tensors before
 and after in ctx.record.
@@ -29,6 +30,9 @@ class _Int8Stage(StageConfig):
     kind: str
     quantize_embedding: bool = True
     quantize_decoder: bool = True
+    gptq: bool = Field(default=False, description="move the weights onto their int8 grids with GPTQ error "
+                                                  "compensation first (rnnslim.reconstruct.gptq_int8)")
+    gptq_batches: int = Field(default=32, ge=1, description="calibration batches (16 x 64 tokens) for gptq")
 
     @model_validator(mode="after")
     def _valid(self):
@@ -68,13 +72,18 @@ def _tensor_bytes(model: torch.nn.Module) -> int:
 
 def stage_config(cfg: _Int8Stage) -> Int8Config:
     """The Int8Config a stage config stands for."""
-    fields = cfg.model_dump(exclude={"kind", "calibration_batches", "batch_size", "seq_len"})
+    fields = cfg.model_dump(exclude={"kind", "calibration_batches", "batch_size", "seq_len", "gptq", "gptq_batches"})
     return Int8Config(mode=_MODES[cfg.kind], **fields)
 
 
 def run_int8(model, cfg: _Int8Stage, ctx: StageContext):
     icfg = stage_config(cfg)
     before = _tensor_bytes(model)
+    if cfg.gptq:
+        from rnnslim.reconstruct.gptq_int8 import gptq_int8_weights_
+
+        ctx.record["gptq_relative_output_error"] = gptq_int8_weights_(
+            model, ctx.task, calibration_batches=cfg.gptq_batches, progress=ctx.progress)
     ranges = None
     n = getattr(cfg, "calibration_batches", 0)
     if n:
