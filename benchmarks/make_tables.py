@@ -249,7 +249,9 @@ def reconstruct_section(model: str) -> list[str]:
            ""]
     for key, title in (("obs", "second-order pruning (prune_obs)"), ("gptq", "error-compensating quantization "
                                                                            "(quantize_gptq)"),
-                       ("units", "structured unit removal + least-squares refit (prune_units)")):
+                       ("units", "structured unit removal + least-squares refit (prune_units)"),
+                       ("int8", "fully integer int8 in the C kernel, round-to-nearest vs GPTQ weights "
+                                "(int8_integer, gptq: true)")):
         part = data.get(key)
         if not part:
             continue

@@ -4,6 +4,7 @@ batches buy, against the one-shot methods that do not reconstruct, in the same r
     python benchmarks/reconstruct_bench.py obs   --model charlstm-512x2    # SparseGPT-style curve
     python benchmarks/reconstruct_bench.py gptq  --model chargru-512x2     # GPTQ vs round-to-nearest
     python benchmarks/reconstruct_bench.py units --model charlstm-512x2    # prune_units cut, before/after refit
+    python benchmarks/reconstruct_bench.py int8  --model chargru-512x2     # fully integer int8, RTN vs GPTQ weights
 
 Each row: test loss (whole split, batch 1, state carried), change vs the input model,
 artifact bytes on disk (sparse / packed storage), and the compute the method used (wall
@@ -115,9 +116,39 @@ def bench_units(base, task, base_loss: float, ratio: float) -> list[dict]:
     return rows
 
 
+def bench_int8(base, task, base_loss: float) -> list[dict]:
+    """Fully integer int8 (C kernel) with round-to-nearest vs GPTQ weights; 8 calibration batches
+    for the activation ranges in both."""
+    from rnnslim.quantize.int8 import Int8Config, IntegerRunner, quantize_int8_
+    from rnnslim.reconstruct import gptq_int8_weights_
+
+    calib = [b.inputs for b in task.calibration_batches(8, 16, 64)]
+    d = task.split("test")
+    rows = []
+    for gptq in (False, True):
+        m = copy.deepcopy(base)
+        t0 = time.perf_counter()
+        errors = gptq_int8_weights_(m, task) if gptq else None
+        quantize_int8_(m, Int8Config(mode="integer"), calibration=calib)
+        sec = time.perf_counter() - t0
+        logits, _ = IntegerRunner(m).run(d[:-1])  # the C kernel, bit-exact with the integer reference
+        loss = float(torch.nn.functional.cross_entropy(logits.float(), d[1:]))
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(m, Path(tmp) / "m")
+            size = artifact_bytes(Path(tmp) / "m")
+        name = f"int8 fully integer, {'gptq' if gptq else 'round-to-nearest'} weights"
+        rows.append({"method": name, "test_loss": loss, "delta": loss - base_loss,
+                     "delta_pct": 100 * (loss / base_loss - 1), "artifact_bytes": size,
+                     "compute": {"seconds": round(sec, 1), "device": "cpu", "threads": torch.get_num_threads(),
+                                 "finetune_steps": 0, "calibration_tokens": (32 * gptq + 8) * TOKENS_PER_BATCH},
+                     "gptq_relative_output_error": errors})
+        print(f"{name:40s} test {loss:.4f} ({rows[-1]['delta_pct']:+.2f}%)  {size:,} bytes  {sec:.1f} s", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("obs", "gptq", "units"))
+    ap.add_argument("what", choices=("obs", "gptq", "units", "int8"))
     ap.add_argument("--model", default="charlstm-512x2")
     ap.add_argument("--ratio", type=float, default=0.578, help="units: fraction of hidden units removed")
     ap.add_argument("--threads", type=int, default=1)
@@ -127,7 +158,8 @@ def main() -> None:
     task = task_for_model(base, DATA)
     base_loss = task.evaluate(base, "test")["loss_nats"]
     rows = {"obs": lambda: bench_obs(base, task, base_loss), "gptq": lambda: bench_gptq(base, task, base_loss),
-            "units": lambda: bench_units(base, task, base_loss, args.ratio)}[args.what]()
+            "units": lambda: bench_units(base, task, base_loss, args.ratio),
+            "int8": lambda: bench_int8(base, task, base_loss)}[args.what]()
     update_results(RESULTS / f"reconstruct_{args.model}.json", args.what,
                    {"base_test_loss": base_loss, "rows": rows, "provenance": provenance(),
                     "eval": "test split, whole, batch 1, state carried"})
