@@ -314,13 +314,13 @@ def _stage_test(r: dict, index: int) -> float | None:
 def _recover_targets(rows: list[dict], dense_ms: float | None) -> list[str]:
     by = {r["recipe"]: r for r in rows}
     out = []
-    r = by.get("recover-structured-1p1m")
-    if r:
+    for r in (r for name, r in by.items() if name.startswith("recover-structured")):
         m = ((r.get("latency") or {}).get("1") or {}).get("median_ms")
         speed = dense_ms / m if m and dense_ms else 0.0
         cut = _stage_test(r, 1)
-        out.append(f"- prune_units to {r['params']:,} parameters (<= 1.1 M): loss right after the cut and re-fit "
-                   f"{cut:.4f} <= 2.0: {_mark(cut is not None and cut <= 2.0)}; after fine-tuning with distillation "
+        out.append(f"- {r['recipe']}: prune_units to {r['params']:,} parameters (<= 1.1 M): loss right after the "
+                   f"cut and re-fit {'-' if cut is None else f'{cut:.4f}'} <= 2.0: "
+                   f"{_mark(cut is not None and cut <= 2.0)}; after fine-tuning with distillation "
                    f"{r['test_loss_nats']:.4f} <= 1.5201: {_mark(r['test_loss_nats'] <= 1.5201)}; step latency "
                    f"{speed:.1f}x lower than the unpruned model (>= 3x): {_mark(speed >= 3)}")
     r = by.get("recover-unstructured90")
