@@ -139,6 +139,11 @@ class IntFormat(BaseFormat):
         half = 1 << (self.bits - 1)
         return torch.where(c >= half, c - (1 << self.bits), c)
 
+    def qparams(self, w2: Tensor) -> tuple[Tensor, Tensor]:
+        """(scale, zero point) of a (rows, cols) matrix with this format's rule (min-max or MSE
+        clip), scales rounded to their storage dtype; also used per group slice by GPTQ."""
+        return self._qparams(w2)
+
     def _qparams(self, w2: Tensor) -> tuple[Tensor, Tensor]:
         spec = self.spec
         scale, zp = (search_clip_qparams(w2, spec) if self.clip is ClipMethod.MSE else compute_qparams(w2, spec))

@@ -30,7 +30,7 @@ from rnnslim.io.modules import set_submodule
 from rnnslim.prune.importance import as_calibration
 from rnnslim.quantize.api import LayerRecord, apply_format_
 from rnnslim.quantize.formats import FloatDtype, IntFormat, int_format
-from rnnslim.quantize.primitives import ClipMethod, sqnr_db
+from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.targets import Target, find_targets
 from rnnslim.recurrent.inputs import shared_parameters
 from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer
@@ -70,14 +70,14 @@ def _matrix_weights(model: nn.Module, targets) -> list[str]:
 
 def _rule_for(fmt: IntFormat):
     spec = fmt.spec
+    group = spec.group_size if spec.granularity is Granularity.GROUP else None  # None: one grid per row
 
     def rule(name: str, w: Tensor, H: Tensor) -> ColumnRule:
-        if spec.granularity.value == "group" and w.shape[1] % spec.group_size:
-            raise ValueError(f"{name}: group_size {spec.group_size} does not divide its {w.shape[1]} input columns")
+        if group and w.shape[1] % group:
+            raise ValueError(f"{name}: group_size {group} does not divide its {w.shape[1]} input columns")
         zeros = w == 0
         return ColumnRule(fixed_mask=~zeros if bool(zeros.any()) else None,
-                          quantizer=GridQuantizer(fmt._qparams, spec.qmin, spec.qmax,
-                                                  spec.group_size if spec.granularity.value == "group" else None))
+                          quantizer=GridQuantizer(fmt.qparams, spec.qmin, spec.qmax, group))
 
     return rule
 
