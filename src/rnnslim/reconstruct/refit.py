@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rnnslim.graph.coupling import GroupKind
 from rnnslim.prune.importance import as_calibration
 from rnnslim.recurrent.gates import CellType, unit_rows
 from rnnslim.recurrent.inputs import WeightInputs, forward, shared_parameters, weight_input_hooks
@@ -97,8 +98,6 @@ class RowMap:
 
     def rows(self, name: str) -> Tensor | None:
         """Original row indices of param `name`'s rows, or None if its rows were not cut."""
-        from rnnslim.graph.coupling import GroupKind
-
         path, _, pname = name.rpartition(".")
         rm = self.result.modules.get(path)
         m = _RNN_PARAM.match(pname)
