@@ -70,3 +70,23 @@ def test_tied_decoder_is_not_refitted():
     emb = m.embedding.weight.detach().clone()
     refit_after_cut_(m, original, res, batches(2))
     assert torch.equal(m.embedding.weight, emb) and m.decoder.weight is m.embedding.weight
+
+
+def test_embedding_cut_is_folded_into_balanced_factors():
+    """After an embedding-width cut layer 0 sees only V distinct inputs: with k + 1 = V kept
+    features a plain least-squares fit interpolates with inflated weights (2x the RMS here);
+    the fold into a balanced rank-k factorisation of W_ih E^T does not."""
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+
+    torch.manual_seed(0)
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=17, embed_size=24,
+                     layers=[LayerShape(hidden_size=32), LayerShape(hidden_size=24)], output_size=17)
+    original, data = SequenceModel(spec).eval(), batches(8)
+    m = copy.deepcopy(original)
+    res = prune_units_(m, StructuredPruning(embed_ratio=1 / 3))  # 24 -> 16 features, V = 17
+    cut_err = logits_error(m, original, data)
+    rep = refit_after_cut_(m, original, res, data)
+    assert rep["embeddings_folded"] == ["embedding"] and m.embedding.weight.shape == (17, 16)
+    assert logits_error(m, original, data) < 0.5 * cut_err
+    rms = lambda p: float(p.detach().norm() / p.numel() ** 0.5)  # noqa: E731
+    assert rms(m.rnn.layers[0].weight_ih_l0) < 1.5 * rms(original.rnn.layers[0].weight_ih_l0)
