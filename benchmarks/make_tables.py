@@ -280,10 +280,17 @@ def recover_section(model: str) -> list[str]:
     out = [f"### {model}: recovery runs (cut, reconstruct, fine-tune)", "",
            f"Machine and command: {_machine(data['provenance'])}.", "",
            "Test loss over the whole test split, batch 1. Latency: streaming step, batch 1, 1 thread, same run as "
-           "the unpruned model and the torch baselines. Compute: every stage's wall time and training steps on "
-           "this CPU (1 thread per run, two runs sharing the 2 cores).", "",
+           "the unpruned model and the torch baselines (median [spread of 5 medians]; identical 216x2 models "
+           "differ by up to 1.5x here, so latency ratios are +-50 %). Compute: every stage's wall time and "
+           "training steps on this CPU, one thread per run while up to three runs and benchmark jobs shared "
+           "the 2 cores (wall times are upper bounds).", "",
            "| recipe | stages | test nats/char | params | non-zero | artifact bytes | step ms | vs unpruned "
            "(same kernels) | vs best torch | compute |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for kind in ("model", "torch_no_onednn"):
+        v = base.get(kind)
+        if v and v.get("latency"):
+            out.append(f"| unpruned: {v['label']} | - | {REFERENCE.get(model)} | {dense['size']['parameters']:,} | | "
+                       f"{dense['size']['artifact_bytes']:,} | {_ms(v['latency'])} | | | |")
     for r in data.get("rows", []):
         m = ((r.get("latency") or {}).get("1") or {}).get("median_ms")
         comp = r.get("compute") or {}
@@ -306,6 +313,10 @@ def recover_section(model: str) -> list[str]:
     return out + [""]
 
 
+def _distilled(r: dict) -> bool:
+    return any((row.get("record") or {}).get("distill") for row in (r.get("pipeline_report") or {}).get("rows", []))
+
+
 def _stage_test(r: dict, index: int) -> float | None:
     rows = (r.get("pipeline_report") or {}).get("rows", [])
     return rows[index]["measurements"]["metrics"]["test"]["loss_nats"] if len(rows) > index else None
@@ -320,7 +331,8 @@ def _recover_targets(rows: list[dict], dense_ms: float | None) -> list[str]:
         cut = _stage_test(r, 1)
         out.append(f"- {r['recipe']}: prune_units to {r['params']:,} parameters (<= 1.1 M): loss right after the "
                    f"cut and re-fit {'-' if cut is None else f'{cut:.4f}'} <= 2.0: "
-                   f"{_mark(cut is not None and cut <= 2.0)}; after fine-tuning with distillation "
+                   f"{_mark(cut is not None and cut <= 2.0)}; after fine-tuning"
+                   f"{' with distillation' if _distilled(r) else ' (no distillation)'} "
                    f"{r['test_loss_nats']:.4f} <= 1.5201: {_mark(r['test_loss_nats'] <= 1.5201)}; step latency "
                    f"{speed:.1f}x lower than the unpruned model (>= 3x): {_mark(speed >= 3)}")
     r = by.get("recover-unstructured90")
