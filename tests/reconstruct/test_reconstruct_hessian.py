@@ -65,3 +65,20 @@ def test_non_finite_inputs_are_named():
         m.embedding.weight[3, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):
         collect_hessians(m, batches(2), ["rnn.layers.0.weight_ih_l0"])
+
+
+def test_forward_with_a_required_hidden_argument():
+    class WordLM(nn.Module):  # PyTorch's word-LM example: forward(input, hidden), tied weights
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Embedding(17, 8)
+            self.rnn = nn.LSTM(8, 8, 2)
+            self.decoder = nn.Linear(8, 17)
+            self.decoder.weight = self.encoder.weight
+
+        def forward(self, input, hidden):
+            out, hidden = self.rnn(self.encoder(input), hidden)
+            return self.decoder(out), hidden
+
+    hs = collect_hessians(WordLM().eval(), batches(2), ["rnn.weight_hh_l1"], stateful=True)
+    assert hs["rnn.weight_hh_l1"].shape == (8, 8)
