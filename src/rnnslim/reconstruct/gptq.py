@@ -33,7 +33,7 @@ from rnnslim.quantize.formats import FloatDtype, IntFormat, int_format
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.targets import Target, find_targets
 from rnnslim.recurrent.inputs import shared_parameters
-from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer
+from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer, zeros_kept
 from rnnslim.reconstruct.sequential import Outcome, reconstruct_weights_
 
 
@@ -75,9 +75,7 @@ def _rule_for(fmt: IntFormat):
     def rule(name: str, w: Tensor, H: Tensor) -> ColumnRule:
         if group and w.shape[1] % group:
             raise ValueError(f"{name}: group_size {group} does not divide its {w.shape[1]} input columns")
-        zeros = w == 0
-        return ColumnRule(fixed_mask=~zeros if bool(zeros.any()) else None,
-                          quantizer=GridQuantizer(fmt.qparams, spec.qmin, spec.qmax, group))
+        return ColumnRule(fixed_mask=zeros_kept(w), quantizer=GridQuantizer(fmt.qparams, spec.qmin, spec.qmax, group))
 
     return rule
 

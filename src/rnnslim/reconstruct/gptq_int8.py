@@ -18,28 +18,26 @@ import torch
 from torch import Tensor, nn
 
 from rnnslim.prune.importance import as_calibration
-from rnnslim.quantize.int8.qweights import QMAX
+from rnnslim.quantize.int8.qweights import QMAX, ROW_SPEC
+from rnnslim.quantize.primitives import compute_qparams
 from rnnslim.quantize.targets import Target
 from rnnslim.reconstruct.gptq import _matrix_weights
-from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer
+from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer, zeros_kept
 from rnnslim.reconstruct.sequential import reconstruct_weights_
 
 INT8_TARGETS = (Target.RNN, Target.DECODER, Target.INPUT_PROJ)  # embeddings are lookups: nothing to compensate
 
 
-def _row_scale(w: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row scale amax / 127 (1 for all-zero rows, as quantize_rows does) and zero points."""
-    amax = w.abs().amax(1)
-    scale = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))
-    return scale, torch.zeros_like(scale)
+def _row_grid(w: Tensor) -> tuple[Tensor, Tensor]:
+    """The grid quantize_rows uses: one symmetric scale per row (amax / 127, 1 for zero rows)."""
+    return compute_qparams(w, ROW_SPEC)
 
 
 def _rule(name: str, w: Tensor, H: Tensor) -> ColumnRule:
     pinned = torch.zeros_like(w, dtype=torch.bool)
     pinned[torch.arange(w.shape[0]), w.abs().argmax(1)] = True
-    zeros = w == 0
-    return ColumnRule(fixed_mask=~zeros if bool(zeros.any()) else None, pinned=pinned,
-                      quantizer=GridQuantizer(_row_scale, -QMAX, QMAX, group_size=None))
+    return ColumnRule(fixed_mask=zeros_kept(w), pinned=pinned,
+                      quantizer=GridQuantizer(_row_grid, -QMAX, QMAX, group_size=None))  # never -128: |w| <= amax
 
 
 def gptq_int8_weights_(model: nn.Module, calibration, calibration_batches: int = 32, damp: float = 0.01,

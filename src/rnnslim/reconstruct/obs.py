@@ -75,24 +75,31 @@ class ColumnRule:
     pinned: Tensor | None = None  # bool (rows, cols): weights the compensation never moves
 
 
-def inverse_hessian_factor(H: Tensor, damp: float) -> tuple[Tensor, Tensor]:
-    """(U, dead): U upper Cholesky factor of (H + damp * mean(diag H) I)^-1; dead (cols,)
-    marks inputs that were always zero on the calibration data (their diagonal is set to
-    1, so their weights are handled alone, by magnitude, without compensation)."""
+def zeros_kept(w: Tensor) -> Tensor | None:
+    """A fixed mask that keeps exact zeros (an earlier pruning) at zero, or None without zeros."""
+    zeros = w == 0
+    return ~zeros if bool(zeros.any()) else None
+
+
+def damped(H: Tensor, damp: float) -> Tensor:
+    """H + damp * mean(diag H) * I: the relative damping every use of a calibration Hessian shares."""
+    return H + damp * torch.diag(H).mean() * torch.eye(H.shape[0], dtype=H.dtype)
+
+
+def inverse_hessian_factor(H: Tensor, damp: float) -> Tensor:
+    """U, the upper Cholesky factor of damped(H)^-1. Inputs that were always zero on the
+    calibration data get diagonal 1 first, so their weights are handled alone, by
+    magnitude, without compensation; the damping grows tenfold until the factorisation works."""
     H = H.double().clone()
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
-    mean_diag = torch.diag(H).mean()
-    eye = torch.eye(H.shape[0], dtype=H.dtype)
-    for attempt in range(6):  # raise the damping until the factorisation succeeds
-        L, info = torch.linalg.cholesky_ex(H + (damp * 10**attempt) * mean_diag * eye)
+    for attempt in range(6):
+        L, info = torch.linalg.cholesky_ex(damped(H, damp * 10**attempt))
         if int(info) == 0:
             break
     else:
         raise ValueError("the calibration Hessian is not positive definite even with strong damping")
-    Hinv = torch.cholesky_inverse(L)
-    U = torch.linalg.cholesky(Hinv, upper=True)
-    return U.float(), dead
+    return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()
 
 
 def _block_mask(W1: Tensor, d: Tensor, rule: ColumnRule, i1: int) -> Tensor:
@@ -125,7 +132,7 @@ def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: flo
     W = W.detach().float().clone()
     original = W.clone()
     rows, cols = W.shape
-    U, _ = inverse_hessian_factor(H, damp)
+    U = inverse_hessian_factor(H, damp)
     kept = torch.ones_like(W, dtype=torch.bool)
     g = rule.quantizer.group_size if rule.quantizer is not None else None
     if g and block % g:

@@ -130,10 +130,11 @@ def _target(event: WeightInputs, part: _Part, params: dict[str, Tensor], rows: T
 
 
 @torch.no_grad()
-def _fit_group(model: nn.Module, original: nn.Module, group: list[str], cal, rowmap: RowMap, ridge: float) -> dict:
+def _fit_group(model: nn.Module, original: nn.Module, orig_params: dict[str, Tensor], group: list[str], cal,
+               rowmap: RowMap, ridge: float) -> dict:
     """One lockstep pass over the calibration data, then the ridge solution for each part of
-    the ops in `group` (names of one module layer); returns {weight name: relative error}."""
-    orig_params = {n: p.detach().float().cpu() for n, p in original.named_parameters()}
+    the ops in `group` (names of one module layer); returns {part key: True} per fitted part.
+    orig_params: the original model's parameters, float32 on the CPU."""
     eo: list[WeightInputs] = []
     en: list[WeightInputs] = []
     normals: dict[tuple, tuple[_Part, _Normal]] = {}
@@ -196,9 +197,9 @@ def _fold_embedding_cuts_(model: nn.Module, original: nn.Module, result, cal) ->
     leaves a least-squares fit from k < V points that interpolates with huge weights
     (measured: 20x the original RMS on charlstm-512x2 cut to 64 features), which fine-tuning
     then struggles with. Returns the embeddings folded."""
-    rowmap, folded = RowMap(result), []
+    rowmap, folded, modules = RowMap(result), [], dict(model.named_modules())
     for path, keep in result.keeps.items():
-        emb = model.get_submodule(path) if path in dict(model.named_modules()) else None
+        emb = modules.get(path)
         if not isinstance(emb, nn.Embedding):
             continue
         E0 = original.get_submodule(path).weight.detach().double().cpu()  # (V, E)
@@ -244,6 +245,7 @@ def refit_after_cut_(model: nn.Module, original: nn.Module, result, calibration,
     model.eval()
     original.eval()
     rowmap, fits = RowMap(result), 0
+    orig_params = {n: p.detach().float().cpu() for n, p in original.named_parameters()}
     groups = forward_groups(model, names)
     passes = [(g, i) for g in groups for i in range(iterations if _is_recurrent(g) else 1)]
     bar = progress_bar(total=len(passes), desc="refit", enabled=progress)
@@ -251,7 +253,7 @@ def refit_after_cut_(model: nn.Module, original: nn.Module, result, calibration,
     try:
         folded = _fold_embedding_cuts_(model, original, result, cal)
         for group, _ in passes:
-            fits += len(_fit_group(model, original, group, cal, rowmap, ridge))
+            fits += len(_fit_group(model, original, orig_params, group, cal, rowmap, ridge))
             bar.update(1, op=module_of(group[0]))
     except BaseException:
         with torch.no_grad():

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from rnnslim.reconstruct.hessian import collect_hessians, module_of
 from rnnslim.reconstruct.obs import ColumnRule, obs_walk
+from rnnslim.utils.progress import progress_bar
 
 RuleFor = Callable[[str, Tensor, Tensor], ColumnRule]
 _LAYER = re.compile(r"_l(\d+)(_reverse)?$")
@@ -63,8 +64,6 @@ def reconstruct_weights_(model: nn.Module, names: Sequence[str], calibration, ru
     """Apply `rule_for`'s rule to each weight in `names` with OBS compensation; see module doc.
     `calibration`: an rnnslim.prune.importance.Calibration (batches + stateful); progress: a
     bar over the weights on stderr (terminals only) with each one's relative output error."""
-    from rnnslim.utils.progress import progress_bar
-
     params = {n: model.get_parameter(n) for n in names}
     backup = {n: p.detach().clone() for n, p in params.items()}
     groups = forward_groups(model, names) if sequential else [list(names)]

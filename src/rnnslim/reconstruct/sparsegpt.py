@@ -30,7 +30,7 @@ from rnnslim.prune.patterns import block_mask
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names
 from rnnslim.prune.unstructured import Scope
 from rnnslim.reconstruct.hessian import collect_hessians
-from rnnslim.reconstruct.obs import ColumnRule
+from rnnslim.reconstruct.obs import ColumnRule, damped
 from rnnslim.reconstruct.sequential import reconstruct_weights_
 
 
@@ -70,8 +70,7 @@ class OBSPruning(BaseModel):
 
 def obs_saliency(w: Tensor, H: Tensor, damp: float) -> Tensor:
     """w^2 / [H^-1]_jj (rows, cols): the output error of removing each weight alone."""
-    Hd = H.double() + damp * torch.diag(H).double().mean() * torch.eye(H.shape[0], dtype=torch.float64)
-    d = torch.diag(torch.linalg.inv(Hd)).float()
+    d = torch.diag(torch.linalg.inv(damped(H.double(), damp))).float()
     return w.pow(2) / d.unsqueeze(0)
 
 
