@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rnnslim.recurrent.state import detach_state
+
 
 def kd_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)), mean over positions.
@@ -47,7 +49,7 @@ class DistillLoss:
         with torch.no_grad():
             logits, state = self.teacher(inputs, self._state if self.stateful else None)
         if self.stateful:
-            self._state = _detach(state)
+            self._state = detach_state(state)
         return logits
 
     def __call__(self, model: nn.Module, batch, outputs: Tensor, task_loss: Tensor | None = None) -> Tensor:
@@ -58,12 +60,6 @@ class DistillLoss:
             return task_loss
         kd = kd_loss(outputs, self.teacher_logits(batch.inputs), self.T)
         return self.alpha * kd + (1 - self.alpha) * task_loss
-
-
-def _detach(state):
-    if isinstance(state, Tensor):
-        return state.detach()
-    return type(state)(_detach(s) for s in state)
 
 
 def _batch_of(state) -> int | None:

@@ -34,12 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from rnnslim.models.sequence import SequenceModel
+from rnnslim.recurrent.state import detach_state
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.train_best import BestKeeper, TrainingDiverged, best_step
 from rnnslim.train_checkpoint import (
     RunState,
     can_resume,
-    detach_state,
     load_training_state,
     save_training_state,
 )

@@ -37,14 +37,6 @@ class RunState:
     state: Any = None  # recurrent state carried between batches (stateful tasks)
 
 
-def detach_state(state):
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    return type(state)(detach_state(s) for s in state)
-
-
 def _flatten_state(state) -> list[Tensor]:
     if state is None:
         return []

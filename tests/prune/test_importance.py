@@ -203,3 +203,29 @@ def test_per_unit_uses_magnitude_of_a_real_model():
     torch.testing.assert_close(u[3], expect)
     with pytest.raises(IndexError, match="out of range"):
         per_unit(m, scores, 2)
+
+
+def test_gradient_criteria_on_a_forward_that_requires_the_hidden_state():
+    """PyTorch's word-LM example: forward(input, hidden) with no default; the first batch gets None."""
+    from torch import nn
+
+    from rnnslim.prune.importance import Calibration, score_model
+    from rnnslim.tasks.base import Batch
+
+    class WordLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Embedding(11, 6)
+            self.rnn = nn.LSTM(6, 6)
+            self.decoder = nn.Linear(6, 11)
+
+        def forward(self, input, hidden):
+            out, hidden = self.rnn(self.encoder(input), hidden)
+            return self.decoder(out), hidden
+
+    g = torch.Generator().manual_seed(0)
+    batches = [Batch(torch.randint(0, 11, (5, 2), generator=g), torch.randint(0, 11, (5, 2), generator=g))
+               for _ in range(2)]
+    loss = lambda out, b: F.cross_entropy(out.reshape(-1, 11), b.targets.reshape(-1))  # noqa: E731
+    scores = score_model(WordLM(), "taylor", Calibration(batches, loss, stateful=True), names=["rnn.weight_hh_l0"])
+    assert scores["rnn.weight_hh_l0"].shape == (24, 6) and bool((scores["rnn.weight_hh_l0"] > 0).any())

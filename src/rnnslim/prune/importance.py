@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnslim.recurrent.gates import CellType, as_cell, gate_count
+from rnnslim.recurrent.state import call_model, detach_state
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.utils.device import model_device
 
@@ -109,14 +110,8 @@ def _scoring_mode(model: nn.Module):
             m.training = t
 
 
-def _detach(state):
-    if state is None or isinstance(state, Tensor):
-        return None if state is None else state.detach()
-    return type(state)(_detach(s) for s in state)
-
-
 def _forward(model: nn.Module, inputs: Tensor, state):
-    out = model(inputs, state) if state is not None else model(inputs)
+    out = call_model(model, inputs, state)
     if isinstance(out, tuple):
         return out[0], out[1]
     return out, None
@@ -143,7 +138,7 @@ def batch_gradients(model: nn.Module, calibration: Calibration, names: Sequence[
                 outputs, new_state = _forward(model, batch.inputs, state if calibration.stateful else None)
                 loss = calibration.loss_fn(outputs, batch)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
-                state = _detach(new_state)
+                state = detach_state(new_state)
                 yield {n: (torch.zeros_like(p) if g is None else g).float() for n, p, g in zip(names, params, grads)}
     finally:
         for p, f in zip(params, flags):

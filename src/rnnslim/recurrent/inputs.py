@@ -19,7 +19,6 @@ prune/activations.py), Gram matrices X^T X (second-order reconstruction, rnnslim
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 
 from rnnslim.recurrent.cells import DirectionWeights, direction_weights, gru_cell, lstm_cell, rnn_cell
 from rnnslim.recurrent.gates import CellType, cell_of_module
+from rnnslim.recurrent.state import call_model
 from rnnslim.utils.device import model_device
 
 
@@ -179,20 +179,9 @@ def weight_input_hooks(model: nn.Module, sink: InputSink, modules: set[str] | No
             h.remove()
 
 
-def _takes_state(model: nn.Module) -> bool:
-    """True when forward has a second positional parameter without a default
-    (`forward(input, hidden)`, as in PyTorch's word-LM example): it is then given None."""
-    try:
-        params = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(pos) >= 2 and pos[1].default is inspect.Parameter.empty
-
-
 def forward(model: nn.Module, inputs: Tensor, state):
     """model(inputs[, state]) -> the next state to carry (None when the model returns none)."""
-    out = model(inputs, state) if state is not None or _takes_state(model) else model(inputs)
+    out = call_model(model, inputs, state)
     return out[1] if isinstance(out, tuple) else None
 
 
