@@ -131,3 +131,28 @@ def test_stream_step_fn_for_latency_measurement():
     runner = IntegerRunner(_integer_model("gru"))
     out = streaming_latency(step_fn=runner.stream_step_fn(), steps=20, repeats=2, warmup=5)
     assert out["median_ms"] > 0 and out["steps"] == 20
+
+
+def _zero_tiles(q, keep: float = 0.3, seed: int = 0):
+    """Empty whole 16 x 4 tiles of every integer matrix (what 16 x 4 block pruning leaves)."""
+    g = torch.Generator().manual_seed(seed)
+    mats = [getattr(layer, n) for layer in q.rnn.layers for n in ("w_ih", "w_hh")] + [q.decoder.weight]
+    for w in mats:
+        R, C = w.shape
+        tiles = torch.rand(-(-R // 16), -(-C // 4), generator=g) < keep
+        mask = tiles.repeat_interleave(16, 0).repeat_interleave(4, 1)[:R, :C]
+        w.mul_(mask.to(w.dtype))
+    return q
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_tile_sparse_runner_equals_reference(variant, cell):
+    q = _zero_tiles(_integer_model(cell, hidden=(64, 33)))
+    x = torch.randint(0, 30, (200,), generator=torch.Generator().manual_seed(2))
+    ref, _ = q(x[:, None])
+    sparse = IntegerRunner(q, variant, sparse=True)
+    assert all(m.sparse for ly in sparse.program.layers for m in (ly.wx, ly.wh))
+    assert torch.equal(sparse.run(x)[0], ref[:, 0])
+    auto = IntegerRunner(q, variant)  # ~30 % of the tiles kept: "auto" picks the sparse layout
+    assert auto.program.layers[1].wh.sparse and torch.equal(auto.run(x)[0], ref[:, 0])

@@ -1,15 +1,15 @@
-"""Build and load kernel.c: the fused C step of an integer int8 model.
+"""Build and load kernel.c: the fused C step of an integer int8 model (rnnslim_core.h).
 
 The shared library is compiled on first use with the system C compiler ($CC, else cc,
 gcc or clang) and cached under $RNNSLIM_CACHE_DIR or ~/.cache/rnnslim/kernels, keyed by
 the source, the flags, the compiler and (for -march=native builds) this CPU's features,
 so a cache shared between machines never loads code built for another CPU. Two variants:
 
-    native    -O3 -march=native: AVX512-VNNI or AVX2 int8 dot products where available
+    native    -O3 -march=native: AVX512-VNNI, AVX2 or NEON int8 dot products where available
     avx2      -O3 -mavx2: the AVX2 dot products (x86 with AVX2 only; tests use it)
-    portable  -O2 -DRS_PORTABLE: plain C99 loops (what a microcontroller port starts from)
+    portable  -O2 -DRS_PORTABLE: plain C99 loops (what a microcontroller runs)
 
-Both compute exactly the integers of integer_cells.py; the tests check it bit for bit.
+All compute exactly the integers of integer_cells.py; the tests check it bit for bit.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernel.c")
+CORE = Path(__file__).with_name("rnnslim_core.h")  # the step itself, shared with exported C models
 
 
 class KernelUnavailable(RuntimeError):
@@ -93,9 +94,10 @@ def build_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> Path:
         raise KernelUnavailable("the avx2 kernel variant needs an x86 CPU with AVX2; use 'native' or 'portable'")
     cc = find_compiler()
     flags = _FLAGS[variant] + _COMMON
-    if not SOURCE.is_file():
-        raise KernelUnavailable(f"{SOURCE} is missing from this installation (package data not installed?)")
-    src = SOURCE.read_bytes()
+    for f in (SOURCE, CORE):
+        if not f.is_file():
+            raise KernelUnavailable(f"{f} is missing from this installation (package data not installed?)")
+    src = SOURCE.read_bytes() + b"\0" + CORE.read_bytes()
     key = hashlib.sha256(b"\0".join([src, " ".join(flags).encode(), _compiler_id(cc).encode(),
                                      (_cpu_fingerprint() if variant is not KernelVariant.PORTABLE else "").encode()]))
     out = cache_dir() / f"rnnslim_int8_{variant.value}_{key.hexdigest()[:16]}.so"
@@ -126,10 +128,11 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_new": ([i32, i32, i32, i32, i32], _P),
         "rs_free": ([_P], None),
         "rs_simd_level": ([], i32),
-        "rs_set_embedding": ([_P, _P], None),
-        "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P], i32),
-        "rs_set_decoder": ([_P, i32, _P, _P, _P], i32),
-        "rs_finalize": ([_P, i32], i32),
+        "rs_set_embedding": ([_P, _P], i32),
+        "rs_set_matrix": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
+        "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P, _P], i32),
+        "rs_set_decoder": ([_P, _P, _P], i32),
+        "rs_finalize": ([_P], i32),
         "rs_state_len": ([_P], i32),
         "rs_step": ([_P, i64, _P, _P], i32),
         "rs_run": ([_P, _P, i32, _P, _P], i32),

@@ -16,13 +16,16 @@ one runner per thread (states are separate objects and may be many).
 
 For embedding models with V <= E (character LMs) the runner folds the embedding into the
 first layer: a table of the layer-0 input terms per token replaces that matmul (same
-integers, a quarter fewer weight bytes read per step).
+integers, a quarter fewer weight bytes read per step). Matrices whose non-zeros fill few
+16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied
+(packed.py; `sparse=` forces either layout).
 """
 
 from __future__ import annotations
 
 import weakref
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,10 +38,8 @@ from rnnslim.quantize.int8.integer import (
     LinearOutput,
 )
 from rnnslim.quantize.int8.kernel import KernelVariant, load_kernel
+from rnnslim.quantize.int8.packed import CELL_ID, IntegerProgram
 from rnnslim.recurrent.gates import CellType
-
-_CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
-FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
 
 
 def _ptr(t: Tensor) -> int:
@@ -80,47 +81,42 @@ def check_integer_model(model: SequenceModel) -> None:
 
 class IntegerRunner:
     def __init__(self, model: SequenceModel, variant: KernelVariant | str = KernelVariant.NATIVE,
-                 fold_embedding: bool | None = None) -> None:
-        check_integer_model(model)
-        model = model.cpu()
+                 fold_embedding: bool | None = None, sparse: bool | str = "auto") -> None:
+        program = IntegerProgram.from_model(model.cpu(), fold_embedding=fold_embedding, sparse=sparse)
+        self.program = program
         self.lib = lib = load_kernel(variant)
         self.variant = KernelVariant(variant)
-        layers: list[IntegerRecurrent] = list(model.rnn.layers)
-        self.cell = model.rnn.cell
-        emb, dec = model.embedding, model.decoder
-        V, E, O = emb.num_embeddings, emb.embedding_dim, dec.out_features
-        self.hidden = [layer.hidden_size for layer in layers]
-        self.vocab, self.out_size = V, O
-        handle = lib.rs_new(_CELL_ID[self.cell], len(layers), V, E, O)
+        self.cell = program.cell
+        self.hidden = [ly.hidden for ly in program.layers]
+        self.vocab, self.out_size = program.vocab, program.out
+        L = len(program.layers)
+        handle = lib.rs_new(CELL_ID[self.cell], L, program.vocab, program.embed, program.out)
         if not handle:
             raise MemoryError("rs_new failed (out of memory or invalid sizes)")
         self._handle = handle
         self._finalizer = weakref.finalize(self, lib.rs_free, handle)
-        keep = []  # contiguous copies alive until C has copied them
+        self.fold_embedding = program.layers[0].tx_table is not None
 
-        def c(t: Tensor) -> int:
-            t = t.detach().contiguous()
-            keep.append(t)
-            return _ptr(t)
+        def p(a: np.ndarray | None) -> int | None:  # the kernel copies every array before the call returns
+            return None if a is None else a.ctypes.data
 
-        lib.rs_set_embedding(handle, c(emb.weight))
-        for k, layer in enumerate(layers):
-            d = layer.direction(0)
-            rc = lib.rs_set_layer(handle, k, layer.input_size, layer.hidden_size, c(d.w_ih), c(d.w_hh), c(d.mult_ih),
-                                  c(d.shift_ih), c(d.mult_hh), c(d.shift_hh), c(d.bias), int(layer.h_mult),
-                                  int(layer.h_shift), layer.cell_frac, c(layer.sig_lut), c(layer.tanh_lut))
+        def check(rc: int, what: str) -> None:
             if rc:
-                raise ValueError(f"rnn.layers.{k}: the kernel rejected the layer (code {rc})")
-        if lib.rs_set_decoder(handle, dec.in_features, c(dec.weight), c(dec.bias), c(dec.out_scale.float())):
-            raise MemoryError("rs_set_decoder failed")
-        if fold_embedding is None:  # a table row replaces the layer-0 input matmul
-            fold_embedding = V * 4 * layers[0].w_ih.shape[0] <= min(FOLD_MAX_BYTES, 4 * layers[0].w_ih.numel())
-        self.fold_embedding = bool(fold_embedding)
-        rc = lib.rs_finalize(handle, int(self.fold_embedding))
-        if rc:
-            raise ValueError(f"the kernel rejected the model (code {rc}): layer sizes do not chain")
+                raise (MemoryError if rc == -1 else ValueError)(f"{what}: the kernel rejected it (code {rc})")
+
+        check(lib.rs_set_embedding(handle, p(program.emb)), "embedding")
+        mats = [m for ly in program.layers for m in (ly.wx, ly.wh)] + [program.dec]
+        for slot, m in enumerate(mats):
+            check(lib.rs_set_matrix(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.tile_ptr), p(m.tile_col),
+                                    m.n_tiles if m.sparse else -1), f"matrix {slot}")
+        for k, ly in enumerate(program.layers):
+            check(lib.rs_set_layer(handle, k, ly.input, ly.hidden, p(ly.mult_x), p(ly.shift_x), p(ly.mult_h),
+                                   p(ly.shift_h), p(ly.bias), ly.h_mult, ly.h_shift, ly.cf, p(ly.sig), p(ly.tanh),
+                                   p(ly.tx_table)), f"rnn.layers.{k}")
+        check(lib.rs_set_decoder(handle, p(program.dec_bias), p(program.dec_scale)), "decoder")
+        check(lib.rs_finalize(handle), "the model (layer sizes do not chain)")
         self.state_len = lib.rs_state_len(handle)
-        self._logits = torch.empty(O, dtype=torch.float32)
+        self._logits = torch.empty(program.out, dtype=torch.float32)
         self._logits_ptr = _ptr(self._logits)
         self._step = lib.rs_step
 

@@ -1,0 +1,182 @@
+"""IntegerProgram: every array the C step (rnnslim_core.h) reads, packed, as numpy.
+
+One packing serves both consumers, so the host kernel and an exported C model hold the
+same bytes: IntegerRunner copies these arrays into the kernel through ctypes, and
+rnnslim.export.c_source writes them out as const C arrays.
+
+Matrix packing (rnnslim_core.h): a (rows, cols) int8 matrix is zero-padded to (rows_p,
+cols_p) = multiples of (16, 4) and cut into tiles of 16 rows x 4 columns, stored
+[row block][column group][16][4] so a tile is 64 contiguous bytes. A tile-sparse matrix
+keeps only its non-zero tiles with a CSR index (tile_ptr per row block, tile_col per
+tile); "auto" stores a matrix tile-sparse when at most SPARSE_MAX_TILE_DENSITY of its
+tiles hold a non-zero (block pruning with 16 x 4 blocks empties whole tiles; unstructured
+sparsity almost never does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.quantize.int8.integer import IntegerRecurrent
+from rnnslim.quantize.int8.integer_cells import _matmul, _term
+from rnnslim.recurrent.gates import CellType
+
+RB, KB = 16, 4  # tile rows x columns (RB, KB in rnnslim_core.h)
+SPARSE_MAX_TILE_DENSITY = 0.8  # above this share of non-zero tiles the dense loop is faster
+FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
+CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
+
+
+def _np(t: torch.Tensor, dtype) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy().astype(dtype, copy=False))
+
+
+@dataclass
+class PackedMatrix:
+    rows: int
+    cols: int
+    w: np.ndarray  # int8: dense (rows_p * cols_p,) or the kept tiles (n_tiles * 64,)
+    corr: np.ndarray  # int32 (rows_p,): 128 * row sum (VNNI unsigned-offset correction)
+    tile_ptr: np.ndarray | None = None  # int32 (rows_p / 16 + 1,), None = dense
+    tile_col: np.ndarray | None = None  # uint16 (n_tiles,): column group of each kept tile
+
+    @property
+    def rows_p(self) -> int:
+        return -(-self.rows // RB) * RB
+
+    @property
+    def cols_p(self) -> int:
+        return -(-max(self.cols, 1) // KB) * KB
+
+    @property
+    def sparse(self) -> bool:
+        return self.tile_ptr is not None
+
+    @property
+    def n_tiles(self) -> int:
+        return self.w.size // (RB * KB)
+
+    @property
+    def tile_density(self) -> float:
+        return self.n_tiles / ((self.rows_p // RB) * (self.cols_p // KB))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"w": self.w, "corr": self.corr}
+        if self.sparse:
+            out |= {"tile_ptr": self.tile_ptr, "tile_col": self.tile_col}
+        return out
+
+
+def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> PackedMatrix:
+    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" (see the module docstring)."""
+    w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+    if w.ndim != 2 or w.dtype != np.int8:
+        raise ValueError(f"pack_matrix needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
+    rows, cols = w.shape
+    rows_p, cols_p = -(-rows // RB) * RB, -(-max(cols, 1) // KB) * KB
+    padded = np.zeros((rows_p, cols_p), dtype=np.int8)
+    padded[:rows, :cols] = w
+    tiles = padded.reshape(rows_p // RB, RB, cols_p // KB, KB).transpose(0, 2, 1, 3)  # (NB, KG, RB, KB)
+    corr = (128 * padded.astype(np.int32).sum(axis=1)).astype(np.int32)
+    nonzero = tiles.reshape(tiles.shape[0], tiles.shape[1], -1).any(axis=2)  # (NB, KG)
+    if sparse == "auto":
+        sparse = nonzero.mean() <= SPARSE_MAX_TILE_DENSITY
+    elif not isinstance(sparse, bool):
+        raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
+    if not sparse:
+        return PackedMatrix(rows, cols, np.ascontiguousarray(tiles).reshape(-1), corr)
+    if cols_p // KB > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"a tile-sparse matrix has at most {4 * 65536} columns, got {cols}")
+    kept = tiles[nonzero]  # (n_tiles, RB, KB), row block major, column group ascending
+    ptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int32)
+    col = np.nonzero(nonzero)[1].astype(np.uint16)
+    return PackedMatrix(rows, cols, np.ascontiguousarray(kept).reshape(-1), corr, ptr, col)
+
+
+@dataclass
+class PackedLayer:
+    input: int
+    hidden: int
+    wx: PackedMatrix
+    wh: PackedMatrix
+    mult_x: np.ndarray  # int32 (rows,)
+    shift_x: np.ndarray  # int8 (rows,)
+    mult_h: np.ndarray
+    shift_h: np.ndarray
+    bias: np.ndarray  # int32 (4H,) LSTM/GRU, (H,) RNN
+    h_mult: int
+    h_shift: int
+    cf: int
+    sig: np.ndarray  # int16 (1025,)
+    tanh: np.ndarray
+    tx_table: np.ndarray | None = None  # int32 (V * rows,): folded embedding (layer 0 only)
+
+    @property
+    def rows(self) -> int:
+        return self.wx.rows
+
+
+@dataclass
+class IntegerProgram:
+    cell: CellType
+    vocab: int
+    embed: int
+    out: int
+    emb: np.ndarray  # int8 (V * E,)
+    layers: list[PackedLayer]
+    dec: PackedMatrix
+    dec_bias: np.ndarray  # int32 (O,)
+    dec_scale: np.ndarray  # float32 (O,)
+
+    @property
+    def state_len(self) -> int:
+        """int16 words of state: LSTM [h8 | c] per layer, GRU/RNN [h16]."""
+        per = 2 if self.cell is CellType.LSTM else 1
+        return sum(per * ly.hidden for ly in self.layers)
+
+    @property
+    def max_cols(self) -> int:
+        return max([KB, self.dec.cols_p] + [m.cols_p for ly in self.layers for m in (ly.wx, ly.wh)])
+
+    @property
+    def max_rows(self) -> int:
+        return max([RB, self.dec.rows_p] + [ly.wx.rows_p for ly in self.layers])
+
+    def scratch_bytes(self) -> int:
+        """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""
+        return 4 * self.max_cols + 4 * 4 * self.max_rows
+
+    @classmethod
+    def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
+                   sparse: bool | str = "auto") -> IntegerProgram:
+        """Pack an integer int8 model (check_integer_model must accept it)."""
+        from rnnslim.quantize.int8.runner import check_integer_model
+
+        check_integer_model(model)
+        emb, dec = model.embedding, model.decoder
+        cell = model.rnn.cell
+        layers = []
+        for layer in model.rnn.layers:
+            layer: IntegerRecurrent
+            d = layer.direction(0)
+            layers.append(PackedLayer(
+                input=layer.input_size, hidden=layer.hidden_size,
+                wx=pack_matrix(d.w_ih, sparse), wh=pack_matrix(d.w_hh, sparse),
+                mult_x=_np(d.mult_ih, np.int32), shift_x=_np(d.shift_ih, np.int8),
+                mult_h=_np(d.mult_hh, np.int32), shift_h=_np(d.shift_hh, np.int8), bias=_np(d.bias, np.int32),
+                h_mult=int(layer.h_mult), h_shift=int(layer.h_shift), cf=int(layer.cell_frac),
+                sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16)))
+        V = emb.num_embeddings
+        first = model.rnn.layers[0].direction(0)
+        if fold_embedding is None:  # a table row replaces the layer-0 input matmul when it reads fewer bytes
+            fold_embedding = V * 4 * first.w_ih.shape[0] <= min(FOLD_MAX_BYTES, 4 * first.w_ih.numel())
+        if fold_embedding:  # the layer-0 input terms of every token: the same integers the step computes
+            tx = _term(_matmul(emb.weight.to(torch.int64), first.w_ih), first.mult_ih, first.shift_ih)
+            layers[0].tx_table = _np(tx, np.int32).reshape(-1)
+        return cls(cell=cell, vocab=V, embed=emb.embedding_dim, out=dec.out_features,
+                   emb=_np(emb.weight, np.int8).reshape(-1), layers=layers, dec=pack_matrix(dec.weight, sparse),
+                   dec_bias=_np(dec.bias, np.int32), dec_scale=_np(dec.out_scale.float(), np.float32))

@@ -1,0 +1,533 @@
+/*
+ * rnnslim_core.h: the fused integer step of rnnslim's int8 models (C99, no allocation,
+ * no libm), shared word for word by the host kernel (kernel.c, loaded by IntegerRunner)
+ * and by every exported C model (rnnslim export --format c), so what runs on a device is
+ * the code that was measured. Every function is static: several models may live in one
+ * program, each translation unit with its own copy.
+ *
+ * Model: embedding -> unidirectional LSTM / GRU / tanh-RNN layers -> decoder, batch 1.
+ * The arithmetic is exactly the one of integer_cells.py / fixedpoint.py (read their
+ * docstrings): int8 x int8 dot products accumulated in int32, per-row requantization
+ * (acc * M + 2^(n-1)) >> n in int64, Q.12 gate pre-activations, interpolated int16
+ * sigmoid/tanh tables, int16 cell state. Results are bit-identical to the torch reference;
+ * the SIMD dot products below only change the order of exact integer additions.
+ *
+ * Dot-product kernels (chosen at compile time, all exact):
+ *   AVX512-VNNI  vpdpbusd on (x + 128) as uint8, minus 128 * row sum of the weights
+ *   AVX2         vpmaddubsw(|x|, sign(w, x)) + vpmaddwd: |x| * |w| <= 127 * 127, so the
+ *                int16 pair sums (<= 32258) never saturate
+ *   NEON         vmull_s8 + vpadalq_s16 (AArch64 / ARMv7 NEON): |x| * |w| <= 127 * 127,
+ *                two products per int16 lane (<= 32258) never saturate
+ *   portable     plain C loops (-DRS_PORTABLE forces this one; what a Cortex-M runs)
+ * Matrices are packed (packed.py) into tiles of 16 rows x 4 columns so the output rows lie
+ * in the vector lanes and no horizontal sums are needed. A tile-sparse matrix keeps only
+ * its non-zero tiles (block pruning with 16 x 4 blocks, or any mask that empties whole
+ * tiles) with a CSR index over tiles: the step then reads and multiplies only those.
+ *
+ * Requires arithmetic right shift of negative integers (every mainstream compiler).
+ */
+#ifndef RNNSLIM_CORE_H
+#define RNNSLIM_CORE_H
+#include <stdint.h>
+#include <string.h>
+
+#if !defined(RS_PORTABLE) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define RS_SIMD 3
+#elif !defined(RS_PORTABLE) && defined(__AVX2__)
+#define RS_SIMD 2
+#elif !defined(RS_PORTABLE) && (defined(__ARM_NEON) || defined(__ARM_NEON__))
+#define RS_SIMD 1
+#else
+#define RS_SIMD 0
+#endif
+#if RS_SIMD >= 2
+#include <immintrin.h>
+#elif RS_SIMD == 1
+#include <arm_neon.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RS_ALIGN64 __attribute__((aligned(64)))
+#else
+#define RS_ALIGN64
+#endif
+
+#define RB 16 /* rows per packed tile */
+#define KB 4  /* columns per packed tile */
+#define PRE_SAT (1 << 24)
+#define LUT_SIZE 1025
+#define LUT_LO (-65536)
+#define LUT_HI 65535
+#define Q8_MAX 127
+
+enum { CELL_LSTM = 0, CELL_GRU = 1, CELL_RNN = 2 };
+
+/* A packed int8 matrix. Dense: w is [rows_p / RB][cols_p / KB][RB][KB]. Tile-sparse
+   (tile_ptr != NULL): the tiles of row block b are w[tile_ptr[b] .. tile_ptr[b + 1]) (64
+   bytes each, 64-byte aligned), tile t covering columns 4 * tile_col[t] .. + 3. */
+typedef struct {
+    int rows, cols, rows_p, cols_p;
+    const int8_t *w;
+    const int32_t *corr;     /* [rows_p] 128 * sum_k w[r][k], for the unsigned-offset VNNI path */
+    const int32_t *tile_ptr; /* [rows_p / RB + 1] or NULL (dense) */
+    const uint16_t *tile_col;
+} rs_mat;
+
+typedef struct {
+    int input, hidden, rows; /* rows = G * hidden, G = 4 (LSTM), 3 (GRU), 1 (RNN) */
+    rs_mat wx, wh;
+    const int32_t *mult_x, *mult_h, *bias; /* [rows], [rows], [4 * hidden] (RNN: [hidden]) */
+    const int8_t *shift_x, *shift_h;       /* [rows] */
+    int32_t h_mult;
+    int h_shift, cf;
+    const int16_t *sig, *tanh_; /* [LUT_SIZE] */
+    const int32_t *tx_table;    /* folded embedding: [V][rows] input terms of layer 0, or NULL */
+} rs_layer;
+
+/* The model: constants (const pointers) and scratch buffers (max_cols int8 codes, max_rows
+   int32 accumulators). A step writes only the scratch and the caller's state. */
+typedef struct {
+    int cell, L, V, E, O, state_len, max_cols, max_rows;
+    const int8_t *emb; /* [V][E] */
+    const rs_layer *layers;
+    rs_mat dec;
+    const int32_t *dec_b;
+    const float *dec_scale;
+    int8_t *xbuf, *hbuf, *ybuf; /* padded int8 codes */
+    uint8_t *ubuf;              /* x ^ 0x80 (VNNI) */
+    int32_t *ax, *ah, *pre, *acc;
+} rs_model;
+
+/* ---- fixed point (fixedpoint.py) ------------------------------------------------------ */
+static inline int64_t requant(int64_t a, int32_t m, int n) {
+    return (a * (int64_t)m + ((int64_t)1 << (n - 1))) >> n;
+}
+static inline int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : (int32_t)v); }
+static inline int32_t term(int32_t acc, int32_t m, int n) { return clamp32(requant(acc, m, n), -PRE_SAT, PRE_SAT); }
+static inline int32_t rshr(int32_t v, int n) { return n == 0 ? v : (v + (1 << (n - 1))) >> n; }
+static inline int64_t rshr64(int64_t v, int n) { return n == 0 ? v : (v + ((int64_t)1 << (n - 1))) >> n; }
+static inline int32_t lut(const int16_t *t, int32_t p) {
+    int32_t u, k, fr, lo, hi;
+    if (p < LUT_LO) p = LUT_LO;
+    if (p > LUT_HI) p = LUT_HI;
+    u = p - LUT_LO;
+    k = u >> 7;
+    fr = u & 127;
+    lo = t[k];
+    hi = t[k + 1];
+    return lo + (((hi - lo) * fr + 64) >> 7);
+}
+
+
+/* ---- packed int8 matrix x vector ------------------------------------------------------ */
+
+#if RS_SIMD == 1
+/* [a0+a1, a2+a3, .., b6+b7] (vpaddq_s16 exists on AArch64 only) */
+static inline int16x8_t rs_vpaddq_s16(int16x8_t a, int16x8_t b) {
+#if defined(__aarch64__)
+    return vpaddq_s16(a, b);
+#else
+    return vcombine_s16(vpadd_s16(vget_low_s16(a), vget_high_s16(a)), vpadd_s16(vget_low_s16(b), vget_high_s16(b)));
+#endif
+}
+#endif
+
+static inline int32_t load4(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+/* y[0:rows_p] = W x for a dense packed W; x holds cols_p int8 codes (zero padded), u = x ^ 0x80 */
+static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
+    const int KG = m->cols_p / KB, NB = m->rows_p / RB;
+    const size_t bs = (size_t)KG * RB * KB; /* bytes per row block */
+    int b = 0, kg;
+#if RS_SIMD == 3
+    (void)x;
+    for (; b + 4 <= NB; b += 4) {
+        const int8_t *p = m->w + b * bs;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (kg = 0; kg < KG; kg++) {
+            const __m512i xb = _mm512_set1_epi32(load4(u + 4 * kg));
+            const int8_t *q = p + (size_t)kg * 64;
+            a0 = _mm512_dpbusd_epi32(a0, xb, _mm512_load_si512((const void *)q));
+            a1 = _mm512_dpbusd_epi32(a1, xb, _mm512_load_si512((const void *)(q + bs)));
+            a2 = _mm512_dpbusd_epi32(a2, xb, _mm512_load_si512((const void *)(q + 2 * bs)));
+            a3 = _mm512_dpbusd_epi32(a3, xb, _mm512_load_si512((const void *)(q + 3 * bs)));
+        }
+        _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
+        _mm512_storeu_si512((void *)(y + (b + 1) * RB), _mm512_sub_epi32(a1, _mm512_loadu_si512((const void *)(m->corr + (b + 1) * RB))));
+        _mm512_storeu_si512((void *)(y + (b + 2) * RB), _mm512_sub_epi32(a2, _mm512_loadu_si512((const void *)(m->corr + (b + 2) * RB))));
+        _mm512_storeu_si512((void *)(y + (b + 3) * RB), _mm512_sub_epi32(a3, _mm512_loadu_si512((const void *)(m->corr + (b + 3) * RB))));
+    }
+    for (; b < NB; b++) {
+        const int8_t *p = m->w + b * bs;
+        __m512i a0 = _mm512_setzero_si512();
+        for (kg = 0; kg < KG; kg++)
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * kg)), _mm512_load_si512((const void *)(p + (size_t)kg * 64)));
+        _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
+    }
+#elif RS_SIMD == 2
+    const __m256i ones = _mm256_set1_epi16(1);
+    (void)u;
+    for (; b + 2 <= NB; b += 2) {
+        const int8_t *p = m->w + b * bs;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (kg = 0; kg < KG; kg++) {
+            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * kg));
+            const __m256i ax = _mm256_sign_epi8(xb, xb);
+            const int8_t *q = p + (size_t)kg * 64;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + bs)), xb)), ones));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + bs + 32)), xb)), ones));
+        }
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
+        _mm256_storeu_si256((__m256i *)(y + (b + 1) * RB), a2);
+        _mm256_storeu_si256((__m256i *)(y + (b + 1) * RB + 8), a3);
+    }
+    for (; b < NB; b++) {
+        const int8_t *p = m->w + b * bs;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+        for (kg = 0; kg < KG; kg++) {
+            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * kg));
+            const __m256i ax = _mm256_sign_epi8(xb, xb);
+            const int8_t *q = p + (size_t)kg * 64;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
+        }
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
+    }
+#elif RS_SIMD == 1
+    (void)u;
+    for (; b < NB; b++) {
+        const int8_t *p = m->w + b * bs;
+        int32x4_t a[4];
+        int r;
+        for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
+        for (kg = 0; kg < KG; kg++) {
+            /* x4 = x[4kg..4kg+3] repeated: one 16-byte tile quarter is 4 rows x 4 columns */
+            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(load4(x + 4 * kg)));
+            const int8_t *q = p + (size_t)kg * 64;
+            for (r = 0; r < 4; r++) {
+                const int8x16_t wv = vld1q_s8(q + 16 * r);
+                int16x8_t s = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
+                s = rs_vpaddq_s16(s, vmull_s8(vget_high_s8(wv), vget_high_s8(xv)));
+                a[r] = vpadalq_s16(a[r], s);
+            }
+        }
+        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+    }
+#else
+    (void)u;
+    for (; b < NB; b++) {
+        const int8_t *p = m->w + b * bs;
+        int32_t a[RB];
+        int r, q;
+        for (r = 0; r < RB; r++) a[r] = 0;
+        for (kg = 0; kg < KG; kg++) {
+            const int8_t *xs = x + kg * KB, *ws = p + (size_t)kg * RB * KB;
+            for (r = 0; r < RB; r++)
+                for (q = 0; q < KB; q++) a[r] += (int32_t)ws[r * KB + q] * (int32_t)xs[q];
+        }
+        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+    }
+#endif
+}
+
+
+/* y[0:rows_p] = W x for a tile-sparse W: only the stored tiles are read and multiplied */
+static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
+    const int NB = m->rows_p / RB;
+    int b, t;
+#if RS_SIMD == 3
+    (void)x;
+    for (b = 0; b < NB; b++) {
+        const int e = m->tile_ptr[b + 1];
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0; /* two chains: the dot-product latency overlaps */
+        for (t = m->tile_ptr[b]; t + 2 <= e; t += 2) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t])),
+                                     _mm512_load_si512((const void *)(m->w + (size_t)t * 64)));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t + 1])),
+                                     _mm512_load_si512((const void *)(m->w + (size_t)(t + 1) * 64)));
+        }
+        if (t < e)
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t])),
+                                     _mm512_load_si512((const void *)(m->w + (size_t)t * 64)));
+        _mm512_storeu_si512((void *)(y + b * RB),
+                            _mm512_sub_epi32(_mm512_add_epi32(a0, a1), _mm512_loadu_si512((const void *)(m->corr + b * RB))));
+    }
+#elif RS_SIMD == 2
+    const __m256i ones = _mm256_set1_epi16(1);
+    (void)u;
+    for (b = 0; b < NB; b++) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
+            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * m->tile_col[t]));
+            const __m256i ax = _mm256_sign_epi8(xb, xb);
+            const int8_t *q = m->w + (size_t)t * 64;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
+        }
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
+    }
+#elif RS_SIMD == 1
+    (void)u;
+    for (b = 0; b < NB; b++) {
+        int32x4_t a[4];
+        int r;
+        for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
+            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(load4(x + 4 * m->tile_col[t])));
+            const int8_t *q = m->w + (size_t)t * 64;
+            for (r = 0; r < 4; r++) {
+                const int8x16_t wv = vld1q_s8(q + 16 * r);
+                a[r] = vpadalq_s16(a[r], rs_vpaddq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)),
+                                                       vmull_s8(vget_high_s8(wv), vget_high_s8(xv))));
+            }
+        }
+        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+    }
+#else
+    (void)u;
+    for (b = 0; b < NB; b++) {
+        int32_t a[RB];
+        int r, q;
+        for (r = 0; r < RB; r++) a[r] = 0;
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
+            const int8_t *xs = x + m->tile_col[t] * KB, *ws = m->w + (size_t)t * RB * KB;
+            for (r = 0; r < RB; r++)
+                for (q = 0; q < KB; q++) a[r] += (int32_t)ws[r * KB + q] * (int32_t)xs[q];
+        }
+        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+    }
+#endif
+}
+
+static void matvec(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
+    if (m->tile_ptr) matvec_sparse(m, x, u, y);
+    else matvec_dense(m, x, u, y);
+}
+
+/* copy n int8 codes into a padded buffer (zeros up to cols_p) and its unsigned twin */
+static void load_codes(int8_t *dst, uint8_t *u, const int8_t *src, int n, int cols_p) {
+    int k;
+    if (dst != src) memcpy(dst, src, (size_t)n);
+    memset(dst + n, 0, (size_t)(cols_p - n));
+    for (k = 0; k < cols_p; k++) u[k] = (uint8_t)dst[k] ^ 0x80;
+}
+
+/* ---- one step ------------------------------------------------------------------------- */
+static inline int32_t h8_of(int32_t h16, const rs_layer *ly) {
+    return clamp32(requant(h16, ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
+}
+
+#if RS_SIMD == 3
+/* AVX-512 versions of the scalar helpers above: the same integer operations on 16 lanes.
+   64-bit products use vpmuldq on the even and the odd 32-bit lanes separately. */
+#define V512(x) _mm512_set1_epi32(x)
+static inline __m512i v_clamp(__m512i v, int32_t lo, int32_t hi) {
+    return _mm512_min_epi32(_mm512_max_epi32(v, V512(lo)), V512(hi));
+}
+/* sat((a * m + 2^(n-1)) >> n, lo, hi) per lane, products and shifts in 64 bits */
+static inline __m512i v_requant(__m512i a, __m512i m, __m512i n, int64_t lo, int64_t hi) {
+    const __m512i one = _mm512_set1_epi64(1), low = _mm512_set1_epi64(0xFFFFFFFF);
+    const __m512i vlo = _mm512_set1_epi64(lo), vhi = _mm512_set1_epi64(hi);
+    const __m512i ne = _mm512_and_si512(n, low), no = _mm512_srli_epi64(n, 32);
+    __m512i pe = _mm512_mul_epi32(a, m);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32));
+    pe = _mm512_srav_epi64(_mm512_add_epi64(pe, _mm512_sllv_epi64(one, _mm512_sub_epi64(ne, one))), ne);
+    po = _mm512_srav_epi64(_mm512_add_epi64(po, _mm512_sllv_epi64(one, _mm512_sub_epi64(no, one))), no);
+    pe = _mm512_min_epi64(_mm512_max_epi64(pe, vlo), vhi);
+    po = _mm512_min_epi64(_mm512_max_epi64(po, vlo), vhi);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+/* rshr64(a * b, 15) per lane (the GRU reset product; the result fits in 32 bits) */
+static inline __m512i v_mul_rshr15(__m512i a, __m512i b) {
+    const __m512i half = _mm512_set1_epi64(1 << 14);
+    __m512i pe = _mm512_mul_epi32(a, b);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
+    pe = _mm512_srai_epi64(_mm512_add_epi64(pe, half), 15);
+    po = _mm512_srai_epi64(_mm512_add_epi64(po, half), 15);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+static inline __m512i v_rshr(__m512i v, int n) {
+    if (n == 0) return v;
+    return _mm512_sra_epi32(_mm512_add_epi32(v, V512(1 << (n - 1))), _mm_cvtsi32_si128(n));
+}
+/* one 32-bit gather at byte offset 2k fetches T[k] (low half) and T[k+1] (high half) */
+static inline __m512i v_lut(const int16_t *t, __m512i p) {
+    const __m512i u = _mm512_sub_epi32(v_clamp(p, LUT_LO, LUT_HI), V512(LUT_LO));
+    const __m512i k = _mm512_srli_epi32(u, 7), fr = _mm512_and_si512(u, V512(127));
+    const __m512i pair = _mm512_i32gather_epi32(k, (const void *)t, 2);
+    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), hi = _mm512_srai_epi32(pair, 16);
+    return _mm512_add_epi32(lo, _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(hi, lo), fr), V512(64)), 7));
+}
+static inline __m512i v_load16(const int16_t *p) { return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
+static inline void v_store16(int16_t *p, __m512i v) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(v)); }
+static inline void v_store8(int8_t *p, __m512i v) { _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v)); }
+static inline __m512i v_load(const int32_t *p) { return _mm512_loadu_si512((const void *)p); }
+#endif
+
+/* out[j] = term(acc[j]) for the rows of one matrix */
+static void terms(int32_t *acc, const int32_t *mult, const int8_t *shift, int rows) {
+    int j = 0;
+#if RS_SIMD == 3
+    for (; j + 16 <= rows; j += 16) {
+        const __m512i n = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(shift + j)));
+        _mm512_storeu_si512((void *)(acc + j), v_requant(v_load(acc + j), v_load(mult + j), n, -PRE_SAT, PRE_SAT));
+    }
+#endif
+    for (; j < rows; j++) acc[j] = term(acc[j], mult[j], shift[j]);
+}
+
+/* int8 codes of a Q0.15 hidden state (GRU / RNN) into hbuf */
+static void h8_codes(int8_t *dst, const int16_t *h16, const rs_layer *ly, int H) {
+    int k = 0;
+#if RS_SIMD == 3
+    const __m512i hm = V512(ly->h_mult), hs = V512(ly->h_shift);
+    for (; k + 16 <= H; k += 16) v_store8(dst + k, v_requant(v_load16(h16 + k), hm, hs, -Q8_MAX, Q8_MAX));
+#endif
+    for (; k < H; k++) dst[k] = (int8_t)h8_of(h16[k], ly);
+}
+
+/* input terms tx (Q.12) of one layer for input codes x (or the folded table row) */
+static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token) {
+    if (ly->tx_table) return ly->tx_table + (size_t)token * ly->rows;
+    load_codes(m->xbuf, m->ubuf, x, ly->input, ly->wx.cols_p);
+    matvec(&ly->wx, m->xbuf, m->ubuf, m->ax);
+    terms(m->ax, ly->mult_x, ly->shift_x, ly->rows);
+    return m->ax;
+}
+
+static void recurrent_terms(const rs_model *m, const rs_layer *ly) {
+    load_codes(m->hbuf, m->ubuf, m->hbuf, ly->hidden, ly->wh.cols_p);
+    matvec(&ly->wh, m->hbuf, m->ubuf, m->ah);
+    terms(m->ah, ly->mult_h, ly->shift_h, ly->rows);
+}
+
+static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+    const int H = ly->hidden, cf = ly->cf;
+    int16_t *hs = st, *cs = st + H;
+    const int32_t *tx;
+    int32_t *pre = m->pre;
+    int k, j;
+    tx = input_terms(m, ly, x, token);
+    for (k = 0; k < H; k++) m->hbuf[k] = (int8_t)hs[k];
+    recurrent_terms(m, ly);
+    for (j = 0; j < ly->rows; j++) pre[j] = tx[j] + m->ah[j] + ly->bias[j];
+    k = 0;
+#if RS_SIMD == 3
+    {
+        const __m512i hm = V512(ly->h_mult), hsh = V512(ly->h_shift);
+        for (; k + 16 <= H; k += 16) {
+            const __m512i i = v_lut(ly->sig, v_load(pre + k)), f = v_lut(ly->sig, v_load(pre + H + k));
+            const __m512i g = v_lut(ly->tanh_, v_load(pre + 2 * H + k)), o = v_lut(ly->sig, v_load(pre + 3 * H + k));
+            const __m512i c = v_clamp(_mm512_add_epi32(v_rshr(_mm512_mullo_epi32(f, v_load16(cs + k)), 15),
+                                                       v_rshr(_mm512_mullo_epi32(i, g), 30 - cf)), -32768, 32767);
+            const __m512i c12 = cf >= 12 ? v_rshr(c, cf - 12) : _mm512_sll_epi32(c, _mm_cvtsi32_si128(12 - cf));
+            const __m512i h8 = v_requant(_mm512_mullo_epi32(o, v_lut(ly->tanh_, c12)), hm, hsh, -Q8_MAX, Q8_MAX);
+            v_store16(cs + k, c);
+            v_store16(hs + k, h8);
+            v_store8(y + k, h8);
+        }
+    }
+#endif
+    for (; k < H; k++) {
+        const int32_t i = lut(ly->sig, pre[k]), f = lut(ly->sig, pre[H + k]);
+        const int32_t g = lut(ly->tanh_, pre[2 * H + k]), o = lut(ly->sig, pre[3 * H + k]);
+        const int32_t c = clamp32(rshr(f * (int32_t)cs[k], 15) + rshr(i * g, 30 - cf), -32768, 32767);
+        const int32_t c12 = cf >= 12 ? rshr(c, cf - 12) : c * (1 << (12 - cf));
+        const int32_t h8 = clamp32(requant((int64_t)o * lut(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
+        cs[k] = (int16_t)c;
+        hs[k] = (int16_t)h8;
+        y[k] = (int8_t)h8;
+    }
+}
+
+static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+    const int H = ly->hidden;
+    const int32_t *tx, *b = ly->bias, *ah = m->ah;
+    int k;
+    tx = input_terms(m, ly, x, token);
+    h8_codes(m->hbuf, st, ly, H);
+    recurrent_terms(m, ly);
+    k = 0;
+#if RS_SIMD == 3
+    for (; k + 16 <= H; k += 16) {
+        const __m512i r = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
+        const __m512i z = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + H + k), v_load(ah + H + k)), v_load(b + H + k)));
+        const __m512i hn = _mm512_add_epi32(v_load(ah + 2 * H + k), v_load(b + 3 * H + k));
+        const __m512i n = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + 2 * H + k), v_load(b + 2 * H + k)),
+                                                            v_mul_rshr15(r, hn)));
+        const __m512i h16 = v_clamp(_mm512_add_epi32(n, v_rshr(_mm512_mullo_epi32(z, _mm512_sub_epi32(v_load16(st + k), n)), 15)),
+                                    -32767, 32767);
+        v_store16(st + k, h16);
+        v_store8(y + k, v_requant(h16, V512(ly->h_mult), V512(ly->h_shift), -Q8_MAX, Q8_MAX));
+    }
+#endif
+    for (; k < H; k++) {
+        const int32_t r = lut(ly->sig, tx[k] + ah[k] + b[k]);
+        const int32_t z = lut(ly->sig, tx[H + k] + ah[H + k] + b[H + k]);
+        const int32_t hn = ah[2 * H + k] + b[3 * H + k];
+        const int32_t n = lut(ly->tanh_, tx[2 * H + k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
+        const int32_t h16 = clamp32(n + rshr(z * ((int32_t)st[k] - n), 15), -32767, 32767);
+        st[k] = (int16_t)h16;
+        y[k] = (int8_t)h8_of(h16, ly);
+    }
+}
+
+static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+    const int H = ly->hidden;
+    const int32_t *tx, *ah = m->ah, *b = ly->bias;
+    int k;
+    tx = input_terms(m, ly, x, token);
+    h8_codes(m->hbuf, st, ly, H);
+    recurrent_terms(m, ly);
+    k = 0;
+#if RS_SIMD == 3
+    for (; k + 16 <= H; k += 16) {
+        const __m512i h16 = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
+        v_store16(st + k, h16);
+        v_store8(y + k, v_requant(h16, V512(ly->h_mult), V512(ly->h_shift), -Q8_MAX, Q8_MAX));
+    }
+#endif
+    for (; k < H; k++) {
+        const int32_t h16 = lut(ly->tanh_, tx[k] + ah[k] + b[k]);
+        st[k] = (int16_t)h16;
+        y[k] = (int8_t)h8_of(h16, ly);
+    }
+}
+
+/* One token through every layer; the decoder accumulators (acc + bias, int32) land in
+   m->acc. state (state_len int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in
+   place. Returns 0, or -1 for a token outside [0, V) (state untouched). */
+static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
+    const int8_t *x;
+    int l, j;
+    if (token < 0 || token >= m->V) return -1;
+    x = m->emb + (size_t)token * m->E;
+    for (l = 0; l < m->L; l++) {
+        const rs_layer *ly = &m->layers[l];
+        /* y is written to ybuf; the next layer copies it into xbuf before overwriting ybuf */
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, (int)token, state, m->ybuf);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, (int)token, state, m->ybuf);
+        else rnn_layer(m, ly, x, (int)token, state, m->ybuf);
+        state += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
+        x = m->ybuf;
+    }
+    load_codes(m->hbuf, m->ubuf, x, m->dec.cols, m->dec.cols_p);
+    matvec(&m->dec, m->hbuf, m->ubuf, m->acc);
+    for (j = 0; j < m->O; j++) m->acc[j] += m->dec_b[j];
+    return 0;
+}
+
+/* logits[O] = float(acc + bias) * scale (the only float operation of a step) */
+static int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float *logits) {
+    int j;
+    if (rs_core_forward(m, token, state)) return -1;
+    for (j = 0; j < m->O; j++) logits[j] = (float)m->acc[j] * m->dec_scale[j];
+    return 0;
+}
+
+#endif /* RNNSLIM_CORE_H */

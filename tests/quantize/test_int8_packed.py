@@ -1,0 +1,53 @@
+"""pack_matrix / IntegerProgram: the tile layout rnnslim_core.h reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnslim.quantize.int8.packed import SPARSE_MAX_TILE_DENSITY, pack_matrix
+
+
+def _unpack_dense(p) -> np.ndarray:
+    t = p.w.reshape(p.rows_p // 16, p.cols_p // 4, 16, 4).transpose(0, 2, 1, 3)
+    return t.reshape(p.rows_p, p.cols_p)[: p.rows, : p.cols]
+
+
+def _unpack_sparse(p) -> np.ndarray:
+    out = np.zeros((p.rows_p, p.cols_p), np.int8)
+    tiles = p.w.reshape(-1, 16, 4)
+    for b in range(p.rows_p // 16):
+        for t in range(p.tile_ptr[b], p.tile_ptr[b + 1]):
+            kg = int(p.tile_col[t])
+            out[16 * b: 16 * b + 16, 4 * kg: 4 * kg + 4] = tiles[t]
+    return out[: p.rows, : p.cols]
+
+
+def test_dense_packing_round_trips_with_padding():
+    w = np.random.default_rng(0).integers(-127, 128, (37, 10)).astype(np.int8)
+    p = pack_matrix(w, sparse=False)
+    assert (p.rows_p, p.cols_p) == (48, 12) and not p.sparse
+    assert np.array_equal(_unpack_dense(p), w)
+    assert np.array_equal(p.corr[:37], 128 * w.astype(np.int32).sum(1)) and not p.corr[37:].any()
+
+
+def test_sparse_packing_keeps_only_nonzero_tiles():
+    rng = np.random.default_rng(1)
+    w = rng.integers(-127, 128, (64, 40)).astype(np.int8)
+    w[16:32] = 0  # a whole empty row block
+    w[:, 8:12] = 0  # one empty column group everywhere
+    p = pack_matrix(w, sparse=True)
+    assert p.sparse and p.n_tiles == 3 * 9 and p.tile_ptr.tolist() == [0, 9, 9, 18, 27]
+    assert 2 not in p.tile_col.tolist()
+    assert np.array_equal(_unpack_sparse(p), w)
+
+
+def test_auto_chooses_by_tile_density_and_bad_input_is_refused():
+    w = np.ones((32, 32), np.int8)
+    assert not pack_matrix(w).sparse
+    w[:, : int(32 * (1 - SPARSE_MAX_TILE_DENSITY)) + 4] = 0
+    assert pack_matrix(w).sparse
+    with pytest.raises(ValueError, match="int8"):
+        pack_matrix(w.astype(np.int16))
+    with pytest.raises(ValueError, match="sparse"):
+        pack_matrix(w, sparse="yes")
