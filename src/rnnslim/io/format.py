@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -30,6 +28,7 @@ from rnnslim.io.encodings import get_encoding, part_key
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.modules import module_records, rebuild_modules
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.utils.atomic import atomic_directory
 
 FORMAT = "rnnslim-model"
 VERSION = 1
@@ -86,29 +85,11 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
         "weights_file": WEIGHTS,
         **(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path, MANIFEST, ModelFormatError) as tmp:
         save_file(stored, str(tmp / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
         manifest["weights_sha256"] = _sha256(tmp / WEIGHTS)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
-
-
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    if dest.exists():
-        if not (dest / MANIFEST).exists() and any(dest.iterdir()):
-            raise ModelFormatError(f"{dest} exists and is not an rnnslim model directory; refusing to overwrite it")
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
 
 
 def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:

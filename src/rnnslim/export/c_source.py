@@ -1,0 +1,263 @@
+"""Standalone C99 source of a fully integer int8 model: `rnnslim export MODEL --format c`.
+
+    out/
+      rnnslim_core.h     the integer step (the very file the host kernel compiles)
+      NAME.h             API: NAME_init / NAME_reset / NAME_step / NAME_step_int
+      NAME.c             weights as const arrays (flash), static scratch buffers (RAM)
+      model.json         manifest: sizes, flash / RAM bytes, file hashes (rnnslim.runtime reads it)
+
+No malloc, no libm, no float on the integer path (the float logits are one multiply per
+output; NAME_step_int returns the int32 accumulators instead). The arrays are exactly
+IntegerProgram's (packed.py), the arithmetic exactly rnnslim_core.h's, so the outputs
+equal IntegerRunner's bit for bit (tests/export check it on >= 100 streams; benchmarks
+check it under QEMU on Cortex-M4 and aarch64). Build with any C99 compiler, e.g.
+
+    cc -std=c99 -O2 -c NAME.c                       # portable loops
+    cc -std=c99 -O3 -march=native -c NAME.c         # AVX512-VNNI / AVX2 where the CPU has it
+    arm-none-eabi-gcc -std=c99 -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -c NAME.c
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnslim.quantize.int8.kernel import CORE
+from rnnslim.quantize.int8.packed import CELL_ID, IntegerProgram, PackedMatrix
+from rnnslim.utils.atomic import atomic_directory
+
+MANIFEST = "model.json"
+FORMAT_VERSION = 1
+_C_TYPES = {np.int8: "int8_t", np.uint8: "uint8_t", np.int16: "int16_t", np.uint16: "uint16_t",
+            np.int32: "int32_t", np.float32: "float"}
+
+
+@dataclass
+class CExport:
+    """What `export_c` wrote (also the manifest, model.json)."""
+
+    name: str
+    cell: str
+    layers: list[int]
+    vocab: int
+    outputs: int
+    state_len: int
+    const_bytes: int  # flash: every const array
+    scratch_bytes: int  # RAM: the step's static buffers
+    state_bytes: int  # RAM per stream: one NAME_state
+    tile_sparse: list[str]  # matrices stored tile-sparse
+    folded_embedding: bool
+    files: dict[str, str] = field(default_factory=dict)  # file -> sha256
+    format: str = "rnnslim-c-int8"
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.scratch_bytes + self.state_bytes
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"ram_bytes": self.ram_bytes}
+
+
+def c_identifier(name: str) -> str:
+    """A C identifier from a model name ("charlstm-512x2" -> "charlstm_512x2")."""
+    ident = re.sub(r"\W", "_", name.strip()).strip("_").lower() or "model"
+    return ident if not ident[0].isdigit() else "m_" + ident
+
+
+class _Arrays:
+    """Emits each distinct array once (identical sigmoid tables of several layers share one)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.by_content: dict[bytes, str] = {}
+        self.const_bytes = 0
+
+    def add(self, name: str, a: np.ndarray, align: bool = False) -> str:
+        a = np.ascontiguousarray(a).reshape(-1)
+        key = a.dtype.str.encode() + a.tobytes()
+        if key in self.by_content:
+            return self.by_content[key]
+        ctype = _C_TYPES[a.dtype.type]
+        if a.size == 0:
+            a = np.zeros(1, a.dtype)
+        if a.dtype == np.float32:
+            vals = [_c_float_hex(float(v)) for v in a.tolist()]
+        elif a.dtype == np.int32:
+            vals = [str(v) if v != -(2**31) else "(-2147483647 - 1)" for v in a.tolist()]
+        else:
+            vals = [str(v) for v in a.tolist()]
+        rows = [",".join(vals[i: i + 32]) for i in range(0, len(vals), 32)]
+        attr = " RS_ALIGN64" if align else ""
+        self.lines.append(f"static const {ctype} {name}[{a.size}]{attr} = {{\n" + ",\n".join(rows) + "\n};")
+        self.by_content[key] = name
+        self.const_bytes += a.nbytes
+        return name
+
+
+def _c_float_hex(v: float) -> str:
+    """A float32 value as an exact C99 hexadecimal literal."""
+    if not np.isfinite(v):
+        raise ValueError(f"cannot export a non-finite constant ({v})")
+    return float(np.float32(v)).hex() + "f"
+
+
+def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
+    w = arrs.add(prefix + "_w", m.w, align=True)
+    corr = arrs.add(prefix + "_corr", m.corr)
+    ptr = arrs.add(prefix + "_tile_ptr", m.tile_ptr) if m.sparse else "NULL"
+    col = arrs.add(prefix + "_tile_col", m.tile_col) if m.sparse else "NULL"
+    return (f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p}, .w = {w}, "
+            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col} }}")
+
+
+def _header(name: str, p: IntegerProgram, source: str) -> str:
+    N = name.upper()
+    layers = ", ".join(str(ly.hidden) for ly in p.layers)
+    return f"""/* {name}.h: generated by rnnslim from {source} (do not edit).
+ * Fully integer int8 {p.cell.value.upper()}: vocabulary {p.vocab}, embedding {p.embed}, hidden [{layers}],
+ * {p.out} outputs. Batch 1, one token per step. The step uses static scratch buffers: one
+ * stream at a time per program (a state per stream; calls must not overlap).
+ *
+ *   {name}_state s;
+ *   {name}_init();                       once
+ *   {name}_reset(&s);                    start of a stream
+ *   {name}_step(&s, token, logits);      per token: float logits[{N}_OUTPUTS]
+ */
+#ifndef {N}_H
+#define {N}_H
+#include <stdint.h>
+
+#define {N}_VOCAB {p.vocab}
+#define {N}_OUTPUTS {p.out}
+#define {N}_STATE_LEN {p.state_len}
+
+/* per layer: LSTM [h (int8 codes) | c (Q.cf)], GRU / RNN [h (Q0.15)], as int16 */
+typedef struct {{ int16_t v[{N}_STATE_LEN]; }} {name}_state;
+
+/* Prepare the scratch buffers; returns the dot-product code compiled in (0 portable C,
+   1 NEON, 2 AVX2, 3 AVX512-VNNI). */
+int {name}_init(void);
+/* The state of a new stream (all zeros). */
+void {name}_reset({name}_state *s);
+/* One token: updates *s, writes {N}_OUTPUTS float logits. Returns 0, or -1 when the token
+   is outside [0, {N}_VOCAB) (nothing changed). */
+int {name}_step({name}_state *s, int32_t token, float *logits);
+/* The same step with integer outputs: acc[j] (int32) and logits[j] = acc[j] * {name}_output_scale[j]. */
+int {name}_step_int({name}_state *s, int32_t token, int32_t *acc);
+extern const float {name}_output_scale[{N}_OUTPUTS];
+
+#endif
+"""
+
+
+def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
+    arrs = _Arrays()
+    sparse: list[str] = []
+    emb = arrs.add("emb", p.emb)
+    layer_inits = []
+    for k, ly in enumerate(p.layers):
+        mats = {}
+        for which, m in (("wx", ly.wx), ("wh", ly.wh)):
+            mats[which] = _matrix(arrs, f"l{k}_{which}", m)
+            if m.sparse:
+                sparse.append(f"rnn.layers.{k}.{'w_ih' if which == 'wx' else 'w_hh'}")
+        fields = {
+            "input": ly.input, "hidden": ly.hidden, "rows": ly.rows, "wx": mats["wx"], "wh": mats["wh"],
+            "mult_x": arrs.add(f"l{k}_mult_x", ly.mult_x), "mult_h": arrs.add(f"l{k}_mult_h", ly.mult_h),
+            "bias": arrs.add(f"l{k}_bias", ly.bias), "shift_x": arrs.add(f"l{k}_shift_x", ly.shift_x),
+            "shift_h": arrs.add(f"l{k}_shift_h", ly.shift_h), "h_mult": ly.h_mult, "h_shift": ly.h_shift,
+            "cf": ly.cf, "sig": arrs.add(f"l{k}_sig", ly.sig), "tanh_": arrs.add(f"l{k}_tanh", ly.tanh),
+            "tx_table": arrs.add(f"l{k}_tx_table", ly.tx_table) if ly.tx_table is not None else "NULL",
+        }
+        layer_inits.append("    { " + ", ".join(f".{f} = {v}" for f, v in fields.items()) + " }")
+    dec = _matrix(arrs, "dec", p.dec)
+    if p.dec.sparse:
+        sparse.append("decoder")
+    dec_b = arrs.add("dec_b", p.dec_bias)
+    scale_lines = ",".join(_c_float_hex(float(v)) for v in p.dec_scale.tolist())
+    arrs.const_bytes += p.dec_scale.nbytes
+    C, R = p.max_cols, p.max_rows
+    layer_block, array_block = ",\n".join(layer_inits), "\n".join(arrs.lines)
+    text = f"""/* {name}.c: generated by rnnslim (do not edit). Weights and tables are const (flash);
+   the scratch buffers below are the only static RAM. The step is rnnslim_core.h. */
+#include <stddef.h>
+#include "{name}.h"
+#include "rnnslim_core.h"
+
+{array_block}
+
+const float {name}_output_scale[{p.out}] = {{ {scale_lines} }};
+
+static const rs_layer layers[{len(p.layers)}] = {{
+{layer_block}
+}};
+
+static int8_t xbuf[{C}] RS_ALIGN64, hbuf[{C}] RS_ALIGN64, ybuf[{C}] RS_ALIGN64;
+static uint8_t ubuf[{C}] RS_ALIGN64;
+static int32_t ax[{R}] RS_ALIGN64, ah[{R}] RS_ALIGN64, pre[{R}] RS_ALIGN64, acc[{R}] RS_ALIGN64;
+
+static const rs_model model = {{
+    .cell = {CELL_ID[p.cell]}, .L = {len(p.layers)}, .V = {p.vocab}, .E = {p.embed}, .O = {p.out},
+    .state_len = {p.state_len}, .max_cols = {C}, .max_rows = {R},
+    .emb = {emb}, .layers = layers, .dec = {dec}, .dec_b = {dec_b}, .dec_scale = {name}_output_scale,
+    .xbuf = xbuf, .hbuf = hbuf, .ybuf = ybuf, .ubuf = ubuf, .ax = ax, .ah = ah, .pre = pre, .acc = acc
+}};
+
+int {name}_init(void) {{
+    memset(xbuf, 0, sizeof xbuf); memset(hbuf, 0, sizeof hbuf); memset(ybuf, 0, sizeof ybuf);
+    memset(ubuf, 0, sizeof ubuf);
+    return RS_SIMD;
+}}
+
+void {name}_reset({name}_state *s) {{ memset(s->v, 0, sizeof s->v); }}
+
+int {name}_step({name}_state *s, int32_t token, float *logits) {{
+    return rs_core_step(&model, token, s->v, logits);
+}}
+
+int {name}_step_int({name}_state *s, int32_t token, int32_t *out) {{
+    if (rs_core_forward(&model, token, s->v)) return -1;
+    memcpy(out, acc, sizeof(int32_t) * {p.out});
+    return 0;
+}}
+"""
+    return text, arrs.const_bytes, sparse
+
+
+def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bool | None = False,
+             sparse: bool | str = "auto", source: str | None = None) -> CExport:
+    """Write the C library of a fully integer int8 SequenceModel into directory `out`.
+
+    The directory is written atomically (complete or absent). `fold_embedding` (default
+    off: the table is V x 4H int32 of flash) trades flash for the layer-0 input matmul;
+    `sparse` chooses the matrix layout (packed.py). Returns the manifest.
+    """
+    program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
+    name = c_identifier(name or getattr(model.spec, "name", None) or "model")
+    text, const_bytes, sparse_names = _source(name, program)
+    facts = CExport(
+        name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers], vocab=program.vocab,
+        outputs=program.out, state_len=program.state_len, const_bytes=const_bytes,
+        scratch_bytes=program.scratch_bytes(), state_bytes=2 * program.state_len, tile_sparse=sparse_names,
+        folded_embedding=program.layers[0].tx_table is not None)
+    files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
+             CORE.name: CORE.read_bytes()}
+    facts.files = {f: hashlib.sha256(b).hexdigest() for f, b in files.items()}
+    with atomic_directory(Path(out), MANIFEST) as tmp:
+        for f, b in files.items():
+            (tmp / f).write_bytes(b)
+        (tmp / MANIFEST).write_text(json.dumps(facts.to_dict(), indent=1))
+    return facts
+
+
+def read_manifest(directory: str | Path) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not an rnnslim C export (no {MANIFEST})")
+    return json.loads(path.read_text())

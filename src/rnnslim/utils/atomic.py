@@ -1,0 +1,38 @@
+"""Write a directory atomically: complete at its final path, or not there at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: Path, marker: str, error: type[Exception] = FileExistsError) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `dest`; on success it replaces `dest`.
+
+    An existing `dest` is replaced only if it holds `marker` (a file this kind of output
+    always has) or is empty, so a mistyped --out never deletes someone's folder (`error`
+    is raised instead). On any exception the temporary directory is removed and `dest`
+    is left as it was.
+    """
+    dest = Path(dest)
+    if dest.exists() and not (dest.is_dir() and ((dest / marker).exists() or not any(dest.iterdir()))):
+        raise error(f"{dest} exists and is not an output of this kind (no {marker}); refusing to overwrite it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

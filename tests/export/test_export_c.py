@@ -1,0 +1,95 @@
+"""Exported C (rnnslim export --format c) equals IntegerRunner bit for bit on the host."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnslim.export.c_check import check_on_host, fnv1a64, random_streams
+from rnnslim.export.c_source import c_identifier, export_c, read_manifest
+from rnnslim.quantize.int8 import IntegerRunner
+from rnnslim.quantize.int8.kernel import KernelUnavailable, find_compiler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
+from test_int8_kernel import _integer_model, _zero_tiles  # noqa: E402
+
+try:
+    find_compiler()
+    HAVE_CC = True
+except KernelUnavailable:
+    HAVE_CC = False
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler here")
+FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native")}
+
+
+@needs_cc
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("tiles", ["dense", "tile-sparse"])
+@pytest.mark.parametrize("flags", list(FLAGS))
+def test_export_equals_runner_on_100_streams(tmp_path, cell, tiles, flags):
+    q = _integer_model(cell, hidden=(70, 33))
+    if tiles == "tile-sparse":
+        q = _zero_tiles(q)
+    facts = export_c(q, tmp_path / "c", name="tiny")
+    assert bool(facts.tile_sparse) == (tiles == "tile-sparse")
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", random_streams(30, 100, 24), flags=FLAGS[flags])
+    assert res.ok, res.mismatches
+    assert res.streams == 100 and (res.simd == 0) == (flags == "portable")
+
+
+@needs_cc
+def test_check_detects_a_changed_weight(tmp_path):
+    q = _integer_model("gru", hidden=(32,))
+    export_c(q, tmp_path / "c", name="tiny")
+    with torch.no_grad():  # the model moves on, the exported C does not
+        w = q.rnn.layers[0].w_hh
+        w[5, 3] = 0 if w[5, 3] != 0 else 1
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", random_streams(30, 20, 12), flags=FLAGS["portable"])
+    assert not res.ok and res.mismatches
+
+
+def test_manifest_sizes_and_atomic_overwrite(tmp_path):
+    q = _integer_model("lstm", hidden=(48, 32), vocab=30, embed=45, out=29)
+    out = tmp_path / "c"
+    facts = export_c(q, out, name="My Model-1")
+    m = read_manifest(out)
+    assert m["name"] == "my_model_1" and sorted(p.name for p in out.iterdir()) == sorted(
+        ["my_model_1.c", "my_model_1.h", "rnnslim_core.h", "model.json"])
+    assert m["state_len"] == 2 * (48 + 32) and m["state_bytes"] == 4 * (48 + 32)
+    # flash: int8 matrices padded to 16 x 4 tiles + per-row constants + one shared pair of tables
+    assert m["const_bytes"] == facts.const_bytes > 30 * 45 + 192 * 48 + 192 * 48 + 128 * 32 + 32 * 32
+    assert m["ram_bytes"] == m["scratch_bytes"] + m["state_bytes"]
+    text = (out / "my_model_1.c").read_text()
+    assert text.count("l0_sig[") == 1 and "l1_sig[" not in text  # identical tables emitted once
+    assert "malloc" not in text and "math.h" not in text
+    # a folder that is not an export is never overwritten
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="refusing"):
+        export_c(q, other)
+    assert (other / "notes.txt").read_text() == "keep"
+    export_c(q, out, name="again")  # an earlier export is replaced whole
+    assert json.loads((out / "model.json").read_text())["name"] == "again" and not (out / "my_model_1.c").exists()
+
+
+def test_float_model_is_refused_with_a_clear_error(tmp_path):
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=10, embed_size=8,
+                     layers=[LayerShape(hidden_size=16)], output_size=10)
+    with pytest.raises(ValueError, match="integer int8"):
+        export_c(SequenceModel(spec), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_identifiers_and_hash():
+    assert c_identifier("charlstm-512x2") == "charlstm_512x2" and c_identifier("2net") == "m_2net"
+    assert c_identifier("") == "model"
+    assert fnv1a64(b"a") == 0xAF63DC4C8601EC8C  # the published FNV-1a 64 test vector
+    assert np.array_equal(random_streams(7, 3, 5), random_streams(7, 3, 5))
