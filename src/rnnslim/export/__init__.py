@@ -1,6 +1,7 @@
 """Export with a parity check: ONNX (runs in ONNX Runtime). onnx/onnxruntime are optional extras,
 imported only when a function that needs them runs."""
 
+from rnnslim.export.c_float import export_c_float
 from rnnslim.export.onnx import (
     Exporter,
     OnnxExport,
@@ -12,6 +13,7 @@ from rnnslim.export.onnx import (
 )
 
 __all__ = [
+    "export_c_float",
     "Exporter",
     "OnnxExport",
     "OnnxParityError",
