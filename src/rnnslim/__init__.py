@@ -1,24 +1,38 @@
 """rnnslim: make trained recurrent models (LSTM, GRU, RNN) smaller and faster.
 
-Public API re-exports only; importing rnnslim does no work and never touches a GPU.
+Public API re-exports only, imported on first use: importing rnnslim does no work, never
+touches a GPU and does not import torch (rnnslim.runtime runs exported models without it).
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from rnnslim.io.format import load_model, save_model
-from rnnslim.models.sequence import ModelSpec, SequenceModel
-from rnnslim.recurrent.gates import CellType, gate_count, gate_names, unit_rows
-from rnnslim.recurrent.stack import LayerSpec, RecurrentStack
+_EXPORTS = {
+    "load_model": "rnnslim.io.format",
+    "save_model": "rnnslim.io.format",
+    "ModelSpec": "rnnslim.models.sequence",
+    "SequenceModel": "rnnslim.models.sequence",
+    "CellType": "rnnslim.recurrent.gates",
+    "gate_count": "rnnslim.recurrent.gates",
+    "gate_names": "rnnslim.recurrent.gates",
+    "unit_rows": "rnnslim.recurrent.gates",
+    "LayerSpec": "rnnslim.recurrent.stack",
+    "RecurrentStack": "rnnslim.recurrent.stack",
+}
 
-__all__ = [
-    "CellType",
-    "LayerSpec",
-    "ModelSpec",
-    "RecurrentStack",
-    "SequenceModel",
-    "gate_count",
-    "gate_names",
-    "load_model",
-    "save_model",
-    "unit_rows",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnnslim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

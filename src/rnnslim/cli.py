@@ -4,6 +4,7 @@
     rnnslim eval     MODEL --data FILE --split test [--json]
     rnnslim measure  MODEL [--data FILE] [--json]
     rnnslim compress MODEL --recipe FILE --out DIR [--json]
+    rnnslim export   MODEL --format c|c-fp32|onnx --out PATH [--json]
     rnnslim demo
 
 MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
@@ -212,6 +213,36 @@ def compress(
         _err(str(e))
     summary = result.summary()
     _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
+
+
+@app.command()
+def export(
+    model_path: ModelArg,
+    out: Annotated[Path, typer.Option(help="output: a directory (c) or a .onnx file (onnx)")],
+    fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx")] = "c",
+    name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name)")] = None,
+    build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources for rnnslim.runtime")] = False,
+    check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,
+    fold_embedding: Annotated[bool, typer.Option(help="c: fold the embedding into layer 0 (faster, V x 4H int32 more flash)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a model to run elsewhere: a standalone C library (microcontrollers, servers) or ONNX."""
+    from rnnslim.export.formats import export_model
+
+    model = _load(model_path)
+    try:
+        facts = export_model(model, fmt, out, name=name, build=build, check_streams=check,
+                             fold_embedding=fold_embedding)
+    except (ValueError, TypeError, ImportError, FileExistsError) as e:
+        _err(str(e))
+    human = None
+    if fmt == "c":
+        chk = facts.get("check", {})
+        verdict = ("bit-exact on %d streams" % chk["streams"]) if chk.get("bit_exact") else chk.get("skipped", "not checked")
+        human = (f"wrote {out}/{facts['name']}.{{c,h}} + rnnslim_core.h: flash {facts['const_bytes']:,} bytes (const "
+                 f"arrays), RAM {facts['ram_bytes']:,} bytes (scratch {facts['scratch_bytes']:,} + state "
+                 f"{facts['state_bytes']:,}); {verdict} against the int8 kernel")
+    _emit(facts, as_json, human)
 
 
 @app.command()

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from rnnslim.export.c_check import check_on_host, fnv1a64, random_streams
-from rnnslim.export.c_source import c_identifier, export_c, read_manifest
+from rnnslim.export.c_source import c_identifier, export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.kernel import KernelUnavailable, find_compiler
+from rnnslim.runtime import read_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
 from test_int8_kernel import _integer_model, _zero_tiles  # noqa: E402

@@ -125,8 +125,8 @@ def check_on_host(runner, export_dir: str | Path, streams: np.ndarray, cc: str |
                   timeout: float = 600) -> CheckResult:
     """Compile export_dir + the harness with `cc` (default: this machine's compiler) and
     `flags`, run it (under `run_prefix`, e.g. ("qemu-aarch64", "-L", sysroot)) and compare."""
-    from rnnslim.export.c_source import read_manifest
-    from rnnslim.quantize.int8.kernel import find_compiler
+    from rnnslim.runtime.exported import read_manifest
+    from rnnslim.runtime.build import find_compiler
 
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)

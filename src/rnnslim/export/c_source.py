@@ -29,9 +29,9 @@ import numpy as np
 
 from rnnslim.quantize.int8.kernel import CORE
 from rnnslim.quantize.int8.packed import CELL_ID, IntegerProgram, PackedMatrix
+from rnnslim.runtime.exported import FORMAT, MANIFEST
 from rnnslim.utils.atomic import atomic_directory
 
-MANIFEST = "model.json"
 FORMAT_VERSION = 1
 _C_TYPES = {np.int8: "int8_t", np.uint8: "uint8_t", np.int16: "int16_t", np.uint16: "uint16_t",
             np.int32: "int32_t", np.float32: "float"}
@@ -53,7 +53,7 @@ class CExport:
     tile_sparse: list[str]  # matrices stored tile-sparse
     folded_embedding: bool
     files: dict[str, str] = field(default_factory=dict)  # file -> sha256
-    format: str = "rnnslim-c-int8"
+    format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
     @property
@@ -239,7 +239,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
     `sparse` chooses the matrix layout (packed.py). Returns the manifest.
     """
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
-    name = c_identifier(name or getattr(model.spec, "name", None) or "model")
+    name = c_identifier(name or (getattr(model, "task_meta", None) or {}).get("name") or "model")
     text, const_bytes, sparse_names = _source(name, program)
     facts = CExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers], vocab=program.vocab,
@@ -254,10 +254,3 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
             (tmp / f).write_bytes(b)
         (tmp / MANIFEST).write_text(json.dumps(facts.to_dict(), indent=1))
     return facts
-
-
-def read_manifest(directory: str | Path) -> dict:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not an rnnslim C export (no {MANIFEST})")
-    return json.loads(path.read_text())

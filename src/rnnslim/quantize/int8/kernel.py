@@ -1,9 +1,9 @@
 """Build and load kernel.c: the fused C step of an integer int8 model (rnnslim_core.h).
 
 The shared library is compiled on first use with the system C compiler ($CC, else cc,
-gcc or clang) and cached under $RNNSLIM_CACHE_DIR or ~/.cache/rnnslim/kernels, keyed by
-the source, the flags, the compiler and (for -march=native builds) this CPU's features,
-so a cache shared between machines never loads code built for another CPU. Two variants:
+gcc or clang) and cached (rnnslim.runtime.build: keyed by sources, flags, compiler and,
+for -march=native builds, this CPU; verified against its recorded digest before every
+load). Three variants:
 
     native    -O3 -march=native: AVX512-VNNI, AVX2 or NEON int8 dot products where available
     avx2      -O3 -mavx2: the AVX2 dot products (x86 with AVX2 only; tests use it)
@@ -15,22 +15,16 @@ All compute exactly the integers of integer_cells.py; the tests check it bit for
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
+from rnnslim.runtime.build import CompilerUnavailable, compile_shared, cpu_fingerprint
+from rnnslim.runtime.build import find_compiler as _find_compiler
+
 SOURCE = Path(__file__).with_name("kernel.c")
 CORE = Path(__file__).with_name("rnnslim_core.h")  # the step itself, shared with exported C models
-
-
-class KernelUnavailable(RuntimeError):
-    """The C kernel cannot be built here (no compiler, or compilation failed)."""
+KernelUnavailable = CompilerUnavailable  # the name this module has always raised
 
 
 class KernelVariant(str, Enum):
@@ -44,77 +38,18 @@ _FLAGS = {
     KernelVariant.AVX2: ["-O3", "-mavx2"],
     KernelVariant.PORTABLE: ["-O2", "-DRS_PORTABLE"],
 }
-_COMMON = ["-std=c99", "-ffp-contract=off", "-shared", "-fPIC"]
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("RNNSLIM_CACHE_DIR")
-    if root:
-        return Path(root) / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rnnslim" / "kernels"
 
 
 def find_compiler() -> str:
-    cc = os.environ.get("CC")
-    candidates = [cc] if cc else ["cc", "gcc", "clang"]
-    for name in candidates:
-        path = shutil.which(name) if name else None
-        if path:
-            return path
-    raise KernelUnavailable("no C compiler found (tried " + ", ".join(c for c in candidates if c) + "); install gcc "
-                            "or clang or set CC to build rnnslim's int8 kernel. The integer model still runs "
-                            "through SequenceModel.forward (the pure torch reference), only slower.")
-
-
-def _cpu_fingerprint() -> str:
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}|{platform.processor()}|{flags}"
-
-
-def _compiler_id(cc: str) -> str:
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
-        return out.stdout.splitlines()[0] if out.stdout else cc
-    except (OSError, subprocess.SubprocessError):
-        return cc
+    return _find_compiler()
 
 
 def build_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> Path:
     """Path of the compiled shared library, compiling it if the cache has none."""
     variant = KernelVariant(variant)
-    if variant is KernelVariant.AVX2 and " avx2" not in _cpu_fingerprint():
+    if variant is KernelVariant.AVX2 and " avx2" not in cpu_fingerprint():
         raise KernelUnavailable("the avx2 kernel variant needs an x86 CPU with AVX2; use 'native' or 'portable'")
-    cc = find_compiler()
-    flags = _FLAGS[variant] + _COMMON
-    for f in (SOURCE, CORE):
-        if not f.is_file():
-            raise KernelUnavailable(f"{f} is missing from this installation (package data not installed?)")
-    src = SOURCE.read_bytes() + b"\0" + CORE.read_bytes()
-    key = hashlib.sha256(b"\0".join([src, " ".join(flags).encode(), _compiler_id(cc).encode(),
-                                     (_cpu_fingerprint() if variant is not KernelVariant.PORTABLE else "").encode()]))
-    out = cache_dir() / f"rnnslim_int8_{variant.value}_{key.hexdigest()[:16]}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        proc = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise KernelUnavailable(f"compiling {SOURCE.name} with {cc} failed:\n{proc.stderr.strip()[-2000:]}")
-        os.replace(tmp, out)  # atomic: concurrent builders never see a half-written library
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return compile_shared([SOURCE], _FLAGS[variant], f"rnnslim_int8_{variant.value}", depends=[CORE])
 
 
 _P = ctypes.c_void_p

@@ -1,0 +1,71 @@
+"""`rnnslim export`: one entry point over the export formats, each checked after writing.
+
+    c         standalone C99 library of a fully integer int8 model (c_source.py); checked
+              bit for bit against IntegerRunner on `check_streams` random streams when a
+              C compiler is present; `build` also compiles lib<NAME>.so beside it for
+              rnnslim.runtime (torch-free)
+    c-fp32    the same C API for a float model (c_float.py): the reference a port starts from
+    onnx      one streaming step in ONNX, checked in ONNX Runtime (onnx.py)
+
+Every format writes atomically: a failed export leaves nothing at `out`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FORMATS = ("c", "c-fp32", "onnx")
+
+
+def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool,
+              sparse: str | bool) -> dict:
+    from rnnslim.export.c_check import check_on_host, random_streams
+    from rnnslim.export.c_source import export_c
+    from rnnslim.runtime.build import CompilerUnavailable, find_compiler
+
+    try:
+        facts = export_c(model, out, name=name, fold_embedding=fold_embedding, sparse=sparse)
+    except ValueError as e:
+        if "integer int8" not in str(e):
+            raise
+        raise ValueError(f"--format c exports fully integer int8 models ({e}); convert the model with a recipe "
+                         "stage `int8_integer` first, or export the float model with --format c-fp32") from None
+    result = {"format": "c", "out": str(out), **facts.to_dict()}
+    try:
+        find_compiler()
+    except CompilerUnavailable as e:
+        result["check"] = {"skipped": str(e)}
+        return result
+    if check_streams > 0:
+        from rnnslim.quantize.int8.runner import IntegerRunner
+
+        res = check_on_host(IntegerRunner(model, "portable", fold_embedding=False),
+                            out, random_streams(facts.vocab, check_streams, 24), flags=("-O2", "-DRS_PORTABLE"))
+        for f in ("check_main.c", "check_main.exe"):
+            (out / f).unlink(missing_ok=True)
+        result["check"] = res.to_dict()
+        if not res.ok:
+            raise RuntimeError(f"the exported C differs from IntegerRunner on streams {res.mismatches[:10]}: "
+                               "please report this as a bug")
+    if build:
+        from rnnslim.runtime.exported import build_library
+
+        result["library"] = str(build_library(out, into_export=True))
+    return result
+
+
+def export_model(model, fmt: str, out: str | Path, name: str | None = None, build: bool = False,
+                 check_streams: int = 100, fold_embedding: bool = False, sparse: str | bool = "auto") -> dict:
+    """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict."""
+    out = Path(out)
+    if fmt == "c":
+        return _export_c(model, out, name, build, check_streams, fold_embedding, sparse)
+    if fmt == "c-fp32":
+        from rnnslim.export.c_float import export_c_float
+
+        return {"format": "c-fp32", "out": str(out), **export_c_float(model, out, name=name).to_dict()}
+    if fmt == "onnx":
+        from rnnslim.export.onnx import export_step_onnx
+
+        return {"format": "onnx", **export_step_onnx(model, out).to_dict()}
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

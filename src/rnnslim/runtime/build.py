@@ -1,0 +1,116 @@
+"""Compile C sources into a cached shared library, torch-free (used by the host int8 kernel and
+by rnnslim.runtime for exported models).
+
+Libraries are cached under $RNNSLIM_CACHE_DIR/kernels or ~/.cache/rnnslim/kernels, keyed by
+the sources, the flags, the compiler and (for -march=native builds) this CPU's features, so
+a cache shared between machines never loads code built for another CPU. Each library has a
+`.sha256` beside it written after an atomic build; a library whose bytes no longer match
+(a truncated copy, a disk error, someone else's file) is rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CompilerUnavailable(RuntimeError):
+    """No C compiler here, or the compilation failed."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("RNNSLIM_CACHE_DIR")
+    if root:
+        return Path(root) / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rnnslim" / "kernels"
+
+
+def find_compiler() -> str:
+    cc = os.environ.get("CC")
+    candidates = [cc] if cc else ["cc", "gcc", "clang"]
+    for name in candidates:
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    raise CompilerUnavailable("no C compiler found (tried " + ", ".join(c for c in candidates if c) + "); install "
+                              "gcc or clang or set CC to build rnnslim's int8 kernel. The integer model still runs "
+                              "through SequenceModel.forward (the pure torch reference), only slower.")
+
+
+def cpu_fingerprint() -> str:
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{platform.processor()}|{flags}"
+
+
+def compiler_id(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0] if out.stdout else cc
+    except (OSError, subprocess.SubprocessError):
+        return cc
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verified(lib: Path) -> bool:
+    """True if `lib` exists and matches the digest recorded when it was built."""
+    sig = lib.with_name(lib.name + ".sha256")
+    try:
+        return lib.is_file() and sig.read_text().strip() == _digest(lib)
+    except OSError:
+        return False
+
+
+def compile_shared(sources: Sequence[Path], flags: Sequence[str], stem: str, depends: Sequence[Path] = (),
+                   out_dir: Path | None = None) -> Path:
+    """Path of the shared library built from `sources` (+ headers in `depends`) with `flags`.
+
+    Built once per key into `out_dir` (default: the cache), atomically: concurrent builders
+    never see a half-written library.
+    """
+    cc = find_compiler()
+    flags = list(flags) + ["-std=c99", "-ffp-contract=off", "-shared", "-fPIC"]
+    files = list(sources) + list(depends)
+    for f in files:
+        if not Path(f).is_file():
+            raise CompilerUnavailable(f"{f} is missing (package data not installed?)")
+    native = any(f.startswith("-march=native") or f.startswith("-mcpu=native") for f in flags)
+    key = hashlib.sha256(b"\0".join([*(Path(f).read_bytes() for f in files), " ".join(flags).encode(),
+                                     compiler_id(cc).encode(), (cpu_fingerprint() if native else "").encode()]))
+    out_dir = out_dir or cache_dir()
+    out = out_dir / f"{stem}_{key.hexdigest()[:16]}.so"
+    if verified(out):
+        return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *flags, "-o", tmp, *map(str, sources)], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise CompilerUnavailable(f"compiling {', '.join(Path(s).name for s in sources)} with {cc} failed:\n"
+                                      f"{proc.stderr.strip()[-2000:]}")
+        sig_tmp = tmp + ".sha256"
+        Path(sig_tmp).write_text(_digest(Path(tmp)))
+        os.replace(tmp, out)
+        os.replace(sig_tmp, out.with_name(out.name + ".sha256"))
+    finally:
+        for t in (tmp, tmp + ".sha256"):
+            if os.path.exists(t):
+                os.unlink(t)
+    return out

@@ -1,0 +1,141 @@
+"""ExportedModel: run an exported C model (rnnslim export --format c) from Python without torch.
+
+    from rnnslim.runtime import ExportedModel
+    m = ExportedModel("exported/")          # compiles NAME.c once (cached), or loads lib NAME.so
+    state = m.new_state()
+    for token in stream:
+        logits = m.step(token, state)       # (O,) float32, the model's buffer; copy to keep
+
+Only numpy and the C library are used; importing rnnslim.runtime imports no torch. Before
+anything is compiled or loaded, every file the manifest lists is checked against its
+sha256, so an edited or truncated export is refused with the file named. A library built
+ahead of time (`rnnslim export ... --build`) sits beside the sources as lib<NAME>.so with
+its digest; otherwise the sources are compiled on first use into the kernel cache.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rnnslim.runtime.build import compile_shared, verified
+
+MANIFEST = "model.json"
+FORMAT = "rnnslim-c-int8"
+DEFAULT_FLAGS = ("-O3", "-march=native")
+
+
+class ExportError(ValueError):
+    """The directory is not a complete, unmodified rnnslim C export."""
+
+
+def read_manifest(directory: str | Path) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ExportError(f"{directory} is not an rnnslim C export (no {MANIFEST})")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{path} is not valid JSON: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise ExportError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def verify_export(directory: str | Path) -> dict:
+    """The manifest, after checking every listed file's sha256."""
+    directory = Path(directory)
+    meta = read_manifest(directory)
+    for name, digest in meta.get("files", {}).items():
+        f = directory / name
+        if not f.is_file():
+            raise ExportError(f"{f} is missing from the export")
+        if hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            raise ExportError(f"{f} does not match the manifest (edited or damaged); export the model again")
+    return meta
+
+
+def prebuilt_library(directory: Path, name: str) -> Path:
+    return directory / f"lib{name}.so"
+
+
+def build_library(directory: str | Path, flags: Sequence[str] = DEFAULT_FLAGS, into_export: bool = False) -> Path:
+    """Compile the export into a shared library: into the cache, or beside the sources
+    (lib<NAME>.so + digest) when `into_export` (ahead of time, for users without a compiler
+    on the same machine model)."""
+    directory = Path(directory)
+    meta = verify_export(directory)
+    name = meta["name"]
+    lib = compile_shared([directory / f"{name}.c"], flags, f"rnnslim_export_{name}",
+                         depends=[directory / f"{name}.h", directory / "rnnslim_core.h"])
+    if into_export:
+        dest = prebuilt_library(directory, name)
+        dest.write_bytes(lib.read_bytes())
+        dest.with_name(dest.name + ".sha256").write_text(hashlib.sha256(dest.read_bytes()).hexdigest())
+        return dest
+    return lib
+
+
+class ExportedModel:
+    def __init__(self, directory: str | Path, flags: Sequence[str] = DEFAULT_FLAGS) -> None:
+        directory = Path(directory)
+        self.manifest = meta = verify_export(directory)
+        self.name = name = meta["name"]
+        pre = prebuilt_library(directory, name)
+        path = pre if verified(pre) else build_library(directory, flags)
+        self.library = path
+        lib = ctypes.CDLL(str(path))
+        P = ctypes.c_void_p
+        sigs = {"init": ([], ctypes.c_int), "reset": ([P], None), "step": ([P, ctypes.c_int32, P], ctypes.c_int),
+                "step_int": ([P, ctypes.c_int32, P], ctypes.c_int)}
+        self._fn = {}
+        for fn, (args, res) in sigs.items():
+            f = getattr(lib, f"{name}_{fn}")
+            f.argtypes, f.restype = args, res
+            self._fn[fn] = f
+        self._lib = lib
+        self.vocab, self.outputs, self.state_len = int(meta["vocab"]), int(meta["outputs"]), int(meta["state_len"])
+        self.simd_level = int(self._fn["init"]())
+        self._logits = np.zeros(self.outputs, np.float32)
+
+    def new_state(self) -> np.ndarray:
+        """A zero state: int16 (state_len,), one per stream."""
+        return np.zeros(self.state_len, np.int16)
+
+    def _check_state(self, state: np.ndarray) -> int:
+        if state.dtype != np.int16 or state.shape != (self.state_len,) or not state.flags.c_contiguous:
+            raise ValueError(f"state must be a contiguous int16 array of {self.state_len} (use new_state())")
+        return state.ctypes.data
+
+    def reset(self, state: np.ndarray) -> None:
+        self._fn["reset"](self._check_state(state))
+
+    def step(self, token: int, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One token at batch 1: (O,) float32 logits; `state` is updated in place."""
+        out = self._logits if out is None else out
+        if out.dtype != np.float32 or out.shape != (self.outputs,) or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous float32 array of {self.outputs}")
+        if self._fn["step"](self._check_state(state), int(token), out.ctypes.data):
+            raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
+        return out
+
+    def step_int(self, token: int, state: np.ndarray) -> np.ndarray:
+        """One token, integer outputs: int32 (O,) accumulators (logits = acc * output scale)."""
+        acc = np.empty(self.outputs, np.int32)
+        if self._fn["step_int"](self._check_state(state), int(token), acc.ctypes.data):
+            raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
+        return acc
+
+    def run(self, tokens: Sequence[int] | np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """tokens (T,) -> (logits (T, O) float32, final state)."""
+        state = self.new_state() if state is None else state
+        toks = np.asarray(tokens).reshape(-1)
+        out = np.empty((toks.size, self.outputs), np.float32)
+        for t, tok in enumerate(toks.tolist()):
+            self.step(tok, state, out[t])
+        return out, state

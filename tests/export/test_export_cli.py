@@ -1,0 +1,45 @@
+"""`rnnslim export`: the verb end to end, JSON facts, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from rnnslim.cli import app
+from rnnslim.io.format import save_model
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
+from test_int8_kernel import _integer_model, needs_kernel  # noqa: E402
+
+runner = CliRunner()
+
+
+@needs_kernel
+def test_export_c_checks_and_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    save_model(_integer_model("lstm", hidden=(32, 16)), tmp_path / "m")
+    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--name", "kws",
+                            "--check", "100", "--build", "--json"])
+    assert r.exit_code == 0, r.output
+    facts = json.loads(r.stdout.strip().splitlines()[-1])
+    assert facts["check"]["bit_exact"] and facts["check"]["streams"] == 100
+    assert Path(facts["library"]) == tmp_path / "c" / "libkws.so"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        ["kws.c", "kws.h", "rnnslim_core.h", "model.json", "libkws.so", "libkws.so.sha256"])
+    human = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c2"), "--check", "0"])
+    assert human.exit_code == 0 and "flash" in human.output and "RAM" in human.output
+
+
+def test_float_model_to_c_names_the_fix(tmp_path):
+    spec = ModelSpec(cell="gru", input_kind=InputKind.EMBEDDING, input_size=10, embed_size=8,
+                     layers=[LayerShape(hidden_size=16)], output_size=10)
+    save_model(SequenceModel(spec), tmp_path / "m")
+    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "int8_integer" in r.output and "c-fp32" in r.output
+    assert not (tmp_path / "c").exists()
+    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--format", "tflite"])
+    assert r.exit_code == 2 and "unknown export format" in r.output

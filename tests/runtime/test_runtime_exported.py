@@ -1,0 +1,74 @@
+"""rnnslim.runtime: exported C models from numpy, without torch; verified before loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnslim.export.c_source import export_c
+from rnnslim.quantize.int8 import IntegerRunner
+from rnnslim.runtime import ExportedModel, ExportError, build_library
+from rnnslim.runtime.build import CompilerUnavailable, find_compiler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
+from test_int8_kernel import _integer_model  # noqa: E402
+
+try:
+    find_compiler()
+    HAVE_CC = True
+except CompilerUnavailable:
+    HAVE_CC = False
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler here")
+
+
+def test_importing_the_runtime_does_not_import_torch():
+    code = "import sys, rnnslim.runtime; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@needs_cc
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_exported_model_streams_like_the_kernel(tmp_path, monkeypatch, cell):
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    q = _integer_model(cell, hidden=(40, 24))
+    export_c(q, tmp_path / "c", name="m")
+    m = ExportedModel(tmp_path / "c")
+    runner = IntegerRunner(q)
+    x = torch.randint(0, 30, (120,), generator=torch.Generator().manual_seed(3))
+    ref, ref_state = runner.run(x)
+    logits, state = m.run(x.numpy())
+    assert np.array_equal(logits, ref.numpy()) and np.array_equal(state, ref_state.buf.numpy())
+    acc = m.step_int(5, state.copy())  # integer outputs: logits = acc * scale
+    assert np.array_equal(acc.astype(np.float32) * _scale(q), m.step(5, state))
+    m.reset(state)
+    assert not state.any()
+    with pytest.raises(IndexError, match="vocabulary"):
+        m.step(30, state)
+    with pytest.raises(ValueError, match="int16"):
+        m.step(1, np.zeros(3, np.int16))
+
+
+def _scale(q) -> np.ndarray:
+    return q.decoder.out_scale.float().numpy()
+
+
+@needs_cc
+def test_prebuilt_library_is_used_and_a_tampered_export_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    q = _integer_model("rnn_tanh", hidden=(32,))
+    export_c(q, tmp_path / "c", name="m")
+    lib = build_library(tmp_path / "c", into_export=True)
+    assert lib == tmp_path / "c" / "libm.so" and ExportedModel(tmp_path / "c").library == lib
+    lib.write_bytes(lib.read_bytes()[:100])  # a damaged library is rebuilt into the cache, never loaded
+    assert ExportedModel(tmp_path / "c").library != lib
+    src = tmp_path / "c" / "m.c"
+    src.write_text(src.read_text().replace("int m_init(void)", "int m_init(void) /* edited */"))
+    with pytest.raises(ExportError, match="m.c does not match"):
+        ExportedModel(tmp_path / "c")
+    with pytest.raises(ExportError, match="not an rnnslim C export"):
+        ExportedModel(tmp_path)
