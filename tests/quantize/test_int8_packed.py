@@ -51,3 +51,24 @@ def test_auto_chooses_by_tile_density_and_bad_input_is_refused():
         pack_matrix(w.astype(np.int16))
     with pytest.raises(ValueError, match="sparse"):
         pack_matrix(w, sparse="yes")
+
+
+def test_bytes_per_step_counts_what_the_step_reads():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_int8_kernel import _integer_model, _zero_tiles
+
+    from rnnslim.quantize.int8.packed import IntegerProgram
+
+    q = _integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29)
+    dense = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
+    ly = dense.layers[0]
+    expect = 45 + (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64 + 2 * 2 * 1025
+    expect += 32 * 64 + 32 * 4 + 29 * 8
+    assert dense.bytes_per_step() == expect and ly.wx.nbytes == 192 * 48 + 192 * 4
+    folded = IntegerProgram.from_model(q, fold_embedding=True, sparse=False)
+    assert folded.bytes_per_step() == expect - 45 - (192 * 48 + 192 * 4 + 192 * 5) + 4 * 192
+    sparse = IntegerProgram.from_model(_zero_tiles(q, keep=0.25), fold_embedding=False, sparse=True)
+    assert sparse.bytes_per_step() < 0.5 * expect

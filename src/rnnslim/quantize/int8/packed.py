@@ -61,6 +61,11 @@ class PackedMatrix:
         return self.w.size // (RB * KB)
 
     @property
+    def nbytes(self) -> int:
+        """Bytes a matrix-vector product reads: weights (kept tiles), VNNI correction, tile index."""
+        return sum(a.nbytes for a in self.arrays().values())
+
+    @property
     def tile_density(self) -> float:
         return self.n_tiles / ((self.rows_p // RB) * (self.cols_p // KB))
 
@@ -145,6 +150,16 @@ class IntegerProgram:
     @property
     def max_rows(self) -> int:
         return max([RB, self.dec.rows_p] + [ly.wx.rows_p for ly in self.layers])
+
+    def bytes_per_step(self) -> int:
+        """Bytes of constants one step reads (the numerator of the memory-bandwidth floor): the
+        embedding row (or folded table row), every matrix, per-row constants, tables, decoder."""
+        total = self.embed if self.layers[0].tx_table is None else 4 * self.layers[0].rows
+        for k, ly in enumerate(self.layers):
+            wx = 0 if (k == 0 and ly.tx_table is not None) else ly.wx.nbytes + ly.mult_x.nbytes + ly.shift_x.nbytes
+            total += wx + ly.wh.nbytes + ly.mult_h.nbytes + ly.shift_h.nbytes + ly.bias.nbytes
+            total += ly.sig.nbytes + ly.tanh.nbytes
+        return total + self.dec.nbytes + self.dec_bias.nbytes + self.dec_scale.nbytes
 
     def scratch_bytes(self) -> int:
         """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""
