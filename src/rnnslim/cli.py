@@ -223,7 +223,7 @@ def export(
     name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name)")] = None,
     build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources for rnnslim.runtime")] = False,
     check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,
-    fold_embedding: Annotated[bool, typer.Option(help="c: fold the embedding into layer 0 (faster, V x 4H int32 more flash)")] = False,
+    fold_embedding: Annotated[Optional[bool], typer.Option("--fold-embedding/--no-fold-embedding", help="c: a V x 4H int32 table of layer-0 input terms instead of embedding + W_ih (default: when it takes less flash)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a model to run elsewhere: a standalone C library (microcontrollers, servers) or ONNX."""

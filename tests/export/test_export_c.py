@@ -94,3 +94,19 @@ def test_identifiers_and_hash():
     assert c_identifier("") == "model"
     assert fnv1a64(b"a") == 0xAF63DC4C8601EC8C  # the published FNV-1a 64 test vector
     assert np.array_equal(random_streams(7, 3, 5), random_streams(7, 3, 5))
+
+
+@needs_cc
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_folded_export_drops_embedding_and_input_matrix(tmp_path, cell):
+    # 4 V < E: the folded table takes less flash than embedding + W_ih, so "auto" folds
+    q = _integer_model(cell, hidden=(48, 32), vocab=8, embed=64, out=8)
+    folded = export_c(q, tmp_path / "f", name="tiny")
+    plain = export_c(q, tmp_path / "p", name="tiny", fold_embedding=False)
+    assert folded.folded_embedding and not plain.folded_embedding
+    text = (tmp_path / "f" / "tiny.c").read_text()
+    assert "l0_wx_w[" not in text and "emb[" not in text and "l0_tx_table[" in text
+    G = 4 if cell == "lstm" else 3
+    assert plain.const_bytes - folded.const_bytes == 8 * 64 + G * 48 * (64 + 4 + 4 + 1) - 8 * G * 48 * 4
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "f", random_streams(8, 100, 16), flags=FLAGS["portable"])
+    assert res.ok, res.mismatches

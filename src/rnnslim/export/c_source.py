@@ -159,18 +159,23 @@ extern const float {name}_output_scale[{N}_OUTPUTS];
 def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
     arrs = _Arrays()
     sparse: list[str] = []
-    emb = arrs.add("emb", p.emb)
+    emb = "NULL" if p.layers[0].tx_table is not None else arrs.add("emb", p.emb)
     layer_inits = []
     for k, ly in enumerate(p.layers):
         mats = {}
+        folded = ly.tx_table is not None  # the table replaces W_ih x and its requantization
         for which, m in (("wx", ly.wx), ("wh", ly.wh)):
+            if which == "wx" and folded:
+                mats[which] = f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p} }}"
+                continue
             mats[which] = _matrix(arrs, f"l{k}_{which}", m)
             if m.sparse:
                 sparse.append(f"rnn.layers.{k}.{'w_ih' if which == 'wx' else 'w_hh'}")
         fields = {
             "input": ly.input, "hidden": ly.hidden, "rows": ly.rows, "wx": mats["wx"], "wh": mats["wh"],
-            "mult_x": arrs.add(f"l{k}_mult_x", ly.mult_x), "mult_h": arrs.add(f"l{k}_mult_h", ly.mult_h),
-            "bias": arrs.add(f"l{k}_bias", ly.bias), "shift_x": arrs.add(f"l{k}_shift_x", ly.shift_x),
+            "mult_x": "NULL" if folded else arrs.add(f"l{k}_mult_x", ly.mult_x),
+            "mult_h": arrs.add(f"l{k}_mult_h", ly.mult_h), "bias": arrs.add(f"l{k}_bias", ly.bias),
+            "shift_x": "NULL" if folded else arrs.add(f"l{k}_shift_x", ly.shift_x),
             "shift_h": arrs.add(f"l{k}_shift_h", ly.shift_h), "h_mult": ly.h_mult, "h_shift": ly.h_shift,
             "cf": ly.cf, "sig": arrs.add(f"l{k}_sig", ly.sig), "tanh_": arrs.add(f"l{k}_tanh", ly.tanh),
             "tx_table": arrs.add(f"l{k}_tx_table", ly.tx_table) if ly.tx_table is not None else "NULL",
@@ -230,14 +235,19 @@ int {name}_step_int({name}_state *s, int32_t token, int32_t *out) {{
     return text, arrs.const_bytes, sparse
 
 
-def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bool | None = False,
+def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bool | None = None,
              sparse: bool | str = "auto", source: str | None = None) -> CExport:
     """Write the C library of a fully integer int8 SequenceModel into directory `out`.
 
-    The directory is written atomically (complete or absent). `fold_embedding` (default
-    off: the table is V x 4H int32 of flash) trades flash for the layer-0 input matmul;
-    `sparse` chooses the matrix layout (packed.py). Returns the manifest.
+    The directory is written atomically (complete or absent). `fold_embedding`: the layer-0
+    input terms of every token as a V x 4H int32 table instead of the embedding and W_ih
+    (a table row read instead of a matrix product); None folds when the table takes less
+    flash (4 V < E, e.g. a 65-symbol vocabulary with a 512-wide embedding). `sparse`
+    chooses the matrix layout (packed.py). Returns the manifest.
     """
+    if fold_embedding is None:
+        emb = getattr(model, "embedding", None)
+        fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
     name = c_identifier(name or (getattr(model, "task_meta", None) or {}).get("name") or "model")
     text, const_bytes, sparse_names = _source(name, program)

@@ -17,7 +17,7 @@ from pathlib import Path
 FORMATS = ("c", "c-fp32", "onnx")
 
 
-def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool,
+def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool | None,
               sparse: str | bool) -> dict:
     from rnnslim.export.c_check import check_on_host, random_streams
     from rnnslim.export.c_source import export_c
@@ -55,7 +55,7 @@ def _export_c(model, out: Path, name: str | None, build: bool, check_streams: in
 
 
 def export_model(model, fmt: str, out: str | Path, name: str | None = None, build: bool = False,
-                 check_streams: int = 100, fold_embedding: bool = False, sparse: str | bool = "auto") -> dict:
+                 check_streams: int = 100, fold_embedding: bool | None = None, sparse: str | bool = "auto") -> dict:
     """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict."""
     out = Path(out)
     if fmt == "c":

@@ -88,7 +88,7 @@ typedef struct {
    int32 accumulators). A step writes only the scratch and the caller's state. */
 typedef struct {
     int cell, L, V, E, O, state_len, max_cols, max_rows;
-    const int8_t *emb; /* [V][E] */
+    const int8_t *emb; /* [V][E]; may be NULL when layer 0 has a folded table */
     const rs_layer *layers;
     rs_mat dec;
     const int32_t *dec_b;
@@ -506,7 +506,7 @@ static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
     const int8_t *x;
     int l, j;
     if (token < 0 || token >= m->V) return -1;
-    x = m->emb + (size_t)token * m->E;
+    x = m->emb ? m->emb + (size_t)token * m->E : NULL; /* NULL: layer 0 reads its folded table */
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
         /* y is written to ybuf; the next layer copies it into xbuf before overwriting ybuf */
