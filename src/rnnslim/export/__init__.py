@@ -1,4 +1,5 @@
-"""Export with a parity check: ONNX (runs in ONNX Runtime). onnx/onnxruntime are optional extras,
+"""Export with a parity check: ONNX (runs in ONNX Runtime; fp32, and int8 with unfused recurrent
+matmuls for LSTM/GRU/RNN) and torch.export `.pt2` programs. onnx/onnxruntime are optional extras,
 imported only when a function that needs them runs."""
 
 from rnnslim.export.c_float import export_c_float
@@ -11,6 +12,17 @@ from rnnslim.export.onnx import (
     ort_session,
     quantize_dynamic_int8,
 )
+from rnnslim.export.onnx_int8 import export_int8_onnx, int8_max_abs_diff
+from rnnslim.export.torch_export import (
+    TorchExportError,
+    TorchStepProgram,
+    UnsafeArchiveError,
+    export_torch_program,
+    float_weights_copy,
+    inspect_pt2,
+    load_torch_program,
+    torch_program_parity,
+)
 
 __all__ = [
     "export_c_float",
@@ -21,4 +33,14 @@ __all__ = [
     "export_step_onnx",
     "ort_session",
     "quantize_dynamic_int8",
+    "export_int8_onnx",
+    "int8_max_abs_diff",
+    "TorchExportError",
+    "TorchStepProgram",
+    "UnsafeArchiveError",
+    "export_torch_program",
+    "float_weights_copy",
+    "inspect_pt2",
+    "load_torch_program",
+    "torch_program_parity",
 ]
