@@ -110,3 +110,19 @@ def test_folded_export_drops_embedding_and_input_matrix(tmp_path, cell):
     assert plain.const_bytes - folded.const_bytes == 8 * 64 + G * 48 * (64 + 4 + 4 + 1) - 8 * G * 48 * 4
     res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "f", random_streams(8, 100, 16), flags=FLAGS["portable"])
     assert res.ok, res.mismatches
+
+
+@needs_cc
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["identity", "linear"])
+def test_feature_model_export_equals_runner(tmp_path, cell, kind):
+    from test_int8_kernel import _feature_model
+
+    q = _feature_model(cell, kind, readout="last")
+    facts = export_c(q, tmp_path / "c", name="sensor")
+    assert facts.input_kind == kind and facts.features == 13 and facts.vocab == 0
+    header = (tmp_path / "c" / "sensor.h").read_text()
+    assert "#define SENSOR_FEATURES 13" in header and "const float *x" in header
+    streams = random_streams(0, 100, 12, features=13)
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", streams, flags=FLAGS["native"])
+    assert res.ok, res.mismatches

@@ -156,3 +156,41 @@ def test_tile_sparse_runner_equals_reference(variant, cell):
     assert torch.equal(sparse.run(x)[0], ref[:, 0])
     auto = IntegerRunner(q, variant)  # ~30 % of the tiles kept: "auto" picks the sparse layout
     assert auto.program.layers[1].wh.sparse and torch.equal(auto.run(x)[0], ref[:, 0])
+
+
+def _feature_model(cell: str, kind: str, readout: str = "all", F: int = 13, hidden=(40, 24), out: int = 5, seed=0):
+    torch.manual_seed(seed)
+    spec = ModelSpec(cell=cell, input_kind=kind, input_size=F, embed_size=F if kind == "identity" else 20,
+                     layers=[LayerShape(hidden_size=h) for h in hidden], output_size=out, readout=readout)
+    model = SequenceModel(spec).eval()
+    calib = [2.0 * torch.randn(30, 4, F) for _ in range(2)]
+    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("kind", ["identity", "linear"])
+def test_feature_input_runner_equals_reference(variant, cell, kind):
+    q = _feature_model(cell, kind)
+    # values beyond the calibrated range saturate; exact halves exercise round-half-even
+    x = 3.0 * torch.randn(150, 13, generator=torch.Generator().manual_seed(4))
+    x[:5] = torch.arange(-32, 33, dtype=torch.float32)[:65].reshape(5, 13) * 0.5 * float(q.rnn.layers[0].x_scale
+                                                                                         if kind == "identity" else
+                                                                                         q.input_proj.in_scale)
+    ref, _ = q(x[:, None, :])
+    runner = IntegerRunner(q, variant)
+    logits, _ = runner.run_features(x)
+    assert torch.equal(logits, ref[:, 0])
+    state = runner.init_state()
+    assert torch.equal(runner.step_features(x[0], state), ref[0, 0])
+    with pytest.raises(TypeError, match="features"):
+        runner.step(0, state)
+
+
+@needs_kernel
+def test_readout_last_is_the_final_step():
+    q = _feature_model("gru", "linear", readout="last")
+    x = torch.randn(40, 13)
+    ref, _ = q(x[:, None, :])  # (1, O): the last step only
+    logits, _ = IntegerRunner(q).run_features(x)
+    assert torch.equal(logits[-1], ref[0])

@@ -72,3 +72,19 @@ def test_prebuilt_library_is_used_and_a_tampered_export_is_refused(tmp_path, mon
         ExportedModel(tmp_path / "c")
     with pytest.raises(ExportError, match="not an rnnslim C export"):
         ExportedModel(tmp_path)
+
+
+@needs_cc
+def test_feature_model_runs_from_numpy(tmp_path, monkeypatch):
+    from test_int8_kernel import _feature_model
+
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    q = _feature_model("lstm", "linear")
+    export_c(q, tmp_path / "c", name="kws")
+    m = ExportedModel(tmp_path / "c")
+    x = 2 * torch.randn(50, 13)
+    logits, state = m.run(x.numpy())
+    ref, ref_state = IntegerRunner(q).run_features(x)
+    assert np.array_equal(logits, ref.numpy()) and np.array_equal(state, ref_state.buf.numpy())
+    with pytest.raises(ValueError, match="13 features"):
+        m.step(np.zeros(12, np.float32), m.new_state())

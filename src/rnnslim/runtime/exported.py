@@ -91,8 +91,10 @@ class ExportedModel:
         self.library = path
         lib = ctypes.CDLL(str(path))
         P = ctypes.c_void_p
-        sigs = {"init": ([], ctypes.c_int), "reset": ([P], None), "step": ([P, ctypes.c_int32, P], ctypes.c_int),
-                "step_int": ([P, ctypes.c_int32, P], ctypes.c_int)}
+        self.features = int(meta.get("features") or 0)  # > 0: NAME_step takes float features
+        arg = P if self.features else ctypes.c_int32
+        sigs = {"init": ([], ctypes.c_int), "reset": ([P], None), "step": ([P, arg, P], ctypes.c_int),
+                "step_int": ([P, arg, P], ctypes.c_int)}
         self._fn = {}
         for fn, (args, res) in sigs.items():
             f = getattr(lib, f"{name}_{fn}")
@@ -115,27 +117,37 @@ class ExportedModel:
     def reset(self, state: np.ndarray) -> None:
         self._fn["reset"](self._check_state(state))
 
-    def step(self, token: int, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One token at batch 1: (O,) float32 logits; `state` is updated in place."""
+    def _input(self, x):
+        """A token id, or for a feature model a float32 (F,) array (kept alive by the caller)."""
+        if not self.features:
+            return int(x)
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape == (self.features,)
+                and x.flags.c_contiguous):
+            raise ValueError(f"this model takes a contiguous float32 array of {self.features} features per step")
+        return x.ctypes.data
+
+    def step(self, x, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One token (or (F,) float32 features) at batch 1: (O,) float32 logits; `state` is updated in place."""
         out = self._logits if out is None else out
         if out.dtype != np.float32 or out.shape != (self.outputs,) or not out.flags.c_contiguous:
             raise ValueError(f"out must be a contiguous float32 array of {self.outputs}")
-        if self._fn["step"](self._check_state(state), int(token), out.ctypes.data):
-            raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
+        if self._fn["step"](self._check_state(state), self._input(x), out.ctypes.data):
+            raise IndexError(f"token {x} is outside the vocabulary [0, {self.vocab})")
         return out
 
-    def step_int(self, token: int, state: np.ndarray) -> np.ndarray:
-        """One token, integer outputs: int32 (O,) accumulators (logits = acc * output scale)."""
+    def step_int(self, x, state: np.ndarray) -> np.ndarray:
+        """One step, integer outputs: int32 (O,) accumulators (logits = acc * output scale)."""
         acc = np.empty(self.outputs, np.int32)
-        if self._fn["step_int"](self._check_state(state), int(token), acc.ctypes.data):
-            raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
+        if self._fn["step_int"](self._check_state(state), self._input(x), acc.ctypes.data):
+            raise IndexError(f"token {x} is outside the vocabulary [0, {self.vocab})")
         return acc
 
-    def run(self, tokens: Sequence[int] | np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """tokens (T,) -> (logits (T, O) float32, final state)."""
+    def run(self, inputs, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """tokens (T,) or features (T, F) -> (logits (T, O) float32, final state)."""
         state = self.new_state() if state is None else state
-        toks = np.asarray(tokens).reshape(-1)
-        out = np.empty((toks.size, self.outputs), np.float32)
-        for t, tok in enumerate(toks.tolist()):
-            self.step(tok, state, out[t])
+        xs = (np.ascontiguousarray(inputs, np.float32).reshape(-1, self.features) if self.features
+              else np.asarray(inputs).reshape(-1).tolist())
+        out = np.empty((len(xs), self.outputs), np.float32)
+        for t in range(len(xs)):
+            self.step(xs[t], state, out[t])
         return out, state

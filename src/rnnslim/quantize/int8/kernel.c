@@ -36,7 +36,7 @@ void rs_free(rs_host *h) {
 
 rs_host *rs_new(int cell, int L, int V, int E, int O) {
     rs_host *h;
-    if (cell < CELL_LSTM || cell > CELL_RNN || L < 1 || L > 32 || V < 1 || E < 1 || O < 1) return NULL;
+    if (cell < CELL_LSTM || cell > CELL_RNN || L < 1 || L > 32 || V < 0 || E < 1 || O < 1) return NULL;
     h = (rs_host *)calloc(1, sizeof(rs_host));
     if (!h) return NULL;
     h->layers = (rs_layer *)calloc((size_t)L, sizeof(rs_layer));
@@ -53,14 +53,15 @@ int rs_set_embedding(rs_host *h, const int8_t *emb) {
     return h->m.emb ? 0 : -1;
 }
 
-/* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder; n_tiles < 0: dense */
+/* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder, 2L + 1 = input projection; n_tiles < 0: dense */
 int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
                   const int32_t *tile_ptr, const uint16_t *tile_col, int n_tiles) {
     rs_mat *mt;
     int rows_p = (rows + RB - 1) / RB * RB, cols_p = (cols + KB - 1) / KB * KB, nb = rows_p / RB;
     size_t wbytes = n_tiles < 0 ? (size_t)rows_p * cols_p : (size_t)n_tiles * RB * KB;
-    if (slot < 0 || slot > 2 * h->m.L || rows < 1 || cols < 1) return -2;
-    mt = slot == 2 * h->m.L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
+    if (slot < 0 || slot > 2 * h->m.L + 1 || rows < 1 || cols < 1) return -2;
+    if (slot == 2 * h->m.L + 1) mt = &h->m.in.w;
+    else mt = slot == 2 * h->m.L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
     mt->rows = rows; mt->cols = cols; mt->rows_p = rows_p; mt->cols_p = cols_p;
     mt->w = (const int8_t *)host_copy(h, w, wbytes > 0 ? wbytes : 1);
     mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * rows_p);
@@ -104,6 +105,22 @@ int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_i
     return 0;
 }
 
+/* feature input: kind INPUT_IDENTITY or INPUT_LINEAR (then the matrix in slot 2L + 1 and
+   bias / mult / shift per row of the projection) */
+int rs_set_input(rs_host *h, int kind, int F, float in_scale, const int32_t *bias, const int32_t *mult,
+                 const int8_t *shift) {
+    rs_input *in = &h->m.in;
+    if (kind < INPUT_EMBEDDING || kind > INPUT_LINEAR || F < 1 || !(in_scale > 0.0f)) return -2;
+    in->kind = kind; in->F = F; in->in_scale = in_scale;
+    if (kind == INPUT_LINEAR) {
+        in->bias = (const int32_t *)host_copy(h, bias, sizeof(int32_t) * h->m.E);
+        in->mult = (const int32_t *)host_copy(h, mult, sizeof(int32_t) * h->m.E);
+        in->shift = (const int8_t *)host_copy(h, shift, (size_t)h->m.E);
+        if (!in->bias || !in->mult || !in->shift) return -1;
+    }
+    return 0;
+}
+
 int rs_set_decoder(rs_host *h, const int32_t *b, const float *scale) {
     h->m.dec_b = (const int32_t *)host_copy(h, b, sizeof(int32_t) * h->m.O);
     h->m.dec_scale = (const float *)host_copy(h, scale, sizeof(float) * h->m.O);
@@ -125,9 +142,16 @@ int rs_finalize(rs_host *h) {
         if (ly->wx.rows_p > m->max_rows) m->max_rows = ly->wx.rows_p;
         in = ly->hidden;
     }
-    if (!m->emb || !m->dec.w || !m->dec_b || m->dec.cols != in || m->dec.rows != m->O) return -2;
+    if (!m->dec.w || !m->dec_b || m->dec.cols != in || m->dec.rows != m->O) return -2;
     if (m->dec.cols_p > m->max_cols) m->max_cols = m->dec.cols_p;
     if (m->dec.rows_p > m->max_rows) m->max_rows = m->dec.rows_p;
+    if (m->in.kind == INPUT_EMBEDDING && (!m->emb || m->V < 1)) return -2;
+    if (m->in.kind == INPUT_IDENTITY && m->in.F != m->E) return -2;
+    if (m->in.kind == INPUT_LINEAR) {
+        if (!m->in.w.w || m->in.w.rows != m->E || m->in.w.cols != m->in.F) return -2;
+        if (m->in.w.cols_p > m->max_cols) m->max_cols = m->in.w.cols_p;
+        if (m->in.w.rows_p > m->max_rows) m->max_rows = m->in.w.rows_p;
+    }
     m->xbuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
     m->hbuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
     m->ybuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
@@ -143,6 +167,18 @@ int rs_finalize(rs_host *h) {
 int rs_state_len(const rs_host *h) { return h->m.state_len; }
 
 int rs_step(rs_host *h, int64_t token, int16_t *state, float *logits) { return rs_core_step(&h->m, token, state, logits); }
+
+int rs_step_features(rs_host *h, const float *x, int16_t *state, float *logits) {
+    return rs_core_step_features(&h->m, x, state, logits);
+}
+
+/* n steps of F features ([n][F]); logits is [n][O]. Returns 0, or -1 for a token model. */
+int rs_run_features(rs_host *h, const float *x, int n, int16_t *state, float *logits) {
+    int t;
+    for (t = 0; t < n; t++)
+        if (rs_core_step_features(&h->m, x + (size_t)t * h->m.in.F, state, logits + (size_t)t * h->m.O)) return -1;
+    return 0;
+}
 
 /* n tokens in a row; logits is [n][O]. Returns the index of the first bad token + 1, or 0. */
 int rs_run(rs_host *h, const int64_t *tokens, int n, int16_t *state, float *logits) {

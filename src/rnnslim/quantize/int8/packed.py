@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rnnslim.models.sequence import SequenceModel
+from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.recurrent.gates import CellType
@@ -125,17 +125,42 @@ class PackedLayer:
         return self.wx.rows
 
 
+INPUT_ID = {InputKind.EMBEDDING: 0, InputKind.IDENTITY: 1, InputKind.LINEAR: 2}
+
+
+@dataclass
+class PackedInput:
+    """Float features -> int8 codes: round(x / in_scale) (identity), then the integer input
+    projection for "linear" (int8 output codes requantized per row)."""
+
+    kind: InputKind
+    features: int
+    in_scale: float  # float32
+    proj: PackedMatrix | None = None  # linear: (E, F)
+    bias: np.ndarray | None = None  # int32 (E,)
+    mult: np.ndarray | None = None  # int32 (E,)
+    shift: np.ndarray | None = None  # int8 (E,)
+
+    def nbytes(self) -> int:
+        return 0 if self.proj is None else self.proj.nbytes + self.bias.nbytes + self.mult.nbytes + self.shift.nbytes
+
+
 @dataclass
 class IntegerProgram:
     cell: CellType
-    vocab: int
+    vocab: int  # 0 for feature models
     embed: int
     out: int
-    emb: np.ndarray  # int8 (V * E,)
+    emb: np.ndarray | None  # int8 (V * E,); None for feature models
     layers: list[PackedLayer]
     dec: PackedMatrix
     dec_bias: np.ndarray  # int32 (O,)
     dec_scale: np.ndarray  # float32 (O,)
+    inputs: PackedInput | None = None  # feature models
+
+    @property
+    def input_kind(self) -> InputKind:
+        return InputKind.EMBEDDING if self.inputs is None else self.inputs.kind
 
     @property
     def state_len(self) -> int:
@@ -145,16 +170,20 @@ class IntegerProgram:
 
     @property
     def max_cols(self) -> int:
-        return max([KB, self.dec.cols_p] + [m.cols_p for ly in self.layers for m in (ly.wx, ly.wh)])
+        proj = [self.inputs.proj.cols_p] if self.inputs is not None and self.inputs.proj is not None else []
+        return max([KB, self.dec.cols_p] + proj + [m.cols_p for ly in self.layers for m in (ly.wx, ly.wh)])
 
     @property
     def max_rows(self) -> int:
-        return max([RB, self.dec.rows_p] + [ly.wx.rows_p for ly in self.layers])
+        proj = [self.inputs.proj.rows_p] if self.inputs is not None and self.inputs.proj is not None else []
+        return max([RB, self.dec.rows_p] + proj + [ly.wx.rows_p for ly in self.layers])
 
     def bytes_per_step(self) -> int:
         """Bytes of constants one step reads (the numerator of the memory-bandwidth floor): the
         embedding row (or folded table row), every matrix, per-row constants, tables, decoder."""
         total = self.embed if self.layers[0].tx_table is None else 4 * self.layers[0].rows
+        if self.inputs is not None:
+            total += self.inputs.nbytes()
         for k, ly in enumerate(self.layers):
             wx = 0 if (k == 0 and ly.tx_table is not None) else ly.wx.nbytes + ly.mult_x.nbytes + ly.shift_x.nbytes
             total += wx + ly.wh.nbytes + ly.mult_h.nbytes + ly.shift_h.nbytes + ly.bias.nbytes
@@ -172,7 +201,7 @@ class IntegerProgram:
         from rnnslim.quantize.int8.runner import check_integer_model
 
         check_integer_model(model)
-        emb, dec = model.embedding, model.decoder
+        dec = model.decoder
         cell = model.rnn.cell
         layers = []
         for layer in model.rnn.layers:
@@ -185,6 +214,19 @@ class IntegerProgram:
                 mult_h=_np(d.mult_hh, np.int32), shift_h=_np(d.shift_hh, np.int8), bias=_np(d.bias, np.int32),
                 h_mult=int(layer.h_mult), h_shift=int(layer.h_shift), cf=int(layer.cell_frac),
                 sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16)))
+        common = dict(cell=cell, embed=model.rnn.layers[0].input_size, out=dec.out_features, layers=layers,
+                      dec=pack_matrix(dec.weight, sparse), dec_bias=_np(dec.bias, np.int32),
+                      dec_scale=_np(dec.out_scale.float(), np.float32))
+        kind = model.spec.input_kind
+        if kind is InputKind.IDENTITY:
+            inputs = PackedInput(kind, model.spec.input_size, float(model.rnn.layers[0].x_scale))
+            return cls(vocab=0, emb=None, inputs=inputs, **common)
+        if kind is InputKind.LINEAR:
+            p = model.input_proj
+            inputs = PackedInput(kind, p.in_features, float(p.in_scale), pack_matrix(p.weight, sparse),
+                                 _np(p.bias, np.int32), _np(p.out_mult, np.int32), _np(p.out_shift, np.int8))
+            return cls(vocab=0, emb=None, inputs=inputs, **common)
+        emb = model.embedding
         V = emb.num_embeddings
         first = model.rnn.layers[0].direction(0)
         if fold_embedding is None:  # a table row replaces the layer-0 input matmul when it reads fewer bytes
@@ -192,6 +234,4 @@ class IntegerProgram:
         if fold_embedding:  # the layer-0 input terms of every token: the same integers the step computes
             tx = _term(_matmul(emb.weight.to(torch.int64), first.w_ih), first.mult_ih, first.shift_ih)
             layers[0].tx_table = _np(tx, np.int32).reshape(-1)
-        return cls(cell=cell, vocab=V, embed=emb.embedding_dim, out=dec.out_features,
-                   emb=_np(emb.weight, np.int8).reshape(-1), layers=layers, dec=pack_matrix(dec.weight, sparse),
-                   dec_bias=_np(dec.bias, np.int32), dec_scale=_np(dec.out_scale.float(), np.float32))
+        return cls(vocab=V, emb=_np(emb.weight, np.int8).reshape(-1), **common)

@@ -5,7 +5,8 @@
  * the code that was measured. Every function is static: several models may live in one
  * program, each translation unit with its own copy.
  *
- * Model: embedding -> unidirectional LSTM / GRU / tanh-RNN layers -> decoder, batch 1.
+ * Model: embedding (token ids) or float features (identity / int8 input projection) ->
+ * unidirectional LSTM / GRU / tanh-RNN layers -> decoder, batch 1, one step at a time.
  * The arithmetic is exactly the one of integer_cells.py / fixedpoint.py (read their
  * docstrings): int8 x int8 dot products accumulated in int32, per-row requantization
  * (acc * M + 2^(n-1)) >> n in int64, Q.12 gate pre-activations, interpolated int16
@@ -86,9 +87,23 @@ typedef struct {
 
 /* The model: constants (const pointers) and scratch buffers (max_cols int8 codes, max_rows
    int32 accumulators). A step writes only the scratch and the caller's state. */
+enum { INPUT_EMBEDDING = 0, INPUT_IDENTITY = 1, INPUT_LINEAR = 2 };
+
+/* Feature input (InputKind identity / linear): F float features are rounded once to int8
+   codes, codes = sat(round_half_even(x / in_scale), -127, 127); "linear" then applies the
+   integer input projection (E x F, int8 output codes requantized per row). */
+typedef struct {
+    int kind, F;
+    float in_scale;
+    rs_mat w;                 /* linear only: (E, F) */
+    const int32_t *bias, *mult; /* [E] */
+    const int8_t *shift;      /* [E] */
+} rs_input;
+
 typedef struct {
     int cell, L, V, E, O, state_len, max_cols, max_rows;
     const int8_t *emb; /* [V][E]; may be NULL when layer 0 has a folded table */
+    rs_input in;       /* in.kind == INPUT_EMBEDDING: token ids through emb */
     const rs_layer *layers;
     rs_mat dec;
     const int32_t *dec_b;
@@ -499,34 +514,79 @@ static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
     }
 }
 
-/* One token through every layer; the decoder accumulators (acc + bias, int32) land in
-   m->acc. state (state_len int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in
-   place. Returns 0, or -1 for a token outside [0, V) (state untouched). */
-static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
-    const int8_t *x;
+/* Every layer and the decoder for layer-0 input codes x (NULL: the folded table row of
+   `token`); the decoder accumulators (acc + bias, int32) land in m->acc. state (state_len
+   int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in place. */
+static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_t *state) {
     int l, j;
-    if (token < 0 || token >= m->V) return -1;
-    x = m->emb ? m->emb + (size_t)token * m->E : NULL; /* NULL: layer 0 reads its folded table */
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
         /* y is written to ybuf; the next layer copies it into xbuf before overwriting ybuf */
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, (int)token, state, m->ybuf);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, (int)token, state, m->ybuf);
-        else rnn_layer(m, ly, x, (int)token, state, m->ybuf);
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, state, m->ybuf);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, state, m->ybuf);
+        else rnn_layer(m, ly, x, token, state, m->ybuf);
         state += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
         x = m->ybuf;
     }
     load_codes(m->hbuf, m->ubuf, x, m->dec.cols, m->dec.cols_p);
     matvec(&m->dec, m->hbuf, m->ubuf, m->acc);
     for (j = 0; j < m->O; j++) m->acc[j] += m->dec_b[j];
+}
+
+/* One token (embedding models). Returns 0, or -1 for a token outside [0, V) (state untouched). */
+static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
+    if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
+    /* emb NULL: layer 0 reads its folded table */
+    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state);
     return 0;
+}
+
+/* round half to even of v in float32 arithmetic, for |v| <= 2^22 (adding and removing
+   1.5 * 2^23 leaves no fraction bits; the addition rounds to nearest even) */
+static inline float rs_round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+static inline int8_t rs_q8(float x, float scale) {
+    float v = x / scale; /* float32 division, as torch's x.float() / scale */
+    if (!(v == v)) return 0; /* NaN */
+    if (v >= 127.0f) return Q8_MAX;
+    if (v <= -127.0f) return -Q8_MAX;
+    return (int8_t)rs_round_even(v);
+}
+
+/* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
+static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+    const rs_input *in = &m->in;
+    int k;
+    if (in->kind == INPUT_EMBEDDING) return -1;
+    if (in->kind == INPUT_IDENTITY) {
+        for (k = 0; k < in->F; k++) m->ybuf[k] = rs_q8(x[k], in->in_scale);
+    } else {
+        for (k = 0; k < in->F; k++) m->hbuf[k] = rs_q8(x[k], in->in_scale);
+        load_codes(m->xbuf, m->ubuf, m->hbuf, in->F, in->w.cols_p);
+        matvec(&in->w, m->xbuf, m->ubuf, m->ax);
+        for (k = 0; k < m->E; k++)
+            m->ybuf[k] = (int8_t)clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]),
+                                         -Q8_MAX, Q8_MAX);
+    }
+    rs_core_layers(m, m->ybuf, -1, state);
+    return 0;
+}
+
+static void rs_logits(const rs_model *m, float *logits) {
+    int j;
+    for (j = 0; j < m->O; j++) logits[j] = (float)m->acc[j] * m->dec_scale[j];
 }
 
 /* logits[O] = float(acc + bias) * scale (the only float operation of a step) */
 static int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float *logits) {
-    int j;
     if (rs_core_forward(m, token, state)) return -1;
-    for (j = 0; j < m->O; j++) logits[j] = (float)m->acc[j] * m->dec_scale[j];
+    rs_logits(m, logits);
+    return 0;
+}
+
+static int rs_core_step_features(const rs_model *m, const float *x, int16_t *state, float *logits) {
+    if (rs_core_forward_features(m, x, state)) return -1;
+    rs_logits(m, logits);
     return 0;
 }
 

@@ -10,8 +10,9 @@ logits to keep them past the next step, or pass `out=`. Outputs and states equal
 torch reference (SequenceModel.forward of the same model) bit for bit; `state_to_torch`
 / `state_from_torch` convert to and from SequenceModel's state list.
 
-Supported: embedding input, unidirectional LSTM / GRU / tanh-RNN layers (any hidden
-size per layer), per-step readout ("all"), batch 1. A runner owns scratch buffers: use
+Supported: embedding input (step / run) or float features (input kind identity / linear:
+step_features / run_features), unidirectional LSTM / GRU / tanh-RNN layers (any hidden
+size per layer), readout "all" or "last" (the final step's output), batch 1. A runner owns scratch buffers: use
 one runner per thread (states are separate objects and may be many).
 
 For embedding models with V <= E (character LMs) the runner folds the embedding into the
@@ -38,7 +39,7 @@ from rnnslim.quantize.int8.integer import (
     LinearOutput,
 )
 from rnnslim.quantize.int8.kernel import KernelVariant, load_kernel
-from rnnslim.quantize.int8.packed import CELL_ID, IntegerProgram
+from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram
 from rnnslim.recurrent.gates import CellType
 
 
@@ -61,16 +62,22 @@ class IntegerState:
 
 def check_integer_model(model: SequenceModel) -> None:
     """Raise a clear error if IntegerRunner cannot run this model."""
-    embedding = getattr(model, "embedding", None)
-    if model.spec.input_kind is not InputKind.EMBEDDING or not isinstance(embedding, IntegerEmbedding):
-        raise ValueError("IntegerRunner needs an integer int8 model with an embedding input "
-                         "(quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER)))")
-    if model.spec.readout is not Readout.ALL:
-        raise ValueError(f"IntegerRunner streams one output per step; readout {model.spec.readout.value!r} "
-                         "is not supported")
+    kind = model.spec.input_kind
+    if kind is InputKind.EMBEDDING and not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
+        raise ValueError("IntegerRunner needs an integer int8 model (quantize_int8_(model, "
+                         "Int8Config(mode=Int8Mode.INTEGER))); this one's embedding is not integer")
+    if kind is InputKind.LINEAR:
+        proj = getattr(model, "input_proj", None)
+        if not isinstance(proj, IntegerLinear) or proj.output is not LinearOutput.INT8:
+            raise ValueError("IntegerRunner needs an integer int8 model; this one's input projection is "
+                             f"a {type(proj).__name__}, not an integer Linear with int8 output")
+    if model.spec.readout not in (Readout.ALL, Readout.LAST):
+        raise ValueError(f"IntegerRunner streams one output per step (readout 'all', or 'last': the final "
+                         f"step's output); readout {model.spec.readout.value!r} is not supported")
     for k, layer in enumerate(model.rnn.layers):
         if not isinstance(layer, IntegerRecurrent):
-            raise ValueError(f"rnn.layers.{k} is a {type(layer).__name__}, not an integer int8 layer")
+            raise ValueError(f"IntegerRunner needs an integer int8 model; rnn.layers.{k} is a "
+                             f"{type(layer).__name__}, not an integer int8 layer")
         if layer.bidirectional:
             raise ValueError(f"rnn.layers.{k} is bidirectional: a streaming step cannot see the future; run "
                              "bidirectional integer models through SequenceModel.forward")
@@ -104,8 +111,16 @@ class IntegerRunner:
             if rc:
                 raise (MemoryError if rc == -1 else ValueError)(f"{what}: the kernel rejected it (code {rc})")
 
-        check(lib.rs_set_embedding(handle, p(program.emb)), "embedding")
+        self.input_kind = program.input_kind
+        inp = program.inputs
+        self.features = inp.features if inp is not None else None
+        if inp is None:
+            check(lib.rs_set_embedding(handle, p(program.emb)), "embedding")
+        else:
+            check(lib.rs_set_input(handle, INPUT_ID[inp.kind], inp.features, inp.in_scale, p(inp.bias), p(inp.mult),
+                                   p(inp.shift)), "input")
         mats = [m for ly in program.layers for m in (ly.wx, ly.wh)] + [program.dec]
+        mats += [inp.proj] if inp is not None and inp.proj is not None else []
         for slot, m in enumerate(mats):
             check(lib.rs_set_matrix(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.tile_ptr), p(m.tile_col),
                                     m.n_tiles if m.sparse else -1), f"matrix {slot}")
@@ -119,6 +134,8 @@ class IntegerRunner:
         self._logits = torch.empty(program.out, dtype=torch.float32)
         self._logits_ptr = _ptr(self._logits)
         self._step = lib.rs_step
+        if self.features is not None:
+            self._step = None  # token steps do not apply: step_features / run_features
 
     @property
     def simd_level(self) -> int:
@@ -128,8 +145,14 @@ class IntegerRunner:
     def init_state(self) -> IntegerState:
         return IntegerState(self.state_len)
 
+    def _needs_tokens(self) -> None:
+        if self.features is not None:
+            raise TypeError(f"this model takes {self.features} float features per step (input kind "
+                            f"{self.input_kind.value!r}): use step_features / run_features")
+
     def step(self, token: int, state: IntegerState, out: Tensor | None = None) -> Tensor:
         """One token at batch 1: returns (O,) float32 logits (the runner's buffer unless `out`)."""
+        self._needs_tokens()
         if out is None:
             if self._step(self._handle, token, state.ptr, self._logits_ptr):
                 raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
@@ -142,6 +165,7 @@ class IntegerRunner:
 
     def run(self, tokens: Tensor, state: IntegerState | None = None) -> tuple[Tensor, IntegerState]:
         """tokens (T,) ids -> (logits (T, O), final state); one C call for the whole sequence."""
+        self._needs_tokens()
         state = state if state is not None else self.init_state()
         ids = tokens.detach().reshape(-1).to(torch.int64).contiguous()
         logits = torch.empty(ids.numel(), self.out_size, dtype=torch.float32)
@@ -151,14 +175,43 @@ class IntegerRunner:
                              f"[0, {self.vocab})")
         return logits, state
 
+    def step_features(self, x: Tensor, state: IntegerState, out: Tensor | None = None) -> Tensor:
+        """One step of a feature model: x (F,) float -> (O,) float32 logits (the runner's buffer unless `out`)."""
+        self.run_features(x.reshape(1, -1), state, self._logits[None] if out is None else out.reshape(1, -1))
+        return self._logits if out is None else out
+
+    def run_features(self, x: Tensor, state: IntegerState | None = None,
+                     out: Tensor | None = None) -> tuple[Tensor, IntegerState]:
+        """x (T, F) float features -> (logits (T, O), final state); one C call for the whole sequence.
+        For readout "last" the model's output is the final row."""
+        if self.features is None:
+            raise TypeError("this model takes token ids: use step / run")
+        state = state if state is not None else self.init_state()
+        xs = x.detach().to(torch.float32).reshape(-1, self.features).contiguous()
+        logits = out if out is not None else torch.empty(xs.shape[0], self.out_size, dtype=torch.float32)
+        if logits.dtype != torch.float32 or not logits.is_contiguous() or logits.shape != (xs.shape[0], self.out_size):
+            raise ValueError(f"out must be a contiguous float32 tensor of shape ({xs.shape[0]}, {self.out_size})")
+        self.lib.rs_run_features(self._handle, _ptr(xs), xs.shape[0], state.ptr, _ptr(logits))
+        return logits, state
+
     def stream_step_fn(self, tokens: Tensor | list[int] | None = None, seed: int = 0):
         """A `step_fn(state) -> state` for rnnslim.measure.streaming_latency: one runner.step per
         call at batch 1, state carried (None at the start), inputs cycling through `tokens`
         (256 random ids by default)."""
+        box = {"i": 0}
+        if self.features is not None:  # feature models: 256 random feature vectors
+            feats = torch.randn(256, self.features, generator=torch.Generator().manual_seed(seed))
+
+            def feature_step(state: IntegerState | None) -> IntegerState:
+                state = state if state is not None else self.init_state()
+                self.step_features(feats[box["i"] % 256], state)
+                box["i"] += 1
+                return state
+
+            return feature_step
         if tokens is None:
             tokens = torch.randint(0, self.vocab, (256,), generator=torch.Generator().manual_seed(seed))
         ids = [int(t) for t in tokens]
-        box = {"i": 0}
 
         def step_fn(state: IntegerState | None) -> IntegerState:
             state = state if state is not None else self.init_state()
