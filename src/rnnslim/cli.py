@@ -4,7 +4,7 @@
     rnnslim eval     MODEL --data FILE --split test [--json]
     rnnslim measure  MODEL [--data FILE] [--json]
     rnnslim compress MODEL --recipe FILE --out DIR [--json]
-    rnnslim export   MODEL --format c|c-fp32|onnx --out PATH [--json]
+    rnnslim export   MODEL --format c|c-fp32|onnx|onnx-int8|torch --out PATH [--json]
     rnnslim demo
 
 MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
@@ -218,8 +218,8 @@ def compress(
 @app.command()
 def export(
     model_path: ModelArg,
-    out: Annotated[Path, typer.Option(help="output: a directory (c) or a .onnx file (onnx)")],
-    fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx")] = "c",
+    out: Annotated[Path, typer.Option(help="output: a directory (c, c-fp32) or a file (.onnx, .pt2)")],
+    fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx | onnx-int8 | torch (.pt2)")] = "c",
     name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name)")] = None,
     build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources for rnnslim.runtime")] = False,
     check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,

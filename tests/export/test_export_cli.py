@@ -43,3 +43,17 @@ def test_float_model_to_c_names_the_fix(tmp_path):
     assert not (tmp_path / "c").exists()
     r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--format", "tflite"])
     assert r.exit_code == 2 and "unknown export format" in r.output
+
+
+def test_onnx_int8_and_torch_formats(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    spec = ModelSpec(cell="gru", input_kind=InputKind.EMBEDDING, input_size=10, embed_size=8,
+                     layers=[LayerShape(hidden_size=16)], output_size=10)
+    save_model(SequenceModel(spec).eval(), tmp_path / "m")
+    for fmt, out in (("onnx-int8", "step.onnx"), ("torch", "step.pt2")):
+        r = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", fmt, "--out", str(tmp_path / out), "--json"])
+        assert r.exit_code == 0, r.output
+        facts = json.loads(r.stdout.strip().splitlines()[-1])
+        assert facts["format"].startswith(fmt) and (tmp_path / out).stat().st_size > 0

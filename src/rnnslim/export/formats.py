@@ -6,6 +6,10 @@
               rnnslim.runtime (torch-free)
     c-fp32    the same C API for a float model (c_float.py): the reference a port starts from
     onnx      one streaming step in ONNX, checked in ONNX Runtime (onnx.py)
+    onnx-int8 the step with unfused recurrent matmuls quantized to int8 (onnx_int8.py): an int8
+              GRU in ONNX Runtime, whose own quantizer leaves GRU nodes fp32
+    torch     a torch.export program (.pt2) of one step (torch_export.py); loading a .pt2
+              unpickles its sample inputs: load only files you made
 
 Every format writes atomically: a failed export leaves nothing at `out`.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FORMATS = ("c", "c-fp32", "onnx")
+FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch")
 
 
 def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool | None,
@@ -68,4 +72,12 @@ def export_model(model, fmt: str, out: str | Path, name: str | None = None, buil
         from rnnslim.export.onnx import export_step_onnx
 
         return {"format": "onnx", **export_step_onnx(model, out).to_dict()}
+    if fmt == "onnx-int8":
+        from rnnslim.export.onnx_int8 import export_int8_onnx
+
+        return {"format": "onnx-int8", **export_int8_onnx(model, out)}
+    if fmt == "torch":
+        from rnnslim.export.torch_export import export_torch_program
+
+        return {"format": "torch", **export_torch_program(model, out)}
     raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
