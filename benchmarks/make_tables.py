@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
+from tables_deploy import deploy_section, embedded_section, onnx_int8_section  # noqa: E402
 
 REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
 
@@ -389,6 +390,11 @@ def main() -> None:
     for m in ("charlstm-512x2", "chargru-512x2"):
         lines += reconstruct_section(m)
     lines += recover_section("charlstm-512x2")
+    lines += ["## Deployment: C kernel, exported C, int8 ONNX (issue 8)", ""]
+    for m in ("charlstm-512x2", "chargru-512x2"):
+        lines += deploy_section(m)
+    lines += embedded_section()
+    lines += onnx_int8_section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 

@@ -1,0 +1,118 @@
+"""BENCHMARKS.md sections for deployment (issue 8): latency in one run, exported C on targets,
+int8 ONNX. Called by make_tables.py; reads only committed JSON in benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+
+from common import RESULTS
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _machine(prov: dict) -> str:
+    m = prov.get("machine", {})
+    return (f"{m.get('cpu_model', '?')}, {m.get('logical_cpus', '?')} CPUs, torch {m.get('torch_version')}, "
+            f"onnxruntime {m.get('onnxruntime_version')}, load average {m.get('load_average')}; {prov.get('date')}, "
+            f"commit {str(prov.get('git_commit'))[:10]}; `{prov.get('command')}`")
+
+
+def _ms(lat: dict | None) -> str:
+    if not lat:
+        return "-"
+    lo, hi = lat.get("spread_ms", [None, None])
+    return f"{lat['median_ms']:.4f}" + (f" [{lo:.4f}-{hi:.4f}]" if lo is not None else "")
+
+
+def _x(s: dict | None) -> str:
+    return "-" if not s else f"{s['x']:.2f}x [{s['band'][0]:.2f}-{s['band'][1]:.2f}]"
+
+
+def deploy_section(model: str) -> list[str]:
+    data = _load(f"deploy_{model}.json")
+    if not data:
+        return []
+    r = data["result"]
+    refs = r["references"]
+    out = [f"### {model}: streaming step, batch 1, 1 thread, every row in one run", "",
+           f"Machine and command: {_machine(data['provenance'])}. Copy bandwidth {r['bandwidth_gb_s']:.1f} GB/s "
+           f"(floor = bytes read per step / bandwidth). Latency: median of {r['timing']['repeats']} medians of "
+           f"{r['timing']['steps']} steps [fastest-slowest median]; ratios with the band from pairing the "
+           f"extreme medians. fp32 test loss {r['test_loss_fp32']:.4f}; rnnslim losses are the whole test split "
+           "through the C kernel.", "",
+           "| variant | test loss (change) | ms/step | bytes/step | x floor | vs ORT int8 dynamic | vs best torch | "
+           "vs dense int8 kernel |", "|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        if row.get("status"):
+            out.append(f"| {row['variant']} | - | {row['status']} | | | | | |")
+            continue
+        loss = (f"{row['test_loss_nats']:.4f} ({row['test_loss_change_pct']:+.2f}%)"
+                if row.get("test_loss_nats") is not None and row.get("test_loss_change_pct") is not None else "-")
+        bps = f"{row['bytes_per_step']:,}" if row.get("bytes_per_step") else "-"
+        xf = f"{row['x_floor']:.2f}" if row.get("x_floor") else "-"
+        sp = row.get("speedup", {})
+        out.append(f"| {row['variant']} | {loss} | {_ms(row.get('latency'))} | {bps} | {xf} | "
+                   f"{_x(sp.get('ONNX Runtime int8 dynamic'))} | {_x(sp.get('best torch'))} | "
+                   f"{_x(sp.get('dense int8 C kernel'))} |")
+    out += ["", f"References: {', '.join(f'{k} = {v}' for k, v in refs.items())}.", ""]
+    return out
+
+
+def embedded_section() -> list[str]:
+    files = sorted(RESULTS.glob("embedded_*.json"))
+    if not files:
+        return []
+    out = ["### Exported C on targets: bit-exact checks and sizes", "",
+           "Each row: `rnnslim export --format c`, compiled for the target, 100 random streams checked "
+           "against IntegerRunner (the host kernel) by per-stream hashes of every logit and the final state. "
+           "Cortex-M4 runs under `qemu-system-arm -M mps2-an386` with semihosting (4 MB code region), aarch64 "
+           "under qemu-user. Sizes: the model object only (`size`, text = const arrays + code).", "",
+           "| model | flash (const arrays) | RAM scratch + state | x86-64 | Cortex-M4 | aarch64 NEON | aarch64 portable "
+           "| M4 text/data/bss | machine |", "|---|---|---|---|---|---|---|---|---|"]
+    for f in files:
+        data = json.loads(f.read_text())
+        e = data["embedded"]
+        m, t = e["manifest"], e["targets"]
+
+        def verdict(name: str) -> str:
+            tg = t.get(name) or {}
+            chk = tg.get("check")
+            if tg.get("model_fits_an386_code") is False:
+                return "does not fit"
+            if not chk:
+                return tg.get("skipped", "-")
+            return f"bit-exact ({chk['streams']}x{chk['steps']})" if chk["bit_exact"] else "**differs**"
+
+        m4 = (t.get("cortex-m4") or {}).get("model_object_sizes") or {}
+        m4s = f"{m4.get('text', 0):,}/{m4.get('data', 0):,}/{m4.get('bss', 0):,}" if m4 else "-"
+        out.append(f"| {e['model']}{' (folded embedding)' if m.get('folded_embedding') else ''} | "
+                   f"{m['const_bytes']:,} | {m['scratch_bytes']:,} + {m['state_bytes']:,} | {verdict('host')} | "
+                   f"{verdict('cortex-m4')} | {verdict('aarch64')} | {verdict('aarch64-portable')} | {m4s} | "
+                   f"{data['provenance'].get('date')}, commit {str(data['provenance'].get('git_commit'))[:10]} |")
+    return out + [""]
+
+
+def onnx_int8_section() -> list[str]:
+    out = []
+    for model in ("chargru-512x2", "charlstm-512x2"):
+        data = _load(f"onnx_int8_{model}.json")
+        if not data:
+            continue
+        r = data["result"]
+        if not out:
+            out = ["### int8 in ONNX Runtime with unfused recurrent matmuls (`--format onnx-int8`)", ""]
+        out += [f"{model}: machine and command: {_machine(data['provenance'])}. Test split, batch 1, state "
+                "carried; latency median [spread], 1 thread, same run.", "",
+                "| variant | test loss | bytes | ms/step |", "|---|---|---|---|"]
+        for row in r["rows"]:
+            loss = f"{row['test_loss_nats']:.5f}" if row.get("test_loss_nats") is not None else "-"
+            out.append(f"| {row['variant']} | {loss} | {row.get('artifact_bytes', 0):,} | {_ms(row.get('latency'))} |")
+        tg = r.get("targets") or {}
+        if tg:
+            out += ["", f"Targets: bytes {tg['bytes_ratio']:.1%} of fp32 (<= 27%: {'met' if tg['bytes_ok'] else 'missed'}), "
+                        f"loss {100 * tg['loss_rel']:+.3f}% (<= +0.5%: {'met' if tg['loss_ok'] else 'missed'}), "
+                        f"{tg['speedup_vs_ort_fp32']:.2f}x ORT fp32.", ""]
+    return out
