@@ -96,15 +96,14 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
 def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> Callable[[Any], Any] | None:
     """For a fully integer int8 model, its streaming step in rnnslim's C kernel (how it is
     deployed); None when the model is not fully integer or the kernel cannot be built."""
-    kinds = {getattr(type(m), "rnnslim_kind", "") for m in model.modules()}
-    if not any(k.startswith("int8_integer") for k in kinds):
-        return None
-    try:
-        from rnnslim.quantize.int8 import IntegerRunner
+    from rnnslim.quantize.int8.kernel_eval import is_fully_integer, kernel_runner
 
-        runner = IntegerRunner(model)
-    except Exception as e:  # no compiler, unsupported layout: time the torch reference instead
-        say(f"integer C kernel unavailable ({e}); timing the torch integer reference")
+    why: list[str] = []
+    runner = kernel_runner(model, why)
+    if runner is None:
+        if is_fully_integer(model):
+            say(f"integer C kernel unavailable ({why[0] if why else 'unsupported'}); timing the torch integer "
+                "reference")
         return None
     say(f"timing the fully integer model in the C kernel ({getattr(runner, 'variant', 'native')})")
     return runner.stream_step_fn()

@@ -170,12 +170,24 @@ def stream_batches(d: Tensor, batch_size: int, seq_len: int, shuffle: bool = Fal
 
 @torch.no_grad()
 def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
-    """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks."""
+    """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks. A fully integer
+    model runs in the C kernel (quantize/int8/kernel_eval.py: the same integers, much faster)."""
     was_training = model.training
     model.eval()
     device = next(iter([*model.parameters(), *model.buffers()])).device  # quantized models may hold buffers only
     state, total, count = None, 0.0, 0
     x_all, y_all = d[:-1], d[1:]
+    from rnnslim.quantize.int8.kernel_eval import kernel_runner
+
+    runner = kernel_runner(model) if device.type == "cpu" else None
+    if runner is not None and getattr(runner, "features", None) is None:  # integer model: the C kernel, same integers
+        for t in range(0, len(x_all), chunk):
+            logits, state = runner.run(x_all[t: t + chunk], state)
+            total += F.cross_entropy(logits, y_all[t: t + chunk], reduction="sum").item()
+            count += len(logits)
+        model.train(was_training)
+        nats = total / count
+        return {"loss": nats, "loss_nats": nats, "bits_per_char": nats / math.log(2), "tokens": count}
     with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
         for t in range(0, len(x_all), chunk):
             x = x_all[t : t + chunk].unsqueeze(1).to(device)  # (T, 1)
