@@ -110,9 +110,28 @@ def test_clear_errors():
         quantize_(_model(), {"bits": 4})
     with pytest.raises(ValueError, match="2 to 8 bits"):
         WeightOnly(bits=1)
-    with pytest.raises(ValueError, match="does not divide"):
-        quantize_(_model(), WeightOnly(bits=4, group_size=48))
+    # a group size that does not divide the columns is fitted, not an error (see the next test)
+    assert "does not divide" in quantize_(_model(), WeightOnly(bits=4, group_size=48)).history[-1]["layers"][0]["note"]
     with pytest.raises(ValueError, match="no float layers"):
         quantize_(quantize_(_model(), KMeans(clusters=4)), KMeans(clusters=4))
     with pytest.raises(ValueError):
         WeightOnly(targets=("attention",))
+
+
+def test_group_size_is_fitted_to_the_columns():
+    """200 input columns: int4 g64 quantizes with group 50 (largest divisor <= 64) instead of failing;
+    a layer whose columns share no divisor >= 8 (13 and 200) gets one scale per row."""
+    import torch
+    from torch import nn
+
+    from rnnslim.quantize.api import WeightOnly, quantize_
+
+    for cell, inputs, fmt, note in ((nn.LSTM, 200, "g50", "group 50"), (nn.GRU, 13, "channel", "one scale per row")):
+        m = nn.Sequential()
+        m.rnn = cell(inputs, 200)
+        x = torch.randn(5, 2, inputs)
+        ref = m.rnn(x)[0]
+        quantize_(m, WeightOnly(bits=4, group_size=64))
+        rec = m.history[-1]["layers"][0]
+        assert fmt in rec["format"] and note in rec["note"]
+        assert (m.rnn(x)[0] - ref).abs().max() < 0.1

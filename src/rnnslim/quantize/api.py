@@ -33,6 +33,7 @@ from rnnslim.quantize.formats import (
     IntFormat,
     KMeansFormat,
     TernaryFormat,
+    fit_group_size,
     int_format,
 )
 from rnnslim.quantize.kmeans import KMeansInit
@@ -125,6 +126,7 @@ class LayerRecord:
     bits_per_weight: float  # stored bits per weight element, scales and codebooks included
     float_bytes: int  # fp32 bytes of the layer's tensors before
     stored_bytes: int  # bytes of the quantized layer's tensors (before entropy coding)
+    note: str = ""  # e.g. the group size was fitted to the layer's columns
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -184,12 +186,13 @@ def apply_format_(model: nn.Module, fmt: BaseFormat | None, targets=DEFAULT_TARG
     records = []
     for path, mod in found:
         f = formats[path] if formats is not None else fmt
+        f, note = fit_group_size(f, [int(w.shape[1]) for w in _weights_of(mod).values() if w.dim() == 2])
         q = quantize_layer(mod, f)
         ref, new = _weights_of(mod), {n: q.qweights[n].dequantize() for n in q.qweights}
         flat_ref = torch.cat([ref[n].float().reshape(-1) for n in new])
         flat_new = torch.cat([new[n].reshape(-1) for n in new])
         records.append(LayerRecord(path, type(q).rnnslim_kind, f.describe(), round(sqnr_db(flat_ref, flat_new), 3),
-                                   round(q.weight_bits(), 4), _float_bytes(mod), q.stored_bytes()))
+                                   round(q.weight_bits(), 4), _float_bytes(mod), q.stored_bytes(), note))
         set_submodule(model, path, q.train(mod.training))
         _mark_entropy_coding(model, path, q, f)
     _record_history(model, {"op": "quantize_weights", "layers": [r.as_dict() for r in records]})

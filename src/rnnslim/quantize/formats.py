@@ -338,6 +338,28 @@ def parse_format(data: dict | BaseFormat) -> BaseFormat:
     return data if isinstance(data, BaseFormat) else _ADAPTER.validate_python(data)
 
 
+MIN_FITTED_GROUP = 8  # below this a group costs more in scales than it saves: one scale per row instead
+
+
+def fit_group_size(fmt: BaseFormat, columns: list[int]) -> tuple[BaseFormat, str]:
+    """`fmt` with a group size that divides every weight's column count: the largest
+    divisor of their gcd not above the requested size (>= MIN_FITTED_GROUP), else one scale
+    per row. Returns (format, note); the note is empty when nothing changed."""
+    if getattr(fmt, "granularity", None) is not Granularity.GROUP or not columns:
+        return fmt, ""
+    g = fmt.group_size
+    common = math.gcd(*columns)
+    if common % g == 0:
+        return fmt, ""
+    fit = max((d for d in range(1, min(g, common) + 1) if common % d == 0), default=1)
+    if fit >= MIN_FITTED_GROUP:
+        return fmt.model_copy(update={"group_size": fit}), (f"group_size {g} does not divide the {sorted(set(columns))} "
+                                                           f"input columns: group {fit} used")
+    return (fmt.model_copy(update={"granularity": Granularity.CHANNEL}),
+            f"group_size {g} does not divide the {sorted(set(columns))} input columns and no divisor >= "
+            f"{MIN_FITTED_GROUP} does: one scale per row used")
+
+
 def int_format(bits: int, group_size: int | None = 64, **kw) -> IntFormat:
     """Shorthand: group_size=None means one scale per output row (per gate row)."""
     if group_size is None:
