@@ -79,3 +79,22 @@ def test_user_module_size_is_its_safetensors_file():
     assert s.parameters == sum(p.numel() for p in nn.LSTM(4, 8).parameters())
     assert s.artifact_bytes > s.parameters * 4  # fp32 values + safetensors header
     assert "safetensors" in s.artifact
+
+
+def test_integer_model_parameters_exclude_tables_and_requantization():
+    """int8_integer must not raise the parameter count: LUTs are tables, multipliers/shifts aux."""
+    import torch
+
+    from rnnslim.measure.size import size_stats
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+    from rnnslim.quantize.int8 import Int8Config, quantize_int8_
+
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=20, embed_size=16,
+                     layers=[LayerShape(hidden_size=16)] * 2, output_size=20)
+    m = SequenceModel(spec).eval()
+    before = size_stats(m)
+    quantize_int8_(m, Int8Config(mode="integer"), calibration=[torch.randint(0, 20, (16, 4))])
+    after = size_stats(m)
+    # every weight counted once; the integer LSTM stores b_ih + b_hh as one bias (4H per layer fewer)
+    assert after.parameters == before.parameters - 2 * 64
+    assert after.table_elements == 2 * 2 * 1025 and before.table_elements == 0

@@ -3,8 +3,10 @@
 Counts come from the *stored* tensors (the state_dict, tied tensors once): a quantized
 layer that keeps int8 weights in buffers counts those integer elements as parameters.
 Masks (bool tensors, names containing "mask") and quantization metadata (names containing
-"scale" or "zero_point") are bookkeeping, not parameters; they are counted apart as
-`aux_elements` and their bytes are of course part of `artifact_bytes`.
+"scale", "zero_point", or the integer path's requantization "mult" / "shift") are
+bookkeeping, not parameters; they are counted apart as `aux_elements`. Lookup tables (the
+integer path's sigmoid / tanh tables, names ending in "_lut") are `table_elements`, also
+not parameters. Their bytes are of course part of `artifact_bytes`.
 
 `artifact_bytes` is what `rnnslim.io.format.artifact_bytes` reports for the saved model
 directory (manifest + safetensors with the model's tensor encodings), so sparse and
@@ -22,17 +24,19 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-_AUX = re.compile(r"(mask|scale|zero_point)", re.IGNORECASE)
+_AUX = re.compile(r"(mask|scale|zero_point|^mult_|_mult$|^shift_|_shift$)", re.IGNORECASE)
+_TABLE = re.compile(r"_lut$")
 
 
 class SizeStats(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     parameters: int
     nonzero_parameters: int
-    aux_elements: int  # masks, scales, zero points
+    aux_elements: int  # masks, scales, zero points, requantization multipliers and shifts
     artifact_bytes: int
     artifact: str  # what was measured: a path, or how the temporary artifact was written
     bits_per_parameter: float  # artifact_bytes * 8 / parameters (everything on disk, manifest included)
+    table_elements: int = 0  # lookup tables (integer sigmoid / tanh), not parameters
 
     @property
     def density(self) -> float:
@@ -57,6 +61,15 @@ def stored_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 def is_aux(name: str, t: torch.Tensor) -> bool:
     """Bookkeeping tensors that are not parameters (see the module docstring)."""
     return t.dtype == torch.bool or bool(_AUX.search(name.rsplit(".", 1)[-1]))
+
+
+def is_table(name: str) -> bool:
+    """Lookup tables (integer sigmoid / tanh): neither parameters nor aux."""
+    return bool(_TABLE.search(name.rsplit(".", 1)[-1]))
+
+
+def count_tables(module: nn.Module) -> int:
+    return sum(t.numel() for name, t in stored_tensors(module).items() if is_table(name))
 
 
 def _packed_weights(module: nn.Module) -> tuple[list[str], int, int]:
@@ -85,6 +98,8 @@ def count_parameters(module: nn.Module) -> tuple[int, int, int]:
     prefixes, total, nonzero = _packed_weights(module)
     aux = 0
     for name, t in stored_tensors(module).items():
+        if is_table(name):
+            continue
         if is_aux(name, t) or any(name.startswith(p) for p in prefixes):
             aux += t.numel()
             continue
@@ -126,4 +141,4 @@ def size_stats(model: nn.Module, artifact_path: str | os.PathLike | None = None)
     nbytes, where = measure_artifact(model, artifact_path)
     bits = nbytes * 8 / params if params else 0.0
     return SizeStats(parameters=params, nonzero_parameters=nonzero, aux_elements=aux, artifact_bytes=nbytes,
-                     artifact=where, bits_per_parameter=bits)
+                     artifact=where, bits_per_parameter=bits, table_elements=count_tables(model))
