@@ -135,3 +135,26 @@ def test_group_size_is_fitted_to_the_columns():
         rec = m.history[-1]["layers"][0]
         assert fmt in rec["format"] and note in rec["note"]
         assert (m.rnn(x)[0] - ref).abs().max() < 0.1
+
+
+def test_failed_quantization_leaves_every_layer_as_it_was(monkeypatch):
+    import torch
+
+    from rnnslim.quantize import api
+
+    m = _model()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    calls = {"n": 0}
+    real = api.quantize_layer
+
+    def flaky(mod, fmt):  # the second layer fails after the first was swapped in
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(mod, fmt)
+
+    monkeypatch.setattr(api, "quantize_layer", flaky)
+    with pytest.raises(RuntimeError, match="disk full"):
+        quantize_(m, WeightOnly(bits=4))
+    after = m.state_dict()
+    assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)

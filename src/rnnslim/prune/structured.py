@@ -61,6 +61,7 @@ from rnnslim.prune.structured_select import (
     unit_scores,
 )
 from rnnslim.prune.structured_units import apply_cuts_, slice_module_state
+from rnnslim.utils.atomic import atomic_edit
 
 
 class PruneScope(str, Enum):
@@ -246,13 +247,14 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
         if c.group.blocked:
             raise _blocked_error(c.group)
     if cuts:
-        apply_cuts_(model, cuts)
-        record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
-        if consumers:
-            record["consumers"] = {k: list(v) for k, v in consumers.items()}
-        append_history(model, record)
-        if example_inputs is not None:
-            check_runs(model, example_inputs, graph)
+        with atomic_edit(model):  # a failed cut or run check leaves the model exactly as it was
+            apply_cuts_(model, cuts)
+            record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
+            if consumers:
+                record["consumers"] = {k: list(v) for k, v in consumers.items()}
+            append_history(model, record)
+            if example_inputs is not None:
+                check_runs(model, example_inputs, graph)
     result.params_after = n_params(model)
     return result
 

@@ -40,6 +40,7 @@ from rnnslim.quantize.kmeans import KMeansInit
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets
+from rnnslim.utils.atomic import atomic_edit
 
 
 class _Config(BaseModel):
@@ -183,6 +184,12 @@ def apply_format_(model: nn.Module, fmt: BaseFormat | None, targets=DEFAULT_TARG
     if not found:
         raise ValueError(f"no float layers to quantize among targets {[Target(t).value for t in targets]} "
                          "(already quantized layers are not quantized again)")
+    with atomic_edit(model):  # a layer that fails to quantize leaves every layer as it was
+        return _apply_formats(model, found, fmt, formats)
+
+
+def _apply_formats(model: nn.Module, found, fmt: BaseFormat | None, formats: dict[str, BaseFormat] | None
+                   ) -> list[LayerRecord]:
     records = []
     for path, mod in found:
         f = formats[path] if formats is not None else fmt

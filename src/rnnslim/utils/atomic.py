@@ -36,3 +36,23 @@ def atomic_directory(dest: Path, marker: str, error: type[Exception] = FileExist
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_edit(model) -> Iterator[None]:
+    """Edit an nn.Module in place, all or nothing: on any exception inside the block the
+    module (its submodules, parameters, buffers, attributes such as `history`) is put back
+    exactly as it was, then the exception propagates. Costs one deep copy of the model.
+
+    The restored tensors are the snapshot's copies: an optimizer built before the edit
+    must be rebuilt after a failed edit (its references point at the discarded tensors).
+    """
+    import copy
+
+    snapshot = copy.deepcopy(model)
+    try:
+        yield
+    except BaseException:
+        model.__dict__.clear()
+        model.__dict__.update(snapshot.__dict__)
+        raise

@@ -1,0 +1,46 @@
+"""prune_units_ is all or nothing: a failed run check leaves the user's model exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rnnslim.prune import StructuredPruning, prune_units_
+
+
+class WordLM(nn.Module):
+    """Written the usual way: init_hidden hard-codes the hidden size."""
+
+    def __init__(self, vocab=50, emb=16, hidden=32):
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, emb)
+        self.rnn = nn.LSTM(emb, hidden, 2)
+        self.decoder = nn.Linear(hidden, vocab)
+        self.hidden = hidden
+
+    def init_hidden(self, bsz):
+        return (torch.zeros(2, bsz, self.hidden), torch.zeros(2, bsz, self.hidden))
+
+    def forward(self, x, hidden=None):
+        hidden = self.init_hidden(x.shape[1]) if hidden is None else hidden
+        out, hidden = self.rnn(self.encoder(x), hidden)
+        return self.decoder(out), hidden
+
+
+def test_failed_run_check_restores_the_model():
+    torch.manual_seed(0)
+    m = WordLM()
+    m.history = [{"op": "trained"}]
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.randint(0, 50, (7, 3))
+    ref = m(x)[0]
+    with pytest.raises(RuntimeError, match="no longer runs on the example inputs"):
+        prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
+    after = m.state_dict()
+    assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)
+    assert m.history == [{"op": "trained"}] and m.rnn.hidden_size == 32
+    assert torch.equal(m(x)[0], ref)
+    m.hidden = 16  # the documented fix: update what names the old size, then the cut goes through
+    res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
+    assert m.rnn.hidden_size == 16 and res.params_after < res.params_before and m(x)[0].shape == ref.shape
