@@ -58,15 +58,13 @@ def _stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write `model` to directory `path` atomically and return the path.
-
-    Uses model.task_meta, model.history and model.tensor_encodings when present.
-    """
-    path = Path(path)
+def encode_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """Encode `tensors` with the storage model.tensor_encodings asks for (sparse, packed
+    low-bit, dense): (safetensors parts, per-tensor records for the manifest)."""
     encodings: dict = getattr(model, "tensor_encodings", {}) or {}
     stored, records = {}, {}
-    for name, t in _stored_tensors(model).items():
+    for name, t in tensors.items():
         opts = dict(encodings.get(name, {"encoding": "dense"}))
         enc = get_encoding(opts.pop("encoding", "dense"))
         parts, rec = enc.encode(t, opts)
@@ -74,6 +72,35 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
             stored[part_key(name, suffix)] = p.contiguous()
         records[name] = {"encoding": enc.name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
                          "parts": sorted(parts), **rec}
+    return stored, records
+
+
+def decode_tensors(raw: dict[str, torch.Tensor], records: dict[str, dict], where: Path) -> dict[str, torch.Tensor]:
+    """The tensors `encode_tensors` stored (`raw`: the safetensors file's contents)."""
+    tensors = {}
+    for name, rec in records.items():
+        enc = get_encoding(rec["encoding"])
+        try:
+            parts = {s: raw[part_key(name, s)] for s in rec.get("parts", [""])}
+        except KeyError as e:
+            raise ModelFormatError(f"{where}: stored part {e} of tensor {name} is missing") from None
+        tensors[name] = enc.decode(parts, rec)
+    return tensors
+
+
+def encodings_of(records: dict[str, dict]) -> dict[str, dict]:
+    """model.tensor_encodings as it was at save time (non-dense entries)."""
+    return {n: {"encoding": r["encoding"], **r.get("options", {})} for n, r in records.items()
+            if r["encoding"] != "dense"}
+
+
+def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write `model` to directory `path` atomically and return the path.
+
+    Uses model.task_meta, model.history and model.tensor_encodings when present.
+    """
+    path = Path(path)
+    stored, records = encode_tensors(model, _stored_tensors(model))
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -172,22 +199,13 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
         spec = ModelSpec.model_validate(meta["spec"])
     except Exception as e:  # pydantic.ValidationError or KeyError
         raise ModelFormatError(f"{jpath}: invalid architecture description: {e}") from None
-    raw = _load_tensors(weights)
-    tensors = {}
-    for name, rec in meta.get("tensors", {}).items():
-        enc = get_encoding(rec["encoding"])
-        try:
-            parts = {s: raw[part_key(name, s)] for s in rec.get("parts", [""])}
-        except KeyError as e:
-            raise ModelFormatError(f"{weights}: stored part {e} of tensor {name} is missing") from None
-        tensors[name] = enc.decode(parts, rec)
+    tensors = decode_tensors(_load_tensors(weights), meta.get("tensors", {}), weights)
     model = SequenceModel(spec)
     rebuild_modules(model, meta.get("modules", []))
     _check_and_load(model, tensors, weights)
     model.task_meta = meta.get("task", {})
     model.history = meta.get("history", [])
-    model.tensor_encodings = {n: {"encoding": r["encoding"], **r.get("options", {})}
-                              for n, r in meta.get("tensors", {}).items() if r["encoding"] != "dense"}
+    model.tensor_encodings = encodings_of(meta.get("tensors", {}))
     return model
 
 

@@ -53,24 +53,75 @@ def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None =
     return model
 
 
+EDITED_FORMAT, EDITED_VERSION, EDITED_MANIFEST, EDITED_WEIGHTS = "rnnslim-edited", 1, "edited.json", "weights.safetensors"
+
+
 def save_edited(model: nn.Module, path: str | Path) -> Path:
-    """Write `model`'s weights (safetensors, tied tensors once) and its history (JSON) to a directory."""
-    from safetensors.torch import save_model
+    """Write a user's edited `model` to directory `path`, atomically: its weights with the
+    storage they were given (sparse for pruned tensors marked by mark_sparse_, packed
+    low-bit for quantized layers: real bytes), the swapped-in rnnslim modules, and the
+    history (JSON, no pickle). Re-create it with load_edited(MyModel(), path)."""
+    from safetensors.torch import save_file
+
+    from rnnslim.io.format import _sha256, _stored_tensors, encode_tensors
+    from rnnslim.io.modules import module_records
+    from rnnslim.utils.atomic import atomic_directory
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(path / "weights.safetensors"))
-    (path / "history.json").write_text(json.dumps({"history": getattr(model, "history", []) or []}, indent=1))
+    stored, records = encode_tensors(model, _stored_tensors(model))
+    manifest = {"format": EDITED_FORMAT, "version": EDITED_VERSION, "history": getattr(model, "history", []) or [],
+                "modules": module_records(model), "tensors": records, "weights_file": EDITED_WEIGHTS}
+    with atomic_directory(path, EDITED_MANIFEST) as tmp:
+        save_file(stored, str(tmp / EDITED_WEIGHTS), metadata={"format": EDITED_FORMAT})
+        manifest["weights_sha256"] = _sha256(tmp / EDITED_WEIGHTS)
+        (tmp / EDITED_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
 
 
 def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None = None,
                 consumers: dict | None = None) -> nn.Module:
-    """Replay the saved history on a fresh `model`, then load the saved weights (strict)."""
+    """Replay the saved structural history on a fresh `model` (the user's code, original
+    sizes), swap in the saved rnnslim modules (quantized layers), then load the weights
+    (strict, shapes checked). Directories from before the manifest (history.json +
+    weights.safetensors, dense) load too."""
     from safetensors.torch import load_model
 
+    from rnnslim.io.errors import ModelFormatError
+    from rnnslim.io.format import _load_tensors, _sha256, decode_tensors, encodings_of
+    from rnnslim.io.modules import rebuild_modules
+
     path = Path(path)
-    history = json.loads((path / "history.json").read_text())["history"]
-    replay(model, history, example_inputs, consumers)
-    load_model(model, str(path / "weights.safetensors"), strict=True)
+    if not (path / EDITED_MANIFEST).exists() and (path / "history.json").exists():  # the earlier layout
+        replay(model, json.loads((path / "history.json").read_text())["history"], example_inputs, consumers)
+        load_model(model, str(path / EDITED_WEIGHTS), strict=True)
+        return model
+    if not (path / EDITED_MANIFEST).exists():
+        raise ModelFormatError(f"{path} is not a directory save_edited wrote (no {EDITED_MANIFEST})")
+    meta = json.loads((path / EDITED_MANIFEST).read_text())
+    if meta.get("format") != EDITED_FORMAT or meta.get("version") != EDITED_VERSION:
+        raise ModelFormatError(f"{path / EDITED_MANIFEST}: format {meta.get('format')!r} version "
+                               f"{meta.get('version')!r} is not one this rnnslim reads")
+    weights = path / meta.get("weights_file", EDITED_WEIGHTS)
+    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+        raise ModelFormatError(f"{weights}: checksum mismatch: corrupt, or not the weights of {path}")
+    replay(model, meta["history"], example_inputs, consumers)
+    rebuild_modules(model, meta.get("modules", []))
+    tensors = decode_tensors(_load_tensors(weights), meta["tensors"], weights)
+    expected = model.state_dict()
+    bad = [n for n, t in tensors.items() if n in expected and tuple(t.shape) != tuple(expected[n].shape)]
+    missing = [n for n in expected if n not in tensors and not _aliased(model, n, tensors)]
+    unexpected = [n for n in tensors if n not in expected]
+    if bad or missing or unexpected:
+        raise ModelFormatError(f"{path}: the saved weights do not fit this model after replaying its history "
+                               f"(shape mismatch {bad[:5]}, missing {missing[:5]}, unexpected {unexpected[:5]}); "
+                               "build it with the same code and arguments as the model that was saved")
+    model.load_state_dict(tensors, strict=False)
+    model.tensor_encodings = encodings_of(meta["tensors"])
     return model
+
+
+def _aliased(model: nn.Module, name: str, tensors: dict) -> bool:
+    """A tied tensor saved once under its first name (e.g. decoder.weight = encoder.weight)."""
+    sd = model.state_dict(keep_vars=True)
+    t = sd[name]
+    return any(other in tensors and sd[other] is t for other in sd if other != name)
