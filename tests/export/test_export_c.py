@@ -126,3 +126,57 @@ def test_feature_model_export_equals_runner(tmp_path, cell, kind):
     streams = random_streams(0, 100, 12, features=13)
     res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", streams, flags=FLAGS["native"])
     assert res.ok, res.mismatches
+
+
+# --- whole sequence: NAME_run (the only entry point of a bidirectional model) ----------------------------------
+
+@needs_cc
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("flags", list(FLAGS))
+def test_bidirectional_export_runs_whole_sequences_on_100_streams(tmp_path, cell, flags):
+    q = _integer_model(cell, hidden=(40, 24), bidirectional=True)
+    facts = export_c(q, tmp_path / "c", name="bi")
+    assert facts.bidirectional and facts.readout == "all" and facts.state_len == 0 and facts.state_bytes == 0
+    assert read_manifest(tmp_path / "c")["bidirectional"] is True
+    header, source = (tmp_path / "c" / "bi.h").read_text(), (tmp_path / "c" / "bi.c").read_text()
+    assert "int bi_step" not in header and "bi_state" not in header and "not generated" in header
+    assert "int bi_run(const int32_t *tokens, int32_t T, void *workspace, float *logits);" in header
+    assert "l0_rev = {" in source and "l1_rev = {" in source and "malloc" not in source
+    runner = IntegerRunner(q, "portable")
+    assert facts.workspace_fixed_bytes + 24 * facts.workspace_bytes_per_step == runner.workspace_bytes(24)
+    res = check_on_host(runner, tmp_path / "c", random_streams(30, 100, 24), flags=FLAGS[flags])  # mode: automatic
+    assert res.ok, res.mismatches
+    assert res.streams == 100 and (res.simd == 0) == (flags == "portable")
+    with pytest.raises(ValueError, match="no NAME_step"):
+        check_on_host(runner, tmp_path / "c", random_streams(30, 2, 4), mode="step")
+
+
+@needs_cc
+@pytest.mark.parametrize("kind", ["identity", "linear"])
+def test_bidirectional_feature_export_readout_last(tmp_path, kind):
+    from test_int8_kernel import _feature_model
+
+    q = _feature_model("gru", kind, readout="last", bidirectional=True)
+    facts = export_c(q, tmp_path / "c", name="sensor")
+    assert facts.bidirectional and facts.readout == "last"
+    assert "#define SENSOR_READOUT_LAST 1" in (tmp_path / "c" / "sensor.h").read_text()
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", random_streams(0, 100, 12, features=13),
+                        flags=FLAGS["native"])
+    assert res.ok, res.mismatches
+
+
+@needs_cc
+def test_unidirectional_export_run_and_folded_bidirectional_export(tmp_path):
+    q = _integer_model("lstm", hidden=(40, 24))  # NAME_run exists beside NAME_step for every model
+    facts = export_c(q, tmp_path / "u", name="tiny")
+    assert not facts.bidirectional and "tiny_step(" in (tmp_path / "u" / "tiny.h").read_text()
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "u", random_streams(30, 100, 16),
+                        flags=FLAGS["portable"], mode="sequence")
+    assert res.ok, res.mismatches
+    # 4 V < E: both directions of layer 0 read folded tables
+    q = _integer_model("gru", hidden=(48, 32), vocab=8, embed=64, out=8, bidirectional=True)
+    facts = export_c(q, tmp_path / "f", name="tiny")
+    text = (tmp_path / "f" / "tiny.c").read_text()
+    assert facts.folded_embedding and "l0_tx_table[" in text and "l0r_tx_table[" in text and "emb[" not in text
+    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "f", random_streams(8, 100, 16), flags=FLAGS["native"])
+    assert res.ok, res.mismatches

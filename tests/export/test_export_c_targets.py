@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
 from test_int8_kernel import _integer_model, _zero_tiles  # noqa: E402
 
 CROSS = ["cortex-m4", "aarch64", "aarch64-portable"]
-MODELS = {"lstm": ("lstm", False), "gru": ("gru", False), "lstm-tile-sparse": ("lstm", True)}
+MODELS = {"lstm": ("lstm", False), "gru": ("gru", False), "lstm-tile-sparse": ("lstm", True),
+          "gru-bidirectional": ("gru", False)}  # whole sequences: the harness calls NAME_run
 
 
 def _needs(target: str):
@@ -42,7 +43,7 @@ def exports(tmp_path_factory):
     """One export per model (hidden 70 and 33: vector loops and scalar tails), shared by the targets."""
     out = {}
     for key, (cell, sparse) in MODELS.items():
-        q = _integer_model(cell, hidden=(70, 33))
+        q = _integer_model(cell, hidden=(70, 33), bidirectional=key.endswith("bidirectional"))
         if sparse:
             q = _zero_tiles(q)
         d = tmp_path_factory.mktemp(key) / "c"

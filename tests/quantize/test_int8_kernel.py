@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import pytest
 import torch
@@ -30,10 +31,18 @@ VARIANTS = [pytest.param(v, marks=pytest.mark.skipif(not _available(v), reason=f
             for v in KernelVariant]
 
 
-def _integer_model(cell: str, hidden=(70, 33), vocab=30, embed=45, out=29, bidirectional=False, seed=0):
+def _bidi_flags(bidirectional, n: int) -> list[bool]:
+    """bidirectional: a bool for every layer, or one flag per layer"""
+    return list(bidirectional) if isinstance(bidirectional, (list, tuple)) else [bool(bidirectional)] * n
+
+
+def _integer_model(cell: str, hidden=(70, 33), vocab=30, embed=45, out=29, bidirectional=False, seed=0,
+                   readout: str = "all"):
     torch.manual_seed(seed)
     spec = ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=vocab, embed_size=embed,
-                     layers=[LayerShape(hidden_size=h, bidirectional=bidirectional) for h in hidden], output_size=out)
+                     layers=[LayerShape(hidden_size=h, bidirectional=b)
+                             for h, b in zip(hidden, _bidi_flags(bidirectional, len(hidden)))],
+                     output_size=out, readout=readout)
     model = SequenceModel(spec).eval()
     with torch.no_grad():  # larger recurrent weights than the default init: saturating gates, big cell states
         for layer in model.rnn.layers:
@@ -97,8 +106,12 @@ def test_runner_errors():
         runner.run(torch.tensor([1, 2, -1]))
     with pytest.raises(ValueError, match="out must"):
         runner.step(1, runner.init_state(), out=torch.empty(3))
-    with pytest.raises(ValueError, match="bidirectional"):
-        IntegerRunner(_integer_model("gru", bidirectional=True))
+    bi = IntegerRunner(_integer_model("gru", bidirectional=True))  # whole sequences only
+    for stream in (lambda: bi.step(1, bi.init_state()), lambda: bi.run(torch.tensor([1, 2]))):
+        with pytest.raises(ValueError, match="bidirectional.*run_sequence"):
+            stream()
+    with pytest.raises(IndexError, match="position 1"):
+        runner.run_sequence(torch.tensor([1, 30, 2]))
     dyn = copy.deepcopy(q)
     dyn.decoder = torch.nn.Linear(33, 29)
     with pytest.raises(ValueError, match="decoder"):
@@ -158,10 +171,13 @@ def test_tile_sparse_runner_equals_reference(variant, cell):
     assert auto.program.layers[1].wh.sparse and torch.equal(auto.run(x)[0], ref[:, 0])
 
 
-def _feature_model(cell: str, kind: str, readout: str = "all", F: int = 13, hidden=(40, 24), out: int = 5, seed=0):
+def _feature_model(cell: str, kind: str, readout: str = "all", F: int = 13, hidden=(40, 24), out: int = 5, seed=0,
+                   bidirectional=False):
     torch.manual_seed(seed)
     spec = ModelSpec(cell=cell, input_kind=kind, input_size=F, embed_size=F if kind == "identity" else 20,
-                     layers=[LayerShape(hidden_size=h) for h in hidden], output_size=out, readout=readout)
+                     layers=[LayerShape(hidden_size=h, bidirectional=b)
+                             for h, b in zip(hidden, _bidi_flags(bidirectional, len(hidden)))],
+                     output_size=out, readout=readout)
     model = SequenceModel(spec).eval()
     calib = [2.0 * torch.randn(30, 4, F) for _ in range(2)]
     return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
@@ -194,3 +210,88 @@ def test_readout_last_is_the_final_step():
     ref, _ = q(x[:, None, :])  # (1, O): the last step only
     logits, _ = IntegerRunner(q).run_features(x)
     assert torch.equal(logits[-1], ref[0])
+
+
+# --- whole sequence (run_sequence / rs_core_run), bidirectional layers ------------------------------------------
+
+@lru_cache(maxsize=None)
+def _sequence_model(cell: str, kind: str, bidirectional, readout: str):
+    if kind == "embedding":
+        return _integer_model(cell, hidden=(40, 24), bidirectional=bidirectional, readout=readout)
+    return _feature_model(cell, kind, readout=readout, hidden=(40, 24), bidirectional=bidirectional)
+
+
+def _sequence_input(kind: str, T: int, seed: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 30, (T,), generator=g) if kind == "embedding" else 3.0 * torch.randn(T, 13, generator=g)
+
+
+def _reference(q, x: torch.Tensor) -> torch.Tensor:
+    ref, _ = q(x[:, None])  # (T, 1, O) for readout "all", (1, O) for "last"
+    return ref[:, 0] if q.spec.readout.value == "all" else ref[0]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_run_sequence_equals_reference_bit_for_bit(variant, cell, bidirectional):
+    """Embedding / identity / linear input x readout all / last, hidden (40, 24), from the zero state."""
+    for kind in ("embedding", "identity", "linear"):
+        x = _sequence_input(kind, 37)
+        for readout in ("all", "last"):
+            q = _sequence_model(cell, kind, bidirectional, readout)
+            ref = _reference(q, x)
+            for fold in ([False, True] if kind == "embedding" else [None]):
+                runner = IntegerRunner(q, variant, fold_embedding=fold)
+                assert runner.bidirectional == bidirectional
+                out = runner.run_sequence(x)
+                assert out.shape == ref.shape and torch.equal(out, ref), (kind, readout, fold)
+                assert runner.workspace_bytes(37) == runner.program.workspace_bytes(37)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_run_sequence_mixed_stacks_sparse_tiles_and_short_sequences(cell):
+    # a bidirectional layer under a unidirectional one and the reverse, three sizes
+    for flags in ([True, False, True], [False, True, False]):
+        q = _integer_model(cell, hidden=(33, 48, 17), bidirectional=flags, seed=3)
+        runner = IntegerRunner(q)
+        assert [ly.rev is not None for ly in runner.program.layers] == flags
+        for T in (1, 2, 29):
+            x = _sequence_input("embedding", T, seed=T)
+            assert torch.equal(runner.run_sequence(x), _reference(q, x))
+        assert runner.run_sequence(torch.zeros(0, dtype=torch.int64)).shape == (0, 29)
+    q = _zero_tiles(_integer_model(cell, hidden=(64, 33), bidirectional=True))
+    x = _sequence_input("embedding", 40)
+    sparse = IntegerRunner(q, sparse=True)
+    assert all(m.sparse for ly in sparse.program.layers for d in (ly, ly.rev) for m in (d.wx, d.wh))
+    assert torch.equal(sparse.run_sequence(x), _reference(q, x))
+
+
+@needs_kernel
+def test_run_sequence_unidirectional_matches_streaming_and_checks_inputs():
+    q = _integer_model("lstm", hidden=(40, 24))
+    runner = IntegerRunner(q)
+    x = _sequence_input("embedding", 50)
+    assert torch.equal(runner.run_sequence(x), runner.run(x)[0])
+    last = IntegerRunner(_feature_model("gru", "identity", readout="last", bidirectional=True))
+    with pytest.raises(ValueError, match="at least one step"):
+        last.run_sequence(torch.zeros(0, 13))
+    with pytest.raises(ValueError, match="bidirectional"):
+        last.step_features(torch.zeros(13), last.init_state())
+
+
+def test_check_integer_model_streaming_versus_whole_sequence():
+    from rnnslim.quantize.int8.runner import check_integer_model
+
+    bi = _integer_model("gru", hidden=(24,), bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional: a streaming step cannot see the future"):
+        check_integer_model(bi)
+    check_integer_model(bi, whole_sequence=True)
+    from rnnslim.quantize.int8.kernel_eval import kernel_runner
+
+    why: list[str] = []  # evaluation / timing stream through the kernel: a bidirectional model keeps torch
+    assert kernel_runner(bi, why) is None and "bidirectional" in why[0]
+    mean = _integer_model("gru", hidden=(24,), readout="mean")
+    with pytest.raises(ValueError, match="mean"):
+        check_integer_model(mean, whole_sequence=True)

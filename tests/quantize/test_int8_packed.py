@@ -72,3 +72,24 @@ def test_bytes_per_step_counts_what_the_step_reads():
     assert folded.bytes_per_step() == expect - 45 - (192 * 48 + 192 * 4 + 192 * 5) + 4 * 192
     sparse = IntegerProgram.from_model(_zero_tiles(q, keep=0.25), fold_embedding=False, sparse=True)
     assert sparse.bytes_per_step() < 0.5 * expect
+
+
+def test_bidirectional_program_packs_both_directions():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_int8_kernel import _integer_model
+
+    from rnnslim.quantize.int8.packed import IntegerProgram
+
+    q = _integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29, bidirectional=True)
+    p = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
+    ly = p.layers[0]
+    assert p.bidirectional and ly.rev is not None and p.state_len == 0 and p.dec.cols == 128
+    assert np.array_equal(ly.rev.wh.w, pack_matrix(q.rnn.layers[0].direction(1).w_hh, sparse=False).w)
+    direction = (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64
+    assert p.bytes_per_step() == 45 + 2 * direction + 2 * 2 * 1025 + 32 * 128 + 32 * 4 + 29 * 8
+    # whole-sequence workspace: one direction's state (64 int16, 64-byte aligned) + one T x 128 code buffer
+    assert (p.workspace_fixed_bytes, p.workspace_bytes_per_step) == (63 + 128, 128)
+    assert p.workspace_bytes(10) == 63 + 128 + 1280

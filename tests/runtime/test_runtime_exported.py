@@ -88,3 +88,21 @@ def test_feature_model_runs_from_numpy(tmp_path, monkeypatch):
     assert np.array_equal(logits, ref.numpy()) and np.array_equal(state, ref_state.buf.numpy())
     with pytest.raises(ValueError, match="13 features"):
         m.step(np.zeros(12, np.float32), m.new_state())
+
+
+@needs_cc
+def test_bidirectional_export_runs_whole_sequences_from_numpy(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    q = _integer_model("gru", hidden=(40, 24), bidirectional=True)
+    export_c(q, tmp_path / "c", name="bi")
+    m = ExportedModel(tmp_path / "c")
+    x = torch.randint(0, 30, (60,), generator=torch.Generator().manual_seed(2))
+    assert np.array_equal(m.run_sequence(x.numpy()), IntegerRunner(q).run_sequence(x).numpy())
+    with pytest.raises(ValueError, match="bidirectional"):
+        m.step(1, m.new_state())
+    with pytest.raises(IndexError, match="position 2"):
+        m.run_sequence(np.array([1, 2, 30]))
+    uni = _integer_model("lstm", hidden=(24,))
+    export_c(uni, tmp_path / "u", name="uni")
+    u = ExportedModel(tmp_path / "u")
+    assert np.array_equal(u.run_sequence(x.numpy()), u.run(x.numpy())[0])

@@ -2,8 +2,9 @@
 
     c         standalone C99 library of a fully integer int8 model (c_source.py); checked
               bit for bit against IntegerRunner on `check_streams` random streams when a
-              C compiler is present; `build` also compiles lib<NAME>.so beside it for
-              rnnslim.runtime (torch-free)
+              C compiler is present (whole sequences through NAME_run for a bidirectional
+              model); `build` also compiles lib<NAME>.so beside it for rnnslim.runtime
+              (torch-free)
     c-fp32    the same C API for a float model (c_float.py): the reference a port starts from
     onnx      one streaming step in ONNX, checked in ONNX Runtime (onnx.py)
     onnx-int8 the step with unfused recurrent matmuls quantized to int8 (onnx_int8.py): an int8
@@ -44,7 +45,8 @@ def _export_c(model, out: Path, name: str | None, build: bool, check_streams: in
         from rnnslim.quantize.int8.runner import IntegerRunner
 
         res = check_on_host(IntegerRunner(model, "portable", fold_embedding=False),
-                            out, random_streams(facts.vocab, check_streams, 24), flags=("-O2", "-DRS_PORTABLE"))
+                            out, random_streams(facts.vocab, check_streams, 24, features=facts.features),
+                            flags=("-O2", "-DRS_PORTABLE"))
         for f in ("check_main.c", "check_main.exe"):
             (out / f).unlink(missing_ok=True)
         result["check"] = res.to_dict()

@@ -5,6 +5,8 @@
     state = m.new_state()
     for token in stream:
         logits = m.step(token, state)       # (O,) float32, the model's buffer; copy to keep
+    logits = m.run_sequence(tokens)         # a whole sequence (NAME_run): the only entry point
+                                            # of a bidirectional model
 
 Only numpy and the C library are used; importing rnnslim.runtime imports no torch. Before
 anything is compiled or loaded, every file the manifest lists is checked against its
@@ -92,9 +94,15 @@ class ExportedModel:
         lib = ctypes.CDLL(str(path))
         P = ctypes.c_void_p
         self.features = int(meta.get("features") or 0)  # > 0: NAME_step takes float features
+        self.bidirectional = bool(meta.get("bidirectional", False))  # no NAME_step: NAME_run only
+        self.readout = meta.get("readout", "all")
         arg = P if self.features else ctypes.c_int32
-        sigs = {"init": ([], ctypes.c_int), "reset": ([P], None), "step": ([P, arg, P], ctypes.c_int),
-                "step_int": ([P, arg, P], ctypes.c_int)}
+        sigs = {"init": ([], ctypes.c_int)}
+        if not self.bidirectional:
+            sigs |= {"reset": ([P], None), "step": ([P, arg, P], ctypes.c_int), "step_int": ([P, arg, P], ctypes.c_int)}
+        if hasattr(lib, f"{name}_run"):  # exports before whole-sequence support have none
+            sigs |= {"run": ([P, ctypes.c_int32, P, P], ctypes.c_int),
+                     "workspace_bytes": ([ctypes.c_int32], ctypes.c_size_t)}
         self._fn = {}
         for fn, (args, res) in sigs.items():
             f = getattr(lib, f"{name}_{fn}")
@@ -109,7 +117,13 @@ class ExportedModel:
         """A zero state: int16 (state_len,), one per stream."""
         return np.zeros(self.state_len, np.int16)
 
+    def _streaming(self) -> None:
+        if self.bidirectional:
+            raise ValueError("this export has bidirectional layers: a streaming step cannot see the future; "
+                             "run whole sequences with run_sequence")
+
     def _check_state(self, state: np.ndarray) -> int:
+        self._streaming()
         if state.dtype != np.int16 or state.shape != (self.state_len,) or not state.flags.c_contiguous:
             raise ValueError(f"state must be a contiguous int16 array of {self.state_len} (use new_state())")
         return state.ctypes.data
@@ -128,6 +142,7 @@ class ExportedModel:
 
     def step(self, x, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One token (or (F,) float32 features) at batch 1: (O,) float32 logits; `state` is updated in place."""
+        self._streaming()
         out = self._logits if out is None else out
         if out.dtype != np.float32 or out.shape != (self.outputs,) or not out.flags.c_contiguous:
             raise ValueError(f"out must be a contiguous float32 array of {self.outputs}")
@@ -137,6 +152,7 @@ class ExportedModel:
 
     def step_int(self, x, state: np.ndarray) -> np.ndarray:
         """One step, integer outputs: int32 (O,) accumulators (logits = acc * output scale)."""
+        self._streaming()
         acc = np.empty(self.outputs, np.int32)
         if self._fn["step_int"](self._check_state(state), self._input(x), acc.ctypes.data):
             raise IndexError(f"token {x} is outside the vocabulary [0, {self.vocab})")
@@ -144,6 +160,7 @@ class ExportedModel:
 
     def run(self, inputs, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """tokens (T,) or features (T, F) -> (logits (T, O) float32, final state)."""
+        self._streaming()
         state = self.new_state() if state is None else state
         xs = (np.ascontiguousarray(inputs, np.float32).reshape(-1, self.features) if self.features
               else np.asarray(inputs).reshape(-1).tolist())
@@ -151,3 +168,28 @@ class ExportedModel:
         for t in range(len(xs)):
             self.step(xs[t], state, out[t])
         return out, state
+
+    def run_sequence(self, inputs) -> np.ndarray:
+        """The whole sequence from the zero state (NAME_run): tokens (T,) or features (T, F) ->
+        logits (T, O) float32 for readout "all", (O,) for readout "last"."""
+        if "run" not in self._fn:
+            raise ExportError(f"{self.name} was exported without NAME_run; export the model again")
+        if self.features:
+            xs = np.ascontiguousarray(inputs, np.float32).reshape(-1, self.features)
+        else:
+            ids = np.asarray(inputs).reshape(-1)
+            bad = np.flatnonzero((ids < 0) | (ids >= self.vocab))
+            if bad.size:
+                i = int(bad[0])
+                raise IndexError(f"token {ids[i]} at position {i} is outside the vocabulary [0, {self.vocab})")
+            xs = np.ascontiguousarray(ids, np.int32)
+        T = xs.shape[0]
+        last = self.readout == "last"
+        if last and T == 0:
+            raise ValueError("readout 'last' needs at least one step")
+        work = np.empty(int(self._fn["workspace_bytes"](T)), np.uint8)
+        out = np.empty((self.outputs,) if last else (T, self.outputs), np.float32)
+        rc = self._fn["run"](xs.ctypes.data, T, work.ctypes.data, out.ctypes.data)
+        if rc:
+            raise RuntimeError(f"{self.name}_run failed (code {rc})")
+        return out

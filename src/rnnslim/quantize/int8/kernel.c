@@ -10,7 +10,9 @@
 typedef struct {
     rs_model m;
     rs_layer *layers; /* writable view of m.layers while the model is being built */
-    void *owned[64 + 32 * 16];
+    rs_layer *rev;    /* [L] backward directions (used by the layers whose .rev points here) */
+    int bidir;        /* some layer is bidirectional: whole sequences only (rs_run_sequence) */
+    void *owned[64 + 32 * 32];
     int n_owned;
 } rs_host;
 
@@ -31,6 +33,7 @@ void rs_free(rs_host *h) {
     if (!h) return;
     for (i = 0; i < h->n_owned; i++) free(h->owned[i]);
     free(h->layers);
+    free(h->rev);
     free(h);
 }
 
@@ -40,7 +43,8 @@ rs_host *rs_new(int cell, int L, int V, int E, int O) {
     h = (rs_host *)calloc(1, sizeof(rs_host));
     if (!h) return NULL;
     h->layers = (rs_layer *)calloc((size_t)L, sizeof(rs_layer));
-    if (!h->layers) { free(h); return NULL; }
+    h->rev = (rs_layer *)calloc((size_t)L, sizeof(rs_layer));
+    if (!h->layers || !h->rev) { free(h->layers); free(h->rev); free(h); return NULL; }
     h->m.cell = cell; h->m.L = L; h->m.V = V; h->m.E = E; h->m.O = O;
     h->m.layers = h->layers;
     return h;
@@ -53,15 +57,18 @@ int rs_set_embedding(rs_host *h, const int8_t *emb) {
     return h->m.emb ? 0 : -1;
 }
 
-/* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder, 2L + 1 = input projection; n_tiles < 0: dense */
+/* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder, 2L + 1 = input projection, 2L + 2 + 2l =
+   W_ih of the backward direction of layer l, 2L + 3 + 2l = its W_hh; n_tiles < 0: dense */
 int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
                   const int32_t *tile_ptr, const uint16_t *tile_col, int n_tiles) {
     rs_mat *mt;
+    const int L = h->m.L;
     int rows_p = (rows + RB - 1) / RB * RB, cols_p = (cols + KB - 1) / KB * KB, nb = rows_p / RB;
     size_t wbytes = n_tiles < 0 ? (size_t)rows_p * cols_p : (size_t)n_tiles * RB * KB;
-    if (slot < 0 || slot > 2 * h->m.L + 1 || rows < 1 || cols < 1) return -2;
-    if (slot == 2 * h->m.L + 1) mt = &h->m.in.w;
-    else mt = slot == 2 * h->m.L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
+    if (slot < 0 || slot > 4 * L + 1 || rows < 1 || cols < 1) return -2;
+    if (slot >= 2 * L + 2) mt = slot % 2 ? &h->rev[(slot - 2 * L - 2) / 2].wh : &h->rev[(slot - 2 * L - 2) / 2].wx;
+    else if (slot == 2 * L + 1) mt = &h->m.in.w;
+    else mt = slot == 2 * L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
     mt->rows = rows; mt->cols = cols; mt->rows_p = rows_p; mt->cols_p = cols_p;
     mt->w = (const int8_t *)host_copy(h, w, wbytes > 0 ? wbytes : 1);
     mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * rows_p);
@@ -105,6 +112,34 @@ int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_i
     return 0;
 }
 
+/* the backward direction of layer l (after rs_set_layer(l); its matrices go to slots 2L + 2 + 2l
+   and 2L + 3 + 2l): its per-row constants, bias and (layer 0 folded) tx_table; the rest is layer l's */
+int rs_set_reverse(rs_host *h, int l, const int32_t *mult_ih, const int8_t *shift_ih, const int32_t *mult_hh,
+                   const int8_t *shift_hh, const int32_t *bias, const int32_t *tx_table) {
+    rs_layer *f, *r;
+    int nb;
+    if (l < 0 || l >= h->m.L || !h->layers[l].sig) return -2;
+    f = &h->layers[l];
+    r = &h->rev[l];
+    r->input = f->input; r->hidden = f->hidden; r->rows = f->rows;
+    r->h_mult = f->h_mult; r->h_shift = f->h_shift; r->cf = f->cf; r->sig = f->sig; r->tanh_ = f->tanh_;
+    nb = h->m.cell == CELL_RNN ? f->hidden : 4 * f->hidden;
+    r->mult_x = (const int32_t *)host_copy(h, mult_ih, sizeof(int32_t) * r->rows);
+    r->mult_h = (const int32_t *)host_copy(h, mult_hh, sizeof(int32_t) * r->rows);
+    r->shift_x = (const int8_t *)host_copy(h, shift_ih, (size_t)r->rows);
+    r->shift_h = (const int8_t *)host_copy(h, shift_hh, (size_t)r->rows);
+    r->bias = (const int32_t *)host_copy(h, bias, sizeof(int32_t) * nb);
+    if (tx_table) {
+        if (l != 0) return -2;
+        r->tx_table = (const int32_t *)host_copy(h, tx_table, sizeof(int32_t) * (size_t)h->m.V * r->rows);
+        if (!r->tx_table) return -1;
+    }
+    if (!r->mult_x || !r->mult_h || !r->shift_x || !r->shift_h || !r->bias) return -1;
+    f->rev = r;
+    h->bidir = 1;
+    return 0;
+}
+
 /* feature input: kind INPUT_IDENTITY or INPUT_LINEAR (then the matrix in slot 2L + 1 and
    bias / mult / shift per row of the projection) */
 int rs_set_input(rs_host *h, int kind, int F, float in_scale, const int32_t *bias, const int32_t *mult,
@@ -136,16 +171,24 @@ int rs_finalize(rs_host *h) {
         const rs_layer *ly = &h->layers[l];
         if (!ly->wx.w || !ly->wh.w || !ly->bias || ly->input != in || ly->wx.rows != ly->rows || ly->wx.cols != in
             || ly->wh.rows != ly->rows || ly->wh.cols != ly->hidden) return -2;
+        if (ly->rev) { /* the backward direction: same shapes, same folding */
+            const rs_layer *r = ly->rev;
+            if (!r->wx.w || !r->wh.w || r->wx.rows != ly->rows || r->wx.cols != in || r->wh.rows != ly->rows
+                || r->wh.cols != ly->hidden || r->wx.cols_p != ly->wx.cols_p || r->wh.cols_p != ly->wh.cols_p
+                || !r->tx_table != !ly->tx_table) return -2;
+        }
         m->state_len += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
         if (ly->wx.cols_p > m->max_cols) m->max_cols = ly->wx.cols_p;
         if (ly->wh.cols_p > m->max_cols) m->max_cols = ly->wh.cols_p;
         if (ly->wx.rows_p > m->max_rows) m->max_rows = ly->wx.rows_p;
-        in = ly->hidden;
+        in = (ly->rev ? 2 : 1) * ly->hidden;
     }
+    if (h->bidir) m->state_len = 0; /* no streaming state: whole sequences only */
     if (!m->dec.w || !m->dec_b || m->dec.cols != in || m->dec.rows != m->O) return -2;
     if (m->dec.cols_p > m->max_cols) m->max_cols = m->dec.cols_p;
     if (m->dec.rows_p > m->max_rows) m->max_rows = m->dec.rows_p;
     if (m->in.kind == INPUT_EMBEDDING && (!m->emb || m->V < 1)) return -2;
+    if (m->in.kind != INPUT_EMBEDDING && h->layers[0].tx_table) return -2;
     if (m->in.kind == INPUT_IDENTITY && m->in.F != m->E) return -2;
     if (m->in.kind == INPUT_LINEAR) {
         if (!m->in.w.w || m->in.w.rows != m->E || m->in.w.cols != m->in.F) return -2;
@@ -166,15 +209,19 @@ int rs_finalize(rs_host *h) {
 
 int rs_state_len(const rs_host *h) { return h->m.state_len; }
 
-int rs_step(rs_host *h, int64_t token, int16_t *state, float *logits) { return rs_core_step(&h->m, token, state, logits); }
+/* The streaming entry points below refuse a bidirectional model (-2): a step cannot see the future. */
+int rs_step(rs_host *h, int64_t token, int16_t *state, float *logits) {
+    return h->bidir ? -2 : rs_core_step(&h->m, token, state, logits);
+}
 
 int rs_step_features(rs_host *h, const float *x, int16_t *state, float *logits) {
-    return rs_core_step_features(&h->m, x, state, logits);
+    return h->bidir ? -2 : rs_core_step_features(&h->m, x, state, logits);
 }
 
 /* n steps of F features ([n][F]); logits is [n][O]. Returns 0, or -1 for a token model. */
 int rs_run_features(rs_host *h, const float *x, int n, int16_t *state, float *logits) {
     int t;
+    if (h->bidir) return -2;
     for (t = 0; t < n; t++)
         if (rs_core_step_features(&h->m, x + (size_t)t * h->m.in.F, state, logits + (size_t)t * h->m.O)) return -1;
     return 0;
@@ -183,7 +230,16 @@ int rs_run_features(rs_host *h, const float *x, int n, int16_t *state, float *lo
 /* n tokens in a row; logits is [n][O]. Returns the index of the first bad token + 1, or 0. */
 int rs_run(rs_host *h, const int64_t *tokens, int n, int16_t *state, float *logits) {
     int t;
+    if (h->bidir) return -2;
     for (t = 0; t < n; t++)
         if (rs_core_step(&h->m, tokens[t], state, logits + (size_t)t * h->m.O)) return t + 1;
     return 0;
+}
+
+/* Bytes of the workspace rs_run_sequence needs for T steps. */
+size_t rs_workspace_bytes(const rs_host *h, int T) { return rs_core_run_workspace(&h->m, T); }
+
+/* The whole sequence from the zero state (also bidirectional models): see rs_core_run. */
+int rs_run_sequence(rs_host *h, const int32_t *tokens, const float *x, int T, void *work, int readout, float *logits) {
+    return rs_core_run(&h->m, tokens, x, T, work, readout, logits);
 }

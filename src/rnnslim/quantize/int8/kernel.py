@@ -74,6 +74,9 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_state_len": ([_P], i32),
         "rs_step": ([_P, i64, _P, _P], i32),
         "rs_run": ([_P, _P, i32, _P, _P], i32),
+        "rs_set_reverse": ([_P, i32, _P, _P, _P, _P, _P, _P], i32),
+        "rs_workspace_bytes": ([_P, i32], ctypes.c_size_t),
+        "rs_run_sequence": ([_P, _P, _P, i32, _P, i32, _P], i32),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)

@@ -17,12 +17,14 @@ def is_fully_integer(model: nn.Module) -> bool:
 
 
 def kernel_runner(model: nn.Module, why: list[str] | None = None):
-    """An IntegerRunner for `model`, or None (the reason appended to `why`)."""
+    """An IntegerRunner for streaming `model` (step / run), or None (the reason appended to `why`).
+    A bidirectional model gets None: the kernel runs it on whole sequences only (run_sequence)."""
     if not is_fully_integer(model):
         return None
     try:
-        from rnnslim.quantize.int8.runner import IntegerRunner
+        from rnnslim.quantize.int8.runner import IntegerRunner, check_integer_model
 
+        check_integer_model(model)  # streaming: refuses bidirectional layers with the reason
         return IntegerRunner(model)
     except Exception as e:  # no compiler, unsupported layout: the torch reference runs instead
         if why is not None:

@@ -119,10 +119,21 @@ class PackedLayer:
     sig: np.ndarray  # int16 (1025,)
     tanh: np.ndarray
     tx_table: np.ndarray | None = None  # int32 (V * rows,): folded embedding (layer 0 only)
+    rev: PackedLayer | None = None  # bidirectional: the backward direction (its own matrices, per-row
+    #                                 constants, bias, tx_table; h_mult / h_shift / cf / tables equal these)
 
     @property
     def rows(self) -> int:
         return self.wx.rows
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.rev is not None else 1
+
+    def nbytes_per_step(self, skip_wx: bool) -> int:
+        """Constants one direction reads per step (W_ih and its per-row constants unless `skip_wx`)."""
+        wx = 0 if skip_wx else self.wx.nbytes + self.mult_x.nbytes + self.shift_x.nbytes
+        return wx + self.wh.nbytes + self.mult_h.nbytes + self.shift_h.nbytes + self.bias.nbytes
 
 
 INPUT_ID = {InputKind.EMBEDDING: 0, InputKind.IDENTITY: 1, InputKind.LINEAR: 2}
@@ -157,16 +168,49 @@ class IntegerProgram:
     dec_bias: np.ndarray  # int32 (O,)
     dec_scale: np.ndarray  # float32 (O,)
     inputs: PackedInput | None = None  # feature models
+    readout: str = "all"  # or "last": the decoder runs on the final step only (whole-sequence run)
 
     @property
     def input_kind(self) -> InputKind:
         return InputKind.EMBEDDING if self.inputs is None else self.inputs.kind
 
     @property
+    def bidirectional(self) -> bool:
+        """Some layer is bidirectional: the model runs on whole sequences only (rs_core_run)."""
+        return any(ly.rev is not None for ly in self.layers)
+
+    @property
     def state_len(self) -> int:
-        """int16 words of state: LSTM [h8 | c] per layer, GRU/RNN [h16]."""
+        """int16 words of the streaming state: LSTM [h8 | c] per layer, GRU/RNN [h16]; 0 for a
+        bidirectional model (no streaming step)."""
+        if self.bidirectional:
+            return 0
         per = 2 if self.cell is CellType.LSTM else 1
         return sum(per * ly.hidden for ly in self.layers)
+
+    def run_dims(self) -> tuple[int, int, int]:
+        """(W, S, nbuf) of rs_run_dims: widest int8 code row of the whole-sequence buffers, int16
+        words of the largest one-direction state, number of T x W code buffers (1 or 2)."""
+        W = 0 if self.inputs is None else self.embed
+        W = max([W] + [ly.directions * ly.hidden for ly in self.layers])
+        S = max((2 if self.cell is CellType.LSTM else 1) * ly.hidden for ly in self.layers)
+        nbuf = 2 if len(self.layers) + (self.inputs is not None) >= 2 else 1
+        return W, S, nbuf
+
+    @property
+    def workspace_fixed_bytes(self) -> int:
+        """Workspace bytes of a whole-sequence run independent of T: alignment slack + one state."""
+        _, S, _ = self.run_dims()
+        return 63 + -(-2 * S // 64) * 64
+
+    @property
+    def workspace_bytes_per_step(self) -> int:
+        W, _, nbuf = self.run_dims()
+        return nbuf * W
+
+    def workspace_bytes(self, steps: int) -> int:
+        """Bytes of the caller's workspace for a whole-sequence run of `steps` (rs_core_run_workspace)."""
+        return self.workspace_fixed_bytes + self.workspace_bytes_per_step * max(steps, 0)
 
     @property
     def max_cols(self) -> int:
@@ -185,8 +229,10 @@ class IntegerProgram:
         if self.inputs is not None:
             total += self.inputs.nbytes()
         for k, ly in enumerate(self.layers):
-            wx = 0 if (k == 0 and ly.tx_table is not None) else ly.wx.nbytes + ly.mult_x.nbytes + ly.shift_x.nbytes
-            total += wx + ly.wh.nbytes + ly.mult_h.nbytes + ly.shift_h.nbytes + ly.bias.nbytes
+            folded = k == 0 and ly.tx_table is not None
+            total += sum(d.nbytes_per_step(folded) for d in (ly, ly.rev) if d is not None)
+            if folded and ly.rev is not None:
+                total += 4 * ly.rows  # the backward direction's table row
             total += ly.sig.nbytes + ly.tanh.nbytes
         return total + self.dec.nbytes + self.dec_bias.nbytes + self.dec_scale.nbytes
 
@@ -197,26 +243,33 @@ class IntegerProgram:
     @classmethod
     def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
                    sparse: bool | str = "auto") -> IntegerProgram:
-        """Pack an integer int8 model (check_integer_model must accept it)."""
+        """Pack an integer int8 model (check_integer_model(model, whole_sequence=True) must accept it:
+        bidirectional layers pack their backward direction into PackedLayer.rev)."""
         from rnnslim.quantize.int8.runner import check_integer_model
 
-        check_integer_model(model)
+        check_integer_model(model, whole_sequence=True)
         dec = model.decoder
         cell = model.rnn.cell
-        layers = []
-        for layer in model.rnn.layers:
-            layer: IntegerRecurrent
-            d = layer.direction(0)
-            layers.append(PackedLayer(
+
+        def direction(layer: IntegerRecurrent, k: int) -> PackedLayer:
+            d = layer.direction(k)
+            return PackedLayer(
                 input=layer.input_size, hidden=layer.hidden_size,
                 wx=pack_matrix(d.w_ih, sparse), wh=pack_matrix(d.w_hh, sparse),
                 mult_x=_np(d.mult_ih, np.int32), shift_x=_np(d.shift_ih, np.int8),
                 mult_h=_np(d.mult_hh, np.int32), shift_h=_np(d.shift_hh, np.int8), bias=_np(d.bias, np.int32),
                 h_mult=int(layer.h_mult), h_shift=int(layer.h_shift), cf=int(layer.cell_frac),
-                sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16)))
+                sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16))
+
+        layers = []
+        for layer in model.rnn.layers:
+            packed = direction(layer, 0)
+            if layer.bidirectional:
+                packed.rev = direction(layer, 1)
+            layers.append(packed)
         common = dict(cell=cell, embed=model.rnn.layers[0].input_size, out=dec.out_features, layers=layers,
                       dec=pack_matrix(dec.weight, sparse), dec_bias=_np(dec.bias, np.int32),
-                      dec_scale=_np(dec.out_scale.float(), np.float32))
+                      dec_scale=_np(dec.out_scale.float(), np.float32), readout=model.spec.readout.value)
         kind = model.spec.input_kind
         if kind is InputKind.IDENTITY:
             inputs = PackedInput(kind, model.spec.input_size, float(model.rnn.layers[0].x_scale))
@@ -232,6 +285,10 @@ class IntegerProgram:
         if fold_embedding is None:  # a table row replaces the layer-0 input matmul when it reads fewer bytes
             fold_embedding = V * 4 * first.w_ih.shape[0] <= min(FOLD_MAX_BYTES, 4 * first.w_ih.numel())
         if fold_embedding:  # the layer-0 input terms of every token: the same integers the step computes
-            tx = _term(_matmul(emb.weight.to(torch.int64), first.w_ih), first.mult_ih, first.shift_ih)
-            layers[0].tx_table = _np(tx, np.int32).reshape(-1)
+            for k, packed in enumerate((layers[0], layers[0].rev)):
+                if packed is None:
+                    continue
+                d = model.rnn.layers[0].direction(k)
+                tx = _term(_matmul(emb.weight.to(torch.int64), d.w_ih), d.mult_ih, d.shift_ih)
+                packed.tx_table = _np(tx, np.int32).reshape(-1)
         return cls(vocab=V, emb=_np(emb.weight, np.int8).reshape(-1), **common)

@@ -6,7 +6,9 @@
  * program, each translation unit with its own copy.
  *
  * Model: embedding (token ids) or float features (identity / int8 input projection) ->
- * unidirectional LSTM / GRU / tanh-RNN layers -> decoder, batch 1, one step at a time.
+ * LSTM / GRU / tanh-RNN layers -> decoder, batch 1. Two entry points: one streaming step
+ * (rs_core_step*, unidirectional layers only) and a whole sequence from the zero state
+ * (rs_core_run, also bidirectional layers: see its comment at the end of this file).
  * The arithmetic is exactly the one of integer_cells.py / fixedpoint.py (read their
  * docstrings): int8 x int8 dot products accumulated in int32, per-row requantization
  * (acc * M + 2^(n-1)) >> n in int64, Q.12 gate pre-activations, interpolated int16
@@ -74,7 +76,7 @@ typedef struct {
     const uint16_t *tile_col;
 } rs_mat;
 
-typedef struct {
+typedef struct rs_layer {
     int input, hidden, rows; /* rows = G * hidden, G = 4 (LSTM), 3 (GRU), 1 (RNN) */
     rs_mat wx, wh;
     const int32_t *mult_x, *mult_h, *bias; /* [rows], [rows], [4 * hidden] (RNN: [hidden]) */
@@ -83,6 +85,10 @@ typedef struct {
     int h_shift, cf;
     const int16_t *sig, *tanh_; /* [LUT_SIZE] */
     const int32_t *tx_table;    /* folded embedding: [V][rows] input terms of layer 0, or NULL */
+    /* Bidirectional layer: the backward direction (same input / hidden / rows, h_mult / h_shift /
+       cf / tables; its own matrices, per-row constants, bias and tx_table), else NULL. Only the
+       whole-sequence run (rs_core_run) reads it: a streaming step cannot see the future. */
+    const struct rs_layer *rev;
 } rs_layer;
 
 /* The model: constants (const pointers) and scratch buffers (max_cols int8 codes, max_rows
@@ -553,21 +559,25 @@ static inline int8_t rs_q8(float x, float scale) {
     return (int8_t)rs_round_even(v);
 }
 
-/* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
-static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+/* The E layer-0 input codes of F float features (identity, or the int8 input projection) */
+static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
     const rs_input *in = &m->in;
     int k;
-    if (in->kind == INPUT_EMBEDDING) return -1;
     if (in->kind == INPUT_IDENTITY) {
-        for (k = 0; k < in->F; k++) m->ybuf[k] = rs_q8(x[k], in->in_scale);
+        for (k = 0; k < in->F; k++) y[k] = rs_q8(x[k], in->in_scale);
     } else {
         for (k = 0; k < in->F; k++) m->hbuf[k] = rs_q8(x[k], in->in_scale);
         load_codes(m->xbuf, m->ubuf, m->hbuf, in->F, in->w.cols_p);
         matvec(&in->w, m->xbuf, m->ubuf, m->ax);
         for (k = 0; k < m->E; k++)
-            m->ybuf[k] = (int8_t)clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]),
-                                         -Q8_MAX, Q8_MAX);
+            y[k] = (int8_t)clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]), -Q8_MAX, Q8_MAX);
     }
+}
+
+/* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
+static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+    if (m->in.kind == INPUT_EMBEDDING) return -1;
+    rs_feature_codes(m, x, m->ybuf);
     rs_core_layers(m, m->ybuf, -1, state);
     return 0;
 }
@@ -587,6 +597,104 @@ static int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float 
 static int rs_core_step_features(const rs_model *m, const float *x, int16_t *state, float *logits) {
     if (rs_core_forward_features(m, x, state)) return -1;
     rs_logits(m, logits);
+    return 0;
+}
+
+/* ---- whole sequence ------------------------------------------------------------------- */
+/* rs_core_run: every layer over the whole sequence, one layer (both directions) at a time, from
+   the zero state, exactly SequenceModel.forward of the integer model. Each direction walks the
+   sequence (the backward one from the end) and writes its int8 output codes into columns
+   [d * H, (d + 1) * H) of a T x W code buffer, the next layer's input; two such buffers
+   alternate. The caller provides the workspace (rs_core_run_workspace(m, T) bytes, any
+   alignment): 63 bytes of alignment slack, one direction's state (int16, 64-byte aligned),
+   then the code buffers. Nothing is allocated and nothing outside it and the model's scratch
+   buffers is written. */
+enum { RS_READOUT_ALL = 0, RS_READOUT_LAST = 1 };
+#define RS_ALIGN_UP64(n) (((size_t)(n) + 63) & ~(size_t)63)
+
+/* W: widest code row (layer outputs D * H; the layer-0 input codes of a feature model),
+   S: int16 words of the largest one-direction state, nbuf: code buffers needed (1 or 2) */
+static void rs_run_dims(const rs_model *m, size_t *W, size_t *S, int *nbuf) {
+    int l;
+    *W = m->in.kind == INPUT_EMBEDDING ? 0 : (size_t)m->E;
+    *S = 0;
+    for (l = 0; l < m->L; l++) {
+        const rs_layer *ly = &m->layers[l];
+        const size_t w = (size_t)(ly->rev ? 2 : 1) * ly->hidden, s = (size_t)(m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
+        if (w > *W) *W = w;
+        if (s > *S) *S = s;
+    }
+    *nbuf = (m->L + (m->in.kind == INPUT_EMBEDDING ? 0 : 1)) >= 2 ? 2 : 1;
+}
+
+/* bytes of the workspace rs_core_run needs for T steps */
+static size_t rs_core_run_workspace(const rs_model *m, int T) {
+    size_t W, S;
+    int nbuf;
+    rs_run_dims(m, &W, &S, &nbuf);
+    return 63 + RS_ALIGN_UP64(2 * S) + (size_t)nbuf * (size_t)(T > 0 ? T : 0) * W;
+}
+
+/* one direction of one layer over the sequence: input codes in[t][0 .. input) (row stride W), or
+   for layer 0 of a token model the embedding row / folded table row of tokens[t]; output codes
+   out[t][0 .. hidden) (row stride W) */
+static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t *in, const int32_t *tokens, int T,
+                             size_t W, int reverse, int16_t *st, int8_t *out) {
+    int i;
+    memset(st, 0, sizeof(int16_t) * (size_t)(m->cell == CELL_LSTM ? 2 : 1) * ly->hidden);
+    for (i = 0; i < T; i++) {
+        const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
+        const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * m->E);
+        int8_t *y = out + (size_t)t * W;
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y);
+        else rnn_layer(m, ly, x, token, st, y);
+    }
+}
+
+/* The whole sequence: tokens[T] (token model) or x[T][F] (feature model); exactly one is non-NULL.
+   logits: readout RS_READOUT_ALL [T][O] (every step), RS_READOUT_LAST [O] (the final step).
+   Returns 0; t + 1 for a token outside [0, V) at step t (checked before anything runs); -1 for the
+   wrong kind of input, T < 0, an unknown readout, or readout last with T == 0. */
+static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x, int T, void *work, int readout,
+                       float *logits) {
+    size_t W, S;
+    int nbuf, l, t, t0, cur = 0;
+    int8_t *buf[2], *in = NULL;
+    unsigned char *p;
+    int16_t *st;
+    if (T < 0 || (readout != RS_READOUT_ALL && readout != RS_READOUT_LAST) || (readout == RS_READOUT_LAST && T < 1))
+        return -1;
+    if (T == 0) return 0; /* nothing is read or written */
+    if ((m->in.kind == INPUT_EMBEDDING) ? (!tokens || x) : (!x || tokens)) return -1;
+    if (tokens)
+        for (t = 0; t < T; t++)
+            if (tokens[t] < 0 || tokens[t] >= m->V) return t + 1;
+    rs_run_dims(m, &W, &S, &nbuf);
+    p = (unsigned char *)work + ((64 - ((uintptr_t)work & 63)) & 63);
+    st = (int16_t *)(void *)p;
+    buf[0] = (int8_t *)(p + RS_ALIGN_UP64(2 * S));
+    buf[1] = nbuf > 1 ? buf[0] + (size_t)T * W : buf[0];
+    if (x) { /* layer-0 input codes of every step */
+        in = buf[1];
+        for (t = 0; t < T; t++) rs_feature_codes(m, x + (size_t)t * m->in.F, in + (size_t)t * W);
+    }
+    for (l = 0; l < m->L; l++) {
+        const rs_layer *ly = &m->layers[l];
+        int8_t *out = buf[cur];
+        rs_run_direction(m, ly, in, tokens, T, W, 0, st, out);
+        if (ly->rev) rs_run_direction(m, ly->rev, in, tokens, T, W, 1, st, out + ly->hidden);
+        in = out;
+        cur ^= 1;
+    }
+    t0 = readout == RS_READOUT_LAST ? T - 1 : 0;
+    for (t = t0; t < T; t++) {
+        int j;
+        load_codes(m->hbuf, m->ubuf, in + (size_t)t * W, m->dec.cols, m->dec.cols_p);
+        matvec(&m->dec, m->hbuf, m->ubuf, m->acc);
+        for (j = 0; j < m->O; j++) m->acc[j] += m->dec_b[j];
+        rs_logits(m, logits + (size_t)(t - t0) * m->O);
+    }
     return 0;
 }
 

@@ -1,9 +1,12 @@
-"""IntegerRunner: the integer int8 model as one C call per streaming step.
+"""IntegerRunner: the integer int8 model as one C call per streaming step or per sequence.
 
     runner = IntegerRunner(model)          # model converted with Int8Mode.INTEGER
     state = runner.init_state()
     for token in stream:
         logits = runner.step(token, state) # (O,) float32, state updated in place
+
+    logits = runner.run_sequence(x)        # whole sequence from the zero state: tokens (T,) or
+                                           # features (T, F) -> (T, O) (readout "all") or (O,) ("last")
 
 `step` writes into a buffer owned by the runner (no allocation per step); clone the
 logits to keep them past the next step, or pass `out=`. Outputs and states equal the
@@ -11,9 +14,14 @@ torch reference (SequenceModel.forward of the same model) bit for bit; `state_to
 / `state_from_torch` convert to and from SequenceModel's state list.
 
 Supported: embedding input (step / run) or float features (input kind identity / linear:
-step_features / run_features), unidirectional LSTM / GRU / tanh-RNN layers (any hidden
-size per layer), readout "all" or "last" (the final step's output), batch 1. A runner owns scratch buffers: use
-one runner per thread (states are separate objects and may be many).
+step_features / run_features), LSTM / GRU / tanh-RNN layers (any hidden size per layer),
+readout "all" or "last" (the final step's output), batch 1. Streaming (step / run /
+step_features / run_features) needs unidirectional layers; `run_sequence` (rs_core_run:
+layer by layer over the whole sequence, the backward direction walking it in reverse) runs
+every supported model, bidirectional ones included, and equals SequenceModel.forward from
+the zero state bit for bit. Readout "mean" is refused: torch averages float32 outputs, which
+an integer program does not reproduce bit for bit. A runner owns scratch buffers: use one
+runner per thread (states are separate objects and may be many).
 
 For embedding models with V <= E (character LMs) the runner folds the embedding into the
 first layer: a table of the layer-0 input terms per token replaces that matmul (same
@@ -60,8 +68,9 @@ class IntegerState:
         return s
 
 
-def check_integer_model(model: SequenceModel) -> None:
-    """Raise a clear error if IntegerRunner cannot run this model."""
+def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> None:
+    """Raise a clear error if IntegerRunner cannot run this model: streaming (the default), or
+    `whole_sequence` (run_sequence / NAME_run), which also accepts bidirectional layers."""
     kind = model.spec.input_kind
     if kind is InputKind.EMBEDDING and not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
         raise ValueError("IntegerRunner needs an integer int8 model (quantize_int8_(model, "
@@ -72,15 +81,16 @@ def check_integer_model(model: SequenceModel) -> None:
             raise ValueError("IntegerRunner needs an integer int8 model; this one's input projection is "
                              f"a {type(proj).__name__}, not an integer Linear with int8 output")
     if model.spec.readout not in (Readout.ALL, Readout.LAST):
-        raise ValueError(f"IntegerRunner streams one output per step (readout 'all', or 'last': the final "
-                         f"step's output); readout {model.spec.readout.value!r} is not supported")
+        raise ValueError(f"IntegerRunner supports readout 'all' (one output per step) and 'last' (the final "
+                         f"step's output); readout {model.spec.readout.value!r} is not supported (torch takes a "
+                         "float32 mean over time, which the integer program cannot reproduce bit for bit)")
     for k, layer in enumerate(model.rnn.layers):
         if not isinstance(layer, IntegerRecurrent):
             raise ValueError(f"IntegerRunner needs an integer int8 model; rnn.layers.{k} is a "
                              f"{type(layer).__name__}, not an integer int8 layer")
-        if layer.bidirectional:
-            raise ValueError(f"rnn.layers.{k} is bidirectional: a streaming step cannot see the future; run "
-                             "bidirectional integer models through SequenceModel.forward")
+        if layer.bidirectional and not whole_sequence:
+            raise ValueError(f"rnn.layers.{k} is bidirectional: a streaming step cannot see the future; run the "
+                             "model on whole sequences (IntegerRunner(model).run_sequence(x), exported C NAME_run)")
     dec = model.decoder
     if not isinstance(dec, IntegerLinear) or dec.output is not LinearOutput.FLOAT:
         raise ValueError("IntegerRunner needs the integer decoder (IntegerLinear with float output)")
@@ -97,6 +107,8 @@ class IntegerRunner:
         self.hidden = [ly.hidden for ly in program.layers]
         self.vocab, self.out_size = program.vocab, program.out
         L = len(program.layers)
+        self.bidirectional = program.bidirectional
+        self.readout = Readout(program.readout)
         handle = lib.rs_new(CELL_ID[self.cell], L, program.vocab, program.embed, program.out)
         if not handle:
             raise MemoryError("rs_new failed (out of memory or invalid sizes)")
@@ -119,15 +131,25 @@ class IntegerRunner:
         else:
             check(lib.rs_set_input(handle, INPUT_ID[inp.kind], inp.features, inp.in_scale, p(inp.bias), p(inp.mult),
                                    p(inp.shift)), "input")
-        mats = [m for ly in program.layers for m in (ly.wx, ly.wh)] + [program.dec]
-        mats += [inp.proj] if inp is not None and inp.proj is not None else []
-        for slot, m in enumerate(mats):
+        # slots: 2l / 2l + 1 W_ih / W_hh, 2L decoder, 2L + 1 input projection, 2L + 2 + 2l / 2L + 3 + 2l
+        # the backward direction's W_ih / W_hh (kernel.c rs_set_matrix)
+        mats = {s: m for k, ly in enumerate(program.layers) for s, m in ((2 * k, ly.wx), (2 * k + 1, ly.wh))}
+        mats[2 * L] = program.dec
+        if inp is not None and inp.proj is not None:
+            mats[2 * L + 1] = inp.proj
+        for k, ly in enumerate(program.layers):
+            if ly.rev is not None:
+                mats[2 * L + 2 + 2 * k], mats[2 * L + 3 + 2 * k] = ly.rev.wx, ly.rev.wh
+        for slot, m in mats.items():
             check(lib.rs_set_matrix(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.tile_ptr), p(m.tile_col),
                                     m.n_tiles if m.sparse else -1), f"matrix {slot}")
         for k, ly in enumerate(program.layers):
             check(lib.rs_set_layer(handle, k, ly.input, ly.hidden, p(ly.mult_x), p(ly.shift_x), p(ly.mult_h),
                                    p(ly.shift_h), p(ly.bias), ly.h_mult, ly.h_shift, ly.cf, p(ly.sig), p(ly.tanh),
                                    p(ly.tx_table)), f"rnn.layers.{k}")
+            if (r := ly.rev) is not None:
+                check(lib.rs_set_reverse(handle, k, p(r.mult_x), p(r.shift_x), p(r.mult_h), p(r.shift_h), p(r.bias),
+                                         p(r.tx_table)), f"rnn.layers.{k} (backward direction)")
         check(lib.rs_set_decoder(handle, p(program.dec_bias), p(program.dec_scale)), "decoder")
         check(lib.rs_finalize(handle), "the model (layer sizes do not chain)")
         self.state_len = lib.rs_state_len(handle)
@@ -136,6 +158,7 @@ class IntegerRunner:
         self._step = lib.rs_step
         if self.features is not None:
             self._step = None  # token steps do not apply: step_features / run_features
+        self._workspace = torch.empty(0, dtype=torch.uint8)  # grown on demand by run_sequence
 
     @property
     def simd_level(self) -> int:
@@ -145,7 +168,13 @@ class IntegerRunner:
     def init_state(self) -> IntegerState:
         return IntegerState(self.state_len)
 
+    def _streaming(self) -> None:
+        if self.bidirectional:
+            raise ValueError("this model has bidirectional layers: a streaming step cannot see the future; "
+                             "run whole sequences with run_sequence(x)")
+
     def _needs_tokens(self) -> None:
+        self._streaming()
         if self.features is not None:
             raise TypeError(f"this model takes {self.features} float features per step (input kind "
                             f"{self.input_kind.value!r}): use step_features / run_features")
@@ -184,6 +213,7 @@ class IntegerRunner:
                      out: Tensor | None = None) -> tuple[Tensor, IntegerState]:
         """x (T, F) float features -> (logits (T, O), final state); one C call for the whole sequence.
         For readout "last" the model's output is the final row."""
+        self._streaming()
         if self.features is None:
             raise TypeError("this model takes token ids: use step / run")
         state = state if state is not None else self.init_state()
@@ -193,6 +223,41 @@ class IntegerRunner:
             raise ValueError(f"out must be a contiguous float32 tensor of shape ({xs.shape[0]}, {self.out_size})")
         self.lib.rs_run_features(self._handle, _ptr(xs), xs.shape[0], state.ptr, _ptr(logits))
         return logits, state
+
+    def workspace_bytes(self, steps: int) -> int:
+        """Bytes of the workspace a whole-sequence run of `steps` needs (rs_core_run_workspace)."""
+        return int(self.lib.rs_workspace_bytes(self._handle, steps))
+
+    def run_sequence(self, x: Tensor) -> Tensor:
+        """The whole sequence from the zero state, one C call (rs_core_run): tokens (T,) or
+        features (T, F) -> logits (T, O) for readout "all", (O,) for readout "last". Runs every
+        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit."""
+        if self.features is None:
+            ids = x.detach().reshape(-1).to(torch.int64)
+            bad = ((ids < 0) | (ids >= self.vocab)).nonzero()
+            if bad.numel():
+                i = int(bad[0, 0])
+                raise IndexError(f"token {int(ids[i])} at position {i} is outside the vocabulary [0, {self.vocab})")
+            tokens, feats = ids.to(torch.int32).contiguous(), None
+            T = tokens.numel()
+        else:
+            feats, tokens = x.detach().to(torch.float32).reshape(-1, self.features).contiguous(), None
+            T = feats.shape[0]
+        last = self.readout is Readout.LAST
+        if last and T == 0:
+            raise ValueError("readout 'last' needs at least one step")
+        if T >= 2**31:
+            raise ValueError(f"a sequence has at most 2^31 - 1 steps, got {T}")
+        need = self.workspace_bytes(T)
+        if self._workspace.numel() < need:
+            self._workspace = torch.empty(need, dtype=torch.uint8)
+        logits = torch.empty((self.out_size,) if last else (T, self.out_size), dtype=torch.float32)
+        rc = self.lib.rs_run_sequence(self._handle, None if tokens is None else _ptr(tokens),
+                                      None if feats is None else _ptr(feats), T, _ptr(self._workspace), int(last),
+                                      _ptr(logits))
+        if rc:
+            raise RuntimeError(f"rs_run_sequence failed (code {rc})")
+        return logits
 
     def stream_step_fn(self, tokens: Tensor | list[int] | None = None, seed: int = 0):
         """A `step_fn(state) -> state` for rnnslim.measure.streaming_latency: one runner.step per
