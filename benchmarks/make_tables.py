@@ -5,35 +5,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
+from table_parts import load_result, machine_line, ms_cell  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, onnx_int8_section  # noqa: E402
 
 REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
 
 
-def _load(name: str) -> dict | None:
-    p = RESULTS / name
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def _machine(prov: dict) -> str:
-    m = prov.get("machine", {})
-    return (f"{m.get('cpu_model', '?')}, {m.get('logical_cpus', '?')} CPUs, torch {m.get('torch_version')}, "
-            f"onnxruntime {m.get('onnxruntime_version')}, load average {m.get('load_average')}; {prov.get('date')}, "
-            f"commit {str(prov.get('git_commit'))[:10]}; `{prov.get('command')}`")
-
-
-def _ms(lat: dict | None) -> str:
-    if not lat:
-        return "-"
-    lo, hi = lat.get("spread_ms", [None, None])
-    return f"{lat['median_ms']:.3f}" + (f" [{lo:.3f}-{hi:.3f}]" if lo is not None else "")
+_load, _machine, _ms = load_result, machine_line, ms_cell
 
 
 def _baseline_rows(measure: dict, threads: int = 1) -> dict[str, dict]:

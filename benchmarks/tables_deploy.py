@@ -6,25 +6,13 @@ from __future__ import annotations
 import json
 
 from common import RESULTS
-
-
-def _load(name: str) -> dict | None:
-    p = RESULTS / name
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def _machine(prov: dict) -> str:
-    m = prov.get("machine", {})
-    return (f"{m.get('cpu_model', '?')}, {m.get('logical_cpus', '?')} CPUs, torch {m.get('torch_version')}, "
-            f"onnxruntime {m.get('onnxruntime_version')}, load average {m.get('load_average')}; {prov.get('date')}, "
-            f"commit {str(prov.get('git_commit'))[:10]}; `{prov.get('command')}`")
+from table_parts import load_result as _load
+from table_parts import machine_line as _machine
+from table_parts import ms_cell
 
 
 def _ms(lat: dict | None) -> str:
-    if not lat:
-        return "-"
-    lo, hi = lat.get("spread_ms", [None, None])
-    return f"{lat['median_ms']:.4f}" + (f" [{lo:.4f}-{hi:.4f}]" if lo is not None else "")
+    return ms_cell(lat, 4)
 
 
 def _x(s: dict | None) -> str:
