@@ -29,8 +29,6 @@ Build with any C99 compiler and libm, e.g.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnslim.export.c_source import CExport, _Arrays, c_identifier
+from rnnslim.export.c_source import CExport, _Arrays, c_identifier, write_export
 from rnnslim.recurrent.gates import CellType, cell_of_module, gate_count
-from rnnslim.utils.atomic import atomic_directory
 
 FORMAT_FP32 = "rnnslim-c-fp32"
-MANIFEST = "model.json"
 FLOAT_CORE = Path(__file__).with_name("rnnslim_float_core.h")
 _CELL_ID = {CellType.LSTM: "RSF_LSTM", CellType.GRU: "RSF_GRU", CellType.RNN_TANH: "RSF_RNN_TANH",
             CellType.RNN_RELU: "RSF_RNN_RELU"}
@@ -320,12 +316,7 @@ def export_c_float(model, out: str | Path, name: str | None = None, source: str 
         input_kind=program.input_kind, inputs=program.inputs, embed=program.embed)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              FLOAT_CORE.name: FLOAT_CORE.read_bytes()}
-    facts.files = {f: hashlib.sha256(b).hexdigest() for f, b in files.items()}
-    with atomic_directory(Path(out), MANIFEST) as tmp:
-        for f, b in files.items():
-            (tmp / f).write_bytes(b)
-        (tmp / MANIFEST).write_text(json.dumps(facts.to_dict(), indent=1))
-    return facts
+    return write_export(Path(out), facts, files)
 
 
 __all__ = ["CFloatExport", "FORMAT_FP32", "effective_weight", "export_c_float"]

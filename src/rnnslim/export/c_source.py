@@ -349,8 +349,13 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         workspace_bytes_per_step=program.workspace_bytes_per_step)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              CORE.name: CORE.read_bytes()}
+    return write_export(Path(out), facts, files)
+
+
+def write_export(out: Path, facts: CExport, files: dict[str, bytes]) -> CExport:
+    """Write `files` and the manifest (facts + their sha256) into directory `out`, atomically."""
     facts.files = {f: hashlib.sha256(b).hexdigest() for f, b in files.items()}
-    with atomic_directory(Path(out), MANIFEST) as tmp:
+    with atomic_directory(out, MANIFEST) as tmp:
         for f, b in files.items():
             (tmp / f).write_bytes(b)
         (tmp / MANIFEST).write_text(json.dumps(facts.to_dict(), indent=1))

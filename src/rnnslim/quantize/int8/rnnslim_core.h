@@ -466,14 +466,19 @@ static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, i
     }
 }
 
+/* GRU / RNN: input terms (returned), recurrent terms of the int8 copy of the Q0.15 state (m->ah) */
+static const int32_t *h16_layer_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
+                                      const int16_t *st) {
+    const int32_t *tx = input_terms(m, ly, x, token);
+    h8_codes(m->hbuf, st, ly, ly->hidden);
+    recurrent_terms(m, ly);
+    return tx;
+}
+
 static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
     const int H = ly->hidden;
-    const int32_t *tx, *b = ly->bias, *ah = m->ah;
-    int k;
-    tx = input_terms(m, ly, x, token);
-    h8_codes(m->hbuf, st, ly, H);
-    recurrent_terms(m, ly);
-    k = 0;
+    const int32_t *tx = h16_layer_terms(m, ly, x, token, st), *b = ly->bias, *ah = m->ah;
+    int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= H; k += 16) {
         const __m512i r = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
@@ -500,12 +505,8 @@ static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
 
 static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
     const int H = ly->hidden;
-    const int32_t *tx, *ah = m->ah, *b = ly->bias;
-    int k;
-    tx = input_terms(m, ly, x, token);
-    h8_codes(m->hbuf, st, ly, H);
-    recurrent_terms(m, ly);
-    k = 0;
+    const int32_t *tx = h16_layer_terms(m, ly, x, token, st), *ah = m->ah, *b = ly->bias;
+    int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= H; k += 16) {
         const __m512i h16 = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
