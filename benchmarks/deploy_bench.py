@@ -42,6 +42,7 @@ from rnnslim.tasks.charlm import CharLMTask, stream_nll  # noqa: E402
 from rnnslim.utils.threads import torch_threads  # noqa: E402
 
 STEPS, REPEATS, WARMUP = 300, 7, 100
+CACHE_BW: dict = {}  # working-set MiB -> Bandwidth of a copy that size
 
 
 def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -63,6 +64,14 @@ def kernel_row(label: str, model, d: torch.Tensor, bw, sparse="auto", **extra) -
     row["latency"] = timed(runner.stream_step_fn())
     row["floor_ms"] = bw.floor_ms(row["bytes_per_step"])
     row["x_floor"] = row["latency"]["median_ms"] / row["floor_ms"]
+    # the weights of one step fit in this CPU's caches: the floor that applies is the copy
+    # bandwidth of a buffer of the same size (L2 / L3), measured here too
+    mib = max(1, -(-row["bytes_per_step"] // (1 << 20)))
+    if mib not in CACHE_BW:
+        CACHE_BW[mib] = memory_bandwidth(1, megabytes=mib, repeats=50)
+    row["cache_floor_ms"] = CACHE_BW[mib].floor_ms(row["bytes_per_step"])
+    row["cache_floor_working_set_mib"] = mib
+    row["x_cache_floor"] = row["latency"]["median_ms"] / row["cache_floor_ms"]
     return row
 
 
