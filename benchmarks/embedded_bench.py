@@ -219,13 +219,15 @@ def bench_model(key: str, path: Path, args) -> dict:
             "bit_exact": {t: r.get("check", {}).get("bit_exact") for t, r in rows.items()}}
 
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=["charlstm-256x2", "charlstm-512x2"],
                     help="reference models in shared/models (converted to integer int8)")
     ap.add_argument("--model-path", action="append", default=[],
                     help="another model (.json artifact; float or already integer int8), e.g. the best "
-                         "compressed one; its result file is named after the file's stem")
+                         "compressed one; its result file is named after the file's stem, or after the run for "
+                         "RUN/model/model.json")
     ap.add_argument("--targets", nargs="*", default=list(ORDER), choices=list(ORDER))
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--steps", type=int, default=24, help="steps per stream (host, aarch64)")
@@ -239,7 +241,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     packages = ensure_packages([t for t in args.targets if t != "host"], install=not args.no_install)
-    jobs = [(m, MODELS / f"{m}.json") for m in args.models] + [(Path(p).stem, Path(p)) for p in args.model_path]
+    def label(p: Path) -> str:  # a run's final model (RUN/model/model.json) is named after the run
+        run = p.parent.name == "model" and p.stem == "model"  # runs/MODEL/RUN/model/model.json
+        return f"{p.parents[2].name}-{p.parents[1].name}" if run else p.stem
+
+    jobs = [(m, MODELS / f"{m}.json") for m in args.models] + [(label(Path(p)), Path(p)) for p in args.model_path]
     for key, path in jobs:
         result = bench_model(key, path, args)
         result["packages"] = packages
