@@ -33,7 +33,8 @@ def module_records(model: nn.Module) -> list[dict]:
 def _ensure_builtin_kinds() -> None:
     import importlib
 
-    for mod in ("rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.factorize.modules"):
+    for mod in ("rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.factorize.modules",
+                "rnnslim.recurrent.torch_contract"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

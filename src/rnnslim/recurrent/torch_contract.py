@@ -1,0 +1,97 @@
+"""TorchContractStack: layers chained by rnnslim, called exactly like a torch.nn.LSTM/GRU/RNN.
+
+A user's module calls `self.rnn(x, hidden)` with torch's multi-layer state, h (L*D, B, P)
+or (h, c) for an LSTM, and reads `self.rnn.hidden_size` / `num_layers`. When rnnslim swaps
+the recurrent module for one layer module per torch layer (an int8 layer, a layer of its
+own size), this wrapper keeps that contract: it splits the state per layer, chains the
+layers, and stacks the final states back in torch's layout.
+
+    stack = TorchContractStack.from_layers(torch_lstm, [int8_layer_0, int8_layer_1])
+    y, (h, c) = stack(x, (h0, c0))          # same shapes as torch_lstm(x, (h0, c0))
+
+Layers take and return the single-layer torch contract (x (T, B, F), state (D, B, .)),
+sequence-first; the wrapper handles batch_first once. Dropout between layers applies in
+training only, as in torch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnslim.recurrent.gates import CellType, as_cell, cell_of_module
+
+
+class TorchContractStack(nn.Module):
+    rnnslim_kind = "torch_contract_stack"
+
+    def __init__(self, cell: CellType | str, input_size: int, hidden_size: int, num_layers: int,
+                 bidirectional: bool = False, batch_first: bool = False, dropout: float = 0.0,
+                 proj_size: int = 0) -> None:
+        super().__init__()
+        self.cell = as_cell(cell)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional, self.batch_first, self.dropout, self.proj_size = bidirectional, batch_first, dropout, proj_size
+        self.layers = nn.ModuleList(nn.Identity() for _ in range(num_layers))  # filled by from_layers / load
+
+    def rnnslim_config(self) -> dict:
+        return {"cell": self.cell.value, "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bidirectional": self.bidirectional, "batch_first": self.batch_first,
+                "dropout": self.dropout, "proj_size": self.proj_size}
+
+    @classmethod
+    def from_layers(cls, module: nn.RNNBase, layers: list[nn.Module]) -> TorchContractStack:
+        """A stack with `module`'s interface (sizes, batch_first, dropout) holding `layers`."""
+        if len(layers) != module.num_layers:
+            raise ValueError(f"{len(layers)} layer modules for a {module.num_layers}-layer {type(module).__name__}")
+        out = cls(cell_of_module(module), module.input_size, module.hidden_size, module.num_layers,
+                  module.bidirectional, module.batch_first, float(module.dropout), getattr(module, "proj_size", 0))
+        for k, layer in enumerate(layers):
+            out.layers[k] = layer
+        return out
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def forward(self, x: Tensor, hx=None):
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        D, lstm = self.directions, self.cell is CellType.LSTM
+        finals = []
+        for k, layer in enumerate(self.layers):
+            if hx is None:
+                st = None
+            elif lstm:
+                st = (hx[0][k * D:(k + 1) * D], hx[1][k * D:(k + 1) * D])
+            else:
+                st = hx[k * D:(k + 1) * D]
+            x, st = layer(x, st)
+            finals.append(st)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                x = nn.functional.dropout(x, self.dropout, training=True)
+        if lstm:
+            new = (torch.cat([s[0] for s in finals]), torch.cat([s[1] for s in finals]))
+        else:
+            new = torch.cat(finals)
+        return (x.transpose(0, 1) if self.batch_first else x), new
+
+
+def _register() -> None:
+    from rnnslim.io.modules import register_module_kind
+
+    register_module_kind(TorchContractStack.rnnslim_kind, lambda config: TorchContractStack(**config))
+
+
+_register()
+
+
+def single_layer_copies(module: nn.RNNBase) -> list[nn.RNNBase]:
+    """One single-layer, sequence-first torch module per layer of `module` (weights copied)."""
+    from rnnslim.recurrent.stack import RecurrentStack
+
+    stack = RecurrentStack.from_torch(module)
+    layers = list(stack.layers)
+    for layer in layers:
+        layer.batch_first = False
+    return layers

@@ -1,0 +1,101 @@
+"""Dynamic int8 on users' own modules: word LMs (LSTM / GRU, tied or not, batch_first), a
+bidirectional tagger and a CNN + GRU classifier keep their forward contract."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rnnslim.prune.structured_history import load_edited, save_edited
+from rnnslim.quantize.int8 import Int8Config, quantize_int8_
+from rnnslim.recurrent.torch_contract import TorchContractStack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
+from test_structured_atomic import WordLM  # noqa: E402
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(40, 12)
+        self.rnn = nn.GRU(12, 20, num_layers=2, bidirectional=True, batch_first=True)
+        self.out = nn.Linear(40, 7)
+
+    def forward(self, x):
+        return self.out(self.rnn(self.emb(x))[0])
+
+
+class ConvGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 16, 5, padding=2)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.head = nn.Linear(24, 4)
+
+    def forward(self, x):  # x (B, T, 3)
+        h = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        return self.head(self.rnn(h)[0][:, -1])
+
+
+class TiedGRULM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Embedding(50, 32)
+        self.rnn = nn.GRU(32, 32, 2)
+        self.decoder = nn.Linear(32, 50)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, x, hidden=None):
+        out, hidden = self.rnn(self.encoder(x), hidden)
+        return self.decoder(out), hidden
+
+
+CASES = [
+    ("word LM, LSTM", lambda: WordLM(), lambda: torch.randint(0, 50, (9, 3))),
+    ("word LM, tied GRU", TiedGRULM, lambda: torch.randint(0, 50, (9, 3))),
+    ("bidirectional tagger", Tagger, lambda: torch.randint(0, 40, (3, 11))),
+    ("CNN + GRU classifier", ConvGRU, lambda: torch.randn(4, 15, 3)),
+]
+
+
+def _out(m, x):
+    with torch.no_grad():
+        y = m(x)
+    return y[0] if isinstance(y, tuple) else y
+
+
+@pytest.mark.parametrize("name,make,inputs", CASES, ids=[c[0] for c in CASES])
+def test_dynamic_int8_keeps_the_contract_and_the_outputs(tmp_path, name, make, inputs):
+    torch.manual_seed(0)
+    m, x = make().eval(), inputs()
+    ref = _out(m, x)
+    quantize_int8_(m, Int8Config(mode="dynamic"))
+    assert isinstance(m.rnn, TorchContractStack)
+    got = _out(m, x)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max() <= 0.05 * ref.abs().max() + 1e-3  # int8 weights and activations, per row
+    save_edited(m, tmp_path / "q")
+    back = load_edited(make().eval(), tmp_path / "q")
+    assert torch.equal(_out(back, x), got)
+
+
+def test_state_in_torch_layout_and_clear_refusals():
+    torch.manual_seed(0)
+    m = WordLM().eval()
+    x = torch.randint(0, 50, (5, 2))
+    ref_y, (h, c) = m(x)
+    quantize_int8_(m, Int8Config(mode="dynamic"))
+    y, (h2, c2) = m(x, (h, c))  # the user's own state, torch's (L*D, B, H) shapes
+    assert h2.shape == h.shape == (2, 2, 32) and c2.shape == c.shape
+    assert m.rnn.num_layers == 2 and m.rnn.hidden_size == 32
+    plain = WordLM().eval()
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    with pytest.raises(ValueError, match="dynamic"):
+        quantize_int8_(plain, Int8Config(mode="static"), calibration=[x])
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+    with pytest.raises(ValueError, match="no torch LSTM"):
+        quantize_int8_(nn.Sequential(nn.Linear(3, 3)), Int8Config(mode="dynamic"))
