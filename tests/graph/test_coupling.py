@@ -154,7 +154,9 @@ def test_sequence_model_groups_and_tied_decoder():
     assert "rnn.layers.0.weight_ih_l0" in first and "gate rows (4 gates)" in first
     assert "rnn.layers.1.weight_ih_l0" in first and "cols [0:9)=k" in first
     assert groups["rnn.layers.0"].blocked is None
-    assert "tied" in groups["rnn.layers.1"].blocked  # decoder.weight is embedding.weight
+    # decoder.weight is embedding.weight: the last layer's units and the embedding width are one group
+    assert groups["rnn.layers.1"].blocked is None and "tied" in groups["embedding"].blocked
+    assert "rnn.layers.0.weight_ih_l0" in str(groups["rnn.layers.1"])  # the first layer's input columns
 
 
 def test_initial_state_with_constant_size_is_noted():

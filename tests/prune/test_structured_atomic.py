@@ -44,3 +44,25 @@ def test_failed_run_check_restores_the_model():
     m.hidden = 16  # the documented fix: update what names the old size, then the cut goes through
     res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     assert m.rnn.hidden_size == 16 and res.params_after < res.params_before and m(x)[0].shape == ref.shape
+
+
+def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from user_models import USER_MODELS, train_briefly
+
+    from rnnslim.prune import load_edited, save_edited
+
+    for name in ("word LM, LSTM, tied", "word LM, GRU, tied"):
+        m = train_briefly(USER_MODELS[name], steps=30)
+        x = torch.randint(0, 50, (5, 2))
+        res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
+        assert res.sizes == {"rnn[0]": (32, 16), "rnn[1]": (32, 16)}
+        assert m.decoder.weight is m.encoder.weight and m.encoder.embedding_dim == m.decoder.in_features == 16
+        y = m(x)[0]
+        assert y.shape == (5, 2, 50)
+        save_edited(m, tmp_path / name)
+        back = load_edited(USER_MODELS[name].make(), tmp_path / name, example_inputs=(x,))
+        assert back.decoder.weight is back.encoder.weight and torch.equal(back(x)[0], y)

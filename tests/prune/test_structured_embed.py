@@ -119,14 +119,20 @@ def test_save_load_round_trip_and_replay(tmp_path):
     assert shapes == {n: p.shape for n, p in model.named_parameters()} and fresh.spec == model.spec
 
 
-def test_tied_embedding_and_decoder_are_refused():
+def test_tied_embedding_width_follows_the_last_layer():
+    """decoder.weight is embedding.weight: the embedding width is the last layer's units, cut with
+    them (never on its own: embed_ratio and keep_units_ on "embedding" say so)."""
     model = model_of(layers=[dict(hidden_size=9), dict(hidden_size=12)], tie_weights=True)
-    with pytest.raises(CouplingError, match=r"'embedding'.*embedding.weight is shared with \['decoder.weight'\] "
-                                            r"\(tied weights\).*untie"):
+    with pytest.raises(CouplingError, match=r"'embedding'.*cut together with rnn.layers.1 \(tied weights"):
         prune_units_(model, StructuredPruning(ratio=0.5, embed_ratio=0.5))
     assert model.embedding.embedding_dim == 12 and model.rnn.layers[0].hidden_size == 9  # nothing changed
     with pytest.raises(CouplingError, match="embedding width of 'embedding' cannot be cut.*tied"):
         keep_units_(model, {"embedding": [0, 1]})
+    x = torch.randint(0, model.spec.input_size, (7, 2))
+    prune_units_(model, StructuredPruning(ratio=0.5, round_to=1), example_inputs=(x,))
+    assert model.decoder.weight is model.embedding.weight
+    assert model.embedding.embedding_dim == model.rnn.layers[1].hidden_size == model.spec.embed_size == 6
+    assert model(x)[0].shape == (7, 2, model.spec.output_size)
 
 
 def test_no_embedding_is_a_clear_error():

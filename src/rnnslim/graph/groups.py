@@ -33,6 +33,8 @@ this group's), so a cut is "drop the positions whose unit is removed" in all ten
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import torch
@@ -234,4 +236,34 @@ def build_groups(model: nn.Module, graph: CouplingGraph) -> list[UnitGroup]:
                 if g.kind is GroupKind.EMBED:
                     g.blocked += (": the tied tensor reads other features (the decoder reads the last layer's "
                                   "output), so the embedding width cannot shrink on its own; untie the weights first")
+    _merge_tied_embedding(groups, shared, params)
     return groups
+
+
+def _tie_only(g: UnitGroup) -> bool:
+    return bool(g.blocked) and "(tied weights)" in g.blocked and not g.unresolved
+
+
+def _merge_tied_embedding(groups: list[UnitGroup], shared: dict[int, list[str]], params: dict) -> None:
+    """Tied embedding / decoder (decoder.weight is encoder.weight): the last layer's unit k
+    and embedding feature k are one position of one tensor, so they are cut together. The
+    recurrent group takes over the embedding group's slices (the first layer's input
+    columns), the shared tensor is sliced once under its first name, and the group can be
+    cut (apply_cuts_ re-ties the decoder to the new tensor)."""
+    for ge in [g for g in groups if g.kind is GroupKind.EMBED and _tie_only(g)]:
+        tied_ids = {id(params[s.param]) for s in ge.slices if len(shared.get(id(params.get(s.param)), [])) > 1}
+        for gh in groups:
+            if gh is ge or gh.kind is GroupKind.EMBED or not _tie_only(gh) or gh.size != ge.size:
+                continue
+            hits = [s for s in gh.slices if id(params.get(s.param)) in tied_ids]
+            if not hits or any(s.dim != 1 for s in hits):
+                continue
+            # the shared tensor once, under the name named_parameters() yields
+            gh.slices = [dataclasses.replace(s, param=shared[id(params[s.param])][0]) if s in hits else s
+                         for s in gh.slices]
+            kept = {(s.param, s.dim) for s in gh.slices}
+            gh.slices += [s for s in ge.slices if (s.param, s.dim) not in kept]
+            gh.blocked = None
+            ge.blocked = (f"cut together with {gh.name} (tied weights: the last layer's units are the embedding's "
+                          "features)")
+            break

@@ -140,10 +140,36 @@ def apply_cuts_(model: nn.Module, cuts: list[Cut]) -> list[str]:
             raise RuntimeError(f"internal error: {pname} dim {dim} has {cur.shape[dim]} positions, the cut expects "
                                f"{mask.numel()}")
         sliced[mpath][attr] = cur.index_select(dim, torch.nonzero(mask).flatten().to(cur.device)).clone()
+    ties = [names for names in _aliases(model) if len(names) > 1]
     for mpath, new in sliced.items():
         replace_module(model, mpath, rebuild_module(model.get_submodule(mpath), new))
+    _retie(model, ties)
     sync_specs(model)
     return list(sliced)
+
+
+def _aliases(model: nn.Module) -> list[list[str]]:
+    seen: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        seen.setdefault(id(p), []).append(name)
+    return list(seen.values())
+
+
+def _retie(model: nn.Module, ties: list[list[str]]) -> None:
+    """Point every alias of a tied tensor at the (possibly rebuilt) tensor of its first name,
+    and update the sizes a Linear / Embedding reports (decoder.weight = encoder.weight)."""
+    for names in ties:
+        first = model.get_parameter(names[0])
+        for name in names[1:]:
+            mpath, _, attr = name.rpartition(".")
+            mod = model.get_submodule(mpath)
+            if getattr(mod, attr) is first:
+                continue
+            setattr(mod, attr, first)
+            if isinstance(mod, nn.Linear) and attr == "weight":
+                mod.out_features, mod.in_features = first.shape
+            elif isinstance(mod, nn.Embedding) and attr == "weight":
+                mod.num_embeddings, mod.embedding_dim = first.shape
 
 
 def slice_module_state(state, keep_out: list[Tensor], keep_hidden: list[Tensor], directions: int):
