@@ -1,0 +1,30 @@
+"""BENCHMARKS.md section: users' own nn.Modules x techniques (benchmarks/user_models_matrix.py)."""
+
+from __future__ import annotations
+
+from table_parts import load_result, machine_line
+
+
+def user_models_section() -> list[str]:
+    data = load_result("user_models_matrix.json")
+    if not data:
+        return []
+    r = data["result"]
+    techs = r["techniques"]
+    out = ["## Users' own models x techniques (issue 9)", "",
+           f"Machine and command: {machine_line(data['provenance'])}. Models written as plain nn.Modules with torch's "
+           "own LSTM / GRU (`tests/user_models.py`), trained briefly on synthetic tasks. Each cell: the technique "
+           "one-shot (no fine-tuning) through rnnslim's public verbs; max |y - y_ref| / max |y_ref| and the task loss "
+           "on a held-out batch; bytes of `save_edited` (sparse / packed storage kept) as a share of the dense save. "
+           "A refusal quotes the verb's error; no cell raised an unexpected exception unless it says so.", "",
+           "| model (task loss, dense bytes) | " + " | ".join(techs) + " |", "|---|" + "---|" * len(techs)]
+    for row in r["rows"]:
+        cells = []
+        for t in techs:
+            c = row["cells"][t]
+            if c["ok"]:
+                cells.append(f"{c['rel_max_diff']:.3f} / loss {c['task_loss']:.3f} / {c['bytes_vs_dense']:.0%}")
+            else:
+                cells.append(("refused" if c["kind"] == "refused" else "**bug**") + f": {c['error'][:90]}")
+        out.append(f"| {row['model']} ({row['task_loss']:.3f}, {row['dense_bytes']:,} B) | " + " | ".join(cells) + " |")
+    return out + [""]
