@@ -35,7 +35,8 @@ def test_failed_run_check_restores_the_model():
     before = {k: v.clone() for k, v in m.state_dict().items()}
     x = torch.randint(0, 50, (7, 3))
     ref = m(x)[0]
-    with pytest.raises(RuntimeError, match="no longer runs on the example inputs"):
+    with pytest.raises(RuntimeError, match=r"no longer runs on the example inputs(.|\n)*WordLM.hidden = 32 names an old "
+                                           r"size \(rnn\[0\] 32 -> 16; rnn\[1\] 32 -> 16\)"):
         prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     after = m.state_dict()
     assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)
@@ -44,6 +45,7 @@ def test_failed_run_check_restores_the_model():
     m.hidden = 16  # the documented fix: update what names the old size, then the cut goes through
     res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     assert m.rnn.hidden_size == 16 and res.params_after < res.params_before and m(x)[0].shape == ref.shape
+    assert res.stale_attributes == []  # nothing names 32 any more
 
 
 def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):

@@ -120,11 +120,13 @@ class StructuredResult:
     skipped: dict[str, str] = field(default_factory=dict)  # group -> why it was left alone
     params_before: int = 0
     params_after: int = 0
+    stale_attributes: list[str] = field(default_factory=list)  # user attributes still naming an old size
 
     def __str__(self) -> str:
         lines = [f"pruned units: {self.params_before:,} -> {self.params_after:,} parameters"]
         lines += [f"  {g}: {a} -> {b}" for g, (a, b) in self.sizes.items()]
         lines += [f"  {g}: skipped ({why})" for g, why in self.skipped.items()]
+        lines += [f"  check: {s}" for s in self.stale_attributes]
         return "\n".join(lines)
 
     def slice_state(self, path: str, state):
@@ -247,6 +249,7 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
         if c.group.blocked:
             raise _blocked_error(c.group)
     if cuts:
+        result.stale_attributes = stale_size_attributes(model, result.sizes)
         with atomic_edit(model):  # a failed cut or run check leaves the model exactly as it was
             apply_cuts_(model, cuts)
             record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
@@ -254,7 +257,7 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
                 record["consumers"] = {k: list(v) for k, v in consumers.items()}
             append_history(model, record)
             if example_inputs is not None:
-                check_runs(model, example_inputs, graph)
+                check_runs(model, example_inputs, graph, result.stale_attributes)
     result.params_after = n_params(model)
     return result
 
@@ -265,16 +268,45 @@ def append_history(model: nn.Module, record: dict) -> None:
     model.history.append(record)
 
 
-def check_runs(model: nn.Module, example_inputs, graph: CouplingGraph | None = None) -> None:
+_TORCH_SIZE_ATTRS = {"input_size", "hidden_size", "proj_size", "num_layers", "in_features", "out_features",
+                     "num_embeddings", "embedding_dim", "in_channels", "out_channels"}
+
+
+def stale_size_attributes(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> list[str]:
+    """Integer attributes of the user's own modules (not torch's, whose sizes rnnslim rebuilds)
+    equal to a size this cut changes, e.g. `WordLM.nhid = 200` read by `init_hidden`: each
+    is a line naming the attribute and the group. Update them after the cut (or before the
+    run check) so code that builds states or reshapes from them stays right."""
+    changed: dict[int, list[str]] = {}
+    for group, (before, after) in sizes.items():
+        if before != after:
+            changed.setdefault(before, []).append(f"{group} {before} -> {after}")
+    if not changed:
+        return []
+    out = []
+    for path, mod in model.named_modules():
+        if type(mod).__module__.startswith("torch.") or getattr(type(mod), "rnnslim_kind", None):
+            continue
+        for attr, value in vars(mod).items():
+            if attr.startswith("_") or attr in _TORCH_SIZE_ATTRS or type(value) is not int or value not in changed:
+                continue
+            where = f"{type(mod).__name__}{'.' + path if path else ''}.{attr} = {value}"
+            out.append(f"{where} names an old size ({'; '.join(changed[value])})")
+    return out
+
+
+def check_runs(model: nn.Module, example_inputs, graph: CouplingGraph | None = None,
+               stale: list[str] | None = None) -> None:
     """Run the edited model once; a failure usually means forward hard-codes a size."""
     was = model.training
     try:
         with torch.no_grad():
             model.eval()(*example_inputs)
     except Exception as e:
-        notes = "\n  ".join(graph.notes) if graph and graph.notes else ""
+        notes = "\n  ".join(list(graph.notes if graph else []) + list(stale or []))
         raise RuntimeError(f"the pruned model no longer runs on the example inputs ({type(e).__name__}: {e}). Its "
-                           "forward probably hard-codes a layer size (e.g. the initial state or a reshape)."
+                           "forward probably hard-codes a layer size (e.g. the initial state or a reshape); the "
+                           "model is left as it was: update what names the old size and cut again."
                            + (f"\n  {notes}" if notes else "")) from e
     finally:
         model.train(was)
