@@ -186,7 +186,7 @@ def test_file_and_label_errors(tmp_path):
     with pytest.raises(ValueError, match=r"labels \['sideways'\] are not among the classes"):
         ClassifyTask(tmp_path)
     (tmp_path / "B_TRAIN.csv").write_text("id,value,label\n")
-    with pytest.raises(FileNotFoundError, match="exactly one"):
+    with pytest.raises(FileNotFoundError, match="expected one data set"):
         ClassifyTask(tmp_path)
     (tmp_path / "x.csv").write_text("seq,f0,label\ns,1,a\n")
     with pytest.raises(ValueError, match="missing column 'id'"):

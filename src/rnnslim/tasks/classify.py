@@ -84,15 +84,34 @@ def _test_sibling(train: Path) -> Path:
                      f"train.ext); pass test=PATH")
 
 
+def _has_test(train: Path) -> bool:
+    try:
+        return _test_sibling(train).is_file()
+    except ValueError:
+        return False
+
+
 def find_train_test(data: str | Path, test: str | Path | None = None) -> tuple[Path, Path]:
+    """(train, test) files from a train file, a folder, or a data set name aeon ships.
+
+    A folder holds one data set: NAME_TRAIN.ext (or train.ext) with its test sibling. When
+    the same data set is there in several formats (aeon's own folders hold
+    NAME_TRAIN.ts and NAME_TRAIN.tsv), the first of FORMATS (.ts, .tsv, .csv) whose test
+    file is present is used."""
+    from rnnslim.tasks.named_data import looks_like_name, resolve_named
+
     p = Path(data)
+    if not p.exists() and looks_like_name(data):
+        p = resolve_named(str(data), "classify")
     if p.is_dir():
-        found = sorted(f for f in p.iterdir() if f.suffix in FORMATS
-                       and ("_TRAIN" in f.name or f.stem.lower() == "train"))
-        if len(found) != 1:
-            raise FileNotFoundError(f"{p}: expected exactly one NAME_TRAIN.{{ts,tsv,csv}} or train.{{ts,tsv,csv}}, "
-                                    f"found {[f.name for f in found]}")
-        p = found[0]
+        found = [f for f in p.iterdir() if f.suffix in FORMATS and ("_TRAIN" in f.name or f.stem.lower() == "train")]
+        sets = {f.stem for f in found}
+        if len(sets) != 1:
+            raise FileNotFoundError(f"{p}: expected one data set (NAME_TRAIN.{{ts,tsv,csv}} or train.{{ts,tsv,csv}}), "
+                                    f"found {sorted(f.name for f in found) or 'none'}")
+        found.sort(key=lambda f: FORMATS.index(f.suffix))
+        with_test = [f for f in found if _has_test(f)]
+        p = (with_test or found)[0]
     elif not p.is_file():
         raise FileNotFoundError(f"classification data not found: {p}")
     if p.suffix not in FORMATS:

@@ -102,7 +102,11 @@ class ForecastTask(Task):
 
     def __init__(self, path: str | Path, scaling: dict | None = None, **options) -> None:
         self.config = ForecastConfig(**options)
+        from rnnslim.tasks.named_data import looks_like_name, resolve_named
+
         self.path = Path(path)
+        if not self.path.exists() and looks_like_name(path):  # a data set aeon ships, e.g. "Airline"
+            self.path = resolve_named(str(path), "forecast")
         if not self.path.is_file():
             raise FileNotFoundError(f"forecast CSV file not found: {self.path}")
         header, raw = read_csv_columns(self.path)
