@@ -180,11 +180,15 @@ def test_user_cnn_bilstm_linear_with_initial_state():
     assert (y - y_ref).abs().max() <= TOL
 
 
-def test_user_multi_layer_torch_module_must_shrink_uniformly():
+def test_user_multi_layer_torch_module_unequal_cut_becomes_a_per_layer_stack():
+    from rnnslim.recurrent.torch_contract import TorchContractStack
+
+    uneven = CnnBiLstm()
+    prune_units_(uneven, StructuredPruning(per_layer={0: 0.5, 1: 0.2}))
+    assert isinstance(uneven.lstm, TorchContractStack) and not uneven.lstm.uniform()
+    assert [layer.hidden_size for layer in uneven.lstm.layers] == [5, 8]
     model = CnnBiLstm()
-    with pytest.raises(CouplingError, match="same number of units in every layer"):
-        prune_units_(model, StructuredPruning(per_layer={0: 0.5, 1: 0.2}))
-    # global scope averages the counts of the module's layers instead
+    # global scope averages the counts of the module's layers: it stays one torch module
     result = prune_units_(model, StructuredPruning(ratio=0.5, scope="global"))
     n0, n1 = len(result.keeps["lstm[0]"]), len(result.keeps["lstm[1]"])
     assert n0 == n1 and n0 in (5, 6)  # the rounded mean of the two layers' global counts

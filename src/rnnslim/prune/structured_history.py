@@ -105,7 +105,7 @@ def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None
     if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
         raise ModelFormatError(f"{weights}: checksum mismatch: corrupt, or not the weights of {path}")
     replay(model, meta["history"], example_inputs, consumers)
-    rebuild_modules(model, meta.get("modules", []))
+    rebuild_modules(model, [r for r in meta.get("modules", []) if not _already_built(model, r)])
     tensors = decode_tensors(_load_tensors(weights), meta["tensors"], weights)
     expected = model.state_dict()
     bad = [n for n, t in tensors.items() if n in expected and tuple(t.shape) != tuple(expected[n].shape)]
@@ -118,6 +118,15 @@ def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None
     model.load_state_dict(tensors, strict=False)
     model.tensor_encodings = encodings_of(meta["tensors"])
     return model
+
+
+def _already_built(model: nn.Module, record: dict) -> bool:
+    """The replayed structure already holds this module (a per-layer stack a cut made)."""
+    try:
+        mod = model.get_submodule(record["path"])
+    except AttributeError:
+        return False
+    return getattr(type(mod), "rnnslim_kind", None) == record["kind"] and mod.rnnslim_config() == record["config"]
 
 
 def _aliased(model: nn.Module, name: str, tensors: dict) -> bool:

@@ -6,10 +6,12 @@ sliced tensors (nn.LSTM/GRU/RNN, nn.Linear, nn.Conv1d) and put in place of the o
 Layers of a RecurrentStack are swapped with `stack.replace_layer` (its specs follow) and
 any module with `sync_spec()` (SequenceModel) refreshes its ModelSpec afterwards.
 
-A multi-layer torch nn.LSTM/GRU/RNN holds one hidden size for all its layers, so such a
-module can only shrink uniformly: every layer must keep the same number of units (which
-units may differ per layer). Models built on rnnslim's RecurrentStack (SequenceModel) have
-no such limit.
+A multi-layer torch nn.LSTM/GRU/RNN holds one hidden size for all its layers. A cut that
+keeps the same number of units in every layer rebuilds it as the same kind of module; a cut
+that leaves layers of different sizes rebuilds it as a TorchContractStack of single-layer
+torch modules (recurrent/torch_contract.py): called the same way, except that with unequal
+sizes its state is a list with one entry per layer (torch's one tensor cannot hold them).
+Models built on rnnslim's RecurrentStack (SequenceModel) have no such limit.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnslim.graph.coupling import CouplingError
 from rnnslim.graph.groups import Cut
 from rnnslim.io.modules import set_submodule
 from rnnslim.recurrent.gates import cell_of_module, gate_count
@@ -35,20 +36,6 @@ def keep_masks(cuts: list[Cut]) -> dict[tuple[str, int], Tensor]:
     return masks
 
 
-def _check_ties(cuts: list[Cut]) -> None:
-    counts: dict[tuple[str, str], dict[str, int]] = {}
-    for cut in cuts:
-        g = cut.group
-        if g.tie:
-            counts.setdefault((g.tie, g.kind.value), {})[g.name] = len(cut.keep)
-    for (tie, kind), per in counts.items():
-        if len(set(per.values())) > 1:
-            raise CouplingError(
-                f"'{tie}' is one multi-layer torch module, so all its layers share one {kind} size, but this cut keeps "
-                f"{per}. Keep the same number of units in every layer of '{tie}' (same ratio, scope='layer'), or "
-                f"build the model on rnnslim.recurrent.stack.RecurrentStack, which allows a size per layer")
-
-
 def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor], num_layers: int) -> nn.RNNBase:
     cell = cell_of_module(old)
     get = lambda n: new.get(n, getattr(old, n, None))  # noqa: E731
@@ -60,9 +47,7 @@ def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor], num_layers: int)
     for sfx in sfxs:  # every layer of a torch module must agree on (hidden, proj)
         rows, cols = get("weight_hh" + sfx).shape
         if rows != G * hidden or cols != (proj or hidden):
-            raise CouplingError(f"cannot rebuild {type(old).__name__}: layer {sfx[2:]} would have weight_hh of shape "
-                                f"{(rows, cols)} but layer 0 implies hidden={hidden}, proj={proj}; a multi-layer torch "
-                                "module must shrink uniformly")
+            return None  # layers of different sizes: the caller builds a per-layer stack
     if num_layers == 1:
         return make_layer(cell, input_size, LayerSpec(hidden, proj, old.bidirectional), old.bias, old.batch_first)
     kwargs = dict(input_size=input_size, hidden_size=hidden, num_layers=num_layers, bias=old.bias,
@@ -74,6 +59,30 @@ def _rebuild_recurrent(old: nn.RNNBase, new: dict[str, Tensor], num_layers: int)
     return type(old)(**kwargs)
 
 
+def _per_layer_stack(old: nn.RNNBase, new: dict[str, Tensor], num_layers: int) -> nn.Module:
+    """A multi-layer torch module whose layers now differ in size, as single-layer torch modules
+    of their own sizes behind torch's calling convention (TorchContractStack)."""
+    from rnnslim.recurrent.torch_contract import TorchContractStack
+
+    cell = cell_of_module(old)
+    get = lambda n: new[n] if n in new else getattr(old, n, None)  # noqa: E731
+    ref = next(old.parameters())
+    layers = []
+    for k in range(num_layers):
+        w_hh, w_hr = get(f"weight_hh_l{k}"), get(f"weight_hr_l{k}") if getattr(old, "proj_size", 0) else None
+        spec = LayerSpec(w_hr.shape[1] if w_hr is not None else w_hh.shape[1], w_hr.shape[0] if w_hr is not None else 0,
+                         old.bidirectional)
+        layer = make_layer(cell, get(f"weight_ih_l{k}").shape[1], spec, old.bias).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for name, p in layer.named_parameters():  # weight_ih_l0[_reverse] <- weight_ih_l{k}[_reverse]
+                p.copy_(get(name.replace("_l0", f"_l{k}")))
+                p.requires_grad_(ref.requires_grad)
+        layers.append(layer)
+    stack = TorchContractStack.from_layers(old, layers)
+    stack.input_size, stack.hidden_size = layers[0].input_size, layers[-1].hidden_size
+    return stack.train(old.training)
+
+
 def rebuild_module(old: nn.Module, new: dict[str, Tensor], num_layers: int | None = None) -> nn.Module:
     """A module like `old` shaped for the tensors in `new` (others copied from `old`).
 
@@ -83,6 +92,8 @@ def rebuild_module(old: nn.Module, new: dict[str, Tensor], num_layers: int | Non
     w = new.get("weight", getattr(old, "weight", None))
     if isinstance(old, nn.RNNBase):
         mod = _rebuild_recurrent(old, new, num_layers or old.num_layers)
+        if mod is None:
+            return _per_layer_stack(old, new, num_layers or old.num_layers)
     elif isinstance(old, nn.Linear):
         mod = nn.Linear(w.shape[1], w.shape[0], bias=old.bias is not None)
     elif isinstance(old, nn.Conv1d):
@@ -130,7 +141,6 @@ def sync_specs(model: nn.Module) -> None:
 
 def apply_cuts_(model: nn.Module, cuts: list[Cut]) -> list[str]:
     """Slice all tensors the cuts touch and rebuild those modules; returns the rebuilt paths."""
-    _check_ties(cuts)
     params = dict(model.named_parameters())
     sliced: dict[str, dict[str, Tensor]] = {}
     for (pname, dim), mask in keep_masks(cuts).items():

@@ -11,7 +11,8 @@ layers, and stacks the final states back in torch's layout.
 
 Layers take and return the single-layer torch contract (x (T, B, F), state (D, B, .)),
 sequence-first; the wrapper handles batch_first once. Dropout between layers applies in
-training only, as in torch.
+training only, as in torch. When structured pruning leaves layers of different sizes, the
+state is a list with one torch-shaped entry per layer (in and out).
 """
 
 from __future__ import annotations
@@ -54,14 +55,24 @@ class TorchContractStack(nn.Module):
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    def uniform(self) -> bool:
+        """True when every layer has the same state sizes (torch's one-tensor state fits)."""
+        sizes = {(getattr(m, "hidden_size", None), getattr(m, "proj_size", 0)) for m in self.layers}
+        return len(sizes) == 1
+
     def forward(self, x: Tensor, hx=None):
+        """x (T, B, F) (or batch first) and torch's state -> (y, state). With layers of unequal
+        sizes the state is a list with one torch-shaped entry per layer, in and out."""
         if self.batch_first:
             x = x.transpose(0, 1)
         D, lstm = self.directions, self.cell is CellType.LSTM
+        per_layer = isinstance(hx, list) or (isinstance(hx, tuple) and len(hx) and not isinstance(hx[0], Tensor))
         finals = []
         for k, layer in enumerate(self.layers):
             if hx is None:
                 st = None
+            elif per_layer:
+                st = hx[k]
             elif lstm:
                 st = (hx[0][k * D:(k + 1) * D], hx[1][k * D:(k + 1) * D])
             else:
@@ -70,7 +81,9 @@ class TorchContractStack(nn.Module):
             finals.append(st)
             if self.dropout and self.training and k < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-        if lstm:
+        if not self.uniform():
+            new = finals
+        elif lstm:
             new = (torch.cat([s[0] for s in finals]), torch.cat([s[1] for s in finals]))
         else:
             new = torch.cat(finals)
