@@ -14,7 +14,7 @@ def user_models_section() -> list[str]:
     out = ["## Users' own models x techniques (issue 9)", "",
            f"Machine and command: {machine_line(data['provenance'])}. Models written as plain nn.Modules with torch's "
            "own LSTM / GRU (`tests/user_models.py`), trained briefly on synthetic tasks. Each cell: the technique "
-           "one-shot (no fine-tuning) through rnnslim's public verbs; max |y - y_ref| / max |y_ref| and the task loss "
+           "one-shot (no fine-tuning; QAT: 50 steps of the user's own training loop) through rnnslim's public verbs; max |y - y_ref| / max |y_ref| and the task loss "
            "on a held-out batch; bytes of `save_edited` (sparse / packed storage kept) as a share of the dense save. "
            "A refusal quotes the verb's error; no cell raised an unexpected exception unless it says so.", "",
            "| model (task loss, dense bytes) | " + " | ".join(techs) + " |", "|---|" + "---|" * len(techs)]

@@ -5,7 +5,8 @@
 Models are written the usual way (tests/user_models.py): word LMs with nn.LSTM / nn.GRU (untied,
 tied embedding/decoder), a bidirectional tagger, a CNN + GRU classifier, each trained briefly on a
 synthetic task so the outputs mean something. Each cell: the technique applied one-shot (no
-fine-tuning) to a fresh copy through rnnslim's public verbs; the largest output change relative
+fine-tuning; QAT trains 50 steps with the user's own loop) to a fresh copy through rnnslim's
+public verbs; the largest output change relative
 to the largest output (max |y - y_ref| / max |y_ref|) and the task loss, both on a held-out
 batch; the bytes `save_edited` writes. Or the error the verb raised, word for word: a
 ValueError is a clear refusal, anything else is counted as a bug.
@@ -38,29 +39,47 @@ from rnnslim.prune import (  # noqa: E402
     prune_unstructured_,
     save_edited,
 )
-from rnnslim.quantize.api import WeightOnly, quantize_  # noqa: E402
+from rnnslim.quantize.api import QAT, WeightOnly, quantize_  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402
+from rnnslim.quantize.qat import convert_qat_  # noqa: E402
 
 
 def _sparse(fn):
-    def run(m, x, calib):
-        res = fn(m, x, calib)
+    def run(m, x, calib, spec):
+        res = fn(m, x, calib, spec)
         mark_sparse_(m, list(res.masks))
     return run
 
 
+def _qat(m, x, calib, spec, steps: int = 50) -> None:
+    """Prepare, train `steps` steps with the user's own loop (their loss, Adam), convert."""
+    quantize_(m, QAT(weights=WeightOnly(bits=4, group_size=64)))
+    g = torch.Generator().manual_seed(3)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    m.train()
+    for _ in range(steps):
+        xb, tb = spec.batch(g)
+        y = m(xb)
+        loss = spec.loss(y[0] if isinstance(y, tuple) else y, tb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    convert_qat_(m.eval())
+
+
 # each: (model, example inputs, calibration batches from the training distribution) -> None
 TECHNIQUES = {
-    "prune_units 50%": lambda m, x, c: prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,)),
-    "unstructured 80% (sparse storage)": _sparse(lambda m, x, c: prune_unstructured_(m, UnstructuredPruning(
+    "prune_units 50%": lambda m, x, c, s: prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,)),
+    "unstructured 80% (sparse storage)": _sparse(lambda m, x, c, s: prune_unstructured_(m, UnstructuredPruning(
         sparsity=0.8))),
-    "N:M 2:4 (sparse storage)": _sparse(lambda m, x, c: prune_nm_(m, NMPruning(n=2, m=4))),
-    "block 4x4 50% (sparse storage)": _sparse(lambda m, x, c: prune_block_(m, BlockPruning(sparsity=0.5))),
-    "weight-only int8 (per row)": lambda m, x, c: quantize_(m, WeightOnly(bits=8, group_size=None)),
-    "weight-only int4 g64": lambda m, x, c: quantize_(m, WeightOnly(bits=4, group_size=64)),
-    "int8 dynamic": lambda m, x, c: quantize_int8_(m, Int8Config(mode="dynamic")),
-    "int8 static": lambda m, x, c: quantize_int8_(m, Int8Config(mode="static"), calibration=c),
-    "int8 fully integer": lambda m, x, c: quantize_int8_(m, Int8Config(mode="integer"), calibration=c),
+    "N:M 2:4 (sparse storage)": _sparse(lambda m, x, c, s: prune_nm_(m, NMPruning(n=2, m=4))),
+    "block 4x4 50% (sparse storage)": _sparse(lambda m, x, c, s: prune_block_(m, BlockPruning(sparsity=0.5))),
+    "weight-only int8 (per row)": lambda m, x, c, s: quantize_(m, WeightOnly(bits=8, group_size=None)),
+    "weight-only int4 g64": lambda m, x, c, s: quantize_(m, WeightOnly(bits=4, group_size=64)),
+    "QAT int4 g64 (50 steps, user's loop)": _qat,
+    "int8 dynamic": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="dynamic")),
+    "int8 static": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="static"), calibration=c),
+    "int8 fully integer": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="integer"), calibration=c),
 }
 
 
@@ -92,7 +111,7 @@ def main() -> None:
         for tech, apply in TECHNIQUES.items():
             m = copy.deepcopy(base)
             try:
-                apply(m, x, calib)
+                apply(m, x, calib, spec)
                 y = _out(m, x)
                 size = _bytes(m)
                 cell = {"ok": True, "rel_max_diff": float((y - ref).abs().max() / ref.abs().max()),

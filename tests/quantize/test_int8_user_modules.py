@@ -104,3 +104,22 @@ def test_state_in_torch_layout_and_clear_refusals():
     assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
     with pytest.raises(ValueError, match="no torch LSTM"):
         quantize_int8_(nn.Sequential(nn.Linear(3, 3)), Int8Config(mode="dynamic"))
+
+
+def test_qat_prepare_train_convert_on_a_user_module():
+    """QAT on a plain module with 32 input columns (group 64 fitted to 32); converted == fake-quantized."""
+    from rnnslim.quantize.api import QAT, WeightOnly, quantize_
+    from rnnslim.quantize.qat import convert_qat_
+
+    torch.manual_seed(0)
+    m, x = TiedGRULM().eval(), torch.randint(0, 50, (6, 2))
+    quantize_(m, QAT(weights=WeightOnly(bits=4, group_size=64)))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(3):
+        loss = m(x)[0].logsumexp(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fake = _out(m.eval(), x)
+    convert_qat_(m)
+    assert torch.allclose(_out(m, x), fake, atol=1e-5)

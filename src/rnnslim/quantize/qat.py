@@ -169,8 +169,11 @@ def prepare_qat_(model: nn.Module, fmt: BaseFormat, act: ActQuantConfig | None =
     if not found:
         raise ValueError("prepare_qat_: the model has no float layers among the targets "
                          f"{[getattr(t, 'value', t) for t in targets]}")
-    for path, mod in found:
-        set_submodule(model, path, _qat_module(mod, fmt, act))
+    from rnnslim.quantize.formats import fit_group_size
+
+    for path, mod in found:  # a group size the layer's columns do not take is fitted, as quantize_ does
+        cols = [int(p.shape[1]) for n, p in mod.named_parameters() if p.dim() == 2 and n.startswith("weight")]
+        set_submodule(model, path, _qat_module(mod, fit_group_size(fmt, cols)[0], act))
     return [p for p, _ in found]
 
 
