@@ -25,6 +25,7 @@ from rnnslim.prune.common import PruneResult, as_rows, finish, score_targets
 from rnnslim.prune.importance import Criterion, Scores
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.prune.unstructured import Scope
+from rnnslim.utils.atomic import atomic_verb
 
 
 # --- N:M ----------------------------------------------------------------------------------
@@ -58,6 +59,7 @@ class NMPruning(BaseModel):
         return self
 
 
+@atomic_verb
 def prune_nm_(model: nn.Module, cfg: NMPruning, calibration=None) -> PruneResult:
     """Apply an N:M pattern along the input dimension of every targeted tensor, in place."""
     names, scores = score_targets(model, cfg.criterion, cfg.targets, cfg.layers, calibration, cfg.calibration_batches)
@@ -144,6 +146,7 @@ def block_masks(scores: Scores, cfg: BlockPruning) -> dict[str, Tensor]:
     return out
 
 
+@atomic_verb
 def prune_block_(model: nn.Module, cfg: BlockPruning, calibration=None) -> PruneResult:
     """Zero whole blocks / stripes of every targeted tensor, in place."""
     names, scores = score_targets(model, cfg.criterion, cfg.targets, cfg.layers, calibration, cfg.calibration_batches)

@@ -33,6 +33,7 @@ from rnnslim.graph.groups import build_groups
 from rnnslim.prune.structured import append_history, n_params, resolve_keys
 from rnnslim.prune.structured_units import rebuild_module, replace_module, sync_specs
 from rnnslim.recurrent.stack import RecurrentStack
+from rnnslim.utils.atomic import atomic_verb
 
 
 class LayerRefit(str, Enum):
@@ -104,6 +105,7 @@ def _fold(model: nn.Module, consumer_path: str, A: Tensor, c: Tensor) -> None:
     replace_module(model, consumer_path, rebuild_module(mod, new))
 
 
+@atomic_verb
 def remove_layers_(model: nn.Module, layers: Sequence[int | str], refit: LayerRefit | str = LayerRefit.NONE,
                    calibration=None, ridge: float = 1e-4, n_batches: int = 8,
                    example_inputs: tuple | None = None, consumers: dict | None = None) -> dict:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rnnslim.prune.structured import append_history, n_params
 from rnnslim.prune.structured_units import rebuild_module, replace_module
+from rnnslim.utils.atomic import atomic_verb
 
 SPLITS = ("train", "valid", "test")
 
@@ -61,6 +62,7 @@ def used_tokens(data, splits: Sequence[str] = SPLITS) -> list[int]:
     return sorted({int(i) for i in data})
 
 
+@atomic_verb
 def prune_vocab_(model: nn.Module, data, splits: Sequence[str] = SPLITS, embedding: str = "embedding",
                  decoder: str | None = "decoder") -> VocabResult:
     """Keep only the tokens that occur in `data` (see module docstring)."""

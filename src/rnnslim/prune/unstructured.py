@@ -21,6 +21,7 @@ from rnnslim.prune.common import PruneResult, finish, score_targets
 from rnnslim.prune.importance import Criterion, Scores
 from rnnslim.prune.masks import Masks
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
+from rnnslim.utils.atomic import atomic_verb
 
 
 class Scope(str, Enum):
@@ -90,6 +91,7 @@ def select_masks(scores: Scores, sparsity: float, scope: Scope | str = Scope.LAY
     return (global_masks if Scope(scope) is Scope.GLOBAL else layer_masks)(scores, sparsity, existing)
 
 
+@atomic_verb
 def prune_unstructured_(model: nn.Module, cfg: UnstructuredPruning, calibration=None,
                         existing: Masks | None = None) -> PruneResult:
     """Prune `model` in place; `calibration` (Task or batches) for taylor/fisher/activation."""

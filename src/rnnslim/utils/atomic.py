@@ -56,3 +56,15 @@ def atomic_edit(model) -> Iterator[None]:
         model.__dict__.clear()
         model.__dict__.update(snapshot.__dict__)
         raise
+
+
+def atomic_verb(fn):
+    """Decorator for an in-place verb `fn(model, ...)`: all or nothing (see atomic_edit)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        with atomic_edit(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper

@@ -23,7 +23,7 @@ from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
 from rnnslim.quantize.int8.integerize import quantize_integer_
 from rnnslim.quantize.int8.static import quantize_static_
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
-from rnnslim.utils.atomic import atomic_edit
+from rnnslim.utils.atomic import atomic_verb
 
 
 def calibrate(model: SequenceModel, inputs: Iterable[Tensor], cfg: Int8Config | None = None) -> ActivationRanges:
@@ -32,15 +32,16 @@ def calibrate(model: SequenceModel, inputs: Iterable[Tensor], cfg: Int8Config | 
     return collect_ranges(model, inputs, cfg.observer, cfg.percentile)
 
 
+@atomic_verb
 def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
                    calibration: Iterable[Tensor] | ActivationRanges | None = None) -> SequenceModel:
-    """Post-training int8 of a float SequenceModel, in place; returns the model (eval mode)."""
+    """Post-training int8 of a float SequenceModel (or dynamic / static int8 of your own module),
+    in place and all or nothing; returns the model (eval mode)."""
     cfg = cfg or Int8Config()
     if not is_sequence_model(model):  # the user's own nn.Module: dynamic / static int8, all or nothing
-        with atomic_edit(model):
-            changed = quantize_user_int8_(model, cfg, calibration)
-            model.history = [*(getattr(model, "history", []) or []),
-                             {"op": "quantize_int8", "config": cfg.model_dump(mode="json"), "modules": changed}]
+        changed = quantize_user_int8_(model, cfg, calibration)
+        model.history = [*(getattr(model, "history", []) or []),
+                         {"op": "quantize_int8", "config": cfg.model_dump(mode="json"), "modules": changed}]
         return model.eval()
     float_layers(model)  # fail early on an already-quantized model
     model.eval()
