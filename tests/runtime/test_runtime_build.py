@@ -21,7 +21,8 @@ def test_cache_hit_and_damaged_library_rebuilt(tmp_path, monkeypatch):
     lib = compile_shared([src], ["-O2"], "t")
     assert verified(lib) and compile_shared([src], ["-O2"], "t") == lib
     stamp = lib.stat().st_mtime_ns
-    lib.write_bytes(b"\x7fELF truncated")  # a damaged cache entry is never loaded: rebuilt in place
+    lib.unlink()  # a damaged cache entry (a new file: never overwrite a library in place) is rebuilt
+    lib.write_bytes(b"\x7fELF truncated")
     assert not verified(lib)
     again = compile_shared([src], ["-O2"], "t")
     assert again == lib and verified(lib) and lib.stat().st_mtime_ns != stamp

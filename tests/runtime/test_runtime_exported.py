@@ -64,7 +64,9 @@ def test_prebuilt_library_is_used_and_a_tampered_export_is_refused(tmp_path, mon
     export_c(q, tmp_path / "c", name="m")
     lib = build_library(tmp_path / "c", into_export=True)
     assert lib == tmp_path / "c" / "libm.so" and ExportedModel(tmp_path / "c").library == lib
-    lib.write_bytes(lib.read_bytes()[:100])  # a damaged library is rebuilt into the cache, never loaded
+    damaged = lib.read_bytes()[:100]
+    lib.unlink()  # (this process has it loaded: a new file, as a damaged copy would be)
+    lib.write_bytes(damaged)  # a damaged library is rebuilt into the cache, never loaded
     assert ExportedModel(tmp_path / "c").library != lib
     src = tmp_path / "c" / "m.c"
     src.write_text(src.read_text().replace("int m_init(void)", "int m_init(void) /* edited */"))

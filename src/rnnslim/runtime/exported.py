@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,9 +77,15 @@ def build_library(directory: str | Path, flags: Sequence[str] = DEFAULT_FLAGS, i
     lib = compile_shared([directory / f"{name}.c"], flags, f"rnnslim_export_{name}",
                          depends=[directory / f"{name}.h", directory / "rnnslim_core.h"])
     if into_export:
+        # a new file renamed into place: a process that has the old library loaded keeps its
+        # (unlinked) pages; writing over a mapped library in place would crash it (SIGBUS)
         dest = prebuilt_library(directory, name)
-        dest.write_bytes(lib.read_bytes())
-        dest.with_name(dest.name + ".sha256").write_text(hashlib.sha256(dest.read_bytes()).hexdigest())
+        data = lib.read_bytes()
+        for path, content in ((dest, data), (dest.with_name(dest.name + ".sha256"),
+                                             hashlib.sha256(data).hexdigest().encode())):
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
         return dest
     return lib
 
