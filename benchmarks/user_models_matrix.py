@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import RESULTS, update_results  # noqa: E402
-from user_models import USER_MODELS, train_briefly  # noqa: E402
+from user_models import USER_MODELS, fit, train_briefly  # noqa: E402
 
 from rnnslim.prune import (  # noqa: E402
     BlockPruning,
@@ -54,16 +54,7 @@ def _sparse(fn):
 def _qat(m, x, calib, spec, steps: int = 50) -> None:
     """Prepare, train `steps` steps with the user's own loop (their loss, Adam), convert."""
     quantize_(m, QAT(weights=WeightOnly(bits=4, group_size=64)))
-    g = torch.Generator().manual_seed(3)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    m.train()
-    for _ in range(steps):
-        xb, tb = spec.batch(g)
-        y = m(xb)
-        loss = spec.loss(y[0] if isinstance(y, tuple) else y, tb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, spec, steps, lr=1e-3, seed=3)
     convert_qat_(m.eval())
 
 

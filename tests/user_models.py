@@ -103,11 +103,11 @@ USER_MODELS = {
 }
 
 
-def train_briefly(spec: UserModelSpec, steps: int = 150, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
+def fit(m: nn.Module, spec: UserModelSpec, steps: int, lr: float = 1e-2, seed: int = 0) -> nn.Module:
+    """`steps` Adam steps of the user's own loop on the task's batches (stream `seed`)."""
     g = torch.Generator().manual_seed(seed)
-    m = spec.make()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    m.train()
     for _ in range(steps):
         x, t = spec.batch(g)
         y = m(x)
@@ -116,3 +116,8 @@ def train_briefly(spec: UserModelSpec, steps: int = 150, seed: int = 0) -> nn.Mo
         loss.backward()
         opt.step()
     return m.eval()
+
+
+def train_briefly(spec: UserModelSpec, steps: int = 150, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return fit(spec.make(), spec, steps, seed=seed)

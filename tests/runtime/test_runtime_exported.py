@@ -13,17 +13,12 @@ import torch
 from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import ExportedModel, ExportError, build_library
-from rnnslim.runtime.build import CompilerUnavailable, find_compiler
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
+from compilers import needs_cc  # noqa: E402
 from test_int8_kernel import _integer_model  # noqa: E402
 
-try:
-    find_compiler()
-    HAVE_CC = True
-except CompilerUnavailable:
-    HAVE_CC = False
-needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler here")
 
 
 def test_importing_the_runtime_does_not_import_torch():
