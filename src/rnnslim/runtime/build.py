@@ -5,7 +5,13 @@ Libraries are cached under $RNNSLIM_CACHE_DIR/kernels or ~/.cache/rnnslim/kernel
 the sources, the flags, the compiler and (for -march=native builds) this CPU's features, so
 a cache shared between machines never loads code built for another CPU. Each library has a
 `.sha256` beside it written after an atomic build; a library whose bytes no longer match
-(a truncated copy, a disk error, someone else's file) is rebuilt, never loaded.
+(a truncated copy, a disk error) is rebuilt, never loaded.
+
+Loading a library runs its code, so the cache must be private: the kernels folder is
+created 0700 and used only while it is owned by this user and writable by no one else,
+and a library (or its digest) owned by another user or writable by others is never
+loaded (rebuilt in its place). A folder that fails the check is refused with the reason:
+point RNNSLIM_CACHE_DIR at a private folder.
 """
 
 from __future__ import annotations
@@ -64,15 +70,45 @@ def compiler_id(cc: str) -> str:
         return cc
 
 
+class UnsafeCache(CompilerUnavailable):
+    """The cache folder or a cached library could have been written by someone else."""
+
+
+def _private(st: os.stat_result) -> bool:
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return (uid is None or st.st_uid == uid) and not (st.st_mode & 0o022)
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, created 0700 if missing; refused (UnsafeCache) unless owned by this user and
+    writable by no one else."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if not _private(st):
+        raise UnsafeCache(f"the kernel cache {path} is owned by uid {st.st_uid} with mode {oct(st.st_mode & 0o777)}: "
+                          "a library there could be someone else's code, so rnnslim will not load from it. Use a "
+                          "folder only you can write (chmod 700, or set RNNSLIM_CACHE_DIR)")
+    return path
+
+
+def _trusted_file(path: Path) -> bool:
+    try:
+        return _private(path.stat())
+    except OSError:
+        return False
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def verified(lib: Path) -> bool:
-    """True if `lib` exists and matches the digest recorded when it was built."""
+    """True if `lib` and its recorded digest are this user's files, writable by no one else,
+    and the library's bytes match the digest."""
     sig = lib.with_name(lib.name + ".sha256")
     try:
-        return lib.is_file() and sig.read_text().strip() == _digest(lib)
+        return (lib.is_file() and _trusted_file(lib) and _trusted_file(sig)
+                and sig.read_text().strip() == _digest(lib))
     except OSError:
         return False
 
@@ -93,11 +129,10 @@ def compile_shared(sources: Sequence[Path], flags: Sequence[str], stem: str, dep
     native = any(f.startswith("-march=native") or f.startswith("-mcpu=native") for f in flags)
     key = hashlib.sha256(b"\0".join([*(Path(f).read_bytes() for f in files), " ".join(flags).encode(),
                                      compiler_id(cc).encode(), (cpu_fingerprint() if native else "").encode()]))
-    out_dir = out_dir or cache_dir()
+    out_dir = private_dir(out_dir or cache_dir())
     out = out_dir / f"{stem}_{key.hexdigest()[:16]}.so"
     if verified(out):
         return out
-    out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
     try:
