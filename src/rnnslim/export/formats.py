@@ -17,6 +17,7 @@ Every format writes atomically: a failed export leaves nothing at `out`.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch")
@@ -44,15 +45,18 @@ def _export_c(model, out: Path, name: str | None, build: bool, check_streams: in
     if check_streams > 0:
         from rnnslim.quantize.int8.runner import IntegerRunner
 
-        res = check_on_host(IntegerRunner(model, "portable", fold_embedding=False),
-                            out, random_streams(facts.vocab, check_streams, 24, features=facts.features),
-                            flags=("-O2", "-DRS_PORTABLE"))
-        for f in ("check_main.c", "check_main.exe"):
-            (out / f).unlink(missing_ok=True)
+        try:
+            res = check_on_host(IntegerRunner(model, "portable", fold_embedding=False),
+                                out, random_streams(facts.vocab, check_streams, 24, features=facts.features),
+                                flags=("-O2", "-DRS_PORTABLE"))
+        finally:
+            for f in ("check_main.c", "check_main.exe"):
+                (out / f).unlink(missing_ok=True)
         result["check"] = res.to_dict()
-        if not res.ok:
+        if not res.ok:  # an export that does not compute what was measured is not left behind
+            shutil.rmtree(out, ignore_errors=True)
             raise RuntimeError(f"the exported C differs from IntegerRunner on streams {res.mismatches[:10]}: "
-                               "please report this as a bug")
+                               "please report this as a bug (nothing was written)")
     if build:
         from rnnslim.runtime.exported import build_library
 
