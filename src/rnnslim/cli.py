@@ -9,11 +9,17 @@
 
 MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
 `--json` prints exactly one JSON object on stdout; progress and logs go to stderr.
+
+Errors: every failure ends as one line `error: ...` on stderr and exit status 2 (with
+--json, also {"error": ..., "type": ...} on stdout). RNNSLIM_DEBUG=1 re-raises
+unexpected exceptions with their traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,9 +34,58 @@ DataOpt = Annotated[Optional[str], typer.Option("--data", help="task data (charl
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
-def _err(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+MAX_ERROR_CHARS = 2000
+_JSON_MODE = {"on": False}  # set by _guarded from the command's --json
+
+
+def _one_line(msg: str) -> str:
+    text = "; ".join(part.strip() for part in str(msg).splitlines() if part.strip()) or "failed"
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 30] + "... [message truncated]"
+
+
+def _err(msg: str, code: int = 2, kind: str = "UsageError") -> None:
+    line = _one_line(msg)
+    if _JSON_MODE["on"]:
+        sys.stdout.write(json.dumps({"error": line, "type": kind}) + "\n")
+        sys.stdout.flush()
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
+
+
+def _debug() -> bool:
+    return os.environ.get("RNNSLIM_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+def _guarded(fn):
+    """Every exception of a command becomes one `error: ...` line and exit 2 (traceback with RNNSLIM_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _JSON_MODE["on"] = bool(kwargs.get("as_json", False))
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            _err("interrupted", 130, "KeyboardInterrupt")
+        except MemoryError:
+            _err("out of memory (try smaller batch_size / seq_len / calibration batches)", 2, "MemoryError")
+        except Exception as e:  # noqa: BLE001 - the one place that turns errors into a line
+            if _debug() or type(e).__module__.split(".")[0] in ("click", "typer"):
+                raise
+            msg = str(e) or type(e).__name__
+            if isinstance(e, (KeyError,)) and e.args:
+                msg = str(e.args[0])
+            if isinstance(e, RecursionError):
+                msg = "input nested too deeply"
+            known = isinstance(e, (ValueError, OSError, ImportError, TypeError, KeyError, RuntimeError))
+            if not known or isinstance(e, (TypeError, KeyError, AttributeError)):
+                msg += " (unexpected; set RNNSLIM_DEBUG=1 for the traceback)"
+            _err(f"{type(e).__name__}: {msg}" if not isinstance(e, ValueError) else msg, 2, type(e).__name__)
+        finally:
+            _JSON_MODE["on"] = False
+
+    return wrapper
 
 
 def _emit(obj: dict, as_json: bool, human: str | None = None) -> None:
@@ -64,6 +119,7 @@ def _task_for(model, data: str | None, task: str | None = None, **options):
 
 
 @app.command()
+@_guarded
 def eval(  # noqa: A001 - the verb users type
     model_path: ModelArg,
     data: DataOpt = None,
@@ -85,6 +141,7 @@ def eval(  # noqa: A001 - the verb users type
 
 
 @app.command()
+@_guarded
 def train(
     out: Annotated[Path, typer.Option(help="run directory: model/ (best) and checkpoints/ go here")],
     task: Annotated[str, typer.Option(help="charlm | wordlm | classify | forecast")] = "charlm",
@@ -114,6 +171,17 @@ def train(
     from rnnslim.train import TrainConfig, TrainingDiverged, load_best
     from rnnslim.train import train as run_train
 
+    import math
+
+    if not math.isfinite(lr) or not 0 < lr <= 10:
+        _err(f"--lr must be a finite number in (0, 10], got {lr}")
+    if not math.isfinite(dropout) or not 0 <= dropout < 1:
+        _err(f"--dropout must be in [0, 1), got {dropout}")
+    for opt, value, cap in (("--epochs", epochs, 10_000), ("--max-steps", max_steps, 10**7),
+                            ("--batch-size", batch_size, 4096), ("--seq-len", seq_len, 100_000),
+                            ("--hidden", hidden, 65_536), ("--layers", layers, 64)):
+        if value is not None and not 1 <= value <= cap:
+            _err(f"{opt} must be between 1 and {cap}, got {value}")
     if init is not None:
         model = _load(init)
         t = _task_for(model, data, task)
@@ -131,7 +199,7 @@ def train(
                           device=device)
         result = run_train(model, t, cfg, checkpoint_dir=out / "checkpoints", resume=resume)
     except TrainingDiverged as e:
-        _err(str(e), 3)
+        _err(f"training diverged: {e}", 2, "TrainingDiverged")
     except ValueError as e:
         _err(str(e))
     load_best(model, result)
@@ -145,6 +213,7 @@ def train(
 
 
 @app.command()
+@_guarded
 def measure(
     model_path: ModelArg,
     data: DataOpt = None,
@@ -180,6 +249,7 @@ def _artifact_path(model_path: Path) -> Path | None:
 
 
 @app.command()
+@_guarded
 def compress(
     model_path: ModelArg,
     recipe: Annotated[Path, typer.Option(help="recipe YAML (see `rnnslim stages` for stage kinds)")],
@@ -210,12 +280,13 @@ def compress(
     try:
         result = run_pipeline(model, rec, t, out, resume=resume, device=device)
     except ValueError as e:
-        _err(str(e))
+        _err(str(e).replace("(resume=False)", "(--no-resume)"), 2, type(e).__name__)
     summary = result.summary()
     _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
 
 
 @app.command()
+@_guarded
 def export(
     model_path: ModelArg,
     out: Annotated[Path, typer.Option(help="output: a directory (c, c-fp32) or a file (.onnx, .pt2)")],
@@ -246,6 +317,7 @@ def export(
 
 
 @app.command()
+@_guarded
 def stages() -> None:
     """List the stage kinds a recipe can use."""
     from rnnslim.pipeline.stage import get_stage, stage_kinds
@@ -257,6 +329,7 @@ def stages() -> None:
 
 
 @app.command()
+@_guarded
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo writes its model, run and report")] = Path("rnnslim-demo"),
     quick: Annotated[bool, typer.Option(help="a smaller, faster demo (used by the tests)")] = False,

@@ -39,21 +39,21 @@ from rnnslim.train import (
 class FinetuneFields(BaseModel):
     """Fine-tuning fields shared by every stage that trains (see the module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    batch_size: int = Field(default=32, ge=1)
-    seq_len: int = Field(default=64, ge=1, description="BPTT window (time steps per batch)")
-    lr: float = Field(default=5e-4, gt=0, description="peak learning rate, reached after the warm-up")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    seq_len: int = Field(default=64, ge=1, le=100_000, description="BPTT window (time steps per batch)")
+    lr: float = Field(default=5e-4, gt=0, le=10, description="peak learning rate, reached after the warm-up")
     optimizer: OptimizerKind = OptimizerKind.ADAMW
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, description="SGD only")
     clip_grad: float | None = Field(default=1.0, gt=0)
     lr_schedule: ScheduleKind = Field(default=ScheduleKind.COSINE, description="lr decay after the warm-up "
                                       "(named lr_schedule: `schedule` is the pruning schedule of the prune stages)")
-    warmup_steps: int | None = Field(default=None, ge=0,
+    warmup_steps: int | None = Field(default=None, ge=0, le=10**7,
                                      description="linear warm-up; None: 5 % of the steps (at least 5, at most 1/4)")
-    eval_every: int | None = Field(default=None, ge=1, description="evaluate every N steps; None: max(1, steps // 5)")
+    eval_every: int | None = Field(default=None, ge=1, le=10**7, description="evaluate every N steps; None: max(1, steps // 5)")
     eval_max_steps: int | None = Field(default=None, ge=1, description="cap on validation tokens; None: whole split")
-    checkpoint_every: int = Field(default=200, ge=1, description="resumable checkpoint every N steps")
+    checkpoint_every: int = Field(default=200, ge=1, le=10**7, description="resumable checkpoint every N steps")
     dropout: float | None = Field(default=None, ge=0, lt=1,
                                   description="None: keep the model's; a number sets every dropout and the spec")
     distill_alpha: float = Field(default=0.0, ge=0, le=1,

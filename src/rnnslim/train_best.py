@@ -85,5 +85,6 @@ class BestKeeper:
     def diverged(self, model: torch.nn.Module, what: str) -> None:
         """Roll back and raise TrainingDiverged with a one-line message."""
         where = self.restore(model)
+        kept = self.path if self.path is not None and (self.path / "model.json").exists() else None
         raise TrainingDiverged(f"{what}; the model was restored to {where}; nothing non-finite was saved "
-                               "(try a lower lr)", self.run.step, self.path)
+                               "(try a lower lr)", self.run.step, kept)

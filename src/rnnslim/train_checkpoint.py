@@ -77,6 +77,9 @@ def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch
     fd, tmp = tempfile.mkstemp(dir=ckpt, suffix=".tmp")
     os.close(fd)
     torch.save(blob, tmp)
+    from rnnslim.utils.atomic import respect_umask
+
+    respect_umask(tmp)  # mkstemp makes 0600
     os.replace(tmp, ckpt / STATE_FILE)
     (ckpt / "history.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "history": run.history},
                                                   indent=1))

@@ -27,7 +27,9 @@ data, never code.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,16 +48,119 @@ from rnnslim.pipeline.stage import StageConfig, parse_stage
 RECIPE_VERSION = 1
 Scalar = str | int | float | bool | None
 
+# --- hardening limits: a recipe is small, shallow, finite data -------------------------
+MAX_RECIPE_CHARS = 1_000_000  # a recipe file is a few hundred bytes; refuse anything absurd
+MAX_DEPTH = 20  # nesting of mappings/sequences (recipes need 4)
+MAX_NODES = 100_000  # scalars + collections after loading
+MAX_STRING = 10_000  # any one string value
+MAX_NAME = 200
+NAME_PATTERN = r"^[\w][\w .+@=,()\-]*$"  # letters, digits, _ first; then also space . + @ = , ( ) -
+MAX_ERROR_CHARS = 2000
+MAX_INT = 10**12  # any integer anywhere (seed included)
+MAX_STEPS = 10**7
+# per-field caps on stage fields that drive time or memory (applied to every stage kind
+# that has a field of that name; the config classes carry the same or looser bounds)
+STAGE_INT_CAPS: dict[str, int] = {
+    "max_steps": MAX_STEPS, "finetune_steps": MAX_STEPS, "steps": MAX_STEPS, "start_step": MAX_STEPS,
+    "end_step": MAX_STEPS, "warmup_steps": MAX_STEPS, "eval_every": MAX_STEPS, "checkpoint_every": MAX_STEPS,
+    "frequency": MAX_STEPS, "eval_max_steps": 10**9, "epochs": 10_000,
+    "batch_size": 4096, "seq_len": 100_000, "calibration_batches": 10_000, "refit_batches": 10_000,
+    "refit_iterations": 100, "iters": 100_000, "n": 64, "m": 64, "block_rows": 65_536, "block_cols": 65_536,
+    "group_size": 1 << 24, "round_to": 65_536, "clusters": 256, "bits": 64, "gate_bits": 64,
+    "threads": 1024, "repeats": 10_000, "batches": 10_000, "samples": 10**7,
+}
+STAGE_FLOAT_CAPS: dict[str, float] = {"lr": 10.0, "weight_decay": 100.0, "momentum": 10.0, "clip_grad": 1e6,
+                                      "distill_temperature": 1e4, "lam": 1e6, "ridge": 1e9}
+
 
 class RecipeError(ValueError):
     """A recipe is malformed, names an unknown stage, or has wrong fields."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_cap(str(message), MAX_ERROR_CHARS))
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40] + f"... [{len(text) - limit + 40} more characters]"
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases (no billion laughs) and deep nesting (no RecursionError)."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in recipes; "
+                                              "write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_data(data: Any, source: str) -> None:
+    """Refuse what no recipe holds: non-finite floats, huge ints or strings, deep or huge trees."""
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise RecipeError(f"{source}: recipe too large (more than {MAX_NODES} values)")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{source}: {where or 'recipe'}: nested deeper than {MAX_DEPTH} levels")
+        label = where or "recipe"
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise RecipeError(f"{source}: {label}: must be a finite number (got {value!r})")
+        elif isinstance(value, int):
+            if abs(value) > MAX_INT:
+                raise RecipeError(f"{source}: {label}: {_cap(str(value), 40)} is out of range (|value| <= {MAX_INT})")
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise RecipeError(f"{source}: {label}: string of {len(value)} characters is too long "
+                                  f"(at most {MAX_STRING})")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, (str, int)) or isinstance(k, bool) or len(str(k)) > 200:
+                    raise RecipeError(f"{source}: {label}: keys must be short strings, got {_cap(repr(k), 60)}")
+                stack.append((k, label, depth + 1))
+                stack.append((v, f"{where}.{k}" if where else str(k), depth + 1))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                stack.append((v, f"{where}[{i}]", depth + 1))
+        else:  # dates, bytes, sets from YAML tags
+            raise RecipeError(f"{source}: {label}: unsupported value of type {type(value).__name__}")
+
+
+def _check_stage_caps(data: dict, label: str) -> None:
+    """Upper bounds on stage fields that drive time or memory (see STAGE_INT_CAPS)."""
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(key, str):
+            continue
+        if key in STAGE_INT_CAPS and isinstance(value, (int, float)) and value > STAGE_INT_CAPS[key]:
+            raise ValueError(f"{label}: field {key!r}: {value!r} is too large (at most {STAGE_INT_CAPS[key]})")
+        if key in STAGE_FLOAT_CAPS and isinstance(value, (int, float)) and value > STAGE_FLOAT_CAPS[key]:
+            raise ValueError(f"{label}: field {key!r}: {value!r} is too large (at most {STAGE_FLOAT_CAPS[key]:g})")
 
 
 class TaskSection(BaseModel):
     """Which task (data + metric) the pipeline evaluates and fine-tunes on."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    name: str = Field(min_length=1, description="task name, e.g. charlm")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    name: str = Field(min_length=1, max_length=100, description="task name, e.g. charlm")
     data: str | None = Field(default=None, description="data file or directory (relative to the recipe file)")
     options: dict[str, Scalar] = Field(default_factory=dict, description="keyword options of the task constructor")
 
@@ -63,19 +168,20 @@ class TaskSection(BaseModel):
 class MeasureSection(BaseModel):
     """What is measured after every stage (task metrics and sizes are always measured)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     latency: bool = Field(default=False, description="streaming (batch 1) step latency")
-    threads: int = Field(default=1, ge=1)
-    steps: int = Field(default=200, ge=1, description="timed steps per repeat")
-    repeats: int = Field(default=5, ge=1)
-    eval_max_steps: int | None = Field(default=None, ge=1, description="cap on tokens evaluated per split")
+    threads: int = Field(default=1, ge=1, le=1024)
+    steps: int = Field(default=200, ge=1, le=1_000_000, description="timed steps per repeat")
+    repeats: int = Field(default=5, ge=1, le=1000)
+    eval_max_steps: int | None = Field(default=None, ge=1, le=10**9, description="cap on tokens evaluated per split")
 
 
 class Recipe(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     version: Literal[1]
-    name: str = Field(min_length=1)
-    seed: int = 0
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+                      description="letters, digits, _ first; then also space . + @ = , ( ) -")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     task: TaskSection | None = None
     measure: MeasureSection = Field(default_factory=MeasureSection)
     # SerializeAsAny: dump each stage with its own subclass fields, not the base's
@@ -95,20 +201,30 @@ class Recipe(BaseModel):
             raise RecipeError(f"{source}: a recipe must be a mapping (version, name, stages, ...), "
                               f"got {type(data).__name__}")
         version = data.get("version")
+        _check_data(data, source)
         if version is None:
             raise RecipeError(f"{source}: missing `version: {RECIPE_VERSION}` at the top of the recipe")
-        if version != RECIPE_VERSION:
-            raise RecipeError(f"{source}: recipe version {version!r} is not supported "
+        if version != RECIPE_VERSION or isinstance(version, bool):
+            raise RecipeError(f"{source}: recipe version {_cap(repr(version), 60)} is not supported "
                               f"(this rnnslim reads version {RECIPE_VERSION})")
         try:
             return cls.model_validate(data)
         except ValidationError as e:
             raise RecipeError(f"{source}: invalid recipe:\n{_format_errors(e)}") from None
+        except RecursionError:
+            raise RecipeError(f"{source}: recipe nested too deeply") from None
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "recipe") -> Recipe:
+        if len(text) > MAX_RECIPE_CHARS:
+            raise RecipeError(f"{source}: recipe of {len(text):,} characters is too large "
+                              f"(at most {MAX_RECIPE_CHARS:,})")
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+        except RecursionError:
+            raise RecipeError(f"{source}: not valid YAML: nested too deeply") from None
+        except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp PyYAML cannot build
+            raise RecipeError(f"{source}: not valid YAML: {e}") from None
         except yaml.YAMLError as e:
             where = ""
             mark = getattr(e, "problem_mark", None)
@@ -138,20 +254,26 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not p.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     try:
+        if p.stat().st_size > 4 * MAX_RECIPE_CHARS:
+            raise RecipeError(f"{p}: recipe file of {p.stat().st_size:,} bytes is too large")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise RecipeError(f"{p}: not a UTF-8 text file ({e})") from None
+    except OSError as e:
+        raise RecipeError(f"{p}: cannot read the recipe ({e.strerror or e})") from None
     return Recipe.from_yaml(text, source=str(p))
 
 
 def _parse_one(index: int, data: Any) -> StageConfig:
     """parse_stage with the stage's position and kind in every error."""
     kind = data.get("kind") if isinstance(data, dict) else None
-    label = f"stage #{index + 1}" + (f" (kind {kind!r})" if kind else "")  # 1-based like stages/NN-kind
+    kind_txt = _cap(repr(kind), 60) if kind else ""
+    label = f"stage #{index + 1}" + (f" (kind {kind_txt})" if kind else "")  # 1-based like stages/NN-kind
     if not isinstance(data, dict):
-        raise ValueError(f"{label}: each stage must be a mapping with a 'kind', got {data!r}")
+        raise ValueError(f"{label}: each stage must be a mapping with a 'kind', got {_cap(repr(data), 100)}")
     if not isinstance(kind, str):
-        raise ValueError(f"{label}: each stage needs a 'kind' string, got {data!r}")
+        raise ValueError(f"{label}: each stage needs a 'kind' string, got {_cap(repr(data), 100)}")
+    _check_stage_caps(data, label)
     try:
         return parse_stage(data)
     except ValidationError as e:
@@ -169,6 +291,7 @@ def _format_errors(e: ValidationError, indent: str = "  ", sep: str = "\n") -> s
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
-            msg += f" (got {err['input']!r})"
+            msg += f" (got {_cap(repr(err['input']), 100)})"
+        loc, msg = _cap(loc, 120), _cap(msg, 300)
         lines.append(f"{indent}{loc}: {msg}" if loc else f"{indent}{msg}")
     return sep.join(lines)

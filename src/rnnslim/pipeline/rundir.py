@@ -28,6 +28,7 @@ import yaml
 
 from rnnslim.pipeline.recipe import Recipe
 from rnnslim.report.writer import PLOT_PNG, REPORT_JSON, REPORT_MD
+from rnnslim.utils.atomic import respect_umask
 
 RECIPE_FILE = "recipe.yaml"
 STAGES_DIR = "stages"
@@ -55,6 +56,7 @@ def write_json(path: Path, data: dict) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, allow_nan=False)
+        respect_umask(tmp)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -66,6 +68,7 @@ def write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        respect_umask(tmp)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

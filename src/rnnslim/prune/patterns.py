@@ -45,12 +45,12 @@ def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:
 
 class NMPruning(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    n: int = Field(default=2, ge=1)
-    m: int = Field(default=4, ge=2)
+    n: int = Field(default=2, ge=1, le=64)
+    m: int = Field(default=4, ge=2, le=64)
     criterion: Criterion = Criterion.MAGNITUDE
     targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
     layers: tuple[int, ...] | None = None
-    calibration_batches: int = Field(default=8, ge=1)
+    calibration_batches: int = Field(default=8, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _check(self) -> NMPruning:
@@ -121,7 +121,7 @@ class BlockPruning(BaseModel):
     scope: Scope = Scope.LAYER
     targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
     layers: tuple[int, ...] | None = None
-    calibration_batches: int = Field(default=8, ge=1)
+    calibration_batches: int = Field(default=8, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _check(self) -> BlockPruning:

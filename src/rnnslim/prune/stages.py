@@ -70,9 +70,9 @@ class _MaskedPruneStage(StageConfig, FinetuneFields):
     criterion: Criterion = Criterion.MAGNITUDE
     targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
     layers: tuple[int, ...] | None = None
-    calibration_batches: int = Field(default=8, ge=1)
+    calibration_batches: int = Field(default=8, ge=1, le=10_000)
     storage: SparseFormat = SparseFormat.AUTO
-    finetune_steps: int = Field(default=0, ge=0, description="masked fine-tuning steps (after a one-shot cut; "
+    finetune_steps: int = Field(default=0, ge=0, le=10**7, description="masked fine-tuning steps (after a one-shot cut; "
                                                              "during an AGP schedule)")
 
 
@@ -114,8 +114,8 @@ class PruneStage(_ScheduledPruneStage):
 
 class NMPruneStage(_MaskedPruneStage):
     kind: Literal["prune_nm"] = "prune_nm"
-    n: int = Field(default=2, ge=1)
-    m: int = Field(default=4, ge=2)
+    n: int = Field(default=2, ge=1, le=64)
+    m: int = Field(default=4, ge=2, le=64)
 
 
 class BlockPruneStage(_ScheduledPruneStage):
@@ -131,8 +131,8 @@ class SensitivityStage(StageConfig):
     targets: tuple[TargetKind, ...] = Field(default=ALL_KINDS, min_length=1)
     grouping: Grouping = Grouping.TENSOR
     split: str = "valid"
-    max_steps: int | None = Field(default=5000, ge=1)
-    calibration_batches: int = Field(default=8, ge=1)
+    max_steps: int | None = Field(default=5000, ge=1, le=10**7)
+    calibration_batches: int = Field(default=8, ge=1, le=10_000)
     plot: bool = True
 
 

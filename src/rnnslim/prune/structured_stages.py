@@ -80,7 +80,7 @@ class GroupLassoStage(StageConfig, FinetuneFields):
     relative: bool = Field(default=False, description="threshold relative to each layer's largest unit norm")
     round_to: int = Field(default=1, ge=1)
     layers: list[int | str] | None = None
-    max_steps: int = Field(default=1000, ge=1)
+    max_steps: int = Field(default=1000, ge=1, le=10**7)
     optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
                                      description="SGD: Adam's normalisation weakens the penalty")
     lr: float = Field(default=0.1, gt=0)
@@ -106,8 +106,14 @@ def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -
 @register_stage(RemoveLayersStage)
 def run_remove_layers(model: nn.Module, cfg: RemoveLayersStage, ctx: StageContext) -> nn.Module:
     model.to(ctx.device)
-    out = remove_layers_(model, cfg.layers, refit=cfg.refit, calibration=ctx.task, ridge=cfg.ridge,
-                         n_batches=cfg.calibration_batches)
+    try:
+        out = remove_layers_(model, cfg.layers, refit=cfg.refit, calibration=ctx.task, ridge=cfg.ridge,
+                             n_batches=cfg.calibration_batches)
+    except (KeyError, IndexError) as e:  # a layer index or key this model does not have
+        n = getattr(getattr(model, "spec", None), "num_layers", None)
+        have = f" (the model has {n} recurrent layers: 0..{n - 1})" if isinstance(n, int) else ""
+        raise ValueError(f"stage remove_layers: field 'layers': {cfg.layers} names a layer this model does "
+                         f"not have{have}: {e.args[0] if e.args else e}") from None
     ctx.record.update(out)
     return model
 

@@ -12,6 +12,7 @@ machine with Python has.
 
 from __future__ import annotations
 
+import logging
 import math
 import sysconfig
 from collections.abc import Iterator
@@ -94,7 +95,12 @@ class CharLMTask(TokenStreamTask):
                 p = Path(path)
                 if not p.is_file():
                     raise FileNotFoundError(f"text file not found: {path}")
-                text = p.read_text(encoding="utf-8")
+                with open(p, encoding="utf-8", newline="") as f:
+                    text = f.read()
+                if "\r" in text:  # the same universal-newline translation read_text does, said out loud
+                    logging.getLogger("rnnslim").warning(
+                        "%s: CRLF/CR line endings were read as \\n (the model sees \\n only)", p)
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
                 self.source = str(p)
         else:
             self.source = "text"
@@ -102,6 +108,9 @@ class CharLMTask(TokenStreamTask):
             text = text[:max_chars]
         if len(text) < 100:
             raise ValueError(f"corpus is too short ({len(text)} characters)")
+        if len(set(text)) < 2:
+            raise ValueError(f"{self.source}: the corpus has fewer than 2 distinct characters "
+                             f"({sorted(set(text))!r}); there is nothing to learn")
         self.vocab = list(vocab) if vocab is not None else sorted(set(text))
         index = {c: i for i, c in enumerate(self.vocab)}
         unknown = sorted(set(text) - index.keys())

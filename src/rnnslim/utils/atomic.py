@@ -10,6 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def respect_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file made by mkstemp (0600) or a folder made by mkdtemp (0700) the mode an
+    ordinary open()/mkdir() would: 0666 or 0777 less the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_directory(dest: Path, marker: str, error: type[Exception] = FileExistsError) -> Iterator[Path]:
     """Yield an empty temporary directory beside `dest`; on success it replaces `dest`.
@@ -25,6 +38,7 @@ def atomic_directory(dest: Path, marker: str, error: type[Exception] = FileExist
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
+        respect_umask(tmp, directory=True)
         yield tmp
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
