@@ -58,9 +58,11 @@ def test_bf16_storage_halves_bytes(tmp_path):
 
 
 def _drop_checksum(model_dir):
-    """Remove the manifest's weights checksum so loading reaches the next check."""
+    """Re-sign the manifest's weights checksum (now required) so loading reaches the next check."""
+    import hashlib
+
     manifest = json.loads((model_dir / "model.json").read_text())
-    manifest.pop("weights_sha256")
+    manifest["weights_sha256"] = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
     (model_dir / "model.json").write_text(json.dumps(manifest))
 
 

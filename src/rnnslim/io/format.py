@@ -7,21 +7,33 @@ Manifest (version 1):
     tensors: {name: {encoding, shape, dtype, parts, ...}} (dense, sparse, quantized, ...)
     modules: [{path, kind, config}] non-torch modules (e.g. quantized layers) to rebuild
     history: records of what produced this model (stages, structural edits)
-    weights_file, weights_sha256: integrity check of the weights
+    weights_file, weights_sha256: integrity check of the weights (both required)
 
 The reference models in ../shared/models (NAME.json + NAME.safetensors) load as they are.
+A reference JSON may carry an optional "weights_sha256" (hex SHA-256 of NAME.safetensors),
+which is checked when present; reference files without it are NOT integrity-checked.
 Writes are atomic: a temporary directory is renamed into place.
+
+Loading is hardened against malformed or hostile files: every problem ends in a
+ModelFormatError naming the file and field. The JSON must be a regular file of at most
+MAX_MANIFEST_BYTES; the weights file must be a plain file name beside it (no directories,
+no ".."), a regular file (no FIFO / device); every declared tensor shape is checked
+against the architecture (built on the "meta" device, so nothing is allocated) and
+against the safetensors header before anything is decoded or allocated; weights must be
+finite and floating-point where the architecture expects floats.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from rnnslim.io.encodings import get_encoding, part_key
@@ -34,6 +46,10 @@ FORMAT = "rnnslim-model"
 VERSION = 1
 MANIFEST = "model.json"
 WEIGHTS = "model.safetensors"
+MAX_MANIFEST_BYTES = 64 << 20  # a model JSON larger than this is refused before reading
+MAX_LAYERS = 4096  # recurrent layers a description may declare
+MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of float32)
+_INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size")
 
 
 def _sha256(path: Path) -> str:
@@ -79,12 +95,24 @@ def decode_tensors(raw: dict[str, torch.Tensor], records: dict[str, dict], where
     """The tensors `encode_tensors` stored (`raw`: the safetensors file's contents)."""
     tensors = {}
     for name, rec in records.items():
-        enc = get_encoding(rec["encoding"])
+        try:
+            enc = get_encoding(rec["encoding"])
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{where}: tensor {name}: {e}") from None
         try:
             parts = {s: raw[part_key(name, s)] for s in rec.get("parts", [""])}
         except KeyError as e:
             raise ModelFormatError(f"{where}: stored part {e} of tensor {name} is missing") from None
-        tensors[name] = enc.decode(parts, rec)
+        try:
+            tensors[name] = enc.decode(parts, rec)
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{where}: tensor {name}: {e}") from None
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelFormatError(f"{where}: tensor {name} ({rec['encoding']}) cannot be decoded: "
+                                   f"{type(e).__name__}: {e}") from None
+        if "shape" in rec and list(tensors[name].shape) != list(rec["shape"]):
+            raise ModelFormatError(f"{where}: tensor {name} decodes to shape {list(tensors[name].shape)}, "
+                                   f"its record says {rec['shape']}")
     return tensors
 
 
@@ -100,7 +128,10 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
     Uses model.task_meta, model.history and model.tensor_encodings when present.
     """
     path = Path(path)
-    stored, records = encode_tensors(model, _stored_tensors(model))
+    tensors = _stored_tensors(model)
+    for name, t in tensors.items():
+        _check_finite(name, t, f"save_model({path})")
+    stored, records = encode_tensors(model, tensors)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -119,8 +150,53 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
     return path
 
 
-def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(json_path, weights_path) for a model directory, its model.json, or a NAME.json."""
+def _regular_file(p: Path, what: str, max_bytes: int | None = None) -> os.stat_result:
+    """os.stat `p` (following links) and insist on a regular file, optionally size-capped."""
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise ModelFormatError(f"{p}: {what} cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFormatError(f"{p}: {what} is not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ModelFormatError(f"{p}: {what} is {st.st_size} bytes, more than the {max_bytes} allowed")
+    return st
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed in a model description")
+
+
+def _read_manifest(p: Path) -> dict:
+    _regular_file(p, "model JSON", MAX_MANIFEST_BYTES)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ModelFormatError(f"{p}: model JSON is not a regular file")
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as e:
+        raise ModelFormatError(f"{p}: model JSON cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ModelFormatError(f"{p}: model JSON is more than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        meta = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelFormatError(f"{p}: not valid JSON ({str(e)[:200]})") from None
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{p}: top level is a JSON {type(meta).__name__}, expected an object")
+    return meta
+
+
+def _weights_name(p: Path, meta: dict) -> str:
+    name = meta.get("weights_file", WEIGHTS)
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or "\0" in name or os.sep in name or (os.altsep and os.altsep in name)):
+        raise ModelFormatError(f"{p}: field weights_file must be a plain file name beside the JSON, got {name!r}")
+    return name
+
+
+def _resolve(path: str | os.PathLike) -> tuple[Path, Path, dict]:
     p = Path(path)
     if p.is_dir():
         # a model directory, or a run directory (train / compress output) holding model/
@@ -129,13 +205,17 @@ def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
         raise ModelFormatError(f"model not found: {path} (give a model directory or its JSON file)")
     if p.suffix != ".json":
         raise ModelFormatError(f"{path}: expected a .json model description or a model directory")
-    try:
-        meta = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFormatError(f"{p}: not valid JSON ({e})") from None
-    weights = p.parent / meta.get("weights_file", WEIGHTS) if meta.get("format") == FORMAT else p.with_suffix(".safetensors")
+    meta = _read_manifest(p)
+    weights = p.parent / _weights_name(p, meta) if meta.get("format") == FORMAT else p.with_suffix(".safetensors")
     if not weights.exists():
         raise ModelFormatError(f"{p}: weights file {weights.name} is missing beside it")
+    _regular_file(weights, "weights file")
+    return p, weights, meta
+
+
+def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(json_path, weights_path) for a model directory, its model.json, or a NAME.json."""
+    p, weights, _ = _resolve(path)
     return p, weights
 
 
@@ -148,14 +228,38 @@ def artifact_bytes(path: str | os.PathLike) -> int:
 def _load_tensors(weights: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
         raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({e})") from None
+
+
+def _header(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{name: (shape, dtype)} of a safetensors file, from its header only (nothing loaded)."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+        raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({e})") from None
+
+
+def _check_finite(name: str, t: torch.Tensor, where) -> None:
+    if (t.dtype.is_floating_point or t.dtype.is_complex) and t.numel() and not bool(torch.isfinite(t).all()):
+        raise ModelFormatError(f"{where}: tensor {name} holds NaN or infinite values")
+
+
+def _check_sha(jpath: Path, weights: Path, want, required: bool) -> None:
+    if want is None and not required:
+        return
+    if want is None:
+        raise ModelFormatError(f"{jpath}: field weights_sha256 is missing (the weights cannot be integrity-checked)")
+    if not isinstance(want, str) or len(want) != 64 or any(c not in "0123456789abcdef" for c in want.lower()):
+        raise ModelFormatError(f"{jpath}: field weights_sha256 must be 64 hex digits, got {str(want)[:80]!r}")
+    if _sha256(weights) != want.lower():
+        raise ModelFormatError(f"{weights}: checksum mismatch: the weights file is corrupt or does not belong to {jpath.name}")
 
 
 def load_model(path: str | os.PathLike, map_location: str = "cpu") -> SequenceModel:
     """Load a model written by save_model, or a reference model (NAME.json + NAME.safetensors)."""
-    jpath, weights = resolve_model_path(path)
-    meta = json.loads(jpath.read_text())
+    jpath, weights, meta = _resolve(path)
     if meta.get("format") == FORMAT:
         model = _load_native(jpath, weights, meta)
     elif "cell" in meta and "hidden_size" in meta:
@@ -177,6 +281,11 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
         if tuple(t.shape) != tuple(expected[k].shape):
             raise ModelFormatError(f"{where}: tensor {k} has shape {tuple(t.shape)}, the description says "
                                    f"{tuple(expected[k].shape)}")
+        want = expected[k].dtype
+        if (want.is_floating_point or want.is_complex) and not (t.dtype.is_floating_point or t.dtype.is_complex):
+            raise ModelFormatError(f"{where}: tensor {k} is stored as {str(t.dtype).removeprefix('torch.')}, "
+                                   f"the architecture expects a floating-point dtype")
+        _check_finite(k, t, where)
     model.load_state_dict(tensors, strict=False)
     # keep dtypes as stored (fp16/bf16 models stay half precision)
     with torch.no_grad():
@@ -189,42 +298,182 @@ def _is_tied_alias(model: torch.nn.Module, key: str, tensors: dict) -> bool:
     return key == "decoder.weight" and getattr(model.spec, "tie_weights", False) and "embedding.weight" in tensors
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_spec_types(jpath: Path, spec) -> None:
+    """Integer fields must be JSON integers (pydantic would take 256.0 or "256")."""
+    if not isinstance(spec, dict):
+        raise ModelFormatError(f"{jpath}: field spec must be an object, got {type(spec).__name__}")
+    layers = spec.get("layers")
+    if not isinstance(layers, list):
+        raise ModelFormatError(f"{jpath}: field spec.layers must be a list, got {type(layers).__name__}")
+    if len(layers) > MAX_LAYERS:
+        raise ModelFormatError(f"{jpath}: field spec.layers declares {len(layers)} layers, more than {MAX_LAYERS}")
+    for where, d in [("spec", spec)] + [(f"spec.layers[{i}]", ly) for i, ly in enumerate(layers)]:
+        if not isinstance(d, dict):
+            raise ModelFormatError(f"{jpath}: field {where} must be an object, got {type(d).__name__}")
+        for k in _INT_FIELDS:
+            if k in d and not _is_int(d[k]):
+                raise ModelFormatError(f"{jpath}: field {where}.{k} must be an integer, got {d[k]!r}"[:300])
+
+
+def _skeleton(jpath: Path, spec: ModelSpec, modules) -> SequenceModel:
+    """The architecture on the meta device: every tensor's shape and dtype, nothing allocated."""
+    try:
+        with torch.device("meta"):
+            model = SequenceModel(spec)
+            rebuild_modules(model, modules)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{jpath}: {e}") from None
+    except Exception as e:  # a malformed module record or spec the constructors refuse
+        raise ModelFormatError(f"{jpath}: the architecture cannot be built: {type(e).__name__}: {str(e)[:200]}") from None
+    return model
+
+
+def _expected_shapes(jpath: Path, skel: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    shapes = {k: tuple(v.shape) for k, v in skel.state_dict().items()}
+    total = sum(math.prod(s) for s in shapes.values())
+    if total > MAX_ELEMENTS:
+        raise ModelFormatError(f"{jpath}: the architecture declares {total} weights, more than {MAX_ELEMENTS}")
+    return shapes
+
+
+_PART_SUFFIX = {"dense": {""}, "lzma": {""}}
+
+
+def _check_records(jpath: Path, weights: Path, records, skel: torch.nn.Module) -> None:
+    """Declared tensor records against the architecture and the safetensors header, before decoding."""
+    if not isinstance(records, dict):
+        raise ModelFormatError(f"{jpath}: field tensors must be an object, got {type(records).__name__}")
+    expected = _expected_shapes(jpath, skel)
+    header = _header(weights)
+    for name, rec in records.items():
+        f = f"tensors.{name}"
+        if not isinstance(rec, dict):
+            raise ModelFormatError(f"{jpath}: field {f} must be an object, got {type(rec).__name__}")
+        if not isinstance(rec.get("encoding"), str):
+            raise ModelFormatError(f"{jpath}: field {f}.encoding must be a string, got {rec.get('encoding')!r}"[:300])
+        shape = rec.get("shape")
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise ModelFormatError(f"{jpath}: field {f}.shape must be a list of non-negative integers, got {shape!r}"[:300])
+        if "dtype" in rec and not isinstance(rec["dtype"], str):
+            raise ModelFormatError(f"{jpath}: field {f}.dtype must be a string, got {rec['dtype']!r}"[:300])
+        parts = rec.get("parts", [""])
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts) or len(set(parts)) != len(parts):
+            raise ModelFormatError(f"{jpath}: field {f}.parts must be a list of distinct strings, got {parts!r}"[:300])
+        if name not in expected:
+            raise ModelFormatError(f"{jpath}: field {f}: the architecture has no tensor {name}")
+        if tuple(shape) != expected[name]:
+            raise ModelFormatError(f"{jpath}: field {f}.shape is {shape}, the architecture says {list(expected[name])}")
+        for p in parts:
+            if part_key(name, p) not in header:
+                raise ModelFormatError(f"{weights}: stored part {part_key(name, p)!r} of tensor {name} is missing")
+        if rec["encoding"] == "dense" or (rec["encoding"] == "sparse_auto" and rec.get("format") == "dense"):
+            got = header.get(name, (None,))[0]
+            if got != tuple(shape):
+                raise ModelFormatError(f"{weights}: tensor {name} has shape {list(got or [])} in the weights file, "
+                                       f"field {f}.shape says {shape}")
+    missing = [k for k in expected if k not in records and not _is_tied_alias(skel, k, records)]
+    if missing:
+        raise ModelFormatError(f"{jpath}: field tensors lacks {missing[:5]} that the architecture needs")
+
+
 def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     if meta.get("version") != VERSION:
-        raise ModelFormatError(f"{jpath}: manifest version {meta.get('version')} is not supported (this rnnslim reads {VERSION})")
-    want = meta.get("weights_sha256")
-    if want and _sha256(weights) != want:
-        raise ModelFormatError(f"{weights}: checksum mismatch: the weights file is corrupt or does not belong to {jpath.name}")
+        raise ModelFormatError(f"{jpath}: manifest version {str(meta.get('version'))[:40]} is not supported "
+                               f"(this rnnslim reads {VERSION})")
+    _check_sha(jpath, weights, meta.get("weights_sha256"), required=True)
+    _check_spec_types(jpath, meta.get("spec"))
     try:
         spec = ModelSpec.model_validate(meta["spec"])
     except Exception as e:  # pydantic.ValidationError or KeyError
-        raise ModelFormatError(f"{jpath}: invalid architecture description: {e}") from None
-    tensors = decode_tensors(_load_tensors(weights), meta.get("tensors", {}), weights)
+        raise ModelFormatError(f"{jpath}: invalid architecture description: {str(e)[:500]}") from None
+    records, modules = meta.get("tensors", {}), meta.get("modules", [])
+    if not isinstance(records, dict):
+        raise ModelFormatError(f"{jpath}: field tensors must be an object, got {type(records).__name__}")
+    if len(spec.layers) > max(len(records), 1):
+        raise ModelFormatError(f"{jpath}: field spec.layers declares {len(spec.layers)} layers but only "
+                               f"{len(records)} tensors are stored")
+    if not isinstance(modules, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("path"), str) and isinstance(r.get("kind"), str)
+            and isinstance(r.get("config"), dict) for r in modules):
+        raise ModelFormatError(f"{jpath}: field modules must be a list of {{path, kind, config}} objects")
+    if len(modules) > max(len(records), 1):
+        raise ModelFormatError(f"{jpath}: field modules lists {len(modules)} modules for {len(records)} tensors")
+    for k in ("task",):
+        if not isinstance(meta.get(k, {}), dict):
+            raise ModelFormatError(f"{jpath}: field {k} must be an object, got {type(meta[k]).__name__}")
+    if not isinstance(meta.get("history", []), list):
+        raise ModelFormatError(f"{jpath}: field history must be a list, got {type(meta['history']).__name__}")
+    _check_vocab(jpath, meta.get("task", {}).get("vocab"), "task.vocab", required=False)
+    skel = _skeleton(jpath, spec, modules)
+    _check_records(jpath, weights, records, skel)
+    tensors = decode_tensors(_load_tensors(weights), records, weights)
     model = SequenceModel(spec)
-    rebuild_modules(model, meta.get("modules", []))
+    rebuild_modules(model, modules)
     _check_and_load(model, tensors, weights)
     model.task_meta = meta.get("task", {})
     model.history = meta.get("history", [])
-    model.tensor_encodings = encodings_of(meta.get("tensors", {}))
+    model.tensor_encodings = encodings_of(records)
     return model
+
+
+def _check_vocab(jpath: Path, vocab, field: str, required: bool) -> None:
+    if vocab is None and not required:
+        return
+    if not isinstance(vocab, list) or not vocab:
+        raise ModelFormatError(f"{jpath}: field {field} must be a non-empty list of strings")
+    if not all(isinstance(v, str) for v in vocab):
+        bad = next(v for v in vocab if not isinstance(v, str))
+        raise ModelFormatError(f"{jpath}: field {field} holds a non-string entry {bad!r}"[:300])
+    if len(set(vocab)) != len(vocab):
+        seen, dup = set(), None
+        for v in vocab:
+            if v in seen:
+                dup = v
+                break
+            seen.add(v)
+        raise ModelFormatError(f"{jpath}: field {field} holds the entry {dup!r} more than once"[:300])
 
 
 def _load_reference(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     """Reference layout: embedding.weight, rnn.weight_ih_l{k}..., decoder.{weight,bias}."""
+    _check_sha(jpath, weights, meta.get("weights_sha256"), required=False)
+    _check_vocab(jpath, meta.get("vocab"), "vocab", required=True)
+    for k in ("hidden_size", "num_layers"):
+        if not _is_int(meta.get(k)) or meta[k] < 1:
+            raise ModelFormatError(f"{jpath}: field {k} must be a positive integer, got {meta.get(k)!r}"[:300])
+    if not isinstance(meta.get("cell"), str):
+        raise ModelFormatError(f"{jpath}: field cell must be a string, got {meta.get('cell')!r}"[:300])
+    dropout = meta.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
+        raise ModelFormatError(f"{jpath}: field dropout must be a number, got {dropout!r}"[:300])
+    header = _header(weights)
+    V, H, L = len(meta["vocab"]), meta["hidden_size"], meta["num_layers"]
+    if L > min(MAX_LAYERS, max(len(header), 1)):
+        raise ModelFormatError(f"{jpath}: field num_layers is {L}, but {weights.name} holds {len(header)} tensors")
     try:
-        V, H, L = len(meta["vocab"]), int(meta["hidden_size"]), int(meta["num_layers"])
         spec = ModelSpec(cell=meta["cell"], input_kind=InputKind.EMBEDDING, input_size=V, embed_size=H,
-                         layers=[LayerShape(hidden_size=H)] * L, output_size=V, dropout=float(meta.get("dropout", 0.0)))
+                         layers=[LayerShape(hidden_size=H)] * L, output_size=V, dropout=float(dropout))
     except Exception as e:
-        raise ModelFormatError(f"{jpath}: invalid reference model description: {e}") from None
-    raw = _load_tensors(weights)
-    tensors = {}
-    for k, t in raw.items():
+        raise ModelFormatError(f"{jpath}: invalid reference model description: {str(e)[:500]}") from None
+
+    def rename(k: str) -> str:
         if k.startswith("rnn.") and "_l" in k:
             base, _, rest = k[4:].rpartition("_l")  # e.g. weight_ih, 0[_reverse]
             layer, _, rev = rest.partition("_")
             k = f"rnn.layers.{layer}.{base}_l0" + (f"_{rev}" if rev else "")
-        tensors[k] = t
+        return k
+
+    expected = _expected_shapes(jpath, _skeleton(jpath, spec, []))
+    for k, (shape, _) in header.items():
+        if rename(k) in expected and shape != expected[rename(k)]:
+            raise ModelFormatError(f"{weights}: tensor {k} has shape {list(shape)}, the description "
+                                   f"(hidden_size {H}, num_layers {L}, {V} vocabulary entries) says "
+                                   f"{list(expected[rename(k)])}")
+    tensors = {rename(k): t for k, t in _load_tensors(weights).items()}
     model = SequenceModel(spec)
     _check_and_load(model, tensors, weights)
     model.task_meta = {"task": "charlm", "vocab": list(meta["vocab"]), "name": meta.get("name", jpath.stem),

@@ -38,20 +38,27 @@ def _encode(t: Tensor, options: dict) -> tuple[dict[str, Tensor], dict]:
 
 
 def _decode(parts: dict[str, Tensor], record: dict) -> Tensor:
-    preset = int(record.get("options", {}).get("preset", DEFAULT_PRESET))
-    dtype = getattr(torch, record["dtype"], None)
+    name = record.get("dtype")
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
     if not isinstance(dtype, torch.dtype):
-        raise ModelFormatError(f"lzma-coded tensor has unknown dtype {record['dtype']!r}")
-    try:
-        raw = lzma.decompress(parts[""].numpy().tobytes(), format=lzma.FORMAT_RAW, filters=_filters(preset))
-    except lzma.LZMAError as e:
-        raise ModelFormatError(f"corrupt lzma-coded tensor: {e}") from None
-    shape = record["shape"]
+        raise ModelFormatError(f"lzma-coded tensor has unknown dtype {name!r}")
+    shape = record.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise ModelFormatError(f"lzma-coded tensor has an invalid shape {shape!r}")
     numel = 1
     for s in shape:
         numel *= s
-    if len(raw) != numel * torch.empty((), dtype=dtype).element_size():
-        raise ModelFormatError(f"lzma-coded tensor decodes to {len(raw)} bytes, expected shape {shape} of {dtype}")
+    expected = numel * torch.empty((), dtype=dtype).element_size()
+    try:
+        preset = int(record.get("options", {}).get("preset", DEFAULT_PRESET))
+        dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_filters(preset))
+        # never inflate past what the declared shape needs (a small blob can expand to gigabytes)
+        raw = dec.decompress(parts[""].numpy().tobytes(), max_length=expected + 1)
+    except (lzma.LZMAError, ValueError, TypeError, AttributeError, OverflowError) as e:
+        raise ModelFormatError(f"corrupt lzma-coded tensor: {e}") from None
+    if len(raw) != expected:
+        more = " or more" if len(raw) > expected else ""
+        raise ModelFormatError(f"lzma-coded tensor decodes to {len(raw)}{more} bytes, expected shape {shape} of {dtype}")
     if not raw:
         return torch.zeros(shape, dtype=dtype)
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape).clone()
