@@ -109,7 +109,7 @@ def decode_tensors(raw: dict[str, torch.Tensor], records: dict[str, dict], where
             raise ModelFormatError(f"{where}: tensor {name}: {e}") from None
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
             raise ModelFormatError(f"{where}: tensor {name} ({rec['encoding']}) cannot be decoded: "
-                                   f"{type(e).__name__}: {e}") from None
+                                   f"{type(e).__name__}: {_one_line(e)}") from None
         if "shape" in rec and list(tensors[name].shape) != list(rec["shape"]):
             raise ModelFormatError(f"{where}: tensor {name} decodes to shape {list(tensors[name].shape)}, "
                                    f"its record says {rec['shape']}")
@@ -163,6 +163,20 @@ def _regular_file(p: Path, what: str, max_bytes: int | None = None) -> os.stat_r
     return st
 
 
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (pydantic's multi-line reports become `loc: msg; ...`)."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            text = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in errors()[:3])
+        except Exception:  # not a pydantic error after all
+            text = str(e)
+    else:
+        text = str(e)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed in a model description")
 
@@ -182,7 +196,7 @@ def _read_manifest(p: Path) -> dict:
     try:
         meta = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelFormatError(f"{p}: not valid JSON ({str(e)[:200]})") from None
+        raise ModelFormatError(f"{p}: not valid JSON ({_one_line(e, 200)})") from None
     if not isinstance(meta, dict):
         raise ModelFormatError(f"{p}: top level is a JSON {type(meta).__name__}, expected an object")
     return meta
@@ -229,7 +243,7 @@ def _load_tensors(weights: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
-        raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({e})") from None
+        raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({_one_line(e)})") from None
 
 
 def _header(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -238,7 +252,7 @@ def _header(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         with safe_open(str(weights), framework="pt") as f:
             return {k: (tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
-        raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({e})") from None
+        raise ModelFormatError(f"{weights}: corrupt or unreadable safetensors file ({_one_line(e)})") from None
 
 
 def _check_finite(name: str, t: torch.Tensor, where) -> None:
@@ -328,7 +342,7 @@ def _skeleton(jpath: Path, spec: ModelSpec, modules) -> SequenceModel:
     except ModelFormatError as e:
         raise ModelFormatError(f"{jpath}: {e}") from None
     except Exception as e:  # a malformed module record or spec the constructors refuse
-        raise ModelFormatError(f"{jpath}: the architecture cannot be built: {type(e).__name__}: {str(e)[:200]}") from None
+        raise ModelFormatError(f"{jpath}: the architecture (fields spec, modules) cannot be built: {type(e).__name__}: {_one_line(e)}") from None
     return model
 
 
@@ -389,7 +403,7 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     try:
         spec = ModelSpec.model_validate(meta["spec"])
     except Exception as e:  # pydantic.ValidationError or KeyError
-        raise ModelFormatError(f"{jpath}: invalid architecture description: {str(e)[:500]}") from None
+        raise ModelFormatError(f"{jpath}: invalid architecture description (field spec): {_one_line(e)}") from None
     records, modules = meta.get("tensors", {}), meta.get("modules", [])
     if not isinstance(records, dict):
         raise ModelFormatError(f"{jpath}: field tensors must be an object, got {type(records).__name__}")
@@ -458,7 +472,7 @@ def _load_reference(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
         spec = ModelSpec(cell=meta["cell"], input_kind=InputKind.EMBEDDING, input_size=V, embed_size=H,
                          layers=[LayerShape(hidden_size=H)] * L, output_size=V, dropout=float(dropout))
     except Exception as e:
-        raise ModelFormatError(f"{jpath}: invalid reference model description: {str(e)[:500]}") from None
+        raise ModelFormatError(f"{jpath}: invalid reference model description: {_one_line(e)}") from None
 
     def rename(k: str) -> str:
         if k.startswith("rnn.") and "_l" in k:
