@@ -97,3 +97,17 @@ def test_damaged_or_mismatched_saves_are_refused(tmp_path):
         load_edited(WordLM(), tmp_path / "e")
     with pytest.raises(ModelFormatError, match="not a directory save_edited wrote"):
         load_edited(WordLM(), tmp_path)
+
+
+def test_hash_cannot_be_switched_off_and_paths_stay_inside(tmp_path):
+    import json
+
+    m = WordLM()
+    save_edited(m, tmp_path / "e")
+    manifest = tmp_path / "e" / "edited.json"
+    meta = json.loads(manifest.read_text())
+    for change, match in (({"weights_sha256": None}, "weights_sha256 is missing"),
+                          ({"weights_file": "../e/weights.safetensors"}, "regular file")):
+        manifest.write_text(json.dumps({**meta, **change}))
+        with pytest.raises(ModelFormatError, match=match):
+            load_edited(WordLM(), tmp_path / "e")

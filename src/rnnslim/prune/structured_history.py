@@ -102,7 +102,13 @@ def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None
         raise ModelFormatError(f"{path / EDITED_MANIFEST}: format {meta.get('format')!r} version "
                                f"{meta.get('version')!r} is not one this rnnslim reads")
     weights = path / meta.get("weights_file", EDITED_WEIGHTS)
-    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+    if not isinstance(meta.get("weights_sha256"), str):
+        raise ModelFormatError(f"{path / EDITED_MANIFEST}: weights_sha256 is missing (the integrity check cannot be "
+                               "switched off)")
+    if Path(meta.get("weights_file", EDITED_WEIGHTS)).name != meta.get("weights_file", EDITED_WEIGHTS) \
+            or not weights.is_file():
+        raise ModelFormatError(f"{path / EDITED_MANIFEST}: weights_file must name a regular file in {path}")
+    if _sha256(weights) != meta["weights_sha256"]:
         raise ModelFormatError(f"{weights}: checksum mismatch: corrupt, or not the weights of {path}")
     replay(model, meta["history"], example_inputs, consumers)
     rebuild_modules(model, [r for r in meta.get("modules", []) if not _already_built(model, r)])
