@@ -150,6 +150,13 @@ def _check_stage_caps(data: dict, label: str) -> None:
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(key, str):
             continue
+        if isinstance(value, str) and len(value) < 100:  # "1e400" is a YAML string that pydantic makes a float
+            try:
+                value = float(value.strip().replace("_", ""))
+            except ValueError:
+                continue
+            if not math.isfinite(value):
+                raise ValueError(f"{label}: field {key!r}: must be a finite number (got {data[key]!r})")
         if key in STAGE_INT_CAPS and isinstance(value, (int, float)) and value > STAGE_INT_CAPS[key]:
             raise ValueError(f"{label}: field {key!r}: {value!r} is too large (at most {STAGE_INT_CAPS[key]})")
         if key in STAGE_FLOAT_CAPS and isinstance(value, (int, float)) and value > STAGE_FLOAT_CAPS[key]:
