@@ -46,3 +46,16 @@ def test_no_aeon_and_other_folders(tmp_path, monkeypatch):
     for f in ("D_TRAIN.ts", "D_TRAIN.tsv", "D_TEST.tsv"):
         (only_tsv_test / f).write_text("x")
     assert find_train_test(only_tsv_test)[0].name == "D_TRAIN.tsv"  # the format whose test file exists
+
+
+def test_make_task_passes_a_name_through(tmp_path, monkeypatch):
+    from rnnslim.tasks import make_task
+
+    monkeypatch.setattr(named_data, "aeon_data_root", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="aeon ships"):  # looked up by name, not "data not found"
+        make_task("classify", "BasicMotions")
+    with pytest.raises(FileNotFoundError, match="aeon ships"):
+        make_task("forecast", "Airline")
+    with pytest.raises(FileNotFoundError, match="data not found"):
+        make_task("charlm", "no_such_corpus")

@@ -48,8 +48,10 @@ def make_task(name: str, data: str | Path | None = None, meta: dict | None = Non
     if trained_on is not None and trained_on != name:
         raise ValueError(f"the model was made for the {trained_on!r} task, not {name!r}")
     cls = get_task_class(name)
-    if data is not None and not Path(data).exists():
-        raise FileNotFoundError(f"{name} data not found: {data}")
+    from rnnslim.tasks.named_data import looks_like_name
+
+    if data is not None and not Path(data).exists() and not (name in ("classify", "forecast") and looks_like_name(data)):
+        raise FileNotFoundError(f"{name} data not found: {data}")  # (a bare name: a data set aeon ships)
     return cls.from_data(data, meta, **options)
 
 
