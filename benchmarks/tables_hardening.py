@@ -6,7 +6,7 @@ from table_parts import load_result, machine_line
 
 
 def hardening_section() -> list[str]:
-    models, recipes = load_result("fuzz_models.json"), load_result("fuzz_recipes.json")
+    models, recipes, data = load_result("fuzz_models.json"), load_result("fuzz_recipes.json"), load_result("fuzz_data.json")
     if not models and not recipes:
         return []
     out = ["## Hardening: fuzz campaigns (issue 10)", "",
@@ -26,6 +26,13 @@ def hardening_section() -> list[str]:
                    f"(accepted = valid recipes); `rnnslim compress` sample: {cli['clear_error']}/{cli['cases']} "
                    f"clear errors (exit 2, one line) | {cli['timeout_s']} s per CLI case | "
                    f"{machine_line(recipes['provenance'])} |")
+    if data:
+        d = data["fuzz_data"]
+        classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items())
+        out.append(f"| malformed data files (`benchmarks/fuzz_data.py`: corpora, classify and forecast CSVs) | "
+                   f"{d['cases']} | {classes}; problems: {len(d['problems'])} | {d['timeout_s']} s per case, "
+                   f"address space +2 GiB; slowest {d['slowest_case_s']:.2f} s | {machine_line(data['provenance'])} |")
     return out + ["", "Outcome classes: clear_error = one-line ModelFormatError / RecipeError naming the file and "
-                  "field; ok_identical = loads with exactly the original tensors; a traceback, hang, memory-limit "
+                  "field; ok_identical = loads with exactly the original tensors; ok (data) = a usable task (valid
+                  data: missing values as NaN, other column orders, blank lines); a traceback, hang, memory-limit "
                   "hit or silently changed load would each be counted (0 here).", ""]

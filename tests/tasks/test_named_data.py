@@ -59,3 +59,24 @@ def test_make_task_passes_a_name_through(tmp_path, monkeypatch):
         make_task("forecast", "Airline")
     with pytest.raises(FileNotFoundError, match="data not found"):
         make_task("charlm", "no_such_corpus")
+
+
+def test_malformed_tables_are_refused_not_silently_changed(tmp_path):
+    """Found by benchmarks/fuzz_data.py: extra cells, a stray word in a numeric column, infinite
+    or float32-overflowing values, duplicate headers."""
+    from rnnslim.tasks import make_task
+
+    good = "a,b\n" + "".join(f"{i * 0.1:.1f},{i % 7}\n" for i in range(100))
+    cases = {"extra cell": good.replace("0.5,5\n", "0.5,5,9\n"), "stray word": good.replace("0.5,5\n", "0.5,five\n"),
+             "infinite": good.replace("0.5,5\n", "inf,5\n"), "overflow": good.replace("0.5,5\n", "1e300,5\n")}
+    for name, text in cases.items():
+        p = tmp_path / f"{name}.csv"
+        p.write_text(text)
+        with pytest.raises(ValueError, match=r"cells|not a number|too large"):
+            next(iter(make_task("forecast", p).batches("train", batch_size=2, seq_len=4)))
+    d = tmp_path / "cls"
+    d.mkdir()
+    (d / "D_TRAIN.csv").write_text("id,t,f0,f0,label\ns,0,1,2,a\n")
+    (d / "D_TEST.csv").write_text("id,t,f0,f0,label\ns,0,1,2,a\n")
+    with pytest.raises(ValueError, match="duplicate column"):
+        make_task("classify", d)

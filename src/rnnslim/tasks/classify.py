@@ -161,6 +161,8 @@ def read_long_csv(path: Path, cfg: ClassifyConfig) -> Sequences:
     if not rows:
         raise ValueError(f"{path}: empty CSV file")
     header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise ValueError(f"{path}: duplicate column names in the header {header}")
     for col in (cfg.id_column, cfg.label_column):
         if col not in header:
             raise ValueError(f"{path}: missing column {col!r}; the long CSV layout needs "
@@ -177,6 +179,8 @@ def read_long_csv(path: Path, cfg: ClassifyConfig) -> Sequences:
     for n, r in enumerate(rows[1:], 2):
         if not r:
             continue
+        if len(r) > len(header):
+            raise ValueError(f"{path}:{n}: {len(r)} cells, the header names {len(header)} columns")
         try:
             vals = [float(r[i]) if r[i].strip() else math.nan for i in fi]
             t = float(r[ti]) if ti is not None else n

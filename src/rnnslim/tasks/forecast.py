@@ -77,16 +77,34 @@ def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     header = [h.strip() for h in rows[0]]
     if len(set(header)) != len(header):
         raise ValueError(f"{path}: duplicate column names in the header {header}")
+    for k, r in enumerate(rows[1:], start=2):
+        if len(r) > len(header):
+            raise ValueError(f"{path}: line {k} has {len(r)} cells, the header names {len(header)} columns")
     cols = {h: [r[i] if i < len(r) else "" for r in rows[1:]] for i, h in enumerate(header)}
     return header, cols
 
 
-def to_float(cells: list[str]) -> np.ndarray | None:
-    """float64 values (NaN for empty cells), or None when a cell is not a number."""
-    try:
-        return np.array([float(c) if c.strip() else math.nan for c in cells], dtype=np.float64)
-    except ValueError:
+def to_float(cells: list[str], column: str = "", path: Path | None = None) -> np.ndarray | None:
+    """float64 values (NaN for empty cells); None for a text column (no cell is a number).
+    A numeric column with a few cells that are not numbers is an error naming the first one
+    (dropping the column, or the cell, would silently change the data)."""
+    values, bad = [], []
+    for i, c in enumerate(cells):
+        if not c.strip():
+            values.append(math.nan)
+            continue
+        try:
+            values.append(float(c))
+        except ValueError:
+            bad.append(i)
+            values.append(math.nan)
+    if not bad:
+        return np.array(values, dtype=np.float64)
+    if len(bad) == sum(1 for c in cells if c.strip()):
         return None
+    i = bad[0]
+    raise ValueError(f"{path or 'data'}: column {column!r}, line {i + 2}: {cells[i][:40]!r} is not a number "
+                     f"({len(bad)} such cells; the rest of the column is numeric)")
 
 
 def split_rows(n: int, bounds: tuple[float, float]) -> dict[str, tuple[int, int]]:
@@ -110,7 +128,7 @@ class ForecastTask(Task):
         if not self.path.is_file():
             raise FileNotFoundError(f"forecast CSV file not found: {self.path}")
         header, raw = read_csv_columns(self.path)
-        numeric = {h: v for h in header if (v := to_float(raw[h])) is not None}
+        numeric = {h: v for h in header if (v := to_float(raw[h], h, self.path)) is not None}
         self.columns = list(self.config.columns) if self.config.columns is not None else list(numeric)
         self.targets = list(self.config.targets) if self.config.targets is not None else list(self.columns)
         for c in dict.fromkeys(self.columns + self.targets):

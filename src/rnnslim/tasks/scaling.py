@@ -36,8 +36,19 @@ class Standardizer:
         return len(self.mean)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """(..., F) -> (..., F) standardised, float32."""
-        return ((x - self.mean) / self.std).astype(np.float32)
+        """(..., F) -> (..., F) standardised, float32. NaN (a missing value) stays NaN; an
+        infinite value, or one too large for float32 once standardised, is refused (it would
+        silently become inf and poison training)."""
+        with np.errstate(all="ignore"):
+            z = (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+            z32 = z.astype(np.float32)
+        bad = ~np.isfinite(z32) & ~np.isnan(np.asarray(x, dtype=np.float64))
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            raise ValueError(f"feature {int(idx[-1])} holds {float(np.asarray(x)[tuple(idx)])!r}, which is infinite or "
+                             "too large to standardise in float32 (mean "
+                             f"{self.mean[idx[-1]]:.4g}, std {self.std[idx[-1]]:.4g}); fix or drop that value")
+        return z32
 
     def invert(self, z: np.ndarray) -> np.ndarray:
         """(..., F) standardised -> original units."""
