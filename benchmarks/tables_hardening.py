@@ -33,6 +33,6 @@ def hardening_section() -> list[str]:
                    f"{d['cases']} | {classes}; problems: {len(d['problems'])} | {d['timeout_s']} s per case, "
                    f"address space +2 GiB; slowest {d['slowest_case_s']:.2f} s | {machine_line(data['provenance'])} |")
     return out + ["", "Outcome classes: clear_error = one-line ModelFormatError / RecipeError naming the file and "
-                  "field; ok_identical = loads with exactly the original tensors; ok (data) = a usable task (valid
-                  data: missing values as NaN, other column orders, blank lines); a traceback, hang, memory-limit "
+                  "field; ok_identical = loads with exactly the original tensors; ok (data) = a usable task "
+                  "(valid data: missing values as NaN, other column orders, blank lines); a traceback, hang, memory-limit "
                   "hit or silently changed load would each be counted (0 here).", ""]
