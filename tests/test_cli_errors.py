@@ -118,3 +118,19 @@ def test_degenerate_corpus_refused(tmp_path):
         line = _one_error(runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--data", str(f),
                                               "--max-steps", "1"]))
         assert "distinct" in line
+
+
+def test_version_recipes_and_stage_help():
+    from typer.testing import CliRunner
+
+    from rnnslim import __version__
+    from rnnslim.cli import app
+
+    r = CliRunner()
+    assert r.invoke(app, ["--version"]).stdout.strip() == f"rnnslim {__version__}"
+    out = r.invoke(app, ["recipes"])
+    assert out.exit_code == 0 and "demo.yaml" in out.stdout
+    out = r.invoke(app, ["stages", "finetune"])
+    assert out.exit_code == 0 and "lr" in out.stdout and "default 0.0005" in out.stdout
+    out = r.invoke(app, ["stages", "prune_unit"])
+    assert out.exit_code == 2 and "did you mean prune_units" in out.output

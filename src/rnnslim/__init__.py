@@ -21,6 +21,17 @@ _EXPORTS = {
     "unit_rows": "rnnslim.recurrent.gates",
     "LayerSpec": "rnnslim.recurrent.stack",
     "RecurrentStack": "rnnslim.recurrent.stack",
+    # one verb per family, torchao style: rnnslim.prune_(model, Config), rnnslim.quantize_(model, Config)
+    "prune_": "rnnslim.prune",
+    "quantize_": "rnnslim.quantize.api",
+    "StructuredPruning": "rnnslim.prune",
+    "UnstructuredPruning": "rnnslim.prune",
+    "NMPruning": "rnnslim.prune",
+    "BlockPruning": "rnnslim.prune",
+    "WeightOnly": "rnnslim.quantize.api",
+    "Int8Config": "rnnslim.quantize.int8",
+    "save_edited": "rnnslim.prune",
+    "load_edited": "rnnslim.prune",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -68,6 +68,9 @@ def _guarded(fn):
             raise
         except KeyboardInterrupt:
             _err("interrupted", 130, "KeyboardInterrupt")
+        except BrokenPipeError:  # `rnnslim stages | head`: the reader left; nothing to report
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the interpreter's final flush
+            raise typer.Exit(0) from None
         except MemoryError:
             _err("out of memory (try smaller batch_size / seq_len / calibration batches)", 2, "MemoryError")
         except Exception as e:  # noqa: BLE001 - the one place that turns errors into a line
@@ -318,14 +321,48 @@ def export(
 
 @app.command()
 @_guarded
-def stages() -> None:
-    """List the stage kinds a recipe can use."""
+def stages(
+    kind: Annotated[Optional[str], typer.Argument(help="one stage kind: its fields with types, defaults and help")] = None,
+) -> None:
+    """List the stage kinds a recipe can use (with a KIND: its fields, types, defaults and help)."""
+    import difflib
+
     from rnnslim.pipeline.stage import get_stage, stage_kinds
 
-    for kind in stage_kinds():
-        cls, _ = get_stage(kind)
-        fields = ", ".join(f for f in cls.model_fields if f != "kind")
-        typer.echo(f"{kind:18s} {fields}")
+    kinds = stage_kinds()
+    if kind is None:
+        for k in kinds:
+            cls, _ = get_stage(k)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            typer.echo(f"{k:18s} {doc[0] if doc else ''}")
+        typer.echo("\n`rnnslim stages KIND` shows a stage's fields; `rnnslim recipes` lists the built-in recipes.")
+        return
+    if kind not in kinds:
+        near = difflib.get_close_matches(kind, kinds, n=3)
+        _err(f"unknown stage kind {kind!r}" + (f"; did you mean {', '.join(near)}?" if near else
+                                               f"; kinds: {', '.join(kinds)}"))
+    cls, _ = get_stage(kind)
+    typer.echo(f"{kind}: {(cls.__doc__ or '').strip()}")
+    for name, f in cls.model_fields.items():
+        if name == "kind":
+            continue
+        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        default = "required" if f.is_required() else f"default {f.get_default(call_default_factory=True)!r}"
+        typer.echo(f"  {name:22s} {ann:28s} {default}" + (f"  {f.description}" if f.description else ""))
+
+
+@app.command()
+@_guarded
+def recipes() -> None:
+    """List the built-in recipes (use one with `rnnslim compress MODEL --recipe PATH`)."""
+    from importlib import resources
+
+    root = resources.files("rnnslim.recipes")
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            first = next((ln.lstrip("# ").strip() for ln in entry.read_text().splitlines() if ln.startswith("#")), "")
+            typer.echo(f"{entry.name:24s} {first}")
+    typer.echo(f"\n(in {root})")
 
 
 @app.command()
@@ -340,6 +377,20 @@ def demo(
 
     summary = run_demo(out, quick=quick, log=lambda m: typer.echo(m, err=True))
     _emit(summary, as_json, summary.get("table"))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rnnslim import __version__
+
+        typer.echo(f"rnnslim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Make trained LSTM/GRU models smaller and faster, and measure it honestly."""
 
 
 def main() -> None:
