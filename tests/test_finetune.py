@@ -12,9 +12,9 @@ from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.builtin_stages import FinetuneConfig
 from rnnslim.pipeline.recipe import load_recipe
 from rnnslim.pipeline.stage import StageContext
-from rnnslim.prune.stages import BlockPruneStage, NMPruneStage, PruneStage
-from rnnslim.prune.structured_stages import GroupLassoStage
-from rnnslim.quantize.stages import QATStage
+from rnnslim.pipeline.stages.prune import BlockPruneStage, NMPruneStage, PruneStage
+from rnnslim.pipeline.stages.quantize import QATStage
+from rnnslim.pipeline.stages.structured import GroupLassoStage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import ScheduleKind, TrainConfig, train
 

@@ -18,17 +18,15 @@ Only these names are ever deleted; nothing else in out_dir is touched.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from rnnslim.pipeline.recipe import Recipe
 from rnnslim.report.writer import PLOT_PNG, REPORT_JSON, REPORT_MD
-from rnnslim.utils.atomic import respect_umask
+from rnnslim.utils.atomic import write_json_atomic, write_text_atomic
 
 RECIPE_FILE = "recipe.yaml"
 STAGES_DIR = "stages"
@@ -49,30 +47,8 @@ def stage_dir_name(index: int, kind: str) -> str:
     return f"{index:02d}-{kind}"
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Atomic write: a crash leaves either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-        respect_umask(tmp)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        respect_umask(tmp)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+write_json = write_json_atomic  # the run directory's writers (utils/atomic.py)
+write_text = write_text_atomic
 
 
 def read_json(path: Path) -> dict | None:

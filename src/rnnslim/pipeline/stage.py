@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict
 
 STAGE_MODULES = (
     "rnnslim.pipeline.builtin_stages",  # finetune, cast
-    "rnnslim.prune.stages",
-    "rnnslim.prune.structured_stages",  # prune_units, remove_layers, prune_vocab, group_lasso
-    "rnnslim.quantize.stages",
-    "rnnslim.quantize.int8.stages",
-    "rnnslim.reconstruct.stages",  # prune_obs, quantize_gptq
+    "rnnslim.pipeline.stages.prune",
+    "rnnslim.pipeline.stages.structured",  # prune_units, remove_layers, prune_vocab, group_lasso
+    "rnnslim.pipeline.stages.quantize",
+    "rnnslim.pipeline.stages.int8",
+    "rnnslim.pipeline.stages.reconstruct",  # prune_obs, quantize_gptq
 )
 
 

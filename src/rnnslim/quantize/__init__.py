@@ -13,7 +13,7 @@ Weight quantization (this package):
 - qat.py          QAT layers (straight-through estimator), prepare / convert
 - mixed.py        per-layer mixed precision from measured sensitivity under a size budget
 - storage.py      "lzma" tensor encoding (entropy-coded codes on disk)
-- targets.py      which layers a step touches; api.py the `quantize_` verb; stages.py stages
+- targets.py      which layers a step touches; api.py the `quantize_` verb (recipe stages: rnnslim.pipeline.stages)
 - modules.py      registers the module kinds for load_model
 Post-training int8 activations, the integer path and its C kernel: int8/.
 

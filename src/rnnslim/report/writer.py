@@ -18,7 +18,7 @@ REPORT_MD, REPORT_JSON, PLOT_PNG = "report.md", "report.json", "accuracy_vs_size
 def report_data(result) -> dict:
     """The report as one JSON-able dict, from a PipelineResult."""
     import rnnslim
-    from rnnslim.pipeline.fingerprint import jsonable
+    from rnnslim.utils.jsonable import jsonable
 
     base = result.to_dict()
     metric = result.task["primary_metric"]
@@ -38,7 +38,8 @@ def report_data(result) -> dict:
 def write_report(result, out_dir: str | Path) -> dict[str, str]:
     """Write the three report files into out_dir; return {markdown, json, plot} paths
     (plot is absent when matplotlib is missing; the Markdown then says so)."""
-    from rnnslim.pipeline.rundir import write_json, write_text
+    from rnnslim.utils.atomic import write_json_atomic as write_json
+    from rnnslim.utils.atomic import write_text_atomic as write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -82,3 +82,26 @@ def atomic_verb(fn):
             return fn(model, *args, **kwargs)
 
     return wrapper
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically: a crash leaves the old file or the new one, never half
+    (the parent folder is created; the file gets the umask's mode, not mkstemp's 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        respect_umask(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """JSON (indent 1, no NaN: a non-finite number is an error) written with write_text_atomic."""
+    import json
+
+    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False))

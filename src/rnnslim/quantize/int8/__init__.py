@@ -10,8 +10,7 @@
                   the pure-integer reference (no float inside a step) and its conversion
 - kernel.c, kernel.py
                   the same integer program in C99 (SIMD int8 dot products), IntegerRunner
-- modules.py, stages.py
-                  model-format kinds and pipeline stages (int8_dynamic, int8_static, int8_integer)
+- modules.py      model-format kinds (recipe stages: rnnslim.pipeline.stages.int8)
 """
 
 from rnnslim.quantize.int8.api import calibrate, quantize_int8_

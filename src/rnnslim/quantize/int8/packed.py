@@ -23,6 +23,7 @@ import torch
 from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
+from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
 
 RB, KB = 16, 4  # tile rows x columns (RB, KB in rnnslim_core.h)
@@ -245,8 +246,6 @@ class IntegerProgram:
                    sparse: bool | str = "auto") -> IntegerProgram:
         """Pack an integer int8 model (check_integer_model(model, whole_sequence=True) must accept it:
         bidirectional layers pack their backward direction into PackedLayer.rev)."""
-        from rnnslim.quantize.int8.runner import check_integer_model
-
         check_integer_model(model, whole_sequence=True)
         dec = model.decoder
         cell = model.rnn.cell

@@ -38,17 +38,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnslim.models.sequence import InputKind, Readout, SequenceModel
+from rnnslim.models.sequence import Readout, SequenceModel
 from rnnslim.quantize.int8.fixedpoint import GATE_FRAC
-from rnnslim.quantize.int8.integer import (
-    IntegerEmbedding,
-    IntegerLinear,
-    IntegerRecurrent,
-    LinearOutput,
-)
 from rnnslim.quantize.int8.kernel import KernelVariant, load_kernel
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram
+from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
+
+__all__ = ["IntegerRunner", "IntegerState", "check_integer_model"]
 
 
 def _ptr(t: Tensor) -> int:
@@ -66,34 +63,6 @@ class IntegerState:
         s = IntegerState(self.buf.numel())
         s.buf.copy_(self.buf)
         return s
-
-
-def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> None:
-    """Raise a clear error if IntegerRunner cannot run this model: streaming (the default), or
-    `whole_sequence` (run_sequence / NAME_run), which also accepts bidirectional layers."""
-    kind = model.spec.input_kind
-    if kind is InputKind.EMBEDDING and not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
-        raise ValueError("IntegerRunner needs an integer int8 model (quantize_int8_(model, "
-                         "Int8Config(mode=Int8Mode.INTEGER))); this one's embedding is not integer")
-    if kind is InputKind.LINEAR:
-        proj = getattr(model, "input_proj", None)
-        if not isinstance(proj, IntegerLinear) or proj.output is not LinearOutput.INT8:
-            raise ValueError("IntegerRunner needs an integer int8 model; this one's input projection is "
-                             f"a {type(proj).__name__}, not an integer Linear with int8 output")
-    if model.spec.readout not in (Readout.ALL, Readout.LAST):
-        raise ValueError(f"IntegerRunner supports readout 'all' (one output per step) and 'last' (the final "
-                         f"step's output); readout {model.spec.readout.value!r} is not supported (torch takes a "
-                         "float32 mean over time, which the integer program cannot reproduce bit for bit)")
-    for k, layer in enumerate(model.rnn.layers):
-        if not isinstance(layer, IntegerRecurrent):
-            raise ValueError(f"IntegerRunner needs an integer int8 model; rnn.layers.{k} is a "
-                             f"{type(layer).__name__}, not an integer int8 layer")
-        if layer.bidirectional and not whole_sequence:
-            raise ValueError(f"rnn.layers.{k} is bidirectional: a streaming step cannot see the future; run the "
-                             "model on whole sequences (IntegerRunner(model).run_sequence(x), exported C NAME_run)")
-    dec = model.decoder
-    if not isinstance(dec, IntegerLinear) or dec.output is not LinearOutput.FLOAT:
-        raise ValueError("IntegerRunner needs the integer decoder (IntegerLinear with float output)")
 
 
 class IntegerRunner:
