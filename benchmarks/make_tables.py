@@ -14,7 +14,7 @@ from common import RESULTS, ROOT  # noqa: E402
 from table_parts import load_result, machine_line, ms_cell  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, onnx_int8_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
-from tables_user import user_models_section  # noqa: E402
+from tables_user import demo_section, user_models_section  # noqa: E402
 
 REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
 
@@ -383,6 +383,7 @@ def main() -> None:
     lines += onnx_int8_section()
     lines += user_models_section()
     lines += hardening_section()
+    lines += demo_section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 

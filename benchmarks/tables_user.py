@@ -28,3 +28,16 @@ def user_models_section() -> list[str]:
                 cells.append(("refused" if c["kind"] == "refused" else "**bug**") + f": {c['error'][:90]}")
         out.append(f"| {row['model']} ({row['task_loss']:.3f}, {row['dense_bytes']:,} B) | " + " | ".join(cells) + " |")
     return out + [""]
+
+
+def demo_section() -> list[str]:
+    data = load_result("demo_time.json")
+    if not data:
+        return []
+    d = data["demo"]
+    return ["## The demo's wall time (issue 11)", "",
+            f"`rnnslim demo` (train a 256x2 LSTM for 200 steps, prune_units + fine-tune + int8_integer, measure "
+            f"against the baselines): **{d['wall_s']:.0f} s**, exit {d['exit_code']}, on {d['cpus']} CPUs with load "
+            f"average {d['load_average_at_start']} at the start (`python benchmarks/demo_time.py`; "
+            f"{machine_line(data['provenance'])}). The target is <= 5 minutes on 2 cores. On a machine kept busy by "
+            "other work the same demo took 4 min 45 s (thread oversubscription), so it is worth running alone.", ""]
