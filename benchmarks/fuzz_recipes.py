@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, update_results  # noqa: E402
+from common import RESULTS, update_results  # noqa: E402
 
 BASES = [
     [{"kind": "finetune", "max_steps": 2, "lr": 0.001}],
