@@ -38,6 +38,11 @@ def test_train_compress_measure(tmp_path):
     m = _json(runner.invoke(app, ["measure", str(tmp_path / "c"), "--data", str(text), "--quick", "--threads", "1",
                                   "--no-baselines", "--json"]))
     assert m["variants"][0]["latency"]["median_ms"] > 0
+    # the run directory remembers its input model: the baselines come from it without --baseline
+    m = _json(runner.invoke(app, ["measure", str(tmp_path / "c"), "--data", str(text), "--quick", "--threads", "1",
+                                  "--json"]))
+    kinds = {v["kind"]: v.get("status") for v in m["variants"]}
+    assert kinds["torch_default"] == "ok" and m["baseline"] is not None
 
 
 def test_errors_are_clear(tmp_path):

@@ -232,6 +232,11 @@ def measure(
 
     model = _load(model_path)
     t = _task_for(model, data)
+    if baseline is None and not no_baselines:  # a compress run directory remembers its input model
+        remembered = Path(model_path) / "stages" / "00-input" / "model"
+        if (remembered / "model.json").exists():
+            typer.echo(f"baseline: the run's input model ({remembered}); --baseline PATH to choose another", err=True)
+            baseline = remembered
     base = _load(baseline) if baseline else None
     try:
         thread_counts = tuple(int(x) for x in threads.split(",") if x.strip())

@@ -105,7 +105,7 @@ def test_compressed_model_uses_the_given_baseline(task):
     small.rnn.layers[0] = HalfLayers(small.rnn.layers[0])
     alone = measure(small, threads=(1,), quick=True)
     assert not alone.baseline_is_model
-    assert "pass baseline=" in alone.variant("torch_default", 1).status
+    assert "--baseline PATH" in alone.variant("torch_default", 1).status
     paired = measure(small, task=task, baseline=base, threads=(1,), quick=True, include_baselines=True)
     assert paired.variant("torch_default", 1).status == "ok"
     assert paired.baseline is not None and paired.quality_change.absolute == pytest.approx(0.0, abs=1e-6)

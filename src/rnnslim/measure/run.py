@@ -164,7 +164,7 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
             if include_baselines:
                 if baseline is None:
                     why = ("unavailable: the model is compressed (swapped-in, sparse, low-precision or unequal "
-                           "layers); pass baseline= the uncompressed model")
+                           "layers); give the uncompressed model (--baseline PATH, or baseline= in Python)")
                     variants += [unavailable(k, why) for k in list(VariantKind)[1:]]
                 else:
                     say("building baselines (torch nn, ONNX export, int8 quantization)")
