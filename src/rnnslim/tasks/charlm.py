@@ -13,6 +13,7 @@ machine with Python has.
 from __future__ import annotations
 
 import logging
+import hashlib
 import math
 import sysconfig
 from collections.abc import Iterator
@@ -95,8 +96,9 @@ class CharLMTask(TokenStreamTask):
                 p = Path(path)
                 if not p.is_file():
                     raise FileNotFoundError(f"text file not found: {path}")
-                with open(p, encoding="utf-8", newline="") as f:
-                    text = f.read()
+                raw = p.read_bytes()
+                self.corpus_sha256 = hashlib.sha256(raw).hexdigest()
+                text = raw.decode("utf-8")
                 if "\r" in text:  # the same universal-newline translation read_text does, said out loud
                     logging.getLogger("rnnslim").warning(
                         "%s: CRLF/CR line endings were read as \\n (the model sees \\n only)", p)
@@ -132,11 +134,16 @@ class CharLMTask(TokenStreamTask):
         unknown = sorted(set(options) - {"max_chars", "text"})
         if unknown:
             raise ValueError(f"unknown charlm options {unknown}; it accepts max_chars and text")
-        vocab = (meta or {}).get("vocab")
-        return cls(data, vocab=vocab, **options)
+        meta = meta or {}
+        if data is None and "text" not in options:
+            data = remembered_corpus(meta)
+        return cls(data, vocab=meta.get("vocab"), **options)
 
     def meta(self) -> dict:
-        return {"task": self.name, "vocab": self.vocab, "corpus": self.source}
+        out = {"task": self.name, "vocab": self.vocab, "corpus": self.source}
+        if getattr(self, "corpus_sha256", None):  # a file: its absolute path and hash, so later runs find it
+            out["corpus"], out["corpus_sha256"] = str(Path(self.source).resolve()), self.corpus_sha256
+        return out
 
     def split(self, split: str) -> Tensor:
         self.check_split(split)
@@ -178,6 +185,25 @@ def stream_batches(d: Tensor, batch_size: int, seq_len: int, shuffle: bool = Fal
 
 
 @torch.no_grad()
+def remembered_corpus(meta: dict) -> str | None:
+    """The text file a model was trained on (its task meta records the path and a hash), when
+    it is still there unchanged: eval / measure / compress then need no --data. None for the
+    built-in corpus; a clear error when the file moved or changed."""
+    corpus = meta.get("corpus")
+    if not corpus or corpus in ("python-stdlib", "text"):
+        return None
+    p = Path(corpus)
+    if not p.is_file():
+        raise FileNotFoundError(f"the model was trained on {corpus}, which is not there any more; give the corpus "
+                                "with --data")
+    want = meta.get("corpus_sha256")
+    if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
+        raise ValueError(f"{corpus} changed since the model was trained on it (sha256 differs); give the corpus "
+                         "with --data")
+    logging.getLogger("rnnslim").info("data: %s (the corpus the model was trained on)", corpus)
+    return corpus
+
+
 def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
     """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks. A fully integer
     model runs in the C kernel (quantize/int8/kernel_eval.py: the same integers, much faster)."""
