@@ -66,3 +66,6 @@ def test_demo_quick(tmp_path):
     out = _json(runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "demo"), "--json"]))
     assert (tmp_path / "demo" / "compress" / "report.md").exists()
     assert out["measure"]["variants"][0]["latency"]["median_ms"] > 0
+    # the printed table holds every stage's result, then the baselines
+    assert "## Results" in out["table"] and "prune_units" in out["table"] and "int8_integer" in out["table"]
+    assert "ONNX Runtime" in out["table"]
