@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,11 +17,9 @@ RUNS = ROOT / "benchmarks" / "runs"  # pipeline work directories (not committed)
 
 
 def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return None
+    from rnnslim.measure.machine import git_state
+
+    return git_state()["commit"]
 
 
 def provenance() -> dict:

@@ -53,15 +53,24 @@ def _version(module: str) -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
+def git_state() -> dict:
+    """{commit, dirty} of the git checkout rnnslim is imported from, or Nones (an installed
+    wheel, no git): the one place every report and measurement gets its commit from."""
+    repo = Path(__file__).resolve().parents[3]  # src/rnnslim/measure/machine.py -> checkout root
+    out = {"commit": None, "dirty": None}
+    if not (repo / "pyproject.toml").is_file():  # not a source checkout (e.g. site-packages)
+        return out
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return out
+        out["commit"] = head.stdout.strip() or None
+        st = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, timeout=10)
+        out["dirty"] = bool(st.stdout.strip()) if st.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+        pass
+    return out
 
 
 def machine_info() -> MachineInfo:
@@ -76,4 +85,4 @@ def machine_info() -> MachineInfo:
         onnxruntime_version=_version("onnxruntime"), onnx_version=_version("onnx"),
         python_version=platform.python_version(), platform=platform.platform(),
         date_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), load_average=load,
-        git_commit=_git_commit())
+        git_commit=git_state()["commit"])
