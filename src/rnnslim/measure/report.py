@@ -84,6 +84,7 @@ class VariantResult(BaseModel):
     floor_ms: float | None = None
     x_floor: float | None = None  # latency / floor
     ratio_vs_torch_default: float | None = None  # latency / latency of torch nn (default), same threads
+    ratio_vs_best_torch: float | None = None  # latency / the fastest torch nn row (default or oneDNN off)
     note: str = ""
 
 

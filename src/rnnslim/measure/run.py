@@ -84,11 +84,19 @@ def run_variant(v: Variant, threads: int, s: MeasureSettings, bw: Bandwidth) -> 
 
 
 def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
+    """Latency ratios per thread count against torch nn's default row and against the fastest
+    torch row (default or oneDNN off): the honest reference is the best a torch user gets."""
     ref = {r.threads: r.latency.median_ms for r in results if r.kind is VariantKind.TORCH_DEFAULT and r.latency}
+    best: dict[int, float] = {}
+    for r in results:
+        if r.kind in (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN) and r.latency:
+            best[r.threads] = min(best.get(r.threads, float("inf")), r.latency.median_ms)
     out = []
     for r in results:
         if r.latency and r.threads in ref:
             r = r.model_copy(update={"ratio_vs_torch_default": r.latency.median_ms / ref[r.threads]})
+        if r.latency and r.threads in best:
+            r = r.model_copy(update={"ratio_vs_best_torch": r.latency.median_ms / best[r.threads]})
         out.append(r)
     return out
 

@@ -41,7 +41,7 @@ def _row(v: VariantResult) -> list[str]:
         return [v.label, str(v.threads), v.status, "", "", "", "", "", "", ""]
     lat = v.latency
     step = f"{lat.median_ms:.4f} [{lat.spread_ms[0]:.4f}-{lat.spread_ms[1]:.4f}]" if lat else "-"
-    ratio = f"{v.ratio_vs_torch_default:.3f}" if v.ratio_vs_torch_default is not None else "-"
+    ratio = f"{v.ratio_vs_best_torch:.3f}" if v.ratio_vs_best_torch is not None else "-"
     thr = f"{v.throughput.steps_per_s:,.0f}" if v.throughput else "-"
     floor = f"{v.floor_ms:.4f}" if v.floor_ms is not None else "-"
     xf = f"{v.x_floor:.1f}" if v.x_floor is not None else "-"
@@ -66,7 +66,7 @@ def render(report: MeasureReport) -> str:
         lines.append(f"  change of {c.metric} vs baseline: {c.absolute:+.4f} ({c.percent:+.2f}%)")
     bw = ", ".join(f"{b.gb_per_s:.1f} GB/s at {b.threads} thread(s)" for b in report.bandwidth)
     lines.append(f"memory bandwidth (copy, read+write): {bw}")
-    header = ["variant", "thr", "step ms median [spread]", "vs torch", "steps/s (batch)", "on disk", "weights/step",
+    header = ["variant", "thr", "step ms median [spread]", "vs best torch", "steps/s (batch)", "on disk", "weights/step",
               "floor ms", "x floor", "note"]
     lines += ["", *_grid(header, [_row(v) for v in report.variants])]
     m, s = report.machine, report.settings
@@ -74,7 +74,7 @@ def render(report: MeasureReport) -> str:
     lines += ["", f"{m.cpu_model}, {m.logical_cpus} CPUs, torch {m.torch_version}, onnxruntime "
                   f"{m.onnxruntime_version or 'not installed'}, load {m.load_average}, {m.date_utc}",
               f"{mode}: {s.steps} steps x {s.repeats} rounds after {s.warmup} warm-up steps; throughput at batch "
-              f"{s.batch} x {s.seq_len} steps; 'vs torch' = latency / torch nn (default) latency",
+              f"{s.batch} x {s.seq_len} steps; 'vs best torch' = latency / the fastest torch nn row (default or oneDNN off)",
               "floor = weight bytes per step / copy bandwidth (DRAM); x floor < 1 means the weights are served "
               "from cache"]
     return "\n".join(lines)
