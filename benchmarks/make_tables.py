@@ -59,6 +59,13 @@ def quantize_section(model: str) -> list[str]:
            "vs ORT int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     td = _best_torch(base)[1] or torch_default.get("median_ms")
     oi = ort_int8.get("median_ms")
+    noise = (_load("noise_band.json") or {}).get(model)
+    band = noise["noise_band_2se"] if noise else 0.0
+    if noise:
+        out[-2:-2] = [f"Noise (`benchmarks/noise_band.py`, block bootstrap over 50 blocks of the test split): the "
+                      f"split pins a model's own loss to +-{2 * noise['se_loss']:.3f} (2 s.e.); two models compared "
+                      f"on this same text differ by noise of +-{band:.4f} (2 s.e. of the paired difference). Changes "
+                      "inside that band are marked ~ (not a gain, not a loss).", ""]
     for label, kind in (("baseline: torch nn default (fp32)", "torch_default"),
                         ("baseline: torch nn, oneDNN off (fp32)", "torch_no_onednn")):
         v = base.get(kind)
@@ -70,7 +77,8 @@ def quantize_section(model: str) -> list[str]:
         lat = r.get("latency") or {}
         m = lat.get("median_ms")
         change = r["test_loss_nats"] - fp["test_loss_nats"]
-        out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {change:+.4f} ({100 * change / ref:+.2f}%) | "
+        mark = "~ " if noise and abs(change) < band else ""
+        out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {mark}{change:+.4f} ({100 * change / ref:+.2f}%) | "
                    f"{r['artifact_bytes']:,} | {r['artifact_bytes'] / fp['artifact_bytes']:.1%} | {_ms(lat)} | "
                    + (f"{m / td:.2f}x | " if m and td else "- | ") + (f"{m / oi:.2f}x |" if m and oi else "- |"))
     # targets of issue 4
