@@ -13,7 +13,7 @@ from rnnslim.graph import CouplingError
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.prune.structured import StructuredPruning, keep_units_, n_params, prune_units_
-from rnnslim.prune.structured_history import load_edited, replay, save_edited
+from rnnslim.prune.structured.history import load_edited, replay, save_edited
 from rnnslim.tasks.base import Batch
 
 TOL = 1e-5

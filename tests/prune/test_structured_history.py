@@ -11,9 +11,9 @@ from rnnslim.graph import CouplingError
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.prune.structured import StructuredPruning, prune_units_
-from rnnslim.prune.structured_history import load_edited, replay, save_edited
-from rnnslim.prune.structured_layers import remove_layers_
-from rnnslim.prune.structured_vocab import prune_vocab_
+from rnnslim.prune.structured.history import load_edited, replay, save_edited
+from rnnslim.prune.structured.layers import remove_layers_
+from rnnslim.prune.structured.vocab import prune_vocab_
 from rnnslim.tasks.charlm import CharLMTask
 
 

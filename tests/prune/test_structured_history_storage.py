@@ -12,7 +12,7 @@ from torch import nn
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.prune import StructuredPruning, prune_units_
 from rnnslim.prune.masks import mark_sparse_
-from rnnslim.prune.structured_history import load_edited, save_edited
+from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.prune.unstructured import UnstructuredPruning, prune_unstructured_
 from rnnslim.quantize.api import WeightOnly, quantize_
 

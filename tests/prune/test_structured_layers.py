@@ -9,7 +9,7 @@ from torch import nn
 from rnnslim.graph import CouplingError
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.prune.structured import keep_units_
-from rnnslim.prune.structured_layers import remove_layers_
+from rnnslim.prune.structured.layers import remove_layers_
 from rnnslim.tasks.charlm import CharLMTask
 
 TEXT = "the quick brown fox jumps over the lazy dog; " * 60

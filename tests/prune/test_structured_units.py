@@ -20,7 +20,7 @@ from rnnslim.prune.structured import (
     prune_units_,
     unit_groups,
 )
-from rnnslim.prune.structured_select import round_count
+from rnnslim.prune.structured.select import round_count
 
 TOL = 1e-5
 

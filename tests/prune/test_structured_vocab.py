@@ -5,7 +5,7 @@ import copy
 import torch
 
 from rnnslim.models.sequence import SequenceModel
-from rnnslim.prune.structured_vocab import prune_vocab_, used_tokens
+from rnnslim.prune.structured.vocab import prune_vocab_, used_tokens
 from rnnslim.tasks.charlm import CharLMTask
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.prune.structured_history import load_edited, save_edited
+from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.recurrent.torch_contract import TorchContractStack
 

@@ -46,9 +46,9 @@ from rnnslim.prune.structured import (  # noqa: E402
     keep_units_,
     prune_units_,
 )
-from rnnslim.prune.structured_history import load_edited, replay, save_edited  # noqa: E402
-from rnnslim.prune.structured_layers import remove_layers_  # noqa: E402
-from rnnslim.prune.structured_vocab import prune_vocab_  # noqa: E402
+from rnnslim.prune.structured.history import load_edited, replay, save_edited  # noqa: E402
+from rnnslim.prune.structured.layers import remove_layers_  # noqa: E402
+from rnnslim.prune.structured.vocab import prune_vocab_  # noqa: E402
 from rnnslim.prune.targets import TargetKind, prunable_tensors
 from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
 

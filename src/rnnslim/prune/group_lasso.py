@@ -31,7 +31,7 @@ from rnnslim.prune.structured import (
     resolve_keys,
     unit_groups,
 )
-from rnnslim.prune.structured_select import top_units, unit_sums
+from rnnslim.prune.structured.select import top_units, unit_sums
 
 
 def _chosen(model: nn.Module, layers, example_inputs, consumers) -> list[UnitGroup]:

@@ -41,8 +41,8 @@ from rnnslim.prune.structured import (
     n_params,
     prune_units_,
 )
-from rnnslim.prune.structured_layers import LayerRefit, remove_layers_
-from rnnslim.prune.structured_vocab import SPLITS, prune_vocab_
+from rnnslim.prune.structured.layers import LayerRefit, remove_layers_
+from rnnslim.prune.structured.vocab import SPLITS, prune_vocab_
 from rnnslim.train import OptimizerKind, ScheduleKind, train
 
 

@@ -31,7 +31,7 @@ from rnnslim.graph.coupling import CouplingError, GroupKind
 from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import build_groups
 from rnnslim.prune.structured import append_history, n_params, resolve_keys
-from rnnslim.prune.structured_units import rebuild_module, replace_module, sync_specs
+from rnnslim.prune.structured.units import rebuild_module, replace_module, sync_specs
 from rnnslim.recurrent.stack import RecurrentStack
 from rnnslim.utils.atomic import atomic_verb
 

@@ -8,9 +8,9 @@
     keep_units_(model, {"rnn.layers.0": [0, 3, 5]})      # explicit kept units
     print(unit_groups(model)[0])                         # the tensors and indices a cut touches
 
-Related verbs: remove_layers_ (structured_layers.py), prune_vocab_ (structured_vocab.py),
+Related verbs: remove_layers_ (layers.py), prune_vocab_ (vocab.py),
 GroupLasso / remove_dead_units_ (group_lasso.py), replay / save_edited / load_edited
-(structured_history.py); coupling discovery lives in rnnslim.graph.
+(history.py); coupling discovery lives in rnnslim.graph.
 
 The model gets physically smaller: new torch modules with fewer units replace the old
 ones, every coupled tensor is sliced (graph/groups.py lists them), and each edit appends
@@ -54,13 +54,13 @@ from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import UnitGroup, build_groups
 from rnnslim.prune.dispatch import register_pruner
 from rnnslim.prune.importance import Criterion, score_model
-from rnnslim.prune.structured_select import (
+from rnnslim.prune.structured.select import (
     global_counts,
     layer_counts,
     top_units,
     unit_scores,
 )
-from rnnslim.prune.structured_units import apply_cuts_, slice_module_state
+from rnnslim.prune.structured.units import apply_cuts_, slice_module_state
 from rnnslim.utils.atomic import atomic_edit
 
 

@@ -33,8 +33,8 @@ STRUCTURAL_OPS = ("prune_units", "remove_layers", "prune_vocab")
 def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None = None,
            consumers: dict | None = None) -> nn.Module:
     """Apply the structural edits of `history` to a fresh `model` (same code, original sizes)."""
-    from rnnslim.prune.structured_layers import remove_layers_
-    from rnnslim.prune.structured_vocab import prune_vocab_
+    from rnnslim.prune.structured.layers import remove_layers_
+    from rnnslim.prune.structured.vocab import prune_vocab_
 
     for rec in history:
         op = rec.get("op") if isinstance(rec, dict) else None

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnslim.prune.structured import append_history, n_params
-from rnnslim.prune.structured_units import rebuild_module, replace_module
+from rnnslim.prune.structured.units import rebuild_module, replace_module
 from rnnslim.utils.atomic import atomic_verb
 
 SPLITS = ("train", "valid", "test")
