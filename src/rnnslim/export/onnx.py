@@ -133,8 +133,8 @@ class _UnfusedLSTM(nn.Module):
         return torch.cat(outs, 2), (torch.stack(hs), torch.stack(cs))
 
 
-class _StepGraph(nn.Module):
-    """Flat-tensor signature around model(x, state) for the exporters."""
+class StepGraph(nn.Module):
+    """Flat-tensor signature around model(x, state) for the exporters (ONNX, torch.export)."""
 
     def __init__(self, model: nn.Module, lstm: bool) -> None:
         super().__init__()
@@ -207,7 +207,7 @@ def _quiet_export():
             lg.setLevel(lv)
 
 
-def _torch_export(graph: _StepGraph, layout: StepLayout, path: Path, opset: int, dynamo: bool) -> StepLayout:
+def _torch_export(graph: StepGraph, layout: StepLayout, path: Path, opset: int, dynamo: bool) -> StepLayout:
     """Export with B dynamic and T dynamic where the exporter allows it; returns the layout of the
     file. torch.export specialises time for nn.LSTM/GRU and dimensions of size 1, so the dynamo
     exporter traces at T = 1, B = 2 and its graphs have a static T = 1."""
@@ -284,7 +284,7 @@ def export_step_onnx(model: nn.Module, path: str | Path, opset: int = 17, export
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = step_layout(model)
     ref = copy.deepcopy(model).eval()
-    graph = _StepGraph(_export_copy(model), layout.cell == "lstm").eval()
+    graph = StepGraph(_export_copy(model), layout.cell == "lstm").eval()
     exporter = Exporter(exporter)
     tries = [False, True] if exporter is Exporter.AUTO else [exporter is Exporter.DYNAMO]
     errors = []

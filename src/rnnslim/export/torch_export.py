@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnslim.export.onnx import StepLayout, example_inputs, flatten_state, step_layout, unflatten_state
+from rnnslim.export.onnx import StepGraph, StepLayout, example_inputs, flatten_state, step_layout, unflatten_state
 from rnnslim.utils.threads import torch_threads
 
 LAYOUT_FILE = "rnnslim_step_layout.json"
@@ -126,16 +126,6 @@ def _decode_in_graph(model: nn.Module) -> tuple[nn.Module, list[str]]:
 
 
 # --- the step program ---------------------------------------------------------------------------
-class _Step(nn.Module):
-    def __init__(self, model: nn.Module, lstm: bool) -> None:
-        super().__init__()
-        self.model, self.lstm = model, lstm
-
-    def forward(self, x: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-        y, state = self.model(x, unflatten_state(list(flat), self.lstm))
-        return (y, *flatten_state(state))
-
-
 def _as_torch(a) -> Tensor:
     return a if isinstance(a, Tensor) else torch.from_numpy(np.asarray(a))
 
@@ -223,7 +213,7 @@ def export_torch_program(model: nn.Module, path: str | Path, *, weights: str = "
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nn.RNNBase re-assigns _flat_weights while tracing (known)
             try:
-                program = torch.export.export(_Step(m, lstm).eval(), args, dynamic_shapes=shapes, strict=strict)
+                program = torch.export.export(StepGraph(m, lstm).eval(), args, dynamic_shapes=shapes, strict=strict)
             except Exception as e:
                 first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
                 raise TorchExportError(f"torch.export failed ({weights} weights): {type(e).__name__}: {first}") from e
