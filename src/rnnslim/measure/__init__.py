@@ -8,7 +8,7 @@ from rnnslim.measure.latency import streaming_latency, throughput, torch_threads
 from rnnslim.measure.machine import MachineInfo, machine_info
 from rnnslim.measure.macs import MacPart, MacStats, macs_per_step, recurrent_layer_macs
 from rnnslim.measure.quality import Quality, evaluate_quality
-from rnnslim.measure.report import MeasureReport, MeasureSettings, VariantResult
+from rnnslim.measure.results import MeasureReport, MeasureSettings, VariantResult
 from rnnslim.measure.run import measure
 from rnnslim.measure.size import SizeStats, count_parameters, size_stats
 from rnnslim.measure.variants import VariantKind

@@ -19,7 +19,7 @@ from rnnslim.measure.latency import time_batch, time_stream, torch_threads
 from rnnslim.measure.machine import machine_info
 from rnnslim.measure.macs import macs_per_step
 from rnnslim.measure.quality import evaluate_quality
-from rnnslim.measure.report import (
+from rnnslim.measure.results import (
     LatencyStats,
     MeasureReport,
     MeasureSettings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rnnslim.measure.report import MeasureReport, ModelSummary, VariantResult
+    from rnnslim.measure.results import MeasureReport, ModelSummary, VariantResult
 
 
 def fmt_bytes(n: int | None) -> str:

@@ -1,8 +1,8 @@
 """The result of `measure()`: JSON for machines (`to_dict` / `from_dict`), a table for people.
 
 One VariantResult per (variant, thread count): the model itself and each baseline, with
-step latency (median of medians and spread), latency ratio to `torch nn (default)` at the
-same thread count, batch throughput, bytes on disk, weight bytes read per step, and the
+step latency (median of medians and spread), latency ratios to `torch nn (default)` and to
+the fastest torch row at the same thread count, batch throughput, bytes on disk, weight bytes read per step, and the
 bandwidth floor with how far the variant is above it (x floor = latency / floor).
 """
 
