@@ -155,6 +155,40 @@ static inline int16x8_t rs_vpaddq_s16(int16x8_t a, int16x8_t b) {
 
 static inline int32_t load4(const void *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
+/* One 16 x 4 tile (64 bytes at q: rows in the lanes, 4 columns each) times the 4 input codes
+   x4 of its column group, added to the 16 row accumulators. Every path is exact; the dense
+   and the tile-sparse products below differ only in which tiles they visit. */
+#if RS_SIMD == 3
+/* u4: the codes as unsigned (x ^ 0x80); the caller subtracts 128 * row sum (m->corr) */
+static inline __m512i tile_vnni(__m512i a, const int8_t *q, int32_t u4) {
+    return _mm512_dpbusd_epi32(a, _mm512_set1_epi32(u4), _mm512_load_si512((const void *)q));
+}
+#elif RS_SIMD == 2
+/* a[0]: rows 0-7, a[1]: rows 8-15 */
+static inline void tile_avx2(__m256i *a, const int8_t *q, int32_t x4) {
+    const __m256i ones = _mm256_set1_epi16(1), xb = _mm256_set1_epi32(x4), ax = _mm256_sign_epi8(xb, xb);
+    a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
+    a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
+}
+#elif RS_SIMD == 1
+/* a[r]: rows 4r .. 4r+3; x4 repeated, one 16-byte quarter of the tile is 4 rows x 4 columns */
+static inline void tile_neon(int32x4_t *a, const int8_t *q, int32_t x4) {
+    const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+    int r;
+    for (r = 0; r < 4; r++) {
+        const int8x16_t wv = vld1q_s8(q + 16 * r);
+        a[r] = vpadalq_s16(a[r], rs_vpaddq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)),
+                                               vmull_s8(vget_high_s8(wv), vget_high_s8(xv))));
+    }
+}
+#else
+static inline void tile_c(int32_t *a, const int8_t *q, const int8_t *xs) {
+    int r, k;
+    for (r = 0; r < RB; r++)
+        for (k = 0; k < KB; k++) a[r] += (int32_t)q[r * KB + k] * (int32_t)xs[k];
+}
+#endif
+
 /* y[0:rows_p] = W x for a dense packed W; x holds cols_p int8 codes (zero padded), u = x ^ 0x80 */
 static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
     const int KG = m->cols_p / KB, NB = m->rows_p / RB;
@@ -162,61 +196,43 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
     int b = 0, kg;
 #if RS_SIMD == 3
     (void)x;
-    for (; b + 4 <= NB; b += 4) {
+    for (; b + 4 <= NB; b += 4) { /* four row blocks share each broadcast of the codes */
         const int8_t *p = m->w + b * bs;
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (kg = 0; kg < KG; kg++) {
-            const __m512i xb = _mm512_set1_epi32(load4(u + 4 * kg));
-            const int8_t *q = p + (size_t)kg * 64;
-            a0 = _mm512_dpbusd_epi32(a0, xb, _mm512_load_si512((const void *)q));
-            a1 = _mm512_dpbusd_epi32(a1, xb, _mm512_load_si512((const void *)(q + bs)));
-            a2 = _mm512_dpbusd_epi32(a2, xb, _mm512_load_si512((const void *)(q + 2 * bs)));
-            a3 = _mm512_dpbusd_epi32(a3, xb, _mm512_load_si512((const void *)(q + 3 * bs)));
-        }
-        _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
-        _mm512_storeu_si512((void *)(y + (b + 1) * RB), _mm512_sub_epi32(a1, _mm512_loadu_si512((const void *)(m->corr + (b + 1) * RB))));
-        _mm512_storeu_si512((void *)(y + (b + 2) * RB), _mm512_sub_epi32(a2, _mm512_loadu_si512((const void *)(m->corr + (b + 2) * RB))));
-        _mm512_storeu_si512((void *)(y + (b + 3) * RB), _mm512_sub_epi32(a3, _mm512_loadu_si512((const void *)(m->corr + (b + 3) * RB))));
+        __m512i a[4];
+        int i;
+        for (i = 0; i < 4; i++) a[i] = _mm512_setzero_si512();
+        for (kg = 0; kg < KG; kg++)
+            for (i = 0; i < 4; i++) a[i] = tile_vnni(a[i], p + i * bs + (size_t)kg * 64, load4(u + 4 * kg));
+        for (i = 0; i < 4; i++)
+            _mm512_storeu_si512((void *)(y + (b + i) * RB),
+                                _mm512_sub_epi32(a[i], _mm512_loadu_si512((const void *)(m->corr + (b + i) * RB))));
     }
     for (; b < NB; b++) {
         const int8_t *p = m->w + b * bs;
         __m512i a0 = _mm512_setzero_si512();
-        for (kg = 0; kg < KG; kg++)
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * kg)), _mm512_load_si512((const void *)(p + (size_t)kg * 64)));
+        for (kg = 0; kg < KG; kg++) a0 = tile_vnni(a0, p + (size_t)kg * 64, load4(u + 4 * kg));
         _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
     }
 #elif RS_SIMD == 2
-    const __m256i ones = _mm256_set1_epi16(1);
     (void)u;
-    for (; b + 2 <= NB; b += 2) {
+    for (; b + 2 <= NB; b += 2) { /* two row blocks share each broadcast of the codes */
         const int8_t *p = m->w + b * bs;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        __m256i a[4];
+        int i;
+        for (i = 0; i < 4; i++) a[i] = _mm256_setzero_si256();
         for (kg = 0; kg < KG; kg++) {
-            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * kg));
-            const __m256i ax = _mm256_sign_epi8(xb, xb);
-            const int8_t *q = p + (size_t)kg * 64;
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
-            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + bs)), xb)), ones));
-            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + bs + 32)), xb)), ones));
+            tile_avx2(a, p + (size_t)kg * 64, load4(x + 4 * kg));
+            tile_avx2(a + 2, p + bs + (size_t)kg * 64, load4(x + 4 * kg));
         }
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
-        _mm256_storeu_si256((__m256i *)(y + (b + 1) * RB), a2);
-        _mm256_storeu_si256((__m256i *)(y + (b + 1) * RB + 8), a3);
+        for (i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(y + b * RB + 8 * i), a[i]);
     }
     for (; b < NB; b++) {
         const int8_t *p = m->w + b * bs;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
-        for (kg = 0; kg < KG; kg++) {
-            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * kg));
-            const __m256i ax = _mm256_sign_epi8(xb, xb);
-            const int8_t *q = p + (size_t)kg * 64;
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
-        }
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
+        __m256i a[2];
+        a[0] = a[1] = _mm256_setzero_si256();
+        for (kg = 0; kg < KG; kg++) tile_avx2(a, p + (size_t)kg * 64, load4(x + 4 * kg));
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
     }
 #elif RS_SIMD == 1
     (void)u;
@@ -225,17 +241,7 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
         int32x4_t a[4];
         int r;
         for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
-        for (kg = 0; kg < KG; kg++) {
-            /* x4 = x[4kg..4kg+3] repeated: one 16-byte tile quarter is 4 rows x 4 columns */
-            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(load4(x + 4 * kg)));
-            const int8_t *q = p + (size_t)kg * 64;
-            for (r = 0; r < 4; r++) {
-                const int8x16_t wv = vld1q_s8(q + 16 * r);
-                int16x8_t s = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
-                s = rs_vpaddq_s16(s, vmull_s8(vget_high_s8(wv), vget_high_s8(xv)));
-                a[r] = vpadalq_s16(a[r], s);
-            }
-        }
+        for (kg = 0; kg < KG; kg++) tile_neon(a, p + (size_t)kg * 64, load4(x + 4 * kg));
         for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
     }
 #else
@@ -243,13 +249,9 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
     for (; b < NB; b++) {
         const int8_t *p = m->w + b * bs;
         int32_t a[RB];
-        int r, q;
+        int r;
         for (r = 0; r < RB; r++) a[r] = 0;
-        for (kg = 0; kg < KG; kg++) {
-            const int8_t *xs = x + kg * KB, *ws = p + (size_t)kg * RB * KB;
-            for (r = 0; r < RB; r++)
-                for (q = 0; q < KB; q++) a[r] += (int32_t)ws[r * KB + q] * (int32_t)xs[q];
-        }
+        for (kg = 0; kg < KG; kg++) tile_c(a, p + (size_t)kg * RB * KB, x + kg * KB);
         for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
     }
 #endif
@@ -266,31 +268,22 @@ static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, in
         const int e = m->tile_ptr[b + 1];
         __m512i a0 = _mm512_setzero_si512(), a1 = a0; /* two chains: the dot-product latency overlaps */
         for (t = m->tile_ptr[b]; t + 2 <= e; t += 2) {
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t])),
-                                     _mm512_load_si512((const void *)(m->w + (size_t)t * 64)));
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t + 1])),
-                                     _mm512_load_si512((const void *)(m->w + (size_t)(t + 1) * 64)));
+            a0 = tile_vnni(a0, m->w + (size_t)t * 64, load4(u + 4 * m->tile_col[t]));
+            a1 = tile_vnni(a1, m->w + (size_t)(t + 1) * 64, load4(u + 4 * m->tile_col[t + 1]));
         }
-        if (t < e)
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(load4(u + 4 * m->tile_col[t])),
-                                     _mm512_load_si512((const void *)(m->w + (size_t)t * 64)));
+        if (t < e) a0 = tile_vnni(a0, m->w + (size_t)t * 64, load4(u + 4 * m->tile_col[t]));
         _mm512_storeu_si512((void *)(y + b * RB),
                             _mm512_sub_epi32(_mm512_add_epi32(a0, a1), _mm512_loadu_si512((const void *)(m->corr + b * RB))));
     }
 #elif RS_SIMD == 2
-    const __m256i ones = _mm256_set1_epi16(1);
     (void)u;
     for (b = 0; b < NB; b++) {
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
-        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
-            const __m256i xb = _mm256_set1_epi32(load4(x + 4 * m->tile_col[t]));
-            const __m256i ax = _mm256_sign_epi8(xb, xb);
-            const int8_t *q = m->w + (size_t)t * 64;
-            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)q), xb)), ones));
-            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(q + 32)), xb)), ones));
-        }
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a0);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a1);
+        __m256i a[2];
+        a[0] = a[1] = _mm256_setzero_si256();
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
+            tile_avx2(a, m->w + (size_t)t * 64, load4(x + 4 * m->tile_col[t]));
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
     }
 #elif RS_SIMD == 1
     (void)u;
@@ -298,28 +291,18 @@ static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, in
         int32x4_t a[4];
         int r;
         for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
-        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
-            const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(load4(x + 4 * m->tile_col[t])));
-            const int8_t *q = m->w + (size_t)t * 64;
-            for (r = 0; r < 4; r++) {
-                const int8x16_t wv = vld1q_s8(q + 16 * r);
-                a[r] = vpadalq_s16(a[r], rs_vpaddq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)),
-                                                       vmull_s8(vget_high_s8(wv), vget_high_s8(xv))));
-            }
-        }
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
+            tile_neon(a, m->w + (size_t)t * 64, load4(x + 4 * m->tile_col[t]));
         for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
     }
 #else
     (void)u;
     for (b = 0; b < NB; b++) {
         int32_t a[RB];
-        int r, q;
+        int r;
         for (r = 0; r < RB; r++) a[r] = 0;
-        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++) {
-            const int8_t *xs = x + m->tile_col[t] * KB, *ws = m->w + (size_t)t * RB * KB;
-            for (r = 0; r < RB; r++)
-                for (q = 0; q < KB; q++) a[r] += (int32_t)ws[r * KB + q] * (int32_t)xs[q];
-        }
+        for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
+            tile_c(a, m->w + (size_t)t * RB * KB, x + m->tile_col[t] * KB);
         for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
     }
 #endif
