@@ -28,10 +28,7 @@ from rnnslim.export.c_float import FORMAT_FP32, export_c_float
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 from rnnslim.prune.masks import apply_masks_
 
-try:
-    from rnnslim.runtime.build import CompilerUnavailable, find_compiler
-except ImportError:  # before rnnslim.runtime existed the int8 kernel module held the compiler lookup
-    from rnnslim.quantize.int8.kernel import KernelUnavailable as CompilerUnavailable, find_compiler
+from rnnslim.runtime.build import CompilerUnavailable, find_compiler
 
 try:
     CC = find_compiler()

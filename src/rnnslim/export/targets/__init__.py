@@ -103,7 +103,7 @@ def _target(target: str | Target) -> Target:
 def _compiler(t: Target) -> str:
     if t.cc:
         return t.cc
-    from rnnslim.quantize.int8.kernel import find_compiler
+    from rnnslim.runtime.build import find_compiler
 
     return find_compiler()
 
@@ -113,11 +113,11 @@ def toolchain_available(target: str | Target) -> str | None:
     which Debian packages provide it)."""
     t = _target(target)
     if t.name == "host":
-        from rnnslim.quantize.int8.kernel import KernelUnavailable, find_compiler
+        from rnnslim.runtime.build import CompilerUnavailable, find_compiler
 
         try:
             find_compiler()
-        except KernelUnavailable as e:
+        except CompilerUnavailable as e:
             return str(e)
         return None
     missing = [tool for tool in t.tools if shutil.which(tool) is None]

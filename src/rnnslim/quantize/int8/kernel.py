@@ -20,7 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from rnnslim.runtime.build import CompilerUnavailable, compile_shared, cpu_fingerprint
-from rnnslim.runtime.build import find_compiler as _find_compiler
 
 SOURCE = Path(__file__).with_name("kernel.c")
 CORE = Path(__file__).with_name("rnnslim_core.h")  # the step itself, shared with exported C models
@@ -38,10 +37,6 @@ _FLAGS = {
     KernelVariant.AVX2: ["-O3", "-mavx2"],
     KernelVariant.PORTABLE: ["-O2", "-DRS_PORTABLE"],
 }
-
-
-def find_compiler() -> str:
-    return _find_compiler()
 
 
 def build_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> Path:
