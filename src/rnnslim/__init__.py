@@ -32,6 +32,9 @@ _EXPORTS = {
     "Int8Config": "rnnslim.quantize.int8",
     "save_edited": "rnnslim.prune",
     "load_edited": "rnnslim.prune",
+    # compact students trained by distillation
+    "make_student": "rnnslim.students",
+    "StudentSpec": "rnnslim.students",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,4 +7,5 @@ reconstruct) know nothing of the pipeline; the pipeline imports them here.
     quantize.py     quantize_weights, ternary_weights, kmeans, half_weights, mixed_precision, qat
     int8.py         int8_dynamic, int8_static, int8_integer
     reconstruct.py  prune_obs, quantize_gptq
+    student.py      student (replace the model by a compact student; then finetune with distillation)
 """
