@@ -2,6 +2,7 @@
 
     python benchmarks/run_recipes.py run     --model charlstm-512x2 --recipes benchmarks/recipes/prune-*.yaml --jobs 2
     python benchmarks/run_recipes.py measure --model charlstm-512x2 --recipes ... --out benchmarks/results/prune_charlstm-512x2.json
+    python benchmarks/run_recipes.py measure ... --reference charlstm-256x2   # plus a dense smaller model's row
 
 `run` executes each recipe with rnnslim's pipeline (resumable, in benchmarks/runs/MODEL/NAME)
 in parallel worker processes (one thread each). `measure` loads every final model and, in
@@ -75,16 +76,24 @@ def _compute(report: dict | None) -> dict | None:
             "stages": stages}
 
 
+def _model_row(model, task, artifact: Path, threads: tuple[int, ...]) -> dict:
+    """Size, test loss, streaming latency and throughput of one model (a row of the table)."""
+    from rnnslim.io.format import artifact_bytes
+    from rnnslim.measure import count_parameters, macs_per_step, streaming_latency, throughput
+
+    params, nonzero, _aux = count_parameters(model)
+    mac = macs_per_step(model)
+    return {"params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(artifact),
+            "macs_per_step": {"dense": mac.dense, "nonzero": mac.nonzero},
+            "test_loss_nats": task.evaluate(model, "test")["loss_nats"],
+            "latency": {str(t): streaming_latency(model, threads=t) for t in threads},
+            "throughput": {str(t): throughput(model, threads=t) for t in threads}}
+
+
 def cmd_measure(args) -> None:
 
-    from rnnslim.io.format import artifact_bytes, load_model
-    from rnnslim.measure import (
-        count_parameters,
-        macs_per_step,
-        measure,
-        streaming_latency,
-        throughput,
-    )
+    from rnnslim.io.format import load_model
+    from rnnslim.measure import measure
     from rnnslim.tasks import task_for_model
 
     dense = load_model(MODELS / f"{args.model}.json")
@@ -111,15 +120,8 @@ def cmd_measure(args) -> None:
             print(f"{rec.name}: incomplete run, using {final.parent.name}", flush=True)
         model = load_model(final)
         report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
-        params, nonzero, _aux = count_parameters(model)
         row = {"recipe": rec.name, "recipe_file": str(Path(recipe)), "stages": stages, "partial": partial,
-               "params": params, "nonzero_params": nonzero, "artifact_bytes": artifact_bytes(final),
-               "macs_per_step": {"dense": (mac := macs_per_step(model)).dense, "nonzero": mac.nonzero},
-               "pipeline_report": report}
-        row["compute"] = _compute(report)
-        row["test_loss_nats"] = task.evaluate(model, "test")["loss_nats"]
-        row["latency"] = {str(t): streaming_latency(model, threads=t) for t in threads}
-        row["throughput"] = {str(t): throughput(model, threads=t) for t in threads}
+               **_model_row(model, task, final, threads), "pipeline_report": report, "compute": _compute(report)}
         print(f"{rec.name}: test {row['test_loss_nats']:.4f}, {row['artifact_bytes']:,} B, "
               f"{row['latency'][str(threads[0])]['median_ms']:.3f} ms", flush=True)
         chain = RUNS / args.model / f"{rec.name}.chain.json"
@@ -128,6 +130,13 @@ def cmd_measure(args) -> None:
             prev = load_recipe(Path(recipe).with_name(f"{after}.yaml"))
             row["after"] = after
             row["stages"] = [s.kind for s in prev.stages] + row["stages"]
+        rows.append(row)
+    for name in args.reference or []:  # dense models trained elsewhere (e.g. a smaller size), measured alongside
+        ref = load_model(MODELS / f"{name}.json")
+        row = {"recipe": f"dense {name}", "reference": name, "stages": [], "partial": False,
+               **_model_row(ref, task_for_model(ref, DATA), MODELS / f"{name}.json", threads),
+               "compute": {"note": "trained from scratch elsewhere (../shared/models); measured here"}}
+        print(f"dense {name}: test {row['test_loss_nats']:.4f}", flush=True)
         rows.append(row)
     update_results(Path(args.out), "baseline", base_d)
     update_results(Path(args.out), "rows", rows)
@@ -143,6 +152,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--out", default=None)
     ap.add_argument("--after", default=None, help="start from the final model of this earlier recipe's run")
+    ap.add_argument("--reference", nargs="*", default=None,
+                    help="measure: also rows for these dense models in ../shared/models (e.g. charlstm-256x2)")
     args = ap.parse_args()
     if args.phase == "one":
         sys.exit(run_one(args.model, Path(args.recipes[0]), args.after))
