@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
-from table_parts import load_result, machine_line, ms_cell  # noqa: E402
-from tables_deploy import deploy_section, embedded_section, onnx_int8_section  # noqa: E402
+from table_parts import change_cell, load_result, machine_line, ms_cell, noise_band, stage_chain  # noqa: E402
+from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 
@@ -60,7 +60,7 @@ def quantize_section(model: str) -> list[str]:
     td = _best_torch(base)[1] or torch_default.get("median_ms")
     oi = ort_int8.get("median_ms")
     noise = (_load("noise_band.json") or {}).get(model)
-    band = noise["noise_band_2se"] if noise else 0.0
+    band = noise_band(model)
     if noise:
         out[-2:-2] = [f"Noise (`benchmarks/noise_band.py`, block bootstrap over 50 blocks of the test split): the "
                       f"split pins a model's own loss to +-{2 * noise['se_loss']:.3f} (2 s.e.); two models compared "
@@ -77,8 +77,7 @@ def quantize_section(model: str) -> list[str]:
         lat = r.get("latency") or {}
         m = lat.get("median_ms")
         change = r["test_loss_nats"] - fp["test_loss_nats"]
-        mark = "~ " if noise and abs(change) < band else ""
-        out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {mark}{change:+.4f} ({100 * change / ref:+.2f}%) | "
+        out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {change_cell(change, ref, band)} | "
                    f"{r['artifact_bytes']:,} | {r['artifact_bytes'] / fp['artifact_bytes']:.1%} | {_ms(lat)} | "
                    + (f"{m / td:.2f}x | " if m and td else "- | ") + (f"{m / oi:.2f}x |" if m and oi else "- |"))
     # targets of issue 4
@@ -115,7 +114,9 @@ def prune_section(model: str) -> list[str]:
     dense_bytes = dense.get("artifact_bytes") or dense.get("size", {}).get("artifact_bytes")
     out = [f"### {model}: pruning", "", f"Machine and command: {_machine(data['provenance'])}.", "",
            "Fine-tuning on this 2-core CPU (no GPU was lent to this task). Test loss over the whole test split, "
-           "batch 1. Latency: streaming step, batch 1, 1 thread, same run as the baselines.", "",
+           "batch 1. Latency: streaming step, batch 1, 1 thread, same run as the baselines. Stages show the "
+           "training each did (`+N ft steps`: fine-tuning inside a prune stage). Changes inside the noise band "
+           f"(+-{noise_band(model) or 0:.4f}, 2 s.e. of a paired difference on this split) are marked ~.", "",
            "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | vs dense | step ms | "
            "vs best torch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if td:
@@ -123,12 +124,13 @@ def prune_section(model: str) -> list[str]:
         out.append(f"| dense (torch nn, {label}: the fastest torch here) | - | {dense_loss} | | "
                    f"{dense['size']['parameters']:,} | {dense['size']['nonzero_parameters']:,} | "
                    f"{dense_bytes:,} | 100% | {_ms(base[best_kind]['latency'])} | 1.00x |")
+    runs = {r["recipe"]: r for r in data.get("rows", [])}
     for r in data.get("rows", []):
         lat = (r.get("latency") or {}).get("1") or {}
         m = lat.get("median_ms")
         ch = r["test_loss_nats"] - dense_loss
         name = r["recipe"] + (" (stopped early: stages shown ran)" if r.get("partial") else "")
-        out.append(f"| {name} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {ch:+.4f} | "
+        out.append(f"| {name} | {stage_chain(r, runs)} | {r['test_loss_nats']:.4f} | {change_cell(ch, dense_loss, noise_band(model))} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
                    f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
     out += ["", "Test loss after each stage of each run (from the pipeline's own report of that run; a stage may "
@@ -291,19 +293,21 @@ def recover_section(model: str) -> list[str]:
            "differ by up to 1.5x here, so latency ratios are +-50 %). Compute: every stage's wall time and "
            "training steps on this CPU, one thread per run while up to three runs and benchmark jobs shared "
            "the 2 cores (wall times are upper bounds).", "",
-           "| recipe | stages | test nats/char | params | non-zero | artifact bytes | step ms | vs unpruned "
-           "(same kernels) | vs best torch | compute |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | step ms | vs unpruned "
+           "(same kernels) | vs best torch | compute |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for kind in ("model", "torch_no_onednn"):
         v = base.get(kind)
         if v and v.get("latency"):
-            out.append(f"| unpruned: {v['label']} | - | {REFERENCE.get(model)} | {dense['size']['parameters']:,} | | "
+            out.append(f"| unpruned: {v['label']} | - | {REFERENCE.get(model)} | | {dense['size']['parameters']:,} | | "
                        f"{dense['size']['artifact_bytes']:,} | {_ms(v['latency'])} | | | |")
     for r in data.get("rows", []):
         m = ((r.get("latency") or {}).get("1") or {}).get("median_ms")
         comp = r.get("compute") or {}
         cs = "; ".join(f"{c['stage']} {c['run_s']:.0f} s" + (f", {c['train_steps']} steps" if c.get("train_steps")
                                                               else "") for c in comp.get("stages", []))
-        out.append(f"| {r['recipe']} | {' -> '.join(r['stages'])} | {r['test_loss_nats']:.4f} | {r['params']:,} | "
+        ch = r["test_loss_nats"] - REFERENCE[model]
+        out.append(f"| {r['recipe']} | {stage_chain(r)} | {r['test_loss_nats']:.4f} | "
+                   f"{change_cell(ch, REFERENCE[model], noise_band(model))} | {r['params']:,} | "
                    f"{r['nonzero_params']:,} | {r['artifact_bytes']:,} | {_ms((r.get('latency') or {}).get('1'))} | "
                    + (f"{dense_ms / m:.2f}x | " if m and dense_ms else "- | ")
                    + (f"{best_torch / m:.2f}x | " if m and best_torch else "- | ") + f"{comp.get('device', 'cpu')}: {cs} |")
@@ -403,6 +407,7 @@ def main() -> None:
     lines += ["## Deployment: C kernel, exported C, int8 ONNX (issue 8)", ""]
     for m in ("charlstm-512x2", "chargru-512x2"):
         lines += deploy_section(m)
+    lines += kernel_memory_section()
     lines += embedded_section()
     lines += onnx_int8_section()
     lines += user_models_section()

@@ -107,3 +107,23 @@ def onnx_int8_section() -> list[str]:
                         f"loss {100 * tg['loss_rel']:+.3f}% (<= +0.5%: {'met' if tg['loss_ok'] else 'missed'}), "
                         f"{tg['speedup_vs_ort_fp32']:.2f}x ORT fp32.", ""]
     return out
+
+
+def kernel_memory_section() -> list[str]:
+    data = _load("kernel_memory.json")
+    if not data:
+        return []
+    out = ["### Memory the C kernel holds at run time", "",
+           f"Machine and command: {_machine(data['provenance'])}. Byte counts of what the host kernel holds "
+           "(`IntegerProgram.resident_bytes`): int8 matrices, per-row constants, lookup tables, the folded embedding "
+           "table built at load (layer 0's W_ih times every embedding row, V x G*H int32), scratch and state. "
+           "The folded table trades this RAM for fewer bytes read per step; the host kernel builds it by default "
+           "when it is no larger than 4 bytes x layer 0's W_ih (vocabulary <= embedding width) and under 64 MiB, "
+           "so the latency tables above use it.", "",
+           "| model (dense int8) | artifact on disk | folded embedding | held at run time | of which folded table | "
+           "bytes read per step |", "|---|---:|---|---:|---:|---:|"]
+    for name, m in data["result"].items():
+        for r in m["rows"]:
+            out.append(f"| {name} | {m['artifact_bytes']:,} | {'yes' if r['folded_embedding'] else 'no'} | "
+                       f"{r['resident_bytes']:,} | {r['folded_table_bytes']:,} | {r['bytes_per_step']:,} |")
+    return out + [""]

@@ -25,6 +25,7 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
 
     from rnnslim.io.format import save_model
     from rnnslim.measure import measure
+    from rnnslim.measure.results import MeasureSettings
     from rnnslim.models.sequence import SequenceModel
     from rnnslim.pipeline.recipe import Recipe
     from rnnslim.pipeline.runner import run_pipeline
@@ -56,7 +57,11 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     final = pipe.final_model
 
     log("[3/3] measuring the compressed model against the uncompressed one and the baselines")
-    report = measure(final, task=task, split="test", baseline=model, threads=(1,), quick=True,
+    # quick timing, but the loss over the whole test split: the same figure as the stage table above
+    settings = MeasureSettings.for_quick()
+    if not quick:
+        settings = settings.model_copy(update={"eval_max_steps": None})
+    report = measure(final, task=task, split="test", baseline=model, threads=(1,), settings=settings,
                      artifact_path=out / "compress" / "model")
     # the report's header and its per-stage results table, then the measurement with the baselines
     table = (out / "compress" / "report.md").read_text().split("\n## Stages")[0] + "\n\n" + report.table()

@@ -5,7 +5,7 @@ import torch
 from rnnslim.measure import measure
 from rnnslim.measure.run import integer_kernel_step
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-from rnnslim.quantize.int8 import Int8Config, quantize_int8_
+from rnnslim.quantize.int8 import Int8Config, IntegerRunner, quantize_int8_
 
 
 def _model():
@@ -15,17 +15,34 @@ def _model():
 
 
 def test_float_model_has_no_kernel_step():
-    assert integer_kernel_step(_model(), lambda m: None) is None
+    assert integer_kernel_step(_model(), lambda m: None) == (None, "")
 
 
 def test_integer_model_is_timed_in_the_kernel():
     m = _model()
     quantize_int8_(m, Int8Config(mode="integer"), calibration=[torch.randint(0, 20, (16, 4))])
     said = []
-    step = integer_kernel_step(m, said.append)
-    assert step is not None and "C kernel" in said[0]
-    state = step(None)
-    assert step(state) is not None  # state carried from step to step
+    step, note = integer_kernel_step(m, said.append)
+    assert "C kernel" in said[0]
+    state = None
+    for _ in range(5):  # the timed step really runs the model: its state after 5 steps is the kernel's own
+        state = step(state)
+    runner = IntegerRunner(m)
+    tokens = torch.randint(0, 20, (256,), generator=torch.Generator().manual_seed(0))[:5]  # stream_step_fn's inputs
+    _, reference = runner.run(tokens)
+    assert torch.equal(state.buf, reference.buf) and reference.buf.abs().sum() > 0
+    # the memory it holds is stated, folded embedding table included when there is one
+    program = runner.program
+    assert program.resident_bytes() > program.bytes_per_step()
+    assert f"{program.resident_bytes() / 1e6:.2f} MB" in note
     report = measure(m, threads=(1,), quick=True, include_baselines=False, log=said.append)
-    assert report.variants[0].latency.median_ms > 0
-    assert any("C kernel" in s for s in said)
+    assert report.variants[0].latency.median_ms > 0 and report.variants[0].note == note
+
+
+def test_resident_bytes_count_the_folded_table():
+    m = _model()
+    quantize_int8_(m, Int8Config(mode="integer"), calibration=[torch.randint(0, 20, (16, 4))])
+    folded, plain = IntegerRunner(m, fold_embedding=True).program, IntegerRunner(m, fold_embedding=False).program
+    table = folded.layers[0].tx_table
+    assert table is not None and plain.layers[0].tx_table is None
+    assert folded.resident_bytes() == plain.resident_bytes() + table.nbytes

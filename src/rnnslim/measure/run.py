@@ -101,9 +101,10 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
     return out
 
 
-def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> Callable[[Any], Any] | None:
-    """For a fully integer int8 model, its streaming step in rnnslim's C kernel (how it is
-    deployed); None when the model is not fully integer or the kernel cannot be built."""
+def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> tuple[Callable[[Any], Any] | None, str]:
+    """For a fully integer int8 model, (its streaming step in rnnslim's C kernel (how it is
+    deployed), a note with the memory the kernel holds); (None, "") when the model is not fully
+    integer or the kernel cannot be built."""
     from rnnslim.quantize.int8.kernel_eval import is_fully_integer, kernel_runner
 
     why: list[str] = []
@@ -112,9 +113,14 @@ def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> Callabl
         if is_fully_integer(model):
             say(f"integer C kernel unavailable ({why[0] if why else 'unsupported'}); timing the torch integer "
                 "reference")
-        return None
+        return None, ""
     say(f"timing the fully integer model in the C kernel ({getattr(runner, 'variant', 'native')})")
-    return runner.stream_step_fn()
+    program = runner.program
+    folded = program.layers[0].tx_table
+    note = (f"C kernel; holds {program.resident_bytes() / 1e6:.2f} MB at run time"
+            + (f" (incl. the folded embedding table, {folded.nbytes / 1e6:.2f} MB, built at load)"
+               if folded is not None else ""))
+    return runner.stream_step_fn(), note
 
 
 def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Module | None = None,
@@ -161,12 +167,14 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
         if user_module:
             own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
         else:  # a SequenceModel; the user's own callables, when given, replace the default step / batch
+            kernel_note = ""
             if step_fn is None:
-                step_fn = integer_kernel_step(model, say)
+                step_fn, kernel_note = integer_kernel_step(model, say)
             own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
             mine = user_variant(step_fn, batch_fn, None, None)
             own.stream = mine.stream or own.stream
             own.batch = mine.batch or own.batch
+            own.note = kernel_note or own.note
         with tempfile.TemporaryDirectory(prefix="rnnslim-measure-") as workdir:
             variants, export_record = [own], None
             if include_baselines:

@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "Recipe": "rnnslim.pipeline.recipe",
-    "RecipeError": "rnnslim.pipeline.recipe",
-    "TaskSection": "rnnslim.pipeline.recipe",
-    "MeasureSection": "rnnslim.pipeline.recipe",
-    "load_recipe": "rnnslim.pipeline.recipe",
-    "run_pipeline": "rnnslim.pipeline.runner",
-    "PipelineResult": "rnnslim.pipeline.result",
-    "StageRow": "rnnslim.pipeline.result",
-    "PipelineError": "rnnslim.pipeline.rundir",
-    "build_task": "rnnslim.pipeline.tasks",
-    "StageConfig": "rnnslim.pipeline.stage",
-    "StageContext": "rnnslim.pipeline.stage",
-    "register_stage": "rnnslim.pipeline.stage",
-    "stage_kinds": "rnnslim.pipeline.stage",
+_MODULE_EXPORTS = {  # module -> the names it exports here
+    "rnnslim.pipeline.recipe": ("Recipe", "RecipeError", "TaskSection", "MeasureSection", "load_recipe"),
+    "rnnslim.pipeline.runner": ("run_pipeline",),
+    "rnnslim.pipeline.result": ("PipelineResult", "StageRow"),
+    "rnnslim.pipeline.rundir": ("PipelineError",),
+    "rnnslim.pipeline.tasks": ("build_task",),
+    "rnnslim.pipeline.stage": ("StageConfig", "StageContext", "register_stage", "stage_kinds"),
 }
+_EXPORTS = {name: module for module, names in _MODULE_EXPORTS.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 

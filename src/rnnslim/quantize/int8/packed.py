@@ -15,6 +15,7 @@ sparsity almost never does).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,6 +242,12 @@ class IntegerProgram:
         """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""
         return 4 * self.max_cols + 4 * 4 * self.max_rows
 
+    def resident_bytes(self) -> int:
+        """Memory the host kernel holds for this model at run time: every packed array, including
+        tables built at load (the folded embedding table: V x G*H int32), plus the step's scratch
+        buffers and the streaming state. This, not the artifact on disk, is the RAM figure."""
+        return _array_bytes(self) + self.scratch_bytes() + 2 * self.state_len
+
     @classmethod
     def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
                    sparse: bool | str = "auto") -> IntegerProgram:
@@ -291,3 +298,22 @@ class IntegerProgram:
                 tx = _term(_matmul(emb.weight.to(torch.int64), d.w_ih), d.mult_ih, d.shift_ih)
                 packed.tx_table = _np(tx, np.int32).reshape(-1)
         return cls(vocab=V, emb=_np(emb.weight, np.int8).reshape(-1), **common)
+
+
+def _array_bytes(obj) -> int:
+    """Bytes of every numpy array reachable through the dataclass fields of `obj` (each counted once)."""
+    seen: set[int] = set()
+
+    def walk(o) -> int:
+        if isinstance(o, np.ndarray):
+            if id(o) in seen:
+                return 0
+            seen.add(id(o))
+            return o.nbytes
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return sum(walk(getattr(o, f.name)) for f in dataclasses.fields(o))
+        if isinstance(o, (list, tuple)):
+            return sum(walk(x) for x in o)
+        return 0
+
+    return walk(obj)
