@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def find_train_test(data: str | Path, test: str | Path | None = None) -> tuple[P
     A folder holds one data set: NAME_TRAIN.ext (or train.ext) with its test sibling. When
     the same data set is there in several formats (aeon's own folders hold
     NAME_TRAIN.ts and NAME_TRAIN.tsv), the first of FORMATS (.ts, .tsv, .csv) whose test
-    file is present is used."""
+    file is present is used; when it holds several data sets, the one named like the folder
+    (aeon's JapaneseVowels/ also holds JapaneseVowels_eq_TRAIN.ts, an equal-length variant)."""
     from rnnslim.tasks.named_data import looks_like_name, resolve_named
 
     p = Path(data)
@@ -106,6 +108,9 @@ def find_train_test(data: str | Path, test: str | Path | None = None) -> tuple[P
     if p.is_dir():
         found = [f for f in p.iterdir() if f.suffix in FORMATS and ("_TRAIN" in f.name or f.stem.lower() == "train")]
         sets = {f.stem for f in found}
+        if len(sets) > 1 and f"{p.name}_TRAIN" in sets:  # aeon's JapaneseVowels/ also holds JapaneseVowels_eq_*
+            found = [f for f in found if f.stem == f"{p.name}_TRAIN"]
+            sets = {f"{p.name}_TRAIN"}
         if len(sets) != 1:
             raise FileNotFoundError(f"{p}: expected one data set (NAME_TRAIN.{{ts,tsv,csv}} or train.{{ts,tsv,csv}}), "
                                     f"found {sorted(f.name for f in found) or 'none'}")
@@ -351,20 +356,38 @@ class ClassifyTask(Task):
     def evaluate(self, model, split="valid", max_steps=None) -> dict:
         """Accuracy and mean cross-entropy over the split (or its first max_steps sequences),
         equal-length sequences batched together without padding."""
+        from rnnslim.early_exit.tally import exit_tally
+
         self.check_model(model)
-        s = self.split(split)
-        n = min(len(s), max_steps) if max_steps else len(s)
-        lengths = s.lengths[:n]
+        n = self.evaluated_count(split, max_steps)
         was_training = model.training
         model.eval()
-        device = model_device(model)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, seconds = 0.0, 0, 0.0
+        tally = exit_tally(model)  # None unless the model has early exits with a calibrated threshold
+        for b in self.equal_length_batches(split, max_steps, model_device(model)):
+            t0 = time.perf_counter()
+            logits, _ = model(b.inputs)  # (B, C)
+            seconds += time.perf_counter() - t0
+            loss_sum += F.cross_entropy(logits.float(), b.targets, reduction="sum").item()
+            correct += int((logits.argmax(-1) == b.targets).sum())
+            if tally is not None:
+                tally.add(b)
+        model.train(was_training)
+        out = {"loss": loss_sum / n, "accuracy": correct / n, "sequences": n}
+        return tally.metrics(out, seconds) if tally is not None else out
+
+    def evaluated_count(self, split: str, max_steps: int | None = None) -> int:
+        """Sequences evaluate() reads: the split, or its first max_steps sequences."""
+        s = self.split(split)
+        return min(len(s), max_steps) if max_steps else len(s)
+
+    def equal_length_batches(self, split: str, max_steps: int | None = None, device=None) -> Iterator[Batch]:
+        """The split's first max_steps sequences (all when None) in batches of equal length
+        (no padding, at most EVAL_BATCH each): inputs (L, B, F), targets (B,)."""
+        s = self.split(split)
+        lengths = s.lengths[: self.evaluated_count(split, max_steps)]
         for L in torch.unique(lengths).tolist():
             idx = torch.nonzero(lengths == L).squeeze(1)
             for i in range(0, len(idx), EVAL_BATCH):
-                b = s.batch(idx[i : i + EVAL_BATCH]).to(device)  # all of length L: no padding
-                logits, _ = model(b.inputs)  # (B, C)
-                loss_sum += F.cross_entropy(logits.float(), b.targets, reduction="sum").item()
-                correct += int((logits.argmax(-1) == b.targets).sum())
-        model.train(was_training)
-        return {"loss": loss_sum / n, "accuracy": correct / n, "sequences": n}
+                b = s.batch(idx[i : i + EVAL_BATCH])  # all of length L: no padding
+                yield b.to(device) if device is not None else b
