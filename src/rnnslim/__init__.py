@@ -32,6 +32,11 @@ _EXPORTS = {
     "Int8Config": "rnnslim.quantize.int8",
     "save_edited": "rnnslim.prune",
     "load_edited": "rnnslim.prune",
+    # transform-domain storage: sparse DCT coefficients, block-circulant matrices
+    "dct_sparsify_": "rnnslim.transform",
+    "block_circulant_": "rnnslim.transform",
+    "DCTSparsity": "rnnslim.transform",
+    "BlockCirculant": "rnnslim.transform",
     # early exit: heads after each recurrent layer of a classifier, a calibrated confidence threshold
     "EarlyExit": "rnnslim.early_exit",
     "add_exits_": "rnnslim.early_exit",

@@ -47,7 +47,7 @@ def _load_builtin_encodings() -> None:
     """Import modules that register encodings (kept lazy so `import rnnslim` stays light)."""
     import importlib
 
-    for mod in ("rnnslim.io.sparse_encoding", "rnnslim.quantize.storage"):
+    for mod in ("rnnslim.io.sparse_encoding", "rnnslim.io.transform_encoding", "rnnslim.quantize.storage"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # a module not written yet / optional

@@ -70,13 +70,19 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
     if quantized:
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
+    from rnnslim.transform.projection import projection_hook
+
     hooks, n_masked = _mask_hooks(model)
+    projection = projection_hook(model)  # DCT / block-circulant weights stay in their subspace
     try:
-        record = finetune_(model, cfg, cfg.total_steps(ctx.task), ctx, "train", after_step=hooks)
+        record = finetune_(model, cfg, cfg.total_steps(ctx.task), ctx, "train",
+                           after_step=hooks + ([projection] if projection else []))
     finally:
         for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
             getattr(h, "remove", lambda: None)()
-    ctx.record.update({**record, "masked_tensors": n_masked})
+    if projection:
+        projection.finalize(model)  # re-quantized DCT codes: the model is what save_model stores
+    ctx.record.update({**record, "masked_tensors": n_masked, "projected_tensors": len(projection or [])})
     return model
 
 

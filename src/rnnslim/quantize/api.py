@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from rnnslim.io.modules import set_submodule
+from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.formats import (
     BaseFormat,
@@ -169,6 +170,18 @@ def _record_history(model: nn.Module, entry: dict) -> None:
     model.history = hist
 
 
+def _refuse_transform_coded(model: nn.Module, found: list[tuple[str, nn.Module]]) -> None:
+    """Quantizing weights stored as DCT coefficients / circulant blocks would silently replace
+    that storage by dense codes of the rebuilt matrices: refuse with the way out."""
+    enc = getattr(model, "tensor_encodings", None) or {}
+    for path, mod in found:
+        for name, _ in mod.named_parameters(prefix=path):
+            if enc.get(name, {}).get("encoding") in TRANSFORM_ENCODINGS:
+                raise ValueError(f"{name} is stored as {enc[name]['encoding']} (transform domain); quantizing it would "
+                                 "replace that storage with dense codes. Quantize DCT coefficients with dct_sparsify's "
+                                 "`bits`, or leave this layer out (targets / filter)")
+
+
 def apply_format_(model: nn.Module, fmt: BaseFormat | None, targets=DEFAULT_TARGETS, filter: LayerFilter | None = None,
                   formats: dict[str, BaseFormat] | None = None) -> list[LayerRecord]:
     """Quantize the target layers in place with `fmt`, or each layer with its entry of
@@ -184,6 +197,7 @@ def apply_format_(model: nn.Module, fmt: BaseFormat | None, targets=DEFAULT_TARG
     if not found:
         raise ValueError(f"no float layers to quantize among targets {[Target(t).value for t in targets]} "
                          "(already quantized layers are not quantized again)")
+    _refuse_transform_coded(model, found)
     with atomic_edit(model):  # a layer that fails to quantize leaves every layer as it was
         return _apply_formats(model, found, fmt, formats)
 

@@ -7,6 +7,7 @@ reconstruct, early_exit) know nothing of the pipeline; the pipeline imports them
     quantize.py     quantize_weights, ternary_weights, kmeans, half_weights, mixed_precision, qat
     int8.py         int8_dynamic, int8_static, int8_integer
     reconstruct.py  prune_obs, quantize_gptq
+    transform.py    dct_sparsify, block_circulant
     early_exit.py   early_exit
     student.py      student (replace the model by a compact student; then finetune with distillation)
 """
