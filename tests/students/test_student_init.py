@@ -96,3 +96,14 @@ def test_random_init_copies_nothing():
     student = make_student(teacher, StudentSpec(hidden_size=24, init="random"))
     assert student.history[-1]["copied"] == [] and student.history[-1]["recurrent_not_copied"] == "init: random"
     assert not torch.equal(student.embedding.weight, teacher.embedding.weight)
+
+
+def test_a_quantized_teacher_needs_init_random():
+    from rnnslim import Int8Config, quantize_
+
+    teacher = _teacher("lstm")
+    quantize_(teacher, Int8Config())
+    with pytest.raises(ValueError, match="init: teacher needs a floating-point teacher.*init: random"):
+        make_student(teacher, StudentSpec(hidden_size=8))
+    student = make_student(teacher, StudentSpec(hidden_size=8, init="random"))
+    assert student.embedding.weight.dtype == torch.float32 and student(_x(teacher))[0].shape[-1] == 11

@@ -110,6 +110,11 @@ def _project(cut: SequenceModel, student: SequenceModel, src: dict[str, Tensor])
 def teacher_init_(student: SequenceModel, teacher: SequenceModel) -> list[str]:
     """Copy what fits from `teacher` into `student` (see the module docstring); returns the
     copied tensor names. The teacher is not modified (the cut runs on a copy)."""
+    stored = [n for n, t in teacher.state_dict().items() if not t.is_floating_point()]
+    if stored:
+        raise ValueError(f"init: teacher needs a floating-point teacher, this one stores integer tensors "
+                         f"({', '.join(stored[:3])}{' ...' if len(stored) > 3 else ''}, quantized?): make the "
+                         "student from the model before quantization, or use init: random")
     why = recurrent_fits(student, teacher)
     cut = copy.deepcopy(teacher).cpu()
     keeps = _keeps(cut, student, why is None)

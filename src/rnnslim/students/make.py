@@ -2,7 +2,7 @@
 
     student = make_student(teacher, StudentSpec(cell="gru", hidden_size=296, embed_size=256))
     student = make_student(teacher, StudentSpec(hidden_size=256, proj_size=128, max_params=1_100_000))
-    student.history[-1]   # {"op": "student", "params": ..., "copied": [...], "not_copied": "...", ...}
+    student.history[-1]   # {"op": "student", "params": ..., "copied": [...], "recurrent_not_copied": why or None, ...}
 
 The student is a new model (the teacher is left as it was): same input and output as the
 teacher (vocabulary / features, classes / targets, readout), the spec's cell and sizes.
@@ -35,8 +35,10 @@ def make_student(teacher: nn.Module, spec: StudentSpec) -> SequenceModel:
         sizes = [(s.hidden_size, s.proj_size) for s in mspec.layers]
         raise ValueError(f"the student has {n:,} parameters, over max_params {spec.max_params:,} (cell "
                          f"{mspec.cell.value}, embed {mspec.embed_size}, (hidden, proj) per layer {sizes})")
-    ref = next(teacher.parameters())
-    student = SequenceModel(mspec).to(device=ref.device, dtype=ref.dtype)
+    tensors = list(teacher.parameters()) + list(teacher.buffers())
+    floats = [t for t in tensors if t.is_floating_point()]
+    device = tensors[0].device if tensors else "cpu"
+    student = SequenceModel(mspec).to(device=device, dtype=floats[0].dtype if floats else None)
     actual = sum(p.numel() for p in student.parameters())
     if actual != n:
         raise RuntimeError(f"internal error: the student has {actual:,} parameters, the formula says {n:,}")
