@@ -32,6 +32,11 @@ _EXPORTS = {
     "Int8Config": "rnnslim.quantize.int8",
     "save_edited": "rnnslim.prune",
     "load_edited": "rnnslim.prune",
+    # low-rank: SVD of the gate matrices / the head, LSTM -> LSTMP
+    "lowrank_": "rnnslim.lowrank",
+    "LowRank": "rnnslim.lowrank",
+    "to_lstmp_": "rnnslim.lowrank",
+    "ToLSTMP": "rnnslim.lowrank",
     # transform-domain storage: sparse DCT coefficients, block-circulant matrices
     "dct_sparsify_": "rnnslim.transform",
     "block_circulant_": "rnnslim.transform",
@@ -45,6 +50,7 @@ _EXPORTS = {
     # compact students trained by distillation
     "make_student": "rnnslim.students",
     "StudentSpec": "rnnslim.students",
+    "search": "rnnslim.search",  # budget-driven recipe search (the module is callable; needs rnnslim[search])
 }
 
 __all__ = sorted(_EXPORTS)

@@ -49,7 +49,7 @@ WEIGHTS = "model.safetensors"
 MAX_MANIFEST_BYTES = 64 << 20  # a model JSON larger than this is refused before reading
 MAX_LAYERS = 4096  # recurrent layers a description may declare
 MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of float32)
-_INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size")
+_INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size", "input_rank", "decoder_rank")
 
 
 def _sha256(path: Path) -> str:

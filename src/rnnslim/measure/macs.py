@@ -107,8 +107,13 @@ def macs_per_step(model: nn.Module) -> MacStats:
             parts.append(MacPart(name="embedding (lookup)", dense=0, nonzero=0))
         if hasattr(model, "input_proj"):
             parts += module_macs("input_proj", model.input_proj)
+        necks = getattr(model.rnn, "bottlenecks", None)  # low-rank W_ih input factors (rnnslim.lowrank)
         for k, layer in enumerate(model.rnn.layers):
+            if necks is not None and not isinstance(necks[k], nn.Identity):
+                parts += module_macs(f"rnn.bottlenecks.{k}", necks[k])
             parts += module_macs(f"rnn.layers.{k}", layer)
+        if hasattr(model, "decoder_proj"):
+            parts += module_macs("decoder_proj", model.decoder_proj)
         parts += module_macs("decoder", model.decoder)
         note = "" if model.spec.readout.value == "all" else f"head counted per step (readout {model.spec.readout.value})"
         return MacStats.of(parts, note)

@@ -3,19 +3,25 @@
     x ids (T, B)        -> embedding [V, E]          (LMs)
     x features (T, B, F) -> input_proj Linear [E, F]  (classify / forecast; or none)
       -> dropout -> rnn: RecurrentStack (per-layer hidden sizes) -> dropout
-      -> decoder Linear [O, rnn.output_size]
+      [-> decoder_proj Linear [r, rnn.output_size], no bias   (decoder_rank r > 0: low-rank head)]
+      -> decoder Linear [O, rnn.output_size or r]
          readout "all": logits per step (T, B, O); "last"/"mean": one vector (B, O)
 
 Tensors are named like ../shared/models (embedding.weight, decoder.weight, ...); the
 recurrent tensors live under rnn.layers.{k}.* (one single-layer torch module per layer).
 Time-major throughout; tasks convert their batches.
+
+Low-rank models (rnnslim.lowrank) stay plain SequenceModels: a layer's `input_rank` puts a
+bias-free bottleneck Linear (rnn.bottlenecks.{k}) in front of it, `proj_size` makes an LSTM
+layer an LSTMP, `decoder_rank` splits the head in two. These fields are left out of the
+stored spec while they are 0, so other models' manifests are as before.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from torch import Tensor, nn
 
 from rnnslim.recurrent.gates import CellType
@@ -39,9 +45,22 @@ class LayerShape(BaseModel):
     hidden_size: int = Field(ge=1)
     proj_size: int = Field(default=0, ge=0)
     bidirectional: bool = False
+    input_rank: int = Field(default=0, ge=0, description="width of a bias-free bottleneck Linear in front of the "
+                            "layer (low-rank W_ih); 0: none")
+
+    @model_serializer(mode="wrap")
+    def _drop_zero_rank(self, handler):
+        return _without_zero(handler(self), "input_rank")
 
     def to_spec(self) -> LayerSpec:
-        return LayerSpec(self.hidden_size, self.proj_size, self.bidirectional)
+        return LayerSpec(self.hidden_size, self.proj_size, self.bidirectional, self.input_rank)
+
+
+def _without_zero(data, key: str):
+    """A dumped spec without `key` while it is 0 (manifests of models without it stay unchanged)."""
+    if isinstance(data, dict) and data.get(key) == 0:
+        data = {k: v for k, v in data.items() if k != key}
+    return data
 
 
 class ModelSpec(BaseModel):
@@ -57,12 +76,20 @@ class ModelSpec(BaseModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     readout: Readout = Readout.ALL
     tie_weights: bool = False
+    decoder_rank: int = Field(default=0, ge=0, description="low-rank head: decoder_proj Linear (rank r, no bias) "
+                              "before the decoder; 0: one Linear")
+
+    @model_serializer(mode="wrap")
+    def _drop_zero_rank(self, handler):
+        return _without_zero(handler(self), "decoder_rank")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.input_kind is InputKind.IDENTITY and self.embed_size != self.input_size:
             raise ValueError("input_kind 'identity' needs embed_size == input_size")
         if self.tie_weights:
+            if self.decoder_rank:
+                raise ValueError("tie_weights needs a one-Linear head (decoder_rank 0)")
             if self.input_kind is not InputKind.EMBEDDING:
                 raise ValueError("tie_weights needs an embedding input")
             if self.layers[-1].to_spec().output_size != self.embed_size or self.output_size != self.input_size:
@@ -70,7 +97,8 @@ class ModelSpec(BaseModel):
         return self
 
     def with_layers(self, layers: list[LayerSpec]) -> ModelSpec:
-        shapes = [LayerShape(hidden_size=s.hidden_size, proj_size=s.proj_size, bidirectional=s.bidirectional) for s in layers]
+        shapes = [LayerShape(hidden_size=s.hidden_size, proj_size=s.proj_size, bidirectional=s.bidirectional,
+                             input_rank=s.input_rank) for s in layers]
         return self.model_copy(update={"layers": shapes})
 
     @property
@@ -88,7 +116,9 @@ class SequenceModel(nn.Module):
             self.input_proj = nn.Linear(spec.input_size, spec.embed_size)
         self.drop = nn.Dropout(spec.dropout)
         self.rnn = RecurrentStack(spec.cell, spec.embed_size, spec.layer_specs, dropout=spec.dropout)
-        self.decoder = nn.Linear(self.rnn.output_size, spec.output_size)
+        if spec.decoder_rank:
+            self.decoder_proj = nn.Linear(self.rnn.output_size, spec.decoder_rank, bias=False)
+        self.decoder = nn.Linear(spec.decoder_rank or self.rnn.output_size, spec.output_size)
         if spec.tie_weights:
             self.decoder.weight = self.embedding.weight
 
@@ -107,7 +137,10 @@ class SequenceModel(nn.Module):
     def forward(self, x: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         """x: (T, B) ids or (T, B, F) features -> (outputs, new state)."""
         h, state = self.rnn(self.drop(self.encode(x)), state)  # h: (T, B, P*D)
-        return self.decoder(self.drop(read_out(h, self.spec.readout))), state
+        h = self.drop(read_out(h, self.spec.readout))
+        if self.spec.decoder_rank:
+            h = self.decoder_proj(h)  # (.., P*D) -> (.., r): low-rank head
+        return self.decoder(h), state
 
 
 def read_out(h: Tensor, readout: Readout) -> Tensor:

@@ -27,6 +27,7 @@ STAGE_MODULES = (
     "rnnslim.pipeline.stages.quantize",
     "rnnslim.pipeline.stages.int8",
     "rnnslim.pipeline.stages.reconstruct",  # prune_obs, quantize_gptq
+    "rnnslim.pipeline.stages.lowrank",  # lowrank, to_lstmp
     "rnnslim.pipeline.stages.transform",  # dct_sparsify, block_circulant
     "rnnslim.pipeline.stages.early_exit",  # early_exit
     "rnnslim.pipeline.stages.student",  # student (a compact model to distill into)

@@ -7,6 +7,7 @@ In a SequenceModel (names as in ../shared/models, one torch module per layer):
     rnn.layers.{k}.weight_hh_l0[_reverse]             RECURRENT  (G*H, P)
     rnn.layers.{k}.weight_hr_l0[_reverse]             PROJECTION (P, H), LSTM proj_size only
     decoder.weight                                    OUTPUT     (O, P*D)
+    rnn.bottlenecks.{k}.weight / decoder_proj.weight  INPUT of layer k / OUTPUT (low-rank factors)
 
 Any other module works too: tensors of every torch.nn.LSTM/GRU/RNN are classified by
 their name (weight_ih_l{k} -> INPUT of layer k, ...), nn.Embedding weights are EMBEDDING
@@ -39,6 +40,7 @@ ALL_KINDS = tuple(TargetKind)
 _RNN_WEIGHT = re.compile(r"^weight_(ih|hh|hr)_l(\d+)(_reverse)?$")
 _KIND_OF = {"ih": TargetKind.INPUT, "hh": TargetKind.RECURRENT, "hr": TargetKind.PROJECTION}
 _STACK_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)$")
+_NECK = re.compile(r"(?:^|\.)bottlenecks\.(\d+)$")  # low-rank W_ih input factor of layer k (rnnslim.lowrank)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def prunable_tensors(model: nn.Module, targets: list[TargetKind] | tuple[TargetK
                                           m.group(3) is not None, cell_of_module(mod))
             elif isinstance(mod, nn.Embedding) and pname == "weight":
                 item = PrunableTensor(prefix + pname, TargetKind.EMBEDDING, tuple(p.shape))
+            elif isinstance(mod, nn.Linear) and pname == "weight" and _NECK.search(path):
+                item = PrunableTensor(prefix + pname, TargetKind.INPUT, tuple(p.shape), int(_NECK.search(path).group(1)))
             elif isinstance(mod, nn.Linear) and pname == "weight":
                 kind = TargetKind.EMBEDDING if path == "input_proj" else TargetKind.OUTPUT
                 item = PrunableTensor(prefix + pname, kind, tuple(p.shape))

@@ -3,7 +3,9 @@
 Targets are found by module type, so this works on a SequenceModel (rnn.layers.k,
 embedding, input_proj, decoder) and on any user module holding torch.nn.LSTM/GRU/RNN,
 Embedding and Linear layers. A Linear named `decoder` or `input_proj` is its own target;
-other Linears are `linear`. Layers that are already quantized are not targets again.
+other Linears are `linear`; the factors of a low-rank model (rnnslim.lowrank) go with what
+they factor: rnn.bottlenecks.{k} with `rnn`, decoder_proj with `decoder`. Layers that are
+already quantized are not targets again.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ def target_of(path: str, module: nn.Module) -> Target | None:
     if isinstance(module, nn.Embedding):
         return Target.EMBEDDING
     if isinstance(module, nn.Linear):
-        leaf = path.rpartition(".")[2]
-        return {"decoder": Target.DECODER, "input_proj": Target.INPUT_PROJ}.get(leaf, Target.LINEAR)
+        parent, _, leaf = path.rpartition(".")
+        if parent.endswith("bottlenecks"):  # a low-rank W_ih's input factor (rnnslim.lowrank) belongs to the layer
+            return Target.RNN
+        return {"decoder": Target.DECODER, "decoder_proj": Target.DECODER,
+                "input_proj": Target.INPUT_PROJ}.get(leaf, Target.LINEAR)
     return None
 
 

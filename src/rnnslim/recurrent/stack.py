@@ -8,11 +8,17 @@ kernels, cuDNN on GPU) and chains them itself. `RecurrentStack.from_torch` and
 State convention: a list with one entry per layer, each in the shape torch uses for a
 single-layer module: GRU/RNN h (D, B, H); LSTM (h (D, B, P), c (D, B, H)), with D = 2 for
 bidirectional layers and P = proj_size or H.
+
+A layer may read its input through a bias-free bottleneck Linear (LayerSpec.input_rank = r:
+x (T, B, I) -> (T, B, r) -> the recurrent module, whose weight_ih is then (G*H, r)); that is
+how rnnslim.lowrank stores a low-rank W_ih = U V with torch's fused kernel still running
+(U = weight_ih, V = rnn.bottlenecks.{k}.weight). Stacks without one have no `bottlenecks`
+modules at all, so their tensors keep the names above.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +35,15 @@ class LayerSpec:
     hidden_size: int
     proj_size: int = 0
     bidirectional: bool = False
+    input_rank: int = 0  # width of a bias-free bottleneck Linear in front of the layer; 0: none
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.proj_size < 0 or (self.proj_size and self.proj_size >= self.hidden_size):
             raise ValueError(f"proj_size must be 0 or in [1, hidden_size), got {self.proj_size}")
+        if self.input_rank < 0:
+            raise ValueError(f"input_rank must be >= 0, got {self.input_rank}")
 
     @property
     def directions(self) -> int:
@@ -80,11 +89,13 @@ class RecurrentStack(nn.Module):
         self.dropout = float(dropout)
         self.bias = bias
         self.batch_first = batch_first
-        mods, in_size = [], input_size
+        mods, necks, in_size = [], [], input_size
         for spec in self.specs:
-            mods.append(make_layer(self.cell, in_size, spec, bias, batch_first))
+            necks.append(nn.Linear(in_size, spec.input_rank, bias=False) if spec.input_rank else nn.Identity())
+            mods.append(make_layer(self.cell, spec.input_rank or in_size, spec, bias, batch_first))
             in_size = spec.output_size
         self.layers = nn.ModuleList(mods)
+        self.bottlenecks = nn.ModuleList(necks) if any(s.input_rank for s in self.specs) else None
 
     @property
     def output_size(self) -> int:
@@ -95,7 +106,8 @@ class RecurrentStack(nn.Module):
         return len(self.layers)
 
     def extra_repr(self) -> str:
-        sizes = ", ".join(str(s.hidden_size) + (f"p{s.proj_size}" if s.proj_size else "") + ("x2" if s.bidirectional else "")
+        sizes = ", ".join((f"r{s.input_rank}:" if s.input_rank else "") + str(s.hidden_size)
+                          + (f"p{s.proj_size}" if s.proj_size else "") + ("x2" if s.bidirectional else "")
                           for s in self.specs)
         return f"cell={self.cell.value}, input_size={self.input_size}, hidden=[{sizes}], dropout={self.dropout}"
 
@@ -112,7 +124,13 @@ class RecurrentStack(nn.Module):
 
     def forward(self, x: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         new_state = []
+        necks = self.bottlenecks
+        if necks is not None and len(necks) != len(self.layers):
+            raise RuntimeError(f"{len(necks)} input bottlenecks for {len(self.layers)} layers (a layer was removed "
+                               "without its bottleneck)")
         for k, layer in enumerate(self.layers):
+            if necks is not None:
+                x = necks[k](x)  # (T, B, I) -> (T, B, input_rank); Identity where the layer has none
             x, st = layer(x, None if state is None else state[k])
             new_state.append(st)
             if self.dropout and self.training and k < len(self.layers) - 1:
@@ -120,9 +138,24 @@ class RecurrentStack(nn.Module):
         return x, new_state
 
     def replace_layer(self, index: int, spec: LayerSpec, module: nn.Module) -> None:
-        """Swap in a (pruned / quantized) layer module with the same forward contract."""
+        """Swap in a (pruned / quantized) layer module with the same forward contract. A layer
+        behind an input bottleneck keeps it (and its input_rank) unless `spec` names another."""
+        if not spec.input_rank and self.specs[index].input_rank:
+            spec = replace(spec, input_rank=self.specs[index].input_rank)
         self.specs[index] = spec
         self.layers[index] = module
+
+    def set_bottleneck(self, index: int, linear: nn.Linear | None) -> None:
+        """Put a bias-free bottleneck Linear (input -> r) in front of layer `index` (None removes
+        it); the caller swaps in a layer whose input size is r (replace_layer)."""
+        if linear is not None and (linear.bias is not None or linear.out_features < 1):
+            raise ValueError("an input bottleneck is a bias-free Linear with at least one output")
+        if self.bottlenecks is None:
+            self.bottlenecks = nn.ModuleList([nn.Identity() for _ in self.layers])
+        self.bottlenecks[index] = nn.Identity() if linear is None else linear
+        self.specs[index] = replace(self.specs[index], input_rank=0 if linear is None else linear.out_features)
+        if not any(s.input_rank for s in self.specs):
+            self.bottlenecks = None
 
     # --- conversion -----------------------------------------------------------------
     @classmethod
@@ -140,10 +173,13 @@ class RecurrentStack(nn.Module):
 
     def is_uniform(self) -> bool:
         """True when a single multi-layer torch module can hold this stack."""
-        return all(s == self.specs[0] for s in self.specs)
+        return self.bottlenecks is None and all(s == self.specs[0] for s in self.specs)
 
     def to_torch(self) -> nn.RNNBase:
         """Build the equivalent multi-layer torch module; raises if sizes differ per layer."""
+        if self.bottlenecks is not None:
+            raise ValueError(f"layers read their input through low-rank bottlenecks ({self.extra_repr()}); "
+                             "torch.nn modules have none")
         if not self.is_uniform():
             raise ValueError(f"layers have different shapes ({self.extra_repr()}); torch.nn modules need one size")
         first = self.layers[0]

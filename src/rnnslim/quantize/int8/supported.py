@@ -9,6 +9,10 @@ from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, Integ
 def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> None:
     """Raise a clear error if IntegerRunner cannot run this model: streaming (the default), or
     `whole_sequence` (run_sequence / NAME_run), which also accepts bidirectional layers."""
+    if getattr(model.rnn, "bottlenecks", None) is not None or getattr(model.spec, "decoder_rank", 0):
+        raise ValueError("IntegerRunner does not run low-rank factors (rnn.bottlenecks / decoder_proj from "
+                         "rnnslim.lowrank); of the low-rank forms only a folded layer-0 input (a narrower embedding) "
+                         "runs on the integer path. Use the dynamic / static int8 modes for this model")
     kind = model.spec.input_kind
     if kind is InputKind.EMBEDDING and not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
         raise ValueError("IntegerRunner needs an integer int8 model (quantize_int8_(model, "
