@@ -41,6 +41,17 @@ from rnnslim.quantize.int8.qweights import quantize_rows
 from rnnslim.recurrent.cells import direction_weights
 from rnnslim.recurrent.gates import CellType, as_cell, cell_of_module, gate_count
 
+def check_delta_threshold(threshold: int | None, bidirectional: bool) -> int | None:
+    """A layer's delta threshold (int8 code units, >= 0) or None; a clear error otherwise."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 0 <= threshold <= 255:
+        raise ValueError(f"a delta threshold is an integer in [0, 255] (int8 code units), got {threshold!r}")
+    if bidirectional:
+        raise ValueError("the delta step is a streaming step; a bidirectional layer has none (no delta threshold)")
+    return int(threshold)
+
+
 SUPPORTED_CELLS = (CellType.LSTM, CellType.GRU, CellType.RNN_TANH)
 BIAS_MAX = 1 << 30  # int32 biases of Linear layers are clamped here so acc + bias cannot wrap
 
@@ -77,13 +88,15 @@ class IntegerRecurrent(nn.Module):
     rnnslim_kind = "int8_integer_recurrent"
 
     def __init__(self, cell: CellType | str, input_size: int, hidden_size: int, bidirectional: bool = False,
-                 batch_first: bool = False, cell_frac: int = 10) -> None:
+                 batch_first: bool = False, cell_frac: int = 10, delta_threshold: int | None = None) -> None:
         super().__init__()
         self.cell = _check_cell(as_cell(cell))
         if not 0 <= cell_frac <= 15:
             raise ValueError(f"cell_frac must be in [0, 15], got {cell_frac}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bidirectional, self.batch_first, self.cell_frac = bidirectional, batch_first, cell_frac
+        # the C kernel's delta step (delta.py); None: dense. torch's forward stays dense.
+        self.delta_threshold = check_delta_threshold(delta_threshold, bidirectional)
         G, H = gate_count(self.cell), hidden_size
         nb = 4 * H if self.cell in (CellType.LSTM, CellType.GRU) else H
         for sfx in self._suffixes():
@@ -109,8 +122,9 @@ class IntegerRecurrent(nn.Module):
         return 2 if self.bidirectional else 1
 
     def rnnslim_config(self) -> dict:
-        return {"cell": self.cell.value, "input_size": self.input_size, "hidden_size": self.hidden_size,
-                "bidirectional": self.bidirectional, "batch_first": self.batch_first, "cell_frac": self.cell_frac}
+        cfg = {"cell": self.cell.value, "input_size": self.input_size, "hidden_size": self.hidden_size,
+               "bidirectional": self.bidirectional, "batch_first": self.batch_first, "cell_frac": self.cell_frac}
+        return cfg if self.delta_threshold is None else cfg | {"delta_threshold": self.delta_threshold}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.rnnslim_config().items())

@@ -101,9 +101,12 @@ def h8_of(h16: Tensor, lp: IntLayer) -> Tensor:
     return sat(requant(h16, lp.h_mult, lp.h_shift), -Q8_MAX, Q8_MAX)
 
 
-def lstm_step(tx: Tensor, h8: Tensor, c: Tensor, p: IntDirection, lp: IntLayer) -> tuple[Tensor, Tensor]:
-    """tx (B, 4H) Q.12, h8 (B, H) int8 codes, c (B, H) Q.cf -> (h8', c')."""
-    pre = tx + _term(_matmul(h8, p.w_hh), p.mult_hh, p.shift_hh) + p.bias.to(torch.int64)
+def lstm_step(tx: Tensor, h8: Tensor, c: Tensor, p: IntDirection, lp: IntLayer,
+              th: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """tx (B, 4H) Q.12, h8 (B, H) int8 codes, c (B, H) Q.cf -> (h8', c'). `th`: the recurrent
+    terms when the caller computed them (the delta step), else requant(W_hh h8)."""
+    th = _term(_matmul(h8, p.w_hh), p.mult_hh, p.shift_hh) if th is None else th
+    pre = tx + th + p.bias.to(torch.int64)
     i, f, g, o = pre.chunk(4, dim=-1)
     i, f, o, g = lut(lp.sig, i), lut(lp.sig, f), lut(lp.sig, o), lut(lp.tanh, g)
     c = sat(rshr(f * c, GATE_FRAC) + rshr(i * g, 2 * GATE_FRAC - lp.cell_frac), -INT16_MAX - 1, INT16_MAX)
@@ -111,9 +114,9 @@ def lstm_step(tx: Tensor, h8: Tensor, c: Tensor, p: IntDirection, lp: IntLayer) 
     return sat(requant(h, lp.h_mult, lp.h_shift), -Q8_MAX, Q8_MAX), c
 
 
-def gru_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer) -> Tensor:
-    """tx (B, 3H) Q.12, h16 (B, H) Q0.15 -> h16'."""
-    th = _term(_matmul(h8_of(h16, lp), p.w_hh), p.mult_hh, p.shift_hh)
+def gru_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer, th: Tensor | None = None) -> Tensor:
+    """tx (B, 3H) Q.12, h16 (B, H) Q0.15 -> h16' (`th` as for lstm_step)."""
+    th = _term(_matmul(h8_of(h16, lp), p.w_hh), p.mult_hh, p.shift_hh) if th is None else th
     tx_r, tx_z, tx_n = tx.chunk(3, dim=-1)
     th_r, th_z, th_n = th.chunk(3, dim=-1)
     b_r, b_z, b_in, b_hn = p.bias.to(torch.int64).chunk(4)
@@ -123,9 +126,9 @@ def gru_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer) -> Tensor:
     return sat(n + rshr(z * (h16 - n), GATE_FRAC), -INT16_MAX, INT16_MAX)
 
 
-def rnn_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer) -> Tensor:
-    """tx (B, H) Q.12, h16 (B, H) Q0.15 -> h16' (tanh RNN)."""
-    th = _term(_matmul(h8_of(h16, lp), p.w_hh), p.mult_hh, p.shift_hh)
+def rnn_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer, th: Tensor | None = None) -> Tensor:
+    """tx (B, H) Q.12, h16 (B, H) Q0.15 -> h16' (tanh RNN; `th` as for lstm_step)."""
+    th = _term(_matmul(h8_of(h16, lp), p.w_hh), p.mult_hh, p.shift_hh) if th is None else th
     return lut(lp.tanh, tx + th + p.bias.to(torch.int64))
 
 

@@ -112,6 +112,21 @@ int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_i
     return 0;
 }
 
+/* delta step of layer l (after rs_set_layer(l)): threshold and the column-major copies of W_ih
+   (NULL: W_ih runs dense) and W_hh, [cols][rows_c] int8 with rows_c = rows rounded up to RS_DROWS */
+int rs_set_delta(rs_host *h, int l, int32_t thr, const int8_t *wx_cols, const int8_t *wh_cols) {
+    rs_layer *ly;
+    size_t rc;
+    if (l < 0 || l >= h->m.L || !h->layers[l].sig || thr < 0 || !wh_cols || h->layers[l].rev) return -2;
+    ly = &h->layers[l];
+    if (wx_cols && ly->tx_table) return -2;
+    rc = (size_t)rs_rows_c(ly);
+    ly->delta_thr = thr;
+    ly->wh_cols = (const int8_t *)host_copy(h, wh_cols, rc * (size_t)ly->hidden);
+    if (wx_cols) ly->wx_cols = (const int8_t *)host_copy(h, wx_cols, rc * (size_t)ly->input);
+    return ly->wh_cols && (!wx_cols || ly->wx_cols) ? 0 : -1;
+}
+
 /* the backward direction of layer l (after rs_set_layer(l); its matrices go to slots 2L + 2 + 2l
    and 2L + 3 + 2l): its per-row constants, bias and (layer 0 folded) tx_table; the rest is layer l's */
 int rs_set_reverse(rs_host *h, int l, const int32_t *mult_ih, const int8_t *shift_ih, const int32_t *mult_hh,
@@ -233,6 +248,31 @@ int rs_run(rs_host *h, const int64_t *tokens, int n, int16_t *state, float *logi
     if (h->bidir) return -2;
     for (t = 0; t < n; t++)
         if (rs_core_step(&h->m, tokens[t], state, logits + (size_t)t * h->m.O)) return t + 1;
+    return 0;
+}
+
+/* Delta steps (rnnslim_core.h "delta networks"): ds is the stream's delta state, rs_delta_bytes
+   bytes, 8-byte aligned, zeroed at the stream's start. Same returns as rs_run / rs_run_features. */
+size_t rs_delta_bytes(const rs_host *h) { return rs_core_delta_bytes(&h->m); }
+
+int rs_step_delta(rs_host *h, int64_t token, int16_t *state, void *ds, float *logits) {
+    return h->bidir ? -2 : rs_core_step_delta(&h->m, token, state, ds, logits);
+}
+
+int rs_run_delta(rs_host *h, const int64_t *tokens, int n, int16_t *state, void *ds, float *logits) {
+    int t;
+    if (h->bidir) return -2;
+    for (t = 0; t < n; t++)
+        if (rs_core_step_delta(&h->m, tokens[t], state, ds, logits + (size_t)t * h->m.O)) return t + 1;
+    return 0;
+}
+
+int rs_run_features_delta(rs_host *h, const float *x, int n, int16_t *state, void *ds, float *logits) {
+    int t;
+    if (h->bidir) return -2;
+    for (t = 0; t < n; t++)
+        if (rs_core_step_features_delta(&h->m, x + (size_t)t * h->m.in.F, state, ds, logits + (size_t)t * h->m.O))
+            return -1;
     return 0;
 }
 

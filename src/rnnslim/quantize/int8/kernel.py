@@ -72,6 +72,11 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_set_reverse": ([_P, i32, _P, _P, _P, _P, _P, _P], i32),
         "rs_workspace_bytes": ([_P, i32], ctypes.c_size_t),
         "rs_run_sequence": ([_P, _P, _P, i32, _P, i32, _P], i32),
+        "rs_set_delta": ([_P, i32, ctypes.c_int32, _P, _P], i32),
+        "rs_delta_bytes": ([_P], ctypes.c_size_t),
+        "rs_step_delta": ([_P, i64, _P, _P, _P], i32),
+        "rs_run_delta": ([_P, _P, i32, _P, _P, _P], i32),
+        "rs_run_features_delta": ([_P, _P, i32, _P, _P, _P], i32),
     }
     for name, (args, res) in sigs.items():
         fn = getattr(lib, name)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from rnnslim.models.sequence import InputKind, SequenceModel
-from rnnslim.quantize.int8.integer import IntegerRecurrent
+from rnnslim.quantize.int8.delta import Thresholds, delta_thresholds, pack_columns, resolve_thresholds
+from rnnslim.quantize.int8.integer import IntegerRecurrent, check_delta_threshold
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
@@ -123,6 +124,9 @@ class PackedLayer:
     tx_table: np.ndarray | None = None  # int32 (V * rows,): folded embedding (layer 0 only)
     rev: PackedLayer | None = None  # bidirectional: the backward direction (its own matrices, per-row
     #                                 constants, bias, tx_table; h_mult / h_shift / cf / tables equal these)
+    delta_thr: int | None = None  # delta step threshold (delta.py); None: the layer runs dense
+    wx_cols: np.ndarray | None = None  # delta: column-major W_ih (delta.pack_columns); None: W_ih dense
+    wh_cols: np.ndarray | None = None  # delta: column-major W_hh
 
     @property
     def rows(self) -> int:
@@ -171,6 +175,11 @@ class IntegerProgram:
     dec_scale: np.ndarray  # float32 (O,)
     inputs: PackedInput | None = None  # feature models
     readout: str = "all"  # or "last": the decoder runs on the final step only (whole-sequence run)
+
+    @property
+    def delta(self) -> bool:
+        """Some layer runs the delta step (delta.py)."""
+        return any(ly.delta_thr is not None for ly in self.layers)
 
     @property
     def input_kind(self) -> InputKind:
@@ -250,10 +259,12 @@ class IntegerProgram:
 
     @classmethod
     def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
-                   sparse: bool | str = "auto") -> IntegerProgram:
+                   sparse: bool | str = "auto", delta: Thresholds | str = "model") -> IntegerProgram:
         """Pack an integer int8 model (check_integer_model(model, whole_sequence=True) must accept it:
-        bidirectional layers pack their backward direction into PackedLayer.rev)."""
+        bidirectional layers pack their backward direction into PackedLayer.rev). `delta`: the
+        delta thresholds per layer (delta.resolve_thresholds), "model" = the model's own."""
         check_integer_model(model, whole_sequence=True)
+        thresholds = delta_thresholds(model) if delta == "model" else resolve_thresholds(len(model.rnn.layers), delta)
         dec = model.decoder
         cell = model.rnn.cell
 
@@ -268,10 +279,16 @@ class IntegerProgram:
                 sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16))
 
         layers = []
-        for layer in model.rnn.layers:
+        for k, (layer, thr) in enumerate(zip(model.rnn.layers, thresholds)):
             packed = direction(layer, 0)
             if layer.bidirectional:
                 packed.rev = direction(layer, 1)
+            if thr is not None:
+                check_delta_threshold(thr, layer.bidirectional)
+                d = layer.direction(0)
+                packed.delta_thr, packed.wh_cols = int(thr), pack_columns(d.w_hh)
+                if k > 0 or model.spec.input_kind is not InputKind.EMBEDDING:  # token inputs do not persist
+                    packed.wx_cols = pack_columns(d.w_ih)
             layers.append(packed)
         common = dict(cell=cell, embed=model.rnn.layers[0].input_size, out=dec.out_features, layers=layers,
                       dec=pack_matrix(dec.weight, sparse), dec_bias=_np(dec.bias, np.int32),

@@ -89,6 +89,11 @@ typedef struct rs_layer {
        cf / tables; its own matrices, per-row constants, bias and tx_table), else NULL. Only the
        whole-sequence run (rs_core_run) reads it: a streaming step cannot see the future. */
     const struct rs_layer *rev;
+    /* Delta step (rs_core_step_delta, see "delta networks" below): column-major copies of W_ih /
+       W_hh ([cols][rows_c] int8, rows_c = rows rounded up to RS_DROWS), NULL where that matrix runs
+       dense (W_ih of layer 0 of a token model); delta_thr: |x - last| < delta_thr skips a column. */
+    const int8_t *wx_cols, *wh_cols;
+    int32_t delta_thr;
 } rs_layer;
 
 /* The model: constants (const pointers) and scratch buffers (max_cols int8 codes, max_rows
@@ -395,30 +400,179 @@ static void h8_codes(int8_t *dst, const int16_t *h16, const rs_layer *ly, int H)
     for (; k < H; k++) dst[k] = (int8_t)h8_of(h16[k], ly);
 }
 
-/* input terms tx (Q.12) of one layer for input codes x (or the folded table row) */
-static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token) {
+/* ---- delta networks (Neil et al. 2017) ------------------------------------------------
+   A delta step keeps, per delta matrix W (W_ih: input codes x, W_hh: hidden codes h), the last
+   transmitted codes `last` and the int32 accumulators M = W last. Each step, column j with
+   |x_j - last_j| >= thr is transmitted: M += W[:, j] (x_j - last_j), last_j = x_j; the others are
+   skipped. The gate terms are then requant(M) exactly as the dense step's requant(W x), so
+   thr 0 (every column transmitted) equals the dense step bit for bit and thr 1 (only unchanged
+   columns skipped) too; larger thresholds approximate. The all-zero delta state (last = 0,
+   M = 0) is consistent with any recurrent state, so a stream starts (or restarts) by zeroing it.
+   The caller's delta state (rs_core_delta_bytes, 8-byte aligned) holds int64 counters
+   [steps, unused, (kept columns of W_ih, of W_hh) per layer], then per layer M_x, M_h (int32
+   [rows_c]), last_x, last_h (int8 [cols_p]), then the list of transmitted columns (scratch). */
+#define RS_DROWS 64 /* rows per chunk of the delta accumulation; column copies are padded to it */
+
+typedef struct {
+    int32_t *mx, *mh, *kidx, *kd;
+    int8_t *lx, *lh;
+    int64_t *cnt; /* [2]: kept columns of W_ih, of W_hh */
+} rs_dlayer;
+
+static int rs_rows_c(const rs_layer *ly) { return (ly->rows + RS_DROWS - 1) / RS_DROWS * RS_DROWS; }
+
+/* walks the delta state: layer l's part (dl != NULL) and / or the total size in bytes */
+static size_t rs_delta_layout(const rs_model *m, unsigned char *base, int want, rs_dlayer *dl) {
+    size_t off = sizeof(int64_t) * (size_t)(2 + 2 * m->L);
+    int l;
+    for (l = 0; l < m->L; l++) {
+        const rs_layer *ly = &m->layers[l];
+        const size_t rc = (size_t)rs_rows_c(ly);
+        if (l == want && dl) {
+            dl->cnt = (int64_t *)(void *)base + 2 + 2 * l;
+            dl->mx = (int32_t *)(void *)(base + off);
+            dl->mh = dl->mx + rc;
+            dl->lx = (int8_t *)(base + off + 8 * rc);
+            dl->lh = dl->lx + ly->wx.cols_p;
+        }
+        off += 8 * rc + (size_t)ly->wx.cols_p + (size_t)ly->wh.cols_p;
+    }
+    off = (off + 7) & ~(size_t)7;
+    if (dl) {
+        dl->kidx = (int32_t *)(void *)(base + off);
+        dl->kd = dl->kidx + m->max_cols + 2;
+    }
+    return off + sizeof(int32_t) * 2 * ((size_t)m->max_cols + 2);
+}
+
+/* bytes of the delta state of one stream (zero it to start a stream) */
+static size_t rs_core_delta_bytes(const rs_model *m) { return rs_delta_layout(m, NULL, -1, NULL); }
+
+/* M[0:rows_c] += sum over the n transmitted columns i of wc[kidx[i]][:] * kd[i]. Products and
+   pair sums fit int16 x int16 -> int32 (|w| <= 127, |d| <= 254): the SIMD paths multiply two
+   columns at once (vpmaddwd on interleaved rows); n is padded to even with a zero delta. */
+static void delta_accumulate(const int8_t *wc, int rows_c, int32_t *kidx, int32_t *kd, int n, int32_t *M) {
+    int r, i;
+#if RS_SIMD >= 2
+    if (n & 1) { kidx[n] = kidx[0]; kd[n] = 0; n++; }
+#endif
+#if RS_SIMD == 3
+    {
+        const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+        const __m512i i1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+        for (r = 0; r < rows_c; r += RS_DROWS) {
+            __m512i lo0 = _mm512_setzero_si512(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+            for (i = 0; i < n; i += 2) {
+                const int8_t *a = wc + (size_t)kidx[i] * rows_c + r, *b = wc + (size_t)kidx[i + 1] * rows_c + r;
+                const __m512i dp = _mm512_set1_epi32((int32_t)(((uint32_t)kd[i] & 0xFFFFu) | ((uint32_t)kd[i + 1] << 16)));
+                const __m512i a0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)a));
+                const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)b));
+                const __m512i a1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + 32)));
+                const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 32)));
+                lo0 = _mm512_add_epi32(lo0, _mm512_madd_epi16(_mm512_unpacklo_epi16(a0, b0), dp));
+                hi0 = _mm512_add_epi32(hi0, _mm512_madd_epi16(_mm512_unpackhi_epi16(a0, b0), dp));
+                lo1 = _mm512_add_epi32(lo1, _mm512_madd_epi16(_mm512_unpacklo_epi16(a1, b1), dp));
+                hi1 = _mm512_add_epi32(hi1, _mm512_madd_epi16(_mm512_unpackhi_epi16(a1, b1), dp));
+            }
+            /* lane k of lo: rows 8k .. 8k+3, of hi: rows 8k+4 .. 8k+7 (unpack works per 128 bits) */
+            _mm512_storeu_si512((void *)(M + r), _mm512_add_epi32(v_load(M + r), _mm512_permutex2var_epi32(lo0, i0, hi0)));
+            _mm512_storeu_si512((void *)(M + r + 16), _mm512_add_epi32(v_load(M + r + 16), _mm512_permutex2var_epi32(lo0, i1, hi0)));
+            _mm512_storeu_si512((void *)(M + r + 32), _mm512_add_epi32(v_load(M + r + 32), _mm512_permutex2var_epi32(lo1, i0, hi1)));
+            _mm512_storeu_si512((void *)(M + r + 48), _mm512_add_epi32(v_load(M + r + 48), _mm512_permutex2var_epi32(lo1, i1, hi1)));
+        }
+    }
+#elif RS_SIMD == 2
+    for (r = 0; r < rows_c; r += RS_DROWS) {
+        __m256i lo[4], hi[4];
+        int q;
+        for (q = 0; q < 4; q++) lo[q] = hi[q] = _mm256_setzero_si256();
+        for (i = 0; i < n; i += 2) {
+            const int8_t *a = wc + (size_t)kidx[i] * rows_c + r, *b = wc + (size_t)kidx[i + 1] * rows_c + r;
+            const __m256i dp = _mm256_set1_epi32((int32_t)(((uint32_t)kd[i] & 0xFFFFu) | ((uint32_t)kd[i + 1] << 16)));
+            for (q = 0; q < 4; q++) {
+                const __m256i aq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 16 * q)));
+                const __m256i bq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 16 * q)));
+                lo[q] = _mm256_add_epi32(lo[q], _mm256_madd_epi16(_mm256_unpacklo_epi16(aq, bq), dp));
+                hi[q] = _mm256_add_epi32(hi[q], _mm256_madd_epi16(_mm256_unpackhi_epi16(aq, bq), dp));
+            }
+        }
+        for (q = 0; q < 4; q++) { /* lane k of lo: rows 8k .. 8k+3, of hi: rows 8k+4 .. 8k+7 */
+            int32_t *y = M + r + 16 * q;
+            _mm256_storeu_si256((__m256i *)y, _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)y),
+                                                               _mm256_permute2x128_si256(lo[q], hi[q], 0x20)));
+            _mm256_storeu_si256((__m256i *)(y + 8), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(y + 8)),
+                                                                     _mm256_permute2x128_si256(lo[q], hi[q], 0x31)));
+        }
+    }
+#else
+    for (i = 0; i < n; i++) {
+        const int8_t *c = wc + (size_t)kidx[i] * rows_c;
+        const int32_t d = kd[i];
+        for (r = 0; r < rows_c; r++) M[r] += (int32_t)c[r] * d;
+    }
+#endif
+}
+
+/* the delta update of one matrix for codes x[0:cols]; returns the number of transmitted columns */
+static int delta_update(const int8_t *wc, int rows_c, int cols, int32_t thr, const int8_t *x, int8_t *last,
+                        int32_t *M, int32_t *kidx, int32_t *kd) {
+    int j, n = 0;
+    for (j = 0; j < cols; j++) {
+        const int32_t d = (int32_t)x[j] - (int32_t)last[j];
+        if ((d < 0 ? -d : d) >= thr) {
+            kidx[n] = j;
+            kd[n++] = d;
+            last[j] = x[j];
+        }
+    }
+    if (n) delta_accumulate(wc, rows_c, kidx, kd, n, M);
+    return n;
+}
+
+/* the gate terms of a delta matrix: requant(M) into out */
+static void delta_terms(int32_t *out, const int32_t *M, const int32_t *mult, const int8_t *shift, int rows) {
+    memcpy(out, M, sizeof(int32_t) * (size_t)rows);
+    terms(out, mult, shift, rows);
+}
+
+/* input terms tx (Q.12) of one layer for input codes x (or the folded table row); dl: delta state */
+static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
+                                  const rs_dlayer *dl) {
     if (ly->tx_table) return ly->tx_table + (size_t)token * ly->rows;
+    if (dl && ly->wx_cols) {
+        dl->cnt[0] += delta_update(ly->wx_cols, rs_rows_c(ly), ly->input, ly->delta_thr, x, dl->lx, dl->mx,
+                                   dl->kidx, dl->kd);
+        delta_terms(m->ax, dl->mx, ly->mult_x, ly->shift_x, ly->rows);
+        return m->ax;
+    }
     load_codes(m->xbuf, m->ubuf, x, ly->input, ly->wx.cols_p);
     matvec(&ly->wx, m->xbuf, m->ubuf, m->ax);
     terms(m->ax, ly->mult_x, ly->shift_x, ly->rows);
     return m->ax;
 }
 
-static void recurrent_terms(const rs_model *m, const rs_layer *ly) {
+static void recurrent_terms(const rs_model *m, const rs_layer *ly, const rs_dlayer *dl) {
+    if (dl && ly->wh_cols) {
+        dl->cnt[1] += delta_update(ly->wh_cols, rs_rows_c(ly), ly->hidden, ly->delta_thr, m->hbuf, dl->lh, dl->mh,
+                                   dl->kidx, dl->kd);
+        delta_terms(m->ah, dl->mh, ly->mult_h, ly->shift_h, ly->rows);
+        return;
+    }
     load_codes(m->hbuf, m->ubuf, m->hbuf, ly->hidden, ly->wh.cols_p);
     matvec(&ly->wh, m->hbuf, m->ubuf, m->ah);
     terms(m->ah, ly->mult_h, ly->shift_h, ly->rows);
 }
 
-static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                       const rs_dlayer *dl) {
     const int H = ly->hidden, cf = ly->cf;
     int16_t *hs = st, *cs = st + H;
     const int32_t *tx;
     int32_t *pre = m->pre;
     int k, j;
-    tx = input_terms(m, ly, x, token);
+    tx = input_terms(m, ly, x, token, dl);
     for (k = 0; k < H; k++) m->hbuf[k] = (int8_t)hs[k];
-    recurrent_terms(m, ly);
+    recurrent_terms(m, ly, dl);
     for (j = 0; j < ly->rows; j++) pre[j] = tx[j] + m->ah[j] + ly->bias[j];
     k = 0;
 #if RS_SIMD == 3
@@ -451,16 +605,17 @@ static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, i
 
 /* GRU / RNN: input terms (returned), recurrent terms of the int8 copy of the Q0.15 state (m->ah) */
 static const int32_t *h16_layer_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
-                                      const int16_t *st) {
-    const int32_t *tx = input_terms(m, ly, x, token);
+                                      const int16_t *st, const rs_dlayer *dl) {
+    const int32_t *tx = input_terms(m, ly, x, token, dl);
     h8_codes(m->hbuf, st, ly, ly->hidden);
-    recurrent_terms(m, ly);
+    recurrent_terms(m, ly, dl);
     return tx;
 }
 
-static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                      const rs_dlayer *dl) {
     const int H = ly->hidden;
-    const int32_t *tx = h16_layer_terms(m, ly, x, token, st), *b = ly->bias, *ah = m->ah;
+    const int32_t *tx = h16_layer_terms(m, ly, x, token, st, dl), *b = ly->bias, *ah = m->ah;
     int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= H; k += 16) {
@@ -486,9 +641,10 @@ static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
     }
 }
 
-static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y) {
+static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                      const rs_dlayer *dl) {
     const int H = ly->hidden;
-    const int32_t *tx = h16_layer_terms(m, ly, x, token, st), *ah = m->ah, *b = ly->bias;
+    const int32_t *tx = h16_layer_terms(m, ly, x, token, st, dl), *ah = m->ah, *b = ly->bias;
     int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= H; k += 16) {
@@ -506,15 +662,19 @@ static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
 
 /* Every layer and the decoder for layer-0 input codes x (NULL: the folded table row of
    `token`); the decoder accumulators (acc + bias, int32) land in m->acc. state (state_len
-   int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in place. */
-static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_t *state) {
+   int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in place. ds: the delta state
+   (delta step), or NULL (the dense step). */
+static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_t *state, void *ds) {
     int l, j;
+    if (ds) ((int64_t *)ds)[0]++;
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
+        rs_dlayer dl, *d = NULL;
+        if (ds) rs_delta_layout(m, (unsigned char *)ds, l, d = &dl);
         /* y is written to ybuf; the next layer copies it into xbuf before overwriting ybuf */
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, state, m->ybuf);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, state, m->ybuf);
-        else rnn_layer(m, ly, x, token, state, m->ybuf);
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, state, m->ybuf, d);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, state, m->ybuf, d);
+        else rnn_layer(m, ly, x, token, state, m->ybuf, d);
         state += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
         x = m->ybuf;
     }
@@ -527,7 +687,7 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
 static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
     if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
     /* emb NULL: layer 0 reads its folded table */
-    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state);
+    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, NULL);
     return 0;
 }
 
@@ -562,7 +722,7 @@ static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
 static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
     if (m->in.kind == INPUT_EMBEDDING) return -1;
     rs_feature_codes(m, x, m->ybuf);
-    rs_core_layers(m, m->ybuf, -1, state);
+    rs_core_layers(m, m->ybuf, -1, state, NULL);
     return 0;
 }
 
@@ -580,6 +740,23 @@ static int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float 
 
 static int rs_core_step_features(const rs_model *m, const float *x, int16_t *state, float *logits) {
     if (rs_core_forward_features(m, x, state)) return -1;
+    rs_logits(m, logits);
+    return 0;
+}
+
+/* Delta steps (see "delta networks" above): as rs_core_step / rs_core_step_features, with the
+   stream's delta state ds (rs_core_delta_bytes, 8-byte aligned, zeroed at the stream's start). */
+static int rs_core_step_delta(const rs_model *m, int64_t token, int16_t *state, void *ds, float *logits) {
+    if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
+    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, ds);
+    rs_logits(m, logits);
+    return 0;
+}
+
+static int rs_core_step_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds, float *logits) {
+    if (m->in.kind == INPUT_EMBEDDING) return -1;
+    rs_feature_codes(m, x, m->ybuf);
+    rs_core_layers(m, m->ybuf, -1, state, ds);
     rs_logits(m, logits);
     return 0;
 }
@@ -630,9 +807,9 @@ static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t
         const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
         const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * m->E);
         int8_t *y = out + (size_t)t * W;
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y);
-        else rnn_layer(m, ly, x, token, st, y);
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, NULL);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, NULL);
+        else rnn_layer(m, ly, x, token, st, y, NULL);
     }
 }
 

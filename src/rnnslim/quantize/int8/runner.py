@@ -28,6 +28,10 @@ first layer: a table of the layer-0 input terms per token replaces that matmul (
 integers, a quarter fewer weight bytes read per step). Matrices whose non-zeros fill few
 16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied
 (packed.py; `sparse=` forces either layout).
+
+Delta models (delta.py: IntegerRecurrent.delta_threshold, or `delta=` here to override) step
+with the kernel's delta step: a state then also holds the stream's delta state, and
+`delta_stats(state)` reads its MAC counters. `state.reset()` restarts a stream in place.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from torch import Tensor
 
 from rnnslim.models.sequence import Readout, SequenceModel
 from rnnslim.quantize.int8.fixedpoint import GATE_FRAC
+from rnnslim.quantize.int8.delta import DeltaStats, Thresholds, delta_stats_of
 from rnnslim.quantize.int8.kernel import KernelVariant, load_kernel
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram
 from rnnslim.quantize.int8.supported import check_integer_model
@@ -53,22 +58,36 @@ def _ptr(t: Tensor) -> int:
 
 
 class IntegerState:
-    """Recurrent state of an IntegerRunner: one int16 buffer (per layer LSTM [h8 | c], GRU/RNN [h16])."""
+    """Recurrent state of an IntegerRunner: one int16 buffer (per layer LSTM [h8 | c], GRU/RNN [h16]),
+    and for a delta model the stream's delta state (last transmitted codes, accumulators, MAC
+    counters: rnnslim_core.h "delta networks"; `delta_bytes` bytes, zero at the start)."""
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, delta_bytes: int = 0) -> None:
         self.buf = torch.zeros(length, dtype=torch.int16)
         self.ptr = self.buf.data_ptr()
+        self.delta = torch.zeros(-(-delta_bytes // 8), dtype=torch.int64) if delta_bytes else None  # 8-byte aligned
+        self.delta_ptr = None if self.delta is None else self.delta.data_ptr()
 
     def clone(self) -> IntegerState:
-        s = IntegerState(self.buf.numel())
+        s = IntegerState(self.buf.numel(), 0 if self.delta is None else 8 * self.delta.numel())
         s.buf.copy_(self.buf)
+        if self.delta is not None:
+            s.delta.copy_(self.delta)
         return s
+
+    def reset(self) -> IntegerState:
+        """The zero state (and a fresh delta state with zeroed counters), in place."""
+        self.buf.zero_()
+        if self.delta is not None:
+            self.delta.zero_()
+        return self
 
 
 class IntegerRunner:
     def __init__(self, model: SequenceModel, variant: KernelVariant | str = KernelVariant.NATIVE,
-                 fold_embedding: bool | None = None, sparse: bool | str = "auto") -> None:
-        program = IntegerProgram.from_model(model.cpu(), fold_embedding=fold_embedding, sparse=sparse)
+                 fold_embedding: bool | None = None, sparse: bool | str = "auto",
+                 delta: Thresholds | str = "model") -> None:
+        program = IntegerProgram.from_model(model.cpu(), fold_embedding=fold_embedding, sparse=sparse, delta=delta)
         self.program = program
         self.lib = lib = load_kernel(variant)
         self.variant = KernelVariant(variant)
@@ -116,12 +135,17 @@ class IntegerRunner:
             check(lib.rs_set_layer(handle, k, ly.input, ly.hidden, p(ly.mult_x), p(ly.shift_x), p(ly.mult_h),
                                    p(ly.shift_h), p(ly.bias), ly.h_mult, ly.h_shift, ly.cf, p(ly.sig), p(ly.tanh),
                                    p(ly.tx_table)), f"rnn.layers.{k}")
+            if ly.delta_thr is not None:
+                check(lib.rs_set_delta(handle, k, ly.delta_thr, p(ly.wx_cols), p(ly.wh_cols)), f"rnn.layers.{k} (delta)")
             if (r := ly.rev) is not None:
                 check(lib.rs_set_reverse(handle, k, p(r.mult_x), p(r.shift_x), p(r.mult_h), p(r.shift_h), p(r.bias),
                                          p(r.tx_table)), f"rnn.layers.{k} (backward direction)")
         check(lib.rs_set_decoder(handle, p(program.dec_bias), p(program.dec_scale)), "decoder")
         check(lib.rs_finalize(handle), "the model (layer sizes do not chain)")
         self.state_len = lib.rs_state_len(handle)
+        self.delta = program.delta
+        self.delta_bytes = int(lib.rs_delta_bytes(handle)) if self.delta else 0
+        self._last_state: IntegerState | None = None  # what delta_stats() reads by default
         self._logits = torch.empty(program.out, dtype=torch.float32)
         self._logits_ptr = _ptr(self._logits)
         self._step = lib.rs_step
@@ -135,7 +159,26 @@ class IntegerRunner:
         return int(self.lib.rs_simd_level())
 
     def init_state(self) -> IntegerState:
-        return IntegerState(self.state_len)
+        return IntegerState(self.state_len, self.delta_bytes)
+
+    def _delta_ptr(self, state: IntegerState):
+        """The state's delta buffer for a delta runner (None for a dense one); checks it fits."""
+        if not self.delta:
+            return None
+        if state.delta is None or 8 * state.delta.numel() < self.delta_bytes:
+            raise ValueError("this runner steps with the delta step: use a state from its init_state()")
+        self._last_state = state
+        return state.delta_ptr
+
+    def delta_stats(self, state: IntegerState | None = None) -> DeltaStats:
+        """MAC counters of the delta steps `state` went through since it was created or reset
+        (default: the state of the runner's last call)."""
+        if not self.delta:
+            raise ValueError("this runner has no delta layers (set_delta_threshold_ or IntegerRunner(delta=...))")
+        state = state if state is not None else self._last_state
+        if state is None:
+            raise ValueError("no state has stepped yet: pass one")
+        return delta_stats_of(self.program, state.delta)
 
     def _streaming(self) -> None:
         if self.bidirectional:
@@ -151,6 +194,8 @@ class IntegerRunner:
     def step(self, token: int, state: IntegerState, out: Tensor | None = None) -> Tensor:
         """One token at batch 1: returns (O,) float32 logits (the runner's buffer unless `out`)."""
         self._needs_tokens()
+        if self.delta:
+            return self._step_delta(token, state, out)
         if out is None:
             if self._step(self._handle, token, state.ptr, self._logits_ptr):
                 raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
@@ -161,13 +206,26 @@ class IntegerRunner:
             raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
         return out
 
+    def _step_delta(self, token: int, state: IntegerState, out: Tensor | None) -> Tensor:
+        dp = self._delta_ptr(state)
+        if out is not None and (out.dtype != torch.float32 or not out.is_contiguous() or out.numel() != self.out_size):
+            raise ValueError(f"out must be a contiguous float32 tensor of {self.out_size} elements")
+        out = self._logits if out is None else out
+        if self.lib.rs_step_delta(self._handle, token, state.ptr, dp, out.data_ptr()):
+            raise IndexError(f"token {token} is outside the vocabulary [0, {self.vocab})")
+        return out
+
     def run(self, tokens: Tensor, state: IntegerState | None = None) -> tuple[Tensor, IntegerState]:
         """tokens (T,) ids -> (logits (T, O), final state); one C call for the whole sequence."""
         self._needs_tokens()
         state = state if state is not None else self.init_state()
         ids = tokens.detach().reshape(-1).to(torch.int64).contiguous()
         logits = torch.empty(ids.numel(), self.out_size, dtype=torch.float32)
-        bad = self.lib.rs_run(self._handle, _ptr(ids), ids.numel(), state.ptr, _ptr(logits))
+        if self.delta:
+            bad = self.lib.rs_run_delta(self._handle, _ptr(ids), ids.numel(), state.ptr, self._delta_ptr(state),
+                                        _ptr(logits))
+        else:
+            bad = self.lib.rs_run(self._handle, _ptr(ids), ids.numel(), state.ptr, _ptr(logits))
         if bad:
             raise IndexError(f"token {int(ids[bad - 1])} at position {bad - 1} is outside the vocabulary "
                              f"[0, {self.vocab})")
@@ -190,7 +248,11 @@ class IntegerRunner:
         logits = out if out is not None else torch.empty(xs.shape[0], self.out_size, dtype=torch.float32)
         if logits.dtype != torch.float32 or not logits.is_contiguous() or logits.shape != (xs.shape[0], self.out_size):
             raise ValueError(f"out must be a contiguous float32 tensor of shape ({xs.shape[0]}, {self.out_size})")
-        self.lib.rs_run_features(self._handle, _ptr(xs), xs.shape[0], state.ptr, _ptr(logits))
+        if self.delta:
+            self.lib.rs_run_features_delta(self._handle, _ptr(xs), xs.shape[0], state.ptr, self._delta_ptr(state),
+                                           _ptr(logits))
+        else:
+            self.lib.rs_run_features(self._handle, _ptr(xs), xs.shape[0], state.ptr, _ptr(logits))
         return logits, state
 
     def workspace_bytes(self, steps: int) -> int:
@@ -200,7 +262,11 @@ class IntegerRunner:
     def run_sequence(self, x: Tensor) -> Tensor:
         """The whole sequence from the zero state, one C call (rs_core_run): tokens (T,) or
         features (T, F) -> logits (T, O) for readout "all", (O,) for readout "last". Runs every
-        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit."""
+        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit.
+        A delta model runs its delta steps from a fresh state instead (run / run_features)."""
+        if self.delta:
+            logits = (self.run(x) if self.features is None else self.run_features(x))[0]
+            return logits[-1] if self.readout is Readout.LAST else logits
         if self.features is None:
             ids = x.detach().reshape(-1).to(torch.int64)
             bad = ((ids < 0) | (ids >= self.vocab)).nonzero()

@@ -1,0 +1,157 @@
+"""Delta step of the integer kernel (delta.py): exact at thresholds 0 and 1, bit-equal to the
+torch twin (delta_reference.py) at any threshold, MAC counters, reset, feature models, format."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
+from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_
+from rnnslim.quantize.int8.delta_reference import delta_reference
+from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, load_kernel
+
+
+def _available(variant: KernelVariant) -> bool:
+    try:
+        load_kernel(variant)
+        return True
+    except KernelUnavailable:
+        return False
+
+
+VARIANTS = [pytest.param(v, marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable"))
+            for v in KernelVariant]
+needs_kernel = pytest.mark.skipif(not _available(KernelVariant.NATIVE), reason="no C compiler / kernel here")
+
+
+@lru_cache(maxsize=None)
+def _model(cell: str, kind: str = "embedding", hidden=(70, 33)):
+    """Tiny integer model: token LM (V 30, E 45) or feature model (13 features, identity / linear)."""
+    torch.manual_seed(0)
+    F = 13
+    embed = 45 if kind == "embedding" else (F if kind == "identity" else 20)
+    spec = ModelSpec(cell=cell, input_kind=InputKind(kind), input_size=30 if kind == "embedding" else F,
+                     embed_size=embed, layers=[LayerShape(hidden_size=h) for h in hidden], output_size=29)
+    model = SequenceModel(spec).eval()
+    with torch.no_grad():
+        for layer in model.rnn.layers:
+            layer.weight_hh_l0.mul_(3.0)
+    calib = ([torch.randint(0, 30, (40, 4)) for _ in range(2)] if kind == "embedding"
+             else [2.0 * torch.randn(30, 4, F) for _ in range(2)])
+    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+
+
+def _inputs(kind: str, T: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "embedding":
+        return torch.randint(0, 30, (T,), generator=g)
+    return torch.cumsum(0.3 * torch.randn(T, 13, generator=g), 0)  # slowly drifting features: deltas are small
+
+
+def _run(runner: IntegerRunner, x: torch.Tensor, state=None):
+    return runner.run(x, state) if runner.features is None else runner.run_features(x, state)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("thr", [0, 1])
+def test_lossless_thresholds_equal_the_dense_step(variant, cell, thr):
+    # threshold 0 transmits every column, threshold 1 skips unchanged codes only: both exact
+    q = _model(cell)
+    x = _inputs("embedding", 200)
+    dense, dense_state = IntegerRunner(q, variant).run(x)
+    runner = IntegerRunner(q, variant, delta=thr)
+    logits, state = runner.run(x)
+    assert torch.equal(logits, dense) and torch.equal(state.buf, dense_state.buf)
+    stats = runner.delta_stats(state)
+    assert (stats.skipped_fraction == 0.0) if thr == 0 else (stats.macs <= stats.dense_macs)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("kind", ["embedding", "identity", "linear"])
+def test_kernel_equals_torch_twin_at_lossy_thresholds(variant, cell, kind):
+    q = _model(cell, kind)
+    x = _inputs(kind, 120)
+    thr = {0: 3, 1: 6}
+    runner = IntegerRunner(q, variant, delta=thr)
+    logits, state = _run(runner, x)
+    ref, counters = delta_reference(q, x, delta=thr)
+    assert torch.equal(logits, ref)
+    assert np.array_equal(state.delta[: counters.size].numpy(), counters)
+    stats = runner.delta_stats(state)
+    assert 0.0 < stats.skipped_fraction < 1.0  # these thresholds skip some columns, not all
+    # MACs = transmitted columns x rows; layer 0 of a token model runs W_ih dense (no columns counted)
+    ly0 = stats.layers[0]
+    assert ly0.macs == (int(counters[2]) + int(counters[3])) * ly0.rows
+    assert ly0.x_columns == (0 if kind == "embedding" else q.rnn.layers[0].input_size)
+    assert stats.dense_macs == 120 * sum((ly.x_columns + ly.h_columns) * ly.rows for ly in stats.layers)
+
+
+@needs_kernel
+def test_step_equals_run_and_reset_restarts_the_stream():
+    q = _model("lstm")
+    runner = IntegerRunner(q, delta=5)
+    x = _inputs("embedding", 60)
+    logits, state = runner.run(x)
+    stepped = torch.stack([runner.step(int(t), state).clone() for t in x])  # continues the same stream
+    state.reset()
+    assert runner.delta_stats(state).steps == 0
+    again = torch.stack([runner.step(int(t), state).clone() for t in x])
+    assert torch.equal(again, logits) and not torch.equal(stepped, logits)
+    assert runner.delta_stats().steps == 60  # the last state stepped
+    fresh = runner.init_state()
+    assert torch.equal(runner.run(x, fresh)[0], logits)
+    clone = state.clone()
+    assert torch.equal(runner.run(x[:10], clone)[0], runner.run(x[:10], state)[0])
+
+
+@needs_kernel
+def test_thresholds_are_saved_with_the_model_and_used_by_default(tmp_path):
+    from rnnslim.io.format import load_model, save_model
+
+    q = _model("gru", hidden=(24, 16))
+    import copy
+
+    m = set_delta_threshold_(copy.deepcopy(q), {1: 4})
+    assert delta_thresholds(m) == [None, 4]
+    save_model(m, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert delta_thresholds(loaded) == [None, 4]
+    x = _inputs("embedding", 80)
+    runner = IntegerRunner(loaded)
+    assert runner.delta and torch.equal(runner.run(x)[0], delta_reference(q, x, delta={1: 4})[0])
+    assert not IntegerRunner(loaded, delta=None).delta  # an explicit override wins
+    with pytest.raises(ValueError, match="layers"):
+        set_delta_threshold_(m, {5: 1})
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        set_delta_threshold_(m, [1, -2])
+    assert delta_thresholds(m) == [None, 4]  # all or nothing
+
+
+def test_bad_targets_get_clear_errors():
+    q = _model("lstm", hidden=(16,))
+    float_model = SequenceModel(q.spec)
+    with pytest.raises(ValueError, match="fully integer"):
+        set_delta_threshold_(float_model, 2)
+    with pytest.raises(ValueError, match="2-D int8"):
+        pack_columns(np.zeros((3, 3), dtype=np.int16))
+    cols = pack_columns(np.arange(6, dtype=np.int8).reshape(2, 3))  # (3 columns, 64 padded rows)
+    assert cols.shape == (3 * 64,) and list(cols[64:66]) == [1, 4]
+
+
+@needs_kernel
+def test_dense_runner_refuses_delta_stats_and_a_delta_runner_needs_its_state():
+    q = _model("lstm")
+    with pytest.raises(ValueError, match="no delta layers"):
+        IntegerRunner(q).delta_stats()
+    runner = IntegerRunner(q, delta=2)
+    with pytest.raises(ValueError, match="init_state"):
+        runner.run(_inputs("embedding", 3), IntegerRunner(q).init_state())
+    stats = delta_stats_of(runner.program, np.zeros(8, dtype=np.int64))
+    assert stats.steps == 0 and stats.skipped_fraction == 0.0
