@@ -336,6 +336,10 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         emb = getattr(model, "embedding", None) if model.spec.input_kind.value == "embedding" else None
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
+    if program.delta:
+        raise ValueError("this model has delta thresholds (the kernel's delta step, quantize/int8/delta.py), which "
+                         "exported C does not run yet; export the dense model (set_delta_threshold_(model, None), "
+                         "or a recipe without the delta stage) or run it with IntegerRunner")
     name = c_identifier(name or (getattr(model, "task_meta", None) or {}).get("name") or "model")
     text, const_bytes, sparse_names = _source(name, program)
     facts = CExport(

@@ -26,6 +26,7 @@ STAGE_MODULES = (
     "rnnslim.pipeline.stages.structured",  # prune_units, remove_layers, prune_vocab, group_lasso
     "rnnslim.pipeline.stages.quantize",
     "rnnslim.pipeline.stages.int8",
+    "rnnslim.pipeline.stages.delta",  # delta (delta-network thresholds of an integer model)
     "rnnslim.pipeline.stages.reconstruct",  # prune_obs, quantize_gptq
     "rnnslim.pipeline.stages.lowrank",  # lowrank, to_lstmp
     "rnnslim.pipeline.stages.transform",  # dct_sparsify, block_circulant

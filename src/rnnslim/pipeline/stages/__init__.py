@@ -6,6 +6,7 @@ reconstruct, early_exit, lowrank) know nothing of the pipeline; the pipeline imp
     structured.py   prune_units, remove_layers, prune_vocab, group_lasso
     quantize.py     quantize_weights, ternary_weights, kmeans, half_weights, mixed_precision, qat
     int8.py         int8_dynamic, int8_static, int8_integer
+    delta.py        delta (delta-network thresholds of an integer model: the kernel's delta step)
     reconstruct.py  prune_obs, quantize_gptq
     lowrank.py      lowrank, to_lstmp
     transform.py    dct_sparsify, block_circulant
