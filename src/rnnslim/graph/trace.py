@@ -97,7 +97,22 @@ class _SourceMap:
 
 
 def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], example_inputs: tuple) -> CouplingGraph:
+    """Run `model` on `example_inputs` with its parameterised modules cut (module docstring) and
+    read from gradients which recurrent units feed which input feature of every consumer."""
     graph = CouplingGraph(recurrent=dict(recurrent), method="trace")
+    calls, result = _record_calls(model, recurrent, example_inputs)
+    tracer = _Tracer(model, recurrent, calls, graph)
+    if not tracer.leaves:
+        return graph
+    for c in calls:
+        if c.inputs:
+            tracer.add_consumer(c)
+    tracer.mark_exposed(result)
+    return graph
+
+
+def _record_calls(model: nn.Module, recurrent: dict[str, RecurrentModule], example_inputs: tuple):
+    """(the calls of every cut module in call order, the model's output) of one forward pass."""
     calls: list[_Call] = []
     handles = []
 
@@ -120,87 +135,95 @@ def trace_coupling(model: nn.Module, recurrent: dict[str, RecurrentModule], exam
         for h in handles:
             h.remove()
         model.train(was)
+    return calls, result
 
-    # recurrent leaves: the output sequence, h_n and (LSTM) c_n of every recurrent call
-    leaves: list[tuple[Tensor, _SourceMap]] = []
-    for c in calls:
-        if c.path in recurrent:
-            roles = ["out", "h", "c"][: len(c.leaves)]
-            leaves += [(t, _SourceMap(recurrent[c.path], r)) for t, r in zip(c.leaves, roles)]
-    if not leaves:
-        return graph
-    leaf_ts = [t for t, _ in leaves]
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
+class _Tracer:
+    """Reads the data flow of one recorded forward pass from gradients and fills `graph`."""
+
+    def __init__(self, model: nn.Module, recurrent: dict[str, RecurrentModule], calls: list[_Call],
+                 graph: CouplingGraph) -> None:
+        self.graph = graph
+        # recurrent leaves: the output sequence, h_n and (LSTM) c_n of every recurrent call
+        self.leaves: list[tuple[Tensor, _SourceMap]] = []
+        for c in calls:
+            if c.path in recurrent:
+                roles = ["out", "h", "c"][: len(c.leaves)]
+                self.leaves += [(t, _SourceMap(recurrent[c.path], r)) for t, r in zip(c.leaves, roles)]
+        self.leaf_ts = [t for t, _ in self.leaves]
+        self.leaf_ids = {id(t) for t in self.leaf_ts}
+        self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.owner = {rm.group_name(layer, kind): rm.path for rm in recurrent.values()
+                      for layer in range(rm.num_layers) for kind in GroupKind}
+
+    @staticmethod
     def depends(u: Tensor, on: list[Tensor]) -> list[Tensor | None]:
         if not u.requires_grad:
             return [None] * len(on)
         return list(torch.autograd.grad(u, on, grad_outputs=torch.randn_like(u), retain_graph=True, allow_unused=True))
 
-    def sources_of(u: Tensor) -> set[Source]:
+    def sources_of(self, u: Tensor) -> set[Source]:
         out: set[Source] = set()
-        for g, (_, smap) in zip(depends(u, leaf_ts), leaves):
+        for g, (_, smap) in zip(self.depends(u, self.leaf_ts), self.leaves):
             if g is not None:
                 for s in smap.sources(g):
                     out |= s
         return out
 
-    owner = {rm.group_name(layer, kind): rm.path for rm in recurrent.values() for layer in range(rm.num_layers)
-             for kind in GroupKind}
+    def owner_paths(self, srcs) -> set[str]:
+        return {self.owner[s[0]] for s in srcs}
 
-    def owner_paths(srcs) -> set[str]:
-        return {owner[s[0]] for s in srcs}
-
-    def unresolved(paths, msg):
+    def unresolved(self, paths, msg: str) -> None:
         for p in paths:
-            graph.unresolved.setdefault(p, []).append(msg)
+            self.graph.unresolved.setdefault(p, []).append(msg)
 
-    leaf_ids = {id(t) for t in leaf_ts}
-    for c in calls:
-        if not c.inputs:
-            continue
+    def check_initial_states(self, c: _Call) -> None:
+        """Initial states of a recurrent call: only the module's own carried state is allowed."""
+        for s in c.inputs[1:]:
+            srcs = self.sources_of(s) if id(s) not in self.leaf_ids else set()
+            own = [sm for t, sm in self.leaves if t is s]
+            if srcs or (own and own[0].rm.path != c.path):
+                self.unresolved(self.owner_paths(srcs) | {c.path} | {sm.rm.path for sm in own},
+                                f"the initial state of '{c.path}' comes from another recurrent layer")
+
+    def add_consumer(self, c: _Call) -> None:
+        """Record which unit feeds each input feature of call `c`, or why that cannot be sliced."""
         kind = {nn.Linear: ConsumerKind.LINEAR, nn.Conv1d: ConsumerKind.CONV1D}.get(type(c.module))
         if isinstance(c.module, nn.RNNBase):
             kind = ConsumerKind.RECURRENT
-            x, states = c.inputs[0], c.inputs[1:]
-            for s in states:  # initial states: only the module's own carried state is allowed
-                srcs = sources_of(s) if id(s) not in leaf_ids else set()
-                own = [sm for t, sm in leaves if t is s]
-                if srcs or (own and own[0].rm.path != c.path):
-                    unresolved(owner_paths(srcs) | {c.path} | {sm.rm.path for sm in own},
-                               f"the initial state of '{c.path}' comes from another recurrent layer")
-        else:
-            x = c.inputs[0]
-        srcs = sources_of(x)
+            self.check_initial_states(c)
+        x = c.inputs[0]
+        srcs = self.sources_of(x)
         if not srcs:
-            continue
+            return
         if kind is None:
-            unresolved(owner_paths(srcs), f"module '{c.path}' ({type(c.module).__name__}) receives the features; "
-                                          "rnnslim slices only Linear, Conv1d and recurrent consumers")
-            continue
-        fdim = x.dim() - 2 if kind is ConsumerKind.CONV1D else x.dim() - 1  # Conv1d: ([B,] C, L)
-        grads = depends(x, [p for _, p in params])
-        used = [n for (n, _), g in zip(params, grads) if g is not None and g.abs().sum() > 0]
+            self.unresolved(self.owner_paths(srcs), f"module '{c.path}' ({type(c.module).__name__}) receives the "
+                                                    "features; rnnslim slices only Linear, Conv1d and recurrent consumers")
+            return
+        grads = self.depends(x, [p for _, p in self.params])
+        used = [n for (n, _), g in zip(self.params, grads) if g is not None and g.abs().sum() > 0]
         if used:
-            unresolved(owner_paths(srcs), f"parameters {used[:3]} are applied to the features on the way to "
-                                          f"'{c.path}'; they would need pruning too")
-            continue
+            self.unresolved(self.owner_paths(srcs), f"parameters {used[:3]} are applied to the features on the way "
+                                                    f"to '{c.path}'; they would need pruning too")
+            return
+        fdim = x.dim() - 2 if kind is ConsumerKind.CONV1D else x.dim() - 1  # Conv1d: ([B,] C, L)
         feats: list[Source | None] = []
         for j in range(x.shape[fdim]):
-            s = sources_of(x.select(fdim, j))
+            s = self.sources_of(x.select(fdim, j))
             if len(s) > 1:
-                unresolved(owner_paths(s), f"input feature {j} of '{c.path}' mixes several units: {sorted(s)[:4]}")
-                break
+                self.unresolved(self.owner_paths(s), f"input feature {j} of '{c.path}' mixes several units: "
+                                                     f"{sorted(s)[:4]}")
+                return
             feats.append(next(iter(s)) if s else None)
-        else:
-            old = graph.consumers.get(c.path)
-            if old is not None and old.feats != tuple(feats):
-                unresolved(owner_paths(srcs), f"'{c.path}' is called more than once with different inputs")
-            graph.consumers[c.path] = Consumer(c.path, kind, tuple(feats))
+        old = self.graph.consumers.get(c.path)
+        if old is not None and old.feats != tuple(feats):
+            self.unresolved(self.owner_paths(srcs), f"'{c.path}' is called more than once with different inputs")
+        self.graph.consumers[c.path] = Consumer(c.path, kind, tuple(feats))
 
-    for t in _tensors(result):
-        if id(t) in leaf_ids and any(t is lt and sm.role != "out" for lt, sm in leaves):
-            continue  # a returned final state is carried state, not features
-        for s in sources_of(t) if t.requires_grad else ():
-            graph.exposed.setdefault(s[0], "returned by forward")
-    return graph
+    def mark_exposed(self, result) -> None:
+        """Units returned by forward as features (not as carried final state) cannot be removed silently."""
+        for t in _tensors(result):
+            if id(t) in self.leaf_ids and any(t is lt and sm.role != "out" for lt, sm in self.leaves):
+                continue  # a returned final state is carried state, not features
+            for s in self.sources_of(t) if t.requires_grad else ():
+                self.graph.exposed.setdefault(s[0], "returned by forward")
