@@ -12,7 +12,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TOP = ("rnnslim.pipeline", "rnnslim.cli", "rnnslim.demo")
+TOP = ("rnnslim.pipeline", "rnnslim.search", "rnnslim.cli", "rnnslim.demo")
+ABOVE_PIPELINE = ("rnnslim.search", "rnnslim.cli")  # only the command line may import the search
 
 
 def _modules() -> dict[str, Path]:
@@ -75,6 +76,12 @@ def test_no_import_cycles():
 def test_techniques_do_not_import_the_pipeline():
     bad = [f"{m} imports {sorted(d for d in deps if d.startswith(TOP))}" for m, deps in _graph().items()
            if m != "rnnslim" and not m.startswith(TOP) and any(d.startswith(TOP) for d in deps)]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_the_command_line_imports_the_search():
+    bad = [f"{m} imports {sorted(d for d in deps if d.startswith('rnnslim.search'))}" for m, deps in _graph().items()
+           if m != "rnnslim" and not m.startswith(ABOVE_PIPELINE) and any(d.startswith("rnnslim.search") for d in deps)]
     assert not bad, "\n".join(bad)
 
 

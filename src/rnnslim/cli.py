@@ -5,6 +5,7 @@
     rnnslim measure  MODEL [--data FILE] [--json]
     rnnslim compress MODEL --recipe FILE --out DIR [--json]
     rnnslim export   MODEL --format c|c-fp32|onnx|onnx-int8|torch --out PATH [--json]
+    rnnslim search   MODEL --data FILE --budget bytes=1/20,loss=+2% --trials N --out DIR [--json]
     rnnslim demo
 
 MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
@@ -368,6 +369,68 @@ def recipes() -> None:
             first = next((ln.lstrip("# ").strip() for ln in entry.read_text().splitlines() if ln.startswith("#")), "")
             typer.echo(f"{entry.name:24s} {first}")
     typer.echo(f"\n(in {root})")
+
+
+@app.command()
+@_guarded
+def search(
+    model_path: ModelArg,
+    out: Annotated[Path, typer.Option(help="search directory: journal, trials/, results.json, best.yaml, pareto.png")],
+    data: DataOpt = None,
+    budget: Annotated[str, typer.Option(help="caps, e.g. bytes=1/20,latency_ms=0.5,loss=+2% (bytes: N, NkB, 1/N)")] = "",
+    trials: Annotated[int, typer.Option(help="trials the study should finish (over all workers)")] = 20,
+    storage: Annotated[Optional[str], typer.Option(help="journal file path or database URL (postgresql://...); default OUT/journal.log")] = None,
+    study_name: Annotated[str, typer.Option(help="study to start or join")] = "rnnslim-search",
+    workers: Annotated[int, typer.Option(help="worker processes on this machine")] = 1,
+    n_trials: Annotated[Optional[int], typer.Option(help="at most this many trials run by this command")] = None,
+    space: Annotated[Optional[Path], typer.Option(help="search space YAML (rnnslim.search.SearchSpace fields)")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="largest fine-tune of a trial (space.finetune.max_steps)")] = None,
+    eval_tokens: Annotated[int, typer.Option(help="validation subset of the proxy rungs (tokens)")] = 5000,
+    sampler: Annotated[str, typer.Option(help="tpe | nsga2")] = "tpe",
+    prefer: Annotated[Optional[str], typer.Option(help="what the best trial minimizes among feasible ones: loss | bytes | latency_ms")] = None,
+    latency: Annotated[bool, typer.Option(help="measure step latency (the third objective)")] = True,
+    seed: Annotated[Optional[int], typer.Option(help="sampler seed")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search compression recipes under a budget (Optuna; the search extra); writes the Pareto front and best.yaml."""
+    import yaml
+
+    from rnnslim.search.config import SearchConfig
+    from rnnslim.search.run import default_log, search as run_search
+    from rnnslim.search.space import FinetuneSpace, SearchSpace
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        _err("rnnslim search needs Optuna: pip install 'rnnslim[search]'")
+    opts: dict = {}
+    if space is not None:
+        try:
+            opts["space"] = SearchSpace.model_validate(yaml.safe_load(space.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError, ValueError) as e:
+            _err(f"--space {space}: {e}")
+    if max_steps is not None:
+        base = opts.get("space", SearchSpace())
+        opts["space"] = base.model_copy(update={"finetune": FinetuneSpace(**{**base.finetune.model_dump(),
+                                                                            "max_steps": max_steps})})
+    if sampler not in ("tpe", "nsga2"):
+        _err(f"--sampler must be tpe or nsga2, got {sampler!r}")
+    _load(model_path)  # a clear error for a bad model path before any worker starts
+    res = run_search(str(model_path), data=data, budget=budget, trials=trials, out=out, storage=storage,
+                     workers=workers, n_trials=n_trials, study_name=study_name, eval_tokens=eval_tokens,
+                     sampler=sampler, prefer=prefer, latency=latency, seed=seed,
+                     log=None if as_json else default_log, progress=not as_json)
+    summary = {k: res.get(k) for k in ("study", "budget", "caps", "baseline", "states", "complete_by_fidelity",
+                                       "pareto_front", "best", "skipped_dimensions")}
+    summary["results"] = str(out / "results.json")
+    best = res.get("best")
+    human = json.dumps(summary, indent=1, default=str)
+    if best:
+        human = (f"best: trial {best['trial']} ({best['why']}): valid {res['metric']} {best['loss']:.4f} "
+                 f"({best['loss_change_pct']:+.2f} %), {best['bytes']:,} bytes ({best['bytes_ratio']:.1f}x smaller)"
+                 + (f", {best['latency_ms']:.4f} ms/step" if best.get("latency_ms") is not None else "")
+                 + f"\nrecipe: {best['recipe']}\nPareto front (trials): {res['pareto_front']}\nresults: {out / 'results.json'}")
+    _emit(summary, as_json, human)
 
 
 @app.command()

@@ -1,0 +1,57 @@
+"""Everything a search worker needs, as data (workers are separate processes, even machines).
+
+    cfg = SearchConfig(model="m.json", out="runs/s", budget="bytes=1/20,loss=+2%", trials=30)
+
+The parts that change what a trial *is* (space, fidelity, evaluation, seed) are hashed into
+`study_key`; a worker refuses to join a study started with another key, so every trial of a
+study was sampled from one space and scored the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rnnslim.search.space import SearchSpace
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model: str = Field(description="input model path (model JSON or a directory rnnslim wrote)")
+    out: str = Field(description="search directory: journal, trials/, results.json, best.yaml, pareto.png")
+    data: str | None = Field(default=None, description="task data (as for `rnnslim compress --data`)")
+    task: str | None = Field(default=None, description="task name (default: the model's)")
+    task_options: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    budget: str = Field(default="", description="bytes=..,latency_ms=..,loss=.. (see budget.py)")
+    prefer: Literal["loss", "bytes", "latency_ms"] | None = None
+    trials: int = Field(default=20, ge=1, le=100_000, description="trials the study should finish (all workers)")
+    storage: str | None = Field(default=None, description="journal file path or database URL (default: OUT/journal.log)")
+    study_name: str = Field(default="rnnslim-search", min_length=1, max_length=200)
+    sampler: Literal["tpe", "nsga2"] = "tpe"
+    seed: int | None = Field(default=None, ge=0, description="sampler seed (+ worker index); None: random")
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    eval_tokens: int = Field(default=5000, ge=10, le=10**9,
+                             description="validation subset (tokens) of the proxy rungs and every pipeline row")
+    full_eval_tokens: int | None = Field(default=None, ge=10,
+                                         description="tokens of the full-rung evaluation (None: whole valid/test split)")
+    latency: bool = Field(default=True, description="measure the step latency (third objective)")
+    latency_steps: int = Field(default=100, ge=1, le=100_000)
+    latency_repeats: int = Field(default=3, ge=1, le=1000)
+    threads: int = Field(default=1, ge=1, le=1024, description="torch threads of training, evaluation and timing")
+    eta: float = Field(default=3.0, ge=1.0, le=100.0, description="promotion rule: keep the best 1/eta per rung")
+    recipe_seed: int = Field(default=0, ge=0, description="the `seed` of every trial's recipe")
+    grace_s: float = Field(default=300.0, gt=0, description="a running trial without heartbeat this long is stale")
+    heartbeat_s: float = Field(default=20.0, gt=0)
+    max_failures: int = Field(default=5, ge=1, description="consecutive failed trials after which a worker stops")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def study_key(self) -> dict:
+        """What a joining worker must agree on."""
+        return {"space": self.space.model_dump(mode="json"), "eval_tokens": self.eval_tokens,
+                "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
+                "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}

@@ -1,0 +1,97 @@
+"""Multi-fidelity: cheap proxy scores first, the full fine-tune only for promising trials.
+
+A trial's full recipe (its stages, fine-tune of T steps included) is run in up to three
+rungs, all in the trial's one run directory, so each rung reuses the stages the previous
+one finished (the pipeline resumes from the first changed stage):
+
+    oneshot   the recipe without its fine-tune: the one-shot loss on the validation subset,
+              the artifact bytes and the step latency (bytes and latency do not change with
+              fine-tuning, so they are final here)
+    proxy     the fine-tune shortened to min(T, proxy_steps) steps (only when T > proxy_steps)
+    full      the recipe as sampled; its model is then evaluated on the whole validation
+              split (the trial's loss) and the whole test split (reported, never optimized)
+
+A recipe without a fine-tune has only the `full` rung. Between rungs a staged rule decides
+(`promote`), asynchronously over what the other trials of the study (all workers) have
+reported for the same rung, in the spirit of successive halving (ASHA):
+
+- a trial over the bytes or latency cap of the budget stops at `oneshot` (fine-tuning
+  cannot fix it);
+- otherwise it goes on when it is on the rung's Pareto front (no peer within the caps has
+  a lower loss with at most its bytes and latency), or when its loss is among the best
+  1/eta of the peers within the caps (itself included), eta = 3 by default.
+
+A trial that stops early is COMPLETE in Optuna with its proxy values (a loss that more
+fine-tuning would lower) and user attr `fidelity` naming its last rung; the Pareto front
+and the best recipe consider only `full` trials. Optuna's own pruners do not apply:
+they do not support multi-objective studies.
+"""
+
+from __future__ import annotations
+
+import math
+
+RUNGS = ("oneshot", "proxy", "full")
+
+
+def rung_plan(stages: list[dict], proxy_steps: int) -> list[tuple[str, list[dict]]]:
+    """[(rung name, stage mappings)] for a trial's full stage list."""
+    ft = [i for i, s in enumerate(stages) if s.get("kind") == "finetune"]
+    if not ft:
+        return [("full", stages)]
+    i = ft[-1]
+    steps = int(stages[i].get("max_steps") or 0)
+    plan = [("oneshot", stages[:i] + stages[i + 1:])]
+    if steps > proxy_steps:
+        plan.append(("proxy", stages[:i] + [{**stages[i], "max_steps": proxy_steps}] + stages[i + 1:]))
+    plan.append(("full", stages))
+    return [(name, s) for name, s in plan if s]  # a recipe of only a fine-tune has no oneshot rung
+
+
+def _within(record: dict, caps: dict) -> bool:
+    for key in ("bytes", "latency_ms"):
+        if key in caps and (record.get(key) is None or record[key] > caps[key]):
+            return False
+    return True
+
+
+def _score(record: dict, higher_is_better: bool) -> float:
+    loss = record.get("loss")
+    if loss is None or not math.isfinite(loss):
+        return math.inf
+    return -loss if higher_is_better else loss
+
+
+def _dominates(a: dict, b: dict, higher_is_better: bool) -> bool:
+    """a has a strictly better loss with no more bytes and (when both measured) no more latency."""
+    if _score(a, higher_is_better) >= _score(b, higher_is_better) or a["bytes"] > b["bytes"]:
+        return False
+    la, lb = a.get("latency_ms"), b.get("latency_ms")
+    return la is None or lb is None or la <= lb
+
+
+def promote(record: dict, peers: list[dict], caps: dict, eta: float = 3.0,
+            higher_is_better: bool = False) -> tuple[bool, str]:
+    """Whether a trial with rung record {loss, bytes, latency_ms} goes on to the next rung; (yes, why)."""
+    if not _within(record, caps):
+        return False, "over the bytes/latency cap (fine-tuning does not change them)"
+    peers = [p for p in peers if _within(p, caps)]
+    if not any(_dominates(p, record, higher_is_better) for p in peers):
+        return True, f"on the rung's Pareto front ({len(peers)} peers)"
+    mine = _score(record, higher_is_better)
+    rank = sum(1 for p in peers if _score(p, higher_is_better) < mine)  # 0 = best
+    keep = max(1, math.ceil((len(peers) + 1) / eta))
+    if rank < keep:
+        return True, f"loss rank {rank + 1} of {len(peers) + 1} (top 1/{eta:g})"
+    return False, f"dominated; loss rank {rank + 1} of {len(peers) + 1} (promotes the top {keep})"
+
+
+def pareto_front(points: list[dict], keys: tuple[str, ...], signs: tuple[int, ...]) -> list[int]:
+    """Indices of the non-dominated points (each minimizes sign*value for every key)."""
+    vals = [[s * p[k] for k, s in zip(keys, signs)] for p in points]
+    front = []
+    for i, a in enumerate(vals):
+        if not any(all(x <= y for x, y in zip(b, a)) and any(x < y for x, y in zip(b, a))
+                   for j, b in enumerate(vals) if j != i):
+            front.append(i)
+    return front

@@ -1,0 +1,228 @@
+"""The search space: which recipes a trial may become, one dimension per technique.
+
+    space = SearchSpace()                                  # every dimension, defaults below
+    space = SearchSpace.model_validate(yaml.safe_load(open("space.yaml")))
+    stages, params = build_stages(space, trial, ModelFacts.of(model))   # inside an Optuna trial
+
+A trial's recipe is always, in this order (a dimension that picks "off" adds nothing):
+
+    prune_units        per-layer hidden widths (a NAS over what structured pruning reaches)
+    lowrank            energy kept by the factorization (only when a `lowrank` stage is registered)
+    prune | prune_nm   unstructured sparsity or N:M sparsity
+    finetune           the fine-tune budget (steps; 0 = none)
+    quantize_weights | mixed_precision | int8_integer   bits (rnn / embedding+decoder), a
+                       per-tensor bit allocation under a byte budget, or the integer int8 model
+
+Dimensions are registered by stage kind (`register_dimension`); a dimension whose stage
+kinds are not registered when the search runs is skipped and named in the results, so a
+new technique joins the search by registering its stage and a Dimension here.
+
+Parameter names are stable (they are the study's parameters, shared by all workers and by
+a resumed search): width_l{i}, lowrank_energy, sparsity_kind, sparsity, nm, quant, bits_rnn,
+bits_io, mixed_ratio, finetune_steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SPARSITY_KINDS = ("none", "prune", "prune_nm")
+QUANT_KINDS = ("none", "quantize_weights", "mixed_precision", "int8_integer")
+
+
+class FinetuneSpace(BaseModel):
+    """The fine-tune budget and the fixed settings of every fine-tune a trial runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    max_steps: int = Field(default=1000, ge=0, le=10**7, description="the largest fine-tune a trial may get")
+    choices: int = Field(default=4, ge=1, le=16, description="fine-tune lengths tried: 0 and max_steps / 2^k")
+    proxy_steps: int = Field(default=100, ge=1, le=10**6,
+                             description="the short fine-tune of the proxy rung (capped at the trial's steps)")
+    settings: dict[str, Any] = Field(default_factory=lambda: {"lr": 0.001},
+                                     description="other finetune stage fields (lr, batch_size, distill_alpha, ...)")
+
+    def step_choices(self) -> list[int]:
+        if self.max_steps == 0:
+            return [0]
+        steps = {0, self.max_steps}
+        steps.update(max(1, self.max_steps >> k) for k in range(1, self.choices))
+        return sorted(steps)
+
+
+class SearchSpace(BaseModel):
+    """Bounds of every dimension; `dimensions` picks which are searched (default: all registered)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    dimensions: list[str] | None = Field(default=None, description="dimension names to search (None: all)")
+    min_keep: float = Field(default=0.125, gt=0, le=1, description="smallest kept fraction of a layer's units")
+    round_to: int = Field(default=8, ge=1, le=4096, description="kept widths are multiples of this")
+    refit_batches: int = Field(default=16, ge=1, description="prune_units least-squares re-fit batches")
+    lowrank_energy: tuple[float, float] = Field(default=(0.8, 0.99),
+                                                description="fraction of squared singular values kept (lowrank)")
+    sparsity_kinds: tuple[str, ...] = Field(default=SPARSITY_KINDS)
+    sparsity: tuple[float, float] = Field(default=(0.5, 0.95), description="unstructured sparsity range")
+    sparsity_step: float = Field(default=0.05, gt=0, lt=1)
+    nm_patterns: tuple[str, ...] = Field(default=("2:4", "1:4", "2:8"), description="N:M patterns")
+    quant_kinds: tuple[str, ...] = Field(default=QUANT_KINDS)
+    bits: tuple[int, ...] = Field(default=(2, 3, 4, 5, 6, 8), description="quantize_weights widths of the rnn")
+    io_bits: tuple[int, ...] = Field(default=(4, 6, 8), description="widths of embedding + decoder")
+    mixed_ratio: tuple[float, float] = Field(default=(0.1, 0.3), description="mixed_precision budget_ratio range")
+    calibration_batches: int = Field(default=8, ge=1, description="calibration batches of quantizing stages")
+    finetune: FinetuneSpace = Field(default_factory=FinetuneSpace)
+
+    @field_validator("sparsity_kinds")
+    @classmethod
+    def _sparsity_kinds(cls, v):
+        return _subset(v, SPARSITY_KINDS, "sparsity_kinds")
+
+    @field_validator("quant_kinds")
+    @classmethod
+    def _quant_kinds(cls, v):
+        return _subset(v, QUANT_KINDS, "quant_kinds")
+
+    @field_validator("nm_patterns")
+    @classmethod
+    def _nm(cls, v):
+        for p in v:
+            n, _, m = p.partition(":")
+            if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m) <= 64):
+                raise ValueError(f"N:M pattern {p!r} must read N:M with 0 < N < M <= 64")
+        return v
+
+
+def _subset(values: tuple[str, ...], allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"{name} must be a non-empty subset of {', '.join(allowed)}; got {list(values)}")
+    return values
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the space needs to know about the model: recurrent widths per layer."""
+
+    widths: tuple[int, ...]  # hidden units per recurrent layer
+
+    @classmethod
+    def of(cls, model) -> ModelFacts:
+        spec = getattr(model, "spec", None)
+        if spec is None:
+            raise TypeError(f"search needs an rnnslim SequenceModel (with .spec); got {type(model).__name__}")
+        return cls(tuple(int(s.hidden_size) for s in spec.layer_specs))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searchable technique: `suggest(trial, space, facts)` returns the stage mappings it adds."""
+
+    name: str
+    kinds: tuple[str, ...]  # stage kinds it may emit; skipped unless at least one is registered
+    order: int  # position in the recipe (lower runs first)
+    suggest: Callable[[Any, SearchSpace, ModelFacts], list[dict]]
+
+
+DIMENSIONS: dict[str, Dimension] = {}
+
+
+def register_dimension(dim: Dimension) -> Dimension:
+    DIMENSIONS[dim.name] = dim
+    return dim
+
+
+def _widths(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    per_layer = {}
+    for i, hidden in enumerate(facts.widths):
+        step = min(space.round_to, hidden)
+        low = max(step, int(hidden * space.min_keep) // step * step)
+        top = hidden // step * step
+        width = trial.suggest_int(f"width_l{i}", low, top, step=step) if top > low else top
+        if width < hidden:
+            per_layer[i] = (hidden - width) / hidden
+    if not per_layer:
+        return []
+    return [{"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths)),
+             "refit_batches": space.refit_batches}]
+
+
+def _lowrank(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    """Low-rank factorization keeping a fraction of each matrix's squared singular values
+    (the `lowrank` stage's `energy`; its default targets); 1.0 = off."""
+    from rnnslim.pipeline.stage import get_stage
+
+    if "energy" not in get_stage("lowrank")[0].model_fields:  # another lowrank: nothing this dimension can set
+        return []
+    lo, hi = space.lowrank_energy
+    energy = trial.suggest_categorical("lowrank_energy", [round(lo + (hi - lo) * k / 4, 4) for k in range(5)] + [1.0])
+    return [] if energy >= 1 else [{"kind": "lowrank", "energy": energy}]
+
+
+def _sparsity(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    kind = trial.suggest_categorical("sparsity_kind", list(space.sparsity_kinds))
+    if kind == "prune":
+        lo, hi = space.sparsity
+        s = trial.suggest_float("sparsity", lo, hi, step=space.sparsity_step)
+        return [{"kind": "prune", "sparsity": round(s, 6), "calibration_batches": space.calibration_batches}]
+    if kind == "prune_nm":
+        n, _, m = trial.suggest_categorical("nm", list(space.nm_patterns)).partition(":")
+        return [{"kind": "prune_nm", "n": int(n), "m": int(m), "calibration_batches": space.calibration_batches}]
+    return []
+
+
+def _finetune(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    choices = space.finetune.step_choices()
+    steps = trial.suggest_categorical("finetune_steps", choices) if len(choices) > 1 else choices[0]
+    return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}] if steps else []
+
+
+def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    kind = trial.suggest_categorical("quant", list(space.quant_kinds))
+    if kind == "quantize_weights":  # the recurrent layers and the embedding + decoder at their own widths
+        rnn = trial.suggest_categorical("bits_rnn", list(space.bits))
+        io = trial.suggest_categorical("bits_io", list(space.io_bits))
+        return [{"kind": "quantize_weights", "bits": rnn, "targets": ["rnn", "input_proj"]},
+                {"kind": "quantize_weights", "bits": io, "targets": ["embedding", "decoder"]}]
+    if kind == "mixed_precision":  # bits per tensor chosen by sensitivity under a byte budget
+        r = trial.suggest_float("mixed_ratio", *space.mixed_ratio, step=0.01)
+        return [{"kind": "mixed_precision", "budget_ratio": round(r, 6), "calib_batches": min(4, space.calibration_batches)}]
+    if kind == "int8_integer":
+        return [{"kind": "int8_integer", "calibration_batches": space.calibration_batches}]
+    return []
+
+
+for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
+             Dimension("lowrank", ("lowrank",), 20, _lowrank),
+             Dimension("sparsity", ("prune", "prune_nm"), 30, _sparsity),
+             Dimension("finetune", ("finetune",), 40, _finetune),
+             Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer"), 50, _quantize)):
+    register_dimension(_dim)
+
+
+def active_dimensions(space: SearchSpace) -> tuple[list[Dimension], dict[str, str]]:
+    """(dimensions searched in recipe order, {skipped name: why})."""
+    from rnnslim.pipeline.stage import stage_kinds
+
+    kinds = set(stage_kinds())
+    wanted = space.dimensions if space.dimensions is not None else list(DIMENSIONS)
+    unknown = [d for d in wanted if d not in DIMENSIONS]
+    if unknown:
+        raise ValueError(f"unknown search dimension(s) {', '.join(unknown)}; known: {', '.join(DIMENSIONS)}")
+    active, skipped = [], {}
+    for name in wanted:
+        dim = DIMENSIONS[name]
+        if not kinds.intersection(dim.kinds):
+            skipped[name] = f"stage kind {' / '.join(dim.kinds)} is not registered"
+        else:
+            active.append(dim)
+    return sorted(active, key=lambda d: d.order), skipped
+
+
+def build_stages(space: SearchSpace, trial, facts: ModelFacts) -> list[dict]:
+    """The stage mappings of one trial (full fidelity), asking `trial` for every choice."""
+    stages: list[dict] = []
+    for dim in active_dimensions(space)[0]:
+        stages += dim.suggest(trial, space, facts)
+    return stages
