@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
 from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_
 from rnnslim.quantize.int8.delta_reference import delta_reference
@@ -72,9 +72,18 @@ def test_lossless_thresholds_equal_the_dense_step(variant, cell, thr):
     assert (stats.skipped_fraction == 0.0) if thr == 0 else (stats.macs <= stats.dense_macs)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
-@pytest.mark.parametrize("kind", ["embedding", "identity", "linear"])
+def _case(v: KernelVariant, cell: str, kind: str):
+    return pytest.param(v, cell, kind, id=f"{v.value}-{cell}-{kind}",
+                        marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable"))
+
+
+# every variant on two models, the native kernel on the other cells / inputs
+LOSSY = ([_case(v, c, k) for v in KernelVariant for c, k in (("lstm", "linear"), ("gru", "embedding"))]
+         + [_case(KernelVariant.NATIVE, c, k) for c, k in (("lstm", "embedding"), ("gru", "identity"),
+                                                          ("rnn_tanh", "embedding"), ("rnn_tanh", "linear"))])
+
+
+@pytest.mark.parametrize("variant, cell, kind", LOSSY)
 def test_kernel_equals_torch_twin_at_lossy_thresholds(variant, cell, kind):
     q = _model(cell, kind)
     x = _inputs(kind, 120)
@@ -155,3 +164,31 @@ def test_dense_runner_refuses_delta_stats_and_a_delta_runner_needs_its_state():
         runner.run(_inputs("embedding", 3), IntegerRunner(q).init_state())
     stats = delta_stats_of(runner.program, np.zeros(8, dtype=np.int64))
     assert stats.steps == 0 and stats.skipped_fraction == 0.0
+
+
+def test_torch_forward_of_a_delta_model_is_batched_and_restarts_per_call():
+    import copy
+
+    q = set_delta_threshold_(copy.deepcopy(_model("lstm", "linear", hidden=(24, 16))), 4)
+    x = _inputs("linear", 30, seed=2)
+    y = _inputs("linear", 30, seed=3)
+    both, _ = q(torch.stack([x, y], 1))  # (T, 2, F): each row its own delta state
+    assert torch.equal(both[:, 0], q(x[:, None])[0][:, 0]) and torch.equal(both[:, 1], q(y[:, None])[0][:, 0])
+    dense, _ = _model("lstm", "linear", hidden=(24, 16))(x[:, None])
+    assert not torch.equal(both[:, 0], dense[:, 0])  # threshold 4 changes the outputs
+
+
+@needs_kernel
+def test_readout_last_feature_model_and_export_refusal(tmp_path):
+    import copy
+
+    from rnnslim.export.c_source import export_c
+
+    q = copy.deepcopy(_model("gru", "linear", hidden=(24,)))
+    q.spec = q.spec.model_copy(update={"readout": Readout.LAST})
+    set_delta_threshold_(q, 3)
+    x = _inputs("linear", 40, seed=4)
+    runner = IntegerRunner(q)
+    assert torch.equal(runner.run_sequence(x), q(x[:, None])[0][0])  # the forecast: the last step's output
+    with pytest.raises(ValueError, match="delta"):
+        export_c(q, tmp_path / "c")

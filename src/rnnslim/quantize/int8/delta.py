@@ -22,10 +22,11 @@ codes that persist in time (the previous layer's output, or a feature model's in
 Layer 0 of a token model reads an embedding row (or the folded table row): its W_ih runs
 dense. The decoder and a feature model's input projection run dense too.
 
-The threshold lives on the model (IntegerRecurrent.delta_threshold, saved with it), so
-evaluation, `rnnslim measure` and IntegerRunner use the delta step; SequenceModel.forward
-(torch) stays the dense model, and delta_reference.py is the bit-exact Python twin of the
-kernel's delta step. Exported C refuses a delta model (c_source.py says so).
+The threshold lives on the model (IntegerRecurrent.delta_threshold / delta_input, saved with
+it), so evaluation, `rnnslim measure` and IntegerRunner use the delta step, and so does the
+torch forward of the integer layers (integer_cells.run_direction, batched, each call from the
+zero delta state): the bit-exact reference the kernel is tested against (delta_reference.py
+adds the MAC counters). Exported C refuses a delta model (c_source.py says so).
 """
 
 from __future__ import annotations
@@ -75,18 +76,33 @@ def delta_thresholds(model: nn.Module) -> list[int | None]:
     return [ly.delta_threshold for ly in integer_layers(model)]
 
 
-@atomic_verb
-def set_delta_threshold_(model: nn.Module, threshold: Thresholds) -> nn.Module:
-    """Set (None: clear) the delta thresholds of an integer model in place, all or nothing."""
+def _token_input(model: nn.Module) -> bool:
+    spec = getattr(model, "spec", None)
+    return spec is not None and getattr(spec.input_kind, "value", None) == "embedding"
+
+
+def delta_plan(model: nn.Module, threshold: Thresholds | str = "model") -> list[tuple[int, bool] | None]:
+    """Per layer (threshold, W_ih too) or None (dense): the model's own ("model") or `threshold`'s
+    (resolve_thresholds), W_ih of layer 0 of a token model excluded."""
     layers = integer_layers(model)
+    if threshold == "model":
+        return [None if ly.delta_threshold is None else (ly.delta_threshold, ly.delta_input) for ly in layers]
+    token = _token_input(model)
     values = resolve_thresholds(len(layers), threshold)
-    for k, (ly, t) in enumerate(zip(layers, values)):  # validate every layer before changing any
+    for k, (ly, t) in enumerate(zip(layers, values)):
         try:
             check_delta_threshold(t, ly.bidirectional)
         except ValueError as e:
             raise ValueError(f"rnn.layers.{k}: {e}") from None
-    for ly, t in zip(layers, values):
-        ly.delta_threshold = None if t is None else int(t)
+    return [None if t is None else (int(t), k > 0 or not token) for k, t in enumerate(values)]
+
+
+@atomic_verb
+def set_delta_threshold_(model: nn.Module, threshold: Thresholds) -> nn.Module:
+    """Set (None: clear) the delta thresholds of an integer model in place, all or nothing."""
+    plan = delta_plan(model, threshold)  # validates every layer before changing any
+    for ly, d in zip(integer_layers(model), plan):
+        ly.delta_threshold, ly.delta_input = (None, True) if d is None else d
     return model
 
 

@@ -88,15 +88,18 @@ class IntegerRecurrent(nn.Module):
     rnnslim_kind = "int8_integer_recurrent"
 
     def __init__(self, cell: CellType | str, input_size: int, hidden_size: int, bidirectional: bool = False,
-                 batch_first: bool = False, cell_frac: int = 10, delta_threshold: int | None = None) -> None:
+                 batch_first: bool = False, cell_frac: int = 10, delta_threshold: int | None = None,
+                 delta_input: bool = True) -> None:
         super().__init__()
         self.cell = _check_cell(as_cell(cell))
         if not 0 <= cell_frac <= 15:
             raise ValueError(f"cell_frac must be in [0, 15], got {cell_frac}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bidirectional, self.batch_first, self.cell_frac = bidirectional, batch_first, cell_frac
-        # the C kernel's delta step (delta.py); None: dense. torch's forward stays dense.
+        # the delta step (delta.py; None: dense), on W_hh and, if delta_input, on W_ih too
         self.delta_threshold = check_delta_threshold(delta_threshold, bidirectional)
+        self.delta_input = bool(delta_input)
+        self.delta_counts = [0, 0]  # kept W_ih / W_hh columns of the last forward (delta layers)
         G, H = gate_count(self.cell), hidden_size
         nb = 4 * H if self.cell in (CellType.LSTM, CellType.GRU) else H
         for sfx in self._suffixes():
@@ -124,7 +127,9 @@ class IntegerRecurrent(nn.Module):
     def rnnslim_config(self) -> dict:
         cfg = {"cell": self.cell.value, "input_size": self.input_size, "hidden_size": self.hidden_size,
                "bidirectional": self.bidirectional, "batch_first": self.batch_first, "cell_frac": self.cell_frac}
-        return cfg if self.delta_threshold is None else cfg | {"delta_threshold": self.delta_threshold}
+        if self.delta_threshold is None:
+            return cfg
+        return cfg | {"delta_threshold": self.delta_threshold, "delta_input": self.delta_input}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.rnnslim_config().items())
@@ -202,11 +207,16 @@ class IntegerRecurrent(nn.Module):
         return torch.stack(states).float() * 2.0**-GATE_FRAC
 
     def forward_int(self, x8: Tensor, states: list) -> tuple[Tensor, list]:
-        """x8 (T, B, I) int codes -> (y8 (T, B, D*H) int64 codes, new integer states)."""
+        """x8 (T, B, I) int codes -> (y8 (T, B, D*H) int64 codes, new integer states). A delta layer
+        runs the delta step from the zero delta state (whatever `states` holds; the C kernel does
+        the same from a fresh delta state)."""
         lp = self.layer_params()
         outs, new = [], []
+        delta = None if self.delta_threshold is None else (self.delta_threshold, self.delta_input)
+        self.delta_counts = [0, 0]
         for d in range(self.directions):
-            y, st = run_direction(x8, states[d], self.direction(d), lp, reverse=d == 1)
+            y, st = run_direction(x8, states[d], self.direction(d), lp, reverse=d == 1, delta=delta,
+                                  counts=self.delta_counts)
             outs.append(y)
             new.append(st)
         return (torch.cat(outs, -1) if len(outs) > 1 else outs[0]), new

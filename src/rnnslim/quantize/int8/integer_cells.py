@@ -132,23 +132,57 @@ def rnn_step(tx: Tensor, h16: Tensor, p: IntDirection, lp: IntLayer, th: Tensor 
     return lut(lp.tanh, tx + th + p.bias.to(torch.int64))
 
 
-def run_direction(x8: Tensor, state, p: IntDirection, lp: IntLayer, reverse: bool):
+class DeltaMatrix:
+    """The delta step of one matrix (delta.py), batched: per row of the batch the last transmitted
+    codes `last` (B, K) and the accumulators `acc` = last @ W^T (B, N), from the zero state.
+    update(x) transmits the columns with |x - last| >= thr and returns their count (summed over B)."""
+
+    def __init__(self, w: Tensor, thr: int, batch: int) -> None:
+        self.w, self.thr = w, thr
+        self.last = torch.zeros(batch, w.shape[1], dtype=torch.int64, device=w.device)
+        self.acc = torch.zeros(batch, w.shape[0], dtype=torch.int64, device=w.device)
+
+    def update(self, x: Tensor) -> int:
+        d = x.to(torch.int64) - self.last
+        keep = d.abs() >= self.thr
+        self.acc += _matmul(d * keep, self.w)  # |d| <= 254: the int32 product is exact
+        self.last = torch.where(keep, x.to(torch.int64), self.last)
+        return int(keep.sum())
+
+
+def run_direction(x8: Tensor, state, p: IntDirection, lp: IntLayer, reverse: bool,
+                  delta: tuple[int, bool] | None = None, counts: list[int] | None = None):
     """x8 (T, B, I) int codes; state LSTM (h8, c) or GRU/RNN h16, each (B, H) int64.
 
     Returns (y8 (T, B, H) int64 output codes, final state). The input projection of the
     whole sequence is one int32 matmul (each row is still exact and independent).
+    `delta` (threshold, W_ih too): the delta step (delta.py) from the zero delta state, the
+    kept columns of W_ih and W_hh added to counts[0] and counts[1].
     """
-    tx_all = _term(_matmul(x8, p.w_ih), p.mult_ih, p.shift_ih)  # (T, B, G*H)
-    T = x8.shape[0]
+    T, B = x8.shape[0], x8.shape[1]
+    dx = dh = None
+    if delta is not None:
+        dh = DeltaMatrix(p.w_hh, delta[0], B)
+        dx = DeltaMatrix(p.w_ih, delta[0], B) if delta[1] else None
+        counts = counts if counts is not None else [0, 0]
+    tx_all = None if dx is not None else _term(_matmul(x8, p.w_ih), p.mult_ih, p.shift_ih)  # (T, B, G*H)
     outs: list[Tensor] = [None] * T  # type: ignore[list-item]
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        tx = tx_all[t] if dx is None else None
+        if dx is not None:
+            counts[0] += dx.update(x8[t])
+            tx = _term(dx.acc, p.mult_ih, p.shift_ih)
+        th = None
+        if dh is not None:
+            counts[1] += dh.update(state[0] if lp.cell is CellType.LSTM else h8_of(state, lp))
+            th = _term(dh.acc, p.mult_hh, p.shift_hh)
         if lp.cell is CellType.LSTM:
-            h8, c = lstm_step(tx_all[t], state[0], state[1], p, lp)
+            h8, c = lstm_step(tx, state[0], state[1], p, lp, th)
             state = (h8, c)
             outs[t] = h8
         else:
             step = gru_step if lp.cell is CellType.GRU else rnn_step
-            state = step(tx_all[t], state, p, lp)
+            state = step(tx, state, p, lp, th)
             outs[t] = h8_of(state, lp)
     if T == 0:
         return x8.new_zeros(0, x8.shape[1], p.w_hh.shape[1], dtype=torch.int64), state

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from rnnslim.models.sequence import InputKind, SequenceModel
-from rnnslim.quantize.int8.delta import Thresholds, delta_thresholds, pack_columns, resolve_thresholds
-from rnnslim.quantize.int8.integer import IntegerRecurrent, check_delta_threshold
+from rnnslim.quantize.int8.delta import Thresholds, delta_plan, pack_columns
+from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
@@ -264,7 +264,7 @@ class IntegerProgram:
         bidirectional layers pack their backward direction into PackedLayer.rev). `delta`: the
         delta thresholds per layer (delta.resolve_thresholds), "model" = the model's own."""
         check_integer_model(model, whole_sequence=True)
-        thresholds = delta_thresholds(model) if delta == "model" else resolve_thresholds(len(model.rnn.layers), delta)
+        plan = delta_plan(model, delta)
         dec = model.decoder
         cell = model.rnn.cell
 
@@ -279,16 +279,14 @@ class IntegerProgram:
                 sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16))
 
         layers = []
-        for k, (layer, thr) in enumerate(zip(model.rnn.layers, thresholds)):
+        for layer, dp in zip(model.rnn.layers, plan):
             packed = direction(layer, 0)
             if layer.bidirectional:
                 packed.rev = direction(layer, 1)
-            if thr is not None:
-                check_delta_threshold(thr, layer.bidirectional)
+            if dp is not None:  # (threshold, W_ih too): token inputs do not persist, their W_ih runs dense
                 d = layer.direction(0)
-                packed.delta_thr, packed.wh_cols = int(thr), pack_columns(d.w_hh)
-                if k > 0 or model.spec.input_kind is not InputKind.EMBEDDING:  # token inputs do not persist
-                    packed.wx_cols = pack_columns(d.w_ih)
+                packed.delta_thr, packed.wh_cols = dp[0], pack_columns(d.w_hh)
+                packed.wx_cols = pack_columns(d.w_ih) if dp[1] else None
             layers.append(packed)
         common = dict(cell=cell, embed=model.rnn.layers[0].input_size, out=dec.out_features, layers=layers,
                       dec=pack_matrix(dec.weight, sparse), dec_bias=_np(dec.bias, np.int32),
@@ -307,6 +305,8 @@ class IntegerProgram:
         first = model.rnn.layers[0].direction(0)
         if fold_embedding is None:  # a table row replaces the layer-0 input matmul when it reads fewer bytes
             fold_embedding = V * 4 * first.w_ih.shape[0] <= min(FOLD_MAX_BYTES, 4 * first.w_ih.numel())
+        if layers[0].wx_cols is not None:  # a delta step on the embedding codes needs them: no table
+            fold_embedding = False
         if fold_embedding:  # the layer-0 input terms of every token: the same integers the step computes
             for k, packed in enumerate((layers[0], layers[0].rev)):
                 if packed is None:
