@@ -40,12 +40,16 @@ def finetune_line(record: dict | None, metric: str) -> str | None:
     ft = _finetune_of(record)
     if ft is None:
         return None
+    cap = ft.get("eval_max_steps")
+    # the selection's loss is the results table's loss unless it was capped to a prefix of the split
+    scope = (f"; these validation losses are on the first {cap:,} tokens (the selection's cap), the table above "
+             "evaluates the whole split" if cap else "; whole validation split, the same loss as the table above")
     head = f"- fine-tuning: {ft['steps']} steps in {ft.get('wall_s') or 0:.1f} s, {ft['evaluations']} evaluations; "
     if ft["kept_input"]:
         return head + (f"**no evaluation beat the input** (valid {metric} {_num(ft['input_valid'])}), "
-                       "so the input weights were kept")
+                       "so the input weights were kept" + scope)
     return head + (f"valid {metric} {_num(ft['input_valid'])} before, best {_num(ft['best_valid'])} "
-                   f"at step {ft['best_step']} (kept)")
+                   f"at step {ft['best_step']} (kept)" + scope)
 
 
 def results_table(data: dict) -> str:
