@@ -22,6 +22,7 @@ from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
 from rnnslim.quantize.int8.integerize import quantize_integer_
 from rnnslim.quantize.int8.static import quantize_static_
+from rnnslim.quantize.int8.supported import check_no_lowrank_factors
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
 from rnnslim.utils.atomic import atomic_verb
 
@@ -44,6 +45,7 @@ def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
                          {"op": "quantize_int8", "config": cfg.model_dump(mode="json"), "modules": changed}]
         return model.eval()
     float_layers(model)  # fail early on an already-quantized model
+    check_no_lowrank_factors(model)
     model.eval()
     ranges = calibration
     if calibration is not None and not isinstance(calibration, ActivationRanges):

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from rnnslim.models.sequence import InputKind, Readout, SequenceModel
 from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent, LinearOutput
+
+
+def check_no_lowrank_factors(model: SequenceModel, what: str = "int8 quantization") -> None:
+    """The int8 modules run embedding -> recurrent layers -> decoder: refuse the extra Linears of a
+    low-rank model (rnnslim.lowrank bottlenecks in front of a layer, a two-Linear head)."""
+    necks = getattr(model.rnn, "bottlenecks", None)
+    if necks is not None or getattr(model.spec, "decoder_rank", 0):
+        where = [f"rnn.bottlenecks.{k}" for k, n in enumerate(necks or []) if not isinstance(n, nn.Identity)]
+        where += ["decoder_proj"] if getattr(model.spec, "decoder_rank", 0) else []
+        raise ValueError(f"{what} does not support low-rank factors ({', '.join(where)}, from rnnslim.lowrank). "
+                         "Its low-rank forms that int8 runs: a folded layer-0 input (lowrank targets [input], "
+                         "layers [0]) and LSTMP (to_lstmp; dynamic / static modes only); or use weight-only "
+                         "quantization (quantize_weights)")
 
 
 def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> None:
     """Raise a clear error if IntegerRunner cannot run this model: streaming (the default), or
     `whole_sequence` (run_sequence / NAME_run), which also accepts bidirectional layers."""
-    if getattr(model.rnn, "bottlenecks", None) is not None or getattr(model.spec, "decoder_rank", 0):
-        raise ValueError("IntegerRunner does not run low-rank factors (rnn.bottlenecks / decoder_proj from "
-                         "rnnslim.lowrank); of the low-rank forms only a folded layer-0 input (a narrower embedding) "
-                         "runs on the integer path. Use the dynamic / static int8 modes for this model")
+    check_no_lowrank_factors(model, "IntegerRunner")
     kind = model.spec.input_kind
     if kind is InputKind.EMBEDDING and not isinstance(getattr(model, "embedding", None), IntegerEmbedding):
         raise ValueError("IntegerRunner needs an integer int8 model (quantize_int8_(model, "
