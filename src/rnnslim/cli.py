@@ -9,6 +9,9 @@
     rnnslim demo
 
 MODEL is a model JSON (with its .safetensors beside it) or a directory rnnslim wrote.
+--device cpu | cuda | cuda:N | mps wherever a command trains or measures. `train` and
+`compress` also run on several processes (DDP; rank 0 alone writes and prints):
+    torchrun --standalone --nproc_per_node 2 -m rnnslim.cli train --out runs/m ...
 `--json` prints exactly one JSON object on stdout; progress and logs go to stderr.
 
 Errors: every failure ends as one line `error: ...` on stderr and exit status 2 (with
@@ -33,6 +36,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ModelArg = Annotated[Path, typer.Argument(help="model JSON (NAME.json + NAME.safetensors) or a model/run directory")]
 DataOpt = Annotated[Optional[str], typer.Option("--data", help="task data (charlm: a UTF-8 text file; default: built-in corpus)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps (under torchrun: cuda = cuda:LOCAL_RANK)")]
 
 
 MAX_ERROR_CHARS = 2000
@@ -99,14 +103,26 @@ def _emit(obj: dict, as_json: bool, human: str | None = None) -> None:
         typer.echo(human if human is not None else json.dumps(obj, indent=1, default=str))
 
 
-def _load(model_path: Path):
+def _load(model_path: Path, device: str | None = None):
     from rnnslim.io.errors import ModelFormatError
     from rnnslim.io.format import load_model
 
     try:
-        return load_model(model_path)
+        if device is None:
+            return load_model(model_path)
+        return load_model(model_path, map_location=str(_device(device)))
     except ModelFormatError as e:
         _err(str(e))
+
+
+def _device(name: str):
+    """--device as a torch.device; one clear line when it is not there (no CUDA, ...)."""
+    from rnnslim.utils.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        _err(f"--device: {e}")
 
 
 def _task_for(model, data: str | None, task: str | None = None, **options):
@@ -130,10 +146,11 @@ def eval(  # noqa: A001 - the verb users type
     split: Annotated[str, typer.Option(help="train | valid | test")] = "test",
     task: Annotated[Optional[str], typer.Option(help="task name (default: from the model file)")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="evaluate only the first N steps")] = None,
+    device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model's task metric on a data split."""
-    model = _load(model_path)
+    model = _load(model_path, device)
     t = _task_for(model, data, task)
     try:
         metrics = t.evaluate(model, split, max_steps=max_steps)
@@ -161,7 +178,7 @@ def train(
     seq_len: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
-    device: str = "cpu",
+    device: DeviceOpt = "cpu",
     init: Annotated[Optional[Path], typer.Option(help="start from this model (fine-tuning) instead of a fresh one")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = True,
     as_json: JsonOpt = False,
@@ -186,6 +203,7 @@ def train(
                             ("--hidden", hidden, 65_536), ("--layers", layers, 64)):
         if value is not None and not 1 <= value <= cap:
             _err(f"{opt} must be between 1 and {cap}, got {value}")
+    _device(device)
     if init is not None:
         model = _load(init)
         t = _task_for(model, data, task)
@@ -206,6 +224,10 @@ def train(
         _err(f"training diverged: {e}", 2, "TrainingDiverged")
     except ValueError as e:
         _err(str(e))
+    from rnnslim.utils.distributed import process_rank
+
+    if process_rank() != 0:  # under torchrun: rank 0 saves and reports
+        return
     load_best(model, result)
     model.to("cpu")
     model.history = list(getattr(model, "history", [])) + [{"op": "train", "config": cfg.model_dump(mode="json"),
@@ -226,19 +248,21 @@ def measure(
     split: str = "test",
     quick: Annotated[bool, typer.Option(help="fewer timing steps and a shorter evaluation")] = False,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="skip the baseline rows")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N: where the model is timed (on CUDA also as a "
+                                               "CUDA graph, against cuDNN's nn.LSTM/GRU)")] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Size, MACs, metric, latency and throughput, with the baselines measured in the same run."""
     from rnnslim.measure import measure as run_measure
 
-    model = _load(model_path)
+    model = _load(model_path, device)
     t = _task_for(model, data)
     if baseline is None and not no_baselines:  # a compress run directory remembers its input model
         remembered = Path(model_path) / "stages" / "00-input" / "model"
         if (remembered / "model.json").exists():
             typer.echo(f"baseline: the run's input model ({remembered}); --baseline PATH to choose another", err=True)
             baseline = remembered
-    base = _load(baseline) if baseline else None
+    base = _load(baseline, device) if baseline else None
     try:
         thread_counts = tuple(int(x) for x in threads.split(",") if x.strip())
     except ValueError:
@@ -265,13 +289,14 @@ def compress(
     out: Annotated[Path, typer.Option(help="output directory (stages, final model/, report.md)")],
     data: DataOpt = None,
     resume: Annotated[bool, typer.Option(help="reuse finished stages of an earlier run in --out")] = True,
-    device: str = "cpu",
+    device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Run a compression recipe on a model; writes each stage, the final model and a report."""
     from rnnslim.pipeline.recipe import load_recipe
     from rnnslim.pipeline.runner import run_pipeline
 
+    _device(device)
     model = _load(model_path)
     try:
         rec = load_recipe(recipe)
@@ -290,6 +315,8 @@ def compress(
         result = run_pipeline(model, rec, t, out, resume=resume, device=device)
     except ValueError as e:
         _err(str(e).replace("(resume=False)", "(--no-resume)"), 2, type(e).__name__)
+    if result is None:  # under torchrun, a rank other than 0: rank 0 wrote and reports
+        return
     summary = result.summary()
     _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
 

@@ -17,6 +17,9 @@
 - Hooks: `after_step(model, step)` (re-apply pruning masks), `replace_loss(model, batch,
   outputs, task_loss)` (returns the loss to minimise instead of the task loss:
   distillation mixes), `extra_loss(model, batch, outputs)` (added: group lasso).
+- Several processes: under torchrun (or with distributed=True) the model is wrapped in
+  DistributedDataParallel and batch_size is the global batch, split among the processes;
+  rank 0 evaluates and writes (train_ddp.py). device "cuda" then means cuda:LOCAL_RANK.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from rnnslim.train_checkpoint import (
     load_training_state,
     save_training_state,
 )
+from rnnslim.utils.device import resolve_device
+from rnnslim.utils.distributed import Dist, join
 
 __all__ = ["OptimizerKind", "ScheduleKind", "TrainConfig", "TrainHooks", "TrainResult", "TrainingDiverged",
            "load_best", "steps_per_epoch", "total_steps", "train"]
@@ -81,7 +86,10 @@ class TrainConfig(BaseModel):
                                   description="evaluations before this step are recorded but never kept as the best")
     checkpoint_every: int = Field(default=200, ge=1, description="save a resumable checkpoint every N steps")
     seed: int = 0
-    device: str = "cpu"
+    device: str = Field(default="cpu", description="cpu, cuda, cuda:N or mps (under torchrun cuda is cuda:LOCAL_RANK)")
+    distributed: bool | None = Field(default=None,
+                                     description="DDP over processes (train_ddp.py); None: when torchrun launched "
+                                     "more than one, True: required, False: never; batch_size is the global batch")
 
 
 @dataclass
@@ -157,9 +165,10 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _loss(model, task: Task, batch: Batch, state, hooks: TrainHooks) -> tuple[Tensor, object]:
-    """Scalar training loss of one batch and the new recurrent state."""
-    outputs, new_state = model(batch.inputs, state)
+def _loss(model, task: Task, batch: Batch, state, hooks: TrainHooks, net=None) -> tuple[Tensor, object]:
+    """Scalar training loss of one batch and the new recurrent state; `net` (the DDP wrapper of
+    `model`) runs the forward when given, the hooks always see `model` itself."""
+    outputs, new_state = (net or model)(batch.inputs, state)
     loss = task.loss(outputs, batch)
     if hooks.replace_loss is not None:
         loss = hooks.replace_loss(model, batch, outputs, loss)
@@ -187,52 +196,103 @@ def _nonfinite_weight(model: torch.nn.Module) -> str | None:
 class _Loop:
     """One train() call: the optimizer, the run state and the best keeper."""
 
-    def __init__(self, model, task: Task, cfg: TrainConfig, ckpt: Path | None, hooks: TrainHooks, resume: bool):
-        self.model, self.task, self.cfg, self.ckpt, self.hooks = model, task, cfg, ckpt, hooks
-        self.device = torch.device(cfg.device)
+    def __init__(self, model, task: Task, cfg: TrainConfig, ckpt: Path | None, hooks: TrainHooks, resume: bool,
+                 dist: Dist, device: torch.device):
+        from rnnslim import train_ddp as ddp
+
+        self.model, self.task, self.cfg, self.ckpt, self.hooks, self.dist = model, task, cfg, ckpt, hooks, dist
+        self.device = device
+        if dist.active:
+            ddp.check_batch_size(cfg.batch_size, dist.world)
+            self.target_dim = ddp.targets_batch_dim(task)
         model.to(self.device)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(ddp.rank_seed(cfg.seed, dist.rank))  # cfg.seed in one process
         self.opt = _make_optimizer(model, cfg)
         self.total = total_steps(task, cfg)
-        self.resumed = resume and can_resume(ckpt)
-        self.run = (load_training_state(ckpt, model, self.opt, cfg.batch_size, self.device) if self.resumed
-                    else RunState())
+        self.resumed = dist.broadcast_json(resume and can_resume(ckpt))  # rank 0 decides
+        self.run = (load_training_state(ckpt, model, self.opt, cfg.batch_size, self.device, dist.rank, dist.world)
+                    if self.resumed else RunState())
+        if dist.active and self.run.state is not None:
+            self.run.state = ddp.local_state(self.run.state, dist.rank, dist.world)
         if ckpt:
-            ckpt.mkdir(parents=True, exist_ok=True)
-            if not self.resumed:
-                shutil.rmtree(ckpt / "best", ignore_errors=True)  # a stale best of an earlier, restarted run
+            dist.leader_call(lambda: self._prepare_dir(ckpt))
         self.keeper = BestKeeper(model, task, cfg, ckpt, self.run)
+        self.net = ddp.wrap(model, self.device) if dist.active else model
 
-    def step(self, batch: Batch) -> float:
-        """One optimizer step; rolls back and raises TrainingDiverged on NaN/Inf."""
+    def _prepare_dir(self, ckpt: Path) -> None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if not self.resumed:
+            shutil.rmtree(ckpt / "best", ignore_errors=True)  # a stale best of an earlier, restarted run
+
+    def diverged(self, what: str) -> None:
+        """Roll back (every rank to rank 0's weights) and raise TrainingDiverged."""
+        from rnnslim.train_ddp import broadcast_module_
+
+        try:
+            self.keeper.diverged(self.model, what)
+        except TrainingDiverged:
+            if self.dist.active:
+                broadcast_module_(self.dist, self.model)
+            raise
+
+    def shard(self, batch: Batch) -> tuple[Batch | None, float]:
+        """This process's part of a global batch and its loss weight (the whole batch, 1.0, alone)."""
+        if not self.dist.active:
+            return batch, 1.0
+        from rnnslim.train_ddp import shard_batch
+
+        return shard_batch(batch, self.dist.rank, self.dist.world, self.target_dim)
+
+    def step(self, batch: Batch, weight: float = 1.0) -> float:
+        """One optimizer step; rolls back and raises TrainingDiverged on NaN/Inf. `weight`: this
+        rank's share of a global batch that did not split evenly (train_ddp.shard_batch)."""
         model, run, cfg = self.model, self.run, self.cfg
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr * _lr_factor(cfg, run.step, self.total)
-        loss, new_state = _loss(model, self.task, batch, run.state if self.task.stateful else None, self.hooks)
-        if not torch.isfinite(loss):
-            self.keeper.diverged(model, f"loss became {loss.item()} at step {run.step}")
+        loss, new_state = _loss(model, self.task, batch, run.state if self.task.stateful else None, self.hooks,
+                                self.net if self.dist.active else None)
+        seen = loss  # the global mean loss: every rank sees the same value and takes the same branch
+        if self.dist.active:
+            seen = self.dist.sum_(loss.detach() * weight) / self.dist.world
+            loss = loss * weight if weight != 1.0 else loss
+        if not torch.isfinite(seen):
+            self.diverged(f"loss became {seen.item()} at step {run.step}")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP: gradients averaged over ranks here
         norm = _grad_norm(model, cfg.clip_grad)
         if not torch.isfinite(norm):  # checked before opt.step: the weights are still good
-            self.keeper.diverged(model, f"gradient norm became {norm.item()} at step {run.step}")
+            self.diverged(f"gradient norm became {norm.item()} at step {run.step}")
         self.opt.step()
         run.step += 1
         for h in self.hooks.after_step:
             h(model, run.step)
         bad = _nonfinite_weight(model)
         if bad:
-            self.keeper.diverged(model, f"weight {bad} became non-finite at step {run.step - 1}")
+            self.diverged(f"weight {bad} became non-finite at step {run.step - 1}")
         run.state = detach_state(new_state) if self.task.stateful else None
-        return loss.item()
+        return seen.item()
 
     def evaluate(self, epoch: int) -> None:
-        self.keeper.evaluate(self.model, epoch)
+        if not self.dist.active:
+            self.keeper.evaluate(self.model, epoch)
+        else:  # rank 0 evaluates the module itself (not the DDP wrapper); the others wait for the history
+            self.dist.leader_call(lambda: self.keeper.evaluate(self.model, epoch))
+            shared = self.dist.broadcast_json({"best": self.run.best, "history": self.run.history})
+            self.run.best, self.run.history = shared["best"], shared["history"]
         self.model.train()
 
     def save(self, epoch: int, batch_in_epoch: int, state) -> None:
-        if self.ckpt:
+        if not self.ckpt:
+            return
+        if not self.dist.active:
             save_training_state(self.ckpt, self.model, self.opt, self.run, epoch, batch_in_epoch, state, self.cfg)
+            return
+        from rnnslim.train_ddp import global_state
+
+        state = global_state(self.dist, state)  # every rank's streams, in the layout of one process
+        rngs = self.dist.gather_cat(torch.get_rng_state().unsqueeze(0), 0).unbind(0)
+        self.dist.leader_call(lambda: save_training_state(self.ckpt, self.model, self.opt, self.run, epoch,
+                                                          batch_in_epoch, state, self.cfg, rng_ranks=list(rngs)))
 
     def epoch(self, epoch: int, bar) -> None:
         run, cfg = self.run, self.cfg
@@ -245,7 +305,10 @@ class _Loop:
                 continue
             if run.step >= self.total:
                 break
-            loss = self.step(batch.to(self.device))
+            batch, weight = self.shard(batch)
+            if batch is None:  # fewer samples than processes (a last, short batch): skipped by every rank
+                continue
+            loss = self.step(batch.to(self.device), weight)
             bar.update(1, loss=loss, lr=self.opt.param_groups[0]["lr"])
             if cfg.eval_every and run.step % cfg.eval_every == 0:
                 self.evaluate(epoch)
@@ -281,10 +344,23 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
     t0 = time.perf_counter()
     cfg = cfg or TrainConfig()
     task.check_model(model)
-    loop = _Loop(model, task, cfg, Path(checkpoint_dir) if checkpoint_dir else None, hooks or TrainHooks(), resume)
-    loop.run_all(progress)
-    return TrainResult(loop.run.step, loop.run.best, loop.run.history, loop.keeper.path, task.primary_metric,
-                       time.perf_counter() - t0, loop.keeper.memory)
+    device = resolve_device(cfg.device)
+    dist = join(device, cfg.distributed)
+    try:
+        loop = _Loop(model, task, cfg, Path(checkpoint_dir) if checkpoint_dir else None, hooks or TrainHooks(), resume,
+                     dist, dist.device_for(device))
+        loop.run_all(progress and dist.leader)
+        best_path, best_state = loop.keeper.path, loop.keeper.memory
+        if dist.active:  # every rank leaves with rank 0's best candidate
+            from rnnslim.train_ddp import share_best
+
+            received = share_best(dist, model, best_state, best_path)
+            if not dist.leader:
+                best_path, best_state = None, received
+    finally:
+        dist.close()
+    return TrainResult(loop.run.step, loop.run.best, loop.run.history, best_path, task.primary_metric,
+                       time.perf_counter() - t0, best_state)
 
 
 def load_best(model: SequenceModel, result: TrainResult) -> SequenceModel:

