@@ -49,7 +49,7 @@ def test_compare_rows_against_the_input():
 
 def test_writes_markdown_json_and_plot(tmp_path):
     paths = write_report(_result(tmp_path), tmp_path)
-    assert set(paths) == {"markdown", "json", "plot"}
+    assert set(paths) == {"markdown", "json", "html", "plot"}
     png = (tmp_path / "accuracy_vs_size.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

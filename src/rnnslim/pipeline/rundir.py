@@ -10,7 +10,7 @@
       stages/NN-kind/work/           the stage's private work dir (fine-tuning checkpoints);
                                      work/.hash names the stage hash it belongs to
       model/                         the final model
-      report.md, report.json, accuracy_vs_size.png
+      report.md, report.html, report.json, accuracy_vs_size.png
 
 Only these names are ever deleted; nothing else in out_dir is touched.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from rnnslim.pipeline.recipe import Recipe
-from rnnslim.report.writer import PLOT_PNG, REPORT_JSON, REPORT_MD
+from rnnslim.report.names import PLOT_PNG, REPORT_HTML, REPORT_JSON, REPORT_MD
 from rnnslim.utils.atomic import write_json_atomic, write_text_atomic
 
 RECIPE_FILE = "recipe.yaml"
@@ -72,14 +72,14 @@ def clear_outputs(out_dir: Path) -> None:
     """Delete everything a pipeline run writes into out_dir (and nothing else)."""
     for name in (STAGES_DIR, FINAL_MODEL):
         shutil.rmtree(out_dir / name, ignore_errors=True)
-    for name in (RECIPE_FILE, REPORT_MD, REPORT_JSON, PLOT_PNG):
+    for name in (RECIPE_FILE, REPORT_MD, REPORT_HTML, REPORT_JSON, PLOT_PNG):
         (out_dir / name).unlink(missing_ok=True)
 
 
 def clear_final_outputs(out_dir: Path) -> None:
     """The final model and report describe a finished run; drop them before re-running stages."""
     shutil.rmtree(out_dir / FINAL_MODEL, ignore_errors=True)
-    for name in (REPORT_MD, REPORT_JSON, PLOT_PNG):
+    for name in (REPORT_MD, REPORT_HTML, REPORT_JSON, PLOT_PNG):
         (out_dir / name).unlink(missing_ok=True)
 
 

@@ -1,4 +1,4 @@
-"""write_report: report.json (for machines), report.md (for people), accuracy_vs_size.png."""
+"""write_report: report.json (for machines), report.md and report.html (for people), accuracy_vs_size.png."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rnnslim.report.compare import compare_rows
+from rnnslim.report.html import read_measurement, write_html_report
 from rnnslim.report.machine import git_commit, machine_info
 from rnnslim.report.markdown import render_markdown
+from rnnslim.report.names import MEASURE_JSON, PLOT_PNG, REPORT_HTML, REPORT_JSON, REPORT_MD
 from rnnslim.report.plots import plot_accuracy_vs_size
 
 REPORT_FORMAT = "rnnslim-report"
 REPORT_VERSION = 1
-REPORT_MD, REPORT_JSON, PLOT_PNG = "report.md", "report.json", "accuracy_vs_size.png"
 
 
 def report_data(result) -> dict:
@@ -36,8 +37,9 @@ def report_data(result) -> dict:
 
 
 def write_report(result, out_dir: str | Path) -> dict[str, str]:
-    """Write the three report files into out_dir; return {markdown, json, plot} paths
-    (plot is absent when matplotlib is missing; the Markdown then says so)."""
+    """Write the report files into out_dir; return {markdown, json, html, plot} paths
+    (plot is absent when matplotlib is missing; the Markdown then says so). report.html
+    needs no matplotlib; it adds the baselines of out_dir/measure.json when that is there."""
     from rnnslim.utils.atomic import write_json_atomic as write_json
     from rnnslim.utils.atomic import write_text_atomic as write_text
 
@@ -49,7 +51,12 @@ def write_report(result, out_dir: str | Path) -> dict[str, str]:
     data["plot_note"] = note
     write_json(out / REPORT_JSON, data)
     write_text(out / REPORT_MD, render_markdown(data))
-    paths = {"markdown": str(out / REPORT_MD), "json": str(out / REPORT_JSON)}
+    try:
+        measurement = read_measurement(out / MEASURE_JSON)
+    except ValueError:  # some other file of that name: the page goes without baselines
+        measurement = None
+    write_html_report(out, data, measurement or {})
+    paths = {"markdown": str(out / REPORT_MD), "json": str(out / REPORT_JSON), "html": str(out / REPORT_HTML)}
     if not note:
         paths["plot"] = str(out / PLOT_PNG)
     return paths

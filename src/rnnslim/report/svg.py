@@ -1,0 +1,196 @@
+"""Two small inline SVG charts for the HTML report: horizontal bars and x-y points/lines.
+
+    svg = bar_chart([{"label": "input", "value": 40_000}, {"label": "02-cast", "value": 20_100}],
+                    fmt=fmt_bytes, title="artifact bytes")
+    svg = xy_chart([{"name": "test", "points": [(40e3, 1.6, "input"), (20e3, 1.56, "02-cast")], "line": True}],
+                   x_label="bytes", y_label="loss", log_x=True)
+
+No dependency (matplotlib stays optional), no script, no ids inside the SVG (several charts
+share one page), every string escaped: the page opens anywhere and can be searched as text.
+Bars start at zero (an honest length); the exact numbers are printed beside each bar.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from html import escape
+
+PALETTE = ["#2f6db5", "#e07b24", "#2e9e5b", "#9b4dca", "#c0392b", "#1aa3b8", "#7a7a7a", "#b8962e"]
+BASELINE_COLOR = "#9aa5b1"
+FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"'
+
+
+def fmt_num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+def fmt_bytes(v: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.0f} B"
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (steps of 1, 2, 2.5 or 5 x 10^k)."""
+    if not hi > lo:
+        lo, hi = (lo - 1, hi + 1) if lo == 0 else (lo - abs(lo) * 0.1, hi + abs(hi) * 0.1)
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, last + 1)]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Decades covering [lo, hi] (lo > 0), with 2x and 5x steps when they span under three."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    b = max(b, a + 1)
+    mults = (1,) if b - a >= 3 else (1, 2, 5)
+    ticks = [m * 10.0**e for e in range(a, b + 1) for m in mults]
+    inner = [t for t in ticks if lo <= t <= hi]
+    below = [t for t in ticks if t < lo]
+    above = [t for t in ticks if t > hi]
+    return (below[-1:] + inner + above[:1]) if inner else (below[-1:] + above[:1])
+
+
+def _svg_open(width: int, height: int, title: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" {FONT} font-size="12"><title>{escape(title)}</title>'
+            f'<rect width="{width}" height="{height}" fill="#ffffff"/>')
+
+
+def _text(x: float, y: float, s: str, anchor: str = "start", extra: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{escape(s)}</text>'
+
+
+def bar_chart(bars: list[dict], fmt: Callable[[float], str] = fmt_num, title: str = "",
+              width: int = 760, label_width: int = 210) -> str:
+    """Horizontal bars from zero. bars: {label, value, group?, note?}; `group` picks a colour
+    (bars of one group share it; group "baseline" is grey), `note` is printed after the value."""
+    row, top, bottom = 24, 10, 28
+    height = top + row * len(bars) + bottom
+    vmax = max((b["value"] for b in bars), default=1.0) or 1.0
+    ticks = nice_ticks(0.0, vmax, 4)
+    x0, x1 = label_width, width - 150  # room for the value text right of the longest bar
+    scale = (x1 - x0) / ticks[-1]
+    groups = list(dict.fromkeys(b.get("group", "") for b in bars if b.get("group") != "baseline"))
+    out = [_svg_open(width, height, title)]
+    for t in ticks:
+        x = x0 + t * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#e3e6ea"/>')
+        out.append(_text(x, height - bottom + 16, fmt(t), "middle", ' fill="#555"'))
+    for i, b in enumerate(bars):
+        y = top + i * row
+        g = b.get("group", "")
+        color = BASELINE_COLOR if g == "baseline" else PALETTE[groups.index(g) % len(PALETTE)]
+        w = max(b["value"] * scale, 0.5)
+        out.append(_text(x0 - 8, y + row * 0.65, b["label"], "end"))
+        out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" fill="{color}" rx="2">'
+                   f'<title>{escape(b["label"])}: {escape(fmt(b["value"]))}</title></rect>')
+        note = f'  {b["note"]}' if b.get("note") else ""
+        out.append(_text(x0 + w + 6, y + row * 0.65, fmt(b["value"]) + note, extra=' fill="#222"'))
+    out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{height - bottom}" stroke="#444"/>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _star(x: float, y: float, r: float) -> str:
+    pts = []
+    for k in range(10):
+        a = -math.pi / 2 + k * math.pi / 5
+        rr = r if k % 2 == 0 else r * 0.45
+        pts.append(f"{x + rr * math.cos(a):.1f},{y + rr * math.sin(a):.1f}")
+    return " ".join(pts)
+
+
+def _marker(kind: str, x: float, y: float, color: str, tip: str) -> str:
+    tip = f"<title>{escape(tip)}</title>"
+    if kind == "star":
+        return f'<polygon points="{_star(x, y, 9)}" fill="{color}" stroke="#222" stroke-width="0.8">{tip}</polygon>'
+    if kind == "ring":
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="none" stroke="{color}" stroke-width="2.5">{tip}</circle>'
+    if kind == "square":
+        return f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#fff" stroke="{color}" stroke-width="1.6">{tip}</rect>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.2" fill="{color}">{tip}</circle>'
+
+
+def xy_chart(series: list[dict], x_label: str, y_label: str, title: str = "", log_x: bool = False,
+             hline: tuple[float, str] | None = None, x_fmt: Callable[[float], str] = fmt_num,
+             width: int = 760, height: int = 420) -> str:
+    """Points and lines. series: {name, points: [(x, y, label-or-None)], line?: bool, marker?:
+    circle|square|star|ring, color?, dash?: bool}; labels are written beside their points.
+    `hline` = (y, name): a dashed reference line (e.g. the unpruned model)."""
+    colors = [s.get("color") or PALETTE[k % len(PALETTE)] for k, s in enumerate(series)]
+    legend = ([("dash", "#666", hline[1])] if hline is not None else []) + \
+        [(s.get("marker", "circle"), c, s["name"]) for s, c in zip(series, colors)]
+    places, lx, ly = [], 74, 14  # legend rows above the plot, wrapped at the chart's width
+    for entry in legend:
+        w = 34 + 6.6 * len(entry[2])
+        if lx + w > width - 10 and lx > 74:
+            lx, ly = 74, ly + 18
+        places.append((lx, ly))
+        lx += w
+    left, right, top, bottom = 74, 24, ly + 20, 52
+    height += ly - 14
+    pts = [(x, y) for s in series for x, y, _ in s["points"] if x is not None and y is not None]
+    if log_x:
+        pts = [(x, y) for x, y in pts if x > 0]
+    xs, ys = [p[0] for p in pts] or [0.0, 1.0], [p[1] for p in pts] or [0.0, 1.0]
+    if hline is not None:
+        ys = [*ys, hline[0]]
+    ylo, yhi = min(ys), max(ys)
+    pad = (yhi - ylo) * 0.08 or abs(yhi) * 0.05 or 1.0
+    yt = nice_ticks(ylo - pad, yhi + pad, 5)
+    if log_x:
+        xt = log_ticks(min(xs), max(xs))
+        fx_raw = math.log10
+    else:
+        xpad = (max(xs) - min(xs)) * 0.06 or abs(max(xs)) * 0.1 or 1.0
+        xt = nice_ticks(min(xs) - xpad, max(xs) + xpad, 6)
+        fx_raw = float
+    xa, xb = fx_raw(xt[0]), fx_raw(xt[-1])
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (fx_raw(x) - xa) / (xb - xa) * pw
+
+    def py(y: float) -> float:
+        return top + ph - (y - yt[0]) / (yt[-1] - yt[0]) * ph
+
+    out = [_svg_open(width, height, title)]
+    for t in yt:
+        out.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + pw}" y2="{py(t):.1f}" stroke="#e3e6ea"/>')
+        out.append(_text(left - 6, py(t) + 4, fmt_num(t), "end", ' fill="#555"'))
+    for t in xt:
+        out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + ph}" stroke="#e3e6ea"/>')
+        out.append(_text(px(t), top + ph + 16, x_fmt(t), "middle", ' fill="#555"'))
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
+    out.append(_text(left + pw / 2, height - 10, x_label, "middle"))
+    out.append(_text(16, top + ph / 2, y_label, "middle", f' transform="rotate(-90 16 {top + ph / 2:.1f})"'))
+    if hline is not None:
+        y = py(hline[0])
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#666" '
+                   f'stroke-dasharray="6 4"/>')
+    for (kind, color, name), (x, y) in zip(legend, places):
+        if kind == "dash":
+            out.append(f'<line x1="{x}" y1="{y}" x2="{x + 22}" y2="{y}" stroke="{color}" stroke-dasharray="6 4"/>')
+            out.append(_text(x + 27, y + 4, name))
+        else:
+            out.append(_marker(kind, x + 8, y, color, name))
+            out.append(_text(x + 20, y + 4, name))
+    for s, color in zip(series, colors):
+        spts = [(x, y, lab) for x, y, lab in s["points"]
+                if x is not None and y is not None and (x > 0 or not log_x)]
+        if s.get("line") and len(spts) > 1:
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in spts)
+            dash = ' stroke-dasharray="5 3"' if s.get("dash") else ""
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"{dash}/>')
+        marker = s.get("marker", "circle")
+        for j, (x, y, lab) in enumerate(spts):
+            out.append(_marker(marker, px(x), py(y), color, f"{lab or s['name']}: {x_fmt(x)}, {fmt_num(y)}"))
+            if lab:  # alternate above / below so neighbouring labels stay apart
+                out.append(_text(px(x) + 7, py(y) + (-8 if j % 2 == 0 else 15), lab, extra=' font-size="11"'))
+    out.append("</svg>")
+    return "".join(out)
