@@ -4,6 +4,7 @@
     rnnslim eval     MODEL --data FILE --split test [--json]
     rnnslim measure  MODEL [--data FILE] [--json]
     rnnslim compress MODEL --recipe FILE --out DIR [--json]
+    rnnslim report   RUN_DIR [--html] [--measurement measure.json]
     rnnslim export   MODEL --format c|c-fp32|onnx|onnx-int8|torch --out PATH [--json]
     rnnslim search   MODEL --data FILE --budget bytes=1/20,loss=+2% --trials N --out DIR [--json]
     rnnslim demo
@@ -319,6 +320,29 @@ def compress(
         return
     summary = result.summary()
     _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
+
+
+@app.command()
+@_guarded
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="an `rnnslim compress` output directory (holds report.json)")],
+    html: Annotated[bool, typer.Option("--html", help="write RUN_DIR/report.html (one self-contained page) and print its path")] = False,
+    measurement: Annotated[Optional[Path], typer.Option(help="`rnnslim measure --json` output whose baselines join the size and latency charts (default: RUN_DIR/measure.json when there)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a compress run's report (report.md), or with --html write report.html from its report.json."""
+    from rnnslim.report.html import write_html_report
+    from rnnslim.report.names import REPORT_JSON, REPORT_MD
+
+    if not (run_dir / REPORT_JSON).is_file():
+        _err(f"{run_dir} holds no {REPORT_JSON}: not a finished `rnnslim compress` output directory")
+    if measurement is not None and not measurement.is_file():
+        _err(f"--measurement {measurement}: no such file")
+    out = {"markdown": str(run_dir / REPORT_MD), "html": None}
+    if html:
+        out["html"] = str(write_html_report(run_dir, measurement=measurement))
+    md = run_dir / REPORT_MD
+    _emit(out, as_json, f"wrote {out['html']}" if html else (md.read_text() if md.is_file() else None))
 
 
 @app.command()

@@ -165,3 +165,25 @@ def test_chromium_renders_every_figure(tmp_path):
         assert im.size == (1200, 2400)
         colors = im.getcolors(maxcolors=1 << 16)
     assert colors is None or len(colors) > 50  # not blank: text, bars and lines in many colours
+
+
+def test_cli_report_html(tmp_path):
+    from typer.testing import CliRunner
+
+    from rnnslim.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", str(tmp_path), "--html"])
+    assert r.exit_code == 2 and "holds no report.json" in r.output
+    write_report(_result(tmp_path), tmp_path)
+    (tmp_path / "report.html").unlink()
+    m = tmp_path / "m.json"
+    m.write_text(json.dumps(MEASUREMENT))
+    r = runner.invoke(app, ["report", str(tmp_path), "--html", "--measurement", str(m), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"markdown": str(tmp_path / "report.md"), "html": str(tmp_path / "report.html")}
+    assert "torch nn (default)" in (tmp_path / "report.html").read_text()
+    r = runner.invoke(app, ["report", str(tmp_path)])
+    assert r.exit_code == 0 and r.stdout.startswith("# rnnslim report: rep")
+    r = runner.invoke(app, ["report", str(tmp_path), "--html", "--measurement", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "no such file" in r.output
