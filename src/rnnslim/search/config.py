@@ -44,6 +44,8 @@ class SearchConfig(BaseModel):
     recipe_seed: int = Field(default=0, ge=0, description="the `seed` of every trial's recipe")
     grace_s: float = Field(default=300.0, gt=0, description="a running trial without heartbeat this long is stale")
     heartbeat_s: float = Field(default=20.0, gt=0)
+    time_budget_s: float | None = Field(default=None, gt=0,
+                                        description="a worker asks for no new trial after this many seconds")
     max_failures: int = Field(default=5, ge=1, description="consecutive failed trials after which a worker stops")
 
     @property

@@ -8,7 +8,8 @@ Each worker (this process, `workers - 1` spawned ones, or `rnnslim search` start
 on other machines with the same --storage and --study-name) loops:
 
     fail + re-queue trials of dead workers (storage.recover_stale)
-    stop when COMPLETE + RUNNING + WAITING trials reach `trials` (or this worker ran n_trials)
+    stop when COMPLETE + RUNNING + WAITING trials reach `trials` (or this worker ran n_trials,
+        or its time_budget_s is spent: no new trial starts after it)
     ask -> run the trial's rungs (trial.run_trial) -> tell its values (or FAIL with the error)
 
 A trial asked while the study already has `trials` ahead of it (two workers asked at the
@@ -147,6 +148,7 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
     from rnnslim.search.results import write_outputs
     from rnnslim.utils.progress import progress_bar
 
+    started = time.monotonic()
     ctx, study = prepare(cfg, worker_index, log)
     ran = failures = 0
     bar = progress_bar(cfg.trials, len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
@@ -155,6 +157,9 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
         while n_trials is None or ran < n_trials:
             recover_stale(study, cfg.grace_s, log=log)
             if len(_active(study)) >= cfg.trials:
+                break
+            if cfg.time_budget_s is not None and time.monotonic() - started > cfg.time_budget_s:
+                _say(log, f"time budget of {cfg.time_budget_s:.0f} s used; stopping (run again to continue)")
                 break
             trial = study.ask()
             study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity())

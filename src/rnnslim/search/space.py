@@ -60,6 +60,7 @@ class SearchSpace(BaseModel):
     dimensions: list[str] | None = Field(default=None, description="dimension names to search (None: all)")
     min_keep: float = Field(default=0.125, gt=0, le=1, description="smallest kept fraction of a layer's units")
     round_to: int = Field(default=8, ge=1, le=4096, description="kept widths are multiples of this")
+    refit: bool = Field(default=True, description="prune_units re-fits the cut layers by least squares (slow on wide models)")
     refit_batches: int = Field(default=16, ge=1, description="prune_units least-squares re-fit batches")
     lowrank_energy: tuple[float, float] = Field(default=(0.8, 0.99),
                                                 description="fraction of squared singular values kept (lowrank)")
@@ -144,8 +145,8 @@ def _widths(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
             per_layer[i] = (hidden - width) / hidden
     if not per_layer:
         return []
-    return [{"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths)),
-             "refit_batches": space.refit_batches}]
+    cut = {"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths))}
+    return [{**cut, "refit_batches": space.refit_batches} if space.refit else {**cut, "refit": False}]
 
 
 def _lowrank(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:

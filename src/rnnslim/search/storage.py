@@ -138,12 +138,12 @@ def recover_stale(study, grace_s: float = GRACE_S, max_retries: int = MAX_RETRIE
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(t, now, grace_s):
             continue
-        try:
+        try:  # the reason first: a finished trial takes no more attrs
+            study._storage.set_trial_user_attr(t._trial_id, "error", "worker died (stale heartbeat or dead process)")
             if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker got there first
-        study._storage.set_trial_user_attr(t._trial_id, "error", "worker died (stale heartbeat or dead process)")
         failed.append(t.number)
         history = list(t.system_attrs.get("retry_history", [])) + [t.number]
         if log:
