@@ -3,6 +3,7 @@
     lowrank_(model, LowRank(energy=0.9))                                    # W_ih and the head, 90 % energy each
     lowrank_(model, LowRank(targets=["input", "recurrent", "output"], max_params=1_100_000))
     lowrank_(model, LowRank(rank={"input.0": 65}))                          # named sites only
+    lowrank_(model, LowRank(energy=0.9, calibration_batches=8), calibration=task)  # data-aware SVD
     to_lstmp_(model, ToLSTMP(proj_size=[192, 128]))                         # per layer
     to_lstmp_(model, ToLSTMP(energy=0.8))
 
@@ -23,6 +24,10 @@ reader of h, so `scope` does not apply to it); with `recurrent` targeted, the ne
 W_ih and the head are cut inside that projection, so `input` adds layer 0's W_ih only
 (of the layers targeted) and `output` nothing. GRU and RNN layers have no projection in
 torch: `recurrent` is refused for them (use input / output, or structured pruning).
+
+calibration_batches > 0 makes the SVD data-aware (lowrank.svd.spectrum): each matrix M is
+cut to the rank-r matrix with the least error on the outputs M x for the inputs x it saw in
+that many calibration batches, and "energy" is then the share of E||M x||^2 kept.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from enum import Enum
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rnnslim.lowrank.calibrate import input_grams
 from rnnslim.lowrank.sites import APPLY, Site, factors, input_site, output_site, recurrent_site
 from rnnslim.lowrank.svd import Piece, allocate
 from rnnslim.models.sequence import SequenceModel
@@ -48,6 +54,10 @@ class LowRankTarget(str, Enum):
 class LowRankScope(str, Enum):
     STACKED = "stacked"  # one SVD of all gates together
     PER_GATE = "per_gate"  # one SVD per gate (and direction) of W_ih; the head and W_hh have no per-gate form
+
+
+CALIBRATION_HELP = ("0: SVD of the weights; n: data-aware SVD weighted by the inputs each matrix sees over n "
+                    "calibration batches (16 x 64), which keeps the model's outputs rather than its weights")
 
 
 def _one_of(cfg, names: tuple[str, ...]) -> None:
@@ -69,6 +79,7 @@ class LowRank(BaseModel):
     max_params: int | None = Field(default=None, ge=1, description="parameter budget of the whole model")
     layers: tuple[int, ...] | None = Field(default=None, description="recurrent layers whose matrices are cut "
                                            "(default: all)")
+    calibration_batches: int = Field(default=0, ge=0, le=10_000, description=CALIBRATION_HELP)
 
     @model_validator(mode="after")
     def _check(self) -> LowRank:
@@ -87,6 +98,7 @@ class ToLSTMP(BaseModel):
     proj_size: int | tuple[int, ...] | None = Field(default=None, description="P < hidden_size, one or per layer")
     energy: float | None = Field(default=None, gt=0, le=1)
     layers: tuple[int, ...] | None = Field(default=None, description="layers to convert (default: all)")
+    calibration_batches: int = Field(default=0, ge=0, le=10_000, description=CALIBRATION_HELP)
 
     @model_validator(mode="after")
     def _check(self) -> ToLSTMP:
@@ -140,17 +152,30 @@ def _check_model(model, layers: tuple[int, ...] | None) -> list[int]:
     return chosen
 
 
-def _sites(model: SequenceModel, cfg: LowRank) -> list[Site]:
+def _grams(model: SequenceModel, cfg: LowRank | ToLSTMP, calibration) -> dict | None:
+    """Input Gram matrices for the data-aware SVD (cfg.calibration_batches > 0), else None."""
+    if not cfg.calibration_batches:
+        return None
+    if calibration is None:
+        raise ValueError(f"calibration_batches={cfg.calibration_batches} needs calibration data: a Task or a list "
+                         "of Batch (or set calibration_batches to 0 for the SVD of the weights)")
+    from rnnslim.prune.importance import as_calibration
+
+    cal = as_calibration(calibration, cfg.calibration_batches)
+    return input_grams(model, cal.batches, cal.stateful)
+
+
+def _sites(model: SequenceModel, cfg: LowRank, grams: dict | None) -> list[Site]:
     layers = _check_model(model, cfg.layers)
     targets = set(cfg.targets)
     per_gate = cfg.scope is LowRankScope.PER_GATE
     sites: list[Site] = []
     lstmp = set(layers) if LowRankTarget.RECURRENT in targets else set()
-    sites += [recurrent_site(model, k) for k in sorted(lstmp)]
+    sites += [recurrent_site(model, k, grams) for k in sorted(lstmp)]
     if LowRankTarget.INPUT in targets:  # W_ih of k > 0 is inside layer k-1's projection when that is cut
-        sites += [input_site(model, k, per_gate) for k in layers if k - 1 not in lstmp]
+        sites += [input_site(model, k, per_gate, grams) for k in layers if k - 1 not in lstmp]
     if LowRankTarget.OUTPUT in targets and model.rnn.num_layers - 1 not in lstmp:
-        sites.append(output_site(model))
+        sites.append(output_site(model, grams))
     return sites
 
 
@@ -234,22 +259,26 @@ def _drop_stale_encodings(model: SequenceModel, old: dict[str, torch.Tensor]) ->
                               if n in now and n in old and now[n].shape == old[n].shape and torch.equal(now[n], old[n])}
 
 
-def lowrank_(model: SequenceModel, config: LowRank) -> LowRankResult:
-    """Factorize `model` in place as `config` says (module docstring); all or nothing."""
+def lowrank_(model: SequenceModel, config: LowRank, calibration=None) -> LowRankResult:
+    """Factorize `model` in place as `config` says (module docstring); all or nothing.
+    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0."""
     if not isinstance(config, LowRank):
         raise TypeError(f"lowrank_ takes a LowRank config, not {type(config).__name__}")
-    sites = _sites(model, config)
+    _check_model(model, config.layers)
+    sites = _sites(model, config, _grams(model, config, calibration))
     notes: list[str] = []
     ranks = _ranks(model, sites, config, notes)
     return _apply(model, sites, ranks, "lowrank", config.model_dump(mode="json"), notes)
 
 
-def to_lstmp_(model: SequenceModel, config: ToLSTMP) -> LowRankResult:
-    """Convert the chosen LSTM layers to LSTMP in place (module docstring); all or nothing."""
+def to_lstmp_(model: SequenceModel, config: ToLSTMP, calibration=None) -> LowRankResult:
+    """Convert the chosen LSTM layers to LSTMP in place (module docstring); all or nothing.
+    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0."""
     if not isinstance(config, ToLSTMP):
         raise TypeError(f"to_lstmp_ takes a ToLSTMP config, not {type(config).__name__}")
     layers = _check_model(model, config.layers)
-    sites = [recurrent_site(model, k) for k in layers]
+    grams = _grams(model, config, calibration)
+    sites = [recurrent_site(model, k, grams) for k in layers]
     notes: list[str] = []
     if config.energy is not None:
         ranks = {}

@@ -24,7 +24,9 @@ A site is one matrix M = left @ right that is cut to rank r, with the tensors it
 `per_gate` cuts every gate (and direction) block of W_ih on its own: right stacks the
 blocks' V^T, left is block-diagonal (stored dense: the fused kernel needs one matrix).
 Costs are parameters per unit of rank; a site never costs more than the tensors it replaces
-unless an explicit rank asks for it.
+unless an explicit rank asks for it. With the Gram matrices of the inputs each M multiplies
+(lowrank.calibrate), the SVD is data-aware (svd.spectrum): left = U_r, right = U_r^T M, the
+rank-r M with the least output error on the calibration data rather than weight error.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from rnnslim.lowrank.svd import Spectrum, spectrum
 from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.recurrent.gates import CellType, cell_of_module
 from rnnslim.recurrent.stack import LayerSpec, make_layer
+
+
+Grams = dict[str, Tensor] | None  # lowrank.calibrate.input_grams: data-aware SVD; None: plain SVD of the weights
 
 
 class SiteKind(str, Enum):
@@ -98,30 +103,43 @@ def _numel(*ts) -> int:
     return sum(t.numel() for t in ts)
 
 
-def input_site(model: SequenceModel, k: int, per_gate: bool) -> Site:
+def _gram(grams: Grams, name: str) -> Tensor | None:
+    if grams is None:
+        return None
+    if name not in grams:
+        raise ValueError(f"the calibration data never reached {name}; cannot weight its SVD by its inputs")
+    return grams[name]
+
+
+def input_site(model: SequenceModel, k: int, per_gate: bool, grams: Grams = None) -> Site:
     layer = _layer(model, k)
     w = _w(layer, "weight_ih")  # (D*G*H, I)
     neck = _neck(model, k)
     spec = model.spec
+    x_of = f"rnn.layers.{k}.weight_ih_l0"  # whose inputs weight the data-aware SVD
     if neck is not None:
         mode, m, dense, cols = "bottleneck", w @ neck.weight.detach(), _numel(w, neck.weight), neck.in_features
+        x_of = f"rnn.bottlenecks.{k}.weight"
     elif k > 0 or spec.tie_weights:
         mode, m, dense, cols = "bottleneck", w, _numel(w), w.shape[1]
     elif spec.input_kind is InputKind.EMBEDDING:
         emb = model.embedding.weight.detach()  # (V, E)
         mode, m, dense, cols = "fold_embedding", w @ emb.t(), _numel(w, emb), emb.shape[0]
+        x_of = "embedding.weight"  # token counts
     elif spec.input_kind is InputKind.LINEAR:
         p = model.input_proj
         if p.bias is not None and layer.bias is False:
             raise ValueError("folding input_proj's bias needs rnn.layers.0 to have biases")
         mode, m = "fold_linear", w @ p.weight.detach()
         dense, cols = _numel(w, *p.parameters()), p.in_features
+        x_of = "input_proj.weight"
     else:
         mode, m, dense, cols = "fold_identity", w, _numel(w), w.shape[1]
+    g = _gram(grams, x_of)
     extra = 1 if mode in ("fold_linear", "fold_identity") else 0  # input_proj keeps a bias per unit
     H = layer.hidden_size
     blocks = list(m.split(H, 0)) if per_gate else [m]
-    return Site(f"input.{k}", SiteKind.INPUT, k, mode, [spectrum(b) for b in blocks], [b.shape[0] for b in blocks],
+    return Site(f"input.{k}", SiteKind.INPUT, k, mode, [spectrum(b, g) for b in blocks], [b.shape[0] for b in blocks],
                 cost=m.shape[0] + cols + extra, dense_params=dense, max_rank=min(min(b.shape) for b in blocks))
 
 
@@ -140,7 +158,7 @@ def _reader_tensors(model: SequenceModel, k: int) -> list[tuple[str, Tensor]]:
     return out
 
 
-def recurrent_site(model: SequenceModel, k: int) -> Site:
+def recurrent_site(model: SequenceModel, k: int, grams: Grams = None) -> Site:
     layer = _layer(model, k)
     cell = cell_of_module(layer)
     if cell is not CellType.LSTM:
@@ -158,11 +176,13 @@ def recurrent_site(model: SequenceModel, k: int) -> Site:
         w_hr = layer.weight_hr_l0.detach()  # (P_old, H)
         m, dense = m @ w_hr, dense + _numel(w_hr)
     H = layer.hidden_size
-    return Site(f"recurrent.{k}", SiteKind.RECURRENT, k, "lstmp", [spectrum(m)], [m.shape[0]], cost=m.shape[0] + H,
+    # inputs: r_t = o * tanh(c) (H): the projection's input, or h_{t-1} as W_hh sees it (= r, one step late)
+    g = _gram(grams, f"rnn.layers.{k}.weight_hr_l0" if layer.proj_size else f"rnn.layers.{k}.weight_hh_l0")
+    return Site(f"recurrent.{k}", SiteKind.RECURRENT, k, "lstmp", [spectrum(m, g)], [m.shape[0]], cost=m.shape[0] + H,
                 dense_params=dense, max_rank=min(H - 1, m.shape[0]), readers=[(n, t.shape[0]) for n, t in readers])
 
 
-def output_site(model: SequenceModel) -> Site:
+def output_site(model: SequenceModel, grams: Grams = None) -> Site:
     if model.spec.tie_weights:
         raise ValueError("the decoder is tied to the embedding; a low-rank head would untie them (drop target output)")
     w = model.decoder.weight.detach()
@@ -170,7 +190,8 @@ def output_site(model: SequenceModel) -> Site:
     if model.spec.decoder_rank:
         p = model.decoder_proj.weight.detach()
         w, dense = w @ p, dense + _numel(p)
-    return Site("output", SiteKind.OUTPUT, None, "head", [spectrum(w)], [w.shape[0]], cost=sum(w.shape),
+    g = _gram(grams, "decoder_proj.weight" if model.spec.decoder_rank else "decoder.weight")
+    return Site("output", SiteKind.OUTPUT, None, "head", [spectrum(w, g)], [w.shape[0]], cost=sum(w.shape),
                 dense_params=dense, max_rank=min(w.shape))
 
 

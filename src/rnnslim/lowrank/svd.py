@@ -25,11 +25,14 @@ from torch import Tensor
 
 @dataclass
 class Spectrum:
-    """Thin SVD of one matrix in float64: u (rows, n), s (n,), vh (n, cols), n = min(rows, cols)."""
+    """Thin SVD of one matrix in float64: u (rows, n), s (n,), vh (n, cols), n = min(rows, cols).
+    Data-aware (`m` set): the SVD of M L with G = L L^T the Gram matrix of M's inputs; then
+    s^2 is output energy and rank r keeps U_r U_r^T M, the best rank-r M for those inputs."""
 
     u: Tensor
     s: Tensor
     vh: Tensor
+    m: Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -54,13 +57,31 @@ class Spectrum:
         return min(int((cum < energy - 1e-12).sum()) + 1, self.n)
 
     def factors(self, r: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """(left = U_r S_r (rows, r), right = V_r^T (r, cols)) with left @ right = M_r."""
+        """(left = U_r S_r (rows, r), right = V_r^T (r, cols)) with left @ right = M_r;
+        data-aware: (U_r, U_r^T M)."""
+        if self.m is not None:
+            return self.u[:, :r].to(dtype), (self.u[:, :r].t() @ self.m).to(dtype)
         return (self.u[:, :r] * self.s[:r]).to(dtype), self.vh[:r].to(dtype)
 
 
-def spectrum(m: Tensor) -> Spectrum:
-    u, s, vh = torch.linalg.svd(m.detach().double().cpu(), full_matrices=False)
-    return Spectrum(u, s, vh)
+def spectrum(m: Tensor, gram: Tensor | None = None, damping: float = 0.01) -> Spectrum:
+    """SVD of `m` (rows, cols); with `gram` (cols, cols) = sum of x x^T over the inputs x that m
+    multiplies, or (cols,) = its diagonal (token counts of an embedding), the data-aware SVD
+    (class docstring). `damping` adds that fraction of the mean eigenvalue so that input
+    directions the calibration data never showed are not dropped outright."""
+    m = m.detach().double().cpu()
+    if gram is None:
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        return Spectrum(u, s, vh)
+    g = gram.detach().double().cpu()
+    if g.dim() == 1:
+        root = torch.diag((g + damping * g.mean()).clamp_min(0).sqrt())
+    else:
+        evals, q = torch.linalg.eigh(g)
+        evals = evals.clamp_min(0)
+        root = q * (evals + damping * evals.mean()).sqrt()  # G + d I = root root^T
+    u, s, vh = torch.linalg.svd(m @ root, full_matrices=False)
+    return Spectrum(u, s, vh, m)
 
 
 @dataclass
