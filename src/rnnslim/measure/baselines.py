@@ -8,6 +8,9 @@
     ONNX Runtime int8       that graph after `onnxruntime.quantization.quantize_dynamic`
 
 onnxruntime is optional: without it the ORT rows say "not installed".
+
+On a CUDA device (a baseline living on the GPU) the torch rows are cuDNN's nn.LSTM/GRU,
+eager and replayed from a CUDA graph; the CPU-only rows say so.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from torch import Tensor, nn
 
 from rnnslim.measure.size import count_parameters
 from rnnslim.measure.variants import (
+    BASELINE_KINDS,
+    CPU_ONLY,
     Variant,
     VariantKind,
+    graph_variant,
     ort_int8_note,
     ort_variant,
     torch_variant,
@@ -32,6 +38,7 @@ from rnnslim.measure.variants import (
 )
 from rnnslim.measure.weight_bytes import module_bytes_per_step, onnx_bytes_per_step
 from rnnslim.recurrent.gates import CellType
+from rnnslim.utils.device import model_device
 
 
 class TorchReference(nn.Module):
@@ -106,6 +113,20 @@ def torch_variants(baseline: nn.Module, artifact_bytes: int | None) -> list[Vari
     ]
 
 
+def cuda_variants(baseline: nn.Module, artifact_bytes: int | None) -> list[Variant]:
+    """cuDNN nn.LSTM/GRU on the baseline's GPU, eager and from a CUDA graph; CPU-only rows unavailable."""
+    device = model_device(baseline)
+    cpu_only = [unavailable(k, f"unavailable on {device}: a CPU baseline (measure on --device cpu)") for k in CPU_ONLY]
+    try:
+        ref = TorchReference(baseline).to(device).eval()
+    except (TypeError, ValueError) as e:
+        why = f"unavailable: {e}"
+        return [unavailable(VariantKind.TORCH_DEFAULT, why), unavailable(VariantKind.TORCH_CUDA_GRAPH, why), *cpu_only]
+    nbytes = module_bytes_per_step(ref)
+    return [torch_variant(VariantKind.TORCH_DEFAULT, ref, artifact_bytes, nbytes, note=f"cuDNN on {device}"),
+            graph_variant(VariantKind.TORCH_CUDA_GRAPH, ref, artifact_bytes, nbytes), *cpu_only]
+
+
 def ort_variants(baseline: nn.Module, workdir: Path) -> tuple[list[Variant], dict | None]:
     """(ORT fp32 and int8 variants, export record) for the baseline; rows say why when they cannot run."""
     try:
@@ -140,6 +161,8 @@ def baseline_variants(baseline: nn.Module, workdir: Path, artifact_bytes: int | 
     """All four baseline rows for `baseline` (ONNX files are written under `workdir`)."""
     if not (hasattr(baseline, "spec") and hasattr(baseline, "rnn")):
         why = f"unavailable: baseline must be a SequenceModel, got {type(baseline).__name__}"
-        return [unavailable(k, why) for k in list(VariantKind)[1:]], None
+        return [unavailable(k, why) for k in BASELINE_KINDS], None
+    if model_device(baseline).type == "cuda":
+        return cuda_variants(baseline, artifact_bytes), None
     ort, record = ort_variants(baseline, workdir)
     return torch_variants(baseline, artifact_bytes) + ort, record

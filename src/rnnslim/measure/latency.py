@@ -1,4 +1,4 @@
-"""Streaming step latency and batch throughput on CPU, as BENCHMARKING.md prescribes.
+"""Streaming step latency and batch throughput (CPU, or a CUDA GPU), as BENCHMARKING.md prescribes.
 
 Streaming: one time step at batch 1 with the state carried from step to step (a keyboard,
 a keyword spotter, a sensor loop). `warmup` steps first, then `repeats` rounds of `steps`
@@ -12,6 +12,14 @@ from a zero state (default 64 x 128), median over `repeats` passes after one war
 Threads: `torch.set_num_threads(threads)` for the measurement, restored afterwards. The
 garbage collector is paused while timing (a collection in the middle of a 50 us step
 would be measured as the model's time).
+
+CUDA: kernels run asynchronously, so every closure for a model on a GPU ends with
+torch.cuda.synchronize() (a step's latency lasts until its output is ready; the next input
+of a streaming loop needs it). `graph_step(model)` replays one streaming step from a
+torch.cuda.CUDAGraph: static input and state buffers, the forward and the copy of the new
+state into the state buffers captured once (after a warm-up on a side stream), so a step is
+one input copy, one graph launch and a sync instead of one launch per kernel, which is what
+costs most at batch 1. Compare it with cuDNN's nn.LSTM/GRU step (measure's "torch nn" rows).
 """
 
 from __future__ import annotations
@@ -99,9 +107,28 @@ def random_inputs(model: nn.Module, seq_len: int, batch: int, seed: int = 0) -> 
     return torch.randn(seq_len, batch, size, generator=g).to(dtype)
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    from rnnslim.utils.device import model_device
+
+    return model_device(model)
+
+
+def synced(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """`fn` followed by torch.cuda.synchronize() on a CUDA device; `fn` itself elsewhere."""
+    if device.type != "cuda":
+        return fn
+
+    def run() -> None:
+        fn()
+        torch.cuda.synchronize(device)
+
+    return run
+
+
 def module_step(model: nn.Module, seed: int = 0) -> Callable[[], None]:
     """A closure doing one streaming step `model(x_t, state)` at batch 1, carrying the state."""
-    xs = list(random_inputs(model, N_INPUTS, 1, seed).unbind(0))  # each (1,) or (1, F)
+    device = _device_of(model)
+    xs = list(random_inputs(model, N_INPUTS, 1, seed).to(device).unbind(0))  # each (1,) or (1, F)
     xs = [x.unsqueeze(0) for x in xs]  # (1, 1) ids or (1, 1, F)
     box: dict[str, Any] = {"state": None, "i": 0}
 
@@ -110,15 +137,65 @@ def module_step(model: nn.Module, seed: int = 0) -> Callable[[], None]:
         _, box["state"] = model(xs[i % N_INPUTS], box["state"])
         box["i"] = i + 1
 
-    return step
+    return synced(step, device)
 
 
 def module_batch(model: nn.Module, batch: int, seq_len: int, seed: int = 0) -> Callable[[], None]:
-    x = random_inputs(model, seq_len, batch, seed)
+    device = _device_of(model)
+    x = random_inputs(model, seq_len, batch, seed).to(device)
 
     def run() -> None:
         model(x, None)
 
+    return synced(run, device)
+
+
+def _flat(state) -> list[torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for s in state for t in _flat(s)]
+
+
+def _zeros_like(state):
+    if isinstance(state, torch.Tensor):
+        return torch.zeros_like(state)
+    return type(state)(_zeros_like(s) for s in state)
+
+
+def graph_step(model: nn.Module, seed: int = 0, warmup: int = 3) -> Callable[[], None]:
+    """One streaming step of `model` (on a CUDA device, SequenceModel's forward contract)
+    replayed from a CUDA graph, state carried in static buffers (see the module docstring)."""
+    device = _device_of(model)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ValueError(f"a CUDA-graph step needs the model on a CUDA device, not on {device}")
+    xs = random_inputs(model, N_INPUTS, 1, seed).to(device).unsqueeze(1)  # (N, 1, 1) ids or (N, 1, 1, F)
+    static_x = xs[0].clone()
+    with torch.no_grad():
+        _, state = model(static_x, None)
+        static_state = _zeros_like(state)  # the graph reads the state from here and writes it back
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up off the capture stream (allocations, cuDNN plans)
+            for _ in range(warmup):
+                model(static_x, static_state)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out, new_state = model(static_x, static_state)
+            for dst, src in zip(_flat(static_state), _flat(new_state)):
+                dst.copy_(src)  # after the forward's last read of dst (stream order)
+        for t in _flat(static_state):
+            t.zero_()  # the stream starts from a zero state, like module_step's
+    box: dict[str, Any] = {"i": 0, "graph": graph}  # the graph holds its memory while the closure lives
+
+    def step() -> None:
+        i = box["i"]
+        static_x.copy_(xs[i % N_INPUTS])
+        graph.replay()
+        box["i"] = i + 1
+
+    run = synced(step, device)
+    run.buffers = {"output": static_out, "state": static_state}  # after a step: its output and the new state
     return run
 
 
@@ -134,8 +211,10 @@ def _stateful(step_fn: Callable[[Any], Any]) -> Callable[[], None]:
 
 def streaming_latency(model: nn.Module | None = None, threads: int = 1, steps: int = 200, repeats: int = 5,
                       warmup: int = 50, step_fn: Callable[[Any], Any] | None = None,
-                      context: Callable[[], contextlib.AbstractContextManager] | None = None) -> dict:
-    """Streaming step latency (ms) at batch 1 with the state carried.
+                      context: Callable[[], contextlib.AbstractContextManager] | None = None,
+                      cuda_graph: bool = False) -> dict:
+    """Streaming step latency (ms) at batch 1 with the state carried (on the model's device;
+    `cuda_graph`: replayed from a CUDA graph, graph_step).
 
     `model` follows SequenceModel's forward contract (`model(x (1, 1[, F]), state) -> (out, state)`);
     for any other module pass `step_fn(state) -> state` doing one step of your own (state None at
@@ -144,12 +223,13 @@ def streaming_latency(model: nn.Module | None = None, threads: int = 1, steps: i
     """
     if step_fn is None and model is None:
         raise ValueError("give a model or a step_fn")
-    step = _stateful(step_fn) if step_fn is not None else module_step(model)
     was_training = model.training if model is not None else False
     if model is not None:
         model.eval()
     try:
         with torch_threads(threads), torch.inference_mode(), (context() if context else contextlib.nullcontext()):
+            step = (_stateful(step_fn) if step_fn is not None else graph_step(model) if cuda_graph
+                    else module_step(model))
             out = time_stream(step, steps, repeats, warmup)
     finally:
         if model is not None:

@@ -27,6 +27,7 @@ class MachineInfo(BaseModel):
     date_utc: str
     load_average: list[float] | None  # 1/5/15-minute load at the start: a busy machine gives noisy times
     git_commit: str | None
+    gpus: list[str] | None = None  # CUDA devices visible to torch (None: no CUDA)
 
 
 def _cpuinfo() -> tuple[str, int | None]:
@@ -85,4 +86,6 @@ def machine_info() -> MachineInfo:
         onnxruntime_version=_version("onnxruntime"), onnx_version=_version("onnx"),
         python_version=platform.python_version(), platform=platform.platform(),
         date_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), load_average=load,
-        git_commit=git_state()["commit"])
+        git_commit=git_state()["commit"],
+        gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available()
+        else None)

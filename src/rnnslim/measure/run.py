@@ -1,5 +1,10 @@
 """`measure()`: size, MACs, quality, latency and throughput of a model and of the baselines a
-user would otherwise pick, all in one process run on one machine (BENCHMARKING.md)."""
+user would otherwise pick, all in one process run on one machine (BENCHMARKING.md).
+
+A model on a CUDA device is timed there (synchronised steps), also replayed from a CUDA
+graph, against cuDNN's nn.LSTM/GRU eager and from a CUDA graph; the CPU-only baselines
+(oneDNN off, ONNX Runtime) say so, and only the first thread count is used (the GPU's
+kernels do not depend on it)."""
 
 from __future__ import annotations
 
@@ -30,13 +35,16 @@ from rnnslim.measure.results import (
 )
 from rnnslim.measure.size import size_stats
 from rnnslim.measure.variants import (
+    BASELINE_KINDS,
     Variant,
     VariantKind,
+    graph_variant,
     torch_variant,
     unavailable,
     user_variant,
 )
 from rnnslim.measure.weight_bytes import module_bytes_per_step
+from rnnslim.utils.device import model_device
 
 
 def _name(model: nn.Module) -> str:
@@ -89,7 +97,7 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
     ref = {r.threads: r.latency.median_ms for r in results if r.kind is VariantKind.TORCH_DEFAULT and r.latency}
     best: dict[int, float] = {}
     for r in results:
-        if r.kind in (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN) and r.latency:
+        if r.kind in (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN, VariantKind.TORCH_CUDA_GRAPH) and r.latency:
             best[r.threads] = min(best.get(r.threads, float("inf")), r.latency.median_ms)
     out = []
     for r in results:
@@ -146,6 +154,10 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
     s = settings or (MeasureSettings.for_quick() if quick else MeasureSettings.full())
     threads = tuple(int(t) for t in threads)
     machine = machine_info()
+    device = model_device(model)
+    if device.type == "cuda" and len(threads) > 1:
+        say(f"on {device} only the first thread count ({threads[0]}) is measured")
+        threads = threads[:1]
     user_module = not hasattr(model, "spec")
     if user_module and step_fn is None:
         raise TypeError(f"{type(model).__name__} does not follow SequenceModel's contract; pass step_fn= "
@@ -168,7 +180,7 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
             own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
         else:  # a SequenceModel; the user's own callables, when given, replace the default step / batch
             kernel_note = ""
-            if step_fn is None:
+            if step_fn is None and device.type == "cpu":
                 step_fn, kernel_note = integer_kernel_step(model, say)
             own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
             mine = user_variant(step_fn, batch_fn, None, None)
@@ -177,17 +189,20 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
             own.note = kernel_note or own.note
         with tempfile.TemporaryDirectory(prefix="rnnslim-measure-") as workdir:
             variants, export_record = [own], None
+            if device.type == "cuda" and not user_module:
+                variants.append(graph_variant(VariantKind.CUDA_GRAPH, model, summary.size.artifact_bytes,
+                                              summary.bytes_per_step))
             if include_baselines:
                 if baseline is None:
                     why = ("unavailable: the model is compressed (swapped-in, sparse, low-precision or unequal "
                            "layers); give the uncompressed model (--baseline PATH, or baseline= in Python)")
-                    variants += [unavailable(k, why) for k in list(VariantKind)[1:]]
+                    variants += [unavailable(k, why) for k in BASELINE_KINDS]
                 else:
                     say("building baselines (torch nn, ONNX export, int8 quantization)")
                     extra, export_record = baseline_variants(baseline, Path(workdir),
                                                              base_ref.size.artifact_bytes if base_ref else None)
                     variants += extra
-            bandwidth = {t: memory_bandwidth(t, s.bandwidth_megabytes, s.bandwidth_repeats) for t in threads}
+            bandwidth = {t: memory_bandwidth(t, s.bandwidth_megabytes, s.bandwidth_repeats, device) for t in threads}
             results = []
             for t in threads:
                 for v in variants:

@@ -1,5 +1,6 @@
 """A variant is one way of running a model that a latency table compares: the model itself,
-PyTorch's own nn.LSTM/GRU (default / oneDNN off), ONNX Runtime fp32 / dynamic int8.
+PyTorch's own nn.LSTM/GRU (default / oneDNN off), ONNX Runtime fp32 / dynamic int8; on a
+CUDA device the model and cuDNN's nn.LSTM/GRU, each also replayed from a CUDA graph.
 
 Each variant knows how to build a streaming-step closure and a batch closure for a thread
 count, plus the bytes it stores and reads per step. A variant that cannot run here (no
@@ -17,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from rnnslim.measure.latency import module_batch, module_step
+from rnnslim.measure.latency import graph_step, module_batch, module_step
 
 
 class VariantKind(str, Enum):
@@ -26,6 +27,8 @@ class VariantKind(str, Enum):
     TORCH_NO_ONEDNN = "torch_no_onednn"
     ORT_FP32 = "ort_fp32"
     ORT_INT8 = "ort_int8"
+    CUDA_GRAPH = "cuda_graph"  # the model's streaming step replayed from a CUDA graph (CUDA only)
+    TORCH_CUDA_GRAPH = "torch_cuda_graph"  # cuDNN nn.LSTM/GRU, the same way (CUDA only)
 
 
 LABELS = {
@@ -34,7 +37,12 @@ LABELS = {
     VariantKind.TORCH_NO_ONEDNN: "torch nn (oneDNN off)",
     VariantKind.ORT_FP32: "ONNX Runtime fp32",
     VariantKind.ORT_INT8: "ONNX Runtime int8 dynamic",
+    VariantKind.CUDA_GRAPH: "model (CUDA graph)",
+    VariantKind.TORCH_CUDA_GRAPH: "torch nn (CUDA graph)",
 }
+# the rows a CPU table always has (unavailable ones say why); CUDA adds the graph rows
+BASELINE_KINDS = (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN, VariantKind.ORT_FP32, VariantKind.ORT_INT8)
+CPU_ONLY = (VariantKind.TORCH_NO_ONEDNN, VariantKind.ORT_FP32, VariantKind.ORT_INT8)
 
 Closure = Callable[[], Any]
 
@@ -62,6 +70,15 @@ def torch_variant(kind: VariantKind, module: nn.Module, artifact_bytes: int | No
     return Variant(kind, stream=lambda threads: module_step(module),
                    batch=lambda threads, b, t: module_batch(module, b, t), context=context,
                    artifact_bytes=artifact_bytes, bytes_per_step=bytes_per_step, note=note)
+
+
+def graph_variant(kind: VariantKind, module: nn.Module, artifact_bytes: int | None, bytes_per_step: int | None,
+                  note: str = "") -> Variant:
+    """`module`'s streaming step replayed from a CUDA graph (latency.graph_step); no batch row
+    (a graph is captured for one shape: the eager row's throughput stands)."""
+    module.eval()
+    return Variant(kind, stream=lambda threads: graph_step(module), artifact_bytes=artifact_bytes,
+                   bytes_per_step=bytes_per_step, note=note or "streaming only: static input/state buffers, one replay per step")
 
 
 def user_variant(step_fn: Callable[[Any], Any] | None, batch_fn: Closure | None, artifact_bytes: int | None,
