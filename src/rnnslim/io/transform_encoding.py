@@ -72,7 +72,7 @@ def _along_rows(x: Tensor, n: int, inverse: bool) -> Tensor:
     if full:
         d = dct_matrix(n, x.dtype, x.device)
         d = d.T if inverse else d
-        out.append(torch.einsum("kn,bnc->bkc", d, x[:full].reshape(R // n, n, -1)).reshape(full, -1))
+        out.append(torch.matmul(d, x[:full].reshape(R // n, n, -1)).reshape(full, -1))  # (n, n) @ (R/n, n, C)
     if full < R:
         d = dct_matrix(R - full, x.dtype, x.device)
         out.append((d.T if inverse else d) @ x[full:])
@@ -169,8 +169,9 @@ def dct_support(c: Tensor, keep: int) -> Tensor:
 
 
 def dct_select(c: Tensor, keep: int) -> Tensor:
-    """c (R, C) with all but the `keep` entries of largest |c| set to zero."""
-    return c * dct_support(c, keep)
+    """c (R, C) with all but the `keep` entries of largest |c| set to +0.0 (not -0.0: sparse storage
+    decides on the bit pattern)."""
+    return torch.where(dct_support(c, keep), c, torch.zeros((), dtype=c.dtype, device=c.device))
 
 
 def _codes_of(w: Tensor, o: dict) -> tuple[Tensor, Tensor | None]:
