@@ -92,6 +92,10 @@ def test_routing_counts_and_logits_match_the_exits_taken(cell, readout, x):
     assert r.layer_steps == counter.n == int((T * r.exit_layer).sum()) < T * L * B
     for i, k in enumerate(first):
         torch.testing.assert_close(r.logits[i], zs[k - 1][i], rtol=1e-4, atol=1e-5)
+    for i in range(0, B, 5):  # one sequence at a time: the same exits and answers
+        one = exit_predict(m, x[:, i : i + 1], thr)
+        assert int(one.exit_layer) == first[i] and one.layer_steps == T * first[i]
+        torch.testing.assert_close(one.logits[0], r.logits[i], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(("cell", "readout"), [("lstm", Readout.LAST), ("gru", Readout.MEAN)])

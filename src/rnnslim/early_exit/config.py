@@ -26,7 +26,8 @@ class EarlyExit(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     hidden: int = Field(default=0, ge=0, le=65_536,
                         description="0: each head is one Linear; > 0: Linear(hidden) - tanh - Linear")
-    train_mode: TrainMode = Field(default=TrainMode.JOINT, description="joint: everything trains; heads: only the heads")
+    train_mode: TrainMode = Field(default=TrainMode.JOINT,
+                                  description="joint: everything trains; heads: only the heads")
     weights: list[float] | None = Field(default=None, description="loss weight per exit, the last being the model's "
                                         "decoder (length = recurrent layers); None: all 1 (a plain sum)")
     time_weight: float = Field(default=0.0, ge=0.0, le=100.0,

@@ -28,8 +28,8 @@ class ExitHeadsConfig(BaseModel):
     in_sizes: list[int] = Field(min_length=1, max_length=4096, description="output width of layers 1 .. L-1")
     classes: int = Field(ge=1, le=10**7)
     hidden: int = Field(default=0, ge=0, le=65_536)
-    threshold: float | None = Field(default=None, ge=0.0, le=2.0,
-                                    description="whole-sequence (depth) exit threshold on the max softmax; None: not calibrated")
+    threshold: float | None = Field(default=None, ge=0.0, le=2.0, description="whole-sequence (depth) exit "
+                                    "threshold on the max softmax (>= 1: exits off); None: not calibrated")
     stream_threshold: float | None = Field(default=None, ge=0.0, le=2.0,
                                            description="streaming (early_time) threshold; None: not calibrated")
 

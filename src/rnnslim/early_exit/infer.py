@@ -79,35 +79,62 @@ def exit_predict(model: nn.Module, x: Tensor, threshold: float | None = None, ea
     return _whole(model, x, thr)
 
 
+class _Answers:
+    """The exits' answers, collected as (rows, logits, layer, steps read) and assembled once at
+    the end: a batch that stops in one piece (always at batch 1) needs no scatter."""
+
+    def __init__(self, B: int, T: int, device) -> None:
+        self.B, self.T, self.device, self.parts = B, T, device, []
+
+    def add(self, rows: Tensor, z: Tensor, layer: int, read: int) -> None:
+        self.parts.append((rows, z, layer, read))
+
+    def result(self, steps: int, total: int, evals: int) -> ExitResult:
+        if len(self.parts) == 1:  # everyone stopped at the same exit, rows in order
+            _, z, layer, read = self.parts[0]
+            full = lambda v: torch.full((self.B,), v, dtype=torch.long, device=self.device)  # noqa: E731
+            return ExitResult(z, full(layer), full(read), steps, total, evals)
+        logits = torch.empty(self.B, self.parts[0][1].shape[-1], device=self.device, dtype=self.parts[-1][1].dtype)
+        exit_layer = torch.empty(self.B, dtype=torch.long, device=self.device)
+        steps_read = torch.empty(self.B, dtype=torch.long, device=self.device)
+        for rows, z, layer, read in self.parts:
+            logits[rows], exit_layer[rows], steps_read[rows] = z.to(logits.dtype), layer, read
+        return ExitResult(logits, exit_layer, steps_read, steps, total, evals)
+
+
+def _split(done: Tensor) -> tuple[int, Tensor]:
+    """(how many stop, the mask of those that go on); one device sync."""
+    return int(done.sum()), ~done
+
+
 def _whole(model: nn.Module, x: Tensor, thr: float) -> ExitResult:
     exits, layers = model.exits, model.rnn.layers
     T, B, L = x.shape[0], x.shape[1], len(layers)
     readout = model.spec.readout
-    logits = torch.empty(B, model.decoder.out_features, device=x.device, dtype=model.decoder.weight.dtype)
-    exit_layer = torch.full((B,), L, dtype=torch.long, device=x.device)
+    answers = _Answers(B, T, x.device)
     active = torch.arange(B, device=x.device)  # rows of the original batch still running
-    h = model.drop(model.encode(x))
+    b = B  # len(active), kept as a Python int (len() of a tensor is slow)
+    h = model.encode(x)  # inference: the model's dropout is off
     steps = evals = 0
     for k, layer in enumerate(layers):
         h, _ = layer(h)  # (T, b, P*D) for the b active samples
-        steps += T * len(active)
+        steps += T * b
         if k == L - 1:
-            logits[active] = model.decoder(model.drop(read_out(h, readout)))
+            answers.add(active, model.decoder(read_out(h, readout)), L, T)
             break
         if thr >= 1.0:
             continue
         z = exits.heads[k](read_out(h, readout))  # (b, C)
-        evals += len(active)
+        evals += b
         done = confidence(z) >= thr
-        if done.any():
-            logits[active[done]] = z[done].to(logits.dtype)
-            exit_layer[active[done]] = k + 1
-            keep = ~done
-            active, h = active[keep], h[:, keep]
-            if len(active) == 0:
-                break
-    return ExitResult(logits, exit_layer, torch.full((B,), T, dtype=torch.long, device=x.device), steps, T * L * B,
-                      evals)
+        n_done, keep = _split(done)
+        if n_done == b:
+            answers.add(active, z, k + 1, T)
+            break
+        if n_done:
+            answers.add(active[done], z[done], k + 1, T)
+            active, h, b = active[keep], h[:, keep], b - n_done
+    return answers.result(steps, T * L * B, evals)
 
 
 def _select(state, keep: Tensor):
@@ -126,19 +153,18 @@ def _stream(model: nn.Module, x: Tensor, thr: float) -> ExitResult:
                          "reads the whole sequence before its first output")
     T, B, L = x.shape[0], x.shape[1], len(layers)
     mean = model.spec.readout is Readout.MEAN
-    logits = torch.empty(B, model.decoder.out_features, device=x.device, dtype=model.decoder.weight.dtype)
-    exit_layer = torch.full((B,), L, dtype=torch.long, device=x.device)
-    steps_read = torch.full((B,), T, dtype=torch.long, device=x.device)
+    answers = _Answers(B, T, x.device)
     active = torch.arange(B, device=x.device)
+    b = B  # len(active) as a Python int
     states: list = [None] * L
     sums: list = [None] * L  # running sums of each layer's outputs ("mean" readout)
     steps = evals = 0
     for t in range(T):
-        h = model.drop(model.encode(x[t : t + 1, active]))  # (1, b, E): only this step is read
+        h = model.encode(x[t : t + 1] if b == B else x[t : t + 1, active])  # (1, b, E): this step only
         last_step = t == T - 1
         for k, layer in enumerate(layers):
             h, states[k] = layer(h, states[k])
-            steps += len(active)
+            steps += b
             r = h[0]
             if mean:
                 sums[k] = r if sums[k] is None else sums[k] + r
@@ -146,22 +172,18 @@ def _stream(model: nn.Module, x: Tensor, thr: float) -> ExitResult:
             answer = k == L - 1 and last_step  # the decoder at the last step: everyone left stops
             if thr >= 1.0 and not answer:
                 continue
-            z = exits.heads[k](r) if k < L - 1 else model.decoder(model.drop(r))
+            z = exits.heads[k](r) if k < L - 1 else model.decoder(r)
             if answer:
-                done = torch.ones(len(active), dtype=torch.bool, device=x.device)
-            else:
-                evals += len(active)
-                done = confidence(z) >= thr
-            if not done.any():
-                continue
-            rows = active[done]
-            logits[rows], exit_layer[rows], steps_read[rows] = z[done].to(logits.dtype), k + 1, t + 1
-            keep = ~done
-            active, h = active[keep], h[:, keep]
-            states = [_select(s, keep) for s in states]
-            sums = [None if s is None else s[keep] for s in sums]
-            if len(active) == 0:
+                answers.add(active, z, k + 1, t + 1)
                 break
-        if len(active) == 0:
-            break
-    return ExitResult(logits, exit_layer, steps_read, steps, T * L * B, evals)
+            evals += b
+            n_done, keep = _split(confidence(z) >= thr)
+            if n_done == b:
+                answers.add(active, z, k + 1, t + 1)
+                return answers.result(steps, T * L * B, evals)
+            if n_done:
+                answers.add(active[~keep], z[~keep], k + 1, t + 1)
+                active, h, b = active[keep], h[:, keep], b - n_done
+                states = [_select(s, keep) for s in states]
+                sums = [None if s is None else s[keep] for s in sums]
+    return answers.result(steps, T * L * B, evals)

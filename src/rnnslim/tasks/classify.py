@@ -29,7 +29,10 @@ the model reads out (Readout.LAST), is always real. Training batches are padded 
 longest sequence of the batch only. Evaluation groups sequences of equal length and
 runs them unpadded, so its numbers are exact and do not depend on the batch size.
 Batches ignore `seq_len`: each holds whole sequences, inputs (T, B, F), targets (B,).
-Metric: accuracy (primary, higher is better) and mean cross-entropy `loss`.
+Metric: accuracy (primary, higher is better) and mean cross-entropy `loss`. A model with
+calibrated early exits (rnnslim.early_exit) reports its early-exit accuracy and loss, the full
+model's as full_accuracy / full_loss, and the fraction of layer-steps executed
+(rnnslim.early_exit.tally).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Fields: rnnslim.early_exit.EarlyExit (hidden, train_mode, weights, time_weight),
 fine-tuning fields (rnnslim.finetune.FinetuneFields; documented exception: lr 2e-3, the heads
 start from scratch), max_steps, and the calibration (max_drop, streaming, threshold).
 ctx.record: the training run (steps, wall time, best validation exit loss), the calibration
-(threshold, accuracy vs the input model's on valid, the bound's reference, fraction of layer-steps executed, the curve).
+(threshold; its validation accuracy, bounded against the INPUT model's validation accuracy;
+the fraction of layer-steps executed; the curve).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def run_early_exit(model: nn.Module, cfg: EarlyExitStage, ctx: StageContext) -> 
     resumed = (ckpt / "trainer_state.pt").exists()
     result = train_exits_(model, ctx.task, ee, tcfg, checkpoint_dir=ckpt, hooks=hooks, progress=ctx.progress)
     ctx.record.update({**finetune_record(result, tcfg, cfg, resumed), "train_mode": ee.train_mode.value,
-                       "exits": len(model.exits.heads), "head_parameters": sum(p.numel() for p in model.exits.parameters())})
+                       "exits": len(model.exits.heads),
+                       "head_parameters": sum(p.numel() for p in model.exits.parameters())})
     if cfg.threshold is not None:
         model.exits.set_thresholds(threshold=cfg.threshold)
         ctx.record["threshold"] = cfg.threshold
