@@ -10,24 +10,21 @@ from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
 from rnnslim.measure.macs import macs_per_step
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.stage import StageContext, get_stage, parse_stage
-from rnnslim.prune import UnstructuredPruning, prune_
 from rnnslim.prune.targets import TargetKind, target_names
 from rnnslim.quantize.api import WeightOnly, quantize_
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.tasks.charlm import CharLMTask
 from test_lowrank_exact import inputs, make, out
 
-TEXT = "".join(f"to be or not to be, that is question {i}. " for i in range(200))
-
-
 @pytest.fixture(scope="module")
 def task():
-    return CharLMTask(text=TEXT)
+    return CharLMTask(max_chars=20000)  # the stdlib corpus: same text on every machine
 
 
-def _model(task, cell="lstm"):
+def _model(task, cell="lstm") -> SequenceModel:
     torch.manual_seed(0)
-    return SequenceModel(task.model_spec(cell=cell, hidden_size=24, num_layers=2)).eval()
+    spec = task.model_spec(cell=cell, hidden_size=24, num_layers=2)
+    return SequenceModel(spec).eval()
 
 
 def _run(kind: str, model, task, tmp_path, **fields):
@@ -100,3 +97,16 @@ def test_weight_only_quantization_of_an_lstmp_round_trips(tmp_path):
     save_model(m, tmp_path / "m")
     x = inputs(m)
     torch.testing.assert_close(out(load_model(tmp_path / "m"), x), out(m, x))
+
+
+def test_structured_pruning_after_lowrank():
+    from rnnslim.graph.coupling import CouplingError
+    from rnnslim.prune import StructuredPruning, prune_, remove_layers_
+
+    m = make(hidden=(16, 16))
+    lowrank_(m, LowRank(targets=["input", "output"], rank=4))
+    prune_(m, StructuredPruning(ratio=0.25))  # the bottleneck and decoder_proj columns follow the cut units
+    assert [ly.hidden_size for ly in m.spec.layers] == [12, 12] and m.spec.layers[1].input_rank == 4
+    assert m.rnn.bottlenecks[1].in_features == 12 and m.decoder_proj.in_features == 12
+    with pytest.raises(CouplingError, match="low-rank bottlenecks"):
+        remove_layers_(m, [1])

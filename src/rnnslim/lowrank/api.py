@@ -294,6 +294,7 @@ def to_lstmp_(model: SequenceModel, config: ToLSTMP, calibration=None) -> LowRan
         for s, p in zip(sites, sizes):
             H = model.rnn.specs[s.layer].hidden_size
             if p >= H:
-                raise ValueError(f"proj_size {p} for rnn.layers.{s.layer} must be below its hidden_size {H} (torch LSTMP)")
+                raise ValueError(f"proj_size {p} for rnn.layers.{s.layer} must be below its hidden_size {H} "
+                                 "(torch LSTMP)")
         ranks = {s.name: [p] for s, p in zip(sites, sizes)}
     return _apply(model, sites, ranks, "to_lstmp", config.model_dump(mode="json"), notes)

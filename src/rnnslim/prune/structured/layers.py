@@ -150,6 +150,9 @@ def remove_layers_(model: nn.Module, layers: Sequence[int | str], refit: LayerRe
 
 def _remove_stack_layer(model, on_stack, g, graph, refit, calibration, ridge, n_batches) -> None:
     stack, idx = on_stack
+    if getattr(stack, "bottlenecks", None) is not None:
+        raise CouplingError(f"cannot remove '{g.module}': its stack reads layer inputs through low-rank bottlenecks "
+                            "(rnnslim.lowrank); remove layers before factorizing")
     if stack.num_layers == 1:
         raise CouplingError(f"'{g.module}' is the only layer of its RecurrentStack; a stack needs one layer")
     in_size = stack.input_size if idx == 0 else stack.specs[idx - 1].output_size
