@@ -114,3 +114,29 @@ def test_recurrent_target_is_lstmp_and_covers_next_input_and_head():
     assert set(res.ranks) <= {"recurrent.0", "recurrent.1", "input.0"}  # input.1 and output live in the projections
     assert all(ly.input_rank == 0 for ly in m.spec.layers) and m.spec.decoder_rank == 0
     assert [ly.proj_size > 0 for ly in m.spec.layers] == ["recurrent.0" in res.ranks, "recurrent.1" in res.ranks]
+
+
+def test_tied_and_bidirectional_models():
+    torch.manual_seed(0)
+    tied = SequenceModel(ModelSpec(cell="lstm", input_kind="embedding", input_size=9, embed_size=10, output_size=9,
+                                   layers=[LayerShape(hidden_size=10)], tie_weights=True)).eval()
+    x = inputs(tied)
+    y = out(tied, x)
+    lowrank_(tied, LowRank(targets=["input"], rank=10))  # the embedding is also the head: a bottleneck, no fold
+    assert tied.spec.layers[0].input_rank == 10 and tied.decoder.weight is tied.embedding.weight
+    torch.testing.assert_close(out(tied, x), y, atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="tied"):
+        lowrank_(tied, LowRank(targets=["output"], rank=2))
+    bi = SequenceModel(ModelSpec(cell="gru", input_kind="linear", input_size=9, embed_size=8, output_size=7,
+                                 layers=[LayerShape(hidden_size=6, bidirectional=True), LayerShape(hidden_size=5)])).eval()
+    x = inputs(bi)
+    y = out(bi, x)
+    lowrank_(bi, LowRank(targets=["input"], rank=100))  # both directions share one input factor
+    torch.testing.assert_close(out(bi, x), y, atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="bidirectional"):
+        to_lstmp_(_bidir_lstm(), ToLSTMP(proj_size=2))
+
+
+def _bidir_lstm():
+    return SequenceModel(ModelSpec(cell="lstm", input_kind="linear", input_size=9, embed_size=8, output_size=7,
+                                   layers=[LayerShape(hidden_size=6, bidirectional=True)]))
