@@ -276,6 +276,11 @@ def circulant_expand(c: Tensor, shape) -> Tensor:
     return blocks.permute(0, 2, 1, 3).reshape(nr * k, nc * k)[:R, :C]
 
 
+def nearest_circulant(w: Tensor, k: int) -> Tensor:
+    """The nearest block-circulant matrix to w (R, C) with k x k blocks, in w's dtype."""
+    return circulant_expand(circulant_project(w, k), tuple(w.shape)).to(w.dtype)
+
+
 def circulant_options(opts: dict, shape, error: type[Exception] = ValueError) -> int:
     """The block size k of valid block_circulant options for a tensor of `shape`."""
     if set(opts) - {"block"}:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from rnnslim.io.transform_encoding import CIRCULANT, circulant_expand, circulant_nbytes, circulant_project
+from rnnslim.io.transform_encoding import CIRCULANT, circulant_nbytes, nearest_circulant
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.transform.common import TransformResult, relative_error, totals, transform_targets, write_back_
 from rnnslim.utils.atomic import atomic_verb
@@ -46,7 +46,7 @@ def block_circulant_(model: nn.Module, cfg: BlockCirculant) -> TransformResult:
         w = p.detach()
         if cfg.block > max(w.shape):
             raise ValueError(f"block_circulant: block {cfg.block} is larger than {t.name} {tuple(w.shape)}")
-        new[t.name] = circulant_expand(circulant_project(w, cfg.block), tuple(w.shape)).to(w.dtype)
+        new[t.name] = nearest_circulant(w, cfg.block)
         entries[t.name] = {"encoding": CIRCULANT, "block": cfg.block}
         tensors[t.name] = {"shape": list(w.shape), "block": cfg.block, "relative_error": relative_error(new[t.name], w),
                            "fp32_bytes": 4 * w.numel(), "stored_bytes": circulant_nbytes(tuple(w.shape), cfg.block)}

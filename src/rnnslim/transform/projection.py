@@ -24,11 +24,10 @@ from rnnslim.io.transform_encoding import (
     CIRCULANT,
     DCT,
     block_dct,
-    circulant_expand,
-    circulant_project,
     dct_options,
     dct_roundtrip,
     dct_support,
+    nearest_circulant,
 )
 
 
@@ -70,7 +69,7 @@ class ProjectionHook:
                 mask = self.supports[name].to(p.device)
                 p.copy_(block_dct(block_dct(w, block) * mask, block, inverse=True))
             else:
-                p.copy_(circulant_expand(circulant_project(w, e["block"]), tuple(p.shape)))
+                p.copy_(nearest_circulant(w, e["block"]))
 
     def finalize(self, model: nn.Module) -> None:
         """Put every coded weight exactly where its stored form puts it (re-quantizes dct codes)."""
@@ -96,5 +95,5 @@ def reproject_(model: nn.Module) -> list[str]:
         if e["encoding"] == DCT:
             p.copy_(dct_roundtrip(p.detach(), _options(e)))
         else:
-            p.copy_(circulant_expand(circulant_project(p.detach(), e["block"]), tuple(p.shape)))
+            p.copy_(nearest_circulant(p.detach(), e["block"]))
     return list(_coded(model))
