@@ -67,9 +67,12 @@ def _guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rnnslim.utils.progress import progress_scope
+
         _JSON_MODE["on"] = bool(kwargs.get("as_json", False))
         try:
-            return fn(*args, **kwargs)
+            with progress_scope(not _JSON_MODE["on"]):  # --json: no bars at all (they go to stderr anyway)
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:

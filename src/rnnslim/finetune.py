@@ -137,7 +137,8 @@ def finetune_(model: nn.Module, cfg: FinetuneFields, steps: int, ctx, subdir: st
     ckpt = ctx.work_dir / subdir
     resumed = (ckpt / "trainer_state.pt").exists()
     tcfg = cfg.train_config(steps, ctx.seed, ctx.device)
-    result = train(model, ctx.task, tcfg, checkpoint_dir=ckpt, hooks=hooks, resume=True, progress=ctx.progress)
+    result = train(model, ctx.task, tcfg, checkpoint_dir=ckpt, hooks=hooks, resume=True, progress=ctx.progress,
+                   desc="finetune")
     load_best(model, result)
     model.eval()
     return finetune_record(result, tcfg, cfg, resumed)

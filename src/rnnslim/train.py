@@ -319,12 +319,12 @@ class _Loop:
             self.evaluate(epoch)
         self.save(epoch + 1, 0, None)
 
-    def run_all(self, progress: bool) -> None:
+    def run_all(self, progress: bool, desc: str = "train") -> None:
         from rnnslim.utils.progress import progress_bar
 
         if not self.resumed and self.cfg.eval_input:
             self.evaluate(0)  # the input model: the first candidate for the best checkpoint
-        bar = progress_bar(total=self.total, initial=self.run.step, desc="train", enabled=progress)
+        bar = progress_bar(total=self.total, initial=self.run.step, desc=desc, enabled=progress)
         self.model.train()
         try:
             last_epoch = self.cfg.epochs if not self.cfg.max_steps else 1 << 62  # max_steps: as many as it takes
@@ -338,9 +338,13 @@ class _Loop:
 
 
 def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
-          hooks: TrainHooks | None = None, resume: bool = True, progress: bool = True) -> TrainResult:
+          hooks: TrainHooks | None = None, resume: bool = True, progress: bool = True,
+          desc: str = "train") -> TrainResult:
     """Train `model` in place on `task`; see the module docstring. The model ends with the
-    last step's weights: call load_best for the best candidate."""
+    last step's weights: call load_best for the best candidate. progress: a bar named `desc`
+    with ETA, loss and lr (rnnslim.utils.progress; False also hides the evaluations' bars)."""
+    from rnnslim.utils.progress import progress_scope
+
     t0 = time.perf_counter()
     cfg = cfg or TrainConfig()
     task.check_model(model)
@@ -349,7 +353,8 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
     try:
         loop = _Loop(model, task, cfg, Path(checkpoint_dir) if checkpoint_dir else None, hooks or TrainHooks(), resume,
                      dist, dist.device_for(device))
-        loop.run_all(progress and dist.leader)
+        with progress_scope(progress and dist.leader):
+            loop.run_all(progress and dist.leader, desc)
         best_path, best_state = loop.keeper.path, loop.keeper.memory
         if dist.active:  # every rank leaves with rank 0's best candidate
             from rnnslim.train_ddp import share_best

@@ -156,13 +156,17 @@ def run_pipeline(model, recipe: Recipe | str | Path, task: Any = None, out_dir: 
     Under torchrun, ranks other than 0 return None (rank 0 writes and returns the result).
 
     `recipe` may be a path to a YAML file (its task data path is then relative to it).
-    `task` defaults to the one the recipe's `task:` section names.
+    `task` defaults to the one the recipe's `task:` section names. progress=False: no log
+    lines and no progress bar (training, evaluation, calibration) in any stage.
     """
+    from rnnslim.utils.progress import progress_scope
+
     dev = resolve_device(device)  # a clear error when CUDA is asked for and absent
     dist = join(dev, None)
     try:
-        return _run_pipeline(model, recipe, task, out_dir, resume, progress and dist.leader,
-                             str(dist.device_for(dev)) if dist.active else device, dist)
+        with progress_scope(progress and dist.leader):
+            return _run_pipeline(model, recipe, task, out_dir, resume, progress and dist.leader,
+                                 str(dist.device_for(dev)) if dist.active else device, dist)
     finally:
         dist.close()
 

@@ -134,7 +134,8 @@ def prune_gradual_(model: nn.Module, task: Task, cfg: GradualPruning, checkpoint
         hook.prune_to(model, cfg.schedule.sparsity_at(0), 0)
     tcfg = cfg.train.model_copy(update={"select_from_step": max(cfg.train.select_from_step, cfg.schedule.end_step)})
     try:
-        result = train(model, task, tcfg, checkpoint_dir, hooks=_with_agp(hook, hooks), progress=progress)
+        result = train(model, task, tcfg, checkpoint_dir, hooks=_with_agp(hook, hooks), progress=progress,
+                       desc="prune (gradual)")
     finally:
         hook.keeper.remove()
     masks = hook.masks or {}

@@ -34,6 +34,7 @@ from rnnslim.recurrent.gates import CellType, as_cell, gate_count
 from rnnslim.recurrent.state import call_model, detach_state
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.utils.device import model_device
+from rnnslim.utils.progress import track
 
 Scores = dict[str, Tensor]
 
@@ -133,7 +134,7 @@ def batch_gradients(model: nn.Module, calibration: Calibration, names: Sequence[
             p.requires_grad_(True)
         with _scoring_mode(model):
             state = None
-            for batch in calibration.batches:
+            for batch in track(calibration.batches, desc="importance"):
                 batch = batch.to(device)
                 outputs, new_state = _forward(model, batch.inputs, state if calibration.stateful else None)
                 loss = calibration.loss_fn(outputs, batch)

@@ -36,6 +36,7 @@ from rnnslim.quantize.lowbit import (
 )
 from rnnslim.quantize.qtensor import QTensor
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, find_targets
+from rnnslim.utils.progress import track
 
 
 def fake_quant_weight(w: Tensor, fmt: BaseFormat) -> Tensor:
@@ -200,7 +201,7 @@ def calibrate_activations_(model: nn.Module, task, batches) -> int:
         o.train()
     state = None
     device = next(iter(model.state_dict().values())).device
-    for b in batches:
+    for b in track(batches, desc="calibrate activations"):
         b = b.to(device)
         _, new = model(b.inputs, state if task.stateful else None)
         state = new if task.stateful else None

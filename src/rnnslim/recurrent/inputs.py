@@ -30,6 +30,7 @@ from rnnslim.recurrent.cells import DirectionWeights, direction_weights, gru_cel
 from rnnslim.recurrent.gates import CellType, cell_of_module
 from rnnslim.recurrent.state import call_model
 from rnnslim.utils.device import model_device
+from rnnslim.utils.progress import track
 
 
 @dataclass
@@ -197,7 +198,7 @@ def collect_weight_inputs(model: nn.Module, batches: Iterable, sink: InputSink, 
     try:
         with weight_input_hooks(model, sink, modules):
             state = None
-            for batch in batches:
+            for batch in track(batches, desc="calibrate"):
                 nxt = forward(model, batch.inputs.to(device), state)
                 state = nxt if stateful else None
     finally:

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.utils.progress import track
 from rnnslim.utils.threads import torch_threads
 
 DEFAULT_CORPUS_CHARS = 1_200_000
@@ -161,7 +162,7 @@ class CharLMTask(TokenStreamTask):
         d = self.split(split)
         if max_steps:
             d = d[: max_steps + 1]
-        return stream_nll(model, d, chunk)
+        return stream_nll(model, d, chunk, desc=f"evaluate {split}")
 
 
 def stream_batches(d: Tensor, batch_size: int, seq_len: int, shuffle: bool = False,
@@ -204,9 +205,10 @@ def remembered_corpus(meta: dict) -> str | None:
     return corpus
 
 
-def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
+def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096, desc: str = "evaluate") -> dict:
     """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks. A fully integer
-    model runs in the C kernel (quantize/int8/kernel_eval.py: the same integers, much faster)."""
+    model runs in the C kernel (quantize/int8/kernel_eval.py: the same integers, much faster).
+    On a terminal a transient bar (rnnslim.utils.progress) counts the chunks."""
     was_training = model.training
     model.eval()
     device = next(iter([*model.parameters(), *model.buffers()])).device  # quantized models may hold buffers only
@@ -216,7 +218,7 @@ def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
 
     runner = kernel_runner(model) if device.type == "cpu" else None
     if runner is not None and getattr(runner, "features", None) is None:  # integer model: the C kernel, same integers
-        for t in range(0, len(x_all), chunk):
+        for t in track(range(0, len(x_all), chunk), desc=desc):
             logits, state = runner.run(x_all[t: t + chunk], state)
             total += F.cross_entropy(logits, y_all[t: t + chunk], reduction="sum").item()
             count += len(logits)
@@ -224,7 +226,7 @@ def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096) -> dict:
         nats = total / count
         return {"loss": nats, "loss_nats": nats, "bits_per_char": nats / math.log(2), "tokens": count}
     with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
-        for t in range(0, len(x_all), chunk):
+        for t in track(range(0, len(x_all), chunk), desc=desc):
             x = x_all[t : t + chunk].unsqueeze(1).to(device)  # (T, 1)
             y = y_all[t : t + chunk].to(device)
             logits, state = model(x, state)

@@ -59,6 +59,7 @@ from rnnslim.models.sequence import (
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.tasks.scaling import Standardizer
 from rnnslim.utils.device import model_device
+from rnnslim.utils.progress import track
 
 FORMATS = (".ts", ".tsv", ".csv")
 EVAL_BATCH = 256
@@ -367,7 +368,8 @@ class ClassifyTask(Task):
         model.eval()
         loss_sum, correct, seconds = 0.0, 0, 0.0
         tally = exit_tally(model)  # None unless the model has early exits with a calibrated threshold
-        for b in self.equal_length_batches(split, max_steps, model_device(model)):
+        batches = self.equal_length_batches(split, max_steps, model_device(model))
+        for b in track(batches, desc=f"evaluate {split}", total=self.batch_count(split, max_steps)):
             t0 = time.perf_counter()
             logits, _ = model(b.inputs)  # (B, C)
             seconds += time.perf_counter() - t0
@@ -378,6 +380,11 @@ class ClassifyTask(Task):
         model.train(was_training)
         out = {"loss": loss_sum / n, "accuracy": correct / n, "sequences": n}
         return tally.metrics(out, seconds) if tally is not None else out
+
+    def batch_count(self, split: str, max_steps: int | None = None) -> int:
+        """How many batches equal_length_batches yields (for a progress bar's ETA)."""
+        lengths = self.split(split).lengths[: self.evaluated_count(split, max_steps)]
+        return sum(-(-int(k) // EVAL_BATCH) for k in torch.unique(lengths, return_counts=True)[1])
 
     def evaluated_count(self, split: str, max_steps: int | None = None) -> int:
         """Sequences evaluate() reads: the split, or its first max_steps sequences."""

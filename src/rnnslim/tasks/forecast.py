@@ -44,6 +44,7 @@ from rnnslim.models.sequence import (
 from rnnslim.tasks.base import SPLITS, Batch, Task
 from rnnslim.tasks.scaling import Standardizer
 from rnnslim.utils.device import model_device
+from rnnslim.utils.progress import track
 
 EVAL_BATCH = 512
 
@@ -244,7 +245,7 @@ class ForecastTask(Task):
         model.eval()
         device = model_device(model)
         preds, trues = [], []
-        for i in range(0, len(starts), EVAL_BATCH):
+        for i in track(range(0, len(starts), EVAL_BATCH), desc=f"evaluate {split}"):
             b = self.samples(starts[i : i + EVAL_BATCH]).to(device)
             out, _ = model(b.inputs)  # (B, horizon * K)
             preds.append(out.float().cpu())

@@ -188,7 +188,7 @@ class WordLMTask(TokenStreamTask):
         d = self.split(split)
         if max_steps:
             d = d[: max_steps + 1]
-        r = stream_nll(model, d, chunk)
+        r = stream_nll(model, d, chunk, desc=f"evaluate {split}")
         nats = r["loss_nats"]
         try:
             ppl = math.exp(nats)

@@ -22,6 +22,7 @@ from rnnslim.quantize.observers import ObserverKind, make_observer
 from rnnslim.quantize.primitives import Granularity, QSpec
 from rnnslim.recurrent.cells import direction_weights
 from rnnslim.recurrent.gates import CellType
+from rnnslim.utils.progress import track
 
 _TENSOR_SPEC = QSpec(bits=8, symmetric=True, granularity=Granularity.TENSOR)
 
@@ -110,7 +111,7 @@ def collect_ranges(model: SequenceModel, inputs: Iterable[Tensor], observer: Obs
     model.eval()
     n = 0
     try:
-        for x in inputs:
+        for x in track(inputs, desc="calibrate int8"):
             n += 1
             if model.spec.input_kind is not InputKind.EMBEDDING:
                 obs_in.observe(x)
