@@ -473,7 +473,7 @@ def search(
     res = run_search(str(model_path), data=data, budget=budget, trials=trials, out=out, storage=storage,
                      workers=workers, n_trials=n_trials, study_name=study_name, eval_tokens=eval_tokens,
                      sampler=sampler, prefer=prefer, latency=latency, seed=seed,
-                     log=None if as_json else default_log, progress=not as_json)
+                     log=None if as_json else default_log, progress=not as_json, **opts)
     summary = {k: res.get(k) for k in ("study", "budget", "caps", "baseline", "states", "complete_by_fidelity",
                                        "pareto_front", "best", "skipped_dimensions")}
     summary["results"] = str(out / "results.json")

@@ -1,0 +1,59 @@
+"""A 3-trial search writes a Pareto front and a best recipe that `rnnslim compress` re-runs;
+the best trial respects the budget."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from search_helpers import FAST, FAST_SPACE, make_model
+from typer.testing import CliRunner
+
+import rnnslim
+from rnnslim.cli import app
+from rnnslim.io.format import artifact_bytes
+from rnnslim.search.budget import feasible
+from rnnslim.search.results import choose_best
+
+
+def test_three_trials_write_a_front_and_a_best_recipe_compress_reruns(tmp_path):
+    model, data = make_model(tmp_path)
+    out = tmp_path / "search"
+    res = rnnslim.search(str(model), data=str(data), budget="bytes=1/2", trials=3, out=out, space=FAST_SPACE, **FAST)
+    assert res["states"] == {"COMPLETE": 3}
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["pareto_front"] == res["pareto_front"] and len(on_disk["trials"]) == 3
+    full = {r["number"]: r for r in res["trials"] if r["fidelity"] == "full" and r["reused_from"] is None}
+    assert res["pareto_front"] and set(res["pareto_front"]) <= set(full)
+    best = res["best"]
+    cap = res["caps"]["bytes"]
+    assert cap == res["baseline"]["bytes"] / 2
+    # the budget defines the best: within the cap when any trial is, and then the lowest loss
+    fits = [r for r in full.values() if r["bytes"] <= cap]
+    if fits:
+        assert best["feasible"] and best["bytes"] <= cap
+        assert best["loss"] == min(r["loss"] for r in fits)
+    recipe = yaml.safe_load((out / "best.yaml").read_text())
+    assert recipe["measure"].get("eval_max_steps") is None  # the re-run evaluates the whole splits
+    if (out / "pareto.png").exists():
+        assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+    rerun = tmp_path / "rerun"
+    r = CliRunner().invoke(app, ["compress", str(model), "--recipe", str(out / "best.yaml"), "--out", str(rerun),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert artifact_bytes(rerun / "model") == best["bytes"]  # the same artifact as the trial's
+
+
+def test_the_best_is_the_lowest_preferred_value_among_feasible_trials():
+    rows = [{"number": i, "state": "COMPLETE", "fidelity": "full", "reused_from": None, "loss": loss, "bytes": b,
+             "latency_ms": 1.0, "constraints": [0.0, b / 100 - 1, 0.0], "feasible": feasible([0.0, b / 100 - 1, 0.0])}
+            for i, (loss, b) in enumerate([(1.0, 500), (1.5, 90), (1.2, 100), (1.1, 150)])]
+    rows.append({**rows[0], "number": 9, "fidelity": "proxy", "loss": 0.1, "bytes": 10, "feasible": True})
+    best, why = choose_best(rows, "loss", False)
+    assert best["number"] == 2 and "within the budget" in why  # 0 and 3 are over 100 bytes; 9 is a proxy
+    assert choose_best(rows, "bytes", False)[0]["number"] == 1
+    for r in rows:
+        r["feasible"] = False
+    best, why = choose_best([rows[0], rows[3]], "loss", False)
+    assert best["number"] == 3 and "NO trial" in why  # the least violating (150 vs cap 100)

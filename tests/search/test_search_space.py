@@ -1,0 +1,85 @@
+"""The search space makes valid recipes; the budget and the promotion rule say what they should."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from rnnslim.pipeline.recipe import Recipe
+from rnnslim.search.budget import Budget, BudgetError, constraint_values, feasible
+from rnnslim.search.fidelity import promote, rung_plan
+from rnnslim.search.space import (
+    DIMENSIONS,
+    Dimension,
+    ModelFacts,
+    SearchSpace,
+    active_dimensions,
+    build_stages,
+    register_dimension,
+)
+
+
+def test_every_sampled_recipe_validates_and_respects_the_bounds():
+    space = SearchSpace(round_to=16)
+    facts = ModelFacts((512, 256))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    kinds = set()
+    for _ in range(60):
+        trial = study.ask()
+        stages = build_stages(space, trial, facts)
+        if not stages:
+            continue
+        recipe = Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # pydantic-validated
+        kinds.update(s.kind for s in recipe.stages)
+        order = [s["kind"] for s in stages]
+        if "finetune" in order:  # fine-tune after every cut, before quantization
+            assert all(order.index(k) < order.index("finetune") for k in ("prune_units", "prune") if k in order)
+            assert all(order.index(k) > order.index("finetune") for k in ("quantize_weights", "int8_integer",
+                                                                              "mixed_precision") if k in order)
+        for i, hidden in enumerate(facts.widths):
+            width = trial.params.get(f"width_l{i}")
+            if width is not None:
+                assert width % 16 == 0 and hidden * space.min_keep <= width <= hidden
+        study.tell(trial, 0.0)
+    assert {"prune_units", "finetune", "prune", "prune_nm", "quantize_weights", "int8_integer"} <= kinds
+
+
+def test_a_dimension_whose_stage_kind_is_missing_is_skipped():
+    register_dimension(Dimension("test_space_ghost", ("no_such_stage_kind",), 99, lambda t, s, f: [{"kind": "x"}]))
+    try:
+        active, skipped = active_dimensions(SearchSpace())
+        assert "test_space_ghost" in skipped and "test_space_ghost" not in [d.name for d in active]
+        with pytest.raises(ValueError, match="unknown search dimension"):
+            active_dimensions(SearchSpace(dimensions=["widths", "nope"]))
+    finally:
+        DIMENSIONS.pop("test_space_ghost")
+
+
+def test_budget_parsing_and_caps():
+    b = Budget.parse("bytes=1/20, loss=+2%, latency_ms=0.5")
+    caps = b.resolve({"bytes": 2000, "loss": 1.5, "latency_ms": 1.0})
+    assert caps == pytest.approx({"bytes": 100, "loss": 1.53, "latency_ms": 0.5})
+    assert Budget.parse("bytes=650kB").resolve({})["bytes"] == 650_000
+    assert Budget.parse("bytes=1KiB").resolve({})["bytes"] == 1024
+    assert b.preferred == "loss" and Budget.parse("loss=+1%").preferred == "bytes"
+    for bad in ("bytes", "size=3", "bytes=-1", "loss=abc", "bytes=3parsecs", "bytes=1/0", "bytes=1,bytes=2"):
+        with pytest.raises(BudgetError):
+            Budget.parse(bad)
+    c = constraint_values({"loss": 1.0, "bytes": 150, "latency_ms": None}, {"bytes": 100, "latency_ms": 1.0})
+    assert c[0] == 0 and c[1] == pytest.approx(0.5) and c[2] == 1.0 and not feasible(c)
+
+
+def test_rungs_and_the_promotion_rule():
+    stages = [{"kind": "prune_units", "ratio": 0.5}, {"kind": "finetune", "max_steps": 100}, {"kind": "cast"}]
+    plan = rung_plan(stages, proxy_steps=10)
+    assert [r for r, _ in plan] == ["oneshot", "proxy", "full"]
+    assert plan[0][1] == [stages[0], stages[2]] and plan[1][1][1]["max_steps"] == 10
+    assert [r for r, _ in rung_plan(stages[:1], 10)] == ["full"]
+    me = {"loss": 2.0, "bytes": 100, "latency_ms": 1.0}
+    assert promote(me, [], {})[0]  # nobody to compare with: on the front
+    assert not promote(me, [], {"bytes": 50})[0]  # over the bytes cap: fine-tuning cannot help
+    better = [{"loss": 1.0 + i / 10, "bytes": 90, "latency_ms": 0.9} for i in range(6)]
+    go, why = promote(me, better, {})
+    assert not go and "dominated" in why
+    assert promote({**me, "bytes": 10}, better, {})[0]  # smaller than all: on the front
+
