@@ -150,8 +150,9 @@ def test_bad_targets_get_clear_errors():
         set_delta_threshold_(float_model, 2)
     with pytest.raises(ValueError, match="2-D int8"):
         pack_columns(np.zeros((3, 3), dtype=np.int16))
-    cols = pack_columns(np.arange(6, dtype=np.int8).reshape(2, 3))  # (3 columns, 64 padded rows)
-    assert cols.shape == (3 * 64,) and list(cols[64:66]) == [1, 4]
+    w = np.arange(70 * 3, dtype=np.int64).astype(np.int8).reshape(70, 3)  # 70 rows: two 64-row chunks
+    cols = pack_columns(w).reshape(2, 3, 64)  # (chunk, column, row in chunk)
+    assert cols[0, 1, 5] == w[5, 1] and cols[1, 2, 3] == w[67, 2] and cols[1, 0, 6:].tolist() == [0] * 58
 
 
 @needs_kernel

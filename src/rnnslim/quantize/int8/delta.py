@@ -107,15 +107,16 @@ def set_delta_threshold_(model: nn.Module, threshold: Thresholds) -> nn.Module:
 
 
 def pack_columns(w: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(rows, cols) int8 -> the column-major copy the delta step reads: (cols, rows_c) flattened,
-    rows zero-padded to rows_c = a multiple of DROWS."""
+    """(rows, cols) int8 -> the column-blocked copy the delta step reads: rows zero-padded to
+    rows_c = a multiple of DROWS, stored (rows_c / DROWS, cols, DROWS) flattened, so the 64-row
+    slices of all columns in one chunk of rows are one contiguous block (read chunk by chunk)."""
     w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
     if w.ndim != 2 or w.dtype != np.int8:
         raise ValueError(f"pack_columns needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
     rows, cols = w.shape
-    out = np.zeros((cols, -(-rows // DROWS) * DROWS), dtype=np.int8)
-    out[:, :rows] = w.T
-    return out.reshape(-1)
+    padded = np.zeros((-(-rows // DROWS) * DROWS, cols), dtype=np.int8)
+    padded[:rows] = w
+    return np.ascontiguousarray(padded.reshape(-1, DROWS, cols).transpose(0, 2, 1)).reshape(-1)
 
 
 @dataclass

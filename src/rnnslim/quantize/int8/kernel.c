@@ -112,8 +112,8 @@ int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_i
     return 0;
 }
 
-/* delta step of layer l (after rs_set_layer(l)): threshold and the column-major copies of W_ih
-   (NULL: W_ih runs dense) and W_hh, [cols][rows_c] int8 with rows_c = rows rounded up to RS_DROWS */
+/* delta step of layer l (after rs_set_layer(l)): threshold and the column-blocked copies of W_ih
+   (NULL: W_ih runs dense) and W_hh, rows_c x cols int8 (delta.pack_columns; rows_c = rows rounded up to RS_DROWS) */
 int rs_set_delta(rs_host *h, int l, int32_t thr, const int8_t *wx_cols, const int8_t *wh_cols) {
     rs_layer *ly;
     size_t rc;

@@ -125,8 +125,8 @@ class PackedLayer:
     rev: PackedLayer | None = None  # bidirectional: the backward direction (its own matrices, per-row
     #                                 constants, bias, tx_table; h_mult / h_shift / cf / tables equal these)
     delta_thr: int | None = None  # delta step threshold (delta.py); None: the layer runs dense
-    wx_cols: np.ndarray | None = None  # delta: column-major W_ih (delta.pack_columns); None: W_ih dense
-    wh_cols: np.ndarray | None = None  # delta: column-major W_hh
+    wx_cols: np.ndarray | None = None  # delta: column-blocked W_ih (delta.pack_columns); None: W_ih dense
+    wh_cols: np.ndarray | None = None  # delta: column-blocked W_hh
 
     @property
     def rows(self) -> int:

@@ -89,9 +89,9 @@ typedef struct rs_layer {
        cf / tables; its own matrices, per-row constants, bias and tx_table), else NULL. Only the
        whole-sequence run (rs_core_run) reads it: a streaming step cannot see the future. */
     const struct rs_layer *rev;
-    /* Delta step (rs_core_step_delta, see "delta networks" below): column-major copies of W_ih /
-       W_hh ([cols][rows_c] int8, rows_c = rows rounded up to RS_DROWS), NULL where that matrix runs
-       dense (W_ih of layer 0 of a token model); delta_thr: |x - last| < delta_thr skips a column. */
+    /* Delta step (rs_core_step_delta, see "delta networks" below): column-blocked copies of W_ih /
+       W_hh ([rows_c / RS_DROWS][cols][RS_DROWS] int8, rows_c = rows rounded up to RS_DROWS: the
+       64-row slices of every column, chunk by chunk), NULL where that matrix runs dense (W_ih of layer 0 of a token model); delta_thr: |x - last| < delta_thr skips a column. */
     const int8_t *wx_cols, *wh_cols;
     int32_t delta_thr;
 } rs_layer;
@@ -414,7 +414,7 @@ static void h8_codes(int8_t *dst, const int16_t *h16, const rs_layer *ly, int H)
 #define RS_DROWS 64 /* rows per chunk of the delta accumulation; column copies are padded to it */
 
 typedef struct {
-    int32_t *mx, *mh, *kidx, *kd;
+    int32_t *mx, *mh, *kidx, *kd, *ko; /* ko: the old codes of the transmitted columns */
     int8_t *lx, *lh;
     int64_t *cnt; /* [2]: kept columns of W_ih, of W_hh */
 } rs_dlayer;
@@ -440,54 +440,77 @@ static size_t rs_delta_layout(const rs_model *m, unsigned char *base, int want, 
     off = (off + 7) & ~(size_t)7;
     if (dl) {
         dl->kidx = (int32_t *)(void *)(base + off);
-        dl->kd = dl->kidx + m->max_cols + 2;
+        dl->kd = dl->kidx + m->max_cols + 4;
+        dl->ko = dl->kd + m->max_cols + 4;
     }
-    return off + sizeof(int32_t) * 2 * ((size_t)m->max_cols + 2);
+    return off + sizeof(int32_t) * 3 * ((size_t)m->max_cols + 4);
 }
 
 /* bytes of the delta state of one stream (zero it to start a stream) */
 static size_t rs_core_delta_bytes(const rs_model *m) { return rs_delta_layout(m, NULL, -1, NULL); }
 
-/* M[0:rows_c] += sum over the n transmitted columns i of wc[kidx[i]][:] * kd[i]. Products and
-   pair sums fit int16 x int16 -> int32 (|w| <= 127, |d| <= 254): the SIMD paths multiply two
-   columns at once (vpmaddwd on interleaved rows); n is padded to even with a zero delta. */
-static void delta_accumulate(const int8_t *wc, int rows_c, int32_t *kidx, int32_t *kd, int n, int32_t *M) {
+/* M[0:rows_c] += sum over the n transmitted columns i of column kidx[i] of W times kd[i] (kd = new
+   - old code, ko = old code). wc is column-blocked: the slice of column j in the chunk of rows
+   r .. r + 63 is the 64 bytes at (r / 64 * cols + j) * 64, so one chunk reads one contiguous
+   cols x 64-byte block (the kept slices only). Every path is exact:
+   AVX512-VNNI  four columns at a time: their 64-row slices interleaved into 16 x 4 tiles, then
+                vpdpbusd on the new codes minus vpdpbusd on the old ones (both as code ^ 0x80: the
+                128 * column sums cancel in the difference, int32 wrap-around included)
+   AVX2         two columns at a time: int16 rows interleaved, vpmaddwd with (d_a, d_b)
+                (|w| <= 127, |d| <= 254: products and pair sums fit)
+   n is padded (to 4 or 2) with copies of column kidx[0] with a zero delta. */
+static void delta_accumulate(const int8_t *wc, int rows_c, int cols, int32_t *kidx, int32_t *kd, int32_t *ko,
+                             int n, int32_t *M) {
     int r, i;
-#if RS_SIMD >= 2
-    if (n & 1) { kidx[n] = kidx[0]; kd[n] = 0; n++; }
-#endif
 #if RS_SIMD == 3
-    {
-        const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-        const __m512i i1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-        for (r = 0; r < rows_c; r += RS_DROWS) {
-            __m512i lo0 = _mm512_setzero_si512(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
-            for (i = 0; i < n; i += 2) {
-                const int8_t *a = wc + (size_t)kidx[i] * rows_c + r, *b = wc + (size_t)kidx[i + 1] * rows_c + r;
-                const __m512i dp = _mm512_set1_epi32((int32_t)(((uint32_t)kd[i] & 0xFFFFu) | ((uint32_t)kd[i + 1] << 16)));
-                const __m512i a0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)a));
-                const __m512i b0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)b));
-                const __m512i a1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + 32)));
-                const __m512i b1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + 32)));
-                lo0 = _mm512_add_epi32(lo0, _mm512_madd_epi16(_mm512_unpacklo_epi16(a0, b0), dp));
-                hi0 = _mm512_add_epi32(hi0, _mm512_madd_epi16(_mm512_unpackhi_epi16(a0, b0), dp));
-                lo1 = _mm512_add_epi32(lo1, _mm512_madd_epi16(_mm512_unpacklo_epi16(a1, b1), dp));
-                hi1 = _mm512_add_epi32(hi1, _mm512_madd_epi16(_mm512_unpackhi_epi16(a1, b1), dp));
+    for (; n & 3; n++) { kidx[n] = kidx[0]; kd[n] = 0; ko[n] = 0; }
+    for (r = 0; r < rows_c; r += RS_DROWS) {
+        /* dword 4k + i of tile m holds row 16k + 4m + i of the chunk */
+        __m512i A[4], B[4], D[4], u0, u1, u2, u3;
+        int q;
+        const int8_t *blk = wc + (size_t)r * cols; /* this chunk's slices: (r / 64) * cols * 64 */
+        for (q = 0; q < 4; q++) A[q] = B[q] = _mm512_setzero_si512();
+        for (i = 0; i < n; i += 4) {
+            const __m512i c0 = _mm512_loadu_si512((const void *)(blk + (size_t)kidx[i] * RS_DROWS));
+            const __m512i c1 = _mm512_loadu_si512((const void *)(blk + (size_t)kidx[i + 1] * RS_DROWS));
+            const __m512i c2 = _mm512_loadu_si512((const void *)(blk + (size_t)kidx[i + 2] * RS_DROWS));
+            const __m512i c3 = _mm512_loadu_si512((const void *)(blk + (size_t)kidx[i + 3] * RS_DROWS));
+            const __m512i t0 = _mm512_unpacklo_epi8(c0, c1), t1 = _mm512_unpackhi_epi8(c0, c1);
+            const __m512i t2 = _mm512_unpacklo_epi8(c2, c3), t3 = _mm512_unpackhi_epi8(c2, c3);
+            uint32_t un = 0, uo = 0;
+            for (q = 0; q < 4; q++) {
+                un |= (uint32_t)(uint8_t)((ko[i + q] + kd[i + q]) ^ 0x80) << (8 * q);
+                uo |= (uint32_t)(uint8_t)(ko[i + q] ^ 0x80) << (8 * q);
             }
-            /* lane k of lo: rows 8k .. 8k+3, of hi: rows 8k+4 .. 8k+7 (unpack works per 128 bits) */
-            _mm512_storeu_si512((void *)(M + r), _mm512_add_epi32(v_load(M + r), _mm512_permutex2var_epi32(lo0, i0, hi0)));
-            _mm512_storeu_si512((void *)(M + r + 16), _mm512_add_epi32(v_load(M + r + 16), _mm512_permutex2var_epi32(lo0, i1, hi0)));
-            _mm512_storeu_si512((void *)(M + r + 32), _mm512_add_epi32(v_load(M + r + 32), _mm512_permutex2var_epi32(lo1, i0, hi1)));
-            _mm512_storeu_si512((void *)(M + r + 48), _mm512_add_epi32(v_load(M + r + 48), _mm512_permutex2var_epi32(lo1, i1, hi1)));
+            {
+                const __m512i vn = _mm512_set1_epi32((int32_t)un), vo = _mm512_set1_epi32((int32_t)uo);
+                const __m512i w0 = _mm512_unpacklo_epi16(t0, t2), w1 = _mm512_unpackhi_epi16(t0, t2);
+                const __m512i w2 = _mm512_unpacklo_epi16(t1, t3), w3 = _mm512_unpackhi_epi16(t1, t3);
+                A[0] = _mm512_dpbusd_epi32(A[0], vn, w0); B[0] = _mm512_dpbusd_epi32(B[0], vo, w0);
+                A[1] = _mm512_dpbusd_epi32(A[1], vn, w1); B[1] = _mm512_dpbusd_epi32(B[1], vo, w1);
+                A[2] = _mm512_dpbusd_epi32(A[2], vn, w2); B[2] = _mm512_dpbusd_epi32(B[2], vo, w2);
+                A[3] = _mm512_dpbusd_epi32(A[3], vn, w3); B[3] = _mm512_dpbusd_epi32(B[3], vo, w3);
+            }
         }
+        for (q = 0; q < 4; q++) D[q] = _mm512_sub_epi32(A[q], B[q]);
+        /* 4 x 4 transpose of 128-bit lanes: rows 16k .. 16k+15 = lane k of D[0..3] */
+        u0 = _mm512_shuffle_i32x4(D[0], D[1], 0x44); u1 = _mm512_shuffle_i32x4(D[2], D[3], 0x44);
+        u2 = _mm512_shuffle_i32x4(D[0], D[1], 0xEE); u3 = _mm512_shuffle_i32x4(D[2], D[3], 0xEE);
+        D[0] = _mm512_shuffle_i32x4(u0, u1, 0x88); D[1] = _mm512_shuffle_i32x4(u0, u1, 0xDD);
+        D[2] = _mm512_shuffle_i32x4(u2, u3, 0x88); D[3] = _mm512_shuffle_i32x4(u2, u3, 0xDD);
+        for (q = 0; q < 4; q++)
+            _mm512_storeu_si512((void *)(M + r + 16 * q), _mm512_add_epi32(v_load(M + r + 16 * q), D[q]));
     }
 #elif RS_SIMD == 2
+    (void)ko;
+    if (n & 1) { kidx[n] = kidx[0]; kd[n] = 0; n++; }
     for (r = 0; r < rows_c; r += RS_DROWS) {
         __m256i lo[4], hi[4];
         int q;
+        const int8_t *blk = wc + (size_t)r * cols;
         for (q = 0; q < 4; q++) lo[q] = hi[q] = _mm256_setzero_si256();
         for (i = 0; i < n; i += 2) {
-            const int8_t *a = wc + (size_t)kidx[i] * rows_c + r, *b = wc + (size_t)kidx[i + 1] * rows_c + r;
+            const int8_t *a = blk + (size_t)kidx[i] * RS_DROWS, *b = blk + (size_t)kidx[i + 1] * RS_DROWS;
             const __m256i dp = _mm256_set1_epi32((int32_t)(((uint32_t)kd[i] & 0xFFFFu) | ((uint32_t)kd[i + 1] << 16)));
             for (q = 0; q < 4; q++) {
                 const __m256i aq = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 16 * q)));
@@ -505,27 +528,33 @@ static void delta_accumulate(const int8_t *wc, int rows_c, int32_t *kidx, int32_
         }
     }
 #else
-    for (i = 0; i < n; i++) {
-        const int8_t *c = wc + (size_t)kidx[i] * rows_c;
-        const int32_t d = kd[i];
-        for (r = 0; r < rows_c; r++) M[r] += (int32_t)c[r] * d;
+    (void)ko;
+    for (r = 0; r < rows_c; r += RS_DROWS) {
+        const int8_t *blk = wc + (size_t)r * cols;
+        for (i = 0; i < n; i++) {
+            const int8_t *c = blk + (size_t)kidx[i] * RS_DROWS;
+            const int32_t d = kd[i];
+            int t;
+            for (t = 0; t < RS_DROWS; t++) M[r + t] += (int32_t)c[t] * d;
+        }
     }
 #endif
 }
 
 /* the delta update of one matrix for codes x[0:cols]; returns the number of transmitted columns */
 static int delta_update(const int8_t *wc, int rows_c, int cols, int32_t thr, const int8_t *x, int8_t *last,
-                        int32_t *M, int32_t *kidx, int32_t *kd) {
+                        int32_t *M, int32_t *kidx, int32_t *kd, int32_t *ko) {
     int j, n = 0;
     for (j = 0; j < cols; j++) {
         const int32_t d = (int32_t)x[j] - (int32_t)last[j];
         if ((d < 0 ? -d : d) >= thr) {
             kidx[n] = j;
+            ko[n] = last[j];
             kd[n++] = d;
             last[j] = x[j];
         }
     }
-    if (n) delta_accumulate(wc, rows_c, kidx, kd, n, M);
+    if (n) delta_accumulate(wc, rows_c, cols, kidx, kd, ko, n, M);
     return n;
 }
 
@@ -541,7 +570,7 @@ static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const i
     if (ly->tx_table) return ly->tx_table + (size_t)token * ly->rows;
     if (dl && ly->wx_cols) {
         dl->cnt[0] += delta_update(ly->wx_cols, rs_rows_c(ly), ly->input, ly->delta_thr, x, dl->lx, dl->mx,
-                                   dl->kidx, dl->kd);
+                                   dl->kidx, dl->kd, dl->ko);
         delta_terms(m->ax, dl->mx, ly->mult_x, ly->shift_x, ly->rows);
         return m->ax;
     }
@@ -554,7 +583,7 @@ static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const i
 static void recurrent_terms(const rs_model *m, const rs_layer *ly, const rs_dlayer *dl) {
     if (dl && ly->wh_cols) {
         dl->cnt[1] += delta_update(ly->wh_cols, rs_rows_c(ly), ly->hidden, ly->delta_thr, m->hbuf, dl->lh, dl->mh,
-                                   dl->kidx, dl->kd);
+                                   dl->kidx, dl->kd, dl->ko);
         delta_terms(m->ah, dl->mh, ly->mult_h, ly->shift_h, ly->rows);
         return;
     }
