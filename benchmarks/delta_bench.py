@@ -50,7 +50,8 @@ from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_
 from rnnslim.tasks.charlm import CharLMTask  # noqa: E402
 
 THRESHOLDS = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64]
-PAIRS = [{0: 16, 1: 32}, {0: 32, 1: 16}, {0: 8, 1: 48}, {0: 48, 1: 8}]
+PAIRS = [{0: 16, 1: 32}, {0: 32, 1: 16}, {0: 8, 1: 48}, {0: 48, 1: 8}, {0: 48, 1: 24}, {0: 64, 1: 24}, {0: 64, 1: 32},
+         {0: 96, 1: 32}]
 LOSS_BUDGET = 0.01
 
 
