@@ -350,6 +350,7 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
     task.check_model(model)
     device = resolve_device(cfg.device)
     dist = join(device, cfg.distributed)
+    loop = None
     try:
         loop = _Loop(model, task, cfg, Path(checkpoint_dir) if checkpoint_dir else None, hooks or TrainHooks(), resume,
                      dist, dist.device_for(device))
@@ -363,6 +364,8 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
             if not dist.leader:
                 best_path, best_state = None, received
     finally:
+        if loop is not None:  # DDP before its process group: a reducer outliving the group hangs in its destructor
+            loop.net = None
         dist.close()
     return TrainResult(loop.run.step, loop.run.best, loop.run.history, best_path, task.primary_metric,
                        time.perf_counter() - t0, best_state)

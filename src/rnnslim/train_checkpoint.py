@@ -78,7 +78,7 @@ def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch
         "torch_rng": torch.get_rng_state(),
     }
     if rng_ranks is not None:
-        blob["torch_rng_ranks"] = [t.cpu() for t in rng_ranks]
+        blob["torch_rng_ranks"] = [t.cpu().clone() for t in rng_ranks]  # own storage each (not views of one)
     fd, tmp = tempfile.mkstemp(dir=ckpt, suffix=".tmp")
     os.close(fd)
     torch.save(blob, tmp)
@@ -101,7 +101,8 @@ def load_training_state(ckpt: Path, model, opt, batch_size: int, device: torch.d
     blob = torch.load(ckpt / STATE_FILE, weights_only=True, map_location=device)
     opt.load_state_dict(blob["optimizer"])
     ranks = blob.get("torch_rng_ranks") or []
-    torch.set_rng_state((ranks[rank] if len(ranks) == world else blob["torch_rng"]).cpu())  # map_location may be a GPU
+    rng = ranks[rank] if len(ranks) == world else blob["torch_rng"]
+    torch.set_rng_state(rng.cpu().clone())  # a CPU tensor with its own storage (map_location may be a GPU)
     run = RunState(step=blob["step"], epoch=blob["epoch"], skip=blob["batch_in_epoch"],
                    best=None if math.isnan(blob["best"]) else blob["best"],
                    history=json.loads((ckpt / "history.json").read_text())["history"])
