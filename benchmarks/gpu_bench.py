@@ -57,7 +57,7 @@ def finetune(name: str, steps: int, batch: int, force: bool) -> None:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     key = f"train/{name}/{world}gpu"
-    if process_rank() == 0 and _done(key, force):
+    if _done(key, force):  # every rank reads it: all skip or none does
         print(f"{key}: in {OUT} already (--force to redo)")
         return
     model = load_model(MODELS / f"{name}.json")
