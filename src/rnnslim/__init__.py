@@ -30,6 +30,7 @@ _EXPORTS = {
     "BlockPruning": "rnnslim.prune",
     "WeightOnly": "rnnslim.quantize.api",
     "Int8Config": "rnnslim.quantize.int8",
+    "set_delta_threshold_": "rnnslim.quantize.int8.delta",  # delta networks on the integer C kernel
     "save_edited": "rnnslim.prune",
     "load_edited": "rnnslim.prune",
     # low-rank: SVD of the gate matrices / the head, LSTM -> LSTMP
