@@ -20,8 +20,9 @@ bytes for charlstm-512x2). At each fraction f of it (10 / 20 / 30 %):
 - block-circulant (k = 4, 8, 16: 1/k of the numbers, fractions 25 / 12.5 / 6.25 %) as extra rows.
 
 Each row: test loss (whole test split as one stream, batch 1, state carried: the evaluation
-of prune_curves.py, task.evaluate), its change vs the input model, the bytes the targets
-take in the saved safetensors file and their fraction of the denominator, and
+of prune_curves.py, task.evaluate), its change vs the input model, the validation loss (the
+same evaluation on the validation split: a check on changes that look too good), the bytes
+the targets take in the saved safetensors file and their fraction of the denominator, and
 artifact_bytes (manifest + weights, everything needed to run). Noise band of the test
 loss: benchmarks/results/noise_band.json (paired 2 SE about 0.002 nats). One thread.
 Resumable: rows already in the results file are kept (--redo to recompute). Writes
@@ -214,20 +215,27 @@ def main() -> None:
                                 "noise_band": "benchmarks/results/noise_band.json (paired 2 SE ~0.002 nats)",
                                 "provenance": provenance(), "threads": args.threads, "rows": rows})
 
+    if "valid_loss" not in dense:
+        dense["valid_loss"] = task.evaluate(base, "valid")["loss_nats"]
     save()
     for key, case in _cases(args.fractions):
         if key in rows:
+            if "valid_loss" not in rows[key]:  # rows of an earlier run: the validation check too
+                rows[key]["valid_loss"] = task.evaluate(_build(base, case, denom, other)[0], "valid")["loss_nats"]
+                save()
             continue
         t0 = time.perf_counter()
         m, info = _build(base, case, denom, other)
         seconds = time.perf_counter() - t0
         loss = task.evaluate(m, "test")
+        valid = task.evaluate(m, "valid")["loss_nats"]
         art, data_bytes = _sized(m)
         tb = data_bytes - other
         rows[key] = {"method": key, **case, "block": list(case["block"]) if isinstance(case.get("block"), tuple)
                      else case.get("block"), "test_loss": loss["loss_nats"], "bits_per_char": loss["bits_per_char"],
                      "delta": loss["loss_nats"] - dense["test_loss"],
-                     "delta_pct": 100 * (loss["loss_nats"] / dense["test_loss"] - 1), "target_bytes": tb,
+                     "delta_pct": 100 * (loss["loss_nats"] / dense["test_loss"] - 1), "valid_loss": valid,
+                     "target_bytes": tb,
                      "target_fraction": tb / denom, "artifact_bytes": art,
                      "compute": {"seconds": round(seconds, 1), "device": "cpu", "threads": args.threads,
                                  "finetune_steps": 0, "calibration_tokens": 0}, **info}
@@ -235,12 +243,13 @@ def main() -> None:
               f"({tb / denom:.3f})  artifact {art:,} B", flush=True)
         save()
     _plot(rows, dense["test_loss"], out.with_suffix(".png"), args.model)
-    print(f"\n| method | budget | targets' bytes (% of fp32) | artifact bytes | test loss | change |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| method | budget | targets' bytes (% of fp32) | artifact bytes | test loss | change | valid loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows.values():
         b = f"{r['fraction']:.0%}" if "fraction" in r else "-"
         print(f"| {r['method']} | {b} | {r['target_bytes']:,} ({100 * r['target_fraction']:.1f} %) | "
-              f"{r['artifact_bytes']:,} | {r['test_loss']:.4f} | {r.get('delta_pct', 0):+.1f} % |")
+              f"{r['artifact_bytes']:,} | {r['test_loss']:.4f} | {r.get('delta_pct', 0):+.1f} % | "
+              f"{r.get('valid_loss', float('nan')):.4f} |")
     print(f"\nwrote {out}")
 
 
