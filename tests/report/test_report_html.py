@@ -187,3 +187,15 @@ def test_cli_report_html(tmp_path):
     assert r.exit_code == 0 and r.stdout.startswith("# rnnslim report: rep")
     r = runner.invoke(app, ["report", str(tmp_path), "--html", "--measurement", str(tmp_path / "nope.json")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_charts_survive_odd_numbers():
+    from rnnslim.report.svg import bar_chart, log_ticks, nice_ticks, xy_chart
+
+    assert nice_ticks(0.0, 2.7) == [0.0, 1.0, 2.0, 3.0] and nice_ticks(1.43, 1.62) == [1.4, 1.45, 1.5, 1.55, 1.6, 1.65] and nice_ticks(5.0, 5.0)[0] < 5.0
+    assert log_ticks(9_000, 40_000) == [5_000, 10_000, 20_000, 50_000]
+    svg = bar_chart([{"label": "a", "value": float("inf")}, {"label": "b", "value": 0.0}])
+    assert svg.count("<rect") == 2  # the background and b's bar: no bar for an infinite value
+    svg = xy_chart([{"name": "s", "points": [(float("nan"), 1.0, "x"), (None, 2.0, None)]}], "x", "y", log_x=True,
+                   hline=(float("inf"), "ref"))
+    assert svg.startswith("<svg") and "ref" not in svg

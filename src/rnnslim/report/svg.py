@@ -55,6 +55,10 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     return (below[-1:] + inner + above[:1]) if inner else (below[-1:] + above[:1])
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def _svg_open(width: int, height: int, title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" {FONT} font-size="12"><title>{escape(title)}</title>'
@@ -69,6 +73,7 @@ def bar_chart(bars: list[dict], fmt: Callable[[float], str] = fmt_num, title: st
               width: int = 760, label_width: int = 210) -> str:
     """Horizontal bars from zero. bars: {label, value, group?, note?}; `group` picks a colour
     (bars of one group share it; group "baseline" is grey), `note` is printed after the value."""
+    bars = [b for b in bars if _finite(b["value"])]  # an infinite loss has no bar length (the table shows it)
     row, top, bottom = 24, 10, 28
     height = top + row * len(bars) + bottom
     vmax = max((b["value"] for b in bars), default=1.0) or 1.0
@@ -122,6 +127,7 @@ def xy_chart(series: list[dict], x_label: str, y_label: str, title: str = "", lo
     """Points and lines. series: {name, points: [(x, y, label-or-None)], line?: bool, marker?:
     circle|square|star|ring, color?, dash?: bool}; labels are written beside their points.
     `hline` = (y, name): a dashed reference line (e.g. the unpruned model)."""
+    hline = hline if hline is not None and _finite(hline[0]) else None
     colors = [s.get("color") or PALETTE[k % len(PALETTE)] for k, s in enumerate(series)]
     legend = ([("dash", "#666", hline[1])] if hline is not None else []) + \
         [(s.get("marker", "circle"), c, s["name"]) for s, c in zip(series, colors)]
@@ -134,10 +140,11 @@ def xy_chart(series: list[dict], x_label: str, y_label: str, title: str = "", lo
         lx += w
     left, right, top, bottom = 74, 24, ly + 20, 52
     height += ly - 14
-    pts = [(x, y) for s in series for x, y, _ in s["points"] if x is not None and y is not None]
+    series = [{**s, "points": [p for p in s["points"] if _finite(p[0]) and _finite(p[1])]} for s in series]
+    pts = [(x, y) for s in series for x, y, _ in s["points"]]
     if log_x:
         pts = [(x, y) for x, y in pts if x > 0]
-    xs, ys = [p[0] for p in pts] or [0.0, 1.0], [p[1] for p in pts] or [0.0, 1.0]
+    xs, ys = [p[0] for p in pts] or ([1.0, 10.0] if log_x else [0.0, 1.0]), [p[1] for p in pts] or [0.0, 1.0]
     if hline is not None:
         ys = [*ys, hline[0]]
     ylo, yhi = min(ys), max(ys)
@@ -181,8 +188,7 @@ def xy_chart(series: list[dict], x_label: str, y_label: str, title: str = "", lo
             out.append(_marker(kind, x + 8, y, color, name))
             out.append(_text(x + 20, y + 4, name))
     for s, color in zip(series, colors):
-        spts = [(x, y, lab) for x, y, lab in s["points"]
-                if x is not None and y is not None and (x > 0 or not log_x)]
+        spts = [(x, y, lab) for x, y, lab in s["points"] if x > 0 or not log_x]
         if s.get("line") and len(spts) > 1:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in spts)
             dash = ' stroke-dasharray="5 3"' if s.get("dash") else ""
