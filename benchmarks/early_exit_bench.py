@@ -129,7 +129,7 @@ def _variant(base, task, mode: str, base_valid: float, base_test: float, args) -
         test = _test_metrics(model, task, early_time)
         curve = calibrate_exits_(model, task, MAX_DROP, split="test", early_time=early_time, store=False).curve
         row[key] = {"threshold": cal.threshold, "valid_accuracy": cal.accuracy, "valid_fraction": cal.fraction,
-                    "valid_reference_accuracy": cal.reference_accuracy, "test": test,
+                    "valid_reference_accuracy": cal.reference_accuracy, "valid_bound_met": cal.bound_met, "test": test,
                     "test_change_points": round(100 * (test["accuracy"] - base_test), 2),
                     "within_1_point": test["accuracy"] >= base_test - MAX_DROP - 1e-12,
                     "goal_40pct_skipped": test["skipped"] >= 0.4, "test_curve": curve}

@@ -104,6 +104,9 @@ def test_calibration_respects_the_bound_and_evaluate_reports_exit_metrics(task):
     assert fr == sorted(fr) and acc == sorted(acc) and len(set(acc)) == len(acc)  # a Pareto front
     loose = calibrate_exits_(m, task, max_drop=0.5, store=False)
     assert loose.fraction <= cal.fraction and m.exits.threshold == cal.threshold
+    assert cal.bound_met and loose.bound_met
+    unreachable = calibrate_exits_(m, task, max_drop=0.0, reference_accuracy=1.5, store=False)
+    assert not unreachable.bound_met and unreachable.accuracy == max(acc)  # the most accurate point instead
     calibrate_exits_(m, task, max_drop=0.0, early_time=True)
     metrics = task.evaluate(m, "test")
     assert metrics["full_accuracy"] == pytest.approx(plain["accuracy"])

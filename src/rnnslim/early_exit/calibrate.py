@@ -39,11 +39,12 @@ class Calibration:
     early_time: bool
     sequences: int
     reference_accuracy: float  # the accuracy the drop is bounded against
+    bound_met: bool  # False: no threshold came within max_drop of the reference (the most accurate was taken)
     curve: list[dict] = field(default_factory=list)  # [{threshold, accuracy, fraction}], cheapest first
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("threshold", "accuracy", "full_accuracy", "fraction", "max_drop",
-                                              "early_time", "sequences", "reference_accuracy", "curve")}
+                                              "early_time", "sequences", "reference_accuracy", "bound_met", "curve")}
 
 
 @torch.no_grad()
@@ -113,8 +114,9 @@ def calibrate_exits_(model: nn.Module, task, max_drop: float = 0.01, split: str 
     points = [(thr, *_simulate(conf, right, cost, thr)) for thr in _candidates(conf)]
     full = next(acc for thr, acc, _ in points if thr >= 1.0)
     ref = full if reference_accuracy is None else reference_accuracy
-    ok = [p for p in points if p[1] >= ref - max_drop - 1e-12] or [max(points, key=lambda p: (p[1], -p[2]))]
-    thr, acc, frac = min(ok, key=lambda p: (p[2], -p[1], -p[0]))
+    ok = [p for p in points if p[1] >= ref - max_drop - 1e-12]
+    bound_met = bool(ok)
+    thr, acc, frac = min(ok or [max(points, key=lambda p: (p[1], -p[2]))], key=lambda p: (p[2], -p[1], -p[0]))
     front, best_acc = [], -1.0
     for t, a, f in sorted(points, key=lambda p: (p[2], -p[1])):
         if a > best_acc:
@@ -122,4 +124,4 @@ def calibrate_exits_(model: nn.Module, task, max_drop: float = 0.01, split: str 
             best_acc = a
     if store:
         exits.set_thresholds(**({"stream_threshold": thr} if early_time else {"threshold": thr}))
-    return Calibration(thr, acc, full, frac, max_drop, early_time, len(conf), ref, front)
+    return Calibration(thr, acc, full, frac, max_drop, early_time, len(conf), ref, bound_met, front)
