@@ -163,11 +163,12 @@ def _plot(rows: dict, dense_loss: float, path: Path, model: str) -> None:
     for r in rows.values():
         if r.get("family"):
             fams.setdefault(r["family"], []).append((r["target_fraction"], r["test_loss"]))
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for fam, pts in sorted(fams.items()):
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, (fam, pts) in enumerate(sorted(fams.items())):
         pts.sort()
-        style = "--" if fam.startswith("dct") else "-"
-        ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=fam)
+        style, marker = ("--", "o") if fam.startswith("dct") else (":", "s") if "circulant" in fam else ("-", "^")
+        ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], style, marker=marker, color=colors[i % 20], label=fam)
     ax.axhline(dense_loss, color="k", lw=0.8, label="dense fp32")
     ax.set_xlabel("stored bytes of the weight matrices, % of their fp32 bytes")
     ax.set_ylabel("test loss (nats/char, whole split)")
@@ -185,11 +186,15 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2, 0.3])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--redo", action="store_true", help="recompute rows already in the results file")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the results file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = RESULTS / f"dct_vs_magnitude_{args.model}.json"
     data = json.loads(out.read_text()) if out.exists() and not args.redo else {}
     rows: dict = data.get("rows", {})
+    if args.plot_only:
+        _plot(rows, rows["dense"]["test_loss"], out.with_suffix(".png"), args.model)
+        return
 
     base = load_model(MODELS / f"{args.model}.json")
     task = task_for_model(base, DATA)

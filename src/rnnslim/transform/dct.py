@@ -92,7 +92,7 @@ class _GlobalOrder:
     def __init__(self, coefs: dict[str, Tensor]) -> None:
         self.names = list(coefs)
         mags = torch.cat([c.abs().reshape(-1).float() for c in coefs.values()])
-        owner = torch.cat([torch.full((c.numel(),), i) for i, c in enumerate(coefs.values())])
+        owner = torch.cat([torch.full((c.numel(),), i, device=c.device) for i, c in enumerate(coefs.values())])
         self.owner = owner[torch.argsort(mags, descending=True, stable=True)]
         self.total = mags.numel()
 
