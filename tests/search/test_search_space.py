@@ -36,6 +36,8 @@ def test_every_sampled_recipe_validates_and_respects_the_bounds():
             assert all(order.index(k) < order.index("finetune") for k in ("prune_units", "prune") if k in order)
             assert all(order.index(k) > order.index("finetune") for k in ("quantize_weights", "int8_integer",
                                                                               "mixed_precision") if k in order)
+        if any(k == "lowrank" for k in order):  # pairs that do not compose are never sampled
+            assert "int8_integer" not in order
         for i, hidden in enumerate(facts.widths):
             width = trial.params.get(f"width_l{i}")
             if width is not None:

@@ -18,7 +18,7 @@ kinds are not registered when the search runs is skipped and named in the result
 new technique joins the search by registering its stage and a Dimension here.
 
 Parameter names are stable (they are the study's parameters, shared by all workers and by
-a resumed search): width_l{i}, lowrank_energy, sparsity_kind, sparsity, nm, quant, bits_rnn,
+a resumed search): width_l{i}, lowrank_energy, sparsity_kind, sparsity, nm, quant (quant_after_lowrank), bits_rnn,
 bits_io, mixed_ratio, finetune_steps.
 """
 
@@ -179,8 +179,18 @@ def _finetune(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}] if steps else []
 
 
+# stage pairs that do not compose (the later stage cannot take the earlier one's output):
+# {earlier parameter that turned it on: kinds the quantize dimension must not offer after it}
+INCOMPATIBLE = {"lowrank_energy": ("int8_integer",)}  # the integer kernel has no factorized W_ih
+
+
 def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
-    kind = trial.suggest_categorical("quant", list(space.quant_kinds))
+    kinds, name = list(space.quant_kinds), "quant"
+    for param, banned in INCOMPATIBLE.items():
+        if trial.params.get(param, 1.0) < 1.0 and any(k in kinds for k in banned):
+            # a parameter's choices must not change between trials: another name for the smaller set
+            kinds, name = [k for k in kinds if k not in banned], f"quant_after_{param.split('_')[0]}"
+    kind = trial.suggest_categorical(name, kinds) if len(kinds) > 1 else kinds[0]
     if kind == "quantize_weights":  # the recurrent layers and the embedding + decoder at their own widths
         rnn = trial.suggest_categorical("bits_rnn", list(space.bits))
         io = trial.suggest_categorical("bits_io", list(space.io_bits))

@@ -46,10 +46,27 @@ def open_storage(url: str | None, search_dir: Path):
     if url and "://" in url:
         if url.startswith(("redis://", "rediss://")):
             raise ValueError("redis storage is not supported; use a journal file or a database URL")
-        return optuna.storages.RDBStorage(url)
+        return _rdb(url)
     path = Path(url) if url else Path(search_dir) / JOURNAL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _rdb(url: str, attempts: int = 4):
+    """RDBStorage; workers starting together on an empty database race to create its tables
+    (one gets a unique-violation error): wait and try again, the winner's tables are then there."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except ImportError as e:
+            raise ImportError(f"{redact(url)}: no database driver ({e}); for PostgreSQL: pip install psycopg2-binary "
+                              "and a postgresql+psycopg2:// URL (or pip install 'psycopg[binary]')") from None
+        except Exception:  # noqa: BLE001 - sqlalchemy IntegrityError / ProgrammingError of the race
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def redact(url: str | None) -> str | None:
