@@ -69,3 +69,7 @@ def test_demo_quick(tmp_path):
     # the printed table holds every stage's result, then the baselines
     assert "## Results" in out["table"] and "prune_units" in out["table"] and "int8_integer" in out["table"]
     assert "ONNX Runtime" in out["table"]
+    # report.html is rewritten after the measurement: its size and latency charts hold the baselines
+    page = (tmp_path / "demo" / "compress" / "report.html").read_text()
+    assert out["html"] == str(tmp_path / "demo" / "compress" / "report.html")
+    assert 'id="plot-latency"' in page and "torch nn (default)" in page and "final model (measured)" in page

@@ -4,7 +4,8 @@
    own source files), resumable in OUT/train;
 2. compresses it with the built-in recipe (src/rnnslim/recipes/demo.yaml) in OUT/compress;
 3. measures the result against the uncompressed model and the baselines in one run;
-4. prints a table and writes OUT/compress/report.md (+ report.json, accuracy_vs_size.png).
+4. prints a table and writes OUT/compress/report.md (+ report.json, accuracy_vs_size.png) and
+   OUT/compress/report.html (one self-contained page, with the baselines of step 3).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     from rnnslim.models.sequence import SequenceModel
     from rnnslim.pipeline.recipe import Recipe
     from rnnslim.pipeline.runner import run_pipeline
+    from rnnslim.report.html import write_html_report
     from rnnslim.tasks.charlm import CharLMTask
     from rnnslim.train import TrainConfig, load_best, train
 
@@ -66,7 +68,8 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     # the report's header and its per-stage results table, then the measurement with the baselines
     table = (out / "compress" / "report.md").read_text().split("\n## Stages")[0] + "\n\n" + report.table()
     (out / "measure.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    html = write_html_report(out / "compress", measurement=report.to_dict())  # now with the baselines
     elapsed = time.perf_counter() - t0
-    log(f"done in {elapsed:.0f} s; report: {out / 'compress' / 'report.md'}")
-    return {"out": str(out), "report": str(out / "compress" / "report.md"), "seconds": elapsed,
+    log(f"done in {elapsed:.0f} s; report: {out / 'compress' / 'report.md'} and {html} (open it in a browser)")
+    return {"out": str(out), "report": str(out / "compress" / "report.md"), "html": str(html), "seconds": elapsed,
             "stages": pipe.summary(), "measure": report.to_dict(), "table": table}
