@@ -55,8 +55,11 @@ PAIRS = [{0: 16, 1: 32}, {0: 32, 1: 16}, {0: 8, 1: 48}, {0: 48, 1: 8}, {0: 48, 1
 LOSS_BUDGET = 0.01
 
 
-def _done(path: Path, key: str, force: bool) -> bool:
-    return not force and path.exists() and key in json.loads(path.read_text())
+def _done(path: Path, key: str, force: bool | str) -> bool:
+    """`key` is in the results already (force: True redoes every part, or a comma list of key prefixes)"""
+    if force is True or (isinstance(force, str) and any(key.startswith(k) for k in force.split(","))):
+        return False
+    return path.exists() and key in json.loads(path.read_text())
 
 
 def _latency(runner: IntegerRunner, step) -> dict:
@@ -259,8 +262,10 @@ def main() -> None:
     f.add_argument("--steps", type=int, default=600)
     for p in (c, f):
         p.add_argument("--no-latency", dest="latency", action="store_false")
-        p.add_argument("--force", action="store_true")
+        p.add_argument("--force", action="store_true", help="redo every part")
+        p.add_argument("--redo", default="", help="redo these parts (comma list: quality, latency)")
     args = ap.parse_args()
+    args.force = args.force or (args.redo or False)
     (charlm if args.part == "charlm" else forecast)(args)
 
 

@@ -444,6 +444,7 @@ def search(
     prefer: Annotated[Optional[str], typer.Option(help="what the best trial minimizes among feasible ones: loss | bytes | latency_ms")] = None,
     latency: Annotated[bool, typer.Option(help="measure step latency (the third objective)")] = True,
     seed: Annotated[Optional[int], typer.Option(help="sampler seed")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Search compression recipes under a budget (Optuna; the search extra); writes the Pareto front and best.yaml."""
@@ -473,7 +474,7 @@ def search(
     res = run_search(str(model_path), data=data, budget=budget, trials=trials, out=out, storage=storage,
                      workers=workers, n_trials=n_trials, study_name=study_name, eval_tokens=eval_tokens,
                      sampler=sampler, prefer=prefer, latency=latency, seed=seed,
-                     log=None if as_json else default_log, progress=not as_json, **opts)
+                     log=None if as_json else default_log, progress=not as_json, threads=threads, **opts)
     summary = {k: res.get(k) for k in ("study", "budget", "caps", "baseline", "states", "complete_by_fidelity",
                                        "pareto_front", "best", "skipped_dimensions")}
     summary["results"] = str(out / "results.json")

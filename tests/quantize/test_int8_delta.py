@@ -3,7 +3,9 @@ torch twin (delta_reference.py) at any threshold, MAC counters, reset, feature m
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,20 +15,10 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, S
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
 from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_
 from rnnslim.quantize.int8.delta_reference import delta_reference
-from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, load_kernel
+from rnnslim.quantize.int8.kernel import KernelVariant
 
-
-def _available(variant: KernelVariant) -> bool:
-    try:
-        load_kernel(variant)
-        return True
-    except KernelUnavailable:
-        return False
-
-
-VARIANTS = [pytest.param(v, marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable"))
-            for v in KernelVariant]
-needs_kernel = pytest.mark.skipif(not _available(KernelVariant.NATIVE), reason="no C compiler / kernel here")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_int8_kernel import VARIANTS, _available, needs_kernel  # noqa: E402
 
 
 @lru_cache(maxsize=None)
@@ -180,10 +172,8 @@ def test_torch_forward_of_a_delta_model_is_batched_and_restarts_per_call():
 
 
 @needs_kernel
-def test_readout_last_feature_model_and_export_refusal(tmp_path):
+def test_readout_last_feature_model_whole_sequence():
     import copy
-
-    from rnnslim.export.c_source import export_c
 
     q = copy.deepcopy(_model("gru", "linear", hidden=(24,)))
     q.spec = q.spec.model_copy(update={"readout": Readout.LAST})
@@ -191,5 +181,17 @@ def test_readout_last_feature_model_and_export_refusal(tmp_path):
     x = _inputs("linear", 40, seed=4)
     runner = IntegerRunner(q)
     assert torch.equal(runner.run_sequence(x), q(x[:, None])[0][0])  # the forecast: the last step's output
-    with pytest.raises(ValueError, match="delta"):
-        export_c(q, tmp_path / "c")
+    assert runner.workspace_bytes(0) == runner.program.workspace_fixed_bytes
+    assert runner.delta_bytes == runner.program.delta_bytes
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell, kind", [("lstm", "embedding"), ("gru", "linear")])
+def test_whole_sequence_run_uses_the_delta_step(cell, kind):
+    import copy
+
+    q = set_delta_threshold_(copy.deepcopy(_model(cell, kind)), 5)
+    x = _inputs(kind, 50, seed=6)
+    runner = IntegerRunner(q)
+    assert torch.equal(runner.run_sequence(x), _run(runner, x)[0])
+    assert runner.workspace_bytes(50) == runner.program.workspace_bytes(50)

@@ -14,6 +14,11 @@ NAME_workspace_bytes(T) bytes (NAME_WORKSPACE_BYTES(T) as a constant expression)
 only entry point of a bidirectional model (manifest `bidirectional`): NAME_step, NAME_state
 and NAME_reset are not generated for those, since a streaming step cannot see the future.
 
+A delta model (quantize/int8/delta.py: delta thresholds on its layers) exports its delta step:
+NAME_state then also holds the stream's delta state (last transmitted codes, accumulators and
+MAC counters, NAME_DELTA_WORDS int64), the column-blocked copies of its delta matrices are
+extra const arrays, and NAME_run runs the delta step too (manifest `delta_thresholds`).
+
 No malloc, no libm, no float on the integer path (the float logits are one multiply per
 output; NAME_step_int returns the int32 accumulators instead). The arrays are exactly
 IntegerProgram's (packed.py), the arithmetic exactly rnnslim_core.h's, so the outputs
@@ -67,6 +72,7 @@ class CExport:
     readout: str = "all"  # NAME_run writes [T][O] ("all") or [O] ("last") logits
     workspace_fixed_bytes: int = 0  # NAME_run's workspace: fixed + per_step * T bytes (caller's RAM)
     workspace_bytes_per_step: int = 0
+    delta_thresholds: list[int | None] | None = None  # delta steps per layer (NAME_state holds a delta state)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -174,10 +180,16 @@ int {name}_run({run_arg}, int32_t T, void *workspace, float *logits);"""
  *   {name}_init();                       once
  *   {name}_reset(&s);                    start of a stream
  *   {name}_step(&s, {'token' if p.inputs is None else 'x'}, logits);{' ' * (10 if p.inputs is None else 14)}per {unit}: float logits[{N}_OUTPUTS]"""
+        delta = "" if not p.delta else f""" int64_t d[{N}_DELTA_WORDS]; """
+        delta_doc = "" if not p.delta else f"""
+/* d: the delta state of the delta step (rnnslim_core.h "delta networks"; thresholds per layer
+   {[ly.delta_thr for ly in p.layers]}): d[0] steps, d[2 + 2l] / d[3 + 2l] transmitted columns of
+   layer l's W_ih / W_hh so far (MACs = columns x rows), then last codes and accumulators */
+#define {N}_DELTA_WORDS {p.delta_bytes // 8}"""
         stream_decl = f"""#define {N}_STATE_LEN {p.state_len}
-
+{delta_doc}
 /* per layer: LSTM [h (int8 codes) | c (Q.cf)], GRU / RNN [h (Q0.15)], as int16 */
-typedef struct {{ int16_t v[{N}_STATE_LEN]; }} {name}_state;
+typedef struct {{ int16_t v[{N}_STATE_LEN];{delta}}} {name}_state;
 
 """
     init_doc = f"""/* Prepare the scratch buffers; returns the dot-product code compiled in (0 portable C,
@@ -208,6 +220,11 @@ extern const float {name}_output_scale[{N}_OUTPUTS];
 
 #endif
 """
+
+
+def _state_bytes(p: IntegerProgram) -> int:
+    """sizeof(NAME_state): the int16 state, then (delta models) the int64 delta state."""
+    return 2 * p.state_len if not p.delta else -(-2 * p.state_len // 8) * 8 + p.delta_bytes
 
 
 def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
@@ -243,6 +260,9 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
             "shift_h": arrs.add(f"{prefix}_shift_h", ly.shift_h), "h_mult": ly.h_mult, "h_shift": ly.h_shift,
             "cf": ly.cf, "sig": arrs.add(f"{prefix}_sig", ly.sig), "tanh_": arrs.add(f"{prefix}_tanh", ly.tanh),
             "tx_table": arrs.add(f"{prefix}_tx_table", ly.tx_table) if ly.tx_table is not None else "NULL",
+            **({} if ly.delta_thr is None else {  # the delta step's column-blocked copies (delta.pack_columns)
+                "wx_cols": "NULL" if ly.wx_cols is None else arrs.add(f"{prefix}_wx_cols", ly.wx_cols, align=True),
+                "wh_cols": arrs.add(f"{prefix}_wh_cols", ly.wh_cols, align=True), "delta_thr": ly.delta_thr}),
         }
 
     layer_inits, rev_inits = [], []
@@ -272,16 +292,17 @@ int {name}_run({run_arg}, int32_t T, void *workspace, float *logits) {{
     return rs_core_run(&model, {run_call}, T, workspace, {"RS_READOUT_LAST" if p.readout == "last" else "RS_READOUT_ALL"}, logits);
 }}
 """
-    step_functions = "" if p.bidirectional else f"""void {name}_reset({name}_state *s) {{ memset(s->v, 0, sizeof s->v); }}
+    fwd_call = f"{fwd}_delta(&model, {call}, s->v, s->d)" if p.delta else f"{fwd}(&model, {call}, s->v)"
+    step_functions = "" if p.bidirectional else f"""void {name}_reset({name}_state *s) {{ memset(s, 0, sizeof *s); }}
 
 int {name}_step({name}_state *s, {arg}, float *logits) {{
-    if ({fwd}(&model, {call}, s->v)) return -1;
+    if ({fwd_call}) return -1;
     rs_logits(&model, logits);
     return 0;
 }}
 
 int {name}_step_int({name}_state *s, {arg}, int32_t *out) {{
-    if ({fwd}(&model, {call}, s->v)) return -1;
+    if ({fwd_call}) return -1;
     memcpy(out, acc, sizeof(int32_t) * {p.out});
     return 0;
 }}
@@ -336,21 +357,18 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         emb = getattr(model, "embedding", None) if model.spec.input_kind.value == "embedding" else None
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
-    if program.delta:
-        raise ValueError("this model has delta thresholds (the kernel's delta step, quantize/int8/delta.py), which "
-                         "exported C does not run yet; export the dense model (set_delta_threshold_(model, None), "
-                         "or a recipe without the delta stage) or run it with IntegerRunner")
     name = c_identifier(name or (getattr(model, "task_meta", None) or {}).get("name") or "model")
     text, const_bytes, sparse_names = _source(name, program)
     facts = CExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers], vocab=program.vocab,
         outputs=program.out, state_len=program.state_len, const_bytes=const_bytes,
-        scratch_bytes=program.scratch_bytes(), state_bytes=2 * program.state_len, tile_sparse=sparse_names,
+        scratch_bytes=program.scratch_bytes(), state_bytes=_state_bytes(program), tile_sparse=sparse_names,
         folded_embedding=program.layers[0].tx_table is not None, input_kind=program.input_kind.value,
         features=program.inputs.features if program.inputs is not None else 0,
         bidirectional=program.bidirectional, readout=program.readout,
         workspace_fixed_bytes=program.workspace_fixed_bytes,
-        workspace_bytes_per_step=program.workspace_bytes_per_step)
+        workspace_bytes_per_step=program.workspace_bytes_per_step,
+        delta_thresholds=[ly.delta_thr for ly in program.layers] if program.delta else None)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              CORE.name: CORE.read_bytes()}
     return write_export(Path(out), facts, files)

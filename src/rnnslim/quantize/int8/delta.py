@@ -26,7 +26,8 @@ The threshold lives on the model (IntegerRecurrent.delta_threshold / delta_input
 it), so evaluation, `rnnslim measure` and IntegerRunner use the delta step, and so does the
 torch forward of the integer layers (integer_cells.run_direction, batched, each call from the
 zero delta state): the bit-exact reference the kernel is tested against (delta_reference.py
-adds the MAC counters). Exported C refuses a delta model (c_source.py says so).
+adds the MAC counters). Exported C (rnnslim export --format c) runs the delta step too: its
+NAME_state holds the stream's delta state (c_source.py).
 """
 
 from __future__ import annotations

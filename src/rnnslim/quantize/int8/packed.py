@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rnnslim.models.sequence import InputKind, SequenceModel
-from rnnslim.quantize.int8.delta import Thresholds, delta_plan, pack_columns
+from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_columns
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.supported import check_integer_model
@@ -209,10 +209,23 @@ class IntegerProgram:
         return W, S, nbuf
 
     @property
+    def delta_bytes(self) -> int:
+        """Bytes of one stream's delta state (rs_core_delta_bytes: int64 counters, per layer M_x, M_h
+        int32 [rows_c] and last_x, last_h int8 [cols_p], then 3 x (max_cols + 4) int32 scratch);
+        0 for a model without delta layers."""
+        if not self.delta:
+            return 0
+        off = 8 * (2 + 2 * len(self.layers))
+        for ly in self.layers:
+            off += 8 * (-(-ly.rows // DROWS) * DROWS) + ly.wx.cols_p + ly.wh.cols_p
+        return -(-off // 8) * 8 + 4 * 3 * (self.max_cols + 4)
+
+    @property
     def workspace_fixed_bytes(self) -> int:
-        """Workspace bytes of a whole-sequence run independent of T: alignment slack + one state."""
+        """Workspace bytes of a whole-sequence run independent of T: alignment slack + one state
+        (+ a delta state)."""
         _, S, _ = self.run_dims()
-        return 63 + -(-2 * S // 64) * 64
+        return 63 + -(-2 * S // 64) * 64 + -(-self.delta_bytes // 64) * 64
 
     @property
     def workspace_bytes_per_step(self) -> int:

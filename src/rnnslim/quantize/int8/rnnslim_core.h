@@ -545,14 +545,13 @@ static void delta_accumulate(const int8_t *wc, int rows_c, int cols, int32_t *ki
 static int delta_update(const int8_t *wc, int rows_c, int cols, int32_t thr, const int8_t *x, int8_t *last,
                         int32_t *M, int32_t *kidx, int32_t *kd, int32_t *ko) {
     int j, n = 0;
-    for (j = 0; j < cols; j++) {
-        const int32_t d = (int32_t)x[j] - (int32_t)last[j];
-        if ((d < 0 ? -d : d) >= thr) {
-            kidx[n] = j;
-            ko[n] = last[j];
-            kd[n++] = d;
-            last[j] = x[j];
-        }
+    for (j = 0; j < cols; j++) { /* branch-free compaction: whether a column is kept is data, not a jump */
+        const int32_t d = (int32_t)x[j] - (int32_t)last[j], keep = (d < 0 ? -d : d) >= thr;
+        kidx[n] = j;
+        ko[n] = last[j];
+        kd[n] = d;
+        n += keep;
+        last[j] = (int8_t)(keep ? x[j] : last[j]);
     }
     if (n) delta_accumulate(wc, rows_c, cols, kidx, kd, ko, n, M);
     return n;
@@ -712,12 +711,17 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
     for (j = 0; j < m->O; j++) m->acc[j] += m->dec_b[j];
 }
 
-/* One token (embedding models). Returns 0, or -1 for a token outside [0, V) (state untouched). */
-static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
+/* One token (embedding models). Returns 0, or -1 for a token outside [0, V) (state untouched).
+   ds: the stream's delta state for a delta step ("delta networks" above), or NULL. */
+static int rs_core_forward_delta(const rs_model *m, int64_t token, int16_t *state, void *ds) {
     if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
     /* emb NULL: layer 0 reads its folded table */
-    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, NULL);
+    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, ds);
     return 0;
+}
+
+static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
+    return rs_core_forward_delta(m, token, state, NULL);
 }
 
 /* round half to even of v in float32 arithmetic, for |v| <= 2^22 (adding and removing
@@ -748,11 +752,15 @@ static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
 }
 
 /* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
-static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+static int rs_core_forward_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds) {
     if (m->in.kind == INPUT_EMBEDDING) return -1;
     rs_feature_codes(m, x, m->ybuf);
-    rs_core_layers(m, m->ybuf, -1, state, NULL);
+    rs_core_layers(m, m->ybuf, -1, state, ds);
     return 0;
+}
+
+static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+    return rs_core_forward_features_delta(m, x, state, NULL);
 }
 
 static void rs_logits(const rs_model *m, float *logits) {
@@ -776,16 +784,13 @@ static int rs_core_step_features(const rs_model *m, const float *x, int16_t *sta
 /* Delta steps (see "delta networks" above): as rs_core_step / rs_core_step_features, with the
    stream's delta state ds (rs_core_delta_bytes, 8-byte aligned, zeroed at the stream's start). */
 static int rs_core_step_delta(const rs_model *m, int64_t token, int16_t *state, void *ds, float *logits) {
-    if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
-    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, ds);
+    if (rs_core_forward_delta(m, token, state, ds)) return -1;
     rs_logits(m, logits);
     return 0;
 }
 
 static int rs_core_step_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds, float *logits) {
-    if (m->in.kind == INPUT_EMBEDDING) return -1;
-    rs_feature_codes(m, x, m->ybuf);
-    rs_core_layers(m, m->ybuf, -1, state, ds);
+    if (rs_core_forward_features_delta(m, x, state, ds)) return -1;
     rs_logits(m, logits);
     return 0;
 }
@@ -796,8 +801,9 @@ static int rs_core_step_features_delta(const rs_model *m, const float *x, int16_
    sequence (the backward one from the end) and writes its int8 output codes into columns
    [d * H, (d + 1) * H) of a T x W code buffer, the next layer's input; two such buffers
    alternate. The caller provides the workspace (rs_core_run_workspace(m, T) bytes, any
-   alignment): 63 bytes of alignment slack, one direction's state (int16, 64-byte aligned),
-   then the code buffers. Nothing is allocated and nothing outside it and the model's scratch
+   alignment): 63 bytes of alignment slack, one direction's state (int16, 64-byte aligned), a
+   delta state when some layer has a delta step (zeroed per direction: the delta step from the
+   zero state, as a stream of delta steps from a fresh state), then the code buffers. Nothing is allocated and nothing outside it and the model's scratch
    buffers is written. */
 enum { RS_READOUT_ALL = 0, RS_READOUT_LAST = 1 };
 #define RS_ALIGN_UP64(n) (((size_t)(n) + 63) & ~(size_t)63)
@@ -817,28 +823,40 @@ static void rs_run_dims(const rs_model *m, size_t *W, size_t *S, int *nbuf) {
     *nbuf = (m->L + (m->in.kind == INPUT_EMBEDDING ? 0 : 1)) >= 2 ? 2 : 1;
 }
 
+/* bytes of the delta state inside rs_core_run's workspace (0: no layer has a delta step) */
+static size_t rs_run_delta_bytes(const rs_model *m) {
+    int l;
+    for (l = 0; l < m->L; l++)
+        if (m->layers[l].wh_cols) return RS_ALIGN_UP64(rs_core_delta_bytes(m));
+    return 0;
+}
+
 /* bytes of the workspace rs_core_run needs for T steps */
 static size_t rs_core_run_workspace(const rs_model *m, int T) {
     size_t W, S;
     int nbuf;
     rs_run_dims(m, &W, &S, &nbuf);
-    return 63 + RS_ALIGN_UP64(2 * S) + (size_t)nbuf * (size_t)(T > 0 ? T : 0) * W;
+    return 63 + RS_ALIGN_UP64(2 * S) + rs_run_delta_bytes(m) + (size_t)nbuf * (size_t)(T > 0 ? T : 0) * W;
 }
 
 /* one direction of one layer over the sequence: input codes in[t][0 .. input) (row stride W), or
    for layer 0 of a token model the embedding row / folded table row of tokens[t]; output codes
-   out[t][0 .. hidden) (row stride W) */
+   out[t][0 .. hidden) (row stride W); dl: the layer's delta state (zeroed here) or NULL */
 static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t *in, const int32_t *tokens, int T,
-                             size_t W, int reverse, int16_t *st, int8_t *out) {
+                             size_t W, int reverse, int16_t *st, int8_t *out, const rs_dlayer *dl) {
     int i;
     memset(st, 0, sizeof(int16_t) * (size_t)(m->cell == CELL_LSTM ? 2 : 1) * ly->hidden);
+    if (dl) {
+        memset(dl->mx, 0, sizeof(int32_t) * 2 * (size_t)rs_rows_c(ly));
+        memset(dl->lx, 0, (size_t)ly->wx.cols_p + (size_t)ly->wh.cols_p);
+    }
     for (i = 0; i < T; i++) {
         const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
         const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * m->E);
         int8_t *y = out + (size_t)t * W;
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, NULL);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, NULL);
-        else rnn_layer(m, ly, x, token, st, y, NULL);
+        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, dl);
+        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, dl);
+        else rnn_layer(m, ly, x, token, st, y, dl);
     }
 }
 
@@ -851,7 +869,7 @@ static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x,
     size_t W, S;
     int nbuf, l, t, t0, cur = 0;
     int8_t *buf[2], *in = NULL;
-    unsigned char *p;
+    unsigned char *p, *ds;
     int16_t *st;
     if (T < 0 || (readout != RS_READOUT_ALL && readout != RS_READOUT_LAST) || (readout == RS_READOUT_LAST && T < 1))
         return -1;
@@ -863,7 +881,8 @@ static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x,
     rs_run_dims(m, &W, &S, &nbuf);
     p = (unsigned char *)work + ((64 - ((uintptr_t)work & 63)) & 63);
     st = (int16_t *)(void *)p;
-    buf[0] = (int8_t *)(p + RS_ALIGN_UP64(2 * S));
+    ds = rs_run_delta_bytes(m) ? p + RS_ALIGN_UP64(2 * S) : NULL; /* 64-byte aligned */
+    buf[0] = (int8_t *)(p + RS_ALIGN_UP64(2 * S) + rs_run_delta_bytes(m));
     buf[1] = nbuf > 1 ? buf[0] + (size_t)T * W : buf[0];
     if (x) { /* layer-0 input codes of every step */
         in = buf[1];
@@ -872,8 +891,10 @@ static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x,
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
         int8_t *out = buf[cur];
-        rs_run_direction(m, ly, in, tokens, T, W, 0, st, out);
-        if (ly->rev) rs_run_direction(m, ly->rev, in, tokens, T, W, 1, st, out + ly->hidden);
+        rs_dlayer dl;
+        if (ds && ly->wh_cols) rs_delta_layout(m, ds, l, &dl);
+        rs_run_direction(m, ly, in, tokens, T, W, 0, st, out, ds && ly->wh_cols ? &dl : NULL);
+        if (ly->rev) rs_run_direction(m, ly->rev, in, tokens, T, W, 1, st, out + ly->hidden, NULL);
         in = out;
         cur ^= 1;
     }

@@ -262,11 +262,8 @@ class IntegerRunner:
     def run_sequence(self, x: Tensor) -> Tensor:
         """The whole sequence from the zero state, one C call (rs_core_run): tokens (T,) or
         features (T, F) -> logits (T, O) for readout "all", (O,) for readout "last". Runs every
-        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit.
-        A delta model runs its delta steps from a fresh state instead (run / run_features)."""
-        if self.delta:
-            logits = (self.run(x) if self.features is None else self.run_features(x))[0]
-            return logits[-1] if self.readout is Readout.LAST else logits
+        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit
+        (delta layers included: their delta steps from a fresh delta state)."""
         if self.features is None:
             ids = x.detach().reshape(-1).to(torch.int64)
             bad = ((ids < 0) | (ids >= self.vocab)).nonzero()
