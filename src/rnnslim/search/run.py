@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ def make_sampler(cfg: SearchConfig, worker_index: int = 0):
     if cfg.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, cfg.trials // 3)), seed=seed, **cons)
     startup = max(3, min(10, cfg.trials // 3))
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate, constant_liar
     return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed, multivariate=True, constant_liar=True,
                                       **cons)
 
