@@ -181,7 +181,7 @@ def _forecast_model(task, steps: int, seed: int = 0):
                    progress=False)
     load_best(model, result)
     return model.eval(), {"steps": steps, "wall_s": time.perf_counter() - t0, "device": "cpu",
-                          "batch_size": 16, "lr": 3e-3, "best_valid_mse": result.best}
+                          "batch_size": 16, "lr": 3e-3, **result.summary()}
 
 
 def _window_predictions(runner: IntegerRunner, batch) -> tuple[torch.Tensor, dict | None]:
