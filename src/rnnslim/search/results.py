@@ -124,6 +124,13 @@ def write_outputs(study, ctx, extra: dict | None = None) -> dict:
     return results
 
 
+def _fmt_bytes(v: float) -> str:
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if v >= scale:
+            return f"{v / scale:g} {unit}"
+    return f"{v:g} B"
+
+
 def plot_front(rows: list[dict], front: list[dict], ctx, path: Path) -> Path | None:
     """Loss against bytes of the complete trials (full fidelity filled, proxies hollow); None without matplotlib."""
     try:
@@ -146,16 +153,22 @@ def plot_front(rows: list[dict], front: list[dict], ctx, path: Path) -> Path | N
                         label="full fine-tune")
         if ctx.cfg.latency:
             fig.colorbar(sc, ax=ax, label="step latency (ms)")
-    pts = sorted(front, key=lambda r: r["bytes"])
-    if pts:
-        ax.plot([r["bytes"] for r in pts], [r["loss"] for r in pts], "r-", lw=1, label="Pareto front")
+    if front:  # rings, not a line: the front is over loss, bytes and latency, drawn in two of them
+        ax.scatter([r["bytes"] for r in front], [r["loss"] for r in front], s=140, facecolors="none",
+                   edgecolors="r", label="Pareto front (" + ", ".join(ctx.objectives()) + ")")
     base = ctx.baseline
     ax.scatter([base["bytes"]], [base["loss"]], marker="*", s=150, c="k", label="input model")
     if "bytes" in ctx.caps:
         ax.axvline(ctx.caps["bytes"], ls="--", c="C3", lw=1, label="bytes cap")
     if "loss" in ctx.caps:
         ax.axhline(ctx.caps["loss"], ls=":", c="C3", lw=1, label="loss cap")
-    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    xs = [r["bytes"] for r in done] + [base["bytes"]]
+    if max(xs) / min(xs) > 8:  # a log axis only when the sizes span about a decade
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_bytes(v)))
     ax.set_xlabel("artifact bytes")
     ax.set_ylabel(f"valid {ctx.metric}")
     ax.set_title(f"rnnslim search {ctx.cfg.study_name}: {len(done)} trials")
