@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -51,8 +52,9 @@ MAX_DROP = 0.01
 
 def _trained(task, cell: str, args) -> tuple[SequenceModel, dict]:
     path = RUNS / "early_exit" / f"{args.data}-{cell}"
-    if (path / "model.json").exists() and not args.retrain:
-        return load_model(path), {"reused": str(path)}
+    record = path.parent / f"{path.name}.training.json"  # the compute that made it, kept beside the model
+    if (path / "model.json").exists() and record.exists() and not args.retrain:
+        return load_model(path), {**json.loads(record.read_text()), "reused": str(path)}
     torch.manual_seed(0)
     model = SequenceModel(task.model_spec(cell=cell, hidden_size=args.hidden, num_layers=args.layers))
     model.task_meta = task.meta()
@@ -61,8 +63,10 @@ def _trained(task, cell: str, args) -> tuple[SequenceModel, dict]:
                    progress=False)
     load_best(model, result)
     save_model(model, path)
-    return model.eval(), {"steps": result.steps, "wall_s": round(time.perf_counter() - t0, 2),
-                          "best_valid_accuracy": result.best_metric}
+    info = {"steps": result.steps, "batch_size": 32, "lr": 3e-3, "wall_s": round(time.perf_counter() - t0, 2),
+            "device": "cpu", "threads": 1, "best_valid_accuracy": result.best_metric}
+    record.write_text(json.dumps(info))
+    return model.eval(), info
 
 
 def _macs(model, r, early_time: bool) -> tuple[int, int]:
@@ -154,8 +158,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     out = RESULTS / f"early_exit_{args.data.lower()}.json"
-    import json
-
     done = json.loads(out.read_text()) if out.exists() else {}
     task = make_task("classify", args.data)
     for cell in args.cells.split(","):
