@@ -89,7 +89,11 @@ def get_stage(kind: str) -> tuple[type[StageConfig], StageFn]:
     if kind not in _STAGES:
         _load_stage_modules()
     if kind not in _STAGES:
-        raise ValueError(f"unknown stage kind {kind!r}; available: {', '.join(stage_kinds())}")
+        import difflib
+
+        near = difflib.get_close_matches(str(kind), stage_kinds(), n=3)  # first: long lists get cut in messages
+        raise ValueError(f"unknown stage kind {kind!r}" + (f" (did you mean {', '.join(near)}?)" if near else "")
+                         + f"; available: {', '.join(stage_kinds())}")
     return _STAGES[kind]
 
 
