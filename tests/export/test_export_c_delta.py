@@ -32,6 +32,8 @@ def test_delta_export_equals_runner(tmp_path, cell, kind, flags):
     runner = IntegerRunner(q, "portable")
     assert facts.delta_thresholds == [3, 6] and read_manifest(tmp_path / "c")["delta_thresholds"] == [3, 6]
     assert facts.state_bytes == -(-2 * runner.state_len // 8) * 8 + runner.delta_bytes
+    text = (tmp_path / "c" / "tiny.c").read_text()  # delta matrices: the column-blocked copy only
+    assert "l0_wh_cols[" in text and "l0_wh_w[" not in text and "l1_wx_cols[" in text and "l1_wx_w[" not in text
     streams = random_streams(30, 40, 30, features=0 if kind == "embedding" else 13)
     res = check_on_host(runner, tmp_path / "c", streams, flags=FLAGS[flags])
     assert res.ok, res.mismatches

@@ -16,8 +16,9 @@ and NAME_reset are not generated for those, since a streaming step cannot see th
 
 A delta model (quantize/int8/delta.py: delta thresholds on its layers) exports its delta step:
 NAME_state then also holds the stream's delta state (last transmitted codes, accumulators and
-MAC counters, NAME_DELTA_WORDS int64), the column-blocked copies of its delta matrices are
-extra const arrays, and NAME_run runs the delta step too (manifest `delta_thresholds`).
+MAC counters, NAME_DELTA_WORDS int64), its delta matrices are stored column-blocked (instead
+of in tiles: the delta step reads only those), and NAME_run runs the delta step too (manifest
+`delta_thresholds`).
 
 No malloc, no libm, no float on the integer path (the float logits are one multiply per
 output; NAME_step_int returns the int32 accumulators instead). The arrays are exactly
@@ -245,8 +246,9 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
     def layer_fields(k: int, ly, prefix: str, suffix: str) -> dict:
         mats = {}
         folded = ly.tx_table is not None  # the table replaces W_ih x and its requantization
+        delta = {"wx": ly.wx_cols is not None, "wh": ly.wh_cols is not None}  # read column-blocked only
         for which, m in (("wx", ly.wx), ("wh", ly.wh)):
-            if which == "wx" and folded:
+            if (which == "wx" and folded) or delta[which]:
                 mats[which] = f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p} }}"
                 continue
             mats[which] = _matrix(arrs, f"{prefix}_{which}", m)
