@@ -175,18 +175,7 @@ def _run_pipeline(model, recipe: Recipe | str | Path, task: Any, out_dir: str | 
                   device: str, dist: Dist) -> PipelineResult | None:
     from rnnslim.report import write_report
 
-    base_dir = None
-    if not isinstance(recipe, Recipe):
-        base_dir = Path(recipe).parent
-        recipe = load_recipe(recipe)
-    if task is None:
-        if recipe.task is None:
-            raise RecipeError(f"recipe {recipe.name!r} has no `task:` section; pass a task to run_pipeline")
-        from rnnslim.pipeline.tasks import build_task
-
-        task = build_task(recipe.task, model, base_dir)
-    for cfg in recipe.stages:
-        get_stage(cfg.kind)  # fail before any work if a stage module went missing
+    recipe, task = _recipe_and_task(model, recipe, task)
     out = Path(out_dir)
     dist.leader_call(lambda: rd.prepare_out_dir(out, recipe, resume))
     stages_root = out / rd.STAGES_DIR
@@ -207,12 +196,7 @@ def _run_pipeline(model, recipe: Recipe | str | Path, task: Any, out_dir: str | 
     rows = [dist.leader_call(input_row)]  # [None] on ranks other than 0
 
     # the hash chain decides which stages are reusable; everything from the first miss re-runs
-    hashes, prev = [], in_hash
-    for cfg in recipe.stages:
-        # fields left at their defaults are not hashed, so an optional field added by a later
-        # rnnslim does not invalidate finished stages; the kind always is
-        prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
-        hashes.append(prev)
+    hashes = _stage_hashes(recipe, in_hash)
     first_run = dist.broadcast_json(next((i for i, (n, h) in enumerate(zip(names, hashes))
                                           if not _is_complete(stages_root / n, h)), len(names)))  # rank 0's
 
@@ -261,6 +245,35 @@ def _run_pipeline(model, recipe: Recipe | str | Path, task: Any, out_dir: str | 
         return result
 
     return dist.leader_call(finish)
+
+
+def _recipe_and_task(model, recipe: Recipe | str | Path, task: Any) -> tuple[Recipe, Any]:
+    """The recipe (loaded when given as a path) and the task (built from the recipe's `task:` section,
+    data paths relative to the recipe file, when not given); every stage kind checked before any work."""
+    base_dir = None
+    if not isinstance(recipe, Recipe):
+        base_dir = Path(recipe).parent
+        recipe = load_recipe(recipe)
+    if task is None:
+        if recipe.task is None:
+            raise RecipeError(f"recipe {recipe.name!r} has no `task:` section; pass a task to run_pipeline")
+        from rnnslim.pipeline.tasks import build_task
+
+        task = build_task(recipe.task, model, base_dir)
+    for cfg in recipe.stages:
+        get_stage(cfg.kind)  # fail before any work if a stage module went missing
+    return recipe, task
+
+
+def _stage_hashes(recipe: Recipe, in_hash: str) -> list[str]:
+    """Stage i's hash chains the input's hash and the configs of stages 1..i. Fields left at their
+    defaults are not hashed, so an optional field added by a later rnnslim does not invalidate
+    finished stages; the kind always is."""
+    hashes, prev = [], in_hash
+    for cfg in recipe.stages:
+        prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
+        hashes.append(prev)
+    return hashes
 
 
 def _summary(row: StageRow, base: StageRow, metric: str) -> str:
