@@ -36,7 +36,8 @@ def _run(kind: str, model, task, tmp_path, **fields):
 def test_stages_record_and_finetune_follows(task, tmp_path):
     m = _model(task)
     before = sum(p.numel() for p in m.parameters())
-    m, rec = _run("lowrank", m, task, tmp_path, targets=["input", "recurrent"], max_params=before // 2)
+    m, rec = _run("lowrank", m, task, tmp_path, targets=["input", "recurrent"], max_params=before // 2,
+                  error_batches=1)
     assert rec["params_after"] <= before // 2 and rec["params_before"] == before
     assert 0 < rec["relative_output_error"] < 1 and {s["name"] for s in rec["sites"]} >= {"recurrent.0"}
     assert all(0 < s["energy_kept"] <= 1 for s in rec["sites"])
