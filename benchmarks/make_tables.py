@@ -15,6 +15,7 @@ from table_parts import change_cell, load_result, machine_line, ms_cell, noise_b
 from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
 from tables_family import dct_section, delta_section, early_exit_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
+from tables_search import search_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 
 REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
@@ -416,6 +417,8 @@ def main() -> None:
         lines += dct_section(m)
     lines += early_exit_section()
     lines += delta_section()
+    lines += ["## Search under a budget (issue 13)", ""]
+    lines += search_section()
     lines += user_models_section()
     lines += hardening_section()
     lines += demo_section()
