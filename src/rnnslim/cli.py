@@ -447,7 +447,7 @@ def search(
     threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search compression recipes under a budget (Optuna; the search extra); writes the Pareto front and best.yaml."""
+    """Search compression recipes under a budget (Optuna: the search extra); writes the Pareto front and best.yaml."""
     import yaml
 
     from rnnslim.search.config import SearchConfig
