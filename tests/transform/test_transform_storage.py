@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,8 +34,8 @@ def _same_after_reload(m, d):
     return m2
 
 
-@pytest.mark.parametrize("bits,block,scale", [(32, None, "row"), (8, None, "row"), (16, (8, 8), "tensor"),
-                                              (8, (5, 7), "tensor")])
+@pytest.mark.parametrize("cell,bits,block,scale", [("lstm", 32, None, "row"), ("gru", 8, None, "row"),
+                                                   ("lstm", 16, (8, 8), "tensor"), ("gru", 8, (5, 7), "tensor")])
 def test_saved_coefficients_are_what_is_kept_and_reload_equals_memory(cell, tmp_path, bits, block, scale):
     m = tiny_model(cell)
     res = dct_sparsify_(m, DCTSparsity(keep=0.2, bits=bits, block=block, scale=scale))
@@ -98,12 +100,16 @@ def _rewrite(d, change_parts=None, change_record=None):
     (d / "model.json").write_text(json.dumps(man))
 
 
-@pytest.fixture
-def dct_saved(tmp_path):
+@pytest.fixture(scope="module")
+def _dct_saved_once(tmp_path_factory):
     m = tiny_model()
     dct_sparsify_(m, DCTSparsity(keep=0.25, bits=8))
-    save_model(m, tmp_path / "m")
-    return tmp_path / "m"
+    return save_model(m, tmp_path_factory.mktemp("dct") / "m")
+
+
+@pytest.fixture
+def dct_saved(_dct_saved_once, tmp_path):
+    return Path(shutil.copytree(_dct_saved_once, tmp_path / "m"))
 
 
 def _set(key, value):
