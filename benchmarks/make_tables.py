@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
 from table_parts import change_cell, load_result, machine_line, ms_cell, noise_band, stage_chain  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
-from tables_family import dct_section, delta_section, early_exit_section  # noqa: E402
+from tables_family import dct_section, delta_section, early_exit_section, small_models_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
@@ -413,6 +413,7 @@ def main() -> None:
     lines += embedded_section()
     lines += onnx_int8_section()
     lines += ["## The rest of the compression family (issue 12)", ""]
+    lines += small_models_section()
     for m in ("charlstm-512x2", "chargru-512x2"):
         lines += dct_section(m)
     lines += early_exit_section()
