@@ -198,8 +198,9 @@ def small_models_section(model: str = "charlstm-512x2") -> list[str]:
            "characters, dropout 0.1, distillation from the uncompressed 512x2 (loss = 0.5 KD + 0.5 CE, T = 2), best "
            "validation checkpoint kept (the recipes are in benchmarks/recipes/small-*.yaml). The dense 256x2 row is the reference model trained from scratch "
            "(not fine-tuned here). Test loss: whole test split, batch 1. Step: streaming, batch 1, 1 thread, "
-           "torch as saved (torch's default kernel differs by layer kind: LSTMP and GRU layers do not take the "
-           "oneDNN path that makes a plain LSTM slow at batch 1, see the reference table), same run; the "
+           "torch as saved, same run (torch's default kernel at batch 1 differs by layer kind; its oneDNN path for a "
+           "plain LSTM is several times slower than its own, see the reference table, so compare step times "
+           "across kinds with care); the "
            f"uncompressed model's fastest torch step {torch_ms or 0:.3f} ms. Compute: this CPU, 1 thread, shared with other jobs (wall times are upper "
            f"bounds). Changes inside the noise band (+-{band or 0:.4f}) are marked ~.", "",
            "| recipe | stages | params | artifact bytes | test nats/char | vs dense 256x2 | step ms | compute |",
