@@ -25,12 +25,15 @@ def search_section(model: str = "charlstm-512x2") -> list[str]:
            + ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items()) + " (complete by fidelity: "
            + ", ".join(f"{k} {v}" for k, v in data["complete_by_fidelity"].items()) + "). Test loss is reported, "
            f"never selected on. Uncompressed: test {base['test_loss']:.4f}, {base['bytes']:,} bytes.", "",
-           "Pareto front (validation loss, bytes, latency) of the full-fidelity trials:", "",
-           "| trial | test nats/char | change | artifact bytes | x smaller than fp32 | step ms (torch, 1 thread) | "
-           "within budget | recipe parameters |", "|---:|---:|---:|---:|---:|---:|---|---|"]
+           "Pareto front (validation loss, bytes, latency) of the full-fidelity trials. "
+           "Step latency is one of the search's objectives but is not shown: in this run the uncompressed model "
+           "itself timed at 37 ms/step against 9-17 ms measured afterwards, so these latencies are not trustworthy "
+           "(cause not found yet).", "",
+           "| trial | test nats/char | change | artifact bytes | x smaller than fp32 | within budget | recipe parameters |",
+           "|---:|---:|---:|---:|---:|---|---|"]
     for p in sorted(data["pareto_front"], key=lambda p: p["bytes"]):
         out.append(f"| {p['trial']} | {p['test_loss']:.4f} | {p['test_loss_change_pct']:+.1f}% | {p['bytes']:,} | "
-                   f"{p['fp32_ratio']:.1f}x | {p['latency_ms']:.3f} | {'yes' if p['feasible'] else 'no'} | "
+                   f"{p['fp32_ratio']:.1f}x | {'yes' if p['feasible'] else 'no'} | "
                    f"{_recipe(p['params'])} |")
     met = data.get("goal_met_by") or []
     out += ["", f"Chosen: trial {best['trial']} ({best['why']}): test {best['test_loss']:.4f} "
