@@ -96,6 +96,8 @@ class CastDType(str, Enum):
 
 
 class CastConfig(StageConfig):
+    """Cast the whole model to another float dtype (fp16 / bf16 / fp32)."""
+
     kind: Literal["cast"] = "cast"
     dtype: CastDType
 

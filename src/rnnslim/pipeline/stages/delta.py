@@ -24,6 +24,8 @@ from rnnslim.quantize.int8.delta import delta_thresholds, set_delta_threshold_
 
 
 class DeltaStage(StageConfig):
+    """Delta-network thresholds on an int8_integer model: skip the columns whose input barely changed."""
+
     kind: Literal["delta"] = "delta"
     threshold: int | dict[int, int] = Field(
         default=1, description="|new - last transmitted| below this skips a column (int8 code units, >= 0): one "

@@ -31,6 +31,8 @@ from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 
 
 class EarlyExitStage(StageConfig, EarlyExit, FinetuneFields):
+    """Exit heads after each layer of a stacked classifier, trained, with a calibrated confidence threshold."""
+
     kind: Literal["early_exit"] = "early_exit"
     max_steps: int = Field(default=300, ge=1, le=10**7, description="optimizer steps of the exits' training")
     lr: float = Field(default=2e-3, gt=0, description="peak learning rate (the heads start from scratch)")

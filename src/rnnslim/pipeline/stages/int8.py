@@ -49,14 +49,20 @@ class _Calibrated(_Int8Stage):
 
 
 class Int8DynamicStage(_Int8Stage):
+    """int8 weights, activations quantized on the fly (float emulation; int8_integer runs in the C kernel)."""
+
     kind: Literal["int8_dynamic"] = "int8_dynamic"
 
 
 class Int8StaticStage(_Calibrated):
+    """int8 weights and calibrated int8 activations (float emulation; int8_integer runs in the C kernel)."""
+
     kind: Literal["int8_static"] = "int8_static"
 
 
 class Int8IntegerStage(_Calibrated):
+    """Fully integer int8 model (int32 accumulators, lookup-table activations) for the C kernel and exported C."""
+
     kind: Literal["int8_integer"] = "int8_integer"
     calibration_batches: int = Field(default=8, ge=0, description="0: data-free scales (no calibration)")
     cell_headroom: float = Field(default=1.25, ge=1.0)

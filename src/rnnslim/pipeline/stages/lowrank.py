@@ -37,10 +37,14 @@ class _ErrorBatches(StageConfig):
 
 
 class LowRankStage(_ErrorBatches, LowRank):
+    """SVD low-rank factorization of the gate matrices and head (rank by energy, rank or max_params)."""
+
     kind: Literal["lowrank"] = "lowrank"
 
 
 class ToLSTMPStage(_ErrorBatches, ToLSTMP):
+    """Convert LSTM layers to LSTMP (recurrent projection, torch's proj_size) from one SVD per layer."""
+
     kind: Literal["to_lstmp"] = "to_lstmp"
 
 

@@ -113,18 +113,24 @@ class PruneStage(_ScheduledPruneStage):
 
 
 class NMPruneStage(_MaskedPruneStage):
+    """N:M semi-structured pruning (n of every m weights kept), optional fine-tuning with the masks."""
+
     kind: Literal["prune_nm"] = "prune_nm"
     n: int = Field(default=2, ge=1, le=64)
     m: int = Field(default=4, ge=2, le=64)
 
 
 class BlockPruneStage(_ScheduledPruneStage):
+    """Block pruning (whole r x c blocks), one-shot or AGP, optional fine-tuning with the masks."""
+
     kind: Literal["prune_block"] = "prune_block"
     block_rows: int | None = Field(default=4, ge=1)
     block_cols: int | None = Field(default=4, ge=1)
 
 
 class SensitivityStage(StageConfig):
+    """Measure only: loss of each layer pruned alone at each sparsity (table and plot); the model is unchanged."""
+
     kind: Literal["prune_sensitivity"] = "prune_sensitivity"
     sparsities: tuple[float, ...] = Field(default=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), min_length=1)
     criterion: Criterion = Criterion.MAGNITUDE

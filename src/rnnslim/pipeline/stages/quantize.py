@@ -56,18 +56,26 @@ def _run_format(model, cfg, ctx: StageContext):
 
 
 class QuantizeWeightsStage(StageConfig, WeightOnly):
+    """Weight-only quantization: int8/int4/int3/int2, group-wise scales, stored packed."""
+
     kind: Literal["quantize_weights"] = "quantize_weights"
 
 
 class TernaryWeightsStage(StageConfig, Ternary):
+    """Ternary weights {-a, 0, +a} per group, stored packed."""
+
     kind: Literal["ternary_weights"] = "ternary_weights"
 
 
 class KMeansStage(StageConfig, KMeans):
+    """k-means weight sharing with entropy-coded indices."""
+
     kind: Literal["kmeans"] = "kmeans"
 
 
 class HalfWeightsStage(StageConfig, HalfPrecision):
+    """fp16 or bf16 weights."""
+
     kind: Literal["half_weights"] = "half_weights"
 
 
@@ -114,6 +122,8 @@ def run_qat(model, cfg: QATStage, ctx: StageContext):
 
 
 class MixedPrecisionStage(StageConfig, MixedPrecision):
+    """Per-layer bit widths chosen by sensitivity under a byte budget."""
+
     kind: Literal["mixed_precision"] = "mixed_precision"
 
 

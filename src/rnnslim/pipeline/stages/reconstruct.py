@@ -30,11 +30,15 @@ from rnnslim.reconstruct.sparsegpt import OBSPruning, prune_obs_
 
 
 class PruneOBSStage(StageConfig, OBSPruning):
+    """SparseGPT-style one-shot pruning with reconstruction from calibration data."""
+
     kind: Literal["prune_obs"] = "prune_obs"
     storage: SparseFormat = Field(default=SparseFormat.AUTO, description="how the pruned tensors are stored")
 
 
 class QuantizeGPTQStage(StageConfig, GPTQ):
+    """GPTQ: error-compensating weight quantization from calibration data."""
+
     kind: Literal["quantize_gptq"] = "quantize_gptq"
 
 

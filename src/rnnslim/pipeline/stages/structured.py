@@ -58,6 +58,8 @@ class PruneUnitsStage(StageConfig, UnitPruningFields):
 
 
 class RemoveLayersStage(StageConfig):
+    """Remove whole recurrent layers (the next layer reads the previous one's output)."""
+
     kind: Literal["remove_layers"] = "remove_layers"
     layers: list[int | str] = Field(min_length=1)
     refit: LayerRefit = LayerRefit.NONE
@@ -66,6 +68,8 @@ class RemoveLayersStage(StageConfig):
 
 
 class PruneVocabStage(StageConfig):
+    """Drop vocabulary entries that never occur in the named data splits (embedding and decoder rows)."""
+
     kind: Literal["prune_vocab"] = "prune_vocab"
     splits: tuple[Literal["train", "valid", "test"], ...] = Field(default=SPLITS, min_length=1)
 

@@ -48,10 +48,14 @@ class _TransformStage(StageConfig, FinetuneFields):
 
 
 class DCTSparsifyStage(_TransformStage, DCTSparsity):
+    """Store weights as their highest-energy DCT coefficients (sparse, 8/16/32-bit), rebuilt at load."""
+
     kind: Literal["dct_sparsify"] = "dct_sparsify"
 
 
 class BlockCirculantStage(_TransformStage, BlockCirculant):
+    """Replace weight matrices by the nearest block-circulant ones (k numbers per k x k block)."""
+
     kind: Literal["block_circulant"] = "block_circulant"
 
 
