@@ -22,7 +22,7 @@ from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
 from rnnslim.quantize.int8.integerize import quantize_integer_
 from rnnslim.quantize.int8.static import quantize_static_
-from rnnslim.quantize.int8.supported import check_no_lowrank_factors
+from rnnslim.quantize.int8.supported import check_no_lowrank_factors, check_no_transform_coding
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
 from rnnslim.utils.atomic import atomic_verb
 
@@ -39,6 +39,7 @@ def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
     """Post-training int8 of a float SequenceModel (or dynamic / static int8 of your own module),
     in place and all or nothing; returns the model (eval mode)."""
     cfg = cfg or Int8Config()
+    check_no_transform_coding(model)
     if not is_sequence_model(model):  # the user's own nn.Module: dynamic / static int8, all or nothing
         changed = quantize_user_int8_(model, cfg, calibration)
         model.history = [*(getattr(model, "history", []) or []),

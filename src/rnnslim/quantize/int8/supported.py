@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.models.sequence import InputKind, Readout, SequenceModel
 from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent, LinearOutput
 
@@ -19,6 +20,18 @@ def check_no_lowrank_factors(model: SequenceModel, what: str = "int8 quantizatio
                          "Its low-rank forms that int8 runs: a folded layer-0 input (lowrank targets [input], "
                          "layers [0]) and LSTMP (to_lstmp; dynamic / static modes only); or use weight-only "
                          "quantization (quantize_weights)")
+
+
+def check_no_transform_coding(model: nn.Module) -> None:
+    """int8 would replace weights stored as DCT coefficients / circulant blocks (rnnslim.transform)
+    by dense int8 codes of the rebuilt matrices, silently dropping that storage: refuse instead."""
+    enc = getattr(model, "tensor_encodings", None) or {}
+    coded = sorted(n for n, e in enc.items() if e.get("encoding") in TRANSFORM_ENCODINGS)
+    if coded:
+        raise ValueError(f"int8 quantization would replace the transform-domain storage of {', '.join(coded[:4])}"
+                         f"{' ...' if len(coded) > 4 else ''} ({enc[coded[0]]['encoding']}) with dense int8 codes; "
+                         "quantize the coefficients with dct_sparsify's `bits` instead, or run int8 before the "
+                         "transform stage")
 
 
 def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> None:
