@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from rnnslim.prune.importance import Criterion, Scores, score_model
 from rnnslim.prune.masks import Masks, apply_masks_, sparsity_report
-from rnnslim.prune.targets import TargetKind, target_names
+from rnnslim.prune.targets import TargetKind, refuse_transform_coded, target_names
 
 
 @dataclass
@@ -39,6 +39,7 @@ def score_targets(model: nn.Module, criterion: Criterion | str, targets: Sequenc
     if not names:
         raise ValueError(f"no tensors of kinds {[TargetKind(t).value for t in targets]} "
                          f"{'in layers ' + str(list(layers)) + ' ' if layers is not None else ''}found in the model")
+    refuse_transform_coded(model, names)
     scores = score_model(model, criterion, calibration, names=names, n_batches=n_batches)
     return names, {n: torch.nan_to_num(s.float(), nan=float("-inf")) for n, s in scores.items()}
 

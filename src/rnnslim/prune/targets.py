@@ -23,6 +23,7 @@ from enum import Enum
 
 from torch import nn
 
+from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.recurrent.gates import CellType, cell_of_module
 
 
@@ -116,6 +117,18 @@ def prunable_tensors(model: nn.Module, targets: list[TargetKind] | tuple[TargetK
 def target_names(model: nn.Module, targets=None, layers=None) -> list[str]:
     """Names of `prunable_tensors(model, targets, layers)`."""
     return [t.name for t in prunable_tensors(model, targets, layers)]
+
+
+def refuse_transform_coded(model: nn.Module, names: list[str]) -> None:
+    """Pruning a tensor stored as DCT coefficients / circulant blocks (rnnslim.transform) would be
+    undone at save time (the weights are re-projected into the transform domain): refuse it."""
+    enc = getattr(model, "tensor_encodings", None) or {}
+    coded = [n for n in names if enc.get(n, {}).get("encoding") in TRANSFORM_ENCODINGS]
+    if coded:
+        raise ValueError(f"{', '.join(coded[:4])}{' ...' if len(coded) > 4 else ''} "
+                         f"{'is' if len(coded) == 1 else 'are'} stored as {enc[coded[0]]['encoding']} (transform "
+                         "domain), where pruned zeros would not survive saving: prune before the transform stage, "
+                         "or leave these tensors out (targets / layers)")
 
 
 def describe(model: nn.Module, targets=None) -> str:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from rnnslim.prune.common import PruneResult, finish
 from rnnslim.prune.importance import as_calibration
 from rnnslim.prune.patterns import block_mask
-from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names
+from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, refuse_transform_coded, target_names
 from rnnslim.prune.unstructured import Scope
 from rnnslim.reconstruct.hessian import collect_hessians
 from rnnslim.reconstruct.obs import ColumnRule, damped
@@ -105,6 +105,7 @@ def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress: bool = 
     names = target_names(model, cfg.targets, cfg.layers)
     if not names:
         raise ValueError(f"no tensors of kinds {[t.value for t in cfg.targets]} found in the model")
+    refuse_transform_coded(model, names)
     cal = as_calibration(calibration, cfg.calibration_batches)
     if cfg.scope is Scope.GLOBAL and cfg.pattern is not OBSPattern.NM:
         sparsity = _global_sparsities(model, names, cal, cfg)
