@@ -68,3 +68,18 @@ def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):
         save_edited(m, tmp_path / name)
         back = load_edited(USER_MODELS[name].make(), tmp_path / name, example_inputs=(x,))
         assert back.decoder.weight is back.encoder.weight and torch.equal(back(x)[0], y)
+
+
+def test_unit_removal_refuses_a_model_with_early_exit_heads():
+    """Exit heads read every layer's units; cutting units under them would break routed inference."""
+    from rnnslim.early_exit import EarlyExit, add_exits_
+    from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
+
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.IDENTITY, input_size=5, embed_size=5,
+                     layers=[LayerShape(hidden_size=16)] * 3, output_size=4, readout=Readout.LAST)
+    m = SequenceModel(spec).eval()
+    add_exits_(m, EarlyExit())
+    sizes = [p.shape for p in m.parameters()]
+    with pytest.raises(ValueError, match="early-exit heads"):
+        prune_units_(m, StructuredPruning(ratio=0.25))
+    assert [p.shape for p in m.parameters()] == sizes

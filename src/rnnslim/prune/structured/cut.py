@@ -322,6 +322,9 @@ def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, 
     example_inputs: for models torch.fx cannot trace, and to check the result runs.
     consumers: declared coupling {recurrent module: [consumer modules]} (see graph/).
     """
+    if getattr(model, "exits", None) is not None:  # rnnslim.early_exit heads read every layer's units
+        raise ValueError("this model has early-exit heads (model.exits), which read each layer's hidden units and "
+                         "would not be cut with them: remove units first, then add the exits (stage early_exit)")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     graph = discover_coupling(model, example_inputs, consumers, strict=False)
@@ -345,6 +348,9 @@ def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None) 
 def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: tuple | None = None,
                 consumers: dict[str, list[str]] | None = None) -> StructuredResult:
     """Keep exactly the given units of the given groups (everything else in those groups goes)."""
+    if getattr(model, "exits", None) is not None:  # rnnslim.early_exit heads read every layer's units
+        raise ValueError("this model has early-exit heads (model.exits), which read each layer's hidden units and "
+                         "would not be cut with them: remove units first, then add the exits (stage early_exit)")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     graph = discover_coupling(model, example_inputs, consumers, strict=False)
