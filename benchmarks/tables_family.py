@@ -52,10 +52,12 @@ def dct_section(model: str) -> list[str]:
         out += ["", "Block-circulant matrices (every target matrix the nearest block-circulant one, k numbers per "
                 "k x k block; one shot): " + "; ".join(f"{r['method']}: {r['test_loss']:.4f} at "
                                                        f"{r['target_fraction']:.1%} of fp32 bytes" for r in circ) + "."]
-    best = {f: min((by[(fam, f)] for fam in families if (fam, f) in by and by[(fam, f)]["kind"] == kind),
-                   key=lambda r: r["test_loss"], default=None) for f in fractions for kind in ("dct",)}
-    mag = {f: min((by[(fam, f)] for fam in families if (fam, f) in by and by[(fam, f)]["kind"] == "magnitude"),
-                  key=lambda r: r["test_loss"], default=None) for f in fractions}
+    def best_of(kind: str, f: float) -> dict | None:
+        cands = [by[(fam, f)] for fam in families if (fam, f) in by and by[(fam, f)]["kind"] == kind]
+        return min(cands, key=lambda r: r["test_loss"], default=None)
+
+    best = {f: best_of("dct", f) for f in fractions}
+    mag = {f: best_of("magnitude", f) for f in fractions}
     wins = [f"{f:.0%}: best DCT {best[f]['test_loss']:.4f} ({best[f]['family']}) vs best magnitude "
             f"{mag[f]['test_loss']:.4f} ({mag[f]['family']})" for f in fractions if best[f] and mag[f]]
     out += ["", "Which wins where: " + "; ".join(wins) + f". Noise: {data.get('noise_band', '')}.", ""]
