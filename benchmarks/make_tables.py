@@ -62,7 +62,7 @@ def quantize_section(model: str) -> list[str]:
     td = _best_torch(base)[1] or torch_default.get("median_ms")
     oi = ort_int8.get("median_ms")
     noise = (_load("noise_band.json") or {}).get(model)
-    band = noise_band(model)
+    band = noise["noise_band_2se"] if noise else None
     if noise:
         out[-2:-2] = [f"Noise (`benchmarks/noise_band.py`, block bootstrap over 50 blocks of the test split): the "
                       f"split pins a model's own loss to +-{2 * noise['se_loss']:.3f} (2 s.e.); two models compared "
@@ -114,11 +114,12 @@ def prune_section(model: str) -> list[str]:
     dense = data["baseline"]["model"]
     dense_loss = REFERENCE.get(model)
     dense_bytes = dense.get("artifact_bytes") or dense.get("size", {}).get("artifact_bytes")
+    band = noise_band(model)
     out = [f"### {model}: pruning", "", f"Machine and command: {_machine(data['provenance'])}.", "",
            "Fine-tuning on this 2-core CPU (no GPU was lent to this task). Test loss over the whole test split, "
            "batch 1. Latency: streaming step, batch 1, 1 thread, same run as the baselines. Stages show the "
            "training each did (`+N ft steps`: fine-tuning inside a prune stage). Changes inside the noise band "
-           f"(+-{noise_band(model) or 0:.4f}, 2 s.e. of a paired difference on this split) are marked ~.", "",
+           f"(+-{band or 0:.4f}, 2 s.e. of a paired difference on this split) are marked ~.", "",
            "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | vs dense | step ms | "
            "vs best torch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if td:
@@ -132,7 +133,7 @@ def prune_section(model: str) -> list[str]:
         m = lat.get("median_ms")
         ch = r["test_loss_nats"] - dense_loss
         name = r["recipe"] + (" (stopped early: stages shown ran)" if r.get("partial") else "")
-        out.append(f"| {name} | {stage_chain(r, runs)} | {r['test_loss_nats']:.4f} | {change_cell(ch, dense_loss, noise_band(model))} | "
+        out.append(f"| {name} | {stage_chain(r, runs)} | {r['test_loss_nats']:.4f} | {change_cell(ch, dense_loss, band)} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
                    f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
     out += ["", "Test loss after each stage of each run (from the pipeline's own report of that run; a stage may "
@@ -286,6 +287,7 @@ def recover_section(model: str) -> list[str]:
     base = _baseline_rows(data["baseline"])
     dense = data["baseline"]["model"]
     dense_ms = ((base.get("model") or {}).get("latency") or {}).get("median_ms")
+    band = noise_band(model)
     best_torch = min((v["latency"]["median_ms"] for k, v in base.items() if k in ("torch_default", "torch_no_onednn")
                       and v.get("latency")), default=None)
     out = [f"### {model}: recovery runs (cut, reconstruct, fine-tune)", "",
@@ -309,7 +311,7 @@ def recover_section(model: str) -> list[str]:
                                                               else "") for c in comp.get("stages", []))
         ch = r["test_loss_nats"] - REFERENCE[model]
         out.append(f"| {r['recipe']} | {stage_chain(r)} | {r['test_loss_nats']:.4f} | "
-                   f"{change_cell(ch, REFERENCE[model], noise_band(model))} | {r['params']:,} | "
+                   f"{change_cell(ch, REFERENCE[model], band)} | {r['params']:,} | "
                    f"{r['nonzero_params']:,} | {r['artifact_bytes']:,} | {_ms((r.get('latency') or {}).get('1'))} | "
                    + (f"{dense_ms / m:.2f}x | " if m and dense_ms else "- | ")
                    + (f"{best_torch / m:.2f}x | " if m and best_torch else "- | ") + f"{comp.get('device', 'cpu')}: {cs} |")
