@@ -47,13 +47,16 @@ class SearchConfig(BaseModel):
     time_budget_s: float | None = Field(default=None, gt=0,
                                         description="a worker asks for no new trial after this many seconds")
     max_failures: int = Field(default=5, ge=1, description="consecutive failed trials after which a worker stops")
+    enqueue: list[dict[str, int | float | str | bool]] = Field(
+        default_factory=list, description="warm start: parameter sets (e.g. {width_l0: 384, bits_rnn: 3}) a new "
+                                          "study tries first, before the sampler's own; missing ones are sampled")
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
 
     def study_key(self) -> dict:
-        """What a joining worker must agree on."""
+        """What a joining worker must agree on (not `enqueue`: warm-start points do not change the space)."""
         return {"space": self.space.model_dump(mode="json"), "eval_tokens": self.eval_tokens,
                 "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
                 "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}

@@ -96,6 +96,8 @@ def _study(cfg: SearchConfig, ctx: TrialContext, worker_index: int):
     old = study.user_attrs.get(KEY_ATTR)
     if old is None:
         study.set_user_attr(KEY_ATTR, key)
+        for params in cfg.enqueue:  # a new study only: a resumed one already holds (or ran) them
+            study.enqueue_trial(dict(params), skip_if_exists=True)
     elif old != key:
         changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
         raise ValueError(f"study {cfg.study_name!r} was started with another search space or scoring "

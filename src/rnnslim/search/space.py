@@ -10,6 +10,9 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
     lowrank            energy kept by the factorization (only when a `lowrank` stage is registered)
     prune | prune_nm   unstructured sparsity or N:M sparsity
     finetune           the fine-tune budget (steps; 0 = none)
+    lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
+                       (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
+                       V x V + 4H x V; not sampled, a fixed step of every recipe
     quantize_weights | mixed_precision | int8_integer   bits (rnn / embedding+decoder), a
                        per-tensor bit allocation under a byte budget, or the integer int8 model
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,6 +74,10 @@ class SearchSpace(BaseModel):
     quant_kinds: tuple[str, ...] = Field(default=QUANT_KINDS)
     bits: tuple[int, ...] = Field(default=(2, 3, 4, 5, 6, 8), description="quantize_weights widths of the rnn")
     io_bits: tuple[int, ...] = Field(default=(4, 6, 8), description="widths of embedding + decoder")
+    clip: Literal["minmax", "mse"] = Field(default="minmax", description="quantize_weights clipping (mse: search "
+                                                                         "the clip range with least squared error)")
+    fold_input: bool = Field(default=False, description="fold layer 0's input weights into the embedding "
+                                                        "(exact) before quantizing; embedding-input models only")
     mixed_ratio: tuple[float, float] = Field(default=(0.1, 0.3), description="mixed_precision budget_ratio range")
     calibration_batches: int = Field(default=8, ge=1, description="calibration batches of quantizing stages")
     finetune: FinetuneSpace = Field(default_factory=FinetuneSpace)
@@ -107,13 +114,18 @@ class ModelFacts:
     """What the space needs to know about the model: recurrent widths per layer."""
 
     widths: tuple[int, ...]  # hidden units per recurrent layer
+    vocab: int | None = None  # embedding rows when the input is an embedding (else None)
+    embed_size: int | None = None  # embedding columns = layer 0's input width
 
     @classmethod
     def of(cls, model) -> ModelFacts:
         spec = getattr(model, "spec", None)
         if spec is None:
             raise TypeError(f"search needs an rnnslim SequenceModel (with .spec); got {type(model).__name__}")
-        return cls(tuple(int(s.hidden_size) for s in spec.layer_specs))
+        emb = getattr(model, "embedding", None)
+        vocab, size = (tuple(int(n) for n in emb.weight.shape) if emb is not None and hasattr(emb, "weight")
+                       else (None, None))
+        return cls(tuple(int(s.hidden_size) for s in spec.layer_specs), vocab, size)
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,14 @@ def _finetune(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}] if steps else []
 
 
+def _fold(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    """Layer 0's W_ih (4H x E) @ embedding^T is a 4H x V matrix: at rank V the fold is exact and
+    stores V x V + 4H x V numbers instead of V x E + 4H x E; worth it only when V < E."""
+    if not space.fold_input or facts.vocab is None or facts.embed_size is None or facts.vocab >= facts.embed_size:
+        return []
+    return [{"kind": "lowrank", "targets": ["input"], "layers": [0], "rank": facts.vocab}]
+
+
 # stage pairs that do not compose (the later stage cannot take the earlier one's output):
 # {earlier parameter that turned it on: kinds the quantize dimension must not offer after it}
 INCOMPATIBLE = {"lowrank_energy": ("int8_integer",)}  # the integer kernel has no factorized W_ih
@@ -194,8 +214,9 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     if kind == "quantize_weights":  # the recurrent layers and the embedding + decoder at their own widths
         rnn = trial.suggest_categorical("bits_rnn", list(space.bits))
         io = trial.suggest_categorical("bits_io", list(space.io_bits))
-        return [{"kind": "quantize_weights", "bits": rnn, "targets": ["rnn", "input_proj"]},
-                {"kind": "quantize_weights", "bits": io, "targets": ["embedding", "decoder"]}]
+        clip = {} if space.clip == "minmax" else {"clip": space.clip}  # default omitted: old recipe hashes hold
+        return [{"kind": "quantize_weights", "bits": rnn, "targets": ["rnn", "input_proj"], **clip},
+                {"kind": "quantize_weights", "bits": io, "targets": ["embedding", "decoder"], **clip}]
     if kind == "mixed_precision":  # bits per tensor chosen by sensitivity under a byte budget
         r = trial.suggest_float("mixed_ratio", *space.mixed_ratio, step=0.01)
         return [{"kind": "mixed_precision", "budget_ratio": round(r, 6), "calib_batches": min(4, space.calibration_batches)}]
@@ -208,6 +229,7 @@ for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
              Dimension("lowrank", ("lowrank",), 20, _lowrank),
              Dimension("sparsity", ("prune", "prune_nm"), 30, _sparsity),
              Dimension("finetune", ("finetune",), 40, _finetune),
+             Dimension("fold", ("lowrank",), 45, _fold),
              Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer"), 50, _quantize)):
     register_dimension(_dim)
 
