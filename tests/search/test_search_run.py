@@ -57,3 +57,31 @@ def test_the_best_is_the_lowest_preferred_value_among_feasible_trials():
         r["feasible"] = False
     best, why = choose_best([rows[0], rows[3]], "loss", False)
     assert best["number"] == 3 and "NO trial" in why  # the least violating (150 vs cap 100)
+
+
+def test_enqueued_points_run_first_and_the_fold_shrinks_layer_0(tmp_path):
+    """Warm start: a new study runs the enqueued parameter sets before sampling; with fold_input
+    layer 0 reads a V-wide embedding (E = 48 > V), exactly the same function."""
+    import torch
+
+    from rnnslim.io.format import load_model, save_model
+    from rnnslim.models.sequence import SequenceModel
+    from rnnslim.search.space import SearchSpace
+    from rnnslim.tasks.charlm import CharLMTask
+
+    _, data = make_model(tmp_path)
+    task = CharLMTask(data)
+    torch.manual_seed(0)
+    wide = SequenceModel(task.model_spec(hidden_size=16, num_layers=2, embed_size=48))
+    wide.task_meta = task.meta()
+    model = save_model(wide, tmp_path / "wide")
+    space = SearchSpace(**{**FAST_SPACE.model_dump(), "dimensions": ["widths", "finetune", "fold", "quantize"],
+                           "fold_input": True})
+    point = {"width_l0": 12, "width_l1": 16, "finetune_steps": 0, "quant": "none"}
+    out = tmp_path / "search"
+    res = rnnslim.search(str(model), data=str(data), trials=1, out=out, space=space, enqueue=[point], **FAST)
+    (trial,) = res["trials"]
+    assert trial["number"] == 0 and trial["params"] == point and trial["state"] == "COMPLETE"
+    final = load_model(trial["run_dir"] + "/model")
+    V = len(task.vocab)
+    assert final.embedding.weight.shape == (V, V) and final.rnn.layers[0].weight_ih_l0.shape == (4 * 12, V)

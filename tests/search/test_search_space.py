@@ -12,6 +12,7 @@ from rnnslim.search.space import (
     DIMENSIONS,
     Dimension,
     ModelFacts,
+    FinetuneSpace,
     SearchSpace,
     active_dimensions,
     build_stages,
@@ -85,3 +86,24 @@ def test_rungs_and_the_promotion_rule():
     assert not go and "dominated" in why
     assert promote({**me, "bytes": 10}, better, {})[0]  # smaller than all: on the front
 
+
+
+def test_fold_and_mse_clip_join_every_recipe_between_fine_tune_and_quantization():
+    space = SearchSpace(dimensions=["widths", "finetune", "fold", "quantize"], fold_input=True, clip="mse",
+                        quant_kinds=("quantize_weights",), finetune=FinetuneSpace(max_steps=10, choices=1))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"finetune_steps": 10})  # a fine-tune (the random sampler may pick 0 steps)
+    trial = study.ask()
+    stages = build_stages(space, trial, ModelFacts((64, 64), vocab=30, embed_size=64))
+    kinds = [s["kind"] for s in stages]
+    assert kinds[-4:] == ["finetune", "lowrank", "quantize_weights", "quantize_weights"]
+    assert stages[-3] == {"kind": "lowrank", "targets": ["input"], "layers": [0], "rank": 30}  # rank V: exact
+    assert all(s["clip"] == "mse" for s in stages[-2:])
+    Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # every stage validates
+    # no fold where it would not save anything (V >= E) or there is no embedding
+    for facts in (ModelFacts((64, 64), vocab=80, embed_size=64), ModelFacts((64, 64))):
+        assert "lowrank" not in [s["kind"] for s in build_stages(space, study.ask(), facts)]
+    # the default clip leaves the stage mapping as before (recipe hashes of older studies hold)
+    plain = build_stages(SearchSpace(quant_kinds=("quantize_weights",), dimensions=["quantize"]), study.ask(),
+                         ModelFacts((64,)))
+    assert all("clip" not in s for s in plain)

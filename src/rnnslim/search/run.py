@@ -8,7 +8,7 @@ Each worker (this process, `workers - 1` spawned ones, or `rnnslim search` start
 on other machines with the same --storage and --study-name) loops:
 
     fail + re-queue trials of dead workers (storage.recover_stale)
-    stop when COMPLETE + RUNNING + WAITING trials reach `trials` (or this worker ran n_trials,
+    stop when COMPLETE + RUNNING trials reach `trials` (or this worker ran n_trials,
         or its time_budget_s is spent: no new trial starts after it)
     ask -> run the trial's rungs (trial.run_trial) -> tell its values (or FAIL with the error)
 
@@ -132,9 +132,12 @@ def _say(log, msg: str) -> None:
 
 
 def _active(study) -> list:
+    """Trials that count toward `trials`: finished or running. WAITING ones (warm-start points,
+    re-queued trials of dead workers) do not: the next ask() runs them, so a worker must not stop
+    while one waits."""
     from optuna.trial import TrialState
 
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
 
 
 def _describe(values: list[float], ctx: TrialContext) -> str:
