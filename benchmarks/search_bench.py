@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="worker processes (1 thread each) on this machine")
     ap.add_argument("--search-dir", type=Path, default=SEARCH_DIR, help="the study's directory (journal, trials)")
     ap.add_argument("--results", type=Path, default=OUT, help="the results JSON")
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="rewrite the results JSON from the study's results.json; run no trial")
     args = ap.parse_args()
 
     import torch
@@ -126,6 +128,12 @@ def main() -> None:
     same_study = prev.get("study") == STUDY
     sessions = list(prev.get("compute", {}).get("sessions", [])) if same_study else []
     earlier = prev.get("previous") if same_study else _earlier_search(prev)
+    if args.summarize_only:
+        res = json.loads((args.search_dir / "results.json").read_text())
+        summary = summarize(res, sessions, args)
+        summary["previous"] = earlier
+        write_json_atomic(args.results, summary)
+        return
     used = trial_seconds(args.search_dir)  # from the journal: counts sessions killed before they wrote anything
     left = args.hours * 3600 - used
     if left <= 60:
@@ -151,7 +159,7 @@ def _earlier_search(prev: dict) -> dict | None:
     """The v1 study's headline (its JSON is overwritten by v2): space, compute, best, front size."""
     if not prev:
         return None
-    return {"study": prev.get("study", f"search-{NAME}"), "settings": prev.get("settings"),
+    return {"study": prev.get("study", f"search-{NAME}"), "settings": prev.get("settings"), "baseline": prev.get("baseline"),
             "compute": prev.get("compute"), "best": prev.get("best"), "pareto_front": prev.get("pareto_front")}
 
 

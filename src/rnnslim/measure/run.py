@@ -131,6 +131,34 @@ def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> tuple[C
     return runner.stream_step_fn(), note
 
 
+def _own_variant(model: nn.Module, summary, step_fn, batch_fn, device, say) -> Variant:
+    """The measured model's variant: the user's callables for their own module; for a
+    SequenceModel torch's forward, with the C kernel's step for a fully integer int8 model on
+    the CPU, and the user's step / batch callables, when given, in place of the defaults."""
+    if not hasattr(model, "spec"):
+        return user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
+    kernel_note = ""
+    if step_fn is None and device.type == "cpu":
+        step_fn, kernel_note = integer_kernel_step(model, say)
+    own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
+    mine = user_variant(step_fn, batch_fn, None, None)
+    own.stream = mine.stream or own.stream
+    own.batch = mine.batch or own.batch
+    own.note = kernel_note or own.note
+    return own
+
+
+def _baseline_variants(baseline: nn.Module | None, base_ref, workdir: Path, say) -> tuple[list[Variant], Any]:
+    """(the baselines built from the uncompressed model, the ONNX export record); without an
+    uncompressed model, every baseline kind marked unavailable with the reason."""
+    if baseline is None:
+        why = ("unavailable: the model is compressed (swapped-in, sparse, low-precision or unequal "
+               "layers); give the uncompressed model (--baseline PATH, or baseline= in Python)")
+        return [unavailable(k, why) for k in BASELINE_KINDS], None
+    say("building baselines (torch nn, ONNX export, int8 quantization)")
+    return baseline_variants(baseline, workdir, base_ref.size.artifact_bytes if base_ref else None)
+
+
 def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Module | None = None,
             eval_fn: Callable[[nn.Module], dict] | None = None, threads: Sequence[int] = (1, 2), quick: bool = False,
             include_baselines: bool = True, artifact_path: str | Path | None = None, *,
@@ -176,32 +204,15 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
             say("size, MACs and quality of the baseline")
             base_summary = _summary(baseline, task, split, eval_fn, s, baseline_artifact_path)
         base_ref = summary if baseline_is_model else base_summary
-        if user_module:
-            own = user_variant(step_fn, batch_fn, summary.size.artifact_bytes, summary.bytes_per_step)
-        else:  # a SequenceModel; the user's own callables, when given, replace the default step / batch
-            kernel_note = ""
-            if step_fn is None and device.type == "cpu":
-                step_fn, kernel_note = integer_kernel_step(model, say)
-            own = torch_variant(VariantKind.MODEL, model, summary.size.artifact_bytes, summary.bytes_per_step)
-            mine = user_variant(step_fn, batch_fn, None, None)
-            own.stream = mine.stream or own.stream
-            own.batch = mine.batch or own.batch
-            own.note = kernel_note or own.note
+        own = _own_variant(model, summary, step_fn, batch_fn, device, say)
         with tempfile.TemporaryDirectory(prefix="rnnslim-measure-") as workdir:
             variants, export_record = [own], None
             if device.type == "cuda" and not user_module:
                 variants.append(graph_variant(VariantKind.CUDA_GRAPH, model, summary.size.artifact_bytes,
                                               summary.bytes_per_step))
             if include_baselines:
-                if baseline is None:
-                    why = ("unavailable: the model is compressed (swapped-in, sparse, low-precision or unequal "
-                           "layers); give the uncompressed model (--baseline PATH, or baseline= in Python)")
-                    variants += [unavailable(k, why) for k in BASELINE_KINDS]
-                else:
-                    say("building baselines (torch nn, ONNX export, int8 quantization)")
-                    extra, export_record = baseline_variants(baseline, Path(workdir),
-                                                             base_ref.size.artifact_bytes if base_ref else None)
-                    variants += extra
+                extra, export_record = _baseline_variants(baseline, base_ref, Path(workdir), say)
+                variants += extra
             bandwidth = {t: memory_bandwidth(t, s.bandwidth_megabytes, s.bandwidth_repeats, device) for t in threads}
             results = []
             for t in threads:
