@@ -190,23 +190,14 @@ def train(
     """Train (or fine-tune with --init) a reference model; resumable."""
     import torch
 
-    from rnnslim.io.format import save_model
     from rnnslim.models.sequence import SequenceModel
     from rnnslim.tasks import make_task
-    from rnnslim.train import TrainConfig, TrainingDiverged, load_best
+    from rnnslim.train import TrainConfig, TrainingDiverged
     from rnnslim.train import train as run_train
 
-    import math
-
-    if not math.isfinite(lr) or not 0 < lr <= 10:
-        _err(f"--lr must be a finite number in (0, 10], got {lr}")
-    if not math.isfinite(dropout) or not 0 <= dropout < 1:
-        _err(f"--dropout must be in [0, 1), got {dropout}")
-    for opt, value, cap in (("--epochs", epochs, 10_000), ("--max-steps", max_steps, 10**7),
-                            ("--batch-size", batch_size, 4096), ("--seq-len", seq_len, 100_000),
-                            ("--hidden", hidden, 65_536), ("--layers", layers, 64)):
-        if value is not None and not 1 <= value <= cap:
-            _err(f"{opt} must be between 1 and {cap}, got {value}")
+    _check_train_options(lr, dropout, {"--epochs": (epochs, 10_000), "--max-steps": (max_steps, 10**7),
+                                       "--batch-size": (batch_size, 4096), "--seq-len": (seq_len, 100_000),
+                                       "--hidden": (hidden, 65_536), "--layers": (layers, 64)})
     _device(device)
     if init is not None:
         model = _load(init)
@@ -228,6 +219,26 @@ def train(
         _err(f"training diverged: {e}", 2, "TrainingDiverged")
     except ValueError as e:
         _err(str(e))
+    _save_trained(model, result, cfg, t, out, as_json)
+
+
+def _check_train_options(lr: float, dropout: float, counts: dict[str, tuple[int | None, int]]) -> None:
+    """Exit with a clear message on a learning rate, dropout or count ({option: (value, cap)}) out of range."""
+    import math
+
+    if not math.isfinite(lr) or not 0 < lr <= 10:
+        _err(f"--lr must be a finite number in (0, 10], got {lr}")
+    if not math.isfinite(dropout) or not 0 <= dropout < 1:
+        _err(f"--dropout must be in [0, 1), got {dropout}")
+    for opt, (value, cap) in counts.items():
+        if value is not None and not 1 <= value <= cap:
+            _err(f"{opt} must be between 1 and {cap}, got {value}")
+
+
+def _save_trained(model, result, cfg, task, out: Path, as_json: bool) -> None:
+    """Rank 0 (the only process outside torchrun) keeps the best weights, saves and reports."""
+    from rnnslim.io.format import save_model
+    from rnnslim.train import load_best
     from rnnslim.utils.distributed import process_rank
 
     if process_rank() != 0:  # under torchrun: rank 0 saves and reports
@@ -239,7 +250,8 @@ def train(
     save_model(model, out / "model")
     _emit({"model": str(out / "model"), "steps": result.steps, "best_valid": result.best_metric,
            "history": result.history}, as_json,
-          f"trained {result.steps} steps; best valid {t.primary_metric} = {result.best_metric:.4f}; model: {out / 'model'}")
+          f"trained {result.steps} steps; best valid {task.primary_metric} = {result.best_metric:.4f}; "
+          f"model: {out / 'model'}")
 
 
 @app.command()
