@@ -44,13 +44,32 @@ def test_pruned_zeros_stay_zero():
     assert int((q[:, ::2] != 0).sum()) == 0
 
 
-def test_failure_leaves_the_model_float_and_unchanged():
-    m = small_model()  # embed 12, hidden 24 / 16: a group of 10 divides none of them
+def test_failure_leaves_the_model_float_and_unchanged(monkeypatch):
+    import rnnslim.reconstruct.gptq as gptq
+
+    def broken(*a, **k):
+        raise RuntimeError("codes could not be installed")
+
+    monkeypatch.setattr(gptq, "_install_codes", broken)  # fails after the layers were swapped
+    m = small_model()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    with pytest.raises(ValueError, match="group_size 10"):
-        quantize_gptq_(m, GPTQ(bits=4, group_size=10, calibration_batches=2), batches(2))
+    with pytest.raises(RuntimeError, match="codes could not be installed"):
+        quantize_gptq_(m, GPTQ(bits=4, group_size=4, calibration_batches=2), batches(2))
     assert not isinstance(m.rnn.layers[0], QuantRecurrent)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_a_group_that_divides_no_layer_is_fitted_like_quantize_weights(tmp_path):
+    """embed 12, hidden 24 / 16: a group of 10 divides none; each layer gets the group (or one
+    scale per row) that quantize_weights gives it, and the same stored bytes."""
+    g, r = small_model(), small_model()
+    quantize_gptq_(g, GPTQ(bits=4, group_size=10, calibration_batches=2), batches(2))
+    quantize_(r, WeightOnly(bits=4, group_size=10, clip=ClipMethod.MSE))
+    for path in ("rnn.layers.0", "rnn.layers.1", "decoder"):
+        assert g.get_submodule(path).fmt == r.get_submodule(path).fmt
+    save_model(g, tmp_path / "g")
+    save_model(r, tmp_path / "r")
+    assert (tmp_path / "g" / "model.safetensors").stat().st_size == (tmp_path / "r" / "model.safetensors").stat().st_size
 
 
 def test_tied_decoder_is_rounded_not_walked():

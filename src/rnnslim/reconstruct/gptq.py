@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from rnnslim.io.modules import set_submodule
 from rnnslim.prune.importance import as_calibration
-from rnnslim.quantize.api import LayerRecord, apply_format_
-from rnnslim.quantize.formats import FloatDtype, IntFormat, int_format
+from rnnslim.quantize.api import LayerRecord, _weights_of, apply_format_
+from rnnslim.quantize.formats import FloatDtype, IntFormat, fit_group_size, int_format
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.targets import Target, find_targets
 from rnnslim.recurrent.inputs import shared_parameters
@@ -68,11 +68,23 @@ def _matrix_weights(model: nn.Module, targets) -> list[str]:
     return [n for n in names if n not in tied]
 
 
-def _rule_for(fmt: IntFormat):
-    spec = fmt.spec
-    group = spec.group_size if spec.granularity is Granularity.GROUP else None  # None: one grid per row
+def _fitted_formats(model: nn.Module, fmt: IntFormat, targets, names: list[str]) -> dict[str, IntFormat]:
+    """{weight name: its layer's format}, the group size fitted per layer exactly as
+    apply_format_ fits it (a layer whose column count the group does not divide, e.g. a
+    65-wide folded input, gets the largest divisor or one scale per row), so the walk's grid
+    is the one the stored codes use."""
+    out = {}
+    for path, mod in find_targets(model, targets):
+        fitted, _ = fit_group_size(fmt, [int(w.shape[1]) for w in _weights_of(mod).values() if w.dim() == 2])
+        out.update({n: fitted for n in names if n.startswith(path + ".")})
+    return out
 
+
+def _rule_for(formats: dict[str, IntFormat]):
     def rule(name: str, w: Tensor, H: Tensor) -> ColumnRule:
+        fmt = formats[name]
+        spec = fmt.spec
+        group = spec.group_size if spec.granularity is Granularity.GROUP else None  # None: one grid per row
         if group and w.shape[1] % group:
             raise ValueError(f"{name}: group_size {group} does not divide its {w.shape[1]} input columns")
         return ColumnRule(fixed_mask=zeros_kept(w), quantizer=GridQuantizer(fmt.qparams, spec.qmin, spec.qmax, group))
@@ -133,7 +145,8 @@ def quantize_gptq_(model: nn.Module, cfg: GPTQ, calibration, progress: bool = Fa
     attrs = {a: copy.deepcopy(getattr(model, a)) for a in ("history", "tensor_encodings") if hasattr(model, a)}
     original = {n: model.get_parameter(n).detach().clone() for n in names}
     try:
-        outcomes = reconstruct_weights_(model, names, cal, _rule_for(fmt), damp=cfg.damp, block=cfg.block,
+        rule = _rule_for(_fitted_formats(model, fmt, cfg.targets, names))
+        outcomes = reconstruct_weights_(model, names, cal, rule, damp=cfg.damp, block=cfg.block,
                                         sequential=cfg.sequential, progress=progress, desc="gptq")
         walked = {n: model.get_parameter(n).detach().float().reshape(original[n].shape[0], -1).cpu() for n in names}
         records = apply_format_(model, fmt, cfg.targets)  # module swap; codes replaced next
