@@ -16,6 +16,7 @@ from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_
 from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_
 from rnnslim.quantize.int8.delta_reference import delta_reference
 from rnnslim.quantize.int8.kernel import KernelVariant
+from rnnslim.quantize.int8.packed import _array_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_int8_kernel import VARIANTS, _available, needs_kernel  # noqa: E402
@@ -183,6 +184,10 @@ def test_readout_last_feature_model_whole_sequence():
     assert torch.equal(runner.run_sequence(x), q(x[:, None])[0][0])  # the forecast: the last step's output
     assert runner.workspace_bytes(0) == runner.program.workspace_fixed_bytes
     assert runner.delta_bytes == runner.program.delta_bytes
+    # the RAM figure counts one stream's delta state (it did not before)
+    p = runner.program
+    assert p.delta_bytes > 0 and p.resident_bytes() == (_array_bytes(p) + p.scratch_bytes() + 2 * p.state_len
+                                                         + p.delta_bytes)
 
 
 @needs_kernel

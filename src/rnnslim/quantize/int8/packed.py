@@ -267,8 +267,9 @@ class IntegerProgram:
     def resident_bytes(self) -> int:
         """Memory the host kernel holds for this model at run time: every packed array, including
         tables built at load (the folded embedding table: V x G*H int32), plus the step's scratch
-        buffers and the streaming state. This, not the artifact on disk, is the RAM figure."""
-        return _array_bytes(self) + self.scratch_bytes() + 2 * self.state_len
+        buffers, the streaming state and (delta layers) one stream's delta state. This, not the
+        artifact on disk, is the RAM figure."""
+        return _array_bytes(self) + self.scratch_bytes() + 2 * self.state_len + self.delta_bytes
 
     @classmethod
     def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
