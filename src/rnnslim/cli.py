@@ -457,12 +457,13 @@ def search(
     latency: Annotated[bool, typer.Option(help="measure step latency (the third objective)")] = True,
     seed: Annotated[Optional[int], typer.Option(help="sampler seed")] = None,
     threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
+    warm_start: Annotated[Optional[Path], typer.Option(help="YAML list of parameter sets a new study tries first, "
+                                                             "e.g. [{width_l0: 384, bits_rnn: 4}]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search compression recipes under a budget (Optuna: the search extra); writes the Pareto front and best.yaml."""
     import yaml
 
-    from rnnslim.search.config import SearchConfig
     from rnnslim.search.run import default_log, search as run_search
     from rnnslim.search.space import FinetuneSpace, SearchSpace
 
@@ -482,6 +483,8 @@ def search(
                                                                             "max_steps": max_steps})})
     if sampler not in ("tpe", "nsga2"):
         _err(f"--sampler must be tpe or nsga2, got {sampler!r}")
+    if warm_start is not None:
+        opts["enqueue"] = _warm_start_points(warm_start)
     _load(model_path)  # a clear error for a bad model path before any worker starts
     res = run_search(str(model_path), data=data, budget=budget, trials=trials, out=out, storage=storage,
                      workers=workers, n_trials=n_trials, study_name=study_name, eval_tokens=eval_tokens,
@@ -498,6 +501,22 @@ def search(
                  + (f", {best['latency_ms']:.4f} ms/step" if best.get("latency_ms") is not None else "")
                  + f"\nrecipe: {best['recipe']}\nPareto front (trials): {res['pareto_front']}\nresults: {out / 'results.json'}")
     _emit(summary, as_json, human)
+
+
+def _warm_start_points(path: Path) -> list[dict]:
+    """--warm-start FILE: a YAML list of {parameter: value} mappings (names as in results.json)."""
+    import yaml
+
+    try:
+        points = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        _err(f"--warm-start {path}: {e}")
+    ok = isinstance(points, list) and all(isinstance(p, dict) and p and all(
+        isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in p.items()) for p in points)
+    if not ok:
+        _err(f"--warm-start {path}: expected a YAML list of parameter mappings, e.g. "
+             "[{width_l0: 384, finetune_steps: 2000}], with numbers, strings or booleans as values")
+    return points
 
 
 @app.command()

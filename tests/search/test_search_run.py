@@ -85,3 +85,14 @@ def test_enqueued_points_run_first_and_the_fold_shrinks_layer_0(tmp_path):
     final = load_model(trial["run_dir"] + "/model")
     V = len(task.vocab)
     assert final.embedding.weight.shape == (V, V) and final.rnn.layers[0].weight_ih_l0.shape == (4 * 12, V)
+
+
+def test_a_malformed_warm_start_file_is_refused_before_any_trial(tmp_path):
+    model, data = make_model(tmp_path)
+    bad = tmp_path / "warm.yaml"
+    for text in ("width_l0: 12\n", "- [1, 2]\n", "- {width_l0: [12]}\n", "- {}\n"):
+        bad.write_text(text)
+        r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "s"),
+                                     "--warm-start", str(bad)])
+        assert r.exit_code != 0 and "--warm-start" in r.output and "parameter mappings" in r.output, r.output
+    assert not (tmp_path / "s").exists()
