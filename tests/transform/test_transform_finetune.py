@@ -76,6 +76,8 @@ def test_finetune_stage_projects_and_requantizes(tiny_task, tmp_path):
 
 def _on_the_stored_grid(m):
     for n, e in m.tensor_encodings.items():
+        if e.get("encoding") != "dct":  # e.g. the sparse storage of a pruned decoder
+            continue
         p = dict(m.named_parameters())[n].detach()
         assert torch.allclose(dct_roundtrip(p, {k: v for k, v in e.items() if k != "encoding"}), p, atol=1e-6), n
 
@@ -101,3 +103,25 @@ def test_weight_quantization_of_transform_coded_layers_is_refused_clearly():
         quantize_(m, WeightOnly(bits=8))
     quantize_(m, WeightOnly(bits=8, targets=("decoder",)))  # layers that are not transform-coded still quantize
     assert "rnn.layers.0.weight_ih_l0" in dict(m.named_parameters())
+
+
+@pytest.mark.parametrize("stage", [
+    {"kind": "prune", "sparsity": 0.5, "targets": ["output"], "finetune_steps": 2},
+    {"kind": "qat", "bits": 8, "targets": ["decoder"], "steps": 2},
+])
+def test_every_stage_that_fine_tunes_keeps_coded_weights_on_their_grid(stage, tiny_task, tmp_path):
+    """Masked pruning's and QAT's fine-tunes also project: the DCT-coded recurrent matrices (not
+    pruned or quantized themselves) stay exactly what save_model stores, and they did train."""
+    from rnnslim.pipeline.stage import get_stage
+
+    m = tiny_model("lstm", vocab=len(tiny_task.vocab))
+    dct_sparsify_(m, DCTSparsity(keep=0.3, bits=8, block=BLOCK))
+    before = {n: dict(m.named_parameters())[n].detach().clone() for n in m.tensor_encodings}
+    assert len(before) == 4
+    cfg = parse_stage({**stage, "batch_size": 4, "seq_len": 16, "eval_every": 1, "lr": 5e-2})
+    ctx = _ctx(tiny_task, tmp_path)
+    m = get_stage(cfg.kind)[1](m, cfg, ctx)
+    record = ctx.record.get("finetune", ctx.record)  # prune: its fine-tune's record; qat: the stage's
+    assert record["projected_tensors"] == 4  # projected after every step, not only snapped at save
+    _on_the_stored_grid(m)
+    assert any(not torch.equal(dict(m.named_parameters())[n], before[n]) for n in before)

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from rnnslim.finetune import FinetuneFields, finetune_
+from rnnslim.finetune import FinetuneFields
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.train import steps_per_epoch
 
@@ -70,19 +70,15 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
     if quantized:
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
-    from rnnslim.transform.projection import projection_hook
+    from rnnslim.pipeline.stages.transform import projected_finetune
 
     hooks, n_masked = _mask_hooks(model)
-    projection = projection_hook(model)  # DCT / block-circulant weights stay in their subspace
-    try:
-        record = finetune_(model, cfg, cfg.total_steps(ctx.task), ctx, "train",
-                           after_step=hooks + ([projection] if projection else []))
+    try:  # DCT / block-circulant weights stay in their subspace, re-quantized at the end
+        record = projected_finetune(model, cfg, cfg.total_steps(ctx.task), ctx, "train", after_step=hooks)
     finally:
         for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
             getattr(h, "remove", lambda: None)()
-    if projection:
-        projection.finalize(model)  # re-quantized DCT codes: the model is what save_model stores
-    ctx.record.update({**record, "masked_tensors": n_masked, "projected_tensors": len(projection or [])})
+    ctx.record.update({**record, "masked_tensors": n_masked})
     return model
 
 

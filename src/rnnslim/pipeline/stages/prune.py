@@ -39,9 +39,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
-from rnnslim.finetune import FinetuneFields, finetune_, finetune_record, prepare_
+from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.io.sparse_encoding import SparseFormat
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.pipeline.stages.transform import projected_finetune
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
 from rnnslim.prune.importance import Criterion
@@ -149,8 +150,8 @@ def _calibration(cfg: _MaskedPruneStage, ctx: StageContext):
 def _masked_finetune(model: nn.Module, masks: Masks, cfg: _MaskedPruneStage, ctx: StageContext) -> dict:
     """Fine-tune with the masks holding; the best candidate (the pruned input included) comes back."""
     hook = mask_hook(masks, model)
-    try:
-        record = finetune_(model, cfg, cfg.finetune_steps, ctx, "finetune", after_step=[hook])
+    try:  # transform-coded tensors (never pruned) stay in their subspace
+        record = projected_finetune(model, cfg, cfg.finetune_steps, ctx, "finetune", after_step=[hook])
     finally:
         hook.remove()
     apply_masks_(model, masks)  # the candidates were saved masked; this keeps the zeros exact

@@ -16,8 +16,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from rnnslim.finetune import FinetuneFields, finetune_
+from rnnslim.finetune import FinetuneFields
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.pipeline.stages.transform import projected_finetune
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.api import (
     QAT,
@@ -111,7 +112,7 @@ def run_qat(model, cfg: QATStage, ctx: StageContext):
     """prepare -> fine-tune (the best candidate, the fake-quantized input included) -> convert."""
     quantize_(model, cfg.qat_config(QATStep.PREPARE))
     calibrate_activations_(model, ctx.task, ctx.task.calibration_batches(4, cfg.batch_size, cfg.seq_len, seed=ctx.seed))
-    record = finetune_(model, cfg, cfg.steps, ctx, "qat")
+    record = projected_finetune(model, cfg, cfg.steps, ctx, "qat")  # DCT / circulant layers left float stay coded
     quantize_(model, cfg.qat_config(QATStep.CONVERT))
     after = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
     metric = ctx.task.primary_metric

@@ -25,6 +25,8 @@ the coefficients from the half-precision weights.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Literal
 
 from pydantic import Field
@@ -59,11 +61,14 @@ class BlockCirculantStage(_TransformStage, BlockCirculant):
     kind: Literal["block_circulant"] = "block_circulant"
 
 
-def projected_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str) -> dict:
-    """Fine-tune with the transform-coded weights projected after every step, then put them
-    exactly on their stored form; the record of the run (with `projected_tensors`)."""
+def projected_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
+                       after_step: Sequence = ()) -> dict:
+    """Fine-tune (with `after_step` hooks, e.g. masks) keeping transform-coded weights in their
+    subspace: projected after every step, then put exactly on their stored form. Every stage
+    that fine-tunes uses this, so no stage lets DCT / circulant weights drift from what
+    save_model stores. The record of the run (with `projected_tensors`)."""
     hook = projection_hook(model)
-    record = finetune_(model, cfg, steps, ctx, subdir, after_step=[hook] if hook else [])
+    record = finetune_(model, cfg, steps, ctx, subdir, after_step=list(after_step) + ([hook] if hook else []))
     if hook:
         hook.finalize(model)
     return {**record, "projected_tensors": len(hook) if hook else 0}
