@@ -107,6 +107,8 @@ def test_weight_quantization_of_transform_coded_layers_is_refused_clearly():
 
 @pytest.mark.parametrize("stage", [
     {"kind": "prune", "sparsity": 0.5, "targets": ["output"], "finetune_steps": 2},
+    {"kind": "prune", "sparsity": 0.5, "targets": ["output"], "schedule": "agp", "finetune_steps": 4,
+     "end_step": 2, "frequency": 1},
     {"kind": "qat", "bits": 8, "targets": ["decoder"], "steps": 2},
 ])
 def test_every_stage_that_fine_tunes_keeps_coded_weights_on_their_grid(stage, tiny_task, tmp_path):

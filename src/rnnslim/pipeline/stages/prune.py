@@ -43,6 +43,7 @@ from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.io.sparse_encoding import SparseFormat
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.pipeline.stages.transform import projected_finetune
+from rnnslim.transform.projection import projection_hook
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
 from rnnslim.prune.importance import Criterion
@@ -176,8 +177,14 @@ def _run_scheduled(model: nn.Module, cfg: _ScheduledPruneStage, ctx: StageContex
         gradual, ckpt = cfg.gradual(ctx, *blocks), ctx.work_dir / "agp"
         resumed = (ckpt / "trainer_state.pt").exists()
         hooks = prepare_(model, cfg, ctx)  # dropout, distillation
+        projection = projection_hook(model)  # transform-coded tensors (never pruned) stay in their subspace
+        if projection:
+            hooks.after_step.append(projection)
         res = prune_gradual_(model, ctx.task, gradual, ckpt, progress=ctx.progress, hooks=hooks)
-        report = {**res.report, "finetune": finetune_record(res.train, gradual.train, cfg, resumed)}
+        if projection:
+            projection.finalize(model)
+        report = {**res.report, "finetune": {**finetune_record(res.train, gradual.train, cfg, resumed),
+                                             "projected_tensors": len(projection or [])}}
         return _finish(model, res.masks, report, cfg, ctx, finetune=False)
     result = one_shot()
     return _finish(model, result.masks, result.report, cfg, ctx, finetune=True)
