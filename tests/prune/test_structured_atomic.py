@@ -70,16 +70,33 @@ def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):
         assert back.decoder.weight is back.encoder.weight and torch.equal(back(x)[0], y)
 
 
-def test_unit_removal_refuses_a_model_with_early_exit_heads():
-    """Exit heads read every layer's units; cutting units under them would break routed inference."""
-    from rnnslim.early_exit import EarlyExit, add_exits_
+@pytest.mark.parametrize("hidden", [0, 6])
+def test_unit_removal_cuts_the_early_exit_heads_with_their_layers(hidden, tmp_path):
+    """Exit heads read every layer's units (not in forward, so no trace sees them): a cut removes
+    the same input columns of each head, clears the calibrated thresholds, and routed inference
+    and the save/load round trip work on the smaller model."""
+    from rnnslim.early_exit import EarlyExit, add_exits_, exit_predict
+    from rnnslim.io.format import load_model, save_model
     from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 
     spec = ModelSpec(cell="lstm", input_kind=InputKind.IDENTITY, input_size=5, embed_size=5,
                      layers=[LayerShape(hidden_size=16)] * 3, output_size=4, readout=Readout.LAST)
+    torch.manual_seed(0)
     m = SequenceModel(spec).eval()
-    add_exits_(m, EarlyExit())
-    sizes = [p.shape for p in m.parameters()]
-    with pytest.raises(ValueError, match="early-exit heads"):
-        prune_units_(m, StructuredPruning(ratio=0.25))
-    assert [p.shape for p in m.parameters()] == sizes
+    add_exits_(m, EarlyExit(hidden=hidden))
+    m.exits.cfg = m.exits.cfg.model_copy(update={"threshold": 0.9})
+    first = [h if hidden == 0 else h[0] for h in m.exits.heads]
+    old = [f.weight.detach().clone() for f in first]
+    res = prune_units_(m, StructuredPruning(ratio=0.25))
+    keeps = list(res.keeps.values())
+    first = [h if hidden == 0 else h[0] for h in m.exits.heads]
+    for k in range(2):  # head k: the old columns of the kept units of layer k, in order
+        assert torch.equal(first[k].weight, old[k][:, keeps[k]]) and first[k].in_features == 12
+    assert m.exits.cfg.in_sizes == [12, 12] and m.exits.threshold is None
+    assert m.history[-1]["early_exit"]["thresholds_cleared"] == {"threshold": 0.9}
+    x = torch.randn(7, 3, 5)
+    out = exit_predict(m, x, threshold=0.5)
+    assert out.logits.shape == (3, 4)
+    save_model(m, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    torch.testing.assert_close(exit_predict(back, x, threshold=0.5).logits, out.logits, rtol=0, atol=0)

@@ -44,6 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from rnnslim.graph.coupling import (
+    Consumer,
+    ConsumerKind,
     CouplingError,
     CouplingGraph,
     GroupKind,
@@ -252,9 +254,12 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
         result.stale_attributes = stale_size_attributes(model, result.sizes)
         with atomic_edit(model):  # a failed cut or run check leaves the model exactly as it was
             apply_cuts_(model, cuts)
+            exits_cut = resize_exit_heads(model)
             record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
             if consumers:
                 record["consumers"] = {k: list(v) for k, v in consumers.items()}
+            if exits_cut:
+                record["early_exit"] = exits_cut
             append_history(model, record)
             if example_inputs is not None:
                 check_runs(model, example_inputs, graph, result.stale_attributes)
@@ -312,6 +317,46 @@ def check_runs(model: nn.Module, example_inputs, graph: CouplingGraph | None = N
         model.train(was)
 
 
+def _exit_inputs(model: nn.Module) -> list[tuple[int, str, nn.Linear]]:
+    """[(layer k, path, Linear)] of the first Linear of each rnnslim.early_exit head: head k
+    reads the readout of recurrent layer k (rnn.layers.k), all of its output features."""
+    exits = getattr(model, "exits", None)
+    if exits is None:
+        return []
+    out = []
+    for k, head in enumerate(exits.heads):
+        first, suffix = (head, "") if isinstance(head, nn.Linear) else (head[0], ".0")
+        out.append((k, f"exits.heads.{k}{suffix}", first))
+    return out
+
+
+def add_exit_heads(model: nn.Module, graph: CouplingGraph) -> CouplingGraph:
+    """Early-exit heads are not in the model's forward (routed inference calls them), so no
+    trace finds them: add each head's first Linear as a consumer of its layer's units, so a
+    cut removes the matching input columns of the head too."""
+    for k, path, linear in _exit_inputs(model):
+        rm = graph.recurrent.get(f"rnn.layers.{k}")
+        feats = rm.out_feats() if rm is not None else ()
+        if len(feats) != linear.in_features:
+            raise ValueError(f"early-exit head {path} reads {linear.in_features} features but rnn.layers.{k} outputs "
+                             f"{len(feats)}; the heads no longer match the model (add the exits again)")
+        graph.consumers[path] = Consumer(path, ConsumerKind.LINEAR, tuple(feats))
+    return graph
+
+
+def resize_exit_heads(model: nn.Module) -> dict | None:
+    """After a cut: the heads' recorded input widths follow their Linears, and calibrated exit
+    thresholds are cleared (they were chosen for the heads before the cut; calibrate again)."""
+    heads = _exit_inputs(model)
+    if not heads:
+        return None
+    exits = model.exits
+    sizes = [linear.in_features for _, _, linear in heads]
+    was = {"threshold": exits.cfg.threshold, "stream_threshold": exits.cfg.stream_threshold}
+    exits.cfg = exits.cfg.model_copy(update={"in_sizes": sizes, "threshold": None, "stream_threshold": None})
+    return {"in_sizes": sizes, "thresholds_cleared": {k: v for k, v in was.items() if v is not None}}
+
+
 def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, Tensor] | None = None,
                  calibration=None, example_inputs: tuple | None = None,
                  consumers: dict[str, list[str]] | None = None) -> StructuredResult:
@@ -322,12 +367,9 @@ def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, 
     example_inputs: for models torch.fx cannot trace, and to check the result runs.
     consumers: declared coupling {recurrent module: [consumer modules]} (see graph/).
     """
-    if getattr(model, "exits", None) is not None:  # rnnslim.early_exit heads read every layer's units
-        raise ValueError("this model has early-exit heads (model.exits), which read each layer's hidden units and "
-                         "would not be cut with them: remove units first, then add the exits (stage early_exit)")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
-    graph = discover_coupling(model, example_inputs, consumers, strict=False)
+    graph = add_exit_heads(model, discover_coupling(model, example_inputs, consumers, strict=False))
     groups = build_groups(model, graph)
     if scores is None and cfg.criterion is not Criterion.MAGNITUDE:
         wanted = [g for g in groups if g.kind is not GroupKind.EMBED or cfg.embed_ratio is not None]
@@ -348,12 +390,9 @@ def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None) 
 def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: tuple | None = None,
                 consumers: dict[str, list[str]] | None = None) -> StructuredResult:
     """Keep exactly the given units of the given groups (everything else in those groups goes)."""
-    if getattr(model, "exits", None) is not None:  # rnnslim.early_exit heads read every layer's units
-        raise ValueError("this model has early-exit heads (model.exits), which read each layer's hidden units and "
-                         "would not be cut with them: remove units first, then add the exits (stage early_exit)")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
-    graph = discover_coupling(model, example_inputs, consumers, strict=False)
+    graph = add_exit_heads(model, discover_coupling(model, example_inputs, consumers, strict=False))
     groups = build_groups(model, graph)
     resolved = resolve_keys(groups, list(keep), kinds=tuple(GroupKind))
     keeps = {}
