@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="worker processes (1 thread each) on this machine")
     ap.add_argument("--search-dir", type=Path, default=SEARCH_DIR, help="the study's directory (journal, trials)")
     ap.add_argument("--results", type=Path, default=OUT, help="the results JSON")
+    ap.add_argument("--previous", type=Path, default=None,
+                    help="the earlier (v1) study's results JSON, summarized under `previous`")
     ap.add_argument("--summarize-only", action="store_true",
                     help="rewrite the results JSON from the study's results.json; run no trial")
     args = ap.parse_args()
@@ -128,6 +130,8 @@ def main() -> None:
     same_study = prev.get("study") == STUDY
     sessions = list(prev.get("compute", {}).get("sessions", [])) if same_study else []
     earlier = prev.get("previous") if same_study else _earlier_search(prev)
+    if args.previous is not None:
+        earlier = _earlier_search(_previous(args.previous))
     if args.summarize_only:
         res = json.loads((args.search_dir / "results.json").read_text())
         summary = summarize(res, sessions, args)
@@ -146,7 +150,8 @@ def main() -> None:
                  time_budget_s=session_s, latency_steps=100, latency_repeats=3, enqueue=WARM_START,
                  log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
-    sessions.append({"wall_s": round(wall, 1), "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
+    sessions.append({"command": " ".join(["python", *sys.argv]), "wall_s": round(wall, 1),
+                     "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
                      "load_average_after": [round(x, 2) for x in os.getloadavg()],
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     summary = summarize(res, sessions, args)

@@ -23,12 +23,14 @@ def _latency_cell(p: dict) -> str:
     return "-" if p.get("latency_ms") is None else f"{p['latency_ms']:.3f}"
 
 
-def _trial_rows(rows: list[dict]) -> list[str]:
-    out = ["| trial | test nats/char | change | artifact bytes | x smaller than fp32 | meets caps | step ms | "
-           "done within CPU budget (budget used then) | recipe parameters |",
-           "|---:|---:|---:|---:|---:|---|---:|---|---|"]
+def _trial_rows(rows: list[dict], base: dict) -> list[str]:
+    out = ["| trial | valid nats/char | change | test nats/char | change | artifact bytes | x smaller than fp32 | "
+           "meets caps (valid) | step ms | done within CPU budget (budget used then) | recipe parameters |",
+           "|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
     for p in sorted(rows, key=lambda p: p["bytes"]):
-        out.append(f"| {p['trial']} | {p['test_loss']:.4f} | {p['test_loss_change_pct']:+.1f}% | {p['bytes']:,} | "
+        valid = 100 * (p["valid_loss"] / base["loss"] - 1)
+        out.append(f"| {p['trial']} | {p['valid_loss']:.4f} | {valid:+.1f}% | {p['test_loss']:.4f} | "
+                   f"{p['test_loss_change_pct']:+.1f}% | {p['bytes']:,} | "
                    f"{p['fp32_ratio']:.1f}x | {'yes' if p['feasible'] else 'no'} | {_latency_cell(p)} | "
                    f"{_budget_cell(p)} | {_recipe(p['params'])} |")
     return out
@@ -55,16 +57,22 @@ def search_section(model: str = "charlstm-512x2") -> list[str]:
     workers = max((s.get("workers", 1) for s in comp["sessions"]), default=1)
     full = data.get("full_fidelity_trials") or data["pareto_front"]
     front = {p["trial"] for p in data["pareto_front"]}
+    def command(s: dict) -> str:  # sessions before `command` was recorded: rebuilt from their settings
+        return s.get("command") or (f"python benchmarks/search_bench.py --minutes {s['limit_s_per_worker'] / 60:g} "
+                                    f"--workers {s.get('workers', 1)}")
+
+    runs = "; ".join(f"`{command(s)}` (finished {s['finished']})" for s in comp["sessions"] if "limit_s_per_worker" in s)
     out = [f"### {model}: recipe search under a budget (`rnnslim search`)", "",
-           f"Machine and command: {_machine(data['provenance'])}.", "",
+           f"Machine and command: {_machine(data['provenance'])}." + (f" Trials ran in: {runs}." if runs else ""), "",
            f"Goal: {data['goal']}; budget `{data['budget']}` (caps: validation loss <= {data['caps']['loss']:.4f}, "
            f"artifact <= {data['caps']['bytes']:,.0f} bytes). Compute: {comp['wall_s']:,.0f} s of trial wall time "
            f"({comp['wall_s_means']}; {workers} worker(s) of {comp['threads']} thread each on a 2-core machine) in "
            f"{len(comp['sessions'])} session(s), {comp['device']}, against the {comp['budget_s']:,.0f} s budget. Trials: "
            + ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items()) + " (complete by fidelity: "
            + ", ".join(f"{k} {v}" for k, v in data["complete_by_fidelity"].items()) + "). Uncompressed: test "
-           f"{base['test_loss']:.4f}, {base['bytes']:,} bytes, {base['latency_ms']:.3f} ms/step (measured before the "
-           "workers started). Test loss is reported, never selected on; the search ranks by validation loss.", ""]
+           f"{base['test_loss']:.4f} (valid {base['loss']:.4f}), {base['bytes']:,} bytes, {base['latency_ms']:.3f} ms/step "
+           "(measured before the workers started). The search's caps and ranking use the validation split; the "
+           "goal is checked on the test split, which is reported and never selected on.", ""]
     space = (data.get("settings") or {}).get("space") or {}
     if space.get("fold_input"):
         out += ["Space: per-layer widths (structured pruning, least-squares re-fit, multiples of 16, >= 1/2 of the "
@@ -76,11 +84,14 @@ def search_section(model: str = "charlstm-512x2") -> list[str]:
     out += _previous_line(data.get("previous"), base.get("latency_ms"))
     out += ["Every full-fidelity trial (on the Pareto front of validation loss, bytes and latency: "
             + (", ".join(str(t) for t in sorted(front)) or "none") + "):", ""]
-    out += _trial_rows(full)
+    out += _trial_rows(full, base)
     met, late = data.get("goal_met_by") or [], data.get("goal_met_after_budget_by") or []
     verdict = (f"met by trial(s) {', '.join(map(str, met))} within the budget" if met else
                f"met only after the budget was spent (trial(s) {', '.join(map(str, late))})" if late else "**missed**")
-    out += ["", f"Chosen: trial {best['trial']} ({best['why']}): test {best['test_loss']:.4f} "
-            f"({best['test_loss_change_pct']:+.1f}%), {best['bytes']:,} bytes ({best['fp32_ratio']:.1f}x smaller). "
-            f"Goal (<= 1/20 of fp32 bytes at <= +2 % test loss): {verdict}.", ""]
+    out += ["", f"The search's own choice, by its caps on the validation split: trial {best['trial']} ({best['why']}): "
+            f"test {best['test_loss']:.4f} ({best['test_loss_change_pct']:+.1f}%), {best['bytes']:,} bytes "
+            f"({best['fp32_ratio']:.1f}x smaller). Goal (<= 1/20 of fp32 bytes at <= +2 % test loss): {verdict}."
+            + (" On this model the validation split charges compression more than the test split does (see the two "
+               "change columns), so a trial can meet the test goal while missing the validation cap."
+               if met and not best.get("feasible") else ""), ""]
     return out
