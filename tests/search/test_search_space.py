@@ -107,3 +107,13 @@ def test_fold_and_mse_clip_join_every_recipe_between_fine_tune_and_quantization(
     plain = build_stages(SearchSpace(quant_kinds=("quantize_weights",), dimensions=["quantize"]), study.ask(),
                          ModelFacts((64,)))
     assert all("clip" not in s for s in plain)
+
+
+def test_study_key_of_a_space_without_the_later_fields_is_unchanged():
+    """A study started before `clip` / `fold_input` existed keeps its key at their defaults."""
+    from rnnslim.search.config import SearchConfig
+
+    key = SearchConfig(model="m", out="o").study_key()["space"]
+    assert "clip" not in key and "fold_input" not in key
+    key = SearchConfig(model="m", out="o", space=SearchSpace(clip="mse", fold_input=True)).study_key()["space"]
+    assert key["clip"] == "mse" and key["fold_input"] is True

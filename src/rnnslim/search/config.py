@@ -57,6 +57,19 @@ class SearchConfig(BaseModel):
 
     def study_key(self) -> dict:
         """What a joining worker must agree on (not `enqueue`: warm-start points do not change the space)."""
-        return {"space": self.space.model_dump(mode="json"), "eval_tokens": self.eval_tokens,
+        return {"space": _space_key(self.space), "eval_tokens": self.eval_tokens,
                 "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
                 "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}
+
+
+# fields added to SearchSpace after studies existed: left out of the key at their default, so
+# a study started before them still accepts its workers (its trials were sampled the same way)
+_LATER_FIELDS = {"clip": "minmax", "fold_input": False}
+
+
+def _space_key(space: SearchSpace) -> dict:
+    key = space.model_dump(mode="json")
+    for name, default in _LATER_FIELDS.items():
+        if key.get(name) == default:
+            key.pop(name)
+    return key

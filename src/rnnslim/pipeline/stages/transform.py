@@ -26,7 +26,6 @@ the coefficients from the half-precision weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Literal
 
 from pydantic import Field
