@@ -38,6 +38,8 @@ _EXPORTS = {
     "LowRank": "rnnslim.lowrank",
     "to_lstmp_": "rnnslim.lowrank",
     "ToLSTMP": "rnnslim.lowrank",
+    "lowrank_linears_": "rnnslim.lowrank",  # nn.Linear layers of any module (a user's decoder, head)
+    "LowRankLinears": "rnnslim.lowrank",
     # transform-domain storage: sparse DCT coefficients, block-circulant matrices
     "dct_sparsify_": "rnnslim.transform",
     "block_circulant_": "rnnslim.transform",

@@ -34,7 +34,7 @@ def _ensure_builtin_kinds() -> None:
     import importlib
 
     for mod in ("rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.factorize.modules",
-                "rnnslim.recurrent.torch_contract", "rnnslim.early_exit.heads"):
+                "rnnslim.recurrent.torch_contract", "rnnslim.early_exit.heads", "rnnslim.lowrank.linear"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -1,6 +1,7 @@
 """Low-rank factorization of recurrent models: SVD of the gate matrices and the head
-(`lowrank_`), conversion of LSTM layers to LSTMP (`to_lstmp_`). See lowrank/api.py for the
-verbs, lowrank/sites.py for what is cut and how, lowrank/svd.py for rank choice.
+(`lowrank_`), conversion of LSTM layers to LSTMP (`to_lstmp_`), and the nn.Linear layers of
+any module, the user's own included (`lowrank_linears_`, lowrank/linear.py). See lowrank/api.py
+for the verbs, lowrank/sites.py for what is cut and how, lowrank/svd.py for rank choice.
 
     from rnnslim.lowrank import LowRank, lowrank_, ToLSTMP, to_lstmp_
     result = lowrank_(model, LowRank(targets=["input", "recurrent"], max_params=1_100_000))
@@ -18,6 +19,7 @@ from rnnslim.lowrank.api import (
     params,
     to_lstmp_,
 )
+from rnnslim.lowrank.linear import LowRankLinear, LowRankLinears, lowrank_linears_
 
-__all__ = ["LowRank", "LowRankResult", "LowRankScope", "LowRankTarget", "SiteRecord", "ToLSTMP", "lowrank_", "params",
-           "to_lstmp_"]
+__all__ = ["LowRank", "LowRankLinear", "LowRankLinears", "LowRankResult", "LowRankScope", "LowRankTarget", "SiteRecord",
+           "ToLSTMP", "lowrank_", "lowrank_linears_", "params", "to_lstmp_"]

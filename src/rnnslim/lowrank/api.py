@@ -142,8 +142,10 @@ def params(model: torch.nn.Module) -> int:
 
 def _check_model(model, layers: tuple[int, ...] | None) -> list[int]:
     if not isinstance(model, SequenceModel):
-        raise TypeError(f"low-rank factorization works on an rnnslim SequenceModel, not a {type(model).__name__} "
-                        "(load or convert the model first)")
+        raise TypeError(f"low-rank factorization of the gate matrices works on an rnnslim SequenceModel, not a "
+                        f"{type(model).__name__} (load or convert the model first); for your own module, "
+                        "lowrank_linears_(model, LowRankLinears(paths=[...], energy=...)) factorizes its nn.Linear "
+                        "layers (e.g. the decoder)")
     n = model.rnn.num_layers
     chosen = list(range(n)) if layers is None else sorted(set(layers))
     bad = [k for k in chosen if not 0 <= k < n]
