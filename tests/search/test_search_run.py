@@ -96,3 +96,14 @@ def test_a_malformed_warm_start_file_is_refused_before_any_trial(tmp_path):
                                      "--warm-start", str(bad)])
         assert r.exit_code != 0 and "--warm-start" in r.output and "parameter mappings" in r.output, r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_gptq_trial_runs_end_to_end(tmp_path):
+    from rnnslim.search.space import SearchSpace
+
+    model, data = make_model(tmp_path)
+    space = SearchSpace(dimensions=["quantize"], quant_kinds=("quantize_gptq",), bits=(3,), io_bits=(8,),
+                        calibration_batches=1)
+    res = rnnslim.search(str(model), data=str(data), trials=1, out=tmp_path / "s", space=space, **FAST)
+    (trial,) = res["trials"]
+    assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full" and trial["bytes"] < res["baseline"]["bytes"]

@@ -117,3 +117,16 @@ def test_study_key_of_a_space_without_the_later_fields_is_unchanged():
     assert "clip" not in key and "fold_input" not in key
     key = SearchConfig(model="m", out="o", space=SearchSpace(clip="mse", fold_input=True)).study_key()["space"]
     assert key["clip"] == "mse" and key["fold_input"] is True
+
+
+def test_gptq_is_offered_when_named_and_builds_valid_stages():
+    assert "quantize_gptq" not in SearchSpace().quant_kinds  # not a default choice: slower per trial
+    space = SearchSpace(dimensions=["quantize"], quant_kinds=("quantize_gptq",), bits=(3,), io_bits=(8,),
+                        calibration_batches=4)
+    stages = build_stages(space, optuna.create_study().ask(), ModelFacts((64,)))
+    assert [s["kind"] for s in stages] == ["quantize_gptq", "quantize_gptq"]
+    assert stages[0]["bits"] == 3 and stages[1]["targets"] == ["embedding", "decoder"]
+    assert all(s["calibration_batches"] == 4 for s in stages)
+    Recipe.from_dict({"version": 1, "name": "t", "stages": stages})
+    with pytest.raises(ValueError, match="quant_kinds must be"):
+        SearchSpace(quant_kinds=("gptq_please",))

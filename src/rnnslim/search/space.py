@@ -13,8 +13,9 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
     lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
                        (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
                        V x V + 4H x V; not sampled, a fixed step of every recipe
-    quantize_weights | mixed_precision | int8_integer   bits (rnn / embedding+decoder), a
-                       per-tensor bit allocation under a byte budget, or the integer int8 model
+    quantize_weights | mixed_precision | int8_integer | quantize_gptq   bits (rnn / embedding+decoder),
+                       a per-tensor bit allocation under a byte budget, the integer int8 model, or
+                       GPTQ at the same bits (only when `quant_kinds` names it)
 
 Dimensions are registered by stage kind (`register_dimension`); a dimension whose stage
 kinds are not registered when the search runs is skipped and named in the results, so a
@@ -34,7 +35,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPARSITY_KINDS = ("none", "prune", "prune_nm")
-QUANT_KINDS = ("none", "quantize_weights", "mixed_precision", "int8_integer")
+QUANT_KINDS = ("none", "quantize_weights", "mixed_precision", "int8_integer")  # the default choices
+# also allowed: GPTQ (error-compensating rounding from calibration data; slower per trial, lower
+# loss at 2-3 bits), offered when a space names it
+ALLOWED_QUANT_KINDS = QUANT_KINDS + ("quantize_gptq",)
 
 
 class FinetuneSpace(BaseModel):
@@ -90,7 +94,7 @@ class SearchSpace(BaseModel):
     @field_validator("quant_kinds")
     @classmethod
     def _quant_kinds(cls, v):
-        return _subset(v, QUANT_KINDS, "quant_kinds")
+        return _subset(v, ALLOWED_QUANT_KINDS, "quant_kinds")
 
     @field_validator("nm_patterns")
     @classmethod
@@ -211,12 +215,15 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
             # a parameter's choices must not change between trials: another name for the smaller set
             kinds, name = [k for k in kinds if k not in banned], f"quant_after_{param.split('_')[0]}"
     kind = trial.suggest_categorical(name, kinds) if len(kinds) > 1 else kinds[0]
-    if kind == "quantize_weights":  # the recurrent layers and the embedding + decoder at their own widths
+    if kind in ("quantize_weights", "quantize_gptq"):  # the rnn and the embedding + decoder at their own widths
         rnn = trial.suggest_categorical("bits_rnn", list(space.bits))
         io = trial.suggest_categorical("bits_io", list(space.io_bits))
-        clip = {} if space.clip == "minmax" else {"clip": space.clip}  # default omitted: old recipe hashes hold
-        return [{"kind": "quantize_weights", "bits": rnn, "targets": ["rnn", "input_proj"], **clip},
-                {"kind": "quantize_weights", "bits": io, "targets": ["embedding", "decoder"], **clip}]
+        if kind == "quantize_gptq":  # GPTQ's own clip (MSE) and calibration
+            extra = {"calibration_batches": space.calibration_batches}
+        else:
+            extra = {} if space.clip == "minmax" else {"clip": space.clip}  # default omitted: old recipe hashes hold
+        return [{"kind": kind, "bits": rnn, "targets": ["rnn", "input_proj"], **extra},
+                {"kind": kind, "bits": io, "targets": ["embedding", "decoder"], **extra}]
     if kind == "mixed_precision":  # bits per tensor chosen by sensitivity under a byte budget
         r = trial.suggest_float("mixed_ratio", *space.mixed_ratio, step=0.01)
         return [{"kind": "mixed_precision", "budget_ratio": round(r, 6), "calib_batches": min(4, space.calibration_batches)}]
@@ -230,7 +237,8 @@ for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
              Dimension("sparsity", ("prune", "prune_nm"), 30, _sparsity),
              Dimension("finetune", ("finetune",), 40, _finetune),
              Dimension("fold", ("lowrank",), 45, _fold),
-             Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer"), 50, _quantize)):
+             Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer", "quantize_gptq"), 50,
+                       _quantize)):
     register_dimension(_dim)
 
 
