@@ -97,5 +97,5 @@ def test_specs_that_do_not_fit_the_teacher_are_refused():
         make_student(_teacher(kind=InputKind.IDENTITY, readout=Readout.LAST), StudentSpec(hidden_size=8, embed_size=8))
     with pytest.raises(ValueError, match="does not fit the teacher's task"):  # tied: last layer must give E
         make_student(_teacher(tie=True, hidden=16), StudentSpec(hidden_size=12))
-    with pytest.raises(TypeError, match="SequenceModel teacher"):
+    with pytest.raises(TypeError, match="returns its hidden units"):
         make_student(nn.LSTM(4, 8), StudentSpec(hidden_size=4))

@@ -5,7 +5,8 @@
     student.history[-1]   # {"op": "student", "params": ..., "copied": [...], "recurrent_not_copied": why or None, ...}
 
 The student is a new model (the teacher is left as it was): same input and output as the
-teacher (vocabulary / features, classes / targets, readout), the spec's cell and sizes.
+teacher (vocabulary / features, classes / targets, readout), the spec's cell and sizes. A
+user's own nn.Module teacher gets a narrower copy of its own class (students/user.py).
 Train it afterwards, usually with distillation from the teacher (rnnslim.distill; in a
 recipe: a `student` stage followed by `finetune` with distill_alpha > 0).
 """
@@ -21,14 +22,16 @@ from rnnslim.students.init import recurrent_fits, teacher_init_
 from rnnslim.students.spec import StudentInit, StudentSpec, count_params, student_model_spec
 
 
-def make_student(teacher: nn.Module, spec: StudentSpec) -> SequenceModel:
-    """A new student for `teacher`'s task shaped by `spec` (see the module docstring)."""
-    if not isinstance(teacher, SequenceModel):
-        raise TypeError(f"make_student needs an rnnslim SequenceModel teacher (its ModelSpec says what the task's "
-                        f"input and output are), got {type(teacher).__name__}; load or build the teacher with "
-                        "rnnslim (load_model, SequenceModel) first")
+def make_student(teacher: nn.Module, spec: StudentSpec, example_inputs: tuple | None = None) -> nn.Module:
+    """A new student for `teacher`'s task shaped by `spec` (see the module docstring). A user's
+    own nn.Module gets a narrower copy of itself (students/user.py; `example_inputs` for
+    modules torch.fx cannot trace); a SequenceModel any cell and shape the spec asks for."""
     if not isinstance(spec, StudentSpec):
         raise TypeError(f"spec must be a StudentSpec, got {type(spec).__name__}")
+    if not isinstance(teacher, SequenceModel):
+        from rnnslim.students.user import user_student
+
+        return user_student(teacher, spec, example_inputs)
     mspec = student_model_spec(teacher.spec, spec)
     n = count_params(mspec)
     if spec.max_params is not None and n > spec.max_params:
