@@ -14,7 +14,9 @@ def user_models_section() -> list[str]:
     out = ["## Users' own models x techniques (issue 9)", "",
            f"Machine and command: {machine_line(data['provenance'])}. Models written as plain nn.Modules with torch's "
            "own LSTM / GRU (`tests/user_models.py`), trained briefly on synthetic tasks. Each cell: the technique "
-           "one-shot (no fine-tuning; QAT: 50 steps of the user's own training loop) through rnnslim's public verbs; max |y - y_ref| / max |y_ref| and the task loss "
+           "one-shot (no fine-tuning; QAT: 50 steps of the user's own training loop; the half-width student: 50 "
+           "distillation steps of the user's loop) through rnnslim's public verbs; max |y - y_ref| / max |y_ref| and "
+           "the task loss "
            "on a held-out batch; bytes of `save_edited` (sparse / packed storage kept) as a share of the dense save. "
            "A refusal quotes the verb's error; no cell raised an unexpected exception unless it says so.", "",
            "| model (task loss, dense bytes) | " + " | ".join(techs) + " |", "|---|" + "---|" * len(techs)]
@@ -22,7 +24,9 @@ def user_models_section() -> list[str]:
         cells = []
         for t in techs:
             c = row["cells"][t]
-            if c["ok"]:
+            if c["ok"] and c.get("note"):  # the verb ran and left the model as it was, saying why
+                cells.append(f"unchanged: {c['note'][:90]}")
+            elif c["ok"]:
                 cells.append(f"{c['rel_max_diff']:.3f} / loss {c['task_loss']:.3f} / {c['bytes_vs_dense']:.0%}")
             else:
                 cells.append(("refused" if c["kind"] == "refused" else "**bug**") + f": {c['error'][:90]}")

@@ -5,7 +5,8 @@
 Models are written the usual way (tests/user_models.py): word LMs with nn.LSTM / nn.GRU (untied,
 tied embedding/decoder), a bidirectional tagger, a CNN + GRU classifier, each trained briefly on a
 synthetic task so the outputs mean something. Each cell: the technique applied one-shot (no
-fine-tuning; QAT trains 50 steps with the user's own loop) to a fresh copy through rnnslim's
+fine-tuning; QAT trains 50 steps with the user's own loop; the half-width student trains 50
+distillation steps with the user's own loop) to a fresh copy through rnnslim's
 public verbs; the largest output change relative
 to the largest output (max |y - y_ref| / max |y_ref|) and the task loss, both on a held-out
 batch; the bytes `save_edited` writes. Or the error the verb raised, word for word: a
@@ -39,9 +40,12 @@ from rnnslim.prune import (  # noqa: E402
     prune_unstructured_,
     save_edited,
 )
+from rnnslim.distill import kd_loss  # noqa: E402
+from rnnslim.lowrank import LowRankLinears, lowrank_linears_  # noqa: E402
 from rnnslim.quantize.api import QAT, WeightOnly, quantize_  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402
 from rnnslim.quantize.qat import convert_qat_  # noqa: E402
+from rnnslim.students import StudentSpec, make_student  # noqa: E402
 
 
 def _sparse(fn):
@@ -58,7 +62,36 @@ def _qat(m, x, calib, spec, steps: int = 50) -> None:
     convert_qat_(m.eval())
 
 
-# each: (model, example inputs, calibration batches from the training distribution) -> None
+def _logits(y):
+    return y[0] if isinstance(y, tuple) else y
+
+
+def _student(m, x, calib, spec, steps: int = 50, alpha: float = 0.5):
+    """A half-width copy of the user's class (teacher-initialised), then `steps` steps of the
+    user's own loop on alpha * KD(T=2) + (1 - alpha) * their loss, Adam; returns the student."""
+    import warnings
+
+    with warnings.catch_warnings():  # WordLM.nhid names the old width; its forward does not read it
+        warnings.simplefilter("ignore")
+        s = make_student(m, StudentSpec(hidden_size=m.rnn.hidden_size // 2), example_inputs=(x,))
+    g = torch.Generator().manual_seed(3)
+    opt = torch.optim.Adam(s.parameters(), lr=1e-2)
+    m.eval()
+    s.train()
+    for _ in range(steps):
+        xb, tb = spec.batch(g)
+        with torch.no_grad():
+            teacher = _logits(m(xb))
+        y = _logits(s(xb))
+        loss = alpha * kd_loss(y, teacher, 2.0) + (1 - alpha) * spec.loss(y, tb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return s.eval()
+
+
+# each: (model, example inputs, calibration batches from the training distribution) -> None, or the new
+# model when the technique makes one (a student)
 TECHNIQUES = {
     "prune_units 50%": lambda m, x, c, s: prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,)),
     "unstructured 80% (sparse storage)": _sparse(lambda m, x, c, s: prune_unstructured_(m, UnstructuredPruning(
@@ -71,6 +104,8 @@ TECHNIQUES = {
     "int8 dynamic": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="dynamic")),
     "int8 static": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="static"), calibration=c),
     "int8 fully integer": lambda m, x, c, s: quantize_int8_(m, Int8Config(mode="integer"), calibration=c),
+    "low-rank Linears (rank 8)": lambda m, x, c, s: lowrank_linears_(m, LowRankLinears(rank=8)),
+    "student, half width (50 KD steps, user's loop)": _student,
 }
 
 
@@ -102,11 +137,14 @@ def main() -> None:
         for tech, apply in TECHNIQUES.items():
             m = copy.deepcopy(base)
             try:
-                apply(m, x, calib, spec)
+                made = apply(m, x, calib, spec)
+                m = made if isinstance(made, torch.nn.Module) else m
                 y = _out(m, x)
                 size = _bytes(m)
                 cell = {"ok": True, "rel_max_diff": float((y - ref).abs().max() / ref.abs().max()),
                         "task_loss": float(spec.loss(y, target)), "bytes": size, "bytes_vs_dense": size / dense}
+                if getattr(made, "notes", None) and not getattr(made, "sites", True):  # nothing was changed
+                    cell["note"] = "; ".join(made.notes)[:200]
             except Exception as e:  # the verb's own words: ValueError is a refusal, anything else a bug
                 cell = {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
                         "kind": "refused" if isinstance(e, ValueError) else "unexpected exception (bug)"}
