@@ -81,7 +81,7 @@ def search_section(model: str = "charlstm-512x2") -> list[str]:
                 "embedding and decoder int8. The study starts from two warm-start points shaped after the deploy "
                 "recipes of issue 8 (units cut, 2000-step fine-tune; within 2 % at int8 but 4x too big) and sized "
                 "to the byte cap: 384 units + int3 (trial 0) and 336 units + int4 (trial 1); every later trial is "
-                "the sampler's (TPE, its first 10 trials random). Step latency: rnnslim's torch "
+                "the sampler's (TPE; random until 10 trials had completed). Step latency: rnnslim's torch "
                 "model, batch 1, 1 thread, measured while the other worker trained on the second core.", ""]
     out += _previous_line(data.get("previous"), base.get("latency_ms"))
     out += ["Every full-fidelity trial (on the Pareto front of validation loss, bytes and latency: "
