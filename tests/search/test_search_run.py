@@ -107,3 +107,15 @@ def test_a_gptq_trial_runs_end_to_end(tmp_path):
     res = rnnslim.search(str(model), data=str(data), trials=1, out=tmp_path / "s", space=space, **FAST)
     (trial,) = res["trials"]
     assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full" and trial["bytes"] < res["baseline"]["bytes"]
+
+
+def test_a_warm_start_point_with_unknown_names_fails_its_trial_clearly(tmp_path):
+    import pytest
+
+    model, data = make_model(tmp_path)
+    point = {"width_l0": 12, "widht_l1": 16}  # a typo the space never asks for: Optuna alone would ignore it
+    with pytest.raises(RuntimeError, match="widht_l1"):
+        rnnslim.search(str(model), data=str(data), trials=1, out=tmp_path / "s", space=FAST_SPACE,
+                       enqueue=[point], max_failures=1, **FAST)
+    results = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert results["trials"][0]["state"] == "FAIL" and "does not sample" in results["trials"][0]["error"]

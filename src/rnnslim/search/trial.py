@@ -171,6 +171,7 @@ def run_trial(ctx: TrialContext, study, trial) -> list[float]:
 
     cfg = ctx.cfg
     stages = build_stages(cfg.space, trial, ctx.facts)
+    _check_warm_start(study, trial)
     rhash = recipe_hash(stages, cfg)
     full_recipe = trial_recipe(ctx, stages, f"search-{rhash}", full=True) if stages else None
     trial.set_user_attr("recipe_hash", rhash)
@@ -196,6 +197,16 @@ def run_trial(ctx: TrialContext, study, trial) -> list[float]:
         lock.close()
     trial.set_user_attr("result", result)
     return values_of(result, ctx.objectives())
+
+
+def _check_warm_start(study, trial) -> None:
+    """An enqueued (warm-start) point whose names the space never asked for would run as some
+    other recipe without a word (Optuna ignores them): fail the trial, naming them."""
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
+    unused = sorted(set(fixed) - set(trial.params))
+    if unused:
+        raise ValueError(f"warm-start point {fixed} names {unused}, which this search space does not sample "
+                         f"(its parameters here: {sorted(trial.params)}); fix the names or the space")
 
 
 def _baseline_result(ctx: TrialContext) -> dict:
