@@ -36,10 +36,10 @@ def user_student(teacher: nn.Module, spec: StudentSpec, example_inputs: tuple | 
         raise TypeError(f"a bare {type(teacher).__name__} returns its hidden units, so a narrower one computes "
                         "another function; make a student of the module around it (with its head), or of an "
                         "rnnslim SequenceModel teacher")
-    fixed = [f for f in FIXED_BY_CODE if getattr(spec, f) is not None]
-    if fixed or spec.proj_size:
+    fixed = [f for f in FIXED_BY_CODE if getattr(spec, f) is not None] + (["proj_size"] if spec.proj_size else [])
+    if fixed:
         raise ValueError(f"a student of your own {type(teacher).__name__} keeps its code, so only hidden_size / "
-                         f"hidden_sizes, init and max_params apply (got {', '.join(fixed + ['proj_size'] * bool(spec.proj_size))}); "
+                         f"hidden_sizes, init and max_params apply (got {', '.join(fixed)}); "
                          "for another cell, layer count, projection or embedding width build the teacher as an "
                          "rnnslim SequenceModel")
     if example_inputs is not None and not isinstance(example_inputs, tuple):
