@@ -17,7 +17,7 @@ def check_latency(r: dict, threads: int, steps: int, repeats: int) -> None:
     assert set(r) >= {"median_ms", "spread_ms", "threads", "steps", "repeats"}
     assert (r["threads"], r["steps"], r["repeats"]) == (threads, steps, repeats)
     lo, hi = r["spread_ms"]
-    assert 0 < lo <= r["median_ms"] <= hi < 1000
+    assert 0 < lo <= r["median_ms"] <= hi  # ordered; no bound on time: tests never assert on speed
     assert len(r["medians_ms"]) == repeats
 
 
@@ -61,11 +61,24 @@ def test_sequence_model_step_receives_its_previous_state():
     assert all(shape == (1, 1) and not fresh for shape, fresh in calls[1:])
 
 
+def scripted_clock(durations):
+    """A clock whose consecutive (start, stop) readings are `durations` apart: what is timed
+    is exactly these numbers, whatever the machine's load."""
+    readings = iter([t for i, d in enumerate(durations) for t in (10.0 * i, 10.0 * i + d)])
+    return lambda: next(readings)
+
+
 def test_throughput_counts_batch_times_steps():
+    # 3 passes of 4 x 8 = 32 steps taking 2 s, 4 s and 1 s: rates 16, 8, 32 steps/s
+    r = throughput(tiny(), threads=1, batch=4, seq_len=8, repeats=3, clock=scripted_clock([2.0, 4.0, 1.0]))
+    assert (r["batch"], r["seq_len"], r["threads"], r["repeats"]) == (4, 8, 1, 3)
+    assert r["steps_per_s"] == 16.0 and r["seconds"] == 2.0  # medians of rates and of times
+    assert r["spread_steps_per_s"] == [8.0, 32.0]
+
+
+def test_throughput_really_runs_the_model():
     r = throughput(tiny(), threads=1, batch=4, seq_len=8, repeats=2)
-    assert (r["batch"], r["seq_len"], r["threads"]) == (4, 8, 1)
-    assert abs(r["steps_per_s"] - 32 / r["seconds"]) / r["steps_per_s"] < 0.5  # median rate vs median time
-    assert r["steps_per_s"] > 0
+    assert r["steps_per_s"] > 0 and r["seconds"] > 0
 
 
 def test_user_module_batch_fn():
@@ -76,14 +89,15 @@ def test_user_module_batch_fn():
 
 
 def test_median_of_medians_ignores_one_slow_round():
-    import time
-
+    # 5 rounds of 10 steps; every step takes 0.1 ms except in round 2 (3 ms): nanosecond readings
+    durations = [3_000_000 if 10 <= i < 20 else 100_000 for i in range(50)]
+    clock = scripted_clock(durations)
     calls = {"n": 0}
 
     def step():
         calls["n"] += 1
-        if 10 < calls["n"] <= 20:  # round 2 of 5 is slow
-            time.sleep(0.003)
 
-    r = time_stream(step, steps=10, repeats=5, warmup=0)
-    assert r["median_ms"] < 1.0 and r["spread_ms"][1] > 2.0
+    r = time_stream(step, steps=10, repeats=5, warmup=2, clock=clock)
+    assert calls["n"] == 52  # the warm-up steps run but are not timed
+    assert r["medians_ms"] == [0.1, 3.0, 0.1, 0.1, 0.1]
+    assert r["median_ms"] == 0.1 and r["spread_ms"] == [0.1, 3.0]

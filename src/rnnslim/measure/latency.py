@@ -51,11 +51,12 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def time_stream(step: Callable[[], Any], steps: int = 200, repeats: int = 5, warmup: int = 50) -> dict:
-    """Median of per-round medians of `step()` wall time (ms), with the spread of the round medians."""
+def time_stream(step: Callable[[], Any], steps: int = 200, repeats: int = 5, warmup: int = 50,
+                clock: Callable[[], int] = time.perf_counter_ns) -> dict:
+    """Median of per-round medians of `step()` wall time (ms), with the spread of the round medians.
+    `clock()`: integer nanoseconds (tests inject a scripted one to check the arithmetic)."""
     if steps < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0 (got {steps}, {repeats}, {warmup})")
-    clock = time.perf_counter_ns
     with _gc_paused():
         for _ in range(warmup):
             step()
@@ -71,16 +72,18 @@ def time_stream(step: Callable[[], Any], steps: int = 200, repeats: int = 5, war
             "medians_ms": medians, "steps": steps, "repeats": repeats, "warmup": warmup}
 
 
-def time_batch(run: Callable[[], Any], steps_per_call: int, repeats: int = 3, warmup: int = 1) -> dict:
-    """Time steps per second of `run()` (which processes `steps_per_call` time steps in total)."""
+def time_batch(run: Callable[[], Any], steps_per_call: int, repeats: int = 3, warmup: int = 1,
+               clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Time steps per second of `run()` (which processes `steps_per_call` time steps in total).
+    `clock()`: seconds (tests inject a scripted one to check the arithmetic)."""
     with _gc_paused():
         for _ in range(warmup):
             run()
         secs = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = clock()
             run()
-            secs.append(time.perf_counter() - t0)
+            secs.append(clock() - t0)
     rates = [steps_per_call / s for s in secs]
     return {"steps_per_s": statistics.median(rates), "spread_steps_per_s": [min(rates), max(rates)],
             "seconds": statistics.median(secs), "repeats": repeats}
@@ -239,9 +242,10 @@ def streaming_latency(model: nn.Module | None = None, threads: int = 1, steps: i
 
 def throughput(model: nn.Module | None = None, threads: int = 1, batch: int = 64, seq_len: int = 128, repeats: int = 3,
                batch_fn: Callable[[], Any] | None = None,
-               context: Callable[[], contextlib.AbstractContextManager] | None = None) -> dict:
+               context: Callable[[], contextlib.AbstractContextManager] | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> dict:
     """Time steps per second for batch x seq_len steps from a zero state (`batch_fn()` for user modules:
-    one call must process `batch` sequences of `seq_len` steps).
+    one call must process `batch` sequences of `seq_len` steps; `clock`: see time_batch).
     Keys: steps_per_s, spread_steps_per_s, seconds, repeats, threads, batch, seq_len."""
     if batch_fn is None and model is None:
         raise ValueError("give a model or a batch_fn")
@@ -251,7 +255,7 @@ def throughput(model: nn.Module | None = None, threads: int = 1, batch: int = 64
         model.eval()
     try:
         with torch_threads(threads), torch.inference_mode(), (context() if context else contextlib.nullcontext()):
-            out = time_batch(run, batch * seq_len, repeats)
+            out = time_batch(run, batch * seq_len, repeats, clock=clock)
     finally:
         if model is not None:
             model.train(was_training)
