@@ -20,7 +20,11 @@ MAX_MANIFEST_BYTES; the weights file must be a plain file name beside it (no dir
 no ".."), a regular file (no FIFO / device); every declared tensor shape is checked
 against the architecture (built on the "meta" device, so nothing is allocated) and
 against the safetensors header before anything is decoded or allocated; weights must be
-finite and floating-point where the architecture expects floats.
+finite and floating-point where the architecture expects floats, in float32, float16 or
+bfloat16 (FLOAT_DTYPES; a float64 tensor is refused at save and load, never converted).
+Nothing is changed silently: spec.tie_weights must agree with the stored tensors (a tied
+model stores no decoder.weight, an untied one does), and a language model's vocabulary
+must follow its task's rules (rnnslim.tasks.vocab: single characters for charlm).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from rnnslim.io.encodings import get_encoding, part_key
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.modules import module_records, rebuild_modules
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.tasks import DEFAULT_TASK
+from rnnslim.tasks.vocab import vocab_problem
 from rnnslim.utils.atomic import atomic_directory
 
 FORMAT = "rnnslim-model"
@@ -49,6 +55,9 @@ WEIGHTS = "model.safetensors"
 MAX_MANIFEST_BYTES = 64 << 20  # a model JSON larger than this is refused before reading
 MAX_LAYERS = 4096  # recurrent layers a description may declare
 MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of float32)
+# floating-point weights are stored in these dtypes (fp16 / bf16 from the `cast` stage); a float64
+# tensor would load and then fail inside the first matmul, so it is refused at save and load
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size", "input_rank", "decoder_rank")
 
 
@@ -129,8 +138,10 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
     """
     path = Path(path)
     tensors = _stored_tensors(model)
+    _check_shared(model, tensors, f"save_model({path})")
     for name, t in tensors.items():
         _check_finite(name, t, f"save_model({path})")
+        _check_float_dtype(name, t, f"save_model({path})")
     stored, records = encode_tensors(model, tensors)
     manifest = {
         "format": FORMAT,
@@ -260,6 +271,24 @@ def _check_finite(name: str, t: torch.Tensor, where) -> None:
         raise ModelFormatError(f"{where}: tensor {name} holds NaN or infinite values")
 
 
+def _check_float_dtype(name: str, t: torch.Tensor, where, expected: torch.dtype | None = None) -> None:
+    """Floating-point weights must be float32 / float16 / bfloat16 (or the architecture's own dtype)."""
+    if (t.dtype.is_floating_point or t.dtype.is_complex) and t.dtype not in FLOAT_DTYPES and t.dtype != expected:
+        raise ModelFormatError(f"{where}: tensor {name} is {str(t.dtype).removeprefix('torch.')}; rnnslim models "
+                               "hold float32, float16 or bfloat16 weights (convert with .float() before saving)")
+
+
+def _check_shared(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where) -> None:
+    """A tensor left out as a duplicate must be one the loader re-ties (spec.tie_weights), or
+    the saved model could not be loaded."""
+    dropped = [k for k, t in model.state_dict().items() if k not in tensors]
+    untied = [k for k in dropped if not _is_tied_alias(model, k, tensors)]
+    if untied:
+        raise ModelFormatError(f"{where}: tensor {untied[0]} shares its storage with another tensor, which the "
+                               "model description cannot express (only the decoder can be tied to the embedding, "
+                               "with spec.tie_weights); clone it or build the model with tie_weights=True")
+
+
 def _check_sha(jpath: Path, weights: Path, want, required: bool) -> None:
     if want is None and not required:
         return
@@ -291,6 +320,10 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
     if missing or unexpected:
         raise ModelFormatError(f"{where}: weights do not match the architecture: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}")
+    if getattr(model.spec, "tie_weights", False) and "decoder.weight" in tensors:
+        raise ModelFormatError(f"{where}: field spec.tie_weights is true, but the weights hold a decoder.weight of "
+                               "their own (the model was saved untied); tying would throw away one of the two "
+                               "stored matrices: set spec.tie_weights to false")
     for k, t in tensors.items():
         if tuple(t.shape) != tuple(expected[k].shape):
             raise ModelFormatError(f"{where}: tensor {k} has shape {tuple(t.shape)}, the description says "
@@ -299,6 +332,8 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
         if (want.is_floating_point or want.is_complex) and not (t.dtype.is_floating_point or t.dtype.is_complex):
             raise ModelFormatError(f"{where}: tensor {k} is stored as {str(t.dtype).removeprefix('torch.')}, "
                                    f"the architecture expects a floating-point dtype")
+        if want.is_floating_point or want.is_complex:
+            _check_float_dtype(k, t, where, expected=want)
         _check_finite(k, t, where)
     model.load_state_dict(tensors, strict=False)
     # keep dtypes as stored (fp16/bf16 models stay half precision)
@@ -390,6 +425,10 @@ def _check_records(jpath: Path, weights: Path, records, skel: torch.nn.Module) -
                 raise ModelFormatError(f"{weights}: tensor {name} has shape {list(got or [])} in the weights file, "
                                        f"field {f}.shape says {shape}")
     missing = [k for k in expected if k not in records and not _is_tied_alias(skel, k, records)]
+    if missing == ["decoder.weight"] and "embedding.weight" in records and not skel.spec.tie_weights:
+        raise ModelFormatError(f"{jpath}: field spec.tie_weights is false, but field tensors has no decoder.weight "
+                               "(a model saved with a tied decoder?); set spec.tie_weights to true if the decoder "
+                               "shares the embedding")
     if missing:
         raise ModelFormatError(f"{jpath}: field tensors lacks {missing[:5]} that the architecture needs")
 
@@ -421,7 +460,8 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
             raise ModelFormatError(f"{jpath}: field {k} must be an object, got {type(meta[k]).__name__}")
     if not isinstance(meta.get("history", []), list):
         raise ModelFormatError(f"{jpath}: field history must be a list, got {type(meta['history']).__name__}")
-    _check_vocab(jpath, meta.get("task", {}).get("vocab"), "task.vocab", required=False)
+    task = meta.get("task", {})
+    _check_vocab(jpath, task.get("vocab"), "task.vocab", task.get("task", DEFAULT_TASK), required=False)
     skel = _skeleton(jpath, spec, modules)
     _check_records(jpath, weights, records, skel)
     tensors = decode_tensors(_load_tensors(weights), records, weights)
@@ -434,28 +474,19 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     return model
 
 
-def _check_vocab(jpath: Path, vocab, field: str, required: bool) -> None:
+def _check_vocab(jpath: Path, vocab, field: str, task: str | None, required: bool) -> None:
+    """The vocabulary rules of rnnslim.tasks.vocab for the model's task (e.g. single characters for charlm)."""
     if vocab is None and not required:
         return
-    if not isinstance(vocab, list) or not vocab:
-        raise ModelFormatError(f"{jpath}: field {field} must be a non-empty list of strings")
-    if not all(isinstance(v, str) for v in vocab):
-        bad = next(v for v in vocab if not isinstance(v, str))
-        raise ModelFormatError(f"{jpath}: field {field} holds a non-string entry {bad!r}"[:300])
-    if len(set(vocab)) != len(vocab):
-        seen, dup = set(), None
-        for v in vocab:
-            if v in seen:
-                dup = v
-                break
-            seen.add(v)
-        raise ModelFormatError(f"{jpath}: field {field} holds the entry {dup!r} more than once"[:300])
+    problem = vocab_problem(task, vocab)
+    if problem:
+        raise ModelFormatError(f"{jpath}: field {field} {problem}"[:300])
 
 
 def _load_reference(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     """Reference layout: embedding.weight, rnn.weight_ih_l{k}..., decoder.{weight,bias}."""
     _check_sha(jpath, weights, meta.get("weights_sha256"), required=False)
-    _check_vocab(jpath, meta.get("vocab"), "vocab", required=True)
+    _check_vocab(jpath, meta.get("vocab"), "vocab", "charlm", required=True)  # reference models are char LMs
     for k in ("hidden_size", "num_layers"):
         if not _is_int(meta.get(k)) or meta[k] < 1:
             raise ModelFormatError(f"{jpath}: field {k} must be a positive integer, got {meta.get(k)!r}"[:300])
