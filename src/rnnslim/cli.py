@@ -249,9 +249,10 @@ def _save_trained(model, result, cfg, task, out: Path, as_json: bool) -> None:
                                                             "steps": result.steps, "best_valid": result.best_metric}]
     save_model(model, out / "model")
     _emit({"model": str(out / "model"), "steps": result.steps, "best_valid": result.best_metric,
-           "history": result.history}, as_json,
-          f"trained {result.steps} steps; best valid {task.primary_metric} = {result.best_metric:.4f}; "
-          f"model: {out / 'model'}")
+           "best_step": result.best_step, "valid_note": result.valid_note, "history": result.history}, as_json,
+          f"trained {result.steps} steps; best valid {task.primary_metric} = {result.best_metric:.4f} "
+          f"(step {result.best_step}); model: {out / 'model'}"
+          + (f"\nnote: {result.valid_note}" if result.valid_note else ""))
 
 
 @app.command()
@@ -370,15 +371,19 @@ def export(
     build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources for rnnslim.runtime")] = False,
     check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,
     fold_embedding: Annotated[Optional[bool], typer.Option("--fold-embedding/--no-fold-embedding", help="c: a V x 4H int32 table of layer-0 input terms instead of embedding + W_ih (default: when it takes less flash)")] = None,
+    force: Annotated[bool, typer.Option(help="onnx, onnx-int8, torch: replace an existing file that rnnslim did not write (never the input model)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a model to run elsewhere: a standalone C library (microcontrollers, servers) or ONNX."""
+    """Export a model to run elsewhere: a standalone C library (microcontrollers, servers) or ONNX.
+
+    --out must be a new path or an earlier rnnslim export of the same kind (a C export directory
+    holds rnnslim-export.json); it is never the input model, a model directory or a symlink."""
     from rnnslim.export.formats import export_model
 
     model = _load(model_path)
     try:
         facts = export_model(model, fmt, out, name=name, build=build, check_streams=check,
-                             fold_embedding=fold_embedding)
+                             fold_embedding=fold_embedding, force=force)
     except (ValueError, TypeError, ImportError, FileExistsError) as e:
         _err(str(e))
     human = None

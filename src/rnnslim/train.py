@@ -9,7 +9,10 @@
   model use rnnslim.finetune.FinetuneFields (lower lr, warm-up, whole-split evaluation).
 - The input model is evaluated before the first step and is the first candidate for the
   best checkpoint; then every `eval_every` steps and at the end of every epoch. The best
-  is kept in `checkpoint_dir/best` (in memory without a checkpoint dir), see train_best.py.
+  (primary metric; ties: lower task.tie_metric, e.g. a classifier's validation loss, then
+  the later step) is kept in `checkpoint_dir/best` (in memory without a checkpoint dir),
+  see train_best.py. A validation split of fewer than 30 sequences is named in the result
+  (TrainResult.valid_note): its selection is coarse.
 - Resumable: `checkpoint_dir/last` + trainer_state.pt (train_checkpoint.py); a rerun with
   the same config continues where it stopped, with the same result as an uninterrupted run.
 - A non-finite loss, gradient norm or weight stops training with TrainingDiverged after
@@ -39,7 +42,7 @@ from torch import Tensor
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.recurrent.state import detach_state
 from rnnslim.tasks.base import Batch, Task
-from rnnslim.train_best import BestKeeper, TrainingDiverged, best_step
+from rnnslim.train_best import BestKeeper, TrainingDiverged, best_step, small_valid_note
 from rnnslim.train_checkpoint import (
     RunState,
     can_resume,
@@ -128,7 +131,13 @@ class TrainResult:
         return {"steps": self.steps, "wall_s": round(self.wall_s, 2), "input_valid": self.input_metric,
                 "best_valid": self.best_metric, "best_step": self.best_step, "kept_input": self.kept_input,
                 "evaluations": len(self.history),
-                "final_valid": self.history[-1].get(self.metric) if self.history else None}
+                "final_valid": self.history[-1].get(self.metric) if self.history else None,
+                "valid_note": self.valid_note}
+
+    @property
+    def valid_note(self) -> str | None:
+        """A warning when the validation split is too small for a sharp selection (train_best.SMALL_VALID)."""
+        return small_valid_note(self.history)
 
 
 def steps_per_epoch(task: Task, batch_size: int, seq_len: int) -> int:

@@ -44,6 +44,7 @@ def finetune_line(record: dict | None, metric: str) -> str | None:
     # the selection's loss is the results table's loss unless it was capped to a prefix of the split
     scope = (f"; these validation losses are on the first {cap:,} tokens (the selection's cap), the table above "
              "evaluates the whole split" if cap else "; whole validation split, the same loss as the table above")
+    scope += f"; note: {ft['valid_note']}" if ft.get("valid_note") else ""
     head = f"- fine-tuning: {ft['steps']} steps in {ft.get('wall_s') or 0:.1f} s, {ft['evaluations']} evaluations; "
     if ft["kept_input"]:
         return head + (f"**no evaluation beat the input** (valid {metric} {_num(ft['input_valid'])}), "

@@ -33,6 +33,7 @@ class Task(ABC):
     stateful: bool = False  # carry recurrent state across consecutive training batches
     primary_metric: str = "loss_nats"
     higher_is_better: bool = False
+    tie_metric: str | None = None  # lower is better; breaks ties on primary_metric in checkpoint selection
 
     @abstractmethod
     def meta(self) -> dict:
