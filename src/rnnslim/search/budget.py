@@ -12,6 +12,12 @@ drop of P % and an absolute value is a floor). The caps drive Optuna's constrain
 (a trial is feasible when every constraint value is <= 0) and the choice of the best trial:
 among feasible full-fidelity trials, the lowest value of `prefer` (default: the first of
 loss, bytes, latency_ms that the budget leaves uncapped, else loss).
+
+Every term is bounded to a range where it means something (check_cap; BudgetError else):
+a loss change in (-100 %, +1000 %], an absolute loss in (0, 1e6]; a fraction (bytes or
+latency) in (0, 1]; absolute bytes a whole number in [16, 2**53], latency_ms in
+[1e-6, 1e6]; a relative cap resolved against the input (resolve) at least 16 bytes or
+1e-6 ms. NaN and infinities are refused everywhere, and numbers are ASCII digits.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from __future__ import annotations
 import math
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OBJECTIVES = ("loss", "bytes", "latency_ms")
+LOSS_PCT = (-100.0, 1000.0)  # (lowest excluded, highest included) relative loss change, %
+MAX_LOSS = 1e6  # absolute loss caps (or accuracy floors) above this are typos
+MIN_BYTES, MAX_BYTES = 16, 2**53  # smaller: no artifact fits; larger: not exact in a float
+LATENCY_MS = (1e-6, 1e6)  # 1 ns .. 1000 s per step
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
@@ -44,6 +54,14 @@ class Budget(BaseModel):
     bytes: Cap | None = None
     latency_ms: Cap | None = None
     prefer: str | None = Field(default=None, description="objective the best trial minimizes among feasible ones")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Budget:  # Budget(...) from Python meets the same bounds as parse()
+        for key in OBJECTIVES:
+            cap = getattr(self, key)
+            if cap is not None:
+                check_cap(key, cap)
+        return self
 
     @classmethod
     def parse(cls, text: str | None, prefer: str | None = None) -> Budget:
@@ -85,7 +103,14 @@ class Budget(BaseModel):
             base = baseline.get(key)
             if base is None:
                 raise BudgetError(f"budget {key}={cap.text} is relative but the input model's {key} was not measured")
+            if not (isinstance(base, (int, float)) and math.isfinite(base) and base > 0):
+                raise BudgetError(f"budget {key}={cap.text} is relative but the input model's {key} is {base!r}; "
+                                  "give an absolute value")
             out[key] = base * (1 + cap.value / 100) if key == "loss" else base * cap.value
+            least = {"bytes": MIN_BYTES, "latency_ms": LATENCY_MS[0]}.get(key, 0.0)
+            if out[key] < least:
+                raise BudgetError(f"budget {key}={cap.text} of the input's {base:g} is a cap of {out[key]:.3g}, "
+                                  f"below {least:g}; no model fits it")
         return out
 
     def text(self) -> str:
@@ -94,33 +119,58 @@ class Budget(BaseModel):
 
 def _parse_cap(key: str, raw: str) -> Cap:
     def bad(why: str) -> BudgetError:
-        return BudgetError(f"budget {key}={raw!r}: {why}")
+        shown = raw if len(raw) <= 60 else f"{raw[:40]}...({len(raw)} characters)"
+        return BudgetError(f"budget {key}={shown!r}: {why}")
 
     if not raw:
         raise bad("empty value")
-    frac = re.fullmatch(r"(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)", raw)
+    num = r"[0-9]+(?:\.[0-9]+)?"
+    frac = re.fullmatch(rf"({num})\s*/\s*({num})", raw, re.ASCII)
     if frac and key != "loss":
-        num, den = float(frac[1]), float(frac[2])
-        if den == 0 or num <= 0:
-            raise bad("a fraction needs a positive numerator and denominator")
-        return Cap(value=num / den, relative=True, text=raw)
-    if key == "loss":
-        pct = re.fullmatch(r"([+-]?\d+(?:\.\d+)?)\s*%", raw)
-        if pct:
-            return Cap(value=float(pct[1]), relative=True, text=raw)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)", raw)
-    if not m:
-        raise bad("not a number" + (" (loss: a number or +P%)" if key == "loss" else " (or 1/N)"))
-    value, unit = float(m[1]), m[2].lower()
-    if key == "bytes":
-        if unit not in _UNITS:
-            raise bad(f"unknown unit {m[2]!r} (kB, MB, KiB, MiB)")
-        value *= _UNITS[unit]
-    elif unit:
-        raise bad(f"no unit expected, got {m[2]!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise bad("must be a positive finite number")
-    return Cap(value=value, relative=False, text=raw)
+        top, den = float(frac[1]), float(frac[2])
+        if not (math.isfinite(top) and math.isfinite(den)) or den == 0 or top <= 0:
+            raise bad("a fraction needs a positive numerator and denominator of sensible size (e.g. 1/20)")
+        cap = Cap(value=top / den, relative=True, text=raw)
+    elif key == "loss" and (pct := re.fullmatch(rf"([+-]?{num})\s*%", raw, re.ASCII)):
+        cap = Cap.model_construct(value=float(pct[1]), relative=True, text=raw)  # bounded by check_cap below
+    else:
+        m = re.fullmatch(rf"({num}(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)", raw, re.ASCII)
+        if not m:
+            raise bad("not a number" + (" (loss: a number or +P%)" if key == "loss" else " (or 1/N)"))
+        value, unit = float(m[1]), m[2].lower()
+        if key == "bytes":
+            if unit not in _UNITS:
+                raise bad(f"unknown unit {m[2]!r} (kB, MB, KiB, MiB)")
+            value *= _UNITS[unit]
+        elif unit:
+            raise bad(f"no unit expected, got {m[2]!r}")
+        cap = Cap.model_construct(value=value, relative=False, text=raw)
+    try:
+        check_cap(key, cap)
+    except BudgetError as e:
+        raise bad(str(e)) from None
+    return Cap(value=cap.value, relative=cap.relative, text=raw)
+
+
+def check_cap(key: str, cap: Cap) -> None:
+    """BudgetError unless `cap` lies in its term's meaningful range (module docstring)."""
+    v = cap.value
+    if not math.isfinite(v):
+        raise BudgetError("must be a finite number")
+    if key == "loss" and cap.relative:
+        if not LOSS_PCT[0] < v <= LOSS_PCT[1]:
+            raise BudgetError(f"a loss change must lie in ({LOSS_PCT[0]:+g} %, {LOSS_PCT[1]:+g} %], got {v:+g} %")
+    elif key == "loss":
+        if not 0 < v <= MAX_LOSS:
+            raise BudgetError(f"an absolute loss must lie in (0, {MAX_LOSS:g}], got {v:g}")
+    elif cap.relative:
+        if not 0 < v <= 1:
+            raise BudgetError(f"a fraction of the input's {key} must lie in (0, 1], got {v:g}")
+    elif key == "bytes":
+        if not MIN_BYTES <= v <= MAX_BYTES or v != int(v):
+            raise BudgetError(f"must be a whole number of bytes in [{MIN_BYTES}, 2**53], got {v:g}")
+    elif not LATENCY_MS[0] <= v <= LATENCY_MS[1]:
+        raise BudgetError(f"milliseconds must lie in [{LATENCY_MS[0]:g}, {LATENCY_MS[1]:g}], got {v:g}")
 
 
 def constraint_values(values: dict[str, float | None], caps: dict[str, float],
