@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -44,14 +43,14 @@ def test_deep_nesting_is_an_error_not_recursion():
     assert "nested" in _err("version: 1\nname: x\nstages: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
 
 
-def test_billion_laughs_refused_quickly():
+def test_billion_laughs_refused_at_the_first_alias():
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i in range(1, 9):
         prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
         lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
-    t0 = time.perf_counter()
     msg = _err("\n".join(lines) + "\n")
-    assert "aliases" in msg and time.perf_counter() - t0 < 2
+    # refused at the first alias (line 2, column 8), before anything is expanded: no time bound needed
+    assert "aliases" in msg and "line 2, column 8" in msg
 
 
 def test_long_or_odd_name_refused():
