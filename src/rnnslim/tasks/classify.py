@@ -57,6 +57,7 @@ from rnnslim.models.sequence import (
     SequenceModel,
 )
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.tasks.remembered_data import data_record
 from rnnslim.tasks.scaling import Standardizer
 from rnnslim.utils.device import model_device
 from rnnslim.utils.progress import track
@@ -275,6 +276,7 @@ class ClassifyTask(Task):
                  scaling: dict | None = None, **options) -> None:
         self.config = ClassifyConfig(**options)
         self.files = dict(zip(("train", "test"), find_train_test(path, test)))
+        self.given = path  # a data set name, a folder or a file (task meta: remembered_data)
         train_x, train_y, self.features = read_sequences(self.files["train"], self.config)
         test_x, test_y, test_features = read_sequences(self.files["test"], self.config)
         if len(test_features) != len(self.features) or test_x[0].shape[1] != train_x[0].shape[1]:
@@ -303,9 +305,13 @@ class ClassifyTask(Task):
                   **options) -> ClassifyTask:
         """Uniform factory entry (rnnslim.tasks.make_task); a model's meta supplies the classes,
         feature columns, scaling and valid carve."""
+        meta = meta or {}
+        if data is None and test is None:
+            from rnnslim.tasks.remembered_data import remembered_data
+
+            data, test = remembered_data(meta) or (None, None)  # where the model's training data came from
         if data is None:
             raise ValueError("the classify task needs data: a directory or train file (.ts, .tsv or long .csv)")
-        meta = meta or {}
         merged = {**meta.get("config", {}), **options}
         return cls(data, test=test, classes=meta.get("classes"), scaling=meta.get("scaling"), **merged)
 
@@ -318,7 +324,8 @@ class ClassifyTask(Task):
         if self.files["train"].suffix == ".csv":
             cfg["features"] = self.features  # select the same columns by name when reloaded
         return {"task": self.name, "classes": self.classes, "features": self.features,
-                "scaling": self.scaler.to_meta(), "config": cfg, "data": str(self.files["train"])}
+                "scaling": self.scaler.to_meta(), "config": cfg,
+                **data_record(self.given, self.files["train"], self.files["test"])}
 
     def split(self, split: str) -> _Split:
         self.check_split(split)
