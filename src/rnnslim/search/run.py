@@ -35,7 +35,8 @@ from typing import Any
 from rnnslim.search.budget import OBJECTIVES, Budget
 from rnnslim.search.config import SearchConfig
 from rnnslim.search.space import ModelFacts, active_dimensions
-from rnnslim.search.storage import WORKER_ATTR, Heartbeat, open_storage, recover_stale, worker_identity
+from rnnslim.search.storage import (WORKER_ATTR, Heartbeat, check_storage, open_storage, recover_stale,
+                                    worker_identity)
 from rnnslim.search.trial import BASELINE_ATTR, INPUT_DIR, TrialContext, load_task, measure_baseline, run_trial
 
 KEY_ATTR = "rnnslim_study_key"
@@ -250,6 +251,7 @@ def search(model: Any, data: str | os.PathLike | None = None, budget: str = "", 
     cfg = SearchConfig(model=str(model), out=str(out), data=None if data is None else str(data), budget=budget or "",
                        trials=trials, storage=storage, study_name=study_name, **options)
     Budget.parse(cfg.budget, cfg.prefer)  # a bad budget fails before any process starts
+    check_storage(cfg.storage)  # so does a --storage that is not a journal, before anything is written
     if workers > 1:
         prepare(cfg, 0, log)  # the input model and the baseline once, before the others start
     procs = []

@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from rnnslim.search.journal import StorageError, check_journal_path, open_journal
+
 JOURNAL_FILE = "journal.log"
 WORKER_ATTR = "rnnslim_worker"
 HEARTBEAT_ATTR = "rnnslim_heartbeat"
@@ -38,18 +40,19 @@ MAX_RETRIES = 2
 
 def open_storage(url: str | None, search_dir: Path):
     """An Optuna storage for `url`: None = the search directory's journal file; a path = a
-    journal file; scheme://... = a database (RDBStorage)."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
+    journal file (journal.py: checked, a torn last record cut); scheme://... = a database
+    (RDBStorage). Every failure is a StorageError naming the file (or the redacted URL)."""
     if url and "://" in url:
         if url.startswith(("redis://", "rediss://")):
-            raise ValueError("redis storage is not supported; use a journal file or a database URL")
+            raise StorageError("redis storage is not supported; use a journal file or a database URL")
         return _rdb(url)
-    path = Path(url) if url else Path(search_dir) / JOURNAL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return open_journal(Path(url) if url else Path(search_dir) / JOURNAL_FILE)
+
+
+def check_storage(url: str | None) -> None:
+    """Refuse a --storage path that exists and is not a journal, before anything is written."""
+    if url and "://" not in url:
+        check_journal_path(Path(url))
 
 
 def _rdb(url: str, attempts: int = 4):
@@ -63,9 +66,10 @@ def _rdb(url: str, attempts: int = 4):
         except ImportError as e:
             raise ImportError(f"{redact(url)}: no database driver ({e}); for PostgreSQL: pip install psycopg2-binary "
                               "and a postgresql+psycopg2:// URL (or pip install 'psycopg[binary]')") from None
-        except Exception:  # noqa: BLE001 - sqlalchemy IntegrityError / ProgrammingError of the race
+        except Exception as e:  # noqa: BLE001 - sqlalchemy IntegrityError / ProgrammingError of the race
             if attempt + 1 == attempts:
-                raise
+                msg = str(e).replace(url, redact(url) or "")  # sqlalchemy quotes a URL it cannot parse
+                raise StorageError(f"--storage {redact(url)}: {type(e).__name__}: {msg}") from None
             time.sleep(1.0 + attempt)
 
 
