@@ -68,18 +68,23 @@ class ScheduleKind(str, Enum):
     ONECYCLE = "onecycle"
 
 
+# Bounds that recipes enforce (rnnslim.pipeline.recipe STAGE_FLOAT_CAPS), held by the configs
+# themselves so the Python API refuses the same values: every number finite, and at most these.
+LR_MAX, WEIGHT_DECAY_MAX, MOMENTUM_MAX, CLIP_GRAD_MAX = 10.0, 100.0, 10.0, 1e6
+
+
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     epochs: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1,
                                   description="train for exactly this many optimizer steps (epochs is then ignored)")
     batch_size: int = Field(default=32, ge=1)
     seq_len: int = Field(default=64, ge=1, description="BPTT window (time steps per batch)")
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, le=LR_MAX)
     optimizer: OptimizerKind = OptimizerKind.ADAMW
-    weight_decay: float = Field(default=0.0, ge=0)
-    momentum: float = Field(default=0.9, ge=0)
-    clip_grad: float | None = Field(default=1.0, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0, le=WEIGHT_DECAY_MAX)
+    momentum: float = Field(default=0.9, ge=0, le=MOMENTUM_MAX)
+    clip_grad: float | None = Field(default=1.0, gt=0, le=CLIP_GRAD_MAX)
     schedule: ScheduleKind = ScheduleKind.COSINE
     warmup_steps: int = Field(default=0, ge=0, description="linear warm-up: lr * (step + 1) / warmup_steps")
     eval_every: int | None = Field(default=None, ge=1, description="also evaluate every N steps")
@@ -128,7 +133,8 @@ class TrainResult:
 
     def summary(self) -> dict:
         """What a stage records about its fine-tuning (ctx.record)."""
-        return {"steps": self.steps, "wall_s": round(self.wall_s, 2), "input_valid": self.input_metric,
+        return {"steps": self.steps, "wall_s": round(self.wall_s, 2), "metric": self.metric,
+                "input_valid": self.input_metric,
                 "best_valid": self.best_metric, "best_step": self.best_step, "kept_input": self.kept_input,
                 "evaluations": len(self.history),
                 "final_valid": self.history[-1].get(self.metric) if self.history else None,

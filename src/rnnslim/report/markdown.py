@@ -35,6 +35,9 @@ def _finetune_of(record: dict | None) -> dict | None:
     return None
 
 
+SELECTION_METRICS = {"exit_loss": "the exits' weighted validation loss (lower is better)"}
+
+
 def finetune_line(record: dict | None, metric: str) -> str | None:
     """One sentence: what fine-tuning did to the validation metric, and whether the input was kept."""
     ft = _finetune_of(record)
@@ -44,6 +47,10 @@ def finetune_line(record: dict | None, metric: str) -> str | None:
     # the selection's loss is the results table's loss unless it was capped to a prefix of the split
     scope = (f"; these validation losses are on the first {cap:,} tokens (the selection's cap), the table above "
              "evaluates the whole split" if cap else "; whole validation split, the same loss as the table above")
+    chosen_by = ft.get("metric") or metric  # what the selection ranked (early_exit: the exits' loss)
+    if chosen_by != metric:
+        scope = f"; selected by {SELECTION_METRICS.get(chosen_by, chosen_by)}, not by the table's {metric}"
+    metric = chosen_by
     scope += f"; note: {ft['valid_note']}" if ft.get("valid_note") else ""
     head = f"- fine-tuning: {ft['steps']} steps in {ft.get('wall_s') or 0:.1f} s, {ft['evaluations']} evaluations; "
     if ft["kept_input"]:
