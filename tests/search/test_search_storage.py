@@ -132,12 +132,12 @@ def _fifo(p: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind", ["text", "json", "binary", "one_line_no_newline", "json_op_code", "dir", "fifo",
+@pytest.mark.parametrize("kind", ["text", "json", "binary", "one_line_no_newline", "brace", "json_op_code", "dir", "fifo",
                                   "symlink_to_text", "dangling_symlink", "lock_is_a_file"])
 def test_a_path_that_is_not_a_journal_is_refused_and_nothing_is_written(tmp_path, kind):
     path = tmp_path / "notes.txt"
     content = {"text": b"my notes\nsecond line\n", "json": b'{"a": 1}\n', "binary": bytes(range(256)),
-               "one_line_no_newline": b"x", "json_op_code": b'{"op_code":0}\n'}.get(kind, b"keep\n")
+               "one_line_no_newline": b"x", "brace": b"{", "json_op_code": b'{"op_code":0}\n'}.get(kind, b"keep\n")
     if kind == "dir":
         path.mkdir()
     elif kind == "fifo":

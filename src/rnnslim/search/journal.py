@@ -76,6 +76,9 @@ def _scan(path: Path) -> int:
     complete records end (= its size unless a torn record follows)."""
     try:
         with open(path, "rb") as f:
+            if f.read(len(RECORD_START)) not in (b"", RECORD_START):  # before reading a long first line
+                raise StorageError(_not_journal(path))
+            f.seek(0)
             offset = 0
             for line in f:
                 if not line.endswith(b"\n"):
@@ -102,7 +105,8 @@ def _check_record(path: Path, line: bytes, offset: int) -> None:
 
 
 def _check_tail(path: Path, tail: bytes, offset: int) -> None:
-    """Bytes after the last newline: a torn record (a prefix of one) or damage."""
+    """Bytes after the last newline: a torn record (a prefix of one) or damage. A file with no
+    complete record must begin with a whole RECORD_START (checked in _scan): `{` alone is not ours."""
     if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
         raise StorageError(_not_journal(path) if offset == 0 else
                            _damaged(path, offset, "is not a journal record (nor a torn one)"))
