@@ -316,11 +316,13 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> SequenceMo
 def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors and not _is_tied_alias(model, k, tensors)]
+    aliases = [k for k in expected if k not in tensors and k not in missing]  # re-tied below
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
         raise ModelFormatError(f"{where}: weights do not match the architecture: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}")
-    if getattr(model.spec, "tie_weights", False) and "decoder.weight" in tensors:
+    if getattr(model.spec, "tie_weights", False) and "decoder.weight" in tensors and isinstance(
+            getattr(model, "decoder", None), torch.nn.Linear):  # a quantized decoder may hold its own copy (older files)
         raise ModelFormatError(f"{where}: field spec.tie_weights is true, but the weights hold a decoder.weight of "
                                "their own (the model was saved untied); tying would throw away one of the two "
                                "stored matrices: set spec.tie_weights to false")
@@ -341,10 +343,19 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
         for name, p in list(model.named_parameters()) + list(model.named_buffers()):
             if name in tensors and p.dtype != tensors[name].dtype:
                 p.data = tensors[name].to(p.device).clone()
+    from rnnslim.quantize.tied import retie_after_load_
+
+    try:  # a tied quantized decoder's buffers were stored once, under the embedding's names
+        retie_after_load_(model, aliases)
+    except ValueError as e:
+        raise ModelFormatError(f"{where}: {e}") from None
 
 
 def _is_tied_alias(model: torch.nn.Module, key: str, tensors: dict) -> bool:
-    return key == "decoder.weight" and getattr(model.spec, "tie_weights", False) and "embedding.weight" in tensors
+    from rnnslim.quantize.tied import is_tied_quantized_alias  # a quantized tied decoder: its codes, once
+
+    tied_float = key == "decoder.weight" and getattr(model.spec, "tie_weights", False) and "embedding.weight" in tensors
+    return tied_float or is_tied_quantized_alias(model, key, tensors)
 
 
 def _is_int(v) -> bool:

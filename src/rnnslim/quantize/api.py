@@ -40,6 +40,7 @@ from rnnslim.quantize.formats import (
 from rnnslim.quantize.kmeans import KMeansInit
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
+from rnnslim.quantize.tied import tie_quantized_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets
 from rnnslim.utils.atomic import atomic_edit
 
@@ -216,6 +217,7 @@ def _apply_formats(model: nn.Module, found, fmt: BaseFormat | None, formats: dic
                                    round(q.weight_bits(), 4), _float_bytes(mod), q.stored_bytes(), note))
         set_submodule(model, path, q.train(mod.training))
         _mark_entropy_coding(model, path, q, f)
+    tie_quantized_(model)  # a tied embedding / decoder quantized alike keeps one copy of its codes
     _record_history(model, {"op": "quantize_weights", "layers": [r.as_dict() for r in records]})
     return records
 

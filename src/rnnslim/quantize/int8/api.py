@@ -23,6 +23,7 @@ from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
 from rnnslim.quantize.int8.integerize import quantize_integer_
 from rnnslim.quantize.int8.static import quantize_static_
 from rnnslim.quantize.int8.supported import check_no_lowrank_factors, check_no_transform_coding
+from rnnslim.quantize.tied import tie_quantized_
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
 from rnnslim.utils.atomic import atomic_verb
 
@@ -59,6 +60,7 @@ def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
         quantize_static_(model, ranges, cfg)
     else:
         quantize_integer_(model, ranges, cfg)
+    tie_quantized_(model)  # a tied embedding / decoder keeps one copy of its int8 codes
     history = list(getattr(model, "history", []) or [])
     history.append({"op": "quantize_int8", "config": cfg.model_dump(mode="json"),
                     "calibration": ranges.to_dict() if ranges is not None else None})
