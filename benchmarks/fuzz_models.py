@@ -28,9 +28,7 @@ import json
 import os
 import random
 import resource
-import select
 import shutil
-import signal
 import struct
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import RESULTS, update_results  # noqa: E402
+from fuzz_child import in_child  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from rnnslim.io.errors import ModelFormatError  # noqa: E402
@@ -292,62 +291,24 @@ def materialize(case_dir: Path, base: Base, jbytes: bytes, wbytes: bytes, specia
     return case_dir if base.kind.startswith("native") else j
 
 
-def _vmsize() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def load_case(target: Path, ref: dict) -> dict:
+    """Load `target` (in the forked child); classify."""
+    try:
+        m = load_model(target)
+        sd = m.state_dict()
+        same = sd.keys() == ref.keys() and all(sd[k].dtype == ref[k].dtype and torch.equal(sd[k], ref[k]) for k in ref)
+        out = {"class": "ok_identical" if same else "changed"}
+    except ModelFormatError as e:
+        out = {"class": "clear_error", "message": str(e)[:300]}
+    except MemoryError as e:
+        out = {"class": "memory", "message": f"MemoryError: {e}"[:300]}
+    out["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out
 
 
 def run_case(target: Path, ref: dict) -> dict:
-    """Load `target` in a forked child; classify."""
-    r, wfd = os.pipe()
-    limit = _vmsize() + MEM_LIMIT
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            try:
-                m = load_model(target)
-                sd = m.state_dict()
-                same = sd.keys() == ref.keys() and all(sd[k].dtype == ref[k].dtype and torch.equal(sd[k], ref[k])
-                                                       for k in ref)
-                out = {"class": "ok_identical" if same else "changed"}
-            except ModelFormatError as e:
-                out = {"class": "clear_error", "message": str(e)[:300]}
-            except MemoryError as e:
-                out = {"class": "memory", "message": f"MemoryError: {e}"[:300]}
-            except BaseException as e:  # noqa: BLE001
-                out = {"class": "traceback", "message": f"{type(e).__name__}: {e}"[:300]}
-            out["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(wfd, json.dumps(out).encode())
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    chunks, deadline = [], time.monotonic() + TIMEOUT_S
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(r)
-            return {"class": "hang", "seconds": TIMEOUT_S}
-        ready, _, _ = select.select([r], [], [], left)
-        if ready:
-            b = os.read(r, 1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    if not chunks:
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        return {"class": "memory" if sig == signal.SIGKILL else "crash", "message": f"child exit status {status}"}
-    out = json.loads(b"".join(chunks))
-    out["seconds"] = round(time.perf_counter() - t0, 3)
-    return out
+    """Load `target` in a forked child (fuzz_child.in_child: timeout, memory limit); classify."""
+    return in_child(load_case, target, ref, timeout=TIMEOUT_S, mem_limit=MEM_LIMIT)
 
 
 def main() -> None:

@@ -33,10 +33,7 @@ import argparse
 import json
 import os
 import random
-import resource
-import select
 import shutil
-import signal
 import stat
 import sys
 import tempfile
@@ -49,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import optuna  # noqa: E402
 import torch  # noqa: E402
 from common import RESULTS, update_results  # noqa: E402
+from fuzz_child import in_child as _in_child  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from rnnslim.cli import app  # noqa: E402
@@ -62,59 +60,14 @@ from rnnslim.tasks.charlm import CharLMTask  # noqa: E402
 
 TIMEOUT_S = 30.0  # a dead writer's lock is broken after journal.LOCK_GRACE_S (set to 3 s here)
 MEM_LIMIT = 2 << 30
+LOCK_GRACE_S = 3
 STUDY = "rnnslim-search"
 BASELINE = {"loss": 1.5, "bytes": 2_000_000, "latency_ms": 0.2}
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 30
 
 
-# --- running a case in a forked child ---------------------------------------------------------------------
-def _vmsize() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def in_child(fn, *args) -> dict:
-    """fn(*args) -> dict in a forked child under a timeout and memory limit; hang / crash else."""
-    r, wfd = os.pipe()
-    limit = _vmsize() + MEM_LIMIT
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            journal.LOCK_GRACE_S = 3
-            try:
-                out = fn(*args)
-            except BaseException as e:  # noqa: BLE001 - what the case is looking for
-                out = {"class": "traceback", "message": f"{type(e).__name__}: {e}"[:400]}
-            os.write(wfd, json.dumps(out, default=str).encode())
-        finally:
-            os._exit(0)
-    os.close(wfd)
-    chunks, deadline = [], time.monotonic() + TIMEOUT_S
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(r)
-            return {"class": "hang", "seconds": TIMEOUT_S}
-        ready, _, _ = select.select([r], [], [], left)
-        if ready:
-            b = os.read(r, 1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    if not chunks:
-        return {"class": "crash", "message": f"child exit status {status}"}
-    out = json.loads(b"".join(chunks))
-    out["seconds"] = round(time.perf_counter() - t0, 3)
-    return out
+    return _in_child(fn, *args, timeout=TIMEOUT_S, mem_limit=MEM_LIMIT)
 
 
 # --- journals ---------------------------------------------------------------------------------------------
@@ -433,6 +386,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    journal.LOCK_GRACE_S = LOCK_GRACE_S  # the forked children inherit it
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fuzz_search_"))
     tally = Tally()
@@ -499,7 +453,7 @@ def main() -> None:
         summary = {
             "cases": total, "classes": dict(tally.counts), "by_family": {k: dict(v) for k, v in tally.by_family.items()},
             "seed": args.seed, "timeout_s": TIMEOUT_S, "memory_limit_bytes_over_parent": MEM_LIMIT,
-            "lock_grace_s_in_cases": 3, "base_journal_bytes": len(base), "slowest_case_s": round(tally.slowest, 3),
+            "lock_grace_s_in_cases": LOCK_GRACE_S, "base_journal_bytes": len(base), "slowest_case_s": round(tally.slowest, 3),
             "wall_s": round(time.perf_counter() - t0, 1), "problems": tally.problems[:50],
             "sample_messages": tally.samples,
             "goal": "0 traceback, 0 hang, 0 crash, 0 user_file_changed, 0 silent_change, 0 meaningless_cap, "

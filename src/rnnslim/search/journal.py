@@ -105,11 +105,10 @@ def _check_record(path: Path, line: bytes, offset: int) -> None:
 
 
 def _check_tail(path: Path, tail: bytes, offset: int) -> None:
-    """Bytes after the last newline: a torn record (a prefix of one) or damage. A file with no
-    complete record must begin with a whole RECORD_START (checked in _scan): `{` alone is not ours."""
+    """Bytes after the last newline: a torn record (a prefix of one) or damage. (A file with no
+    complete record must begin with a whole RECORD_START, checked in _scan: `{` alone is not ours.)"""
     if not (tail.startswith(RECORD_START) or RECORD_START.startswith(tail)):
-        raise StorageError(_not_journal(path) if offset == 0 else
-                           _damaged(path, offset, "is not a journal record (nor a torn one)"))
+        raise StorageError(_damaged(path, offset, "is not a journal record (nor a torn one)"))
 
 
 def _not_journal(path: Path) -> str:
