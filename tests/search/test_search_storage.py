@@ -117,6 +117,16 @@ def test_a_damaged_record_in_the_middle_is_an_error_naming_the_file_and_nothing_
     assert path.read_bytes() == damaged and not Path(f"{path}.lock").exists()
 
 
+def test_damage_written_while_the_study_is_open_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "journal.log"
+    _journal(path)
+    study = optuna.load_study(study_name="s", storage=open_storage(str(path), tmp_path))
+    with open(path, "ab") as f:  # another program writes into the journal meanwhile
+        f.write(b"not a record\n" + path.read_bytes().splitlines(keepends=True)[-1])
+    with pytest.raises(StorageError, match=f"journal {path} is damaged"):
+        study.get_trials()
+
+
 def test_records_that_parse_but_do_not_replay_are_an_error_naming_the_file(tmp_path):
     path = tmp_path / "journal.log"
     _journal(path)

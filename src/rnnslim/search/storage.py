@@ -4,7 +4,8 @@
     storage = open_storage("runs/s/journal.log", d)       # a journal file elsewhere (shared disk)
     storage = open_storage("postgresql://u:p@host/db", d) # Optuna's RDBStorage (any SQLAlchemy URL)
 
-A journal file is an append-only log: a kill -9 loses at most the record being written, and
+A journal file is an append-only log: a kill -9 loses at most the record being written (its
+torn remains are dropped with a warning, journal.py; a file that is not a journal is refused), and
 every process that opens it (several workers on one machine, or on machines sharing the
 disk) replays the same study. A database URL lets workers on different machines share one
 study (docs/search.md shows PostgreSQL).
