@@ -132,3 +132,20 @@ def test_model_spec_matches_vocabulary(tmp_path):
     spec = task.model_spec(hidden_size=16, num_layers=2, embed_size=16, tie_weights=True)
     assert spec.input_size == spec.output_size == len(task.vocab) and spec.tie_weights
     SequenceModel(spec)
+
+
+def test_a_split_file_past_the_corpus_limit_is_refused_before_reading(tmp_path):
+    """Bounded memory (issue 19 §7): the size is checked before any file is read."""
+    root = write_ptb(tmp_path / "d")
+    with open(root / "ptb.valid.txt", "wb") as f:
+        f.truncate(3 << 30)  # sparse: no disk used, and never read
+    with pytest.raises(ValueError, match=r"ptb.valid.txt: the text file is 3,221,225,472 bytes, more than the "
+                                         r"536,870,912 .*; set RNNSLIM_MAX_CORPUS_BYTES"):
+        WordLMTask(root)
+
+
+@pytest.mark.parametrize("word", ["", "two words", "x" * 100_000])
+def test_a_given_vocabulary_holds_words(tmp_path, word):
+    root = write_ptb(tmp_path / "d")
+    with pytest.raises(ValueError, match="the vocabulary entry 3 is .*non-empty words without whitespace"):
+        WordLMTask(root, vocab=[EOS, UNK, "the", word, "cat"])

@@ -13,7 +13,6 @@ machine with Python has.
 from __future__ import annotations
 
 import logging
-import hashlib
 import math
 import sysconfig
 from collections.abc import Iterator
@@ -24,7 +23,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.tasks import corpus as text_corpus
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.tasks.vocab import vocab_problem
 from rnnslim.utils.progress import track
 from rnnslim.utils.threads import torch_threads
 
@@ -89,38 +90,47 @@ class CharLMTask(TokenStreamTask):
 
     def __init__(self, path: str | Path | None = None, vocab: list[str] | None = None, text: str | None = None,
                  max_chars: int | None = None) -> None:
-        if text is None:
-            if path is None:
-                text = stdlib_corpus(max_chars or DEFAULT_CORPUS_CHARS)
-                self.source = "python-stdlib"
-            else:
-                p = Path(path)
-                if not p.is_file():
-                    raise FileNotFoundError(f"text file not found: {path}")
-                raw = p.read_bytes()
-                self.corpus_sha256 = hashlib.sha256(raw).hexdigest()
-                text = raw.decode("utf-8")
-                if "\r" in text:  # the same universal-newline translation read_text does, said out loud
-                    logging.getLogger("rnnslim").warning(
-                        "%s: CRLF/CR line endings were read as \\n (the model sees \\n only)", p)
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                self.source = str(p)
+        """The corpus is read with bounded memory (rnnslim.tasks.corpus): a file larger than
+        max_corpus_bytes() is refused from its size unless only its first max_chars are read."""
+        max_chars = max_chars or None
+        newlines = text_corpus.Newlines()  # CRLF / CR -> LF in a file's text; says whether it changed any
+        if text is None and path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise FileNotFoundError(f"text file not found: {path}")
+            if max_chars is None:
+                text_corpus.check_corpus_size(p)  # refused from its size, before reading
+            self.source, self.corpus_sha256 = str(p), text_corpus.file_sha256(p)
+
+            def pieces(newlines: text_corpus.Newlines | None = None):
+                return text_corpus.file_pieces(p, newlines or text_corpus.Newlines(), max_chars)
         else:
-            self.source = "text"
-        if max_chars:
-            text = text[:max_chars]
-        if len(text) < 100:
-            raise ValueError(f"corpus is too short ({len(text)} characters)")
-        if len(set(text)) < 2:
+            if text is None:
+                text, self.source = stdlib_corpus(max_chars or DEFAULT_CORPUS_CHARS), "python-stdlib"
+            else:
+                self.source = "text"
+
+            def pieces(newlines: text_corpus.Newlines | None = None):
+                return text_corpus.text_pieces(text, max_chars)
+        found = text_corpus.scan(pieces(newlines))  # pass 1: how many characters, which ones
+        if newlines.changed:  # the universal-newline translation read_text does, said out loud
+            logging.getLogger("rnnslim").warning("%s: CRLF/CR line endings were read as \\n (the model sees \\n "
+                                                 "only)", self.source)
+        if found.chars < 100:
+            raise ValueError(f"corpus is too short ({found.chars} characters)")
+        if len(found.symbols) < 2:
             raise ValueError(f"{self.source}: the corpus has fewer than 2 distinct characters "
-                             f"({sorted(set(text))!r}); there is nothing to learn")
-        self.vocab = list(vocab) if vocab is not None else sorted(set(text))
+                             f"({found.symbols!r}); there is nothing to learn")
+        self.vocab = list(vocab) if vocab is not None else found.symbols
+        problem = vocab_problem(self.name, self.vocab)
+        if problem:
+            raise ValueError(f"the vocabulary {problem}")
         index = {c: i for i, c in enumerate(self.vocab)}
-        unknown = sorted(set(text) - index.keys())
+        unknown = sorted(set(found.symbols) - index.keys())
         if unknown:
             raise ValueError(f"{self.source}: the text has {len(unknown)} characters outside the model's vocabulary: "
                              f"{''.join(unknown[:20])!r} (is this the corpus the model was trained on?)")
-        self.ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+        self.ids = text_corpus.encode(pieces(), index, found.chars)  # pass 2: the ids, one (N,) int64 tensor
         self.bounds = split_bounds(len(self.ids))
 
     @classmethod
@@ -198,7 +208,7 @@ def remembered_corpus(meta: dict) -> str | None:
         raise FileNotFoundError(f"the model was trained on {corpus}, which is not there any more; give the corpus "
                                 "with --data")
     want = meta.get("corpus_sha256")
-    if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
+    if want and text_corpus.file_sha256(p) != want:
         raise ValueError(f"{corpus} changed since the model was trained on it (sha256 differs); give the corpus "
                          "with --data")
     logging.getLogger("rnnslim").info("data: %s (the corpus the model was trained on)", corpus)

@@ -40,6 +40,8 @@ from torch import Tensor
 from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.tasks.base import SPLITS
 from rnnslim.tasks.charlm import TokenStreamTask, stream_nll
+from rnnslim.tasks.corpus import check_corpus_size
+from rnnslim.tasks.vocab import vocab_problem
 
 EOS, UNK = "<eos>", "<unk>"
 LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -116,6 +118,8 @@ class WordLMTask(TokenStreamTask):
     def __init__(self, path: str | Path, vocab: list[str] | None = None, **options) -> None:
         self.config = WordLMConfig(**options)
         self.files = find_split_files(path)
+        for f in self.files.values():
+            check_corpus_size(f, hint="")  # refused from its size, before reading
         self.root = Path(path)
         if vocab is None:
             counts = Counter(iter_tokens(self.files["train"]))
@@ -129,8 +133,9 @@ class WordLMTask(TokenStreamTask):
                 raise ValueError(f"the model's vocabulary ({len(self.vocab)} words) has no {EOS} token; "
                                  "it was not trained on this task's data layout")
             train_has_unk = True  # the model's own vocabulary: trust how it was trained
-        if len(set(self.vocab)) != len(self.vocab):
-            raise ValueError("the vocabulary has duplicate words")
+        problem = vocab_problem(self.name, self.vocab)
+        if problem:
+            raise ValueError(f"the vocabulary {problem}")
         index = {w: i for i, w in enumerate(self.vocab)}
         self.ids: dict[str, Tensor] = {}
         self.unk_counts: dict[str, int] = {}  # tokens per split mapped to <unk> (literal <unk> excluded)
