@@ -269,11 +269,17 @@ def measure(
                                                "CUDA graph, against cuDNN's nn.LSTM/GRU)")] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
-    """Size, MACs, metric, latency and throughput, with the baselines measured in the same run."""
+    """Size, MACs, metric, latency and throughput, with the baselines measured in the same run.
+    Without --data the metric uses the data the model remembers; when that is unknown it is left out
+    (a note says why), the rest is measured."""
     from rnnslim.measure import measure as run_measure
+    from rnnslim.measure.quality import remembered_task
 
     model = _load(model_path, device)
-    t = _task_for(model, data)
+    t, note = (_task_for(model, data), None) if data is not None else remembered_task(model)
+    if note:  # an unknown corpus: measure all the rest; a bad --data stays an error (_task_for)
+        note = f"quality left out ({note}); add --data FILE (the data the model was trained on) to measure it"
+        typer.echo(f"note: {note}", err=True)
     if baseline is None and not no_baselines:  # a compress run directory remembers its input model
         remembered = Path(model_path) / "stages" / "00-input" / "model"
         if (remembered / "model.json").exists():
@@ -285,7 +291,7 @@ def measure(
     except ValueError:
         _err(f"--threads must be comma-separated integers, got {threads!r}")
     report = run_measure(model, task=t, split=split, baseline=base, threads=thread_counts, quick=quick,
-                         include_baselines=not no_baselines, artifact_path=_artifact_path(model_path))
+                         include_baselines=not no_baselines, artifact_path=_artifact_path(model_path), quality_note=note)
     _emit(report.to_dict(), as_json, report.table())
 
 

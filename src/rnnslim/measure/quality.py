@@ -1,5 +1,10 @@
 """Task metric of a model: `task.evaluate(model, split)` for a SequenceModel, or the user's own
-evaluation callable `eval_fn(model) -> {metric: value}` for any other module."""
+evaluation callable `eval_fn(model) -> {metric: value}` for any other module.
+
+Without data, `remembered_task(model)` builds the task the model's own meta names (its corpus
+or data path, else the task's default corpus); when that cannot be built or does not fit the
+model (an unknown corpus: a vocabulary the default text does not fit, a moved file), the
+metric is left out with the reason, and size, MACs and latency are still measured."""
 
 from __future__ import annotations
 
@@ -23,6 +28,17 @@ class Quality(BaseModel):
     @property
     def value(self) -> float:
         return self.metrics[self.primary_metric]
+
+
+def remembered_task(model: nn.Module):
+    """(the task `model` remembers, None) or (None, why it cannot be built), for measuring a model
+    when no data was given. Only a task that builds and fits the model is returned."""
+    from rnnslim.tasks import task_for_model
+
+    try:
+        return task_for_model(model), None
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        return None, " ".join(str(e).split())  # one line, whatever the task's message looked like
 
 
 def _numeric(metrics: dict) -> dict[str, float]:

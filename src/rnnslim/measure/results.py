@@ -117,6 +117,7 @@ class MeasureReport(BaseModel):
     variants: list[VariantResult]
     bandwidth: list[Bandwidth]
     onnx_export: dict | None = None
+    quality_note: str | None = None  # why the metric is left out (model.quality None) and how to add it
     settings: MeasureSettings
     machine: MachineInfo
     seconds: float

@@ -164,7 +164,7 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
             include_baselines: bool = True, artifact_path: str | Path | None = None, *,
             step_fn: Callable[[Any], Any] | None = None, batch_fn: Callable[[], Any] | None = None,
             baseline_artifact_path: str | Path | None = None, settings: MeasureSettings | None = None,
-            log: Callable[[str], None] | None = None) -> MeasureReport:
+            log: Callable[[str], None] | None = None, quality_note: str | None = None) -> MeasureReport:
     """Measure `model` and, in the same run, the baselines built from the uncompressed model.
 
     model        a SequenceModel (also with compressed layers swapped in), or any nn.Module together
@@ -176,6 +176,7 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
     threads      torch / ONNX Runtime intra-op thread counts, each measured separately
     quick        short runs for tests and demos (flagged in the report; not benchmark figures)
     artifact_path the model's saved directory/file, else it is saved to a temporary directory
+    quality_note why there is no task (kept in the report, with how to add one, when the metric is left out)
     """
     t0 = time.perf_counter()
     say = log or (lambda msg: None)
@@ -222,7 +223,11 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
     finally:
         for m, flag in was_training:
             m.train(flag)
+    if summary.quality is not None:
+        quality_note = None
+    elif quality_note is None:
+        quality_note = "quality left out: no task was given; pass task= (or eval_fn=) to measure it"
     return MeasureReport(model=summary, baseline=base_summary, baseline_is_model=baseline_is_model,
                          quality_change=_quality_change(summary, base_summary), variants=_with_ratios(results),
-                         bandwidth=list(bandwidth.values()), onnx_export=export_record, settings=s, machine=machine,
-                         seconds=time.perf_counter() - t0)
+                         bandwidth=list(bandwidth.values()), onnx_export=export_record, quality_note=quality_note,
+                         settings=s, machine=machine, seconds=time.perf_counter() - t0)

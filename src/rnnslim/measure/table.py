@@ -57,6 +57,8 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(report: MeasureReport) -> str:
     lines = _summary("model", report.model)
+    if report.quality_note:
+        lines.append(f"  {report.quality_note}")
     if report.baseline is not None:
         lines += _summary("baseline", report.baseline)
     elif report.baseline_is_model:
