@@ -117,3 +117,23 @@ def test_distill_teacher_path_replaces_the_pipeline_input(tmp_path):
     assert distill_hook(FinetuneFields(), ctx, True) is None
     with pytest.raises(ValueError, match="needs a teacher"):
         distill_hook(FinetuneFields(distill_alpha=0.5), _ctx(task, tmp_path), True)
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("inf")), ("lr", float("nan")), ("lr", 11.0),
+                                         ("clip_grad", float("inf")), ("weight_decay", float("nan")),
+                                         ("momentum", float("inf")), ("distill_temperature", float("inf"))])
+@pytest.mark.parametrize("cls", [FinetuneFields, FinetuneConfig, GroupLassoStage, QATStage])
+def test_python_api_refuses_what_recipes_refuse(cls, field, value, tmp_path):
+    """One validation: the config classes refuse the values a recipe refuses (issue 19 §7)."""
+    import pydantic
+
+    extra = {"lam": 0.1, "threshold": 0.1} if cls is GroupLassoStage else {}
+    with pytest.raises(pydantic.ValidationError, match=field):
+        cls(**extra, **{field: value})
+    recipe = tmp_path / "r.yaml"
+    kind = cls.model_fields["kind"].default if "kind" in cls.model_fields else "finetune"
+    body = "".join(f"    {k}: {v}\n" for k, v in extra.items())
+    shown = {float("inf"): ".inf", 11.0: "11.0"}.get(value, ".nan")
+    recipe.write_text(f"version: 1\nname: r\nstages:\n  - kind: {kind}\n{body}    {field}: {shown}\n")
+    with pytest.raises(ValueError, match=field):
+        load_recipe(recipe)

@@ -158,3 +158,14 @@ def test_config_validation():
         TrainConfig(lr=-1)
     with pytest.raises(ValueError):
         TrainConfig(optimizer="adam-ish")
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("inf")), ("lr", float("nan")), ("lr", 1e3),
+                                         ("clip_grad", float("inf")), ("weight_decay", float("inf")),
+                                         ("momentum", float("nan"))])
+def test_train_config_refuses_non_finite_and_out_of_range_numbers(field, value):
+    """The same bounds as recipes and the CLI (issue 19 §7): no lr=inf through the Python API."""
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match=field):
+        TrainConfig(**{field: value})

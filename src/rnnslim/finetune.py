@@ -26,6 +26,10 @@ from torch import nn
 
 from rnnslim.recurrent.stack import RecurrentStack
 from rnnslim.train import (
+    CLIP_GRAD_MAX,
+    LR_MAX,
+    MOMENTUM_MAX,
+    WEIGHT_DECAY_MAX,
     OptimizerKind,
     ScheduleKind,
     TrainConfig,
@@ -39,16 +43,16 @@ from rnnslim.train import (
 class FinetuneFields(BaseModel):
     """Fine-tuning fields shared by every stage that trains (see the module docstring)."""
 
-    # non-finite numbers and lr > 10 are refused in recipes (rnnslim.pipeline.recipe); the library
-    # API still takes them (tests force a divergence with lr=inf)
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # the same bounds as recipes (rnnslim.pipeline.recipe) and TrainConfig: every number finite,
+    # lr at most 10, ... (LR_MAX and its neighbours in rnnslim.train)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     batch_size: int = Field(default=32, ge=1, le=4096)
     seq_len: int = Field(default=64, ge=1, le=100_000, description="BPTT window (time steps per batch)")
-    lr: float = Field(default=5e-4, gt=0, description="peak learning rate, reached after the warm-up")
+    lr: float = Field(default=5e-4, gt=0, le=LR_MAX, description="peak learning rate, reached after the warm-up")
     optimizer: OptimizerKind = OptimizerKind.ADAMW
-    weight_decay: float = Field(default=0.0, ge=0)
-    momentum: float = Field(default=0.9, ge=0, description="SGD only")
-    clip_grad: float | None = Field(default=1.0, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0, le=WEIGHT_DECAY_MAX)
+    momentum: float = Field(default=0.9, ge=0, le=MOMENTUM_MAX, description="SGD only")
+    clip_grad: float | None = Field(default=1.0, gt=0, le=CLIP_GRAD_MAX)
     lr_schedule: ScheduleKind = Field(default=ScheduleKind.COSINE, description="lr decay after the warm-up "
                                       "(named lr_schedule: `schedule` is the pruning schedule of the prune stages)")
     warmup_steps: int | None = Field(default=None, ge=0, le=10**7,
@@ -60,7 +64,8 @@ class FinetuneFields(BaseModel):
                                   description="None: keep the model's; a number sets every dropout and the spec")
     distill_alpha: float = Field(default=0.0, ge=0, le=1,
                                  description="loss = alpha * distillation + (1 - alpha) * task loss (0: off)")
-    distill_temperature: float = Field(default=2.0, gt=0, description="softmax temperature of the distillation loss")
+    distill_temperature: float = Field(default=2.0, gt=0, le=1e4,
+                                       description="softmax temperature of the distillation loss")
     distill_teacher: str | None = Field(default=None,
                                         description="model path of the teacher; None: the pipeline's input model")
 

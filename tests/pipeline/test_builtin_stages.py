@@ -149,11 +149,15 @@ def test_finetune_with_the_real_pruning_masks(task, tmp_path):
     assert not out.rnn.layers[0].weight_ih_l0._backward_hooks  # the gradient hooks were removed
 
 
-def test_diverging_finetune_restores_the_input_and_saves_nothing_bad(task, tmp_path):
+def test_diverging_finetune_restores_the_input_and_saves_nothing_bad(task, tmp_path, monkeypatch):
     m = _model(task)
     start = {k: v.clone() for k, v in m.state_dict().items()}
+    # the configs refuse lr=inf (test_finetune.py): force the divergence inside the TrainConfig instead
+    real = FinetuneConfig.train_config
+    monkeypatch.setattr(FinetuneConfig, "train_config",
+                        lambda self, *a, **k: real(self, *a, **k).model_copy(update={"lr": float("inf")}))
     with pytest.raises(TrainingDiverged, match="restored to the best checkpoint .*train/best \\(step 0"):
-        finetune(m, FinetuneConfig(**{**FT, "lr": float("inf")}), _ctx(task, tmp_path))
+        finetune(m, FinetuneConfig(**FT), _ctx(task, tmp_path))
     assert all(torch.equal(v, start[k]) for k, v in m.state_dict().items())
     from rnnslim.io.format import load_model
 

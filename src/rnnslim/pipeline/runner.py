@@ -115,6 +115,7 @@ def _run_stage(current, cfg, index: int, name: str, h: str, prev_hash: str, sdir
                dist: Dist | None = None) -> tuple[StageRow | None, Any]:
     """Run one stage on `current` (a private model), save, reload, measure; (row, saved model)
     (under torchrun every rank runs the stage, rank 0 saves and measures; row None elsewhere)."""
+    _check_stage_fields(cfg, index, current)  # after a stage that changed the structure: the model it gets
     dist = dist or Dist()
     kept = dist.leader_call(lambda: rd.prepare_work_dir(sdir / rd.WORK_DIR, h))
     _log(progress, f"[{index}/{len(recipe.stages)}] {name}: running" + (" (resuming its work dir)" if kept else ""))
@@ -249,11 +250,13 @@ def _run_pipeline(model, recipe: Recipe | str | Path, task: Any, out_dir: str | 
 
 def _recipe_and_task(model, recipe: Recipe | str | Path, task: Any) -> tuple[Recipe, Any]:
     """The recipe (loaded when given as a path) and the task (built from the recipe's `task:` section,
-    data paths relative to the recipe file, when not given); every stage kind checked before any work."""
+    data paths relative to the recipe file, when not given); every stage kind, and the fields that name
+    parts of the model (layer indices, ...), checked before any work."""
     base_dir = None
     if not isinstance(recipe, Recipe):
         base_dir = Path(recipe).parent
         recipe = load_recipe(recipe)
+    _check_fields_against(recipe, model)
     if task is None:
         if recipe.task is None:
             raise RecipeError(f"recipe {recipe.name!r} has no `task:` section; pass a task to run_pipeline")
@@ -263,6 +266,23 @@ def _recipe_and_task(model, recipe: Recipe | str | Path, task: Any) -> tuple[Rec
     for cfg in recipe.stages:
         get_stage(cfg.kind)  # fail before any work if a stage module went missing
     return recipe, task
+
+
+def _check_fields_against(recipe: Recipe, model) -> None:
+    """Every stage's fields against the model it will receive, before any work: the stages up to
+    and including the first that changes the structure (the later ones when they start)."""
+    for i, cfg in enumerate(recipe.stages, start=1):
+        _check_stage_fields(cfg, i, model)
+        if cfg.changes_structure:
+            break
+
+
+def _check_stage_fields(cfg, index: int, model) -> None:
+    """cfg.check_against(model) as a RecipeError naming the stage (1-based, like stages/NN-kind)."""
+    try:
+        cfg.check_against(model)
+    except ValueError as e:
+        raise RecipeError(f"stage #{index} (kind {cfg.kind!r}): {e}") from None
 
 
 def _stage_hashes(recipe: Recipe, in_hash: str) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,8 +38,20 @@ STAGE_MODULES = (
 class StageConfig(BaseModel):
     """Base class of stage configs; subclasses set `kind: Literal["..."] = "..."`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # NaN / infinity refused here as in recipes, so a config built in Python is checked the same way
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
     kind: str
+    # True where the stage changes what later fields refer to (layer count, hidden sizes, vocabulary):
+    # the stages after it are checked against the model they really receive, when they start
+    changes_structure: ClassVar[bool] = False
+
+    def check_against(self, model) -> None:
+        """Raise ValueError naming the field when it refers to a part `model` lacks (a layer
+        index past the last layer, ...); the runner calls it before any stage runs. The default
+        checks a `layers` field of plain indices; stages with other such fields extend it."""
+        from rnnslim.pipeline.model_fields import check_layer_keys
+
+        check_layer_keys("layers", getattr(self, "layers", None), model)
 
 
 @dataclass

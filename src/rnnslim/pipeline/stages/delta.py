@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from rnnslim.pipeline.model_fields import check_layer_keys
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.quantize.int8.delta import delta_thresholds, set_delta_threshold_
 
@@ -32,6 +33,9 @@ class DeltaStage(StageConfig):
                                "for every layer, or {layer: threshold} (other layers dense); 0 and 1 are exact")
     measure_steps: int = Field(default=2000, ge=0, description="steps of training data to count skipped MACs on "
                                                                "(0: do not measure)")
+
+    def check_against(self, model) -> None:
+        check_layer_keys("threshold", self.threshold if isinstance(self.threshold, dict) else None, model)
 
 
 @register_stage(DeltaStage)

@@ -28,6 +28,8 @@ from torch import nn
 from rnnslim.early_exit import EarlyExit, add_exits_, calibrate_exits_, train_exits_
 from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.pipeline.model_fields import check_count
+from rnnslim.train import LR_MAX
 
 
 class EarlyExitStage(StageConfig, EarlyExit, FinetuneFields):
@@ -35,12 +37,15 @@ class EarlyExitStage(StageConfig, EarlyExit, FinetuneFields):
 
     kind: Literal["early_exit"] = "early_exit"
     max_steps: int = Field(default=300, ge=1, le=10**7, description="optimizer steps of the exits' training")
-    lr: float = Field(default=2e-3, gt=0, description="peak learning rate (the heads start from scratch)")
+    lr: float = Field(default=2e-3, gt=0, le=LR_MAX, description="peak learning rate (the heads start from scratch)")
     max_drop: float = Field(default=0.01, ge=0, lt=1,
                             description="accuracy the threshold may cost on valid, a fraction (0.01 = 1 point)")
     streaming: bool = Field(default=False, description="also calibrate the streaming (early_time) threshold")
     threshold: float | None = Field(default=None, ge=0, le=2,
                                     description="use this whole-sequence threshold instead of calibrating one")
+
+    def check_against(self, model) -> None:
+        check_count("weights", self.weights, model)
 
 
 @register_stage(EarlyExitStage)

@@ -21,12 +21,13 @@ zero state).
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
 
 from rnnslim.lowrank import LowRank, LowRankResult, ToLSTMP, lowrank_, to_lstmp_
+from rnnslim.pipeline.model_fields import check_layer_keys, check_per_layer_sizes
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.recurrent.state import call_model
 
@@ -40,12 +41,23 @@ class LowRankStage(_ErrorBatches, LowRank):
     """SVD low-rank factorization of the gate matrices and head (rank by energy, rank or max_params)."""
 
     kind: Literal["lowrank"] = "lowrank"
+    changes_structure: ClassVar[bool] = True
+
+    def check_against(self, model) -> None:
+        super().check_against(model)
+        sites = self.rank if isinstance(self.rank, dict) else {}  # {"input.0": 65, "recurrent.1": 128, "output": 32}
+        check_layer_keys("rank", [s.partition(".")[2] for s in sites if s.partition(".")[2]], model)
 
 
 class ToLSTMPStage(_ErrorBatches, ToLSTMP):
     """Convert LSTM layers to LSTMP (recurrent projection, torch's proj_size) from one SVD per layer."""
 
     kind: Literal["to_lstmp"] = "to_lstmp"
+    changes_structure: ClassVar[bool] = True
+
+    def check_against(self, model) -> None:
+        super().check_against(model)
+        check_per_layer_sizes("proj_size", self.proj_size, self.layers, model)
 
 
 @torch.no_grad()

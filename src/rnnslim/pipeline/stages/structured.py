@@ -27,12 +27,13 @@ ctx.record gets the per-layer sizes before/after and the parameter counts.
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
 
 from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
+from rnnslim.pipeline.model_fields import check_layer_keys
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_
 from rnnslim.prune.structured import (
@@ -43,7 +44,7 @@ from rnnslim.prune.structured import (
 )
 from rnnslim.prune.structured.layers import LayerRefit, remove_layers_
 from rnnslim.prune.structured.vocab import SPLITS, prune_vocab_
-from rnnslim.train import OptimizerKind, ScheduleKind, train
+from rnnslim.train import LR_MAX, OptimizerKind, ScheduleKind, train
 
 
 class PruneUnitsStage(StageConfig, UnitPruningFields):
@@ -52,25 +53,35 @@ class PruneUnitsStage(StageConfig, UnitPruningFields):
     on calibration data (rnnslim.reconstruct.refit)."""
 
     kind: Literal["prune_units"] = "prune_units"
+    changes_structure: ClassVar[bool] = True
     refit: bool = Field(default=True, description="re-fit the cut layers and their consumers by least squares")
     refit_batches: int = Field(default=16, ge=1, description="calibration batches (16 x 64 tokens) for the re-fit")
     refit_iterations: int = Field(default=2, ge=1, description="re-fits of each recurrent layer (its h_{t-1} moves)")
+
+    def check_against(self, model) -> None:
+        check_layer_keys("layers", self.layers, model, from_end=True)
+        check_layer_keys("per_layer", self.per_layer, model, from_end=True)
 
 
 class RemoveLayersStage(StageConfig):
     """Remove whole recurrent layers (the next layer reads the previous one's output)."""
 
     kind: Literal["remove_layers"] = "remove_layers"
+    changes_structure: ClassVar[bool] = True
     layers: list[int | str] = Field(min_length=1)
     refit: LayerRefit = LayerRefit.NONE
     ridge: float = Field(default=1e-4, ge=0)
     calibration_batches: int = Field(default=8, ge=1)
+
+    def check_against(self, model) -> None:
+        check_layer_keys("layers", self.layers, model, from_end=True)
 
 
 class PruneVocabStage(StageConfig):
     """Drop vocabulary entries that never occur in the named data splits (embedding and decoder rows)."""
 
     kind: Literal["prune_vocab"] = "prune_vocab"
+    changes_structure: ClassVar[bool] = True
     splits: tuple[Literal["train", "valid", "test"], ...] = Field(default=SPLITS, min_length=1)
 
 
@@ -79,6 +90,7 @@ class GroupLassoStage(StageConfig, FinetuneFields):
     Documented exception to the fine-tuning defaults: SGD at lr 0.1, constant, as Wen et al."""
 
     kind: Literal["group_lasso"] = "group_lasso"
+    changes_structure: ClassVar[bool] = True
     lam: float = Field(gt=0, description="penalty weight per unit group norm")
     threshold: float = Field(gt=0, description="units with a group norm below this are removed after training")
     relative: bool = Field(default=False, description="threshold relative to each layer's largest unit norm")
@@ -87,8 +99,11 @@ class GroupLassoStage(StageConfig, FinetuneFields):
     max_steps: int = Field(default=1000, ge=1, le=10**7)
     optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
                                      description="SGD: Adam's normalisation weakens the penalty")
-    lr: float = Field(default=0.1, gt=0)
+    lr: float = Field(default=0.1, gt=0, le=LR_MAX)
     lr_schedule: ScheduleKind = ScheduleKind.CONSTANT
+
+    def check_against(self, model) -> None:
+        check_layer_keys("layers", self.layers, model, from_end=True)
 
 
 @register_stage(PruneUnitsStage)

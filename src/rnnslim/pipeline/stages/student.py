@@ -17,7 +17,7 @@ pipeline's input model. ctx.record gets the parameter counts, the sizes and what
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import nn
 
@@ -29,6 +29,7 @@ class StudentStage(StageConfig, StudentSpec):
     """Replace the model by make_student(model, StudentSpec(fields))."""
 
     kind: Literal["student"] = "student"
+    changes_structure: ClassVar[bool] = True
 
 
 @register_stage(StudentStage)
