@@ -43,10 +43,9 @@ import numpy as np
 
 from rnnslim.quantize.int8.kernel import CORE
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
-from rnnslim.runtime.exported import FORMAT, MANIFEST
+from rnnslim.runtime.manifest import FORMAT, FORMAT_VERSION, INFO_FIELDS, MANIFEST
 from rnnslim.utils.atomic import atomic_directory
 
-FORMAT_VERSION = 1
 _C_TYPES = {np.int8: "int8_t", np.uint8: "uint8_t", np.int16: "int16_t", np.uint16: "uint16_t",
             np.int32: "int32_t", np.float32: "float"}
 
@@ -217,9 +216,34 @@ int {name}_step_int({name}_state *s, {arg}, int32_t *acc);"""
 #define {N}_BIDIRECTIONAL {int(p.bidirectional)}
 {stream_decl}{init_doc}{step_decl}
 {run_decl}
+{_info_decl(name)}
 extern const float {name}_output_scale[{N}_OUTPUTS];
 
 #endif
+"""
+
+
+def _info_decl(name: str) -> str:
+    fields = ", ".join(INFO_FIELDS)
+    return f"""/* The sizes this build was compiled with, for a caller that must not trust a manifest
+   (rnnslim.runtime): info[i] for i < min(n, {len(INFO_FIELDS)}) = {{{fields}}}
+   (state_bytes: the size of one stream's state struct). Returns {len(INFO_FIELDS)}, the number of fields. */
+int {name}_info(int64_t *info, int n);"""
+
+
+def _info_function(name: str, p: IntegerProgram) -> str:
+    """NAME_info: the sizes from the code itself (sizeof the state struct, the model's constants)."""
+    state = f"(int64_t)sizeof({name}_state)" if not p.bidirectional else str(_state_bytes(p))
+    features = p.inputs.features if p.inputs is not None else 0
+    values = [1, "model.V", features, "model.O", "model.state_len", state, int(p.bidirectional),
+              int(p.readout == "last"), p.workspace_fixed_bytes, p.workspace_bytes_per_step]
+    return f"""
+int {name}_info(int64_t *info, int n) {{
+    const int64_t v[{len(INFO_FIELDS)}] = {{ {", ".join(f"(int64_t)({x})" for x in values)} }};
+    int i;
+    for (i = 0; i < n && i < {len(INFO_FIELDS)}; i++) info[i] = v[i];
+    return {len(INFO_FIELDS)};
+}}
 """
 
 
@@ -341,7 +365,7 @@ int {name}_init(void) {{
     return RS_SIMD;
 }}
 
-{step_functions}{run_functions}"""
+{step_functions}{run_functions}{_info_function(name, p)}"""
     return text, arrs.const_bytes, sparse
 
 

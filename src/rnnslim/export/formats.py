@@ -3,8 +3,8 @@
     c         standalone C99 library of a fully integer int8 model (c_source.py); checked
               bit for bit against IntegerRunner on `check_streams` random streams when a
               C compiler is present (whole sequences through NAME_run for a bidirectional
-              model); `build` also compiles lib<NAME>.so beside it for rnnslim.runtime
-              (torch-free)
+              model); `build` also compiles lib<NAME>.so beside it for C programs that link
+              it (rnnslim.runtime compiles its own from the checked sources, never loads that)
     c-fp32    the same C API for a float model (c_float.py): the reference a port starts from
     onnx      one streaming step in ONNX, checked in ONNX Runtime (onnx.py)
     onnx-int8 the step with unfused recurrent matmuls quantized to int8 (onnx_int8.py): an int8
@@ -17,7 +17,6 @@ Every format writes atomically: a failed export leaves nothing at `out`.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch")
@@ -25,6 +24,25 @@ FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch")
 
 def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool | None,
               sparse: str | bool) -> dict:
+    """Write, check and build in a hidden sibling of `out`, renamed onto `out` only after the
+    bit-exact check passed: a failed check, or a kill during it, leaves nothing at `out`."""
+    from rnnslim.runtime.manifest import MANIFEST
+    from rnnslim.utils.atomic import atomic_directory
+
+    with atomic_directory(out, MANIFEST) as staging:
+        result = _write_checked_c(model, staging, name, build, check_streams, fold_embedding, sparse)
+    return _moved(result, staging, out)
+
+
+def _moved(value, staging: Path, out: Path):
+    """The facts (nested dicts) with paths in the staging folder renamed to `out`."""
+    if isinstance(value, dict):
+        return {k: _moved(v, staging, out) for k, v in value.items()}
+    return value.replace(str(staging), str(out)) if isinstance(value, str) else value
+
+
+def _write_checked_c(model, out: Path, name: str | None, build: bool, check_streams: int,
+                     fold_embedding: bool | None, sparse: str | bool) -> dict:
     from rnnslim.export.c_check import check_on_host, random_streams
     from rnnslim.export.c_source import export_c
     from rnnslim.runtime.build import CompilerUnavailable, find_compiler
@@ -53,8 +71,7 @@ def _export_c(model, out: Path, name: str | None, build: bool, check_streams: in
             for f in ("check_main.c", "check_main.exe"):
                 (out / f).unlink(missing_ok=True)
         result["check"] = res.to_dict()
-        if not res.ok:  # an export that does not compute what was measured is not left behind
-            shutil.rmtree(out, ignore_errors=True)
+        if not res.ok:  # an export that does not compute what was measured is never renamed into place
             raise RuntimeError(f"the exported C differs from IntegerRunner on streams {res.mismatches[:10]}: "
                                "please report this as a bug (nothing was written)")
     if build:
