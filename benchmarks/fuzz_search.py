@@ -15,7 +15,9 @@ Each case runs in a forked child with a timeout and an address-space limit. Clas
     recovered      a torn last record dropped with a TornRecordWarning; the study equals the
                    replay of the complete records, and a record written after it reads back
     ok             opened (or parsed) correctly; for truncations at a record boundary, the
-                   study equals the replay of the records kept
+                   study equals the replay of the records kept (a cut inside the first 11 bytes
+                   of a journal, `{"op_code"` incomplete, is refused as not a journal: by design,
+                   `{` alone is not taken for a torn record)
     opened_flipped a bit flip inside a value that still replays: journals carry no checksum,
                    so the study differs from the original (documented, not a defect)
     traceback      any other exception (or a CLI exit other than 0/2)   hang  no answer in time
@@ -311,7 +313,24 @@ NUMBERS = ["1", "0", "-1", "2", "20", "0.5", "1.45", "16", "15", "650", "1e3", "
 UNITS = ["", "", "", "%", "kB", "MB", "KiB", "MiB", "GiB", "B", "b", "ms", "parsecs", " kB", "k B", "%%", "\u00b5s"]
 
 
+def plausible_term(rng: random.Random) -> str:
+    """A well-formed term whose value ranges over many magnitudes (accepted or refused on range)."""
+    key = rng.choice(["bytes", "latency_ms", "loss"])
+    mag = 10 ** rng.uniform(-9, 9)
+    if key != "loss" and rng.random() < 0.4:
+        value = f"{rng.randrange(0, 4)}/{rng.choice([rng.randrange(0, 100), 10 ** rng.randrange(0, 400)])}"
+    elif key == "bytes":
+        value = f"{int(mag)}{rng.choice(['', 'kB', 'KiB', 'MB', 'B'])}" if rng.random() < 0.8 else f"{mag:.3g}"
+    elif key == "loss" and rng.random() < 0.6:
+        value = f"{rng.choice(['+', '-', ''])}{10 ** rng.uniform(-2, 4):.4g}%"
+    else:
+        value = f"{mag:.4g}" if rng.random() < 0.7 else repr(mag)
+    return f"{key}={value}"
+
+
 def random_term(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return plausible_term(rng)
     key = rng.choice(KEYS)
     if rng.random() < 0.25:
         value = f"{rng.choice(NUMBERS)}/{rng.choice(NUMBERS)}"
