@@ -49,23 +49,20 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 from common import RESULTS, update_results  # noqa: E402
 from fuzz_child import in_child as _in_child  # noqa: E402
+from fuzz_recipes import tiny_model  # noqa: E402  (a 2 x 8 LSTM trained 2 steps by the CLI)
 from typer.testing import CliRunner  # noqa: E402
 
 from rnnslim.cli import app  # noqa: E402
-from rnnslim.io.format import save_model  # noqa: E402
-from rnnslim.models.sequence import SequenceModel  # noqa: E402
 from rnnslim.search import journal  # noqa: E402
 from rnnslim.search.budget import LATENCY_MS, MAX_BYTES, MIN_BYTES, Budget, BudgetError  # noqa: E402
 from rnnslim.search.journal import StorageError, TornRecordWarning  # noqa: E402
 from rnnslim.search.storage import open_storage  # noqa: E402
-from rnnslim.tasks.charlm import CharLMTask  # noqa: E402
 
 TIMEOUT_S = 30.0  # a dead writer's lock is broken after journal.LOCK_GRACE_S (set to 3 s here)
 MEM_LIMIT = 2 << 30
 LOCK_GRACE_S = 3
 STUDY = "rnnslim-search"
 BASELINE = {"loss": 1.5, "bytes": 2_000_000, "latency_ms": 0.2}
-TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 30
 
 
 def in_child(fn, *args) -> dict:
@@ -291,16 +288,6 @@ def cli_storage_case(model: Path, data: Path, out: Path, storage: str, named: st
     if res["class"] == "clear_error" and named not in res["message"]:
         res["class"] = "unclear_error"
     return res
-
-
-def tiny_model(work: Path) -> tuple[Path, Path]:
-    data = work / "text.txt"
-    data.write_text(TEXT)
-    task = CharLMTask(data)
-    torch.manual_seed(0)
-    model = SequenceModel(task.model_spec(hidden_size=8, num_layers=1))
-    model.task_meta = task.meta()
-    return save_model(model, work / "model"), data
 
 
 # --- budgets ----------------------------------------------------------------------------------------------
