@@ -162,8 +162,9 @@ def test_a_source_that_does_not_compile_is_an_export_error(export):
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     meta = json.loads((export / "model.json").read_text())
     _edit_manifest(export, files=meta["files"] | {"m.c": digest})
-    with pytest.raises(ExportError, match="does not compile"):
+    with pytest.raises(ExportError, match="does not compile") as e:
         ExportedModel(export)
+    assert "\n" not in str(e.value) and f"{export}/m.c" in str(e.value)  # one line, the export's file
 
 
 def test_a_manifest_made_before_NAME_info_is_refused(tmp_path):
@@ -179,3 +180,38 @@ def test_sizes_come_from_the_library(export):
     assert (m.outputs, m.state_len, m.vocab) == (meta["outputs"], meta["state_len"], meta["vocab"])
     assert m.new_state().nbytes == meta["state_bytes"]
     assert np.isfinite(m.step(1, m.new_state())).all()
+
+
+@needs_cc
+@pytest.mark.parametrize("target", ["model.json", "m.c"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev_zero"])
+def test_a_listed_file_that_is_not_a_plain_file_is_an_export_error(export, target, kind):
+    p = export / target
+    p.unlink()
+    {"directory": p.mkdir, "fifo": lambda: os.mkfifo(p), "dev_zero": lambda: p.symlink_to("/dev/zero")}[kind]()
+    with pytest.raises(ExportError, match=target):
+        ExportedModel(export)
+
+
+@needs_cc
+def test_a_delta_export_gets_a_state_as_large_as_its_struct(tmp_path, monkeypatch):
+    """A delta model's NAME_state holds a delta state after the int16 words: the buffer is sized
+    by NAME_info (before: state_len int16 words from the manifest, written past by the C)."""
+    import copy
+
+    import torch
+    from test_int8_delta import _model
+
+    from rnnslim.quantize.int8 import IntegerRunner
+    from rnnslim.quantize.int8.delta import set_delta_threshold_
+
+    monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
+    q = set_delta_threshold_(copy.deepcopy(_model("lstm", hidden=(40, 24))), {0: 3, 1: 6})
+    facts = export_c(q, tmp_path / "c", name="dm")
+    m = ExportedModel(tmp_path / "c")
+    assert m.new_state().nbytes == facts.state_bytes > 2 * facts.state_len
+    x = torch.randint(0, 30, (50,), generator=torch.Generator().manual_seed(5))
+    logits, state = m.run(x.numpy())
+    ref, ref_state = IntegerRunner(q, "portable").run(x)
+    assert np.array_equal(logits, ref.numpy()) and np.array_equal(state[: m.state_len], ref_state.buf.numpy())
+    assert np.array_equal(m.run_sequence(x.numpy()), logits)

@@ -48,7 +48,7 @@ def build_library(directory: str | Path, flags: Sequence[str] = DEFAULT_FLAGS, i
     (rnnslim.runtime itself never loads a library from an export directory)."""
     directory = Path(directory)
     meta = read_manifest(directory)
-    lib = compile_verified(meta, verified_sources(directory, meta), flags)
+    lib = compile_verified(meta, verified_sources(directory, meta), flags, directory)
     if not into_export:
         return lib
     # new files renamed into place: a process that has the old library loaded keeps its
@@ -99,7 +99,7 @@ class ExportedModel:
         directory = Path(directory)
         self.manifest = meta = read_manifest(directory)
         self.name = name = meta["name"]
-        self.library = path = compile_verified(meta, verified_sources(directory, meta), flags)
+        self.library = path = compile_verified(meta, verified_sources(directory, meta), flags, directory)
         lib = ctypes.CDLL(str(path))
         info = library_info(lib, meta)
         self.features = info["features"]  # > 0: NAME_step takes float features

@@ -96,13 +96,16 @@ def read_regular_file(path: Path, limit: int) -> bytes:
         raise ExportError(f"{path} is missing from the export") from None
     except OSError as e:  # ELOOP: a symlink; EACCES, ENAMETOOLONG, ...
         raise ExportError(f"{path} cannot be read as a plain file of the export ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a directory, FIFO, device or socket
             raise ExportError(f"{path} is not a regular file")
         if st.st_size > limit:
             raise ExportError(f"{path} is {st.st_size} bytes, more than the {limit} an export file may have")
-        data = f.read(limit + 1)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise ExportError(f"{path} grew past {limit} bytes while being read")
     return data

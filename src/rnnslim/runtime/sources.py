@@ -42,10 +42,18 @@ def verify_export(directory: str | Path) -> dict:
     return meta
 
 
-def compile_verified(meta: dict, sources: dict[str, bytes], flags: Sequence[str]) -> Path:
+def _first_error(message: str, tmp: str, directory: Path) -> str:
+    """The compiler's first error line, naming the export's file instead of the private copy."""
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "no message")
+    return line.replace(tmp, str(directory)).strip()[:400]
+
+
+def compile_verified(meta: dict, sources: dict[str, bytes], flags: Sequence[str], directory: Path) -> Path:
     """The cached library compiled from `sources` (already verified against `meta`), built
-    from a private copy. A compilation failure is the export's fault: ExportError; no
-    compiler at all, or an unsafe cache folder, stays CompilerUnavailable / UnsafeCache."""
+    from a private copy. A compilation failure is the export's fault: ExportError (one line:
+    the first error); no compiler at all, or an unsafe cache folder, stays CompilerUnavailable
+    / UnsafeCache."""
     find_compiler()
     name = meta["name"]
     with tempfile.TemporaryDirectory(prefix="export-src-", dir=private_dir(cache_dir())) as tmp:
@@ -58,4 +66,4 @@ def compile_verified(meta: dict, sources: dict[str, bytes], flags: Sequence[str]
         except UnsafeCache:
             raise
         except CompilerUnavailable as e:
-            raise ExportError(f"the export {name} does not compile: {str(e)[-1500:]}") from None
+            raise ExportError(f"the export in {directory} does not compile: {_first_error(str(e), tmp, directory)}") from None
