@@ -51,8 +51,14 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define RS_ALIGN64 __attribute__((aligned(64)))
+/* The entry points (rs_core_forward*, rs_core_step*, rs_core_run*, rs_core_delta_bytes) are
+   static like everything here, and each translation unit calls only those its model needs
+   (a generated model: rs_core_forward or its delta / features twin, rs_core_run): marked
+   maybe-unused so -Wall -Wextra -Werror builds stay clean; unused ones still emit no code. */
+#define RS_MAYBE_UNUSED __attribute__((unused))
 #else
 #define RS_ALIGN64
+#define RS_MAYBE_UNUSED
 #endif
 
 #define RB 16 /* rows per packed tile */
@@ -62,6 +68,21 @@
 #define LUT_LO (-65536)
 #define LUT_HI 65535
 #define Q8_MAX 127
+
+/* gcc (11 and later) reports -Warray-bounds / -Wstringop-overflow on code a model never runs:
+   it propagates the generated model's constant buffer sizes into every layer function and
+   then flags, e.g., the AVX-512 loop of an LSTM layer (which runs only when hidden >= 16) in
+   a model whose hidden is 8, or the vectorized tail of a byte loop past a buffer shorter than
+   one vector. The sizes come from packed.py and every access stays inside them (tests/export
+   run the exports under AddressSanitizer); Linux turns both warnings off for gcc >= 11 for
+   the same reason. Only these two, only for this file, only for gcc. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#if __GNUC__ >= 7 /* older gcc has no such option (and would warn about the pragma) */
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+#endif
 
 enum { CELL_LSTM = 0, CELL_GRU = 1, CELL_RNN = 2 };
 
@@ -447,7 +468,7 @@ static size_t rs_delta_layout(const rs_model *m, unsigned char *base, int want, 
 }
 
 /* bytes of the delta state of one stream (zero it to start a stream) */
-static size_t rs_core_delta_bytes(const rs_model *m) { return rs_delta_layout(m, NULL, -1, NULL); }
+static RS_MAYBE_UNUSED size_t rs_core_delta_bytes(const rs_model *m) { return rs_delta_layout(m, NULL, -1, NULL); }
 
 /* M[0:rows_c] += sum over the n transmitted columns i of column kidx[i] of W times kd[i] (kd = new
    - old code, ko = old code). wc is column-blocked: the slice of column j in the chunk of rows
@@ -713,14 +734,14 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
 
 /* One token (embedding models). Returns 0, or -1 for a token outside [0, V) (state untouched).
    ds: the stream's delta state for a delta step ("delta networks" above), or NULL. */
-static int rs_core_forward_delta(const rs_model *m, int64_t token, int16_t *state, void *ds) {
+static RS_MAYBE_UNUSED int rs_core_forward_delta(const rs_model *m, int64_t token, int16_t *state, void *ds) {
     if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
     /* emb NULL: layer 0 reads its folded table */
     rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, ds);
     return 0;
 }
 
-static int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
+static RS_MAYBE_UNUSED int rs_core_forward(const rs_model *m, int64_t token, int16_t *state) {
     return rs_core_forward_delta(m, token, state, NULL);
 }
 
@@ -752,14 +773,14 @@ static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
 }
 
 /* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
-static int rs_core_forward_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds) {
+static RS_MAYBE_UNUSED int rs_core_forward_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds) {
     if (m->in.kind == INPUT_EMBEDDING) return -1;
     rs_feature_codes(m, x, m->ybuf);
     rs_core_layers(m, m->ybuf, -1, state, ds);
     return 0;
 }
 
-static int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
+static RS_MAYBE_UNUSED int rs_core_forward_features(const rs_model *m, const float *x, int16_t *state) {
     return rs_core_forward_features_delta(m, x, state, NULL);
 }
 
@@ -769,13 +790,13 @@ static void rs_logits(const rs_model *m, float *logits) {
 }
 
 /* logits[O] = float(acc + bias) * scale (the only float operation of a step) */
-static int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float *logits) {
+static RS_MAYBE_UNUSED int rs_core_step(const rs_model *m, int64_t token, int16_t *state, float *logits) {
     if (rs_core_forward(m, token, state)) return -1;
     rs_logits(m, logits);
     return 0;
 }
 
-static int rs_core_step_features(const rs_model *m, const float *x, int16_t *state, float *logits) {
+static RS_MAYBE_UNUSED int rs_core_step_features(const rs_model *m, const float *x, int16_t *state, float *logits) {
     if (rs_core_forward_features(m, x, state)) return -1;
     rs_logits(m, logits);
     return 0;
@@ -783,13 +804,13 @@ static int rs_core_step_features(const rs_model *m, const float *x, int16_t *sta
 
 /* Delta steps (see "delta networks" above): as rs_core_step / rs_core_step_features, with the
    stream's delta state ds (rs_core_delta_bytes, 8-byte aligned, zeroed at the stream's start). */
-static int rs_core_step_delta(const rs_model *m, int64_t token, int16_t *state, void *ds, float *logits) {
+static RS_MAYBE_UNUSED int rs_core_step_delta(const rs_model *m, int64_t token, int16_t *state, void *ds, float *logits) {
     if (rs_core_forward_delta(m, token, state, ds)) return -1;
     rs_logits(m, logits);
     return 0;
 }
 
-static int rs_core_step_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds, float *logits) {
+static RS_MAYBE_UNUSED int rs_core_step_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds, float *logits) {
     if (rs_core_forward_features_delta(m, x, state, ds)) return -1;
     rs_logits(m, logits);
     return 0;
@@ -832,7 +853,7 @@ static size_t rs_run_delta_bytes(const rs_model *m) {
 }
 
 /* bytes of the workspace rs_core_run needs for T steps */
-static size_t rs_core_run_workspace(const rs_model *m, int T) {
+static RS_MAYBE_UNUSED size_t rs_core_run_workspace(const rs_model *m, int T) {
     size_t W, S;
     int nbuf;
     rs_run_dims(m, &W, &S, &nbuf);
@@ -864,7 +885,7 @@ static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t
    logits: readout RS_READOUT_ALL [T][O] (every step), RS_READOUT_LAST [O] (the final step).
    Returns 0; t + 1 for a token outside [0, V) at step t (checked before anything runs); -1 for the
    wrong kind of input, T < 0, an unknown readout, or readout last with T == 0. */
-static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x, int T, void *work, int readout,
+static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x, int T, void *work, int readout,
                        float *logits) {
     size_t W, S;
     int nbuf, l, t, t0, cur = 0;
@@ -909,4 +930,7 @@ static int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x,
     return 0;
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif /* RNNSLIM_CORE_H */
