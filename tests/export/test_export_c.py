@@ -55,7 +55,7 @@ def test_manifest_sizes_and_atomic_overwrite(tmp_path):
     facts = export_c(q, out, name="My Model-1")
     m = read_manifest(out)
     assert m["name"] == "my_model_1" and sorted(p.name for p in out.iterdir()) == sorted(
-        ["my_model_1.c", "my_model_1.h", "rnnslim_core.h", "model.json"])
+        ["my_model_1.c", "my_model_1.h", "rnnslim_core.h", "model.json", "rnnslim-export.json"])
     assert m["state_len"] == 2 * (48 + 32) and m["state_bytes"] == 4 * (48 + 32)
     # flash: int8 matrices padded to 16 x 4 tiles + per-row constants + one shared pair of tables
     assert m["const_bytes"] == facts.const_bytes > 30 * 45 + 192 * 48 + 192 * 48 + 128 * 32 + 32 * 32

@@ -208,7 +208,7 @@ def test_manifest_and_files(tmp_path):
     m = json.loads((out / "model.json").read_text())
     assert m == facts.to_dict() and m["format"] == FORMAT_FP32 == "rnnslim-c-fp32"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["my_float_1.c", "my_float_1.h", "rnnslim_float_core.h", "model.json"])
+        ["my_float_1.c", "my_float_1.h", "rnnslim_float_core.h", "model.json", "rnnslim-export.json"])
     for f, digest in m["files"].items():
         assert hashlib.sha256((out / f).read_bytes()).hexdigest() == digest
     assert (m["vocab"], m["inputs"], m["embed"], m["outputs"], m["input_kind"]) == (30, 30, 12, 11, "embedding")

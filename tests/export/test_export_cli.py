@@ -29,7 +29,7 @@ def test_export_c_checks_and_builds(tmp_path, monkeypatch):
     assert facts["check"]["bit_exact"] and facts["check"]["streams"] == 100
     assert Path(facts["library"]) == tmp_path / "c" / "libkws.so"
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
-        ["kws.c", "kws.h", "rnnslim_core.h", "model.json", "libkws.so", "libkws.so.sha256"])
+        ["kws.c", "kws.h", "rnnslim_core.h", "model.json", "libkws.so", "libkws.so.sha256", "rnnslim-export.json"])
     human = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c2"), "--check", "0"])
     assert human.exit_code == 0 and "flash" in human.output and "RAM" in human.output
 

@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnslim.export.c_source import CExport, _Arrays, c_identifier, write_export
+from rnnslim.export.c_names import c_identifier
+from rnnslim.export.c_source import CExport, _Arrays, write_export
+from rnnslim.export.destination import check_destination
 from rnnslim.recurrent.gates import CellType, cell_of_module, gate_count
 
 FORMAT_FP32 = "rnnslim-c-fp32"
@@ -304,7 +306,9 @@ def _default_name(model) -> str:
 def export_c_float(model, out: str | Path, name: str | None = None, source: str | None = None) -> CFloatExport:
     """Write the fp32 C library of a float SequenceModel into directory `out` (see the module
     docstring for the scope; anything else is refused with a ValueError before anything is
-    written). The directory is written atomically (complete or absent). Returns the manifest."""
+    written). The directory is written atomically (complete or absent), only where destination.py
+    allows (checked first). Returns the manifest."""
+    check_destination(out, "c-fp32", model)
     program = _program(model)
     name = c_identifier(name or _default_name(model))
     text, const_bytes = _source(name, program)
@@ -316,7 +320,7 @@ def export_c_float(model, out: str | Path, name: str | None = None, source: str 
         input_kind=program.input_kind, inputs=program.inputs, embed=program.embed)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              FLOAT_CORE.name: FLOAT_CORE.read_bytes()}
-    return write_export(Path(out), facts, files)
+    return write_export(Path(out), facts, files, model)
 
 
 __all__ = ["CFloatExport", "FORMAT_FP32", "effective_weight", "export_c_float"]

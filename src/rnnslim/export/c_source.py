@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from rnnslim.export.destination import check_destination, export_directory
+from rnnslim.export.c_names import c_identifier
 from rnnslim.quantize.int8.kernel import CORE
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
 from rnnslim.runtime.manifest import FORMAT, FORMAT_VERSION, INFO_FIELDS, MANIFEST
-from rnnslim.utils.atomic import atomic_directory
 
 _C_TYPES = {np.int8: "int8_t", np.uint8: "uint8_t", np.int16: "int16_t", np.uint16: "uint16_t",
             np.int32: "int32_t", np.float32: "float"}
@@ -82,12 +82,6 @@ class CExport:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"ram_bytes": self.ram_bytes}
-
-
-def c_identifier(name: str) -> str:
-    """A C identifier from a model name ("charlstm-512x2" -> "charlstm_512x2")."""
-    ident = re.sub(r"\W", "_", name.strip()).strip("_").lower() or "model"
-    return ident if not ident[0].isdigit() else "m_" + ident
 
 
 class _Arrays:
@@ -377,8 +371,10 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
     input terms of every token as a V x 4H int32 table instead of the embedding and W_ih
     (a table row read instead of a matrix product); None folds when the table takes less
     flash (4 V < E, e.g. a 65-symbol vocabulary with a 512-wide embedding). `sparse`
-    chooses the matrix layout (packed.py). Returns the manifest.
+    chooses the matrix layout (packed.py). Returns the manifest. `out` must be new or an earlier
+    export (destination.py); checked before anything is computed.
     """
+    check_destination(out, "c", model)
     if fold_embedding is None:
         emb = getattr(model, "embedding", None) if model.spec.input_kind.value == "embedding" else None
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
@@ -397,13 +393,14 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         delta_thresholds=[ly.delta_thr for ly in program.layers] if program.delta else None)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              CORE.name: CORE.read_bytes()}
-    return write_export(Path(out), facts, files)
+    return write_export(Path(out), facts, files, model)
 
 
-def write_export(out: Path, facts: CExport, files: dict[str, bytes]) -> CExport:
-    """Write `files` and the manifest (facts + their sha256) into directory `out`, atomically."""
+def write_export(out: Path, facts: CExport, files: dict[str, bytes], model=None) -> CExport:
+    """Write `files` and the manifest (facts + their sha256) into directory `out`, atomically, with
+    the export marker (destination.py; `model`: the exported model, whose input files are protected)."""
     facts.files = {f: hashlib.sha256(b).hexdigest() for f, b in files.items()}
-    with atomic_directory(out, MANIFEST) as tmp:
+    with export_directory(out, facts.format, model) as tmp:
         for f, b in files.items():
             (tmp / f).write_bytes(b)
         (tmp / MANIFEST).write_text(json.dumps(facts.to_dict(), indent=1))

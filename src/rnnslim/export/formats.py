@@ -26,10 +26,10 @@ def _export_c(model, out: Path, name: str | None, build: bool, check_streams: in
               sparse: str | bool) -> dict:
     """Write, check and build in a hidden sibling of `out`, renamed onto `out` only after the
     bit-exact check passed: a failed check, or a kill during it, leaves nothing at `out`."""
-    from rnnslim.runtime.manifest import MANIFEST
-    from rnnslim.utils.atomic import atomic_directory
+    from rnnslim.export.destination import export_directory
+    from rnnslim.runtime.manifest import FORMAT
 
-    with atomic_directory(out, MANIFEST) as staging:
+    with export_directory(out, FORMAT, model) as staging:  # re-checks `out` just before the rename
         result = _write_checked_c(model, staging, name, build, check_streams, fold_embedding, sparse)
     return _moved(result, staging, out)
 
@@ -82,8 +82,18 @@ def _write_checked_c(model, out: Path, name: str | None, build: bool, check_stre
 
 
 def export_model(model, fmt: str, out: str | Path, name: str | None = None, build: bool = False,
-                 check_streams: int = 100, fold_embedding: bool | None = None, sparse: str | bool = "auto") -> dict:
-    """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict."""
+                 check_streams: int = 100, fold_embedding: bool | None = None, sparse: str | bool = "auto",
+                 force: bool = False) -> dict:
+    """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict.
+
+    `out` is checked before anything is computed (destination.py): a new path or an earlier rnnslim
+    export; an existing file that rnnslim did not write only with `force` (single-file formats);
+    never the input model, a model directory, a symlink or a special file (ExportDestinationError)."""
+    from rnnslim.export.destination import check_destination
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_destination(out, fmt, model, force)
     out = Path(out)
     if fmt == "c":
         return _export_c(model, out, name, build, check_streams, fold_embedding, sparse)
@@ -94,13 +104,13 @@ def export_model(model, fmt: str, out: str | Path, name: str | None = None, buil
     if fmt == "onnx":
         from rnnslim.export.onnx import export_step_onnx
 
-        return {"format": "onnx", **export_step_onnx(model, out).to_dict()}
+        return {"format": "onnx", **export_step_onnx(model, out, force=force).to_dict()}
     if fmt == "onnx-int8":
         from rnnslim.export.onnx_int8 import export_int8_onnx
 
-        return {"format": "onnx-int8", **export_int8_onnx(model, out)}
+        return {"format": "onnx-int8", **export_int8_onnx(model, out, force=force)}
     if fmt == "torch":
         from rnnslim.export.torch_export import export_torch_program
 
-        return {"format": "torch", **export_torch_program(model, out)}
-    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return {"format": "torch", **export_torch_program(model, out, force=force)}
+    raise AssertionError(fmt)  # every name in FORMATS is handled above

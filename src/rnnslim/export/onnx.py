@@ -270,25 +270,29 @@ def read_layout(path: str | Path) -> StepLayout:
 
 
 def export_step_onnx(model: nn.Module, path: str | Path, opset: int = 17, exporter: Exporter | str = Exporter.AUTO,
-                     tol: float = PARITY_TOL) -> OnnxExport:
+                     tol: float = PARITY_TOL, force: bool = False) -> OnnxExport:
     """Export one streaming step of a float32 SequenceModel to `path` and check it in ONNX Runtime.
 
-    Raises OnnxParityError when the largest |ORT - PyTorch| difference exceeds `tol`.
+    Raises OnnxParityError when the largest |ORT - PyTorch| difference exceeds `tol`, and
+    ExportDestinationError (before any work) when `path` is not a place an export may write
+    (destination.py: an existing file not written by rnnslim needs `force`).
     """
+    from rnnslim.export.destination import check_destination, place_file, temp_beside
+
     if not (hasattr(model, "spec") and hasattr(model, "rnn")):
         raise TypeError(f"export_step_onnx needs a SequenceModel (spec + rnn stack), got {type(model).__name__}")
     bad = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
     if bad:
         raise TypeError(f"export_step_onnx exports float32 models; this one has {bad} parameters (cast it first)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_destination(path, "onnx", model, force)
     layout = step_layout(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
     ref = copy.deepcopy(model).eval()
     graph = StepGraph(_export_copy(model), layout.cell == "lstm").eval()
     exporter = Exporter(exporter)
     tries = [False, True] if exporter is Exporter.AUTO else [exporter is Exporter.DYNAMO]
     errors = []
-    tmp = path.with_name(f".{path.name}.tmp")  # a failed attempt never leaves a broken file at `path`
+    tmp = temp_beside(path)  # a failed attempt never leaves a broken file at `path`
     try:
         for dynamo in tries:
             name = "dynamo" if dynamo else "torchscript"
@@ -303,7 +307,7 @@ def export_step_onnx(model: nn.Module, path: str | Path, opset: int = 17, export
                 errors.append(f"{name}: {type(e).__name__}: {first}")
                 continue
             if diff <= tol:
-                tmp.replace(path)
+                place_file(tmp, path, "onnx", model, force)
                 return OnnxExport(path, name, used_opset, used, diff, ops)
             errors.append(f"{name}: max |ORT - torch| = {diff:.3g} > {tol:g}")
     finally:

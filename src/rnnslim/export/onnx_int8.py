@@ -323,7 +323,8 @@ def int8_max_abs_diff(model: nn.Module, path: str | Path, steps: int = 100, seed
 
 def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per_channel: bool = True,
                      reduce_range: bool = False, fold_embedding: bool | None = None, gather_int8: bool = True,
-                     tol: float = PARITY_TOL, check_steps: int = 100, fp32_path: str | Path | None = None) -> dict:
+                     tol: float = PARITY_TOL, check_steps: int = 100, fp32_path: str | Path | None = None,
+                     force: bool = False) -> dict:
     """Export one streaming step of `model` as an ONNX graph with int8 MatMuls (see the module docstring)
     and return its facts. `model`: a float32 SequenceModel (LSTM, GRU or RNN cells, embedding or feature
     input); weight-only quantized layers are first replaced by float layers holding their dequantized
@@ -338,11 +339,21 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
     table int8 per column. reduce_range: 7-bit weights (for CPUs without VNNI, where u8 x s8 int16
     intermediate sums can saturate). fp32_path: also keep the unfused fp32 graph (before quantization)
     there, e.g. to measure what unfusing alone costs. Raises OnnxParityError when the fp32 unfused graph
-    differs from the model by more than `tol` (an export bug, not quantization error).
+    differs from the model by more than `tol` (an export bug, not quantization error), and
+    ExportDestinationError (before any work) when `path` or `fp32_path` is not a place an export may
+    write (destination.py: an existing file not written by rnnslim needs `force`).
     """
+    from rnnslim.export.destination import check_destination, place_file, temp_beside
+
     import_onnxruntime()
     if not (hasattr(model, "spec") and hasattr(model, "rnn")):
         raise TypeError(f"export_int8_onnx needs a SequenceModel (spec + rnn stack), got {type(model).__name__}")
+    path = check_destination(path, "onnx-int8", model, force)
+    if fp32_path is not None:
+        fp32_path = check_destination(fp32_path, "onnx", model, force)
+        if fp32_path == path:
+            raise ValueError(f"fp32_path and path are the same file ({path})")
+    source = model  # its source_path names the input files the final renames re-check
     from rnnslim.export.torch_export import float_weights_copy
 
     model, dequantized = float_weights_copy(model)  # weight-only layers -> torch layers of their dequantized weights
@@ -350,7 +361,6 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
     bad = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
     if bad:
         raise TypeError(f"export_int8_onnx exports float32 models; this one has {bad} parameters (cast it first)")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ref = model.eval()  # already a copy
     fold = _fold_pays(ref) if fold_embedding is None else bool(fold_embedding)
@@ -358,9 +368,9 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
         raise ValueError("fold_embedding needs an embedding input")
     layout = replace(step_layout(ref), static_time=True)
     step = _StepModel(ref, fold).eval()
-    fp32 = path.with_name(f".{path.name}.fp32.tmp")
-    tmp = path.with_name(f".{path.name}.tmp")
+    fp32, tmp = temp_beside(path, ".fp32.tmp"), None
     try:
+        tmp = temp_beside(path)
         _export_fp32(step, layout, fp32, opset)
         _write_layout(fp32, layout)
         diff = parity_max_abs_diff(ref, fp32)
@@ -370,13 +380,14 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
         fp32_bytes = fp32.stat().st_size
         _quantize(fp32, tmp, per_channel, reduce_range, gather_int8)
         ops = _write_layout(tmp, layout)
-        tmp.replace(path)
+        place_file(tmp, path, "onnx-int8", source, force)
         if fp32_path is not None:
-            Path(fp32_path).parent.mkdir(parents=True, exist_ok=True)
-            fp32.replace(fp32_path)
+            fp32_path.parent.mkdir(parents=True, exist_ok=True)
+            place_file(fp32, fp32_path, "onnx", source, force)
     finally:
         fp32.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     check = int8_max_abs_diff(ref, path, steps=check_steps)
     d = asdict(layout)
     d["states"] = [list(s) for s in layout.states]

@@ -178,7 +178,7 @@ def _graph_ops(program) -> dict[str, int]:
 
 
 def export_torch_program(model: nn.Module, path: str | Path, *, weights: str = "float", tol: float = TORCH_PARITY_TOL,
-                         check_steps: int = 100, strict: bool = False) -> dict:
+                         check_steps: int = 100, strict: bool = False, force: bool = False) -> dict:
     """Export one streaming step of a SequenceModel (float, or with weight-only quantized layers) with
     torch.export.export (non-strict by default) and write it with torch.export.save to `path` (.pt2).
 
@@ -187,12 +187,15 @@ def export_torch_program(model: nn.Module, path: str | Path, *, weights: str = "
     steps at batch 1 from a random state plus one call at batch 3; raises TorchExportError when the
     largest |program - model| exceeds `tol`. Returns facts: path, format, bytes, weights,
     dequantized_layers / in_graph_decoded, op_types (aten ops of the graph), parity_max_abs_diff,
-    parity {...}, layout, torch version."""
+    parity {...}, layout, torch version. Raises ExportDestinationError (before any work) when `path`
+    is not a place an export may write (destination.py: a file not written by rnnslim needs `force`)."""
+    from rnnslim.export.destination import check_destination, place_file
+
     if not (hasattr(model, "spec") and hasattr(model, "rnn")):
         raise TypeError(f"export_torch_program needs a SequenceModel (spec + rnn stack), got {type(model).__name__}")
     if weights not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
-    path = Path(path)
+    path = check_destination(path, "torch", model, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = replace(step_layout(model), static_time=True)  # T = 1
     if weights == "float":
@@ -226,7 +229,7 @@ def export_torch_program(model: nn.Module, path: str | Path, *, weights: str = "
         if not parity["max_abs_diff"] <= tol:
             raise TorchExportError(f"exported program differs from the model: max |program - model| = "
                                    f"{parity['max_abs_diff']:.3g} > {tol:g}")
-        tmp.replace(path)
+        place_file(tmp, path, "torch", model, force)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     d = json.loads(_layout_json(layout))
