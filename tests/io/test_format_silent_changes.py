@@ -97,6 +97,14 @@ def test_char_lm_vocabulary_entries_must_be_single_characters(tmp_path, entry, m
         load_model(tmp_path / "m")
 
 
+@pytest.mark.parametrize("entry", [None, 3])
+def test_non_string_vocabulary_entries_are_refused(tmp_path, entry):
+    save_model(_model(tie=False), tmp_path / "m")
+    _edit(tmp_path / "m", lambda man: man["task"].update(vocab=list("abcde") + [entry]))
+    with pytest.raises(ModelFormatError, match=f"field task.vocab holds a non-string entry {entry}"):
+        load_model(tmp_path / "m")
+
+
 def test_char_lm_vocabulary_rules_apply_without_a_task_name(tmp_path):
     save_model(_model(tie=False), tmp_path / "m")  # a model without a task name is a char LM (the default task)
     _edit(tmp_path / "m", lambda man: man.update(task={"vocab": list("abcde") + ["fg"]}))

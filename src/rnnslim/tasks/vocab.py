@@ -33,9 +33,9 @@ def vocab_problem(task: str | None, vocab) -> str | None:
     charlm / wordlm only get the list-of-unique-strings check."""
     if not isinstance(vocab, list) or not vocab:
         return "must be a non-empty list of strings"
-    bad = next((v for v in vocab if not isinstance(v, str)), None)
+    bad = next((i for i, v in enumerate(vocab) if not isinstance(v, str)), None)  # an index: the entry may be None
     if bad is not None:
-        return f"holds a non-string entry {_show(bad)}"
+        return f"holds a non-string entry {_show(vocab[bad])}"
     if len(set(vocab)) != len(vocab):
         return f"holds the entry {_show(_first_repeat(vocab))} more than once"
     if task == "charlm":
