@@ -8,6 +8,10 @@ character to the last (inputs d[:-1], targets d[1:]), and bits per character.
 
 Default corpus (no data file): the Python standard library's own source, which every
 machine with Python has.
+
+Memory: a file is read in pieces (rnnslim.tasks.corpus); what stays is its ids, 8 bytes per
+character. A file larger than 512 MiB is refused from its size before reading (set
+RNNSLIM_MAX_CORPUS_BYTES for another limit, or pass max_chars to read only its start).
 """
 
 from __future__ import annotations
