@@ -9,6 +9,11 @@ or return a new one; the pipeline hands it a private copy, saves what it returns
 stage's directory, and records `ctx.record` (a dict of what the stage did and measured)
 in the report. Modules that define stages are listed in STAGE_MODULES so recipes can
 name their kinds without importing anything by hand.
+
+Fields that name parts of the model (layer indices, per-layer sizes) are checked by the
+config's `check_against(model)` before any stage runs (rnnslim.pipeline.model_fields); a
+stage that changes the layers or sizes sets `changes_structure`, and the stages after it
+are checked when they start.
 """
 
 from __future__ import annotations
