@@ -314,6 +314,9 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> SequenceMo
 
 
 def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
+    from rnnslim.io.derived import check_derived, split_derived
+
+    tensors, derived = split_derived(model, tensors)  # an older file's copies of derived buffers
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors and not _is_tied_alias(model, k, tensors)]
     aliases = [k for k in expected if k not in tensors and k not in missing]  # re-tied below
@@ -347,6 +350,7 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
 
     try:  # a tied quantized decoder's buffers were stored once, under the embedding's names
         retie_after_load_(model, aliases)
+        check_derived(model, derived)
     except ValueError as e:
         raise ModelFormatError(f"{where}: {e}") from None
 
@@ -393,7 +397,10 @@ def _skeleton(jpath: Path, spec: ModelSpec, modules) -> SequenceModel:
 
 
 def _expected_shapes(jpath: Path, skel: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    from rnnslim.io.derived import derived_tensors  # older files also hold these (io/derived.py)
+
     shapes = {k: tuple(v.shape) for k, v in skel.state_dict().items()}
+    shapes.update({k: tuple(v.shape) for k, v in derived_tensors(skel).items()})
     total = sum(math.prod(s) for s in shapes.values())
     if total > MAX_ELEMENTS:
         raise ModelFormatError(f"{jpath}: the architecture declares {total} weights, more than {MAX_ELEMENTS}")
@@ -435,7 +442,10 @@ def _check_records(jpath: Path, weights: Path, records, skel: torch.nn.Module) -
             if got != tuple(shape):
                 raise ModelFormatError(f"{weights}: tensor {name} has shape {list(got or [])} in the weights file, "
                                        f"field {f}.shape says {shape}")
-    missing = [k for k in expected if k not in records and not _is_tied_alias(skel, k, records)]
+    from rnnslim.io.derived import derived_tensors  # computed at load, never required in a file
+
+    derived = derived_tensors(skel).keys()
+    missing = [k for k in expected if k not in records and k not in derived and not _is_tied_alias(skel, k, records)]
     if missing == ["decoder.weight"] and "embedding.weight" in records and not skel.spec.tie_weights:
         raise ModelFormatError(f"{jpath}: field spec.tie_weights is false, but field tensors has no decoder.weight "
                                "(a model saved with a tied decoder?); set spec.tie_weights to true if the decoder "

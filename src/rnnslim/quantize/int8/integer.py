@@ -107,15 +107,42 @@ class IntegerRecurrent(nn.Module):
             self.register_buffer("w_hh" + sfx, torch.zeros(G * H, H, dtype=torch.int8))
             for name in ("ih", "hh"):
                 self.register_buffer(f"w_{name}_scale{sfx}", torch.ones(G * H))
-                self.register_buffer(f"mult_{name}{sfx}", torch.full((G * H,), 1 << 30, dtype=torch.int32))
-                self.register_buffer(f"shift_{name}{sfx}", torch.full((G * H,), 31, dtype=torch.int8))
+                # derived from the scales (derive_multipliers_), not stored: see DERIVED_BUFFERS
+                self.register_buffer(f"mult_{name}{sfx}", torch.full((G * H,), 1 << 30, dtype=torch.int32),
+                                     persistent=False)
+                self.register_buffer(f"shift_{name}{sfx}", torch.full((G * H,), 31, dtype=torch.int8),
+                                     persistent=False)
             self.register_buffer("bias" + sfx, torch.zeros(nb, dtype=torch.int32))
         self.register_buffer("x_scale", torch.ones(1))
         self.register_buffer("h_scale", torch.ones(1))
-        self.register_buffer("h_mult", torch.full((1,), 1 << 30, dtype=torch.int32))
-        self.register_buffer("h_shift", torch.full((1,), 31, dtype=torch.int8))
-        self.register_buffer("sig_lut", sigmoid_table())
-        self.register_buffer("tanh_lut", tanh_table())
+        self.register_buffer("h_mult", torch.full((1,), 1 << 30, dtype=torch.int32), persistent=False)
+        self.register_buffer("h_shift", torch.full((1,), 31, dtype=torch.int8), persistent=False)
+        self.register_buffer("sig_lut", sigmoid_table(), persistent=False)  # constants: not stored per layer
+        self.register_buffer("tanh_lut", tanh_table(), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.derive_multipliers_())
+
+    def derived_buffers(self) -> dict[str, Tensor]:
+        """Buffers computed from the stored ones (not written to model files; older files that
+        hold them load when they equal these): the lookup tables and the per-row multipliers."""
+        names = ["sig_lut", "tanh_lut", "h_mult", "h_shift"] + [
+            f"{k}_{n}{sfx}" for sfx in self._suffixes() for n in ("ih", "hh") for k in ("mult", "shift")]
+        return {n: getattr(self, n) for n in names}
+
+    @torch.no_grad()
+    def derive_multipliers_(self) -> None:
+        """mult/shift per gate row = quantize_multiplier(s_in * s_w[row] * 2^PRE_FRAC), s_in the
+        float32 input scale (x_scale for W_ih, h_scale for W_hh): the integer requantization;
+        h_mult/h_shift: LSTM h8 = (o * tanh(c)) [Q0.30] / s_h, GRU/RNN h8 = h16 [Q0.15] / s_h."""
+        frac = 2 * GATE_FRAC if self.cell is CellType.LSTM else GATE_FRAC
+        m, n = _mult(np.array([2.0**-frac / float(self.h_scale)]))
+        self.h_mult.copy_(m)
+        self.h_shift.copy_(n)
+        for sfx in self._suffixes():
+            for name, s_in in (("ih", self.x_scale), ("hh", self.h_scale)):
+                scale = getattr(self, f"w_{name}_scale{sfx}")
+                m, n = _mult(float(s_in) * scale.detach().cpu().double().numpy() * 2.0**PRE_FRAC)
+                getattr(self, f"mult_{name}{sfx}").copy_(m)
+                getattr(self, f"shift_{name}{sfx}").copy_(n)
 
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
@@ -150,21 +177,13 @@ class IntegerRecurrent(nn.Module):
         s_x, s_h = np.float32(x_scale), np.float32(act_scale(h_amax))
         with torch.no_grad():
             q.x_scale.fill_(float(s_x))
-            q.h_scale.fill_(float(s_h))
-            # LSTM: h8 = (o * tanh(c)) [Q0.30] / s_h ; GRU/RNN: h8 = h16 [Q0.15] / s_h
-            frac = 2 * GATE_FRAC if cell is CellType.LSTM else GATE_FRAC
-            m, n = _mult(np.array([2.0**-frac / float(s_h)]))
-            q.h_mult.copy_(m)
-            q.h_shift.copy_(n)
+            q.h_scale.fill_(float(s_h))  # h_mult / h_shift: derive_multipliers_
             for d, sfx in enumerate(q._suffixes()):
                 w = direction_weights(layer, 0, reverse=d == 1)
-                for name, t, s_in in (("ih", w.w_ih, s_x), ("hh", w.w_hh, s_h)):
+                for name, t in (("ih", w.w_ih), ("hh", w.w_hh)):
                     codes, scale = quantize_rows(t)
                     getattr(q, f"w_{name}{sfx}").copy_(codes)
                     getattr(q, f"w_{name}_scale{sfx}").copy_(scale)
-                    m, n = _mult(float(s_in) * scale.double().numpy() * 2.0**PRE_FRAC)
-                    getattr(q, f"mult_{name}{sfx}").copy_(m)
-                    getattr(q, f"shift_{name}{sfx}").copy_(n)
                 zeros = torch.zeros(layer.hidden_size * gate_count(cell))
                 b_ih = (w.b_ih if w.b_ih is not None else zeros).double()
                 b_hh = (w.b_hh if w.b_hh is not None else zeros).double()
@@ -173,6 +192,7 @@ class IntegerRecurrent(nn.Module):
                 else:
                     b = b_ih + b_hh
                 getattr(q, "bias" + sfx).copy_(q12_from_real(b))
+            q.derive_multipliers_()
         return q
 
     # --- integer parameters ---------------------------------------------------------------
@@ -275,12 +295,31 @@ class IntegerLinear(nn.Module):
         self.register_buffer("weight_scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.int32))  # in accumulator units
         self.register_buffer("in_scale", torch.ones(1))
+        # derived from the scales (derive_multipliers_), not stored: see derived_buffers
         if self.output is LinearOutput.FLOAT:
-            self.register_buffer("out_scale", torch.ones(out_features))  # float32(s_in * s_w[row])
+            self.register_buffer("out_scale", torch.ones(out_features), persistent=False)  # float32(s_in * s_w[row])
         else:
-            self.register_buffer("out_mult", torch.full((out_features,), 1 << 30, dtype=torch.int32))
-            self.register_buffer("out_shift", torch.full((out_features,), 31, dtype=torch.int8))
+            self.register_buffer("out_mult", torch.full((out_features,), 1 << 30, dtype=torch.int32), persistent=False)
+            self.register_buffer("out_shift", torch.full((out_features,), 31, dtype=torch.int8), persistent=False)
             self.register_buffer("out_q_scale", torch.ones(1))
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.derive_multipliers_())
+
+    def derived_buffers(self) -> dict[str, Tensor]:
+        """Computed from weight_scale, in_scale (and out_q_scale); older files that hold them load when equal."""
+        names = ("out_scale",) if self.output is LinearOutput.FLOAT else ("out_mult", "out_shift")
+        return {n: getattr(self, n) for n in names}
+
+    @torch.no_grad()
+    def derive_multipliers_(self) -> None:
+        """FLOAT: out_scale = float32(s_in * s_w[row]); INT8: out_mult/out_shift requantize one
+        accumulator unit (s_in * s_w[row]) to the int8 output scale out_q_scale."""
+        acc_scale = float(self.in_scale) * self.weight_scale.detach().cpu().double()  # per row
+        if self.output is LinearOutput.FLOAT:
+            self.out_scale.copy_(acc_scale.float())
+        else:
+            m, n = _mult(acc_scale.numpy() / float(self.out_q_scale))
+            self.out_mult.copy_(m)
+            self.out_shift.copy_(n)
 
     def rnnslim_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "output": self.output.value}
@@ -304,14 +343,9 @@ class IntegerLinear(nn.Module):
             if linear.bias is not None:
                 q.bias.copy_(torch.clamp(torch.round(linear.bias.detach().double() / acc_scale), -BIAS_MAX, BIAS_MAX)
                              .to(torch.int32))
-            if q.output is LinearOutput.FLOAT:
-                q.out_scale.copy_(acc_scale.float())
-            else:
-                s_out = act_scale(out_amax)
-                q.out_q_scale.fill_(s_out)
-                m, n = _mult(acc_scale.numpy() / s_out)
-                q.out_mult.copy_(m)
-                q.out_shift.copy_(n)
+            if q.output is LinearOutput.INT8:
+                q.out_q_scale.fill_(act_scale(out_amax))
+            q.derive_multipliers_()
         return q
 
     def forward_int(self, x8: Tensor) -> Tensor:
