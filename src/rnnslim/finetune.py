@@ -14,6 +14,10 @@ step has just damaged, not training from scratch (rnnslim.train.TrainConfig):
     distillation: loss = alpha * KD + (1 - alpha) * task loss (rnnslim.distill); the teacher
              is the pipeline's input model, or the model at `distill_teacher`
 
+Small classification sets (fewer than 1,000 training sequences) get their own rule: at least
+30 epochs, one evaluation per epoch, early stopping after a quarter of the evaluations (at
+least 10) that do not lower the validation loss (rnnslim.finetune_small).
+
 The best validation candidate is handed back, so a stage never returns a model worse on
 validation than its input. Chained stages each run their own short warm-up and cosine
 decay from their own (low) lr; none restarts at a from-scratch lr.
@@ -24,6 +28,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from rnnslim.finetune_small import small_set_plan
 from rnnslim.recurrent.stack import RecurrentStack
 from rnnslim.train import (
     CLIP_GRAD_MAX,
@@ -66,6 +71,8 @@ class FinetuneFields(BaseModel):
                                  description="loss = alpha * distillation + (1 - alpha) * task loss (0: off)")
     distill_temperature: float = Field(default=2.0, gt=0, le=1e4,
                                        description="softmax temperature of the distillation loss")
+    patience: int | None = Field(default=None, ge=1, le=10**6, description="stop after this many evaluations "
+                                 "that do not lower the validation loss; None: never (small classification sets: finetune_small.py)")
     distill_teacher: str | None = Field(default=None,
                                         description="model path of the teacher; None: the pipeline's input model")
 
@@ -141,9 +148,9 @@ def finetune_(model: nn.Module, cfg: FinetuneFields, steps: int, ctx, subdir: st
     hooks.after_step = list(after_step or [])
     ckpt = ctx.work_dir / subdir
     resumed = (ckpt / "trainer_state.pt").exists()
-    tcfg = cfg.train_config(steps, ctx.seed, ctx.device)
+    tcfg, small = small_set_plan(ctx.task, cfg, cfg.train_config(steps, ctx.seed, ctx.device))
     result = train(model, ctx.task, tcfg, checkpoint_dir=ckpt, hooks=hooks, resume=True, progress=ctx.progress,
                    desc="finetune")
     load_best(model, result)
     model.eval()
-    return finetune_record(result, tcfg, cfg, resumed)
+    return {**finetune_record(result, tcfg, cfg, resumed), **({"small_set": small} if small else {})}

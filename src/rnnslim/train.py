@@ -92,6 +92,9 @@ class TrainConfig(BaseModel):
     eval_input: bool = Field(default=True, description="evaluate the model before the first step (the first candidate)")
     select_from_step: int = Field(default=0, ge=0,
                                   description="evaluations before this step are recorded but never kept as the best")
+    patience: int | None = Field(default=None, ge=1, le=10**6,
+                                 description="stop after this many evaluations in a row that do not lower the "
+                                 "validation loss (None: never)")
     checkpoint_every: int = Field(default=200, ge=1, description="save a resumable checkpoint every N steps")
     seed: int = 0
     device: str = Field(default="cpu", description="cpu, cuda, cuda:N or mps (under torchrun cuda is cuda:LOCAL_RANK)")
@@ -296,6 +299,14 @@ class _Loop:
             self.run.best, self.run.history = shared["best"], shared["history"]
         self.model.train()
 
+    def stalled(self) -> bool:
+        """Early stopping on the validation loss: the last cfg.patience evaluations did not lower
+        it below its minimum before them (accuracy on a few sequences is too coarse to wait on).
+        Read from the history, so a resumed run stops where an uninterrupted one would."""
+        p = self.cfg.patience
+        losses = [h["loss"] for h in self.run.history if h["step"] >= self.cfg.select_from_step and "loss" in h]
+        return p is not None and len(losses) > p and min(losses[-p:]) >= min(losses[:-p])
+
     def save(self, epoch: int, batch_in_epoch: int, state) -> None:
         if not self.ckpt:
             return
@@ -327,6 +338,8 @@ class _Loop:
             bar.update(1, loss=loss, lr=self.opt.param_groups[0]["lr"])
             if cfg.eval_every and run.step % cfg.eval_every == 0:
                 self.evaluate(epoch)
+                if self.stalled():
+                    break
             if run.step % cfg.checkpoint_every == 0:
                 self.save(epoch, b_idx + 1, run.state)
         run.skip = 0
@@ -345,7 +358,7 @@ class _Loop:
             last_epoch = self.cfg.epochs if not self.cfg.max_steps else 1 << 62  # max_steps: as many as it takes
             for epoch in range(self.run.epoch, last_epoch):
                 self.epoch(epoch, bar)
-                if self.run.step >= self.total:
+                if self.run.step >= self.total or self.stalled():
                     break
         finally:
             bar.close()
