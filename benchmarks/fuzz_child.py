@@ -66,3 +66,10 @@ def in_child(fn, *args, timeout: float = 10.0, mem_limit: int = 2 << 30) -> dict
     out = json.loads(b"".join(chunks))
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
+
+
+def report(summary: dict, problems: list) -> None:
+    """Print a campaign's headline numbers and its first 30 problems."""
+    print(json.dumps({k: summary[k] for k in ("cases", "classes", "slowest_case_s", "wall_s")}, indent=1))
+    for p in problems[:30]:
+        print(p)

@@ -106,10 +106,17 @@ def test_a_manifest_without_file_hashes_is_refused(export, tmp_path, files):
 
 @needs_cc
 @pytest.mark.parametrize("field, value", [("outputs", 100000), ("state_len", 1), ("state_len", 5000),
-                                          ("features", 13), ("state_bytes", 2)])
+                                          ("features", 13), ("state_bytes", 2), ("cell", "gru"),
+                                          ("layers", [24, 24])])
 def test_edited_sizes_in_the_manifest_are_refused_not_a_crash(export, field, value):
     """Before: double free or corruption (exit 134) or SIGSEGV; run in a child so a crash shows as one."""
-    _edit_manifest(export, **{field: value}, **({"input_kind": "linear"} if field == "features" else {}))
+    meta = json.loads((export / "model.json").read_text())
+    consistent = {}  # the other fields edited alike, so that the schema's own checks do not catch it
+    if field == "features":
+        consistent = {"input_kind": "linear"}
+    if field == "state_bytes":
+        consistent = {"ram_bytes": meta["scratch_bytes"] + value}
+    _edit_manifest(export, **{field: value}, **consistent)
     code = ("import sys, numpy as np\nfrom rnnslim.runtime import ExportedModel, ExportError\n"
             "try:\n    m = ExportedModel(sys.argv[1])\n    s = m.new_state()\n"
             "    for t in range(5): m.step(t, s)\n    print('loaded')\n"
@@ -215,3 +222,10 @@ def test_a_delta_export_gets_a_state_as_large_as_its_struct(tmp_path, monkeypatc
     ref, ref_state = IntegerRunner(q, "portable").run(x)
     assert np.array_equal(logits, ref.numpy()) and np.array_equal(state[: m.state_len], ref_state.buf.numpy())
     assert np.array_equal(m.run_sequence(x.numpy()), logits)
+
+
+def test_manifest_facts_must_agree_with_each_other(export):
+    meta = json.loads((export / "model.json").read_text())
+    _edit_manifest(export, ram_bytes=meta["ram_bytes"] + 1)
+    with pytest.raises(ExportError, match="ram_bytes"):
+        verify_export(export)

@@ -230,7 +230,7 @@ def _info_function(name: str, p: IntegerProgram) -> str:
     state = f"(int64_t)sizeof({name}_state)" if not p.bidirectional else str(_state_bytes(p))
     features = p.inputs.features if p.inputs is not None else 0
     values = [1, "model.V", features, "model.O", "model.state_len", state, int(p.bidirectional),
-              int(p.readout == "last"), p.workspace_fixed_bytes, p.workspace_bytes_per_step]
+              int(p.readout == "last"), p.workspace_fixed_bytes, p.workspace_bytes_per_step, "model.cell", "model.L"]
     return f"""
 int {name}_info(int64_t *info, int n) {{
     const int64_t v[{len(INFO_FIELDS)}] = {{ {", ".join(f"(int64_t)({x})" for x in values)} }};

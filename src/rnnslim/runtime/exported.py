@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnslim.runtime.inputs import feature_rows, features_vector, token_id, token_ids
-from rnnslim.runtime.manifest import FORMAT, INFO_FIELDS, MANIFEST, ExportError, read_manifest
+from rnnslim.runtime.manifest import CELL_IDS, FORMAT, INFO_FIELDS, MANIFEST, ExportError, read_manifest
 from rnnslim.runtime.sources import compile_verified, verified_sources, verify_export
 
 DEFAULT_FLAGS = ("-O3", "-march=native")
@@ -84,7 +84,8 @@ def library_info(lib: ctypes.CDLL, meta: dict) -> dict[str, int]:
                 "state_len": meta["state_len"], "state_bytes": meta["state_bytes"],
                 "bidirectional": int(meta["bidirectional"]), "readout_last": int(meta["readout"] == "last"),
                 "workspace_fixed_bytes": meta["workspace_fixed_bytes"],
-                "workspace_bytes_per_step": meta["workspace_bytes_per_step"]}
+                "workspace_bytes_per_step": meta["workspace_bytes_per_step"], "cell": CELL_IDS[meta["cell"]],
+                "layers": len(meta["layers"])}
     for k, v in expected.items():
         if info[k] != v:
             raise ExportError(f"{MANIFEST} says {k} = {v} but the compiled library has {info[k]}: the manifest was "

@@ -27,7 +27,8 @@ CORE_HEADER = "rnnslim_core.h"
 MAX_MANIFEST_BYTES = 1 << 20
 # what NAME_info(int64_t *info, int n) writes, in this order (c_source.py generates it)
 INFO_FIELDS = ("info_version", "vocab", "features", "outputs", "state_len", "state_bytes", "bidirectional",
-               "readout_last", "workspace_fixed_bytes", "workspace_bytes_per_step")
+               "readout_last", "workspace_fixed_bytes", "workspace_bytes_per_step", "cell", "layers")
+CELL_IDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2}  # rs_model.cell (quantize/int8/packed.py CELL_ID)
 
 # C identifier, ASCII only; 128 characters keep "NAME.c" and every derived symbol short
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -84,6 +85,11 @@ class ExportManifest(BaseModel):
             raise ValueError(f"files must list the sha256 of exactly {sorted(expected)}, got {sorted(self.files)}")
         if (self.input_kind == "embedding") != (self.features == 0):
             raise ValueError(f"input_kind {self.input_kind!r} with features {self.features}")
+        if self.ram_bytes != self.scratch_bytes + self.state_bytes:
+            raise ValueError(f"ram_bytes {self.ram_bytes} is not scratch_bytes + state_bytes "
+                             f"({self.scratch_bytes} + {self.state_bytes})")
+        if len(self.layers) != len(self.delta_thresholds or self.layers):
+            raise ValueError(f"{len(self.delta_thresholds or [])} delta thresholds for {len(self.layers)} layers")
         return self
 
 
@@ -128,7 +134,7 @@ def _one_line(e: ValidationError) -> str:
     err = e.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "manifest"
     more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
-    return f"{where}: {err['msg']}{more}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}{more}"
 
 
 def read_manifest(directory: str | Path) -> dict:
