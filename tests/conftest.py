@@ -11,6 +11,14 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+try:  # property tests: no timing-based failures on a loaded machine (no deadline, no "data generation too slow")
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("rnnslim", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("rnnslim")
+except ImportError:  # hypothesis is a dev extra; the tests that use it import it themselves
+    pass
+
 
 def _require_shared(sub: str) -> Path:
     p = SHARED / sub

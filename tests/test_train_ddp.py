@@ -76,7 +76,7 @@ def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
     assert hb[-1]["loss"] == pytest.approx(ha[-1]["loss"], rel=1e-5)
 
 
-GOLDEN_CFG = TrainConfig(max_steps=14, batch_size=6, seq_len=12, lr=5e-3, eval_every=5, checkpoint_every=4, seed=2)
+SMALL_RUN = TrainConfig(max_steps=14, batch_size=6, seq_len=12, lr=5e-3, eval_every=5, checkpoint_every=4, seed=2)
 
 
 def _fresh(cell: str):
@@ -130,9 +130,9 @@ def test_single_process_is_bit_identical_to_before(cell):
     process (same CPU, threads and kernels), so it holds bit for bit on any machine."""
     torch.set_num_threads(1)
     task, model = _fresh(cell)
-    result = train(model, task, GOLDEN_CFG, progress=False)
+    result = train(model, task, SMALL_RUN, progress=False)
     task, reference = _fresh(cell)
-    expected = _plain_loop(reference, task, GOLDEN_CFG)
+    expected = _plain_loop(reference, task, SMALL_RUN)
     assert [h["step"] for h in result.history] == [0, 5, 10, 14]
     assert [h["loss"].hex() for h in result.history] == [v.hex() for v in expected]
     assert expected[-1] < expected[0]  # it trained: a real comparison, not two untouched models
