@@ -67,8 +67,9 @@ def build_library(directory: str | Path, flags: Sequence[str] = DEFAULT_FLAGS, i
     return dest
 
 
-def library_info(lib: ctypes.CDLL, meta: dict) -> dict[str, int]:
-    """NAME_info of the loaded library, checked against the manifest (ExportError on any difference)."""
+def library_info(lib: ctypes.CDLL, meta: dict, directory: Path) -> dict[str, int]:
+    """NAME_info of the loaded library, checked against the manifest of `directory` (ExportError
+    on any difference)."""
     name = meta["name"]
     fn = getattr(lib, f"{name}_info", None)
     if fn is None:
@@ -88,8 +89,8 @@ def library_info(lib: ctypes.CDLL, meta: dict) -> dict[str, int]:
                 "layers": len(meta["layers"])}
     for k, v in expected.items():
         if info[k] != v:
-            raise ExportError(f"{MANIFEST} says {k} = {v} but the compiled library has {info[k]}: the manifest was "
-                              "edited; export the model again")
+            raise ExportError(f"{directory / MANIFEST} says {k} = {v} but the library compiled from its sources "
+                              f"has {info[k]}: the manifest was edited; export the model again")
     if not info["bidirectional"] and (info["state_bytes"] < 2 * info["state_len"] or info["state_bytes"] % 2):
         raise ExportError(f"{name}_info: a state of {info['state_bytes']} bytes cannot hold {info['state_len']} words")
     return info
@@ -102,7 +103,7 @@ class ExportedModel:
         self.name = name = meta["name"]
         self.library = path = compile_verified(meta, verified_sources(directory, meta), flags, directory)
         lib = ctypes.CDLL(str(path))
-        info = library_info(lib, meta)
+        info = library_info(lib, meta, directory)
         self.features = info["features"]  # > 0: NAME_step takes float features
         self.bidirectional = bool(info["bidirectional"])  # no NAME_step: NAME_run only
         self.readout = "last" if info["readout_last"] else "all"
