@@ -148,6 +148,7 @@ def test_c_directories_an_export_made_are_replaced_others_are_not(sandbox):
     assert marker["format"] == "rnnslim-c-int8" and "one.c" in marker["files"] and "model.json" in marker["files"]
     r = runner.invoke(app, ["export", "q", "--format", "c", "--check", "0", "--out", "c1", "--name", "two"])
     assert r.exit_code == 0 and (sandbox / "c1" / "two.c").exists() and not (sandbox / "c1" / "one.c").exists()
+    _refused(sandbox, ["f", "--format", "onnx", "--force", "--out", "c1/model.json"], "inside an rnnslim C export")
     (sandbox / "c1" / "mine.txt").write_text("keep")  # a user's file in an export: never deleted
     _refused(sandbox, ["q", "--format", "c", "--check", "0", "--out", "c1"], "did not write (mine.txt)")
     (sandbox / "c1" / "mine.txt").unlink()
@@ -185,6 +186,15 @@ def test_a_file_planted_under_a_temporary_name_is_never_written_through(sandbox)
     after = _tree(sandbox)
     assert {k: after[k] for k in before if not k.startswith("cache")} == {
         k: v for k, v in before.items() if not k.startswith("cache")}
+
+
+def test_an_onnx_export_whatever_its_name_ends_in(sandbox):
+    """onnx guesses a file's encoding from its name (.json: JSON text): the int8 check read its own
+    file back as JSON and failed after the file was in place."""
+    pytest.importorskip("onnxruntime")
+    r = runner.invoke(app, ["export", "f", "--format", "onnx-int8", "--out", "step.json", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["int8_parity"]["steps"] == 100
 
 
 def test_the_destination_is_checked_again_just_before_the_rename(tmp_path):

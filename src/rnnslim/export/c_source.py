@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnslim.export.destination import check_destination, export_directory
 from rnnslim.export.c_names import c_identifier
+from rnnslim.export.destination import check_destination, export_directory
 from rnnslim.quantize.int8.kernel import CORE
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
 from rnnslim.runtime.manifest import FORMAT, FORMAT_VERSION, INFO_FIELDS, MANIFEST

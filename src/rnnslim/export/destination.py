@@ -8,7 +8,8 @@ its input model, into a model directory, or over a file rnnslim did not create.
         ONNX graph with the step-layout metadata, a .pt2 archive with the layout file); any
         other regular file only with force=True (`--force`)
     refused whatever force says: the input model's files, its directory or a path inside it
-        (real paths: symlinks resolved), a model's files or directory, a symlink (dangling or
+        (real paths: symlinks resolved), a model's files or directory, a path inside a C export
+        (its marker would no longer list what it holds), a symlink (dangling or
         not), a FIFO / device / socket, the file-system root, the current directory or one
         holding it, a parent that is not a writable directory, a name too long for the file
         system (the export's temporary names add up to 40 bytes)
@@ -85,11 +86,10 @@ def _is_c_export_manifest(p: Path) -> bool:
 
 
 def _is_model_dir(d: Path) -> bool:
-    """A directory save_model wrote (a model.json that is no C export's manifest) or one holding weights."""
+    """A directory save_model wrote: a model.json that is no C export's manifest. (Loose NAME.json +
+    NAME.safetensors pairs are protected file by file, not their whole folder.)"""
     try:
-        if (d / "model.json").is_file() and not (d / MARKER).exists() and not _is_c_export_manifest(d / "model.json"):
-            return True
-        return any(e.name.endswith(".safetensors") for _, e in zip(range(_SCAN_MAX_ENTRIES), os.scandir(d)))
+        return (d / "model.json").is_file() and not (d / MARKER).exists() and not _is_c_export_manifest(d / "model.json")
     except OSError:
         return False
 
@@ -120,7 +120,8 @@ def read_marker(d: Path) -> dict | None:
 def _check_earlier_export_dir(d: Path) -> None:
     """An existing directory `out` is replaced whole: only when it is empty or an earlier C export
     holding nothing but what it wrote (a user's notes or a model inside would be deleted)."""
-    entries = [e for _, e in zip(range(_SCAN_MAX_ENTRIES + 1), os.scandir(d))]
+    with os.scandir(d) as it:
+        entries = [e for _, e in zip(range(_SCAN_MAX_ENTRIES + 1), it)]
     if not entries:
         return
     if len(entries) > _SCAN_MAX_ENTRIES:
@@ -150,7 +151,7 @@ def is_rnnslim_file(p: Path) -> bool:
             return False
         import onnx
 
-        proto = onnx.load(str(p), load_external_data=False)
+        proto = onnx.load(str(p), format="protobuf", load_external_data=False)
         return any(m.key == LAYOUT_KEY for m in proto.metadata_props)
     except Exception:  # noqa: BLE001 - anything unreadable or unparsable is not an rnnslim export
         return False
@@ -213,6 +214,8 @@ def check_destination(out, fmt: str, model=None, force: bool = False) -> Path:
         _refuse(path, "is part of a model (its weights or its description)")
     if _is_model_dir(real.parent):
         _refuse(path, f"is inside a model directory ({real.parent})")
+    if read_marker(real.parent) is not None:
+        _refuse(path, f"is inside an rnnslim C export ({real.parent}: export there as a whole, or choose a new path)")
     if st is not None:
         if directory and not stat.S_ISDIR(st.st_mode):
             _refuse(path, "exists and is not a directory (c and c-fp32 write a directory)")

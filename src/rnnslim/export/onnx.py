@@ -240,13 +240,13 @@ def _write_layout(path: Path, layout: StepLayout) -> dict[str, int]:
     """Store the layout in the file's metadata; returns {op_type: count} of the graph."""
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path), format="protobuf")  # whatever the file's name ends in (onnx guesses from it)
     kept = [p for p in proto.metadata_props if p.key != LAYOUT_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = LAYOUT_KEY, json.dumps(asdict(layout))
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path), format="protobuf")
     return op_counts(proto)
 
 
@@ -260,7 +260,7 @@ def op_counts(proto) -> dict[str, int]:
 def read_layout(path: str | Path) -> StepLayout:
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    proto = onnx.load(str(path), format="protobuf", load_external_data=False)
     for p in proto.metadata_props:
         if p.key == LAYOUT_KEY:
             d = json.loads(p.value)

@@ -291,9 +291,9 @@ def _quantize(src: Path, dst: Path, per_channel: bool, reduce_range: bool, gathe
     finally:
         root.setLevel(level)
     if gather_int8:
-        proto = onnx.load(str(dst))
+        proto = onnx.load(str(dst), format="protobuf")
         if _quantize_gather_tables(proto):
-            onnx.save(proto, str(dst))
+            onnx.save(proto, str(dst), format="protobuf")
 
 
 def int8_max_abs_diff(model: nn.Module, path: str | Path, steps: int = 100, seed: int = 0) -> dict:
@@ -380,6 +380,7 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
         fp32_bytes = fp32.stat().st_size
         _quantize(fp32, tmp, per_channel, reduce_range, gather_int8)
         ops = _write_layout(tmp, layout)
+        check = int8_max_abs_diff(ref, tmp, steps=check_steps)  # before the rename: a failure leaves nothing
         place_file(tmp, path, "onnx-int8", source, force)
         if fp32_path is not None:
             fp32_path.parent.mkdir(parents=True, exist_ok=True)
@@ -388,7 +389,6 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
         fp32.unlink(missing_ok=True)
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    check = int8_max_abs_diff(ref, path, steps=check_steps)
     d = asdict(layout)
     d["states"] = [list(s) for s in layout.states]
     return {"path": str(path), "format": "onnx-int8", "bytes": path.stat().st_size, "opset": opset, "layout": d,
