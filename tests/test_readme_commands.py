@@ -209,7 +209,7 @@ def test_readme_commands_run(tmp_path, shared_dir, shakespeare):
             continue
         argv = _argv(command, plan, shared_dir)
         t0, cpu0 = time.perf_counter(), _children_cpu_s()
-        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # hang guard
         # pytest -s shows where the time goes (CPU seconds: what it costs on an idle machine)
         print(f"{time.perf_counter() - t0:6.1f} s wall {_children_cpu_s() - cpu0:6.1f} s CPU  {shlex.join(argv)}")
         assert proc.returncode == 0, f"{command}\n-> {shlex.join(argv)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}"
