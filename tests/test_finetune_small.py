@@ -8,7 +8,7 @@ import torch
 from rnnslim.finetune import FinetuneFields, finetune_
 from rnnslim.finetune_small import MIN_EPOCHS, PATIENCE_EPOCHS, small_set_plan
 from rnnslim.models.sequence import SequenceModel
-from rnnslim.pipeline.stage import StageContext
+from rnnslim.pipeline.stage import StageContext, parse_stage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, steps_per_epoch, train
@@ -26,14 +26,16 @@ def test_small_classification_set_gets_epochs_evaluation_and_patience(tmp_path):
     fields = FinetuneFields(batch_size=8)
     per_epoch = steps_per_epoch(task, 8, 64)
     assert per_epoch > 1
-    tcfg, rec = small_set_plan(task, fields, fields.train_config(20, 0, "cpu"))
-    assert tcfg.max_steps == MIN_EPOCHS * per_epoch > 20
-    assert tcfg.eval_every == per_epoch and tcfg.patience == max(PATIENCE_EPOCHS, MIN_EPOCHS // 4)
-    assert tcfg.warmup_steps == fields.warmup_for(tcfg.max_steps)
-    assert rec["train_sequences"] == task.evaluated_count("train") and rec["planned_steps"] == tcfg.max_steps
+    tcfg, rec = small_set_plan(task, fields, fields.train_config(200, 0, "cpu"))
+    assert tcfg.max_steps == 200  # a budget the recipe gives is kept
+    assert tcfg.eval_every == per_epoch and tcfg.patience == max(PATIENCE_EPOCHS, 200 // per_epoch // 4)
+    assert rec["train_sequences"] == task.evaluated_count("train")
     mine = FinetuneFields(batch_size=8, eval_every=3, patience=4)  # what a recipe sets explicitly wins
     tcfg, _ = small_set_plan(task, mine, mine.train_config(1000, 0, "cpu"))
     assert (tcfg.max_steps, tcfg.eval_every, tcfg.patience) == (1000, 3, 4)
+    stage = parse_stage({"kind": "finetune", "batch_size": 8})  # no budget: 30 epochs, not 1
+    assert stage.total_steps(task) == MIN_EPOCHS * per_epoch
+    assert parse_stage({"kind": "finetune", "batch_size": 8, "epochs": 2}).total_steps(task) == 2 * per_epoch
 
 
 def test_language_models_keep_the_step_budget():
@@ -41,6 +43,7 @@ def test_language_models_keep_the_step_budget():
     fields = FinetuneFields()
     tcfg = fields.train_config(20, 0, "cpu")
     assert small_set_plan(task, fields, tcfg) == (tcfg, None)
+    assert parse_stage({"kind": "finetune"}).total_steps(task) == steps_per_epoch(task, 32, 64)  # one epoch
 
 
 class _Worsening(ClassifyTask):
@@ -69,6 +72,5 @@ def test_finetune_records_the_small_set_rule(tmp_path):
     torch.manual_seed(0)
     model = SequenceModel(task.model_spec(hidden_size=8, num_layers=1))
     ctx = StageContext(task=task, work_dir=tmp_path / "work", progress=False, seed=0)
-    rec = finetune_(model, FinetuneFields(batch_size=8, patience=2), 5, ctx)
-    assert rec["small_set"]["planned_steps"] == MIN_EPOCHS * steps_per_epoch(task, 8, 64)
-    assert rec["steps"] <= rec["small_set"]["planned_steps"] and rec["evaluations"] >= 2
+    rec = finetune_(model, FinetuneFields(batch_size=8), 2 * steps_per_epoch(task, 8, 64), ctx)
+    assert rec["small_set"]["eval_every"] == steps_per_epoch(task, 8, 64) and rec["evaluations"] == 3

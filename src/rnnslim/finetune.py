@@ -14,9 +14,9 @@ step has just damaged, not training from scratch (rnnslim.train.TrainConfig):
     distillation: loss = alpha * KD + (1 - alpha) * task loss (rnnslim.distill); the teacher
              is the pipeline's input model, or the model at `distill_teacher`
 
-Small classification sets (fewer than 1,000 training sequences) get their own rule: at least
-30 epochs, one evaluation per epoch, early stopping after a quarter of the evaluations (at
-least 10) that do not lower the validation loss (rnnslim.finetune_small).
+Small classification sets (fewer than 1,000 training sequences) get their own rule: 30 epochs
+when the stage gives no step budget, one evaluation per epoch, early stopping after a quarter
+of the evaluations (at least 10) that do not lower the validation loss (rnnslim.finetune_small).
 
 The best validation candidate is handed back, so a stage never returns a model worse on
 validation than its input. Chained stages each run their own short warm-up and cosine

@@ -40,7 +40,11 @@ class FinetuneConfig(StageConfig, FinetuneFields):
         return data
 
     def total_steps(self, task) -> int:
-        return self.max_steps or self.epochs * steps_per_epoch(task, self.batch_size, self.seq_len)
+        """max_steps, else epochs passes (not given: 1, or 30 on a small classification set, finetune_small.py)."""
+        from rnnslim.finetune_small import default_epochs
+
+        epochs = self.epochs if "epochs" in self.model_fields_set else default_epochs(task)
+        return self.max_steps or epochs * steps_per_epoch(task, self.batch_size, self.seq_len)
 
 
 def integer_tensors(model: torch.nn.Module) -> list[str]:
