@@ -1,5 +1,6 @@
 """Every generated C export builds where firmware is built: -Wall -Wextra -Werror -pedantic
--std=c99 (and the usual embedded extras) under gcc, clang and arm-none-eabi-gcc (issue 19 s5).
+-std=c99 (and the usual embedded extras, -Wconversion included) under gcc, clang and
+arm-none-eabi-gcc (issue 19 s5).
 
 A matrix of exports (int8 `--format c`: LSTM / GRU / RNN, token and feature input, tile-sparse,
 folded embedding, delta steps, bidirectional, hidden sizes below one SIMD vector; `--format
@@ -38,8 +39,8 @@ from test_int8_delta import _model as _delta_base  # noqa: E402
 from test_int8_kernel import _feature_model, _integer_model, _zero_tiles  # noqa: E402
 
 # -Werror on everything -Wall / -Wextra / -pedantic enable, plus what embedded builds commonly add
-WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wundef", "-Wdouble-promotion",
-            "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wcast-qual", "-Wvla")
+WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow", "-Wundef",
+            "-Wdouble-promotion", "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wcast-qual", "-Wvla")
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
 AVX512 = ("-mavx512f", "-mavx512bw", "-mavx512vnni")
 M4 = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")

@@ -223,18 +223,18 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
 #if RS_SIMD == 3
     (void)x;
     for (; b + 4 <= NB; b += 4) { /* four row blocks share each broadcast of the codes */
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         __m512i a[4];
         int i;
         for (i = 0; i < 4; i++) a[i] = _mm512_setzero_si512();
         for (kg = 0; kg < KG; kg++)
-            for (i = 0; i < 4; i++) a[i] = tile_vnni(a[i], p + i * bs + (size_t)kg * 64, load4(u + 4 * kg));
+            for (i = 0; i < 4; i++) a[i] = tile_vnni(a[i], p + (size_t)i * bs + (size_t)kg * 64, load4(u + 4 * kg));
         for (i = 0; i < 4; i++)
             _mm512_storeu_si512((void *)(y + (b + i) * RB),
                                 _mm512_sub_epi32(a[i], _mm512_loadu_si512((const void *)(m->corr + (b + i) * RB))));
     }
     for (; b < NB; b++) {
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         __m512i a0 = _mm512_setzero_si512();
         for (kg = 0; kg < KG; kg++) a0 = tile_vnni(a0, p + (size_t)kg * 64, load4(u + 4 * kg));
         _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
@@ -242,7 +242,7 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
 #elif RS_SIMD == 2
     (void)u;
     for (; b + 2 <= NB; b += 2) { /* two row blocks share each broadcast of the codes */
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         __m256i a[4];
         int i;
         for (i = 0; i < 4; i++) a[i] = _mm256_setzero_si256();
@@ -253,7 +253,7 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
         for (i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(y + b * RB + 8 * i), a[i]);
     }
     for (; b < NB; b++) {
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         __m256i a[2];
         a[0] = a[1] = _mm256_setzero_si256();
         for (kg = 0; kg < KG; kg++) tile_avx2(a, p + (size_t)kg * 64, load4(x + 4 * kg));
@@ -263,7 +263,7 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
 #elif RS_SIMD == 1
     (void)u;
     for (; b < NB; b++) {
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         int32x4_t a[4];
         int r;
         for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
@@ -273,7 +273,7 @@ static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int
 #else
     (void)u;
     for (; b < NB; b++) {
-        const int8_t *p = m->w + b * bs;
+        const int8_t *p = m->w + (size_t)b * bs;
         int32_t a[RB];
         int r;
         for (r = 0; r < RB; r++) a[r] = 0;
@@ -489,7 +489,7 @@ static void delta_accumulate(const int8_t *wc, int rows_c, int cols, int32_t *ki
         /* dword 4k + i of tile m holds row 16k + 4m + i of the chunk */
         __m512i A[4], B[4], D[4], u0, u1, u2, u3;
         int q;
-        const int8_t *blk = wc + (size_t)r * cols; /* this chunk's slices: (r / 64) * cols * 64 */
+        const int8_t *blk = wc + (size_t)r * (size_t)cols; /* this chunk's slices: (r / 64) * cols * 64 */
         for (q = 0; q < 4; q++) A[q] = B[q] = _mm512_setzero_si512();
         for (i = 0; i < n; i += 4) {
             const __m512i c0 = _mm512_loadu_si512((const void *)(blk + (size_t)kidx[i] * RS_DROWS));
@@ -528,7 +528,7 @@ static void delta_accumulate(const int8_t *wc, int rows_c, int cols, int32_t *ki
     for (r = 0; r < rows_c; r += RS_DROWS) {
         __m256i lo[4], hi[4];
         int q;
-        const int8_t *blk = wc + (size_t)r * cols;
+        const int8_t *blk = wc + (size_t)r * (size_t)cols;
         for (q = 0; q < 4; q++) lo[q] = hi[q] = _mm256_setzero_si256();
         for (i = 0; i < n; i += 2) {
             const int8_t *a = blk + (size_t)kidx[i] * RS_DROWS, *b = blk + (size_t)kidx[i + 1] * RS_DROWS;
@@ -551,7 +551,7 @@ static void delta_accumulate(const int8_t *wc, int rows_c, int cols, int32_t *ki
 #else
     (void)ko;
     for (r = 0; r < rows_c; r += RS_DROWS) {
-        const int8_t *blk = wc + (size_t)r * cols;
+        const int8_t *blk = wc + (size_t)r * (size_t)cols;
         for (i = 0; i < n; i++) {
             const int8_t *c = blk + (size_t)kidx[i] * RS_DROWS;
             const int32_t d = kd[i];
@@ -587,7 +587,7 @@ static void delta_terms(int32_t *out, const int32_t *M, const int32_t *mult, con
 /* input terms tx (Q.12) of one layer for input codes x (or the folded table row); dl: delta state */
 static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
                                   const rs_dlayer *dl) {
-    if (ly->tx_table) return ly->tx_table + (size_t)token * ly->rows;
+    if (ly->tx_table) return ly->tx_table + (size_t)token * (size_t)ly->rows;
     if (dl && ly->wx_cols) {
         dl->cnt[0] += delta_update(ly->wx_cols, rs_rows_c(ly), ly->input, ly->delta_thr, x, dl->lx, dl->mx,
                                    dl->kidx, dl->kd, dl->ko);
@@ -737,7 +737,7 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
 static RS_MAYBE_UNUSED int rs_core_forward_delta(const rs_model *m, int64_t token, int16_t *state, void *ds) {
     if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
     /* emb NULL: layer 0 reads its folded table */
-    rs_core_layers(m, m->emb ? m->emb + (size_t)token * m->E : NULL, (int)token, state, ds);
+    rs_core_layers(m, m->emb ? m->emb + (size_t)token * (size_t)m->E : NULL, (int)token, state, ds);
     return 0;
 }
 
@@ -837,7 +837,8 @@ static void rs_run_dims(const rs_model *m, size_t *W, size_t *S, int *nbuf) {
     *S = 0;
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
-        const size_t w = (size_t)(ly->rev ? 2 : 1) * ly->hidden, s = (size_t)(m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
+        const size_t w = (size_t)(ly->rev ? 2 : 1) * (size_t)ly->hidden,
+                     s = (size_t)(m->cell == CELL_LSTM ? 2 : 1) * (size_t)ly->hidden;
         if (w > *W) *W = w;
         if (s > *S) *S = s;
     }
@@ -866,14 +867,14 @@ static RS_MAYBE_UNUSED size_t rs_core_run_workspace(const rs_model *m, int T) {
 static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t *in, const int32_t *tokens, int T,
                              size_t W, int reverse, int16_t *st, int8_t *out, const rs_dlayer *dl) {
     int i;
-    memset(st, 0, sizeof(int16_t) * (size_t)(m->cell == CELL_LSTM ? 2 : 1) * ly->hidden);
+    memset(st, 0, sizeof(int16_t) * (size_t)(m->cell == CELL_LSTM ? 2 : 1) * (size_t)ly->hidden);
     if (dl) {
         memset(dl->mx, 0, sizeof(int32_t) * 2 * (size_t)rs_rows_c(ly));
         memset(dl->lx, 0, (size_t)ly->wx.cols_p + (size_t)ly->wh.cols_p);
     }
     for (i = 0; i < T; i++) {
         const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
-        const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * m->E);
+        const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * (size_t)m->E);
         int8_t *y = out + (size_t)t * W;
         if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, dl);
         else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, dl);
@@ -907,7 +908,7 @@ static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens,
     buf[1] = nbuf > 1 ? buf[0] + (size_t)T * W : buf[0];
     if (x) { /* layer-0 input codes of every step */
         in = buf[1];
-        for (t = 0; t < T; t++) rs_feature_codes(m, x + (size_t)t * m->in.F, in + (size_t)t * W);
+        for (t = 0; t < T; t++) rs_feature_codes(m, x + (size_t)t * (size_t)m->in.F, in + (size_t)t * W);
     }
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];
@@ -925,7 +926,7 @@ static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens,
         load_codes(m->hbuf, m->ubuf, in + (size_t)t * W, m->dec.cols, m->dec.cols_p);
         matvec(&m->dec, m->hbuf, m->ubuf, m->acc);
         for (j = 0; j < m->O; j++) m->acc[j] += m->dec_b[j];
-        rs_logits(m, logits + (size_t)(t - t0) * m->O);
+        rs_logits(m, logits + (size_t)(t - t0) * (size_t)m->O);
     }
     return 0;
 }
