@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
 from table_parts import change_cell, load_result, machine_line, ms_cell, noise_band, stage_chain  # noqa: E402
+from tables_classify import small_classify_section  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
 from tables_family import dct_section, delta_section, early_exit_section, small_models_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
@@ -423,6 +424,7 @@ def main() -> None:
     lines += ["## Search under a budget (issue 13)", ""]
     lines += search_section()
     lines += user_models_section()
+    lines += small_classify_section()
     lines += hardening_section()
     lines += demo_section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
