@@ -201,6 +201,15 @@ def check_destination(out, fmt: str, model=None, force: bool = False) -> Path:
     if st is not None and stat.S_ISLNK(st.st_mode):
         _refuse(path, "is a symbolic link (give the path it points to, if that is really meant)")
     real = _real(path)
+    _refuse_protected(path, real, model, directory)
+    if st is not None:
+        _refuse_existing(path, real, st, fmt, force)
+    _check_parent(path)
+    return path
+
+
+def _refuse_protected(path: Path, real: Path, model, directory: bool) -> None:
+    """What no export replaces or writes into, force or not: the input, models, C exports' insides, the cwd."""
     files, home = input_paths(model)
     if real in files:
         _refuse(path, "is the input model's file")
@@ -216,21 +225,22 @@ def check_destination(out, fmt: str, model=None, force: bool = False) -> Path:
         _refuse(path, f"is inside a model directory ({real.parent})")
     if read_marker(real.parent) is not None:
         _refuse(path, f"is inside an rnnslim C export ({real.parent}: export there as a whole, or choose a new path)")
-    if st is not None:
-        if directory and not stat.S_ISDIR(st.st_mode):
+
+
+def _refuse_existing(path: Path, real: Path, st: os.stat_result, fmt: str, force: bool) -> None:
+    """An existing `out`: an earlier export of the same kind, or (single files, with force) a user's file."""
+    if fmt in DIRECTORY_FORMATS:
+        if not stat.S_ISDIR(st.st_mode):
             _refuse(path, "exists and is not a directory (c and c-fp32 write a directory)")
-        if directory and _is_model_dir(real):
+        if _is_model_dir(real):
             _refuse(path, "is a model directory")
-        if directory:
-            _check_earlier_export_dir(real)
-        elif stat.S_ISDIR(st.st_mode):
-            _refuse(path, f"is a directory ({fmt} writes one file: give its name)")
-        elif not stat.S_ISREG(st.st_mode):
-            _refuse(path, "is not a regular file (a FIFO, device or socket)")
-        elif not force and not is_rnnslim_file(real):
-            _refuse(path, "exists and was not written by an rnnslim export (--force / force=True replaces it)")
-    _check_parent(path)
-    return path
+        _check_earlier_export_dir(real)
+    elif stat.S_ISDIR(st.st_mode):
+        _refuse(path, f"is a directory ({fmt} writes one file: give its name)")
+    elif not stat.S_ISREG(st.st_mode):
+        _refuse(path, "is not a regular file (a FIFO, device or socket)")
+    elif not force and not is_rnnslim_file(real):
+        _refuse(path, "exists and was not written by an rnnslim export (--force / force=True replaces it)")
 
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
