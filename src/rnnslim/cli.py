@@ -374,7 +374,7 @@ def export(
     out: Annotated[Path, typer.Option(help="output: a directory (c, c-fp32) or a file (.onnx, .pt2)")],
     fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx | onnx-int8 | torch (.pt2)")] = "c",
     name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name)")] = None,
-    build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources for rnnslim.runtime")] = False,
+    build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources, for C programs that link it")] = False,
     check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,
     fold_embedding: Annotated[Optional[bool], typer.Option("--fold-embedding/--no-fold-embedding", help="c: a V x 4H int32 table of layer-0 input terms instead of embedding + W_ih (default: when it takes less flash)")] = None,
     force: Annotated[bool, typer.Option(help="onnx, onnx-int8, torch: replace an existing file that rnnslim did not write (never the input model)")] = False,
