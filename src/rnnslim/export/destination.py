@@ -31,6 +31,11 @@ from pathlib import Path
 
 from rnnslim.utils.atomic import atomic_directory, respect_umask
 
+# The marks a single-file export leaves, by which is_rnnslim_file recognises it (defined here, read
+# by onnx.py and torch_export.py, so this module imports neither of them):
+LAYOUT_KEY = "rnnslim_step_layout"  # ONNX metadata_props key holding the step layout (JSON)
+LAYOUT_FILE = "rnnslim_step_layout.json"  # extra file inside a torch.export .pt2 archive
+
 MARKER = "rnnslim-export.json"
 WRITTEN_BY = "rnnslim export"
 DIRECTORY_FORMATS = ("c", "c-fp32")
@@ -140,9 +145,6 @@ def _check_earlier_export_dir(d: Path) -> None:
 def is_rnnslim_file(p: Path) -> bool:
     """A file an rnnslim single-file export wrote: an ONNX graph carrying the step-layout metadata
     or a .pt2 archive carrying the layout file (parsed, not guessed from the name)."""
-    from rnnslim.export.onnx import LAYOUT_KEY
-    from rnnslim.export.torch_export import LAYOUT_FILE
-
     try:
         if zipfile.is_zipfile(p):
             with zipfile.ZipFile(p) as z:

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnslim.export.destination import LAYOUT_KEY
 from rnnslim.recurrent.cells import direction_weights, run_direction
 from rnnslim.recurrent.gates import CellType
 
-LAYOUT_KEY = "rnnslim_step_layout"
 PARITY_TOL = 1e-4
 
 

@@ -49,10 +49,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnslim.export.destination import LAYOUT_FILE
 from rnnslim.export.onnx import StepGraph, StepLayout, example_inputs, flatten_state, step_layout, unflatten_state
 from rnnslim.utils.threads import torch_threads
 
-LAYOUT_FILE = "rnnslim_step_layout.json"
 TORCH_PARITY_TOL = 1e-5
 WEIGHT_MODES = ("float", "stored")
 

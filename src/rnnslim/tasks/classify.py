@@ -309,7 +309,7 @@ class ClassifyTask(Task):
         if data is None and test is None:
             from rnnslim.tasks.remembered_data import remembered_data
 
-            data, test = remembered_data(meta) or (None, None)  # where the model's training data came from
+            data, test = remembered_data(meta, find_train_test) or (None, None)  # where the model's training data came from
         if data is None:
             raise ValueError("the classify task needs data: a directory or train file (.ts, .tsv or long .csv)")
         merged = {**meta.get("config", {}), **options}

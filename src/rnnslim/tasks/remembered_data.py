@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,14 +36,14 @@ def data_record(given: str | Path, train: Path, test: Path) -> dict:
     return out
 
 
-def remembered_data(meta: dict) -> tuple[str, str | None] | None:
+def remembered_data(meta: dict, find_train_test: Callable[..., tuple[Path, Path]]) -> tuple[str, str | None] | None:
     """(data, test) the model was trained on, when still there unchanged; None when the meta
-    records none (then the task asks for --data). A clear error when the files moved or changed."""
+    records none (then the task asks for --data). A clear error when the files moved or changed.
+    `find_train_test` is classify.find_train_test, passed in so this module does not import classify
+    (which imports it)."""
     name, train = meta.get("data_name"), meta.get("data")
     if not name and not train:
         return None
-    from rnnslim.tasks.classify import find_train_test
-
     if name:
         found_train, found_test = find_train_test(name)  # the set aeon ships (raises when aeon lacks it)
         data, test = name, None
