@@ -29,7 +29,6 @@ must follow its task's rules (rnnslim.tasks.vocab: single characters for charlm)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -47,6 +46,7 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.tasks import DEFAULT_TASK
 from rnnslim.tasks.vocab import vocab_problem
 from rnnslim.utils.atomic import atomic_directory
+from rnnslim.utils.hashing import file_sha256
 
 FORMAT = "rnnslim-model"
 VERSION = 1
@@ -59,14 +59,6 @@ MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of
 # tensor would load and then fail inside the first matmul, so it is refused at save and load
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size", "input_rank", "decoder_rank")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -156,7 +148,7 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
     }
     with atomic_directory(path, MANIFEST, ModelFormatError) as tmp:
         save_file(stored, str(tmp / WEIGHTS), metadata={"format": FORMAT, "version": str(VERSION)})
-        manifest["weights_sha256"] = _sha256(tmp / WEIGHTS)
+        manifest["weights_sha256"] = file_sha256(tmp / WEIGHTS)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
 
@@ -296,7 +288,7 @@ def _check_sha(jpath: Path, weights: Path, want, required: bool) -> None:
         raise ModelFormatError(f"{jpath}: field weights_sha256 is missing (the weights cannot be integrity-checked)")
     if not isinstance(want, str) or len(want) != 64 or any(c not in "0123456789abcdef" for c in want.lower()):
         raise ModelFormatError(f"{jpath}: field weights_sha256 must be 64 hex digits, got {str(want)[:80]!r}")
-    if _sha256(weights) != want.lower():
+    if file_sha256(weights) != want.lower():
         raise ModelFormatError(f"{weights}: checksum mismatch: the weights file is corrupt or does not belong to {jpath.name}")
 
 

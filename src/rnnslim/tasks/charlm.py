@@ -30,6 +30,7 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.tasks import corpus as text_corpus
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.tasks.vocab import vocab_problem
+from rnnslim.utils.hashing import file_sha256
 from rnnslim.utils.progress import track
 from rnnslim.utils.threads import torch_threads
 
@@ -104,7 +105,7 @@ class CharLMTask(TokenStreamTask):
                 raise FileNotFoundError(f"text file not found: {path}")
             if max_chars is None:
                 text_corpus.check_corpus_size(p)  # refused from its size, before reading
-            self.source, self.corpus_sha256 = str(p), text_corpus.file_sha256(p)
+            self.source, self.corpus_sha256 = str(p), file_sha256(p)
 
             def pieces(newlines: text_corpus.Newlines | None = None):
                 return text_corpus.file_pieces(p, newlines or text_corpus.Newlines(), max_chars)
@@ -212,7 +213,7 @@ def remembered_corpus(meta: dict) -> str | None:
         raise FileNotFoundError(f"the model was trained on {corpus}, which is not there any more; give the corpus "
                                 "with --data")
     want = meta.get("corpus_sha256")
-    if want and text_corpus.file_sha256(p) != want:
+    if want and file_sha256(p) != want:
         raise ValueError(f"{corpus} changed since the model was trained on it (sha256 differs); give the corpus "
                          "with --data")
     logging.getLogger("rnnslim").info("data: %s (the corpus the model was trained on)", corpus)

@@ -16,7 +16,6 @@ pair straddles two pieces.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,15 +50,6 @@ def check_corpus_size(path: Path, hint: str = "read its start with max_chars, or
     if size > limit:
         raise ValueError(f"{path}: the text file is {size:,} bytes, more than the {limit:,} rnnslim reads whole "
                          f"(its ids take 8 bytes per token in memory); {hint}set {LIMIT_ENV} to allow more")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Newlines:

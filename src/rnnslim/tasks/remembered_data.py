@@ -11,18 +11,11 @@ compress need no --data later (the way char-LMs remember their corpus, charlm.re
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from rnnslim.utils.hashing import file_sha256
 
 
 def data_record(given: str | Path, train: Path, test: Path) -> dict:

@@ -63,7 +63,8 @@ def save_edited(model: nn.Module, path: str | Path) -> Path:
     history (JSON, no pickle). Re-create it with load_edited(MyModel(), path)."""
     from safetensors.torch import save_file
 
-    from rnnslim.io.format import _sha256, _stored_tensors, encode_tensors
+    from rnnslim.io.format import _stored_tensors, encode_tensors
+    from rnnslim.utils.hashing import file_sha256
     from rnnslim.io.modules import module_records
     from rnnslim.utils.atomic import atomic_directory
 
@@ -73,7 +74,7 @@ def save_edited(model: nn.Module, path: str | Path) -> Path:
                 "modules": module_records(model), "tensors": records, "weights_file": EDITED_WEIGHTS}
     with atomic_directory(path, EDITED_MANIFEST) as tmp:
         save_file(stored, str(tmp / EDITED_WEIGHTS), metadata={"format": EDITED_FORMAT})
-        manifest["weights_sha256"] = _sha256(tmp / EDITED_WEIGHTS)
+        manifest["weights_sha256"] = file_sha256(tmp / EDITED_WEIGHTS)
         (tmp / EDITED_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
 
@@ -87,7 +88,8 @@ def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None
     from safetensors.torch import load_model
 
     from rnnslim.io.errors import ModelFormatError
-    from rnnslim.io.format import _load_tensors, _sha256, decode_tensors, encodings_of
+    from rnnslim.io.format import _load_tensors, decode_tensors, encodings_of
+    from rnnslim.utils.hashing import file_sha256
     from rnnslim.io.modules import rebuild_modules
 
     path = Path(path)
@@ -108,7 +110,7 @@ def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None
     if Path(meta.get("weights_file", EDITED_WEIGHTS)).name != meta.get("weights_file", EDITED_WEIGHTS) \
             or not weights.is_file():
         raise ModelFormatError(f"{path / EDITED_MANIFEST}: weights_file must name a regular file in {path}")
-    if _sha256(weights) != meta["weights_sha256"]:
+    if file_sha256(weights) != meta["weights_sha256"]:
         raise ModelFormatError(f"{weights}: checksum mismatch: corrupt, or not the weights of {path}")
     replay(model, meta["history"], example_inputs, consumers)
     rebuild_modules(model, [r for r in meta.get("modules", []) if not _already_built(model, r)])
