@@ -2,11 +2,18 @@
 
     from rnnslim.runtime import ExportedModel
     m = ExportedModel("exported/")          # compiles NAME.c once into the private cache
-    state = m.new_state()
     for token in stream:
-        logits = m.step(token, state)       # (O,) float32, the model's buffer; copy to keep
+        logits = m.step(token)              # (O,) float32, the model's buffer; copy to keep
+    m.reset()                               # a new stream
+    state = m.new_state()                   # several streams: one state each, passed second
+    logits = m.step(token, state)
     logits = m.run_sequence(tokens)         # a whole sequence (NAME_run): the only entry point
                                             # of a bidirectional model
+
+Argument order: Python's `step(token, state=None)` takes the input first and the state second
+(the state is optional: the model keeps one stream of its own), while C's
+`NAME_step(&state, token, logits)` takes the state first. Passing them the C way round is a
+TypeError that says so (order.py), never a wrong step.
 
 Only numpy and the C library are used; importing rnnslim.runtime imports no torch. The
 export directory is untrusted input: the manifest is validated (manifest.py), every source
@@ -28,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnslim.runtime.inputs import feature_rows, features_vector, token_id, token_ids
+from rnnslim.runtime.inputs import check_step_order, feature_rows, features_vector, token_id, token_ids
 from rnnslim.runtime.manifest import CELL_IDS, FORMAT, INFO_FIELDS, MANIFEST, ExportError, read_manifest
 from rnnslim.runtime.sources import compile_verified, verified_sources, verify_export
 
@@ -125,6 +132,7 @@ class ExportedModel:
         self._state_words = info["state_bytes"] // 2  # NAME_state: int16 v[state_len] (+ a delta state)
         self.simd_level = int(self._fn["init"]())
         self._logits = np.zeros(self.outputs, np.float32)
+        self._own_state = None if self.bidirectional else self.new_state()  # step(x) without a state: this stream
 
     def new_state(self) -> np.ndarray:
         """A zero state, one per stream: int16 (state_len,) (a delta model: longer, sizeof(NAME_state) / 2
@@ -144,8 +152,15 @@ class ExportedModel:
                              "(use new_state())")
         return state.ctypes.data
 
-    def reset(self, state: np.ndarray) -> None:
-        self._fn["reset"](self._check_state(state))
+    def reset(self, state: np.ndarray | None = None) -> None:
+        """Zero `state` (default: the model's own stream, the one step(x) uses without a state)."""
+        self._fn["reset"](self._check_state(self._own_state if state is None else state))
+
+    def _step_state(self, x, state) -> np.ndarray:
+        """The state a step updates: the caller's, checked for C's argument order, or the model's own."""
+        self._streaming()
+        check_step_order(x, state, self.name, "features" if self.features else "token")
+        return self._own_state if state is None else state
 
     def _input(self, x):
         """A token id (checked: an integer in [0, vocab)), or for a feature model a finite float32
@@ -162,18 +177,24 @@ class ExportedModel:
             raise ValueError(f"out must be a writable, contiguous {np.dtype(dtype).name} array of shape {shape}")
         return out
 
-    def step(self, x, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """One token (or (F,) float32 features) at batch 1: (O,) float32 logits; `state` is updated in place."""
-        self._streaming()
+    def step(self, x, state: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """One token (or (F,) float32 features) at batch 1: (O,) float32 logits (the model's buffer,
+        overwritten by the next step, unless `out` is given). `state` (from new_state()) is updated in
+        place; without one the model's own stream is (reset() starts it again).
+
+        The input comes first, the state second: the reverse of C's NAME_step(&state, token, logits)
+        (the state is the optional argument here); the C order is a TypeError saying so."""
+        state = self._step_state(x, state)
         out = self._out(self._logits if out is None else out, np.float32, (self.outputs,))
         ptr, arg = self._check_state(state), self._input(x)
         if self._fn["step"](ptr, arg, out.ctypes.data):
             raise IndexError(f"token {x} is outside the vocabulary [0, {self.vocab})")
         return out
 
-    def step_int(self, x, state: np.ndarray) -> np.ndarray:
-        """One step, integer outputs: int32 (O,) accumulators (logits = acc * output scale)."""
-        self._streaming()
+    def step_int(self, x, state: np.ndarray | None = None) -> np.ndarray:
+        """One step, integer outputs: int32 (O,) accumulators (logits = acc * output scale); the
+        arguments as step's."""
+        state = self._step_state(x, state)
         acc = np.empty(self.outputs, np.int32)
         ptr, arg = self._check_state(state), self._input(x)
         if self._fn["step_int"](ptr, arg, acc.ctypes.data):

@@ -63,3 +63,22 @@ def feature_rows(inputs, features: int) -> np.ndarray:
     if a.ndim != 2 or a.shape[1] != features:
         raise ValueError(f"features must have shape (T, {features}), got {a.shape}")
     return a
+
+
+def _kind(v) -> str:
+    if isinstance(v, np.ndarray):
+        return f"{v.dtype} array {v.shape}"
+    return type(v).__name__
+
+
+def check_step_order(x, state, name: str, unit: str) -> None:
+    """TypeError when step's arguments come in C's order (state first, then the input).
+
+    Python's step(x, state=None) takes the input first; C's NAME_step(&state, x, logits) the
+    state first. A state is an int16 array (new_state()); no input is: a token is an integer,
+    features are float32. `unit`: "token" or "features" (named in the message)."""
+    swapped = isinstance(x, np.ndarray) and x.dtype == np.int16
+    if swapped or (state is not None and not isinstance(state, np.ndarray)):
+        verb = "come" if unit.endswith("s") else "comes"
+        raise TypeError(f"step({unit}, state): the {unit} {verb} first, then the state from new_state() (the "
+                        f"reverse of C's {name}_step(&state, {unit}, logits)); got step({_kind(x)}, {_kind(state)})")
