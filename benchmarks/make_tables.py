@@ -18,6 +18,7 @@ from tables_family import dct_section, delta_section, early_exit_section, small_
 from tables_hardening import hardening_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
+from tables_user_device import user_device_section  # noqa: E402
 
 REFERENCE = {"charlstm-512x2": 1.5061, "chargru-512x2": 1.5066, "charlstm-256x2": 1.5201}
 
@@ -424,6 +425,7 @@ def main() -> None:
     lines += ["## Search under a budget (issue 13)", ""]
     lines += search_section()
     lines += user_models_section()
+    lines += user_device_section()
     lines += small_classify_section()
     lines += hardening_section()
     lines += demo_section()
