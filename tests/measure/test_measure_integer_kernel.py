@@ -37,6 +37,10 @@ def test_integer_model_is_timed_in_the_kernel():
     assert f"{program.resident_bytes() / 1e6:.2f} MB" in note
     report = measure(m, threads=(1,), quick=True, include_baselines=False, log=said.append)
     assert report.variants[0].latency.median_ms > 0 and report.variants[0].note == note
+    # its batch row is torch's integer reference, not the kernel: a footnote says so under the table
+    assert "torch's integer reference" in report.variants[0].batch_note
+    assert f"* model: {report.variants[0].batch_note}" in report.table().splitlines()
+    assert "no baseline to compare with" in report.headline.text
 
 
 def test_resident_bytes_count_the_folded_table():

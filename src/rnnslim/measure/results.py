@@ -2,7 +2,7 @@
 
 One VariantResult per (variant, thread count): the model itself and each baseline, with
 step latency (median of medians and spread), latency ratios to `torch nn (default)` and to
-the fastest torch row at the same thread count, batch throughput, bytes on disk, weight bytes read per step, and the
+the fastest torch row at the same thread count (and its inverse, the speed-up), batch throughput, bytes on disk, weight bytes read per step, and the
 bandwidth floor with how far the variant is above it (x floor = latency / floor).
 """
 
@@ -85,7 +85,9 @@ class VariantResult(BaseModel):
     x_floor: float | None = None  # latency / floor
     ratio_vs_torch_default: float | None = None  # latency / latency of torch nn (default), same threads
     ratio_vs_best_torch: float | None = None  # latency / the fastest torch nn row (default or oneDNN off)
+    speedup_vs_best_torch: float | None = None  # 1 / ratio_vs_best_torch: > 1 = faster than the best torch row
     note: str = ""
+    batch_note: str = ""  # what the batch throughput row ran, when not what `note` describes (the C kernel)
 
 
 class ModelSummary(BaseModel):
@@ -106,6 +108,20 @@ class QualityChange(BaseModel):
     percent: float
 
 
+class Headline(BaseModel):
+    """The one line a reader wants first: how much smaller and faster than the best torch
+    baseline, at what change of the metric (headline.py builds it)."""
+
+    model_config = _FROZEN
+    text: str
+    smaller_x: float | None = None  # baseline artifact bytes / model artifact bytes (> 1 = smaller)
+    faster_x: float | None = None  # best torch latency / model latency, same threads (> 1 = faster)
+    threads: int | None = None
+    reference: str | None = None  # the label of the fastest torch row
+    metric: str | None = None
+    metric_change_percent: float | None = None
+
+
 class MeasureReport(BaseModel):
     model_config = _FROZEN
     format: Literal["rnnslim-measure"] = "rnnslim-measure"
@@ -118,6 +134,7 @@ class MeasureReport(BaseModel):
     bandwidth: list[Bandwidth]
     onnx_export: dict | None = None
     quality_note: str | None = None  # why the metric is left out (model.quality None) and how to add it
+    headline: Headline | None = None  # None in reports written before it existed
     settings: MeasureSettings
     machine: MachineInfo
     seconds: float

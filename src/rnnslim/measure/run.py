@@ -20,6 +20,7 @@ from torch import nn
 
 from rnnslim.measure.bandwidth import Bandwidth, memory_bandwidth
 from rnnslim.measure.baselines import baseline_variants, is_uncompressed
+from rnnslim.measure.headline import make_headline
 from rnnslim.measure.latency import time_batch, time_stream, torch_threads
 from rnnslim.measure.machine import machine_info
 from rnnslim.measure.macs import macs_per_step
@@ -36,6 +37,7 @@ from rnnslim.measure.results import (
 from rnnslim.measure.size import size_stats
 from rnnslim.measure.variants import (
     BASELINE_KINDS,
+    TORCH_KINDS,
     Variant,
     VariantKind,
     graph_variant,
@@ -71,7 +73,7 @@ def _quality_change(model: ModelSummary, baseline: ModelSummary | None) -> Quali
 def run_variant(v: Variant, threads: int, s: MeasureSettings, bw: Bandwidth) -> VariantResult:
     """Time one variant at one thread count; a baseline that fails is reported, the model's failure raised."""
     base = dict(kind=v.kind, label=v.label, threads=threads, artifact_bytes=v.artifact_bytes,
-                bytes_per_step=v.bytes_per_step, note=v.note)
+                bytes_per_step=v.bytes_per_step, note=v.note, batch_note=v.batch_note if v.batch else "")
     if v.status != "ok":
         return VariantResult(**base, status=v.status)
     try:
@@ -97,14 +99,15 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
     ref = {r.threads: r.latency.median_ms for r in results if r.kind is VariantKind.TORCH_DEFAULT and r.latency}
     best: dict[int, float] = {}
     for r in results:
-        if r.kind in (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN, VariantKind.TORCH_CUDA_GRAPH) and r.latency:
+        if r.kind in TORCH_KINDS and r.latency:
             best[r.threads] = min(best.get(r.threads, float("inf")), r.latency.median_ms)
     out = []
     for r in results:
         if r.latency and r.threads in ref:
             r = r.model_copy(update={"ratio_vs_torch_default": r.latency.median_ms / ref[r.threads]})
         if r.latency and r.threads in best:
-            r = r.model_copy(update={"ratio_vs_best_torch": r.latency.median_ms / best[r.threads]})
+            ratio = r.latency.median_ms / best[r.threads]
+            r = r.model_copy(update={"ratio_vs_best_torch": ratio, "speedup_vs_best_torch": 1 / ratio if ratio else None})
         out.append(r)
     return out
 
@@ -145,6 +148,9 @@ def _own_variant(model: nn.Module, summary, step_fn, batch_fn, device, say) -> V
     own.stream = mine.stream or own.stream
     own.batch = mine.batch or own.batch
     own.note = kernel_note or own.note
+    if kernel_note and batch_fn is None:
+        own.batch_note = ("its batch row runs torch's integer reference (the same integers, emulated in torch "
+                          "tensors): the C kernel steps one stream at batch 1 and has no batch path")
     return own
 
 
@@ -227,7 +233,9 @@ def measure(model: nn.Module, task=None, split: str = "test", baseline: nn.Modul
         quality_note = None
     elif quality_note is None:
         quality_note = "quality left out: no task was given; pass task= (or eval_fn=) to measure it"
+    change, results = _quality_change(summary, base_summary), _with_ratios(results)
     return MeasureReport(model=summary, baseline=base_summary, baseline_is_model=baseline_is_model,
-                         quality_change=_quality_change(summary, base_summary), variants=_with_ratios(results),
+                         quality_change=change, variants=results,
+                         headline=make_headline(summary, base_summary, baseline_is_model, results, change),
                          bandwidth=list(bandwidth.values()), onnx_export=export_record, quality_note=quality_note,
                          settings=s, machine=machine, seconds=time.perf_counter() - t0)

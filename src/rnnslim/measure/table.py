@@ -1,4 +1,7 @@
-"""Plain-text rendering of a MeasureReport: a summary of the model(s), then one row per variant."""
+"""Plain-text rendering of a MeasureReport: the headline, a summary of the model(s), then one
+row per variant. Speed is shown as a speed-up over the fastest torch row (> 1 = faster), so
+no column has to be inverted by the reader; footnotes (*) say what a row's batch pass ran when
+that differs from its step (the C kernel has no batch path)."""
 
 from __future__ import annotations
 
@@ -41,8 +44,11 @@ def _row(v: VariantResult) -> list[str]:
         return [v.label, str(v.threads), v.status, "", "", "", "", "", "", ""]
     lat = v.latency
     step = f"{lat.median_ms:.4f} [{lat.spread_ms[0]:.4f}-{lat.spread_ms[1]:.4f}]" if lat else "-"
-    ratio = f"{v.ratio_vs_best_torch:.3f}" if v.ratio_vs_best_torch is not None else "-"
-    thr = f"{v.throughput.steps_per_s:,.0f}" if v.throughput else "-"
+    speedup = v.speedup_vs_best_torch
+    if speedup is None and v.ratio_vs_best_torch:  # a report written before the field existed
+        speedup = 1 / v.ratio_vs_best_torch
+    ratio = f"{speedup:.2f}x" if speedup is not None else "-"
+    thr = f"{v.throughput.steps_per_s:,.0f}{' *' if v.batch_note else ''}" if v.throughput else "-"
     floor = f"{v.floor_ms:.4f}" if v.floor_ms is not None else "-"
     xf = f"{v.x_floor:.1f}" if v.x_floor is not None else "-"
     return [v.label, str(v.threads), step, ratio, thr, fmt_bytes(v.artifact_bytes), fmt_bytes(v.bytes_per_step),
@@ -56,7 +62,8 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render(report: MeasureReport) -> str:
-    lines = _summary("model", report.model)
+    lines = [report.headline.text, ""] if report.headline is not None else []
+    lines += _summary("model", report.model)
     if report.quality_note:
         lines.append(f"  {report.quality_note}")
     if report.baseline is not None:
@@ -68,15 +75,19 @@ def render(report: MeasureReport) -> str:
         lines.append(f"  change of {c.metric} vs baseline: {c.absolute:+.4f} ({c.percent:+.2f}%)")
     bw = ", ".join(f"{b.gb_per_s:.1f} GB/s at {b.threads} thread(s)" for b in report.bandwidth)
     lines.append(f"memory bandwidth (copy, read+write): {bw}")
-    header = ["variant", "thr", "step ms median [spread]", "vs best torch", "steps/s (batch)", "on disk", "weights/step",
+    header = ["variant", "thr", "step ms median [spread]", "speed-up vs best torch", "steps/s (batch)", "on disk",
+              "weights/step",
               "floor ms", "x floor", "note"]
     lines += ["", *_grid(header, [_row(v) for v in report.variants])]
+    notes = dict.fromkeys(f"* {v.label}: {v.batch_note}" for v in report.variants if v.batch_note and v.throughput)
+    lines += list(notes)
     m, s = report.machine, report.settings
     mode = "QUICK mode (not a benchmark figure)" if s.quick else "full"
     lines += ["", f"{m.cpu_model}, {m.logical_cpus} CPUs, torch {m.torch_version}, onnxruntime "
                   f"{m.onnxruntime_version or 'not installed'}, load {m.load_average}, {m.date_utc}",
               f"{mode}: {s.steps} steps x {s.repeats} rounds after {s.warmup} warm-up steps; throughput at batch "
-              f"{s.batch} x {s.seq_len} steps; 'vs best torch' = latency / the fastest torch nn row (default or oneDNN off)",
+              f"{s.batch} x {s.seq_len} steps; 'speed-up vs best torch' = the fastest torch nn row's latency (default or "
+              "oneDNN off, same threads) / the row's latency: > 1 = faster",
               "floor = weight bytes per step / copy bandwidth (DRAM); x floor < 1 means the weights are served "
               "from cache"]
     return "\n".join(lines)

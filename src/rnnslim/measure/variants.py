@@ -43,6 +43,8 @@ LABELS = {
 # the rows a CPU table always has (unavailable ones say why); CUDA adds the graph rows
 BASELINE_KINDS = (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN, VariantKind.ORT_FP32, VariantKind.ORT_INT8)
 CPU_ONLY = (VariantKind.TORCH_NO_ONEDNN, VariantKind.ORT_FP32, VariantKind.ORT_INT8)
+# the rows "the best torch baseline" is chosen from (the fastest at each thread count)
+TORCH_KINDS = (VariantKind.TORCH_DEFAULT, VariantKind.TORCH_NO_ONEDNN, VariantKind.TORCH_CUDA_GRAPH)
 
 Closure = Callable[[], Any]
 
@@ -56,6 +58,7 @@ class Variant:
     artifact_bytes: int | None = None
     bytes_per_step: int | None = None
     note: str = ""
+    batch_note: str = ""  # what the batch closure runs, when it is not what `note` describes
     status: str = "ok"  # anything else: why the variant was not measured
 
     @property
