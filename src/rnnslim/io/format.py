@@ -7,6 +7,8 @@ Manifest (version 1):
     tensors: {name: {encoding, shape, dtype, parts, ...}} (dense, sparse, quantized, ...)
     modules: [{path, kind, config}] non-torch modules (e.g. quantized layers) to rebuild
     history: records of what produced this model (stages, structural edits)
+    capture: (optional) rnnslim.capture's record of the user's module this model was captured
+             from (CaptureInfo: layouts, activation, tensor map, parity); kept as model.capture_info
     weights_file, weights_sha256: integrity check of the weights (both required)
 
 The reference models in ../shared/models (NAME.json + NAME.safetensors) load as they are.
@@ -143,6 +145,7 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
         "tensors": records,
         "modules": module_records(model),
         "history": getattr(model, "history", []) or [],
+        **_capture_field(model),
         "weights_file": WEIGHTS,
         **(extra or {}),
     }
@@ -151,6 +154,23 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
         manifest["weights_sha256"] = file_sha256(tmp / WEIGHTS)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
+
+
+def _capture_field(model) -> dict:
+    """{"capture": record} for a captured model (rnnslim.capture), else nothing."""
+    info = getattr(model, "capture_info", None)
+    if info is None:
+        return {}
+    return {"capture": info.model_dump(mode="json") if hasattr(info, "model_dump") else dict(info)}
+
+
+def _load_capture(jpath: Path, meta: dict):
+    from rnnslim.models.capture_info import CaptureInfo
+
+    try:
+        return CaptureInfo.model_validate(meta["capture"])
+    except Exception as e:  # pydantic.ValidationError
+        raise ModelFormatError(f"{jpath}: invalid field capture: {_one_line(e)}") from None
 
 
 def _regular_file(p: Path, what: str, max_bytes: int | None = None) -> os.stat_result:
@@ -484,6 +504,8 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     model.task_meta = meta.get("task", {})
     model.history = meta.get("history", [])
     model.tensor_encodings = encodings_of(records)
+    if "capture" in meta:
+        model.capture_info = _load_capture(jpath, meta)
     return model
 
 

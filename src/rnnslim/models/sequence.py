@@ -15,6 +15,12 @@ Low-rank models (rnnslim.lowrank) stay plain SequenceModels: a layer's `input_ra
 bias-free bottleneck Linear (rnn.bottlenecks.{k}) in front of it, `proj_size` makes an LSTM
 layer an LSTMP, `decoder_rank` splits the head in two. These fields are left out of the
 stored spec while they are 0, so other models' manifests are as before.
+
+`output_activation` (log_softmax / softmax; default none, then left out of the stored spec)
+records an activation the model's user applies over the output features (a captured module's
+final F.log_softmax, rnnslim.capture). `SequenceModel.forward` always returns the logits, as the
+integer kernel, the C export and the runtime do; whoever runs the model where the user's outputs
+are expected applies `apply_output_activation` after it (rnnslim.capture.user_view does).
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ class Readout(str, Enum):
     MEAN = "mean"  # mean over time
 
 
+class OutputActivation(str, Enum):
+    NONE = "none"  # logits
+    LOG_SOFTMAX = "log_softmax"  # over the output features, applied by the caller after the logits
+    SOFTMAX = "softmax"
+
+
 class LayerShape(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     hidden_size: int = Field(ge=1)
@@ -56,9 +68,9 @@ class LayerShape(BaseModel):
         return LayerSpec(self.hidden_size, self.proj_size, self.bidirectional, self.input_rank)
 
 
-def _without_zero(data, key: str):
-    """A dumped spec without `key` while it is 0 (manifests of models without it stay unchanged)."""
-    if isinstance(data, dict) and data.get(key) == 0:
+def _without_zero(data, key: str, default=0):
+    """A dumped spec without `key` while it is `default` (manifests of models without it stay unchanged)."""
+    if isinstance(data, dict) and key in data and data[key] == default:
         data = {k: v for k, v in data.items() if k != key}
     return data
 
@@ -78,10 +90,14 @@ class ModelSpec(BaseModel):
     tie_weights: bool = False
     decoder_rank: int = Field(default=0, ge=0, description="low-rank head: decoder_proj Linear (rank r, no bias) "
                               "before the decoder; 0: one Linear")
+    output_activation: OutputActivation = Field(
+        default=OutputActivation.NONE, description="activation the caller applies over the output features "
+        "after the logits (forward, the integer kernel and the C export return logits)")
 
     @model_serializer(mode="wrap")
     def _drop_zero_rank(self, handler):
-        return _without_zero(handler(self), "decoder_rank")
+        data = _without_zero(handler(self), "decoder_rank")
+        return _without_zero(data, "output_activation", OutputActivation.NONE)
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -151,6 +167,16 @@ def read_out(h: Tensor, readout: Readout) -> Tensor:
     if readout is Readout.MEAN:
         return h.mean(0)
     return h
+
+
+def apply_output_activation(logits: Tensor, activation: OutputActivation | str) -> Tensor:
+    """The spec's output activation over the last (feature) axis of `logits` (..., O)."""
+    activation = OutputActivation(activation)
+    if activation is OutputActivation.LOG_SOFTMAX:
+        return logits.log_softmax(-1)
+    if activation is OutputActivation.SOFTMAX:
+        return logits.softmax(-1)
+    return logits
 
 
 def build_model(spec: ModelSpec) -> SequenceModel:

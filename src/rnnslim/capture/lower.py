@@ -1,0 +1,206 @@
+"""Lower a captured data path (a chain of ops from walk.py) into a ModelSpec and a float
+SequenceModel holding copies of the user's weights.
+
+    [Embed] Affine* (Recurrent Affine*)+ with one optional ReadoutOp after the last Recurrent,
+    and an optional Activation last.
+
+Affine maps are composed (in float64) and folded: in front of the first recurrent module into
+the embedding table, into the input projection (when a real Linear is among them) or into
+layer 0's W_ih and bias (BatchNorm alone: the input stays "identity"); between recurrent
+modules into the next module's layer-0 W_ih; after the last one into the decoder (none: an
+identity decoder). A decoder whose weight is the embedding's Parameter stays tied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from rnnslim.capture.errors import CaptureError
+from rnnslim.capture.values import Activation, Affine, Embed, ReadoutOp, Recurrent
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, OutputActivation, Readout, SequenceModel
+from rnnslim.recurrent.gates import cell_of_module
+from rnnslim.recurrent.stack import RecurrentStack
+from rnnslim.recurrent.torch_contract import TorchContractStack
+
+
+@dataclass
+class Lowered:
+    model: SequenceModel
+    modules: list[tuple[int, int]]  # stack layers [first, end) per user recurrent call
+    module_kinds: list[str]
+    tensor_names: dict[str, str] = field(default_factory=dict)
+
+
+def compose(maps: list[Affine]) -> tuple[Tensor, Tensor, tuple[str, ...], bool]:
+    """One (W, b) for applying `maps` in order (float64), their names, whether a Linear is among them."""
+    w, b = maps[0].weight.double(), maps[0].bias.double()
+    for m in maps[1:]:
+        w, b = m.weight.double() @ w, m.weight.double() @ b + m.bias.double()
+    return w, b, tuple(n for m in maps for n in m.names), any(m.linear for m in maps)
+
+
+def single_layers(module: nn.Module) -> list[nn.RNNBase]:
+    """One single-layer, sequence-first torch module per layer of a user recurrent module."""
+    if isinstance(module, TorchContractStack):
+        bad = [type(m).__name__ for m in module.layers if not isinstance(m, nn.RNNBase) or m.num_layers != 1]
+        if bad:
+            raise CaptureError(f"a TorchContractStack holding {bad[0]} layers (quantized?) cannot be captured; "
+                               "capture the float model, then quantize the captured one")
+        return list(module.layers)
+    return list(RecurrentStack.from_torch(module).layers)
+
+
+def user_layer_names(name: str, module: nn.Module, k: int) -> str:
+    """Prefix of the user's tensors of layer k: 'rnn' + '.weight_ih_l{k}' or 'rnn.layers.{k}' + '.weight_ih_l0'."""
+    return f"{name}.layers.{k}." if isinstance(module, TorchContractStack) else f"{name}."
+
+
+def split(ops: tuple) -> tuple[Embed | None, list, list[tuple[Recurrent, list[Affine]]], ReadoutOp | None, Activation | None]:
+    ops = list(ops)
+    embed = ops.pop(0) if ops and isinstance(ops[0], Embed) else None
+    pre: list[Affine] = []
+    while ops and isinstance(ops[0], Affine):
+        pre.append(ops.pop(0))
+    blocks: list[tuple[Recurrent, list[Affine]]] = []
+    readout = activation = None
+    for op in ops:
+        if isinstance(op, Recurrent):
+            if readout is not None or activation is not None:
+                raise CaptureError("a recurrent module reads a readout or an activated output; capture supports "
+                                   "the readout and (log_)softmax after the last recurrent module only")
+            blocks.append((op, []))
+        elif isinstance(op, Affine):
+            if activation is not None:
+                raise CaptureError("a Linear after log_softmax / softmax is not supported by capture")
+            blocks[-1][1].append(op)
+        elif isinstance(op, ReadoutOp):
+            if readout is not None:
+                raise CaptureError("two readouts (last step / mean) on one path")
+            if op.kind == "mean" and activation is not None:
+                raise CaptureError("the mean over time of a (log_)softmax is not supported (capture applies the "
+                                   "activation after the readout)")
+            readout = op
+        elif isinstance(op, Activation):
+            if activation is not None:
+                raise CaptureError("two output activations on one path")
+            activation = op
+        else:
+            raise CaptureError(f"unexpected {type(op).__name__} in the data path")
+    if not blocks:
+        raise CaptureError("the output does not depend on any recurrent module (LSTM / GRU / RNN); capture "
+                           "needs at least one")
+    return embed, pre, blocks, readout, activation
+
+
+def lower(ops: tuple, max_dropout: float) -> Lowered:
+    embed, pre, blocks, readout, activation = split(ops)
+    names: dict[str, str] = {}
+    cells = {cell_of_module(r.module) if not isinstance(r.module, TorchContractStack) else r.module.cell
+             for r, _ in blocks}
+    if len(cells) != 1:
+        raise CaptureError(f"recurrent modules of different cell types ({', '.join(sorted(c.value for c in cells))}); "
+                           "an rnnslim model holds one cell type")
+    cell = cells.pop()
+    per_call = [single_layers(r.module) for r, _ in blocks]
+    w_ih_fold: dict[int, tuple[Tensor, Tensor, tuple]] = {}  # call index -> affine folded into its layer-0 input
+
+    # front end
+    table = input_w = input_b = None
+    if embed is not None:
+        table = embed.module.weight.detach().double()  # (V, E)
+        names[f"{embed.name}.weight"] = "embedding.weight"
+        if pre:
+            w, b, n, _ = compose(pre)
+            table = table @ w.T + b  # every row through the affine maps
+            for x in n:
+                names[x] = "(folded into embedding.weight)"
+        kind, input_size, embed_size = InputKind.EMBEDDING, table.shape[0], table.shape[1]
+    elif pre and compose(pre)[3]:
+        input_w, input_b, n, _ = compose(pre)
+        for x in n:
+            names[x] = "input_proj." + x.rsplit(".", 1)[1] if len(pre) == 1 and pre[0].linear else "(folded into input_proj)"
+        kind, input_size, embed_size = InputKind.LINEAR, input_w.shape[1], input_w.shape[0]
+    else:
+        if pre:
+            w_ih_fold[0] = compose(pre)[:3]
+        first = per_call[0][0]
+        kind = InputKind.IDENTITY
+        input_size = embed_size = (w_ih_fold[0][0].shape[1] if pre else first.input_size)
+
+    # recurrent modules and what follows each
+    layers, modules, kinds, offset = [], [], [], 0
+    for i, ((rec, post), singles) in enumerate(zip(blocks, per_call)):
+        for layer in singles:
+            layers.append(LayerShape(hidden_size=layer.hidden_size, proj_size=getattr(layer, "proj_size", 0),
+                                     bidirectional=layer.bidirectional))
+        modules.append((offset, offset + len(singles)))
+        uniform = not isinstance(rec.module, TorchContractStack) or rec.module.uniform()
+        kinds.append("torch" if uniform else "per_layer")
+        offset += len(singles)
+        if i + 1 < len(blocks) and post:
+            w_ih_fold[i + 1] = compose(post)[:3]
+    head = blocks[-1][1]
+    tied = (embed is not None and not pre and len(head) == 1 and head[0].param is embed.module.weight)
+    if head:
+        dec_w, dec_b, head_names, _ = compose(head)
+    else:
+        width = layers[-1].to_spec().output_size
+        dec_w, dec_b, head_names = torch.eye(width, dtype=torch.float64), torch.zeros(width, dtype=torch.float64), ()
+    spec = ModelSpec(cell=cell, input_kind=kind, input_size=input_size, embed_size=embed_size, layers=layers,
+                     output_size=dec_w.shape[0], dropout=min(max_dropout, 0.9),
+                     readout=Readout(readout.kind) if readout else Readout.ALL, tie_weights=tied,
+                     output_activation=OutputActivation(activation.kind) if activation else OutputActivation.NONE)
+    model = SequenceModel(spec).float()
+    with torch.no_grad():
+        if table is not None:
+            model.embedding.weight.copy_(table)
+        if input_w is not None:
+            model.input_proj.weight.copy_(input_w)
+            model.input_proj.bias.copy_(input_b)
+        k = 0
+        for i, ((rec, _), singles) in enumerate(zip(blocks, per_call)):
+            for j, layer in enumerate(singles):
+                _copy_layer(model.rnn.layers[k], layer, w_ih_fold.get(i) if j == 0 else None)
+                prefix = user_layer_names(rec.name, rec.module, j)
+                for pname, _ in layer.named_parameters():
+                    user = prefix + (pname if isinstance(rec.module, TorchContractStack) else pname.replace("_l0", f"_l{j}"))
+                    names[user] = f"rnn.layers.{k}.{pname}"
+                k += 1
+            if i + 1 < len(blocks) and blocks[i][1]:
+                for x in compose(blocks[i][1])[2]:
+                    names[x] = f"(folded into rnn.layers.{modules[i + 1][0]}.weight_ih_l0)"
+        if not tied:
+            model.decoder.weight.copy_(dec_w)
+        model.decoder.bias.copy_(dec_b)
+        for x in head_names:
+            names[x] = ("decoder." + x.rsplit(".", 1)[1]) if len(head) == 1 and head[0].linear else "(folded into decoder)"
+        if tied:
+            names[head_names[0]] = "decoder.weight (tied to embedding.weight)"
+        for x in (w_ih_fold.get(0, (None, None, ()))[2] if kind is InputKind.IDENTITY else ()):
+            names[x] = "(folded into rnn.layers.0.weight_ih_l0)"
+    return Lowered(model.eval(), modules, kinds, names)
+
+
+def _copy_layer(dst: nn.RNNBase, src: nn.RNNBase, fold: tuple[Tensor, Tensor, tuple] | None) -> None:
+    """Copy one single-layer module's weights into `dst`; `fold` (W, b) is an affine map on its
+    input, folded into W_ih (and b_ih) of both directions. Missing biases (bias=False) are zeros."""
+    theirs = dict(src.named_parameters())
+    for name, p in dst.named_parameters():
+        t = theirs.get(name)
+        value = t.detach().double() if t is not None else torch.zeros(p.shape, dtype=torch.float64)
+        if fold is not None and name.startswith("weight_ih"):
+            w, b, _ = fold
+            value = value @ w  # (G*H, out) @ (out, in) -> (G*H, in)
+            bias_name = name.replace("weight", "bias")
+            bias = theirs.get(bias_name)
+            extra = t.detach().double() @ b  # W_ih b: the affine map's shift through the input weights
+            getattr(dst, bias_name).copy_((bias.detach().double() if bias is not None else 0.0) + extra)
+        if fold is not None and name.startswith("bias_ih"):
+            continue  # written with its weight
+        if tuple(value.shape) != tuple(p.shape):
+            raise CaptureError(f"layer tensor {name} has shape {tuple(value.shape)}, the chained layers expect "
+                               f"{tuple(p.shape)} (do the recurrent modules' sizes chain?)")
+        p.copy_(value)
