@@ -129,7 +129,7 @@ def test_version_recipes_and_stage_help():
     r = CliRunner()
     assert r.invoke(app, ["--version"]).stdout.strip() == f"rnnslim {__version__}"
     out = r.invoke(app, ["recipes"])
-    assert out.exit_code == 0 and "demo.yaml" in out.stdout
+    assert out.exit_code == 0 and "deploy-int8" in out.stdout and "demo" in out.stdout
     out = r.invoke(app, ["stages", "finetune"])
     assert out.exit_code == 0 and "lr" in out.stdout and "default 0.0005" in out.stdout
     out = r.invoke(app, ["stages", "prune_unit"])

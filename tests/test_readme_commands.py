@@ -112,7 +112,7 @@ def stages(proc, cwd: Path) -> None:
 
 
 def recipes(proc, cwd: Path) -> None:
-    assert "demo.yaml" in proc.stdout
+    assert "deploy-int8" in proc.stdout and "charlstm-512x2" in proc.stdout
 
 
 def version(proc, cwd: Path) -> None:

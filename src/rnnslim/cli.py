@@ -58,6 +58,16 @@ def _err(msg: str, code: int = 2, kind: str = "UsageError") -> None:
     raise typer.Exit(code)
 
 
+def _err_lines(msg: str, code: int = 2, kind: str = "RecipeError") -> None:
+    """Like _err, but a message of several lines (a recipe's problems, one per line) keeps its lines."""
+    text = str(msg).strip() or "failed"
+    if _JSON_MODE["on"]:
+        sys.stdout.write(json.dumps({"error": text, "type": kind}) + "\n")
+        sys.stdout.flush()
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(code)
+
+
 def _debug() -> bool:
     return os.environ.get("RNNSLIM_DEBUG", "").strip() not in ("", "0", "false", "no")
 
@@ -308,40 +318,54 @@ def _artifact_path(model_path: Path) -> Path | None:
 @_guarded
 def compress(
     model_path: ModelArg,
-    recipe: Annotated[Path, typer.Option(help="recipe YAML (see `rnnslim stages` for stage kinds)")],
+    recipe: Annotated[str, typer.Option(help="a built-in recipe's name (`rnnslim recipes`: deploy-int8, ...) or a recipe YAML file (`rnnslim stages` lists the stage kinds)")],
     out: Annotated[Path, typer.Option(help="output directory (stages, final model/, report.md)")],
     data: DataOpt = None,
     resume: Annotated[bool, typer.Option(help="reuse finished stages of an earlier run in --out")] = True,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a compression recipe on a model; writes each stage, the final model and a report."""
-    from rnnslim.pipeline.recipe import load_recipe
+    """Run a compression recipe on a model; writes each stage, the final model and a report.
+
+    Prints the results table and the report's path (the whole report is in OUT/report.md)."""
+    from rnnslim.pipeline.recipe import RecipeError, find_recipe, load_recipe
     from rnnslim.pipeline.runner import run_pipeline
 
     _device(device)
     model = _load(model_path)
     try:
-        rec = load_recipe(recipe)
-    except (ValueError, FileNotFoundError) as e:
-        _err(str(e))
+        recipe_file = find_recipe(recipe)
+        rec = load_recipe(recipe_file)
+    except RecipeError as e:
+        _err_lines(str(e))
     if data is not None or rec.task is None:
         t = _task_for(model, data, rec.task.name if rec.task else None)
     else:  # the recipe's task section; its data path is relative to the recipe file
         from rnnslim.pipeline.tasks import build_task
 
         try:
-            t = build_task(rec.task, model, recipe.resolve().parent)
+            t = build_task(rec.task, model, recipe_file.resolve().parent)
         except (ValueError, FileNotFoundError, ImportError) as e:
-            _err(f"{recipe}: task: {e}")
+            _err(f"{recipe_file}: task: {e}")
     try:
         result = run_pipeline(model, rec, t, out, resume=resume, device=device)
     except ValueError as e:
         _err(str(e).replace("(resume=False)", "(--no-resume)"), 2, type(e).__name__)
     if result is None:  # under torchrun, a rank other than 0: rank 0 wrote and reports
         return
-    summary = result.summary()
-    _emit(summary, as_json, (out / "report.md").read_text() if (out / "report.md").exists() else None)
+    _emit(result.summary(), as_json, _compress_table(out))
+
+
+def _compress_table(out: Path) -> str | None:
+    """compress's screen output: the report's results table and where the report is."""
+    from rnnslim.report.markdown import results_table
+    from rnnslim.report.names import REPORT_JSON, REPORT_MD
+
+    report_json = out / REPORT_JSON
+    if not report_json.is_file():
+        return None
+    table = results_table(json.loads(report_json.read_text(encoding="utf-8")))
+    return f"{table}\n\nreport: {out / REPORT_MD} (`rnnslim report {out} --html` writes report.html)"
 
 
 @app.command()
@@ -437,15 +461,25 @@ def stages(
 @app.command()
 @_guarded
 def recipes() -> None:
-    """List the built-in recipes (use one with `rnnslim compress MODEL --recipe PATH`)."""
-    from importlib import resources
+    """List the built-in recipes and what each costs and buys (use one: `rnnslim compress MODEL --recipe NAME`)."""
+    from rich.console import Console
+    from rich.table import Table
 
-    root = resources.files("rnnslim.recipes")
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            first = next((ln.lstrip("# ").strip() for ln in entry.read_text().splitlines() if ln.startswith("#")), "")
-            typer.echo(f"{entry.name:24s} {first}")
-    typer.echo(f"\n(in {root})")
+    from rnnslim.recipes import builtin_recipes, recipe_description
+
+    found = builtin_recipes()
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, padding=(0, 2, 1, 0))
+    table.add_column("recipe", no_wrap=True)
+    table.add_column("what it does, and what it cost and bought on a reference model (BENCHMARKS.md)",
+                     overflow="fold")
+    for name, path in found.items():
+        table.add_row(name, recipe_description(path.read_text(encoding="utf-8")))
+    console = Console(soft_wrap=False, highlight=False)  # wraps to the terminal's width (COLUMNS when piped)
+    console.print(table)
+    example = "deploy-int8" if "deploy-int8" in found else next(iter(found), "NAME")
+    folder = next(iter(found.values())).parent if found else "?"
+    console.print(f"Use one by name: rnnslim compress MODEL --recipe {example} --out DIR. A path to your own "
+                  f"YAML works too: copy one from {folder}", markup=False)
 
 
 @app.command()

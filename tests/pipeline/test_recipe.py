@@ -84,6 +84,31 @@ def test_wrong_field_name_and_type_name_the_stage():
     assert "dtype" in msg and "fp16" in msg and "bf16" in msg
 
 
+def test_every_problem_is_shown_whole_one_per_line():
+    # five problems over two stages: none is cut short, none is lost after the first stage's
+    long_value = "x" * 90
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: finetune\n    max_step: 100\n    lr: -1\n"
+                 f"    batch_size: {long_value}\n    dropout: 7\n  - kind: prune_units\n    ratio: 3\n")
+    head, *lines = msg.splitlines()
+    assert head == "my.yaml: invalid recipe (5 problems):"
+    assert len(lines) == 5 and all(line.startswith("  stage #") for line in lines)
+    assert "more characters" not in msg and ":;" not in msg
+    assert sum("stage #1 (kind 'finetune')" in line for line in lines) == 4
+    assert any(line.strip().startswith("stage #2 (kind 'prune_units'): ratio:") for line in lines)
+    assert long_value in msg  # the offending input, quoted whole (it is under 100 characters)
+
+
+def test_unknown_field_suggests_the_nearest_one():
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: finetune\n    max_step: 10\n")
+    assert "max_step: unknown field; did you mean `max_steps`?" in msg
+    msg = _error("version: 1\nname: x\nsead: 1\nstages:\n  - {kind: cast, dtype: fp16}\n")
+    assert "sead: unknown field; did you mean `seed`?" in msg
+    msg = _error("version: 1\nname: x\nmeasure: {latncy: true}\nstages:\n  - {kind: cast, dtype: fp16}\n")
+    assert "measure.latncy: unknown field; did you mean `latency`?" in msg
+    msg = _error("version: 1\nname: x\nstages:\n  - kind: finetune\n    zzzz: 1\n")
+    assert "zzzz: unknown field (not allowed here)" in msg
+
+
 def test_version_is_required_and_checked():
     assert "version 2 is not supported" in _error("version: 2\nname: x\nstages: []\n")
     assert "missing `version: 1`" in _error("name: x\nstages: []\n")

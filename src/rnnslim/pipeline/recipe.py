@@ -27,6 +27,7 @@ data, never code.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from pathlib import Path
@@ -42,7 +43,7 @@ from pydantic import (
     field_validator,
 )
 
-from rnnslim.pipeline.stage import StageConfig, parse_stage
+from rnnslim.pipeline.stage import StageConfig, get_stage, parse_stage
 
 RECIPE_VERSION = 1
 Scalar = str | int | float | bool | None
@@ -54,7 +55,7 @@ MAX_NODES = 100_000  # scalars + collections after loading
 MAX_STRING = 10_000  # any one string value
 MAX_NAME = 200
 NAME_PATTERN = r"^[\w][\w .+@=,()\-]*$"  # letters, digits, _ first; then also space . + @ = , ( ) -
-MAX_ERROR_CHARS = 2000
+MAX_ERROR_CHARS = 16_000  # every problem of a recipe, one line each (MAX_ERROR_LINES, MAX_LINE_CHARS)
 MAX_INT = 10**12  # any integer anywhere (seed included)
 MAX_STEPS = 10**7
 # per-field caps on stage fields that drive time or memory (applied to every stage kind
@@ -198,7 +199,15 @@ class Recipe(BaseModel):
     def _parse_stages(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value  # pydantic reports "Input should be a valid list"
-        return [s if isinstance(s, StageConfig) else _parse_one(i, s) for i, s in enumerate(value)]
+        parsed, problems = [], []
+        for i, s in enumerate(value):  # every stage is checked, so one run shows every problem
+            try:
+                parsed.append(s if isinstance(s, StageConfig) else _parse_one(i, s))
+            except ValueError as e:
+                problems.append(str(e))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return parsed
 
     # --- YAML in and out ---------------------------------------------------------------
     @classmethod
@@ -216,7 +225,9 @@ class Recipe(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise RecipeError(f"{source}: invalid recipe:\n{_format_errors(e)}") from None
+            lines = _error_lines(e, _section_fields)
+            raise RecipeError(f"{source}: invalid recipe ({_count(len(lines))}):\n"
+                              + "\n".join("  " + line for line in _first(lines))) from None
         except RecursionError:
             raise RecipeError(f"{source}: recipe nested too deeply") from None
 
@@ -254,11 +265,28 @@ class Recipe(BaseModel):
         return p if p.is_absolute() or base is None else Path(base) / p
 
 
+def find_recipe(spec: str | os.PathLike) -> Path:
+    """The recipe file `spec` names: a path when that file exists, else a built-in recipe's name
+    (`deploy-int8` or `deploy-int8.yaml`, see rnnslim.recipes); neither: RecipeError listing the built-ins."""
+    from rnnslim.recipes import builtin_recipe_path, builtin_recipes
+
+    p = Path(spec)
+    if p.is_file():
+        return p
+    text = str(spec)
+    builtin = None if ("/" in text or os.sep in text) else builtin_recipe_path(text)
+    if builtin is not None:
+        return builtin
+    names = list(builtin_recipes())
+    near = difflib.get_close_matches(p.name.removesuffix(".yaml"), names, n=1)
+    hint = f"did you mean `{near[0]}`? " if near else ""
+    raise RecipeError(f"recipe not found: {_cap(text, 200)} is neither a file nor a built-in recipe; {hint}"
+                      f"built-ins: {', '.join(names)} (`rnnslim recipes` describes them)")
+
+
 def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read a recipe YAML file; errors name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
+    """Read a recipe YAML file, or a built-in recipe by name (find_recipe); errors name the file."""
+    p = find_recipe(path)
     try:
         if p.stat().st_size > 4 * MAX_RECIPE_CHARS:
             raise RecipeError(f"{p}: recipe file of {p.stat().st_size:,} bytes is too large")
@@ -271,7 +299,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 def _parse_one(index: int, data: Any) -> StageConfig:
-    """parse_stage with the stage's position and kind in every error."""
+    """parse_stage with the stage's position and kind in every error (one line per problem)."""
     kind = data.get("kind") if isinstance(data, dict) else None
     kind_txt = _cap(repr(kind), 60) if kind else ""
     label = f"stage #{index + 1}" + (f" (kind {kind_txt})" if kind else "")  # 1-based like stages/NN-kind
@@ -283,21 +311,48 @@ def _parse_one(index: int, data: Any) -> StageConfig:
     try:
         return parse_stage(data)
     except ValidationError as e:
-        raise ValueError(f"{label}: {_format_errors(e, indent='', sep='; ')}") from None
+        fields = list(get_stage(kind)[0].model_fields)
+        raise ValueError("\n".join(f"{label}: {line}" for line in _error_lines(e, lambda loc: fields))) from None
     except ValueError as e:  # unknown kind: the registry lists the available ones
         raise ValueError(f"{label}: {e}") from None
 
 
-def _format_errors(e: ValidationError, indent: str = "  ", sep: str = "\n") -> str:
-    """One line per problem: where (dotted path) and what pydantic says about it."""
+MAX_ERROR_LINES = 40  # problems listed in one RecipeError; the rest are counted
+MAX_LINE_CHARS = 360  # one problem: stage label, field path, pydantic's message, the input (<= 100)
+
+
+def _count(n: int) -> str:
+    return f"{n} problem" + ("" if n == 1 else "s")
+
+
+def _first(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_ERROR_LINES:
+        return lines
+    return lines[:MAX_ERROR_LINES] + [f"... and {len(lines) - MAX_ERROR_LINES} more"]
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The field names valid where a top-level recipe error points (for "did you mean")."""
+    section = {"task": TaskSection, "measure": MeasureSection}.get(str(loc[0])) if len(loc) > 1 else None
+    return list((section or Recipe).model_fields)
+
+
+def _error_lines(e: ValidationError, fields_at) -> list[str]:
+    """One line per problem: where (dotted path) and what pydantic says about it, never cut short
+    (inputs are quoted up to 100 characters). An unknown field gets "did you mean" over
+    `fields_at(loc)`, the names valid there. A stage's own lines (from _parse_one) come through whole."""
     lines = []
     for err in e.errors(include_url=False):
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if loc == "stages" and msg.startswith("stage #"):  # already one labelled line per problem
+            lines.extend(_cap(line, MAX_LINE_CHARS) for line in msg.splitlines())
+            continue
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (not allowed here)"
+            near = difflib.get_close_matches(str(err["loc"][-1]), [f for f in fields_at(err["loc"]) if f != "kind"], n=1)
+            msg = "unknown field" + (f"; did you mean `{near[0]}`?" if near else " (not allowed here)")
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
             msg += f" (got {_cap(repr(err['input']), 100)})"
-        loc, msg = _cap(loc, 120), _cap(msg, 300)
-        lines.append(f"{indent}{loc}: {msg}" if loc else f"{indent}{msg}")
-    return sep.join(lines)
+        loc = _cap(loc, 120)
+        lines.extend(_cap(f"{loc}: {part}" if loc else part, MAX_LINE_CHARS) for part in msg.splitlines() or [""])
+    return lines
