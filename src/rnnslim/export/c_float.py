@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnslim.export.c_names import c_identifier
+from rnnslim.export.c_names import model_c_name
 from rnnslim.export.c_source import CExport, _Arrays, write_export
 from rnnslim.export.destination import check_destination
 from rnnslim.recurrent.gates import CellType, cell_of_module, gate_count
@@ -298,11 +298,6 @@ void {name}_reset({name}_state *s) {{ memset(s->v, 0, sizeof s->v); }}
     return text, arrs.const_bytes
 
 
-def _default_name(model) -> str:
-    meta = getattr(model, "task_meta", None) or {}
-    return getattr(model.spec, "name", None) or meta.get("name") or "model"
-
-
 def export_c_float(model, out: str | Path, name: str | None = None, source: str | None = None) -> CFloatExport:
     """Write the fp32 C library of a float SequenceModel into directory `out` (see the module
     docstring for the scope; anything else is refused with a ValueError before anything is
@@ -310,7 +305,7 @@ def export_c_float(model, out: str | Path, name: str | None = None, source: str 
     allows (checked first). Returns the manifest."""
     check_destination(out, "c-fp32", model)
     program = _program(model)
-    name = c_identifier(name or _default_name(model))
+    name = model_c_name(model, name)
     text, const_bytes = _source(name, program)
     facts = CFloatExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers],

@@ -13,6 +13,11 @@ stem of the files NAME.c / NAME.h (and the runtime's libNAME.so), so it must be
   the cores' own namespaces (rs_ / rsf_: a model called "rs_core" would redefine
   rs_core_run) and the check harness's file (check_main.c)
 
+The default name (no --name) is the model's own, from where it was loaded (model_c_name):
+the model directory ("runs/lm-small/model/model.json" and "runs/lm-small" give lm_small, a
+compress run's stage "runs/lm-small/stages/02-finetune/model" gives lm_small_02_finetune, a
+reference "charlstm-512x2.json" charlstm_512x2), else its task meta's name, else "model".
+
 c_identifier is deterministic: NFKD, accents dropped ("İstanbul" -> "istanbul"), anything
 else non-alphanumeric -> "_", lower case, a leading digit prefixed ("2net" -> "m_2net"), a
 name in the cores' namespaces prefixed too ("rs_core" -> "m_rs_core"), a keyword or
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 
 MAX_LENGTH = 48
 _HASH_CHARS = 8  # hex digits of sha256 kept when a name is cut
@@ -69,4 +75,32 @@ def c_identifier(name: str) -> str:
     return ident
 
 
-__all__ = ["MAX_LENGTH", "c_identifier"]
+_DIRECTORY_MANIFEST = "model.json"  # a model directory's manifest (io/format.py MANIFEST)
+_RUN_MODEL = "model"  # a train / compress run keeps its model in RUN/model/
+_RUN_STAGES = "stages"  # a compress run's stage models: RUN/stages/NN-KIND/model/
+
+
+def _name_from_path(path: Path) -> str:
+    """The model's name from the file it was loaded from (see the module docstring)."""
+    if path.name != _DIRECTORY_MANIFEST:
+        return path.stem  # a reference model: NAME.json
+    directory = path.parent
+    if directory.name == _RUN_MODEL and directory.parent.name:
+        directory = directory.parent
+    if directory.parent.name == _RUN_STAGES and directory.parent.parent.name:
+        return f"{directory.parent.parent.name}_{directory.name}"
+    return directory.name
+
+
+def model_c_name(model, given: str | None = None) -> str:
+    """The C name of an export of `model`: `given` (--name) when there is one, else the model's
+    own name (where it was loaded from, its task meta's name), made a C identifier."""
+    if given:
+        return c_identifier(given)
+    source = getattr(model, "source_path", None)
+    meta = getattr(model, "task_meta", None) or {}
+    name = (_name_from_path(Path(source)) if source else None) or getattr(getattr(model, "spec", None), "name", None)
+    return c_identifier(name or str(meta.get("name") or "") or "model")
+
+
+__all__ = ["MAX_LENGTH", "c_identifier", "model_c_name"]

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnslim.export.c_names import c_identifier
+from rnnslim.export.c_names import model_c_name
 from rnnslim.export.destination import check_destination, export_directory
 from rnnslim.quantize.int8.kernel import CORE
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
@@ -379,7 +379,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         emb = getattr(model, "embedding", None) if model.spec.input_kind.value == "embedding" else None
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
-    name = c_identifier(name or (getattr(model, "task_meta", None) or {}).get("name") or "model")
+    name = model_c_name(model, name)
     text, const_bytes, sparse_names = _source(name, program)
     facts = CExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers], vocab=program.vocab,
