@@ -536,15 +536,10 @@ def search(
                      sampler=sampler, prefer=prefer, latency=latency, seed=seed,
                      log=None if as_json else default_log, progress=not as_json, threads=threads, **opts)
     summary = {k: res.get(k) for k in ("study", "budget", "caps", "baseline", "states", "complete_by_fidelity",
-                                       "pareto_front", "best", "skipped_dimensions")}
+                                       "pareto_front", "best", "verdict", "skipped_dimensions")}
     summary["results"] = str(out / "results.json")
-    best = res.get("best")
-    human = json.dumps(summary, indent=1, default=str)
-    if best:
-        human = (f"best: trial {best['trial']} ({best['why']}): valid {res['metric']} {best['loss']:.4f} "
-                 f"({best['loss_change_pct']:+.2f} %), {best['bytes']:,} bytes ({best['bytes_ratio']:.1f}x smaller)"
-                 + (f", {best['latency_ms']:.4f} ms/step" if best.get("latency_ms") is not None else "")
-                 + f"\nrecipe: {best['recipe']}\nPareto front (trials): {res['pareto_front']}\nresults: {out / 'results.json'}")
+    human = (f"{res.get('verdict') or 'no verdict (no trial finished)'}\n"
+             f"Pareto front (trials): {res.get('pareto_front')}\nresults: {out / 'results.json'}")
     _emit(summary, as_json, human)
 
 

@@ -3,7 +3,9 @@
     OUT/results.json   every trial (params, rungs, values, constraints, run dir), the Pareto
                        front of the full-fidelity trials, the best trial and why, the baseline
     OUT/best.yaml      the best trial's recipe; `rnnslim compress MODEL --recipe OUT/best.yaml
-                       --out DIR` re-runs it (whole-split evaluation, latency measured)
+                       --out DIR` re-runs it (whole-split evaluation, latency measured); when no
+                       trial met the budget it holds the least-violating one and its header says
+                       so (rnnslim.search.verdict; results.json "verdict")
     OUT/pareto.png     loss against artifact bytes (colour: latency), front and caps marked
                        (needs matplotlib: pip install 'rnnslim[plot]'; skipped without it)
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from rnnslim.search.budget import OBJECTIVES, feasible
 from rnnslim.search.fidelity import pareto_front
+from rnnslim.search.verdict import budget_verdict
 
 RESULTS_JSON = "results.json"
 BEST_YAML = "best.yaml"
@@ -92,6 +95,7 @@ def write_outputs(study, ctx, extra: dict | None = None) -> dict:
         if r["state"] == "COMPLETE":
             fidelities[r["fidelity"]] = fidelities.get(r["fidelity"], 0) + 1
     best_info = None
+    recipe = None
     if best is not None:
         recipe = study.trials[best["number"]].user_attrs.get("recipe")
         base = ctx.baseline
@@ -101,22 +105,20 @@ def write_outputs(study, ctx, extra: dict | None = None) -> dict:
                      "loss_change_pct": 100 * (best["loss"] / base["loss"] - 1),
                      "test_loss_change_pct": (100 * (best["test_loss"] / base["test_loss"] - 1)
                                               if best["test_loss"] is not None else None),
-                     "recipe": None}
-        if recipe is not None:
-            header = (f"# rnnslim search {ctx.cfg.study_name}: trial {best['number']} ({why}).\n"
-                      f"# valid {ctx.metric} {best['loss']:.4f} (input {base['loss']:.4f}), "
-                      f"{best['bytes']:,} bytes (input {base['bytes']:,})"
-                      + (f", {best['latency_ms']:.4f} ms/step" if best.get("latency_ms") is not None else "")
-                      + f"; budget: {ctx.budget.text() or 'none'}\n"
-                      f"# re-run: rnnslim compress {ctx.cfg.model} --recipe {out / BEST_YAML} --out DIR\n")
-            write_text_atomic(out / BEST_YAML, header + yaml.safe_dump(recipe, sort_keys=False))
-            best_info["recipe"] = str(out / BEST_YAML)
+                     "recipe": str(out / BEST_YAML) if recipe is not None else None}
     results = {"study": ctx.cfg.study_name, "model": ctx.cfg.model, "task": ctx.task.name, "metric": ctx.metric,
+               "higher_is_better": ctx.higher_is_better,
                "objectives": objectives, "directions": ctx.directions(), "budget": ctx.budget.text(),
                "caps": ctx.caps, "prefer": ctx.budget.preferred, "baseline": ctx.baseline,
                "trials_target": ctx.cfg.trials, "states": states, "complete_by_fidelity": fidelities,
                "pareto_front": [r["number"] for r in front], "best": best_info,
                "config": ctx.cfg.model_dump(mode="json", exclude={"storage"}), **(extra or {}), "trials": rows}
+    results["verdict"] = budget_verdict(results)  # "NO trial met the budget ..." when none did
+    if recipe is not None:
+        header = "".join(f"# {line.strip()}\n" for line in results["verdict"].splitlines())
+        header += (f"# trial {best['number']}: {why}; budget: {ctx.budget.text() or 'none'}\n"
+                   f"# re-run: rnnslim compress {ctx.cfg.model} --recipe {out / BEST_YAML} --out DIR\n")
+        write_text_atomic(out / BEST_YAML, header + yaml.safe_dump(recipe, sort_keys=False))
     write_json_atomic(out / RESULTS_JSON, results)
     plot = plot_front(rows, front, ctx, out / PARETO_PNG)
     if plot:
