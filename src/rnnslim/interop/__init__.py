@@ -11,5 +11,6 @@ are optional extras, imported only when an importer runs.
 """
 
 from rnnslim.interop.keras import import_keras
+from rnnslim.interop.onnx_import import import_onnx
 
-__all__ = ["import_keras"]
+__all__ = ["import_keras", "import_onnx"]

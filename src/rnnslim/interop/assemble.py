@@ -73,7 +73,7 @@ class ImportedModel:
 def reorder_gates(w: np.ndarray | Tensor, order: str, torch_order: str, hidden_size: int) -> Tensor:
     """Rows of a packed weight (G*H, ...) or bias (G*H,) from gate order `order` (e.g. "iofc")
     to `torch_order` (e.g. "ifco": the same letters in torch's order) as a float32 Tensor."""
-    t = torch.as_tensor(np.asarray(w, dtype=np.float32))
+    t = torch.tensor(np.asarray(w, dtype=np.float32))  # a copy: onnx arrays are read-only
     if t.shape[0] != len(order) * hidden_size:
         raise ValueError(f"a packed weight with {t.shape[0]} rows is not {len(order)} gates x {hidden_size} units")
     blocks = dict(zip(order, t.split(hidden_size, dim=0)))
