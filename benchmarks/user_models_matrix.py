@@ -40,7 +40,7 @@ from rnnslim.prune import (  # noqa: E402
     prune_unstructured_,
     save_edited,
 )
-from rnnslim.distill import kd_loss  # noqa: E402
+from rnnslim.train.distill import kd_loss  # noqa: E402
 from rnnslim.lowrank import LowRankLinears, lowrank_linears_  # noqa: E402
 from rnnslim.quantize.api import QAT, WeightOnly, quantize_  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from user_models import USER_MODELS, WordLM, train_briefly  # noqa: E402
 
-from rnnslim.distill import kd_loss  # noqa: E402
+from rnnslim.train.distill import kd_loss  # noqa: E402
 from rnnslim.prune import load_edited, save_edited  # noqa: E402
 from rnnslim.students import StudentSpec, make_student  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Run by tests/test_train_ddp.py under torchrun: several rnnslim CLI commands in the same
+"""Run by tests/train/test_ddp.py under torchrun: several rnnslim CLI commands in the same
 processes (one launch instead of one per command), each as `torchrun -m rnnslim.cli ...` runs it.
 
     torchrun --standalone --nproc_per_node 2 tests/ddp_cli_worker.py train ... ++ compress ...

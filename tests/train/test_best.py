@@ -8,7 +8,7 @@ import torch
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, train
-from rnnslim.train_best import beats, small_valid_note
+from rnnslim.train.best import beats, small_valid_note
 from tests.tasks.test_task_classify import make_sequences, write_long_csv
 
 

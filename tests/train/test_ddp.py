@@ -1,4 +1,4 @@
-"""Training on several processes (rnnslim.train_ddp): two gloo processes under torchrun give
+"""Training on several processes (rnnslim.train.ddp): two gloo processes under torchrun give
 the model one process gives with the same global batch, `rnnslim train` / `compress` write
 only from rank 0, and a run without a launcher is exactly what it was before DDP existed.
 
@@ -25,7 +25,7 @@ from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.base import Batch
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainConfig, TrainHooks, TrainingDiverged, train
-from rnnslim.train_ddp import check_batch_size, local_state, rank_seed, shard_batch, targets_batch_dim
+from rnnslim.train.ddp import check_batch_size, local_state, rank_seed, shard_batch, targets_batch_dim
 from rnnslim.utils.distributed import Dist
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs! " * 40)
@@ -47,7 +47,7 @@ def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
                       "  - kind: prune\n    sparsity: 0.5\n")
     two = tmp_path / "two"
     env = {**os.environ, "RNNSLIM_DIST_TIMEOUT_S": "300", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
            *_train_args(two, data), "++", "compress", str(two / "model"), "--recipe", str(recipe), "--out",
            str(tmp_path / "c2"), "--data", str(data), "--json"]

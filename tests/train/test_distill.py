@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnslim.distill import DistillLoss, kd_loss
+from rnnslim.train.distill import DistillLoss, kd_loss
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.base import Batch
 from rnnslim.tasks.charlm import CharLMTask

@@ -1,4 +1,4 @@
-"""rnnslim.finetune: one set of fine-tuning fields, and fine-tuning that never hands back a
+"""rnnslim.train.finetune: one set of fine-tuning fields, and fine-tuning that never hands back a
 model worse on validation than its input."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnslim.finetune import FinetuneFields, distill_hook, finetune_, set_dropout_
+from rnnslim.train.finetune import FinetuneFields, distill_hook, finetune_, set_dropout_
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.builtin_stages import FinetuneConfig
@@ -19,7 +19,7 @@ from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import ScheduleKind, TrainConfig, train
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs! " * 40)
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _ctx(task, tmp_path, teacher=None):

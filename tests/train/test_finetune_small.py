@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from rnnslim.finetune import FinetuneFields, finetune_
-from rnnslim.finetune_small import MIN_EPOCHS, PATIENCE_EPOCHS, small_set_plan
+from rnnslim.train.finetune import FinetuneFields, finetune_
+from rnnslim.train.finetune_small import MIN_EPOCHS, PATIENCE_EPOCHS, small_set_plan
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.stage import StageContext, parse_stage
 from rnnslim.tasks.charlm import CharLMTask

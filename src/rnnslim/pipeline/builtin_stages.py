@@ -1,7 +1,7 @@
 """Stages that need nothing but the training loop and torch: `finetune` and `cast`.
 
-    - kind: finetune          # rnnslim.finetune: the best validation candidate, the input included
-      max_steps: 500          # fields and defaults: rnnslim.finetune.FinetuneFields (lr 5e-4, warm-up,
+    - kind: finetune          # rnnslim.train.finetune: the best validation candidate, the input included
+      max_steps: 500          # fields and defaults: rnnslim.train.finetune.FinetuneFields (lr 5e-4, warm-up,
       distill_alpha: 0.5      #   whole-split evaluation every steps // 5); here: mix in distillation
     - kind: cast              # store (and compute) every floating tensor in fp16 or bf16
       dtype: bf16
@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from rnnslim.finetune import FinetuneFields
+from rnnslim.train.finetune import FinetuneFields
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.train import steps_per_epoch
 
@@ -41,7 +41,7 @@ class FinetuneConfig(StageConfig, FinetuneFields):
 
     def total_steps(self, task) -> int:
         """max_steps, else epochs passes (not given: 1, or 30 on a small classification set, finetune_small.py)."""
-        from rnnslim.finetune_small import default_epochs
+        from rnnslim.train.finetune_small import default_epochs
 
         epochs = self.epochs if "epochs" in self.model_fields_set else default_epochs(task)
         return self.max_steps or epochs * steps_per_epoch(task, self.batch_size, self.seq_len)
@@ -74,7 +74,7 @@ def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
     if quantized:
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
-    from rnnslim.pipeline.stages.transform import projected_finetune
+    from rnnslim.pipeline.finetuning import projected_finetune
 
     hooks, n_masked = _mask_hooks(model)
     try:  # DCT / block-circulant weights stay in their subspace, re-quantized at the end

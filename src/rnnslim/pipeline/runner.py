@@ -13,7 +13,7 @@
   (Ctrl-C, an exception) keeps completed stages and the interrupted stage's work dir.
 - Seeds: before stage i torch is seeded with recipe.seed + i, and ctx.seed = recipe.seed + i.
 - Several processes (torchrun): every rank runs every stage on the same model, so the
-  stages that train do so with DDP (rnnslim.train_ddp); rank 0 alone writes the run
+  stages that train do so with DDP (rnnslim.train.ddp); rank 0 alone writes the run
   directory, measures and reports, the others wait for it and return None.
 """
 

@@ -27,7 +27,7 @@ def _ratio(r: float | None) -> str:
 
 
 def _finetune_of(record: dict | None) -> dict | None:
-    """The fine-tuning summary of a stage record (rnnslim.finetune), top level or under `finetune`."""
+    """The fine-tuning summary of a stage record (rnnslim.train.finetune), top level or under `finetune`."""
     record = record or {}
     for rec in (record, record.get("finetune")):
         if isinstance(rec, dict) and "kept_input" in rec:

@@ -7,7 +7,7 @@
 The student is a new model (the teacher is left as it was): same input and output as the
 teacher (vocabulary / features, classes / targets, readout), the spec's cell and sizes. A
 user's own nn.Module teacher gets a narrower copy of its own class (students/user.py).
-Train it afterwards, usually with distillation from the teacher (rnnslim.distill; in a
+Train it afterwards, usually with distillation from the teacher (rnnslim.train.distill; in a
 recipe: a `student` stage followed by `finetune` with distill_alpha > 0).
 """
 

@@ -1,7 +1,7 @@
 """Students of a user's own nn.Module: the same code, narrower recurrent layers.
 
     student = make_student(my_lm, StudentSpec(hidden_size=128), example_inputs=(x,))
-    # train it with your loop and rnnslim.distill.kd_loss(student_logits, teacher_logits, T)
+    # train it with your loop and rnnslim.train.distill.kd_loss(student_logits, teacher_logits, T)
     save_edited(student, "out/")        # load_edited(MyLM(...), "out/") rebuilds the narrow model
 
 Without a ModelSpec rnnslim cannot write a new module of another shape, so a student of a

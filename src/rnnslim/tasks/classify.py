@@ -270,7 +270,7 @@ class ClassifyTask(Task):
     stateful = False
     primary_metric = "accuracy"
     higher_is_better = True
-    tie_metric = "loss"  # few validation sequences: many steps tie on accuracy (rnnslim.train_best)
+    tie_metric = "loss"  # few validation sequences: many steps tie on accuracy (rnnslim.train.best)
 
     def __init__(self, path: str | Path, test: str | Path | None = None, classes: list[str] | None = None,
                  scaling: dict | None = None, **options) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from rnnslim.train_checkpoint import RunState
+from rnnslim.train.checkpoint import RunState
 
 
 class TrainingDiverged(RuntimeError):

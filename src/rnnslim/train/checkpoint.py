@@ -64,7 +64,7 @@ def can_resume(ckpt: Path | None) -> bool:
 def save_training_state(ckpt: Path, model, opt, run: RunState, epoch: int, batch_in_epoch: int, state, cfg,
                         rng_ranks: list[Tensor] | None = None) -> None:
     """Write last/ + trainer_state.pt (atomically replaced) + history.json; `rng_ranks`: every
-    rank's torch RNG state in a distributed run (rnnslim.train_ddp)."""
+    rank's torch RNG state in a distributed run (rnnslim.train.ddp)."""
     from rnnslim.io.format import save_model
 
     save_model(model, ckpt / "last")

@@ -11,7 +11,7 @@
   own streams, exactly as those columns would in one process.
 - DDP averages the gradients; each rank's loss is the mean over its slice, so the average
   is the gradient of the global mean loss and the run follows the single-process
-  trajectory up to float summation order (tests/test_train_ddp.py measures it). A batch
+  trajectory up to float summation order (tests/train/test_ddp.py measures it). A batch
   smaller than batch_size (the last one of a classification epoch) is cut as evenly as
   possible and each rank's loss weighted by its share; one with fewer samples than
   processes is skipped on every rank.

@@ -11,12 +11,12 @@ step has just damaged, not training from scratch (rnnslim.train.TrainConfig):
                 max(1, steps // 5) steps and at the end, on the WHOLE validation split
     dropout: None keeps the model's; a number sets it (every nn.Dropout, the inter-layer
              dropout of the recurrent stack, and the saved spec)
-    distillation: loss = alpha * KD + (1 - alpha) * task loss (rnnslim.distill); the teacher
+    distillation: loss = alpha * KD + (1 - alpha) * task loss (rnnslim.train.distill); the teacher
              is the pipeline's input model, or the model at `distill_teacher`
 
 Small classification sets (fewer than 1,000 training sequences) get their own rule: 30 epochs
 when the stage gives no step budget, one evaluation per epoch, early stopping after a quarter
-of the evaluations (at least 10) that do not lower the validation loss (rnnslim.finetune_small).
+of the evaluations (at least 10) that do not lower the validation loss (rnnslim.train.finetune_small).
 
 The best validation candidate is handed back, so a stage never returns a model worse on
 validation than its input. Chained stages each run their own short warm-up and cosine
@@ -28,9 +28,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from rnnslim.finetune_small import small_set_plan
+from rnnslim.train.finetune_small import small_set_plan
 from rnnslim.recurrent.stack import RecurrentStack
-from rnnslim.train import (
+from rnnslim.train.loop import (
     CLIP_GRAD_MAX,
     LR_MAX,
     MOMENTUM_MAX,
@@ -112,7 +112,7 @@ def distill_hook(cfg: FinetuneFields, ctx, stateful: bool):
     """The DistillLoss replace_loss hook for cfg (None when distill_alpha is 0)."""
     if cfg.distill_alpha == 0:
         return None
-    from rnnslim.distill import DistillLoss
+    from rnnslim.train.distill import DistillLoss
 
     if cfg.distill_teacher:
         from rnnslim.io.format import load_model

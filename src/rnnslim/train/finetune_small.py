@@ -8,9 +8,9 @@ SMALL_TRAIN_SEQUENCES training sequences:
 - the `finetune` stage without a step budget (no max_steps, no epochs) runs MIN_EPOCHS
   passes over the training split instead of one (`default_epochs`); a budget the recipe
   gives is kept as given;
-- fine-tuning (rnnslim.finetune.finetune_) evaluates once per epoch (unless the stage sets
+- fine-tuning (rnnslim.train.finetune.finetune_) evaluates once per epoch (unless the stage sets
   eval_every), so the kept candidate is chosen among many, ties on accuracy broken by
-  validation loss (rnnslim.train_best);
+  validation loss (rnnslim.train.best);
 - it stops early after a quarter of its evaluations (at least PATIENCE_EPOCHS) that do not
   lower the validation loss (unless the stage sets `patience`): the loss, not the accuracy
   of a few sequences, which flips between two values and would stop a recovering model.
@@ -37,7 +37,7 @@ def default_epochs(task) -> int:
 def small_set_plan(task, fields, tcfg):
     """(TrainConfig with the rule applied, record) for a small classification set; (tcfg, None) otherwise.
     `fields`: the stage's FinetuneFields (what the user set explicitly wins)."""
-    from rnnslim.train import steps_per_epoch
+    from rnnslim.train.loop import steps_per_epoch
 
     if not is_small_classification(task):
         return tcfg, None

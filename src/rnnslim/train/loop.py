@@ -6,7 +6,7 @@
 - AdamW or SGD, gradient clipping, LR schedule (constant, cosine, linear, one-cycle)
   with linear warm-up, truncated BPTT for stateful tasks (state carried between windows).
   TrainConfig's defaults suit training from scratch; stages that fine-tune a trained
-  model use rnnslim.finetune.FinetuneFields (lower lr, warm-up, whole-split evaluation).
+  model use rnnslim.train.finetune.FinetuneFields (lower lr, warm-up, whole-split evaluation).
 - The input model is evaluated before the first step and is the first candidate for the
   best checkpoint; then every `eval_every` steps and at the end of every epoch. The best
   (primary metric; ties: lower task.tie_metric, e.g. a classifier's validation loss, then
@@ -42,8 +42,8 @@ from torch import Tensor
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.recurrent.state import detach_state
 from rnnslim.tasks.base import Batch, Task
-from rnnslim.train_best import BestKeeper, TrainingDiverged, best_step, small_valid_note
-from rnnslim.train_checkpoint import (
+from rnnslim.train.best import BestKeeper, TrainingDiverged, best_step, small_valid_note
+from rnnslim.train.checkpoint import (
     RunState,
     can_resume,
     load_training_state,
@@ -216,7 +216,7 @@ class _Loop:
 
     def __init__(self, model, task: Task, cfg: TrainConfig, ckpt: Path | None, hooks: TrainHooks, resume: bool,
                  dist: Dist, device: torch.device):
-        from rnnslim import train_ddp as ddp
+        import rnnslim.train.ddp as ddp
 
         self.model, self.task, self.cfg, self.ckpt, self.hooks, self.dist = model, task, cfg, ckpt, hooks, dist
         self.device = device
@@ -244,7 +244,7 @@ class _Loop:
 
     def diverged(self, what: str) -> None:
         """Roll back (every rank to rank 0's weights) and raise TrainingDiverged."""
-        from rnnslim.train_ddp import broadcast_module_
+        from rnnslim.train.ddp import broadcast_module_
 
         try:
             self.keeper.diverged(self.model, what)
@@ -257,7 +257,7 @@ class _Loop:
         """This process's part of a global batch and its loss weight (the whole batch, 1.0, alone)."""
         if not self.dist.active:
             return batch, 1.0
-        from rnnslim.train_ddp import shard_batch
+        from rnnslim.train.ddp import shard_batch
 
         return shard_batch(batch, self.dist.rank, self.dist.world, self.target_dim)
 
@@ -313,7 +313,7 @@ class _Loop:
         if not self.dist.active:
             save_training_state(self.ckpt, self.model, self.opt, self.run, epoch, batch_in_epoch, state, self.cfg)
             return
-        from rnnslim.train_ddp import global_state
+        from rnnslim.train.ddp import global_state
 
         state = global_state(self.dist, state)  # every rank's streams, in the layout of one process
         rngs = self.dist.gather_cat(torch.get_rng_state().unsqueeze(0), 0).unbind(0)
@@ -386,7 +386,7 @@ def train(model: SequenceModel, task: Task, cfg: TrainConfig | None = None, chec
             loop.run_all(progress and dist.leader, desc)
         best_path, best_state = loop.keeper.path, loop.keeper.memory
         if dist.active:  # every rank leaves with rank 0's best candidate
-            from rnnslim.train_ddp import share_best
+            from rnnslim.train.ddp import share_best
 
             received = share_best(dist, model, best_state, best_path)
             if not dist.leader:

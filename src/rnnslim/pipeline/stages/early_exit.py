@@ -10,7 +10,7 @@ trained, with the confidence threshold calibrated on validation data and stored 
       max_drop: 0.005
 
 Fields: rnnslim.early_exit.EarlyExit (hidden, train_mode, weights, time_weight), the shared
-fine-tuning fields (rnnslim.finetune.FinetuneFields; documented exception: lr 2e-3, the heads
+fine-tuning fields (rnnslim.train.finetune.FinetuneFields; documented exception: lr 2e-3, the heads
 start from scratch), max_steps, and the calibration (max_drop, streaming, threshold).
 ctx.record: the training run (steps, wall time, best validation exit loss), the calibration
 (threshold; its validation accuracy, bounded against the INPUT model's validation accuracy;
@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 
 from rnnslim.early_exit import EarlyExit, add_exits_, calibrate_exits_, train_exits_
-from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.pipeline.model_fields import check_count
 from rnnslim.train import LR_MAX

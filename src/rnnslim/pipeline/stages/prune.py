@@ -20,7 +20,7 @@ Recipe examples (YAML):
       sparsities: [0.5, 0.7, 0.9]
 
 The fine-tuning fields (lr, batch_size, seq_len, warm-up, evaluation, dropout,
-distillation) are rnnslim.finetune.FinetuneFields, shared with the `finetune` stage;
+distillation) are rnnslim.train.finetune.FinetuneFields, shared with the `finetune` stage;
 `finetune_steps` is the number of steps (0: none after a one-shot cut). After a one-shot
 cut the best validation candidate comes back (the freshly pruned model included), masks
 re-applied; AGP keeps the best candidate from its end_step on (prune/gradual.py).
@@ -39,10 +39,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
-from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.io.sparse_encoding import SparseFormat
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
-from rnnslim.pipeline.stages.transform import projected_finetune
+from rnnslim.pipeline.finetuning import projected_finetune
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
 from rnnslim.prune.importance import Criterion

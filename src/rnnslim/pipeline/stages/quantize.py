@@ -4,7 +4,7 @@
     ternary_weights   {-a, 0, +a} per group                              (Ternary fields)
     kmeans            weight sharing, optional entropy-coded indices     (KMeans fields)
     half_weights      fp16 / bf16 weight storage (the `cast` stage casts the whole model)
-    qat               prepare -> fine-tune (rnnslim.finetune fields) -> convert, resumable in ctx.work_dir/qat
+    qat               prepare -> fine-tune (rnnslim.train.finetune fields) -> convert, resumable in ctx.work_dir/qat
     mixed_precision   per-layer bits from measured sensitivity under a size budget
 
 Every stage records per-layer weight SQNR, bits per weight and bytes in ctx.record.
@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from rnnslim.finetune import FinetuneFields
+from rnnslim.train.finetune import FinetuneFields
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
-from rnnslim.pipeline.stages.transform import projected_finetune
+from rnnslim.pipeline.finetuning import projected_finetune
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.api import (
     QAT,

@@ -32,7 +32,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
-from rnnslim.finetune import FinetuneFields, finetune_record, prepare_
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.pipeline.model_fields import check_layer_keys
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_

@@ -12,7 +12,7 @@
       block: 8
 
 The configs are the technique configs (rnnslim.transform.DCTSparsity / BlockCirculant)
-plus `kind`, `finetune_steps` and the shared fine-tuning fields (rnnslim.finetune). The
+plus `kind`, `finetune_steps` and the shared fine-tuning fields (rnnslim.train.finetune). The
 fine-tuning projects the coded weights back after every step (rnnslim.transform.projection)
 and re-quantizes the coefficients at the end; a later `finetune` stage does the same. The
 saved artifact stores the coefficients / circulant numbers (rnnslim.io.transform_encoding).
@@ -25,21 +25,20 @@ the coefficients from the half-precision weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
 from torch import nn
 
-from rnnslim.finetune import FinetuneFields, finetune_
+from rnnslim.pipeline.finetuning import projected_finetune
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
+from rnnslim.train.finetune import FinetuneFields
 from rnnslim.transform import (
     BlockCirculant,
     DCTSparsity,
     TransformResult,
     block_circulant_,
     dct_sparsify_,
-    projection_hook,
 )
 
 
@@ -58,19 +57,6 @@ class BlockCirculantStage(_TransformStage, BlockCirculant):
     """Replace weight matrices by the nearest block-circulant ones (k numbers per k x k block)."""
 
     kind: Literal["block_circulant"] = "block_circulant"
-
-
-def projected_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
-                       after_step: Sequence = ()) -> dict:
-    """Fine-tune (with `after_step` hooks, e.g. masks) keeping transform-coded weights in their
-    subspace: projected after every step, then put exactly on their stored form. Every stage
-    that fine-tunes uses this, so no stage lets DCT / circulant weights drift from what
-    save_model stores. The record of the run (with `projected_tensors`)."""
-    hook = projection_hook(model)
-    record = finetune_(model, cfg, steps, ctx, subdir, after_step=list(after_step) + ([hook] if hook else []))
-    if hook:
-        hook.finalize(model)
-    return {**record, "projected_tensors": len(hook) if hook else 0}
 
 
 def _finish(model: nn.Module, result: TransformResult, cfg: _TransformStage, ctx: StageContext) -> nn.Module:
