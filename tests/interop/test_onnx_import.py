@@ -1,0 +1,171 @@
+"""import_onnx: small torch models exported with torch.onnx.export (TorchScript exporter: fast;
+the dynamo exporter's graphs import too but take seconds to make) come back as SequenceModels
+whose outputs equal ONNX Runtime's; unsupported nodes are refused by op_type and name."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+onnx = pytest.importorskip("onnx", reason="onnx is an optional extra (pip install 'rnnslim[onnx]')")
+pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra (pip install 'rnnslim[onnx]')")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from rnnslim.export.onnx import ort_session  # noqa: E402
+from rnnslim.interop.assemble import relative_error  # noqa: E402
+from rnnslim.interop.onnx_import import import_onnx  # noqa: E402
+from rnnslim.models.sequence import InputKind, Readout  # noqa: E402
+from rnnslim.recurrent.gates import CellType  # noqa: E402
+
+
+class WordLM(nn.Module):
+    """Embedding -> 2-layer LSTM -> Linear, batch-first (the usual examples' shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.rnn, self.fc = nn.Embedding(13, 6), nn.LSTM(6, 5, num_layers=2, batch_first=True), nn.Linear(5, 13)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.emb(x))
+        return self.fc(y)
+
+
+class GRUClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.GRU(4, 5, batch_first=True), nn.Linear(5, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+class BiTagger(nn.Module):
+    """Time-major bidirectional LSTM, a Linear on every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.LSTM(4, 5, bidirectional=True), nn.Linear(10, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y)
+
+
+class FinalState(nn.Module):
+    """Input Linear -> 2-layer LSTM, classified from h_n[-1], then log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.rnn, self.fc = nn.Linear(4, 6), nn.LSTM(6, 5, num_layers=2, batch_first=True), nn.Linear(5, 3)
+
+    def forward(self, x):
+        _, (h, _) = self.rnn(self.proj(x))
+        return torch.log_softmax(self.fc(h[-1]), -1)
+
+
+class MeanRNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.RNN(4, 5, nonlinearity="relu", batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y.mean(1))
+
+
+class ReluHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.GRU(4, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(torch.relu(y))
+
+
+def _export(module: nn.Module, x: torch.Tensor, path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "a", 1: "b"}})
+
+
+def _ours(model, x: np.ndarray, batch_first: bool) -> np.ndarray:
+    xt = torch.as_tensor(x)
+    xt = xt.transpose(0, 1) if batch_first else xt
+    with torch.no_grad():
+        y, _ = model(xt)
+    return (y.transpose(0, 1) if batch_first and model.spec.readout is Readout.ALL else y).numpy()
+
+
+@pytest.mark.parametrize("make, x, cell, kind, readout, layers, batch_first", [
+    (WordLM, torch.randint(0, 13, (2, 6)), CellType.LSTM, InputKind.EMBEDDING, Readout.ALL, [False, False], True),
+    (GRUClassifier, torch.randn(2, 6, 4), CellType.GRU, InputKind.IDENTITY, Readout.LAST, [False], True),
+    (BiTagger, torch.randn(6, 2, 4), CellType.LSTM, InputKind.IDENTITY, Readout.ALL, [True], False),
+    (MeanRNN, torch.randn(2, 6, 4), CellType.RNN_RELU, InputKind.IDENTITY, Readout.MEAN, [False], True),
+])
+def test_imported_model_computes_what_onnxruntime_computes(tmp_path, make, x, cell, kind, readout, layers, batch_first):
+    path = tmp_path / "m.onnx"
+    _export(make(), x, path)
+    model = import_onnx(path)
+    assert (model.spec.cell, model.spec.input_kind, model.spec.readout) == (cell, kind, readout)
+    assert [layer.bidirectional for layer in model.spec.layers] == layers
+    x2 = (torch.randint(0, 13, (3, 9)) if kind is InputKind.EMBEDDING else torch.randn(3, 9, 4)).numpy()
+    theirs = ort_session(path).run(None, {"x": x2})[0]  # other sizes than the export's: the axes are dynamic
+    assert relative_error(_ours(model, x2, batch_first), theirs) <= 1e-5
+
+
+def test_final_state_readout_input_linear_and_log_softmax(tmp_path):
+    path = tmp_path / "m.onnx"
+    _export(FinalState(), torch.randn(2, 6, 4), path)
+    with pytest.raises(ValueError, match="log_softmax.*drop_softmax=True"):
+        import_onnx(path)
+    model = import_onnx(path, drop_softmax=True)
+    assert (model.spec.input_kind, model.spec.readout, len(model.spec.layers)) == (InputKind.LINEAR, Readout.LAST, 2)
+    x = torch.randn(3, 5, 4).numpy()
+    ours = torch.log_softmax(torch.as_tensor(_ours(model, x, batch_first=True)), -1).numpy()
+    assert relative_error(ours, ort_session(path).run(None, {"x": x})[0]) <= 1e-5
+
+
+def test_unknown_node_is_named(tmp_path):
+    path = tmp_path / "m.onnx"
+    _export(ReluHead(), torch.randn(2, 6, 4), path)
+    with pytest.raises(ValueError, match=r"node Relu '[^']*' is not supported"):
+        import_onnx(path)
+
+
+def _gru_graph(path, linear_before_reset: int) -> None:
+    """A hand-made GRU graph (torch always writes linear_before_reset=1)."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("W", TensorProto.FLOAT, [1, 9, 4], rng.standard_normal(36).tolist())
+    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 9, 3], rng.standard_normal(27).tolist())
+    b = helper.make_tensor("B", TensorProto.FLOAT, [1, 18], rng.standard_normal(18).tolist())
+    gru = helper.make_node("GRU", ["x", "W", "R", "B"], ["Y"], name="the_gru", hidden_size=3,
+                           linear_before_reset=linear_before_reset)
+    squeeze = helper.make_node("Squeeze", ["Y", "one"], ["y"], name="sq")
+    one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph([gru, squeeze], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 3])], [w, r, b, one])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_gru_linear_before_reset(tmp_path):
+    _gru_graph(tmp_path / "old.onnx", 0)
+    with pytest.raises(ValueError, match="GRU 'the_gru' has linear_before_reset=0"):
+        import_onnx(tmp_path / "old.onnx")
+    _gru_graph(tmp_path / "new.onnx", 1)  # the same graph with torch's convention imports (and has no decoder)
+    model = import_onnx(tmp_path / "new.onnx")
+    assert model.spec.output_size == 3 and torch.equal(model.decoder.weight, torch.eye(3))
+
+
+def test_not_an_onnx_file(tmp_path):
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="not a valid ONNX model"):
+        import_onnx(bad)
