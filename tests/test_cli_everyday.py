@@ -75,3 +75,14 @@ def test_compress_shows_every_recipe_problem_on_its_own_line(tmp_path, shared_mo
                             "--out", str(tmp_path / "o"), "--json"])
     obj = json.loads(r.stdout.strip().splitlines()[-1])
     assert obj["type"] == "RecipeError" and obj["error"].count("\n") == 3
+
+
+def test_eval_on_a_binary_data_file_names_the_file_and_what_data_takes(tmp_path, shared_models):
+    png = tmp_path / "report.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    r = runner.invoke(app, ["eval", str(shared_models / "charlstm-256x2.json"), "--data", str(png)])
+    assert r.exit_code == 2
+    line = r.output.strip()
+    assert line.startswith(f"error: --data {png}: not UTF-8 text (a binary file?")
+    assert "0x89" in line and "--data takes a UTF-8 text corpus" in line and "charlm" in line
+    assert "codec" not in line

@@ -139,6 +139,11 @@ def _device(name: str):
         _err(f"--device: {e}")
 
 
+DATA_KINDS = {"charlm": "a UTF-8 text corpus (.txt)", "wordlm": "a UTF-8 text corpus (.txt)",
+              "classify": "a UEA/UCR .ts/.tsv file, a long-format CSV, a folder or a data set name aeon ships",
+              "forecast": "a CSV file with a header, one row per time step"}
+
+
 def _task_for(model, data: str | None, task: str | None = None, **options):
     from rnnslim.tasks import make_task, task_for_model
 
@@ -148,6 +153,12 @@ def _task_for(model, data: str | None, task: str | None = None, **options):
             t.check_model(model)
             return t
         return task_for_model(model, data=data, **options)
+    except UnicodeDecodeError as e:  # a ValueError that names neither the file nor what was expected
+        name = task or (getattr(model, "task_meta", None) or {}).get("task")
+        wants = DATA_KINDS.get(name, "the task's data file") if name else "a text corpus or a data file"
+        bad = bytes(e.object[e.start:e.start + 1]).hex()
+        _err(f"--data {data}: not UTF-8 text (a binary file? it holds byte 0x{bad} where UTF-8 text cannot); "
+             f"--data takes {wants}" + (f" for the {name} task" if name else ""))
     except (ValueError, FileNotFoundError, ImportError) as e:
         _err(str(e))
 
