@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rnnslim.export.c_check import check_on_host, fnv1a64, random_streams
-from rnnslim.export.c_source import c_identifier, export_c
+from rnnslim.export.c_names import c_identifier
+from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import read_manifest
 
