@@ -16,7 +16,7 @@ pytest.importorskip("h5py", reason="h5py is needed for .h5 files (pip install 'r
 
 from rnnslim.interop.assemble import relative_error  # noqa: E402
 from rnnslim.interop.keras import import_keras, random_inputs  # noqa: E402
-from rnnslim.models.sequence import InputKind, Readout  # noqa: E402
+from rnnslim.models.sequence import InputKind, OutputActivation, Readout  # noqa: E402
 from rnnslim.recurrent.gates import CellType  # noqa: E402
 
 L = keras.layers
@@ -87,15 +87,15 @@ def test_dense_input_projection_pooling_and_simple_rnn(tmp_path):
     assert relative_error(_ours(model, x), keras.ops.convert_to_numpy(kmodel(x))) <= 1e-5
 
 
-def test_final_softmax_needs_drop_softmax(tmp_path):
+@pytest.mark.parametrize("drop", [False, True])
+def test_final_softmax_is_the_output_activation_or_dropped(tmp_path, drop):
     kmodel = keras.Sequential([keras.Input((None, 4)), L.GRU(5), L.Dense(3, activation="softmax")])
     _randomize(kmodel)
     kmodel.save(tmp_path / "m.keras")
-    with pytest.raises(ValueError, match="softmax.*drop_softmax=True"):
-        import_keras(tmp_path / "m.keras")
-    model = import_keras(tmp_path / "m.keras", drop_softmax=True)
+    model = import_keras(tmp_path / "m.keras", drop_softmax=drop)
+    assert model.spec.output_activation is (OutputActivation.NONE if drop else OutputActivation.SOFTMAX)
     x = random_inputs(model, seed=2)
-    probs = torch.softmax(torch.as_tensor(_ours(model, x)), -1).numpy()
+    probs = torch.softmax(torch.as_tensor(_ours(model, x)), -1).numpy()  # forward returns the logits
     assert relative_error(probs, keras.ops.convert_to_numpy(kmodel(x))) <= 1e-5
 
 

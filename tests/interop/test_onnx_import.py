@@ -19,7 +19,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from rnnslim.export.onnx import ort_session  # noqa: E402
 from rnnslim.interop.assemble import relative_error  # noqa: E402
 from rnnslim.interop.onnx_import import import_onnx  # noqa: E402
-from rnnslim.models.sequence import InputKind, Readout  # noqa: E402
+from rnnslim.models.sequence import InputKind, OutputActivation, Readout  # noqa: E402
 from rnnslim.recurrent.gates import CellType  # noqa: E402
 
 
@@ -124,10 +124,10 @@ def test_imported_model_computes_what_onnxruntime_computes(tmp_path, make, x, ce
 def test_final_state_readout_input_linear_and_log_softmax(tmp_path):
     path = tmp_path / "m.onnx"
     _export(FinalState(), torch.randn(2, 6, 4), path)
-    with pytest.raises(ValueError, match="log_softmax.*drop_softmax=True"):
-        import_onnx(path)
-    model = import_onnx(path, drop_softmax=True)
+    model = import_onnx(path)
     assert (model.spec.input_kind, model.spec.readout, len(model.spec.layers)) == (InputKind.LINEAR, Readout.LAST, 2)
+    assert model.spec.output_activation is OutputActivation.LOG_SOFTMAX
+    assert import_onnx(path, drop_softmax=True).spec.output_activation is OutputActivation.NONE
     x = torch.randn(3, 5, 4).numpy()
     ours = torch.log_softmax(torch.as_tensor(_ours(model, x, batch_first=True)), -1).numpy()
     assert relative_error(ours, ort_session(path).run(None, {"x": x})[0]) <= 1e-5

@@ -12,6 +12,8 @@ both importers produce the same kind of model (same tensor names, same checks), 
                  bias_ih (G*H,), bias_hh (G*H,), gates in torch order (LSTM i,f,g,o; GRU r,z,n)
     readout      all / last / mean
     decoder      Linear (O, D) + (O,) (an identity when the source model ends at a recurrent layer)
+    activation   a final softmax / log_softmax: ModelSpec.output_activation (forward returns the
+                 logits, as the integer kernel and the C export do; the caller applies it)
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
+from rnnslim.models.sequence import (
+    InputKind,
+    LayerShape,
+    ModelSpec,
+    OutputActivation,
+    Readout,
+    SequenceModel,
+)
 from rnnslim.recurrent.gates import CellType
 
-FINAL_ACTIVATIONS = ("softmax", "log_softmax")
 PARITY_TOL = 1e-5  # max |ours - theirs| / max |theirs| an import must reach
 
 
@@ -98,9 +106,9 @@ def _embed_size(m: ImportedModel) -> int:
     return int(m.input_weight.shape[1] if m.input_kind is InputKind.EMBEDDING else m.input_weight.shape[0])
 
 
-def build_sequence_model(m: ImportedModel) -> SequenceModel:
-    """The SequenceModel holding `m`'s weights (eval mode; outputs are logits: a final
-    softmax is the caller's business, see ImportedModel.final_activation)."""
+def build_sequence_model(m: ImportedModel, drop_activation: bool = False) -> SequenceModel:
+    """The SequenceModel holding `m`'s weights (eval mode). A final softmax / log_softmax becomes
+    spec.output_activation, or is left out with `drop_activation` (the model is then the logits)."""
     cell = _check_layers(m)
     out_size = m.layers[-1].output_size
     dec_w = torch.eye(out_size) if m.decoder_weight is None else m.decoder_weight
@@ -108,7 +116,9 @@ def build_sequence_model(m: ImportedModel) -> SequenceModel:
     spec = ModelSpec(cell=cell, input_kind=m.input_kind, input_size=m.input_size, embed_size=_embed_size(m),
                      layers=[LayerShape(hidden_size=layer.hidden_size, bidirectional=layer.bidirectional)
                              for layer in m.layers],
-                     output_size=int(dec_w.shape[0]), readout=m.readout)
+                     output_size=int(dec_w.shape[0]), readout=m.readout,
+                     output_activation=OutputActivation(m.final_activation or "none") if not drop_activation
+                     else OutputActivation.NONE)
     model = SequenceModel(spec)
     with torch.no_grad():
         if m.input_kind is InputKind.EMBEDDING:
@@ -132,15 +142,6 @@ def _copy(dst: Tensor, src, what: str) -> None:
     if tuple(src.shape) != tuple(dst.shape):
         raise ValueError(f"{what}: shape {tuple(src.shape)} where the model needs {tuple(dst.shape)}")
     dst.copy_(src)
-
-
-def apply_final(y: Tensor, activation: str | None) -> Tensor:
-    """The source model's final activation on rnnslim's logits (for parity checks)."""
-    if activation == "softmax":
-        return torch.softmax(y, dim=-1)
-    if activation == "log_softmax":
-        return torch.log_softmax(y, dim=-1)
-    return y
 
 
 def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:

@@ -8,6 +8,9 @@ What is understood, as one chain of layers (Sequential, or a Functional model wi
     LSTM / GRU (reset_after=True) / SimpleRNN layers (optionally in Bidirectional(merge_mode="concat"))
     -> [GlobalAveragePooling1D] -> [Dense (linear, or softmax as the model's last activation)]
 
+A final softmax becomes ModelSpec.output_activation (the model computes logits; whoever needs
+probabilities applies it, see rnnslim.models.sequence.apply_output_activation).
+
 return_sequences=False on the last recurrent layer is the readout "last", a
 GlobalAveragePooling1D is "mean", otherwise the Dense runs on every step ("all"). A Dense right
 after an Embedding is folded into the embedding table. Dropout is ignored (inference). Anything
@@ -43,12 +46,11 @@ from rnnslim.interop.assemble import (
     DirectionWeights,
     ImportedLayer,
     ImportedModel,
-    apply_final,
     build_sequence_model,
     check_parity,
     reorder_gates,
 )
-from rnnslim.models.sequence import InputKind, Readout, SequenceModel
+from rnnslim.models.sequence import InputKind, Readout, SequenceModel, apply_output_activation
 from rnnslim.recurrent.gates import CellType
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -73,8 +75,9 @@ def load_keras():
 def import_keras(path: str | os.PathLike, drop_softmax: bool = False, check: bool = True) -> SequenceModel:
     """The SequenceModel equal to the Keras model in `path` (.keras / .h5).
 
-    A final softmax is refused (rnnslim models output logits) unless `drop_softmax=True`, which
-    imports the logits; the parity check then compares softmax(ours) with Keras' outputs.
+    A final softmax is kept as spec.output_activation (forward, the integer kernel and the C
+    export return the logits; the caller applies it); `drop_softmax=True` leaves it out. The
+    parity check compares softmax(ours) with Keras' outputs either way.
     `check=False` skips the parity check (it runs the Keras model on a few random inputs)."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
@@ -87,10 +90,7 @@ def import_keras(path: str | os.PathLike, drop_softmax: bool = False, check: boo
     except Exception as e:  # noqa: BLE001 - keras raises many kinds; one line names the file
         raise ValueError(f"{path}: keras cannot load it ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
     imported = read_keras_model(kmodel)
-    if imported.final_activation and not drop_softmax:
-        raise ValueError(f"{path}: the model ends in a softmax; rnnslim models output logits (the softmax does not "
-                         "change the argmax): pass drop_softmax=True (--drop-softmax) to import the logits")
-    model = build_sequence_model(imported)
+    model = build_sequence_model(imported, drop_activation=drop_softmax)
     if check:
         keras_parity(kmodel, model, imported, str(path))
     return model
@@ -336,6 +336,6 @@ def keras_parity(kmodel, model: SequenceModel, imported: ImportedModel, source: 
     with torch.no_grad():
         xt = torch.as_tensor(x).long() if model.spec.input_kind is InputKind.EMBEDDING else torch.as_tensor(x)
         y, _ = model(xt.transpose(0, 1))  # time-major in, (T, B, O) or (B, O) out
-        y = apply_final(y, imported.final_activation)
+        y = apply_output_activation(y, imported.final_activation or "none")
         ours = (y.transpose(0, 1) if model.spec.readout is Readout.ALL else y).numpy()
     return check_parity(ours, theirs, source)

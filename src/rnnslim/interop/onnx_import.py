@@ -17,9 +17,9 @@ becomes a part of the model:
     Gather / Slice of the last time step,
     Gather of the last layer's Y_h      readout "last"
     ReduceMean over time                readout "mean"
-    Softmax / LogSoftmax at the end     a final activation (refused unless drop_softmax=True)
+    Softmax / LogSoftmax at the end     ModelSpec.output_activation (drop_softmax=True leaves it out)
 
-plus the glue exporters emit around them: Transpose, Squeeze / Unsqueeze, Reshape (the merge of
+plus the glue exporters emit around them: Transpose, Squeeze, Reshape (the merge of
 the direction and hidden axes), Identity, Dropout, Cast, and Shape / Gather / Concat /
 ConstantOfShape / Slice computing zero initial states (rnnslim.interop.onnx_static evaluates
 those). The data's axes are tracked by name, so batch-first and time-major graphs both work.
@@ -45,13 +45,12 @@ from rnnslim.interop.assemble import (
     DirectionWeights,
     ImportedLayer,
     ImportedModel,
-    apply_final,
     build_sequence_model,
     check_parity,
     reorder_gates,
 )
 from rnnslim.interop.onnx_static import Zeros, attributes, evaluate, is_zero, known_ints
-from rnnslim.models.sequence import InputKind, Readout, SequenceModel
+from rnnslim.models.sequence import InputKind, Readout, SequenceModel, apply_output_activation
 from rnnslim.recurrent.gates import CellType
 
 MAX_BYTES = 2 << 30  # protobuf's own limit
@@ -81,9 +80,10 @@ class Unknown:
 def import_onnx(path: str | os.PathLike, drop_softmax: bool = False, check: bool = True) -> SequenceModel:
     """The SequenceModel equal to the ONNX graph in `path`.
 
-    A final Softmax / LogSoftmax is refused (rnnslim models output logits) unless
-    `drop_softmax=True`, which imports the logits; the parity check then applies the activation
-    to ours. `check=False` skips the comparison with ONNX Runtime."""
+    A final Softmax / LogSoftmax is kept as spec.output_activation (forward, the integer kernel
+    and the C export return the logits; the caller applies it); `drop_softmax=True` leaves it
+    out. The parity check applies it to ours either way. `check=False` skips the comparison
+    with ONNX Runtime."""
     import onnx
 
     path = Path(path)
@@ -98,10 +98,7 @@ def import_onnx(path: str | os.PathLike, drop_softmax: bool = False, check: bool
         raise ValueError(f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
     walk = GraphWalk(proto)
     imported = walk.run()
-    if imported.final_activation and not drop_softmax:
-        raise ValueError(f"{path}: the graph ends in a {imported.final_activation}; rnnslim models output logits: "
-                         "pass drop_softmax=True (--drop-softmax) to import the logits")
-    model = build_sequence_model(imported)
+    model = build_sequence_model(imported, drop_activation=drop_softmax)
     if check:
         onnx_parity(path, walk, model, imported)
     return model
@@ -571,7 +568,7 @@ def onnx_parity(path: Path, walk: GraphWalk, model: SequenceModel, imported: Imp
         xt = xt.transpose(0, 1)  # batch-first -> time-major
     with torch.no_grad():
         y, _ = model(xt.long() if model.spec.input_kind is InputKind.EMBEDDING else xt.float())
-        y = apply_final(y, imported.final_activation)
+        y = apply_output_activation(y, imported.final_activation or "none")
     if model.spec.readout is Readout.ALL and walk.output_axes[:2] != (walk.time, walk.batch):
         y = y.transpose(0, 1)
     return check_parity(y.numpy(), theirs, str(path))
