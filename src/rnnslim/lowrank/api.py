@@ -42,7 +42,9 @@ from rnnslim.lowrank.calibrate import input_grams
 from rnnslim.lowrank.sites import APPLY, Site, factors, input_site, output_site, recurrent_site
 from rnnslim.lowrank.svd import Piece, allocate
 from rnnslim.models.sequence import SequenceModel
+from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_edit
+from rnnslim.verbs import Family, register, run
 
 
 class LowRankTarget(str, Enum):
@@ -121,7 +123,7 @@ class SiteRecord:
 
 
 @dataclass
-class LowRankResult:
+class LowRankResult(EditResult):
     params_before: int
     params_after: int
     sites: list[SiteRecord] = field(default_factory=list)
@@ -263,9 +265,24 @@ def _drop_stale_encodings(model: SequenceModel, old: dict[str, torch.Tensor]) ->
 
 def lowrank_(model: SequenceModel, config: LowRank, calibration=None) -> LowRankResult:
     """Factorize `model` in place as `config` says (module docstring); all or nothing.
-    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0."""
+    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0.
+    The same as rnnslim.factorize_(model, config, calibration=...), limited to LowRank."""
     if not isinstance(config, LowRank):
         raise TypeError(f"lowrank_ takes a LowRank config, not {type(config).__name__}")
+    return run(Family.FACTORIZE, model, config, calibration=calibration)
+
+
+def to_lstmp_(model: SequenceModel, config: ToLSTMP, calibration=None) -> LowRankResult:
+    """Convert the chosen LSTM layers to LSTMP in place (module docstring); all or nothing.
+    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0.
+    The same as rnnslim.factorize_(model, config, calibration=...), limited to ToLSTMP."""
+    if not isinstance(config, ToLSTMP):
+        raise TypeError(f"to_lstmp_ takes a ToLSTMP config, not {type(config).__name__}")
+    return run(Family.FACTORIZE, model, config, calibration=calibration)
+
+
+@register(Family.FACTORIZE, LowRank)
+def _lowrank(model: SequenceModel, config: LowRank, calibration=None) -> LowRankResult:
     _check_model(model, config.layers)
     sites = _sites(model, config, _grams(model, config, calibration))
     notes: list[str] = []
@@ -273,11 +290,8 @@ def lowrank_(model: SequenceModel, config: LowRank, calibration=None) -> LowRank
     return _apply(model, sites, ranks, "lowrank", config.model_dump(mode="json"), notes)
 
 
-def to_lstmp_(model: SequenceModel, config: ToLSTMP, calibration=None) -> LowRankResult:
-    """Convert the chosen LSTM layers to LSTMP in place (module docstring); all or nothing.
-    `calibration` (a Task or a list of Batch) is needed when config.calibration_batches > 0."""
-    if not isinstance(config, ToLSTMP):
-        raise TypeError(f"to_lstmp_ takes a ToLSTMP config, not {type(config).__name__}")
+@register(Family.FACTORIZE, ToLSTMP)
+def _to_lstmp(model: SequenceModel, config: ToLSTMP, calibration=None) -> LowRankResult:
     layers = _check_model(model, config.layers)
     grams = _grams(model, config, calibration)
     sites = [recurrent_site(model, k, grams) for k in layers]

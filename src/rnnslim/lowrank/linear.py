@@ -24,6 +24,7 @@ from rnnslim.io.modules import register_module_kind, set_submodule
 from rnnslim.lowrank.api import LowRankResult, SiteRecord, params
 from rnnslim.lowrank.svd import spectrum
 from rnnslim.utils.atomic import atomic_edit
+from rnnslim.verbs import Family, register, run
 
 
 class LowRankLinear(nn.Module):
@@ -87,11 +88,16 @@ def _kept_why(model: nn.Module, path: str, linear: nn.Linear) -> str | None:
 def lowrank_linears_(model: nn.Module, cfg: LowRankLinears) -> LowRankResult:
     """Replace the chosen nn.Linear layers of `model` by LowRankLinear, in place (module doc);
     all or nothing. Returns the ranks, energy kept and parameters per layer, and notes for the
-    layers left as they were."""
-    from rnnslim.models.sequence import SequenceModel
-
+    layers left as they were. The same as rnnslim.factorize_(model, cfg), limited to LowRankLinears."""
     if not isinstance(cfg, LowRankLinears):
         raise TypeError(f"lowrank_linears_ takes a LowRankLinears config, not {type(cfg).__name__}")
+    return run(Family.FACTORIZE, model, cfg)
+
+
+@register(Family.FACTORIZE, LowRankLinears)
+def _lowrank_linears(model: nn.Module, cfg: LowRankLinears) -> LowRankResult:
+    from rnnslim.models.sequence import SequenceModel
+
     if isinstance(model, SequenceModel):
         raise TypeError("for an rnnslim SequenceModel use lowrank_(model, LowRank(targets=['output'], ...)): it "
                         "factorizes the head in the form measure and export know")

@@ -11,12 +11,14 @@ from torch import Tensor, nn
 from rnnslim.prune.importance import Criterion, Scores, score_model
 from rnnslim.prune.masks import Masks, apply_masks_, sparsity_report
 from rnnslim.prune.targets import TargetKind, refuse_transform_coded, target_names
+from rnnslim.results import EditResult
 
 
 @dataclass
-class PruneResult:
+class PruneResult(EditResult):
     """What a pruning call did: the masks it applied (True = kept) and a report
-    {"method": {...}, "tensors": {name: {shape, numel, nonzero, sparsity}}, "total": ..., "model": ...}."""
+    {"method": {...}, "tensors": {name: {shape, numel, nonzero, sparsity}}, "total": ..., "model": ...};
+    the common core (changed paths, stored bytes, warnings) of rnnslim.results.EditResult."""
 
     masks: Masks
     report: dict = field(default_factory=dict)

@@ -1,41 +1,19 @@
-"""`prune_(model, config)`: one verb, dispatched on the config's type.
+"""`prune_(model, config, example_inputs=..., calibration=...)`: the pruning verb.
 
-Mask-based methods register here; other pruning modules (structured) can add their
-config types with `register_pruner(ConfigClass)(fn)` where fn(model, cfg, calibration).
+It is rnnslim.verbs.prune_: one dispatch for every family, keyed by the config's class.
+Each pruning config registers its method where it is defined, with
+`@register(Family.PRUNE, ConfigClass)` (rnnslim.verbs); this module only names the verb
+for `from rnnslim.prune import prune_`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
-from typing import Any
 
-from torch import nn
-
-_PRUNERS: dict[type, Callable[..., Any]] = {}
+from rnnslim.verbs import Family, prune_, register
 
 
-def register_pruner(config_cls: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _PRUNERS[config_cls] = fn
-        return fn
-
-    return deco
+def register_pruner(config_cls: type) -> Callable[[Callable], Callable]:
+    """Older spelling of `register(Family.PRUNE, config_cls)` (the same registry)."""
+    return register(Family.PRUNE, config_cls)
 
 
-def _register_builtin() -> None:
-    from rnnslim.prune.patterns import BlockPruning, NMPruning, prune_block_, prune_nm_
-    from rnnslim.prune.unstructured import UnstructuredPruning, prune_unstructured_
-
-    _PRUNERS.setdefault(UnstructuredPruning, prune_unstructured_)
-    _PRUNERS.setdefault(NMPruning, prune_nm_)
-    _PRUNERS.setdefault(BlockPruning, prune_block_)
-
-
-def prune_(model: nn.Module, config: Any, calibration=None) -> Any:
-    """Prune `model` in place as `config` says (UnstructuredPruning, NMPruning, BlockPruning, ...)."""
-    _register_builtin()
-    fn = _PRUNERS.get(type(config))
-    if fn is None:
-        known = ", ".join(sorted(c.__name__ for c in _PRUNERS))
-        raise TypeError(f"no pruning method for {type(config).__name__}; known configs: {known}")
-    return fn(model, config, calibration)
+__all__ = ["prune_", "register_pruner"]

@@ -26,6 +26,7 @@ from rnnslim.prune.importance import Criterion, Scores
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.prune.unstructured import Scope
 from rnnslim.utils.atomic import atomic_verb
+from rnnslim.verbs import Family, register
 
 
 # --- N:M ----------------------------------------------------------------------------------
@@ -59,6 +60,7 @@ class NMPruning(BaseModel):
         return self
 
 
+@register(Family.PRUNE, NMPruning)
 @atomic_verb
 def prune_nm_(model: nn.Module, cfg: NMPruning, calibration=None) -> PruneResult:
     """Apply an N:M pattern along the input dimension of every targeted tensor, in place."""
@@ -146,6 +148,7 @@ def block_masks(scores: Scores, cfg: BlockPruning) -> dict[str, Tensor]:
     return out
 
 
+@register(Family.PRUNE, BlockPruning)
 @atomic_verb
 def prune_block_(model: nn.Module, cfg: BlockPruning, calibration=None) -> PruneResult:
     """Zero whole blocks / stripes of every targeted tensor, in place."""

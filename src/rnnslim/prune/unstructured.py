@@ -22,6 +22,7 @@ from rnnslim.prune.importance import Criterion, Scores
 from rnnslim.prune.masks import Masks
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.utils.atomic import atomic_verb
+from rnnslim.verbs import Family, register
 
 
 class Scope(str, Enum):
@@ -91,6 +92,7 @@ def select_masks(scores: Scores, sparsity: float, scope: Scope | str = Scope.LAY
     return (global_masks if Scope(scope) is Scope.GLOBAL else layer_masks)(scores, sparsity, existing)
 
 
+@register(Family.PRUNE, UnstructuredPruning)
 @atomic_verb
 def prune_unstructured_(model: nn.Module, cfg: UnstructuredPruning, calibration=None,
                         existing: Masks | None = None) -> PruneResult:

@@ -17,7 +17,7 @@ bare WeightFormat and returns per-layer records (SQNR of the weights, bits, byte
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 import torch
@@ -42,7 +42,9 @@ from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.tied import tie_quantized_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets
+from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_edit
+from rnnslim.verbs import Family, register, run
 
 
 class _Config(BaseModel):
@@ -222,35 +224,39 @@ def _apply_formats(model: nn.Module, found, fmt: BaseFormat | None, formats: dic
     return records
 
 
+@dataclass
+class QuantizeResult(EditResult):
+    """What quantize_ did: the common core (rnnslim.results) and, for weight-only, GPTQ and
+    mixed precision, one LayerRecord per quantized layer (format, weight SQNR, bits, bytes)."""
+
+    layers: list[LayerRecord] = field(default_factory=list)
+
+
+@register(Family.QUANTIZE, WeightOnly, Ternary, KMeans, HalfPrecision)
+def _quantize_weights(model: nn.Module, config: _Config, filter: LayerFilter | None = None) -> QuantizeResult:
+    return QuantizeResult(layers=apply_format_(model, config.weight_format(), config.targets, filter))
+
+
+@register(Family.QUANTIZE, QAT)
+def _quantize_qat(model: nn.Module, config: QAT, filter: LayerFilter | None = None) -> QuantizeResult:
+    from rnnslim.quantize.qat import convert_qat_, prepare_qat_
+
+    if config.step is QATStep.PREPARE:
+        paths = prepare_qat_(model, config.weights.weight_format(), config.activations, config.weights.targets, filter)
+    else:
+        if filter is not None:
+            raise ValueError("QAT(step='convert') converts every fake-quantized layer; filter applies to 'prepare'")
+        paths = convert_qat_(model)
+    _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths, "config": config.model_dump(mode="json")})
+    return QuantizeResult()
+
+
 def quantize_(model: nn.Module, config, filter: LayerFilter | None = None, calibration=None) -> nn.Module:
     """Apply a quantization config in place (see the module docstring) and return the model.
 
-    An rnnslim.quantize.int8.Int8Config is handed to quantize_int8_ with `calibration`
-    (model inputs or ActivationRanges), so one verb covers every kind.
+    The older form of rnnslim.quantize_ (rnnslim.verbs), which returns the QuantizeResult: same
+    dispatch, same configs (Int8Config, GPTQ and MixedPrecision included, with `calibration`);
+    kept because many callers chain on the model (`m = quantize_(m, cfg)`).
     """
-    if type(config).__name__ == "Int8Config":
-        from rnnslim.quantize.int8 import Int8Config, quantize_int8_
-
-        if isinstance(config, Int8Config):
-            if filter is not None:
-                raise ValueError("int8 quantization applies to the whole model; filter is not supported")
-            return quantize_int8_(model, config, calibration)
-    if calibration is not None:
-        raise ValueError(f"{type(config).__name__} needs no calibration data (weights only)")
-    if isinstance(config, QAT):
-        from rnnslim.quantize.qat import convert_qat_, prepare_qat_
-
-        if config.step is QATStep.PREPARE:
-            paths = prepare_qat_(model, config.weights.weight_format(), config.activations, config.weights.targets,
-                                 filter)
-        else:
-            paths = convert_qat_(model)
-        _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths,
-                                "config": config.model_dump(mode="json")})
-        return model
-    if isinstance(config, (WeightOnly, Ternary, KMeans, HalfPrecision)):
-        apply_format_(model, config.weight_format(), config.targets, filter)
-        return model
-    known = "WeightOnly, Ternary, KMeans, HalfPrecision, QAT"
-    raise TypeError(f"quantize_ does not know {type(config).__name__}; use one of {known} "
-                    "(int8 activation quantization lives in rnnslim.quantize.int8)")
+    run(Family.QUANTIZE, model, config, filter=filter, calibration=calibration)
+    return model

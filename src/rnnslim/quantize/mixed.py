@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from rnnslim.io.modules import set_submodule
-from rnnslim.quantize.api import apply_format_, quantize_layer
+from rnnslim.quantize.api import QuantizeResult, apply_format_, quantize_layer
 from rnnslim.quantize.formats import BaseFormat, FloatDtype, FloatFormat, int_format
 from rnnslim.quantize.primitives import ClipMethod
 from rnnslim.quantize.targets import (
@@ -36,6 +36,7 @@ from rnnslim.quantize.targets import (
     find_targets,
     target_of,
 )
+from rnnslim.verbs import Family, register
 
 BUCKETS = 4000
 
@@ -251,3 +252,19 @@ def apply_plan_(model: nn.Module, plan: MixedPrecisionPlan) -> list:
     if not formats:
         return []
     return apply_format_(model, None, targets=tuple(Target), formats=formats)
+
+
+@dataclass
+class MixedPrecisionResult(QuantizeResult):
+    plan: MixedPrecisionPlan | None = None  # the bits chosen per layer and why (measured sensitivity)
+
+
+@register(Family.QUANTIZE, MixedPrecision)
+def _quantize_mixed(model: nn.Module, cfg: MixedPrecision, calibration, filter: LayerFilter | None = None
+                    ) -> MixedPrecisionResult:
+    """rnnslim.quantize_(model, MixedPrecision(...), calibration=task): plan, then apply."""
+    if not hasattr(calibration, "loss"):
+        raise ValueError("MixedPrecision measures each layer's effect on the loss: give calibration=a Task "
+                         f"(e.g. rnnslim.tasks.charlm), not {type(calibration).__name__}")
+    plan = plan_mixed_precision(model, calibration, cfg, filter)
+    return MixedPrecisionResult(layers=apply_plan_(model, plan), plan=plan)

@@ -28,13 +28,14 @@ from torch import Tensor, nn
 
 from rnnslim.io.modules import set_submodule
 from rnnslim.prune.importance import as_calibration
-from rnnslim.quantize.api import LayerRecord, _weights_of, apply_format_
+from rnnslim.quantize.api import LayerRecord, QuantizeResult, _weights_of, apply_format_
 from rnnslim.quantize.formats import FloatDtype, IntFormat, fit_group_size, int_format
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
 from rnnslim.quantize.targets import Target, find_targets
 from rnnslim.recurrent.inputs import shared_parameters
 from rnnslim.reconstruct.obs import ColumnRule, GridQuantizer, zeros_kept
 from rnnslim.reconstruct.sequential import Outcome, reconstruct_weights_
+from rnnslim.verbs import Family, register
 
 
 class GPTQ(BaseModel):
@@ -166,3 +167,9 @@ def quantize_gptq_(model: nn.Module, cfg: GPTQ, calibration, progress: bool = Fa
                                        "relative_output_error": {n: round(o.rel_error, 6)
                                                                  for n, o in outcomes.items()}}})
     return records
+
+
+@register(Family.QUANTIZE, GPTQ)
+def _quantize_gptq(model: nn.Module, cfg: GPTQ, calibration) -> QuantizeResult:
+    """rnnslim.quantize_(model, GPTQ(...), calibration=task)."""
+    return QuantizeResult(layers=quantize_gptq_(model, cfg, calibration))

@@ -32,6 +32,7 @@ from rnnslim.prune.unstructured import Scope
 from rnnslim.reconstruct.hessian import collect_hessians
 from rnnslim.reconstruct.obs import ColumnRule, damped
 from rnnslim.reconstruct.sequential import reconstruct_weights_
+from rnnslim.verbs import Family, register
 
 
 class OBSPattern(str, Enum):
@@ -99,6 +100,7 @@ def _rule_for(cfg: OBSPruning, sparsity: dict[str, float]):
     return rule
 
 
+@register(Family.PRUNE, OBSPruning)
 def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress: bool = False) -> PruneResult:
     """Prune `model` in place with OBS reconstruction; `calibration`: a Task, Calibration or
     list of Batch. Returns the masks and a per-tensor report (sparsity, relative error)."""

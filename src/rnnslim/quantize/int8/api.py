@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from torch import Tensor
 
 from rnnslim.models.sequence import SequenceModel
+from rnnslim.quantize.api import QuantizeResult
 from rnnslim.quantize.int8.calibrate import ActivationRanges, collect_ranges
 from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
@@ -26,6 +27,7 @@ from rnnslim.quantize.int8.supported import check_no_lowrank_factors, check_no_t
 from rnnslim.quantize.tied import tie_quantized_
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
 from rnnslim.utils.atomic import atomic_verb
+from rnnslim.verbs import Family, register
 
 
 def calibrate(model: SequenceModel, inputs: Iterable[Tensor], cfg: Int8Config | None = None) -> ActivationRanges:
@@ -66,3 +68,11 @@ def quantize_int8_(model: SequenceModel, cfg: Int8Config | None = None,
                     "calibration": ranges.to_dict() if ranges is not None else None})
     model.history = history
     return model.eval()
+
+
+@register(Family.QUANTIZE, Int8Config)
+def _quantize_int8(model: SequenceModel, cfg: Int8Config,
+                   calibration: Iterable[Tensor] | ActivationRanges | None = None) -> QuantizeResult:
+    """rnnslim.quantize_(model, Int8Config(...), calibration=...)."""
+    quantize_int8_(model, cfg, calibration)
+    return QuantizeResult()

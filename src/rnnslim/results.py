@@ -1,0 +1,61 @@
+"""EditResult: what every compression verb returns, whatever the technique.
+
+The common core (filled in by rnnslim.verbs for prune_ / quantize_ / factorize_ / distill_):
+
+    family        "prune", "quantize", "factorize" or "distill"
+    method        the config's class name ("UnstructuredPruning", "GPTQ", "LowRank", ...)
+    changed       module paths whose tensors or class changed ("rnn.layers.0", "decoder"), the
+                  descendants of a replaced module not listed again
+    bytes_before  stored weight bytes before the edit: the tensors as rnnslim.io saves them
+    bytes_after   (the model's tensor encodings applied: sparse, packed low-bit, lzma), tied
+                  tensors once, manifest not included
+    warnings      what the edit warned about (Python warnings it raised, layers it left alone)
+
+Each family's result extends it with its own detail: PruneResult (masks, per-tensor
+sparsity), StructuredResult (kept units), QuantizeResult (per-layer formats), LowRankResult
+(ranks), GradualResult / DistillResult (the training run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(kw_only=True)
+class EditResult:
+    family: str = ""
+    method: str = ""
+    changed: list[str] = field(default_factory=list)
+    bytes_before: int = 0
+    bytes_after: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def compression(self) -> float:
+        """bytes_before / bytes_after (2.0: half the bytes); 1.0 when nothing was measured."""
+        return self.bytes_before / self.bytes_after if self.bytes_after else 1.0
+
+    def headline(self) -> str:
+        """One line: method, bytes before -> after, what changed, warning count."""
+        where = ", ".join(self.changed[:4]) + (f" and {len(self.changed) - 4} more" if len(self.changed) > 4 else "")
+        line = (f"{self.method}: {self.bytes_before:,} -> {self.bytes_after:,} stored bytes "
+                f"({self.compression:.2f}x); changed: {where or 'nothing'}")
+        return line + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
+
+
+def stored_bytes(model: nn.Module) -> int:
+    """Bytes of the model's tensors as rnnslim.io stores them (encodings applied, tied once)."""
+    from rnnslim.io.format import encode_tensors
+
+    seen: set[tuple] = set()
+    tensors = {}
+    for name, t in model.state_dict().items():  # tied tensors once, first name wins
+        key = (t.data_ptr(), tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) and t.numel() else (name,)
+        if isinstance(t, torch.Tensor) and key not in seen:
+            seen.add(key)
+            tensors[name] = t.detach().cpu()
+    parts, _ = encode_tensors(model, tensors)
+    return sum(p.numel() * p.element_size() for p in parts.values())
