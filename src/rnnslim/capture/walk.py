@@ -76,8 +76,12 @@ class Walker:
 
     def as_data(self, v, node: fx.Node | None = None):
         if isinstance(v, Arg):
-            rank = self.value(node).dim()
-            return Data(tuple((f"{v.name}:{i}",) for i in range(rank)), (), v.name)
+            value = self.value(node)
+            if not isinstance(value, torch.Tensor):
+                raise refuse(node, f"argument {v.name!r} is used as data but is not a tensor")
+            d = Data(tuple((f"{v.name}:{i}",) for i in range(value.dim())), (), v.name)
+            self.bind.note_sizes(d.axes, value)
+            return d
         return v
 
     def data(self, node: fx.Node, axes, ops, source: str) -> Data:

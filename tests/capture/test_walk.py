@@ -1,0 +1,153 @@
+"""The operations the graph walk accepts (folded or skipped exactly) and refuses, one small
+module each; every accepted one is checked numerically through user_view."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rnnslim.capture import CaptureError, capture, user_view
+from rnnslim.models.sequence import InputKind, OutputActivation, Readout
+from rnnslim.recurrent.gates import CellType
+from rnnslim.recurrent.torch_contract import TorchContractStack
+
+
+def _same(m: nn.Module, *inputs, rtol: float = 1e-5):
+    model = capture(m.eval(), inputs)
+    with torch.no_grad():
+        a, b = m(*inputs), user_view(model)(*inputs)
+    a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
+    assert a.shape == b.shape
+    assert float((a - b).abs().max() / a.abs().max()) <= rtol
+    return model
+
+
+class ConvOneFront(nn.Module):  # channels first (B, C, T): kernel-1 Conv1d = Linear over channels
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(3, 6, 1)
+        self.rnn = nn.RNN(6, 7, batch_first=True)
+        self.out = nn.Linear(7, 2)
+
+    def forward(self, x):
+        return self.out(self.rnn(self.conv(x).transpose(1, 2))[0][:, -1])
+
+
+class SqueezedState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(4)
+        self.lin = nn.Linear(4, 5, bias=False)
+        self.rnn = nn.GRU(5, 6, bias=False)
+        self.out = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 3), nn.LogSoftmax(dim=-1))
+
+    def forward(self, x):  # time major (T, B, F)
+        b, t, f = x.shape[1], x.shape[0], x.shape[2]
+        y = self.lin(self.bn(x.reshape(t * b, f)).reshape(t, b, f))
+        _, h = self.rnn(y, torch.zeros(1, b, 6))
+        return self.out(h.squeeze(0))
+
+
+class Scalars(nn.Module):  # (B, T) scalar series -> unsqueeze(-1) -> LSTM(1, H); forecasting
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(1, 5, batch_first=True)
+        self.out = nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.out(self.rnn(x.unsqueeze(-1))[0][:, -1]).squeeze(-1)
+
+
+class Pruned(nn.Module):  # rnnslim's stack of unequal layers in place of the user's nn.LSTM
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.rnn = TorchContractStack(CellType.LSTM, 8, 12, 2)
+        self.rnn.layers[0], self.rnn.layers[1] = nn.LSTM(8, 9), nn.LSTM(9, 5)
+        self.out = nn.Linear(5, 20)
+
+    def forward(self, x, hidden=None):
+        y, hidden = self.rnn(self.emb(x), hidden)
+        return self.out(y), hidden
+
+
+def test_kernel1_conv_channels_first():
+    torch.manual_seed(0)
+    model = _same(ConvOneFront(), torch.randn(3, 3, 9))
+    assert model.spec.input_kind is InputKind.LINEAR and model.spec.cell is CellType.RNN_TANH
+    assert model.capture_info.input_axes == ["B", "F", "T"]
+
+
+def test_batchnorm_linear_folded_reshapes_zero_state_and_squeezed_h():
+    torch.manual_seed(1)
+    m = SqueezedState()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-1, 1)
+        m.bn.running_var.uniform_(0.5, 2)
+    model = _same(m, torch.randn(7, 3, 4))
+    spec = model.spec
+    assert spec.input_kind is InputKind.LINEAR and spec.readout is Readout.LAST
+    assert spec.output_activation is OutputActivation.LOG_SOFTMAX and spec.output_size == 3
+    assert model.capture_info.tensor_names["bn.running_mean"] == "(folded into input_proj)"
+    assert model.capture_info.tensor_names["out.0.weight"] == "(folded into decoder)"
+
+
+def test_scalar_series_unsqueezed_into_one_feature():
+    torch.manual_seed(2)
+    model = _same(Scalars(), torch.randn(4, 10))
+    assert model.spec.input_size == 1 and model.capture_info.input_axes == ["B", "T"]
+    assert model.capture_info.output_axes == [["B"]]
+
+
+def test_rnnslim_pruned_stack_of_unequal_layers():
+    torch.manual_seed(3)
+    m = Pruned().eval()
+    x = torch.randint(0, 20, (6, 2))
+    model = _same(m, x, None)
+    assert [s.hidden_size for s in model.spec.layers] == [9, 5]
+    assert model.capture_info.module_kinds == ["per_layer"]
+    assert model.capture_info.tensor_names["rnn.layers.1.weight_hh_l0"] == "rnn.layers.1.weight_hh_l0"
+    state = [(torch.randn(1, 2, 9), torch.randn(1, 2, 9)), (torch.randn(1, 2, 5), torch.randn(1, 2, 5))]
+    with torch.no_grad():
+        (a, ha), (b, hb) = m(x, state), user_view(model)(x, state)
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ha[1][1], hb[1][1], atol=1e-6)
+
+
+class _Refused(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.rnn = nn.LSTM(4, 4, batch_first=True)
+        self.norm = nn.LayerNorm(4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y, (h, c) = self.rnn(x)
+        if self.how == "layernorm":
+            return self.out(self.norm(y))
+        if self.how == "relu head":
+            return self.out(torch.relu(y))
+        if self.how == "two outputs":
+            return self.out(y), self.out(y[:, -1])
+        if self.how == "first step":
+            return self.out(y[:, 0])
+        if self.how == "features slice":
+            return self.out(y[..., :2].repeat(1, 1, 2))
+        if self.how == "matmul":
+            return self.out(y @ y.transpose(1, 2) @ y)
+        raise AssertionError(self.how)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("layernorm", r"LayerNorm.*no fixed affine map.*test_walk\.py:\d+ \(return self\.out\(self\.norm\(y\)\)\)"),
+    ("relu head", r"relu.*not supported.*test_walk\.py:\d+"),
+    ("two outputs", r"2 data outputs"),
+    ("first step", r"last time step.*test_walk\.py:\d+"),
+    ("features slice", r"indexing the data.*test_walk\.py:\d+"),
+    ("matmul", r"matmul.*test_walk\.py:\d+"),
+])
+def test_refusals_name_the_operation_and_the_line(how, message):
+    with pytest.raises(CaptureError, match=message):
+        capture(_Refused(how), (torch.randn(2, 5, 4),))
