@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common import ROOT
 from table_parts import load_result, machine_line
 
 TARGETS = ("host", "cortex-m4", "aarch64")
@@ -11,13 +12,20 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def _refusal(cell: dict) -> str | None:
+def _refusal(cell: dict, full: bool = False) -> str | None:
+    """A failed cell's text; a cell not run because an earlier one refused says only that
+    (`full`: the whole reason, shown once per row), paths relative to the repository."""
     text = cell.get("cell")
-    return None if text is None else text[:140].replace("|", "/")
+    if text is None:
+        return None
+    text = text.replace(str(ROOT) + "/", "").replace("|", "/")
+    if not full and text.startswith("not run: ") and " refused: " in text:
+        return f"not run ({text[len('not run: '):].split(' refused: ')[0]} refused)"
+    return text if full else text[:160]
 
 
 def _parity(c: dict) -> str:
-    return _refusal(c) or f"{c['rel_max_error']:.1e} ({_mark(c['within'])})"
+    return _refusal(c, full=True) or f"{c['rel_max_error']:.1e} ({_mark(c['within'])})"
 
 
 def _int8(c: dict) -> str:
@@ -25,10 +33,10 @@ def _int8(c: dict) -> str:
         return _refusal(c)
     if "change_rel" in c:
         band = 2 * c["noise"]["paired_block_se_nats"]
-        return (f"loss {c['float']:.3f} -> {c['integer']:.3f} nats ({100 * c['change_rel']:+.2f} %, 2 s.e. "
-                f"{band:.3f}; {_mark(c['within'])})")
-    return (f"{100 * c['float']:.1f} % -> {100 * c['integer']:.1f} % ({c['change_points']:+.1f} pt, "
-            f"{c['predictions_changed']} of {c['n']:,} changed, 1 item = {c['noise']['one_item_points']:.2f} pt; "
+        return (f"loss {c['float']:.4f} -> {c['integer']:.4f} nats ({100 * c['change_rel']:+.2f} %; 2 s.e. "
+                f"{band:.4f}; {_mark(c['within'])})")
+    return (f"{100 * c['float']:.2f} % -> {100 * c['integer']:.2f} % ({c['change_points']:+.2f} pt; "
+            f"{c['predictions_changed']} of {c['n']:,} changed, 1 item = {c['noise']['one_item_points']:.3g} pt; "
             f"{_mark(c['within'])})")
 
 
@@ -49,8 +57,9 @@ def _flash_ram(c: dict) -> str:
     if _refusal(c):
         return _refusal(c)
     flash = c["m4_object_flash_bytes"]
-    flash_s = f"{flash / 1024:,.1f}" if flash is not None else "?"
-    return f"{flash_s} KiB / {c['manifest_ram_bytes'] / 1024:,.1f} KiB"
+    flash_s = f"{flash / 1024:,.1f} KiB" if flash is not None else "? (no arm-none-eabi-gcc)"
+    return (f"flash {flash_s} (const {c['manifest_flash_bytes'] / 1024:,.1f}) / RAM "
+            f"{c['manifest_ram_bytes'] / 1024:,.1f} KiB")
 
 
 def _latency(c: dict) -> str:
