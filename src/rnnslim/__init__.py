@@ -31,8 +31,8 @@ _EXPORTS = {
     "WeightOnly": "rnnslim.quantize.api",
     "Int8Config": "rnnslim.quantize.int8",
     "set_delta_threshold_": "rnnslim.quantize.int8.delta",  # delta networks on the integer C kernel
-    "save_edited": "rnnslim.prune",
-    "load_edited": "rnnslim.prune",
+    "save_edited": "rnnslim.io.edited",
+    "load_edited": "rnnslim.prune.structured.history",  # rnnslim.io.edited with the pruning replay
     # low-rank: SVD of the gate matrices / the head, LSTM -> LSTMP
     "lowrank_": "rnnslim.lowrank",
     "LowRank": "rnnslim.lowrank",

@@ -1,15 +1,4 @@
-"""Save and load models: a directory with `model.json` (manifest) + `model.safetensors`.
-
-Manifest (version 1):
-    format: "rnnslim-model", version: 1
-    spec: ModelSpec (architecture, per-layer sizes)
-    task: task metadata (task name, vocabulary, classes, normalisation, ...)
-    tensors: {name: {encoding, shape, dtype, parts, ...}} (dense, sparse, quantized, ...)
-    modules: [{path, kind, config}] non-torch modules (e.g. quantized layers) to rebuild
-    history: records of what produced this model (stages, structural edits)
-    capture: (optional) rnnslim.capture's record of the user's module this model was captured
-             from (CaptureInfo: layouts, activation, tensor map, parity); kept as model.capture_info
-    weights_file, weights_sha256: integrity check of the weights (both required)
+"""Save and load SequenceModels: the model directory (the formats: rnnslim.io's docstring).
 
 The reference models in ../shared/models (NAME.json + NAME.safetensors) load as they are.
 A reference JSON may carry an optional "weights_sha256" (hex SHA-256 of NAME.safetensors),
@@ -63,8 +52,8 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _INT_FIELDS = ("input_size", "embed_size", "output_size", "hidden_size", "proj_size", "input_rank", "decoder_rank")
 
 
-def _stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """state_dict without duplicate (tied) entries; first name wins."""
+def stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict without duplicate (tied) entries, on the CPU; first name wins."""
     seen: dict[int, str] = {}
     out = {}
     for name, t in model.state_dict(keep_vars=False).items():
@@ -75,6 +64,9 @@ def _stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             seen[key] = name
         out[name] = t.detach().cpu()
     return out
+
+
+_stored_tensors = stored_tensors  # old private name: tests/quantize/test_anchor.py (H3, uncommitted) imports it
 
 
 def encode_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
@@ -131,7 +123,7 @@ def save_model(model: SequenceModel, path: str | os.PathLike, extra: dict | None
     Uses model.task_meta, model.history and model.tensor_encodings when present.
     """
     path = Path(path)
-    tensors = _stored_tensors(model)
+    tensors = stored_tensors(model)
     _check_shared(model, tensors, f"save_model({path})")
     for name, t in tensors.items():
         _check_finite(name, t, f"save_model({path})")
@@ -204,7 +196,9 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed in a model description")
 
 
-def _read_manifest(p: Path) -> dict:
+def read_manifest(p: Path) -> dict:
+    """The JSON object in manifest `p` (model.json, NAME.json, edited.json), read defensively:
+    a regular file of at most MAX_MANIFEST_BYTES, strict JSON, an object at the top level."""
     _regular_file(p, "model JSON", MAX_MANIFEST_BYTES)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -242,7 +236,7 @@ def _resolve(path: str | os.PathLike) -> tuple[Path, Path, dict]:
         raise ModelFormatError(f"model not found: {path} (give a model directory or its JSON file)")
     if p.suffix != ".json":
         raise ModelFormatError(f"{path}: expected a .json model description or a model directory")
-    meta = _read_manifest(p)
+    meta = read_manifest(p)
     weights = p.parent / _weights_name(p, meta) if meta.get("format") == FORMAT else p.with_suffix(".safetensors")
     if not weights.exists():
         raise ModelFormatError(f"{p}: weights file {weights.name} is missing beside it")
@@ -262,7 +256,8 @@ def artifact_bytes(path: str | os.PathLike) -> int:
     return j.stat().st_size + w.stat().st_size
 
 
-def _load_tensors(weights: Path) -> dict[str, torch.Tensor]:
+def load_tensors(weights: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a damaged file is a ModelFormatError naming it."""
     try:
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
@@ -301,7 +296,9 @@ def _check_shared(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wher
                                "with spec.tie_weights); clone it or build the model with tie_weights=True")
 
 
-def _check_sha(jpath: Path, weights: Path, want, required: bool) -> None:
+def check_weights_sha(jpath: Path, weights: Path, want, required: bool) -> None:
+    """The weights' SHA-256 must equal `want` (the manifest's weights_sha256); None passes
+    only when not `required` (reference models)."""
     if want is None and not required:
         return
     if want is None:
@@ -470,7 +467,7 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     if meta.get("version") != VERSION:
         raise ModelFormatError(f"{jpath}: manifest version {str(meta.get('version'))[:40]} is not supported "
                                f"(this rnnslim reads {VERSION})")
-    _check_sha(jpath, weights, meta.get("weights_sha256"), required=True)
+    check_weights_sha(jpath, weights, meta.get("weights_sha256"), required=True)
     _check_spec_types(jpath, meta.get("spec"))
     try:
         spec = ModelSpec.model_validate(meta["spec"])
@@ -497,7 +494,7 @@ def _load_native(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     _check_vocab(jpath, task.get("vocab"), "task.vocab", task.get("task", DEFAULT_TASK), required=False)
     skel = _skeleton(jpath, spec, modules)
     _check_records(jpath, weights, records, skel)
-    tensors = decode_tensors(_load_tensors(weights), records, weights)
+    tensors = decode_tensors(load_tensors(weights), records, weights)
     model = SequenceModel(spec)
     rebuild_modules(model, modules)
     _check_and_load(model, tensors, weights)
@@ -520,7 +517,7 @@ def _check_vocab(jpath: Path, vocab, field: str, task: str | None, required: boo
 
 def _load_reference(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
     """Reference layout: embedding.weight, rnn.weight_ih_l{k}..., decoder.{weight,bias}."""
-    _check_sha(jpath, weights, meta.get("weights_sha256"), required=False)
+    check_weights_sha(jpath, weights, meta.get("weights_sha256"), required=False)
     _check_vocab(jpath, meta.get("vocab"), "vocab", "charlm", required=True)  # reference models are char LMs
     for k in ("hidden_size", "num_layers"):
         if not _is_int(meta.get(k)) or meta[k] < 1:
@@ -553,7 +550,7 @@ def _load_reference(jpath: Path, weights: Path, meta: dict) -> SequenceModel:
             raise ModelFormatError(f"{weights}: tensor {k} has shape {list(shape)}, the description "
                                    f"(hidden_size {H}, num_layers {L}, {V} vocabulary entries) says "
                                    f"{list(expected[rename(k)])}")
-    tensors = {rename(k): t for k, t in _load_tensors(weights).items()}
+    tensors = {rename(k): t for k, t in load_tensors(weights).items()}
     model = SequenceModel(spec)
     _check_and_load(model, tensors, weights)
     model.task_meta = {"task": "charlm", "vocab": list(meta["vocab"]), "name": meta.get("name", jpath.stem),

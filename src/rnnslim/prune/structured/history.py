@@ -10,7 +10,7 @@ A SequenceModel needs none of this to load (its ModelSpec holds the sizes). A mo
 user wrote is re-created by building a fresh instance from the user's code and replaying
 the structural records on it; the weights then load from the state dict:
 
-    save_edited(pruned, "out/")                       # weights.safetensors + history.json
+    save_edited(pruned, "out/")                       # rnnslim.io.edited: edited.json + weights
     model = load_edited(MyModel(), "out/", example_inputs=(x,))
 
 Records without a structural "op" (training notes, stage records) are copied into the
@@ -20,12 +20,14 @@ weights come from the state dict).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
+from rnnslim.io.edited import restore_edited, save_edited
 from rnnslim.prune.structured import append_history, keep_units_
+
+__all__ = ["STRUCTURAL_OPS", "load_edited", "replay", "save_edited"]  # save_edited: rnnslim.io.edited
 
 STRUCTURAL_OPS = ("prune_units", "remove_layers", "prune_vocab")
 
@@ -53,92 +55,9 @@ def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None =
     return model
 
 
-EDITED_FORMAT, EDITED_VERSION, EDITED_MANIFEST, EDITED_WEIGHTS = "rnnslim-edited", 1, "edited.json", "weights.safetensors"
-
-
-def save_edited(model: nn.Module, path: str | Path) -> Path:
-    """Write a user's edited `model` to directory `path`, atomically: its weights with the
-    storage they were given (sparse for pruned tensors marked by mark_sparse_, packed
-    low-bit for quantized layers: real bytes), the swapped-in rnnslim modules, and the
-    history (JSON, no pickle). Re-create it with load_edited(MyModel(), path)."""
-    from safetensors.torch import save_file
-
-    from rnnslim.io.format import _stored_tensors, encode_tensors
-    from rnnslim.utils.hashing import file_sha256
-    from rnnslim.io.modules import module_records
-    from rnnslim.utils.atomic import atomic_directory
-
-    path = Path(path)
-    stored, records = encode_tensors(model, _stored_tensors(model))
-    manifest = {"format": EDITED_FORMAT, "version": EDITED_VERSION, "history": getattr(model, "history", []) or [],
-                "modules": module_records(model), "tensors": records, "weights_file": EDITED_WEIGHTS}
-    with atomic_directory(path, EDITED_MANIFEST) as tmp:
-        save_file(stored, str(tmp / EDITED_WEIGHTS), metadata={"format": EDITED_FORMAT})
-        manifest["weights_sha256"] = file_sha256(tmp / EDITED_WEIGHTS)
-        (tmp / EDITED_MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return path
-
-
 def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None = None,
                 consumers: dict | None = None) -> nn.Module:
-    """Replay the saved structural history on a fresh `model` (the user's code, original
-    sizes), swap in the saved rnnslim modules (quantized layers), then load the weights
-    (strict, shapes checked). Directories from before the manifest (history.json +
-    weights.safetensors, dense) load too."""
-    from safetensors.torch import load_model
-
-    from rnnslim.io.errors import ModelFormatError
-    from rnnslim.io.format import _load_tensors, decode_tensors, encodings_of
-    from rnnslim.utils.hashing import file_sha256
-    from rnnslim.io.modules import rebuild_modules
-
-    path = Path(path)
-    if not (path / EDITED_MANIFEST).exists() and (path / "history.json").exists():  # the earlier layout
-        replay(model, json.loads((path / "history.json").read_text())["history"], example_inputs, consumers)
-        load_model(model, str(path / EDITED_WEIGHTS), strict=True)
-        return model
-    if not (path / EDITED_MANIFEST).exists():
-        raise ModelFormatError(f"{path} is not a directory save_edited wrote (no {EDITED_MANIFEST})")
-    meta = json.loads((path / EDITED_MANIFEST).read_text())
-    if meta.get("format") != EDITED_FORMAT or meta.get("version") != EDITED_VERSION:
-        raise ModelFormatError(f"{path / EDITED_MANIFEST}: format {meta.get('format')!r} version "
-                               f"{meta.get('version')!r} is not one this rnnslim reads")
-    weights = path / meta.get("weights_file", EDITED_WEIGHTS)
-    if not isinstance(meta.get("weights_sha256"), str):
-        raise ModelFormatError(f"{path / EDITED_MANIFEST}: weights_sha256 is missing (the integrity check cannot be "
-                               "switched off)")
-    if Path(meta.get("weights_file", EDITED_WEIGHTS)).name != meta.get("weights_file", EDITED_WEIGHTS) \
-            or not weights.is_file():
-        raise ModelFormatError(f"{path / EDITED_MANIFEST}: weights_file must name a regular file in {path}")
-    if file_sha256(weights) != meta["weights_sha256"]:
-        raise ModelFormatError(f"{weights}: checksum mismatch: corrupt, or not the weights of {path}")
-    replay(model, meta["history"], example_inputs, consumers)
-    rebuild_modules(model, [r for r in meta.get("modules", []) if not _already_built(model, r)])
-    tensors = decode_tensors(_load_tensors(weights), meta["tensors"], weights)
-    expected = model.state_dict()
-    bad = [n for n, t in tensors.items() if n in expected and tuple(t.shape) != tuple(expected[n].shape)]
-    missing = [n for n in expected if n not in tensors and not _aliased(model, n, tensors)]
-    unexpected = [n for n in tensors if n not in expected]
-    if bad or missing or unexpected:
-        raise ModelFormatError(f"{path}: the saved weights do not fit this model after replaying its history "
-                               f"(shape mismatch {bad[:5]}, missing {missing[:5]}, unexpected {unexpected[:5]}); "
-                               "build it with the same code and arguments as the model that was saved")
-    model.load_state_dict(tensors, strict=False)
-    model.tensor_encodings = encodings_of(meta["tensors"])
-    return model
-
-
-def _already_built(model: nn.Module, record: dict) -> bool:
-    """The replayed structure already holds this module (a per-layer stack a cut made)."""
-    try:
-        mod = model.get_submodule(record["path"])
-    except AttributeError:
-        return False
-    return getattr(type(mod), "rnnslim_kind", None) == record["kind"] and mod.rnnslim_config() == record["config"]
-
-
-def _aliased(model: nn.Module, name: str, tensors: dict) -> bool:
-    """A tied tensor saved once under its first name (e.g. decoder.weight = encoder.weight)."""
-    sd = model.state_dict(keep_vars=True)
-    t = sd[name]
-    return any(other in tensors and sd[other] is t for other in sd if other != name)
+    """Re-create a model save_edited wrote on a fresh `model` (the user's code, original
+    sizes): its structural history replayed (`example_inputs` / `consumers` as for
+    keep_units_), its rnnslim modules swapped in, its weights loaded (rnnslim.io.edited)."""
+    return restore_edited(model, path, lambda m, history: replay(m, history, example_inputs, consumers))
