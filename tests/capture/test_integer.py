@@ -80,3 +80,11 @@ def test_c_export_of_a_captured_model_is_bit_exact(word_lm, keyword, tmp_path):
     for name, (_, _, q, _) in {"lm": word_lm, "kws": keyword}.items():
         facts = export_model(q, "c", tmp_path / name, check_streams=20)
         assert facts["check"]["bit_exact"] is True and facts["check"]["streams"] == 20
+
+
+@needs_cc
+def test_c_header_says_the_caller_applies_the_output_activation(word_lm, tmp_path):
+    _, _, q, _ = word_lm
+    export_model(q, "c", tmp_path / "lm", name="lm", check_streams=2)
+    header = " ".join((tmp_path / "lm" / "lm.h").read_text().replace("*", " ").split())
+    assert "applied log_softmax over the LM_OUTPUTS outputs" in header
