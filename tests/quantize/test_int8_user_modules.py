@@ -123,3 +123,37 @@ def test_qat_prepare_train_convert_on_a_user_module():
     fake = _out(m.eval(), x)
     convert_qat_(m)
     assert torch.allclose(_out(m, x), fake, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_the_examples_evaluation_loop_runs_after_int8(mode, tmp_path):
+    """The PyTorch examples word LM builds its state with next(self.parameters()).new_zeros(...):
+    after int8 (no float weight left) that still gives a float32 tensor, and the examples' own
+    evaluate() loop runs, on the quantized model and on its save_edited / load_edited copy, also
+    after prune_units_ updated `nhid` first."""
+    import copy
+
+    from rnnslim.prune import StructuredPruning, prune_units_
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly
+
+    data = corpus()
+    torch.manual_seed(0)
+    float_model = train_briefly(ExamplesWordLM("LSTM"), data)
+    ref = evaluate(float_model, data)
+    for prune in (False, True):
+        m = copy.deepcopy(float_model)
+        if prune:
+            prune_units_(m, StructuredPruning(ratio=0.25), example_inputs=lambda mod: (data[:5], mod.init_hidden(4)))
+            assert m.nhid == 9
+        calib = [(data[i:i + 10], m.init_hidden(4)) for i in range(0, 40, 10)] if mode == "static" else None
+        quantize_int8_(m, Int8Config(mode=mode), calibration=calib)
+        assert next(m.parameters()).dtype == torch.float32 and all(p.numel() == 0 for p in m.parameters())
+        loss = evaluate(m, data)
+        if not prune:
+            assert loss == pytest.approx(ref, rel=0.03)
+        m.load_state_dict(m.state_dict())  # strict round trip: the anchors are not in it, not missing
+        save_edited(m, tmp_path / f"{mode}{prune}")
+        back = load_edited(ExamplesWordLM("LSTM"), tmp_path / f"{mode}{prune}")
+        assert back.nhid == m.nhid and evaluate(back, data) == pytest.approx(loss, abs=1e-6)

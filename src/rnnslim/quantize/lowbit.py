@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnslim.quantize.actquant import ActFakeQuant, ActQuantConfig
+from rnnslim.quantize.anchor import DtypeAnchored
 from rnnslim.quantize.formats import BaseFormat, parse_format
 from rnnslim.quantize.functional import RecurrentShape, fused_forward, unfused_forward
 from rnnslim.quantize.qtensor import QTensor
@@ -42,7 +43,7 @@ def shape_from_config(cfg: dict) -> RecurrentShape:
     return RecurrentShape(**{**cfg, "cell": as_cell(cfg["cell"])})
 
 
-class _QuantWeights(nn.Module):
+class _QuantWeights(DtypeAnchored):
     """Mixin logic: a ModuleDict `qweights` of QTensors, readable as attributes."""
 
     def __getattr__(self, name: str):
@@ -88,6 +89,7 @@ class QuantRecurrent(_QuantWeights):
                      act: ActQuantConfig | None = None) -> QuantRecurrent:
         """Quantize float weights given by torch parameter name (weight_ih_l0, bias_ih_l0, ...)."""
         q = cls(shape, fmt, act)
+        q.anchor_like_(params[shape.weight_names()[0]])
         for n in shape.weight_names():
             if n.startswith("weight"):
                 q.qweights[n] = QTensor.from_float(params[n], q.fmt, name=n)
@@ -160,6 +162,7 @@ class QuantEmbedding(_QuantWeights):
         if module.max_norm is not None or module.sparse:
             raise ValueError("quantized embeddings do not support max_norm or sparse gradients")
         q = cls(module.num_embeddings, module.embedding_dim, fmt, module.padding_idx)
+        q.anchor_like_(module.weight)
         q.qweights["weight"] = QTensor.from_float(module.weight, q.fmt, name="embedding weight")
         return q
 
@@ -191,6 +194,7 @@ class QuantLinear(_QuantWeights):
     @classmethod
     def from_float(cls, module: nn.Linear, fmt: BaseFormat) -> QuantLinear:
         q = cls(module.in_features, module.out_features, module.bias is not None, fmt)
+        q.anchor_like_(module.weight)
         q.qweights["weight"] = QTensor.from_float(module.weight, q.fmt, name="linear weight")
         if module.bias is not None:
             q.bias.data.copy_(module.bias.detach().float())

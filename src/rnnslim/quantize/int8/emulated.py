@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rnnslim.quantize.anchor import DtypeAnchored
 from rnnslim.quantize.int8.config import Int8Mode
 from rnnslim.quantize.int8.qweights import (
     DequantCache,
@@ -52,7 +53,7 @@ class _ActQuant:
         return fake_quant_rows(x) if self.mode is Int8Mode.DYNAMIC else fake_quant_tensor(x, scale)
 
 
-class Int8Recurrent(nn.Module):
+class Int8Recurrent(DtypeAnchored):
     """One recurrent layer (1 or 2 directions) with int8 weights; see the module docstring."""
 
     rnnslim_kind = "int8_recurrent"
@@ -110,6 +111,7 @@ class Int8Recurrent(nn.Module):
             raise ValueError("static int8 needs calibrated activation ranges (LayerRanges) for every layer")
         q = cls(mode, cell_of_module(layer), layer.input_size, layer.hidden_size, getattr(layer, "proj_size", 0),
                 layer.bidirectional, layer.batch_first)
+        q.anchor_like_(next(layer.parameters(), None))
         with torch.no_grad():
             for d, sfx in enumerate(q._suffixes()):
                 w = direction_weights(layer, 0, reverse=d == 1)
@@ -204,7 +206,7 @@ class Int8Recurrent(nn.Module):
         return torch.stack(outs, 0), st
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(DtypeAnchored):
     """nn.Linear with int8 per-row weights; float bias; dynamic or static input quantization."""
 
     rnnslim_kind = "int8_linear"
@@ -234,6 +236,7 @@ class Int8Linear(nn.Module):
         if mode is Int8Mode.STATIC and in_range is None:
             raise ValueError("a static int8 Linear needs the calibrated range of its input")
         q = cls(mode, linear.in_features, linear.out_features, linear.bias is not None)
+        q.anchor_like_(linear.weight)
         with torch.no_grad():
             codes, scale = quantize_rows(linear.weight)
             q.weight.copy_(codes)
@@ -249,7 +252,7 @@ class Int8Linear(nn.Module):
         return F.linear(self._quant(x.float(), getattr(self, "in_scale", None)), w, self.bias)
 
 
-class Int8Embedding(nn.Module):
+class Int8Embedding(DtypeAnchored):
     """nn.Embedding with int8 rows and one float32 scale per row (a lookup needs no activation quantization)."""
 
     rnnslim_kind = "int8_embedding"
@@ -269,6 +272,7 @@ class Int8Embedding(nn.Module):
     @classmethod
     def from_float(cls, emb: nn.Embedding) -> Int8Embedding:
         q = cls(emb.num_embeddings, emb.embedding_dim)
+        q.anchor_like_(emb.weight)
         with torch.no_grad():
             codes, scale = quantize_rows(emb.weight)
             q.weight.copy_(codes)

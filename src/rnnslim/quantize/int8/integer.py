@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnslim.quantize.anchor import DtypeAnchored
 from rnnslim.quantize.int8.fixedpoint import (
     GATE_FRAC,
     INT16_MAX,
@@ -82,7 +83,7 @@ def cell_frac_bits(c_amax: float, headroom: float) -> int:
     return 15 - int_bits
 
 
-class IntegerRecurrent(nn.Module):
+class IntegerRecurrent(DtypeAnchored):
     """One LSTM / GRU / tanh-RNN layer in pure integer arithmetic (see integer_cells.py)."""
 
     rnnslim_kind = "int8_integer_recurrent"
@@ -251,7 +252,7 @@ class IntegerRecurrent(nn.Module):
         return (y.transpose(0, 1) if self.batch_first else y), self.state_to_float(st)
 
 
-class IntegerEmbedding(nn.Module):
+class IntegerEmbedding(DtypeAnchored):
     """int8 table with one per-tensor scale: a lookup yields the first layer's input codes."""
 
     rnnslim_kind = "int8_integer_embedding"
@@ -283,7 +284,7 @@ class LinearOutput(str, Enum):
     INT8 = "int8"  # requantized to int8 codes (an input projection feeding integer layers)
 
 
-class IntegerLinear(nn.Module):
+class IntegerLinear(DtypeAnchored):
     """int8 x int8 -> int32 Linear; see the module docstring for the two output modes."""
 
     rnnslim_kind = "int8_integer_linear"
