@@ -28,24 +28,58 @@ class WordLM(nn.Module):
         return self.decoder(out), hidden
 
 
+class LiteralLM(WordLM):
+    """init_hidden hard-codes the number 32: no attribute to update, the run check fails."""
+
+    def init_hidden(self, bsz):
+        return (torch.zeros(2, bsz, 32), torch.zeros(2, bsz, 32))
+
+
 def test_failed_run_check_restores_the_model():
     torch.manual_seed(0)
-    m = WordLM()
+    m = LiteralLM()
     m.history = [{"op": "trained"}]
     before = {k: v.clone() for k, v in m.state_dict().items()}
     x = torch.randint(0, 50, (7, 3))
     ref = m(x)[0]
-    with pytest.raises(RuntimeError, match=r"no longer runs on the example inputs(.|\n)*WordLM.hidden = 32 names an old "
-                                           r"size \(rnn\[0\] 32 -> 16; rnn\[1\] 32 -> 16\)"):
+    with pytest.raises(RuntimeError, match=r"no longer runs on the example inputs(.|\n)*hard-codes a layer size"):
         prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     after = m.state_dict()
     assert list(after) == list(before) and all(torch.equal(before[k], after[k]) for k in before)
     assert m.history == [{"op": "trained"}] and m.rnn.hidden_size == 32
+    assert m.hidden == 32  # the attribute update is undone with the rest
     assert torch.equal(m(x)[0], ref)
-    m.hidden = 16  # the documented fix: update what names the old size, then the cut goes through
+
+
+def test_a_size_attribute_the_model_reads_is_updated_with_the_cut():
+    """WordLM.hidden = 32, read by init_hidden: the cut sets it to 16 (recorded), so the model runs."""
+    torch.manual_seed(0)
+    m = WordLM()
+    x = torch.randint(0, 50, (7, 3))
     res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
-    assert m.rnn.hidden_size == 16 and res.params_after < res.params_before and m(x)[0].shape == ref.shape
-    assert res.stale_attributes == []  # nothing names 32 any more
+    assert m.rnn.hidden_size == 16 and m.hidden == 16 and m(x)[0].shape == (7, 3, 50)
+    assert res.updated_attributes == {"WordLM.hidden": [32, 16]} and res.stale_attributes == []
+    assert m.history[-1]["attributes"] == {"WordLM.hidden": [32, 16]}
+    assert "updated: WordLM.hidden 32 -> 16" in str(res)
+
+
+class ChunkedLM(WordLM):
+    """`chunk` equals the hidden size by chance and its name says nothing about it: reported, left alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.chunk = 32
+
+    def forward(self, x, hidden=None):
+        return super().forward(x[: self.chunk], hidden)
+
+
+def test_an_attribute_that_only_equals_the_old_size_is_reported_not_changed():
+    torch.manual_seed(0)
+    m = ChunkedLM()
+    res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(torch.randint(0, 50, (7, 3)),))
+    assert m.chunk == 32 and m.hidden == 16
+    assert res.stale_attributes == ["ChunkedLM.chunk = 32 names an old size (rnn[0] 32 -> 16; rnn[1] 32 -> 16)"]
 
 
 def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):

@@ -6,6 +6,8 @@
                           example_inputs=(x,))            # any nn.Module with LSTM/GRU/RNN inside
     result = prune_units_(model, StructuredPruning(ratio=0.5, embed_ratio=0.75))  # embedding width too
     keep_units_(model, {"rnn.layers.0": [0, 3, 5]})      # explicit kept units
+    prune_units_(lm, cfg, example_inputs=lambda m: (x, m.init_hidden(4)))  # inputs built for the sizes
+                                                         # before the cut, and again after it
     print(unit_groups(model)[0])                         # the tensors and indices a cut touches
 
 Related verbs: remove_layers_ (layers.py), prune_vocab_ (vocab.py),
@@ -16,6 +18,12 @@ The model gets physically smaller: new torch modules with fewer units replace th
 ones, every coupled tensor is sliced (graph/groups.py lists them), and each edit appends
 a JSON record to `model.history`, so `save_model`/`load_model` (SequenceModel: the
 ModelSpec holds the sizes) or `replay` (any model) re-create the architecture.
+`example_inputs` is a tuple of forward arguments, or a callable `model -> tuple` that is
+called on the model before the cut (to trace it) and again after (the run check), so an
+initial state from the user's `init_hidden` has the new size. Integer attributes of the
+user's own modules that hold a changed size and are read as one (`self.nhid` in
+`init_hidden`) are updated to the new size (attributes.py), before the run check; each
+update is listed in StructuredResult.updated_attributes and in the history record.
 Layer keys: an int is the i-th recurrent layer in module order (for a SequenceModel, the
 stack layer), a str is a group name ("rnn.layers.1", "lstm", "lstm[1]", "lstm:proj") or a
 module path (all its layers).
@@ -35,7 +43,7 @@ the last layer's output through the same tensor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -56,6 +64,11 @@ from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import UnitGroup, build_groups
 from rnnslim.prune.dispatch import register_pruner
 from rnnslim.prune.importance import Criterion, score_model
+from rnnslim.prune.structured.attributes import (  # noqa: F401  (stale_size_attributes: re-exported)
+    SizeChange,
+    stale_size_attributes,
+    update_size_attributes_,
+)
 from rnnslim.prune.structured.select import (
     global_counts,
     layer_counts,
@@ -64,6 +77,8 @@ from rnnslim.prune.structured.select import (
 )
 from rnnslim.prune.structured.units import apply_cuts_, slice_module_state
 from rnnslim.utils.atomic import atomic_edit
+
+ExampleInputs = tuple | Callable[[nn.Module], tuple]  # forward arguments, or model -> forward arguments
 
 
 class PruneScope(str, Enum):
@@ -123,11 +138,13 @@ class StructuredResult:
     params_before: int = 0
     params_after: int = 0
     stale_attributes: list[str] = field(default_factory=list)  # user attributes still naming an old size
+    updated_attributes: dict[str, list[int]] = field(default_factory=dict)  # "WordLM.nhid": [old, new]
 
     def __str__(self) -> str:
         lines = [f"pruned units: {self.params_before:,} -> {self.params_after:,} parameters"]
         lines += [f"  {g}: {a} -> {b}" for g, (a, b) in self.sizes.items()]
         lines += [f"  {g}: skipped ({why})" for g, why in self.skipped.items()]
+        lines += [f"  updated: {a} {old} -> {new}" for a, (old, new) in self.updated_attributes.items()]
         lines += [f"  check: {s}" for s in self.stale_attributes]
         return "\n".join(lines)
 
@@ -251,11 +268,14 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
         if c.group.blocked:
             raise _blocked_error(c.group)
     if cuts:
-        result.stale_attributes = stale_size_attributes(model, result.sizes)
         with atomic_edit(model):  # a failed cut or run check leaves the model exactly as it was
             apply_cuts_(model, cuts)
             exits_cut = resize_exit_heads(model)
+            changes = [SizeChange(c.group.name, c.group.kind, c.group.module, c.group.size, len(c.keep)) for c in cuts]
+            result.updated_attributes, result.stale_attributes = update_size_attributes_(model, changes)
             record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
+            if result.updated_attributes:
+                record["attributes"] = result.updated_attributes
             if consumers:
                 record["consumers"] = {k: list(v) for k, v in consumers.items()}
             if exits_cut:
@@ -273,42 +293,30 @@ def append_history(model: nn.Module, record: dict) -> None:
     model.history.append(record)
 
 
-_TORCH_SIZE_ATTRS = {"input_size", "hidden_size", "proj_size", "num_layers", "in_features", "out_features",
-                     "num_embeddings", "embedding_dim", "in_channels", "out_channels"}
+def example_inputs_for(model: nn.Module, example_inputs: ExampleInputs | None) -> tuple | None:
+    """The forward arguments for `model` as it is now: a callable is called on it (after a cut it
+    builds inputs of the new sizes, e.g. `lambda m: (x, m.init_hidden(4))`); one tensor becomes (x,)."""
+    if example_inputs is None:
+        return None
+    inputs = example_inputs(model) if callable(example_inputs) else example_inputs
+    return inputs if isinstance(inputs, tuple) else (inputs,)
 
 
-def stale_size_attributes(model: nn.Module, sizes: dict[str, tuple[int, int]]) -> list[str]:
-    """Integer attributes of the user's own modules (not torch's, whose sizes rnnslim rebuilds)
-    equal to a size this cut changes, e.g. `WordLM.nhid = 200` read by `init_hidden`: each
-    is a line naming the attribute and the group. Update them after the cut (or before the
-    run check) so code that builds states or reshapes from them stays right."""
-    changed: dict[int, list[str]] = {}
-    for group, (before, after) in sizes.items():
-        if before != after:
-            changed.setdefault(before, []).append(f"{group} {before} -> {after}")
-    if not changed:
-        return []
-    out = []
-    for path, mod in model.named_modules():
-        if type(mod).__module__.startswith("torch.") or getattr(type(mod), "rnnslim_kind", None):
-            continue
-        for attr, value in vars(mod).items():
-            if attr.startswith("_") or attr in _TORCH_SIZE_ATTRS or type(value) is not int or value not in changed:
-                continue
-            where = f"{type(mod).__name__}{'.' + path if path else ''}.{attr} = {value}"
-            out.append(f"{where} names an old size ({'; '.join(changed[value])})")
-    return out
-
-
-def check_runs(model: nn.Module, example_inputs, graph: CouplingGraph | None = None,
+def check_runs(model: nn.Module, example_inputs: ExampleInputs, graph: CouplingGraph | None = None,
                stale: list[str] | None = None) -> None:
-    """Run the edited model once; a failure usually means forward hard-codes a size."""
+    """Run the edited model once; a failure usually means forward hard-codes a size. A callable
+    `example_inputs` builds the inputs from the edited model first (its failure counts too)."""
     was = model.training
     try:
         with torch.no_grad():
-            model.eval()(*example_inputs)
+            model.eval()(*example_inputs_for(model, example_inputs))
     except Exception as e:
-        notes = "\n  ".join(list(graph.notes if graph else []) + list(stale or []))
+        notes = list(graph.notes if graph else []) + list(stale or [])
+        if not callable(example_inputs):
+            notes.append("if the example inputs hold a state built for the old sizes (e.g. model.init_hidden(b)), "
+                         "pass a callable that builds them from the model: example_inputs=lambda m: "
+                         "(x, m.init_hidden(b))")
+        notes = "\n  ".join(notes)
         raise RuntimeError(f"the pruned model no longer runs on the example inputs ({type(e).__name__}: {e}). Its "
                            "forward probably hard-codes a layer size (e.g. the initial state or a reshape); the "
                            "model is left as it was: update what names the old size and cut again."
@@ -358,18 +366,21 @@ def resize_exit_heads(model: nn.Module) -> dict | None:
 
 
 def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, Tensor] | None = None,
-                 calibration=None, example_inputs: tuple | None = None,
+                 calibration=None, example_inputs: ExampleInputs | None = None,
                  consumers: dict[str, list[str]] | None = None) -> StructuredResult:
     """Remove hidden units chosen by `cfg` from every recurrent layer (physically, in place).
 
     scores: per-weight importance {param name: tensor}; default from cfg.criterion (|W|
     for magnitude; taylor/fisher/activation need `calibration`, a Task or batches).
-    example_inputs: for models torch.fx cannot trace, and to check the result runs.
+    example_inputs: for models torch.fx cannot trace, and to check the result runs: a tuple of
+    forward arguments, or a callable `model -> tuple` called before the cut and again after it
+    (so a state from the user's init_hidden has the new sizes).
     consumers: declared coupling {recurrent module: [consumer modules]} (see graph/).
     """
-    if example_inputs is not None and not isinstance(example_inputs, tuple):
+    if example_inputs is not None and not (isinstance(example_inputs, tuple) or callable(example_inputs)):
         example_inputs = (example_inputs,)
-    graph = add_exit_heads(model, discover_coupling(model, example_inputs, consumers, strict=False))
+    graph = add_exit_heads(model, discover_coupling(model, example_inputs_for(model, example_inputs), consumers,
+                                                    strict=False))
     groups = build_groups(model, graph)
     if scores is None and cfg.criterion is not Criterion.MAGNITUDE:
         wanted = [g for g in groups if g.kind is not GroupKind.EMBED or cfg.embed_ratio is not None]
@@ -387,12 +398,13 @@ def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None) 
     return prune_units_(model, cfg, calibration=calibration)
 
 
-def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: tuple | None = None,
+def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: ExampleInputs | None = None,
                 consumers: dict[str, list[str]] | None = None) -> StructuredResult:
     """Keep exactly the given units of the given groups (everything else in those groups goes)."""
-    if example_inputs is not None and not isinstance(example_inputs, tuple):
+    if example_inputs is not None and not (isinstance(example_inputs, tuple) or callable(example_inputs)):
         example_inputs = (example_inputs,)
-    graph = add_exit_heads(model, discover_coupling(model, example_inputs, consumers, strict=False))
+    graph = add_exit_heads(model, discover_coupling(model, example_inputs_for(model, example_inputs), consumers,
+                                                    strict=False))
     groups = build_groups(model, graph)
     resolved = resolve_keys(groups, list(keep), kinds=tuple(GroupKind))
     keeps = {}
