@@ -92,7 +92,7 @@ def import_keras(path: str | os.PathLike, drop_softmax: bool = False, check: boo
     imported = read_keras_model(kmodel)
     model = build_sequence_model(imported, drop_activation=drop_softmax)
     if check:
-        keras_parity(kmodel, model, imported, str(path))
+        model.import_parity = keras_parity(kmodel, model, imported, str(path))  # max relative error
     return model
 
 
