@@ -37,7 +37,17 @@ def _int8(c: dict) -> str:
                 f"{band:.4f}; {_mark(c['within'])})")
     return (f"{100 * c['float']:.2f} % -> {100 * c['integer']:.2f} % ({c['change_points']:+.2f} pt; "
             f"{c['predictions_changed']} of {c['n']:,} changed, 1 item = {c['noise']['one_item_points']:.3g} pt; "
-            f"{_mark(c['within'])})")
+            f"{_mark(c['within'])}){_user_loop(c.get('user_loop'))}")
+
+
+def _user_loop(loop: dict | None) -> str:
+    """The same accuracy through the user's own loop (rnnslim.capture.evaluate)."""
+    if loop is None:
+        return ""
+    if "accuracy" not in loop:
+        return f"; evaluate(): {_refusal(loop)}"
+    same = "same" if loop["same_as_integer_runner"] else "**differs**"
+    return f"; user's loop (evaluate) {100 * loop['accuracy']:.2f} %, {same}"
 
 
 def _c_exact(c: dict) -> str:
@@ -84,9 +94,11 @@ def user_device_section() -> list[str]:
            "captured (`rnnslim.capture.capture`) or imported (`import_keras`, `import_onnx`), made fully integer "
            "int8 (`quantize_int8_`, Int8Mode.INTEGER, calibrated on training batches) and exported to C.", "",
            "Columns: **float parity** max |y - y_user| / max |y_user| against the user's own module (Keras model, "
-           "ONNX Runtime session) on held-out inputs, target <= 1e-5; **int8 integer** the test metric of the "
+           "ONNX Runtime session) on held-out inputs, target <= 1e-5 (0 = bit-identical: a captured model runs torch's own "
+           "LSTM / GRU kernels on the user's weights); **int8 integer** the test metric of the "
            "integer model as it runs on the device (IntegerRunner, bit-identical to the C) vs the user's float "
-           "model: accuracy (target: at most 1 point lower) or LM test loss over the test split as one stream, "
+           "model: accuracy (target: at most 1 point lower; for captured classifiers also through the user's own "
+           "loop with `rnnslim.capture.evaluate`, torch's integer reference) or LM test loss over the test split as one stream, "
            "batch 1, state carried (target: at most +1 %; 2 s.e. of the paired per-block difference is its noise); "
            "**C bit-exact** hashes of every output and state of random streams (streams x steps) vs IntegerRunner: "
            "host x86-64 -O3 -march=native, Cortex-M4F under qemu-system-arm mps2-an386 (portable C), AArch64 "

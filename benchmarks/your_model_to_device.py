@@ -105,6 +105,8 @@ class Case:
     via: str  # "capture" / "import_keras" / "import_onnx"
     user_module: torch.nn.Module | None = None
     window: torch.Tensor | None = None  # ids (T,) of a whole-window latency (bidirectional models)
+    user_loop: tuple | None = None  # (inputs, targets) of the test split in the user's layout: accuracy of the
+    # integer model through rnnslim.capture.evaluate (the user's own loop), cross-checked with IntegerRunner
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +132,17 @@ def captured_parity(module, inputs: tuple):
             return rel_max_error(_first(view(*inputs)), _first(module(*inputs)))
 
     return parity
+
+
+def _accuracy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (out.argmax(-1) == target).float().mean()
+
+
+def user_loop_accuracy(model_q, test: tuple) -> dict:
+    """The integer model's accuracy through evaluate() (user_view, torch's integer reference)."""
+    from rnnslim.capture import evaluate
+
+    return {"accuracy": evaluate(model_q, lambda: [test], _accuracy)}
 
 
 def time_major_out(seq, x_batch_first: torch.Tensor) -> torch.Tensor:
@@ -211,7 +224,7 @@ def series_case(key: str, label: str, data, module_cls, epochs: int, **kw) -> Ca
                 captured(model, (data.x_train[:8],)), captured_parity(model, (data.x_test[:64],)),
                 lambda: user_accuracy(model, data.x_test, data.y_test),
                 lambda r: accuracy_row(classify_int(r, data.x_test), data.y_test, "sequences"),
-                "accuracy", calib, "capture", model)
+                "accuracy", calib, "capture", model, user_loop=(data.x_test, data.y_test))
 
 
 def tagger_case() -> Case:
@@ -232,7 +245,7 @@ def tagger_case() -> Case:
                 f"Tiny Shakespeare characters without whitespace, tag = word end; test {test_t.numel():,} "
                 f"characters in windows of 64", rec, captured(model, (valid_w[:4],)),
                 captured_parity(model, (valid_w[4:20],)), user_acc, int_acc, "accuracy", calib, "capture",
-                model, window=test_w[0])
+                model, window=test_w[0], user_loop=(test_w, test_t))
 
 
 def keras_case(data) -> Case:
@@ -298,6 +311,9 @@ def onnx_case(data, work: Path) -> Case:
                 "accuracy", [b.transpose(0, 1) for b in data.x_train.split(64)], "import_onnx")
 
 
+ORDER = ("lm_untied", "lm_tied", "kws", "crnn", "sensor", "tagger", "keras", "onnx")
+
+
 def make_cases(only: list[str] | None, work: Path):
     vowels, motions = aeon_set("JapaneseVowels"), aeon_set("BasicMotions")
     makers = {
@@ -310,9 +326,9 @@ def make_cases(only: list[str] | None, work: Path):
         "keras": lambda: keras_case(vowels),
         "onnx": lambda: onnx_case(vowels, work),
     }
-    for key, make in makers.items():
+    for key in ORDER:
         if not only or key in only:
-            yield key, make
+            yield key, makers[key]
 
 
 # --- one row ---------------------------------------------------------------------------------------
@@ -350,7 +366,11 @@ def run_case(case: Case, work: Path) -> dict:
     q, q_blocked = _try(cells, "int8", lambda: integer_copy(seq, case.calibration), blocked, "int8 integer")
     if q is not None:
         model_q, runner = q
-        _try(cells, "int8", lambda: int8_row(case, case.float_metric(), case.int_metric(runner)), None)
+        row_int8, _ = _try(cells, "int8", lambda: int8_row(case, case.float_metric(), case.int_metric(runner)), None)
+        if row_int8 is not None and case.user_loop is not None:
+            loop, _ = _try(row_int8, "user_loop", lambda: user_loop_accuracy(model_q, case.user_loop), None)
+            if loop is not None:
+                loop["same_as_integer_runner"] = abs(loop["accuracy"] - row_int8["integer"]) < 1e-6
     c, c_blocked = _try(cells, "c_export", lambda: c_export_cells(model_q, runner, work, f"m_{case.key}"), q_blocked,
                         "C export")
     cells["flash_ram"] = flash_ram(c) if c is not None else {"cell": f"not run: {c_blocked}"}
@@ -410,7 +430,10 @@ def main() -> None:
 
         old = json.loads(out.read_text()).get("result", {}) if out.exists() else {}
         keep = [r for r in old.get("rows", []) if r.get("key") not in set(args.only)]
-        result["rows"] = keep + rows
+        order = {k: i for i, k in enumerate(ORDER)}
+        result["rows"] = sorted(keep + rows, key=lambda r: order.get(r.get("key"), len(order)))
+        result["partial_reruns"] = [*old.get("partial_reruns", []), {"only": args.only, "seconds": result["seconds"]}]
+        result["seconds"] = old.get("seconds", result["seconds"])  # the last full run's
     update_results(out, "result", result)
     print(f"wrote {out} in {result['seconds']} s")
 
