@@ -1,12 +1,18 @@
 """rnnslim: make trained recurrent models (LSTM, GRU, RNN) smaller and faster.
 
+One verb per family, each taking any config of its family (rnnslim.verbs) and returning an
+EditResult (what changed, stored bytes before / after, warnings; rnnslim.results):
+
+    rnnslim.prune_(model, rnnslim.StructuredPruning(ratio=0.5), example_inputs=(x,))
+    rnnslim.quantize_(model, rnnslim.Int8Config(mode="static"), calibration=[x1, x2])
+    rnnslim.factorize_(model, rnnslim.LowRank(energy=0.9))
+    rnnslim.distill_(student, rnnslim.Distillation(), teacher=teacher, task=task)
+
 Public API re-exports only, imported on first use: importing rnnslim does no work, never
 touches a GPU and does not import torch (rnnslim.runtime runs exported models without it).
 """
 
-from __future__ import annotations
-
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
@@ -21,25 +27,50 @@ _EXPORTS = {
     "unit_rows": "rnnslim.recurrent.gates",
     "LayerSpec": "rnnslim.recurrent.stack",
     "RecurrentStack": "rnnslim.recurrent.stack",
-    # one verb per family, torchao style: rnnslim.prune_(model, Config), rnnslim.quantize_(model, Config)
-    "prune_": "rnnslim.prune",
-    "quantize_": "rnnslim.quantize.api",
+    "TrainConfig": "rnnslim.train",  # the fine-tuning inside GradualPruning, GroupLassoPruning, Distillation
+    # one verb per family (rnnslim.verbs), one result type (rnnslim.results)
+    "prune_": "rnnslim.verbs",
+    "quantize_": "rnnslim.verbs",
+    "factorize_": "rnnslim.verbs",
+    "distill_": "rnnslim.verbs",
+    "EditResult": "rnnslim.results",
+    # pruning configs: prune_(model, config, example_inputs=..., calibration=..., task=..., data=...)
     "StructuredPruning": "rnnslim.prune",
     "UnstructuredPruning": "rnnslim.prune",
     "NMPruning": "rnnslim.prune",
     "BlockPruning": "rnnslim.prune",
+    "LayerRemoval": "rnnslim.prune",
+    "VocabPruning": "rnnslim.prune",
+    "GradualPruning": "rnnslim.prune",
+    "AGPSchedule": "rnnslim.prune",
+    "GroupLassoPruning": "rnnslim.prune",
+    "OBSPruning": "rnnslim.reconstruct",
+    # quantization configs: quantize_(model, config, calibration=...)
     "WeightOnly": "rnnslim.quantize.api",
+    "Ternary": "rnnslim.quantize.api",
+    "KMeans": "rnnslim.quantize.api",
+    "HalfPrecision": "rnnslim.quantize.api",
+    "QAT": "rnnslim.quantize.api",
+    "ActQuantConfig": "rnnslim.quantize.actquant",
     "Int8Config": "rnnslim.quantize.int8",
+    "GPTQ": "rnnslim.reconstruct",
+    "MixedPrecision": "rnnslim.quantize.mixed",
     "set_delta_threshold_": "rnnslim.quantize.int8.delta",  # delta networks on the integer C kernel
+    # low-rank configs: factorize_(model, config, calibration=...); lowrank_ / to_lstmp_ /
+    # lowrank_linears_ are the same dispatch limited to one config each
+    "LowRank": "rnnslim.lowrank",
+    "ToLSTMP": "rnnslim.lowrank",
+    "LowRankLinears": "rnnslim.lowrank",
+    "lowrank_": "rnnslim.lowrank",
+    "to_lstmp_": "rnnslim.lowrank",
+    "lowrank_linears_": "rnnslim.lowrank",  # nn.Linear layers of any module (a user's decoder, head)
+    # distillation: distill_(student, Distillation(...), teacher=..., task=...)
+    "Distillation": "rnnslim.students",
+    "make_student": "rnnslim.students",
+    "StudentSpec": "rnnslim.students",
+    # saving edited user models
     "save_edited": "rnnslim.io.edited",
     "load_edited": "rnnslim.prune.structured.history",  # rnnslim.io.edited with the pruning replay
-    # low-rank: SVD of the gate matrices / the head, LSTM -> LSTMP
-    "lowrank_": "rnnslim.lowrank",
-    "LowRank": "rnnslim.lowrank",
-    "to_lstmp_": "rnnslim.lowrank",
-    "ToLSTMP": "rnnslim.lowrank",
-    "lowrank_linears_": "rnnslim.lowrank",  # nn.Linear layers of any module (a user's decoder, head)
-    "LowRankLinears": "rnnslim.lowrank",
     # transform-domain storage: sparse DCT coefficients, block-circulant matrices
     "dct_sparsify_": "rnnslim.transform",
     "block_circulant_": "rnnslim.transform",
@@ -50,9 +81,6 @@ _EXPORTS = {
     "add_exits_": "rnnslim.early_exit",
     "calibrate_exits_": "rnnslim.early_exit",
     "exit_predict": "rnnslim.early_exit",
-    # compact students trained by distillation
-    "make_student": "rnnslim.students",
-    "StudentSpec": "rnnslim.students",
     "search": "rnnslim.search",  # budget-driven recipe search (the module is callable; needs rnnslim[search])
 }
 
@@ -61,11 +89,12 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rnnslim' has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+def __dir__() -> list:
+    """The public API (and the submodules already imported), not this module's helpers."""
+    return sorted(set(__all__) | {"__version__"} | {k for k in globals() if not k.startswith("_")})

@@ -1,15 +1,21 @@
 """Pruning: importance criteria, masks that hold during training, unstructured / N:M /
-block patterns, AGP schedules, sensitivity analysis (structured pruning: structured*.py).
+block patterns, AGP schedules, sensitivity analysis (structured pruning: structured/).
+
+One verb for every pruning config (rnnslim.verbs): prune_(model, config, example_inputs=...,
+calibration=..., task=..., data=...). Configs: UnstructuredPruning, NMPruning, BlockPruning,
+StructuredPruning, LayerRemoval, VocabPruning, GradualPruning, GroupLassoPruning, and
+OBSPruning (rnnslim.reconstruct). The older per-method verbs (prune_units_, remove_layers_,
+prune_gradual_, ...) stay for their extra arguments.
 
 Re-exports only; heavy work happens in the submodules.
 """
 
 from rnnslim.prune.common import PruneResult
-from rnnslim.prune.dispatch import prune_, register_pruner
-from rnnslim.prune.gradual import GradualPruning, prune_gradual_
+from rnnslim.prune.dispatch import prune_
+from rnnslim.prune.gradual import GradualPruning, GradualResult, prune_gradual_
 
 # structured (physically smaller) pruning; imported last, it registers with prune_
-from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_  # noqa: E402
+from rnnslim.prune.group_lasso import GroupLasso, GroupLassoPruning, GroupLassoResult, remove_dead_units_  # noqa: E402
 from rnnslim.prune.importance import (
     Calibration,
     Criterion,
@@ -46,6 +52,7 @@ from rnnslim.prune.structured import (  # noqa: E402
     keep_units_,
     prune_units_,
 )
+from rnnslim.prune.structured.edits import LayerRemoval, LayerRemovalResult, VocabPruning  # noqa: E402
 from rnnslim.prune.structured.history import load_edited, replay, save_edited  # noqa: E402
 from rnnslim.prune.structured.layers import remove_layers_  # noqa: E402
 from rnnslim.prune.structured.vocab import prune_vocab_  # noqa: E402
@@ -57,7 +64,9 @@ __all__ = [
     "TargetKind", "UnstructuredPruning", "activation_scores", "agp_sparsity", "apply_masks_", "as_calibration",
     "block_mask", "fisher_scores", "magnitude", "magnitude_scores", "mark_sparse_", "mask_hook", "masks_from_model",
     "nm_mask", "per_gate_row", "per_unit", "prunable_tensors", "prune_", "prune_block_", "prune_gradual_", "prune_nm_",
-    "prune_unstructured_", "register_pruner", "score_model", "sensitivity", "sparsity_report", "taylor_scores",
-    "GroupLasso", "StructuredPruning", "StructuredResult", "keep_units_", "load_edited", "prune_units_", "prune_vocab_",
+    "prune_unstructured_", "score_model", "sensitivity", "sparsity_report", "taylor_scores",
+    "GradualResult", "GroupLasso", "GroupLassoPruning", "GroupLassoResult", "LayerRemoval", "LayerRemovalResult",
+    "VocabPruning", "StructuredPruning", "StructuredResult", "keep_units_", "load_edited", "prune_units_",
+    "prune_vocab_",
     "remove_dead_units_", "remove_layers_", "replay", "save_edited",
 ]

@@ -32,8 +32,10 @@ from rnnslim.prune.patterns import BlockPruning, block_masks
 from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, target_names
 from rnnslim.prune.unstructured import Scope, select_masks
+from rnnslim.results import EditResult
 from rnnslim.tasks.base import Task
 from rnnslim.train import TrainConfig, TrainHooks, TrainResult, load_best, total_steps, train
+from rnnslim.verbs import Family, register
 
 
 class GradualPruning(BaseModel):
@@ -103,7 +105,7 @@ class AGPHook:
 
 
 @dataclass
-class GradualResult:
+class GradualResult(EditResult):
     masks: Masks
     report: dict
     train: TrainResult
@@ -148,3 +150,10 @@ def prune_gradual_(model: nn.Module, task: Task, cfg: GradualPruning, checkpoint
     report = {"method": method, **sparsity_report(model, list(masks)),
               "finetune": result.summary()}
     return GradualResult(masks, report, result)
+
+
+@register(Family.PRUNE, GradualPruning)
+def _prune_gradual(model: nn.Module, cfg: GradualPruning, task: Task, checkpoint_dir: str | Path | None = None,
+                   progress: bool = False, hooks: TrainHooks | None = None) -> GradualResult:
+    """rnnslim.prune_(model, GradualPruning(...), task=task): prune_gradual_ with the config first."""
+    return prune_gradual_(model, task, cfg, checkpoint_dir, progress, hooks)

@@ -16,11 +16,19 @@ with SGD at lambda 0.03).
     lasso = GroupLasso(model, lam=1e-4)
     train(model, task, cfg, hooks=TrainHooks(extra_loss=[lasso]))
     remove_dead_units_(model, threshold=1e-2)
+
+or both in one call, all or nothing (the final weights are cut, not the best checkpoint: an
+earlier one has fewer dead units):
+
+    prune_(model, GroupLassoPruning(lam=0.03, threshold=1e-2, train=TrainConfig(optimizer="sgd", ...)), task=task)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from rnnslim.graph.coupling import GroupKind
@@ -32,6 +40,9 @@ from rnnslim.prune.structured import (
     unit_groups,
 )
 from rnnslim.prune.structured.select import top_units, unit_sums
+from rnnslim.train import TrainConfig, TrainHooks, TrainResult, train
+from rnnslim.utils.atomic import atomic_edit
+from rnnslim.verbs import Family, register
 
 
 def _chosen(model: nn.Module, layers, example_inputs, consumers) -> list[UnitGroup]:
@@ -90,3 +101,34 @@ def remove_dead_units_(model: nn.Module, threshold: float, relative: bool = Fals
             counts[g.name] = max(counts[h.name] for h in groups if h.tie == g.tie)
     keep = {g.name: top_units(norms[g.name].double().cpu(), counts[g.name]).tolist() for g in groups}
     return keep_units_(model, keep, example_inputs=example_inputs, consumers=consumers)
+
+
+class GroupLassoPruning(BaseModel):
+    """Fine-tune with the group-lasso penalty (lam), then remove the units whose group norm
+    fell below threshold (times the layer's largest norm when relative)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    lam: float = Field(gt=0, description="penalty weight (Wen et al.: SGD, lam around 0.03 on a small LM)")
+    train: TrainConfig
+    threshold: float = Field(default=1e-2, gt=0)
+    relative: bool = False
+    round_to: int = Field(default=1, ge=1)
+    layers: tuple[int | str, ...] | None = None
+
+
+@dataclass
+class GroupLassoResult(StructuredResult):
+    train: TrainResult | None = None  # the fine-tuning run with the penalty
+
+
+@register(Family.PRUNE, GroupLassoPruning)
+def _prune_group_lasso(model: nn.Module, cfg: GroupLassoPruning, task, example_inputs: tuple | None = None,
+                       consumers: dict | None = None, progress: bool = False) -> GroupLassoResult:
+    """rnnslim.prune_(model, GroupLassoPruning(...), task=task): train with the penalty, cut, all or nothing."""
+    with atomic_edit(model):
+        lasso = GroupLasso(model, cfg.lam, cfg.layers, example_inputs, consumers)
+        run = train(model, task, cfg.train, hooks=TrainHooks(extra_loss=[lasso]), progress=progress,
+                    desc="group lasso")
+        cut = remove_dead_units_(model, cfg.threshold, cfg.relative, cfg.round_to, cfg.layers, example_inputs,
+                                 consumers)
+    return GroupLassoResult(**{f.name: getattr(cut, f.name) for f in fields(cut)}, train=run)

@@ -247,7 +247,8 @@ def _quantize_qat(model: nn.Module, config: QAT, filter: LayerFilter | None = No
         if filter is not None:
             raise ValueError("QAT(step='convert') converts every fake-quantized layer; filter applies to 'prepare'")
         paths = convert_qat_(model)
-    _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths, "config": config.model_dump(mode="json")})
+    _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths,
+                            "config": config.model_dump(mode="json")})
     return QuantizeResult()
 
 

@@ -22,13 +22,14 @@ from torch import Tensor, nn
 
 from rnnslim.prune.structured import append_history, n_params
 from rnnslim.prune.structured.units import rebuild_module, replace_module
+from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_verb
 
 SPLITS = ("train", "valid", "test")
 
 
 @dataclass
-class VocabResult:
+class VocabResult(EditResult):
     keep: list[int]  # old ids, ascending; new id = position in this list
     size_before: int
     params_before: int
