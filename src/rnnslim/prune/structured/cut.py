@@ -62,7 +62,6 @@ from rnnslim.graph.coupling import (
 )
 from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import UnitGroup, build_groups
-from rnnslim.prune.dispatch import register_pruner
 from rnnslim.prune.importance import Criterion, score_model
 from rnnslim.prune.structured.attributes import (  # noqa: F401  (stale_size_attributes: re-exported)
     SizeChange,
@@ -76,7 +75,9 @@ from rnnslim.prune.structured.select import (
     unit_scores,
 )
 from rnnslim.prune.structured.units import apply_cuts_, slice_module_state
+from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_edit
+from rnnslim.verbs import Family, register
 
 ExampleInputs = tuple | Callable[[nn.Module], tuple]  # forward arguments, or model -> forward arguments
 
@@ -130,7 +131,7 @@ class StructuredPruning(UnitPruningFields):
 
 
 @dataclass
-class StructuredResult:
+class StructuredResult(EditResult):
     keeps: dict[str, list[int]]  # group name -> kept unit indices (old numbering); "embedding": kept features
     sizes: dict[str, tuple[int, int]]  # group name -> (before, after)
     modules: dict[str, RecurrentModule]  # recurrent modules as they were before the edit
@@ -392,10 +393,11 @@ def prune_units_(model: nn.Module, cfg: StructuredPruning, *, scores: dict[str, 
     return result
 
 
-@register_pruner(StructuredPruning)
-def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None) -> StructuredResult:
-    """prune_(model, StructuredPruning(...), calibration) from rnnslim.prune.dispatch."""
-    return prune_units_(model, cfg, calibration=calibration)
+@register(Family.PRUNE, StructuredPruning)
+def _prune_dispatch(model: nn.Module, cfg: StructuredPruning, calibration=None, example_inputs=None,
+                    consumers=None) -> StructuredResult:
+    """rnnslim.prune_(model, StructuredPruning(...), example_inputs=..., calibration=...)."""
+    return prune_units_(model, cfg, calibration=calibration, example_inputs=example_inputs, consumers=consumers)
 
 
 def keep_units_(model: nn.Module, keep: dict[int | str, Sequence[int]], *, example_inputs: ExampleInputs | None = None,
