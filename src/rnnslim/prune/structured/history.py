@@ -12,6 +12,7 @@ the structural records on it; the weights then load from the state dict:
 
     save_edited(pruned, "out/")                       # rnnslim.io.edited: edited.json + weights
     model = load_edited(MyModel(), "out/", example_inputs=(x,))
+    model = load_edited(MyModel(), "out/", example_inputs=lambda m: (x, m.init_hidden(4)))  # built per edit
 
 Records without a structural "op" (training notes, stage records) are copied into the
 history as they are. A layer-removal re-fit is replayed for shapes only (the fitted
@@ -26,15 +27,18 @@ from torch import nn
 
 from rnnslim.io.edited import restore_edited, save_edited
 from rnnslim.prune.structured import append_history, keep_units_
+from rnnslim.prune.structured.cut import ExampleInputs, example_inputs_for
 
 __all__ = ["STRUCTURAL_OPS", "load_edited", "replay", "save_edited"]  # save_edited: rnnslim.io.edited
 
 STRUCTURAL_OPS = ("prune_units", "remove_layers", "prune_vocab")
 
 
-def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None = None,
+def replay(model: nn.Module, history: list[dict], example_inputs: ExampleInputs | None = None,
            consumers: dict | None = None) -> nn.Module:
-    """Apply the structural edits of `history` to a fresh `model` (same code, original sizes)."""
+    """Apply the structural edits of `history` to a fresh `model` (same code, original sizes).
+    A callable `example_inputs` (model -> forward arguments) is called again for every edit, so
+    the inputs fit the sizes of that moment; size attributes follow the cuts as they did."""
     from rnnslim.prune.structured.layers import remove_layers_
     from rnnslim.prune.structured.vocab import prune_vocab_
 
@@ -46,7 +50,7 @@ def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None =
         elif op == "remove_layers":
             refit = rec.get("refit", "none")
             remove_layers_(model, rec["layers"], refit=refit, calibration="shape-only" if refit != "none" else None,
-                           example_inputs=example_inputs, consumers=cons)
+                           example_inputs=example_inputs_for(model, example_inputs), consumers=cons)
         elif op == "prune_vocab":
             prune_vocab_(model, rec["keep"], embedding=rec.get("embedding", "embedding"),
                          decoder=rec.get("decoder", "decoder"))
@@ -55,7 +59,7 @@ def replay(model: nn.Module, history: list[dict], example_inputs: tuple | None =
     return model
 
 
-def load_edited(model: nn.Module, path: str | Path, example_inputs: tuple | None = None,
+def load_edited(model: nn.Module, path: str | Path, example_inputs: ExampleInputs | None = None,
                 consumers: dict | None = None) -> nn.Module:
     """Re-create a model save_edited wrote on a fresh `model` (the user's code, original
     sizes): its structural history replayed (`example_inputs` / `consumers` as for
