@@ -151,3 +151,44 @@ class _Refused(nn.Module):
 def test_refusals_name_the_operation_and_the_line(how, message):
     with pytest.raises(CaptureError, match=message):
         capture(_Refused(how), (torch.randn(2, 5, 4),))
+
+
+class ScaledEmbedding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(15, 6)
+        self.rnn = nn.GRU(6, 6, batch_first=True)
+        self.out = nn.Linear(6, 15)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.emb(x) * 2.5)
+        return self.out(y / 4)
+
+
+def test_constant_scales_are_folded():
+    torch.manual_seed(5)
+    model = _same(ScaledEmbedding(), torch.randint(0, 15, (3, 7)))
+    assert model.spec.tie_weights is False and model.spec.input_kind is InputKind.EMBEDDING
+
+
+class _SliceInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x[:, :, :3])[0]
+
+
+def test_slicing_the_input_and_size_one_examples_are_refused():
+    with pytest.raises(CaptureError, match=r"indexing the data.*test_walk\.py:\d+"):
+        capture(_SliceInput(), (torch.randn(2, 5, 6),))
+    from tests.capture.user_modules import ExamplesWordLM
+
+    m = ExamplesWordLM("GRU").eval()
+    with pytest.raises(CaptureError, match=r"batch and time > 1.*user_modules\.py:\d+"):
+        capture(m, (torch.randint(0, 30, (6, 1)), m.init_hidden(1)))
+    model = capture(m, (torch.randint(0, 30, (6, 2)), m.init_hidden(2)))
+    with torch.no_grad():  # captured from batch 2, called with batch 1
+        x = torch.randint(0, 30, (6, 1))
+        assert torch.allclose(user_view(model)(x, m.init_hidden(1))[0], m(x, m.init_hidden(1))[0], atol=1e-5)

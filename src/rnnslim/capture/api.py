@@ -85,8 +85,20 @@ def _capture_once(module: nn.Module, example_inputs: tuple) -> tuple[SequenceMod
     if model.spec.input_kind.value == "embedding" and "F" in input_axes:
         raise CaptureError(f"the token ids of argument {data.source!r} have a feature axis")
     output_axes = [[bind.role(x) for x in group] for group in data.axes]
-    roles = ["data" if n == data.source else f"state:{walker.state_args[n]}" if n in walker.state_args else "unused"
-             for n in traced.arg_names]
+    position = {call: i for i, call in enumerate(lowered.calls)}  # walk's call index -> module on the path
+
+    def on_path(role: str) -> str:
+        if not role.startswith("state:"):
+            return role
+        call = int(role.split(":")[1])
+        if call not in position:
+            raise refuse(out_node, "forward returns the state of a recurrent module whose output does not reach the "
+                         "model's output")
+        return f"state:{position[call]}"
+
+    returns = on_path(returns) if isinstance(returns, str) else _map_nested(returns, on_path)
+    roles = ["data" if n == data.source else f"state:{position[walker.state_args[n]]}"
+             if walker.state_args.get(n) in position else "unused" for n in traced.arg_names]
     states_given = [example_inputs[i] for i, r in enumerate(roles) if r.startswith("state") and i < len(example_inputs)]
     layout = {("B", "T"): "batch_first", ("T", "B"): "time_major"}.get(tuple(r for r in input_axes if r != "F"),
                                                                         ",".join(input_axes))
@@ -149,6 +161,10 @@ def capture(module: nn.Module, example_inputs: tuple, *, rtol: float = 1e-5) -> 
                                                                           outputs_compared=count)})
     model.history = [{"op": "capture", "source_class": type(module).__name__, "max_rel_error": err}]
     return model
+
+
+def _map_nested(template, fn):
+    return [_map_nested(t, fn) for t in template] if isinstance(template, list) else fn(template)
 
 
 def _arg_name(walker: Walker, node) -> str:

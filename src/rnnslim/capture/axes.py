@@ -9,8 +9,15 @@ from rnnslim.capture.errors import CaptureError
 Axes = tuple[tuple[str, ...], ...]
 
 
+def _is_feature(label: str) -> bool:
+    return label.startswith("F") and ":" not in label
+
+
 def regroup(axes: Axes, in_shape: tuple[int, ...], out_shape: tuple[int, ...], sizes: dict[str, int]) -> Axes:
-    """Labels of each output axis of a reshape from `in_shape` (labelled `axes`) to `out_shape`."""
+    """Labels of each output axis of a reshape from `in_shape` (labelled `axes`) to `out_shape`.
+
+    A time or batch axis of size 1 in the example cannot be told apart from an inserted one once
+    merged: such a reshape raises CaptureError (give example inputs with batch and time > 1)."""
     atoms: list[tuple[str, int]] = []
     for group, size in zip(axes, in_shape):
         if len(group) == 1:
@@ -33,4 +40,9 @@ def regroup(axes: Axes, in_shape: tuple[int, ...], out_shape: tuple[int, ...], s
         i += 1
     if i != len(atoms):
         raise CaptureError(f"a reshape from {list(in_shape)} to {list(out_shape)} cannot be followed axis by axis")
+    unit = {label for label, size in atoms if size == 1 and not _is_feature(label)}
+    if unit and (tuple(in_shape) != tuple(out_shape) and any(
+            len(group) > 1 and unit & set(group) for group in out) or unit - {x for g in out for x in g}):
+        raise CaptureError(f"a reshape from {list(in_shape)} to {list(out_shape)} merges or drops an axis of size 1 "
+                           "in the example; give example inputs with batch and time > 1 so that it can be followed")
     return tuple(out)

@@ -29,7 +29,8 @@ from rnnslim.recurrent.torch_contract import TorchContractStack
 @dataclass
 class Lowered:
     model: SequenceModel
-    modules: list[tuple[int, int]]  # stack layers [first, end) per user recurrent call
+    modules: list[tuple[int, int]]  # stack layers [first, end) per user recurrent call on the data path
+    calls: list[int]  # the walk's call index of each (states name calls by it)
     module_kinds: list[str]
     tensor_names: dict[str, str] = field(default_factory=dict)
 
@@ -181,7 +182,7 @@ def lower(ops: tuple, max_dropout: float) -> Lowered:
             names[head_names[0]] = "decoder.weight (tied to embedding.weight)"
         for x in (w_ih_fold.get(0, (None, None, ()))[2] if kind is InputKind.IDENTITY else ()):
             names[x] = "(folded into rnn.layers.0.weight_ih_l0)"
-    return Lowered(model.eval(), modules, kinds, names)
+    return Lowered(model.eval(), modules, [r.call for r, _ in blocks], kinds, names)
 
 
 def _copy_layer(dst: nn.RNNBase, src: nn.RNNBase, fold: tuple[Tensor, Tensor, tuple] | None) -> None:

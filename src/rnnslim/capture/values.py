@@ -38,6 +38,7 @@ class Affine:
 class Recurrent:
     name: str
     module: nn.Module  # nn.LSTM / GRU / RNN or TorchContractStack
+    call: int = 0  # the walk's index of this call (states refer to it)
 
 
 @dataclass(frozen=True)

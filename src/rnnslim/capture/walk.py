@@ -235,7 +235,7 @@ class Walker:
         if isinstance(m, nn.RNNBase):
             self.max_dropout = max(self.max_dropout, float(m.dropout))
         out = self.data(node, tuple((r,) for r in expected[:2]) + ((self.bind.fresh_feature(),),),
-                        x.ops + (Recurrent(str(node.target), m),), x.source)
+                        x.ops + (Recurrent(str(node.target), m, self.calls),), x.source)
         self.calls += 1
         return RnnCall(self.calls - 1, m, out)
 
@@ -279,7 +279,8 @@ class Walker:
         kwargs = {k: self.sym(v) for k, v in node.kwargs.items()}
         target = node.target
         flat = _flatten(args) + _flatten(list(kwargs.values()))
-        if target is operator.getitem and isinstance(args[0], (RnnCall, StateOf, InputState, Arg)):
+        if target is operator.getitem and (isinstance(args[0], (RnnCall, StateOf, InputState)) or (
+                isinstance(args[0], Arg) and not isinstance(self.value(node.args[0]), torch.Tensor))):
             return self.getitem_special(node, args[0])
         first = self.as_data(args[0], node.args[0]) if args else None
         if isinstance(first, StateOf) and node.op == "call_method" and target == "squeeze":
@@ -305,6 +306,8 @@ class Walker:
             return self.activation(node, first, kind, dim)
         if target is operator.getitem:
             return self.index(node, first, node.args[1])
+        if target in (operator.mul, operator.truediv, torch.mul, torch.div) or name in ("mul", "div"):
+            return self.scale(node, first)
         if name in ("transpose",) or target is torch.transpose:
             a, b = (node.args[1], node.args[2])
             axes = list(first.axes)
@@ -327,6 +330,23 @@ class Walker:
         raise refuse(node, f"{op_name(node)} on the data path is not supported by capture (supported between the "
                      "layers: dropout, transpose / permute / view / reshape / flatten / squeeze / unsqueeze, "
                      "indexing the last step, mean over time, log_softmax / softmax over the features)")
+
+    def scale(self, node, d: Data):
+        """x * c or x / c with a Python number c: a per-feature scale (folded like BatchNorm)."""
+        c = node.args[1] if len(node.args) > 1 else None
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or \
+                not isinstance(node.args[0], fx.Node) or (node.kwargs and set(node.kwargs) != {"rounding_mode"}) or \
+                node.kwargs.get("rounding_mode") is not None:
+            raise refuse(node, f"{op_name(node)}: capture folds the data times or divided by a constant number "
+                         "only (no tensor operand)")
+        axis = next((i for i, g in enumerate(d.axes) if len(g) == 1 and self.bind.role(g[0]) == "F"), None)
+        if axis is None:
+            raise refuse(node, f"{op_name(node)} on data whose feature axis is not known yet; scale after the first "
+                         "layer, or fold the constant into your input pipeline")
+        width = self.shape(node)[axis]
+        factor = float(c) if target_is_mul(node) else 1.0 / float(c)
+        op = Affine((), torch.eye(width, dtype=torch.float64) * factor, torch.zeros(width, dtype=torch.float64), False)
+        return self.affine(node, d, axis, op)
 
     def mean(self, node, d: Data):
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
@@ -400,6 +420,10 @@ class Walker:
 
 
 _ROLE_NAMES = {"T": "time", "B": "batch", "F": "features"}
+
+
+def target_is_mul(node: fx.Node) -> bool:
+    return node.target in (operator.mul, torch.mul, "mul")
 
 
 def _flatten(items) -> list:
