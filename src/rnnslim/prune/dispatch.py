@@ -6,14 +6,6 @@ Each pruning config registers its method where it is defined, with
 for `from rnnslim.prune import prune_`.
 """
 
-from collections.abc import Callable
+from rnnslim.verbs import prune_
 
-from rnnslim.verbs import Family, prune_, register
-
-
-def register_pruner(config_cls: type) -> Callable[[Callable], Callable]:
-    """Older spelling of `register(Family.PRUNE, config_cls)` (the same registry)."""
-    return register(Family.PRUNE, config_cls)
-
-
-__all__ = ["prune_", "register_pruner"]
+__all__ = ["prune_"]
