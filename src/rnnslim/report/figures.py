@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from html import escape
 
-from rnnslim.report.svg import bar_chart, fmt_bytes, fmt_num, xy_chart
+from rnnslim.report.svg import bar_chart, color_name, fmt_bytes, fmt_num, group_colors, xy_chart
 
 TORCH_BASELINES = ("torch_default",)  # oneDNN off is the same model: same bytes, other speed
 
@@ -61,9 +61,12 @@ def stage_loss_figure(data: dict) -> str:
         return ""
     better = "higher" if data.get("higher_is_better") else "lower"
     title = f"{metric} per stage"
-    return figure("plot-stage-loss", title, bar_chart(bars, title=title),
-                  f"{metric} on the valid (blue) and test (orange) splits after each stage ({better} is better); "
-                  "in brackets: the change against the input model")
+    colors = group_colors(bars)
+    splits = " and ".join(f"{g} ({color_name(c)})" for g, c in colors.items())
+    return figure("plot-stage-loss", title, bar_chart(bars, title=title, zoom=True),
+                  f"{metric} on the {splits} split{'s' if len(colors) > 1 else ''} after each stage ({better} is "
+                  "better); in brackets: the change against the input model. The axis is zoomed: it starts near "
+                  "the smallest value, not at 0, so bar lengths show differences, not ratios")
 
 
 def size_figure(data: dict, baselines: dict) -> str:
@@ -74,9 +77,12 @@ def size_figure(data: dict, baselines: dict) -> str:
              if b["bytes"] and (b["kind"] not in ("model", "torch_no_onednn"))]
     if not bars:
         return ""
-    note = " Grey: the baselines of the run's measurement (rnnslim measure)." if baselines else ""
+    colors = group_colors(bars)
+    note = (f" {color_name(colors['baseline']).capitalize()}: the baselines of the run's measurement (rnnslim "
+            "measure)." if "baseline" in colors else "")
     return figure("plot-size", "Size on disk", bar_chart(bars, fmt=fmt_bytes, title="artifact bytes"),
-                  "Bytes on disk of each saved model (ratio to the input model)." + note)
+                  f"Bytes on disk of each saved model ({color_name(colors.get('stage', ''))}; ratio to the input model)."
+                  + note)
 
 
 def latency_figure(data: dict, baselines: dict) -> str:
@@ -87,11 +93,14 @@ def latency_figure(data: dict, baselines: dict) -> str:
     if not bars:
         return ""
     threads = next(iter(baselines.values()))["threads"] if baselines else data["recipe"]["measure"]["threads"]
+    colors = group_colors(bars)  # the caption names the colours the chart draws (no stage rows: measured is blue)
+    words = {"stage": "the stages", "measured": "the final model", "baseline": "the baselines"}
+    legend = "; ".join(f"{color_name(c)}: {words.get(g, g)}" for g, c in colors.items())
+    source = ", from the run's measurement (rnnslim measure)" if baselines else ""
     return figure("plot-latency", "Latency per step",
                   bar_chart(bars, fmt=lambda v: f"{v:.3g} ms", title="latency per step"),
-                  f"Streaming latency, batch 1, one step with state carried, {threads} thread(s), median"
-                  + ("; orange: the final model and grey: the baselines, from the run's measurement (rnnslim "
-                     "measure)" if baselines else ""))
+                  f"Streaming latency, batch 1, one step with state carried, {threads} thread(s), median; "
+                  f"{legend}{source}")
 
 
 def accuracy_size_figure(data: dict) -> str:

@@ -34,14 +34,15 @@ from rnnslim.report.names import MEASURE_JSON, REPORT_HTML, REPORT_JSON
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1d2125;background:#f6f7f9}
-header,main,footer{max-width:1100px;margin:0 auto;padding:0 24px}
+header,main,footer{max-width:1180px;margin:0 auto;padding:0 24px}
 header{padding-top:18px}h1{font-size:1.6em;margin:.4em 0}h2{margin-top:1.6em;border-bottom:1px solid #d8dde3}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;margin:0}
 dl.facts dt{color:#5a6570}dl.facts dd{margin:0}
-table{border-collapse:collapse;background:#fff;font-size:.92em;margin:.5em 0}
-th,td{border:1px solid #d8dde3;padding:4px 8px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;background:#fff;font-size:.88em;margin:.5em 0}
+th,td{border:1px solid #d8dde3;padding:4px 6px;text-align:right;white-space:nowrap}
 th{background:#eef1f4;white-space:normal;vertical-align:bottom}
-.scroll{overflow-x:auto}.pct{display:block;font-size:.85em}h3{font-size:1.05em;margin:0 0 6px}td:first-child,th:first-child{text-align:left}
+td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:15em}
+.scroll{overflow-x:auto;max-width:100%}dd,code{overflow-wrap:anywhere}.pct{display:block;font-size:.85em}h3{font-size:1.05em;margin:0 0 6px}td:first-child,th:first-child{text-align:left}
 td.better{color:#1e7d45}td.worse{color:#b03a2e}
 figure{background:#fff;border:1px solid #d8dde3;border-radius:6px;padding:10px;margin:14px 0}
 figure svg{max-width:100%;height:auto;display:block}figcaption{color:#4a545e;font-size:.9em;margin-top:6px}
@@ -173,7 +174,8 @@ def timings_table(data: dict) -> str:
         total = sum(v for v in t.values() if isinstance(v, (int, float)))
         rows.append("<tr>" + _cell(r["label"]) + "".join(_cell(_num(t.get(k), 2)) for k in keys)
                     + _cell(f"{total:.2f}") + "</tr>")
-    return f'<table id="timings-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<div class="scroll"><table id="timings-table"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def render_html(data: dict, measurement: dict | None = None, search: dict | None = None) -> str:

@@ -7,7 +7,11 @@
 
 No dependency (matplotlib stays optional), no script, no ids inside the SVG (several charts
 share one page), every string escaped: the page opens anywhere and can be searched as text.
-Bars start at zero (an honest length); the exact numbers are printed beside each bar.
+Bars start at zero (an honest length) unless `zoom=True`: then the axis starts near the
+smallest value, so a 0.6 % change shows, and the chart says so under its axis. The exact
+numbers are printed beside each bar. Colours come from one palette, and captions name them
+with color_name(group_colors(bars)[group]) so that the words always match the picture.
+Point labels are placed so that none overlaps another (place_labels).
 """
 
 from __future__ import annotations
@@ -18,6 +22,23 @@ from html import escape
 
 PALETTE = ["#2f6db5", "#e07b24", "#2e9e5b", "#9b4dca", "#c0392b", "#1aa3b8", "#7a7a7a", "#b8962e"]
 BASELINE_COLOR = "#9aa5b1"
+COLOR_NAMES = dict(zip([*PALETTE, BASELINE_COLOR],
+                       ["blue", "orange", "green", "purple", "red", "teal", "dark grey", "ochre", "grey"]))
+LABEL_CHAR_W, LABEL_H = 6.3, 13.0  # a point label at font-size 11: width per character, line height (px)
+
+
+def color_name(color: str) -> str:
+    """The word a caption uses for a palette colour."""
+    return COLOR_NAMES.get(color, color)
+
+
+def group_colors(bars: list[dict]) -> dict[str, str]:
+    """{group: colour} as bar_chart draws them: groups in order of appearance, "baseline" grey."""
+    groups = list(dict.fromkeys(b.get("group", "") for b in bars if b.get("group") != "baseline"))
+    out = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+    if any(b.get("group") == "baseline" for b in bars):
+        out["baseline"] = BASELINE_COLOR
+    return out
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"'
 
 
@@ -69,36 +90,96 @@ def _text(x: float, y: float, s: str, anchor: str = "start", extra: str = "") ->
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{escape(s)}</text>'
 
 
+def bar_axis(values: list[float], zoom: bool = False) -> list[float]:
+    """The value axis' ticks: from zero, or (zoom) from a round value below the smallest bar,
+    about half the values' spread below it, so that small differences get visible lengths."""
+    vmax = max(values, default=1.0) or 1.0
+    if zoom and values and min(values) > 0:
+        vmin = min(values)
+        lo = vmin - max(0.5 * (vmax - vmin), 0.002 * vmax)
+        if lo > 0:
+            ticks = nice_ticks(lo, vmax, 4)
+            if ticks[0] > 0:
+                return ticks
+    return nice_ticks(0.0, vmax, 4)
+
+
 def bar_chart(bars: list[dict], fmt: Callable[[float], str] = fmt_num, title: str = "",
-              width: int = 760, label_width: int = 210) -> str:
-    """Horizontal bars from zero. bars: {label, value, group?, note?}; `group` picks a colour
-    (bars of one group share it; group "baseline" is grey), `note` is printed after the value."""
+              width: int = 760, label_width: int = 210, zoom: bool = False) -> str:
+    """Horizontal bars. bars: {label, value, group?, note?}; `group` picks a colour (bars of one
+    group share it; group "baseline" is grey; group_colors), `note` is printed after the value.
+    zoom: the axis starts near the smallest value (bar_axis), said under the axis."""
     bars = [b for b in bars if _finite(b["value"])]  # an infinite loss has no bar length (the table shows it)
-    row, top, bottom = 24, 10, 28
+    ticks = bar_axis([b["value"] for b in bars], zoom)
+    zoomed = ticks[0] > 0
+    row, top, bottom = 24, 10, 28 + (16 if zoomed else 0)
     height = top + row * len(bars) + bottom
-    vmax = max((b["value"] for b in bars), default=1.0) or 1.0
-    ticks = nice_ticks(0.0, vmax, 4)
+    longest = max((len(b["label"]) for b in bars), default=0)
+    label_width = max(label_width, min(int(6.8 * longest) + 16, width // 2))  # long stage names stay whole
     x0, x1 = label_width, width - 150  # room for the value text right of the longest bar
-    scale = (x1 - x0) / ticks[-1]
-    groups = list(dict.fromkeys(b.get("group", "") for b in bars if b.get("group") != "baseline"))
+    scale = (x1 - x0) / (ticks[-1] - ticks[0])
+    colors = group_colors(bars)
     out = [_svg_open(width, height, title)]
+    axis_bottom = top + row * len(bars)
     for t in ticks:
-        x = x0 + t * scale
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#e3e6ea"/>')
-        out.append(_text(x, height - bottom + 16, fmt(t), "middle", ' fill="#555"'))
+        x = x0 + (t - ticks[0]) * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_bottom}" stroke="#e3e6ea"/>')
+        out.append(_text(x, axis_bottom + 16, fmt(t), "middle", ' fill="#555"'))
+    if zoomed:
+        out.append(_text(x0, axis_bottom + 32, f"zoomed: the axis starts at {fmt(ticks[0])}, not at 0",
+                         extra=' fill="#b03a2e" font-size="11" class="axis-note"'))
     for i, b in enumerate(bars):
         y = top + i * row
-        g = b.get("group", "")
-        color = BASELINE_COLOR if g == "baseline" else PALETTE[groups.index(g) % len(PALETTE)]
-        w = max(b["value"] * scale, 0.5)
+        color = colors[b.get("group", "")]
+        w = max((b["value"] - ticks[0]) * scale, 0.5)
         out.append(_text(x0 - 8, y + row * 0.65, b["label"], "end"))
         out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" fill="{color}" rx="2">'
                    f'<title>{escape(b["label"])}: {escape(fmt(b["value"]))}</title></rect>')
         note = f'  {b["note"]}' if b.get("note") else ""
         out.append(_text(x0 + w + 6, y + row * 0.65, fmt(b["value"]) + note, extra=' fill="#222"'))
-    out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{height - bottom}" stroke="#444"/>')
+    out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{axis_bottom}" stroke="#444"/>')
     out.append("</svg>")
     return "".join(out)
+
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in SVG pixels
+
+
+def boxes_overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_box(x: float, y: float, text: str, anchor: str) -> Box:
+    """The box a label takes when its baseline starts (anchor start) or ends (end) at (x, y)."""
+    w = LABEL_CHAR_W * len(text)
+    x0 = x if anchor == "start" else x - w
+    return (x0, y - LABEL_H + 3, x0 + w, y + 3)
+
+
+def place_labels(points: list[tuple[float, float, str]], bounds: Box,
+                 obstacles: list[Box] = ()) -> list[tuple[float, float, str]]:
+    """(x, y, anchor) for each label (px, py, text) so that no two labels overlap, none covers a
+    point in `obstacles` and each stays inside `bounds` when it can: beside its point first
+    (right above, right below, left above, left below), then further up or down the same side."""
+    placed: list[Box] = []
+    out = []
+    for px, py, text in points:
+        options = []
+        for k in range(12):
+            lift = k * LABEL_H
+            options += [(px + 7, py - 7 - lift, "start"), (px + 7, py + 15 + lift, "start"),
+                        (px - 7, py - 7 - lift, "end"), (px - 7, py + 15 + lift, "end")]
+        chosen = None
+        for x, y, anchor in options:
+            box = label_box(x, y, text, anchor)
+            inside = box[0] >= bounds[0] and box[1] >= bounds[1] and box[2] <= bounds[2] and box[3] <= bounds[3]
+            if inside and not any(boxes_overlap(box, o) for o in [*placed, *obstacles]):
+                chosen = (x, y, anchor)
+                break
+        chosen = chosen or options[0]  # crowded beyond 48 places: the first place, the tooltip tells the rest
+        placed.append(label_box(*chosen[:2], text, chosen[2]))
+        out.append(chosen)
+    return out
 
 
 def _star(x: float, y: float, r: float) -> str:
@@ -194,9 +275,15 @@ def xy_chart(series: list[dict], x_label: str, y_label: str, title: str = "", lo
             dash = ' stroke-dasharray="5 3"' if s.get("dash") else ""
             out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"{dash}/>')
         marker = s.get("marker", "circle")
-        for j, (x, y, lab) in enumerate(spts):
+        for x, y, lab in spts:
             out.append(_marker(marker, px(x), py(y), color, f"{lab or s['name']}: {x_fmt(x)}, {fmt_num(y)}"))
-            if lab:  # alternate above / below so neighbouring labels stay apart
-                out.append(_text(px(x) + 7, py(y) + (-8 if j % 2 == 0 else 15), lab, extra=' font-size="11"'))
+    drawn = [(px(x), py(y), lab) for s in series for x, y, lab in s["points"] if x > 0 or not log_x]
+    marks = [(a - 5, b - 5, a + 5, b + 5) for a, b, _ in drawn]
+    labels = [(a, b, lab) for a, b, lab in drawn if lab]
+    for (a, b, lab), (x, y, anchor) in zip(labels, place_labels(labels, (left + 2, top + 2, left + pw - 2,
+                                                                         top + ph - 2), marks)):
+        if abs(y - b) > 2 * LABEL_H:  # moved away from its point: a thin leader line back to it
+            out.append(f'<line x1="{a:.1f}" y1="{b:.1f}" x2="{x:.1f}" y2="{y - 4:.1f}" stroke="#999" stroke-width="0.7"/>')
+        out.append(_text(x, y, lab, anchor, ' font-size="11" class="point-label"'))
     out.append("</svg>")
     return "".join(out)
