@@ -57,3 +57,31 @@ def test_onnx_int8_and_torch_formats(tmp_path):
         assert r.exit_code == 0, r.output
         facts = json.loads(r.stdout.strip().splitlines()[-1])
         assert facts["format"].startswith(fmt) and (tmp_path / out).stat().st_size > 0
+
+
+def test_an_edited_directory_says_how_to_export_it_and_that_way_works(tmp_path):
+    """`rnnslim export DIR` of a save_edited directory: one line naming the user's class and the
+    Python steps; following them (load_edited, capture, save_model) gives a model that exports."""
+    import torch
+
+    from rnnslim.capture import capture
+    from rnnslim.io.edited import save_edited
+    from rnnslim.prune import StructuredPruning, prune_units_
+    from rnnslim.prune.structured.history import load_edited
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples_lm import ExamplesWordLM
+
+    torch.manual_seed(0)
+    m, x = ExamplesWordLM().eval(), torch.randint(0, 30, (5, 2))
+    prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=lambda mod: (x, mod.init_hidden(2)))
+    save_edited(m, tmp_path / "edited")
+    r = runner.invoke(app, ["export", str(tmp_path / "edited"), "--out", str(tmp_path / "m.onnx"), "--format", "onnx"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert "is an edited copy of your own class ExamplesWordLM" in r.output and "then: rnnslim export OUT" in r.output
+    assert not (tmp_path / "m.onnx").exists()
+    back = load_edited(ExamplesWordLM(), tmp_path / "edited")
+    save_model(capture(back, (x, None)), tmp_path / "captured")
+    r = runner.invoke(app, ["export", str(tmp_path / "captured"), "--out", str(tmp_path / "m.pt2"), "--format", "torch"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.pt2").is_file()

@@ -140,3 +140,33 @@ def test_reference_model_round_trips_through_native_format(shared_models, tmp_pa
         assert torch.equal(m(x)[0], back(x)[0])
     assert back.task_meta["vocab"] == m.task_meta["vocab"]
     assert (shared_models / "chargru-512x2.safetensors").exists()  # the input is untouched
+
+
+def test_an_edited_directory_is_refused_with_the_way_to_export_it(tmp_path):
+    """A save_edited directory holds the user's own class: load_model names it and says how to
+    make it a model (load_edited + capture + save_model), for the directory and its edited.json."""
+    from torch import nn
+
+    from rnnslim.io.edited import save_edited
+
+    class TinyLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    save_edited(TinyLM(), tmp_path / "e")
+    for path in (tmp_path / "e", tmp_path / "e" / "edited.json"):
+        with pytest.raises(ModelFormatError) as e:
+            load_model(path)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{tmp_path / 'e'} is an edited copy of your own class TinyLM")
+        assert f"m = rnnslim.load_edited(TinyLM(...), '{tmp_path / 'e'}'); seq = capture(m, example_inputs)" in msg
+        assert msg.endswith("rnnslim.save_model(seq, OUT); then: rnnslim export OUT")
+    manifest = json.loads((tmp_path / "e" / "edited.json").read_text())
+    del manifest["model_class"]  # written before the class was recorded
+    (tmp_path / "e" / "edited.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match=r"edited copy of your own model class .*load_edited\(MyModel\(\.\.\.\)"):
+        load_model(tmp_path / "e")

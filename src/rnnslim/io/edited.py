@@ -21,6 +21,8 @@ from torch import nn
 
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.format import (
+    EDITED_FORMAT,
+    EDITED_MANIFEST,
     check_weights_sha,
     decode_tensors,
     encode_tensors,
@@ -33,7 +35,7 @@ from rnnslim.io.modules import module_records, rebuild_modules
 from rnnslim.utils.atomic import atomic_directory
 from rnnslim.utils.hashing import file_sha256
 
-EDITED_FORMAT, EDITED_VERSION, EDITED_MANIFEST, EDITED_WEIGHTS = "rnnslim-edited", 1, "edited.json", "weights.safetensors"
+EDITED_VERSION, EDITED_WEIGHTS = 1, "weights.safetensors"  # EDITED_FORMAT, EDITED_MANIFEST: io.format (load_model names them)
 LEGACY_HISTORY = "history.json"  # the layout before the manifest: history.json + dense weights.safetensors
 
 Replay = Callable[[nn.Module, list], object]  # replay(model, history): the structural records, applied in place
@@ -48,7 +50,9 @@ def save_edited(model: nn.Module, path: str | Path) -> Path:
 
     path = Path(path)
     stored, records = encode_tensors(model, stored_tensors(model))
-    manifest = {"format": EDITED_FORMAT, "version": EDITED_VERSION, "history": getattr(model, "history", []) or [],
+    manifest = {"format": EDITED_FORMAT, "version": EDITED_VERSION,
+                "model_class": f"{type(model).__module__}.{type(model).__qualname__}",  # named when a command refuses it
+                "history": getattr(model, "history", []) or [],
                 "modules": module_records(model), "tensors": records, "weights_file": EDITED_WEIGHTS}
     with atomic_directory(path, EDITED_MANIFEST) as tmp:
         save_file(stored, str(tmp / EDITED_WEIGHTS), metadata={"format": EDITED_FORMAT})

@@ -43,6 +43,8 @@ FORMAT = "rnnslim-model"
 VERSION = 1
 MANIFEST = "model.json"
 WEIGHTS = "model.safetensors"
+# a save_edited directory (rnnslim.io.edited): a user's own class, which load_model cannot rebuild
+EDITED_FORMAT, EDITED_MANIFEST = "rnnslim-edited", "edited.json"
 MAX_MANIFEST_BYTES = 64 << 20  # a model JSON larger than this is refused before reading
 MAX_LAYERS = 4096  # recurrent layers a description may declare
 MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of float32)
@@ -229,6 +231,8 @@ def _weights_name(p: Path, meta: dict) -> str:
 
 def _resolve(path: str | os.PathLike) -> tuple[Path, Path, dict]:
     p = Path(path)
+    if p.is_dir() and not (p / MANIFEST).exists() and (p / EDITED_MANIFEST).is_file():
+        raise edited_copy_error(p, p / EDITED_MANIFEST)
     if p.is_dir():
         # a model directory, or a run directory (train / compress output) holding model/
         p = p / MANIFEST if (p / MANIFEST).exists() or not (p / "model" / MANIFEST).exists() else p / "model" / MANIFEST
@@ -237,11 +241,29 @@ def _resolve(path: str | os.PathLike) -> tuple[Path, Path, dict]:
     if p.suffix != ".json":
         raise ModelFormatError(f"{path}: expected a .json model description or a model directory")
     meta = read_manifest(p)
+    if meta.get("format") == EDITED_FORMAT:
+        raise edited_copy_error(p.parent, p)
     weights = p.parent / _weights_name(p, meta) if meta.get("format") == FORMAT else p.with_suffix(".safetensors")
     if not weights.exists():
         raise ModelFormatError(f"{p}: weights file {weights.name} is missing beside it")
     _regular_file(weights, "weights file")
     return p, weights, meta
+
+
+def edited_copy_error(directory: Path, manifest: Path) -> ModelFormatError:
+    """What load_model (and every command that loads a model) says about a save_edited directory:
+    it holds the user's own class, so it is rebuilt in Python and captured to become a model."""
+    try:
+        cls = str(read_manifest(manifest).get("model_class") or "").rpartition(".")[2]
+    except ModelFormatError:
+        cls = ""
+    name = cls if cls.isidentifier() else "MyModel"
+    what = f"your own class {cls}" if cls.isidentifier() else "your own model class"
+    return ModelFormatError(
+        f"{directory} is an edited copy of {what} (save_edited), not an rnnslim model: only your code can rebuild "
+        f"it. To export it, rebuild it in Python and capture it: from rnnslim.capture import capture; "
+        f"m = rnnslim.load_edited({name}(...), '{directory}'); seq = capture(m, example_inputs); "
+        "rnnslim.save_model(seq, OUT); then: rnnslim export OUT")
 
 
 def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
