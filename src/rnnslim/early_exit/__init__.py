@@ -21,8 +21,9 @@ from rnnslim.early_exit.calibrate import Calibration, calibrate_exits_
 from rnnslim.early_exit.config import EarlyExit, TrainMode
 from rnnslim.early_exit.heads import ExitHeads, add_exits_, exits_of
 from rnnslim.early_exit.infer import ExitResult, exit_predict
+from rnnslim.early_exit.tally import exit_tally  # registers the exits' evaluation metrics with rnnslim.tasks
 from rnnslim.early_exit.timing import measure_exit_speed
 from rnnslim.early_exit.training import train_exits_
 
 __all__ = ["Calibration", "EarlyExit", "ExitHeads", "ExitResult", "TrainMode", "add_exits_", "calibrate_exits_",
-           "exit_predict", "exits_of", "measure_exit_speed", "train_exits_"]
+           "exit_predict", "exit_tally", "exits_of", "measure_exit_speed", "train_exits_"]

@@ -1,6 +1,7 @@
 """Early-exit metrics inside a task's evaluation (`rnnslim eval`, `rnnslim measure`, the
 pipeline's measurements): rnnslim.tasks.classify's evaluate hands every equal-length batch
-to an ExitTally when the model carries a calibrated threshold.
+to an ExitTally when the model carries a calibrated threshold (registered with
+rnnslim.tasks.tallies below; rnnslim.early_exit imports this module, so it always is).
 
 With a threshold, `accuracy` and `loss` are those of the early-exit predictions (what the
 model does when deployed with its exits); the full model's are kept as `full_accuracy` and
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 
 from rnnslim.early_exit.heads import exits_of
 from rnnslim.early_exit.infer import exit_predict
+from rnnslim.tasks.tallies import register_tally
 
 
 class ExitTally:
@@ -75,3 +77,6 @@ def exit_tally(model: nn.Module) -> ExitTally | None:
     """An ExitTally when `model` has exits with a calibrated threshold, else None."""
     exits = exits_of(model)
     return ExitTally(model) if exits is not None and exits.threshold is not None else None
+
+
+register_tally(exit_tally)  # classification evaluations report the exits' metrics (rnnslim.tasks.tallies)

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from torch import nn
 
 from rnnslim.io.errors import ModelFormatError
+from rnnslim.recurrent.torch_contract import TorchContractStack
 
 _BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
 
 
 def register_module_kind(kind: str, build: Callable[[dict], nn.Module]) -> None:
     _BUILDERS[kind] = build
+
+
+# the recurrent layer's own kind: rnnslim.recurrent sits below io and does not register itself
+register_module_kind(TorchContractStack.rnnslim_kind, lambda config: TorchContractStack(**config))
 
 
 def module_records(model: nn.Module) -> list[dict]:
@@ -34,7 +39,7 @@ def _ensure_builtin_kinds() -> None:
     import importlib
 
     for mod in ("rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.factorize.modules",
-                "rnnslim.recurrent.torch_contract", "rnnslim.early_exit.heads", "rnnslim.lowrank.linear"):
+                "rnnslim.early_exit.heads", "rnnslim.lowrank.linear"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -19,6 +19,7 @@ from rnnslim.measure.machine import MachineInfo
 from rnnslim.measure.macs import MacStats
 from rnnslim.measure.quality import Quality
 from rnnslim.measure.size import SizeStats
+from rnnslim.measure.table import render
 from rnnslim.measure.variants import VariantKind
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -160,8 +161,6 @@ class MeasureReport(BaseModel):
         raise KeyError(f"no {kind.value} result at {threads} thread(s)")
 
     def table(self) -> str:
-        from rnnslim.measure.table import render
-
         return render(self)
 
     def __str__(self) -> str:

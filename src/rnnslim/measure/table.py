@@ -1,14 +1,13 @@
 """Plain-text rendering of a MeasureReport: the headline, a summary of the model(s), then one
 row per variant. Speed is shown as a speed-up over the fastest torch row (> 1 = faster), so
 no column has to be inverted by the reader; footnotes (*) say what a row's batch pass ran when
-that differs from its step (the C kernel has no batch path)."""
+that differs from its step (the C kernel has no batch path).
+
+It reads the report's fields and imports nothing from results.py, which imports it for
+MeasureReport.table(): `report` is a MeasureReport, `m` a ModelSummary, `v` a VariantResult
+(rnnslim.measure.results), passed in rather than imported so the two modules form no cycle."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from rnnslim.measure.results import MeasureReport, ModelSummary, VariantResult
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -24,7 +23,7 @@ def fmt_count(n: int) -> str:
     return f"{n / 1e6:.3f} M" if n >= 1e5 else f"{n:,}"
 
 
-def _summary(tag: str, m: ModelSummary) -> list[str]:
+def _summary(tag: str, m) -> list[str]:
     s, k = m.size, m.macs
     lines = [f"{tag}: {m.name}",
              f"  parameters {fmt_count(s.parameters)} (non-zero {fmt_count(s.nonzero_parameters)}, "
@@ -39,7 +38,7 @@ def _summary(tag: str, m: ModelSummary) -> list[str]:
     return lines
 
 
-def _row(v: VariantResult) -> list[str]:
+def _row(v) -> list[str]:
     if v.status != "ok":
         return [v.label, str(v.threads), v.status, "", "", "", "", "", "", ""]
     lat = v.latency
@@ -61,7 +60,7 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
-def render(report: MeasureReport) -> str:
+def render(report) -> str:
     lines = [report.headline.text, ""] if report.headline is not None else []
     lines += _summary("model", report.model)
     if report.quality_note:

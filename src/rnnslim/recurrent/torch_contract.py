@@ -12,7 +12,8 @@ layers, and stacks the final states back in torch's layout.
 Layers take and return the single-layer torch contract (x (T, B, F), state (D, B, .)),
 sequence-first; the wrapper handles batch_first once. Dropout between layers applies in
 training only, as in torch. When structured pruning leaves layers of different sizes, the
-state is a list with one torch-shaped entry per layer (in and out).
+state is a list with one torch-shaped entry per layer (in and out). Saved models rebuild it
+from its rnnslim_config() (rnnslim.io.modules registers the kind: io sits above recurrent).
 """
 
 from __future__ import annotations
@@ -88,15 +89,6 @@ class TorchContractStack(nn.Module):
         else:
             new = torch.cat(finals)
         return (x.transpose(0, 1) if self.batch_first else x), new
-
-
-def _register() -> None:
-    from rnnslim.io.modules import register_module_kind
-
-    register_module_kind(TorchContractStack.rnnslim_kind, lambda config: TorchContractStack(**config))
-
-
-_register()
 
 
 def single_layer_copies(module: nn.RNNBase) -> list[nn.RNNBase]:

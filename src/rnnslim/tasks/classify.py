@@ -32,7 +32,7 @@ Batches ignore `seq_len`: each holds whole sequences, inputs (T, B, F), targets 
 Metric: accuracy (primary, higher is better) and mean cross-entropy `loss`. A model with
 calibrated early exits (rnnslim.early_exit) reports its early-exit accuracy and loss, the full
 model's as full_accuracy / full_loss, and the fraction of layer-steps executed
-(rnnslim.early_exit.tally).
+(rnnslim.early_exit.tally, registered with rnnslim.tasks.tallies).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from rnnslim.models.sequence import (
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.tasks.remembered_data import data_record
 from rnnslim.tasks.scaling import Standardizer
+from rnnslim.tasks.tallies import evaluation_tally
 from rnnslim.utils.device import model_device
 from rnnslim.utils.progress import track
 
@@ -368,14 +369,12 @@ class ClassifyTask(Task):
     def evaluate(self, model, split="valid", max_steps=None) -> dict:
         """Accuracy and mean cross-entropy over the split (or its first max_steps sequences),
         equal-length sequences batched together without padding."""
-        from rnnslim.early_exit.tally import exit_tally
-
         self.check_model(model)
         n = self.evaluated_count(split, max_steps)
         was_training = model.training
         model.eval()
         loss_sum, correct, seconds = 0.0, 0, 0.0
-        tally = exit_tally(model)  # None unless the model has early exits with a calibrated threshold
+        tally = evaluation_tally(model)  # None unless e.g. the model has early exits with a calibrated threshold
         batches = self.equal_length_batches(split, max_steps, model_device(model))
         for b in track(batches, desc=f"evaluate {split}", total=self.batch_count(split, max_steps)):
             t0 = time.perf_counter()
