@@ -192,3 +192,18 @@ def test_slicing_the_input_and_size_one_examples_are_refused():
     with torch.no_grad():  # captured from batch 2, called with batch 1
         x = torch.randint(0, 30, (6, 1))
         assert torch.allclose(user_view(model)(x, m.init_hidden(1))[0], m(x, m.init_hidden(1))[0], atol=1e-5)
+
+
+class _MeanOfLogSoftmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):  # time major; out[-1] would be fine, the mean of log-probabilities is not
+        return self.out(self.rnn(x)[0]).log_softmax(-1).mean(0)
+
+
+def test_misplaced_readout_is_refused_with_its_line():
+    with pytest.raises(CaptureError, match=r"mean over time of a \(log_\)softmax.*test_walk\.py:\d+"):
+        capture(_MeanOfLogSoftmax(), (torch.randn(5, 2, 3),))

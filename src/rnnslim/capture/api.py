@@ -73,7 +73,7 @@ def _capture_once(module: nn.Module, example_inputs: tuple) -> tuple[SequenceMod
     if len(found) != 1:
         raise refuse(out_node, f"forward returns {len(found)} data outputs; capture supports exactly one")
     data = found[0]
-    lowered = lower(data.ops, walker.max_dropout)
+    lowered = lower(data.ops, walker.max_dropout, walker.lines)
     model = lowered.model
     bind = walker.bind
     rank = traced.values[next(n for n in traced.gm.graph.nodes if n.op == "placeholder"

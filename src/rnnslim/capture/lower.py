@@ -59,7 +59,10 @@ def user_layer_names(name: str, module: nn.Module, k: int) -> str:
     return f"{name}.layers.{k}." if isinstance(module, TorchContractStack) else f"{name}."
 
 
-def split(ops: tuple) -> tuple[Embed | None, list, list[tuple[Recurrent, list[Affine]]], ReadoutOp | None, Activation | None]:
+def split(ops: tuple, lines: dict[int, str] | None = None
+          ) -> tuple[Embed | None, list, list[tuple[Recurrent, list[Affine]]], ReadoutOp | None, Activation | None]:
+    """The chain's parts; a misplaced op raises CaptureError with its source line (`lines`: id(op) -> text)."""
+    lines = lines or {}
     ops = list(ops)
     embed = ops.pop(0) if ops and isinstance(ops[0], Embed) else None
     pre: list[Affine] = []
@@ -71,22 +74,23 @@ def split(ops: tuple) -> tuple[Embed | None, list, list[tuple[Recurrent, list[Af
         if isinstance(op, Recurrent):
             if readout is not None or activation is not None:
                 raise CaptureError("a recurrent module reads a readout or an activated output; capture supports "
-                                   "the readout and (log_)softmax after the last recurrent module only")
+                                   f"the readout and (log_)softmax after the last recurrent module only{lines.get(id(op), '')}")
             blocks.append((op, []))
         elif isinstance(op, Affine):
             if activation is not None:
-                raise CaptureError("a Linear after log_softmax / softmax is not supported by capture")
+                raise CaptureError(f"a Linear after log_softmax / softmax is not supported by capture"
+                                   f"{lines.get(id(op), '')}")
             blocks[-1][1].append(op)
         elif isinstance(op, ReadoutOp):
             if readout is not None:
-                raise CaptureError("two readouts (last step / mean) on one path")
+                raise CaptureError(f"two readouts (last step / mean) on one path{lines.get(id(op), '')}")
             if op.kind == "mean" and activation is not None:
                 raise CaptureError("the mean over time of a (log_)softmax is not supported (capture applies the "
-                                   "activation after the readout)")
+                                   f"activation after the readout){lines.get(id(op), '')}")
             readout = op
         elif isinstance(op, Activation):
             if activation is not None:
-                raise CaptureError("two output activations on one path")
+                raise CaptureError(f"two output activations on one path{lines.get(id(op), '')}")
             activation = op
         else:
             raise CaptureError(f"unexpected {type(op).__name__} in the data path")
@@ -96,8 +100,8 @@ def split(ops: tuple) -> tuple[Embed | None, list, list[tuple[Recurrent, list[Af
     return embed, pre, blocks, readout, activation
 
 
-def lower(ops: tuple, max_dropout: float) -> Lowered:
-    embed, pre, blocks, readout, activation = split(ops)
+def lower(ops: tuple, max_dropout: float, lines: dict[int, str] | None = None) -> Lowered:
+    embed, pre, blocks, readout, activation = split(ops, lines)
     names: dict[str, str] = {}
     cells = {cell_of_module(r.module) if not isinstance(r.module, TorchContractStack) else r.module.cell
              for r, _ in blocks}

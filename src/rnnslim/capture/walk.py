@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnslim.capture.axes import regroup
-from rnnslim.capture.errors import CaptureError, refuse
+from rnnslim.capture.errors import CaptureError, refuse, where
 from rnnslim.capture.trace import Traced
 from rnnslim.capture.values import (
     Activation, Affine, Arg, Bindings, Data, Embed, InputState, Meta, Param, ReadoutOp, Recurrent, RnnCall, StateOf,
@@ -58,6 +58,7 @@ class Walker:
         self.calls = 0
         self.state_args: dict[str, int] = {}  # forward argument -> recurrent call index it initialises
         self.max_dropout = 0.0
+        self.lines: dict[int, str] = {}  # id(op) -> " at file:line (code)" of the node that made it
 
     # --- helpers ------------------------------------------------------------------------
     def value(self, node) -> object:
@@ -86,6 +87,8 @@ class Walker:
 
     def data(self, node: fx.Node, axes, ops, source: str) -> Data:
         d = Data(tuple(axes), tuple(ops), source)
+        for op in d.ops:
+            self.lines.setdefault(id(op), where(node))
         self.bind.note_sizes(d.axes, self.value(node))
         return d
 
