@@ -169,3 +169,19 @@ def test_not_an_onnx_file(tmp_path):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="not a valid ONNX model"):
         import_onnx(bad)
+
+
+@pytest.mark.slow
+def test_dynamo_export_imports(tmp_path):
+    """torch.onnx.export's default (dynamo) exporter: static shapes, weights in a .data file
+    beside the graph, Reshape targets as constants."""
+    path = tmp_path / "lm.onnx"
+    x = torch.randint(0, 13, (2, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(WordLM().eval(), (x,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                          verbose=False)
+    model = import_onnx(path)
+    assert len(model.spec.layers) == 2 and model.spec.input_kind is InputKind.EMBEDDING
+    theirs = ort_session(path).run(None, {"x": x.numpy()})[0]
+    assert relative_error(_ours(model, x.numpy(), batch_first=True), theirs) <= 1e-5
