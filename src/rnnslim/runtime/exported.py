@@ -5,6 +5,8 @@
     for token in stream:
         logits = m.step(token)              # (O,) float32, the model's buffer; copy to keep
     m.reset()                               # a new stream
+    ids = m.tokens.encode("To be")          # a char / word model: text -> ids as on the device
+    print(m.tokens.decode([int(logits.argmax())]))   # ids -> text (m.tokens is None: ids only)
     state = m.new_state()                   # several streams: one state each, passed second
     logits = m.step(token, state)
     logits = m.run_sequence(tokens)         # a whole sequence (NAME_run): the only entry point
@@ -36,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from rnnslim.runtime.inputs import check_step_order, feature_rows, features_vector, token_id, token_ids
-from rnnslim.runtime.manifest import CELL_IDS, FORMAT, INFO_FIELDS, MANIFEST, ExportError, read_manifest
+from rnnslim.runtime.manifest import CELL_IDS, FORMAT, INFO_FIELDS, MANIFEST, VOCAB_FILE, ExportError, read_manifest
 from rnnslim.runtime.sources import compile_verified, verified_sources, verify_export
+from rnnslim.runtime.tokens import TokenTable
 
 DEFAULT_FLAGS = ("-O3", "-march=native")
 
@@ -108,7 +111,8 @@ class ExportedModel:
         directory = Path(directory)
         self.manifest = meta = read_manifest(directory)
         self.name = name = meta["name"]
-        self.library = path = compile_verified(meta, verified_sources(directory, meta), flags, directory)
+        sources = verified_sources(directory, meta)
+        self.library = path = compile_verified(meta, sources, flags, directory)
         lib = ctypes.CDLL(str(path))
         info = library_info(lib, meta, directory)
         self.features = info["features"]  # > 0: NAME_step takes float features
@@ -133,6 +137,8 @@ class ExportedModel:
         self.simd_level = int(self._fn["init"]())
         self._logits = np.zeros(self.outputs, np.float32)
         self._own_state = None if self.bidirectional else self.new_state()  # step(x) without a state: this stream
+        # a language model's vocabulary (NAME_encode / vocab.json): text <-> ids; None: ids only
+        self.tokens = TokenTable(lib, name, sources[VOCAB_FILE], self.vocab) if meta.get("tokenizer") else None
 
     def new_state(self) -> np.ndarray:
         """A zero state, one per stream: int16 (state_len,) (a delta model: longer, sizeof(NAME_state) / 2

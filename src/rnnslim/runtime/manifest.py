@@ -4,7 +4,8 @@ The manifest is read without following a symlink, bounded in size, parsed as str
 (no duplicate keys, no NaN) and validated against a closed schema: every integer is a real
 JSON integer (not 1e12, not true, not "5") within a bound, the name is a plain ASCII C
 identifier, and `files` lists exactly the three sources (NAME.c, NAME.h, rnnslim_core.h)
-with their sha256. Anything else raises ExportError naming the file and the field.
+with their sha256, plus a language model's vocabulary files (NAME_vocab.c, NAME_vocab.h,
+vocab.json) when `tokenizer` says it has them. Anything else raises ExportError naming the file and the field.
 
 Sizes a caller's buffers depend on are NOT taken from here: the runtime asks the compiled
 library (NAME_info) and refuses a manifest that disagrees (exported.py).
@@ -39,8 +40,18 @@ Width = Annotated[int, Field(ge=1, le=_SIZE_LIMIT)]
 Count = Annotated[int, Field(ge=0, le=_SIZE_LIMIT)]
 ByteCount = Annotated[int, Field(ge=0, le=_BYTES_LIMIT)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,128}\.(c|h)$")]
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,134}\.(c|h|json)$")]
+VOCAB_FILE = "vocab.json"  # the vocabulary for other languages (export/c_vocab.py)
 Threshold = Annotated[int, Field(ge=0, le=1 << 16)]
+Statistic = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class FeatureScaling(BaseModel):
+    """Standardisation the caller applies (mean / std per feature or output; std > 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    mean: Annotated[list[Statistic], Field(max_length=_SIZE_LIMIT)]
+    std: Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(max_length=_SIZE_LIMIT)]
 
 
 class ExportError(ValueError):
@@ -74,6 +85,10 @@ class ExportManifest(BaseModel):
     workspace_fixed_bytes: ByteCount
     workspace_bytes_per_step: ByteCount
     delta_thresholds: Annotated[list[Threshold | None], Field(max_length=256)] | None
+    tokenizer: Literal["chars", "words"] | None = None  # NAME_vocab.{c,h} + vocab.json are in the export
+    vocab_table_bytes: ByteCount = 0
+    input_scaling: FeatureScaling | None = None
+    output_scaling: FeatureScaling | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportManifest:
@@ -81,6 +96,8 @@ class ExportManifest(BaseModel):
             raise ValueError(f"format_version {self.format_version}: this rnnslim reads version {FORMAT_VERSION} "
                              "exports only; export the model again")
         expected = {f"{self.name}.c", f"{self.name}.h", CORE_HEADER}
+        if self.tokenizer is not None:
+            expected |= {f"{self.name}_vocab.c", f"{self.name}_vocab.h", VOCAB_FILE}
         if set(self.files) != expected:
             raise ValueError(f"files must list the sha256 of exactly {sorted(expected)}, got {sorted(self.files)}")
         if (self.input_kind == "embedding") != (self.features == 0):
@@ -88,6 +105,11 @@ class ExportManifest(BaseModel):
         if self.ram_bytes != self.scratch_bytes + self.state_bytes:
             raise ValueError(f"ram_bytes {self.ram_bytes} is not scratch_bytes + state_bytes "
                              f"({self.scratch_bytes} + {self.state_bytes})")
+        for which, scaling, n in (("input", self.input_scaling, self.features), ("output", self.output_scaling,
+                                                                                  self.outputs)):
+            if scaling is not None and not (len(scaling.mean) == len(scaling.std) == n):
+                raise ValueError(f"{which}_scaling has {len(scaling.mean)} means and {len(scaling.std)} deviations "
+                                 f"for {n} {which}s")
         if len(self.layers) != len(self.delta_thresholds or self.layers):
             raise ValueError(f"{len(self.delta_thresholds or [])} delta thresholds for {len(self.layers)} layers")
         return self

@@ -61,8 +61,10 @@ def compile_verified(meta: dict, sources: dict[str, bytes], flags: Sequence[str]
             (Path(tmp) / file).write_bytes(data)
         src = Path(tmp)
         try:
-            return compile_shared([src / f"{name}.c"], flags, f"rnnslim_export_{name}",
-                                  depends=[src / f"{name}.h", src / CORE_HEADER])
+            vocab = [f"{name}_vocab.c"] if f"{name}_vocab.c" in sources else []  # a language model's token table
+            return compile_shared([src / f for f in (f"{name}.c", *vocab)], flags, f"rnnslim_export_{name}",
+                                  depends=[src / f"{name}.h", src / CORE_HEADER,
+                                           *(src / f"{name}_vocab.h" for _ in vocab)])
         except UnsafeCache:
             raise
         except CompilerUnavailable as e:
