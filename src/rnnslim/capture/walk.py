@@ -24,6 +24,7 @@ from rnnslim.capture.trace import Traced
 from rnnslim.capture.values import (
     Activation, Affine, Arg, Bindings, Data, Embed, InputState, Meta, Param, ReadoutOp, Recurrent, RnnCall, StateOf,
 )
+from rnnslim.recurrent.gates import CellType
 from rnnslim.recurrent.torch_contract import TorchContractStack
 
 _SKIP_MODULES = (nn.Dropout, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
@@ -395,9 +396,11 @@ class Walker:
                 return StateOf(v)
         elif isinstance(v, (Arg, InputState)):
             return InputState(v.name if isinstance(v, Arg) else v.arg, whole=False)
+        elif isinstance(v, StateOf) and isinstance(self.value(node.args[0]), list):
+            raise refuse(node, "indexing the per-layer state of rnnslim's stack of unequal layers; capture supports "
+                         "the output sequence of such a stack")
         elif isinstance(v, StateOf):
-            lstm = isinstance(v.call.module, nn.LSTM) or getattr(v.call.module, "cell", None) == "lstm" or \
-                getattr(getattr(v.call.module, "cell", None), "value", None) == "lstm"
+            lstm = _is_lstm(v.call.module)
             if v.part is None and lstm and i in (0, 1):
                 return StateOf(v.call, "h" if i == 0 else "c")
             if (v.part == "h" or (v.part is None and not lstm)) and i == -1:
@@ -417,12 +420,18 @@ class Walker:
         h = self.value(node.args[0])
         dims = node.args[1:] or (None,)
         if v.part in ("h", None) and h.shape[0] == 1 and dims[0] in (0, None) and not (
-                v.part is None and isinstance(v.call.module, nn.LSTM)):
+                v.part is None and _is_lstm(v.call.module)):
             return self.last_layer_h(node, v)
         raise refuse(node, "squeeze of a recurrent state: capture supports h_n.squeeze(0) of a one-layer module")
 
 
 _ROLE_NAMES = {"T": "time", "B": "batch", "F": "features"}
+
+
+def _is_lstm(module: nn.Module) -> bool:
+    if isinstance(module, TorchContractStack):
+        return module.cell is CellType.LSTM
+    return isinstance(module, nn.LSTM)
 
 
 def target_is_mul(node: fx.Node) -> bool:
