@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from rnnslim.results import EditResult, stored_bytes
 
@@ -110,13 +110,18 @@ def _arguments(method: Method, config: Any, inputs: dict[str, Any]) -> dict[str,
     return given
 
 
+def _version(t: Tensor) -> int | None:
+    """The tensor's in-place edit counter (None for inference tensors, which keep none)."""
+    return None if t.is_inference() else t._version
+
+
 def _snapshot(model: nn.Module) -> dict[str, tuple]:
     """path -> (module, own tensors with their storage and version): compared after the edit.
     Holding the objects keeps their ids from being reused meanwhile."""
     out = {}
     for path, mod in model.named_modules():
         own = [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]
-        out[path] = (mod, tuple((n, t, t.data_ptr(), tuple(t.shape), t.dtype, t._version) for n, t in own))
+        out[path] = (mod, tuple((n, t, t.data_ptr(), tuple(t.shape), t.dtype, _version(t)) for n, t in own))
     return out
 
 
