@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 
@@ -48,14 +47,7 @@ class EditResult:
 
 def stored_bytes(model: nn.Module) -> int:
     """Bytes of the model's tensors as rnnslim.io stores them (encodings applied, tied once)."""
-    from rnnslim.io.format import encode_tensors
+    from rnnslim.io.format import encode_tensors, stored_tensors
 
-    seen: set[tuple] = set()
-    tensors = {}
-    for name, t in model.state_dict().items():  # tied tensors once, first name wins
-        key = (t.data_ptr(), tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) and t.numel() else (name,)
-        if isinstance(t, torch.Tensor) and key not in seen:
-            seen.add(key)
-            tensors[name] = t.detach().cpu()
-    parts, _ = encode_tensors(model, tensors)
+    parts, _ = encode_tensors(model, stored_tensors(model))
     return sum(p.numel() * p.element_size() for p in parts.values())
