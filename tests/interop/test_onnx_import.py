@@ -35,6 +35,14 @@ class WordLM(nn.Module):
         return self.fc(y)
 
 
+class TiedLM(WordLM):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(6, 6, batch_first=True)
+        self.fc = nn.Linear(6, 13)
+        self.fc.weight = self.emb.weight
+
+
 class GRUClassifier(nn.Module):
     def __init__(self):
         super().__init__()
@@ -119,6 +127,15 @@ def test_imported_model_computes_what_onnxruntime_computes(tmp_path, make, x, ce
     x2 = (torch.randint(0, 13, (3, 9)) if kind is InputKind.EMBEDDING else torch.randn(3, 9, 4)).numpy()
     theirs = ort_session(path).run(None, {"x": x2})[0]  # other sizes than the export's: the axes are dynamic
     assert relative_error(_ours(model, x2, batch_first), theirs) <= 1e-5
+
+
+def test_tied_embedding_and_decoder_stay_tied(tmp_path):
+    path = tmp_path / "m.onnx"
+    _export(TiedLM(), torch.randint(0, 13, (2, 6)), path)  # the file holds the matrix twice (W and W^T)
+    model = import_onnx(path)
+    assert model.spec.tie_weights and model.decoder.weight is model.embedding.weight
+    x = torch.randint(0, 13, (3, 5)).numpy()
+    assert relative_error(_ours(model, x, batch_first=True), ort_session(path).run(None, {"x": x})[0]) <= 1e-5
 
 
 def test_final_state_readout_input_linear_and_log_softmax(tmp_path):

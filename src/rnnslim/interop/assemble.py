@@ -11,7 +11,8 @@ both importers produce the same kind of model (same tensor names, same checks), 
     layers       per layer and direction: weight_ih (G*H, I), weight_hh (G*H, H),
                  bias_ih (G*H,), bias_hh (G*H,), gates in torch order (LSTM i,f,g,o; GRU r,z,n)
     readout      all / last / mean
-    decoder      Linear (O, D) + (O,) (an identity when the source model ends at a recurrent layer)
+    decoder      Linear (O, D) + (O,) (an identity when the source model ends at a recurrent layer;
+                 tied to the embedding when the file holds the same (V, E) matrix for both)
     activation   a final softmax / log_softmax: ModelSpec.output_activation (forward returns the
                  logits, as the integer kernel and the C export do; the caller applies it)
 """
@@ -113,7 +114,10 @@ def build_sequence_model(m: ImportedModel, drop_activation: bool = False) -> Seq
     out_size = m.layers[-1].output_size
     dec_w = torch.eye(out_size) if m.decoder_weight is None else m.decoder_weight
     dec_b = torch.zeros(dec_w.shape[0]) if m.decoder_bias is None else m.decoder_bias
+    tied = (m.input_kind is InputKind.EMBEDDING and m.decoder_weight is not None
+            and tuple(dec_w.shape) == tuple(m.input_weight.shape) and torch.equal(dec_w, m.input_weight))
     spec = ModelSpec(cell=cell, input_kind=m.input_kind, input_size=m.input_size, embed_size=_embed_size(m),
+                     tie_weights=tied,
                      layers=[LayerShape(hidden_size=layer.hidden_size, bidirectional=layer.bidirectional)
                              for layer in m.layers],
                      output_size=int(dec_w.shape[0]), readout=m.readout,
@@ -132,7 +136,8 @@ def build_sequence_model(m: ImportedModel, drop_activation: bool = False) -> Seq
                 sfx = "_l0_reverse" if d else "_l0"
                 for part in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     _copy(getattr(module, part + sfx), getattr(w, part), f"{layer.name or 'layer'} {part}{sfx}")
-        _copy(model.decoder.weight, dec_w, "decoder weight")
+        if not tied:  # a tied decoder shares the embedding's tensor (stored once, in flash once)
+            _copy(model.decoder.weight, dec_w, "decoder weight")
         _copy(model.decoder.bias, dec_b, "decoder bias")
     return model.eval()
 
