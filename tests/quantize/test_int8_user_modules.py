@@ -97,7 +97,8 @@ def test_state_in_torch_layout_and_clear_refusals():
     assert m.rnn.num_layers == 2 and m.rnn.hidden_size == 32
     plain = WordLM().eval()
     before = {k: v.clone() for k, v in plain.state_dict().items()}
-    with pytest.raises(ValueError, match="fully integer .*SequenceModel layout"):
+    with pytest.raises(ValueError, match=r"fully integer .*SequenceModel layout.*capture it first \(from rnnslim.capture "
+                                         r"import capture; seq = capture\(model, example_inputs\)"):
         quantize_int8_(plain, Int8Config(mode="integer"), calibration=[x])
     with pytest.raises(ValueError, match="static int8 needs calibration"):
         quantize_int8_(plain, Int8Config(mode="static"))

@@ -13,6 +13,11 @@
               unpickles its sample inputs: load only files you made
 
 Every format writes atomically: a failed export leaves nothing at `out`.
+
+A user's own nn.Module is captured first (rnnslim.capture: a parity-checked SequenceModel),
+which needs its `example_inputs`, one example per forward argument:
+
+    export_model(my_lm, "onnx", "lm.onnx", example_inputs=(x, None))
 """
 
 from __future__ import annotations
@@ -81,19 +86,44 @@ def _write_checked_c(model, out: Path, name: str | None, build: bool, check_stre
     return result
 
 
+def as_rnnslim_model(model, example_inputs: tuple | None):
+    """`model` when it is rnnslim's SequenceModel; a user's own nn.Module captured with `example_inputs`."""
+    from rnnslim.models.sequence import SequenceModel
+
+    if isinstance(model, SequenceModel):
+        return model
+    if example_inputs is None:
+        raise ValueError(f"{type(model).__name__} is your own module, not an rnnslim model: give example_inputs (one "
+                         "example per forward argument, e.g. (x, None)) so that export captures it first, or capture "
+                         "it yourself (from rnnslim.capture import capture; seq = capture(model, example_inputs))")
+    from rnnslim.capture import capture
+    from rnnslim.quantize.anchor import DtypeAnchored
+
+    quantized = [path for path, m in model.named_modules() if isinstance(m, DtypeAnchored)]
+    if quantized:
+        raise ValueError(f"{type(model).__name__} already holds rnnslim's quantized layers ({', '.join(quantized[:3])}"
+                         f"{', ...' if len(quantized) > 3 else ''}), which capture does not read: capture the float "
+                         "module, then quantize the captured model (e.g. quantize_int8_(seq, Int8Config(mode="
+                         "'integer'), calibration=...)) and export that")
+    return capture(model, example_inputs)
+
+
 def export_model(model, fmt: str, out: str | Path, name: str | None = None, build: bool = False,
                  check_streams: int = 100, fold_embedding: bool | None = None, sparse: str | bool = "auto",
-                 force: bool = False) -> dict:
+                 force: bool = False, example_inputs: tuple | None = None) -> dict:
     """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict.
 
     `out` is checked before anything is computed (destination.py): a new path or an earlier rnnslim
     export; an existing file that rnnslim did not write only with `force` (single-file formats);
-    never the input model, a model directory, a symlink or a special file (ExportDestinationError)."""
+    never the input model, a model directory, a symlink or a special file (ExportDestinationError).
+    `model` may be a user's own nn.Module: it is captured first with `example_inputs` (see the
+    module docstring; a module that cannot be captured exactly raises CaptureError, a ValueError)."""
     from rnnslim.export.destination import check_destination
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     check_destination(out, fmt, model, force)
+    model = as_rnnslim_model(model, example_inputs)
     out = Path(out)
     if fmt == "c":
         return _export_c(model, out, name, build, check_streams, fold_embedding, sparse)

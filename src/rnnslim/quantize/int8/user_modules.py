@@ -11,7 +11,8 @@ Static int8 calibrates on the user's own inputs: each torch module is first spli
 single-layer float copies (same function), forward hooks observe every layer's input,
 output and (LSTM) cell state and every Linear's input, then the layers are converted with
 those ranges. Fully integer int8 chains int8 codes from the embedding to the decoder with
-no float in between, which needs rnnslim's SequenceModel layout; the error says so.
+no float in between, which needs rnnslim's SequenceModel layout: the error says to capture
+the module first (rnnslim.capture), which gives that layout.
 """
 
 from __future__ import annotations
@@ -82,9 +83,10 @@ def quantize_user_int8_(model: nn.Module, cfg: Int8Config, calibration=None) -> 
     modules. `calibration` (static): an iterable of the model's inputs (a tensor or a tuple
     of forward arguments per batch)."""
     if cfg.mode is Int8Mode.INTEGER:
-        raise ValueError(f"fully integer int8 chains int8 codes from the embedding to the decoder with no float in "
-                         f"between, which needs rnnslim's SequenceModel layout; {type(model).__name__} is your own "
-                         "module: use Int8Config(mode='static') or 'dynamic', or build it as a SequenceModel")
+        raise ValueError(f"fully integer int8 runs rnnslim's SequenceModel layout and {type(model).__name__} is your "
+                         "own module: capture it first (from rnnslim.capture import capture; seq = capture(model, "
+                         "example_inputs); quantize_int8_(seq, Int8Config(mode='integer'), calibration=...)), then "
+                         "export seq; or keep your class with Int8Config(mode='static') or 'dynamic'")
     if cfg.mode is Int8Mode.STATIC and calibration is None:
         raise ValueError("static int8 needs calibration data: an iterable of your model's inputs")
     recurrent = [(p, m) for p, m in model.named_modules() if isinstance(m, nn.RNNBase)]
