@@ -62,6 +62,18 @@ CONFIGS = {
 }
 
 
+def _with_meta(model, meta: dict):
+    model.task_meta = meta
+    return model
+
+
+# a language model's vocabulary adds NAME_vocab.c (escaped strings, the encoder); a feature
+# model's recorded scaling adds const arrays to NAME.c
+CHARS = ["\n", " ", "a", "?", "\\", '"', "\0", "\u00e9", "\u65e5", "\U0001f642", "\t", "z"]
+WORDS = ["<eos>", "<unk>", "??=", 'say"', "caf\u00e9", *(f"w{i}" for i in range(25))]
+SCALING = {"mean": [0.5 * i for i in range(13)], "std": [1.0 + i for i in range(13)]}
+
+
 def _delta(cell: str, kind: str, hidden):
     return set_delta_threshold_(copy.deepcopy(_delta_base(cell, kind, hidden=hidden)), {0: 3, 1: 6})
 
@@ -77,6 +89,11 @@ INT8_MODELS = {
     "gru_delta_linear": lambda: _delta("gru", "linear", (40, 24)),
     "lstm_bidi_tokens": lambda: _integer_model("lstm", hidden=(16, 8), bidirectional=True),
     "gru_bidi_linear_last": lambda: _feature_model("gru", "linear", readout="last", hidden=(24,), bidirectional=True),
+    "gru_chars_vocab": lambda: _with_meta(_integer_model("gru", hidden=(8,), vocab=12, embed=4, out=12),
+                                          {"task": "charlm", "vocab": CHARS}),
+    "lstm_words_vocab": lambda: _with_meta(_integer_model("lstm", hidden=(8,)), {"task": "wordlm", "vocab": WORDS}),
+    "lstm_linear_scaled": lambda: _with_meta(_feature_model("lstm", "linear", hidden=(8,)),
+                                             {"task": "classify", "scaling": SCALING}),
 }
 
 
@@ -115,13 +132,15 @@ def _skip_reason(cc: str, flags: tuple[str, ...], host: str | None) -> str | Non
 
 
 def _compile(cc: str, flags: tuple[str, ...], directory: Path) -> str | None:
-    """None when NAME.c compiles cleanly, else the compiler's complaint"""
-    source = directory / f"{directory.name}.c"
-    cmd = [cc, *WARNINGS, *flags, "-c", str(source), "-o", str(directory / f"{directory.name}.{os.getpid()}.o")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode == 0 and not proc.stderr.strip():
-        return None
-    return f"{' '.join(cmd)}\n{proc.stderr[-2000:]}"
+    """None when NAME.c (and NAME_vocab.c, where there is one) compiles cleanly, else the compiler's complaint"""
+    for source in (directory / f"{directory.name}.c", directory / f"{directory.name}_vocab.c"):
+        if not source.exists():
+            continue
+        cmd = [cc, *WARNINGS, *flags, "-c", str(source), "-o", str(directory / f"{source.stem}.{os.getpid()}.o")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 or proc.stderr.strip():
+            return f"{' '.join(cmd)}\n{proc.stderr[-2000:]}"
+    return None
 
 
 @pytest.mark.slow
