@@ -1,7 +1,7 @@
 """Early-exit metrics inside a task's evaluation (`rnnslim eval`, `rnnslim measure`, the
 pipeline's measurements): rnnslim.tasks.classify's evaluate hands every equal-length batch
 to an ExitTally when the model carries a calibrated threshold (registered with
-rnnslim.tasks.tallies below; rnnslim.early_exit imports this module, so it always is).
+rnnslim.tasks.extensions below; rnnslim.early_exit imports this module, so it always is).
 
 With a threshold, `accuracy` and `loss` are those of the early-exit predictions (what the
 model does when deployed with its exits); the full model's are kept as `full_accuracy` and
@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from rnnslim.early_exit.heads import exits_of
 from rnnslim.early_exit.infer import exit_predict
-from rnnslim.tasks.tallies import register_tally
+from rnnslim.tasks.extensions import register_tally
 
 
 class ExitTally:
@@ -79,4 +79,4 @@ def exit_tally(model: nn.Module) -> ExitTally | None:
     return ExitTally(model) if exits is not None and exits.threshold is not None else None
 
 
-register_tally(exit_tally)  # classification evaluations report the exits' metrics (rnnslim.tasks.tallies)
+register_tally(exit_tally)  # classification evaluations report the exits' metrics (rnnslim.tasks.extensions)

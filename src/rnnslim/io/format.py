@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from rnnslim.io.encodings import get_encoding, part_key
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.modules import module_records, rebuild_modules
+from rnnslim.io.tied import is_tied_quantized_alias, retie_after_load_  # a quantized tied decoder: its codes, once
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.tasks import DEFAULT_TASK
 from rnnslim.tasks.vocab import vocab_problem
@@ -377,8 +378,6 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
         for name, p in list(model.named_parameters()) + list(model.named_buffers()):
             if name in tensors and p.dtype != tensors[name].dtype:
                 p.data = tensors[name].to(p.device).clone()
-    from rnnslim.quantize.tied import retie_after_load_
-
     try:  # a tied quantized decoder's buffers were stored once, under the embedding's names
         retie_after_load_(model, aliases)
         check_derived(model, derived)
@@ -387,8 +386,6 @@ def _check_and_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], wh
 
 
 def _is_tied_alias(model: torch.nn.Module, key: str, tensors: dict) -> bool:
-    from rnnslim.quantize.tied import is_tied_quantized_alias  # a quantized tied decoder: its codes, once
-
     tied_float = key == "decoder.weight" and getattr(model.spec, "tie_weights", False) and "embedding.weight" in tensors
     return tied_float or is_tied_quantized_alias(model, key, tensors)
 

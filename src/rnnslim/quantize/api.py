@@ -40,7 +40,7 @@ from rnnslim.quantize.formats import (
 from rnnslim.quantize.kmeans import KMeansInit
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
-from rnnslim.quantize.tied import tie_quantized_
+from rnnslim.io.tied import tie_quantized_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets
 from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_edit

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.tasks import corpus as text_corpus
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.tasks.extensions import stream_runner
 from rnnslim.tasks.vocab import vocab_problem
 from rnnslim.utils.hashing import file_sha256
 from rnnslim.utils.progress import track
@@ -222,17 +223,15 @@ def remembered_corpus(meta: dict) -> str | None:
 
 def stream_nll(model: torch.nn.Module, d: Tensor, chunk: int = 4096, desc: str = "evaluate") -> dict:
     """Mean NLL of d[1:] given d[:-1], batch 1, state carried across chunks. A fully integer
-    model runs in the C kernel (quantize/int8/kernel_eval.py: the same integers, much faster).
+    model runs in the C kernel (a stream runner, rnnslim.tasks.extensions: the same integers, much faster).
     On a terminal a transient bar (rnnslim.utils.progress) counts the chunks."""
     was_training = model.training
     model.eval()
     device = next(iter([*model.parameters(), *model.buffers()])).device  # quantized models may hold buffers only
     state, total, count = None, 0.0, 0
     x_all, y_all = d[:-1], d[1:]
-    from rnnslim.quantize.int8.kernel_eval import kernel_runner
-
-    runner = kernel_runner(model) if device.type == "cpu" else None
-    if runner is not None and getattr(runner, "features", None) is None:  # integer model: the C kernel, same integers
+    runner = stream_runner(model) if device.type == "cpu" else None
+    if runner is not None:  # integer model: the C kernel, same integers
         for t in track(range(0, len(x_all), chunk), desc=desc):
             logits, state = runner.run(x_all[t: t + chunk], state)
             total += F.cross_entropy(logits, y_all[t: t + chunk], reduction="sum").item()

@@ -32,7 +32,7 @@ Batches ignore `seq_len`: each holds whole sequences, inputs (T, B, F), targets 
 Metric: accuracy (primary, higher is better) and mean cross-entropy `loss`. A model with
 calibrated early exits (rnnslim.early_exit) reports its early-exit accuracy and loss, the full
 model's as full_accuracy / full_loss, and the fraction of layer-steps executed
-(rnnslim.early_exit.tally, registered with rnnslim.tasks.tallies).
+(rnnslim.early_exit.tally, registered with rnnslim.tasks.extensions).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from rnnslim.models.sequence import (
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.tasks.remembered_data import data_record
 from rnnslim.tasks.scaling import Standardizer
-from rnnslim.tasks.tallies import evaluation_tally
+from rnnslim.tasks.extensions import evaluation_tally
 from rnnslim.utils.device import model_device
 from rnnslim.utils.progress import track
 

@@ -13,6 +13,7 @@
 - modules.py      model-format kinds (recipe stages: rnnslim.pipeline.stages.int8)
 """
 
+from rnnslim.quantize.int8 import kernel_eval  # noqa: F401  registers the C kernel as a stream runner (rnnslim.tasks.extensions)
 from rnnslim.quantize.int8.api import calibrate, quantize_int8_
 from rnnslim.quantize.int8.calibrate import (
     ActivationRanges,

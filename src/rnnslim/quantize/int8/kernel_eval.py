@@ -3,12 +3,16 @@
 The kernel computes exactly the integers of the torch reference (SequenceModel.forward of
 the integer layers), so a loss or a logit read from it is the model's own, 30-100x faster
 at batch 1. Anything the kernel cannot take (a float model, a layout it does not support,
-no C compiler) returns None and the caller keeps the torch path.
+no C compiler) returns None and the caller keeps the torch path. A language model's stream
+evaluation (rnnslim.tasks.charlm.stream_nll) finds it through rnnslim.tasks.extensions, where
+this module registers `stream_runner` (rnnslim.quantize.int8 imports it).
 """
 
 from __future__ import annotations
 
 from torch import nn
+
+from rnnslim.tasks.extensions import register_stream_runner
 
 
 def is_fully_integer(model: nn.Module) -> bool:
@@ -30,3 +34,12 @@ def kernel_runner(model: nn.Module, why: list[str] | None = None):
         if why is not None:
             why.append(f"{type(e).__name__}: {e}")
         return None
+
+
+def stream_runner(model: nn.Module):
+    """kernel_runner for a token-stream model (an embedding input), else None."""
+    runner = kernel_runner(model)  # looked up at call time: tests swap kernel_runner for the torch path
+    return runner if runner is not None and getattr(runner, "features", None) is None else None
+
+
+register_stream_runner(stream_runner)

@@ -7,6 +7,8 @@ one. `tie_quantized_` makes the decoder's weight buffers the embedding's own ten
 stores a shared tensor once, under the embedding's name) and `retie_after_load_` redoes it
 when a saved model is loaded. Buffers are shared only where both layers hold the same name,
 shape, dtype and values (a per-tensor integer embedding and a per-row decoder are not).
+It lives in io, beside the format that relies on it (io/format.py re-ties at load); the
+quantizers (rnnslim.quantize) call tie_quantized_ after they convert the two layers.
 """
 
 from __future__ import annotations
