@@ -435,6 +435,10 @@ def export(
         human = (f"wrote {out}/{facts['name']}.{{c,h}} + rnnslim_core.h: flash {facts['const_bytes']:,} bytes (const "
                  f"arrays), RAM {facts['ram_bytes']:,} bytes (scratch {facts['scratch_bytes']:,} + state "
                  f"{facts['state_bytes']:,}); {verdict} against the int8 kernel")
+        if facts.get("tokenizer"):  # a char / word LM: its vocabulary, for text <-> ids on the device
+            human += (f"\n+ {facts['name']}_vocab.{{c,h}} ({facts['name']}_encode: text -> ids, "
+                      f"{facts['name']}_token_text: id -> text; {facts['vocab_table_bytes']:,} bytes of flash) and "
+                      "vocab.json (the same mapping for other languages)")
     _emit(facts, as_json, human)
 
 

@@ -186,3 +186,18 @@ def test_the_header_states_flash_and_ram_and_the_vocab_files_build_with_the_firm
     assert subprocess.run([str(exe)]).returncode == 0
     exe.unlink()
     (d / "use.c").unlink()
+
+
+def test_the_cli_exports_a_saved_language_model_under_its_run_name_with_its_vocabulary(tmp_path):
+    from typer.testing import CliRunner
+
+    from rnnslim.cli import app
+    from rnnslim.io.format import save_model
+
+    save_model(_int8_lm("charlm", CHARS), tmp_path / "runs" / "lm-small" / "model")
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "runs" / "lm-small"), "--out", str(tmp_path / "c"),
+                                 "--check", "0"])
+    assert r.exit_code == 0, r.output
+    assert "+ lm_small_vocab.{c,h} (lm_small_encode: text -> ids" in r.output
+    assert {"lm_small.c", "lm_small.h", "lm_small_vocab.c", "lm_small_vocab.h", "vocab.json"} <= {
+        p.name for p in (tmp_path / "c").iterdir()}
