@@ -41,7 +41,8 @@ def _gru_classifier():
 
 
 def _bidirectional_tagger():
-    return keras.Sequential([keras.Input((None, 4)), L.Bidirectional(L.LSTM(5, return_sequences=True)), L.Dense(3)])
+    return keras.Sequential([keras.Input((None, 4)), L.Bidirectional(L.LSTM(5, return_sequences=True)),
+                             L.TimeDistributed(L.Dense(3))])
 
 
 def _stacked():

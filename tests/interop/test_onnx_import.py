@@ -28,7 +28,8 @@ class WordLM(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.emb, self.rnn, self.fc = nn.Embedding(13, 6), nn.LSTM(6, 5, num_layers=2, batch_first=True), nn.Linear(5, 13)
+        self.emb, self.fc = nn.Embedding(13, 6), nn.Linear(5, 13)
+        self.rnn = nn.LSTM(6, 5, num_layers=2, batch_first=True)
 
     def forward(self, x):
         y, _ = self.rnn(self.emb(x))
@@ -167,8 +168,9 @@ def _gru_graph(path, linear_before_reset: int) -> None:
                            linear_before_reset=linear_before_reset)
     squeeze = helper.make_node("Squeeze", ["Y", "one"], ["y"], name="sq")
     one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
-    graph = helper.make_graph([gru, squeeze], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 3])], [w, r, b, one])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 3])
+    graph = helper.make_graph([gru, squeeze], "g", [x], [y], [w, r, b, one])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 

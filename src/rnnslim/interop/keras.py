@@ -6,7 +6,7 @@ What is understood, as one chain of layers (Sequential, or a Functional model wi
 
     Input -> [Embedding | Dense (linear, on the features)] -> Dropout* ->
     LSTM / GRU (reset_after=True) / SimpleRNN layers (optionally in Bidirectional(merge_mode="concat"))
-    -> [GlobalAveragePooling1D] -> [Dense (linear, or softmax as the model's last activation)]
+    -> [GlobalAveragePooling1D] -> [Dense / TimeDistributed(Dense) (linear, or softmax as the last activation)]
 
 A final softmax becomes ModelSpec.output_activation (the model computes logits; whoever needs
 probabilities applies it, see rnnslim.models.sequence.apply_output_activation).
@@ -56,7 +56,8 @@ from rnnslim.recurrent.gates import CellType
 SUFFIXES = (".keras", ".h5", ".hdf5")
 _RECURRENT = ("LSTM", "GRU", "SimpleRNN")
 _PASS_THROUGH = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout")
-_KNOWN = (*_PASS_THROUGH, *_RECURRENT, "Bidirectional", "Embedding", "Dense", "GlobalAveragePooling1D", "Activation")
+_KNOWN = (*_PASS_THROUGH, *_RECURRENT, "Bidirectional", "Embedding", "Dense", "TimeDistributed", "GlobalAveragePooling1D",
+          "Activation")
 # Keras gate letters per cell, and the same letters in torch's order
 _GATE_ORDER = {"LSTM": ("ifco", "ifco"), "GRU": ("zrh", "rzh"), "SimpleRNN": ("h", "h")}
 
@@ -107,6 +108,9 @@ class _Chain:
 def read_keras_model(kmodel) -> ImportedModel:
     """Walk a loaded Keras model's layers into an ImportedModel (weights converted, nothing built)."""
     for layer in kmodel.layers:  # unsupported kinds first: their names say more than a broken chain
+        inner = type(getattr(layer, "layer", None)).__name__
+        if type(layer).__name__ == "TimeDistributed" and inner != "Dense":
+            raise ValueError(f"layer {layer.name!r} (TimeDistributed of {inner}) is not supported: only of a Dense")
         if type(layer).__name__ not in _KNOWN:
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported: rnnslim imports "
                              "Embedding / Dense -> LSTM / GRU / SimpleRNN (Bidirectional) -> Dense chains")
@@ -129,6 +133,8 @@ def read_keras_model(kmodel) -> ImportedModel:
             _recurrent(chain, layer)
         elif kind == "Dense":
             _dense(chain, layer)
+        elif kind == "TimeDistributed":  # of a Dense (checked above): the same Dense on every step
+            _dense(chain, layer.layer)
         elif kind == "GlobalAveragePooling1D":
             _pooling(chain, layer)
         else:

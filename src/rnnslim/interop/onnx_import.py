@@ -95,7 +95,8 @@ def import_onnx(path: str | os.PathLike, drop_softmax: bool = False, check: bool
         onnx.checker.check_model(str(path))  # by path: also checks external data files beside it
         proto = onnx.load(str(path))  # onnx refuses external data outside the model's folder
     except Exception as e:  # noqa: BLE001 - protobuf / checker errors of many kinds: one line naming the file
-        raise ValueError(f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise ValueError(f"{path}: not a valid ONNX model ({type(e).__name__}: {first})") from None
     walk = GraphWalk(proto)
     imported = walk.run()
     model = build_sequence_model(imported, drop_activation=drop_softmax)
@@ -204,7 +205,8 @@ class GraphWalk:
 
     def _const(self, node, v, what: str) -> np.ndarray:
         if isinstance(v, Data):
-            raise ValueError(f"node {_name(node)}: its {what} is computed from the input data; rnnslim needs it constant")
+            raise ValueError(f"node {_name(node)}: its {what} is computed from the input data; rnnslim needs it "
+                             "constant")
         if isinstance(v, Unknown) or not isinstance(v, np.ndarray) or v.dtype == object:
             source = v.node if isinstance(v, Unknown) else "a shape computation"
             raise ValueError(f"node {_name(node)}: its {what} comes from {source}, which rnnslim cannot evaluate")
@@ -294,7 +296,8 @@ class GraphWalk:
         i = int(idx.reshape(-1)[0])
         if d.states:
             if d.axes[axis] != _DIRECTIONS:
-                raise ValueError(f"node {_name(node)} gathers along axis {d.axes[axis]} of a final state; not supported")
+                raise ValueError(f"node {_name(node)} gathers along axis {d.axes[axis]} of a final state; not "
+                             "supported")
             return self._final_state(node, d, i)
         if d.axes[axis] != self.time or not (i == -1 or (d.sizes[axis] is not None and i == d.sizes[axis] - 1)):
             raise ValueError(f"node {_name(node)} gathers entry {i} of axis {d.axes[axis]}; rnnslim reads only the "
@@ -532,7 +535,8 @@ def _recurrent_layer(node, op: str, attrs: dict, weights: list, args: list, inpu
     order, torch_order = _RECURRENT[op]
     g = len(order)
     if w.shape[1:] != (g * hidden, input_size) or r.shape[1:] != (g * hidden, hidden):
-        raise ValueError(f"{what}: W {w.shape} / R {r.shape} do not fit {g} gates x {hidden} units on {input_size} inputs")
+        raise ValueError(f"{what}: W {w.shape} / R {r.shape} do not fit {g} gates x {hidden} units on {input_size} "
+                         "inputs")
     dirs = []
     for d in range(w.shape[0]):
         bd = np.zeros(2 * g * hidden, np.float32) if bias is None else bias[d]

@@ -125,6 +125,11 @@ def evaluate(node, args: list):
     if op == "Reshape":
         shape = [d if d != 0 else x.shape[i] for i, d in enumerate(known_ints(args[1]))]
         return x.reshape(shape)
+    if op == "Expand" and x.dtype != object:
+        shape = args[1].reshape(-1).tolist()
+        if not np.any(x):
+            return Zeros(tuple(shape))
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))).copy()
     if op in ("Add", "Sub", "Mul", "Div") and all(isinstance(a, np.ndarray) and a.dtype != object for a in args):
         fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
         return fn(args[0], args[1]).astype(np.result_type(args[0], args[1]))
