@@ -113,6 +113,14 @@ def test_factorize_reduces_rank(task):
     res = rnnslim.factorize_(m, rnnslim.ToLSTMP(proj_size=4))
     assert [s.proj_size for s in m.spec.layers] == [4, 4] and res.bytes_after < res.bytes_before
     m = _model(task)
+    res = rnnslim.factorize_(m, rnnslim.BlockCirculant(block=8))
+    block = m.rnn.layers[0].weight_hh_l0.detach()[8:16, 8:16]  # each 8 x 8 block: rows are shifts of its first
+    assert all(torch.allclose(block[i], torch.roll(block[0], i)) for i in range(8))
+    assert res.method == "BlockCirculant" and res.bytes_after < 0.3 * res.bytes_before
+    m = _model(task)
+    res = rnnslim.factorize_(m, rnnslim.DCTSparsity(keep=0.25))
+    assert res.method == "DCTSparsity" and res.bytes_after < 0.5 * res.bytes_before
+    m = _model(task)
     res = rnnslim.lowrank_(m, rnnslim.LowRank(rank=3, targets=["output"]))  # the older verb: same dispatch, same result
     assert res.method == "LowRank" and res.ranks == {"output": 3}
 
@@ -136,7 +144,7 @@ def test_wrong_family_and_unknown_configs_are_refused(task):
         rnnslim.quantize_(m, rnnslim.UnstructuredPruning(sparsity=0.5))
     with pytest.raises(TypeError, match="WeightOnly is a quantization config: use quantize_"):
         rnnslim.factorize_(m, rnnslim.WeightOnly())
-    with pytest.raises(TypeError, match="LowRank is a low-rank config: use factorize_"):
+    with pytest.raises(TypeError, match="LowRank is a factorization config: use factorize_"):
         rnnslim.distill_(m, rnnslim.LowRank(rank=2))
     with pytest.raises(TypeError, match="does not know dict"):
         rnnslim.prune_(m, {"sparsity": 0.5})

@@ -91,7 +91,7 @@ def test_inputs_are_checked_against_the_method():
         rnnslim.factorize_(_net(), _Halve(), calibration=[1])
     with pytest.raises(TypeError, match="returned Module, not an EditResult"):
         rnnslim.prune_(_net(), _Broken())
-    with pytest.raises(TypeError, match="_Halve is a low-rank config: use factorize_"):
+    with pytest.raises(TypeError, match="_Halve is a factorization config: use factorize_"):
         rnnslim.prune_(_net(), _Halve())
 
 

@@ -56,14 +56,19 @@ _EXPORTS = {
     "GPTQ": "rnnslim.reconstruct",
     "MixedPrecision": "rnnslim.quantize.mixed",
     "set_delta_threshold_": "rnnslim.quantize.int8.delta",  # delta networks on the integer C kernel
-    # low-rank configs: factorize_(model, config, calibration=...); lowrank_ / to_lstmp_ /
-    # lowrank_linears_ are the same dispatch limited to one config each
+    # factorization configs (low rank, transform domain): factorize_(model, config, calibration=...);
+    # lowrank_ / to_lstmp_ / lowrank_linears_ / dct_sparsify_ / block_circulant_ are the same
+    # dispatch limited to one config each
     "LowRank": "rnnslim.lowrank",
     "ToLSTMP": "rnnslim.lowrank",
     "LowRankLinears": "rnnslim.lowrank",
     "lowrank_": "rnnslim.lowrank",
     "to_lstmp_": "rnnslim.lowrank",
     "lowrank_linears_": "rnnslim.lowrank",  # nn.Linear layers of any module (a user's decoder, head)
+    "DCTSparsity": "rnnslim.transform",  # weights stored as sparse DCT coefficients
+    "BlockCirculant": "rnnslim.transform",
+    "dct_sparsify_": "rnnslim.transform",
+    "block_circulant_": "rnnslim.transform",
     # distillation: distill_(student, Distillation(...), teacher=..., task=...)
     "Distillation": "rnnslim.students",
     "make_student": "rnnslim.students",
@@ -71,11 +76,6 @@ _EXPORTS = {
     # saving edited user models
     "save_edited": "rnnslim.io.edited",
     "load_edited": "rnnslim.prune.structured.history",  # rnnslim.io.edited with the pruning replay
-    # transform-domain storage: sparse DCT coefficients, block-circulant matrices
-    "dct_sparsify_": "rnnslim.transform",
-    "block_circulant_": "rnnslim.transform",
-    "DCTSparsity": "rnnslim.transform",
-    "BlockCirculant": "rnnslim.transform",
     # early exit: heads after each recurrent layer of a classifier, a calibrated confidence threshold
     "EarlyExit": "rnnslim.early_exit",
     "add_exits_": "rnnslim.early_exit",

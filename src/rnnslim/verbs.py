@@ -50,7 +50,7 @@ class Family(str, Enum):
 
     @property
     def noun(self) -> str:
-        return {"prune": "pruning", "quantize": "quantization", "factorize": "low-rank",
+        return {"prune": "pruning", "quantize": "quantization", "factorize": "factorization",
                 "distill": "distillation"}[self.value]
 
 
@@ -179,9 +179,10 @@ def quantize_(model: nn.Module, config: Any, calibration: Any = None, **inputs: 
 
 
 def factorize_(model: nn.Module, config: Any, calibration: Any = None, **inputs: Any) -> EditResult:
-    """Low-rank factorize `model` in place: LowRank (gate matrices, head), ToLSTMP (LSTM ->
-    LSTMP), LowRankLinears (nn.Linear layers of any module). calibration: a Task or batches
-    for a data-aware SVD (config.calibration_batches > 0)."""
+    """Store `model`'s matrices in a structured form, in place: LowRank (SVD of the gate matrices,
+    head), ToLSTMP (LSTM -> LSTMP), LowRankLinears (nn.Linear layers of any module),
+    BlockCirculant, DCTSparsity (transform domain). calibration: a Task or batches for a
+    data-aware SVD (config.calibration_batches > 0)."""
     return run(Family.FACTORIZE, model, config, calibration=calibration, **inputs)
 
 

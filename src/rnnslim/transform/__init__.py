@@ -3,6 +3,7 @@ block-circulant matrices, rebuilt into dense weights for the unchanged torch ker
 
     dct_sparsify_(model, DCTSparsity(target_bytes_fraction=0.2, block=(8, 8), bits=8))
     block_circulant_(model, BlockCirculant(block=8))
+    rnnslim.factorize_(model, BlockCirculant(block=8))    # the same through the factorization verb
     hook = projection_hook(model)     # fine-tuning that stays in the subspace
 
 Re-exports only; storage is rnnslim.io.transform_encoding.

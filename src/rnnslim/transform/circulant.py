@@ -25,6 +25,7 @@ from rnnslim.io.transform_encoding import CIRCULANT, circulant_nbytes, nearest_c
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.transform.common import TransformResult, relative_error, totals, transform_targets, write_back_
 from rnnslim.utils.atomic import atomic_verb
+from rnnslim.verbs import Family, register
 
 
 class BlockCirculant(BaseModel):
@@ -36,6 +37,7 @@ class BlockCirculant(BaseModel):
     layers: tuple[int, ...] | None = Field(default=None, description="only these recurrent layers (None = all)")
 
 
+@register(Family.FACTORIZE, BlockCirculant)
 @atomic_verb
 def block_circulant_(model: nn.Module, cfg: BlockCirculant) -> TransformResult:
     """Project each target weight onto block-circulant matrices in place and mark it for

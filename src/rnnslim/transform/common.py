@@ -17,10 +17,11 @@ from torch import Tensor, nn
 
 from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.prune.targets import PrunableTensor, TargetKind, prunable_tensors
+from rnnslim.results import EditResult
 
 
 @dataclass
-class TransformResult:
+class TransformResult(EditResult):
     """What a transform verb did: {"method": {...}, "tensors": {name: {...}}, "total": {...}}."""
 
     report: dict = field(default_factory=dict)

@@ -34,6 +34,7 @@ from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind
 from rnnslim.prune.unstructured import Scope
 from rnnslim.transform.common import TransformResult, relative_error, totals, transform_targets, write_back_
 from rnnslim.utils.atomic import atomic_verb
+from rnnslim.verbs import Family, register
 
 
 class ScaleMode(str, Enum):
@@ -137,6 +138,7 @@ def dct_entry(cfg: DCTSparsity, shape: tuple[int, int], keep: int) -> dict:
     return {"encoding": DCT, "block": cfg.block_for(shape), "keep": keep, "bits": cfg.bits, "scale": cfg.scale.value}
 
 
+@register(Family.FACTORIZE, DCTSparsity)
 @atomic_verb
 def dct_sparsify_(model: nn.Module, cfg: DCTSparsity) -> TransformResult:
     """Replace each target weight by its DCT-sparsified (optionally quantized) version in place,
