@@ -33,4 +33,5 @@ def test_edit_result_headline_and_compression():
                    bytes_after=1000, warnings=["decoder: group size fitted"])
     assert r.compression == 4.0
     assert r.headline() == ("WeightOnly: 4,000 -> 1,000 stored bytes (4.00x); changed: rnn, decoder; 1 warning(s)")
-    assert EditResult().compression == 1.0
+    assert EditResult().compression is None
+    assert EditResult().headline() == "EditResult: stored bytes not measured (rnnslim's verbs measure them); changed: nothing"

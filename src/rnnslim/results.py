@@ -11,6 +11,10 @@ The common core (filled in by rnnslim.verbs for prune_ / quantize_ / factorize_ 
                   tensors once, manifest not included
     warnings      what the edit warned about (Python warnings it raised, layers it left alone)
 
+The per-method functions (prune_units_, prune_unstructured_, dct_sparsify_, ...) return the
+same types without the verb's measurements: bytes_before / bytes_after stay None and
+`changed` empty there.
+
 Each family's result extends it with its own detail: PruneResult (masks, per-tensor
 sparsity), StructuredResult (kept units), QuantizeResult (per-layer formats), LowRankResult
 (ranks), GradualResult / DistillResult (the training run).
@@ -28,20 +32,21 @@ class EditResult:
     family: str = ""
     method: str = ""
     changed: list[str] = field(default_factory=list)
-    bytes_before: int = 0
-    bytes_after: int = 0
+    bytes_before: int | None = None
+    bytes_after: int | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
     def compression(self) -> float:
-        """bytes_before / bytes_after (2.0: half the bytes); 1.0 when nothing was measured."""
-        return self.bytes_before / self.bytes_after if self.bytes_after else 1.0
+        """bytes_before / bytes_after (2.0: half the bytes); None when not measured."""
+        return self.bytes_before / self.bytes_after if self.bytes_before and self.bytes_after else None
 
     def headline(self) -> str:
         """One line: method, bytes before -> after, what changed, warning count."""
         where = ", ".join(self.changed[:4]) + (f" and {len(self.changed) - 4} more" if len(self.changed) > 4 else "")
-        line = (f"{self.method}: {self.bytes_before:,} -> {self.bytes_after:,} stored bytes "
-                f"({self.compression:.2f}x); changed: {where or 'nothing'}")
+        size = ("stored bytes not measured (rnnslim's verbs measure them)" if self.compression is None else
+                f"{self.bytes_before:,} -> {self.bytes_after:,} stored bytes ({self.compression:.2f}x)")
+        line = f"{self.method or type(self).__name__}: {size}; changed: {where or 'nothing'}"
         return line + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
 
 
