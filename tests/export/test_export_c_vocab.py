@@ -201,3 +201,14 @@ def test_the_cli_exports_a_saved_language_model_under_its_run_name_with_its_voca
     assert "+ lm_small_vocab.{c,h} (lm_small_encode: text -> ids" in r.output
     assert {"lm_small.c", "lm_small.h", "lm_small_vocab.c", "lm_small_vocab.h", "vocab.json"} <= {
         p.name for p in (tmp_path / "c").iterdir()}
+
+
+def test_the_float_export_carries_the_same_token_table(tmp_path):
+    from rnnslim.export.c_float import export_c_float
+
+    model = SequenceModel(ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=len(WORDS), embed_size=4,
+                                    layers=[LayerShape(hidden_size=6)], output_size=len(WORDS))).eval()
+    model.task_meta = {"task": "wordlm", "vocab": WORDS}
+    facts = export_c_float(model, tmp_path / "f", name="ref")
+    assert facts.tokenizer == "words" and json.loads((tmp_path / "f" / "vocab.json").read_text())["tokens"] == WORDS
+    assert "ref_encode" in (tmp_path / "f" / "ref_vocab.h").read_text()

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 from rnnslim.export.c_names import model_c_name
+from rnnslim.export.c_scaling import model_scaling
+from rnnslim.export.c_vocab import model_vocabulary, vocab_files
 from rnnslim.export.c_source import CExport, _Arrays, write_export
 from rnnslim.export.destination import check_destination
 from rnnslim.recurrent.gates import CellType, cell_of_module, gate_count
@@ -307,14 +309,22 @@ def export_c_float(model, out: str | Path, name: str | None = None, source: str 
     program = _program(model)
     name = model_c_name(model, name)
     text, const_bytes = _source(name, program)
+    vocab = model_vocabulary(model, program.inputs) if program.input_kind == "embedding" else None
+    in_scaling, out_scaling = model_scaling(model, program.inputs if program.input_kind != "embedding" else 0,
+                                            program.out)
     facts = CFloatExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers],
         vocab=program.inputs if program.input_kind == "embedding" else 0, outputs=program.out,
         state_len=program.state_len, const_bytes=const_bytes, scratch_bytes=4 * program.scratch_floats(),
         state_bytes=4 * program.state_len, tile_sparse=[], folded_embedding=False, format=FORMAT_FP32,
-        input_kind=program.input_kind, inputs=program.inputs, embed=program.embed)
+        input_kind=program.input_kind, inputs=program.inputs, embed=program.embed,
+        tokenizer=vocab.tokenizer if vocab else None, vocab_table_bytes=vocab.table_bytes() if vocab else 0,
+        input_scaling=in_scaling.to_dict() if in_scaling else None,  # stated in the manifest (c_scaling.py)
+        output_scaling=out_scaling.to_dict() if out_scaling else None)
     files = {f"{name}.h": _header(name, program, source or name).encode(), f"{name}.c": text.encode(),
              FLOAT_CORE.name: FLOAT_CORE.read_bytes()}
+    if vocab is not None:  # the same token table as the int8 export (c_vocab.py)
+        files |= vocab_files(name, vocab, source or name)
     return write_export(Path(out), facts, files, model)
 
 
