@@ -10,7 +10,7 @@ from torch import nn
 from rnnslim.capture import CaptureError, capture, user_view
 from rnnslim.models.sequence import InputKind, OutputActivation, Readout
 from tests.capture.user_modules import (
-    ConvFrontGRU, ExamplesWordLM, KeywordGRU, ProjectedLSTM, ResidualLSTM, SensorLSTM, TwoLSTMs,
+    ConvFrontGRU, ExamplesWordLM, KeywordGRU, ProjectedLSTM, ResidualLSTM, SelfInitLM, SensorLSTM, TwoLSTMs,
 )
 from tests.user_models import Tagger, WordLM
 
@@ -66,6 +66,18 @@ def test_hidden_none_becomes_a_state_argument():
     with torch.no_grad():
         assert _rel(m(x, hidden)[0], user_view(model)(x, hidden)[0]) <= RTOL
         assert _rel(m(x)[0], user_view(model)(x)[0]) <= RTOL
+
+
+def test_zero_state_built_inside_forward():
+    torch.manual_seed(5)
+    m = SelfInitLM().eval()
+    x = torch.randint(0, 20, (3, 7))
+    model = capture(m, (x,))
+    assert model.capture_info.arguments == ["data", "state:0"] and model.capture_info.layout == "batch_first"
+    hidden = (torch.randn(2, 3, 8), torch.randn(2, 3, 8))
+    with torch.no_grad():
+        assert _rel(m(x)[0], user_view(model)(x)[0]) <= RTOL
+        assert _rel(m(x, hidden)[0], user_view(model)(x, hidden)[0]) <= RTOL
 
 
 def test_keyword_gru_last_step_batch_first():

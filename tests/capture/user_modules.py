@@ -121,3 +121,25 @@ class ConvFrontGRU(nn.Module):
     def forward(self, x):
         h = self.conv(x.transpose(1, 2)).transpose(1, 2)
         return self.head(self.rnn(h)[0][:, -1])
+
+
+class SelfInitLM(nn.Module):
+    """Batch-first LM that builds its own zero state with init_hidden (next(self.parameters()))
+    when forward gets hidden=None."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.rnn = nn.LSTM(8, 8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 20)
+        self.nlayers, self.nhid = 2, 8
+
+    def init_hidden(self, bsz: int):
+        weight = next(self.parameters())
+        return weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+    def forward(self, x, hidden=None):
+        if hidden is None:
+            hidden = self.init_hidden(x.size(0))
+        out, hidden = self.rnn(self.emb(x), hidden)
+        return self.fc(out), hidden

@@ -8,7 +8,7 @@ import re
 import torch
 import torch.fx as fx
 
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)(?:\n[ \t]+(?!File ")(.*))?')
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,7 +24,7 @@ def source_line(node: fx.Node | None) -> str:
     if not frames:
         return ""
     path, line, _, code = frames[-1].groups()
-    return f"{path}:{line} ({code.strip()})"
+    return f"{path}:{line}" + (f" ({code.strip()})" if code and code.strip() else "")
 
 
 def where(node: fx.Node | None) -> str:

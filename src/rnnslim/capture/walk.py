@@ -289,14 +289,13 @@ class Walker:
         first = self.as_data(args[0], node.args[0]) if args else None
         if isinstance(first, StateOf) and node.op == "call_method" and target == "squeeze":
             return self.state_squeeze(node, first)
-        if target in _ZEROS or (node.op == "call_method" and target in _ZERO_METHODS):
-            return InputState("")
+        if target in _ZEROS or (node.op == "call_method" and target in _ZERO_METHODS) or (
+                node.op == "call_function" and getattr(target, "__name__", "") in _ZERO_METHODS):
+            return InputState("")  # zeros made inside forward (weight.new_zeros(...) of an init_hidden)
         if node.op == "call_method" and target in _SIZE_METHODS or target is getattr and node.args[1] in (
                 "shape", "dtype", "device"):
             return Meta()
         if not any(isinstance(a, (Data, Arg, RnnCall, StateOf, InputState)) for a in flat):
-            if any(isinstance(a, Param) for a in flat) and node.op == "call_method" and target in ("new_zeros",):
-                return InputState("")
             return Meta()
         if not isinstance(first, Data) or any(isinstance(a, (Data, Arg, RnnCall, StateOf)) for a in flat[1:]):
             raise refuse(node, f"{op_name(node)} combines the data with another tensor; capture supports one "
