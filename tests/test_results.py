@@ -34,4 +34,5 @@ def test_edit_result_headline_and_compression():
     assert r.compression == 4.0
     assert r.headline() == ("WeightOnly: 4,000 -> 1,000 stored bytes (4.00x); changed: rnn, decoder; 1 warning(s)")
     assert EditResult().compression is None
-    assert EditResult().headline() == "EditResult: stored bytes not measured (rnnslim's verbs measure them); changed: nothing"
+    assert EditResult().headline() == ("EditResult: stored bytes not measured (rnnslim's verbs measure them); "
+                                       "changed: nothing")
