@@ -445,7 +445,7 @@ def export(
 @app.command("import")
 @_guarded
 def import_(
-    source: Annotated[Path, typer.Argument(help="a Keras model (.keras / .h5) or an ONNX model (.onnx)")],
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="a Keras model (.keras / .h5) or an ONNX model (.onnx)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="model directory to write (new, empty, or an earlier rnnslim model directory)")],
     task: Annotated[Optional[str], typer.Option(help="the rnnslim task the model serves (charlm, wordlm, classify, forecast), recorded so later commands need only --data")] = None,
     drop_softmax: Annotated[bool, typer.Option("--drop-softmax", help="leave a final softmax / log_softmax out of the model (default: kept as its output activation)")] = False,
@@ -453,8 +453,8 @@ def import_(
 ) -> None:
     """Import a recurrent model trained elsewhere (Keras, ONNX) as an rnnslim model directory.
 
-    The outputs are checked against Keras / ONNX Runtime on random inputs (max relative error
-    1e-5); layers rnnslim cannot represent are refused by name."""
+    Checked against Keras / ONNX Runtime on random inputs (max relative error 1e-5).
+    Layers rnnslim cannot represent are refused by name."""
     from rnnslim.interop.save import check_import_destination, import_file, save_imported
     from rnnslim.tasks import task_names
 
