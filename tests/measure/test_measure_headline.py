@@ -62,7 +62,7 @@ def test_headline_says_smaller_faster_and_the_metric_change_against_the_fastest_
                       _change(1.006, 1.0))
     assert h.smaller_x == pytest.approx(4.0) and h.faster_x == pytest.approx(2.1)  # 4000 B torch row, 0.21 / 0.1 ms
     assert h.reference == "torch nn (oneDNN off)" and h.threads == 1
-    assert h.text == ("charlstm: 4.0x smaller, 2.1x faster per step than the best torch baseline "
+    assert h.text == ("charlstm: 4.0x smaller, 2.1x faster per step vs the best torch baseline "
                       "(torch nn (oneDNN off), fp32, 1 thread), loss_nats +0.60 %")
 
 
@@ -72,6 +72,14 @@ def test_a_slower_or_larger_model_is_said_the_other_way_round():
     h = make_headline(_summary("m", 8000, 1.2), None, False, rows, _change(1.2, 1.0))
     assert h.faster_x == pytest.approx(0.5) and "2.0x larger, 2.0x slower per step" in h.text
     assert h.text.endswith("loss_nats +20.0 %")
+
+
+def test_an_uncompressed_model_is_about_the_same_size_and_speed():
+    rows = _rows(model_ms=0.205)
+    rows[0] = _row(VariantKind.MODEL, "model", 0.205, nbytes=4000)
+    h = make_headline(_summary("dense", 4000, 1.0), None, True, rows, None)
+    assert h.text.startswith("dense: about the same size, about as fast per step vs the best torch baseline")
+    assert h.text.endswith("the model is its own baseline (uncompressed)")
 
 
 def test_without_baselines_the_headline_says_what_is_missing():

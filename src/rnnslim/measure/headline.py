@@ -1,13 +1,14 @@
 """The headline of a measurement: one line that says what the numbers below add up to.
 
-    charlstm-512x2: 3.9x smaller, 2.1x faster per step than the best torch baseline
+    charlstm-512x2: 3.9x smaller, 2.1x faster per step vs the best torch baseline
     (torch nn (oneDNN off), fp32, 1 thread), loss_nats +0.62 %
 
 Both factors read "bigger is better": size = the baseline's bytes on disk / the model's,
 speed = the fastest torch row's step latency / the model's, at the first thread count
 measured (the table shows every thread count). The torch rows run the uncompressed model in
 float32, so "the best torch baseline" is what a PyTorch user gets without rnnslim. A factor
-below 1 is said the other way round ("1.5x larger", "1.2x slower"), never hidden.
+below 1 is said the other way round ("1.5x larger", "1.2x slower"), never hidden; one within
+5 % of 1 is "about the same".
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from rnnslim.measure.results import Headline, ModelSummary, QualityChange, Varia
 from rnnslim.measure.variants import TORCH_KINDS, VariantKind
 
 
-def _factor(x: float, better: str, worse: str) -> str:
-    if round(x, 1) == 1.0:
-        return f"1.0x ({better if x >= 1 else worse} by {abs(x - 1) * 100:.0f} %)"
+SAME = 1.05  # factors within 5 % of 1 are "about the same": below the noise of a quick run
+
+
+def _factor(x: float, better: str, worse: str, same: str) -> str:
+    if 1 / SAME < x < SAME:
+        return same
     return f"{x:.1f}x {better}" if x > 1 else f"{1 / x:.1f}x {worse}"
 
 
@@ -43,14 +47,14 @@ def make_headline(model: ModelSummary, baseline: ModelSummary | None, baseline_i
     faster = ref.latency.median_ms / own.latency.median_ms if ref is not None and own.latency.median_ms > 0 else None
     parts = []
     if smaller is not None:
-        parts.append(_factor(smaller, "smaller", "larger"))
+        parts.append(_factor(smaller, "smaller", "larger", "about the same size"))
     if faster is not None:
-        parts.append(f"{_factor(faster, 'faster', 'slower')} per step")
+        parts.append(_factor(faster, "faster per step", "slower per step", "about as fast per step"))
     if parts and ref is not None:
         thread_word = "thread" if ref.threads == 1 else "threads"
-        said = f"{', '.join(parts)} than the best torch baseline ({ref.label}, fp32, {ref.threads} {thread_word})"
+        said = f"{', '.join(parts)} vs the best torch baseline ({ref.label}, fp32, {ref.threads} {thread_word})"
     elif parts:
-        said = f"{', '.join(parts)} than the baseline model on disk; no torch baseline was timed"
+        said = f"{', '.join(parts)} vs the baseline model on disk; no torch baseline was timed"
     else:
         said = "no baseline to compare with (give the uncompressed model: --baseline PATH, or baseline=)"
     if change is not None:
