@@ -135,8 +135,10 @@ def user_device_section() -> list[str]:
                    f"{_int8(get('int8'))} | {_c_exact(get('c_export'))} | {_flash_ram(get('flash_ram'))} | "
                    f"{_latency(get('latency'))} |")
     trained = [f"{r['key']}: {_training(r.get('training', {}))}" for r in res["rows"] if r.get("training")]
-    out += ["", "Training (the user's loop, cached): " + "; ".join(trained) + f". Whole run {res['seconds']:.0f} s.",
-            ""]
+    cached = all(r.get("training", {}).get("cached") for r in res["rows"] if r.get("training"))
+    out += ["", "Training (the user's loop; weights cached in benchmarks/runs/your_model_to_device/): "
+            + "; ".join(trained) + f". Whole run {res['seconds']:.0f} s"
+            + (" (trained weights loaded from the cache)." if cached else " (training included)."), ""]
     return out
 
 
