@@ -79,6 +79,18 @@ def test_imported_model_computes_what_keras_computes(tmp_path, make, suffix, cel
     assert relative_error(_ours(model, x), theirs) <= 1e-5
 
 
+def test_normalization_becomes_the_input_linear(tmp_path):
+    rng = np.random.default_rng(2)
+    norm = L.Normalization()
+    norm.adapt((rng.standard_normal((20, 8, 3)) * [1.0, 10.0, 0.1] + [5.0, -3.0, 0.0]).astype("float32"))
+    kmodel = keras.Sequential([keras.Input((None, 3)), norm, L.LSTM(4), L.Dense(2)])
+    kmodel.save(tmp_path / "m.keras")
+    model = import_keras(tmp_path / "m.keras")
+    assert model.spec.input_kind is InputKind.LINEAR and model.spec.embed_size == 3
+    x = (random_inputs(model, seed=6) * 10).astype("float32")  # raw features, as the Keras model reads them
+    assert relative_error(_ours(model, x), keras.ops.convert_to_numpy(kmodel(x))) <= 1e-5
+
+
 def test_dense_input_projection_pooling_and_simple_rnn(tmp_path):
     kmodel = keras.Sequential([keras.Input((None, 4)), L.Dense(6), L.SimpleRNN(5, activation="relu",
                                return_sequences=True), L.GlobalAveragePooling1D(), L.Dense(2)])

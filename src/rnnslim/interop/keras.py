@@ -4,7 +4,7 @@
 
 What is understood, as one chain of layers (Sequential, or a Functional model without branches):
 
-    Input -> [Embedding | Dense (linear, on the features)] -> Dropout* ->
+    Input -> [Embedding | Normalization (adapted) / Dense (linear) on the features] -> Dropout* ->
     LSTM / GRU (reset_after=True) / SimpleRNN layers (optionally in Bidirectional(merge_mode="concat"))
     -> [GlobalAveragePooling1D] -> [Dense / TimeDistributed(Dense) (linear, or softmax as the last activation)]
 
@@ -13,7 +13,8 @@ probabilities applies it, see rnnslim.models.sequence.apply_output_activation).
 
 return_sequences=False on the last recurrent layer is the readout "last", a
 GlobalAveragePooling1D is "mean", otherwise the Dense runs on every step ("all"). A Dense right
-after an Embedding is folded into the embedding table. Dropout is ignored (inference). Anything
+after an Embedding is folded into the embedding table; a Normalization (and Dense layers after
+it) becomes the input Linear, so the model reads the raw features as the Keras model does. Dropout is ignored (inference). Anything
 else is refused with a ValueError naming the layer: masking (Masking, Embedding(mask_zero=True)),
 stateful or go_backwards layers outside Bidirectional, non-default activations (torch's cells
 are fixed: recurrent_activation sigmoid, activation tanh; SimpleRNN tanh or relu), return_state,
@@ -56,8 +57,8 @@ from rnnslim.recurrent.gates import CellType
 SUFFIXES = (".keras", ".h5", ".hdf5")
 _RECURRENT = ("LSTM", "GRU", "SimpleRNN")
 _PASS_THROUGH = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout")
-_KNOWN = (*_PASS_THROUGH, *_RECURRENT, "Bidirectional", "Embedding", "Dense", "TimeDistributed", "GlobalAveragePooling1D",
-          "Activation")
+_KNOWN = (*_PASS_THROUGH, *_RECURRENT, "Bidirectional", "Embedding", "Dense", "TimeDistributed", "Normalization",
+          "GlobalAveragePooling1D", "Activation")
 # Keras gate letters per cell, and the same letters in torch's order
 _GATE_ORDER = {"LSTM": ("ifco", "ifco"), "GRU": ("zrh", "rzh"), "SimpleRNN": ("h", "h")}
 
@@ -137,6 +138,8 @@ def read_keras_model(kmodel) -> ImportedModel:
             _dense(chain, layer.layer)
         elif kind == "GlobalAveragePooling1D":
             _pooling(chain, layer)
+        elif kind == "Normalization":
+            _normalization(chain, layer)
         else:
             _activation(chain, layer)
     if not chain.model.layers:
@@ -200,15 +203,7 @@ def _dense(chain: _Chain, layer) -> None:
     b = torch.as_tensor(np.asarray(bias[0], dtype=np.float32)) if bias else torch.zeros(w.shape[0])
     if not m.layers:  # in front of the recurrent layers: the input part
         _linear_activation(layer, allow_softmax=False)
-        if m.input_kind is InputKind.EMBEDDING:
-            if m.input_weight is None:
-                raise ValueError(f"layer {layer.name!r} (Dense) reads token ids; put an Embedding first")
-            m.input_weight = m.input_weight @ w.t() + b  # folded: (V, E) -> (V, out)
-        elif m.input_kind is InputKind.LINEAR:
-            m.input_bias = w @ m.input_bias + b  # two linear maps folded into one
-            m.input_weight = w @ m.input_weight
-        else:
-            m.input_kind, m.input_weight, m.input_bias, m.input_size = InputKind.LINEAR, w, b, int(w.shape[1])
+        _input_affine(m, w, b, f"layer {layer.name!r} (Dense)")
         return
     if m.decoder_weight is not None or m.final_activation:
         raise ValueError(f"layer {layer.name!r} (Dense) follows the output Dense; rnnslim models have one output "
@@ -216,6 +211,36 @@ def _dense(chain: _Chain, layer) -> None:
     m.final_activation = _linear_activation(layer, allow_softmax=True)
     m.decoder_weight, m.decoder_bias = w, b
     chain.ended = True
+
+
+def _input_affine(m: ImportedModel, w: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    """x -> x W^T + b in front of the recurrent layers: folded into the embedding table or an
+    earlier input Linear, else the input Linear (out, in)."""
+    if m.input_kind is InputKind.EMBEDDING:
+        if m.input_weight is None:
+            raise ValueError(f"{what} reads token ids; put an Embedding first")
+        m.input_weight = m.input_weight @ w.t() + b  # (V, E) -> (V, out)
+    elif m.input_kind is InputKind.LINEAR:
+        m.input_weight, m.input_bias = w @ m.input_weight, w @ m.input_bias + b  # two affine maps in one
+    else:
+        m.input_kind, m.input_weight, m.input_bias, m.input_size = InputKind.LINEAR, w, b, int(w.shape[1])
+
+
+def _normalization(chain: _Chain, layer) -> None:
+    """An adapted Normalization on the features, (x - mean) / max(sqrt(var), eps): an affine map."""
+    keras = load_keras()
+    cfg = layer.get_config()
+    what = f"layer {layer.name!r} (Normalization)"
+    if chain.model.layers or chain.model.input_kind is InputKind.EMBEDDING:
+        raise ValueError(f"{what} must come before the recurrent layers, on float features")
+    if tuple(cfg.get("axis") or ()) not in ((-1,), (2,)):
+        raise ValueError(f"{what} normalises axis {cfg.get('axis')}; rnnslim folds only per-feature (axis=-1)")
+    mean = keras.ops.convert_to_numpy(layer.mean).astype(np.float64).reshape(-1)
+    std = np.maximum(np.sqrt(keras.ops.convert_to_numpy(layer.variance).astype(np.float64).reshape(-1)),
+                     keras.backend.epsilon())
+    scale, shift = (std, mean) if cfg.get("invert") else (1.0 / std, -mean / std)  # y = x * scale + shift
+    w = torch.diag(torch.as_tensor(scale, dtype=torch.float32))  # (F, F)
+    _input_affine(chain.model, w, torch.as_tensor(shift, dtype=torch.float32), what)
 
 
 def _pooling(chain: _Chain, layer) -> None:
