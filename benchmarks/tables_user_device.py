@@ -135,10 +135,11 @@ def user_device_section() -> list[str]:
                    f"{_int8(get('int8'))} | {_c_exact(get('c_export'))} | {_flash_ram(get('flash_ram'))} | "
                    f"{_latency(get('latency'))} |")
     trained = [f"{r['key']}: {_training(r.get('training', {}))}" for r in res["rows"] if r.get("training")]
-    cached = all(r.get("training", {}).get("cached") for r in res["rows"] if r.get("training"))
+    fresh = [r["key"] for r in res["rows"] if r.get("training") and not r["training"].get("cached")]
     out += ["", "Training (the user's loop; weights cached in benchmarks/runs/your_model_to_device/): "
-            + "; ".join(trained) + f". Whole run {res['seconds']:.0f} s"
-            + (" (trained weights loaded from the cache)." if cached else " (training included)."), ""]
+            + "; ".join(trained) + f". Whole run {res['seconds']:.0f} s, "
+            + (f"training {', '.join(fresh)} in it and loading the others from the cache." if fresh
+               else "every model's weights loaded from the cache."), ""]
     return out
 
 
