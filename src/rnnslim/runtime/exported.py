@@ -2,11 +2,11 @@
 
     from rnnslim.runtime import ExportedModel
     m = ExportedModel("exported/")          # compiles NAME.c once into the private cache
-    for token in stream:
-        logits = m.step(token)              # (O,) float32, the model's buffer; copy to keep
-    m.reset()                               # a new stream
     ids = m.tokens.encode("To be")          # a char / word model: text -> ids as on the device
-    print(m.tokens.decode([int(logits.argmax())]))   # ids -> text (m.tokens is None: ids only)
+    for token in ids:                       # (m.tokens is None for a model without a vocabulary)
+        logits = m.step(int(token))         # (O,) float32, the model's buffer; copy to keep
+    print(m.tokens.decode([int(logits.argmax())]))   # ids -> text
+    m.reset()                               # a new stream
     state = m.new_state()                   # several streams: one state each, passed second
     logits = m.step(token, state)
     logits = m.run_sequence(tokens)         # a whole sequence (NAME_run): the only entry point
@@ -15,7 +15,7 @@
 Argument order: Python's `step(token, state=None)` takes the input first and the state second
 (the state is optional: the model keeps one stream of its own), while C's
 `NAME_step(&state, token, logits)` takes the state first. Passing them the C way round is a
-TypeError that says so (order.py), never a wrong step.
+TypeError that says so (inputs.check_step_order), never a wrong step.
 
 Only numpy and the C library are used; importing rnnslim.runtime imports no torch. The
 export directory is untrusted input: the manifest is validated (manifest.py), every source
