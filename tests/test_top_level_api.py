@@ -167,6 +167,15 @@ def test_every_config_is_exported_and_dir_is_clean():
     assert not {"annotations", "importlib"} & set(dir(rnnslim))
 
 
+def test_search_is_a_plain_function_whatever_was_imported_first():
+    code = ("import sys, types; import rnnslim.search.budget; from rnnslim.search import SearchConfig; "
+            "import rnnslim; f = rnnslim.search; package = sys.modules['rnnslim.search']; "
+            "assert type(f) is types.FunctionType and f.__module__ == 'rnnslim.search.run'; "
+            "assert type(package) is types.ModuleType and not callable(package); "
+            "assert SearchConfig.__module__ == 'rnnslim.search.config'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_import_is_lazy():
     code = "import sys, rnnslim; assert 'torch' not in sys.modules; rnnslim.__version__"
     subprocess.run([sys.executable, "-c", code], check=True)

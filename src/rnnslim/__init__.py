@@ -16,6 +16,16 @@ import importlib as _importlib
 
 __version__ = "0.1.0"
 
+# `rnnslim.search` is the function rnnslim.search.run.search, not the package of the same name.
+# Importing a subpackage binds its name on the parent, once, when it is first imported: the
+# package (light: its names load lazily) is imported here, before any user code can, and the
+# name unbound, so __getattr__ below resolves it to the function and no later
+# `import rnnslim.search.x` rebinds it. Import the package's names with
+# `from rnnslim.search.x import y` (`import rnnslim.search.x as m` walks attributes and meets
+# the function). By name, like every export here: this facade sits above the layers it re-exports.
+_importlib.import_module("rnnslim.search")
+del search  # noqa: F821
+
 _EXPORTS = {
     "load_model": "rnnslim.io.format",
     "save_model": "rnnslim.io.format",
@@ -81,7 +91,7 @@ _EXPORTS = {
     "add_exits_": "rnnslim.early_exit",
     "calibrate_exits_": "rnnslim.early_exit",
     "exit_predict": "rnnslim.early_exit",
-    "search": "rnnslim.search",  # budget-driven recipe search (the module is callable; needs rnnslim[search])
+    "search": "rnnslim.search.run",  # budget-driven recipe search (a function; needs rnnslim[search])
 }
 
 __all__ = sorted(_EXPORTS)

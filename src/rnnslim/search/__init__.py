@@ -17,14 +17,13 @@ objectives (validation loss, artifact bytes, step latency) with cheap proxy rung
 and is shared by several workers (storage.py). This package sits above the pipeline: it
 imports rnnslim.pipeline, nothing below imports it. Optuna is imported only when a search runs.
 
-`rnnslim.search` is both this package and the function: the module is callable.
+`rnnslim.search` is the function rnnslim.search.run.search (rnnslim/__init__.py binds the
+name to it); the names below come from this package: `from rnnslim.search import SearchConfig`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 _EXPORTS = {
     "search": "rnnslim.search.run",
@@ -46,15 +45,3 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'rnnslim.search' has no attribute {name!r}")
 
-
-class _CallableModule(types.ModuleType):
-    """`rnnslim.search(...)` calls rnnslim.search.run.search whether `rnnslim.search` names
-    this package (once imported) or the lazily exported function."""
-
-    def __call__(self, *args, **kwargs):
-        from rnnslim.search.run import search
-
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
