@@ -107,7 +107,8 @@ def _with_ratios(results: list[VariantResult]) -> list[VariantResult]:
             r = r.model_copy(update={"ratio_vs_torch_default": r.latency.median_ms / ref[r.threads]})
         if r.latency and r.threads in best:
             ratio = r.latency.median_ms / best[r.threads]
-            r = r.model_copy(update={"ratio_vs_best_torch": ratio, "speedup_vs_best_torch": 1 / ratio if ratio else None})
+            speedup = 1 / ratio if ratio else None  # > 1: faster than the best torch row
+            r = r.model_copy(update={"ratio_vs_best_torch": ratio, "speedup_vs_best_torch": speedup})
         out.append(r)
     return out
 

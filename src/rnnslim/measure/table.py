@@ -85,8 +85,8 @@ def render(report) -> str:
     lines += ["", f"{m.cpu_model}, {m.logical_cpus} CPUs, torch {m.torch_version}, onnxruntime "
                   f"{m.onnxruntime_version or 'not installed'}, load {m.load_average}, {m.date_utc}",
               f"{mode}: {s.steps} steps x {s.repeats} rounds after {s.warmup} warm-up steps; throughput at batch "
-              f"{s.batch} x {s.seq_len} steps; 'speed-up vs best torch' = the fastest torch nn row's latency (default or "
-              "oneDNN off, same threads) / the row's latency: > 1 = faster",
+              f"{s.batch} x {s.seq_len} steps; 'speed-up vs best torch' = the fastest torch nn row's latency "
+              "(default or oneDNN off, same threads) / the row's latency: > 1 = faster",
               "floor = weight bytes per step / copy bandwidth (DRAM); x floor < 1 means the weights are served "
               "from cache"]
     return "\n".join(lines)
