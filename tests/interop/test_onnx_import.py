@@ -204,3 +204,14 @@ def test_dynamo_export_imports(tmp_path):
     assert len(model.spec.layers) == 2 and model.spec.input_kind is InputKind.EMBEDDING
     theirs = ort_session(path).run(None, {"x": x.numpy()})[0]
     assert relative_error(_ours(model, x.numpy(), batch_first=True), theirs) <= 1e-5
+
+
+def test_graph_without_recurrent_node_says_so(tmp_path):
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 3], [0.5] * 12)
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 3])
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y], [w]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match="no LSTM, GRU or RNN node.*dynamo=False"):
+        import_onnx(tmp_path / "m.onnx")

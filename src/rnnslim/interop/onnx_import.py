@@ -128,6 +128,10 @@ class GraphWalk:
             from onnx import numpy_helper
 
             self.values[init.name] = numpy_helper.to_array(init)
+        if not any(node.op_type in _RECURRENT for node in graph.node):
+            raise ValueError("the graph has no LSTM, GRU or RNN node: rnnslim imports recurrent models (a recurrence "
+                             "unrolled into per-step MatMul / Tanh nodes, as torch's dynamo exporter writes nn.RNN, "
+                             "cannot be read back: export with torch.onnx.export(..., dynamo=False))")
         self._bind_input(graph)
         for node in graph.node:
             self._node(node)
