@@ -1,57 +1,34 @@
 """Recurrent models written exactly as users write them, for benchmarks/your_model_to_device.py.
 
 Plain nn.Modules on torch's own nn.LSTM / nn.GRU, nothing from rnnslim: the point of the
-benchmark is that rnnslim takes a model it did not write. RNNModel is the PyTorch examples'
-word_language_model shape (forward(input, hidden), init_hidden from next(self.parameters()),
-log_softmax over decoded.view(-1, ntoken)); the others are the usual batch_first shapes of a
+benchmark is that rnnslim takes a model it did not write. word_lm is the PyTorch examples'
+word_language_model (the copy in tests/capture/user_modules.py, plus the examples' init):
+forward(input, hidden), init_hidden from next(self.parameters()), log_softmax over
+decoded.view(-1, ntoken); the others are the usual batch_first shapes of a
 keyword spotter, a CRNN, a sensor classifier and a bidirectional tagger. The Keras model is
 built by `keras_lstm_classifier` (Keras 3, imported lazily: keras is an optional extra).
 """
 
 from __future__ import annotations
 
-import torch
+import sys
+from pathlib import Path
+
 from torch import nn
 from torch.nn import functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "capture"))
+from user_modules import ExamplesWordLM  # noqa: E402  (the examples' word LM, as tests/capture has it)
 
-class RNNModel(nn.Module):
-    """Container module with an encoder, a recurrent module, and a decoder (PyTorch examples)."""
 
-    def __init__(self, rnn_type: str, ntoken: int, ninp: int, nhid: int, nlayers: int, dropout: float = 0.2,
-                 tie_weights: bool = False) -> None:
-        super().__init__()
-        self.ntoken = ntoken
-        self.drop = nn.Dropout(dropout)
-        self.encoder = nn.Embedding(ntoken, ninp)
-        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
-        self.decoder = nn.Linear(nhid, ntoken)
-        if tie_weights:
-            if nhid != ninp:
-                raise ValueError("When using the tied flag, nhid must be equal to emsize")
-            self.decoder.weight = self.encoder.weight
-        self.init_weights()
-        self.rnn_type, self.nhid, self.nlayers = rnn_type, nhid, nlayers
-
-    def init_weights(self) -> None:
-        initrange = 0.1
-        nn.init.uniform_(self.encoder.weight, -initrange, initrange)
-        nn.init.zeros_(self.decoder.bias)
-        nn.init.uniform_(self.decoder.weight, -initrange, initrange)
-
-    def forward(self, input, hidden):  # input (T, B) ids
-        emb = self.drop(self.encoder(input))
-        output, hidden = self.rnn(emb, hidden)
-        output = self.drop(output)
-        decoded = self.decoder(output)
-        decoded = decoded.view(-1, self.ntoken)
-        return F.log_softmax(decoded, dim=1), hidden
-
-    def init_hidden(self, bsz: int):
-        weight = next(self.parameters())
-        if self.rnn_type == "LSTM":
-            return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
-        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+def word_lm(ntoken: int, ninp: int, nhid: int, nlayers: int, tie_weights: bool = False) -> nn.Module:
+    """The PyTorch examples' RNNModel("LSTM", ...) (shared with tests/capture/user_modules.py)
+    with the examples' init_weights (uniform +-0.1 embedding and decoder, zero decoder bias)."""
+    model = ExamplesWordLM("LSTM", ntoken, ninp, nhid, nlayers, dropout=0.2, tie_weights=tie_weights)
+    nn.init.uniform_(model.encoder.weight, -0.1, 0.1)
+    nn.init.zeros_(model.decoder.bias)
+    nn.init.uniform_(model.decoder.weight, -0.1, 0.1)
+    return model
 
 
 class KeywordGRU(nn.Module):

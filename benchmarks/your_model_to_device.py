@@ -79,9 +79,9 @@ from foreign_models import (  # noqa: E402
     BoundaryTagger,
     KeywordGRU,
     LSTMClassifier,
-    RNNModel,
     SensorLSTM,
     keras_lstm_classifier,
+    word_lm,
 )
 
 PARITY_TARGET = 1e-5
@@ -203,7 +203,7 @@ def lm_case(tied: bool) -> Case:
     corpus = word_corpus()
     V = len(corpus.words)
     key = f"lm_{'tied' if tied else 'untied'}"
-    model, rec = train_word_lm(key, RNNModel("LSTM", V, 128, 128, 2, dropout=0.2, tie_weights=tied), corpus)
+    model, rec = train_word_lm(key, word_lm(V, 128, 128, 2, tie_weights=tied), corpus)
     ex = (corpus.valid[:35 * 4].view(4, 35).t().contiguous(), model.init_hidden(4))
     held = (corpus.valid[1000:1000 + 35 * 8].view(8, 35).t().contiguous(), model.init_hidden(8))
     g = torch.Generator().manual_seed(5)
