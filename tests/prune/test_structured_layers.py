@@ -76,3 +76,34 @@ def test_remove_a_layer_of_a_user_multi_layer_torch_module():
         assert (model(x) - y).abs().max() <= 1e-6
     with pytest.raises(CouplingError, match="refit"):
         remove_layers_(model, ["gru[1]"], refit="lstsq", calibration=[x])
+
+
+def test_removing_a_torch_layer_updates_the_users_nlayers_and_inputs_follow(tmp_path):
+    """The PyTorch examples word LM reads self.nlayers in init_hidden: after removing rnn[1] it is 1
+    (recorded), a callable example_inputs builds a one-layer state, and the examples' loop runs,
+    also through prune_(LayerRemoval) and save_edited / load_edited."""
+    import sys
+    from pathlib import Path
+
+    from rnnslim.prune import LayerRemoval, prune_
+    from rnnslim.prune.structured.history import load_edited, save_edited
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from examples_lm import ExamplesWordLM, corpus, evaluate
+
+    torch.manual_seed(0)
+    m, x, data = ExamplesWordLM(), torch.randint(0, 30, (5, 2)), corpus()
+    inputs = lambda mod: (x, mod.init_hidden(2))  # noqa: E731
+    out = remove_layers_(m, ["rnn[1]"], example_inputs=inputs)
+    assert m.rnn.num_layers == 1 and m.nlayers == 1 and m.nhid == 12
+    assert out["warnings"] == ["updated ExamplesWordLM.nlayers 2 -> 1"]
+    assert m.history[-1]["attributes"] == {"ExamplesWordLM.nlayers": [2, 1]}
+    assert m.init_hidden(4)[0].shape == (1, 4, 12)
+    loss = evaluate(m, data)
+    save_edited(m, tmp_path / "short")
+    back = load_edited(ExamplesWordLM(), tmp_path / "short", example_inputs=inputs)
+    assert back.nlayers == 1 and evaluate(back, data) == pytest.approx(loss, abs=1e-6)
+    torch.manual_seed(0)
+    verb = ExamplesWordLM()
+    res = prune_(verb, LayerRemoval(layers=["rnn[0]"]), example_inputs=inputs)
+    assert verb.nlayers == 1 and "updated ExamplesWordLM.nlayers 2 -> 1" in res.warnings

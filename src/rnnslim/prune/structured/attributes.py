@@ -15,7 +15,8 @@ is updated to the new size when all of these hold:
 - it equals the old size of groups the cut changed, and they all have one new size;
 - its name says it is that kind of size (SIZE_NAMES: `nhid`, `hidden_size`, `n_hidden`,
   ... for hidden units; `proj_size`, ... for LSTM projections; `ninp`, `emsize`,
-  `embed_dim`, ... for the embedding width);
+  `embed_dim`, ... for the embedding width; `nlayers`, `num_layers`, ... for the layer
+  count of a torch module remove_layers_ shortened);
 - the class's methods read it (`self.nhid` outside `__init__`): it is used as that size.
   When the class source cannot be read (defined in an interactive session), the name is
   taken as the evidence.
@@ -37,12 +38,14 @@ from torch import nn
 
 from rnnslim.graph.coupling import GroupKind
 
-SIZE_NAMES: dict[GroupKind, re.Pattern] = {
-    GroupKind.HIDDEN: re.compile(r"^(n_?hid(den)?|hid(den)?(_(size|dim|units|features))?|n_?hidden_?units|"
+LAYERS = "layers"  # SizeChange.kind of a layer count (remove_layers_)
+SIZE_NAMES: dict[str, re.Pattern] = {
+    GroupKind.HIDDEN.value: re.compile(r"^(n_?hid(den)?|hid(den)?(_(size|dim|units|features))?|n_?hidden_?units|"
                                  r"(rnn|lstm|gru|state)_(size|dim|hidden|units)|num_hidden|d_hidden|units)$", re.I),
-    GroupKind.PROJ: re.compile(r"^(n_?proj|proj(ection)?(_(size|dim))?)$", re.I),
-    GroupKind.EMBED: re.compile(r"^(ninp|n_?emb(ed)?|emsize|em?b(ed(ding)?)?(_(size|dim|width))?|d_model|"
+    GroupKind.PROJ.value: re.compile(r"^(n_?proj|proj(ection)?(_(size|dim))?)$", re.I),
+    GroupKind.EMBED.value: re.compile(r"^(ninp|n_?emb(ed)?|emsize|em?b(ed(ding)?)?(_(size|dim|width))?|d_model|"
                                 r"input_(size|dim))$", re.I),
+    LAYERS: re.compile(r"^(n_?layers?|num_?layers|(rnn|lstm|gru)_?(n_?)?layers|depth)$", re.I),
 }
 
 # sizes torch's own modules keep (a user class deriving from one holds them as torch's)
@@ -53,10 +56,11 @@ _TORCH_SIZED = (nn.RNNBase, nn.Linear, nn.Embedding, nn.modules.conv._ConvNd)
 
 @dataclass(frozen=True)
 class SizeChange:
-    """One group the cut resized: its kind, the module path it belongs to, old and new size."""
+    """One group the edit resized: its kind (a GroupKind or LAYERS), the module path it belongs
+    to, old and new size."""
 
     group: str
-    kind: GroupKind
+    kind: GroupKind | str
     module: str
     before: int
     after: int
@@ -117,7 +121,7 @@ def update_size_attributes_(model: nn.Module, changes: list[SizeChange]) -> tupl
             if not same:
                 continue
             where = _where(mod, path, attr)
-            fits = [c for c in same if _owns(path, c.module) and SIZE_NAMES[c.kind].match(attr)]
+            fits = [c for c in same if _owns(path, c.module) and SIZE_NAMES[getattr(c.kind, "value", c.kind)].match(attr)]
             reads = _reads_of(type(mod))
             new = {c.after for c in fits}
             if fits and len(new) == 1 and (reads is None or attr in reads):

@@ -13,6 +13,10 @@ What replaces a removed layer l (input x_t of width I, output y_t of width O):
     the layer's input allows, and I != O is fine. The fit ignores the layer's memory (it
     is a per-step map), so fine-tuning is still advisable.
 
+A user's int attribute that holds the old layer count of a shortened torch module and is
+read as one (`self.nlayers` in `init_hidden`) is set to the new count (attributes.py),
+recorded under "attributes" in the history record and listed in the result's warnings;
+`example_inputs` may be a callable model -> tuple, called on the model as it is at each step.
 Layers are named like unit groups: an int is the i-th recurrent layer in module order
 (for a SequenceModel, the stack layer), "rnn.layers.1" a RecurrentStack layer, "lstm[1]" a
 layer of a multi-layer torch module (refit "none" only; the module's layers all share
@@ -31,6 +35,8 @@ from rnnslim.graph.coupling import CouplingError, GroupKind
 from rnnslim.graph.discover import discover_coupling
 from rnnslim.graph.groups import build_groups
 from rnnslim.prune.structured import append_history, n_params, resolve_keys
+from rnnslim.prune.structured.attributes import LAYERS, SizeChange, update_size_attributes_
+from rnnslim.prune.structured.cut import ExampleInputs, example_inputs_for
 from rnnslim.prune.structured.units import rebuild_module, replace_module, sync_specs
 from rnnslim.recurrent.stack import RecurrentStack
 from rnnslim.utils.atomic import atomic_verb
@@ -108,14 +114,15 @@ def _fold(model: nn.Module, consumer_path: str, A: Tensor, c: Tensor) -> None:
 @atomic_verb
 def remove_layers_(model: nn.Module, layers: Sequence[int | str], refit: LayerRefit | str = LayerRefit.NONE,
                    calibration=None, ridge: float = 1e-4, n_batches: int = 8,
-                   example_inputs: tuple | None = None, consumers: dict | None = None) -> dict:
+                   example_inputs: ExampleInputs | None = None, consumers: dict | None = None) -> dict:
     """Remove the given recurrent layers in place; returns {"removed": [...], params before/after}.
 
     calibration (refit='lstsq'): a Task (its calibration batches) or a list of model inputs.
     """
     refit = LayerRefit(refit)
     before = n_params(model)
-    groups = build_groups(model, discover_coupling(model, example_inputs, consumers, strict=False))
+    groups = build_groups(model, discover_coupling(model, example_inputs_for(model, example_inputs), consumers,
+                                                   strict=False))
     targets = []
     for key, gs in resolve_keys(groups, list(layers)).items():
         hid = [g for g in gs if g.kind is GroupKind.HIDDEN]
@@ -127,9 +134,9 @@ def remove_layers_(model: nn.Module, layers: Sequence[int | str], refit: LayerRe
         on_stack = _stack_of(model, g.module)
         return (g.module.rpartition(".")[0], on_stack[1]) if on_stack else (g.module, g.layer)
 
-    removed = []
+    removed, updated, stale = [], {}, []
     for g in sorted(targets, key=order, reverse=True):
-        graph = discover_coupling(model, example_inputs, consumers, strict=False)
+        graph = discover_coupling(model, example_inputs_for(model, example_inputs), consumers, strict=False)
         rm = graph.recurrent[g.module]
         on_stack = _stack_of(model, g.module)
         if on_stack is not None:
@@ -139,13 +146,20 @@ def remove_layers_(model: nn.Module, layers: Sequence[int | str], refit: LayerRe
                                 f"torch {rm.cell.value.upper()} module")
         else:
             _remove_torch_layer(model, rm, g.layer)
+            change = SizeChange(rm.path, LAYERS, rm.path, rm.num_layers, rm.num_layers - 1)
+            now, stale = update_size_attributes_(model, [change])  # before the next trace builds inputs
+            updated.update({k: [updated.get(k, v)[0], v[1]] for k, v in now.items()})
         removed.append(g.name)
     record = {"op": "remove_layers", "layers": removed, "refit": refit.value}
     if consumers:
         record["consumers"] = {k: list(v) for k, v in consumers.items()}
+    if updated:
+        record["attributes"] = updated
     append_history(model, record)
     sync_specs(model)
-    return {"removed": removed, "params_before": before, "params_after": n_params(model)}
+    notes = [f"updated {a} {old} -> {new}" for a, (old, new) in updated.items()] + [f"check: {s}" for s in stale]
+    return {"removed": removed, "params_before": before, "params_after": n_params(model),
+            **({"warnings": notes} if notes else {})}
 
 
 def _remove_stack_layer(model, on_stack, g, graph, refit, calibration, ridge, n_batches) -> None:
