@@ -33,3 +33,22 @@ def test_a_model_without_capture_info_is_refused():
                      layers=[LayerShape(hidden_size=4)], output_size=2)
     with pytest.raises(ValueError, match="no capture_info"):
         user_view(SequenceModel(spec))
+
+
+def test_pruned_and_shortened_captured_models_keep_the_users_loop_working():
+    from rnnslim.prune.structured.cut import StructuredPruning, prune_units_
+    from rnnslim.prune.structured.layers import remove_layers_
+
+    torch.manual_seed(1)
+    m = ExamplesWordLM("LSTM", nlayers=3).eval()
+    x = torch.randint(0, 30, (6, 3))
+    model = capture(m, (x, m.init_hidden(3)))
+    prune_units_(model, StructuredPruning(ratio=0.5))
+    remove_layers_(model, [1])
+    view = user_view(model)
+    hidden = view.init_hidden(3)  # the user's init_hidden would still say 3 x 12
+    assert hidden[0].shape == (2, 3, 6) and hidden[1].shape == (2, 3, 6)
+    with torch.no_grad():
+        out, (h, c) = view(x, hidden)
+        out2, _ = view(x, (h, c))  # carried from batch to batch
+    assert out.shape == out2.shape == (18, 30) and h.shape == (2, 3, 6)

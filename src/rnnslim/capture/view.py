@@ -64,6 +64,17 @@ class UserView(nn.Module):
     def lstm(self) -> bool:
         return self.model.spec.cell is CellType.LSTM
 
+    def module_layers(self, m: int) -> tuple[int, int]:
+        """Stack layers [first, end) of the user's recurrent module m (a one-module model whose layers
+        were removed since capture holds them all)."""
+        n, mods = self.model.rnn.num_layers, self.info.modules
+        if mods and mods[-1][1] == n:
+            return mods[m]
+        if len(mods) == 1:
+            return 0, n
+        raise ValueError(f"the model has {n} recurrent layers, but its capture record splits {mods[-1][1] if mods else 0} "
+                         "among the user's recurrent modules (layers were removed?): user_view cannot map the states")
+
     def state_in(self, states: dict[int, object], batch: int, device) -> list | None:
         """Per-module user states (torch layout) -> SequenceModel's per-layer list (zeros elsewhere)."""
         if all(s is None for s in states.values()):
@@ -73,7 +84,7 @@ class UserView(nn.Module):
         for m, st in states.items():
             if st is None:
                 continue
-            first, end = self.info.modules[m]
+            first, end = self.module_layers(m)
             if isinstance(st, list):  # rnnslim's per-layer state (a stack of unequal layers)
                 out[first:end] = st
                 continue
@@ -85,7 +96,7 @@ class UserView(nn.Module):
         return out
 
     def state_out(self, state: list, m: int):
-        first, end = self.info.modules[m]
+        first, end = self.module_layers(m)
         layers = state[first:end]
         if self.info.module_kinds and self.info.module_kinds[m] == "per_layer":
             return list(layers)
