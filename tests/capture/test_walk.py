@@ -207,3 +207,24 @@ class _MeanOfLogSoftmax(nn.Module):
 def test_misplaced_readout_is_refused_with_its_line():
     with pytest.raises(CaptureError, match=r"mean over time of a \(log_\)softmax.*test_walk\.py:\d+"):
         capture(_MeanOfLogSoftmax(), (torch.randn(5, 2, 3),))
+
+
+class _NormedHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(3, 5, batch_first=True)
+        self.bn = nn.BatchNorm1d(5)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.rnn(x)[0][:, -1]))
+
+
+def test_batchnorm_after_the_readout_folds_into_the_decoder():
+    torch.manual_seed(6)
+    m = _NormedHead()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-1, 1)
+        m.bn.running_var.uniform_(0.5, 2)
+    model = _same(m, torch.randn(4, 6, 3))
+    assert model.capture_info.tensor_names["bn.weight"] == "(folded into decoder)"
