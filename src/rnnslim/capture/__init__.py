@@ -14,7 +14,8 @@ the runtime consume; `model.capture_info` says how to call it the user's way (us
 from rnnslim.capture.api import capture
 from rnnslim.capture.errors import CaptureError
 from rnnslim.capture.evaluate import evaluate
+from rnnslim.capture.record import layout_record
 from rnnslim.capture.view import UserView, user_view
 from rnnslim.models.capture_info import CaptureInfo
 
-__all__ = ["capture", "user_view", "evaluate", "CaptureError", "CaptureInfo", "UserView"]
+__all__ = ["capture", "user_view", "evaluate", "CaptureError", "CaptureInfo", "UserView", "layout_record"]
