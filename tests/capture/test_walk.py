@@ -228,3 +228,20 @@ def test_batchnorm_after_the_readout_folds_into_the_decoder():
         m.bn.running_var.uniform_(0.5, 2)
     model = _same(m, torch.randn(4, 6, 3))
     assert model.capture_info.tensor_names["bn.weight"] == "(folded into decoder)"
+
+
+class _Casts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.rnn = nn.GRU(4, 4)
+        self.out = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = self.rnn(self.emb(x.long()).to(x.device))[0]
+        return self.out(y.contiguous().detach())
+
+
+def test_casts_and_device_moves_are_no_ops():
+    torch.manual_seed(7)
+    _same(_Casts(), torch.randint(0, 10, (5, 2), dtype=torch.int32))

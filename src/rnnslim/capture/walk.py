@@ -301,8 +301,13 @@ class Walker:
             raise refuse(node, f"{op_name(node)} combines the data with another tensor; capture supports one "
                          "chain from the input to the output (no residual add, attention, matmul or second input)")
         name = target if node.op == "call_method" else None
-        if target in _SKIP_FUNCS or name in ("contiguous", "float") or (target is F.dropout):
+        if target in _SKIP_FUNCS or name in ("contiguous", "float", "detach", "clone", "cpu"):
             return first
+        if name in ("long", "int") and not first.ops:  # token ids cast before the embedding
+            return first
+        if name == "to" and not any(isinstance(a, torch.dtype) and a is not torch.float32
+                                    for a in list(node.args[1:]) + list(node.kwargs.values())):
+            return first  # a device move (or to float32)
         if target in _ACTIVATIONS or name in ("log_softmax", "softmax"):
             kind = _ACTIVATIONS.get(target, name)
             dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
