@@ -4,6 +4,7 @@ magnitude (or drawn anew), saved and re-created through save_edited / load_edite
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,12 @@ def test_a_word_lm_student_is_its_own_class_narrower_and_trains_by_distillation(
     teacher = train_briefly(USER_MODELS["word LM, LSTM"], steps=30)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     x = torch.randint(0, 50, (12, 4))
-    with pytest.warns(UserWarning, match="nhid = 32"):  # init_hidden reads it: the user must update it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left to warn about: nhid followed the cut
         student = make_student(teacher, StudentSpec(hidden_size=16), example_inputs=(x,))
     assert type(student) is WordLM and student.rnn.hidden_size == 16 and teacher.rnn.hidden_size == 32
+    assert student.nhid == 16 and teacher.nhid == 32  # init_hidden reads it: updated in the student only
+    assert student.init_hidden(4)[0].shape == (2, 4, 16) and student.history[-1]["stale_attributes"] == []
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # the teacher is untouched
     assert student.history[-1]["op"] == "student" and student.history[-1]["params"] < sum(
         p.numel() for p in teacher.parameters())
