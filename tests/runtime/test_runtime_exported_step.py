@@ -21,6 +21,7 @@ def _have_cc() -> bool:
         return False
 
 
+FAST = ("-O1",)  # compile time dominates these tests; the arithmetic is the same at any level
 needs_cc = pytest.mark.skipif(not _have_cc(), reason="no C compiler here")
 
 
@@ -43,7 +44,7 @@ def lm(tmp_path_factory):
 @needs_cc
 def test_step_without_a_state_streams_the_models_own_state(lm, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(lm / "cache"))
-    m = ExportedModel(lm / "c")
+    m = ExportedModel(lm / "c", flags=FAST)
     tokens = [3, 1, 4, 1, 5, 9]
     state = m.new_state()
     explicit = [m.step(t, state).copy() for t in tokens]
@@ -65,7 +66,7 @@ def _after(m: ExportedModel, tokens: list[int]) -> np.ndarray:
 @needs_cc
 def test_the_c_argument_order_is_a_type_error_naming_the_order(lm, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(lm / "cache"))
-    m = ExportedModel(lm / "c")
+    m = ExportedModel(lm / "c", flags=FAST)
     state = m.new_state()
     for call in (lambda: m.step(state, 5), lambda: m.step_int(state, 5), lambda: m.step(state)):
         with pytest.raises(TypeError, match=r"the token comes first, then the state .*tiny_step\(&state, token"):
@@ -79,7 +80,7 @@ def test_the_c_argument_order_is_a_type_error_naming_the_order(lm, monkeypatch):
 def test_a_feature_model_names_features_in_the_order_error(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
     export_c(_tiny_int8("linear"), tmp_path / "c", name="kws")
-    m = ExportedModel(tmp_path / "c")
+    m = ExportedModel(tmp_path / "c", flags=FAST)
     x = np.ones(3, np.float32)
     with pytest.raises(TypeError, match="the features come first, then the state"):
         m.step(m.new_state(), x)
