@@ -158,27 +158,29 @@ def test_unknown_node_is_named(tmp_path):
         import_onnx(path)
 
 
-def _gru_graph(path, linear_before_reset: int) -> None:
-    """A hand-made GRU graph (torch always writes linear_before_reset=1)."""
+def _recurrent_graph(path, op: str = "GRU", layout: int = 0, **attrs) -> None:
+    """A hand-made one-node graph: x (T, B, 4) (layout 1: (B, T, 4)) -> op with 3 units -> y."""
     rng = np.random.default_rng(0)
-    w = helper.make_tensor("W", TensorProto.FLOAT, [1, 9, 4], rng.standard_normal(36).tolist())
-    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 9, 3], rng.standard_normal(27).tolist())
-    b = helper.make_tensor("B", TensorProto.FLOAT, [1, 18], rng.standard_normal(18).tolist())
-    gru = helper.make_node("GRU", ["x", "W", "R", "B"], ["Y"], name="the_gru", hidden_size=3,
-                           linear_before_reset=linear_before_reset)
-    squeeze = helper.make_node("Squeeze", ["Y", "one"], ["y"], name="sq")
-    one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 3])
-    graph = helper.make_graph([gru, squeeze], "g", [x], [y], [w, r, b, one])
+    g = {"GRU": 3, "LSTM": 4, "RNN": 1}[op]
+    w = helper.make_tensor("W", TensorProto.FLOAT, [1, 3 * g, 4], rng.standard_normal(12 * g).tolist())
+    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 3 * g, 3], rng.standard_normal(9 * g).tolist())
+    b = helper.make_tensor("B", TensorProto.FLOAT, [1, 6 * g], rng.standard_normal(6 * g).tolist())
+    node = helper.make_node(op, ["x", "W", "R", "B"], ["Y"], name=f"the_{op.lower()}", hidden_size=3, layout=layout,
+                            **attrs)
+    squeeze = helper.make_node("Squeeze", ["Y", "axis"], ["y"], name="sq")
+    axis = helper.make_tensor("axis", TensorProto.INT64, [1], [2 if layout else 1])
+    dims = ["B", "T"] if layout else ["T", "B"]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [*dims, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [*dims, 3])
+    graph = helper.make_graph([node, squeeze], "g", [x], [y], [w, r, b, axis])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
 def test_gru_linear_before_reset(tmp_path):
-    _gru_graph(tmp_path / "old.onnx", 0)
+    _recurrent_graph(tmp_path / "old.onnx", "GRU", linear_before_reset=0)
     with pytest.raises(ValueError, match="GRU 'the_gru' has linear_before_reset=0"):
         import_onnx(tmp_path / "old.onnx")
-    _gru_graph(tmp_path / "new.onnx", 1)  # the same graph with torch's convention imports (and has no decoder)
+    _recurrent_graph(tmp_path / "new.onnx", "GRU", linear_before_reset=1)  # torch's convention: imports, no decoder
     model = import_onnx(tmp_path / "new.onnx")
     assert model.spec.output_size == 3 and torch.equal(model.decoder.weight, torch.eye(3))
 
@@ -215,3 +217,15 @@ def test_graph_without_recurrent_node_says_so(tmp_path):
                                 opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     with pytest.raises(ValueError, match="no LSTM, GRU or RNN node.*dynamo=False"):
         import_onnx(tmp_path / "m.onnx")
+
+
+def test_batch_major_layout_is_checked_with_the_reference_evaluator(tmp_path):
+    """layout=1 (batch first inside the node): ORT's CPU kernels refuse it, onnx's reference
+    evaluator runs it, and the import reads batch and time from the node."""
+    from onnx.reference import ReferenceEvaluator
+
+    _recurrent_graph(tmp_path / "m.onnx", "LSTM", layout=1)
+    model = import_onnx(tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((2, 5, 4)).astype(np.float32)  # (B, T, F)
+    theirs = ReferenceEvaluator(onnx.load(str(tmp_path / "m.onnx"))).run(None, {"x": x})[0]
+    assert relative_error(_ours(model, x, batch_first=True), theirs) <= 1e-5
