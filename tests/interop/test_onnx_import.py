@@ -44,6 +44,18 @@ class TiedLM(WordLM):
         self.fc.weight = self.emb.weight
 
 
+class ExamplesLM(nn.Module):
+    """The PyTorch examples word LM's shape: time-major, decoded.view(-1, ntoken), log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.rnn, self.decoder = nn.Embedding(20, 8), nn.LSTM(8, 8, 2), nn.Linear(8, 20)
+
+    def forward(self, x):
+        out, _ = self.rnn(self.encoder(x))
+        return torch.log_softmax(self.decoder(out).view(-1, 20), dim=1)
+
+
 class GRUClassifier(nn.Module):
     def __init__(self):
         super().__init__()
@@ -137,6 +149,17 @@ def test_tied_embedding_and_decoder_stay_tied(tmp_path):
     assert model.spec.tie_weights and model.decoder.weight is model.embedding.weight
     x = torch.randint(0, 13, (3, 5)).numpy()
     assert relative_error(_ours(model, x, batch_first=True), ort_session(path).run(None, {"x": x})[0]) <= 1e-5
+
+
+def test_time_and_batch_flattened_into_rows(tmp_path):
+    path = tmp_path / "m.onnx"
+    _export(ExamplesLM(), torch.randint(0, 20, (6, 2)), path)
+    model = import_onnx(path)
+    assert model.spec.readout is Readout.ALL and model.spec.output_activation is OutputActivation.LOG_SOFTMAX
+    x = torch.randint(0, 20, (7, 3))
+    with torch.no_grad():
+        ours = torch.log_softmax(model(x)[0], -1).reshape(-1, 20).numpy()  # (T * B, V), time-major rows
+    assert relative_error(ours, ort_session(path).run(None, {"x": x.numpy()})[0]) <= 1e-5
 
 
 def test_final_state_readout_input_linear_and_log_softmax(tmp_path):

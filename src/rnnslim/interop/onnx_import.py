@@ -174,9 +174,11 @@ class GraphWalk:
         if not m.layers:
             raise ValueError("the graph has no LSTM, GRU or RNN node; rnnslim imports recurrent models")
         want = {self.time, self.batch, _FEATURES} if m.readout is Readout.ALL else {self.batch, _FEATURES}
-        if set(out.axes) != want or out.axes[-1] != _FEATURES:
+        flat = m.readout is Readout.ALL and len(out.axes) == 2 and set(out.axes[0].split("*")) == want - {_FEATURES}
+        if (set(out.axes) != want and not flat) or out.axes[-1] != _FEATURES:
             raise ValueError(f"graph output {name!r} has axes {out.axes} (time={self.time}, batch={self.batch}); "
-                             "expected (time, batch, features), (batch, time, features) or (batch, features)")
+                             "expected (time, batch, features), (batch, time, features), (time * batch, features) "
+                             "or (batch, features)")
         self.output_axes = out.axes
 
     # --- nodes -----------------------------------------------------------------------------
@@ -272,7 +274,8 @@ class GraphWalk:
         return replace(d, axes=tuple(d.axes[i] for i in keep), sizes=tuple(d.sizes[i] for i in keep))
 
     def _op_Reshape(self, node, args, attrs):
-        """Only the merge of (directions, hidden) into one feature axis (or a no-op)."""
+        """The merge of (directions, hidden) into one feature axis, of (time, batch) into one row
+        axis (the PyTorch examples LM's `decoded.view(-1, ntoken)`), or a no-op."""
         d = args[0]
         shape = known_ints(self._const(node, args[1], "target shape")) if isinstance(args[1], np.ndarray) else None
         if shape is None:
@@ -282,10 +285,14 @@ class GraphWalk:
         merged = (d.sizes[-2] or 0) * (d.sizes[-1] or 0)
         if d.axes[-2:] == (_DIRECTIONS, _FEATURES) and lead_ok and shape[-1] in (-1, merged) and not d.states:
             return replace(d, axes=d.axes[:-2] + (_FEATURES,), sizes=d.sizes[:-2] + (merged,))
-        if len(shape) == n and all(s in (0, d.sizes[i]) or (s == -1 and i == n - 1) for i, s in enumerate(shape)):
-            return d
-        raise ValueError(f"node {_name(node)} reshapes axes {d.axes} to {shape}; rnnslim understands only the merge "
-                         "of the direction and hidden axes")
+        if len(shape) == n and shape.count(-1) <= 1 and all(s in (0, -1, d.sizes[i]) for i, s in enumerate(shape)):
+            return d  # every other size kept, so a -1 keeps its size too
+        rows = None if None in d.sizes[:2] else d.sizes[0] * d.sizes[1]
+        if (n == 3 and set(d.axes[:2]) == {self.time, self.batch} and d.axes[-1] == _FEATURES and len(shape) == 2
+                and shape[0] in (-1, rows) and shape[1] in (-1, d.sizes[-1]) and -1 in shape and not d.states):
+            return replace(d, axes=(f"{d.axes[0]}*{d.axes[1]}", _FEATURES), sizes=(rows, d.sizes[-1]))
+        raise ValueError(f"node {_name(node)} reshapes axes {d.axes} to {shape}; rnnslim understands only merging the "
+                         "direction and hidden axes, or the time and batch axes")
 
     # model parts
     def _op_Gather(self, node, args, attrs):
@@ -580,8 +587,11 @@ def onnx_parity(path: Path, walk: GraphWalk, model: SequenceModel, imported: Imp
     with torch.no_grad():
         y, _ = model(xt.long() if model.spec.input_kind is InputKind.EMBEDDING else xt.float())
         y = apply_output_activation(y, imported.final_activation or "none")
-    if model.spec.readout is Readout.ALL and walk.output_axes[:2] != (walk.time, walk.batch):
+    order = tuple(walk.output_axes[0].split("*")) + walk.output_axes[1:-1]  # the output's time / batch axes
+    if model.spec.readout is Readout.ALL and order != (walk.time, walk.batch):
         y = y.transpose(0, 1)
+    if model.spec.readout is Readout.ALL and len(walk.output_axes) == 2:  # (T * B, O) rows, as the graph writes them
+        y = y.reshape(-1, y.shape[-1])
     return check_parity(y.numpy(), theirs, str(path))
 
 
