@@ -93,6 +93,8 @@ def test_inputs_are_checked_against_the_method():
         rnnslim.prune_(_net(), _Broken())
     with pytest.raises(TypeError, match="_Halve is a factorization config: use factorize_"):
         rnnslim.prune_(_net(), _Halve())
+    with pytest.raises(ValueError, match="_Halve is already applied by .*_halve"):
+        register(Family.PRUNE, _Halve)(_broken)
 
 
 @pytest.fixture(scope="module")

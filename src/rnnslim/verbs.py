@@ -74,6 +74,10 @@ def register(family: Family, *config_classes: type) -> Callable[[Callable], Call
         method = Method(family, fn, tuple(p.name for p in named),
                         tuple(p.name for p in named if p.default is inspect.Parameter.empty))
         for cls in config_classes:
+            old = _METHODS.get(cls)
+            if old is not None and old.fn is not fn:
+                raise ValueError(f"{cls.__name__} is already applied by {old.fn.__module__}.{old.fn.__qualname__} "
+                                 f"({old.family.verb}); one method per config class")
             _METHODS[cls] = method
         return fn
 
