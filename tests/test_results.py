@@ -36,3 +36,11 @@ def test_edit_result_headline_and_compression():
     assert EditResult().compression is None
     assert EditResult().headline() == ("EditResult: stored bytes not measured (rnnslim's verbs measure them); "
                                        "changed: nothing")
+
+
+def test_details_leave_the_core_out_for_history_records():
+    m = _model()
+    res = rnnslim.factorize_(m, rnnslim.LowRank(rank=4, targets=["output"]))
+    assert set(res.details()) == {"params_before", "params_after", "sites", "notes"}
+    assert res.core()["method"] == "LowRank" and res.core()["bytes_after"] < res.core()["bytes_before"]
+    assert "family" not in m.history[-1] and m.history[-1]["params_after"] == res.params_after

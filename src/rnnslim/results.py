@@ -22,7 +22,7 @@ sparsity), StructuredResult (kept units), QuantizeResult (per-layer formats), Lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from torch import nn
 
@@ -40,6 +40,16 @@ class EditResult:
     def compression(self) -> float:
         """bytes_before / bytes_after (2.0: half the bytes); None when not measured."""
         return self.bytes_before / self.bytes_after if self.bytes_before and self.bytes_after else None
+
+    def core(self) -> dict:
+        """The common core as a dict (family, method, changed, bytes_before, bytes_after, warnings)."""
+        return {f.name: getattr(self, f.name) for f in fields(EditResult)}
+
+    def details(self) -> dict:
+        """The subclass's own fields as a dict (asdict), without the common core: what a
+        method records in the model's history before the verb measured anything."""
+        core = {f.name for f in fields(EditResult)}
+        return {k: v for k, v in asdict(self).items() if k not in core}
 
     def headline(self) -> str:
         """One line: method, bytes before -> after, what changed, warning count."""

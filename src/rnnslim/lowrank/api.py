@@ -32,7 +32,7 @@ that many calibration batches, and "energy" is then the share of E||M x||^2 kept
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
@@ -134,7 +134,8 @@ class LowRankResult(EditResult):
         return {s.name: s.rank for s in self.sites}
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """params_before / params_after / sites / notes (the history record's fields)."""
+        return self.details()
 
 
 def params(model: torch.nn.Module) -> int:
@@ -247,7 +248,7 @@ def _apply(model: SequenceModel, sites: list[Site], ranks: dict[str, list[int]],
                                       s.dense_params, r * s.cost))
         model.sync_spec()
         _drop_stale_encodings(model, old)
-        result = LowRankResult(before, params(model), records, notes)
+        result = LowRankResult(before, params(model), records, notes, warnings=list(notes))
         model.history = list(getattr(model, "history", None) or []) + [
             {"op": op, "config": config, **{k: v for k, v in result.as_dict().items() if k != "notes"}}]
     return result

@@ -113,7 +113,7 @@ def _lowrank_linears(model: nn.Module, cfg: LowRankLinears) -> LowRankResult:
         model.history = list(getattr(model, "history", None) or []) + [
             {"op": "lowrank_linears", "config": cfg.model_dump(mode="json"),
              "sites": [vars(r) for r in records]}]
-    return LowRankResult(before, params(model), records, notes)
+    return LowRankResult(before, params(model), records, notes, warnings=list(notes))
 
 
 def _factorize(model: nn.Module, path: str, linear: nn.Linear, cfg: LowRankLinears,
