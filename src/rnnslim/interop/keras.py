@@ -14,12 +14,13 @@ probabilities applies it, see rnnslim.models.sequence.apply_output_activation).
 return_sequences=False on the last recurrent layer is the readout "last", a
 GlobalAveragePooling1D is "mean", otherwise the Dense runs on every step ("all"). A Dense right
 after an Embedding is folded into the embedding table; a Normalization (and Dense layers after
-it) becomes the input Linear, so the model reads the raw features as the Keras model does. Dropout is ignored (inference). Anything
-else is refused with a ValueError naming the layer: masking (Masking, Embedding(mask_zero=True)),
-stateful or go_backwards layers outside Bidirectional, non-default activations (torch's cells
-are fixed: recurrent_activation sigmoid, activation tanh; SimpleRNN tanh or relu), return_state,
-and GRU(reset_after=False): Keras then applies the reset gate to h before the recurrent matmul,
-torch (and rnnslim's kernels) after it, so the two compute different functions.
+it) becomes the input Linear, so the model reads the raw features as the Keras model does.
+Dropout is ignored (inference). Anything else is refused with a ValueError naming the layer:
+masking (Masking, Embedding(mask_zero=True)), stateful or go_backwards layers outside
+Bidirectional, non-default activations (torch's cells are fixed: recurrent_activation sigmoid,
+activation tanh; SimpleRNN tanh or relu), return_state, and GRU(reset_after=False): Keras then
+applies the reset gate to h before the recurrent matmul, torch (and rnnslim's kernels) after it,
+so the two compute different functions.
 
 Weights: Keras kernels are (in, G*H) and recurrent kernels (H, G*H) -> torch (G*H, in) / (G*H, H);
 gate order LSTM i,f,c,o = torch i,f,g,o; GRU z,r,h -> torch r,z,n; GRU bias (2, 3H) = [input

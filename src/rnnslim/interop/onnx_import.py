@@ -19,13 +19,14 @@ becomes a part of the model:
     ReduceMean over time                readout "mean"
     Softmax / LogSoftmax at the end     ModelSpec.output_activation (drop_softmax=True leaves it out)
 
-plus the glue exporters emit around them: Transpose, Squeeze, Reshape (the merge of
-the direction and hidden axes), Identity, Dropout, Cast, and Shape / Gather / Concat /
-ConstantOfShape / Slice computing zero initial states (rnnslim.interop.onnx_static evaluates
-those). The data's axes are tracked by name, so batch-first and time-major graphs both work.
-Anything else ends in a ValueError naming the node (op_type and name). Every import ends with a
-parity check against ONNX Runtime (CPU) on random inputs (onnx's reference evaluator where ORT
-cannot run the graph, e.g. recurrent nodes with layout=1).
+plus the glue exporters emit around them: Transpose, Squeeze, Reshape (merging the direction and
+hidden axes, or time and batch into rows), Flatten of (batch, features), Identity, Dropout,
+Cast, and Shape / Gather / Concat / ConstantOfShape / Slice / Expand computing zero initial
+states (rnnslim.interop.onnx_static evaluates those). The data's axes are tracked by name, so
+batch-first and time-major graphs both work. Anything else ends in a ValueError naming the node
+(op_type and name). Every import ends with a parity check against ONNX Runtime (CPU) on random
+inputs (onnx's reference evaluator where ORT cannot run the graph, e.g. recurrent nodes with
+layout=1).
 
 Why not onnx2torch: its latest release (1.5.15) has no converter for LSTM / GRU / RNN nodes
 (ENOT-AutoDL/onnx2torch issue #136, still open), and its result would be a torch.fx module of
@@ -293,6 +294,13 @@ class GraphWalk:
             return replace(d, axes=(f"{d.axes[0]}*{d.axes[1]}", _FEATURES), sizes=(rows, d.sizes[-1]))
         raise ValueError(f"node {_name(node)} reshapes axes {d.axes} to {shape}; rnnslim understands only merging the "
                          "direction and hidden axes, or the time and batch axes")
+
+    def _op_Flatten(self, node, args, attrs):
+        """Flatten of (batch, features) at axis 1: a no-op (Keras-to-ONNX converters write it)."""
+        d = args[0]
+        if len(d.axes) != 2 or attrs.get("axis", 1) % 2 != 1 or d.states:
+            raise ValueError(f"node {_name(node)} flattens axes {d.axes}; rnnslim reads only a no-op Flatten")
+        return d
 
     # model parts
     def _op_Gather(self, node, args, attrs):
