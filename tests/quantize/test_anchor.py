@@ -81,3 +81,34 @@ def test_the_examples_evaluation_loop_runs_after_weight_only_quantization(traine
     back = load_edited(ExamplesWordLM("LSTM"), tmp_path / "q")
     assert evaluate(back, data) == pytest.approx(loss, abs=1e-6)
     back.load_state_dict(back.state_dict())  # strict state dict round trip
+
+
+def _without_anchors(model: nn.Module) -> nn.Module:
+    from rnnslim.quantize.anchor import DtypeAnchored
+
+    bare = copy.deepcopy(model)
+    for mod in bare.modules():
+        if isinstance(mod, DtypeAnchored):
+            del mod._parameters[ANCHOR]
+    return bare
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "integer"])
+def test_anchors_change_no_reported_size(mode):
+    """size_stats (parameters, aux, artifact bytes), stored bytes and per-step weight bytes of an int8
+    model are those of the same model with its anchors removed."""
+    from int8_models import integer_model
+
+    from rnnslim.measure.size import size_stats
+    from rnnslim.measure.weight_bytes import module_bytes_per_step
+    from rnnslim.models.sequence import SequenceModel
+    from rnnslim.quantize.int8 import Int8Config, quantize_int8_
+    from rnnslim.results import stored_bytes
+
+    m = integer_model("lstm", hidden=(12, 8), vocab=20, embed=10, out=20)
+    if mode == "dynamic":  # a float model of the same shape, int8 dynamic
+        m = quantize_int8_(SequenceModel(m.spec).eval(), Int8Config(mode="dynamic"))
+    assert sum(1 for n, _ in m.named_parameters() if n.endswith(ANCHOR)) >= 3
+    bare = _without_anchors(m)
+    assert size_stats(m) == size_stats(bare).model_copy(update={"artifact": size_stats(m).artifact})
+    assert stored_bytes(m) == stored_bytes(bare) and module_bytes_per_step(m) == module_bytes_per_step(bare)
