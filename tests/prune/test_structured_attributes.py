@@ -72,7 +72,9 @@ def test_layers_of_different_new_sizes_leave_the_attribute_and_say_why(trained):
     res = prune_units_(m, StructuredPruning(per_layer={0: 0.5, 1: 0.25}), example_inputs=(x, None))
     assert m.nhid == 12 and res.updated_attributes == {}
     assert res.stale_attributes == ["ExamplesWordLM.nhid = 12 names an old size (rnn[0] 12 -> 6; rnn[1] 12 -> 9: the "
-                                    "layers now differ in size, one number cannot name them)"]
+                                    "layers now differ in size, one number cannot name them; build the state with "
+                                    "rnnslim.recurrent.torch_contract.zero_state(model.rnn, batch) (a list, one entry "
+                                    "per layer) or pass None)"]
 
 
 class Holder(nn.Module):

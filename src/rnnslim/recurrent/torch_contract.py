@@ -12,7 +12,9 @@ layers, and stacks the final states back in torch's layout.
 Layers take and return the single-layer torch contract (x (T, B, F), state (D, B, .)),
 sequence-first; the wrapper handles batch_first once. Dropout between layers applies in
 training only, as in torch. When structured pruning leaves layers of different sizes, the
-state is a list with one torch-shaped entry per layer (in and out). Saved models rebuild it
+state is a list with one torch-shaped entry per layer (in and out): `zero_state(module, B)`
+builds a zero initial state in whichever form a recurrent module takes (the replacement for
+an `init_hidden` whose one `nhid` cannot name layers of different sizes). Saved models rebuild it
 from its rnnslim_config() (rnnslim.io.modules registers the kind: io sits above recurrent).
 """
 
@@ -100,3 +102,25 @@ def single_layer_copies(module: nn.RNNBase) -> list[nn.RNNBase]:
     for layer in layers:
         layer.batch_first = False
     return layers
+
+
+def zero_state(module: nn.Module, batch_size: int):
+    """A zero initial state for `module` (torch LSTM / GRU / RNN, TorchContractStack, or one of
+    rnnslim's single-layer modules) in the form its forward takes: torch's h (L*D, B, P), an
+    (h, c) pair for an LSTM (c (L*D, B, H)), or a list of one such entry per layer when a
+    stack's layers differ in size. dtype and device: those of the module's first parameter."""
+    if isinstance(module, TorchContractStack):
+        per = [zero_state(layer, batch_size) for layer in module.layers]
+        if not module.uniform():
+            return per
+        if module.cell is CellType.LSTM:
+            return torch.cat([p[0] for p in per]), torch.cat([p[1] for p in per])
+        return torch.cat(per)
+    ref = next(module.parameters(), None)  # quantized layers hold a float dtype anchor
+    kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None and ref.is_floating_point() else {}
+    rows = getattr(module, "num_layers", 1) * (2 if module.bidirectional else 1)
+    hidden = module.hidden_size
+    out = getattr(module, "proj_size", 0) or hidden
+    h = torch.zeros(rows, batch_size, out, **kw)
+    lstm = isinstance(module, nn.LSTM) or as_cell(getattr(module, "cell", "gru")) is CellType.LSTM
+    return (h, torch.zeros(rows, batch_size, hidden, **kw)) if lstm else h

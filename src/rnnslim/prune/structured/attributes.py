@@ -130,7 +130,10 @@ def update_size_attributes_(model: nn.Module, changes: list[SizeChange]) -> tupl
                 continue
             why = "; ".join(f"{c.group} {c.before} -> {c.after}" for c in same)
             if len(new) > 1:
-                why += ": the layers now differ in size, one number cannot name them"
+                module = next(c.module for c in fits)
+                why += (": the layers now differ in size, one number cannot name them; build the state with "
+                        f"rnnslim.recurrent.torch_contract.zero_state(model.{module}, batch) (a list, one entry per "
+                        "layer) or pass None")
             stale.append(f"{where} = {value} names an old size ({why})")
     return updated, stale
 
