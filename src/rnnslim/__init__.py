@@ -92,6 +92,15 @@ _EXPORTS = {
     "calibrate_exits_": "rnnslim.early_exit",
     "exit_predict": "rnnslim.early_exit",
     "search": "rnnslim.search.run",  # budget-driven recipe search (a function; needs rnnslim[search])
+    # your own model to the device: capture a user's nn.Module as a SequenceModel, call it the user's way
+    "capture": "rnnslim.capture",
+    "user_view": "rnnslim.capture",
+    "evaluate": "rnnslim.capture",
+    "CaptureError": "rnnslim.capture",
+    "CaptureInfo": "rnnslim.models.capture_info",
+    # Keras / ONNX files in: import_keras(path) / import_onnx(path) -> SequenceModel
+    "import_keras": "rnnslim.interop.keras",
+    "import_onnx": "rnnslim.interop.onnx_import",
 }
 
 __all__ = sorted(_EXPORTS)
