@@ -49,3 +49,19 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture
+def tiny_classify_task(tmp_path):
+    """A factory: `tiny_classify_task(train=40, test=10)` is a ClassifyTask over that many
+    synthetic sequences ('up' / 'down' ramps, 2 features, lengths 4..10; classify_data.py)
+    written to tmp_path/train.csv and tmp_path/test.csv."""
+    from classify_data import make_sequences, write_long_csv
+    from rnnslim.tasks.classify import ClassifyTask
+
+    def make(train: int = 40, test: int = 10, **task_kw) -> ClassifyTask:
+        write_long_csv(tmp_path / "train.csv", make_sequences(train, 1))
+        write_long_csv(tmp_path / "test.csv", make_sequences(test, 2), seed=1)
+        return ClassifyTask(tmp_path / "train.csv", test=tmp_path / "test.csv", **task_kw)
+
+    return make

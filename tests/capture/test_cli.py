@@ -15,7 +15,7 @@ from rnnslim.cli import app
 from rnnslim.io.format import load_model, save_model
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.tasks.classify import ClassifyTask
-from tests.tasks.test_task_classify import make_sequences, write_long_csv
+from classify_data import make_sequences, write_long_csv
 
 runner = CliRunner()
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,10 +17,8 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.runtime import read_manifest
 from rnnslim.runtime.build import find_compiler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _integer_model  # noqa: E402
+from compilers import needs_cc
+from int8_models import integer_model
 
 IDENT = re.compile(rf"[a-z_][a-z0-9_]{{0,{MAX_LENGTH - 1}}}")
 C_KEYWORDS = {"int", "char", "static", "return", "while", "struct", "typedef", "void", "if", "for", "bool"}
@@ -83,7 +79,7 @@ def test_identifiers_compile_as_the_export_uses_them(tmp_path_factory, names):
 @needs_cc
 @pytest.mark.parametrize("name", ["İstanbul", "n" * 5000, "stdio", "🙂 model"])
 def test_hostile_names_export_and_build(tmp_path, name):
-    q = _integer_model("gru", hidden=(16,), vocab=5, embed=3, out=2)
+    q = integer_model("gru", hidden=(16,), vocab=5, embed=3, out=2)
     facts = export_c(q, tmp_path / "c", name=name)
     ident = c_identifier(name)
     assert facts.name == read_manifest(tmp_path / "c")["name"] == ident  # the manifest records the C name

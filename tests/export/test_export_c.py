@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +14,8 @@ from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import read_manifest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _integer_model, _zero_tiles  # noqa: E402
+from compilers import needs_cc
+from int8_models import integer_model, zero_tiles
 
 FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native")}
 
@@ -29,9 +25,9 @@ FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native"
 @pytest.mark.parametrize("tiles", ["dense", "tile-sparse"])
 @pytest.mark.parametrize("flags", list(FLAGS))
 def test_export_equals_runner_on_100_streams(tmp_path, cell, tiles, flags):
-    q = _integer_model(cell, hidden=(70, 33))
+    q = integer_model(cell, hidden=(70, 33))
     if tiles == "tile-sparse":
-        q = _zero_tiles(q)
+        q = zero_tiles(q)
     facts = export_c(q, tmp_path / "c", name="tiny")
     assert bool(facts.tile_sparse) == (tiles == "tile-sparse")
     res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", random_streams(30, 100, 24), flags=FLAGS[flags])
@@ -41,7 +37,7 @@ def test_export_equals_runner_on_100_streams(tmp_path, cell, tiles, flags):
 
 @needs_cc
 def test_check_detects_a_changed_weight(tmp_path):
-    q = _integer_model("gru", hidden=(32,))
+    q = integer_model("gru", hidden=(32,))
     export_c(q, tmp_path / "c", name="tiny")
     with torch.no_grad():  # the model moves on, the exported C does not
         w = q.rnn.layers[0].w_hh
@@ -51,7 +47,7 @@ def test_check_detects_a_changed_weight(tmp_path):
 
 
 def test_manifest_sizes_and_atomic_overwrite(tmp_path):
-    q = _integer_model("lstm", hidden=(48, 32), vocab=30, embed=45, out=29)
+    q = integer_model("lstm", hidden=(48, 32), vocab=30, embed=45, out=29)
     out = tmp_path / "c"
     facts = export_c(q, out, name="My Model-1")
     m = read_manifest(out)
@@ -96,7 +92,7 @@ def test_identifiers_and_hash():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_folded_export_drops_embedding_and_input_matrix(tmp_path, cell):
     # 4 V < E: the folded table takes less flash than embedding + W_ih, so "auto" folds
-    q = _integer_model(cell, hidden=(48, 32), vocab=8, embed=64, out=8)
+    q = integer_model(cell, hidden=(48, 32), vocab=8, embed=64, out=8)
     folded = export_c(q, tmp_path / "f", name="tiny")
     plain = export_c(q, tmp_path / "p", name="tiny", fold_embedding=False)
     assert folded.folded_embedding and not plain.folded_embedding
@@ -112,9 +108,9 @@ def test_folded_export_drops_embedding_and_input_matrix(tmp_path, cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("kind", ["identity", "linear"])
 def test_feature_model_export_equals_runner(tmp_path, cell, kind):
-    from test_int8_kernel import _feature_model
+    from int8_models import feature_model
 
-    q = _feature_model(cell, kind, readout="last")
+    q = feature_model(cell, kind, readout="last")
     facts = export_c(q, tmp_path / "c", name="sensor")
     assert facts.input_kind == kind and facts.features == 13 and facts.vocab == 0
     header = (tmp_path / "c" / "sensor.h").read_text()
@@ -130,7 +126,7 @@ def test_feature_model_export_equals_runner(tmp_path, cell, kind):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("flags", list(FLAGS))
 def test_bidirectional_export_runs_whole_sequences_on_100_streams(tmp_path, cell, flags):
-    q = _integer_model(cell, hidden=(40, 24), bidirectional=True)
+    q = integer_model(cell, hidden=(40, 24), bidirectional=True)
     facts = export_c(q, tmp_path / "c", name="bi")
     assert facts.bidirectional and facts.readout == "all" and facts.state_len == 0 and facts.state_bytes == 0
     assert read_manifest(tmp_path / "c")["bidirectional"] is True
@@ -150,9 +146,9 @@ def test_bidirectional_export_runs_whole_sequences_on_100_streams(tmp_path, cell
 @needs_cc
 @pytest.mark.parametrize("kind", ["identity", "linear"])
 def test_bidirectional_feature_export_readout_last(tmp_path, kind):
-    from test_int8_kernel import _feature_model
+    from int8_models import feature_model
 
-    q = _feature_model("gru", kind, readout="last", bidirectional=True)
+    q = feature_model("gru", kind, readout="last", bidirectional=True)
     facts = export_c(q, tmp_path / "c", name="sensor")
     assert facts.bidirectional and facts.readout == "last"
     assert "#define SENSOR_READOUT_LAST 1" in (tmp_path / "c" / "sensor.h").read_text()
@@ -163,14 +159,14 @@ def test_bidirectional_feature_export_readout_last(tmp_path, kind):
 
 @needs_cc
 def test_unidirectional_export_run_and_folded_bidirectional_export(tmp_path):
-    q = _integer_model("lstm", hidden=(40, 24))  # NAME_run exists beside NAME_step for every model
+    q = integer_model("lstm", hidden=(40, 24))  # NAME_run exists beside NAME_step for every model
     facts = export_c(q, tmp_path / "u", name="tiny")
     assert not facts.bidirectional and "tiny_step(" in (tmp_path / "u" / "tiny.h").read_text()
     res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "u", random_streams(30, 100, 16),
                         flags=FLAGS["portable"], mode="sequence")
     assert res.ok, res.mismatches
     # 4 V < E: both directions of layer 0 read folded tables
-    q = _integer_model("gru", hidden=(48, 32), vocab=8, embed=64, out=8, bidirectional=True)
+    q = integer_model("gru", hidden=(48, 32), vocab=8, embed=64, out=8, bidirectional=True)
     facts = export_c(q, tmp_path / "f", name="tiny")
     text = (tmp_path / "f" / "tiny.c").read_text()
     assert facts.folded_embedding and "l0_tx_table[" in text and "l0r_tx_table[" in text and "emb[" not in text

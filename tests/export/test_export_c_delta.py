@@ -4,8 +4,6 @@ to IntegerRunner on 40 streams, portable and native builds; the manifest names t
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,10 +13,8 @@ from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import set_delta_threshold_
 from rnnslim.runtime import read_manifest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_delta import _model  # noqa: E402
+from compilers import needs_cc
+from int8_models import delta_model as _model
 
 FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native")}
 

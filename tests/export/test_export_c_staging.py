@@ -16,10 +16,8 @@ from rnnslim.export import c_check
 from rnnslim.export.formats import export_model
 from rnnslim.runtime import ExportError, verify_export
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _integer_model  # noqa: E402
+from compilers import needs_cc
+from int8_models import integer_model
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -34,7 +32,7 @@ def test_the_check_runs_before_the_export_is_at_out(tmp_path, monkeypatch):
         return real(runner, export_dir, *a, **k)
 
     monkeypatch.setattr(c_check, "check_on_host", spy)
-    facts = export_model(_integer_model("gru", hidden=(16,)), "c", out, name="m", check_streams=3)
+    facts = export_model(integer_model("gru", hidden=(16,)), "c", out, name="m", check_streams=3)
     assert seen == [(True, False)]  # checked elsewhere while `out` did not exist yet
     assert facts["out"] == str(out) and str(out) in facts["check"]["command"]
     assert verify_export(out)["name"] == "m" and not (out / "check_main.c").exists()
@@ -45,7 +43,7 @@ def test_the_check_runs_before_the_export_is_at_out(tmp_path, monkeypatch):
 @pytest.mark.parametrize("how", ["mismatch", "error"])
 def test_a_failed_check_leaves_the_earlier_export_untouched(tmp_path, monkeypatch, how):
     out = tmp_path / "c"
-    export_model(_integer_model("lstm", hidden=(16,)), "c", out, name="old", check_streams=2)
+    export_model(integer_model("lstm", hidden=(16,)), "c", out, name="old", check_streams=2)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def failing(runner, export_dir, streams, **k):
@@ -55,7 +53,7 @@ def test_a_failed_check_leaves_the_earlier_export_untouched(tmp_path, monkeypatc
 
     monkeypatch.setattr(c_check, "check_on_host", failing)
     with pytest.raises(RuntimeError if how == "mismatch" else KeyboardInterrupt):
-        export_model(_integer_model("lstm", hidden=(16,)), "c", out, name="new", check_streams=2)
+        export_model(integer_model("lstm", hidden=(16,)), "c", out, name="new", check_streams=2)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
@@ -66,12 +64,12 @@ def test_a_kill_during_the_check_leaves_nothing_at_out(tmp_path):
     out = tmp_path / "c"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path[:0] = [{str(TESTS)!r}, {str(TESTS / "quantize")!r}]
-        from test_int8_kernel import _integer_model
+        sys.path[:0] = [{str(TESTS)!r}]
+        from int8_models import integer_model
         from rnnslim.export import c_check
         from rnnslim.export.formats import export_model
         c_check.check_on_host = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-        export_model(_integer_model("gru", hidden=(16,)), "c", {str(out)!r}, name="m", check_streams=2)
+        export_model(integer_model("gru", hidden=(16,)), "c", {str(out)!r}, name="m", check_streams=2)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=os.environ.copy())

@@ -5,9 +5,6 @@ Cortex-M4F (qemu-system-arm -M mps2-an386, semihosting), AArch64 NEON and portab
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from rnnslim.export.c_check import random_streams
@@ -25,8 +22,7 @@ from rnnslim.export.targets import (
 )
 from rnnslim.quantize.int8 import IntegerRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from test_int8_kernel import _integer_model, _zero_tiles  # noqa: E402
+from int8_models import integer_model, zero_tiles
 
 CROSS = ["cortex-m4", "aarch64", "aarch64-portable"]
 MODELS = {"lstm": ("lstm", False), "gru": ("gru", False), "lstm-tile-sparse": ("lstm", True),
@@ -43,9 +39,9 @@ def exports(tmp_path_factory):
     """One export per model (hidden 70 and 33: vector loops and scalar tails), shared by the targets."""
     out = {}
     for key, (cell, sparse) in MODELS.items():
-        q = _integer_model(cell, hidden=(70, 33), bidirectional=key.endswith("bidirectional"))
+        q = integer_model(cell, hidden=(70, 33), bidirectional=key.endswith("bidirectional"))
         if sparse:
-            q = _zero_tiles(q)
+            q = zero_tiles(q)
         d = tmp_path_factory.mktemp(key) / "c"
         facts = export_c(q, d, name="tiny")
         assert bool(facts.tile_sparse) == sparse

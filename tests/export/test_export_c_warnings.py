@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,11 +31,9 @@ from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import set_delta_threshold_
 from rnnslim.runtime.build import find_compiler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_delta import _model as _delta_base  # noqa: E402
-from test_int8_kernel import _feature_model, _integer_model, _zero_tiles  # noqa: E402
+from compilers import needs_cc
+from int8_models import delta_model as _delta_base
+from int8_models import feature_model, integer_model, zero_tiles
 
 # -Werror on everything -Wall / -Wextra / -pedantic enable, plus what embedded builds commonly add
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow", "-Wundef",
@@ -80,19 +77,19 @@ def _delta(cell: str, kind: str, hidden):
 
 # every int8 export feature at least once; hidden 8 / 16: below or at one AVX-512 vector
 INT8_MODELS = {
-    "lstm_sparse": lambda: _zero_tiles(_integer_model("lstm", hidden=(40, 24))),
-    "gru_folded_tiny": lambda: _integer_model("gru", hidden=(16, 8), vocab=8, embed=64, out=8),
-    "rnn_tiny": lambda: _integer_model("rnn_tanh", hidden=(8,), vocab=5, embed=3, out=2),
-    "lstm_identity_last": lambda: _feature_model("lstm", "identity", readout="last", hidden=(24,)),
-    "gru_linear_tiny": lambda: _feature_model("gru", "linear", hidden=(8,), F=2, out=1),
+    "lstm_sparse": lambda: zero_tiles(integer_model("lstm", hidden=(40, 24))),
+    "gru_folded_tiny": lambda: integer_model("gru", hidden=(16, 8), vocab=8, embed=64, out=8),
+    "rnn_tiny": lambda: integer_model("rnn_tanh", hidden=(8,), vocab=5, embed=3, out=2),
+    "lstm_identity_last": lambda: feature_model("lstm", "identity", readout="last", hidden=(24,)),
+    "gru_linear_tiny": lambda: feature_model("gru", "linear", hidden=(8,), F=2, out=1),
     "lstm_delta_tokens": lambda: _delta("lstm", "embedding", (8, 24)),
     "gru_delta_linear": lambda: _delta("gru", "linear", (40, 24)),
-    "lstm_bidi_tokens": lambda: _integer_model("lstm", hidden=(16, 8), bidirectional=True),
-    "gru_bidi_linear_last": lambda: _feature_model("gru", "linear", readout="last", hidden=(24,), bidirectional=True),
-    "gru_chars_vocab": lambda: _with_meta(_integer_model("gru", hidden=(8,), vocab=12, embed=4, out=12),
+    "lstm_bidi_tokens": lambda: integer_model("lstm", hidden=(16, 8), bidirectional=True),
+    "gru_bidi_linear_last": lambda: feature_model("gru", "linear", readout="last", hidden=(24,), bidirectional=True),
+    "gru_chars_vocab": lambda: _with_meta(integer_model("gru", hidden=(8,), vocab=12, embed=4, out=12),
                                           {"task": "charlm", "vocab": CHARS}),
-    "lstm_words_vocab": lambda: _with_meta(_integer_model("lstm", hidden=(8,)), {"task": "wordlm", "vocab": WORDS}),
-    "lstm_linear_scaled": lambda: _with_meta(_feature_model("lstm", "linear", hidden=(8,)),
+    "lstm_words_vocab": lambda: _with_meta(integer_model("lstm", hidden=(8,)), {"task": "wordlm", "vocab": WORDS}),
+    "lstm_linear_scaled": lambda: _with_meta(feature_model("lstm", "linear", hidden=(8,)),
                                              {"task": "classify", "scaling": SCALING}),
 }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -12,8 +11,7 @@ from rnnslim.cli import app
 from rnnslim.io.format import save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from test_int8_kernel import _integer_model, needs_kernel  # noqa: E402
+from int8_models import integer_model, needs_kernel
 
 runner = CliRunner()
 
@@ -21,7 +19,7 @@ runner = CliRunner()
 @needs_kernel
 def test_export_c_checks_and_builds(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    save_model(_integer_model("lstm", hidden=(32, 16)), tmp_path / "m")
+    save_model(integer_model("lstm", hidden=(32, 16)), tmp_path / "m")
     r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--name", "kws",
                             "--check", "100", "--build", "--json"])
     assert r.exit_code == 0, r.output
@@ -69,7 +67,6 @@ def test_an_edited_directory_says_how_to_export_it_and_that_way_works(tmp_path):
     from rnnslim.prune import StructuredPruning, prune_units_
     from rnnslim.prune.structured.history import load_edited
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from examples_lm import ExamplesWordLM
 
     torch.manual_seed(0)

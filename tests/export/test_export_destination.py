@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,7 @@ from rnnslim.export.torch_export import export_torch_program
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from test_int8_kernel import _integer_model  # noqa: E402
+from int8_models import integer_model
 
 runner = CliRunner()
 
@@ -50,7 +48,7 @@ def sandbox(tmp_path, monkeypatch):
     """tmp_path with an int8 integer model `q`, a float model `f` and a user's notes.txt; cwd there."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    save_model(_integer_model("gru", hidden=(8,), vocab=6, embed=4, out=6), tmp_path / "q")
+    save_model(integer_model("gru", hidden=(8,), vocab=6, embed=4, out=6), tmp_path / "q")
     spec = ModelSpec(cell="gru", input_kind=InputKind.EMBEDDING, input_size=6, embed_size=4,
                      layers=[LayerShape(hidden_size=8)], output_size=6)
     save_model(SequenceModel(spec).eval(), tmp_path / "f")

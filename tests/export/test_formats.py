@@ -4,19 +4,14 @@ refusals point (capture, integer int8, export) reaches a bit-exact C library."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from rnnslim.export.formats import export_model
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
 from examples_lm import ExamplesWordLM, corpus  # noqa: E402
-from test_int8_kernel import needs_kernel  # noqa: E402
+from int8_models import needs_kernel
 
 
 def _lm():

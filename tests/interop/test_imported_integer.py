@@ -6,9 +6,7 @@ so the ONNX import stands for the Keras one here: no keras needed.)"""
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +19,7 @@ from rnnslim.export.formats import export_model  # noqa: E402
 from rnnslim.interop.onnx_import import import_onnx  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compilers import needs_cc  # noqa: E402
+from compilers import needs_cc
 
 
 class WordLM(nn.Module):

@@ -3,15 +3,11 @@ loads through save_edited / load_edited at its real size, and refuses or keeps w
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from user_models import WordLM  # noqa: E402
+from user_models import WordLM
 
 from rnnslim.lowrank import LowRankLinear, LowRankLinears, lowrank_linears_  # noqa: E402
 from rnnslim.prune import load_edited, save_edited  # noqa: E402

@@ -3,9 +3,7 @@ torch twin (delta_reference.py) at any threshold, MAC counters, reset, feature m
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,7 @@ from rnnslim.quantize.int8.delta_reference import delta_reference
 from rnnslim.quantize.int8.kernel import KernelVariant
 from rnnslim.quantize.int8.packed import _array_bytes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_int8_kernel import VARIANTS, _available, needs_kernel  # noqa: E402
+from int8_models import VARIANTS, kernel_available, needs_kernel
 
 
 @lru_cache(maxsize=None)
@@ -67,7 +64,7 @@ def test_lossless_thresholds_equal_the_dense_step(variant, cell, thr):
 
 def _case(v: KernelVariant, cell: str, kind: str):
     return pytest.param(v, cell, kind, id=f"{v.value}-{cell}-{kind}",
-                        marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable"))
+                        marks=pytest.mark.skipif(not kernel_available(v), reason=f"{v.value} kernel not buildable"))
 
 
 # every variant on two models, the native kernel on the other cells / inputs

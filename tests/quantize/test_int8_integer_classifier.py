@@ -11,17 +11,13 @@ import torch
 
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
-from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, load_best, train
-from tests.tasks.test_task_classify import make_sequences, write_long_csv
 
 CLEAR_MARGIN = 0.1  # logits: top-1 minus top-2
 
 
-def test_integer_classifier_keeps_clear_decisions(tmp_path):
-    write_long_csv(tmp_path / "train.csv", make_sequences(60, 1))
-    write_long_csv(tmp_path / "test.csv", make_sequences(30, 2), seed=1)
-    task = ClassifyTask(tmp_path / "train.csv", test=tmp_path / "test.csv")
+def test_integer_classifier_keeps_clear_decisions(tiny_classify_task):
+    task = tiny_classify_task(train=60, test=30)
     torch.manual_seed(0)
     model = SequenceModel(task.model_spec(hidden_size=16, num_layers=2))
     result = train(model, task, TrainConfig(max_steps=80, batch_size=8, lr=1e-2, eval_every=10, seed=0), progress=False)

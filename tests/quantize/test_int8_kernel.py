@@ -8,47 +8,9 @@ from functools import lru_cache
 import pytest
 import torch
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
-from rnnslim.quantize.int8.kernel import (
-    KernelUnavailable,
-    KernelVariant,
-    build_kernel,
-    load_kernel,
-)
-
-
-def _available(variant: KernelVariant) -> bool:
-    try:
-        load_kernel(variant)
-        return True
-    except KernelUnavailable:
-        return False
-
-
-needs_kernel = pytest.mark.skipif(not _available(KernelVariant.NATIVE), reason="no C compiler / kernel here")
-VARIANTS = [pytest.param(v, marks=pytest.mark.skipif(not _available(v), reason=f"{v.value} kernel not buildable here"))
-            for v in KernelVariant]
-
-
-def _bidi_flags(bidirectional, n: int) -> list[bool]:
-    """bidirectional: a bool for every layer, or one flag per layer"""
-    return list(bidirectional) if isinstance(bidirectional, (list, tuple)) else [bool(bidirectional)] * n
-
-
-def _integer_model(cell: str, hidden=(70, 33), vocab=30, embed=45, out=29, bidirectional=False, seed=0,
-                   readout: str = "all"):
-    torch.manual_seed(seed)
-    spec = ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=vocab, embed_size=embed,
-                     layers=[LayerShape(hidden_size=h, bidirectional=b)
-                             for h, b in zip(hidden, _bidi_flags(bidirectional, len(hidden)))],
-                     output_size=out, readout=readout)
-    model = SequenceModel(spec).eval()
-    with torch.no_grad():  # larger recurrent weights than the default init: saturating gates, big cell states
-        for layer in model.rnn.layers:
-            layer.weight_hh_l0.mul_(3.0)
-    calib = [torch.randint(0, vocab, (40, 4)) for _ in range(2)]
-    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+from int8_models import VARIANTS, feature_model, integer_model, needs_kernel, zero_tiles
+from rnnslim.quantize.int8 import IntegerRunner
+from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, build_kernel
 
 
 def _flat(state):
@@ -60,7 +22,7 @@ def _flat(state):
 @pytest.mark.parametrize("fold", [False, True])
 def test_runner_equals_reference_bit_for_bit(variant, cell, fold):
     # hidden sizes 70 and 33 exercise the 16-lane vector loops and their scalar tails
-    q = _integer_model(cell)
+    q = integer_model(cell)
     x = torch.randint(0, 30, (300,), generator=torch.Generator().manual_seed(1))
     ref, ref_state = q(x[:, None])
     runner = IntegerRunner(q, variant, fold_embedding=fold)
@@ -71,7 +33,7 @@ def test_runner_equals_reference_bit_for_bit(variant, cell, fold):
 
 @needs_kernel
 def test_step_equals_run_and_state_conversion():
-    q = _integer_model("lstm", hidden=(48, 48, 32))
+    q = integer_model("lstm", hidden=(48, 48, 32))
     runner = IntegerRunner(q)
     x = torch.randint(0, 30, (50,))
     logits, _ = runner.run(x)
@@ -90,7 +52,7 @@ def test_step_equals_run_and_state_conversion():
 @needs_kernel
 def test_real_sized_layer_parity():
     """512-unit layers like the reference models (more rows than any test above)."""
-    q = _integer_model("gru", hidden=(512,), vocab=65, embed=512, out=65, seed=4)
+    q = integer_model("gru", hidden=(512,), vocab=65, embed=512, out=65, seed=4)
     x = torch.randint(0, 65, (40,))
     ref, _ = q(x[:, None])
     assert torch.equal(IntegerRunner(q).run(x)[0], ref[:, 0])
@@ -98,7 +60,7 @@ def test_real_sized_layer_parity():
 
 @needs_kernel
 def test_runner_errors():
-    q = _integer_model("lstm")
+    q = integer_model("lstm")
     runner = IntegerRunner(q)
     with pytest.raises(IndexError, match="vocabulary"):
         runner.step(30, runner.init_state())
@@ -106,7 +68,7 @@ def test_runner_errors():
         runner.run(torch.tensor([1, 2, -1]))
     with pytest.raises(ValueError, match="out must"):
         runner.step(1, runner.init_state(), out=torch.empty(3))
-    bi = IntegerRunner(_integer_model("gru", bidirectional=True))  # whole sequences only
+    bi = IntegerRunner(integer_model("gru", bidirectional=True))  # whole sequences only
     for stream in (lambda: bi.step(1, bi.init_state()), lambda: bi.run(torch.tensor([1, 2]))):
         with pytest.raises(ValueError, match="bidirectional.*run_sequence"):
             stream()
@@ -129,7 +91,7 @@ def test_missing_compiler_is_reported(monkeypatch, tmp_path):
 @pytest.mark.parametrize("cell_frac", [6, 12, 15])
 def test_every_cell_state_format_matches(cell_frac):
     """cf < 12 shifts the cell state left into Q.12, cf > 12 rounds it right; both must agree."""
-    q = _integer_model("lstm", hidden=(40, 24))
+    q = integer_model("lstm", hidden=(40, 24))
     for layer in q.rnn.layers:
         layer.cell_frac = cell_frac
     x = torch.randint(0, 30, (200,))
@@ -141,27 +103,15 @@ def test_every_cell_state_format_matches(cell_frac):
 def test_stream_step_fn_for_latency_measurement():
     from rnnslim.measure.latency import streaming_latency
 
-    runner = IntegerRunner(_integer_model("gru"))
+    runner = IntegerRunner(integer_model("gru"))
     out = streaming_latency(step_fn=runner.stream_step_fn(), steps=20, repeats=2, warmup=5)
     assert out["median_ms"] > 0 and out["steps"] == 20
-
-
-def _zero_tiles(q, keep: float = 0.3, seed: int = 0):
-    """Empty whole 16 x 4 tiles of every integer matrix (what 16 x 4 block pruning leaves)."""
-    g = torch.Generator().manual_seed(seed)
-    mats = [getattr(layer, n) for layer in q.rnn.layers for n in ("w_ih", "w_hh")] + [q.decoder.weight]
-    for w in mats:
-        R, C = w.shape
-        tiles = torch.rand(-(-R // 16), -(-C // 4), generator=g) < keep
-        mask = tiles.repeat_interleave(16, 0).repeat_interleave(4, 1)[:R, :C]
-        w.mul_(mask.to(w.dtype))
-    return q
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_tile_sparse_runner_equals_reference(variant, cell):
-    q = _zero_tiles(_integer_model(cell, hidden=(64, 33)))
+    q = zero_tiles(integer_model(cell, hidden=(64, 33)))
     x = torch.randint(0, 30, (200,), generator=torch.Generator().manual_seed(2))
     ref, _ = q(x[:, None])
     sparse = IntegerRunner(q, variant, sparse=True)
@@ -171,23 +121,11 @@ def test_tile_sparse_runner_equals_reference(variant, cell):
     assert auto.program.layers[1].wh.sparse and torch.equal(auto.run(x)[0], ref[:, 0])
 
 
-def _feature_model(cell: str, kind: str, readout: str = "all", F: int = 13, hidden=(40, 24), out: int = 5, seed=0,
-                   bidirectional=False):
-    torch.manual_seed(seed)
-    spec = ModelSpec(cell=cell, input_kind=kind, input_size=F, embed_size=F if kind == "identity" else 20,
-                     layers=[LayerShape(hidden_size=h, bidirectional=b)
-                             for h, b in zip(hidden, _bidi_flags(bidirectional, len(hidden)))],
-                     output_size=out, readout=readout)
-    model = SequenceModel(spec).eval()
-    calib = [2.0 * torch.randn(30, 4, F) for _ in range(2)]
-    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("kind", ["identity", "linear"])
 def test_feature_input_runner_equals_reference(variant, cell, kind):
-    q = _feature_model(cell, kind)
+    q = feature_model(cell, kind)
     # values beyond the calibrated range saturate; exact halves exercise round-half-even
     x = 3.0 * torch.randn(150, 13, generator=torch.Generator().manual_seed(4))
     x[:5] = torch.arange(-32, 33, dtype=torch.float32)[:65].reshape(5, 13) * 0.5 * float(q.rnn.layers[0].x_scale
@@ -205,7 +143,7 @@ def test_feature_input_runner_equals_reference(variant, cell, kind):
 
 @needs_kernel
 def test_readout_last_is_the_final_step():
-    q = _feature_model("gru", "linear", readout="last")
+    q = feature_model("gru", "linear", readout="last")
     x = torch.randn(40, 13)
     ref, _ = q(x[:, None, :])  # (1, O): the last step only
     logits, _ = IntegerRunner(q).run_features(x)
@@ -217,8 +155,8 @@ def test_readout_last_is_the_final_step():
 @lru_cache(maxsize=None)
 def _sequence_model(cell: str, kind: str, bidirectional, readout: str):
     if kind == "embedding":
-        return _integer_model(cell, hidden=(40, 24), bidirectional=bidirectional, readout=readout)
-    return _feature_model(cell, kind, readout=readout, hidden=(40, 24), bidirectional=bidirectional)
+        return integer_model(cell, hidden=(40, 24), bidirectional=bidirectional, readout=readout)
+    return feature_model(cell, kind, readout=readout, hidden=(40, 24), bidirectional=bidirectional)
 
 
 def _sequence_input(kind: str, T: int, seed: int = 5) -> torch.Tensor:
@@ -254,14 +192,14 @@ def test_run_sequence_equals_reference_bit_for_bit(variant, cell, bidirectional)
 def test_run_sequence_mixed_stacks_sparse_tiles_and_short_sequences(cell):
     # a bidirectional layer under a unidirectional one and the reverse, three sizes
     for flags in ([True, False, True], [False, True, False]):
-        q = _integer_model(cell, hidden=(33, 48, 17), bidirectional=flags, seed=3)
+        q = integer_model(cell, hidden=(33, 48, 17), bidirectional=flags, seed=3)
         runner = IntegerRunner(q)
         assert [ly.rev is not None for ly in runner.program.layers] == flags
         for T in (1, 2, 29):
             x = _sequence_input("embedding", T, seed=T)
             assert torch.equal(runner.run_sequence(x), _reference(q, x))
         assert runner.run_sequence(torch.zeros(0, dtype=torch.int64)).shape == (0, 29)
-    q = _zero_tiles(_integer_model(cell, hidden=(64, 33), bidirectional=True))
+    q = zero_tiles(integer_model(cell, hidden=(64, 33), bidirectional=True))
     x = _sequence_input("embedding", 40)
     sparse = IntegerRunner(q, sparse=True)
     assert all(m.sparse for ly in sparse.program.layers for d in (ly, ly.rev) for m in (d.wx, d.wh))
@@ -270,11 +208,11 @@ def test_run_sequence_mixed_stacks_sparse_tiles_and_short_sequences(cell):
 
 @needs_kernel
 def test_run_sequence_unidirectional_matches_streaming_and_checks_inputs():
-    q = _integer_model("lstm", hidden=(40, 24))
+    q = integer_model("lstm", hidden=(40, 24))
     runner = IntegerRunner(q)
     x = _sequence_input("embedding", 50)
     assert torch.equal(runner.run_sequence(x), runner.run(x)[0])
-    last = IntegerRunner(_feature_model("gru", "identity", readout="last", bidirectional=True))
+    last = IntegerRunner(feature_model("gru", "identity", readout="last", bidirectional=True))
     with pytest.raises(ValueError, match="at least one step"):
         last.run_sequence(torch.zeros(0, 13))
     with pytest.raises(ValueError, match="bidirectional"):
@@ -284,7 +222,7 @@ def test_run_sequence_unidirectional_matches_streaming_and_checks_inputs():
 def test_check_integer_model_streaming_versus_whole_sequence():
     from rnnslim.quantize.int8.runner import check_integer_model
 
-    bi = _integer_model("gru", hidden=(24,), bidirectional=True)
+    bi = integer_model("gru", hidden=(24,), bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional: a streaming step cannot see the future"):
         check_integer_model(bi)
     check_integer_model(bi, whole_sequence=True)
@@ -292,6 +230,6 @@ def test_check_integer_model_streaming_versus_whole_sequence():
 
     why: list[str] = []  # evaluation / timing stream through the kernel: a bidirectional model keeps torch
     assert kernel_runner(bi, why) is None and "bidirectional" in why[0]
-    mean = _integer_model("gru", hidden=(24,), readout="mean")
+    mean = integer_model("gru", hidden=(24,), readout="mean")
     with pytest.raises(ValueError, match="mean"):
         check_integer_model(mean, whole_sequence=True)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
 from rnnslim.quantize.int8 import kernel_eval
 from rnnslim.tasks.charlm import stream_nll
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_int8_kernel import _integer_model, needs_kernel  # noqa: E402
+from int8_models import integer_model, needs_kernel
 
 
 @needs_kernel
 def test_stream_nll_uses_the_kernel_and_agrees_with_torch(monkeypatch):
-    q = _integer_model("lstm", hidden=(40, 24), vocab=30, out=30)
+    q = integer_model("lstm", hidden=(40, 24), vocab=30, out=30)
     d = torch.randint(0, 30, (3000,), generator=torch.Generator().manual_seed(0))
     fast = stream_nll(q, d, chunk=512)
     monkeypatch.setattr(kernel_eval, "kernel_runner", lambda model, why=None: None)

@@ -54,15 +54,12 @@ def test_auto_chooses_by_tile_density_and_bad_input_is_refused():
 
 
 def test_bytes_per_step_counts_what_the_step_reads():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_int8_kernel import _integer_model, _zero_tiles
+        
+    from int8_models import integer_model, zero_tiles
 
     from rnnslim.quantize.int8.packed import IntegerProgram
 
-    q = _integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29)
+    q = integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29)
     dense = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
     ly = dense.layers[0]
     expect = 45 + (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64 + 2 * 2 * 1025
@@ -70,20 +67,17 @@ def test_bytes_per_step_counts_what_the_step_reads():
     assert dense.bytes_per_step() == expect and ly.wx.nbytes == 192 * 48 + 192 * 4
     folded = IntegerProgram.from_model(q, fold_embedding=True, sparse=False)
     assert folded.bytes_per_step() == expect - 45 - (192 * 48 + 192 * 4 + 192 * 5) + 4 * 192
-    sparse = IntegerProgram.from_model(_zero_tiles(q, keep=0.25), fold_embedding=False, sparse=True)
+    sparse = IntegerProgram.from_model(zero_tiles(q, keep=0.25), fold_embedding=False, sparse=True)
     assert sparse.bytes_per_step() < 0.5 * expect
 
 
 def test_bidirectional_program_packs_both_directions():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_int8_kernel import _integer_model
+        
+    from int8_models import integer_model
 
     from rnnslim.quantize.int8.packed import IntegerProgram
 
-    q = _integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29, bidirectional=True)
+    q = integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29, bidirectional=True)
     p = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
     ly = p.layers[0]
     assert p.bidirectional and ly.rev is not None and p.state_len == 0 and p.dec.cols == 128

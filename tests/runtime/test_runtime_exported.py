@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +13,8 @@ from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import ExportedModel, ExportError, build_library
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _integer_model  # noqa: E402
+from compilers import needs_cc
+from int8_models import integer_model
 
 
 
@@ -30,7 +27,7 @@ def test_importing_the_runtime_does_not_import_torch():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_exported_model_streams_like_the_kernel(tmp_path, monkeypatch, cell):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    q = _integer_model(cell, hidden=(40, 24))
+    q = integer_model(cell, hidden=(40, 24))
     export_c(q, tmp_path / "c", name="m")
     m = ExportedModel(tmp_path / "c")
     runner = IntegerRunner(q)
@@ -55,7 +52,7 @@ def _scale(q) -> np.ndarray:
 @needs_cc
 def test_a_library_in_the_export_is_never_loaded_and_a_tampered_export_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    q = _integer_model("rnn_tanh", hidden=(32,))
+    q = integer_model("rnn_tanh", hidden=(32,))
     export_c(q, tmp_path / "c", name="m")
     lib = build_library(tmp_path / "c", into_export=True)  # for C programs that link it
     assert lib == tmp_path / "c" / "libm.so" and (tmp_path / "c" / "libm.so.sha256").is_file()
@@ -71,10 +68,10 @@ def test_a_library_in_the_export_is_never_loaded_and_a_tampered_export_is_refuse
 
 @needs_cc
 def test_feature_model_runs_from_numpy(tmp_path, monkeypatch):
-    from test_int8_kernel import _feature_model
+    from int8_models import feature_model
 
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    q = _feature_model("lstm", "linear")
+    q = feature_model("lstm", "linear")
     export_c(q, tmp_path / "c", name="kws")
     m = ExportedModel(tmp_path / "c")
     x = 2 * torch.randn(50, 13)
@@ -88,7 +85,7 @@ def test_feature_model_runs_from_numpy(tmp_path, monkeypatch):
 @needs_cc
 def test_bidirectional_export_runs_whole_sequences_from_numpy(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    q = _integer_model("gru", hidden=(40, 24), bidirectional=True)
+    q = integer_model("gru", hidden=(40, 24), bidirectional=True)
     export_c(q, tmp_path / "c", name="bi")
     m = ExportedModel(tmp_path / "c")
     x = torch.randint(0, 30, (60,), generator=torch.Generator().manual_seed(2))
@@ -97,7 +94,7 @@ def test_bidirectional_export_runs_whole_sequences_from_numpy(tmp_path, monkeypa
         m.step(1, m.new_state())
     with pytest.raises(IndexError, match="position 2"):
         m.run_sequence(np.array([1, 2, 30]))
-    uni = _integer_model("lstm", hidden=(24,))
+    uni = integer_model("lstm", hidden=(24,))
     export_c(uni, tmp_path / "u", name="uni")
     u = ExportedModel(tmp_path / "u")
     assert np.array_equal(u.run_sequence(x.numpy()), u.run(x.numpy())[0])

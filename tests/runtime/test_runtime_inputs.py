@@ -3,9 +3,6 @@ turn 2**32 + 5 into token 5, 5.9 / "5" / True into tokens, without a word."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,10 +10,8 @@ from rnnslim.export.c_source import export_c
 from rnnslim.runtime import ExportedModel
 from rnnslim.runtime.inputs import feature_rows, features_vector, token_id, token_ids
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _feature_model, _integer_model  # noqa: E402
+from compilers import needs_cc
+from int8_models import feature_model, integer_model
 
 
 @pytest.mark.parametrize("bad, error", [(2**32 + 5, IndexError), (-1, IndexError), (30, IndexError),
@@ -57,7 +52,7 @@ def test_features_must_be_finite_and_of_the_compiled_shape():
 @needs_cc
 def test_the_exported_model_refuses_bad_tokens(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    export_c(_integer_model("gru", hidden=(16,)), tmp_path / "c", name="m")
+    export_c(integer_model("gru", hidden=(16,)), tmp_path / "c", name="m")
     m = ExportedModel(tmp_path / "c")
     state = m.new_state()
     for bad, error in ((2**32 + 5, IndexError), (5.9, TypeError), ("5", TypeError), (True, TypeError)):
@@ -76,7 +71,7 @@ def test_the_exported_model_refuses_bad_tokens(tmp_path, monkeypatch):
 @needs_cc
 def test_the_exported_feature_model_refuses_non_finite_and_misshaped_features(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    export_c(_feature_model("lstm", "linear"), tmp_path / "c", name="kws")
+    export_c(feature_model("lstm", "linear"), tmp_path / "c", name="kws")
     m = ExportedModel(tmp_path / "c")
     with pytest.raises(ValueError, match="finite"):
         m.step(np.full(13, np.nan, np.float32), m.new_state())

@@ -18,17 +18,15 @@ import pytest
 from rnnslim.export.c_source import export_c
 from rnnslim.runtime import ExportedModel, ExportError, verify_export
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
-from compilers import needs_cc  # noqa: E402
-from test_int8_kernel import _integer_model  # noqa: E402
+from compilers import needs_cc
+from int8_models import integer_model
 
 
 @pytest.fixture
 def export(tmp_path, monkeypatch) -> Path:
     """A small LSTM export named "m" (vocabulary 30), with a private cache."""
     monkeypatch.setenv("RNNSLIM_CACHE_DIR", str(tmp_path / "cache"))
-    export_c(_integer_model("lstm", hidden=(24,)), tmp_path / "c", name="m")
+    export_c(integer_model("lstm", hidden=(24,)), tmp_path / "c", name="m")
     return tmp_path / "c"
 
 
@@ -207,7 +205,7 @@ def test_a_delta_export_gets_a_state_as_large_as_its_struct(tmp_path, monkeypatc
     import copy
 
     import torch
-    from test_int8_delta import _model
+    from int8_models import delta_model as _model
 
     from rnnslim.quantize.int8 import IntegerRunner
     from rnnslim.quantize.int8.delta import set_delta_threshold_

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rnnslim.cli import app
 from rnnslim.io.format import load_model, save_model
 from rnnslim.tasks import make_model, make_task, task_for_model
-from tests.tasks.test_task_classify import make_sequences, write_long_csv
+from classify_data import make_sequences, write_long_csv
 
 
 def test_model_trained_on_an_aeon_name_evaluates_without_data(tmp_path):

@@ -6,10 +6,8 @@ from __future__ import annotations
 import torch
 
 from rnnslim.models.sequence import SequenceModel
-from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, train
 from rnnslim.train.best import beats, small_valid_note
-from tests.tasks.test_task_classify import make_sequences, write_long_csv
 
 
 def test_beats_breaks_ties_by_loss_then_later_step():
@@ -29,10 +27,8 @@ def test_small_valid_note_names_the_count():
     assert small_valid_note([{"step": 0, "loss": 1.0}]) is None  # language models: no sequence count
 
 
-def test_classifier_keeps_the_lowest_loss_among_accuracy_ties(tmp_path):
-    write_long_csv(tmp_path / "train.csv", make_sequences(40, 1))
-    write_long_csv(tmp_path / "test.csv", make_sequences(10, 2), seed=1)
-    task = ClassifyTask(tmp_path / "train.csv", test=tmp_path / "test.csv")
+def test_classifier_keeps_the_lowest_loss_among_accuracy_ties(tiny_classify_task):
+    task = tiny_classify_task(train=40, test=10)
     torch.manual_seed(0)
     model = SequenceModel(task.model_spec(hidden_size=16, num_layers=1))
     cfg = TrainConfig(max_steps=60, batch_size=8, lr=1e-2, eval_every=4, seed=0)

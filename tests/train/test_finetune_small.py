@@ -12,7 +12,7 @@ from rnnslim.pipeline.stage import StageContext, parse_stage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, steps_per_epoch, train
-from tests.tasks.test_task_classify import make_sequences, write_long_csv
+from classify_data import make_sequences, write_long_csv
 
 
 def _task(tmp_path, n=40):
