@@ -56,6 +56,7 @@ def test_callable_example_inputs_and_nhid_updated_keep_the_users_evaluation_loop
     assert seen == [12, 6]  # traced with the old sizes, checked with the new ones
     assert m.rnn.hidden_size == 6 and m.nhid == 6 and m.nlayers == 2
     assert res.updated_attributes == {"ExamplesWordLM.nhid": [12, 6]}
+    assert res.warnings == ["updated ExamplesWordLM.nhid 12 -> 6"]
     assert m.history[-1]["attributes"] == {"ExamplesWordLM.nhid": [12, 6]}
     h = m.init_hidden(4)
     assert h[0].shape == (2, 4, 6)

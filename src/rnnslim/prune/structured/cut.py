@@ -274,6 +274,8 @@ def _edit(model: nn.Module, groups: list[UnitGroup], graph: CouplingGraph, keeps
             exits_cut = resize_exit_heads(model)
             changes = [SizeChange(c.group.name, c.group.kind, c.group.module, c.group.size, len(c.keep)) for c in cuts]
             result.updated_attributes, result.stale_attributes = update_size_attributes_(model, changes)
+            result.warnings += [f"updated {a} {old} -> {new}" for a, (old, new) in result.updated_attributes.items()]
+            result.warnings += [f"check: {s}" for s in result.stale_attributes]
             record = {"op": "prune_units", "keep": result.keeps, "sizes": {k: list(v) for k, v in result.sizes.items()}}
             if result.updated_attributes:
                 record["attributes"] = result.updated_attributes
