@@ -126,26 +126,34 @@ def read_keras_model(kmodel) -> ImportedModel:
     chain = _Chain(ImportedModel(input_kind=InputKind.EMBEDDING if ids else InputKind.IDENTITY,
                                  input_size=int(feat or 1)))  # features: set again by the first layer
     for layer in layers:
-        kind = type(layer).__name__
-        if kind in _PASS_THROUGH:
-            continue
-        if kind == "Embedding":
-            _embedding(chain, layer)
-        elif kind in _RECURRENT or kind == "Bidirectional":
-            _recurrent(chain, layer)
-        elif kind == "Dense":
-            _dense(chain, layer)
-        elif kind == "TimeDistributed":  # of a Dense (checked above): the same Dense on every step
-            _dense(chain, layer.layer)
-        elif kind == "GlobalAveragePooling1D":
-            _pooling(chain, layer)
-        elif kind == "Normalization":
-            _normalization(chain, layer)
-        else:
-            _activation(chain, layer)
+        try:
+            _read_layer(chain, layer)
+        except (KeyError, IndexError, TypeError, AttributeError) as e:  # an unexpected config: one clear line
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be read ({type(e).__name__}: "
+                             f"{e})") from None
     if not chain.model.layers:
         raise ValueError("the model has no LSTM, GRU or SimpleRNN layer")
     return chain.model
+
+
+def _read_layer(chain: _Chain, layer) -> None:
+    kind = type(layer).__name__
+    if kind in _PASS_THROUGH:
+        return
+    if kind == "Embedding":
+        _embedding(chain, layer)
+    elif kind in _RECURRENT or kind == "Bidirectional":
+        _recurrent(chain, layer)
+    elif kind == "Dense":
+        _dense(chain, layer)
+    elif kind == "TimeDistributed":  # of a Dense (checked above): the same Dense on every step
+        _dense(chain, layer.layer)
+    elif kind == "GlobalAveragePooling1D":
+        _pooling(chain, layer)
+    elif kind == "Normalization":
+        _normalization(chain, layer)
+    else:
+        _activation(chain, layer)
 
 
 def chain_layers(kmodel) -> list:

@@ -136,7 +136,10 @@ class GraphWalk:
                              "cannot be read back: export with torch.onnx.export(..., dynamo=False))")
         self._bind_input(graph)
         for node in graph.node:
-            self._node(node)
+            try:
+                self._node(node)
+            except (KeyError, IndexError, TypeError, AttributeError) as e:  # a malformed node: one clear line
+                raise ValueError(f"node {_name(node)} cannot be read ({type(e).__name__}: {e})") from None
         if len(graph.output) != 1:
             raise ValueError(f"the graph has {len(graph.output)} outputs ({', '.join(o.name for o in graph.output)}); "
                              "rnnslim imports models with one output")
@@ -206,7 +209,7 @@ class GraphWalk:
         else:
             try:
                 result = evaluate(node, args)
-            except (KeyError, ValueError, IndexError, TypeError):
+            except Exception:  # noqa: BLE001 - not evaluated here: refused only if something needs it
                 result = Unknown(_name(node))
         for name in node.output:
             self.values[name] = result
@@ -326,10 +329,13 @@ class GraphWalk:
 
     def _op_Slice(self, node, args, attrs):
         d = args[0]
-        starts = known_ints(self._const(node, args[1], "starts"))
-        ends = known_ints(self._const(node, args[2], "ends"))
-        axes = known_ints(self._const(node, args[3], "axes")) if len(args) > 3 and args[3] is not None else [0]
-        steps = known_ints(self._const(node, args[4], "steps")) if len(args) > 4 and args[4] is not None else [1]
+        if "starts" in attrs:  # opset < 10: attributes
+            starts, ends, axes, steps = list(attrs["starts"]), list(attrs["ends"]), list(attrs.get("axes", [0])), [1]
+        else:
+            starts = known_ints(self._const(node, args[1], "starts"))
+            ends = known_ints(self._const(node, args[2], "ends"))
+            axes = known_ints(self._const(node, args[3], "axes")) if len(args) > 3 and args[3] is not None else [0]
+            steps = known_ints(self._const(node, args[4], "steps")) if len(args) > 4 and args[4] is not None else [1]
         if len(starts) != 1 or steps != [1] or d.states:
             raise ValueError(f"node {_name(node)} slices the data in a way rnnslim does not read (only the last step)")
         axis = axes[0] % len(d.axes)
@@ -400,6 +406,8 @@ class GraphWalk:
         if not isinstance(d, Data) or isinstance(w, Data):
             raise ValueError(f"node {_name(node)} multiplies by the data from the left; rnnslim reads x @ W only")
         w = self._const(node, w, "weight")
+        if w.ndim != 2:
+            raise ValueError(f"node {_name(node)}: a weight of shape {w.shape}; rnnslim reads 2-D Linear weights")
         return self._linear(node, d, torch.as_tensor(w.astype(np.float32)).t(), None)
 
     def _op_Gemm(self, node, args, attrs):
@@ -407,10 +415,14 @@ class GraphWalk:
         if not isinstance(d, Data) or isinstance(w, Data) or attrs.get("transA", 0):
             raise ValueError(f"node {_name(node)}: rnnslim reads Gemm as data @ W (+ C) only")
         w = torch.as_tensor(self._const(node, w, "weight").astype(np.float32))
+        if w.ndim != 2:
+            raise ValueError(f"node {_name(node)}: a weight of shape {tuple(w.shape)}; Gemm needs a 2-D one")
         w = (w if attrs.get("transB", 0) else w.t()) * float(attrs.get("alpha", 1.0))  # (out, in)
         bias = None
         if len(args) > 2 and args[2] is not None:
             c = torch.as_tensor(self._const(node, args[2], "bias").astype(np.float32)).reshape(-1)
+            if c.numel() not in (1, w.shape[0]):
+                raise ValueError(f"node {_name(node)}: a bias of {c.numel()} values for {w.shape[0]} outputs")
             bias = c.expand(w.shape[0]).clone() * float(attrs.get("beta", 1.0))
         return self._linear(node, d, w, bias)
 
@@ -460,7 +472,8 @@ class GraphWalk:
     def _op_Softmax(self, node, args, attrs, kind: str = "softmax"):
         d = self._current(node, args[0])
         self._no_final(node)
-        axis = attrs.get("axis", -1 if self.proto.opset_import[0].version >= 13 else 1) % len(d.axes)
+        opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+        axis = attrs.get("axis", -1 if opset >= 13 else 1) % len(d.axes)
         if not self.model.layers or axis != len(d.axes) - 1 or d.axes[-1] != _FEATURES:
             raise ValueError(f"node {_name(node)}: a {kind} over axis {axis} of {d.axes}; rnnslim reads only a final "
                              "activation over the outputs")
@@ -487,7 +500,7 @@ class GraphWalk:
         t, b = (x.axes[0], x.axes[1]) if layout == 0 else (x.axes[1], x.axes[0])
         if (self.time, self.batch) == (None, None):
             self.time, self.batch = t, b
-        if (t, b) != (self.time, self.batch) or len(x.axes) != 3:
+        if {t, b} != {"a0", "a1"} or (t, b) != (self.time, self.batch) or len(x.axes) != 3:
             raise ValueError(f"node {_name(node)} ({op}) reads axes {x.axes} with layout {layout}; the time and batch "
                              "axes differ from the first recurrent node's")
         layer = _recurrent_layer(node, op, attrs, [self._weight(node, args, k, w) for k, w in enumerate("WRB", 1)],
@@ -553,10 +566,12 @@ def _recurrent_layer(node, op: str, attrs: dict, weights: list, args: list, inpu
                          "recurrent matmul, torch and rnnslim after it, so the outputs would differ")
     hidden = int(attrs.get("hidden_size", r.shape[-1]))
     order, torch_order = _RECURRENT[op]
-    g = len(order)
-    if w.shape[1:] != (g * hidden, input_size) or r.shape[1:] != (g * hidden, hidden):
-        raise ValueError(f"{what}: W {w.shape} / R {r.shape} do not fit {g} gates x {hidden} units on {input_size} "
-                         "inputs")
+    g, nd = len(order), 2 if direction == "bidirectional" else 1
+    if bias is not None and bias.shape != (nd, 2 * g * hidden):
+        raise ValueError(f"{what}: B has shape {bias.shape}, not ({nd}, {2 * g * hidden})")
+    if w.shape != (nd, g * hidden, input_size) or r.shape != (nd, g * hidden, hidden):
+        raise ValueError(f"{what}: W {w.shape} / R {r.shape} do not fit {nd} direction(s) x {g} gates x {hidden} "
+                         f"units on {input_size} inputs")
     dirs = []
     for d in range(w.shape[0]):
         bd = np.zeros(2 * g * hidden, np.float32) if bias is None else bias[d]
@@ -564,8 +579,6 @@ def _recurrent_layer(node, op: str, attrs: dict, weights: list, args: list, inpu
                                      reorder_gates(r[d], order, torch_order, hidden),
                                      reorder_gates(bd[:g * hidden], order, torch_order, hidden),
                                      reorder_gates(bd[g * hidden:], order, torch_order, hidden)))
-    if len(dirs) != (2 if direction == "bidirectional" else 1):
-        raise ValueError(f"{what}: {len(dirs)} weight sets for direction {direction!r}")
     return ImportedLayer(cell, hidden, dirs, node.name or op)
 
 
