@@ -363,7 +363,7 @@ static int32_t ax[{R}] RS_ALIGN64, ah[{R}] RS_ALIGN64, pre[{R}] RS_ALIGN64, acc[
 static const rs_model model = {{
     .cell = {CELL_ID[p.cell]}, .L = {len(p.layers)}, .V = {p.vocab}, .E = {p.embed}, .O = {p.out},
     .state_len = {p.state_len}, .max_cols = {C}, .max_rows = {R},
-    .emb = {emb}, .in = {input_init}, .layers = layers, .dec = {dec}, .dec_b = {dec_b}, .dec_scale = {name}_output_scale,
+    .emb = {emb}, {".emb_tied = 1, " if p.tied_embedding else ""}.in = {input_init}, .layers = layers, .dec = {dec}, .dec_b = {dec_b}, .dec_scale = {name}_output_scale,
     .xbuf = xbuf, .hbuf = hbuf, .ybuf = ybuf, .ubuf = ubuf, .ax = ax, .ah = ah, .pre = pre, .acc = acc
 }};
 
@@ -384,7 +384,10 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
     The directory is written atomically (complete or absent). `fold_embedding`: the layer-0
     input terms of every token as a V x 4H int32 table instead of the embedding and W_ih
     (a table row read instead of a matrix product); None folds when the table takes less
-    flash (4 V < E, e.g. a 65-symbol vocabulary with a 512-wide embedding). `sparse`
+    flash (4 V < E, e.g. a 65-symbol vocabulary with a 512-wide embedding: the table is smaller
+    than W_ih alone; exact for a tied model, whose decoder keeps the V x E codes either way, and
+    conservative for an untied one, whose embedding goes too). A tied model's table is stored
+    once, as the decoder's (packed.py), and counted once in const_bytes. `sparse`
     chooses the matrix layout (packed.py). Returns the manifest. `out` must be new or an earlier
     export (destination.py); checked before anything is computed.
     """
@@ -415,7 +418,9 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         input_scaling=in_scaling.to_dict() if in_scaling else None,
         output_scaling=out_scaling.to_dict() if out_scaling else None)
     notes = [_memory_comment(name, facts), *scaling_comment(name, in_scaling, out_scaling),
-             _tokens_comment(name, program, vocab), _activation_comment(name, model)]
+             _tokens_comment(name, program, vocab), _activation_comment(name, model),
+             "Embedding: tied to the decoder, one int8 table in flash (a token's row is read from the decoder's "
+             "tiles)." if program.tied_embedding else ""]
     comment = "".join("\n" + textwrap.fill(t, 100, initial_indent=" * ", subsequent_indent=" * ") for t in notes if t)
     files = {f"{name}.h": _header(name, program, source or name, comment, scale_decls).encode(),
              f"{name}.c": text.encode(), CORE.name: CORE.read_bytes()}

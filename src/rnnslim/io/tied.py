@@ -6,7 +6,10 @@ gives two copies of the same codes and scales, so the artifact was as large as a
 one. `tie_quantized_` makes the decoder's weight buffers the embedding's own tensors (rnnslim.io
 stores a shared tensor once, under the embedding's name) and `retie_after_load_` redoes it
 when a saved model is loaded. Buffers are shared only where both layers hold the same name,
-shape, dtype and values (a per-tensor integer embedding and a per-row decoder are not).
+shape, dtype and values. The fully integer model ties itself when it is built
+(IntegerLinear.tied_to: the decoder's `weight` is the embedding's int8 table, its per-row
+`weight_scale` its own): saving stores `decoder.weight` once, under `embedding.weight`, and
+retie_after_load_ shares it again at load like any other alias.
 It lives in io, beside the format that relies on it (io/format.py re-ties at load); the
 quantizers (rnnslim.quantize) call tie_quantized_ after they convert the two layers.
 """

@@ -9,7 +9,9 @@ each layer's x_scale is the previous layer's h_scale, that round trip is exact a
 of integer layers computes the same integers as one fused integer program (kernel.c).
 
 IntegerEmbedding stores the table in int8 with one per-tensor scale (its codes are the
-first layer's input codes). IntegerLinear computes int32 accumulators and either
+first layer's input codes). A tied model's decoder shares that table (IntegerLinear.tied_to:
+the same tensor, every row scaled by the per-tensor scale), so it exists once in memory, in
+model files (io/tied.py) and in the C export (packed.py). IntegerLinear computes int32 accumulators and either
 dequantizes them per row (decoder: float logits = float32(acc) * float32(s_in * s_w[row]))
 or requantizes them to int8 codes (an input projection feeding the first layer).
 """
@@ -340,12 +342,33 @@ class IntegerLinear(DtypeAnchored):
             q.weight.copy_(codes)
             q.weight_scale.copy_(scale)
             q.in_scale.fill_(float(s_in))
-            acc_scale = float(s_in) * scale.double()  # real value of one accumulator unit, per row
-            if linear.bias is not None:
-                q.bias.copy_(torch.clamp(torch.round(linear.bias.detach().double() / acc_scale), -BIAS_MAX, BIAS_MAX)
-                             .to(torch.int32))
+            q._bias_from_float(linear.bias)
             if q.output is LinearOutput.INT8:
                 q.out_q_scale.fill_(act_scale(out_amax))
+            q.derive_multipliers_()
+        return q
+
+    def _bias_from_float(self, bias: Tensor | None) -> None:
+        """The float bias in accumulator units (s_in * s_w[row] per row), rounded and clamped."""
+        if bias is not None:
+            acc_scale = float(self.in_scale) * self.weight_scale.double()  # real value of one accumulator unit
+            self.bias.copy_(torch.clamp(torch.round(bias.detach().double() / acc_scale), -BIAS_MAX, BIAS_MAX)
+                            .to(torch.int32))
+
+    @classmethod
+    def tied_to(cls, emb: IntegerEmbedding, linear: nn.Linear, in_scale: float) -> IntegerLinear:
+        """The decoder of a tied model (linear.weight is the embedding's float matrix): its weight
+        IS the embedding's int8 table (one tensor: stored once, one C array) and every row's scale
+        is the table's per-tensor scale; the accumulators are still dequantized per row."""
+        if (linear.out_features, linear.in_features) != (emb.num_embeddings, emb.embedding_dim):
+            raise ValueError(f"a tied decoder is ({emb.num_embeddings}, {emb.embedding_dim}) like the embedding, got "
+                             f"({linear.out_features}, {linear.in_features})")
+        q = cls(linear.in_features, linear.out_features, LinearOutput.FLOAT)
+        with torch.no_grad():
+            q._buffers["weight"] = emb.weight  # shared, not copied
+            q.weight_scale.fill_(float(emb.scale))
+            q.in_scale.fill_(float(np.float32(in_scale)))
+            q._bias_from_float(linear.bias)
             q.derive_multipliers_()
         return q
 

@@ -57,6 +57,12 @@ int rs_set_embedding(rs_host *h, const int8_t *emb) {
     return h->m.emb ? 0 : -1;
 }
 
+/* a tied embedding: the lookup reads the decoder's table (rs_token_codes); no copy of its own */
+int rs_set_embedding_tied(rs_host *h) {
+    h->m.emb_tied = 1;
+    return 0;
+}
+
 /* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder, 2L + 1 = input projection, 2L + 2 + 2l =
    W_ih of the backward direction of layer l, 2L + 3 + 2l = its W_hh; n_tiles < 0: dense */
 int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
@@ -202,7 +208,9 @@ int rs_finalize(rs_host *h) {
     if (!m->dec.w || !m->dec_b || m->dec.cols != in || m->dec.rows != m->O) return -2;
     if (m->dec.cols_p > m->max_cols) m->max_cols = m->dec.cols_p;
     if (m->dec.rows_p > m->max_rows) m->max_rows = m->dec.rows_p;
-    if (m->in.kind == INPUT_EMBEDDING && (!m->emb || m->V < 1)) return -2;
+    if (m->in.kind == INPUT_EMBEDDING && ((!m->emb && !m->emb_tied) || m->V < 1)) return -2;
+    if (m->emb_tied && (m->in.kind != INPUT_EMBEDDING || m->dec.tile_ptr || m->dec.rows != m->V
+                        || m->dec.cols != m->E)) return -2;
     if (m->in.kind != INPUT_EMBEDDING && h->layers[0].tx_table) return -2;
     if (m->in.kind == INPUT_IDENTITY && m->in.F != m->E) return -2;
     if (m->in.kind == INPUT_LINEAR) {

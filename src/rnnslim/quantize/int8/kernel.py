@@ -59,6 +59,7 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_free": ([_P], None),
         "rs_simd_level": ([], i32),
         "rs_set_embedding": ([_P, _P], i32),
+        "rs_set_embedding_tied": ([_P], i32),
         "rs_set_matrix": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
         "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P, _P], i32),
         "rs_set_decoder": ([_P, _P, _P], i32),

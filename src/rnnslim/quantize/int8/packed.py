@@ -4,6 +4,10 @@ One packing serves both consumers, so the host kernel and an exported C model ho
 same bytes: IntegerRunner copies these arrays into the kernel through ctypes, and
 rnnslim.export.c_source writes them out as const C arrays.
 
+A tied model (the integer decoder's weight is the embedding's table) packs that table once,
+as the decoder's dense tiles; the embedding lookup gathers a token's row from them
+(rnnslim_core.h rs_token_codes), so emb is None and the table is in flash once.
+
 Matrix packing (rnnslim_core.h): a (rows, cols) int8 matrix is zero-padded to (rows_p,
 cols_p) = multiples of (16, 4) and cut into tiles of 16 rows x 4 columns, stored
 [row block][column group][16][4] so a tile is 64 contiguous bytes. A tile-sparse matrix
@@ -175,6 +179,7 @@ class IntegerProgram:
     dec_scale: np.ndarray  # float32 (O,)
     inputs: PackedInput | None = None  # feature models
     readout: str = "all"  # or "last": the decoder runs on the final step only (whole-sequence run)
+    tied_embedding: bool = False  # emb is None: the lookup gathers a token's row from dec's tiles (dense)
 
     @property
     def delta(self) -> bool:
@@ -316,6 +321,9 @@ class IntegerProgram:
             return cls(vocab=0, emb=None, inputs=inputs, **common)
         emb = model.embedding
         V = emb.num_embeddings
+        tied = is_tied_table(model)
+        if tied:  # one table: the decoder's packed tiles, read row by row by the lookup (needs them dense)
+            common["dec"] = pack_matrix(dec.weight, False)
         first = model.rnn.layers[0].direction(0)
         if fold_embedding is None:  # a table row replaces the layer-0 input matmul when it reads fewer bytes
             fold_embedding = V * 4 * first.w_ih.shape[0] <= min(FOLD_MAX_BYTES, 4 * first.w_ih.numel())
@@ -328,7 +336,15 @@ class IntegerProgram:
                 d = model.rnn.layers[0].direction(k)
                 tx = _term(_matmul(emb.weight.to(torch.int64), d.w_ih), d.mult_ih, d.shift_ih)
                 packed.tx_table = _np(tx, np.int32).reshape(-1)
-        return cls(vocab=V, emb=_np(emb.weight, np.int8).reshape(-1), **common)
+        return cls(vocab=V, emb=None if tied else _np(emb.weight, np.int8).reshape(-1), tied_embedding=tied, **common)
+
+
+def is_tied_table(model: SequenceModel) -> bool:
+    """The integer decoder's int8 weight is the integer embedding's table (IntegerLinear.tied_to)."""
+    emb, dec = getattr(model, "embedding", None), getattr(model, "decoder", None)
+    w, e = getattr(dec, "weight", None), getattr(emb, "weight", None)
+    return (isinstance(w, torch.Tensor) and isinstance(e, torch.Tensor) and w.dtype == e.dtype == torch.int8
+            and w.shape == e.shape and w.data_ptr() == e.data_ptr())
 
 
 def _array_bytes(obj) -> int:

@@ -134,7 +134,8 @@ typedef struct {
 
 typedef struct {
     int cell, L, V, E, O, state_len, max_cols, max_rows;
-    const int8_t *emb; /* [V][E]; may be NULL when layer 0 has a folded table */
+    const int8_t *emb; /* [V][E]; NULL when layer 0 has a folded table or the table is tied */
+    int emb_tied;      /* tied embedding: the table is dec's (dense, V x E), rows gathered by rs_token_codes */
     rs_input in;       /* in.kind == INPUT_EMBEDDING: token ids through emb */
     const rs_layer *layers;
     rs_mat dec;
@@ -709,6 +710,21 @@ static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
     }
 }
 
+/* The layer-0 input codes of `token`: its row of emb; with a tied embedding (emb_tied) the row of
+   the decoder's dense tiles [V / RB][E_p / KB][RB][KB], gathered KB codes per tile into m->ybuf
+   (free until layer 0 writes its output, after it read its input); NULL where layer 0 (ly, or its
+   backward direction) reads its folded table instead. */
+static const int8_t *rs_token_codes(const rs_model *m, const rs_layer *ly, int token) {
+    const int8_t *p;
+    int kg, KG;
+    if (ly->tx_table) return NULL;
+    if (!m->emb_tied) return m->emb + (size_t)token * (size_t)m->E;
+    KG = m->dec.cols_p / KB;
+    p = m->dec.w + (size_t)(token / RB) * (size_t)KG * RB * KB + (size_t)(token % RB) * KB;
+    for (kg = 0; kg < KG; kg++) memcpy(m->ybuf + kg * KB, p + (size_t)kg * RB * KB, KB);
+    return m->ybuf;
+}
+
 /* Every layer and the decoder for layer-0 input codes x (NULL: the folded table row of
    `token`); the decoder accumulators (acc + bias, int32) land in m->acc. state (state_len
    int16, per layer LSTM [h8 | c], GRU/RNN [h16]) is updated in place. ds: the delta state
@@ -736,8 +752,7 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
    ds: the stream's delta state for a delta step ("delta networks" above), or NULL. */
 static RS_MAYBE_UNUSED int rs_core_forward_delta(const rs_model *m, int64_t token, int16_t *state, void *ds) {
     if (m->in.kind != INPUT_EMBEDDING || token < 0 || token >= m->V) return -1;
-    /* emb NULL: layer 0 reads its folded table */
-    rs_core_layers(m, m->emb ? m->emb + (size_t)token * (size_t)m->E : NULL, (int)token, state, ds);
+    rs_core_layers(m, rs_token_codes(m, &m->layers[0], (int)token), (int)token, state, ds);
     return 0;
 }
 
@@ -874,7 +889,7 @@ static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t
     }
     for (i = 0; i < T; i++) {
         const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
-        const int8_t *x = in ? in + (size_t)t * W : (ly->tx_table ? NULL : m->emb + (size_t)token * (size_t)m->E);
+        const int8_t *x = in ? in + (size_t)t * W : rs_token_codes(m, ly, token);
         int8_t *y = out + (size_t)t * W;
         if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, dl);
         else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, dl);

@@ -114,7 +114,9 @@ class IntegerRunner:
         self.input_kind = program.input_kind
         inp = program.inputs
         self.features = inp.features if inp is not None else None
-        if inp is None:
+        if inp is None and program.tied_embedding:  # the lookup reads the decoder's table: one copy
+            check(lib.rs_set_embedding_tied(handle), "embedding (tied to the decoder)")
+        elif inp is None:
             check(lib.rs_set_embedding(handle, p(program.emb)), "embedding")
         else:
             check(lib.rs_set_input(handle, INPUT_ID[inp.kind], inp.features, inp.in_scale, p(inp.bias), p(inp.mult),
