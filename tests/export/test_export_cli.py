@@ -44,17 +44,34 @@ def test_float_model_to_c_names_the_fix(tmp_path):
 
 
 def test_onnx_int8_and_torch_formats(tmp_path):
+    """Both files the CLI writes run and compute the model: the .pt2 exactly (float weights),
+    the int8 ONNX within int8 noise (its decoder MatMul is quantized; ORT has no int8 GRU)."""
+    import numpy as np
     import pytest
+    import torch
 
     pytest.importorskip("onnxruntime")
+    from rnnslim.export.onnx import OrtStepRunner
+    from rnnslim.export.torch_export import load_torch_program
+
     spec = ModelSpec(cell="gru", input_kind=InputKind.EMBEDDING, input_size=10, embed_size=8,
                      layers=[LayerShape(hidden_size=16)], output_size=10)
-    save_model(SequenceModel(spec).eval(), tmp_path / "m")
+    torch.manual_seed(0)
+    model = SequenceModel(spec).eval()
+    save_model(model, tmp_path / "m")
     for fmt, out in (("onnx-int8", "step.onnx"), ("torch", "step.pt2")):
         r = runner.invoke(app, ["export", str(tmp_path / "m"), "--format", fmt, "--out", str(tmp_path / out), "--json"])
         assert r.exit_code == 0, r.output
         facts = json.loads(r.stdout.strip().splitlines()[-1])
         assert facts["format"].startswith(fmt) and (tmp_path / out).stat().st_size > 0
+    x = np.random.default_rng(1).integers(0, 10, size=(20, 3)).astype(np.int64)  # (T, B) token ids
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))[0].numpy()  # (T, B, V)
+    program = load_torch_program(tmp_path / "step.pt2").sequence(x).numpy()
+    assert program.shape == ref.shape and np.abs(program - ref).max() < 1e-5
+    int8 = OrtStepRunner(tmp_path / "step.onnx").sequence(x)
+    noise = float(((int8 - ref) ** 2).mean())
+    assert int8.shape == ref.shape and 0 < noise and 10 * np.log10(float((ref**2).mean()) / noise) > 25
 
 
 def test_an_edited_directory_says_how_to_export_it_and_that_way_works(tmp_path):
