@@ -84,7 +84,7 @@ class Holder(nn.Module):
     def __init__(self):
         super().__init__()
         self.lm = nn.Module()
-        self.lm.rnn = nn.LSTM(4, 8)
+        self.lm.rnn = nn.LSTM(4, 5)  # as after a cut from 8 to 5 units
         self.side = nn.Module()
         self.nhid = 8  # assigned, never read by Holder's methods
 
@@ -110,6 +110,28 @@ def test_only_attributes_read_as_that_size_on_an_owning_module_are_updated():
     assert stale == ["Holder.nhid = 8 names an old size (lm.rnn[0] 8 -> 5)",
                      "SideCar.side.hidden_size = 8 names an old size (lm.rnn[0] 8 -> 5)"]
     owner = SideCar()  # read in forward, named as a hidden size, holds the module: updated
-    owner.rnn = nn.LSTM(4, 8)
+    owner.rnn = nn.LSTM(4, 5)
     updated, stale = update_size_attributes_(owner, [SizeChange("rnn[0]", GroupKind.HIDDEN, "rnn", 8, 5)])
     assert updated == {"SideCar.hidden_size": [8, 5]} and owner.hidden_size == 5 and stale == []
+
+
+class TwoLSTMs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = nn.LSTM(4, 5), nn.LSTM(8, 8)
+        self.nhid = 8
+
+    def forward(self, x):
+        return self.dec(x.new_zeros(*x.shape[:2], self.nhid))[0]
+
+
+def test_a_size_another_recurrent_module_still_has_is_left_and_named():
+    m = TwoLSTMs()  # as after a cut of the encoder from 8 to 5 units; the decoder keeps 8
+    updated, stale = update_size_attributes_(m, [SizeChange("enc[0]", GroupKind.HIDDEN, "enc", 8, 5)])
+    assert updated == {} and m.nhid == 8
+    assert stale == ["TwoLSTMs.nhid = 8 names an old size (enc[0] 8 -> 5: dec still has 8, one number cannot name "
+                     "both)"]
+    m.dec = nn.LSTM(8, 5)  # both cut to 5: nhid follows
+    updated, _ = update_size_attributes_(m, [SizeChange("enc[0]", GroupKind.HIDDEN, "enc", 8, 5),
+                                             SizeChange("dec[0]", GroupKind.HIDDEN, "dec", 8, 5)])
+    assert updated == {"TwoLSTMs.nhid": [8, 5]} and m.nhid == 5

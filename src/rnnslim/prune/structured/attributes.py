@@ -12,7 +12,9 @@ After a cut `self.nhid` names the old size and the user's own loop breaks. An at
 is updated to the new size when all of these hold:
 - it is a plain int on one of the user's own modules (not torch's or rnnslim's), the
   module that holds the edited recurrent / embedding module or one above it;
-- it equals the old size of groups the cut changed, and they all have one new size;
+- it equals the old size of groups the cut changed, and they all have one new size, and
+  no recurrent module it holds still has that size of that kind (an untouched encoder of
+  the same width, a layer the cut left alone: one number cannot name both);
 - its name says it is that kind of size (SIZE_NAMES: `nhid`, `hidden_size`, `n_hidden`,
   ... for hidden units; `proj_size`, ... for LSTM projections; `ninp`, `emsize`,
   `embed_dim`, ... for the embedding width; `nlayers`, `num_layers`, ... for the layer
@@ -103,6 +105,25 @@ def _where(mod: nn.Module, path: str, attr: str) -> str:
     return f"{type(mod).__name__}{'.' + path if path else ''}.{attr}"
 
 
+_RECURRENT_SIZE = {GroupKind.HIDDEN.value: "hidden_size", GroupKind.PROJ.value: "proj_size", LAYERS: "num_layers"}
+
+
+def _still_sized(owner: nn.Module, fits: list[SizeChange], value: int) -> str:
+    """Path (under `owner`) of a recurrent module that, after the edit, still has `value` as the
+    size the changes are about; '' when none does."""
+    for kind in {getattr(c.kind, "value", c.kind) for c in fits}:
+        name = _RECURRENT_SIZE.get(kind)
+        if name is None:
+            continue
+        for path, m in owner.named_modules():
+            recurrent = isinstance(m, nn.RNNBase) or getattr(type(m), "rnnslim_kind", None) == "torch_contract_stack"
+            sizes = [getattr(layer, name, None) for layer in getattr(m, "layers", [m])] if name != "num_layers" else [
+                getattr(m, name, None)]
+            if recurrent and value in sizes:
+                return path or type(m).__name__
+    return ""
+
+
 def update_size_attributes_(model: nn.Module, changes: list[SizeChange]) -> tuple[dict[str, list[int]], list[str]]:
     """Update the attributes that name a changed size and are used as one (module docstring).
 
@@ -124,12 +145,15 @@ def update_size_attributes_(model: nn.Module, changes: list[SizeChange]) -> tupl
             fits = [c for c in same if _owns(path, c.module) and SIZE_NAMES[getattr(c.kind, "value", c.kind)].match(attr)]
             reads = _reads_of(type(mod))
             new = {c.after for c in fits}
-            if fits and len(new) == 1 and (reads is None or attr in reads):
+            kept = _still_sized(mod, fits, value)
+            if fits and len(new) == 1 and not kept and (reads is None or attr in reads):
                 setattr(mod, attr, new.pop())
                 updated[where] = [value, getattr(mod, attr)]
                 continue
             why = "; ".join(f"{c.group} {c.before} -> {c.after}" for c in same)
-            if len(new) > 1:
+            if kept:
+                why += f": {kept} still has {value}, one number cannot name both"
+            elif len(new) > 1:
                 module = next(c.module for c in fits)
                 why += (": the layers now differ in size, one number cannot name them; build the state with "
                         f"rnnslim.recurrent.torch_contract.zero_state(model.{module}, batch) (a list, one entry per "
