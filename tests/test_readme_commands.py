@@ -11,17 +11,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import resource
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from doc_commands import bash_commands, children_cpu_s, console_argv, fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -30,13 +29,7 @@ SHARED_REL = "../shared"  # how the README names the shared models and data
 
 def readme_commands(text: str) -> list[str]:
     """Each command line of the ```bash blocks, comments dropped, words joined by one space."""
-    lines = []
-    for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
-        for line in block.splitlines():
-            words = shlex.split(line, comments=True)
-            if words:
-                lines.append(" ".join(words))
-    return lines
+    return [c for lang, body in fenced_blocks(text) if lang == "bash" for c in bash_commands(body)]
 
 
 def readme_recipe(text: str) -> str:
@@ -180,14 +173,7 @@ def _argv(command: str, plan: Run, shared: Path) -> list[str]:
     words = [w for w in words if w is not None]
     for option, value in plan.options.items():
         words[words.index(option) + 1] = value
-    words = [*words, *plan.append]
-    exe = Path(sys.executable).parent / words[0]  # the venv's console script, as an activated venv finds it
-    return [str(exe) if exe.exists() else shutil.which(words[0]) or words[0], *words[1:]]
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return console_argv([*words, *plan.append])
 
 
 def _available(need: str | None) -> bool:
@@ -208,10 +194,10 @@ def test_readme_commands_run(tmp_path, shared_dir, shakespeare):
         if isinstance(plan, Skip) or not _available(plan.needs):
             continue
         argv = _argv(command, plan, shared_dir)
-        t0, cpu0 = time.perf_counter(), _children_cpu_s()
+        t0, cpu0 = time.perf_counter(), children_cpu_s()
         proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # hang guard
         # pytest -s shows where the time goes (CPU seconds: what it costs on an idle machine)
-        print(f"{time.perf_counter() - t0:6.1f} s wall {_children_cpu_s() - cpu0:6.1f} s CPU  {shlex.join(argv)}")
+        print(f"{time.perf_counter() - t0:6.1f} s wall {children_cpu_s() - cpu0:6.1f} s CPU  {shlex.join(argv)}")
         assert proc.returncode == 0, f"{command}\n-> {shlex.join(argv)}\nexit {proc.returncode}\n{proc.stderr[-3000:]}"
         plan.check(proc, tmp_path)
         ran.append(command)
