@@ -135,3 +135,24 @@ def test_a_size_another_recurrent_module_still_has_is_left_and_named():
     updated, _ = update_size_attributes_(m, [SizeChange("enc[0]", GroupKind.HIDDEN, "enc", 8, 5),
                                              SizeChange("dec[0]", GroupKind.HIDDEN, "dec", 8, 5)])
     assert updated == {"TwoLSTMs.nhid": [8, 5]} and m.nhid == 5
+
+
+class Sizes(nn.Module):
+    """Every size a user keeps, read in forward (the values are the sizes after a cut)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.rnn = nn.Embedding(10, 3), nn.LSTM(3, 5, 1, proj_size=2)
+        self.ninp, self.nhid, self.proj, self.nlayers, self.vocab = 6, 8, 4, 2, 8
+
+    def forward(self, x):
+        return self.ninp, self.nhid, self.proj, self.nlayers, self.vocab
+
+
+def test_each_kind_of_size_updates_the_attribute_named_for_it():
+    m = Sizes()
+    changes = [SizeChange("emb", GroupKind.EMBED, "emb", 6, 3), SizeChange("rnn[0]", GroupKind.HIDDEN, "rnn", 8, 5),
+               SizeChange("rnn:proj", GroupKind.PROJ, "rnn", 4, 2), SizeChange("rnn", "layers", "rnn", 2, 1)]
+    updated, stale = update_size_attributes_(m, changes)
+    assert updated == {"Sizes.ninp": [6, 3], "Sizes.nhid": [8, 5], "Sizes.proj": [4, 2], "Sizes.nlayers": [2, 1]}
+    assert stale == ["Sizes.vocab = 8 names an old size (rnn[0] 8 -> 5)"] and m.vocab == 8

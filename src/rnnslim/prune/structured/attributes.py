@@ -22,9 +22,10 @@ is updated to the new size when all of these hold:
 - the class's methods read it (`self.nhid` outside `__init__`): it is used as that size.
   When the class source cannot be read (defined in an interactive session), the name is
   taken as the evidence.
-Every update is a line in StructuredResult.updated_attributes and an entry of the
-history record ("attributes": {"WordLM.nhid": [200, 100]}); anything else equal to an old
-size is reported in StructuredResult.stale_attributes for the user to judge.
+Every update is an entry of StructuredResult.updated_attributes, a line of the result's
+warnings and an entry of the history record ("attributes": {"WordLM.nhid": [200, 100]});
+anything else equal to an old size is reported (StructuredResult.stale_attributes, a
+"check:" warning) for the user to judge.
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ SIZE_NAMES: dict[str, re.Pattern] = {
     GroupKind.HIDDEN.value: re.compile(r"^(n_?hid(den)?|hid(den)?(_(size|dim|units|features))?|n_?hidden_?units|"
                                  r"(rnn|lstm|gru|state)_(size|dim|hidden|units)|num_hidden|d_hidden|units)$", re.I),
     GroupKind.PROJ.value: re.compile(r"^(n_?proj|proj(ection)?(_(size|dim))?)$", re.I),
-    GroupKind.EMBED.value: re.compile(r"^(ninp|n_?emb(ed)?|emsize|em?b(ed(ding)?)?(_(size|dim|width))?|d_model|"
-                                r"input_(size|dim))$", re.I),
+    GroupKind.EMBED.value: re.compile(r"^(ninp|n_?emb(ed)?|emsize|em?b(ed(ding)?)?(_(size|dim|width))?)$", re.I),
     LAYERS: re.compile(r"^(n_?layers?|num_?layers|(rnn|lstm|gru)_?(n_?)?layers|depth)$", re.I),
 }
 
