@@ -19,7 +19,14 @@ from rnnslim.search.results import choose_best
 def test_three_trials_write_a_front_and_a_best_recipe_compress_reruns(tmp_path):
     model, data = make_model(tmp_path)
     out = tmp_path / "search"
-    res = rnnslim.search(str(model), data=str(data), budget="bytes=1/2", trials=3, out=out, space=FAST_SPACE, **FAST)
+    # two warm-start points make the budget test certain: one inside the cap (8 + 8 units, 4-bit
+    # recurrent weights: ~60 % of the bytes, the manifest weighs on a model this small), one over
+    # it (the input as it is); the third trial is sampled
+    inside = {"width_l0": 8, "width_l1": 8, "sparsity_kind": "none", "finetune_steps": 0, "quant": "quantize_weights",
+              "bits_rnn": 4, "bits_io": 8}
+    over = {"width_l0": 16, "width_l1": 16, "sparsity_kind": "none", "finetune_steps": 0, "quant": "none"}
+    res = rnnslim.search(str(model), data=str(data), budget="bytes=2/3", trials=3, out=out, space=FAST_SPACE,
+                         enqueue=[inside, over], **FAST)
     assert res["states"] == {"COMPLETE": 3}
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["pareto_front"] == res["pareto_front"] and len(on_disk["trials"]) == 3
@@ -27,12 +34,13 @@ def test_three_trials_write_a_front_and_a_best_recipe_compress_reruns(tmp_path):
     assert res["pareto_front"] and set(res["pareto_front"]) <= set(full)
     best = res["best"]
     cap = res["caps"]["bytes"]
-    assert cap == res["baseline"]["bytes"] / 2
-    # the budget defines the best: within the cap when any trial is, and then the lowest loss
+    assert abs(cap - res["baseline"]["bytes"] * 2 / 3) < 1e-6 * cap
+    assert full[0]["params"] == inside and full[0]["bytes"] <= cap and full[0]["feasible"]
+    assert full[1]["params"] == over and full[1]["bytes"] > cap and not full[1]["feasible"]
+    # the budget defines the best: within the cap, and among those the lowest loss
     fits = [r for r in full.values() if r["bytes"] <= cap]
-    if fits:
-        assert best["feasible"] and best["bytes"] <= cap
-        assert best["loss"] == min(r["loss"] for r in fits)
+    assert best["feasible"] and best["bytes"] <= cap and best["trial"] != 1
+    assert best["loss"] == min(r["loss"] for r in fits)
     recipe = yaml.safe_load((out / "best.yaml").read_text())
     assert recipe["measure"].get("eval_max_steps") is None  # the re-run evaluates the whole splits
     if (out / "pareto.png").exists():
@@ -99,7 +107,18 @@ def test_a_malformed_warm_start_file_is_refused_before_any_trial(tmp_path):
 
 
 def test_a_gptq_trial_runs_end_to_end(tmp_path):
+    """A GPTQ trial completes, and it is GPTQ: its codes differ from round-to-nearest's in the
+    same formats, and its outputs on calibration data are closer to the float model's."""
+    import copy
+    from pathlib import Path
+
+    import torch
+
+    from rnnslim.io.format import load_model
+    from rnnslim.quantize.api import apply_format_
+    from rnnslim.reconstruct.gptq import GPTQ
     from rnnslim.search.space import SearchSpace
+    from rnnslim.tasks.charlm import CharLMTask
 
     model, data = make_model(tmp_path)
     space = SearchSpace(dimensions=["quantize"], quant_kinds=("quantize_gptq",), bits=(3,), io_bits=(8,),
@@ -107,6 +126,18 @@ def test_a_gptq_trial_runs_end_to_end(tmp_path):
     res = rnnslim.search(str(model), data=str(data), trials=1, out=tmp_path / "s", space=space, **FAST)
     (trial,) = res["trials"]
     assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full" and trial["bytes"] < res["baseline"]["bytes"]
+
+    float_model, gptq = load_model(model), load_model(Path(trial["run_dir"]) / "model")
+    rtn = copy.deepcopy(float_model)  # round-to-nearest in the formats of the trial's two GPTQ stages
+    for bits, targets in ((3, ["rnn", "input_proj"]), (8, ["embedding", "decoder"])):
+        cfg = GPTQ(bits=bits, targets=targets)
+        apply_format_(rtn, cfg.weight_format(), cfg.targets)
+    x = torch.cat([b.inputs for b in CharLMTask(data).calibration_batches(2, 8, 32)], 1)  # (T, B) token ids
+    with torch.no_grad():
+        ref, out_gptq, out_rtn = float_model(x)[0], gptq(x)[0], rtn(x)[0]
+    assert not torch.equal(out_gptq, out_rtn)
+    err_gptq, err_rtn = ((out_gptq - ref) ** 2).mean().item(), ((out_rtn - ref) ** 2).mean().item()
+    assert err_gptq < err_rtn, (err_gptq, err_rtn)
 
 
 def test_a_warm_start_point_with_unknown_names_fails_its_trial_clearly(tmp_path):
