@@ -10,13 +10,7 @@ from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline import builtin_stages
 from rnnslim.pipeline.builtin_stages import CastConfig, FinetuneConfig, cast, finetune
 from rnnslim.pipeline.stage import StageContext, get_stage
-from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainingDiverged
-
-
-@pytest.fixture(scope="module")
-def task():
-    return CharLMTask(max_chars=20000)  # the stdlib corpus: same text on every machine
 
 
 def _model(task, cell="lstm"):

@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from rnnslim.io.format import artifact_bytes, load_model, save_model
-from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.recipe import Recipe
 from rnnslim.pipeline.runner import run_pipeline
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
-from rnnslim.tasks.charlm import CharLMTask
 
 SEEN: list[StageContext] = []
 
@@ -52,17 +50,9 @@ stages:
 """
 
 
-@pytest.fixture(scope="module")
-def task():
-    return CharLMTask(max_chars=20000)
-
-
 @pytest.fixture()
-def model_file(task, tmp_path):
-    torch.manual_seed(0)
-    m = SequenceModel(task.model_spec(hidden_size=16, num_layers=1))
-    m.task_meta = task.meta()
-    return save_model(m, tmp_path / "input-model")
+def model_file(tiny_lm, tmp_path):  # task, tiny_lm: tests/pipeline/conftest.py
+    return save_model(tiny_lm(num_layers=1), tmp_path / "input-model")
 
 
 def _files(d):

@@ -5,26 +5,15 @@ nothing measured or written for the stages."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.recipe import Recipe, RecipeError
 from rnnslim.pipeline.runner import run_pipeline
 from rnnslim.pipeline.stages.structured import PruneUnitsStage
-from rnnslim.tasks.charlm import CharLMTask
-
-
-@pytest.fixture(scope="module")
-def task():
-    return CharLMTask(max_chars=20000)
 
 
 @pytest.fixture()
-def model(task):
-    torch.manual_seed(0)
-    m = SequenceModel(task.model_spec(hidden_size=16, num_layers=2))
-    m.task_meta = task.meta()
-    return m
+def model(tiny_lm):
+    return tiny_lm(num_layers=2)  # task, tiny_lm: tests/pipeline/conftest.py
 
 
 def _run(model, task, out, *stages):

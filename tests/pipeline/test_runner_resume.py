@@ -8,12 +8,10 @@ from typing import Literal
 import pytest
 import torch
 
-from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.recipe import Recipe
 from rnnslim.pipeline.rundir import PipelineError
 from rnnslim.pipeline.runner import run_pipeline
 from rnnslim.pipeline.stage import StageConfig, register_stage
-from rnnslim.tasks.charlm import CharLMTask
 
 RUNS: Counter = Counter()
 FAIL = {"on": False}
@@ -37,17 +35,9 @@ def _shift(model, cfg, ctx):
     return model
 
 
-@pytest.fixture(scope="module")
-def task():
-    return CharLMTask(max_chars=20000)
-
-
 @pytest.fixture()
-def model(task):
-    torch.manual_seed(0)
-    m = SequenceModel(task.model_spec(hidden_size=16, num_layers=1))
-    m.task_meta = task.meta()
-    return m
+def model(tiny_lm):
+    return tiny_lm(num_layers=1)  # task, tiny_lm: tests/pipeline/conftest.py
 
 
 @pytest.fixture(autouse=True)
