@@ -347,9 +347,11 @@ def measure_variant(tfl: bytes, spec: dict, explicit: bool, ids: np.ndarray, arg
 
 
 def tflm_facts(tfl: bytes, spec: dict, explicit: bool, ids: np.ndarray, litert_logits: np.ndarray, args) -> dict:
+    sink: list = []
     try:
         arena = max(1 << 20, 4 * len(tfl))
-        t = TFLMStream(tfl, spec, explicit, arena)
+        with captured_output(sink):
+            t = TFLMStream(tfl, spec, explicit, arena)
         n = min(args.tflm_chars, len(ids) - 1)
         t0 = time.perf_counter()
         logits = stream_logits(t, ids[:n])
@@ -361,7 +363,8 @@ def tflm_facts(tfl: bytes, spec: dict, explicit: bool, ids: np.ndarray, litert_l
                              "structs are smaller (pointers 4 bytes)"}
         return out
     except Exception as e:  # noqa: BLE001 - a peer that fails is a row with its message
-        return {"runs": False, "error": one_line(e)}
+        said = [ln.strip() for ln in "".join(sink).splitlines() if ln.strip() and "RecordingMicroAllocator" not in ln]
+        return {"runs": False, "error": one_line(e) + (f" ({'; '.join(said[:2])})" if said else "")}
 
 
 # ---- the GRU layer model's int8 conversion, in a child (it can crash the converter) ------------------------
