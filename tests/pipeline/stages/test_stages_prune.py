@@ -1,5 +1,7 @@
 """Pruning stages through the pipeline contract: record, sparse storage, reload."""
 
+import math
+
 import pytest
 import torch
 
@@ -96,7 +98,16 @@ def test_sensitivity_stage_leaves_the_model_alone(tmp_path):
     task, m = _setup(8)
     before = {k: v.clone() for k, v in m.state_dict().items()}
     out, ctx = _run({"kind": "prune_sensitivity", "sparsities": [0.5, 0.9], "max_steps": 100}, m, task, tmp_path)
-    assert all(torch.equal(v, out.state_dict()[k]) for k, v in before.items())
+    after = out.state_dict()
+    assert out is m and after.keys() == before.keys()
+    assert all(torch.equal(v, after[k]) and v.dtype == after[k].dtype for k, v in before.items())  # bit for bit
+    sens = ctx.record["sensitivity"]
+    table = sens["table"]  # {tensor: {sparsity: loss with that tensor alone pruned}}
+    assert {"rnn.layers.0.weight_hh_l0", "rnn.layers.1.weight_ih_l0", "decoder.weight"} <= set(table)
+    assert all(set(row) == {"0.5", "0.9"} and all(math.isfinite(v) for v in row.values()) for row in table.values())
+    at_90 = [row["0.9"] for row in table.values()]
+    assert len(set(at_90)) > 1  # the layers differ in how much 90 % pruning hurts
+    assert max(at_90) > sens["baseline"]  # and pruning is measured, not skipped
     assert "| decoder.weight |" in ctx.record["markdown"]
     assert (tmp_path / "work" / "sensitivity.png").exists()
 
