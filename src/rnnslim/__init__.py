@@ -92,11 +92,9 @@ _EXPORTS = {
     "calibrate_exits_": "rnnslim.early_exit",
     "exit_predict": "rnnslim.early_exit",
     "search": "rnnslim.search.run",  # budget-driven recipe search (a function; needs rnnslim[search])
-    # your own model to the device: capture a user's nn.Module as a SequenceModel, call it the user's way
-    "capture": "rnnslim.capture",
-    "user_view": "rnnslim.capture",
-    "evaluate": "rnnslim.capture",
-    "CaptureError": "rnnslim.capture",
+    # your own model to the device: `from rnnslim.capture import capture, user_view, evaluate` (a subpackage:
+    # a top-level function of the same name would be replaced by the package once it is imported)
+    "CaptureError": "rnnslim.capture.errors",
     "CaptureInfo": "rnnslim.models.capture_info",
     # Keras / ONNX files in: import_keras(path) / import_onnx(path) -> SequenceModel
     "import_keras": "rnnslim.interop.keras",
