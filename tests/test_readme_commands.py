@@ -148,7 +148,9 @@ PLAN: dict[str, Run | Skip] = {
     "--device cuda": Skip("needs 4 CUDA devices"),
     "rnnslim train --data my.txt --out runs/lm --device cuda:1": Skip("needs 2 CUDA devices"),
     "rnnslim measure runs/lm --device cuda": Skip("needs a CUDA device (tests/measure/test_measure_cuda.py)"),
-    "rnnslim export runs/lm-small --format c --out kws_c": Run(export_c, needs="cc"),
+    "rnnslim export runs/lm-small --format c --out lm_c": Run(export_c, needs="cc"),
+    "rnnslim import model.keras -o runs/imported":
+        Skip("needs a Keras model file; tests/interop/test_save.py runs `rnnslim import` on an .onnx file, tests/interop/test_keras.py imports .keras and .h5"),
     "rnnslim export runs/lm-small/stages/02-finetune/model --format c-fp32 --out ref_c": Run(export_c, needs="cc"),
     "rnnslim export runs/lm-small/stages/02-finetune/model --format onnx --out step.onnx":
         Run(export_onnx, needs="onnxruntime"),
