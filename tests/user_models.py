@@ -34,6 +34,25 @@ class WordLM(nn.Module):
         return self.decoder(out), hidden
 
 
+class HiddenAttrLM(nn.Module):
+    """Written the usual way: init_hidden builds the state from self.hidden (an attribute a cut must update)."""
+
+    def __init__(self, vocab=50, emb=16, hidden=32):
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, emb)
+        self.rnn = nn.LSTM(emb, hidden, 2)
+        self.decoder = nn.Linear(hidden, vocab)
+        self.hidden = hidden
+
+    def init_hidden(self, bsz):
+        return (torch.zeros(2, bsz, self.hidden), torch.zeros(2, bsz, self.hidden))
+
+    def forward(self, x, hidden=None):
+        hidden = self.init_hidden(x.shape[1]) if hidden is None else hidden
+        out, hidden = self.rnn(self.encoder(x), hidden)
+        return self.decoder(out), hidden
+
+
 class Tagger(nn.Module):
     """Bidirectional GRU sequence tagger, batch_first."""
 

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from rnnslim.prune import StructuredPruning, prune_units_
+from user_models import HiddenAttrLM
 
 
-class WordLM(nn.Module):
-    """Written the usual way: init_hidden hard-codes the hidden size."""
-
-    def __init__(self, vocab=50, emb=16, hidden=32):
-        super().__init__()
-        self.encoder = nn.Embedding(vocab, emb)
-        self.rnn = nn.LSTM(emb, hidden, 2)
-        self.decoder = nn.Linear(hidden, vocab)
-        self.hidden = hidden
-
-    def init_hidden(self, bsz):
-        return (torch.zeros(2, bsz, self.hidden), torch.zeros(2, bsz, self.hidden))
-
-    def forward(self, x, hidden=None):
-        hidden = self.init_hidden(x.shape[1]) if hidden is None else hidden
-        out, hidden = self.rnn(self.encoder(x), hidden)
-        return self.decoder(out), hidden
-
-
-class LiteralLM(WordLM):
+class LiteralLM(HiddenAttrLM):
     """init_hidden hard-codes the number 32: no attribute to update, the run check fails."""
 
     def init_hidden(self, bsz):
@@ -52,18 +33,18 @@ def test_failed_run_check_restores_the_model():
 
 
 def test_a_size_attribute_the_model_reads_is_updated_with_the_cut():
-    """WordLM.hidden = 32, read by init_hidden: the cut sets it to 16 (recorded), so the model runs."""
+    """HiddenAttrLM.hidden = 32, read by init_hidden: the cut sets it to 16 (recorded), so the model runs."""
     torch.manual_seed(0)
-    m = WordLM()
+    m = HiddenAttrLM()
     x = torch.randint(0, 50, (7, 3))
     res = prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     assert m.rnn.hidden_size == 16 and m.hidden == 16 and m(x)[0].shape == (7, 3, 50)
-    assert res.updated_attributes == {"WordLM.hidden": [32, 16]} and res.stale_attributes == []
-    assert m.history[-1]["attributes"] == {"WordLM.hidden": [32, 16]}
-    assert "updated: WordLM.hidden 32 -> 16" in str(res)
+    assert res.updated_attributes == {"HiddenAttrLM.hidden": [32, 16]} and res.stale_attributes == []
+    assert m.history[-1]["attributes"] == {"HiddenAttrLM.hidden": [32, 16]}
+    assert "updated: HiddenAttrLM.hidden 32 -> 16" in str(res)
 
 
-class ChunkedLM(WordLM):
+class ChunkedLM(HiddenAttrLM):
     """`chunk` equals the hidden size by chance and its name says nothing about it: reported, left alone."""
 
     def __init__(self):
@@ -83,10 +64,7 @@ def test_an_attribute_that_only_equals_the_old_size_is_reported_not_changed():
 
 
 def test_tied_embedding_and_decoder_are_cut_with_the_last_layer(tmp_path):
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from user_models import USER_MODELS, train_briefly
 
     from rnnslim.prune import load_edited, save_edited

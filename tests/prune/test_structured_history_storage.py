@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.prune.unstructured import UnstructuredPruning, prune_unstructured_
 from rnnslim.quantize.api import WeightOnly, quantize_
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_structured_atomic import WordLM  # noqa: E402
+from user_models import HiddenAttrLM
 
 
 class TiedLM(nn.Module):
@@ -44,39 +42,39 @@ def _same_outputs(a, b, x) -> bool:
 
 def test_sparse_storage_is_kept(tmp_path):
     torch.manual_seed(0)
-    m = WordLM(hidden=64)
+    m = HiddenAttrLM(hidden=64)
     x = torch.randint(0, 50, (6, 2))
     save_edited(m, tmp_path / "dense")
     res = prune_unstructured_(m, UnstructuredPruning(sparsity=0.8, targets=("input", "recurrent")))
     mark_sparse_(m, list(res.masks))
     save_edited(m, tmp_path / "sparse")
     assert _bytes(tmp_path / "sparse") < 0.6 * _bytes(tmp_path / "dense")
-    back = load_edited(WordLM(hidden=64), tmp_path / "sparse")
+    back = load_edited(HiddenAttrLM(hidden=64), tmp_path / "sparse")
     assert _same_outputs(m, back, x) and back.tensor_encodings == m.tensor_encodings
 
 
 def test_quantized_layers_are_rebuilt_and_packed(tmp_path):
     torch.manual_seed(0)
-    m = WordLM(hidden=64)
+    m = HiddenAttrLM(hidden=64)
     x = torch.randint(0, 50, (6, 2))
     save_edited(m, tmp_path / "dense")
     quantize_(m, WeightOnly(bits=4, group_size=16))
     save_edited(m, tmp_path / "q")
     assert _bytes(tmp_path / "q") < 0.45 * _bytes(tmp_path / "dense")
-    back = load_edited(WordLM(hidden=64), tmp_path / "q")
+    back = load_edited(HiddenAttrLM(hidden=64), tmp_path / "q")
     assert type(back.rnn).__name__ == type(m.rnn).__name__ != "LSTM"
     assert _same_outputs(m, back, x)
 
 
 def test_structured_cut_then_quantized_and_tied_weights(tmp_path):
     torch.manual_seed(0)
-    m = WordLM(hidden=64)
+    m = HiddenAttrLM(hidden=64)
     m.hidden = 32  # what init_hidden reads, updated with the cut
     x = torch.randint(0, 50, (6, 2))
     prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,))
     quantize_(m, WeightOnly(bits=8, group_size=None))
     save_edited(m, tmp_path / "e")
-    fresh = WordLM(hidden=64)
+    fresh = HiddenAttrLM(hidden=64)
     fresh.hidden = 32
     back = load_edited(fresh, tmp_path / "e", example_inputs=(x,))
     assert _same_outputs(m, back, x)
@@ -87,22 +85,22 @@ def test_structured_cut_then_quantized_and_tied_weights(tmp_path):
 
 
 def test_damaged_or_mismatched_saves_are_refused(tmp_path):
-    m = WordLM()
+    m = HiddenAttrLM()
     save_edited(m, tmp_path / "e")
     with pytest.raises(ModelFormatError, match="do not fit"):
-        load_edited(WordLM(hidden=48), tmp_path / "e")
+        load_edited(HiddenAttrLM(hidden=48), tmp_path / "e")
     w = tmp_path / "e" / "weights.safetensors"
     w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ModelFormatError, match="checksum"):
-        load_edited(WordLM(), tmp_path / "e")
+        load_edited(HiddenAttrLM(), tmp_path / "e")
     with pytest.raises(ModelFormatError, match="not a directory save_edited wrote"):
-        load_edited(WordLM(), tmp_path)
+        load_edited(HiddenAttrLM(), tmp_path)
 
 
 def test_hash_cannot_be_switched_off_and_paths_stay_inside(tmp_path):
     import json
 
-    m = WordLM()
+    m = HiddenAttrLM()
     save_edited(m, tmp_path / "e")
     manifest = tmp_path / "e" / "edited.json"
     meta = json.loads(manifest.read_text())
@@ -110,4 +108,4 @@ def test_hash_cannot_be_switched_off_and_paths_stay_inside(tmp_path):
                           ({"weights_file": "../e/weights.safetensors"}, "regular file")):
         manifest.write_text(json.dumps({**meta, **change}))
         with pytest.raises(ModelFormatError, match=match):
-            load_edited(WordLM(), tmp_path / "e")
+            load_edited(HiddenAttrLM(), tmp_path / "e")

@@ -82,13 +82,10 @@ def test_removing_a_torch_layer_updates_the_users_nlayers_and_inputs_follow(tmp_
     """The PyTorch examples word LM reads self.nlayers in init_hidden: after removing rnn[1] it is 1
     (recorded), a callable example_inputs builds a one-layer state, and the examples' loop runs,
     also through prune_(LayerRemoval) and save_edited / load_edited."""
-    import sys
-    from pathlib import Path
 
     from rnnslim.prune import LayerRemoval, prune_
     from rnnslim.prune.structured.history import load_edited, save_edited
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from examples_lm import ExamplesWordLM, corpus, evaluate
 
     torch.manual_seed(0)

@@ -3,8 +3,6 @@ called like the torch module (state: one torch-shaped entry per layer), saves an
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +10,7 @@ import torch
 from rnnslim.prune import StructuredPruning, load_edited, prune_units_, save_edited
 from rnnslim.recurrent.torch_contract import TorchContractStack
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from user_models import USER_MODELS, train_briefly  # noqa: E402
+from user_models import USER_MODELS, train_briefly
 
 
 @pytest.mark.parametrize("name", ["word LM, LSTM", "word LM, GRU"])

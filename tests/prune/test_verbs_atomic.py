@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +9,7 @@ import torch
 from rnnslim.prune import NMPruning, UnstructuredPruning, prune_nm_, prune_unstructured_, remove_layers_
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from user_models import WordLM  # noqa: E402
+from user_models import WordLM
 
 
 def _snapshot(m):

@@ -3,8 +3,6 @@ bidirectional tagger and a CNN + GRU classifier keep their forward contract."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +11,7 @@ from torch import nn
 from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.recurrent.torch_contract import TorchContractStack
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "prune"))
-from test_structured_atomic import WordLM  # noqa: E402
+from user_models import HiddenAttrLM
 
 
 class Tagger(nn.Module):
@@ -55,7 +51,7 @@ class TiedGRULM(nn.Module):
 
 
 CASES = [
-    ("word LM, LSTM", lambda: WordLM(), lambda: torch.randint(0, 50, (9, 3))),
+    ("word LM, LSTM", lambda: HiddenAttrLM(), lambda: torch.randint(0, 50, (9, 3))),
     ("word LM, tied GRU", TiedGRULM, lambda: torch.randint(0, 50, (9, 3))),
     ("bidirectional tagger", Tagger, lambda: torch.randint(0, 40, (3, 11))),
     ("CNN + GRU classifier", ConvGRU, lambda: torch.randn(4, 15, 3)),
@@ -88,14 +84,14 @@ def test_int8_keeps_the_contract_and_the_outputs(tmp_path, name, make, inputs, m
 
 def test_state_in_torch_layout_and_clear_refusals():
     torch.manual_seed(0)
-    m = WordLM().eval()
+    m = HiddenAttrLM().eval()
     x = torch.randint(0, 50, (5, 2))
     ref_y, (h, c) = m(x)
     quantize_int8_(m, Int8Config(mode="dynamic"))
     y, (h2, c2) = m(x, (h, c))  # the user's own state, torch's (L*D, B, H) shapes
     assert h2.shape == h.shape == (2, 2, 32) and c2.shape == c.shape
     assert m.rnn.num_layers == 2 and m.rnn.hidden_size == 32
-    plain = WordLM().eval()
+    plain = HiddenAttrLM().eval()
     before = {k: v.clone() for k, v in plain.state_dict().items()}
     with pytest.raises(ValueError, match=r"fully integer .*SequenceModel layout.*capture it first \(from rnnslim.capture "
                                          r"import capture; seq = capture\(model, example_inputs\)"):
@@ -136,7 +132,6 @@ def test_the_examples_evaluation_loop_runs_after_int8(mode, tmp_path):
 
     from rnnslim.prune import StructuredPruning, prune_units_
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly
 
     data = corpus()

@@ -3,15 +3,12 @@ magnitude (or drawn anew), saved and re-created through save_edited / load_edite
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from user_models import USER_MODELS, WordLM, train_briefly  # noqa: E402
+from user_models import USER_MODELS, WordLM, train_briefly
 
 from rnnslim.train.distill import kd_loss  # noqa: E402
 from rnnslim.prune import load_edited, save_edited  # noqa: E402
