@@ -368,8 +368,8 @@ def random_inputs(model: SequenceModel, batch: int = 3, steps: int = 7, seed: in
 def keras_parity(kmodel, model: SequenceModel, imported: ImportedModel, source: str) -> float:
     """Run both models on random inputs; ValueError unless they agree within PARITY_TOL."""
     keras = load_keras()
-    steps = kmodel.inputs[0].shape[1] or 7
-    x = random_inputs(model, steps=int(steps))
+    batch, steps = kmodel.inputs[0].shape[:2]  # fixed by the Input, or None
+    x = random_inputs(model, batch=int(batch or 3), steps=int(steps or 7))
     theirs = keras.ops.convert_to_numpy(kmodel(x, training=False))
     with torch.no_grad():
         xt = torch.as_tensor(x).long() if model.spec.input_kind is InputKind.EMBEDDING else torch.as_tensor(x)
