@@ -4,10 +4,12 @@ through conftest.py)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
+from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, load_kernel
 
@@ -87,3 +89,28 @@ def delta_model(cell: str, kind: str = "embedding", hidden=(70, 33)):
     calib = ([torch.randint(0, 30, (40, 4)) for _ in range(2)] if kind == "embedding"
              else [2.0 * torch.randn(30, 4, F) for _ in range(2)])
     return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+
+
+def float_model_64_40(cell="lstm", bidirectional=False, input_kind=InputKind.EMBEDDING, proj=0, readout=Readout.ALL):
+    """A float 2-layer model (64 then 40 units; 30 tokens or 6 features in, 30 out), seeded."""
+    torch.manual_seed(3)
+    spec = ModelSpec(cell=cell, input_kind=input_kind, input_size=30 if input_kind is InputKind.EMBEDDING else 6,
+                     embed_size=48 if input_kind is not InputKind.IDENTITY else 6,
+                     layers=[LayerShape(hidden_size=64, bidirectional=bidirectional, proj_size=proj),
+                             LayerShape(hidden_size=40, bidirectional=bidirectional)],
+                     output_size=30, readout=readout)
+    return SequenceModel(spec).eval()
+
+
+def random_inputs(model, T, B, seed):
+    """(T, B) token ids or (T, B, F) features for `model`."""
+    g = torch.Generator().manual_seed(seed)
+    if model.spec.input_kind is InputKind.EMBEDDING:
+        return torch.randint(0, model.spec.input_size, (T, B), generator=g)
+    return torch.randn(T, B, model.spec.input_size, generator=g)
+
+
+def integer_copy(model, calib=True):
+    """A fully integer int8 copy of `model`, calibrated on three random batches (or not at all)."""
+    cal = [random_inputs(model, 40, 4, s) for s in range(3)] if calib else None
+    return quantize_int8_(copy.deepcopy(model), Int8Config(mode=Int8Mode.INTEGER), calibration=cal)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, params, to_lstmp_
 from rnnslim.lowrank import api as lowrank_api
 from rnnslim.lowrank.svd import Piece, allocate, spectrum
-from test_lowrank_exact import inputs, make, out
+from lowrank_models import inputs, make, out
 
 
 def _same(a, b) -> bool:

@@ -14,7 +14,7 @@ from rnnslim.prune.targets import TargetKind, target_names
 from rnnslim.quantize.api import WeightOnly, quantize_
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.tasks.charlm import CharLMTask
-from test_lowrank_exact import inputs, make, out
+from lowrank_models import inputs, make, out
 
 @pytest.fixture(scope="module")
 def task():

@@ -7,27 +7,9 @@ import copy
 import pytest
 import torch
 
+from lowrank_models import inputs, make, out
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
 from rnnslim.models.sequence import LayerShape, ModelSpec, SequenceModel
-
-
-def make(cell="lstm", kind="embedding", hidden=(12, 10), proj=0, embed=8, seed=0):
-    torch.manual_seed(seed)
-    spec = ModelSpec(cell=cell, input_kind=kind, input_size=9, embed_size=9 if kind == "identity" else embed,
-                     layers=[LayerShape(hidden_size=h, proj_size=proj) for h in hidden], output_size=7)
-    return SequenceModel(spec).eval()
-
-
-def inputs(model, T=7, B=3):
-    g = torch.Generator().manual_seed(1)
-    if model.spec.input_kind.value == "embedding":
-        return torch.randint(0, model.spec.input_size, (T, B), generator=g)
-    return torch.randn(T, B, model.spec.input_size, generator=g)
-
-
-def out(model, x):
-    with torch.no_grad():
-        return model(x)[0]
 
 
 @pytest.mark.parametrize("cell,kind,scope", [("lstm", "embedding", "stacked"), ("lstm", "linear", "per_gate"),

@@ -10,7 +10,7 @@ import torch
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.format import artifact_bytes, load_model, save_model
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
-from test_lowrank_exact import inputs, make, out
+from lowrank_models import inputs, make, out
 
 
 @pytest.mark.parametrize("cell, edit", [

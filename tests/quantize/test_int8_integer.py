@@ -8,13 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.models.sequence import (
-    InputKind,
-    LayerShape,
-    ModelSpec,
-    Readout,
-    SequenceModel,
-)
+from int8_models import float_model_64_40, integer_copy, random_inputs
+from rnnslim.models.sequence import InputKind, Readout
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, collect_ranges, quantize_int8_
 from rnnslim.quantize.int8.integer import (
     IntegerEmbedding,
@@ -28,36 +23,14 @@ from rnnslim.quantize.primitives import sqnr_db
 MIN_SQNR_DB = 30.0  # measured 37-48 dB on these models
 
 
-def _model(cell="lstm", bidirectional=False, input_kind=InputKind.EMBEDDING, proj=0, readout=Readout.ALL):
-    torch.manual_seed(3)
-    spec = ModelSpec(cell=cell, input_kind=input_kind, input_size=30 if input_kind is InputKind.EMBEDDING else 6,
-                     embed_size=48 if input_kind is not InputKind.IDENTITY else 6,
-                     layers=[LayerShape(hidden_size=64, bidirectional=bidirectional, proj_size=proj),
-                             LayerShape(hidden_size=40, bidirectional=bidirectional)],
-                     output_size=30, readout=readout)
-    return SequenceModel(spec).eval()
-
-
-def _inputs(model, T, B, seed):
-    g = torch.Generator().manual_seed(seed)
-    if model.spec.input_kind is InputKind.EMBEDDING:
-        return torch.randint(0, model.spec.input_size, (T, B), generator=g)
-    return torch.randn(T, B, model.spec.input_size, generator=g)
-
-
-def _integer(model, calib=True):
-    cal = [_inputs(model, 40, 4, s) for s in range(3)] if calib else None
-    return quantize_int8_(copy.deepcopy(model), Int8Config(mode=Int8Mode.INTEGER), calibration=cal)
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_integer_model_sqnr(cell, bidirectional):
-    model = _model(cell, bidirectional)
-    x = _inputs(model, 60, 3, 7)
+    model = float_model_64_40(cell, bidirectional)
+    x = random_inputs(model, 60, 3, 7)
     with torch.no_grad():
         ref, _ = model(x)
-    q = _integer(model)
+    q = integer_copy(model)
     assert isinstance(q.embedding, IntegerEmbedding) and isinstance(q.decoder, IntegerLinear)
     assert all(isinstance(layer, IntegerRecurrent) for layer in q.rnn.layers)
     y, _ = q(x)
@@ -65,11 +38,11 @@ def test_integer_model_sqnr(cell, bidirectional):
 
 
 def test_data_free_integer_model():
-    model = _model("lstm")
-    x = _inputs(model, 60, 2, 8)
+    model = float_model_64_40("lstm")
+    x = random_inputs(model, 60, 2, 8)
     with torch.no_grad():
         ref, _ = model(x)
-    q = _integer(model, calib=False)
+    q = integer_copy(model, calib=False)
     assert all(layer.cell_frac == 10 for layer in q.rnn.layers)  # default Q5.10 cell state
     assert sqnr_db(ref, q(x)[0]) > MIN_SQNR_DB
 
@@ -77,8 +50,8 @@ def test_data_free_integer_model():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_state_round_trip_through_floats_is_exact(cell):
     """Two halves with the state carried == one pass: the float boundary loses nothing."""
-    q = _integer(_model(cell, bidirectional=False))
-    x = _inputs(q, 40, 2, 9)
+    q = integer_copy(float_model_64_40(cell, bidirectional=False))
+    x = random_inputs(q, 40, 2, 9)
     full, st_full = q(x)
     a, st = q(x[:17])
     b, st2 = q(x[17:], st)
@@ -88,7 +61,7 @@ def test_state_round_trip_through_floats_is_exact(cell):
 
 
 def test_integer_step_has_no_float():
-    q = _integer(_model("lstm"))
+    q = integer_copy(float_model_64_40("lstm"))
     layer = q.rnn.layers[0]
     floats = {n for n, b in layer.named_buffers() if b.is_floating_point()}
     # float32 scales exist only for the boundary and for inspection; the step never reads them
@@ -106,8 +79,8 @@ def test_cell_state_format_follows_calibration():
     assert cell_frac_bits(0.0, 1.25) == 15
     with pytest.raises(ValueError, match="int16"):
         cell_frac_bits(1e6, 1.0)
-    model = _model("lstm")
-    ranges = collect_ranges(model, [_inputs(model, 40, 4, 0)])
+    model = float_model_64_40("lstm")
+    ranges = collect_ranges(model, [random_inputs(model, 40, 4, 0)])
     q = quantize_int8_(copy.deepcopy(model), Int8Config(mode=Int8Mode.INTEGER), calibration=ranges)
     for layer, r in zip(q.rnn.layers, ranges.layers):
         assert 2.0 ** (15 - layer.cell_frac) >= 1.25 * r.c
@@ -115,11 +88,11 @@ def test_cell_state_format_follows_calibration():
 
 def test_features_inputs():
     for kind in (InputKind.LINEAR, InputKind.IDENTITY):
-        model = _model("gru", input_kind=kind, readout=Readout.MEAN)
-        x = _inputs(model, 30, 3, 4)
+        model = float_model_64_40("gru", input_kind=kind, readout=Readout.MEAN)
+        x = random_inputs(model, 30, 3, 4)
         with torch.no_grad():
             ref, _ = model(x)
-        q = _integer(model)
+        q = integer_copy(model)
         assert sqnr_db(ref, q(x)[0]) > MIN_SQNR_DB - 3
         if kind is InputKind.LINEAR:
             assert isinstance(q.input_proj, IntegerLinear) and q.input_proj.output.value == "int8"
@@ -127,11 +100,11 @@ def test_features_inputs():
 
 def test_unsupported_settings_fail_clearly():
     with pytest.raises(ValueError, match="proj_size"):
-        _integer(_model("lstm", proj=16))
+        integer_copy(float_model_64_40("lstm", proj=16))
     with pytest.raises(ValueError, match="ReLU"):
-        _integer(_model("rnn_relu"))
+        integer_copy(float_model_64_40("rnn_relu"))
     with pytest.raises(ValueError, match="calibration"):
-        _integer(_model("gru", input_kind=InputKind.LINEAR), calib=False)
+        integer_copy(float_model_64_40("gru", input_kind=InputKind.LINEAR), calib=False)
     with pytest.raises(ValueError, match="whole model"):
         Int8Config(mode=Int8Mode.INTEGER, quantize_decoder=False)
     with pytest.raises(ValueError, match="cell_frac"):

@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 
+from int8_models import float_model_64_40, integer_copy, random_inputs
 from rnnslim.io.format import ModelFormatError, load_model, save_model
 from rnnslim.models.sequence import InputKind, Readout
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
-from tests.quantize.test_int8_integer import _inputs, _integer, _model
 
 
 def _files_bytes(path) -> int:
@@ -20,8 +20,8 @@ def _files_bytes(path) -> int:
 
 
 def test_integer_artifact_is_not_larger_than_dynamic_and_round_trips(tmp_path):
-    model = _model("lstm", input_kind=InputKind.LINEAR, readout=Readout.LAST)
-    x = _inputs(model, 30, 4, 1)
+    model = float_model_64_40("lstm", input_kind=InputKind.LINEAR, readout=Readout.LAST)
+    x = random_inputs(model, 30, 4, 1)
     integer = quantize_int8_(copy.deepcopy(model), Int8Config(mode=Int8Mode.INTEGER), calibration=[x])
     dynamic = quantize_int8_(copy.deepcopy(model), Int8Config(mode=Int8Mode.DYNAMIC))
     save_model(integer, tmp_path / "integer")
@@ -44,9 +44,9 @@ def _older_file(model, path):
 
 
 def test_an_older_file_with_the_tables_loads_and_a_tampered_one_is_refused(tmp_path):
-    q = _integer(_model("gru"))
+    q = integer_copy(float_model_64_40("gru"))
     _older_file(q, tmp_path / "old")
-    x = _inputs(q, 12, 2, 3)
+    x = random_inputs(q, 12, 2, 3)
     assert torch.equal(load_model(tmp_path / "old")(x)[0], q(x)[0])
     bad = copy.deepcopy(q)
     bad.rnn.layers[0].mult_hh[3] += 1  # a multiplier that disagrees with the stored scales

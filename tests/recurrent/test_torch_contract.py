@@ -3,8 +3,6 @@ an int8 stack's, a list per layer for layers pruned to different sizes), equal t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +10,7 @@ from torch import nn
 
 from rnnslim.recurrent.torch_contract import TorchContractStack, zero_state
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples_lm import ExamplesWordLM  # noqa: E402
+from examples_lm import ExamplesWordLM
 
 
 def _same(a, b) -> bool:
