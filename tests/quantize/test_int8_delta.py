@@ -9,33 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, Readout, SequenceModel
-from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
+from int8_models import VARIANTS, delta_model, kernel_available, needs_kernel
+from rnnslim.models.sequence import Readout, SequenceModel
+from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_
 from rnnslim.quantize.int8.delta_reference import delta_reference
 from rnnslim.quantize.int8.kernel import KernelVariant
 from rnnslim.quantize.int8.packed import _array_bytes
 
-from int8_models import VARIANTS, kernel_available, needs_kernel
-
 
 @lru_cache(maxsize=None)
-def _model(cell: str, kind: str = "embedding", hidden=(70, 33)):
-    """Tiny integer model: token LM (V 30, E 45) or feature model (13 features, identity / linear)."""
-    torch.manual_seed(0)
-    F = 13
-    embed = 45 if kind == "embedding" else (F if kind == "identity" else 20)
-    spec = ModelSpec(cell=cell, input_kind=InputKind(kind), input_size=30 if kind == "embedding" else F,
-                     embed_size=embed, layers=[LayerShape(hidden_size=h) for h in hidden], output_size=29)
-    model = SequenceModel(spec).eval()
-    with torch.no_grad():
-        for layer in model.rnn.layers:
-            layer.weight_hh_l0.mul_(3.0)
-    calib = ([torch.randint(0, 30, (40, 4)) for _ in range(2)] if kind == "embedding"
-             else [2.0 * torch.randn(30, 4, F) for _ in range(2)])
-    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
-
-
 def _inputs(kind: str, T: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     if kind == "embedding":
@@ -52,7 +35,7 @@ def _run(runner: IntegerRunner, x: torch.Tensor, state=None):
 @pytest.mark.parametrize("thr", [0, 1])
 def test_lossless_thresholds_equal_the_dense_step(variant, cell, thr):
     # threshold 0 transmits every column, threshold 1 skips unchanged codes only: both exact
-    q = _model(cell)
+    q = delta_model(cell)
     x = _inputs("embedding", 200)
     dense, dense_state = IntegerRunner(q, variant).run(x)
     runner = IntegerRunner(q, variant, delta=thr)
@@ -75,7 +58,7 @@ LOSSY = ([_case(v, c, k) for v in KernelVariant for c, k in (("lstm", "linear"),
 
 @pytest.mark.parametrize("variant, cell, kind", LOSSY)
 def test_kernel_equals_torch_twin_at_lossy_thresholds(variant, cell, kind):
-    q = _model(cell, kind)
+    q = delta_model(cell, kind)
     x = _inputs(kind, 120)
     thr = {0: 3, 1: 6}
     runner = IntegerRunner(q, variant, delta=thr)
@@ -94,7 +77,7 @@ def test_kernel_equals_torch_twin_at_lossy_thresholds(variant, cell, kind):
 
 @needs_kernel
 def test_step_equals_run_and_reset_restarts_the_stream():
-    q = _model("lstm")
+    q = delta_model("lstm")
     runner = IntegerRunner(q, delta=5)
     x = _inputs("embedding", 60)
     logits, state = runner.run(x)
@@ -114,7 +97,7 @@ def test_step_equals_run_and_reset_restarts_the_stream():
 def test_thresholds_are_saved_with_the_model_and_used_by_default(tmp_path):
     from rnnslim.io.format import load_model, save_model
 
-    q = _model("gru", hidden=(24, 16))
+    q = delta_model("gru", hidden=(24, 16))
     import copy
 
     m = set_delta_threshold_(copy.deepcopy(q), {1: 4})
@@ -134,7 +117,7 @@ def test_thresholds_are_saved_with_the_model_and_used_by_default(tmp_path):
 
 
 def test_bad_targets_get_clear_errors():
-    q = _model("lstm", hidden=(16,))
+    q = delta_model("lstm", hidden=(16,))
     float_model = SequenceModel(q.spec)
     with pytest.raises(ValueError, match="fully integer"):
         set_delta_threshold_(float_model, 2)
@@ -147,7 +130,7 @@ def test_bad_targets_get_clear_errors():
 
 @needs_kernel
 def test_dense_runner_refuses_delta_stats_and_a_delta_runner_needs_its_state():
-    q = _model("lstm")
+    q = delta_model("lstm")
     with pytest.raises(ValueError, match="no delta layers"):
         IntegerRunner(q).delta_stats()
     runner = IntegerRunner(q, delta=2)
@@ -160,12 +143,12 @@ def test_dense_runner_refuses_delta_stats_and_a_delta_runner_needs_its_state():
 def test_torch_forward_of_a_delta_model_is_batched_and_restarts_per_call():
     import copy
 
-    q = set_delta_threshold_(copy.deepcopy(_model("lstm", "linear", hidden=(24, 16))), 4)
+    q = set_delta_threshold_(copy.deepcopy(delta_model("lstm", "linear", hidden=(24, 16))), 4)
     x = _inputs("linear", 30, seed=2)
     y = _inputs("linear", 30, seed=3)
     both, _ = q(torch.stack([x, y], 1))  # (T, 2, F): each row its own delta state
     assert torch.equal(both[:, 0], q(x[:, None])[0][:, 0]) and torch.equal(both[:, 1], q(y[:, None])[0][:, 0])
-    dense, _ = _model("lstm", "linear", hidden=(24, 16))(x[:, None])
+    dense, _ = delta_model("lstm", "linear", hidden=(24, 16))(x[:, None])
     assert not torch.equal(both[:, 0], dense[:, 0])  # threshold 4 changes the outputs
 
 
@@ -173,7 +156,7 @@ def test_torch_forward_of_a_delta_model_is_batched_and_restarts_per_call():
 def test_readout_last_feature_model_whole_sequence():
     import copy
 
-    q = copy.deepcopy(_model("gru", "linear", hidden=(24,)))
+    q = copy.deepcopy(delta_model("gru", "linear", hidden=(24,)))
     q.spec = q.spec.model_copy(update={"readout": Readout.LAST})
     set_delta_threshold_(q, 3)
     x = _inputs("linear", 40, seed=4)
@@ -192,7 +175,7 @@ def test_readout_last_feature_model_whole_sequence():
 def test_whole_sequence_run_uses_the_delta_step(cell, kind):
     import copy
 
-    q = set_delta_threshold_(copy.deepcopy(_model(cell, kind)), 5)
+    q = set_delta_threshold_(copy.deepcopy(delta_model(cell, kind)), 5)
     x = _inputs(kind, 50, seed=6)
     runner = IntegerRunner(q)
     assert torch.equal(runner.run_sequence(x), _run(runner, x)[0])

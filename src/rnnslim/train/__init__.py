@@ -37,21 +37,8 @@ from __future__ import annotations
 from rnnslim.train.best import TrainingDiverged
 from rnnslim.train.distill import DistillLoss, kd_loss
 from rnnslim.train.finetune import FinetuneFields, finetune_
-from rnnslim.train.loop import (
-    CLIP_GRAD_MAX,
-    LR_MAX,
-    MOMENTUM_MAX,
-    WEIGHT_DECAY_MAX,
-    OptimizerKind,
-    ScheduleKind,
-    TrainConfig,
-    TrainHooks,
-    TrainResult,
-    load_best,
-    steps_per_epoch,
-    total_steps,
-    train,
-)
+from rnnslim.train.loop import CLIP_GRAD_MAX, LR_MAX, MOMENTUM_MAX, WEIGHT_DECAY_MAX, OptimizerKind, ScheduleKind
+from rnnslim.train.loop import TrainConfig, TrainHooks, TrainResult, load_best, steps_per_epoch, total_steps, train
 
 __all__ = ["CLIP_GRAD_MAX", "LR_MAX", "MOMENTUM_MAX", "WEIGHT_DECAY_MAX", "DistillLoss", "FinetuneFields",
            "OptimizerKind", "ScheduleKind", "TrainConfig", "TrainHooks", "TrainResult", "TrainingDiverged",
