@@ -43,21 +43,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnslim.interop.assemble import (
-    DirectionWeights,
-    ImportedLayer,
-    ImportedModel,
-    build_sequence_model,
-    check_parity,
-    reorder_gates,
-)
-from rnnslim.interop.onnx_static import Zeros, attributes, evaluate, is_zero, known_ints
+from rnnslim.interop.assemble import ImportedModel, build_sequence_model, check_parity
+from rnnslim.interop.onnx_recurrent import GATE_ORDERS, node_name, recurrent_layer
+from rnnslim.interop.onnx_static import attributes, evaluate, known_ints
 from rnnslim.models.sequence import InputKind, Readout, SequenceModel, apply_output_activation
-from rnnslim.recurrent.gates import CellType
 
 MAX_BYTES = 2 << 30  # protobuf's own limit
-_RECURRENT = {"LSTM": ("iofc", "ifco"), "GRU": ("zrh", "rzh"), "RNN": ("h", "h")}
-_PASS = ("Identity", "Dropout")
 _FEATURES, _DIRECTIONS, _UNIT = "f", "d", "u"  # axis labels besides the input's own ("a0", "a1")
 
 
@@ -130,7 +121,7 @@ class GraphWalk:
             from onnx import numpy_helper
 
             self.values[init.name] = numpy_helper.to_array(init)
-        if not any(node.op_type in _RECURRENT for node in graph.node):
+        if not any(node.op_type in GATE_ORDERS for node in graph.node):
             raise ValueError("the graph has no LSTM, GRU or RNN node: rnnslim imports recurrent models (a recurrence "
                              "unrolled into per-step MatMul / Tanh nodes, as torch's dynamo exporter writes nn.RNN, "
                              "cannot be read back: export with torch.onnx.export(..., dynamo=False))")
@@ -139,7 +130,7 @@ class GraphWalk:
             try:
                 self._node(node)
             except (KeyError, IndexError, TypeError, AttributeError) as e:  # a malformed node: one clear line
-                raise ValueError(f"node {_name(node)} cannot be read ({type(e).__name__}: {e})") from None
+                raise ValueError(f"node {node_name(node)} cannot be read ({type(e).__name__}: {e})") from None
         if len(graph.output) != 1:
             raise ValueError(f"the graph has {len(graph.output)} outputs ({', '.join(o.name for o in graph.output)}); "
                              "rnnslim imports models with one output")
@@ -190,13 +181,13 @@ class GraphWalk:
         args = [self.values.get(n) if n else None for n in node.input]
         for n, a in zip(node.input, args):
             if n and a is None:
-                raise ValueError(f"node {_name(node)}: input {n!r} is not computed before it (graph out of order)")
+                raise ValueError(f"node {node_name(node)}: input {n!r} is not computed before it (graph out of order)")
         if not any(isinstance(a, Data) for a in args):
             self._static(node, args)
             return
         handler = getattr(self, "_op_" + node.op_type, None)
         if handler is None:
-            raise ValueError(f"node {_name(node)} is not supported: rnnslim imports Gather (embedding) / MatMul+Add / "
+            raise ValueError(f"node {node_name(node)} is not supported: rnnslim imports Gather (embedding) / MatMul+Add / "
                              "Gemm -> LSTM / GRU / RNN -> MatMul+Add / Gemm graphs and their exporter glue")
         outs = handler(node, args, attributes(node))
         for name, v in zip(node.output, outs if isinstance(outs, tuple) else (outs,)):
@@ -205,27 +196,27 @@ class GraphWalk:
 
     def _static(self, node, args) -> None:
         if any(isinstance(a, Unknown) for a in args):
-            result = Unknown(_name(node))
+            result = Unknown(node_name(node))
         else:
             try:
                 result = evaluate(node, args)
             except Exception:  # noqa: BLE001 - not evaluated here: refused only if something needs it
-                result = Unknown(_name(node))
+                result = Unknown(node_name(node))
         for name in node.output:
             self.values[name] = result
 
     def _const(self, node, v, what: str) -> np.ndarray:
         if isinstance(v, Data):
-            raise ValueError(f"node {_name(node)}: its {what} is computed from the input data; rnnslim needs it "
+            raise ValueError(f"node {node_name(node)}: its {what} is computed from the input data; rnnslim needs it "
                              "constant")
         if isinstance(v, Unknown) or not isinstance(v, np.ndarray) or v.dtype == object:
             source = v.node if isinstance(v, Unknown) else "a shape computation"
-            raise ValueError(f"node {_name(node)}: its {what} comes from {source}, which rnnslim cannot evaluate")
+            raise ValueError(f"node {node_name(node)}: its {what} comes from {source}, which rnnslim cannot evaluate")
         return v
 
     def _current(self, node, d: Data) -> Data:
         if d.step != self.parts:
-            raise ValueError(f"node {_name(node)} reads the data from before a later model part (the graph branches); "
+            raise ValueError(f"node {node_name(node)} reads the data from before a later model part (the graph branches); "
                              "rnnslim imports a chain of layers")
         return d
 
@@ -235,7 +226,7 @@ class GraphWalk:
 
     def _no_final(self, node) -> None:
         if self.model.final_activation:
-            raise ValueError(f"node {_name(node)} follows the final {self.model.final_activation}; not supported")
+            raise ValueError(f"node {node_name(node)} follows the final {self.model.final_activation}; not supported")
 
     # relabelling glue
     def _op_Identity(self, node, args, attrs):
@@ -249,7 +240,7 @@ class GraphWalk:
         d = args[0]
         to = helper.tensor_dtype_to_np_dtype(attrs["to"])
         if d.ids != np.issubdtype(to, np.integer) or (not d.ids and to != np.float32):
-            raise ValueError(f"node {_name(node)} casts the data to {to}; not supported")
+            raise ValueError(f"node {node_name(node)} casts the data to {to}; not supported")
         return d
 
     def _op_Shape(self, node, args, attrs):
@@ -267,13 +258,13 @@ class GraphWalk:
         axes = attrs.get("axes") if "axes" in attrs else (known_ints(args[1]) if len(args) > 1 and args[1] is not None
                                                          else None)
         if axes is None:
-            raise ValueError(f"node {_name(node)} squeezes without naming its axes; not supported")
+            raise ValueError(f"node {node_name(node)} squeezes without naming its axes; not supported")
         axes = {a % len(d.axes) for a in axes}
         if d.states and axes == {d.axes.index(_DIRECTIONS)} and len(d.states) == 1:
             return self._final_state(node, d, 0)
         for a in axes:
             if not (d.axes[a] == _UNIT or (d.axes[a] == _DIRECTIONS and d.sizes[a] == 1 and not d.states)):
-                raise ValueError(f"node {_name(node)} squeezes axis {a} ({d.axes[a]}); not supported")
+                raise ValueError(f"node {node_name(node)} squeezes axis {a} ({d.axes[a]}); not supported")
         keep = [i for i in range(len(d.axes)) if i not in axes]
         return replace(d, axes=tuple(d.axes[i] for i in keep), sizes=tuple(d.sizes[i] for i in keep))
 
@@ -283,7 +274,7 @@ class GraphWalk:
         d = args[0]
         shape = known_ints(self._const(node, args[1], "target shape")) if isinstance(args[1], np.ndarray) else None
         if shape is None:
-            raise ValueError(f"node {_name(node)}: its target shape is not a constant; not supported")
+            raise ValueError(f"node {node_name(node)}: its target shape is not a constant; not supported")
         n = len(d.axes)
         lead_ok = len(shape) == n - 1 and all(s in (0, -1) or s == d.sizes[i] for i, s in enumerate(shape[:-1]))
         merged = (d.sizes[-2] or 0) * (d.sizes[-1] or 0)
@@ -295,14 +286,14 @@ class GraphWalk:
         if (n == 3 and set(d.axes[:2]) == {self.time, self.batch} and d.axes[-1] == _FEATURES and len(shape) == 2
                 and shape[0] in (-1, rows) and shape[1] in (-1, d.sizes[-1]) and -1 in shape and not d.states):
             return replace(d, axes=(f"{d.axes[0]}*{d.axes[1]}", _FEATURES), sizes=(rows, d.sizes[-1]))
-        raise ValueError(f"node {_name(node)} reshapes axes {d.axes} to {shape}; rnnslim understands only merging the "
+        raise ValueError(f"node {node_name(node)} reshapes axes {d.axes} to {shape}; rnnslim understands only merging the "
                          "direction and hidden axes, or the time and batch axes")
 
     def _op_Flatten(self, node, args, attrs):
         """Flatten of (batch, features) at axis 1: a no-op (Keras-to-ONNX converters write it)."""
         d = args[0]
         if len(d.axes) != 2 or attrs.get("axis", 1) % 2 != 1 or d.states:
-            raise ValueError(f"node {_name(node)} flattens axes {d.axes}; rnnslim reads only a no-op Flatten")
+            raise ValueError(f"node {node_name(node)} flattens axes {d.axes}; rnnslim reads only a no-op Flatten")
         return d
 
     # model parts
@@ -314,16 +305,16 @@ class GraphWalk:
         d = args[0]
         idx = self._const(node, index, "index")
         if idx.size != 1:
-            raise ValueError(f"node {_name(node)} gathers {idx.size} entries; rnnslim reads only the last time step")
+            raise ValueError(f"node {node_name(node)} gathers {idx.size} entries; rnnslim reads only the last time step")
         axis %= len(d.axes)
         i = int(idx.reshape(-1)[0])
         if d.states:
             if d.axes[axis] != _DIRECTIONS:
-                raise ValueError(f"node {_name(node)} gathers along axis {d.axes[axis]} of a final state; not "
+                raise ValueError(f"node {node_name(node)} gathers along axis {d.axes[axis]} of a final state; not "
                              "supported")
             return self._final_state(node, d, i)
         if d.axes[axis] != self.time or not (i == -1 or (d.sizes[axis] is not None and i == d.sizes[axis] - 1)):
-            raise ValueError(f"node {_name(node)} gathers entry {i} of axis {d.axes[axis]}; rnnslim reads only the "
+            raise ValueError(f"node {node_name(node)} gathers entry {i} of axis {d.axes[axis]}; rnnslim reads only the "
                              "last time step")
         return self._readout(node, d, axis, Readout.LAST, keep=idx.ndim > 0)
 
@@ -337,12 +328,12 @@ class GraphWalk:
             axes = known_ints(self._const(node, args[3], "axes")) if len(args) > 3 and args[3] is not None else [0]
             steps = known_ints(self._const(node, args[4], "steps")) if len(args) > 4 and args[4] is not None else [1]
         if len(starts) != 1 or steps != [1] or d.states:
-            raise ValueError(f"node {_name(node)} slices the data in a way rnnslim does not read (only the last step)")
+            raise ValueError(f"node {node_name(node)} slices the data in a way rnnslim does not read (only the last step)")
         axis = axes[0] % len(d.axes)
         size = d.sizes[axis]
         last = starts[0] == -1 or (size is not None and starts[0] == size - 1)
         if d.axes[axis] != self.time or not last or ends[0] < (size or 2 ** 62):
-            raise ValueError(f"node {_name(node)} slices axis {d.axes[axis]} [{starts[0]}:{ends[0]}]; rnnslim reads "
+            raise ValueError(f"node {node_name(node)} slices axis {d.axes[axis]} [{starts[0]}:{ends[0]}]; rnnslim reads "
                              "only the last time step")
         return self._readout(node, d, axis, Readout.LAST, keep=True)
 
@@ -351,13 +342,13 @@ class GraphWalk:
         axes = attrs.get("axes") if "axes" in attrs else (known_ints(args[1]) if len(args) > 1 and args[1] is not None
                                                          else None)
         if axes is None or len(axes) != 1 or d.axes[axes[0] % len(d.axes)] != self.time:
-            raise ValueError(f"node {_name(node)} averages over axes {axes}; rnnslim averages over time only")
+            raise ValueError(f"node {node_name(node)} averages over axes {axes}; rnnslim averages over time only")
         return self._readout(node, d, axes[0] % len(d.axes), Readout.MEAN, keep=bool(attrs.get("keepdims", 1)))
 
     def _readout(self, node, d: Data, axis: int, readout: Readout, keep: bool) -> Data:
         d = self._current(node, d)
         if not self.model.layers or self.model.readout is not Readout.ALL:
-            raise ValueError(f"node {_name(node)} reduces the time axis before the recurrent layers or twice")
+            raise ValueError(f"node {node_name(node)} reduces the time axis before the recurrent layers or twice")
         self._no_final(node)
         self.model.readout = readout
         axes, sizes = list(d.axes), list(d.sizes)
@@ -371,11 +362,11 @@ class GraphWalk:
         layer, direction = d.states[i]
         last = len(self.model.layers) - 1
         if layer != last or direction != 0 or self.model.layers[last].bidirectional or self.parts != d.step:
-            raise ValueError(f"node {_name(node)} reads a final state other than the last forward-only layer's "
+            raise ValueError(f"node {node_name(node)} reads a final state other than the last forward-only layer's "
                              f"(layer {layer}, direction {direction}); rnnslim's readout 'last' reads the last "
                              "layer's outputs at the last step")
         if self.model.readout is not Readout.ALL:
-            raise ValueError(f"node {_name(node)} reduces the time axis twice")
+            raise ValueError(f"node {node_name(node)} reduces the time axis twice")
         self.model.readout = Readout.LAST
         rest = tuple(k for k, a in enumerate(d.axes) if a != _DIRECTIONS)
         return self._next_part(d, axes=tuple(d.axes[k] for k in rest), sizes=tuple(d.sizes[k] for k in rest), states=())
@@ -385,7 +376,7 @@ class GraphWalk:
         first = args[0]
         if (not all(isinstance(a, Data) and a.states and a.axes == first.axes for a in args)
                 or first.axes[attrs.get("axis", 0) % len(first.axes)] != _DIRECTIONS):
-            raise ValueError(f"node {_name(node)} concatenates the data; rnnslim reads only final states that way")
+            raise ValueError(f"node {node_name(node)} concatenates the data; rnnslim reads only final states that way")
         states = tuple(s for a in args for s in a.states)
         k = first.axes.index(_DIRECTIONS)
         sizes = first.sizes[:k] + (len(states),) + first.sizes[k + 1:]
@@ -394,7 +385,7 @@ class GraphWalk:
     def _embedding(self, node, table, ids: Data, axis: int) -> Data:
         w = self._const(node, table, "embedding table")
         if not ids.ids or axis != 0 or w.ndim != 2 or self.parts:
-            raise ValueError(f"node {_name(node)} gathers from the data; rnnslim reads it as an embedding only on the "
+            raise ValueError(f"node {node_name(node)} gathers from the data; rnnslim reads it as an embedding only on the "
                              "input token ids")
         self.model.input_weight = torch.as_tensor(w.astype(np.float32))
         self.model.input_size = int(w.shape[0])
@@ -404,25 +395,25 @@ class GraphWalk:
     def _op_MatMul(self, node, args, attrs):
         d, w = args
         if not isinstance(d, Data) or isinstance(w, Data):
-            raise ValueError(f"node {_name(node)} multiplies by the data from the left; rnnslim reads x @ W only")
+            raise ValueError(f"node {node_name(node)} multiplies by the data from the left; rnnslim reads x @ W only")
         w = self._const(node, w, "weight")
         if w.ndim != 2:
-            raise ValueError(f"node {_name(node)}: a weight of shape {w.shape}; rnnslim reads 2-D Linear weights")
+            raise ValueError(f"node {node_name(node)}: a weight of shape {w.shape}; rnnslim reads 2-D Linear weights")
         return self._linear(node, d, torch.as_tensor(w.astype(np.float32)).t(), None)
 
     def _op_Gemm(self, node, args, attrs):
         d, w = args[0], args[1]
         if not isinstance(d, Data) or isinstance(w, Data) or attrs.get("transA", 0):
-            raise ValueError(f"node {_name(node)}: rnnslim reads Gemm as data @ W (+ C) only")
+            raise ValueError(f"node {node_name(node)}: rnnslim reads Gemm as data @ W (+ C) only")
         w = torch.as_tensor(self._const(node, w, "weight").astype(np.float32))
         if w.ndim != 2:
-            raise ValueError(f"node {_name(node)}: a weight of shape {tuple(w.shape)}; Gemm needs a 2-D one")
+            raise ValueError(f"node {node_name(node)}: a weight of shape {tuple(w.shape)}; Gemm needs a 2-D one")
         w = (w if attrs.get("transB", 0) else w.t()) * float(attrs.get("alpha", 1.0))  # (out, in)
         bias = None
         if len(args) > 2 and args[2] is not None:
             c = torch.as_tensor(self._const(node, args[2], "bias").astype(np.float32)).reshape(-1)
             if c.numel() not in (1, w.shape[0]):
-                raise ValueError(f"node {_name(node)}: a bias of {c.numel()} values for {w.shape[0]} outputs")
+                raise ValueError(f"node {node_name(node)}: a bias of {c.numel()} values for {w.shape[0]} outputs")
             bias = c.expand(w.shape[0]).clone() * float(attrs.get("beta", 1.0))
         return self._linear(node, d, w, bias)
 
@@ -432,7 +423,7 @@ class GraphWalk:
         d = self._current(node, d)
         self._no_final(node)
         if d.ids or d.axes[-1] != _FEATURES or d.sizes[-1] != w.shape[1]:
-            raise ValueError(f"node {_name(node)} multiplies axes {d.axes} by a ({w.shape[1]}, {w.shape[0]}) weight; "
+            raise ValueError(f"node {node_name(node)} multiplies axes {d.axes} by a ({w.shape[1]}, {w.shape[0]}) weight; "
                              "rnnslim reads Linear layers on the feature axis")
         m, b = self.model, torch.zeros(w.shape[0]) if bias is None else bias
         if not m.layers:
@@ -454,11 +445,11 @@ class GraphWalk:
         """A constant vector added on the feature axis: the bias of the Linear just read."""
         d, c = (args[0], args[1]) if isinstance(args[0], Data) else (args[1], args[0])
         if isinstance(c, Data):
-            raise ValueError(f"node {_name(node)} adds two data tensors; rnnslim imports a chain of layers")
+            raise ValueError(f"node {node_name(node)} adds two data tensors; rnnslim imports a chain of layers")
         c = self._const(node, c, "addend").astype(np.float32)
         d = self._current(node, d)
         if self.affine is None or d.axes[-1] != _FEATURES or c.size != d.sizes[-1] or c.shape[-1:] != (c.size,):
-            raise ValueError(f"node {_name(node)} adds a constant of shape {c.shape} where no Linear bias belongs")
+            raise ValueError(f"node {node_name(node)} adds a constant of shape {c.shape} where no Linear bias belongs")
         self._no_final(node)
         b, m = torch.as_tensor(c.reshape(-1)), self.model
         if self.affine == "decoder":
@@ -475,7 +466,7 @@ class GraphWalk:
         opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 13)
         axis = attrs.get("axis", -1 if opset >= 13 else 1) % len(d.axes)
         if not self.model.layers or axis != len(d.axes) - 1 or d.axes[-1] != _FEATURES:
-            raise ValueError(f"node {_name(node)}: a {kind} over axis {axis} of {d.axes}; rnnslim reads only a final "
+            raise ValueError(f"node {node_name(node)}: a {kind} over axis {axis} of {d.axes}; rnnslim reads only a final "
                              "activation over the outputs")
         self.model.final_activation = kind
         self.affine = None
@@ -494,16 +485,16 @@ class GraphWalk:
         op, m = node.op_type, self.model
         self._no_final(node)
         if x.ids or x.axes[-1] != _FEATURES or m.readout is not Readout.ALL or m.decoder_weight is not None:
-            raise ValueError(f"node {_name(node)} ({op}) reads axes {x.axes}; expected the features of every step "
+            raise ValueError(f"node {node_name(node)} ({op}) reads axes {x.axes}; expected the features of every step "
                              "(recurrent layers come before the readout and the decoder)")
         layout = int(attrs.get("layout", 0))
         t, b = (x.axes[0], x.axes[1]) if layout == 0 else (x.axes[1], x.axes[0])
         if (self.time, self.batch) == (None, None):
             self.time, self.batch = t, b
         if {t, b} != {"a0", "a1"} or (t, b) != (self.time, self.batch) or len(x.axes) != 3:
-            raise ValueError(f"node {_name(node)} ({op}) reads axes {x.axes} with layout {layout}; the time and batch "
+            raise ValueError(f"node {node_name(node)} ({op}) reads axes {x.axes} with layout {layout}; the time and batch "
                              "axes differ from the first recurrent node's")
-        layer = _recurrent_layer(node, op, attrs, [self._weight(node, args, k, w) for k, w in enumerate("WRB", 1)],
+        layer = recurrent_layer(node, op, attrs, [self._weight(node, args, k, w) for k, w in enumerate("WRB", 1)],
                                  args, x.sizes[-1])
         m.layers.append(layer)
         if not m.layers[:-1] and m.input_kind is InputKind.IDENTITY:
@@ -521,7 +512,7 @@ class GraphWalk:
         states = tuple((k, d) for d in range(nd))
         y = self._next_part(y)
         y_h = Data(state_axes, state_sizes, self.parts, states=states)
-        return y, y_h, Unknown(f"{_name(node)} Y_c (the cell state is no model output)")
+        return y, y_h, Unknown(f"{node_name(node)} Y_c (the cell state is no model output)")
 
     def _weight(self, node, args, pos: int, letter: str):
         if pos >= len(args) or args[pos] is None:
@@ -529,57 +520,7 @@ class GraphWalk:
         return self._const(node, args[pos], f"{letter} input")
 
 
-def _name(node) -> str:
-    return f"{node.op_type} {node.name or '(unnamed)'!r}"
 
-
-def _recurrent_layer(node, op: str, attrs: dict, weights: list, args: list, input_size) -> ImportedLayer:
-    """Check an LSTM / GRU / RNN node's options and convert its W, R, B to torch's layout."""
-    what = f"node {_name(node)}"
-    w, r, bias = weights
-    if w is None or r is None:
-        raise ValueError(f"{what} has no constant W / R weights")
-    direction = attrs.get("direction", "forward")
-    if direction not in ("forward", "bidirectional"):
-        raise ValueError(f"{what} has direction {direction!r}; rnnslim runs forward or bidirectional layers")
-    if attrs.get("clip") is not None or attrs.get("input_forget", 0):
-        raise ValueError(f"{what} uses clip or input_forget; torch's cells have neither")
-    if len(args) > 4 and args[4] is not None:
-        raise ValueError(f"{what} has sequence_lens (padded batches); rnnslim runs whole sequences")
-    for pos, part in ((5, "initial_h"), (6, "initial_c"), (7, "P (peepholes)")):
-        v = args[pos] if len(args) > pos else None
-        if v is not None and not is_zero(v):
-            raise ValueError(f"{what}: its {part} is not a constant zero tensor; rnnslim starts from zero states "
-                             "without peepholes")
-    acts = [a.lower() for a in attrs.get("activations", [])]
-    cell = {"LSTM": CellType.LSTM, "GRU": CellType.GRU}.get(op, CellType.RNN_TANH)
-    if op == "RNN":
-        if any(a != acts[0] for a in acts) or (acts and acts[0] not in ("tanh", "relu")):
-            raise ValueError(f"{what} has activations {acts}; rnnslim's simple RNN uses tanh or relu")
-        cell = CellType.RNN_RELU if acts and acts[0] == "relu" else CellType.RNN_TANH
-    else:
-        want = ["sigmoid", "tanh", "tanh"] if op == "LSTM" else ["sigmoid", "tanh"]
-        if acts and acts != want * (len(acts) // len(want)):
-            raise ValueError(f"{what} has activations {acts}; torch's {op} uses {want}")
-    if op == "GRU" and not attrs.get("linear_before_reset", 0):
-        raise ValueError(f"{what} has linear_before_reset=0: ONNX then applies the reset gate to h before the "
-                         "recurrent matmul, torch and rnnslim after it, so the outputs would differ")
-    hidden = int(attrs.get("hidden_size", r.shape[-1]))
-    order, torch_order = _RECURRENT[op]
-    g, nd = len(order), 2 if direction == "bidirectional" else 1
-    if bias is not None and bias.shape != (nd, 2 * g * hidden):
-        raise ValueError(f"{what}: B has shape {bias.shape}, not ({nd}, {2 * g * hidden})")
-    if w.shape != (nd, g * hidden, input_size) or r.shape != (nd, g * hidden, hidden):
-        raise ValueError(f"{what}: W {w.shape} / R {r.shape} do not fit {nd} direction(s) x {g} gates x {hidden} "
-                         f"units on {input_size} inputs")
-    dirs = []
-    for d in range(w.shape[0]):
-        bd = np.zeros(2 * g * hidden, np.float32) if bias is None else bias[d]
-        dirs.append(DirectionWeights(reorder_gates(w[d], order, torch_order, hidden),
-                                     reorder_gates(r[d], order, torch_order, hidden),
-                                     reorder_gates(bd[:g * hidden], order, torch_order, hidden),
-                                     reorder_gates(bd[g * hidden:], order, torch_order, hidden)))
-    return ImportedLayer(cell, hidden, dirs, node.name or op)
 
 
 # --- parity ---------------------------------------------------------------------------------
