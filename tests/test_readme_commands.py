@@ -142,7 +142,7 @@ PLAN: dict[str, Run | Skip] = {
     "rnnslim --version": Run(version),
     "rnnslim demo": Skip("trains and compresses for minutes; tests/test_cli.py::test_demo_quick runs `demo --quick`"),
     "torchrun --standalone --nproc_per_node 2 -m rnnslim.cli train --data my.txt --batch-size 64 --out runs/lm":
-        Skip("two processes under torchrun: tests/test_train_ddp.py::test_two_processes_match_one_and_only_rank0_"
+        Skip("two processes under torchrun: tests/train/test_ddp.py::test_two_processes_match_one_and_only_rank0_"
              "writes runs train and compress that way (and checks them against one process)"),
     "torchrun --standalone --nproc_per_node 4 -m rnnslim.cli compress runs/lm --recipe r.yaml --out runs/small "
     "--device cuda": Skip("needs 4 CUDA devices"),

@@ -146,7 +146,7 @@ def test_finetune_with_the_real_pruning_masks(task, tmp_path):
 def test_diverging_finetune_restores_the_input_and_saves_nothing_bad(task, tmp_path, monkeypatch):
     m = _model(task)
     start = {k: v.clone() for k, v in m.state_dict().items()}
-    # the configs refuse lr=inf (test_finetune.py): force the divergence inside the TrainConfig instead
+    # the configs refuse lr=inf (tests/train/test_finetune.py): force the divergence inside the TrainConfig instead
     real = FinetuneConfig.train_config
     monkeypatch.setattr(FinetuneConfig, "train_config",
                         lambda self, *a, **k: real(self, *a, **k).model_copy(update={"lr": float("inf")}))

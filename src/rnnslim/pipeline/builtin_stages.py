@@ -40,7 +40,7 @@ class FinetuneConfig(StageConfig, FinetuneFields):
         return data
 
     def total_steps(self, task) -> int:
-        """max_steps, else epochs passes (not given: 1, or 30 on a small classification set, finetune_small.py)."""
+        """max_steps, else epochs passes (not given: 1, or 30 on a small classification set, rnnslim.train.finetune_small)."""
         from rnnslim.train.finetune_small import default_epochs
 
         epochs = self.epochs if "epochs" in self.model_fields_set else default_epochs(task)
