@@ -4,8 +4,9 @@ Every import counts: those inside functions (a lazy import is still a dependency
 those under `if TYPE_CHECKING:` (a type-only cycle is still two modules that need each
 other). LAYERS below is the one statement of the order, bottom first; a package may import
 its own layer or any layer below it, never one above. Packages of one layer may import each
-other, but the packages' graph must stay acyclic too. docs/ARCHITECTURE.md draws the same
-picture.
+other, but the packages' graph must stay acyclic too. Imports by name (importlib) must go
+down as well, except the registry loaders listed in BY_NAME_LOADERS. docs/ARCHITECTURE.md
+draws the same picture.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
 ]
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+
+# Imports by name (importlib.import_module with a module named in a string) go down the layers
+# too, with these exceptions, each a plugin loader of a registry in a lower layer: before io
+# rebuilds a saved model it imports the packages that register module kinds and tensor
+# encodings. The package root's lazy re-exports (rnnslim.__init__) are the public facade and
+# are not checked.
+BY_NAME_LOADERS = {
+    "rnnslim.io.modules": {"rnnslim.quantize.modules", "rnnslim.quantize.int8.modules", "rnnslim.early_exit.heads",
+                           "rnnslim.lowrank.linear"},
+    "rnnslim.io.encodings": {"rnnslim.quantize.storage"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -102,6 +114,17 @@ def _upward(g: dict[str, set[str]]) -> list[str]:
                   for m, deps in g.items() for d in deps if RANK[package(d)] > RANK[package(m)])
 
 
+def _by_name(path: Path, known: dict[str, Path]) -> set[str]:
+    """Modules named in string constants ("rnnslim.x.y" or "rnnslim.x.y:Name") of a module that
+    calls importlib.import_module."""
+    src = path.read_text()
+    if "import_module" not in src:
+        return set()
+    names = {n.value.split(":")[0] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant)
+             and isinstance(n.value, str)}
+    return {n for n in names if n in known}
+
+
 def test_every_package_has_a_layer():
     missing = sorted({package(m) for m in _modules()} - set(RANK))
     assert not missing, f"packages with no place in LAYERS (add them to the test and docs/ARCHITECTURE.md): {missing}"
@@ -122,6 +145,15 @@ def test_imports_go_down_the_layers():
     assert not bad, "imports that run up the layers:\n" + "\n".join(bad)
 
 
+def test_imports_by_name_go_down_the_layers_except_the_registry_loaders():
+    mods = _modules()
+    named = {m: _by_name(f, mods) - {m} - BY_NAME_LOADERS.get(m, set()) for m, f in mods.items() if m != "rnnslim"}
+    bad = _upward(named)
+    assert not bad, "imports by name that run up the layers:\n" + "\n".join(bad)
+    stale = {m: sorted(ok - _by_name(mods[m], mods)) for m, ok in BY_NAME_LOADERS.items() if ok - _by_name(mods[m], mods)}
+    assert not stale, f"BY_NAME_LOADERS lists imports the code no longer makes: {stale}"
+
+
 def test_the_checks_can_fail(tmp_path):
     """A planted cycle, a planted package cycle, a planted upward import and a type-only
     import are each found: the tests above are not vacuous."""
@@ -134,3 +166,7 @@ def test_the_checks_can_fail(tmp_path):
     type_only.write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
                          "    from rnnslim.io.format import load_model\n\n\ndef f():\n    import rnnslim.tasks\n")
     assert _imports(type_only, _modules()) == {"rnnslim.io.format", "rnnslim.tasks"}
+    by_name = tmp_path / "n.py"
+    by_name.write_text("import importlib\n\nfor m in ('rnnslim.pipeline.runner', 'rnnslim.tasks.charlm:CharLMTask'):\n"
+                       "    importlib.import_module(m)\n")
+    assert _by_name(by_name, _modules()) == {"rnnslim.pipeline.runner", "rnnslim.tasks.charlm"}
