@@ -24,7 +24,8 @@ def _kernel_available() -> bool:
 needs_kernel = pytest.mark.skipif(not _kernel_available(), reason="no C compiler / kernel here")
 
 
-def tied_model(cell: str = "lstm", tie: bool = True, hidden: int = 12, seed: int = 0) -> tuple[SequenceModel, SequenceModel]:
+def tied_model(cell: str = "lstm", tie: bool = True, hidden: int = 12,
+               seed: int = 0) -> tuple[SequenceModel, SequenceModel]:
     """(float model, its fully integer int8 copy): vocabulary 20, embedding 6, layers (hidden, 6)."""
     torch.manual_seed(seed)
     spec = ModelSpec(cell=cell, input_kind=InputKind.EMBEDDING, input_size=V, embed_size=E,

@@ -61,7 +61,8 @@ def test_tied_export_with_a_folded_table_equals_runner(tmp_path):
     assert facts.folded_embedding
     arrays = _int8_arrays((tmp_path / "c" / "lm.c").read_text())
     assert "emb" not in arrays and "dec_w" in arrays and "l0_wx_w" not in arrays
-    res = check_on_host(IntegerRunner(q, "portable"), tmp_path / "c", random_streams(V, 40, 12), flags=FLAGS["portable"])
+    runner = IntegerRunner(q, "portable")
+    res = check_on_host(runner, tmp_path / "c", random_streams(V, 40, 12), flags=FLAGS["portable"])
     assert res.ok, res.mismatches
 
 
