@@ -13,8 +13,8 @@ Layout torch -> Keras: kernel = weight_ih.T (in, G*H), recurrent_kernel = weight
 LSTM gate blocks i,f,g,o are Keras's i,f,c,o (same order), bias = bias_ih + bias_hh; GRU blocks r,z,n
 become Keras's z,r,h (first two swapped) with reset_after=True and bias [bias_ih; bias_hh] (2, 3H).
 
-Variants (each: float, full-integer int8, and the 16x8 mode with int16 activations where the converter
-offers it):
+Variants (each: float, full-integer int8, the 16x8 mode with int16 activations where the converter
+offers it, and "dynamic": int8 weights with float activations, LiteRT's mobile default, for reference):
     layer   Embedding -> LSTM/GRU layers (T = 1, batch 1) -> Dense, converted as TFLite converts a
             Keras model. LSTM becomes UNIDIRECTIONAL_SEQUENCE_LSTM, whose state lives in variable
             tensors that persist between invocations: one invoke per character streams with the state
@@ -156,9 +156,13 @@ def build_step_model(keras, spec: dict, w: dict):
 # ---- conversion --------------------------------------------------------------------------------------------
 
 def convert(tf, model, mode: str, representative=None) -> bytes:
-    """mode float | int8 (TFLITE_BUILTINS_INT8) | 16x8 (int16 activations, int8 weights); float I/O."""
+    """mode float | int8 (TFLITE_BUILTINS_INT8) | 16x8 (int16 activations, int8 weights) | dynamic (int8
+    weights, float activations: Optimize.DEFAULT without data, LiteRT's "dynamic range" hybrid kernels,
+    not a microcontroller model); float I/O."""
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float":
+    if mode == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode != "float":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
         ops = tf.lite.OpsSet
@@ -194,16 +198,17 @@ class LiteRTStream:
         out_by_index = sorted(outs.items(), key=lambda kv: kv[0])
         self.out_names = [n for n, _ in out_by_index]
         self.out_idx = {n: d["index"] for n, d in outs.items()}
+        self.out_shape = {n: tuple(d["shape"]) for n, d in outs.items()}
+        self.in_shape = {n: tuple(d["shape"]) for n, d in ins.items()}
         self.ids_idx = self.in_idx["ids"]
         self.ops = sorted({o["op_name"] for o in self.it._get_ops_details()})
         self._map_outputs(spec)
         self.reset()
 
     def _map_outputs(self, spec: dict) -> None:
-        """Which output is the logits and which the new state of each input state (by a probe step)."""
+        """Which output is the logits, and the new state of each input state in model order."""
         V = len(spec["vocab"])
-        logits = [n for n in self.out_names if self.it.get_tensor(self.out_idx[n]).shape[-1] == V
-                  and self.it.get_tensor(self.out_idx[n]).ndim == 3]
+        logits = [n for n in self.out_names if len(self.out_shape[n]) == 3 and self.out_shape[n][-1] == V]
         self.logits_idx = self.out_idx[logits[0]]
         rest = [n for n in self.out_names if n != logits[0]]
         # tf_keras names outputs "rnn{k}", "rnn{k}_1", ... in model order: sort by the layer then position
@@ -216,7 +221,7 @@ class LiteRTStream:
 
     def reset(self) -> None:
         self.it.reset_all_variables()  # the fused LSTM's state tensors (variables) back to zero
-        self.state = [np.zeros(tuple(self.it.get_tensor(self.in_idx[n]).shape), np.float32) for n in self.names]
+        self.state = [np.zeros(self.in_shape[n], np.float32) for n in self.names]
 
     def step(self, token: int) -> np.ndarray:
         it = self.it
@@ -227,6 +232,19 @@ class LiteRTStream:
         if self.explicit:
             self.state = [it.get_tensor(i) for i in self.state_out_idx]
         return it.get_tensor(self.logits_idx).reshape(-1)
+
+
+def tensor_types(it) -> dict:
+    """How many tensors of each type the model holds, and the names of its int16 ones (the integer LSTM's
+    cell state and gate intermediates)."""
+    counts: dict = {}
+    int16 = []
+    for d in it.get_tensor_details():
+        t = np.dtype(d["dtype"]).name
+        counts[t] = counts.get(t, 0) + 1
+        if t == "int16":
+            int16.append(d["name"])
+    return {"counts": counts, "int16_tensors": int16[:12]}
 
 
 def stream_logits(runner, x: np.ndarray) -> np.ndarray:
@@ -332,6 +350,7 @@ def measure_variant(tfl: bytes, spec: dict, explicit: bool, ids: np.ndarray, arg
     V = len(spec["vocab"])
     run = LiteRTStream(tfl, spec, explicit)
     row["ops"] = run.ops
+    row["tensor_types"] = tensor_types(run.it)
     row["tflite_bytes"] = len(tfl)
     t0 = time.perf_counter()
     logits = stream_logits(run, ids[:-1])
@@ -420,7 +439,7 @@ def machine() -> dict:
     with contextlib.suppress(OSError):
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                     if ln.startswith("model name")), "")
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "load_avg_start": list(os.getloadavg())}
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
 
 
 def rnnslim_reference(args, tmp: Path) -> dict:
@@ -442,7 +461,7 @@ def main() -> None:
     ap.add_argument("--parity-chars", type=int, default=2000)
     ap.add_argument("--tflm-chars", type=int, default=2000, help="characters streamed through TFLite Micro")
     ap.add_argument("--main-python", default=str(ROOT / ".venv" / "bin" / "python"))
-    ap.add_argument("--modes", default="float,int8,16x8")
+    ap.add_argument("--modes", default="float,int8,16x8,dynamic")
     ap.add_argument("--variants", default="layer,step")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -459,7 +478,7 @@ def main() -> None:
     if args.child_convert:
         return child_convert(args, tf, keras, spec, w, ids_all)
 
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), list(os.getloadavg())
     tmp = Path(tempfile.mkdtemp(prefix="peers_litert_"))
     ref = rnnslim_reference(args, tmp)
     ids = split(ids_all, "test")[: args.chars + 1]
@@ -487,11 +506,11 @@ def main() -> None:
         for mode in modes:
             row = {"variant": f"LiteRT {spec['cell'].upper()} {variant} model, {mode}", "api": variant, "mode": mode}
             rows.append(row)
-            if variant == "layer" and spec["cell"] == "gru" and mode != "float":
+            if variant == "layer" and spec["cell"] == "gru" and mode in ("int8", "16x8"):
                 row.update(convert_in_child(args.model, variant, mode))
                 print(f"{row['variant']:40s} {row.get('error') or row}", flush=True)
                 continue
-            rep = representative(calib, float_tfl, spec, explicit) if mode != "float" else None
+            rep = representative(calib, float_tfl, spec, explicit) if mode in ("int8", "16x8") else None
             t0 = time.perf_counter()
             try:
                 tfl = convert(tf, model, mode, rep)
@@ -527,7 +546,8 @@ def main() -> None:
         "parity": parity, "rows": rows, "rnnslim": ref,
         "calibration": f"{CALIB_SEGMENTS} x {CALIB_LEN} contiguous training characters at evenly spaced offsets "
                        f"of the training split, state carried",
-        "versions": versions(), "machine": {**machine(), "load_avg_end": list(os.getloadavg())},
+        "versions": versions(),
+        "machine": {**machine(), "load_avg_start": load_start, "load_avg_end": list(os.getloadavg())},
         "command": " ".join([Path(sys.executable).parent.parent.name + "/bin/python",
                              str(Path(__file__).relative_to(ROOT)), *sys.argv[1:]]),
         "seconds": round(time.perf_counter() - t_start, 1),

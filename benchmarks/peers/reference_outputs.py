@@ -86,7 +86,8 @@ def main() -> None:
 
     rows = []
     q = stream_nll(base, d)
-    rows.append({"variant": "rnnslim fp32 (torch)", "test_loss_nats": q["loss_nats"], "bits_per_char": q["bits_per_char"],
+    rows.append({"variant": "rnnslim fp32 (torch)", "test_loss_nats": q["loss_nats"],
+                 "bits_per_char": q["bits_per_char"],
                  "artifact_bytes": artifact_bytes(MODELS / f"{args.model}.json"),
                  "latency": latency(args, model=base), "note": "bytes: manifest + fp32 safetensors"})
 
