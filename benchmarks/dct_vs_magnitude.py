@@ -24,7 +24,7 @@ of prune_curves.py, task.evaluate), its change vs the input model, the validatio
 same evaluation on the validation split: a check on changes that look too good), the bytes
 the targets take in the saved safetensors file and their fraction of the denominator, and
 artifact_bytes (manifest + weights, everything needed to run). Noise band of the test
-loss: benchmarks/results/noise_band.json (paired 2 SE about 0.002 nats). One thread.
+loss: benchmarks/noise_band.py (table_parts.NOISE_BAND, BENCHMARKING.md's definition). One thread.
 Resumable: rows already in the results file are kept (--redo to recompute). Writes
 benchmarks/results/dct_vs_magnitude_<model>.json (+ .png).
 """
@@ -217,7 +217,7 @@ def main() -> None:
                                                 "bytes": denom},
                                 "eval": "test split, whole (55,768 predictions), batch 1, state carried; one-shot, "
                                         "no fine-tuning, no calibration data",
-                                "noise_band": "benchmarks/results/noise_band.json (paired 2 SE ~0.002 nats)",
+                                "noise_band": "benchmarks/results/noise_band.json (noise_band: spread over disjoint halves of the split)",
                                 "provenance": provenance(), "threads": args.threads, "rows": rows})
 
     if "valid_loss" not in dense:

@@ -12,8 +12,10 @@ Rows:
                                  tile-sparse where its matrices allow and, for those, also forced dense; the
                                  exported C library (rnnslim.runtime, torch-free, ctypes per step)
 Every rnnslim row carries its test loss (whole test split through the C kernel, bit-identical to the
-model's torch reference), bytes read per step and the memory-bandwidth floor (copy bandwidth measured in
-this run). Ratios are against the fastest baseline of each kind; the noise band of a ratio is
+model's torch reference), bytes read per step and its step time over the time to stream those bytes once
+at the copy bandwidth measured in this run (JSON keys x_floor / x_cache_floor: a reference, not a lower
+bound; table_parts.STREAM_REF). Ratios are against the fastest baseline of each kind (best torch:
+table_parts.BEST_TORCH); the noise band of a ratio is
 [its slowest-vs-fastest repeat pairing] from the per-repeat medians (BENCHMARKING.md, "Framing").
 Writes benchmarks/results/deploy_MODEL.json.
 """
@@ -32,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, MODELS, RESULTS, RUNS, update_results  # noqa: E402
+from table_parts import BEST_TORCH_VARIANTS  # noqa: E402
 
 from rnnslim.io.format import load_model  # noqa: E402
 from rnnslim.measure import memory_bandwidth  # noqa: E402
@@ -64,7 +67,7 @@ def kernel_row(label: str, model, d: torch.Tensor, bw, sparse="auto", **extra) -
     row["latency"] = timed(runner.stream_step_fn())
     row["floor_ms"] = bw.floor_ms(row["bytes_per_step"])
     row["x_floor"] = row["latency"]["median_ms"] / row["floor_ms"]
-    # the weights of one step fit in this CPU's caches: the floor that applies is the copy
+    # the weights of one step fit in this CPU's caches: the stream time that applies uses the copy
     # bandwidth of a buffer of the same size (L2 / L3), measured here too
     mib = max(1, -(-row["bytes_per_step"] // (1 << 20)))
     if mib not in CACHE_BW:
@@ -193,7 +196,8 @@ def main() -> None:
         return min(cands, key=lambda r: r["latency"]["median_ms"]) if cands else None
 
     refs = {"ONNX Runtime int8 dynamic": best(lambda r: r["variant"] == "ONNX Runtime int8 dynamic"),
-            "best torch": best(lambda r: r["kind"] == "baseline" and "ONNX" not in r["variant"]),
+            "best torch": best(lambda r: r["variant"] in BEST_TORCH_VARIANTS),
+            "torch.ao dynamic int8": best(lambda r: r["variant"].startswith("torch.ao dynamic int8")),
             "best baseline": best(lambda r: r["kind"] == "baseline"),
             "dense int8 C kernel": best(lambda r: r["variant"].startswith("int8 fully integer, dense"))}
     for r in rows:

@@ -9,9 +9,9 @@ points: whole-model budgets (max_params) with the plain and the data-aware SVD, 
 energy after the exact layer-0 fold. Each row: parameters, artifact_bytes of the saved model,
 per-site ranks and energy kept, the relative output error on 4 training batches, and the loss
 on the WHOLE validation split as one stream (batch 1, state carried: task.evaluate), in nats
-and its change against the input model. Noise band of a paired loss difference on a split:
-benchmarks/results/noise_band.json (about 0.002 nats). One thread; resumable (rows already in
-the results file are kept unless --redo). Writes benchmarks/results/lowrank_oneshot_<model>.json.
+and its change against the input model. Noise band of a loss change on a split:
+benchmarks/results/noise_band.json (table_parts.NOISE_BAND, BENCHMARKING.md's definition). One
+thread; resumable (rows already in the results file are kept unless --redo). Writes benchmarks/results/lowrank_oneshot_<model>.json.
 """
 
 from __future__ import annotations

@@ -11,7 +11,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
-from table_parts import change_cell, load_result, machine_line, ms_cell, noise_band, stage_chain  # noqa: E402
+from table_parts import (  # noqa: E402
+    BEST_TORCH,
+    STREAM_REF,
+    best_torch,
+    change_cell,
+    load_result,
+    machine_line,
+    ms_cell,
+    noise_band,
+    noise_sentence,
+    speedup,
+    stage_chain,
+)
 from tables_classify import small_classify_section  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
 from tables_family import dct_section, delta_section, early_exit_section, small_models_section  # noqa: E402
@@ -34,13 +46,6 @@ def _mark(ok: bool | None) -> str:
     return "" if ok is None else ("met" if ok else "**missed**")
 
 
-def _best_torch(base: dict) -> tuple[str | None, float | None]:
-    """(kind, median ms) of the fastest torch baseline row (default or oneDNN off)."""
-    cands = [(k, base[k]["latency"]["median_ms"]) for k in ("torch_default", "torch_no_onednn")
-             if base.get(k) and base[k].get("latency")]
-    return min(cands, key=lambda c: c[1]) if cands else (None, None)
-
-
 def quantize_section(model: str) -> list[str]:
     data = _load(f"quantize_{model}.json")
     if not data:
@@ -55,35 +60,30 @@ def quantize_section(model: str) -> list[str]:
     out = [f"### {model}: quantization", "", f"Machine and command: {_machine(data['provenance'])}.", "",
            f"Test loss: {res['eval']}. Latency: streaming step, batch 1, 1 thread, median of 5 x 200 steps "
            "[spread of the 5 medians]. All rows measured in the same run.", "",
-           "Ratios are against the fastest torch configuration measured here (default or oneDNN off: "
-           f"{'oneDNN off' if _best_torch(base)[0] == 'torch_no_onednn' else 'default'}) and ONNX Runtime's "
-           "dynamic int8" + (" (whose GRU node stays fp32: ORT cannot quantize a GRU)" if "gru" in model else "")
-           + ".", "",
+           f"{BEST_TORCH} Here best torch is torch nn "
+           f"{'with oneDNN off' if best_torch(base)[0] == 'torch_no_onednn' else 'default'}. `vs ORT int8`: the "
+           "speed-up over ONNX Runtime's dynamic int8"
+           + (" (whose GRU node stays fp32: ORT cannot quantize a GRU)" if "gru" in model else "") + ".", "",
            "| variant | test nats/char | change | artifact bytes | vs fp32 | step ms | vs best torch | "
            "vs ORT int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    td = _best_torch(base)[1] or torch_default.get("median_ms")
+    td = best_torch(base)[1] or torch_default.get("median_ms")
     oi = ort_int8.get("median_ms")
-    noise = (_load("noise_band.json") or {}).get(model)
-    band = noise["noise_band_2se"] if noise else None
-    if noise:
-        out[-2:-2] = [f"Noise (`benchmarks/noise_band.py`, block bootstrap over 50 blocks of the test split): the "
-                      f"split pins a model's own loss to +-{2 * noise['se_loss']:.3f} (2 s.e.); two models compared "
-                      f"on this same text differ by noise of +-{band:.4f} (2 s.e. of the paired difference). Changes "
-                      "inside that band are marked ~ (not a gain, not a loss).", ""]
+    band = noise_band(model)
+    out[-2:-2] = [noise_sentence(model), ""]
     for label, kind in (("baseline: torch nn default (fp32)", "torch_default"),
                         ("baseline: torch nn, oneDNN off (fp32)", "torch_no_onednn")):
         v = base.get(kind)
         if v and v.get("latency") and td and oi:
             m = v["latency"]["median_ms"]
             out.append(f"| {label} | {fp['test_loss_nats']:.4f} | | {fp['artifact_bytes']:,} | 100.0% | "
-                       f"{_ms(v['latency'])} | {m / td:.2f}x | {m / oi:.2f}x |")
+                       f"{_ms(v['latency'])} | {speedup(td, m)} | {speedup(oi, m)} |")
     for r in rows:
         lat = r.get("latency") or {}
         m = lat.get("median_ms")
         change = r["test_loss_nats"] - fp["test_loss_nats"]
         out.append(f"| {r['variant']} | {r['test_loss_nats']:.4f} | {change_cell(change, ref, band)} | "
                    f"{r['artifact_bytes']:,} | {r['artifact_bytes'] / fp['artifact_bytes']:.1%} | {_ms(lat)} | "
-                   + (f"{m / td:.2f}x | " if m and td else "- | ") + (f"{m / oi:.2f}x |" if m and oi else "- |"))
+                   + f"{speedup(td, m)} | {speedup(oi, m)} |")
     # targets of issue 4
     out += ["", "Targets (issue 4):", ""]
     by = {r["variant"]: r for r in rows}
@@ -112,7 +112,7 @@ def prune_section(model: str) -> list[str]:
     if not data:
         return []
     base = _baseline_rows(data["baseline"])
-    best_kind, td = _best_torch(base)
+    best_kind, td = best_torch(base)
     dense = data["baseline"]["model"]
     dense_loss = REFERENCE.get(model)
     dense_bytes = dense.get("artifact_bytes") or dense.get("size", {}).get("artifact_bytes")
@@ -120,8 +120,8 @@ def prune_section(model: str) -> list[str]:
     out = [f"### {model}: pruning", "", f"Machine and command: {_machine(data['provenance'])}.", "",
            "Fine-tuning on this 2-core CPU (no GPU was lent to this task). Test loss over the whole test split, "
            "batch 1. Latency: streaming step, batch 1, 1 thread, same run as the baselines. Stages show the "
-           "training each did (`+N ft steps`: fine-tuning inside a prune stage). Changes inside the noise band "
-           f"(+-{band or 0:.4f}, 2 s.e. of a paired difference on this split) are marked ~.", "",
+           f"training each did (`+N ft steps`: fine-tuning inside a prune stage). {noise_sentence(model)} "
+           f"{BEST_TORCH}", "",
            "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | vs dense | step ms | "
            "vs best torch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if td:
@@ -137,7 +137,7 @@ def prune_section(model: str) -> list[str]:
         name = r["recipe"] + (" (stopped early: stages shown ran)" if r.get("partial") else "")
         out.append(f"| {name} | {stage_chain(r, runs)} | {r['test_loss_nats']:.4f} | {change_cell(ch, dense_loss, band)} | "
                    f"{r['params']:,} | {r['nonzero_params']:,} | {r['artifact_bytes']:,} | "
-                   f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | " + (f"{m / td:.2f}x |" if m and td else "- |"))
+                   f"{r['artifact_bytes'] / dense_bytes:.1%} | {_ms(lat)} | {speedup(td, m)} |")
     out += ["", "Test loss after each stage of each run (from the pipeline's own report of that run; a stage may "
             "make it worse, and the table above reports the run's final model):", ""]
     for r in data.get("rows", []):
@@ -249,6 +249,30 @@ _ONE_SHOT_TARGETS = {  # issue 7: (method label, limit) on the test loss
 }
 
 
+def gptq_verdict(rows: list[dict], band: float | None) -> str:
+    """Where GPTQ wins, ties and loses against round-to-nearest at the same bits, all said as plainly."""
+    by = {r["method"]: r for r in rows}
+    said: dict[str, list[str]] = {"wins": [], "equal": [], "loses": []}
+    cost = []
+    for method, g in by.items():
+        if not method.startswith("gptq "):
+            continue
+        rtn = by.get("round-to-nearest " + method.removeprefix("gptq "))
+        if not rtn:
+            continue
+        d = g["test_loss"] - rtn["test_loss"]
+        verdict = "equal" if band is not None and abs(d) < band else ("wins" if d < 0 else "loses")
+        said[verdict].append(f"{method.removeprefix('gptq ')} ({g['test_loss']:.4f} vs {rtn['test_loss']:.4f}, {d:+.4f})")
+        cost.append(g["compute"]["seconds"] - rtn["compute"]["seconds"])
+    if not cost:
+        return ""
+    parts = [f"{k} at " + "; ".join(v) for k, v in (("**loses**", said["loses"]), ("wins", said["wins"]),
+                                                    ("is equal (inside the noise band)", said["equal"])) if v]
+    return (f"GPTQ against round-to-nearest with the same bits and grouping (test nats/char, GPTQ vs round-to-"
+            f"nearest): it {'; it '.join(parts)}. Each GPTQ run costs {min(cost):.0f}-{max(cost):.0f} s more "
+            "(calibration data and a Hessian per matrix) than round-to-nearest's seconds.")
+
+
 def reconstruct_section(model: str) -> list[str]:
     data = _load(f"reconstruct_{model}.json")
     if not data:
@@ -257,9 +281,8 @@ def reconstruct_section(model: str) -> list[str]:
     out = [f"### {model}: one shot, no fine-tuning", "",
            "Each row: the method alone on the uncompressed model; test split, whole, batch 1, state carried; "
            "compute = wall time of the method on this CPU (threads), calibration tokens (16 x 64 per batch); "
-           "no training step. Rows without reconstruction are measured in the same run. Noise: this split's test "
-           "loss moves by +-0.01-0.02 nats between near-equivalent models (issue 11), so differences inside that "
-           "band are 'equal', not gains or losses.",
+           "no training step. Rows without reconstruction are measured in the same run. "
+           + noise_sentence(model, marked=False),
            ""]
     for key, title in (("obs", "second-order pruning (prune_obs)"), ("gptq", "error-compensating quantization "
                                                                            "(quantize_gptq)"),
@@ -278,6 +301,8 @@ def reconstruct_section(model: str) -> list[str]:
             extra = f" ({r['params']:,} params)" if "params" in r else ""
             out.append(f"| {r['method']}{extra} | {r['test_loss']:.4f} | {r['delta_pct']:+.2f}% | "
                        f"{r['artifact_bytes']:,} | {_compute(r['compute'])} | {tgt} |")
+        verdict = gptq_verdict(part["rows"], noise_band(model)) if key == "gptq" else ""
+        out += ["", verdict] if verdict else []
         out.append("")
     return out
 
@@ -290,15 +315,14 @@ def recover_section(model: str) -> list[str]:
     dense = data["baseline"]["model"]
     dense_ms = ((base.get("model") or {}).get("latency") or {}).get("median_ms")
     band = noise_band(model)
-    best_torch = min((v["latency"]["median_ms"] for k, v in base.items() if k in ("torch_default", "torch_no_onednn")
-                      and v.get("latency")), default=None)
+    td = best_torch(base)[1]
     out = [f"### {model}: recovery runs (cut, reconstruct, fine-tune)", "",
            f"Machine and command: {_machine(data['provenance'])}.", "",
            "Test loss over the whole test split, batch 1. Latency: streaming step, batch 1, 1 thread, same run as "
            "the unpruned model and the torch baselines (median [spread of 5 medians]; identical 216x2 models "
            "differ by up to 1.5x here, so latency ratios are +-50 %). Compute: every stage's wall time and "
            "training steps on this CPU, one thread per run while up to three runs and benchmark jobs shared "
-           "the 2 cores (wall times are upper bounds).", "",
+           f"the 2 cores (wall times are upper bounds). {noise_sentence(model)} {BEST_TORCH}", "",
            "| recipe | stages | test nats/char | change | params | non-zero | artifact bytes | step ms | vs unpruned "
            "(same kernels) | vs best torch | compute |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for kind in ("model", "torch_no_onednn"):
@@ -316,7 +340,7 @@ def recover_section(model: str) -> list[str]:
                    f"{change_cell(ch, REFERENCE[model], band)} | {r['params']:,} | "
                    f"{r['nonzero_params']:,} | {r['artifact_bytes']:,} | {_ms((r.get('latency') or {}).get('1'))} | "
                    + (f"{dense_ms / m:.2f}x | " if m and dense_ms else "- | ")
-                   + (f"{best_torch / m:.2f}x | " if m and best_torch else "- | ") + f"{comp.get('device', 'cpu')}: {cs} |")
+                   + f"{speedup(td, m)} | {comp.get('device', 'cpu')}: {cs} |")
     out += ["", "Test loss after each stage, and what each fine-tune selected on validation:", ""]
     for r in data.get("rows", []):
         rep = r.get("pipeline_report") or {}
@@ -369,25 +393,25 @@ def reference_section() -> list[str]:
         return []
     out = ["## Reference models and baselines (`rnnslim measure`)", "",
            f"Machine and command: {_machine(data['provenance'])}.", "",
-           "Streaming step at batch 1 (median of 5 x 200 steps [spread]); throughput in time steps/s at batch 64 x 128; "
-           "floor = weight bytes read per step / copy bandwidth measured in the same run.", "",
+           "Streaming step at batch 1 (median of 5 x 200 steps [spread]); throughput in time steps/s at batch 64 x 128. "
+           f"{BEST_TORCH} {STREAM_REF}", "",
            "| model | test nats/char | params | artifact bytes | variant | threads | step ms | vs best torch | "
-           "steps/s | x floor |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+           "steps/s | x stream |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for name, rep in data.items():
         if name == "provenance":
             continue
         q = rep["model"]["quality"]["metrics"]["loss_nats"]
         size = rep["model"]["size"]
-        best = {}  # threads -> fastest torch row (default or oneDNN off) of this run
-        for v in rep["variants"]:
-            if v.get("kind") in ("torch_default", "torch_no_onednn") and v.get("latency"):
-                best[v["threads"]] = min(best.get(v["threads"], float("inf")), v["latency"]["median_ms"])
+        best = {}  # threads -> best torch's step ms in this run (BEST_TORCH)
+        for threads in {v["threads"] for v in rep["variants"]}:
+            best[threads] = best_torch({v["kind"]: v for v in rep["variants"] if v["threads"] == threads})[1]
         for v in rep["variants"]:
             if v.get("status") != "ok":
                 continue
             tp = (v.get("throughput") or {}).get("steps_per_s")
             out.append(f"| {name} | {q:.4f} | {size['parameters']:,} | {size['artifact_bytes']:,} | {v['label']} | "
-                       f"{v['threads']} | {_ms(v['latency'])} | {v['latency']['median_ms'] / best[v['threads']] if v.get('latency') and best.get(v['threads']) else 0:.3f} | "
+                       f"{v['threads']} | {_ms(v['latency'])} | "
+                       f"{speedup(best.get(v['threads']), (v.get('latency') or {}).get('median_ms'))} | "
                        f"{tp:,.0f} | {v.get('x_floor') or 0:.2f} |" if tp else "")
     return out + [""]
 

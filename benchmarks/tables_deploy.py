@@ -8,7 +8,7 @@ import json
 from common import RESULTS
 from table_parts import load_result as _load
 from table_parts import machine_line as _machine
-from table_parts import ms_cell
+from table_parts import BEST_TORCH, BEST_TORCH_VARIANTS, STREAM_REF, ms_cell
 
 
 def _ms(lat: dict | None) -> str:
@@ -19,25 +19,42 @@ def _x(s: dict | None) -> str:
     return "-" if not s else f"{s['x']:.2f}x [{s['band'][0]:.2f}-{s['band'][1]:.2f}]"
 
 
+def _speedup(ref: dict | None, row: dict) -> dict | None:
+    """The row's speed-up over `ref` with the band from pairing their extreme medians (as deploy_bench)."""
+    if not ref or not ref.get("latency") or not row.get("latency"):
+        return None
+    b, m = ref["latency"], row["latency"]
+    return {"x": b["median_ms"] / m["median_ms"], "band": [min(b["medians_ms"]) / max(m["medians_ms"]),
+                                                        max(b["medians_ms"]) / min(m["medians_ms"])]}
+
+
+def _fastest(rows: list[dict], variants: tuple[str, ...]) -> dict | None:
+    cands = [r for r in rows if r.get("variant") in variants and r.get("latency")]
+    return min(cands, key=lambda r: r["latency"]["median_ms"]) if cands else None
+
+
 def deploy_section(model: str) -> list[str]:
     data = _load(f"deploy_{model}.json")
     if not data:
         return []
     r = data["result"]
-    refs = r["references"]
+    refs = {k: v for k, v in r["references"].items() if k != "best torch"}  # best torch: BEST_TORCH, below
+    torch_best = _fastest(r["rows"], BEST_TORCH_VARIANTS)
+    torch_ao = _fastest(r["rows"], ("torch.ao dynamic int8 (deprecated)",))
+    refs["best torch"] = torch_best["variant"] if torch_best else None
     out = [f"### {model}: streaming step, batch 1, 1 thread, every row in one run", "",
            f"Machine and command: {_machine(data['provenance'])}. Copy bandwidth {r['bandwidth_gb_s']:.1f} GB/s "
-           f"(floor = bytes read per step / bandwidth; the weights of these models fit this CPU's caches, so "
-           "the second floor uses the copy bandwidth of a buffer of the model's size, measured in the same run). "
-           "Latency: median of {r['timing']['repeats']} medians of "
-           f"{r['timing']['steps']} steps [fastest-slowest median]; ratios with the band from pairing the "
-           f"extreme medians. fp32 test loss {r['test_loss_fp32']:.4f}; rnnslim losses are the whole test split "
-           "through the C kernel.", "",
-           "| variant | test loss (change) | ms/step | bytes/step | x DRAM floor | x cache floor | vs ORT int8 dynamic | "
-           "vs best torch | vs dense int8 kernel |", "|---|---|---|---|---|---|---|---|---|"]
+           f"from DRAM; {STREAM_REF} `x DRAM stream` uses the DRAM copy bandwidth; the weights of these models "
+           "fit this CPU's caches, so `x cache stream` uses the copy bandwidth of a buffer of the model's size, "
+           f"measured in the same run. Latency: median of {r['timing']['repeats']} medians of "
+           f"{r['timing']['steps']} steps [fastest-slowest median]; speed-ups (> 1 = faster) with the band from "
+           f"pairing the extreme medians. {BEST_TORCH} fp32 test loss {r['test_loss_fp32']:.4f}; rnnslim losses "
+           "are the whole test split through the C kernel.", "",
+           "| variant | test loss (change) | ms/step | bytes/step | x DRAM stream | x cache stream | vs ORT int8 dynamic | "
+           "vs best torch | vs torch.ao int8 | vs dense int8 kernel |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         if row.get("status"):
-            out.append(f"| {row['variant']} | - | {row['status']} | | | | | | |")
+            out.append(f"| {row['variant']} | - | {row['status']} | | | | | | | |")
             continue
         loss = (f"{row['test_loss_nats']:.4f} ({row['test_loss_change_pct']:+.2f}%)"
                 if row.get("test_loss_nats") is not None and row.get("test_loss_change_pct") is not None else "-")
@@ -45,9 +62,10 @@ def deploy_section(model: str) -> list[str]:
         xf = f"{row['x_floor']:.2f}" if row.get("x_floor") else "-"
         xc = f"{row['x_cache_floor']:.2f}" if row.get("x_cache_floor") else "-"
         sp = row.get("speedup", {})
+        mine = row.get("kind") == "rnnslim"
         out.append(f"| {row['variant']} | {loss} | {_ms(row.get('latency'))} | {bps} | {xf} | {xc} | "
-                   f"{_x(sp.get('ONNX Runtime int8 dynamic'))} | {_x(sp.get('best torch'))} | "
-                   f"{_x(sp.get('dense int8 C kernel'))} |")
+                   f"{_x(sp.get('ONNX Runtime int8 dynamic'))} | {_x(_speedup(torch_best, row) if mine else None)} | "
+                   f"{_x(_speedup(torch_ao, row) if mine else None)} | {_x(sp.get('dense int8 C kernel'))} |")
     out += ["", f"References: {', '.join(f'{k} = {v}' for k, v in refs.items())}.", ""]
     return out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from table_parts import load_result as _load
 from table_parts import machine_line as _machine
-from table_parts import ms_cell
+from table_parts import ms_cell, noise_sentence
 
 
 def dct_section(model: str) -> list[str]:
@@ -60,7 +60,7 @@ def dct_section(model: str) -> list[str]:
     mag = {f: best_of("magnitude", f) for f in fractions}
     wins = [f"{f:.0%}: best DCT {best[f]['test_loss']:.4f} ({best[f]['family']}) vs best magnitude "
             f"{mag[f]['test_loss']:.4f} ({mag[f]['family']})" for f in fractions if best[f] and mag[f]]
-    out += ["", "Which wins where: " + "; ".join(wins) + f". Noise: {data.get('noise_band', '')}.", ""]
+    out += ["", "Which wins where: " + "; ".join(wins) + f". {noise_sentence(model, marked=False)}", ""]
     return out
 
 
@@ -199,7 +199,7 @@ def small_models_section(model: str = "charlstm-512x2") -> list[str]:
            "(not fine-tuned here). Test loss: whole test split, batch 1. Step latency is not shown: these runs "
            "were measured while other jobs loaded the 2 cores (load average 5-12) and the uncompressed model's own "
            "step varied 2.5x between runs. Compute: this CPU, 1 thread, shared (wall times are upper bounds). "
-           f"Changes inside the noise band (+-{band or 0:.4f}) are marked ~.", "",
+           f"{noise_sentence(model)}", "",
            "| recipe | stages | params | artifact bytes | test nats/char | vs dense 256x2 | compute |",
            "|---|---|---:|---:|---:|---:|---|"]
     rows = sorted(data["rows"], key=lambda r: r["test_loss_nats"])
