@@ -464,6 +464,7 @@ def main() -> None:
     ap.add_argument("--modes", default="float,int8,16x8,dynamic")
     ap.add_argument("--variants", default="layer,step")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--latency-rounds", type=int, default=3, help="interleaved rnnslim / LiteRT latency rounds")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--child-convert", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -498,6 +499,7 @@ def main() -> None:
 
     calib = calibration_stream(split(ids_all, "train"))
     rows: list[dict] = []
+    timed: list[tuple[dict, bytes, bool]] = []  # (row, .tflite, explicit state) of every streaming variant
     modes = args.modes.split(",")
     for variant in args.variants.split(","):
         explicit = variant == "step"
@@ -530,6 +532,7 @@ def main() -> None:
                 row["ops"], row["tflite_bytes"] = run.ops, len(tfl)
                 print(f"{row['variant']:40s} {len(tfl):>10,} B  ops {run.ops} (not streaming)", flush=True)
                 continue
+            timed.append((row, tfl, explicit))
             try:
                 measure_variant(tfl, spec, explicit, ids, args, ref_parity, row)
             except Exception as e:  # noqa: BLE001
@@ -539,11 +542,12 @@ def main() -> None:
                   f"{row.get('tflite_bytes', 0):>10,} B  {lat if lat is None else round(lat, 4)} ms  "
                   f"tflm {row.get('tflm', {}).get('arena_bytes', {})} {row.get('error', '')}", flush=True)
 
+    duel = None if args.no_latency else interleaved_latency(args, spec, timed)
     result = {
         "model": args.model, "test_chars": int(len(ids) - 1),
         "test_text": f"the first {len(ids) - 1} characters of the test split [0.95, 1.0) of "
                      f"../shared/data/tinyshakespeare.txt, one stream at batch 1, state carried",
-        "parity": parity, "rows": rows, "rnnslim": ref,
+        "parity": parity, "rows": rows, "rnnslim": ref, "interleaved_latency": duel,
         "calibration": f"{CALIB_SEGMENTS} x {CALIB_LEN} contiguous training characters at evenly spaced offsets "
                        f"of the training split, state carried",
         "versions": versions(),
@@ -560,6 +564,34 @@ def main() -> None:
     tmp_out.write_text(json.dumps(data, indent=1, default=str))
     os.replace(tmp_out, args.out)
     print(f"wrote {args.out} ({result['seconds']} s)", flush=True)
+
+
+def interleaved_latency(args, spec: dict, timed: list) -> dict:
+    """Step latency of rnnslim's int8 C kernel and of every LiteRT variant, taken in turns (a round: rnnslim
+    in a child process, then each variant), so that the ratios compare numbers measured under the same load."""
+    V = len(spec["vocab"])
+    cmd = [args.main_python, str(HERE / "reference_outputs.py"), "--model", args.model, "--out",
+           tempfile.mkdtemp(prefix="peers_lat_"), "--latency-only"]
+    rounds = []
+    for _ in range(args.latency_rounds):
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+        rn = json.loads(re.search(r"^LATENCY (\{.*\})$", p.stdout, re.M).group(1))["median_ms"]
+        peers = {row["variant"]: step_latency(LiteRTStream(tfl, spec, explicit), V)["median_ms"]
+                 for row, tfl, explicit in timed if "error" not in row}
+        rounds.append({"rnnslim_int8_c_kernel_ms": rn, "litert_ms": peers, "load_avg": list(os.getloadavg())})
+    rn_med = float(np.median([r["rnnslim_int8_c_kernel_ms"] for r in rounds]))
+    peer_med = {v: float(np.median([r["litert_ms"][v] for r in rounds])) for v in rounds[0]["litert_ms"]}
+    fastest = min(peer_med, key=peer_med.get) if peer_med else None
+    out = {"rounds": rounds, "rnnslim_int8_median_ms": rn_med, "litert_median_ms": peer_med,
+           "fastest_litert_variant": fastest,
+           "speedup_vs_fastest_litert": peer_med[fastest] / rn_med if fastest else None,
+           "speedup_per_variant": {v: ms / rn_med for v, ms in peer_med.items()},
+           "how": f"{args.latency_rounds} rounds; each: rnnslim int8 (reference_outputs.py --latency-only, "
+                  "streaming_latency) then every LiteRT variant (default delegates); medians over rounds"}
+    if fastest:
+        print(f"interleaved latency: rnnslim int8 {rn_med:.4f} ms, fastest LiteRT ({fastest}) {peer_med[fastest]:.4f} "
+              f"ms: {out['speedup_vs_fastest_litert']:.1f}x", flush=True)
+    return out
 
 
 def representative(calib: np.ndarray, float_tfl: bytes | None, spec: dict, explicit: bool):

@@ -1,7 +1,7 @@
 """rnnslim's side of the peer benchmarks: the same test prefix, reference logits and rnnslim's int8 row.
 
     .venv/bin/python benchmarks/peers/reference_outputs.py --model charlstm-256x2 --chars 20000 \
-        --parity-chars 2000 --out /tmp/peers_ref [--no-latency]
+        --parity-chars 2000 --out /tmp/peers_ref [--no-latency] [--latency-only]
 
 Run with the main venv (it imports rnnslim); the peer scripts (litert_bench.py, run with a separate
 venv that has no torch) call it as a subprocess and read what it writes into --out:
@@ -61,6 +61,15 @@ def latency(args, **kw) -> dict | None:
             "how": "rnnslim.measure.streaming_latency: median of 5 rounds x 200 steps after 50 warm-up, 1 thread"}
 
 
+def integer_model(base, task) -> tuple:
+    """A copy of `base` converted to fully integer int8, and the seconds the conversion took."""
+    m = copy.deepcopy(base)
+    calib = [b.inputs for b in task.calibration_batches(CALIB_BATCHES, batch_size=CALIB_BATCH, seq_len=CALIB_LEN)]
+    t0 = time.perf_counter()
+    quantize_int8_(m, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+    return m, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="charlstm-256x2")
@@ -68,11 +77,17 @@ def main() -> None:
     ap.add_argument("--parity-chars", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="print one line 'LATENCY {json}': the int8 C kernel's step latency only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     base = load_model(MODELS / f"{args.model}.json")
     task = CharLMTask.for_model(base, DATA)
+    if args.latency_only:
+        runner = IntegerRunner(integer_model(base, task)[0])
+        print("LATENCY " + json.dumps(latency(args, step_fn=runner.stream_step_fn())), flush=True)
+        return
     d = task.split("test")
     if args.chars:
         d = d[: args.chars + 1]
@@ -91,11 +106,7 @@ def main() -> None:
                  "artifact_bytes": artifact_bytes(MODELS / f"{args.model}.json"),
                  "latency": latency(args, model=base), "note": "bytes: manifest + fp32 safetensors"})
 
-    m = copy.deepcopy(base)
-    calib = [b.inputs for b in task.calibration_batches(CALIB_BATCHES, batch_size=CALIB_BATCH, seq_len=CALIB_LEN)]
-    t0 = time.perf_counter()
-    quantize_int8_(m, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
-    quant_s = time.perf_counter() - t0
+    m, quant_s = integer_model(base, task)
     runner = IntegerRunner(m)
     logits, _ = runner.run(d[:-1])
     q = nll(logits, d[1:])
