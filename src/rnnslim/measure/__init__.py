@@ -1,6 +1,6 @@
 """Honest measurement of recurrent models (BENCHMARKING.md): size, MACs per step, task quality,
 streaming latency and throughput, side by side with PyTorch and ONNX Runtime baselines and the
-memory-bandwidth floor, all in one run. Entry point: `measure(model, task=...)`."""
+time to stream the weights at the measured memory bandwidth, all in one run. Entry point: `measure(model, task=...)`."""
 
 from rnnslim.measure.bandwidth import Bandwidth, memory_bandwidth
 from rnnslim.measure.baselines import TorchReference, is_uncompressed

@@ -3,7 +3,8 @@
 One VariantResult per (variant, thread count): the model itself and each baseline, with
 step latency (median of medians and spread), latency ratios to `torch nn (default)` and to
 the fastest torch row at the same thread count (and its inverse, the speed-up), batch throughput, bytes on disk, weight bytes read per step, and the
-bandwidth floor with how far the variant is above it (x floor = latency / floor).
+time to stream the weights once at the measured bandwidth, and the latency as a multiple of it
+(x_floor = latency / floor_ms; JSON names kept; shown as "x stream": a reference, not a lower bound).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def render(report) -> str:
     lines.append(f"memory bandwidth (copy, read+write): {bw}")
     header = ["variant", "thr", "step ms median [spread]", "speed-up vs best torch", "steps/s (batch)", "on disk",
               "weights/step",
-              "floor ms", "x floor", "note"]
+              "stream ms", "x stream", "note"]
     lines += ["", *_grid(header, [_row(v) for v in report.variants])]
     notes = dict.fromkeys(f"* {v.label}: {v.batch_note}" for v in report.variants if v.batch_note and v.throughput)
     lines += list(notes)
@@ -87,6 +87,6 @@ def render(report) -> str:
               f"{mode}: {s.steps} steps x {s.repeats} rounds after {s.warmup} warm-up steps; throughput at batch "
               f"{s.batch} x {s.seq_len} steps; 'speed-up vs best torch' = the fastest torch nn row's latency "
               "(default or oneDNN off, same threads) / the row's latency: > 1 = faster",
-              "floor = weight bytes per step / copy bandwidth (DRAM); x floor < 1 means the weights are served "
-              "from cache"]
+              "stream = weight bytes per step / copy bandwidth (DRAM): the time to read the weights once, a "
+              "reference, not a lower bound; x stream < 1 means the weights are served from cache"]
     return "\n".join(lines)
