@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_model
+from transform_models import tiny_model
 
 from rnnslim.io.transform_encoding import circulant_expand, circulant_project
 from rnnslim.transform import BlockCirculant, block_circulant_

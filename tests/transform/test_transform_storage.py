@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model
+from transform_models import tiny_model
 from safetensors.torch import load_file, save_file
 
 from rnnslim.io.errors import ModelFormatError
