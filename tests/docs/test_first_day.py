@@ -34,11 +34,13 @@ CORPUS_CHARS = 8_000  # a few KB of the user's text; holds every character of th
 # (pattern in the documented command, replacement, why)
 FASTER = [
     (r"--max-steps 300\b", "--max-steps 8", "300 training steps take minutes"),
-    (r"--recipe deploy-int8(?= )", "--recipe deploy-int8-short.yaml", "SHORT_RECIPE: the built-in, fewer steps and batches"),
+    (r"--recipe deploy-int8(?= )", "--recipe deploy-int8-short.yaml", "SHORT_RECIPE: fewer steps and batches"),
     (r"^(rnnslim measure \S+)$", r"\1 --quick --threads 1", "full timing at 1 and 2 threads takes minutes"),
 ]
-SHORT_RECIPE = ("deploy-int8", {"max_steps: 2000": "max_steps: 4",  # built-in name, {its text: the test's}
-                                 "gptq: true": "gptq: true\n    gptq_batches: 2\n    calibration_batches: 2"})
+SHORT_RECIPE = ("deploy-int8", {  # the built-in's name, {its text: the test's}: steps and batches only
+    "max_steps: 2000": "max_steps: 4",
+    "criterion: magnitude": "criterion: magnitude\n    refit_batches: 2",
+    "gptq: true": "gptq: true\n    gptq_batches: 2\n    calibration_batches: 2"})
 
 # a command's beginning -> patterns (re.M) its output has, in the document and when run
 SHOWS = {
@@ -46,8 +48,8 @@ SHOWS = {
     "rnnslim recipes": [r"^deploy-int8 ", r"^search-int3 ", r"Use one by name: rnnslim compress MODEL --recipe"],
     "rnnslim compress": [r"^\| input \| \d+\.\d+ \|", r"^\| 03-int8_integer \| \d+\.\d+ \| [-+]",
                          r"done: final model in runs/lm-small/model", r"^report: runs/lm-small/report\.md"],
-    "rnnslim measure": [r"^baseline: the run's input model", r"^\w+: \d+(\.\d+)?x smaller, .* vs the best torch baseline",
-                        r"^model +1 .*C kernel", r"^torch nn \(default\) +1 "],
+    "rnnslim measure": [r"^baseline: the run's input model", r"^model +1 .*C kernel", r"^torch nn \(default\) +1 ",
+                        r"^\w+: \d+(\.\d+)?x smaller, .* vs the best torch baseline"],
     "rnnslim export": [r"^wrote lm_c/lm_small\.\{c,h\} \+ rnnslim_core\.h: flash [\d,]+ bytes .* RAM [\d,]+ bytes",
                        r"bit-exact on 100 streams", r"lm_small_encode: text -> ids"],
     "./generate": [r"^ROMEO:"],
@@ -130,8 +132,11 @@ def test_the_recipe_name_is_the_builtin_the_test_shortens(tmp_path):
     path = tmp_path / "deploy-int8-short.yaml"
     path.write_text(short_recipe(), encoding="utf-8")
     full, short = load_recipe("deploy-int8"), load_recipe(path)
-    assert [s.kind for s in short.stages] == [s.kind for s in full.stages] == ["prune_units", "finetune", "int8_integer"]
-    assert short.stages[0] == full.stages[0] and short.stages[1].max_steps == 4  # the same cut, fewer steps
+    kinds = ["prune_units", "finetune", "int8_integer"]
+    assert [s.kind for s in short.stages] == [s.kind for s in full.stages] == kinds
+    same = ("ratio", "round_to", "refit")  # the same cut
+    assert [getattr(short.stages[0], f) for f in same] == [getattr(full.stages[0], f) for f in same] == [0.25, 16, True]
+    assert short.stages[1].max_steps == 4 and short.stages[2].gptq == full.stages[2].gptq is True  # fewer steps
 
 
 def _check_output(command: str, output: str, shown: str | None) -> None:
