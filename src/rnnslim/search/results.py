@@ -35,6 +35,7 @@ def trial_rows(study) -> list[dict]:
                      "values": list(t.values) if t.values else None, "fidelity": res.get("fidelity"),
                      "loss": res.get("loss"), "loss_subset": res.get("loss_subset"), "test_loss": res.get("test_loss"),
                      "bytes": res.get("bytes"), "latency_ms": res.get("latency_ms"),
+                     "predicted_bytes": res.get("predicted_bytes", t.user_attrs.get("predicted_bytes")),
                      "constraints": res.get("constraints"), "feasible": feasible(res.get("constraints")),
                      "recipe_hash": t.user_attrs.get("recipe_hash"), "run_dir": res.get("run_dir"),
                      "rungs": {k[5:]: v for k, v in t.user_attrs.items() if k.startswith("rung_")},

@@ -17,6 +17,10 @@ same moment) is told FAIL with user attr `surplus` before it runs anything, so a
 with exactly `trials` COMPLETE trials unless trials fail. Ctrl-C fails the running trial
 and queues it again, like a killed worker. Every worker writes the results when it stops.
 
+A trial predicted over the byte cap (trial.OverByteCap: bytes from its shapes and bit widths,
+before any re-fit or fine-tune) is told PRUNED with its byte excess as its constraint; it does
+not count toward `trials`, and the sampler ranks it among the infeasible ones by that excess.
+
 Sampler: TPE (multi-objective, constant liar for parallel workers) or NSGA-II, both with
 the budget's constraints_func: a trial is feasible when all its constraint values are <= 0.
 """
@@ -37,9 +41,11 @@ from rnnslim.search.config import SearchConfig
 from rnnslim.search.space import ModelFacts, active_dimensions
 from rnnslim.search.storage import (WORKER_ATTR, Heartbeat, check_storage, open_storage, recover_stale,
                                     worker_identity)
-from rnnslim.search.trial import BASELINE_ATTR, INPUT_DIR, TrialContext, load_task, measure_baseline, run_trial
+from rnnslim.search.trial import (BASELINE_ATTR, INPUT_DIR, OverByteCap, TrialContext, load_task, measure_baseline,
+                                  run_trial)
 
 KEY_ATTR = "rnnslim_study_key"
+MAX_OVER_CAP_IN_A_ROW = 200  # trials pruned for their predicted bytes, in a row, before the search gives up
 
 
 def _constraints(frozen) -> list[float]:
@@ -158,7 +164,7 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
 
     started = time.monotonic()
     ctx, study = prepare(cfg, worker_index, log)
-    ran = failures = 0
+    ran = failures = over_cap = 0
     bar = progress_bar(cfg.trials, len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
                        f"search {cfg.study_name}", enabled=progress)
     try:
@@ -181,6 +187,17 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
                 t0 = time.perf_counter()
                 try:
                     values = run_trial(ctx, study, trial)
+                except OverByteCap as e:  # size before cost: no rung ran
+                    res = trial.user_attrs.get("result") or {}
+                    set_constraints(trial, res.get("constraints") or [])
+                    study.tell(trial, state=TrialState.PRUNED)
+                    over_cap += 1
+                    _say(log, f"trial {trial.number}: pruned before training, {e} "
+                              f"[{time.perf_counter() - t0:.2f} s]")
+                    if over_cap >= MAX_OVER_CAP_IN_A_ROW:
+                        raise RuntimeError(f"{over_cap} trials in a row were over the byte cap before training; "
+                                           "the space can hardly reach it: allow smaller widths or fewer bits") from e
+                    continue
                 except KeyboardInterrupt:
                     trial.set_user_attr("error", "interrupted (queued again)")
                     study.tell(trial, state=TrialState.FAIL)
@@ -194,7 +211,7 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
                     if failures >= cfg.max_failures:
                         raise RuntimeError(f"{failures} trials in a row failed; last: {type(e).__name__}: {e}") from e
                     continue
-                failures = 0
+                failures = over_cap = 0
                 res = trial.user_attrs.get("result") or {}
                 set_constraints(trial, res.get("constraints") or [])
                 study.tell(trial, values)

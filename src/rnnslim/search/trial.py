@@ -11,6 +11,12 @@ Layout of the search directory:
     OUT/trials/<hash>/search.json   the trial's result, written last (a second trial that
                                 samples the same recipe reuses it instead of running again)
 
+Size before cost: before its first rung a trial's artifact bytes are predicted from its shapes
+and bit widths (rnnslim.search.size, no re-fit, no fine-tune); a trial predicted over the byte
+cap raises OverByteCap with its result recorded (fidelity "predicted", its predicted bytes, a
+bytes constraint of predicted / cap - 1) and the worker tells it PRUNED with that constraint,
+so the sampler learns where the feasible region is without paying for a fine-tune there.
+
 Same recipe twice: a trial whose recipe hash matches a COMPLETE trial of the study copies
 its values (user attr `reused_from`); one that matches a trial still running on this host
 waits for its lock on the run directory and then reuses its search.json.
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnnslim.search.budget import Budget, constraint_values
+from rnnslim.search.budget import OBJECTIVES, Budget, constraint_values
 from rnnslim.search.config import SearchConfig
 from rnnslim.search.fidelity import promote, rung_plan
 from rnnslim.search.space import ModelFacts, build_stages
@@ -35,6 +41,10 @@ INPUT_DIR = "input"
 TRIALS_DIR = "trials"
 TRIAL_RESULT = "search.json"
 BASELINE_ATTR = "baseline"
+
+
+class OverByteCap(Exception):
+    """A trial whose predicted bytes are over the byte cap: it ends before any training."""
 
 
 @dataclass
@@ -183,6 +193,7 @@ def run_trial(ctx: TrialContext, study, trial) -> list[float]:
         result = {**_baseline_result(ctx), "fidelity": "full", "rungs": [], "run_dir": None}
         trial.set_user_attr("result", result)
         return values_of(result, ctx.objectives())
+    predicted = _predicted_bytes(ctx, trial, full_recipe)
     run_dir = cfg.out_dir / TRIALS_DIR / rhash
     lock = _DirLock(cfg.out_dir / TRIALS_DIR / f"{rhash}.lock")
     try:
@@ -191,12 +202,33 @@ def run_trial(ctx: TrialContext, study, trial) -> list[float]:
             trial.set_user_attr("result", done)
             trial.set_user_attr("reused_dir", True)
             return values_of(done, ctx.objectives())
-        result = _run_rungs(ctx, study, trial, stages, rhash, run_dir, Recipe, run_pipeline)
+        result = {**_run_rungs(ctx, study, trial, stages, rhash, run_dir, Recipe, run_pipeline),
+                  "predicted_bytes": predicted}
         write_json_atomic(run_dir / TRIAL_RESULT, result)
     finally:
         lock.close()
     trial.set_user_attr("result", result)
     return values_of(result, ctx.objectives())
+
+
+def _predicted_bytes(ctx: TrialContext, trial, full_recipe: dict) -> int:
+    """The trial's artifact bytes from its shapes and bit widths (rnnslim.search.size), recorded;
+    OverByteCap, with the trial's result recorded, when they are over the byte cap."""
+    from rnnslim.pipeline.recipe import Recipe
+    from rnnslim.search.size import predict_bytes
+
+    t0 = time.perf_counter()
+    predicted = predict_bytes(ctx.model, ctx.task, Recipe.from_dict(full_recipe, source=f"trial {trial.number}"))
+    trial.set_user_attr("predicted_bytes", predicted)
+    cap = ctx.caps.get("bytes")
+    if cap is None or predicted <= cap:
+        return predicted
+    excess = predicted / cap - 1
+    trial.set_user_attr("result", {"loss": None, "test_loss": None, "bytes": predicted, "predicted_bytes": predicted,
+                                   "latency_ms": None, "fidelity": "predicted", "rungs": [], "run_dir": None,
+                                   "wall_s": time.perf_counter() - t0,
+                                   "constraints": [0.0 if k != "bytes" else excess for k in OBJECTIVES]})
+    raise OverByteCap(f"predicted {predicted:,} bytes, {100 * excess:.1f} % over the cap of {cap:,.0f}")
 
 
 def _check_warm_start(study, trial) -> None:

@@ -1,0 +1,88 @@
+"""Size before cost: the bytes predicted from a recipe's shapes and bit widths are those of the
+model the pipeline finishes with; a trial over the byte cap ends before any training, PRUNED
+with its byte excess as the constraint the sampler ranks it by."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from search_helpers import FAST, FAST_SPACE, load_study, make_model
+
+import rnnslim
+from rnnslim.io.format import artifact_bytes, load_model, resolve_model_path
+from rnnslim.pipeline import stage as stage_registry
+from rnnslim.pipeline.recipe import Recipe
+from rnnslim.pipeline.runner import run_pipeline
+from rnnslim.search.run import _constraints
+from rnnslim.search.size import predict_bytes
+from rnnslim.tasks.charlm import CharLMTask
+
+FT = {"kind": "finetune", "max_steps": 3, "lr": 0.003, "batch_size": 4, "seq_len": 16, "eval_max_steps": 100}
+CONFIGS = {
+    "widths+int3/int8": [{"kind": "prune_units", "per_layer": {0: 0.5, 1: 0.25}, "round_to": 4, "refit_batches": 1},
+                         FT, {"kind": "quantize_weights", "bits": 3, "targets": ["rnn", "input_proj"], "clip": "mse"},
+                         {"kind": "quantize_weights", "bits": 8, "targets": ["embedding", "decoder"], "clip": "mse"}],
+    "int4": [FT, {"kind": "quantize_weights", "bits": 4, "targets": ["rnn", "input_proj"]}],
+    "sparsity": [{"kind": "prune", "sparsity": 0.7, "calibration_batches": 1}, FT],
+}
+
+
+def _shape_only(node):
+    """The manifest with what only values decide blanked: stage run records (training logs,
+    error figures), floats, the weights' hash."""
+    if isinstance(node, dict):
+        return {k: ({} if k == "record" else "-" if k == "weights_sha256" else _shape_only(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_shape_only(v) for v in node]
+    return 0.0 if isinstance(node, float) else node
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_predicted_bytes_are_the_finished_models(tmp_path, name):
+    model_dir, data = make_model(tmp_path)
+    model, task = load_model(model_dir), CharLMTask(data)
+    recipe = Recipe.from_dict({"version": 1, "name": "size-test", "seed": 0,
+                               "measure": {"latency": False, "eval_max_steps": 100}, "stages": CONFIGS[name]})
+    predicted = predict_bytes(model, task, recipe, keep=tmp_path / "skeleton")
+    res = run_pipeline(model, recipe, task, tmp_path / "run", progress=False)
+    final = res.out_dir / "model"
+    assert artifact_bytes(tmp_path / "skeleton") == predicted
+    (sj, sw), (fj, fw) = resolve_model_path(tmp_path / "skeleton"), resolve_model_path(final)
+    assert sw.stat().st_size == fw.stat().st_size  # the weights: shapes, encodings and bits, byte for byte
+    skel, done = json.loads(sj.read_text()), json.loads(fj.read_text())
+    assert _shape_only(skel) == _shape_only(done)  # every tensor record, config, kept unit and hash
+    # the rest is the run records' text (the fine-tune's log is only in the finished model)
+    records = sum(len(json.dumps(h.get("record"), indent=1)) for h in done["history"] if "record" in h)
+    assert 0 < artifact_bytes(final) - predicted <= records
+    assert predicted < artifact_bytes(model_dir) or name == "sparsity"
+
+
+def test_an_over_cap_trial_ends_before_training_and_the_sampler_gets_its_excess(tmp_path, monkeypatch):
+    model, data = make_model(tmp_path)
+    out = tmp_path / "search"
+    calls = []
+    kind_cfg, finetune = stage_registry._STAGES["finetune"]
+    monkeypatch.setitem(stage_registry._STAGES, "finetune",
+                        (kind_cfg, lambda m, cfg, ctx: calls.append(cfg.max_steps) or finetune(m, cfg, ctx)))
+    over = {"width_l0": 16, "width_l1": 16, "sparsity_kind": "none", "finetune_steps": 4, "quant": "none"}
+    inside = {"width_l0": 8, "width_l1": 8, "sparsity_kind": "none", "finetune_steps": 0, "quant": "quantize_weights",
+              "bits_rnn": 4, "bits_io": 8}
+    res = rnnslim.search(str(model), data=str(data), budget="bytes=2/3", trials=1, out=out, space=FAST_SPACE,
+                         enqueue=[over, inside], **FAST)
+    cap = res["caps"]["bytes"]
+    rows = {r["number"]: r for r in res["trials"]}
+    assert res["states"] == {"PRUNED": 1, "COMPLETE": 1}  # the pruned one does not count toward trials=1
+    assert calls == []  # no fine-tune ran: the over-cap trial stopped before its first rung
+    pruned, done = rows[0], rows[1]
+    assert pruned["params"] == over and pruned["state"] == "PRUNED" and pruned["fidelity"] == "predicted"
+    assert pruned["predicted_bytes"] > cap and pruned["bytes"] == pruned["predicted_bytes"] and pruned["run_dir"] is None
+    assert not pruned["feasible"] and not (out / "trials" / pruned["recipe_hash"]).exists()
+    assert done["state"] == "COMPLETE" and done["predicted_bytes"] <= cap and res["best"]["trial"] == 1
+    excess = pruned["predicted_bytes"] / cap - 1
+    trial = load_study(out).trials[0]
+    assert trial.constraints == pytest.approx({"loss": 0.0, "bytes": excess, "latency_ms": 0.0})  # Optuna >= 5
+    assert _constraints(trial) == pytest.approx([0.0, excess, 0.0])  # the constraints_func of older Optuna
+    from optuna.samplers._tpe.sampler import _get_infeasible_trial_score
+
+    assert _get_infeasible_trial_score(trial) == pytest.approx(excess)  # TPE ranks it among the infeasible
