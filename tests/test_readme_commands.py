@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from doc_commands import bash_commands, children_cpu_s, console_argv, fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
