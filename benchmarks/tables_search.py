@@ -48,8 +48,9 @@ def _all_trial_rows(rows: list[dict]) -> list[str]:
         num = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
         out.append(f"| {p['trial']}{' (hand-seeded)' if p.get('hand_seeded') else ''} | {p['state']} | "
                    f"{p.get('fidelity') or '-'} | {_pct(p.get('valid_change_pct'))} | {_pct(p.get('test_change_pct'))} | "
-                   f"{num(p.get('bytes'))} | {num(p.get('predicted_bytes'))} | {num(p.get('wall_s'))} | "
-                   f"{'yes' if p.get('within_budget') else 'no'} | {_recipe(p['params'])} |")
+                   f"{num(p.get('bytes'))} | {num(p.get('predicted_bytes'))} | "
+                   f"{'-' if p.get('wall_s') is None else format(p['wall_s'], ',.1f')} | "
+                   f"{ {True: 'yes', False: 'no'}.get(p.get('within_budget'), '-') } | {_recipe(p['params'])} |")
     return out
 
 
