@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import RESULTS, update_results  # noqa: E402
 from user_models import USER_MODELS, fit, train_briefly  # noqa: E402
 
+from rnnslim.lowrank import LowRankLinears, lowrank_linears_  # noqa: E402
 from rnnslim.prune import (  # noqa: E402
     BlockPruning,
     NMPruning,
@@ -40,12 +41,11 @@ from rnnslim.prune import (  # noqa: E402
     prune_unstructured_,
     save_edited,
 )
-from rnnslim.train.distill import kd_loss  # noqa: E402
-from rnnslim.lowrank import LowRankLinears, lowrank_linears_  # noqa: E402
 from rnnslim.quantize.api import QAT, WeightOnly, quantize_  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402
 from rnnslim.quantize.qat import convert_qat_  # noqa: E402
 from rnnslim.students import StudentSpec, make_student  # noqa: E402
+from rnnslim.train.distill import kd_loss  # noqa: E402
 
 
 def _sparse(fn):

@@ -57,6 +57,7 @@ def tiny_classify_task(tmp_path):
     synthetic sequences ('up' / 'down' ramps, 2 features, lengths 4..10; classify_data.py)
     written to tmp_path/train.csv and tmp_path/test.csv."""
     from classify_data import make_sequences, write_long_csv
+
     from rnnslim.tasks.classify import ClassifyTask
 
     def make(train: int = 40, test: int = 10, **task_kw) -> ClassifyTask:

@@ -7,6 +7,7 @@ import copy
 import json
 
 import torch
+from classify_data import make_sequences, write_long_csv
 from torch import nn
 from typer.testing import CliRunner
 
@@ -15,7 +16,6 @@ from rnnslim.cli import app
 from rnnslim.io.format import load_model, save_model
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.tasks.classify import ClassifyTask
-from classify_data import make_sequences, write_long_csv
 
 runner = CliRunner()
 

@@ -7,8 +7,10 @@ import re
 import subprocess
 
 import pytest
+from compilers import needs_cc
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from int8_models import integer_model
 
 from rnnslim.export.c_float import export_c_float
 from rnnslim.export.c_names import MAX_LENGTH, c_identifier
@@ -16,9 +18,6 @@ from rnnslim.export.c_source import export_c
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.runtime import read_manifest
 from rnnslim.runtime.build import find_compiler
-
-from compilers import needs_cc
-from int8_models import integer_model
 
 IDENT = re.compile(rf"[a-z_][a-z0-9_]{{0,{MAX_LENGTH - 1}}}")
 C_KEYWORDS = {"int", "char", "static", "return", "while", "struct", "typedef", "void", "if", "for", "bool"}

@@ -7,15 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from compilers import needs_cc
+from int8_models import integer_model, zero_tiles
 
 from rnnslim.export.c_check import check_on_host, fnv1a64, random_streams
 from rnnslim.export.c_names import c_identifier
 from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import read_manifest
-
-from compilers import needs_cc
-from int8_models import integer_model, zero_tiles
 
 FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native")}
 

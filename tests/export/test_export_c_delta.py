@@ -6,15 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+from compilers import needs_cc
+from int8_models import delta_model as _model
 
 from rnnslim.export.c_check import check_on_host, random_streams
 from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import set_delta_threshold_
 from rnnslim.runtime import read_manifest
-
-from compilers import needs_cc
-from int8_models import delta_model as _model
 
 FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native")}
 

@@ -11,13 +11,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from compilers import needs_cc
+from int8_models import integer_model
 
 from rnnslim.export import c_check
 from rnnslim.export.formats import export_model
 from rnnslim.runtime import ExportError, verify_export
-
-from compilers import needs_cc
-from int8_models import integer_model
 
 TESTS = Path(__file__).resolve().parents[1]
 

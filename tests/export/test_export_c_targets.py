@@ -6,6 +6,7 @@ Cortex-M4F (qemu-system-arm -M mps2-an386, semihosting), AArch64 NEON and portab
 from __future__ import annotations
 
 import pytest
+from int8_models import integer_model, zero_tiles
 
 from rnnslim.export.c_check import random_streams
 from rnnslim.export.c_source import export_c
@@ -21,8 +22,6 @@ from rnnslim.export.targets import (
     toolchain_available,
 )
 from rnnslim.quantize.int8 import IntegerRunner
-
-from int8_models import integer_model, zero_tiles
 
 CROSS = ["cortex-m4", "aarch64", "aarch64-portable"]
 MODELS = {"lstm": ("lstm", False), "gru": ("gru", False), "lstm-tile-sparse": ("lstm", True),

@@ -22,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from compilers import needs_cc
+from int8_models import delta_model as _delta_base
+from int8_models import feature_model, integer_model, zero_tiles
 
 from rnnslim.export.c_check import check_on_host, random_streams
 from rnnslim.export.c_float import export_c_float
@@ -30,10 +33,6 @@ from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceMo
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import set_delta_threshold_
 from rnnslim.runtime.build import find_compiler
-
-from compilers import needs_cc
-from int8_models import delta_model as _delta_base
-from int8_models import feature_model, integer_model, zero_tiles
 
 # -Werror on everything -Wall / -Wextra / -pedantic enable, plus what embedded builds commonly add
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wshadow", "-Wundef",

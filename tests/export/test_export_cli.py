@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from int8_models import integer_model, needs_kernel
 from typer.testing import CliRunner
 
 from rnnslim.cli import app
 from rnnslim.io.format import save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-
-from int8_models import integer_model, needs_kernel
 
 runner = CliRunner()
 
@@ -78,13 +77,12 @@ def test_an_edited_directory_says_how_to_export_it_and_that_way_works(tmp_path):
     """`rnnslim export DIR` of a save_edited directory: one line naming the user's class and the
     Python steps; following them (load_edited, capture, save_model) gives a model that exports."""
     import torch
+    from examples_lm import ExamplesWordLM
 
     from rnnslim.capture import capture
     from rnnslim.io.edited import save_edited
     from rnnslim.prune import StructuredPruning, prune_units_
     from rnnslim.prune.structured.history import load_edited
-
-    from examples_lm import ExamplesWordLM
 
     torch.manual_seed(0)
     m, x = ExamplesWordLM().eval(), torch.randint(0, 30, (5, 2))

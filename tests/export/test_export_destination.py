@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from int8_models import integer_model
 from typer.testing import CliRunner
 
 from rnnslim.cli import app
@@ -19,8 +20,6 @@ from rnnslim.export.formats import export_model
 from rnnslim.export.torch_export import export_torch_program
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
-
-from int8_models import integer_model
 
 runner = CliRunner()
 

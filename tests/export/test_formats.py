@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from examples_lm import ExamplesWordLM, corpus  # noqa: E402
+from int8_models import needs_kernel
 
 from rnnslim.export.formats import export_model
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
-
-from examples_lm import ExamplesWordLM, corpus  # noqa: E402
-from int8_models import needs_kernel
 
 
 def _lm():

@@ -15,11 +15,11 @@ from torch import nn
 pytest.importorskip("onnx", reason="onnx is an optional extra (pip install 'rnnslim[onnx]')")
 pytest.importorskip("onnxruntime", reason="onnxruntime is an optional extra (pip install 'rnnslim[onnx]')")
 
+from compilers import needs_cc
+
 from rnnslim.export.formats import export_model  # noqa: E402
 from rnnslim.interop.onnx_import import import_onnx  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_  # noqa: E402
-
-from compilers import needs_cc
 
 
 class WordLM(nn.Module):

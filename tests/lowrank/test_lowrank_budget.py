@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
+from lowrank_models import inputs, make, out
 from pydantic import ValidationError
 
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, params, to_lstmp_
 from rnnslim.lowrank import api as lowrank_api
 from rnnslim.lowrank.svd import Piece, allocate, spectrum
-from lowrank_models import inputs, make, out
 
 
 def _same(a, b) -> bool:

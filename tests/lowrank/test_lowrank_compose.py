@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lowrank_models import inputs, make, out
 
 from rnnslim.io.format import load_model, save_model
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
@@ -14,7 +15,7 @@ from rnnslim.prune.targets import TargetKind, target_names
 from rnnslim.quantize.api import WeightOnly, quantize_
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.tasks.charlm import CharLMTask
-from lowrank_models import inputs, make, out
+
 
 @pytest.fixture(scope="module")
 def task():

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-
 from lowrank_models import inputs, make, out
+
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
 from rnnslim.models.sequence import LayerShape, ModelSpec, SequenceModel
 

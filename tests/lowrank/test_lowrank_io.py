@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from lowrank_models import inputs, make, out
 
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.format import artifact_bytes, load_model, save_model
 from rnnslim.lowrank import LowRank, ToLSTMP, lowrank_, to_lstmp_
-from lowrank_models import inputs, make, out
 
 
 @pytest.mark.parametrize("cell, edit", [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
 from user_models import WordLM
 
 from rnnslim.lowrank import LowRankLinear, LowRankLinears, lowrank_linears_  # noqa: E402

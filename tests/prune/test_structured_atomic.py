@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from user_models import HiddenAttrLM
 
 from rnnslim.prune import StructuredPruning, prune_units_
-from user_models import HiddenAttrLM
 
 
 class LiteralLM(HiddenAttrLM):

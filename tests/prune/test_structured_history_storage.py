@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from user_models import HiddenAttrLM
 
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.prune import StructuredPruning, prune_units_
@@ -14,8 +15,6 @@ from rnnslim.prune.masks import mark_sparse_
 from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.prune.unstructured import UnstructuredPruning, prune_unstructured_
 from rnnslim.quantize.api import WeightOnly, quantize_
-
-from user_models import HiddenAttrLM
 
 
 class TiedLM(nn.Module):

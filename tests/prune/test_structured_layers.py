@@ -83,10 +83,10 @@ def test_removing_a_torch_layer_updates_the_users_nlayers_and_inputs_follow(tmp_
     (recorded), a callable example_inputs builds a one-layer state, and the examples' loop runs,
     also through prune_(LayerRemoval) and save_edited / load_edited."""
 
+    from examples_lm import ExamplesWordLM, corpus, evaluate
+
     from rnnslim.prune import LayerRemoval, prune_
     from rnnslim.prune.structured.history import load_edited, save_edited
-
-    from examples_lm import ExamplesWordLM, corpus, evaluate
 
     torch.manual_seed(0)
     m, x, data = ExamplesWordLM(), torch.randint(0, 30, (5, 2)), corpus()

@@ -3,14 +3,12 @@ called like the torch module (state: one torch-shaped entry per layer), saves an
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from user_models import USER_MODELS, train_briefly
 
 from rnnslim.prune import StructuredPruning, load_edited, prune_units_, save_edited
 from rnnslim.recurrent.torch_contract import TorchContractStack
-
-from user_models import USER_MODELS, train_briefly
 
 
 @pytest.mark.parametrize("name", ["word LM, LSTM", "word LM, GRU"])

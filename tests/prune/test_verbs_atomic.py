@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from user_models import WordLM
 
 from rnnslim.prune import NMPruning, UnstructuredPruning, prune_nm_, prune_unstructured_, remove_layers_
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
-
-from user_models import WordLM
 
 
 def _snapshot(m):

@@ -8,8 +8,8 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
-
 from int8_models import VARIANTS, delta_model, kernel_available, needs_kernel
+
 from rnnslim.models.sequence import Readout, SequenceModel
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.delta import delta_stats_of, delta_thresholds, pack_columns, set_delta_threshold_

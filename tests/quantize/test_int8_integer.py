@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
+from int8_models import float_model_64_40, integer_copy, random_inputs
 from torch import nn
 
-from int8_models import float_model_64_40, integer_copy, random_inputs
 from rnnslim.models.sequence import InputKind, Readout
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, collect_ranges, quantize_int8_
 from rnnslim.quantize.int8.integer import (

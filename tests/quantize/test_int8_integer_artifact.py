@@ -8,8 +8,8 @@ import copy
 
 import pytest
 import torch
-
 from int8_models import float_model_64_40, integer_copy, random_inputs
+
 from rnnslim.io.format import ModelFormatError, load_model, save_model
 from rnnslim.models.sequence import InputKind, Readout
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_

@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import pytest
 import torch
-
 from int8_models import VARIANTS, feature_model, integer_model, needs_kernel, zero_tiles
+
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.quantize.int8.kernel import KernelUnavailable, KernelVariant, build_kernel
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from int8_models import integer_model, needs_kernel
 
 from rnnslim.quantize.int8 import kernel_eval
 from rnnslim.tasks.charlm import stream_nll
-
-from int8_models import integer_model, needs_kernel
 
 
 @needs_kernel

@@ -3,15 +3,14 @@ bidirectional tagger and a CNN + GRU classifier keep their forward contract."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
+from user_models import HiddenAttrLM
 
 from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
 from rnnslim.recurrent.torch_contract import TorchContractStack
-from user_models import HiddenAttrLM
 
 
 class Tagger(nn.Module):
@@ -130,9 +129,9 @@ def test_the_examples_evaluation_loop_runs_after_int8(mode, tmp_path):
     after prune_units_ updated `nhid` first."""
     import copy
 
-    from rnnslim.prune import StructuredPruning, prune_units_
-
     from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly
+
+    from rnnslim.prune import StructuredPruning, prune_units_
 
     data = corpus()
     torch.manual_seed(0)

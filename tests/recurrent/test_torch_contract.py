@@ -3,14 +3,12 @@ an int8 stack's, a list per layer for layers pruned to different sizes), equal t
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from examples_lm import ExamplesWordLM
 from torch import nn
 
 from rnnslim.recurrent.torch_contract import TorchContractStack, zero_state
-
-from examples_lm import ExamplesWordLM
 
 
 def _same(a, b) -> bool:

@@ -8,14 +8,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from compilers import needs_cc
+from int8_models import integer_model
 
 from rnnslim.export.c_source import export_c
 from rnnslim.quantize.int8 import IntegerRunner
 from rnnslim.runtime import ExportedModel, ExportError, build_library
-
-from compilers import needs_cc
-from int8_models import integer_model
-
 
 
 def test_importing_the_runtime_does_not_import_torch():

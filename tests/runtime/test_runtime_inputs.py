@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from compilers import needs_cc
+from int8_models import feature_model, integer_model
 
 from rnnslim.export.c_source import export_c
 from rnnslim.runtime import ExportedModel
 from rnnslim.runtime.inputs import feature_rows, features_vector, token_id, token_ids
-
-from compilers import needs_cc
-from int8_models import feature_model, integer_model
 
 
 @pytest.mark.parametrize("bad, error", [(2**32 + 5, IndexError), (-1, IndexError), (30, IndexError),

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compilers import needs_cc
+from int8_models import integer_model
 
 from rnnslim.export.c_source import export_c
 from rnnslim.runtime import ExportedModel, ExportError, verify_export
-
-from compilers import needs_cc
-from int8_models import integer_model
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ import warnings
 
 import pytest
 import torch
-
 from user_models import USER_MODELS, WordLM, train_briefly
 
-from rnnslim.train.distill import kd_loss  # noqa: E402
 from rnnslim.prune import load_edited, save_edited  # noqa: E402
 from rnnslim.students import StudentSpec, make_student  # noqa: E402
+from rnnslim.train.distill import kd_loss  # noqa: E402
 
 
 def test_a_word_lm_student_is_its_own_class_narrower_and_trains_by_distillation(tmp_path):

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from classify_data import make_sequences, write_long_csv
 from typer.testing import CliRunner
 
 from rnnslim.cli import app
 from rnnslim.io.format import load_model, save_model
 from rnnslim.tasks import make_model, make_task, task_for_model
-from classify_data import make_sequences, write_long_csv
 
 
 def test_model_trained_on_an_aeon_name_evaluates_without_data(tmp_path):

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from classify_data import make_sequences, write_long_csv
 from torch.nn import functional as F
 
-from classify_data import make_sequences, write_long_csv
 from rnnslim.models.sequence import Readout
 from rnnslim.tasks import make_model, make_task, task_for_model
 from rnnslim.tasks.classify import ClassifyTask, find_train_test, stratified_carve

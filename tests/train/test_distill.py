@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnslim.train.distill import DistillLoss, kd_loss
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.tasks.base import Batch
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import TrainConfig, TrainHooks, train
+from rnnslim.train.distill import DistillLoss, kd_loss
 
 TEXT = "to be or not to be, that is the question. " * 60
 

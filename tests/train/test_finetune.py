@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnslim.train.finetune import FinetuneFields, distill_hook, finetune_, set_dropout_
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.builtin_stages import FinetuneConfig
@@ -17,6 +16,7 @@ from rnnslim.pipeline.stages.quantize import QATStage
 from rnnslim.pipeline.stages.structured import GroupLassoStage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.train import ScheduleKind, TrainConfig, train
+from rnnslim.train.finetune import FinetuneFields, distill_hook, finetune_, set_dropout_
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40 + "pack my box with five dozen liquor jugs! " * 40)
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

@@ -4,15 +4,15 @@ epoch, early stopping on the selection (ties: validation loss); language models 
 from __future__ import annotations
 
 import torch
+from classify_data import make_sequences, write_long_csv
 
-from rnnslim.train.finetune import FinetuneFields, finetune_
-from rnnslim.train.finetune_small import MIN_EPOCHS, PATIENCE_EPOCHS, small_set_plan
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.stage import StageContext, parse_stage
 from rnnslim.tasks.charlm import CharLMTask
 from rnnslim.tasks.classify import ClassifyTask
 from rnnslim.train import TrainConfig, steps_per_epoch, train
-from classify_data import make_sequences, write_long_csv
+from rnnslim.train.finetune import FinetuneFields, finetune_
+from rnnslim.train.finetune_small import MIN_EPOCHS, PATIENCE_EPOCHS, small_set_plan
 
 
 def _task(tmp_path, n=40):

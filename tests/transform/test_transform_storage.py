@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transform_models import tiny_model
 from safetensors.torch import load_file, save_file
+from transform_models import tiny_model
 
 from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.format import artifact_bytes, load_model, save_model

@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from rnnslim.train.finetune import FinetuneFields
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.train import steps_per_epoch
+from rnnslim.train.finetune import FinetuneFields
 
 
 class FinetuneConfig(StageConfig, FinetuneFields):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from rnnslim.io.modules import set_submodule
+from rnnslim.io.tied import tie_quantized_
 from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.formats import (
@@ -40,7 +41,6 @@ from rnnslim.quantize.formats import (
 from rnnslim.quantize.kmeans import KMeansInit
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
 from rnnslim.quantize.primitives import ClipMethod, Granularity, sqnr_db
-from rnnslim.io.tied import tie_quantized_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, LayerFilter, Target, find_targets
 from rnnslim.results import EditResult
 from rnnslim.utils.atomic import atomic_edit

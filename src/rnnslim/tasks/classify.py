@@ -57,9 +57,9 @@ from rnnslim.models.sequence import (
     SequenceModel,
 )
 from rnnslim.tasks.base import Batch, Task
+from rnnslim.tasks.extensions import evaluation_tally
 from rnnslim.tasks.remembered_data import data_record
 from rnnslim.tasks.scaling import Standardizer
-from rnnslim.tasks.extensions import evaluation_tally
 from rnnslim.utils.device import model_device
 from rnnslim.utils.progress import track
 

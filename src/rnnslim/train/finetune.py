@@ -28,8 +28,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from rnnslim.train.finetune_small import small_set_plan
 from rnnslim.recurrent.stack import RecurrentStack
+from rnnslim.train.finetune_small import small_set_plan
 from rnnslim.train.loop import (
     CLIP_GRAD_MAX,
     LR_MAX,

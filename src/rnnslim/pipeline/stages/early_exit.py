@@ -26,10 +26,10 @@ from pydantic import Field
 from torch import nn
 
 from rnnslim.early_exit import EarlyExit, add_exits_, calibrate_exits_, train_exits_
-from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
-from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.pipeline.model_fields import check_count
+from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.train import LR_MAX
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 
 
 class EarlyExitStage(StageConfig, EarlyExit, FinetuneFields):

@@ -39,10 +39,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
-from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.io.sparse_encoding import SparseFormat
-from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.pipeline.finetuning import projected_finetune
+from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
 from rnnslim.prune.importance import Criterion
@@ -58,6 +57,7 @@ from rnnslim.prune.schedules import AGPSchedule
 from rnnslim.prune.sensitivity import Grouping, sensitivity
 from rnnslim.prune.targets import ALL_KINDS, RECURRENT_KINDS, TargetKind
 from rnnslim.prune.unstructured import Scope, UnstructuredPruning, prune_unstructured_
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.transform.projection import projection_hook
 
 

@@ -16,9 +16,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from rnnslim.train.finetune import FinetuneFields
-from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.pipeline.finetuning import projected_finetune
+from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.api import (
     QAT,
@@ -40,6 +39,7 @@ from rnnslim.quantize.mixed import (
 from rnnslim.quantize.primitives import ClipMethod
 from rnnslim.quantize.qat import calibrate_activations_
 from rnnslim.quantize.targets import DEFAULT_TARGETS, Target
+from rnnslim.train.finetune import FinetuneFields
 
 
 def _summarise(records: list[LayerRecord]) -> dict:

@@ -32,7 +32,6 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
-from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 from rnnslim.pipeline.model_fields import check_layer_keys
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.group_lasso import GroupLasso, remove_dead_units_
@@ -45,6 +44,7 @@ from rnnslim.prune.structured import (
 from rnnslim.prune.structured.layers import LayerRefit, remove_layers_
 from rnnslim.prune.structured.vocab import SPLITS, prune_vocab_
 from rnnslim.train import LR_MAX, OptimizerKind, ScheduleKind, train
+from rnnslim.train.finetune import FinetuneFields, finetune_record, prepare_
 
 
 class PruneUnitsStage(StageConfig, UnitPruningFields):

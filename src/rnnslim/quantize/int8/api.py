@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from torch import Tensor
 
+from rnnslim.io.tied import tie_quantized_
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.quantize.api import QuantizeResult
 from rnnslim.quantize.int8.calibrate import ActivationRanges, collect_ranges
@@ -24,7 +25,6 @@ from rnnslim.quantize.int8.dynamic import float_layers, quantize_dynamic_
 from rnnslim.quantize.int8.integerize import quantize_integer_
 from rnnslim.quantize.int8.static import quantize_static_
 from rnnslim.quantize.int8.supported import check_no_lowrank_factors, check_no_transform_coding
-from rnnslim.io.tied import tie_quantized_
 from rnnslim.quantize.int8.user_modules import is_sequence_model, quantize_user_int8_
 from rnnslim.utils.atomic import atomic_verb
 from rnnslim.verbs import Family, register
