@@ -23,6 +23,8 @@ from rnnslim.io.errors import ModelFormatError
 from rnnslim.io.format import (
     EDITED_FORMAT,
     EDITED_MANIFEST,
+    EDITED_VERSION,
+    EDITED_WEIGHTS,
     check_weights_sha,
     decode_tensors,
     encode_tensors,
@@ -35,7 +37,6 @@ from rnnslim.io.modules import module_records, rebuild_modules
 from rnnslim.utils.atomic import atomic_directory
 from rnnslim.utils.hashing import file_sha256
 
-EDITED_VERSION, EDITED_WEIGHTS = 1, "weights.safetensors"  # EDITED_FORMAT, EDITED_MANIFEST: io.format (load_model names them)
 LEGACY_HISTORY = "history.json"  # the layout before the manifest: history.json + dense weights.safetensors
 
 Replay = Callable[[nn.Module, list], object]  # replay(model, history): the structural records, applied in place

@@ -44,8 +44,9 @@ FORMAT = "rnnslim-model"
 VERSION = 1
 MANIFEST = "model.json"
 WEIGHTS = "model.safetensors"
-# a save_edited directory (rnnslim.io.edited): a user's own class, which load_model cannot rebuild
-EDITED_FORMAT, EDITED_MANIFEST = "rnnslim-edited", "edited.json"
+# the other format (rnnslim.io's docstring): a save_edited directory (rnnslim.io.edited) holds a
+# user's own class, which load_model cannot rebuild; its names live here, beside the model's
+EDITED_FORMAT, EDITED_VERSION, EDITED_MANIFEST, EDITED_WEIGHTS = "rnnslim-edited", 1, "edited.json", "weights.safetensors"
 MAX_MANIFEST_BYTES = 64 << 20  # a model JSON larger than this is refused before reading
 MAX_LAYERS = 4096  # recurrent layers a description may declare
 MAX_ELEMENTS = 1 << 32  # logical tensor elements a model may declare (16 GiB of float32)
