@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnslim.io.format import _stored_tensors
+from rnnslim.io.format import stored_tensors
 from rnnslim.prune.structured.history import load_edited, save_edited
 from rnnslim.quantize.anchor import ANCHOR
 from rnnslim.quantize.api import WeightOnly, quantize_
@@ -44,7 +44,7 @@ def test_each_quantized_kind_has_a_float_anchor_that_stores_nothing(make):
     assert first is getattr(q, ANCHOR) and first.dtype == torch.float32 and first.numel() == 0
     assert not first.requires_grad
     sd = q.state_dict()
-    assert ANCHOR not in sd and not any(k.endswith(ANCHOR) for k in _stored_tensors(q))
+    assert ANCHOR not in sd and not any(k.endswith(ANCHOR) for k in stored_tensors(q))
     fresh = make()
     fresh.load_state_dict(sd)  # strict: the anchor is never missing
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in sd.items())

@@ -70,9 +70,6 @@ def stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-_stored_tensors = stored_tensors  # old private name: tests/quantize/test_anchor.py (H3, uncommitted) imports it
-
-
 def encode_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]
                    ) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
     """Encode `tensors` with the storage model.tensor_encodings asks for (sparse, packed
