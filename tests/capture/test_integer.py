@@ -5,20 +5,16 @@ the user's own calling convention (user_view) runs the integer model."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from compilers import needs_cc
 from torch.nn import functional as F
 
 from rnnslim.capture import capture, user_view
 from rnnslim.export.formats import export_model
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_
 from tests.capture.user_modules import ExamplesWordLM, KeywordGRU
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compilers import needs_cc  # noqa: E402
 
 
 def _integer(model, calibration):

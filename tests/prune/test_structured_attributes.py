@@ -3,20 +3,15 @@ the cut, and example inputs given as a callable are built again for the new size
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly
 from torch import nn
 
+from rnnslim.graph.coupling import GroupKind
 from rnnslim.prune import StructuredPruning, prune_units_
 from rnnslim.prune.structured.attributes import SizeChange, update_size_attributes_
 from rnnslim.prune.structured.history import load_edited, save_edited
-from rnnslim.graph.coupling import GroupKind
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ that stores nothing, and the user's own evaluation loop runs after weight-only i
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly
 from torch import nn
 
 from rnnslim.io.format import stored_tensors
@@ -19,9 +18,6 @@ from rnnslim.quantize.formats import int_format
 from rnnslim.quantize.int8.emulated import Int8Embedding, Int8Linear, Int8Recurrent
 from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples_lm import ExamplesWordLM, corpus, evaluate, train_briefly  # noqa: E402
 
 INT4 = int_format(4, 8)
 LAYERS = {
