@@ -147,6 +147,7 @@ def _check_output(command: str, output: str, shown: str | None) -> None:
             f"{output[-3000:]}"
 
 
+@pytest.mark.slow  # eight commands: 27 s (27 s CPU) on the 2-core dev machine at load 2
 def test_first_day_runs_end_to_end(tmp_path, shakespeare):
     commands, sources, shown = doc_steps(DOC.read_text(encoding="utf-8"))
     (tmp_path / "my.txt").write_text(shakespeare.read_text(encoding="utf-8")[:CORPUS_CHARS], encoding="utf-8")
