@@ -247,6 +247,23 @@ def tensor_types(it) -> dict:
     return {"counts": counts, "int16_tensors": int16[:12]}
 
 
+def invoke_only_latency(runner, steps: int = 200, repeats: int = 5, warmup: int = 50) -> float:
+    """Median ms of interpreter.invoke() alone (inputs set once, nothing read back): the kernels' time
+    without the Python set_tensor / get_tensor calls of a streaming step (a lower bound for LiteRT)."""
+    runner.reset()
+    runner.step(1)
+    it = runner.it
+    for _ in range(warmup):
+        it.invoke()
+    medians = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            it.invoke()
+        medians.append((time.perf_counter() - t0) / steps * 1e3)
+    return float(np.median(medians))
+
+
 def stream_logits(runner, x: np.ndarray) -> np.ndarray:
     runner.reset()
     return np.stack([runner.step(int(t)).astype(np.float32) for t in x])
@@ -576,18 +593,28 @@ def interleaved_latency(args, spec: dict, timed: list) -> dict:
     for _ in range(args.latency_rounds):
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
         rn = json.loads(re.search(r"^LATENCY (\{.*\})$", p.stdout, re.M).group(1))["median_ms"]
-        peers = {row["variant"]: step_latency(LiteRTStream(tfl, spec, explicit), V)["median_ms"]
-                 for row, tfl, explicit in timed if "error" not in row}
-        rounds.append({"rnnslim_int8_c_kernel_ms": rn, "litert_ms": peers, "load_avg": list(os.getloadavg())})
+        peers, bare = {}, {}
+        for row, tfl, explicit in timed:
+            if "error" not in row:
+                run = LiteRTStream(tfl, spec, explicit)
+                peers[row["variant"]] = step_latency(run, V)["median_ms"]
+                bare[row["variant"]] = invoke_only_latency(run)
+        rounds.append({"rnnslim_int8_c_kernel_ms": rn, "litert_ms": peers, "litert_invoke_only_ms": bare,
+                       "load_avg": list(os.getloadavg())})
     rn_med = float(np.median([r["rnnslim_int8_c_kernel_ms"] for r in rounds]))
     peer_med = {v: float(np.median([r["litert_ms"][v] for r in rounds])) for v in rounds[0]["litert_ms"]}
+    bare_med = {v: float(np.median([r["litert_invoke_only_ms"][v] for r in rounds])) for v in rounds[0]["litert_ms"]}
     fastest = min(peer_med, key=peer_med.get) if peer_med else None
     out = {"rounds": rounds, "rnnslim_int8_median_ms": rn_med, "litert_median_ms": peer_med,
            "fastest_litert_variant": fastest,
            "speedup_vs_fastest_litert": peer_med[fastest] / rn_med if fastest else None,
            "speedup_per_variant": {v: ms / rn_med for v, ms in peer_med.items()},
+           "litert_invoke_only_median_ms": bare_med,
+           "speedup_vs_invoke_only": {v: ms / rn_med for v, ms in bare_med.items()},
            "how": f"{args.latency_rounds} rounds; each: rnnslim int8 (reference_outputs.py --latency-only, "
-                  "streaming_latency) then every LiteRT variant (default delegates); medians over rounds"}
+                  "streaming_latency, which includes its own Python / ctypes call) then every LiteRT variant "
+                  "(default delegates; a streaming step with set_tensor / get_tensor, and invoke() alone); "
+                  "medians over rounds"}
     if fastest:
         print(f"interleaved latency: rnnslim int8 {rn_med:.4f} ms, fastest LiteRT ({fastest}) {peer_med[fastest]:.4f} "
               f"ms: {out['speedup_vs_fastest_litert']:.1f}x", flush=True)
