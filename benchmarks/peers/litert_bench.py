@@ -451,6 +451,13 @@ def versions() -> dict:
     return out
 
 
+def git_commit() -> str | None:
+    p = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/peers"], capture_output=True,
+                           text=True, cwd=ROOT).stdout.strip()
+    return (p.stdout.strip() + ("+uncommitted benchmarks/peers" if dirty else "")) if p.returncode == 0 else None
+
+
 def machine() -> dict:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -571,7 +578,7 @@ def main() -> None:
         "machine": {**machine(), "load_avg_start": load_start, "load_avg_end": list(os.getloadavg())},
         "command": " ".join([Path(sys.executable).parent.parent.name + "/bin/python",
                              str(Path(__file__).relative_to(ROOT)), *sys.argv[1:]]),
-        "seconds": round(time.perf_counter() - t_start, 1),
+        "git_commit": git_commit(), "seconds": round(time.perf_counter() - t_start, 1),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
