@@ -6,15 +6,11 @@ from batch to batch, and a brief training. Tests run this loop after rnnslim edi
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "capture"))
-from user_modules import ExamplesWordLM  # noqa: E402,F401  (re-exported for the tests)
+from tests.capture.user_modules import ExamplesWordLM  # noqa: F401  (re-exported for the tests; one module name)
 
 
 def corpus(n: int = 241, vocab: int = 30, seed: int = 0) -> torch.Tensor:

@@ -10,11 +10,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_report_writer import _result  # noqa: E402 - tests/report is on sys.path (rootdir-less tests)
 
 from rnnslim.report import write_report
 from rnnslim.report.figures import pareto_figure, pareto_front
 from rnnslim.report.html import render_html, write_html_report
+from tests.report.pipeline_results import _result
 
 SENSITIVITY = {"metric": "loss_nats", "baseline": 1.45, "sparsities": [0.5, 0.9], "criterion": "magnitude",
                "split": "valid", "higher_is_better": False, "sizes": {"rnn.w_ih": 400, "rnn.w_hh": 400},
