@@ -62,6 +62,19 @@ def feature_model(cell: str, kind: str, readout: str = "all", F: int = 13, hidde
     return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
 
 
+def crnn_model(cell: str = "gru", act: str = "relu", window: int = 5, padding: int = 2, readout: str = "last",
+               F: int = 6, embed: int = 16, hidden=(32,), out: int = 4, seed: int = 0):
+    """A CRNN front end (input projection over windows of `window` frames, zero padding, then an
+    input activation) converted to fully integer int8."""
+    torch.manual_seed(seed)
+    spec = ModelSpec(cell=cell, input_kind="linear", input_size=F, embed_size=embed,
+                     layers=[LayerShape(hidden_size=h) for h in hidden], output_size=out, readout=readout,
+                     input_window=window, input_padding=padding, input_activation=act)
+    model = SequenceModel(spec).eval()
+    calib = [torch.randn(20, 4, F) for _ in range(2)]
+    return quantize_int8_(model, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+
+
 def zero_tiles(q, keep: float = 0.3, seed: int = 0):
     """Empty whole 16 x 4 tiles of every integer matrix (what 16 x 4 block pruning leaves)."""
     g = torch.Generator().manual_seed(seed)

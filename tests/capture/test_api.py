@@ -139,10 +139,15 @@ def test_residual_add_is_refused_with_its_source_line():
         capture(ResidualLSTM(), (torch.randn(2, 5, 8),))
 
 
-def test_crnn_front_end_is_refused_with_its_source_line():
-    with pytest.raises(CaptureError, match=r"kernel_size 5.*not supported yet by the integer kernel / C export.*"
-                       r"user_modules\.py:\d+"):
-        capture(ConvFrontGRU(), (torch.randn(2, 9, 3),))
+def test_crnn_front_end_becomes_a_windowed_input_projection():
+    torch.manual_seed(3)
+    m = ConvFrontGRU().eval()
+    x = torch.randn(2, 9, 3)
+    model = capture(m, (x,))
+    spec = model.spec
+    assert (spec.input_kind, spec.input_window, spec.input_padding, spec.embed_size) == (InputKind.LINEAR, 5, 2, 8)
+    with torch.no_grad():
+        assert _rel(m(x), user_view(model)(x)) <= RTOL
 
 
 class _GeluBetween(nn.Module):

@@ -1,6 +1,6 @@
 """Small user modules of the shapes people bring to rnnslim.capture (tests only): the PyTorch
 examples word LM, a keyword-spotting GRU, a sensor LSTM with BatchNorm on its inputs, chained
-LSTMs, an LSTMP, and two modules that capture must refuse (a residual add, a CRNN)."""
+LSTMs, an LSTMP, a CRNN (Conv1d front end) and a module that capture must refuse (a residual add)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class ResidualLSTM(nn.Module):
 
 
 class ConvFrontGRU(nn.Module):
-    """Refused for now: a CRNN with a kernel-5 Conv1d front end."""
+    """A CRNN: a kernel-5 Conv1d front end (padding 2) over time, then a GRU."""
 
     def __init__(self) -> None:
         super().__init__()

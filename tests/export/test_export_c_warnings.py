@@ -3,7 +3,7 @@
 arm-none-eabi-gcc (issue 19 s5).
 
 A matrix of exports (int8 `--format c`: LSTM / GRU / RNN, token and feature input, tile-sparse,
-folded embedding, delta steps, bidirectional, hidden sizes below one SIMD vector; `--format
+folded embedding, delta steps, bidirectional, CRNN front ends, hidden sizes below one SIMD vector; `--format
 c-fp32`: every cell and input kind) is compiled once per compiler configuration, each SIMD
 path of rnnslim_core.h included (portable, AVX2, AVX512-VNNI, NEON: compile only, so any x86
 host checks the AVX-512 code). A configuration whose compiler is absent is skipped with the
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from compilers import needs_cc
 from int8_models import delta_model as _delta_base
-from int8_models import feature_model, integer_model, zero_tiles
+from int8_models import crnn_model, feature_model, integer_model, zero_tiles
 
 from rnnslim.export.c_check import check_on_host, random_streams
 from rnnslim.export.c_float import export_c_float
@@ -88,6 +88,8 @@ INT8_MODELS = {
     "gru_chars_vocab": lambda: _with_meta(integer_model("gru", hidden=(8,), vocab=12, embed=4, out=12),
                                           {"task": "charlm", "vocab": CHARS}),
     "lstm_words_vocab": lambda: _with_meta(integer_model("lstm", hidden=(8,)), {"task": "wordlm", "vocab": WORDS}),
+    "gru_crnn_window_relu": lambda: crnn_model("gru", "relu", 5, 2, hidden=(8,)),
+    "lstm_crnn_gelu_all": lambda: crnn_model("lstm", "gelu", 3, 0, readout="all", hidden=(16,)),
     "lstm_linear_scaled": lambda: _with_meta(feature_model("lstm", "linear", hidden=(8,)),
                                              {"task": "classify", "scaling": SCALING}),
 }

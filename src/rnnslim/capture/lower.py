@@ -1,14 +1,21 @@
 """Lower a captured data path (a chain of ops from walk.py) into a ModelSpec and a float
 SequenceModel holding copies of the user's weights.
 
-    [Embed] Affine* (Recurrent Affine*)+ with one optional ReadoutOp after the last Recurrent,
-    and an optional Activation last.
+    [Embed] Affine* [InputAct Affine*] (Recurrent Affine*)+ with one optional ReadoutOp after the
+    last Recurrent, and an optional Activation last.
 
 Affine maps are composed (in float64) and folded: in front of the first recurrent module into
 the embedding table, into the input projection (when a real Linear is among them) or into
 layer 0's W_ih and bias (BatchNorm alone: the input stays "identity"); between recurrent
 modules into the next module's layer-0 W_ih; after the last one into the decoder (none: an
 identity decoder). A decoder whose weight is the embedding's Parameter stays tied.
+
+A front end with an elementwise activation (InputAct) lowers to input kind "linear" with
+spec.input_activation: the maps before it become the input projection (an identity one if
+there are none), the maps after it fold into layer 0's W_ih. A Conv1d with kernel k > 1 (an
+Affine with a window) becomes spec.input_window / input_padding; maps after it compose into
+its weight, bias-free per-feature maps before it are folded into every frame of the window.
+After an Embedding, the activation is applied to the table's rows.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from rnnslim.capture.errors import CaptureError
-from rnnslim.capture.values import Activation, Affine, Embed, ReadoutOp, Recurrent
-from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, OutputActivation, Readout, SequenceModel
+from rnnslim.capture.values import Activation, Affine, Embed, InputAct, ReadoutOp, Recurrent
+from rnnslim.models.sequence import (
+    InputActivation, InputKind, LayerShape, ModelSpec, OutputActivation, Readout, SequenceModel, apply_input_activation,
+)
 from rnnslim.recurrent.gates import cell_of_module
 from rnnslim.recurrent.stack import RecurrentStack
 from rnnslim.recurrent.torch_contract import TorchContractStack
@@ -65,8 +74,11 @@ def split(ops: tuple, lines: dict[int, str] | None = None
     lines = lines or {}
     ops = list(ops)
     embed = ops.pop(0) if ops and isinstance(ops[0], Embed) else None
-    pre: list[Affine] = []
-    while ops and isinstance(ops[0], Affine):
+    pre: list = []  # Affine* [InputAct Affine*]
+    while ops and isinstance(ops[0], (Affine, InputAct)):
+        if isinstance(ops[0], InputAct) and any(isinstance(p, InputAct) for p in pre):
+            raise CaptureError(f"two activations in front of the first recurrent module; capture takes one"
+                               f"{lines.get(id(ops[0]), '')}")
         pre.append(ops.pop(0))
     blocks: list[tuple[Recurrent, list[Affine]]] = []
     readout = activation = None
@@ -76,7 +88,14 @@ def split(ops: tuple, lines: dict[int, str] | None = None
                 raise CaptureError("a recurrent module reads a readout or an activated output; capture supports "
                                    f"the readout and (log_)softmax after the last recurrent module only{lines.get(id(op), '')}")
             blocks.append((op, []))
+        elif isinstance(op, InputAct):
+            raise CaptureError(f"a {op.kind} after a recurrent module is not supported by capture: the integer "
+                               "kernel takes an elementwise activation between the input projection and the first "
+                               f"recurrent module only{lines.get(id(op), '')}")
         elif isinstance(op, Affine):
+            if op.window > 1:
+                raise CaptureError("a Conv1d with kernel > 1 after a recurrent module is not supported by capture "
+                                   f"(it is taken as the front end only){lines.get(id(op), '')}")
             if activation is not None:
                 raise CaptureError(f"a Linear after log_softmax / softmax is not supported by capture"
                                    f"{lines.get(id(op), '')}")
@@ -100,8 +119,43 @@ def split(ops: tuple, lines: dict[int, str] | None = None
     return embed, pre, blocks, readout, activation
 
 
+def split_front(pre: list, lines: dict[int, str]) -> tuple[list[Affine], InputAct | None, list[Affine]]:
+    """The maps before the input activation, the activation, the maps after it (no window there)."""
+    k = next((i for i, op in enumerate(pre) if isinstance(op, InputAct)), None)
+    front, act, after = (pre, None, []) if k is None else (pre[:k], pre[k], pre[k + 1:])
+    windows = [op for op in front if op.window > 1]
+    if len(windows) > 1 or any(op.window > 1 for op in after):
+        op = windows[1] if len(windows) > 1 else next(op for op in after if op.window > 1)
+        raise CaptureError("capture takes one Conv1d with kernel > 1, as the first layer of the front end (before its "
+                           f"activation){lines.get(id(op), '')}")
+    return front, act, after
+
+
+def compose_front(front: list[Affine], lines: dict[int, str]) -> tuple[Tensor, Tensor, tuple[str, ...], int, int]:
+    """The input projection (W [E, k*F], b) of the maps before the activation, with its window k and padding p."""
+    k = next((i for i, op in enumerate(front) if op.window > 1), None)
+    if k is None:
+        w, b, names, _ = compose(front)
+        return w, b, names, 1, 0
+    win = front[k]
+    w, b = win.weight.double(), win.bias.double()
+    if k:  # bias-free per-feature maps before the window: the same map on every frame
+        w0, b0, _, _ = compose(front[:k])
+        if bool(b0.ne(0).any()):
+            raise CaptureError("a shift (bias) before a Conv1d with kernel > 1 would also shift its zero padding; "
+                               f"capture folds only bias-free maps into the convolution{lines.get(id(win), '')}")
+        w = w @ torch.block_diag(*[w0] * win.window)  # (E, k*F) @ (k*F, k*F0) -> (E, k*F0)
+    if k + 1 < len(front):
+        w2, b2, _, _ = compose(front[k + 1:])
+        w, b = w2 @ w, w2 @ b + b2
+    return w, b, tuple(n for op in front for n in op.names), win.window, win.padding
+
+
 def lower(ops: tuple, max_dropout: float, lines: dict[int, str] | None = None) -> Lowered:
+    lines = lines or {}
     embed, pre, blocks, readout, activation = split(ops, lines)
+    pre, input_act, after_act = split_front(pre, lines)
+    window = padding = None
     names: dict[str, str] = {}
     cells = {cell_of_module(r.module) if not isinstance(r.module, TorchContractStack) else r.module.cell
              for r, _ in blocks}
@@ -117,17 +171,31 @@ def lower(ops: tuple, max_dropout: float, lines: dict[int, str] | None = None) -
     if embed is not None:
         table = embed.module.weight.detach().double()  # (V, E)
         names[f"{embed.name}.weight"] = "embedding.weight"
-        if pre:
-            w, b, n, _ = compose(pre)
-            table = table @ w.T + b  # every row through the affine maps
-            for x in n:
-                names[x] = "(folded into embedding.weight)"
+        if any(op.window > 1 for op in pre):
+            raise CaptureError("a Conv1d with kernel > 1 after an Embedding is not supported by capture")
+        for i, maps in enumerate((pre, after_act)):
+            if maps:
+                w, b, n, _ = compose(maps)
+                table = table @ w.T + b  # every row through the affine maps
+                for x in n:
+                    names[x] = "(folded into embedding.weight)"
+            if i == 0 and input_act is not None:
+                table = apply_input_activation(table, input_act.kind)  # the activation of every row
         kind, input_size, embed_size = InputKind.EMBEDDING, table.shape[0], table.shape[1]
-    elif pre and compose(pre)[3]:
-        input_w, input_b, n, _ = compose(pre)
+    elif input_act is not None or (pre and compose(pre)[3]):
+        if pre:
+            input_w, input_b, n, window, padding = compose_front(pre, lines)
+        else:  # an activation straight on the input features: an identity projection in front of it
+            width = per_call[0][0].input_size if not after_act else after_act[0].weight.shape[1]
+            input_w, input_b, n = torch.eye(width, dtype=torch.float64), torch.zeros(width, dtype=torch.float64), ()
         for x in n:
             names[x] = "input_proj." + x.rsplit(".", 1)[1] if len(pre) == 1 and pre[0].linear else "(folded into input_proj)"
-        kind, input_size, embed_size = InputKind.LINEAR, input_w.shape[1], input_w.shape[0]
+            if (window or 1) > 1 and x.endswith(".weight"):
+                names[x] += " (the Conv1d's weight as a Linear over windows of frames)"
+        if after_act:
+            w_ih_fold[0] = compose(after_act)[:3]
+        kind, embed_size = InputKind.LINEAR, input_w.shape[0]
+        input_size = input_w.shape[1] // (window or 1)
     else:
         if pre:
             w_ih_fold[0] = compose(pre)[:3]
@@ -157,7 +225,10 @@ def lower(ops: tuple, max_dropout: float, lines: dict[int, str] | None = None) -
     spec = ModelSpec(cell=cell, input_kind=kind, input_size=input_size, embed_size=embed_size, layers=layers,
                      output_size=dec_w.shape[0], dropout=min(max_dropout, 0.9),
                      readout=Readout(readout.kind) if readout else Readout.ALL, tie_weights=tied,
-                     output_activation=OutputActivation(activation.kind) if activation else OutputActivation.NONE)
+                     output_activation=OutputActivation(activation.kind) if activation else OutputActivation.NONE,
+                     input_window=window or 1, input_padding=padding or 0,
+                     input_activation=InputActivation(input_act.kind) if kind is InputKind.LINEAR and input_act
+                     else InputActivation.NONE)
     model = SequenceModel(spec).float()
     with torch.no_grad():
         if table is not None:
@@ -184,7 +255,7 @@ def lower(ops: tuple, max_dropout: float, lines: dict[int, str] | None = None) -
             names[x] = ("decoder." + x.rsplit(".", 1)[1]) if len(head) == 1 and head[0].linear else "(folded into decoder)"
         if tied:
             names[head_names[0]] = "decoder.weight (tied to embedding.weight)"
-        for x in (w_ih_fold.get(0, (None, None, ()))[2] if kind is InputKind.IDENTITY else ()):
+        for x in (w_ih_fold.get(0, (None, None, ()))[2] if kind is not InputKind.EMBEDDING else ()):
             names[x] = "(folded into rnn.layers.0.weight_ih_l0)"
     return Lowered(model.eval(), modules, [r.call for r, _ in blocks], kinds, names)
 

@@ -25,13 +25,18 @@ class Embed:
 
 @dataclass(frozen=True)
 class Affine:
-    """y = x W^T + b over the feature axis: a Linear, a kernel-1 Conv1d, an eval BatchNorm1d."""
+    """y = x W^T + b over the feature axis: a Linear, a Conv1d, an eval BatchNorm1d.
+
+    A Conv1d with kernel k > 1 is `window` k, `padding` p: W is (out, k*in) over windows of k
+    frames (rnnslim.models.window layout)."""
 
     names: tuple[str, ...]  # user tensor names it came from
-    weight: Tensor  # (out, in)
+    weight: Tensor  # (out, in), or (out, k*in) for a window
     bias: Tensor  # (out,)
     linear: bool  # False: a per-feature scale and shift (BatchNorm), foldable into any next matrix
     param: nn.Parameter | None = None  # the user's weight Parameter (tied decoder detection)
+    window: int = 1
+    padding: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,14 @@ class Activation:
     kind: str  # "log_softmax" | "softmax"
 
 
-Op = Embed | Affine | Recurrent | ReadoutOp | Activation
+@dataclass(frozen=True)
+class InputAct:
+    """An elementwise activation (relu / tanh / sigmoid / gelu / hardtanh) on the data path."""
+
+    kind: str  # rnnslim.models.sequence.InputActivation value
+
+
+Op = Embed | Affine | Recurrent | ReadoutOp | Activation | InputAct
 
 
 # --- node values ---------------------------------------------------------------------------

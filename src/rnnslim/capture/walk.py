@@ -1,7 +1,9 @@
 """Walk a traced forward node by node and give every node a symbolic value (values.py).
 
 The data path must be a chain the SequenceModel can run: an optional Embedding, per-feature
-affine maps (Linear, kernel-1 Conv1d, eval BatchNorm1d), one or more recurrent modules, a
+affine maps (Linear, Conv1d, eval BatchNorm1d; a Conv1d with kernel > 1 mixes neighbouring
+steps: a CRNN front end), one elementwise activation (ReLU / Tanh / Sigmoid / GELU /
+Hardtanh) in front of the first recurrent module, one or more recurrent modules, a
 readout (last step / mean over time), affine maps, an optional (log_)softmax over the features,
 and layout ops (transpose / permute / view / reshape / flatten / squeeze / unsqueeze /
 contiguous) that only re-lay batch and time. Dropout and Identity are skipped (inference).
@@ -22,8 +24,10 @@ from rnnslim.capture.axes import regroup
 from rnnslim.capture.errors import CaptureError, refuse, where
 from rnnslim.capture.trace import Traced
 from rnnslim.capture.values import (
-    Activation, Affine, Arg, Bindings, Data, Embed, InputState, Meta, Param, ReadoutOp, Recurrent, RnnCall, StateOf,
+    Activation, Affine, Arg, Bindings, Data, Embed, InputAct, InputState, Meta, Param, ReadoutOp, Recurrent, RnnCall,
+    StateOf,
 )
+from rnnslim.models.window import conv1d_as_linear_weight, window_count
 from rnnslim.recurrent.gates import CellType
 from rnnslim.recurrent.torch_contract import TorchContractStack
 
@@ -34,6 +38,14 @@ _LAYOUT_FUNCS = {torch.reshape: "reshape", torch.flatten: "flatten", torch.squee
                  torch.unsqueeze: "unsqueeze"}
 _ACTIVATIONS = {F.log_softmax: "log_softmax", torch.log_softmax: "log_softmax", F.softmax: "softmax",
                 torch.softmax: "softmax"}
+# elementwise activations (captured as ModelSpec.input_activation): module, function and method forms
+_ELEMENTWISE_MODULES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu",
+                        nn.Hardtanh: "hardtanh"}
+_ELEMENTWISE_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", torch.tanh: "tanh",
+                      F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.gelu: "gelu",
+                      F.hardtanh: "hardtanh", F.hardtanh_: "hardtanh"}
+_ELEMENTWISE_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid",
+                        "sigmoid_": "sigmoid"}
 _ZEROS = {torch.zeros, torch.zeros_like}
 _ZERO_METHODS = {"new_zeros", "zero_"}
 _SIZE_METHODS = {"size", "dim", "numel"}
@@ -159,6 +171,12 @@ class Walker:
             return self.conv1d(node, m, x)
         if isinstance(m, (nn.BatchNorm1d,)):
             return self.batchnorm(node, m, x)
+        if type(m) in _ELEMENTWISE_MODULES:
+            if isinstance(m, nn.GELU) and m.approximate != "none":
+                raise refuse(node, f"{op_name(node)}: capture takes the exact GELU (approximate='none')")
+            if isinstance(m, nn.Hardtanh) and type(m) is nn.Hardtanh and (m.min_val, m.max_val) != (-1.0, 1.0):
+                raise refuse(node, f"{op_name(node)}: capture takes Hardtanh over [-1, 1] (min_val -1, max_val 1)")
+            return self.data(node, x.axes, x.ops + (InputAct(_ELEMENTWISE_MODULES[type(m)]),), x.source)
         if isinstance(m, (nn.LogSoftmax, nn.Softmax)):
             kind = "log_softmax" if isinstance(m, nn.LogSoftmax) else "softmax"
             return self.activation(node, x, kind, m.dim)
@@ -167,7 +185,8 @@ class Walker:
                          "which is no fixed affine map to fold into the next weights; not supported yet by the "
                          "integer kernel / C export")
         raise refuse(node, f"{op_name(node)} on the data path is not supported by capture (supported: Embedding, "
-                     "Linear, kernel-1 Conv1d, BatchNorm1d, Dropout, LSTM / GRU / RNN, log_softmax / softmax)")
+                     "Linear, Conv1d, BatchNorm1d, ReLU / Tanh / Sigmoid / GELU / Hardtanh, Dropout, LSTM / GRU / "
+                     "RNN, log_softmax / softmax)")
 
     def embedding(self, node, m: nn.Embedding, x: Data):
         if x.ops or self.value(node.args[0]).dtype.is_floating_point:
@@ -183,20 +202,35 @@ class Walker:
         return self.data(node, axes, x.ops + (op,), x.source)
 
     def conv1d(self, node, m: nn.Conv1d, x: Data):
-        if m.kernel_size[0] != 1:
-            raise refuse(node, f"{op_name(node)} has kernel_size {m.kernel_size[0]} (a CRNN front end): not "
-                         "supported yet by the integer kernel / C export; capture takes kernel_size 1 (a Linear "
-                         "over the channels)")
-        if m.stride[0] != 1 or m.dilation[0] != 1 or m.groups != 1 or m.padding not in ((0,), "valid"):
-            raise refuse(node, f"{op_name(node)}: capture takes a kernel-1 Conv1d with stride 1, no padding and "
-                         "groups 1")
+        k = m.kernel_size[0]
+        padding = {"valid": (0,), "same": ((k - 1) // 2,) if k % 2 else None}.get(m.padding, m.padding) \
+            if isinstance(m.padding, str) else m.padding
+        if m.stride[0] != 1 or m.dilation[0] != 1 or m.groups != 1 or padding is None or \
+                (k > 1 and m.padding_mode != "zeros") or (k == 1 and padding[0] != 0):
+            raise refuse(node, f"{op_name(node)}: capture takes a Conv1d with stride 1, dilation 1, groups 1 and "
+                         "zero padding (none for kernel 1)")
         if len(x.axes) != 3:
             raise refuse(node, f"{op_name(node)} needs a batched (N, C, L) input")
         self.feature_axis(node, x, 1, op_name(node))
-        w = m.weight.detach()[:, :, 0]  # (out, in, 1) -> (out, in)
-        b = m.bias.detach() if m.bias is not None else torch.zeros(m.out_channels, dtype=w.dtype)
+        b = m.bias.detach() if m.bias is not None else torch.zeros(m.out_channels, dtype=m.weight.dtype)
         names = (f"{node.target}.weight",) + ((f"{node.target}.bias",) if m.bias is not None else ())
-        return self.affine(node, x, 1, Affine(names, w, b, True))
+        if k == 1:
+            return self.affine(node, x, 1, Affine(names, m.weight.detach()[:, :, 0], b, True))  # (out, in)
+        self.time_axis(node, x, 2)
+        op = Affine(names, conv1d_as_linear_weight(m.weight.detach()), b, True, window=k, padding=padding[0])
+        axes = [x.axes[0], (self.bind.fresh_feature(),), ("T",)]  # (N, out channels, L') with L' time
+        self.bind.sizes["T"] = window_count(self.shape(node.args[0])[2], k, padding[0])
+        return self.data(node, axes, x.ops + (op,), x.source)
+
+    def time_axis(self, node: fx.Node, d: Data, axis: int) -> None:
+        """Insist that axis `axis` of `d` is the input's time axis (binding it to time if still open)."""
+        group = d.axes[axis]
+        role = self.bind.role(group[0]) if len(group) == 1 else None
+        if role is not None and role == group[0] and ":" in role:
+            self.bind.roles[role] = "T"
+        elif role != "T" or group != (group[0],):
+            raise refuse(node, f"{op_name(node)} with kernel > 1 slides over the {self.roles(group)} axis; capture "
+                         "needs it to slide over the input's time axis, (N, C, L) with L time")
 
     def batchnorm(self, node, m: nn.BatchNorm1d, x: Data):
         if m.running_mean is None or m.running_var is None:
@@ -308,6 +342,8 @@ class Walker:
         if name == "to" and not any(isinstance(a, torch.dtype) and a is not torch.float32
                                     for a in list(node.args[1:]) + list(node.kwargs.values())):
             return first  # a device move (or to float32)
+        if target in _ELEMENTWISE_FUNCS or name in _ELEMENTWISE_METHODS:
+            return self.elementwise(node, first, _ELEMENTWISE_FUNCS.get(target) or _ELEMENTWISE_METHODS[name])
         if target in _ACTIVATIONS or name in ("log_softmax", "softmax"):
             kind = _ACTIVATIONS.get(target, name)
             dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
@@ -337,7 +373,21 @@ class Walker:
             return self.mean(node, first)
         raise refuse(node, f"{op_name(node)} on the data path is not supported by capture (supported between the "
                      "layers: dropout, transpose / permute / view / reshape / flatten / squeeze / unsqueeze, "
-                     "indexing the last step, mean over time, log_softmax / softmax over the features)")
+                     "relu / tanh / sigmoid / gelu / hardtanh, indexing the last step, mean over time, "
+                     "log_softmax / softmax over the features)")
+
+    def elementwise(self, node, d: Data, kind: str) -> Data:
+        """F.relu / torch.tanh / x.sigmoid() / F.gelu / F.hardtanh on the data: an InputAct op."""
+        positional = {"gelu": ("approximate",), "hardtanh": ("min_val", "max_val")}.get(kind, ())  # relu: inplace
+        extra = dict(zip(positional, node.args[1:]))
+        extra.update({k: v for k, v in node.kwargs.items() if k != "inplace"})
+        if kind == "gelu" and extra.get("approximate", "none") != "none":
+            raise refuse(node, f"{op_name(node)}: capture takes the exact GELU (approximate='none')")
+        if kind == "hardtanh" and (extra.get("min_val", -1.0), extra.get("max_val", 1.0)) != (-1.0, 1.0):
+            raise refuse(node, f"{op_name(node)}: capture takes hardtanh over [-1, 1] (min_val -1, max_val 1)")
+        if kind in ("relu", "tanh", "sigmoid") and extra:
+            raise refuse(node, f"{op_name(node)} with extra arguments {sorted(extra)}")
+        return self.data(node, d.axes, d.ops + (InputAct(kind),), d.source)
 
     def scale(self, node, d: Data):
         """x * c or x / c with a Python number c: a per-feature scale (folded like BatchNorm)."""

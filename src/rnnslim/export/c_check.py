@@ -70,8 +70,9 @@ def expected_lines(runner, streams: np.ndarray, mode: str = "step") -> list[str]
 
 
 def harness_source(name: str, streams: np.ndarray, outputs: int, main: str = "main", mode: str = "step",
-                   readout: str = "all") -> str:
-    """check_main.c; mode "sequence" calls NAME_run (logits [T][O], or [O] for readout "last")."""
+                   readout: str = "all", extra_steps: int = 0) -> str:
+    """check_main.c; mode "sequence" calls NAME_run (logits [T'][O], or [O] for readout "last"; T' = T +
+    extra_steps, 2 padding - window + 1 for a windowed input)."""
     n, t = streams.shape[:2]
     if streams.ndim == 3:  # feature streams: exact hexadecimal float literals
         decl = f"static const float streams[{n}][{t}][{streams.shape[2]}]"
@@ -99,7 +100,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t len) {{
 """
     if _check_mode(mode) == "sequence":
         first = "&streams[i][0][0]" if streams.ndim == 3 else "streams[i]"
-        rows_out = 1 if readout == "last" else t
+        rows_out = 1 if readout == "last" else max(t + extra_steps, 1)
         return head + f"""
 static unsigned char workspace[{name.upper()}_WORKSPACE_BYTES({t})];
 static float logits[{rows_out}][{outputs}];
@@ -155,19 +156,27 @@ class CheckResult:
                 "mismatched_streams": self.mismatches, "simd": self.simd, "command": " ".join(self.command)}
 
 
+def _whole_sequence_only(manifest: dict) -> bool:
+    """No NAME_step: a bidirectional layer or a windowed input (a Conv1d front end)."""
+    return bool(manifest.get("bidirectional")) or manifest.get("input_window", 1) > 1 or \
+        manifest.get("input_padding", 0) > 0
+
+
 def harness_mode(manifest: dict, mode: str | None = None) -> str:
-    """The harness mode: `mode`, else "sequence" for a bidirectional export (no NAME_step), else "step"."""
+    """The harness mode: `mode`, else "sequence" for a bidirectional or windowed export (no NAME_step),
+    else "step"."""
     if mode is None:
-        return "sequence" if manifest.get("bidirectional") else "step"
-    if _check_mode(mode) == "step" and manifest.get("bidirectional"):
-        raise ValueError("a bidirectional export has no NAME_step: check it with mode='sequence'")
+        return "sequence" if _whole_sequence_only(manifest) else "step"
+    if _check_mode(mode) == "step" and _whole_sequence_only(manifest):
+        raise ValueError("a bidirectional or windowed-input export has no NAME_step: check it with mode='sequence'")
     return mode
 
 
 def write_harness(export_dir: Path, manifest: dict, streams: np.ndarray, mode: str | None = None) -> Path:
     path = Path(export_dir) / "check_main.c"
     path.write_text(harness_source(manifest["name"], streams, manifest["outputs"], mode=harness_mode(manifest, mode),
-                                   readout=manifest.get("readout", "all")))
+                                   readout=manifest.get("readout", "all"),
+                                   extra_steps=2 * manifest.get("input_padding", 0) - manifest.get("input_window", 1) + 1))
     return path
 
 

@@ -168,11 +168,12 @@ class _Program:
 
 
 def _program(model) -> _Program:
-    from rnnslim.models.sequence import InputKind, Readout
+    from rnnslim.models.sequence import InputKind, Readout, refuse_front_end
 
     spec = getattr(model, "spec", None)
     if spec is None or not hasattr(model, "rnn") or not hasattr(model, "decoder"):
         raise ValueError(f"export_c_float takes a rnnslim SequenceModel, not a {type(model).__name__}")
+    refuse_front_end(spec, "export_c_float")
     if spec.readout is Readout.MEAN:
         raise ValueError("readout 'mean' is not supported (the C step emits the logits of each step); "
                          f"export_c_float supports {SUPPORTED}")

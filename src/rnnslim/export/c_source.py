@@ -17,8 +17,10 @@ Every model gets NAME_run(x, T, workspace, logits): the whole sequence from the 
 (rs_core_run: layer by layer, the backward direction of a bidirectional layer walking it in
 reverse), logits [T][O] (readout "all") or [O] ("last"), in a caller-provided workspace of
 NAME_workspace_bytes(T) bytes (NAME_WORKSPACE_BYTES(T) as a constant expression). It is the
-only entry point of a bidirectional model (manifest `bidirectional`): NAME_step, NAME_state
-and NAME_reset are not generated for those, since a streaming step cannot see the future.
+only entry point of a bidirectional model (manifest `bidirectional`) and of a model whose input
+projection reads windows of frames (a Conv1d front end, manifest `input_window` / `input_padding`;
+NAME_run then writes T + 2 padding - window + 1 steps of logits): NAME_step, NAME_state and
+NAME_reset are not generated for those, since a streaming step cannot see the future.
 
 A delta model (quantize/int8/delta.py: delta thresholds on its layers) exports its delta step:
 NAME_state then also holds the stream's delta state (last transmitted codes, accumulators and
@@ -78,6 +80,8 @@ class CExport:
     input_kind: str = "embedding"  # or "identity" / "linear": NAME_step takes NAME_FEATURES floats
     features: int = 0
     bidirectional: bool = False  # some layer is bidirectional: NAME_run only (no NAME_step / state)
+    input_window: int = 1  # > 1 (or input_padding > 0): a Conv1d front end, NAME_run only
+    input_padding: int = 0
     readout: str = "all"  # NAME_run writes [T][O] ("all") or [O] ("last") logits
     workspace_fixed_bytes: int = 0  # NAME_run's workspace: fixed + per_step * T bytes (caller's RAM)
     workspace_bytes_per_step: int = 0
@@ -93,8 +97,16 @@ class CExport:
     def ram_bytes(self) -> int:
         return self.scratch_bytes + self.state_bytes
 
+    @property
+    def whole_sequence_only(self) -> bool:
+        return self.bidirectional or self.input_window > 1 or self.input_padding > 0
+
     def to_dict(self) -> dict:
-        return asdict(self) | {"ram_bytes": self.ram_bytes}
+        d = asdict(self) | {"ram_bytes": self.ram_bytes}
+        for key, default in (("input_window", 1), ("input_padding", 0)):  # manifests without a window are as before
+            if d[key] == default:
+                del d[key]
+        return d
 
 
 class _Arrays:
@@ -152,15 +164,25 @@ def _header(name: str, p: IntegerProgram, source: str, notes: str = "", decls: s
         run_arg, run_x = "const int32_t *tokens", f"tokens[T] (each in [0, {N}_VOCAB))"
         run_bad = "t + 1 when tokens[t] is outside\n   the vocabulary (checked before anything runs), "
     else:
-        what = f"{p.inputs.features} float features ({p.inputs.kind.value} input, width {p.embed})"
-        unit, arg, size = "feature vector", "const float *x", f"#define {N}_FEATURES {p.inputs.features}"
+        inp = p.inputs
+        window = (f", windows of {inp.window} frames with {inp.padding} zero frames at both ends (a Conv1d front "
+                  "end)") if inp.windowed else ""
+        what = f"{inp.frame} float features ({inp.kind.value} input{window}, width {p.embed})"
+        unit, arg, size = "feature vector", "const float *x", f"#define {N}_FEATURES {inp.frame}"
+        if inp.windowed:
+            size += f"\n#define {N}_INPUT_WINDOW {inp.window}\n#define {N}_INPUT_PADDING {inp.padding}"
         bad = ("-1 never (features are rounded to int8\n   codes: round-half-even(x / scale), saturated; "
                "NaN counts as 0)")
         run_arg, run_x = "const float *x", f"x[T][{N}_FEATURES] (row major)"
         run_bad = ""
+    windowed = p.inputs is not None and p.inputs.windowed
+    steps = f"T + {2 * p.inputs.padding - p.inputs.window + 1}" if windowed else "T"
     last = p.readout == "last"
-    logits_shape = f"[{N}_OUTPUTS] (the final step's)" if last else f"[T][{N}_OUTPUTS] (every step's)"
-    run_rc = f"Returns 0, {run_bad}or -1 for T < {1 if last else 0}."
+    logits_shape = f"[{N}_OUTPUTS] (the final step's)" if last else f"[{steps}][{N}_OUTPUTS] (every step's)"
+    too_short = 1 if last else 0
+    if windowed:
+        too_short = max(p.inputs.window - 2 * p.inputs.padding + (0 if last else -1), 0 if not last else 1)
+    run_rc = f"Returns 0, {run_bad}or -1 for T < {too_short}."
     run_decl = f"""/* The whole sequence from the zero state (layer by layer; a bidirectional layer's backward
    direction walks it in reverse): {run_x} -> logits {logits_shape}.
    workspace: {name}_workspace_bytes(T) bytes owned by the caller, any alignment
@@ -170,8 +192,9 @@ def _header(name: str, p: IntegerProgram, source: str, notes: str = "", decls: s
 #define {N}_WORKSPACE_BYTES(T) ((size_t){p.workspace_fixed_bytes} + (size_t){p.workspace_bytes_per_step} * (size_t)(T))
 size_t {name}_workspace_bytes(int32_t T);
 int {name}_run({run_arg}, int32_t T, void *workspace, float *logits);"""
-    if p.bidirectional:
-        usage = f"""Bidirectional layers: whole sequences only.
+    if p.whole_sequence_only:
+        why = "Bidirectional layers" if p.bidirectional else "A windowed input (Conv1d front end)"
+        usage = f"""{why}: whole sequences only.
  * {name}_run is the only entry point ({name}_step is not generated: a streaming step cannot
  * see the future).
  *
@@ -202,7 +225,7 @@ typedef struct {{ int16_t v[{N}_STATE_LEN];{delta}}} {name}_state;
     init_doc = f"""/* Prepare the scratch buffers; returns the dot-product code compiled in (0 portable C,
    1 NEON, 2 AVX2, 3 AVX512-VNNI). */
 int {name}_init(void);"""
-    step_decl = "" if p.bidirectional else f"""
+    step_decl = "" if p.whole_sequence_only else f"""
 /* The state of a new stream (all zeros). */
 void {name}_reset({name}_state *s);
 /* One {unit}: updates *s, writes {N}_OUTPUTS float logits. Returns 0, or {bad}. */
@@ -241,8 +264,8 @@ int {name}_info(int64_t *info, int n);"""
 
 def _info_function(name: str, p: IntegerProgram) -> str:
     """NAME_info: the sizes from the code itself (sizeof the state struct, the model's constants)."""
-    state = f"(int64_t)sizeof({name}_state)" if not p.bidirectional else str(_state_bytes(p))
-    features = p.inputs.features if p.inputs is not None else 0
+    state = f"(int64_t)sizeof({name}_state)" if not p.whole_sequence_only else str(_state_bytes(p))
+    features = p.inputs.frame if p.inputs is not None else 0
     values = [1, "model.V", features, "model.O", "model.state_len", state, int(p.bidirectional),
               int(p.readout == "last"), p.workspace_fixed_bytes, p.workspace_bytes_per_step, "model.cell", "model.L"]
     return f"""
@@ -272,7 +295,9 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
         if inp.proj is not None:
             proj = {"w": _matrix(arrs, "in_w", inp.proj), "bias": arrs.add("in_bias", inp.bias),
                     "mult": arrs.add("in_mult", inp.mult), "shift": arrs.add("in_shift", inp.shift)}
-        fields = {"kind": INPUT_ID[inp.kind], "F": inp.features, "in_scale": _c_float_hex(inp.in_scale), **proj}
+        fields = {"kind": INPUT_ID[inp.kind], "F": inp.features, "in_scale": _c_float_hex(inp.in_scale), **proj,
+                  "act": "NULL" if inp.act is None else arrs.add("in_act", inp.act),
+                  "window": inp.window, "padding": inp.padding, "frame": inp.frame}
         input_init = "{ " + ", ".join(f".{k} = {v}" for k, v in fields.items()) + " }"
 
     def layer_fields(k: int, ly, prefix: str, suffix: str) -> dict:
@@ -327,7 +352,7 @@ int {name}_run({run_arg}, int32_t T, void *workspace, float *logits) {{
 }}
 """
     fwd_call = f"{fwd}_delta(&model, {call}, s->v, s->d)" if p.delta else f"{fwd}(&model, {call}, s->v)"
-    step_functions = "" if p.bidirectional else f"""void {name}_reset({name}_state *s) {{ memset(s, 0, sizeof *s); }}
+    step_functions = "" if p.whole_sequence_only else f"""void {name}_reset({name}_state *s) {{ memset(s, 0, sizeof *s); }}
 
 int {name}_step({name}_state *s, {arg}, float *logits) {{
     if ({fwd_call}) return -1;
@@ -399,7 +424,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
     name = model_c_name(model, name)
     text, const_bytes, sparse_names = _source(name, program)
     vocab = model_vocabulary(model, program.vocab) if program.inputs is None else None
-    features = program.inputs.features if program.inputs is not None else 0
+    features = program.inputs.frame if program.inputs is not None else 0
     in_scaling, out_scaling = model_scaling(model, features, program.out)
     scale_defs, scale_decls, scale_bytes = scaling_arrays(name, in_scaling, out_scaling)
     text += f"\n{scale_defs}\n" if scale_defs else ""
@@ -409,8 +434,9 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         outputs=program.out, state_len=program.state_len, const_bytes=const_bytes,
         scratch_bytes=program.scratch_bytes(), state_bytes=_state_bytes(program), tile_sparse=sparse_names,
         folded_embedding=program.layers[0].tx_table is not None, input_kind=program.input_kind.value,
-        features=program.inputs.features if program.inputs is not None else 0,
-        bidirectional=program.bidirectional, readout=program.readout,
+        features=features, bidirectional=program.bidirectional, readout=program.readout,
+        input_window=program.inputs.window if program.inputs is not None else 1,
+        input_padding=program.inputs.padding if program.inputs is not None else 0,
         workspace_fixed_bytes=program.workspace_fixed_bytes,
         workspace_bytes_per_step=program.workspace_bytes_per_step,
         delta_thresholds=[ly.delta_thr for ly in program.layers] if program.delta else None,
@@ -443,7 +469,7 @@ def _memory_comment(name: str, f: CExport) -> str:
     """The header's statement of flash and RAM (the manifest's numbers)."""
     run = (f"{name}_run also takes {name.upper()}_WORKSPACE_BYTES(T) = {f.workspace_fixed_bytes:,} + "
            f"{f.workspace_bytes_per_step:,} x T bytes of the caller's")
-    per_stream = "" if f.bidirectional else f" + {f.state_bytes:,} bytes per stream ({name}_state)"
+    per_stream = "" if f.whole_sequence_only else f" + {f.state_bytes:,} bytes per stream ({name}_state)"
     return (f"Memory: flash {f.const_bytes:,} bytes (const weights and tables); RAM {f.scratch_bytes:,} bytes "
             f"of static scratch buffers{per_stream}; {run}.")
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnslim.export.destination import LAYOUT_KEY
+from rnnslim.models.sequence import refuse_front_end
 from rnnslim.recurrent.cells import direction_weights, run_direction
 from rnnslim.recurrent.gates import CellType
 
@@ -99,6 +100,7 @@ def unflatten_state(flat: list, lstm: bool) -> list:
 
 def step_layout(model: nn.Module) -> StepLayout:
     spec = model.spec
+    refuse_front_end(spec, "a streaming step export", activation_ok=True)
     lstm = model.rnn.cell is CellType.LSTM
     states = []
     for k, s in enumerate(model.rnn.specs):

@@ -58,6 +58,7 @@ from rnnslim.export.onnx import (
     parity_max_abs_diff,
     step_layout,
 )
+from rnnslim.models.sequence import refuse_front_end
 from rnnslim.recurrent.cells import direction_weights
 from rnnslim.recurrent.gates import CellType, cell_of_module, gate_slice
 from rnnslim.utils.threads import torch_threads
@@ -360,6 +361,7 @@ def export_int8_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, per
     from rnnslim.export.torch_export import float_weights_copy
 
     model, dequantized = float_weights_copy(model)  # weight-only layers -> torch layers of their dequantized weights
+    refuse_front_end(model.spec, "export_int8_onnx")
     _check_model(model)
     bad = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
     if bad:

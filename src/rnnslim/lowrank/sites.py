@@ -120,7 +120,8 @@ def input_site(model: SequenceModel, k: int, per_gate: bool, grams: Grams = None
     if neck is not None:
         mode, m, dense, cols = "bottleneck", w @ neck.weight.detach(), _numel(w, neck.weight), neck.in_features
         x_of = f"rnn.bottlenecks.{k}.weight"
-    elif k > 0 or spec.tie_weights:
+    elif k > 0 or spec.tie_weights or spec.input_window > 1 or spec.input_padding or \
+            spec.input_activation.value != "none":  # a CRNN front end: input_proj does not fold into W_ih
         mode, m, dense, cols = "bottleneck", w, _numel(w), w.shape[1]
     elif spec.input_kind is InputKind.EMBEDDING:
         emb = model.embedding.weight.detach()  # (V, E)

@@ -116,13 +116,15 @@ class ExportedModel:
         lib = ctypes.CDLL(str(path))
         info = library_info(lib, meta, directory)
         self.features = info["features"]  # > 0: NAME_step takes float features
-        self.bidirectional = bool(info["bidirectional"])  # no NAME_step: NAME_run only
+        self.bidirectional = bool(info["bidirectional"])
+        self.window, self.padding = meta.get("input_window", 1), meta.get("input_padding", 0)  # a Conv1d front end
+        self.whole_sequence_only = self.bidirectional or self.window > 1 or self.padding > 0  # no NAME_step
         self.readout = "last" if info["readout_last"] else "all"
         P = ctypes.c_void_p
         arg = P if self.features else ctypes.c_int32
         sigs = {"init": ([], ctypes.c_int), "run": ([P, ctypes.c_int32, P, P], ctypes.c_int),
                 "workspace_bytes": ([ctypes.c_int32], ctypes.c_size_t)}
-        if not self.bidirectional:
+        if not self.whole_sequence_only:
             sigs |= {"reset": ([P], None), "step": ([P, arg, P], ctypes.c_int), "step_int": ([P, arg, P], ctypes.c_int)}
         self._fn = {}
         for fn, (args, res) in sigs.items():
@@ -136,7 +138,7 @@ class ExportedModel:
         self._state_words = info["state_bytes"] // 2  # NAME_state: int16 v[state_len] (+ a delta state)
         self.simd_level = int(self._fn["init"]())
         self._logits = np.zeros(self.outputs, np.float32)
-        self._own_state = None if self.bidirectional else self.new_state()  # step(x) without a state: this stream
+        self._own_state = None if self.whole_sequence_only else self.new_state()  # step(x) without a state: this stream
         # a language model's vocabulary (NAME_encode / vocab.json): text <-> ids; None: ids only
         self.tokens = TokenTable(lib, name, sources[VOCAB_FILE], self.vocab) if meta.get("tokenizer") else None
 
@@ -146,8 +148,9 @@ class ExportedModel:
         return np.zeros(self._state_words, np.int16)
 
     def _streaming(self) -> None:
-        if self.bidirectional:
-            raise ValueError("this export has bidirectional layers: a streaming step cannot see the future; "
+        if self.whole_sequence_only:
+            why = "bidirectional layers" if self.bidirectional else "a windowed input (a Conv1d front end)"
+            raise ValueError(f"this export has {why}: a streaming step cannot see the future; "
                              "run whole sequences with run_sequence")
 
     def _check_state(self, state: np.ndarray) -> int:
@@ -232,8 +235,12 @@ class ExportedModel:
             raise ValueError("readout 'last' needs at least one step")
         if T >= 2**31:
             raise ValueError(f"a sequence of {T} steps is longer than NAME_run takes (2^31 - 1)")
+        steps = T + 2 * self.padding - self.window + 1 if T else 0  # output steps (T without a window)
+        if steps < (1 if last else 0):
+            raise ValueError(f"a sequence of {T} frames is shorter than the input window ({self.window} frames with "
+                             f"padding {self.padding})")
         work = np.empty(int(self._fn["workspace_bytes"](T)), np.uint8)
-        out = np.empty((self.outputs,) if last else (T, self.outputs), np.float32)
+        out = np.empty((self.outputs,) if last else (steps, self.outputs), np.float32)
         rc = self._fn["run"](xs.ctypes.data, T, work.ctypes.data, out.ctypes.data)
         if rc:
             raise RuntimeError(f"{self.name}_run failed (code {rc})")

@@ -81,6 +81,8 @@ class ExportManifest(BaseModel):
     input_kind: Literal["embedding", "identity", "linear"]
     features: Count
     bidirectional: bool
+    input_window: Width = 1  # > 1 or input_padding > 0: a windowed input (Conv1d front end), NAME_run only
+    input_padding: Count = 0
     readout: Literal["all", "last"]
     workspace_fixed_bytes: ByteCount
     workspace_bytes_per_step: ByteCount

@@ -42,13 +42,15 @@ class ActivationRanges:
     layers: list[LayerRanges]
     decoder_in: float
     inputs: float = 0.0
+    projected: float = 0.0  # max |input projection output| before spec.input_activation (0: no activation)
     batches: int = 0
     observer: str = ObserverKind.MINMAX.value
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"observer": self.observer, "batches": self.batches, "inputs": self.inputs,
-                "decoder_in": self.decoder_in, "layers": [vars(r) for r in self.layers]}
+        out = {"observer": self.observer, "batches": self.batches, "inputs": self.inputs,
+               "decoder_in": self.decoder_in, "layers": [vars(r) for r in self.layers]}
+        return {**out, "projected": self.projected} if self.projected else out
 
 
 class _Amax:
@@ -104,7 +106,7 @@ def collect_ranges(model: SequenceModel, inputs: Iterable[Tensor], observer: Obs
             raise TypeError(f"rnn.layers.{k} is a {type(layer).__name__}; calibrate the float model before quantizing")
     cell = model.rnn.cell
     new = lambda: _Amax(kind, percentile)  # noqa: E731
-    obs_in, obs_dec = new(), new()
+    obs_in, obs_dec, obs_proj = new(), new(), new()
     obs = [{"x": new(), "h": new(), "m": new()} for _ in layers]
     cmax = [0.0] * len(layers)
     was_training = model.training
@@ -115,7 +117,12 @@ def collect_ranges(model: SequenceModel, inputs: Iterable[Tensor], observer: Obs
             n += 1
             if model.spec.input_kind is not InputKind.EMBEDDING:
                 obs_in.observe(x)
-            h = model.encode(x).float()
+            if hasattr(model, "input_act"):  # observe the projection before its activation too
+                pre = model.project(x)
+                obs_proj.observe(pre)
+                h = model.input_act(pre).float()
+            else:
+                h = model.encode(x).float()
             for k, layer in enumerate(layers):
                 obs[k]["x"].observe(h)
                 if cell is CellType.LSTM:
@@ -137,5 +144,6 @@ def collect_ranges(model: SequenceModel, inputs: Iterable[Tensor], observer: Obs
     if n == 0:
         raise ValueError("calibration needs at least one input batch")
     per_layer = [LayerRanges(x=o["x"].amax(), h=o["h"].amax(), c=cmax[k], m=o["m"].amax()) for k, o in enumerate(obs)]
-    return ActivationRanges(layers=per_layer, decoder_in=obs_dec.amax(), inputs=obs_in.amax(), batches=n,
+    return ActivationRanges(layers=per_layer, decoder_in=obs_dec.amax(), inputs=obs_in.amax(),
+                            projected=obs_proj.amax(), batches=n,
                             observer=kind.value)

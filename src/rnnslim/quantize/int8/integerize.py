@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnslim.models.sequence import InputKind, SequenceModel
+from rnnslim.models.sequence import InputActivation, InputKind, SequenceModel
 from rnnslim.quantize.int8.calibrate import ActivationRanges
 from rnnslim.quantize.int8.config import Int8Config, Int8Mode
 from rnnslim.quantize.int8.dynamic import float_layers
@@ -29,6 +29,7 @@ from rnnslim.quantize.int8.integer import (
     act_scale,
     cell_frac_bits,
 )
+from rnnslim.quantize.int8.integer_activation import IntegerActivation
 from rnnslim.recurrent.gates import CellType
 
 
@@ -48,9 +49,7 @@ def quantize_integer_(model: SequenceModel, ranges: ActivationRanges | None = No
         model.embedding = IntegerEmbedding.from_float(model.embedding)
         s_x = float(model.embedding.scale)
     elif kind is InputKind.LINEAR:
-        model.input_proj = IntegerLinear.from_float(model.input_proj, act_scale(ranges.inputs), LinearOutput.INT8,
-                                                    out_amax=ranges.layers[0].x)
-        s_x = float(model.input_proj.out_q_scale)
+        s_x = _integer_front_end_(model, ranges)
     else:
         s_x = act_scale(ranges.layers[0].x)
     for k, layer in enumerate(layers):
@@ -71,6 +70,27 @@ def quantize_integer_(model: SequenceModel, ranges: ActivationRanges | None = No
         model.decoder = IntegerLinear.from_float(model.decoder, s_x, LinearOutput.FLOAT)
     return model
 
+
+
+def _integer_front_end_(model: SequenceModel, ranges: ActivationRanges) -> float:
+    """The input projection with int8 output and, if the spec has one, its activation as a code table
+    (IntegerActivation); returns the first layer's input scale. ReLU keeps the projection's scale
+    (the table is max(0, q)); other activations requantize from the projection's own calibrated range."""
+    act = model.spec.input_activation
+    if act is InputActivation.NONE:
+        proj_amax = ranges.layers[0].x
+    elif act is InputActivation.RELU:
+        proj_amax = ranges.layers[0].x  # negative codes saturate at -127: ReLU maps them all to 0
+    else:
+        proj_amax = ranges.projected
+    proj = IntegerLinear.from_float(model.input_proj, act_scale(ranges.inputs), LinearOutput.INT8, out_amax=proj_amax)
+    s_x = float(proj.out_q_scale) if act in (InputActivation.NONE, InputActivation.RELU) else act_scale(ranges.layers[0].x)
+    new_act = IntegerActivation.from_scales(act, float(proj.out_q_scale), s_x) if act is not InputActivation.NONE \
+        else None
+    model.input_proj = proj
+    if new_act is not None:
+        model.input_act = new_act
+    return s_x
 
 
 def _tied(model: SequenceModel) -> bool:

@@ -11,7 +11,7 @@ typedef struct {
     rs_model m;
     rs_layer *layers; /* writable view of m.layers while the model is being built */
     rs_layer *rev;    /* [L] backward directions (used by the layers whose .rev points here) */
-    int bidir;        /* some layer is bidirectional: whole sequences only (rs_run_sequence) */
+    int bidir;        /* some layer is bidirectional or the input is windowed: whole sequences only (rs_run_sequence) */
     void *owned[64 + 32 * 32];
     int n_owned;
 } rs_host;
@@ -168,12 +168,28 @@ int rs_set_input(rs_host *h, int kind, int F, float in_scale, const int32_t *bia
     rs_input *in = &h->m.in;
     if (kind < INPUT_EMBEDDING || kind > INPUT_LINEAR || F < 1 || !(in_scale > 0.0f)) return -2;
     in->kind = kind; in->F = F; in->in_scale = in_scale;
+    in->window = 1; in->padding = 0; in->frame = F; in->act = NULL;
     if (kind == INPUT_LINEAR) {
         in->bias = (const int32_t *)host_copy(h, bias, sizeof(int32_t) * h->m.E);
         in->mult = (const int32_t *)host_copy(h, mult, sizeof(int32_t) * h->m.E);
         in->shift = (const int8_t *)host_copy(h, shift, (size_t)h->m.E);
         if (!in->bias || !in->mult || !in->shift) return -1;
     }
+    return 0;
+}
+
+/* after rs_set_input (linear): a window of `window` frames with `padding` zero frames at both ends
+   (F = window * frame; whole sequences only, see rs_input) and / or the activation table act[256]
+   (NULL: none) on the projection's codes */
+int rs_set_window(rs_host *h, int window, int padding, const int8_t *act) {
+    rs_input *in = &h->m.in;
+    if (in->kind != INPUT_LINEAR || window < 1 || padding < 0 || in->F % window) return -2;
+    in->window = window; in->padding = padding; in->frame = in->F / window;
+    if (act) {
+        in->act = (const int8_t *)host_copy(h, act, 256);
+        if (!in->act) return -1;
+    }
+    if (window > 1 || padding > 0) h->bidir = 1; /* whole sequences only, like a bidirectional model */
     return 0;
 }
 

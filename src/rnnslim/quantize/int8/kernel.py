@@ -64,6 +64,7 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P, _P], i32),
         "rs_set_decoder": ([_P, _P, _P], i32),
         "rs_set_input": ([_P, i32, i32, ctypes.c_float, _P, _P, _P], i32),
+        "rs_set_window": ([_P, i32, i32, _P], i32),
         "rs_step_features": ([_P, _P, _P, _P], i32),
         "rs_run_features": ([_P, _P, i32, _P, _P], i32),
         "rs_finalize": ([_P], i32),

@@ -14,8 +14,10 @@ from rnnslim.quantize.int8.integer import (
     IntegerLinear,
     IntegerRecurrent,
 )
+from rnnslim.quantize.int8.integer_activation import IntegerActivation
 
-INT8_MODULES = (Int8Recurrent, Int8Linear, Int8Embedding, IntegerRecurrent, IntegerLinear, IntegerEmbedding)
+INT8_MODULES = (Int8Recurrent, Int8Linear, Int8Embedding, IntegerRecurrent, IntegerLinear, IntegerEmbedding,
+                IntegerActivation)
 
 for _cls in INT8_MODULES:
     register_module_kind(_cls.rnnslim_kind, lambda config, _cls=_cls: _cls(**config))

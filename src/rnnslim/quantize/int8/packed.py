@@ -152,18 +152,33 @@ INPUT_ID = {InputKind.EMBEDDING: 0, InputKind.IDENTITY: 1, InputKind.LINEAR: 2}
 @dataclass
 class PackedInput:
     """Float features -> int8 codes: round(x / in_scale) (identity), then the integer input
-    projection for "linear" (int8 output codes requantized per row)."""
+    projection for "linear" (int8 output codes requantized per row), then its activation table.
+    A windowed projection (a Conv1d front end) reads `window` frames of `features // window`
+    features, `padding` zero frames at both ends (whole sequences only)."""
 
     kind: InputKind
-    features: int
+    features: int  # the projection's input width (window * frame)
     in_scale: float  # float32
     proj: PackedMatrix | None = None  # linear: (E, F)
     bias: np.ndarray | None = None  # int32 (E,)
     mult: np.ndarray | None = None  # int32 (E,)
     shift: np.ndarray | None = None  # int8 (E,)
+    window: int = 1
+    padding: int = 0
+    act: np.ndarray | None = None  # int8 (256,): the activation of code q is act[q + 128]
+
+    @property
+    def frame(self) -> int:
+        """Features of one input frame (one step of the caller's input)."""
+        return self.features // self.window
+
+    @property
+    def windowed(self) -> bool:
+        return self.window > 1 or self.padding > 0
 
     def nbytes(self) -> int:
-        return 0 if self.proj is None else self.proj.nbytes + self.bias.nbytes + self.mult.nbytes + self.shift.nbytes
+        act = 0 if self.act is None else self.act.nbytes
+        return 0 if self.proj is None else self.proj.nbytes + self.bias.nbytes + self.mult.nbytes + self.shift.nbytes + act
 
 
 @dataclass
@@ -196,10 +211,15 @@ class IntegerProgram:
         return any(ly.rev is not None for ly in self.layers)
 
     @property
+    def whole_sequence_only(self) -> bool:
+        """No streaming step: a bidirectional layer, or a windowed input (the output at t reads later frames)."""
+        return self.bidirectional or (self.inputs is not None and self.inputs.windowed)
+
+    @property
     def state_len(self) -> int:
         """int16 words of the streaming state: LSTM [h8 | c] per layer, GRU/RNN [h16]; 0 for a
-        bidirectional model (no streaming step)."""
-        if self.bidirectional:
+        whole-sequence-only model (no streaming step)."""
+        if self.whole_sequence_only:
             return 0
         per = 2 if self.cell is CellType.LSTM else 1
         return sum(per * ly.hidden for ly in self.layers)
@@ -228,9 +248,12 @@ class IntegerProgram:
     @property
     def workspace_fixed_bytes(self) -> int:
         """Workspace bytes of a whole-sequence run independent of T: alignment slack + one state
-        (+ a delta state)."""
+        (+ a delta state) (+ the code rows of the 2p - k + 1 extra output steps of a windowed input)."""
         _, S, _ = self.run_dims()
-        return 63 + -(-2 * S // 64) * 64 + -(-self.delta_bytes // 64) * 64
+        extra = 0
+        if self.inputs is not None and self.inputs.windowed:
+            extra = max(0, 2 * self.inputs.padding - self.inputs.window + 1) * self.workspace_bytes_per_step
+        return 63 + -(-2 * S // 64) * 64 + -(-self.delta_bytes // 64) * 64 + extra
 
     @property
     def workspace_bytes_per_step(self) -> int:
@@ -315,9 +338,11 @@ class IntegerProgram:
             inputs = PackedInput(kind, model.spec.input_size, float(model.rnn.layers[0].x_scale))
             return cls(vocab=0, emb=None, inputs=inputs, **common)
         if kind is InputKind.LINEAR:
-            p = model.input_proj
+            p, act = model.input_proj, getattr(model, "input_act", None)
             inputs = PackedInput(kind, p.in_features, float(p.in_scale), pack_matrix(p.weight, sparse),
-                                 _np(p.bias, np.int32), _np(p.out_mult, np.int32), _np(p.out_shift, np.int8))
+                                 _np(p.bias, np.int32), _np(p.out_mult, np.int32), _np(p.out_shift, np.int8),
+                                 window=model.spec.input_window, padding=model.spec.input_padding,
+                                 act=None if act is None else _np(act.table, np.int8))
             return cls(vocab=0, emb=None, inputs=inputs, **common)
         emb = model.embedding
         V = emb.num_embeddings

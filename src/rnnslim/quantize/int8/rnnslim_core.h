@@ -5,10 +5,12 @@
  * the code that was measured. Every function is static: several models may live in one
  * program, each translation unit with its own copy.
  *
- * Model: embedding (token ids) or float features (identity / int8 input projection) ->
- * LSTM / GRU / tanh-RNN layers -> decoder, batch 1. Two entry points: one streaming step
- * (rs_core_step*, unidirectional layers only) and a whole sequence from the zero state
- * (rs_core_run, also bidirectional layers: see its comment at the end of this file).
+ * Model: embedding (token ids) or float features (identity / int8 input projection, optionally
+ * over windows of frames and followed by an activation table: rs_input) -> LSTM / GRU /
+ * tanh-RNN layers -> decoder, batch 1. Two entry points: one streaming step (rs_core_step*,
+ * unidirectional layers, one frame per step) and a whole sequence from the zero state
+ * (rs_core_run, also bidirectional layers and windowed inputs: see its comment at the end of
+ * this file).
  * The arithmetic is exactly the one of integer_cells.py / fixedpoint.py (read their
  * docstrings): int8 x int8 dot products accumulated in int32, per-row requantization
  * (acc * M + 2^(n-1)) >> n in int64, Q.12 gate pre-activations, interpolated int16
@@ -123,13 +125,20 @@ enum { INPUT_EMBEDDING = 0, INPUT_IDENTITY = 1, INPUT_LINEAR = 2 };
 
 /* Feature input (InputKind identity / linear): F float features are rounded once to int8
    codes, codes = sat(round_half_even(x / in_scale), -127, 127); "linear" then applies the
-   integer input projection (E x F, int8 output codes requantized per row). */
+   integer input projection (E x F, int8 output codes requantized per row) and, with act, an
+   elementwise activation as a table on those codes (out = act[code + 128]).
+   A windowed projection (a Conv1d front end, window > 1 or padding > 0) reads F = window *
+   frame codes: the frames t - padding .. t - padding + window - 1 of the input (frame features
+   each, frame-major), zero codes outside the sequence; only rs_core_run runs it (T + 2 padding
+   - window + 1 output steps): a streaming step cannot see the future frames. */
 typedef struct {
     int kind, F;
     float in_scale;
     rs_mat w;                 /* linear only: (E, F) */
     const int32_t *bias, *mult; /* [E] */
     const int8_t *shift;      /* [E] */
+    const int8_t *act;        /* [256] activation table on the projection's codes, or NULL */
+    int window, padding, frame; /* window 1, padding 0, frame F: one frame per step */
 } rs_input;
 
 typedef struct {
@@ -772,6 +781,18 @@ static inline int8_t rs_q8(float x, float scale) {
     return (int8_t)rs_round_even(v);
 }
 
+/* The E layer-0 input codes from the projection's F input codes in hbuf (linear input) */
+static void rs_project_codes(const rs_model *m, int8_t *y) {
+    const rs_input *in = &m->in;
+    int k;
+    load_codes(m->xbuf, m->ubuf, m->hbuf, in->F, in->w.cols_p);
+    matvec(&in->w, m->xbuf, m->ubuf, m->ax);
+    for (k = 0; k < m->E; k++) {
+        const int32_t v = clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]), -Q8_MAX, Q8_MAX);
+        y[k] = in->act ? in->act[v + 128] : (int8_t)v;
+    }
+}
+
 /* The E layer-0 input codes of F float features (identity, or the int8 input projection) */
 static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
     const rs_input *in = &m->in;
@@ -780,16 +801,32 @@ static void rs_feature_codes(const rs_model *m, const float *x, int8_t *y) {
         for (k = 0; k < in->F; k++) y[k] = rs_q8(x[k], in->in_scale);
     } else {
         for (k = 0; k < in->F; k++) m->hbuf[k] = rs_q8(x[k], in->in_scale);
-        load_codes(m->xbuf, m->ubuf, m->hbuf, in->F, in->w.cols_p);
-        matvec(&in->w, m->xbuf, m->ubuf, m->ax);
-        for (k = 0; k < m->E; k++)
-            y[k] = (int8_t)clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]), -Q8_MAX, Q8_MAX);
+        rs_project_codes(m, y);
     }
 }
 
-/* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens. */
+static int rs_windowed(const rs_model *m) { return m->in.kind == INPUT_LINEAR && (m->in.window > 1 || m->in.padding > 0); }
+
+/* Output step t of a windowed model over x[T][frame]: the codes of its window (zero codes for
+   the padding frames), then the projection */
+static void rs_window_codes(const rs_model *m, const float *x, int T, int t, int8_t *y) {
+    const rs_input *in = &m->in;
+    int j, f;
+    for (j = 0; j < in->window; j++) {
+        const int s = t - in->padding + j;
+        int8_t *c = m->hbuf + (size_t)j * (size_t)in->frame;
+        for (f = 0; f < in->frame; f++) c[f] = (s >= 0 && s < T) ? rs_q8(x[(size_t)s * (size_t)in->frame + (size_t)f], in->in_scale) : 0;
+    }
+    rs_project_codes(m, y);
+}
+
+/* Output steps of a whole sequence of T input frames (T + 2 padding - window + 1 when windowed, < 0: none) */
+static int rs_run_steps(const rs_model *m, int T) { return rs_windowed(m) ? T + 2 * m->in.padding - m->in.window + 1 : T; }
+
+/* One step of a feature model (x: F floats). Returns 0, or -1 when the model takes tokens or
+   has a windowed input (whole sequences only). */
 static RS_MAYBE_UNUSED int rs_core_forward_features_delta(const rs_model *m, const float *x, int16_t *state, void *ds) {
-    if (m->in.kind == INPUT_EMBEDDING) return -1;
+    if (m->in.kind == INPUT_EMBEDDING || rs_windowed(m)) return -1;
     rs_feature_codes(m, x, m->ybuf);
     rs_core_layers(m, m->ybuf, -1, state, ds);
     return 0;
@@ -868,10 +905,12 @@ static size_t rs_run_delta_bytes(const rs_model *m) {
     return 0;
 }
 
-/* bytes of the workspace rs_core_run needs for T steps */
+/* bytes of the workspace rs_core_run needs for T steps (T input frames of a windowed model: room
+   for T + max(0, 2 padding - window + 1) output steps, so the size stays fixed + per step * T) */
 static RS_MAYBE_UNUSED size_t rs_core_run_workspace(const rs_model *m, int T) {
     size_t W, S;
     int nbuf;
+    if (rs_windowed(m) && 2 * m->in.padding - m->in.window + 1 > 0) T += 2 * m->in.padding - m->in.window + 1;
     rs_run_dims(m, &W, &S, &nbuf);
     return 63 + RS_ALIGN_UP64(2 * S) + rs_run_delta_bytes(m) + (size_t)nbuf * (size_t)(T > 0 ? T : 0) * W;
 }
@@ -897,10 +936,11 @@ static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t
     }
 }
 
-/* The whole sequence: tokens[T] (token model) or x[T][F] (feature model); exactly one is non-NULL.
-   logits: readout RS_READOUT_ALL [T][O] (every step), RS_READOUT_LAST [O] (the final step).
+/* The whole sequence: tokens[T] (token model) or x[T][F] (feature model; x[T][frame] frames of a
+   windowed one, which has T' = T + 2 padding - window + 1 output steps); exactly one is non-NULL.
+   logits: readout RS_READOUT_ALL [T'][O] (every step), RS_READOUT_LAST [O] (the final step).
    Returns 0; t + 1 for a token outside [0, V) at step t (checked before anything runs); -1 for the
-   wrong kind of input, T < 0, an unknown readout, or readout last with T == 0. */
+   wrong kind of input, T < 0, an unknown readout, readout last with T' == 0, or T' < 0 for T > 0. */
 static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens, const float *x, int T, void *work, int readout,
                        float *logits) {
     size_t W, S;
@@ -908,8 +948,10 @@ static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens,
     int8_t *buf[2], *in = NULL;
     unsigned char *p, *ds;
     int16_t *st;
-    if (T < 0 || (readout != RS_READOUT_ALL && readout != RS_READOUT_LAST) || (readout == RS_READOUT_LAST && T < 1))
-        return -1;
+    const int T_in = T;
+    if (T < 0 || (readout != RS_READOUT_ALL && readout != RS_READOUT_LAST)) return -1;
+    T = T > 0 ? rs_run_steps(m, T) : 0;
+    if (T < 0 || (readout == RS_READOUT_LAST && T < 1)) return -1;
     if (T == 0) return 0; /* nothing is read or written */
     if ((m->in.kind == INPUT_EMBEDDING) ? (!tokens || x) : (!x || tokens)) return -1;
     if (tokens)
@@ -923,7 +965,10 @@ static RS_MAYBE_UNUSED int rs_core_run(const rs_model *m, const int32_t *tokens,
     buf[1] = nbuf > 1 ? buf[0] + (size_t)T * W : buf[0];
     if (x) { /* layer-0 input codes of every step */
         in = buf[1];
-        for (t = 0; t < T; t++) rs_feature_codes(m, x + (size_t)t * (size_t)m->in.F, in + (size_t)t * W);
+        for (t = 0; t < T; t++) {
+            if (rs_windowed(m)) rs_window_codes(m, x, T_in, t, in + (size_t)t * W);
+            else rs_feature_codes(m, x + (size_t)t * (size_t)m->in.F, in + (size_t)t * W);
+        }
     }
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &m->layers[l];

@@ -14,11 +14,12 @@ torch reference (SequenceModel.forward of the same model) bit for bit; `state_to
 / `state_from_torch` convert to and from SequenceModel's state list.
 
 Supported: embedding input (step / run) or float features (input kind identity / linear:
-step_features / run_features), LSTM / GRU / tanh-RNN layers (any hidden size per layer),
-readout "all" or "last" (the final step's output), batch 1. Streaming (step / run /
-step_features / run_features) needs unidirectional layers; `run_sequence` (rs_core_run:
-layer by layer over the whole sequence, the backward direction walking it in reverse) runs
-every supported model, bidirectional ones included, and equals SequenceModel.forward from
+step_features / run_features; an input activation after the projection runs as a table),
+LSTM / GRU / tanh-RNN layers (any hidden size per layer), readout "all" or "last" (the final
+step's output), batch 1. Streaming (step / run / step_features / run_features) needs
+unidirectional layers and one frame per step; `run_sequence` (rs_core_run: layer by layer over
+the whole sequence, the backward direction walking it in reverse) runs every supported model,
+bidirectional ones and windowed inputs (a Conv1d front end) included, and equals SequenceModel.forward from
 the zero state bit for bit. Readout "mean" is refused: torch averages float32 outputs, which
 an integer program does not reproduce bit for bit. A runner owns scratch buffers: use one
 runner per thread (states are separate objects and may be many).
@@ -113,7 +114,8 @@ class IntegerRunner:
 
         self.input_kind = program.input_kind
         inp = program.inputs
-        self.features = inp.features if inp is not None else None
+        self.features = inp.frame if inp is not None else None  # features per step (per frame of a window)
+        self.windowed = inp is not None and inp.windowed
         if inp is None and program.tied_embedding:  # the lookup reads the decoder's table: one copy
             check(lib.rs_set_embedding_tied(handle), "embedding (tied to the decoder)")
         elif inp is None:
@@ -121,6 +123,8 @@ class IntegerRunner:
         else:
             check(lib.rs_set_input(handle, INPUT_ID[inp.kind], inp.features, inp.in_scale, p(inp.bias), p(inp.mult),
                                    p(inp.shift)), "input")
+            if inp.windowed or inp.act is not None:
+                check(lib.rs_set_window(handle, inp.window, inp.padding, p(inp.act)), "input window / activation")
         # slots: 2l / 2l + 1 W_ih / W_hh, 2L decoder, 2L + 1 input projection, 2L + 2 + 2l / 2L + 3 + 2l
         # the backward direction's W_ih / W_hh (kernel.c rs_set_matrix)
         mats = {s: m for k, ly in enumerate(program.layers) for s, m in ((2 * k, ly.wx), (2 * k + 1, ly.wh))}
@@ -186,6 +190,10 @@ class IntegerRunner:
         if self.bidirectional:
             raise ValueError("this model has bidirectional layers: a streaming step cannot see the future; "
                              "run whole sequences with run_sequence(x)")
+        if self.windowed:
+            raise ValueError(f"this model's input projection reads windows of {self.program.inputs.window} frames (a "
+                             "Conv1d front end): a streaming step cannot see the later frames; run whole sequences "
+                             "with run_sequence(x)")
 
     def _needs_tokens(self) -> None:
         self._streaming()
@@ -263,8 +271,9 @@ class IntegerRunner:
 
     def run_sequence(self, x: Tensor) -> Tensor:
         """The whole sequence from the zero state, one C call (rs_core_run): tokens (T,) or
-        features (T, F) -> logits (T, O) for readout "all", (O,) for readout "last". Runs every
-        supported model, bidirectional ones included, and equals SequenceModel.forward bit for bit
+        features (T, F) -> logits (T, O) for readout "all", (O,) for readout "last" (a windowed input:
+        T + 2p - k + 1 output steps). Runs every supported model, bidirectional and windowed ones
+        included, and equals SequenceModel.forward bit for bit
         (delta layers included: their delta steps from a fresh delta state)."""
         if self.features is None:
             ids = x.detach().reshape(-1).to(torch.int64)
@@ -277,6 +286,13 @@ class IntegerRunner:
         else:
             feats, tokens = x.detach().to(torch.float32).reshape(-1, self.features).contiguous(), None
             T = feats.shape[0]
+        steps = T
+        if self.windowed and T:  # a Conv1d front end: T + 2p - k + 1 output steps
+            inp = self.program.inputs
+            steps = T + 2 * inp.padding - inp.window + 1
+            if steps < 1:
+                raise ValueError(f"a sequence of {T} frames is shorter than the input window ({inp.window} frames with "
+                                 f"padding {inp.padding}); give at least {inp.window - 2 * inp.padding} frames")
         last = self.readout is Readout.LAST
         if last and T == 0:
             raise ValueError("readout 'last' needs at least one step")
@@ -285,7 +301,7 @@ class IntegerRunner:
         need = self.workspace_bytes(T)
         if self._workspace.numel() < need:
             self._workspace = torch.empty(need, dtype=torch.uint8)
-        logits = torch.empty((self.out_size,) if last else (T, self.out_size), dtype=torch.float32)
+        logits = torch.empty((self.out_size,) if last else (steps, self.out_size), dtype=torch.float32)
         rc = self.lib.rs_run_sequence(self._handle, None if tokens is None else _ptr(tokens),
                                       None if feats is None else _ptr(feats), T, _ptr(self._workspace), int(last),
                                       _ptr(logits))

@@ -7,6 +7,7 @@ from torch import nn
 from rnnslim.io.transform_encoding import TRANSFORM_ENCODINGS
 from rnnslim.models.sequence import InputKind, Readout, SequenceModel
 from rnnslim.quantize.int8.integer import IntegerEmbedding, IntegerLinear, IntegerRecurrent, LinearOutput
+from rnnslim.quantize.int8.integer_activation import IntegerActivation
 
 
 def check_no_lowrank_factors(model: SequenceModel, what: str = "int8 quantization") -> None:
@@ -47,6 +48,13 @@ def check_integer_model(model: SequenceModel, whole_sequence: bool = False) -> N
         if not isinstance(proj, IntegerLinear) or proj.output is not LinearOutput.INT8:
             raise ValueError("IntegerRunner needs an integer int8 model; this one's input projection is "
                              f"a {type(proj).__name__}, not an integer Linear with int8 output")
+        if hasattr(model, "input_act") and not isinstance(model.input_act, IntegerActivation):
+            raise ValueError("IntegerRunner needs an integer int8 model; this one's input activation is a "
+                             f"{type(model.input_act).__name__}, not an IntegerActivation table")
+        if (model.spec.input_window > 1 or model.spec.input_padding) and not whole_sequence:
+            raise ValueError(f"the input projection reads windows of {model.spec.input_window} frames (a Conv1d front "
+                             "end): a streaming step cannot see the later frames; run the model on whole sequences "
+                             "(IntegerRunner(model).run_sequence(x), exported C NAME_run)")
     if model.spec.readout not in (Readout.ALL, Readout.LAST):
         raise ValueError(f"IntegerRunner supports readout 'all' (one output per step) and 'last' (the final "
                          f"step's output); readout {model.spec.readout.value!r} is not supported (torch takes a "
