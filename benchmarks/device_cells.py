@@ -83,7 +83,8 @@ def c_export_cells(q, runner, work: Path, name: str, timeout: float = 600) -> di
     out = work / f"{name}_c"
     facts = export_model(q, "c", out, name=name)
     manifest = {k: facts.get(k) for k in ("const_bytes", "scratch_bytes", "state_bytes", "ram_bytes", "vocab",
-                                          "features", "bidirectional", "readout", "workspace_fixed_bytes",
+                                          "features", "bidirectional", "input_window", "input_padding",
+                                          "readout", "workspace_fixed_bytes",
                                           "workspace_bytes_per_step", "folded_embedding", "tile_sparse")}
     rows = {"export_check (portable C, -O2)": facts.get("check")}
     for target in CHECK_TARGETS:
@@ -100,11 +101,12 @@ def flash_ram(c_cells: dict) -> dict:
     """Cortex-M4 flash and RAM of the model: the object's sections and the manifest's bytes."""
     m = c_cells["manifest"]
     ram = m["ram_bytes"]
-    if m.get("bidirectional"):  # NAME_run's caller-provided workspace for one window
+    whole = m.get("bidirectional") or (m.get("input_window") or 1) > 1 or (m.get("input_padding") or 0) > 0
+    if whole:  # NAME_run's caller-provided workspace for one window (no streaming step)
         ram += m["workspace_fixed_bytes"] + WINDOW * m["workspace_bytes_per_step"]
     obj = c_cells["targets"].get("cortex-m4", {}).get("model_object")
     return {"manifest_flash_bytes": m["const_bytes"], "manifest_ram_bytes": ram,
-            "ram_note": f"scratch + state{' + workspace of one ' + str(WINDOW) + '-step window' if m.get('bidirectional') else ''}",
+            "ram_note": f"scratch + state{' + workspace of one ' + str(WINDOW) + '-step window' if whole else ''}",
             "m4_object_flash_bytes": obj["text"] + obj["data"] if obj else None,
             "m4_object_static_ram_bytes": obj["data"] + obj["bss"] if obj else None}
 
@@ -187,14 +189,15 @@ def step_latency(model, runner, work: Path, name: str) -> dict:
 
 
 def window_latency(user_module, runner, ids: torch.Tensor, work: Path, name: str) -> dict:
-    """One whole window (ids (T,)) of a bidirectional model: IntegerRunner.run_sequence vs ORT
-    int8 of the user's own module exported whole-window (torch.onnx.export + quantize_dynamic,
+    """One whole window (ids (T,), or features (T, F) of a batch-first module) of a model without a
+    streaming step (bidirectional, a CRNN's windowed input): IntegerRunner.run_sequence vs ORT int8
+    of the user's own module exported whole-window (torch.onnx.export + quantize_dynamic,
     reduce_range=True); ORT's quantizer leaves the GRU node fp32 (no int8 GRU), only the Linear
-    becomes int8."""
+    (and Conv) become int8."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32, int8 = work / f"{name}_window.onnx", work / f"{name}_window_int8.onnx"
-    x = ids.reshape(1, -1)
+    x = ids[None] if ids.dim() == 2 else ids.reshape(1, -1)  # (1, T, F) features or (1, T) ids
     with torch.no_grad():
         torch.onnx.export(copy.deepcopy(user_module).eval(), (x,), str(fp32), input_names=["x"], output_names=["y"],
                           dynamo=False, opset_version=17)
@@ -206,6 +209,6 @@ def window_latency(user_module, runner, ids: torch.Tensor, work: Path, name: str
     o_fn = lambda: time_stream(lambda: sess.run(None, feed), steps=50, repeats=5, warmup=5)  # noqa: E731
     with torch.inference_mode():
         lat = _alternate({"c_kernel": c_fn, "ort_dynamic_int8_window": o_fn})
-    return {"kind": f"window of {ids.numel()} steps", "ort": "the user's module, torch.onnx.export whole window, "
+    return {"kind": f"window of {ids.shape[0]} steps", "ort": "the user's module, torch.onnx.export whole window, "
             "ORT quantize_dynamic reduce_range=True: the GRU node stays fp32 (ORT has no int8 GRU), Linear int8",
             "ort_op_types": ops, "ort_bytes": int8.stat().st_size, **lat}

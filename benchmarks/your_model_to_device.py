@@ -105,7 +105,8 @@ class Case:
     calibration: list[torch.Tensor]  # time-major batches
     via: str  # "capture" / "import_keras" / "import_onnx"
     user_module: torch.nn.Module | None = None
-    window: torch.Tensor | None = None  # ids (T,) of a whole-window latency (bidirectional models)
+    window: torch.Tensor | None = None  # ids (T,) or features (T, F) of a whole-window latency (bidirectional
+    # models, a CRNN's windowed input: no streaming step)
     user_loop: tuple | None = None  # (inputs, targets) of the test split in the user's layout: accuracy of the
     # integer model through rnnslim.capture.evaluate (the user's own loop), cross-checked with IntegerRunner
     notes: list[str] = field(default_factory=list)
@@ -217,7 +218,7 @@ def lm_case(tied: bool) -> Case:
                 lambda r: {"per_token": lm_int_nll(r, d)}, "loss", calib, "capture", model)
 
 
-def series_case(key: str, label: str, data, module_cls, epochs: int, **kw) -> Case:
+def series_case(key: str, label: str, data, module_cls, epochs: int, whole_window: bool = False, **kw) -> Case:
     model, rec = train_classifier(key, module_cls(**kw), data, epochs)
     calib = [b.transpose(0, 1) for b in data.x_train.split(64)]
     return Case(key, label, f"aeon {data.name}: {len(data.y_train)} train / {len(data.y_test)} test sequences, "
@@ -225,7 +226,8 @@ def series_case(key: str, label: str, data, module_cls, epochs: int, **kw) -> Ca
                 captured(model, (data.x_train[:8],)), captured_parity(model, (data.x_test[:64],)),
                 lambda: user_accuracy(model, data.x_test, data.y_test),
                 lambda r: accuracy_row(classify_int(r, data.x_test), data.y_test, "sequences"),
-                "accuracy", calib, "capture", model, user_loop=(data.x_test, data.y_test))
+                "accuracy", calib, "capture", model, user_loop=(data.x_test, data.y_test),
+                window=data.x_test[0] if whole_window else None)
 
 
 def tagger_case() -> Case:
@@ -325,7 +327,8 @@ def make_cases(only: list[str] | None, work: Path):
         "lm_untied": lambda: lm_case(False),
         "lm_tied": lambda: lm_case(True),
         "kws": lambda: series_case("kws", "keyword-spotting GRU 64, last step", vowels, KeywordGRU, 60),
-        "crnn": lambda: series_case("crnn", "CRNN: Conv1d k=5 -> ReLU -> GRU 32", motions, CRNN, 150),
+        "crnn": lambda: series_case("crnn", "CRNN: Conv1d k=5 -> ReLU -> GRU 32", motions, CRNN, 150,
+                                    whole_window=True),  # the Conv1d (padding 2) reads 2 later frames: NAME_run
         "sensor": lambda: series_case("sensor", "sensor LSTM 32, last step", motions, SensorLSTM, 150),
         "tagger": tagger_case,
         "keras": lambda: keras_case(vowels),
