@@ -113,7 +113,7 @@ def user_device_section() -> list[str]:
            "host x86-64 -O3 -march=native, Cortex-M4F under qemu-system-arm mps2-an386 (portable C), AArch64 "
            "under qemu-aarch64 (NEON); **M4 flash / RAM** the model object built for the Cortex-M4 "
            "(arm-none-eabi-size text + data) / the manifest's scratch + state bytes (+ the workspace of one "
-           "64-step window for a bidirectional model); **latency** the C kernel (IntegerRunner) against ONNX "
+           "64-step window for the whole-sequence models: the bidirectional tagger and the CRNN, whose 100-step sequences need about 2.3 KiB more); **latency** the C kernel (IntegerRunner) against ONNX "
            "Runtime int8 of the same model in the same run: a streaming step at batch 1 against the faster of "
            "two ORT int8 graphs (rnnslim's onnx-int8 export: unfused recurrence, every MatMul int8; and ORT's "
            "quantize_dynamic of the fused step graph: LSTM -> DynamicQuantizeLSTM, a GRU node stays fp32; both "
