@@ -31,6 +31,8 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
     from rnnslim.pipeline.recipe import Recipe
     from rnnslim.pipeline.runner import run_pipeline
     from rnnslim.report.html import write_html_report
+    from rnnslim.report.markdown import results_table
+    from rnnslim.report.names import REPORT_JSON
     from rnnslim.tasks.charlm import CharLMTask
     from rnnslim.train import TrainConfig, load_best, train
 
@@ -65,8 +67,8 @@ def run_demo(out: Path, quick: bool = False, log: Callable[[str], None] = print)
         settings = settings.model_copy(update={"eval_max_steps": None})
     report = measure(final, task=task, split="test", baseline=model, threads=(1,), settings=settings,
                      artifact_path=out / "compress" / "model")
-    # the report's header and its per-stage results table, then the measurement with the baselines
-    table = (out / "compress" / "report.md").read_text().split("\n## Stages")[0] + "\n\n" + report.table()
+    # the per-stage results table (not the whole report.md: its path is printed), then the measurement
+    table = results_table(json.loads((out / "compress" / REPORT_JSON).read_text(encoding="utf-8"))) + "\n\n" + report.table()
     (out / "measure.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
     html = write_html_report(out / "compress", measurement=report.to_dict())  # now with the baselines
     elapsed = time.perf_counter() - t0
