@@ -57,8 +57,14 @@ def make_task(name: str, data: str | Path | None = None, meta: dict | None = Non
 
 def task_for_model(model, data: str | Path | None = None, **options) -> Task:
     """The task a model was made for (model.task_meta["task"], default charlm), on `data`,
-    with the model's vocabulary / classes / scaling; raises if the model does not fit it."""
+    with the model's vocabulary / classes / scaling; raises if the model does not fit it, or if
+    it was captured / imported and records no task (charlm would be a guess)."""
+    from rnnslim.tasks.origin import missing_task_message
+
     meta = getattr(model, "task_meta", None) or {}
+    why = missing_task_message(model, task_names())
+    if why is not None:
+        raise ValueError(why)
     task = make_task(meta.get("task", DEFAULT_TASK), data, meta, **options)
     task.check_model(model)
     return task
