@@ -141,12 +141,23 @@ def _with_zero_state(module: nn.Module, example_inputs: tuple, model: SequenceMo
     return model, info
 
 
+def refuse_quantized(module: nn.Module) -> None:
+    """CaptureError when `module` holds rnnslim's quantized layers (rnnslim.quantize: int8, integer,
+    weight-only, QAT): capture reads float weights, so the float model is captured and then quantized."""
+    for path, sub in module.named_modules():
+        cls = type(sub)
+        if getattr(cls, "rnnslim_kind", None) and cls.__module__.startswith("rnnslim.quantize"):
+            raise CaptureError(f"{path or type(module).__name__} is rnnslim's quantized layer {cls.__name__}; "
+                               "capture the float model, then quantize the captured one (docs/capture.md)")
+
+
 def capture(module: nn.Module, example_inputs: tuple, *, rtol: float = 1e-5) -> SequenceModel:
     """A float SequenceModel computing what `module(*example_inputs)` computes (eval mode).
 
     example_inputs: one example per positional argument of forward (None for a state argument
     left None; a zero state is fine too). Raises CaptureError naming the operation and its
     source line for anything the SequenceModel cannot run exactly."""
+    refuse_quantized(module)
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     model, info = _with_zero_state(module, example_inputs, *_capture_once(module, example_inputs))
