@@ -528,9 +528,9 @@ def recipes() -> None:
     console = Console(soft_wrap=False, highlight=False)  # wraps to the terminal's width (COLUMNS when piped)
     console.print(table)
     example = "deploy-int8" if "deploy-int8" in found else next(iter(found), "NAME")
-    folder = next(iter(found.values())).parent if found else "?"
     console.print(f"Use one by name: rnnslim compress MODEL --recipe {example} --out DIR. A path to your own "
-                  f"YAML works too: copy one from {folder}", markup=False)
+                  f"YAML works too: copy a built-in from the installed package (rnnslim/recipes/{example}.yaml)",
+                  markup=False)  # package-relative: the same text on every machine
 
 
 @app.command()
