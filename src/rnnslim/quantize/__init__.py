@@ -15,6 +15,7 @@ Weight quantization (this package):
 - storage.py      "lzma" tensor encoding (entropy-coded codes on disk)
 - targets.py      which layers a step touches; api.py the `quantize_` verb (recipe stages: rnnslim.pipeline.stages)
 - modules.py      registers the module kinds for load_model
+- anchor.py       DtypeAnchored: an empty `dtype_anchor` parameter, so quantized models answer next(parameters())
 Post-training int8 activations, the integer path and its C kernel: int8/.
 
 Names below are imported lazily, so `import rnnslim.quantize` stays light.
@@ -26,13 +27,14 @@ import importlib
 
 _EXPORTS = {
     "quantize_": "api", "apply_format_": "api", "WeightOnly": "api", "Ternary": "api", "KMeans": "api",
-    "HalfPrecision": "api", "QAT": "api", "QATStep": "api",
+    "HalfPrecision": "api", "QAT": "api", "QATStep": "api", "QuantizeResult": "api",
     "ActQuantConfig": "actquant",
     "IntFormat": "formats", "TernaryFormat": "formats", "KMeansFormat": "formats", "FloatFormat": "formats",
     "int_format": "formats", "parse_format": "formats",
     "QuantRecurrent": "lowbit", "QuantEmbedding": "lowbit", "QuantLinear": "lowbit",
     "prepare_qat_": "qat", "convert_qat_": "qat", "calibrate_activations_": "qat",
     "MixedPrecision": "mixed", "plan_mixed_precision": "mixed", "apply_plan_": "mixed",
+    "MixedPrecisionResult": "mixed",
     "Target": "targets",
     "make_observer": "observers", "ObserverKind": "observers",
 }
