@@ -32,6 +32,7 @@ from rnnslim.graph.coupling import (
     Source,
 )
 from rnnslim.graph.fx_ops import PASSTHROUGH_MODULES
+from rnnslim.utils.params import weight_parameters
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _is_cut(m: nn.Module) -> bool:
     if isinstance(m, (nn.RNNBase, nn.Linear, nn.Conv1d)):
         return True
     is_leaf = next(m.children(), None) is None
-    return is_leaf and not isinstance(m, PASSTHROUGH_MODULES) and any(True for _ in m.parameters(recurse=False))
+    return is_leaf and not isinstance(m, PASSTHROUGH_MODULES) and any(True for _ in weight_parameters(m, recurse=False))
 
 
 class _SourceMap:

@@ -34,6 +34,7 @@ from rnnslim.recurrent.gates import CellType, as_cell, gate_count
 from rnnslim.recurrent.state import call_model, detach_state
 from rnnslim.tasks.base import Batch, Task
 from rnnslim.utils.device import model_device
+from rnnslim.utils.params import weight_parameters
 from rnnslim.utils.progress import track
 
 Scores = dict[str, Tensor]
@@ -77,7 +78,7 @@ def as_calibration(data: Task | Calibration | Sequence[Batch], n_batches: int = 
 
 def _names(model: nn.Module, names: Sequence[str] | None) -> list[str]:
     if names is None:
-        return [n for n, p in model.named_parameters() if p.dtype.is_floating_point]
+        return [n for n, p in weight_parameters(model) if p.dtype.is_floating_point]  # no dtype anchors
     return list(names)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-ANCHOR = "dtype_anchor"
+from rnnslim.utils.params import ANCHOR  # one name, also known to graph/ and prune/ (they skip it)
 
 
 class DtypeAnchored(nn.Module):
