@@ -151,8 +151,9 @@ def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     corr = arrs.add(prefix + "_corr", m.corr)
     ptr = arrs.add(prefix + "_tile_ptr", m.tile_ptr) if m.sparse else "NULL"
     col = arrs.add(prefix + "_tile_col", m.tile_col) if m.sparse else "NULL"
+    idx = arrs.add(prefix + "_nm_idx", m.nm_idx) if m.nm24 else "NULL"
     return (f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p}, .w = {w}, "
-            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col} }}")
+            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx} }}")
 
 
 def _header(name: str, p: IntegerProgram, source: str, notes: str = "", decls: str = "") -> str:

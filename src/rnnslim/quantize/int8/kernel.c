@@ -64,20 +64,29 @@ int rs_set_embedding_tied(rs_host *h) {
 }
 
 /* slot 2l = W_ih of layer l, 2l + 1 = W_hh, 2L = decoder, 2L + 1 = input projection, 2L + 2 + 2l =
-   W_ih of the backward direction of layer l, 2L + 3 + 2l = its W_hh; n_tiles < 0: dense */
+   W_ih of the backward direction of layer l, 2L + 3 + 2l = its W_hh; NULL for a slot outside these */
+static rs_mat *host_matrix(rs_host *h, int slot) {
+    const int L = h->m.L;
+    if (slot < 0 || slot > 4 * L + 1) return NULL;
+    if (slot >= 2 * L + 2) return slot % 2 ? &h->rev[(slot - 2 * L - 2) / 2].wh : &h->rev[(slot - 2 * L - 2) / 2].wx;
+    if (slot == 2 * L + 1) return &h->m.in.w;
+    return slot == 2 * L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
+}
+
+/* n_tiles >= 0: tile-sparse, -1: dense, RS_NM24_TILES (-2): 2:4 values ([rows_p][cols_p / 2]),
+   whose index bytes come from rs_set_matrix_nm24 */
+#define RS_NM24_TILES (-2)
 int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
                   const int32_t *tile_ptr, const uint16_t *tile_col, int n_tiles) {
-    rs_mat *mt;
-    const int L = h->m.L;
+    rs_mat *mt = host_matrix(h, slot);
     int rows_p = (rows + RB - 1) / RB * RB, cols_p = (cols + KB - 1) / KB * KB, nb = rows_p / RB;
-    size_t wbytes = n_tiles < 0 ? (size_t)rows_p * cols_p : (size_t)n_tiles * RB * KB;
-    if (slot < 0 || slot > 4 * L + 1 || rows < 1 || cols < 1) return -2;
-    if (slot >= 2 * L + 2) mt = slot % 2 ? &h->rev[(slot - 2 * L - 2) / 2].wh : &h->rev[(slot - 2 * L - 2) / 2].wx;
-    else if (slot == 2 * L + 1) mt = &h->m.in.w;
-    else mt = slot == 2 * L ? &h->m.dec : (slot % 2 ? &h->layers[slot / 2].wh : &h->layers[slot / 2].wx);
+    size_t wbytes = n_tiles == RS_NM24_TILES ? (size_t)rows_p * cols_p / 2
+                    : (n_tiles < 0 ? (size_t)rows_p * cols_p : (size_t)n_tiles * RB * KB);
+    if (!mt || rows < 1 || cols < 1 || n_tiles < RS_NM24_TILES) return -2;
     mt->rows = rows; mt->cols = cols; mt->rows_p = rows_p; mt->cols_p = cols_p;
     mt->w = (const int8_t *)host_copy(h, w, wbytes > 0 ? wbytes : 1);
     mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * rows_p);
+    mt->tile_ptr = NULL; mt->tile_col = NULL; mt->nm_idx = NULL;
     if (n_tiles >= 0) {
         int b;
         if (tile_ptr[0] != 0 || tile_ptr[nb] != n_tiles) return -2;
@@ -90,6 +99,17 @@ int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, con
         if (!mt->tile_ptr || !mt->tile_col) return -1;
     }
     return mt->w && mt->corr ? 0 : -1;
+}
+
+/* A 2:4 matrix (rs_mat.nm_idx): values w [rows_p][cols_p / 2], index bytes idx [rows_p][rs_nm24_idx_cols] */
+int rs_set_matrix_nm24(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
+                       const uint8_t *idx) {
+    rs_mat *mt;
+    int rc = rs_set_matrix(h, slot, rows, cols, w, corr, NULL, NULL, RS_NM24_TILES);
+    if (rc) return rc;
+    mt = host_matrix(h, slot);
+    mt->nm_idx = (const uint8_t *)host_copy(h, idx, (size_t)mt->rows_p * (size_t)rs_nm24_idx_cols(mt));
+    return mt->nm_idx ? 0 : -1;
 }
 
 int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_ih, const int8_t *shift_ih,
@@ -225,7 +245,7 @@ int rs_finalize(rs_host *h) {
     if (m->dec.cols_p > m->max_cols) m->max_cols = m->dec.cols_p;
     if (m->dec.rows_p > m->max_rows) m->max_rows = m->dec.rows_p;
     if (m->in.kind == INPUT_EMBEDDING && ((!m->emb && !m->emb_tied) || m->V < 1)) return -2;
-    if (m->emb_tied && (m->in.kind != INPUT_EMBEDDING || m->dec.tile_ptr || m->dec.rows != m->V
+    if (m->emb_tied && (m->in.kind != INPUT_EMBEDDING || m->dec.tile_ptr || m->dec.nm_idx || m->dec.rows != m->V
                         || m->dec.cols != m->E)) return -2;
     if (m->in.kind != INPUT_EMBEDDING && h->layers[0].tx_table) return -2;
     if (m->in.kind == INPUT_IDENTITY && m->in.F != m->E) return -2;

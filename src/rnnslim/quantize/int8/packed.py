@@ -14,7 +14,12 @@ cols_p) = multiples of (16, 4) and cut into tiles of 16 rows x 4 columns, stored
 keeps only its non-zero tiles with a CSR index (tile_ptr per row block, tile_col per
 tile); "auto" stores a matrix tile-sparse when at most SPARSE_MAX_TILE_DENSITY of its
 tiles hold a non-zero (block pruning with 16 x 4 blocks empties whole tiles; unstructured
-sparsity almost never does).
+sparsity almost never does). sparse="nm24" also stores a matrix in the 2:4 format (nm24.py:
+at most 2 non-zeros per row in each group of 4 columns, as N:M 2:4 pruning leaves them) when
+the pattern holds exactly and the cost rule prefers it: it reads fewer bytes than the format
+"auto" picks (dense or tile-sparse). Its multiply-adds are half the dense ones but run as
+plain C on every build (rnnslim_core.h matvec_nm24), so "auto" does not pick it yet: on a
+host the dense SIMD product can be faster; on a microcontroller (portable C) it is the win.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_columns
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
+from rnnslim.quantize.int8.nm24 import holds_nm24, nm24_nbytes, pack_nm24
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
 
@@ -50,6 +56,7 @@ class PackedMatrix:
     corr: np.ndarray  # int32 (rows_p,): 128 * row sum (VNNI unsigned-offset correction)
     tile_ptr: np.ndarray | None = None  # int32 (rows_p / 16 + 1,), None = dense
     tile_col: np.ndarray | None = None  # uint16 (n_tiles,): column group of each kept tile
+    nm_idx: np.ndarray | None = None  # uint8 2:4 index (nm24.py); w then holds the kept codes
 
     @property
     def rows_p(self) -> int:
@@ -62,6 +69,10 @@ class PackedMatrix:
     @property
     def sparse(self) -> bool:
         return self.tile_ptr is not None
+
+    @property
+    def nm24(self) -> bool:
+        return self.nm_idx is not None
 
     @property
     def n_tiles(self) -> int:
@@ -80,11 +91,13 @@ class PackedMatrix:
         out = {"w": self.w, "corr": self.corr}
         if self.sparse:
             out |= {"tile_ptr": self.tile_ptr, "tile_col": self.tile_col}
+        if self.nm24:
+            out |= {"nm_idx": self.nm_idx}
         return out
 
 
 def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> PackedMatrix:
-    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" (see the module docstring)."""
+    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" (see the module docstring)."""
     w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
     if w.ndim != 2 or w.dtype != np.int8:
         raise ValueError(f"pack_matrix needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
@@ -95,10 +108,16 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
     tiles = padded.reshape(rows_p // RB, RB, cols_p // KB, KB).transpose(0, 2, 1, 3)  # (NB, KG, RB, KB)
     corr = (128 * padded.astype(np.int32).sum(axis=1)).astype(np.int32)
     nonzero = tiles.reshape(tiles.shape[0], tiles.shape[1], -1).any(axis=2)  # (NB, KG)
-    if sparse == "auto":
-        sparse = nonzero.mean() <= SPARSE_MAX_TILE_DENSITY
+    try_nm24 = sparse == "nm24"
+    if sparse in ("auto", "nm24"):
+        sparse = bool(nonzero.mean() <= SPARSE_MAX_TILE_DENSITY)
     elif not isinstance(sparse, bool):
-        raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
+        raise ValueError(f"sparse must be True, False, 'auto' or 'nm24', got {sparse!r}")
+    if try_nm24 and holds_nm24(padded):
+        tiles_bytes = int(nonzero.sum()) * (RB * KB + 2) + 4 * (rows_p // RB + 1) if sparse else rows_p * cols_p
+        if nm24_nbytes(rows_p, cols_p) < tiles_bytes:  # cost rule: fewer bytes read (and half the MACs)
+            values, index = pack_nm24(padded)
+            return PackedMatrix(rows, cols, values, corr, nm_idx=index)
     if not sparse:
         return PackedMatrix(rows, cols, np.ascontiguousarray(tiles).reshape(-1), corr)
     if cols_p // KB > np.iinfo(np.uint16).max + 1:

@@ -27,7 +27,10 @@
  * Matrices are packed (packed.py) into tiles of 16 rows x 4 columns so the output rows lie
  * in the vector lanes and no horizontal sums are needed. A tile-sparse matrix keeps only
  * its non-zero tiles (block pruning with 16 x 4 blocks, or any mask that empties whole
- * tiles) with a CSR index over tiles: the step then reads and multiplies only those.
+ * tiles) with a CSR index over tiles: the step then reads and multiplies only those. A 2:4
+ * matrix (N:M pruning, at most 2 non-zeros per row in each group of 4 columns) keeps 2 codes
+ * per group with 2-bit column offsets and multiplies only those (matvec_nm24, plain C on
+ * every build for now).
  *
  * Requires arithmetic right shift of negative integers (every mainstream compiler).
  */
@@ -97,7 +100,15 @@ typedef struct {
     const int32_t *corr;     /* [rows_p] 128 * sum_k w[r][k], for the unsigned-offset VNNI path */
     const int32_t *tile_ptr; /* [rows_p / RB + 1] or NULL (dense) */
     const uint16_t *tile_col;
+    /* 2:4 (nm_idx != NULL): each row keeps 2 codes per group of KB = 4 columns (N:M pruning);
+       w is [rows_p][cols_p / 2] (the 2 kept codes of each group, in column order, zero where a
+       group keeps fewer), nm_idx is [rows_p][rs_nm24_idx_cols] bytes: the 2-bit column offsets
+       (i0 | i1 << 2) of group g in the nibble g & 1 of byte g >> 1 (packed.py pack_nm24). */
+    const uint8_t *nm_idx;
 } rs_mat;
+
+/* index bytes per row of a 2:4 matrix: one nibble per group of 4 columns */
+static inline int rs_nm24_idx_cols(const rs_mat *m) { return (m->cols_p / KB + 1) / 2; }
 
 typedef struct rs_layer {
     int input, hidden, rows; /* rows = G * hidden, G = 4 (LSTM), 3 (GRU), 1 (RNN) */
@@ -344,8 +355,34 @@ static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, in
 #endif
 }
 
+/* y[0:rows_p] = W x for a 2:4 matrix (rs_mat.nm_idx): half the MACs and 5/8 of the bytes of the dense
+   product, exact like it (the same int8 x int8 products in int32, only the zeros skipped). One plain C
+   loop for every build (no SIMD gather yet: the dense SIMD paths may beat it on a host). */
+static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y) {
+    const int KG = m->cols_p / KB, NI = rs_nm24_idx_cols(m);
+    int r, j;
+    for (r = 0; r < m->rows_p; r++) {
+        const int8_t *v = m->w + (size_t)r * (size_t)KG * 2; /* [KG][2] kept codes of row r */
+        const uint8_t *ix = m->nm_idx + (size_t)r * (size_t)NI;
+        int32_t a = 0;
+        for (j = 0; 2 * j + 1 < KG; j++) { /* two groups (8 columns) per index byte */
+            const unsigned s = ix[j];
+            const int8_t *xg = x + 8 * j, *vj = v + 4 * j;
+            a += (int32_t)vj[0] * xg[s & 3u] + (int32_t)vj[1] * xg[(s >> 2) & 3u]
+               + (int32_t)vj[2] * xg[4 + ((s >> 4) & 3u)] + (int32_t)vj[3] * xg[4 + (s >> 6)];
+        }
+        if (KG & 1) { /* the last, odd group: low nibble of the last byte */
+            const unsigned s = ix[j];
+            const int8_t *xg = x + 8 * j, *vj = v + 4 * j;
+            a += (int32_t)vj[0] * xg[s & 3u] + (int32_t)vj[1] * xg[(s >> 2) & 3u];
+        }
+        y[r] = a;
+    }
+}
+
 static void matvec(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    if (m->tile_ptr) matvec_sparse(m, x, u, y);
+    if (m->nm_idx) matvec_nm24(m, x, y);
+    else if (m->tile_ptr) matvec_sparse(m, x, u, y);
     else matvec_dense(m, x, u, y);
 }
 

@@ -28,7 +28,8 @@ For embedding models with V <= E (character LMs) the runner folds the embedding 
 first layer: a table of the layer-0 input terms per token replaces that matmul (same
 integers, a quarter fewer weight bytes read per step). Matrices whose non-zeros fill few
 16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied
-(packed.py; `sparse=` forces either layout).
+(packed.py; `sparse=` forces either layout; sparse="nm24" also stores 2:4 matrices in the 2:4
+format, nm24.py).
 
 Delta models (delta.py: IntegerRecurrent.delta_threshold, or `delta=` here to override) step
 with the kernel's delta step: a state then also holds the stream's delta state, and
@@ -135,6 +136,10 @@ class IntegerRunner:
             if ly.rev is not None:
                 mats[2 * L + 2 + 2 * k], mats[2 * L + 3 + 2 * k] = ly.rev.wx, ly.rev.wh
         for slot, m in mats.items():
+            if m.nm24:
+                check(lib.rs_set_matrix_nm24(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.nm_idx)),
+                      f"matrix {slot}")
+                continue
             check(lib.rs_set_matrix(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.tile_ptr), p(m.tile_col),
                                     m.n_tiles if m.sparse else -1), f"matrix {slot}")
         for k, ly in enumerate(program.layers):
