@@ -12,3 +12,16 @@ TESTS = Path(__file__).resolve().parent
 def test_test_file_basenames_are_unique():
     names = Counter(p.name for p in TESTS.rglob("test_*.py"))
     assert [n for n, k in names.items() if k > 1] == []
+
+
+def test_no_test_file_imports_another_test_file():
+    """Shared helpers live in modules of their own (tests/*.py helpers, conftest fixtures)."""
+    import ast
+
+    bad = []
+    for p in TESTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            bad += [f"{p.relative_to(TESTS)}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert bad == []

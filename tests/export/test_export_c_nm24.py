@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from compilers import needs_cc
 from nm24_models import nm24_model
-from test_export_c_warnings import CONFIGS, _compile, _skip_reason
+from c_warning_configs import CONFIGS, compile_export, skip_reason
 
 from rnnslim.export.c_check import check_on_host, random_streams
 from rnnslim.export.c_source import export_c
@@ -61,8 +61,8 @@ def test_export_equals_runner_on_the_targets(export, target):
 @pytest.mark.slow
 def test_export_builds_with_werror_everywhere(export):
     _, d, _, _ = export
-    configs = [c for c, (cc, flags, host, _) in CONFIGS.items() if _skip_reason(cc, flags, host) is None]
+    configs = [c for c, (cc, flags, host, _) in CONFIGS.items() if skip_reason(cc, flags, host) is None]
     assert configs
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = [p for p in pool.map(lambda c: _compile(CONFIGS[c][0], CONFIGS[c][1], d), configs) if p]
+        problems = [p for p in pool.map(lambda c: compile_export(CONFIGS[c][0], CONFIGS[c][1], d), configs) if p]
     assert not problems, "\n".join(problems[:3])
