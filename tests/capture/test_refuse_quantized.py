@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from rnnslim.capture import CaptureError, capture
 from rnnslim.quantize.int8 import Int8Config, quantize_int8_
-
-
-class TinyGRU(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gru = nn.GRU(3, 4, batch_first=True)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        out, _ = self.gru(x)
-        return self.fc(out[:, -1])
+from tests.capture.user_modules import TinyGRU
 
 
 def test_user_module_quantized_in_place_is_refused_naming_the_layer():

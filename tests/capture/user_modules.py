@@ -96,6 +96,19 @@ class ProjectedLSTM(nn.Module):
         return torch.softmax(self.out(self.rnn(x)[0]), dim=-1)
 
 
+class TinyGRU(nn.Module):
+    """3 features -> GRU 4 (batch first) -> Linear 2 on the last step: the smallest capturable classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return self.fc(out[:, -1])
+
+
 class ResidualLSTM(nn.Module):
     """Refused: adds the input features to the LSTM output."""
 

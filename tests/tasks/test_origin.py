@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from rnnslim.capture import capture
 from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.tasks import task_for_model
 from rnnslim.tasks.origin import missing_task_message
-
-
-class TinyKeywordGRU(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gru = nn.GRU(3, 4, batch_first=True)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        out, _ = self.gru(x)
-        return self.fc(out[:, -1])
+from tests.capture.user_modules import TinyGRU
 
 
 def _char_model() -> SequenceModel:
@@ -33,7 +22,7 @@ def _char_model() -> SequenceModel:
 @pytest.fixture
 def captured(tmp_path):
     torch.manual_seed(0)
-    model = capture(TinyKeywordGRU().eval(), (torch.randn(2, 5, 3),))
+    model = capture(TinyGRU().eval(), (torch.randn(2, 5, 3),))
     save_model(model, tmp_path / "m")
     return load_model(tmp_path / "m")
 
@@ -42,7 +31,7 @@ def test_captured_model_without_task_names_its_class_and_the_fix(captured):
     with pytest.raises(ValueError) as e:
         task_for_model(captured)
     msg = str(e.value)
-    assert "captured from TinyKeywordGRU" in msg and "records no task" in msg
+    assert "captured from TinyGRU" in msg and "records no task" in msg
     assert "--task" in msg and "task_meta" in msg and "vocab" not in msg
 
 
