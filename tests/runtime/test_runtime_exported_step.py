@@ -5,24 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from compilers import needs_cc
 
 from rnnslim.export.c_source import export_c
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.runtime import ExportedModel
-from rnnslim.runtime.build import CompilerUnavailable, find_compiler
-
-
-def _have_cc() -> bool:
-    try:
-        find_compiler()
-        return True
-    except CompilerUnavailable:
-        return False
 
 
 FAST = ("-O1",)  # compile time dominates these tests; the arithmetic is the same at any level
-needs_cc = pytest.mark.skipif(not _have_cc(), reason="no C compiler here")
 
 
 def _tiny_int8(kind: str = "embedding", vocab: int = 11, features: int = 3):

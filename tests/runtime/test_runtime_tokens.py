@@ -5,24 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from compilers import needs_cc
 
 from rnnslim.export.c_source import export_c
 from rnnslim.models.sequence import InputKind, LayerShape, ModelSpec, SequenceModel
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, quantize_int8_
 from rnnslim.runtime import ExportedModel
-from rnnslim.runtime.build import CompilerUnavailable, find_compiler
 from rnnslim.tasks.charlm import CharLMTask
 
 
-def _have_cc() -> bool:
-    try:
-        find_compiler()
-        return True
-    except CompilerUnavailable:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _have_cc(), reason="no C compiler here")
+pytestmark = needs_cc
 FAST = ("-O1",)  # compile time dominates these tests; the arithmetic is the same at any level
 TEXT = "to be or not to be, that is the question.\n" * 20
 
