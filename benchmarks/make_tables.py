@@ -28,6 +28,7 @@ from tables_classify import small_classify_section  # noqa: E402
 from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
 from tables_family import dct_section, delta_section, early_exit_section, small_models_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
+from tables_peers import peers_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 from tables_user_device import user_device_section  # noqa: E402
@@ -451,6 +452,7 @@ def main() -> None:
     lines += user_models_section()
     lines += user_device_section()
     lines += small_classify_section()
+    lines += peers_section()
     lines += hardening_section()
     lines += demo_section()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
