@@ -283,12 +283,19 @@ def keras_case(data) -> Case:
 
         return import_keras(path)
 
-    return Case("keras", "Keras Sequential LSTM 32 (.keras, Keras 3, torch backend)",
-                f"aeon {data.name}: {len(data.y_train)} train / {len(data.y_test)} test sequences", rec, to_rnnslim,
-                lambda seq: rel_max_error(time_major_out(seq, data.x_test[:64]), keras_out(data.x_test[:64])),
-                lambda: accuracy_row(keras_out(data.x_test).argmax(-1), data.y_test, "sequences"),
+    return imported_classifier_case("keras", "Keras Sequential LSTM 32 (.keras, Keras 3, torch backend)", data, rec,
+                                    to_rnnslim, keras_out, "import_keras")
+
+
+def imported_classifier_case(key: str, label: str, data, rec: dict, to_rnnslim, reference_out, via: str) -> Case:
+    """A classifier that rnnslim imports from a file: scored against `reference_out` (x batch first -> logits),
+    the framework that wrote the file."""
+    return Case(key, label, f"aeon {data.name}: {len(data.y_train)} train / {len(data.y_test)} test sequences",
+                rec, to_rnnslim,
+                lambda seq: rel_max_error(time_major_out(seq, data.x_test[:64]), reference_out(data.x_test[:64])),
+                lambda: accuracy_row(reference_out(data.x_test).argmax(-1), data.y_test, "sequences"),
                 lambda r: accuracy_row(classify_int(r, data.x_test), data.y_test, "sequences"),
-                "accuracy", [b.transpose(0, 1) for b in data.x_train.split(64)], "import_keras")
+                "accuracy", [b.transpose(0, 1) for b in data.x_train.split(64)], via)
 
 
 def onnx_case(data, work: Path) -> Case:
@@ -310,12 +317,8 @@ def onnx_case(data, work: Path) -> Case:
         return import_onnx(path)
 
     rec = {**rec, "export": "torch.onnx.export(dynamo=False, opset 17), batch dynamic"}
-    return Case("onnx", "ONNX LSTM 48 classifier (torch.onnx.export, imported)",
-                f"aeon {data.name}: {len(data.y_train)} train / {len(data.y_test)} test sequences", rec, to_rnnslim,
-                lambda seq: rel_max_error(time_major_out(seq, data.x_test[:64]), ort_out(data.x_test[:64])),
-                lambda: accuracy_row(ort_out(data.x_test).argmax(-1), data.y_test, "sequences"),
-                lambda r: accuracy_row(classify_int(r, data.x_test), data.y_test, "sequences"),
-                "accuracy", [b.transpose(0, 1) for b in data.x_train.split(64)], "import_onnx")
+    return imported_classifier_case("onnx", "ONNX LSTM 48 classifier (torch.onnx.export, imported)", data, rec,
+                                    to_rnnslim, ort_out, "import_onnx")
 
 
 ORDER = ("lm_untied", "lm_tied", "kws", "crnn", "sensor", "tagger", "keras", "onnx")

@@ -80,12 +80,17 @@ def test_kernel1_conv_channels_first():
     assert model.capture_info.input_axes == ["B", "F", "T"]
 
 
+def _random_statistics(bn: torch.nn.BatchNorm1d) -> None:
+    """Running statistics away from (0, 1), so a fold that ignored them would show."""
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+
+
 def test_batchnorm_linear_folded_reshapes_zero_state_and_squeezed_h():
     torch.manual_seed(1)
     m = SqueezedState()
-    with torch.no_grad():
-        m.bn.running_mean.uniform_(-1, 1)
-        m.bn.running_var.uniform_(0.5, 2)
+    _random_statistics(m.bn)
     model = _same(m, torch.randn(7, 3, 4))
     spec = model.spec
     assert spec.input_kind is InputKind.LINEAR and spec.readout is Readout.LAST
@@ -223,9 +228,7 @@ class _NormedHead(nn.Module):
 def test_batchnorm_after_the_readout_folds_into_the_decoder():
     torch.manual_seed(6)
     m = _NormedHead()
-    with torch.no_grad():
-        m.bn.running_mean.uniform_(-1, 1)
-        m.bn.running_var.uniform_(0.5, 2)
+    _random_statistics(m.bn)
     model = _same(m, torch.randn(4, 6, 3))
     assert model.capture_info.tensor_names["bn.weight"] == "(folded into decoder)"
 
