@@ -152,8 +152,11 @@ def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     ptr = arrs.add(prefix + "_tile_ptr", m.tile_ptr) if m.sparse else "NULL"
     col = arrs.add(prefix + "_tile_col", m.tile_col) if m.sparse else "NULL"
     idx = arrs.add(prefix + "_nm_idx", m.nm_idx) if m.nm24 else "NULL"
+    sptr = arrs.add(prefix + "_strip_ptr", m.strip_ptr) if m.strips else "NULL"
+    sidx = arrs.add(prefix + "_strip_idx", m.strip_idx) if m.strips else "NULL"
     return (f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p}, .w = {w}, "
-            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx} }}")
+            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx}, .strip_ptr = {sptr}, "
+            f".strip_idx = {sidx} }}")
 
 
 def _header(name: str, p: IntegerProgram, source: str, notes: str = "", decls: str = "") -> str:

@@ -62,6 +62,7 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_set_embedding_tied": ([_P], i32),
         "rs_set_matrix": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
         "rs_set_matrix_nm24": ([_P, i32, i32, i32, _P, _P, _P], i32),
+        "rs_set_matrix_strips": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
         "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P, _P], i32),
         "rs_set_decoder": ([_P, _P, _P], i32),
         "rs_set_input": ([_P, i32, i32, ctypes.c_float, _P, _P, _P], i32),

@@ -20,6 +20,14 @@ the pattern holds exactly and the cost rule prefers it: it reads fewer bytes tha
 "auto" picks (dense or tile-sparse). Its multiply-adds are half the dense ones but run as
 plain C on every build (rnnslim_core.h matvec_nm24), so "auto" does not pick it yet: on a
 host the dense SIMD product can be faster; on a microcontroller (portable C) it is the win.
+
+The strips format (strips.py: the non-zero 16 x 1 column strips of each row block, gathered
+per 64-column panel into 16 x 4 tiles) packs any matrix; sparse="strips" forces it, and "auto"
+picks it when the cost model below says it is faster than the dense or tile-sparse choice.
+Cost model (time of one product, in units of one dense 16 x 4 tile of the SIMD loop; calibrated
+by benchmarks/strips_bench.py, see STRIP_TILE_COST): dense = all tiles; tile-sparse = kept tiles
+(the existing density rule decides dense vs tiles); strips = STRIP_TILE_COST x stored tiles +
+STRIP_PANEL_COST x (row blocks x panels) (the gather of each panel's codes).
 """
 
 from __future__ import annotations
@@ -35,11 +43,16 @@ from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_colu
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.nm24 import holds_nm24, nm24_nbytes, pack_nm24
+from rnnslim.quantize.int8.strips import pack_strips, strip_panels, strip_tile_count
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
 
 RB, KB = 16, 4  # tile rows x columns (RB, KB in rnnslim_core.h)
 SPARSE_MAX_TILE_DENSITY = 0.8  # above this share of non-zero tiles the dense loop is faster
+# strips cost model (module docstring): one stored strips tile costs STRIP_TILE_COST dense tiles (the
+# 4 gathered codes and the index bytes), each (row block, panel) STRIP_PANEL_COST (pointer + gather)
+STRIP_TILE_COST = 1.3
+STRIP_PANEL_COST = 0.5
 FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
 CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
 
@@ -57,6 +70,8 @@ class PackedMatrix:
     tile_ptr: np.ndarray | None = None  # int32 (rows_p / 16 + 1,), None = dense
     tile_col: np.ndarray | None = None  # uint16 (n_tiles,): column group of each kept tile
     nm_idx: np.ndarray | None = None  # uint8 2:4 index (nm24.py); w then holds the kept codes
+    strip_ptr: np.ndarray | None = None  # int32 (NB * NP + 1,) strips (strips.py); w then holds its tiles
+    strip_idx: np.ndarray | None = None  # uint8 (n_tiles * 4,): column offsets inside the panel
 
     @property
     def rows_p(self) -> int:
@@ -73,6 +88,20 @@ class PackedMatrix:
     @property
     def nm24(self) -> bool:
         return self.nm_idx is not None
+
+    @property
+    def strips(self) -> bool:
+        return self.strip_ptr is not None
+
+    @property
+    def format(self) -> str:
+        """"dense", "tiles" (tile-sparse), "nm24" (2:4) or "strips"."""
+        return "strips" if self.strips else "nm24" if self.nm24 else "tiles" if self.sparse else "dense"
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds one product executes (stored weights, zeros of padding included)."""
+        return self.w.size
 
     @property
     def n_tiles(self) -> int:
@@ -93,11 +122,13 @@ class PackedMatrix:
             out |= {"tile_ptr": self.tile_ptr, "tile_col": self.tile_col}
         if self.nm24:
             out |= {"nm_idx": self.nm_idx}
+        if self.strips:
+            out |= {"strip_ptr": self.strip_ptr, "strip_idx": self.strip_idx}
         return out
 
 
 def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> PackedMatrix:
-    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" (see the module docstring)."""
+    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" / "strips" (see the module docstring)."""
     w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
     if w.ndim != 2 or w.dtype != np.int8:
         raise ValueError(f"pack_matrix needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
@@ -108,11 +139,14 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
     tiles = padded.reshape(rows_p // RB, RB, cols_p // KB, KB).transpose(0, 2, 1, 3)  # (NB, KG, RB, KB)
     corr = (128 * padded.astype(np.int32).sum(axis=1)).astype(np.int32)
     nonzero = tiles.reshape(tiles.shape[0], tiles.shape[1], -1).any(axis=2)  # (NB, KG)
-    try_nm24 = sparse == "nm24"
-    if sparse in ("auto", "nm24"):
+    try_nm24, choice = sparse == "nm24", sparse
+    if sparse in ("auto", "nm24", "strips"):
         sparse = bool(nonzero.mean() <= SPARSE_MAX_TILE_DENSITY)
     elif not isinstance(sparse, bool):
-        raise ValueError(f"sparse must be True, False, 'auto' or 'nm24', got {sparse!r}")
+        raise ValueError(f"sparse must be True, False, 'auto', 'nm24' or 'strips', got {sparse!r}")
+    if choice == "strips" or (choice == "auto" and strips_cost(padded) < (nonzero.sum() if sparse else nonzero.size)):
+        tiles_w, ptr, idx = pack_strips(padded)
+        return PackedMatrix(rows, cols, tiles_w, corr, strip_ptr=ptr, strip_idx=idx)
     if try_nm24 and holds_nm24(padded):
         tiles_bytes = int(nonzero.sum()) * (RB * KB + 2) + 4 * (rows_p // RB + 1) if sparse else rows_p * cols_p
         if nm24_nbytes(rows_p, cols_p) < tiles_bytes:  # cost rule: fewer bytes read (and half the MACs)
@@ -126,6 +160,12 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
     ptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int32)
     col = np.nonzero(nonzero)[1].astype(np.uint16)
     return PackedMatrix(rows, cols, np.ascontiguousarray(kept).reshape(-1), corr, ptr, col)
+
+
+def strips_cost(padded: np.ndarray) -> float:
+    """Time of one strips product of the (rows_p, cols_p) matrix in dense-tile units (module docstring)."""
+    blocks_panels = (padded.shape[0] // RB) * strip_panels(padded.shape[1])
+    return STRIP_TILE_COST * strip_tile_count(padded) + STRIP_PANEL_COST * blocks_panels
 
 
 @dataclass
@@ -306,6 +346,24 @@ class IntegerProgram:
                 total += 4 * ly.rows  # the backward direction's table row
             total += ly.sig.nbytes + ly.tanh.nbytes
         return total + self.dec.nbytes + self.dec_bias.nbytes + self.dec_scale.nbytes
+
+    def step_matrices(self) -> list[PackedMatrix]:
+        """The matrices one streaming step multiplies (W_ih of layer 0 not when its table is folded)."""
+        mats = [self.inputs.proj] if self.inputs is not None and self.inputs.proj is not None else []
+        for k, ly in enumerate(self.layers):
+            for d in (ly, ly.rev):
+                if d is not None:
+                    mats += [d.wh] if k == 0 and d.tx_table is not None else [d.wx, d.wh]
+        return mats + [self.dec]
+
+    def macs_per_step(self) -> int:
+        """Multiply-adds the matrix products of one step execute in their packed formats (sparse
+        formats: only the stored weights; the dense product: every padded weight)."""
+        return sum(m.macs for m in self.step_matrices())
+
+    def dense_macs_per_step(self) -> int:
+        """Multiply-adds of the same step with every matrix dense (rows_p x cols_p), for comparison."""
+        return sum(m.rows_p * m.cols_p for m in self.step_matrices())
 
     def scratch_bytes(self) -> int:
         """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""

@@ -30,7 +30,10 @@
  * tiles) with a CSR index over tiles: the step then reads and multiplies only those. A 2:4
  * matrix (N:M pruning, at most 2 non-zeros per row in each group of 4 columns) keeps 2 codes
  * per group with 2-bit column offsets and multiplies only those (matvec_nm24, plain C on
- * every build for now).
+ * every build for now). A strips matrix (strips.py: the non-zero 16 x 1 column strips of each row
+ * block, per 64-column panel, grouped by 4 into the same 16 x 4 tiles) gathers the input codes of
+ * its kept columns (one vpermb per panel on AVX512-VBMI, bytes by index elsewhere) and multiplies
+ * only its tiles with the tile kernels below (matvec_strips).
  *
  * Requires arithmetic right shift of negative integers (every mainstream compiler).
  */
@@ -105,6 +108,12 @@ typedef struct {
        group keeps fewer), nm_idx is [rows_p][rs_nm24_idx_cols] bytes: the 2-bit column offsets
        (i0 | i1 << 2) of group g in the nibble g & 1 of byte g >> 1 (packed.py pack_nm24). */
     const uint8_t *nm_idx;
+    /* strips (strip_ptr != NULL; strips.py): the kept 16 x 1 column strips of each row block, per
+       64-column panel, grouped by 4 into 16 x 4 tiles: the tiles of row block b in panel p are
+       w[strip_ptr[b * NP + p] .. strip_ptr[b * NP + p + 1]) (NP = ceil(cols_p / 64), 64 bytes each,
+       64-byte aligned), tile t's 4 columns are 64 p + strip_idx[4 t .. 4 t + 3] */
+    const int32_t *strip_ptr;
+    const uint8_t *strip_idx;
 } rs_mat;
 
 /* index bytes per row of a 2:4 matrix: one nibble per group of 4 columns */
@@ -380,8 +389,116 @@ static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y) {
     }
 }
 
+/* ---- strips (strips.py) ---------------------------------------------------------------- */
+#define RS_PANEL 64     /* columns per panel: the input codes one byte permute gathers from */
+#define RS_GATHER 1024  /* gathered codes per batch of tiles (a stack buffer of the SIMD paths) */
+
+/* the 4 input codes of a strips tile: panel codes xp at the tile's 4 column offsets ix, as one int32
+   (the byte order of memory, as load4 of a dense tile's codes) */
+static inline int32_t strip_x4(const int8_t *xp, const uint8_t *ix) {
+    int8_t c[4];
+    c[0] = xp[ix[0]]; c[1] = xp[ix[1]]; c[2] = xp[ix[2]]; c[3] = xp[ix[3]];
+    return load4(c);
+}
+
+#if RS_SIMD == 3
+/* n tiles at w times the gathered unsigned codes g (4 per tile), on 4 accumulator chains */
+static inline void strips_vnni_tiles(__m512i *a, const int8_t *w, const uint8_t *g, int n) {
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+        a[0] = tile_vnni(a[0], w + (size_t)t * 64, load4(g + 4 * t));
+        a[1] = tile_vnni(a[1], w + (size_t)(t + 1) * 64, load4(g + 4 * t + 4));
+        a[2] = tile_vnni(a[2], w + (size_t)(t + 2) * 64, load4(g + 4 * t + 8));
+        a[3] = tile_vnni(a[3], w + (size_t)(t + 3) * 64, load4(g + 4 * t + 12));
+    }
+    for (; t < n; t++) a[0] = tile_vnni(a[0], w + (size_t)t * 64, load4(g + 4 * t));
+}
+static inline __mmask64 rs_mask64(int n) { return n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
+#endif
+
+/* y[0:rows_p] = W x for a strips matrix: per row block, the codes of its kept columns are gathered
+   panel by panel, then its tiles run as dense tiles would (exact: the same products, zeros skipped) */
+static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
+    const int NB = m->rows_p / RB, NP = (m->cols_p + RS_PANEL - 1) / RS_PANEL;
+    int b, p;
+#if RS_SIMD == 3
+    RS_ALIGN64 uint8_t g[RS_GATHER + RS_PANEL]; /* gathered unsigned codes (+ slack: a gather stores 64 bytes) */
+    (void)x;
+    for (b = 0; b < NB; b++) {
+        const int32_t *ptr = m->strip_ptr + (size_t)b * (size_t)NP;
+        __m512i a[4];
+        int t0 = ptr[0], n = 0, i; /* g holds n codes, of the tiles from t0 */
+        for (i = 0; i < 4; i++) a[i] = _mm512_setzero_si512();
+        for (p = 0; p < NP; p++) {
+            const int k = 4 * (ptr[p + 1] - ptr[p]); /* codes of (b, p), <= 64 */
+            const uint8_t *ix = m->strip_idx + 4 * (size_t)ptr[p], *up = u + (size_t)p * RS_PANEL;
+            if (n + k > RS_GATHER) {
+                strips_vnni_tiles(a, m->w + (size_t)t0 * 64, g, n / 4);
+                t0 += n / 4;
+                n = 0;
+            }
+#if defined(__AVX512VBMI__)
+            { /* one byte permute of the panel's (up to) 64 codes by the stored offsets */
+                const __m512i panel = _mm512_maskz_loadu_epi8(rs_mask64(m->cols_p - p * RS_PANEL), (const void *)up);
+                const __m512i idx = _mm512_maskz_loadu_epi8(rs_mask64(k), (const void *)ix);
+                _mm512_storeu_si512((void *)(g + n), _mm512_permutexvar_epi8(idx, panel));
+            }
+#else
+            for (i = 0; i < k; i++) g[n + i] = up[ix[i]];
+#endif
+            n += k;
+        }
+        strips_vnni_tiles(a, m->w + (size_t)t0 * 64, g, n / 4);
+        _mm512_storeu_si512((void *)(y + b * RB),
+                            _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3])),
+                                             _mm512_loadu_si512((const void *)(m->corr + b * RB))));
+    }
+#else
+    (void)u;
+    for (b = 0; b < NB; b++) {
+        const int32_t *ptr = m->strip_ptr + (size_t)b * (size_t)NP;
+#if RS_SIMD == 2
+        __m256i a[2];
+        a[0] = a[1] = _mm256_setzero_si256();
+#elif RS_SIMD == 1
+        int32x4_t a[4];
+        int r;
+        for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
+#else
+        int32_t a[RB];
+        int r;
+        for (r = 0; r < RB; r++) a[r] = 0;
+#endif
+        for (p = 0; p < NP; p++) {
+            const int8_t *xp = x + (size_t)p * RS_PANEL;
+            int t;
+            for (t = ptr[p]; t < ptr[p + 1]; t++) {
+                const uint8_t *ix = m->strip_idx + 4 * (size_t)t;
+#if RS_SIMD == 2
+                tile_avx2(a, m->w + (size_t)t * 64, strip_x4(xp, ix));
+#elif RS_SIMD == 1
+                tile_neon(a, m->w + (size_t)t * 64, strip_x4(xp, ix));
+#else
+                const int8_t xs[KB] = {xp[ix[0]], xp[ix[1]], xp[ix[2]], xp[ix[3]]};
+                tile_c(a, m->w + (size_t)t * RB * KB, xs);
+#endif
+            }
+        }
+#if RS_SIMD == 2
+        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
+#elif RS_SIMD == 1
+        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+#else
+        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+#endif
+    }
+#endif
+}
+
 static void matvec(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    if (m->nm_idx) matvec_nm24(m, x, y);
+    if (m->strip_ptr) matvec_strips(m, x, u, y);
+    else if (m->nm_idx) matvec_nm24(m, x, y);
     else if (m->tile_ptr) matvec_sparse(m, x, u, y);
     else matvec_dense(m, x, u, y);
 }
