@@ -1,7 +1,7 @@
 """Where an export may write: a new path, or a path an earlier rnnslim export made; never over
 its input model, into a model directory, or over a file rnnslim did not create.
 
-    directory formats (c, c-fp32): `out` is new, an empty directory, or a directory holding
+    directory formats (c, c-fp32, tflite): `out` is new, an empty directory, or a directory holding
         MARKER (rnnslim-export.json, written into every C export) and nothing but the files
         that marker lists (plus lib<NAME>.so and its .sha256 for a listed NAME.c: --build)
     file formats (onnx, onnx-int8, torch): `out` is new, or a file an rnnslim export wrote (an
@@ -38,7 +38,7 @@ LAYOUT_FILE = "rnnslim_step_layout.json"  # extra file inside a torch.export .pt
 
 MARKER = "rnnslim-export.json"
 WRITTEN_BY = "rnnslim export"
-DIRECTORY_FORMATS = ("c", "c-fp32")
+DIRECTORY_FORMATS = ("c", "c-fp32", "tflite")
 FILE_FORMATS = ("onnx", "onnx-int8", "torch")
 _TEMP_ROOM = 40  # bytes the temporary names beside `out` add to its name (".NAME.XXXXXXXX.fp32.tmp")
 _MARKER_MAX_BYTES = 1 << 20
@@ -233,7 +233,7 @@ def _refuse_existing(path: Path, real: Path, st: os.stat_result, fmt: str, force
     """An existing `out`: an earlier export of the same kind, or (single files, with force) a user's file."""
     if fmt in DIRECTORY_FORMATS:
         if not stat.S_ISDIR(st.st_mode):
-            _refuse(path, "exists and is not a directory (c and c-fp32 write a directory)")
+            _refuse(path, "exists and is not a directory (c, c-fp32 and tflite write a directory)")
         if _is_model_dir(real):
             _refuse(path, "is a model directory")
         _check_earlier_export_dir(real)
