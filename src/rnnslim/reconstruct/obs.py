@@ -15,8 +15,10 @@ Columns go in blocks of `block` with lazy updates of the rest, as in the papers.
 
 What each column's target is comes from a `ColumnRule`:
 - a pruning mask chosen per block from the OBS saliency w^2 / U[j, j]^2 (unstructured:
-  the lowest `sparsity` fraction of the block; N:M: per row in each group of M columns,
-  chosen when the group starts), or a fixed mask (block / tile patterns, chosen upfront);
+  the lowest `sparsity` fraction of the block; strips: the same fraction in whole column
+  strips of row blocks, rnnslim.prune.strips, with blocks that hold whole panels; N:M: per
+  row in each group of M columns, chosen when the group starts), or a fixed mask (block /
+  tile patterns, chosen upfront);
 - optionally a quantizer (group-wise grid, parameters chosen when a group starts from the
   weights as updated so far), applied to the kept weights: joint sparse + quantized.
 """
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 from rnnslim.prune.patterns import nm_mask
+from rnnslim.prune.strips import strip_mask
 
 
 class GridQuantizer:
@@ -63,13 +66,15 @@ class GridQuantizer:
 @dataclass
 class ColumnRule:
     """What each column becomes. sparsity: fraction pruned per block (adaptive mask);
-    nm: (n, m) kept per group of m columns; fixed_mask: bool (rows, cols), True = kept;
+    nm: (n, m) kept per group of m columns; strips: (strip_rows, panel, multiple) makes the
+    adaptive mask whole column strips (with `sparsity`); fixed_mask: bool (rows, cols), True = kept;
     quantizer: rounds kept weights; pinned: weights that keep their value while the others
     absorb errors (e.g. each row's largest weight, so a per-row max-based grid is stable).
     With none of them the weights are left as they are."""
 
     sparsity: float = 0.0
     nm: tuple[int, int] | None = None
+    strips: tuple[int, int, int] | None = None  # (strip_rows, panel, multiple), rnnslim.prune.strips
     fixed_mask: Tensor | None = None
     quantizer: GridQuantizer | None = None
     pinned: Tensor | None = None  # bool (rows, cols): weights the compensation never moves
@@ -108,6 +113,8 @@ def _block_mask(W1: Tensor, d: Tensor, rule: ColumnRule, i1: int) -> Tensor:
     if rule.fixed_mask is not None:
         return rule.fixed_mask[:, i1:i1 + W1.shape[1]].clone()
     keep = torch.ones_like(W1, dtype=torch.bool)
+    if rule.sparsity > 0 and rule.strips is not None:
+        return strip_mask(W1.pow(2) / d.pow(2).unsqueeze(0), rule.sparsity, *rule.strips)
     if rule.sparsity > 0 and rule.nm is None:
         sal = (W1.pow(2) / d.pow(2).unsqueeze(0)).reshape(-1)
         n_prune = round(rule.sparsity * sal.numel())
@@ -127,7 +134,8 @@ def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: flo
 
     Returns (new W (rows, cols) float32, kept mask (rows, cols) bool). `segments`: column
     offsets where a block must end (so an adaptive mask never spans two tensors that were
-    concatenated); group boundaries of the quantizer must fall on block boundaries too.
+    concatenated); group boundaries of the quantizer and strip panels must fall on block
+    boundaries too.
     """
     W = W.detach().float().clone()
     original = W.clone()
@@ -137,6 +145,8 @@ def obs_walk(W: Tensor, H: Tensor, rule: ColumnRule, block: int = 128, damp: flo
     g = rule.quantizer.group_size if rule.quantizer is not None else None
     if g and block % g:
         block = g * max(1, block // g)
+    if rule.strips is not None and block % rule.strips[1]:  # a block holds whole panels
+        block = rule.strips[1] * max(1, block // rule.strips[1])
     cuts = sorted({0, cols, *(segments or []), *range(0, cols, block)})
     for i1, i2 in zip(cuts[:-1], cuts[1:]):
         W1, U1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2]

@@ -3,6 +3,7 @@
     prune_obs_(model, OBSPruning(sparsity=0.7), calibration=task)
     prune_obs_(model, OBSPruning(pattern="nm", n=2, m=4), calibration=task)
     prune_obs_(model, OBSPruning(pattern="block", sparsity=0.8, block_rows=4, block_cols=4), calibration=task)
+    prune_obs_(model, OBSPruning(pattern="strips", sparsity=0.75), calibration=task)   # the int8 kernel's strips
 
 Every targeted weight (LSTM/GRU/RNN weight_ih, weight_hh, weight_hr; the decoder) is pruned
 row by row with the OBS update of obs.py against the second moment of its real inputs
@@ -12,7 +13,13 @@ exact: follow with `finetune` to recover more (the masks are kept), and stored s
 
 scope LAYER: each tensor gets the requested sparsity. scope GLOBAL: per-tensor sparsities
 come from one threshold on the OBS saliency w^2 / [H^-1]_jj over all targets, then each
-tensor is reconstructed at its sparsity. Embeddings are not handled (their one-hot inputs
+tensor is reconstructed at its sparsity (strips: the threshold is over strip saliencies).
+
+pattern "strips" (rnnslim.prune.strips): 16 x 1 column strips within row blocks, the kept
+count per (16-row block, 64-column panel) a multiple of 4, as the integer kernel skips
+them. Unlike "block" (tiles chosen once from the dense weights), the strips are chosen
+inside the walk, lazy block by lazy block, from the summed saliency of each strip's rows
+in the weights as already updated: the choice sees the compensation so far. Embeddings are not handled (their one-hot inputs
 leave nothing to compensate; use `prune` with criterion activation).
 """
 
@@ -27,6 +34,7 @@ from torch import Tensor, nn
 from rnnslim.prune.common import PruneResult, finish
 from rnnslim.prune.importance import as_calibration
 from rnnslim.prune.patterns import block_mask
+from rnnslim.prune.strips import strip_scores
 from rnnslim.prune.targets import RECURRENT_KINDS, TargetKind, refuse_transform_coded, target_names
 from rnnslim.prune.unstructured import Scope
 from rnnslim.reconstruct.hessian import collect_hessians
@@ -39,6 +47,7 @@ class OBSPattern(str, Enum):
     UNSTRUCTURED = "unstructured"
     NM = "nm"  # N of every M consecutive inputs of a row kept
     BLOCK = "block"  # whole block_rows x block_cols tiles pruned
+    STRIPS = "strips"  # strip_rows x 1 column strips, chosen inside the walk (rnnslim.prune.strips)
 
 
 class OBSPruning(BaseModel):
@@ -49,6 +58,10 @@ class OBSPruning(BaseModel):
     m: int = Field(default=4, ge=2, description="N:M only")
     block_rows: int | None = Field(default=4, ge=1, description="block only")
     block_cols: int | None = Field(default=4, ge=1, description="block only")
+    strip_rows: int = Field(default=16, ge=1, le=4096, description="strips only: rows sharing their kept columns")
+    strip_panel: int = Field(default=64, ge=1, le=65536, description="strips only: columns per panel")
+    strip_multiple: int = Field(default=4, ge=1, le=65536,
+                                description="strips only: kept strips per (row block, panel) a multiple of this")
     scope: Scope = Scope.LAYER
     targets: tuple[TargetKind, ...] = Field(default=RECURRENT_KINDS, min_length=1)
     layers: tuple[int, ...] | None = None
@@ -66,6 +79,9 @@ class OBSPruning(BaseModel):
             raise ValueError(f"N:M needs N < M, got {self.n}:{self.m}")
         if self.pattern is OBSPattern.BLOCK and self.block_rows is None and self.block_cols is None:
             raise ValueError("block_rows and block_cols cannot both be None")
+        if self.pattern is OBSPattern.STRIPS and self.strip_panel % self.strip_multiple:
+            raise ValueError(f"strip_panel ({self.strip_panel}) must be a multiple of strip_multiple "
+                             f"({self.strip_multiple}): each panel keeps a multiple of it")
         return self
 
 
@@ -80,6 +96,8 @@ def _global_sparsities(model: nn.Module, names: list[str], cal, cfg: OBSPruning)
     hs = collect_hessians(model, cal.batches, names, cal.stateful)
     weights = {n: model.get_parameter(n).detach().float() for n in names}
     sal = {n: obs_saliency(w.reshape(w.shape[0], -1), hs[n], cfg.damp) for n, w in weights.items()}
+    if cfg.pattern is OBSPattern.STRIPS:  # strips go together: rank them by their mean saliency
+        sal = {n: strip_scores(s, cfg.strip_rows) for n, s in sal.items()}
     flat = torch.cat([s.reshape(-1) for s in sal.values()])
     k = round(cfg.sparsity * flat.numel())
     if k == 0:
@@ -95,6 +113,8 @@ def _rule_for(cfg: OBSPruning, sparsity: dict[str, float]):
         if cfg.pattern is OBSPattern.BLOCK:
             sal = obs_saliency(w, H, cfg.damp)
             return ColumnRule(fixed_mask=block_mask(sal, cfg.block_rows, cfg.block_cols, sparsity[name]))
+        if cfg.pattern is OBSPattern.STRIPS:
+            return ColumnRule(sparsity=sparsity[name], strips=(cfg.strip_rows, cfg.strip_panel, cfg.strip_multiple))
         return ColumnRule(sparsity=sparsity[name])
 
     return rule
@@ -120,5 +140,7 @@ def prune_obs_(model: nn.Module, cfg: OBSPruning, calibration, progress: bool = 
               "target_sparsity": cfg.sparsity if cfg.pattern is not OBSPattern.NM else 1 - cfg.n / cfg.m,
               "targets": [t.value for t in cfg.targets], "damp": cfg.damp,
               "calibration_batches": cfg.calibration_batches, "sequential": cfg.sequential,
+              **({"strips": {"rows": cfg.strip_rows, "panel": cfg.strip_panel, "multiple": cfg.strip_multiple}}
+                 if cfg.pattern is OBSPattern.STRIPS else {}),
               "relative_output_error": {n: round(o.rel_error, 6) for n, o in outcomes.items()}}
     return finish(model, masks, method)

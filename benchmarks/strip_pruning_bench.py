@@ -1,0 +1,198 @@
+"""Pruning to the integer kernel's column strips vs unstructured OBS at the same sparsity (issue 22).
+
+    python benchmarks/strip_pruning_bench.py oneshot  --model charlstm-512x2 --sparsity 0.75
+    python benchmarks/strip_pruning_bench.py recover  --model charlstm-512x2 --sparsity 0.75 --steps 200
+    python benchmarks/strip_pruning_bench.py collect  --model charlstm-512x2
+
+oneshot: one row per pattern, second-order (SparseGPT-style) pruning of the LSTM/GRU input and
+recurrent weights and the decoder (targets input, recurrent, output; the embedding stays
+dense), 32 calibration batches of 16 x 64 tokens, as benchmarks/reconstruct_bench.py obs:
+- unstructured: OBS, per-block adaptive mask (the reference row);
+- block16x1: 16 x 1 strips chosen once from the dense weights' saliency (the existing
+  `pattern: block` with block_rows 16, block_cols 1), then OBS reconstruction;
+- strips16x1 / strips16x1-m4: strips chosen inside the walk from the summed saliency of the 16
+  rows of the weights as updated so far (`pattern: strips`), kept count per (16-row block,
+  64-column panel) any / a multiple of 4; "-global": per-tensor sparsity from one strip
+  saliency threshold over every target.
+recover: every one-shot model of that sparsity fine-tuned with its masks kept, the SAME budget
+for every pattern (steps, lr 1e-3, batch 32 x 64, distillation 0.5 at T 2 from the dense model, as
+benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, so the
+returned model is the better of the two on validation).
+Test loss: whole test split, batch 1, state carried. 1 thread per run. Each row is written to
+benchmarks/runs/strip_pruning/<model>/<row>.json as soon as it is done (a rerun skips finished
+rows), with the pruned model next to it (save_model directory, safetensors) for the kernel's
+timings; collect merges the rows into benchmarks/results/strip_pruning_<model>.json with the
+change vs the unstructured row of the same sparsity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, MODELS, RESULTS, RUNS, provenance, update_results  # noqa: E402
+
+from rnnslim.io.format import artifact_bytes, load_model, save_model  # noqa: E402
+from rnnslim.prune.masks import mark_sparse_, masks_from_model  # noqa: E402
+from rnnslim.reconstruct import OBSPruning, prune_obs_  # noqa: E402
+from rnnslim.tasks import task_for_model  # noqa: E402
+
+TARGETS = ("input", "recurrent", "output")
+TOKENS_PER_BATCH = 16 * 64
+PATTERNS = {
+    "unstructured": {},
+    "block16x1": {"pattern": "block", "block_rows": 16, "block_cols": 1},
+    "strips16x1": {"pattern": "strips", "strip_multiple": 1},
+    "strips16x1-m4": {"pattern": "strips"},
+    "strips16x1-m4-global": {"pattern": "strips", "scope": "global"},
+}
+RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64}
+
+
+def _out_dir(model: str) -> Path:
+    d = RUNS / "strip_pruning" / model
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _write_row(path: Path, row: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _compute(seconds: float, steps: int, calibration_tokens: int) -> dict:
+    return {"seconds": round(seconds, 1), "device": "cpu", "threads": torch.get_num_threads(), "finetune_steps": steps,
+            "calibration_tokens": calibration_tokens, "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def strip_check(model, names: list[str], rows: int = 16, panel: int = 64, multiple: int = 4) -> dict:
+    """How far each pruned weight is from the strip pattern: row blocks whose rows disagree on a
+    kept column, and (row block, panel) kept counts that are not a multiple of `multiple`."""
+    mixed = off = 0
+    for n in names:
+        w = model.get_parameter(n).detach().reshape(model.get_parameter(n).shape[0], -1) != 0
+        R, C = w.shape
+        for r0 in range(0, R, rows):
+            blk = w[r0:r0 + rows]
+            kept = blk.any(0)
+            mixed += int((blk != kept).any(0).sum())
+            for c0 in range(0, C, panel):
+                k, width = int(kept[c0:c0 + panel].sum()), min(panel, C - c0)
+                off += int(k % multiple != 0 and k != width)
+    return {"columns_not_whole_strips": mixed, "panels_not_multiple_of_4": off}
+
+
+def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str]) -> None:
+    out = _out_dir(model_name)
+    for label in patterns:
+        key = f"oneshot-{label}-{round(100 * sparsity)}"
+        if (out / f"{key}.json").exists():
+            print(f"{key}: done already", flush=True)
+            continue
+        cfg = OBSPruning(sparsity=sparsity, targets=TARGETS, **PATTERNS[label])
+        m = copy.deepcopy(base)
+        t0 = time.perf_counter()
+        res = prune_obs_(m, cfg, task)
+        sec = time.perf_counter() - t0
+        mark_sparse_(m, list(res.masks))
+        loss = task.evaluate(m, "test")["loss_nats"]
+        path = save_model(m, out / key)
+        row = {"stage": "oneshot", "pattern": label, "config": cfg.model_dump(mode="json"), "target_sparsity": sparsity,
+               "sparsity": res.report["total"]["sparsity"], "nonzero_params": res.report["model"]["nonzero"],
+               "test_loss": loss, "delta_pct_vs_dense": 100 * (loss / base_loss - 1),
+               "artifact_bytes": artifact_bytes(path), "model_path": str(path.relative_to(RUNS.parent.parent)),
+               "pattern_check": strip_check(m, list(res.masks)),
+               "per_tensor_sparsity": {n: round(r["sparsity"], 4) for n, r in res.report["tensors"].items()},
+               "relative_output_error": res.report.get("method", {}).get("relative_output_error"),
+               "compute": _compute(sec, 0, cfg.calibration_batches * TOKENS_PER_BATCH)}
+        _write_row(out / f"{key}.json", row)
+        print(f"{key:36s} test {loss:.4f} ({row['delta_pct_vs_dense']:+.2f}%)  sparsity {row['sparsity']:.4f}  "
+              f"{sec:.0f} s  {row['pattern_check']}", flush=True)
+
+
+def recover(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str], steps: int) -> None:
+    from rnnslim.pipeline.builtin_stages import FinetuneConfig, finetune
+    from rnnslim.pipeline.stage import StageContext
+
+    out = _out_dir(model_name)
+    for label in patterns:
+        src, key = f"oneshot-{label}-{round(100 * sparsity)}", f"recover{steps}-{label}-{round(100 * sparsity)}"
+        if (out / f"{key}.json").exists() or not (out / f"{src}.json").exists():
+            print(f"{key}: {'done already' if (out / f'{key}.json').exists() else 'no one-shot model'}", flush=True)
+            continue
+        m = load_model(out / src)
+        masks = masks_from_model(m)
+        cfg = FinetuneConfig(max_steps=steps, eval_every=steps, **RECOVERY)
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = StageContext(task=task, work_dir=Path(tmp), teacher=copy.deepcopy(base).eval(), progress=False)
+            t0 = time.perf_counter()
+            m = finetune(m, cfg, ctx) or m
+            sec = time.perf_counter() - t0
+        kept_ok = all(bool((m.get_parameter(n).detach()[~k] == 0).all()) for n, k in masks.items())
+        loss = task.evaluate(m, "test")["loss_nats"]
+        path = save_model(m, out / key)
+        row = {"stage": "recover", "pattern": label, "target_sparsity": sparsity, "from": src,
+               "finetune": {**cfg.model_dump(mode="json", exclude={"kind"}), "record": ctx.record},
+               "masks_kept": kept_ok, "test_loss": loss, "delta_pct_vs_dense": 100 * (loss / base_loss - 1),
+               "model_path": str(path.relative_to(RUNS.parent.parent)),
+               "compute": _compute(sec, steps, 0)}
+        _write_row(out / f"{key}.json", row)
+        print(f"{key:36s} test {loss:.4f} ({row['delta_pct_vs_dense']:+.2f}%)  masks kept {kept_ok}  {sec:.0f} s",
+              flush=True)
+
+
+def collect(model_name: str, base_loss: float) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(_out_dir(model_name).glob("*.json"))]
+    ref = {(r["stage"], r.get("finetune", {}).get("max_steps"), r["target_sparsity"]): r["test_loss"]
+           for r in rows if r["pattern"] == "unstructured"}
+    for r in rows:
+        u = ref.get((r["stage"], r.get("finetune", {}).get("max_steps"), r["target_sparsity"]))
+        r["delta_pct_vs_unstructured"] = None if u is None else 100 * (r["test_loss"] / u - 1)
+    order = {p: i for i, p in enumerate(PATTERNS)}
+    rows.sort(key=lambda r: (r["stage"] != "oneshot", r["target_sparsity"], order.get(r["pattern"], 99)))
+    for r in rows:
+        d = r["delta_pct_vs_unstructured"]
+        print(f"{r['stage']:8s} {r['pattern']:22s} {r['target_sparsity']:.2f}  test {r['test_loss']:.4f}  "
+              f"vs unstructured {'-' if d is None else f'{d:+.2f}%'}", flush=True)
+    update_results(RESULTS / f"strip_pruning_{model_name}.json", "strips",
+                   {"base_test_loss": base_loss, "rows": rows, "eval": "test split, whole, batch 1, state carried",
+                    "targets": list(TARGETS), "recovery": RECOVERY})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("oneshot", "recover", "collect"))
+    ap.add_argument("--model", default="charlstm-512x2")
+    ap.add_argument("--sparsity", type=float, default=0.75)
+    ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
+    ap.add_argument("--steps", type=int, default=200, help="recover: fine-tuning steps, the same for every pattern")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = load_model(MODELS / f"{args.model}.json")
+    task = task_for_model(base, DATA)
+    base_path = _out_dir(args.model) / "base_test_loss.txt"
+    if not base_path.exists():
+        base_path.write_text(repr(task.evaluate(base, "test")["loss_nats"]))
+    base_loss = float(base_path.read_text())
+    if args.what == "oneshot":
+        oneshot(base, task, base_loss, args.model, args.sparsity, args.patterns)
+    elif args.what == "recover":
+        recover(base, task, base_loss, args.model, args.sparsity, args.patterns, args.steps)
+    else:
+        collect(args.model, base_loss)
+
+
+if __name__ == "__main__":
+    main()
