@@ -5,7 +5,7 @@
     rnnslim measure  MODEL [--data FILE] [--json]
     rnnslim compress MODEL --recipe FILE --out DIR [--json]
     rnnslim report   RUN_DIR [--html] [--measurement measure.json]
-    rnnslim export   MODEL --format c|c-fp32|onnx|onnx-int8|torch --out PATH [--json]
+    rnnslim export   MODEL --format c|c-fp32|onnx|onnx-int8|torch|tflite --out PATH [--data FILE] [--json]
     rnnslim import   FILE.keras|FILE.h5|FILE.onnx -o DIR [--task NAME] [--drop-softmax] [--json]
     rnnslim search   MODEL --data FILE --budget bytes=1/20,loss=+2% --trials N --out DIR [--json]
     rnnslim demo
@@ -407,11 +407,13 @@ def report(
 @_guarded
 def export(
     model_path: ModelArg,
-    out: Annotated[Path, typer.Option(help="output: a directory (c, c-fp32) or a file (.onnx, .pt2)")],
-    fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx | onnx-int8 | torch (.pt2)")] = "c",
-    name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name)")] = None,
+    out: Annotated[Path, typer.Option(help="output: a directory (c, c-fp32, tflite) or a file (.onnx, .pt2)")],
+    fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx | onnx-int8 | torch (.pt2) | tflite (full-integer int8 .tflite for TensorFlow Lite Micro)")] = "c",
+    name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name); tflite: the file NAME.tflite (default: model)")] = None,
     build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources, for C programs that link it")] = False,
-    check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip)")] = 100,
+    check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip); tflite: random streams compared with the integer int8 model")] = 100,
+    data: Annotated[Optional[str], typer.Option("--data", help="tflite: the task's data, whose training batches calibrate the int8 conversion (default: the model's task's default data)")] = None,
+    task: Annotated[Optional[str], typer.Option(help="tflite: task name for --data (default: from the model file)")] = None,
     fold_embedding: Annotated[Optional[bool], typer.Option("--fold-embedding/--no-fold-embedding", help="c: a V x 4H int32 table of layer-0 input terms instead of embedding + W_ih (default: when it takes less flash)")] = None,
     force: Annotated[bool, typer.Option(help="onnx, onnx-int8, torch: replace an existing file that rnnslim did not write (never the input model)")] = False,
     as_json: JsonOpt = False,
@@ -423,9 +425,10 @@ def export(
     from rnnslim.export.formats import export_model
 
     model = _load(model_path)
+    calibration = _task_for(model, data, task) if fmt == "tflite" and (data or task) else None
     try:
         facts = export_model(model, fmt, out, name=name, build=build, check_streams=check,
-                             fold_embedding=fold_embedding, force=force)
+                             fold_embedding=fold_embedding, force=force, calibration=calibration)
     except (ValueError, TypeError, ImportError, FileExistsError) as e:
         _err(str(e))
     human = None
@@ -439,6 +442,12 @@ def export(
             human += (f"\n+ {facts['name']}_vocab.{{c,h}} ({facts['name']}_encode: text -> ids, "
                       f"{facts['name']}_token_text: id -> text; {facts['vocab_table_bytes']:,} bytes of flash) and "
                       "vocab.json (the same mapping for other languages)")
+    if fmt == "tflite":
+        chk, arena = facts["check"], (facts.get("tflite_micro") or {}).get("arena_bytes") or {}
+        human = (f"wrote {out}/{facts['file']}: {facts['tflite_bytes']:,} bytes, full-integer int8 "
+                 f"({', '.join(facts['ops'])}); TFLite Micro arena {arena.get('total', 'not measured')} bytes; "
+                 f"vs rnnslim int8 on {chk['streams']} streams: argmax agreement {chk['argmax_agreement']:.3f}, "
+                 f"max |logit diff| {chk['max_abs_logit_diff']:.3g} (details: {out}/tflite.json)")
     _emit(facts, as_json, human)
 
 

@@ -11,6 +11,11 @@
               GRU in ONNX Runtime, whose own quantizer leaves GRU nodes fp32
     torch     a torch.export program (.pt2) of one step (torch_export.py); loading a .pt2
               unpickles its sample inputs: load only files you made
+    tflite    a directory with a full-integer int8 NAME.tflite that TensorFlow Lite Micro runs
+              (tflite.py: the TFLite converter in a child process, calibrated on `calibration`,
+              the task's data), checked against the integer int8 model on `check_streams` random
+              streams (argmax agreement, max |logit difference|) with TFLite Micro's arena bytes in
+              its tflite.json; needs the `tflite` extra
 
 Every format writes atomically: a failed export leaves nothing at `out`.
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch")
+FORMATS = ("c", "c-fp32", "onnx", "onnx-int8", "torch", "tflite")
 
 
 def _export_c(model, out: Path, name: str | None, build: bool, check_streams: int, fold_embedding: bool | None,
@@ -110,14 +115,16 @@ def as_rnnslim_model(model, example_inputs: tuple | None):
 
 def export_model(model, fmt: str, out: str | Path, name: str | None = None, build: bool = False,
                  check_streams: int = 100, fold_embedding: bool | None = None, sparse: str | bool = "auto",
-                 force: bool = False, example_inputs: tuple | None = None) -> dict:
+                 force: bool = False, example_inputs: tuple | None = None, calibration=None) -> dict:
     """Export `model` in format `fmt` to `out`; returns the facts (sizes, checks) as a dict.
 
     `out` is checked before anything is computed (destination.py): a new path or an earlier rnnslim
     export; an existing file that rnnslim did not write only with `force` (single-file formats);
     never the input model, a model directory, a symlink or a special file (ExportDestinationError).
     `model` may be a user's own nn.Module: it is captured first with `example_inputs` (see the
-    module docstring; a module that cannot be captured exactly raises CaptureError, a ValueError)."""
+    module docstring; a module that cannot be captured exactly raises CaptureError, a ValueError).
+    `calibration` (tflite): model inputs (T, B) / (T, B, F) or a Task whose calibration batches
+    the converter's representative data set is made of (default: the model's recorded task)."""
     from rnnslim.export.destination import check_destination
 
     if fmt not in FORMATS:
@@ -143,4 +150,8 @@ def export_model(model, fmt: str, out: str | Path, name: str | None = None, buil
         from rnnslim.export.torch_export import export_torch_program
 
         return {"format": "torch", **export_torch_program(model, out, force=force)}
+    if fmt == "tflite":
+        from rnnslim.export.tflite import export_tflite
+
+        return export_tflite(model, out, name=name, calibration=calibration, check_streams=check_streams)
     raise AssertionError(fmt)  # every name in FORMATS is handled above
