@@ -24,10 +24,18 @@ host the dense SIMD product can be faster; on a microcontroller (portable C) it 
 The strips format (strips.py: the non-zero 16 x 1 column strips of each row block, gathered
 per 64-column panel into 16 x 4 tiles) packs any matrix; sparse="strips" forces it, and "auto"
 picks it when the cost model below says it is faster than the dense or tile-sparse choice.
-Cost model (time of one product, in units of one dense 16 x 4 tile of the SIMD loop; calibrated
-by benchmarks/strips_bench.py, see STRIP_TILE_COST): dense = all tiles; tile-sparse = kept tiles
-(the existing density rule decides dense vs tiles); strips = STRIP_TILE_COST x stored tiles +
-STRIP_PANEL_COST x (row blocks x panels) (the gather of each panel's codes).
+Cost model (time of one product, in units of one dense 16 x 4 tile of the SIMD loop): dense = all
+tiles; tile-sparse = kept tiles (the density rule above decides dense vs tiles); strips =
+STRIP_TILE_COST x stored tiles + STRIP_PANEL_COST x (row blocks x panels) (pointer, index load,
+byte permute of each (block, panel)); "auto" stores strips when that is below the other choice.
+Calibration (this repository's AMD EPYC, AVX512-VBMI + VNNI build, 1 thread, IntegerRunner.run of
+LSTM models with strip-pruned matrices, 2026-12-07): a dense tile costs 0.63-0.68 ns (512 x 128
+and 1024 x 256 matrices), a strips tile 0.57-0.73 ns, a (block, panel) 2.1-3.2 ns; the portable
+build spends 1.0-1.2 dense tiles per strips tile with no visible panel cost. So a strips tile is
+STRIP_TILE_COST = 1.15 dense tiles and a (block, panel) STRIP_PANEL_COST = 4: a 2048 x 512 matrix
+(16,384 tiles, 1,024 block-panels) goes strips below ~68 % of its tiles stored (~32 % of its
+strips empty), i.e. at the 50 % to 90 % strip sparsities pruning produces; unstructured sparsity
+up to ~95 % leaves almost every 16 x 1 strip non-zero and stays dense.
 """
 
 from __future__ import annotations
@@ -51,8 +59,8 @@ RB, KB = 16, 4  # tile rows x columns (RB, KB in rnnslim_core.h)
 SPARSE_MAX_TILE_DENSITY = 0.8  # above this share of non-zero tiles the dense loop is faster
 # strips cost model (module docstring): one stored strips tile costs STRIP_TILE_COST dense tiles (the
 # 4 gathered codes and the index bytes), each (row block, panel) STRIP_PANEL_COST (pointer + gather)
-STRIP_TILE_COST = 1.3
-STRIP_PANEL_COST = 0.5
+STRIP_TILE_COST = 1.15
+STRIP_PANEL_COST = 4.0
 FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
 CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
 

@@ -432,6 +432,7 @@ static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, in
         for (p = 0; p < NP; p++) {
             const int k = 4 * (ptr[p + 1] - ptr[p]); /* codes of (b, p), <= 64 */
             const uint8_t *ix = m->strip_idx + 4 * (size_t)ptr[p], *up = u + (size_t)p * RS_PANEL;
+            if (!k) continue;
             if (n + k > RS_GATHER) {
                 strips_vnni_tiles(a, m->w + (size_t)t0 * 64, g, n / 4);
                 t0 += n / 4;
@@ -439,7 +440,9 @@ static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, in
             }
 #if defined(__AVX512VBMI__)
             { /* one byte permute of the panel's (up to) 64 codes by the stored offsets */
-                const __m512i panel = _mm512_maskz_loadu_epi8(rs_mask64(m->cols_p - p * RS_PANEL), (const void *)up);
+                const int w = m->cols_p - p * RS_PANEL; /* codes in this panel (64 but in the last one) */
+                const __m512i panel = w >= RS_PANEL ? _mm512_loadu_si512((const void *)up)
+                                                    : _mm512_maskz_loadu_epi8(rs_mask64(w), (const void *)up);
                 const __m512i idx = _mm512_maskz_loadu_epi8(rs_mask64(k), (const void *)ix);
                 _mm512_storeu_si512((void *)(g + n), _mm512_permutexvar_epi8(idx, panel));
             }

@@ -1,0 +1,206 @@
+"""The strips format of the integer kernel (issue 22): step latency, MACs, bytes and flash of
+16 x 1 strip-pruned int8 models, dense kernel vs strips kernel.
+
+    .venv/bin/python benchmarks/strips_bench.py [--models charlstm-512x2 chargru-512x2] [--rounds 7]
+
+Per model and sparsity (75 %, 90 %): the reference model with every recurrent matrix (W_ih, W_hh
+of each layer) pruned to 16 x 1 column strips by magnitude (timing only: accuracy is
+strip_pruning_bench.py's), two ways:
+  strips4    per (16-row block, 64-column panel) a multiple of 4 strips kept (the format's
+             no-padding contract, strips.py): strips scored by their squared weights, ranked
+             per (block, panel), cut into chunks of 4, the best chunks of the matrix kept
+  block16x1  prune_block_(BlockPruning(block_rows=16, block_cols=1)) as it is (counts per panel
+             arbitrary: the packer pads each to a multiple of 4)
+then int8_integer (8 calibration batches of 16 x 64, as quantize_bench.py). Per kernel build
+(native: this CPU's best SIMD path, AVX512-VBMI + VNNI here; portable: -DRS_PORTABLE, what a
+microcontroller runs) IntegerRunner with every matrix dense (sparse=False) and in the strips
+format (sparse="strips"), checked equal bit for bit (logits and state over 512 tokens).
+
+Timing, batch 1, 1 thread, in alternating rounds (every configuration once per round, the order
+rotated each round, so load changes on this shared machine hit all of them): per round
+  step  median of 200 IntegerRunner.step calls (Python -> ctypes -> rs_core_step, state carried)
+  run   best of 5 IntegerRunner.run calls over 64 tokens (the C loop of rs_core_step) / 64
+The result per configuration is the median over rounds and the noise band [min, max] of the
+round values; the speed-up is the median over rounds of the paired ratio dense / strips, with
+its band. `uptime` before and after is recorded.
+The strips runners use sparse="auto" (packed.py's cost rule; "formats" records its choice per matrix).
+Also: MACs and bytes read per step (IntegerProgram.macs_per_step / bytes_per_step) and flash
+(export_c const_bytes, the strips index included). --m4 instead: the Cortex-M4 instruction count
+per step under qemu-system-arm -icount (m4_icount.py), dense vs strips4, under the key
+MODEL-cortex-m4. Writes benchmarks/results/strips_kernel.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, MODELS, RESULTS, update_results  # noqa: E402
+
+from rnnslim.export.c_source import export_c  # noqa: E402
+from rnnslim.io.format import load_model  # noqa: E402
+from rnnslim.measure import streaming_latency  # noqa: E402
+from rnnslim.prune import BlockPruning, prune_block_  # noqa: E402
+from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_  # noqa: E402
+from rnnslim.tasks.charlm import CharLMTask  # noqa: E402
+
+PANEL, RB, KB = 64, 16, 4
+
+
+def strips4_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """(R, C) bool keep-mask of 16 x 1 strips, a multiple of 4 per (16-row block, 64-column panel)"""
+    R, C = w.shape
+    nb = -(-R // RB)
+    sq = torch.zeros(nb * RB, C)
+    sq[:R] = w.detach().float() ** 2
+    strip = sq.view(nb, RB, C).sum(1)  # (NB, C)
+    chunks = []  # (score, block, columns)
+    for b in range(nb):
+        for lo in range(0, C, PANEL):
+            s = strip[b, lo:lo + PANEL]
+            order = s.argsort(descending=True)
+            for k in range(0, len(order) - len(order) % KB, KB):
+                cols = order[k:k + KB] + lo
+                chunks.append((float(s[order[k:k + KB]].sum()), b, cols))
+    chunks.sort(key=lambda c: -c[0])
+    keep_chunks = round((1 - sparsity) * nb * C / KB)
+    mask = torch.zeros(nb, C, dtype=torch.bool)
+    for _, b, cols in chunks[:keep_chunks]:
+        mask[b, cols] = True
+    return mask.repeat_interleave(RB, 0)[:R]
+
+
+def prune_strips4_(model, sparsity: float) -> None:
+    with torch.no_grad():
+        for layer in model.rnn.layers:
+            for name in ("weight_ih_l0", "weight_hh_l0"):
+                w = getattr(layer, name)
+                w.mul_(strips4_mask(w, sparsity).to(w.dtype))
+
+
+def pruned_models(base, sparsity: float) -> dict:
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    prune_strips4_(a, sparsity)
+    prune_block_(b, BlockPruning(sparsity=sparsity, block_rows=16, block_cols=1))
+    return {"strips4": a, "block16x1": b}
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _run_ms(runner: IntegerRunner, tokens: torch.Tensor, calls: int = 5) -> float:
+    """best of `calls` runs over `tokens`, per token (the best filters out preemption on a loaded machine)"""
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        runner.run(tokens)
+        best = min(best, time.perf_counter() - t0)
+    return best / len(tokens) * 1e3
+
+
+def _band(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "band": [min(xs), max(xs)], "rounds": xs}
+
+
+def time_alternating(runners: dict[str, IntegerRunner], rounds: int, tokens: torch.Tensor) -> dict:
+    names = list(runners)
+    step = {n: [] for n in names}
+    run = {n: [] for n in names}
+    fns = {n: r.stream_step_fn() for n, r in runners.items()}
+    for n, r in runners.items():  # warm up (caches, page faults)
+        r.run(tokens[:64])
+    for k in range(rounds):
+        for n in names[k % len(names):] + names[:k % len(names)]:
+            step[n].append(streaming_latency(step_fn=fns[n], threads=1, steps=200, repeats=1, warmup=20)["median_ms"])
+            run[n].append(_run_ms(runners[n], tokens[:64]))
+    return {"step_ms": step, "run_ms": run}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["charlstm-512x2", "chargru-512x2"])
+    ap.add_argument("--sparsities", nargs="+", type=float, default=[0.75, 0.9])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--variants", nargs="+", default=["native", "portable"])
+    ap.add_argument("--m4", action="store_true", help="only the Cortex-M4 instruction count (qemu -icount) and flash")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for model_name in args.models:
+        base = load_model(MODELS / f"{model_name}.json")
+        task = CharLMTask.for_model(base, DATA)
+        calib = [b.inputs for b in task.calibration_batches(8, batch_size=16, seq_len=64)]
+        out = {"model": model_name, "threads": 1, "batch": 1, "uptime_before": _uptime(), "rows": {}}
+        tokens = torch.randint(0, base.embedding.num_embeddings, (512,), generator=torch.Generator().manual_seed(0))
+        quantized = {}
+        for s in args.sparsities:
+            for how, m in pruned_models(base, s).items():
+                quantized[(how, s)] = quantize_int8_(m, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+        if args.m4:
+            update_results(RESULTS / "strips_kernel.json", f"{model_name}-cortex-m4", m4_rows(model_name, quantized))
+            continue
+        for variant in args.variants:
+            runners = {"dense": IntegerRunner(quantized[("strips4", args.sparsities[0])], variant, sparse=False)}
+            for (how, s), q in quantized.items():
+                runners[f"{how}-{int(round(100 * s))}"] = IntegerRunner(q, variant)  # "auto": the cost rule
+            checks = {}
+            for (how, s), q in quantized.items():
+                key = f"{how}-{int(round(100 * s))}"
+                a, sa = IntegerRunner(q, variant, sparse=False).run(tokens)
+                b, sb = runners[key].run(tokens)
+                checks[key] = bool(torch.equal(a, b) and torch.equal(sa.buf, sb.buf))
+            timing = time_alternating(runners, args.rounds, tokens)
+            row = {"simd_level": runners["dense"].simd_level, "bit_exact_512_tokens": checks}
+            for n, r in runners.items():
+                p = r.program
+                row[n] = {"step_ms": _band(timing["step_ms"][n]), "run_ms": _band(timing["run_ms"][n]),
+                          "macs_per_step": p.macs_per_step(), "bytes_per_step": p.bytes_per_step(),
+                          "formats": [m.format for m in p.step_matrices()]}
+                if n != "dense":
+                    for kind in ("step_ms", "run_ms"):
+                        ratios = [d / x for d, x in zip(timing[kind]["dense"], timing[kind][n])]
+                        row[n][f"speedup_{kind[:-3]}"] = _band(ratios)
+                print(model_name, variant, n, {k: round(row[n][k]["median"], 4) for k in ("step_ms", "run_ms")},
+                      {k: round(row[n][k]["median"], 2) for k in row[n] if k.startswith("speedup")}, flush=True)
+            out["rows"][variant] = row
+        with tempfile.TemporaryDirectory() as tmp:
+            flash = {"dense": export_c(quantized[("strips4", args.sparsities[0])], Path(tmp) / "d", name="m",
+                                       sparse=False).const_bytes}
+            for (how, s), q in quantized.items():
+                flash[f"{how}-{int(round(100 * s))}"] = export_c(q, Path(tmp) / f"{how}{s}", name="m").const_bytes
+            out["flash_const_bytes"] = flash
+        out["uptime_after"] = _uptime()
+        print(out["flash_const_bytes"], flush=True)
+        update_results(RESULTS / "strips_kernel.json", model_name, out)
+
+
+def m4_rows(model_name: str, quantized: dict) -> dict:
+    """Cortex-M4 instructions per step (qemu -icount, m4_icount.py) and flash, dense vs strips ("auto")"""
+    from m4_icount import m4_instructions_per_step
+
+    out = {"model": model_name, "uptime_before": _uptime()}
+    with tempfile.TemporaryDirectory() as tmp:
+        first = next(iter(quantized.values()))
+        out["dense"] = m4_instructions_per_step(first, Path(tmp) / "dense", sparse=False)
+        for (how, s), q in quantized.items():
+            if how == "strips4":
+                key = f"strips4-{int(round(100 * s))}"
+                out[key] = m4_instructions_per_step(q, Path(tmp) / key, sparse="auto")
+                out[key]["speedup"] = out["dense"]["instructions_per_step"] / out[key]["instructions_per_step"]
+                out[key]["flash_ratio"] = out["dense"]["const_bytes"] / out[key]["const_bytes"]
+                print(model_name, key, out[key], flush=True)
+    out["uptime_after"] = _uptime()
+    return out
+
+
+if __name__ == "__main__":
+    main()
