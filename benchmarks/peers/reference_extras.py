@@ -1,0 +1,134 @@
+"""rnnslim's rows beyond int8 in the peer table (issue 21), and the noise band of the test prefix.
+
+Called by reference_outputs.py (main venv) for the char models, on the same prefix as every peer:
+    gptq_rows     weight-only GPTQ int4 / int3 / int2, reconstruct_bench.py's best configuration per
+                  width (`gptq` sub-command on charlstm-512x2: int4 g64 symmetric, int3 and int2 g64
+                  asymmetric; MSE clip, 32 calibration batches). They run in torch (dequantized weights).
+    recipe_rows   the deploy recipes (benchmarks/recipes/deploy-units384-int8.yaml, deploy-units320-int8.yaml:
+                  unit pruning + fine-tune + int8 integer, run in the C kernel) and the search's best recipe
+                  (search-*.yaml), read from run_recipes.py's work directories benchmarks/runs/MODEL/NAME/model;
+                  a recipe not run there is a row saying how to run it (minutes of fine-tuning: never inside
+                  a peer run).
+    prefix_noise_band   noise_band.py's definition on the prefix: the fp32 -> weight-only int4 g64 change
+                  per character, in 50 contiguous blocks, and how far two halvings disagree (first 25 vs
+                  last 25 blocks; even vs odd). A loss difference within +-band is "equal".
+GPTQ outputs are cached in benchmarks/runs/peers/MODEL/ (gitignored; written whole or not at all), so only
+the first peer run of a model pays for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from common import RUNS
+from noise_band import BLOCKS, halves, token_nll
+
+from rnnslim.export.c_source import export_c
+from rnnslim.io.format import artifact_bytes, load_model, save_model
+from rnnslim.quantize.int8 import IntegerRunner
+from rnnslim.tasks.charlm import stream_nll
+
+CACHE = RUNS / "peers"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+GPTQ_CONFIGS = ((4, True), (3, False), (2, False))  # (bits, symmetric): reconstruct_bench.py's best per width
+DEPLOY_RECIPES = ("deploy-units384-int8", "deploy-units320-int8")
+
+
+def _cached(path: Path, make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, bool]:
+    """load_model(path) if a previous run saved it, else make() and save it there atomically."""
+    if (path / "model.json").exists():
+        return load_model(path), True
+    model = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    save_model(model, tmp / "m")
+    try:
+        os.rename(tmp / "m", path)
+    except OSError:  # another peer run saved the same model first: keep that one
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    return model, False
+
+
+def model_row(variant: str, model, path: Path, d: torch.Tensor, latency: Callable[..., dict | None], **extra) -> dict:
+    """Loss on d (the prefix, one stream), artifact bytes of the saved model at `path` and step latency:
+    the C kernel for a fully integer model (with its C export's flash / RAM), torch otherwise."""
+    try:
+        runner = IntegerRunner(model)
+    except (ValueError, TypeError, NotImplementedError):
+        runner = None
+    if runner is not None:
+        logits, _ = runner.run(d[:-1])
+        nats = float(torch.nn.functional.cross_entropy(logits.float(), d[1:]))
+        with tempfile.TemporaryDirectory(prefix="peers_c_") as tmp:
+            facts = export_c(model, Path(tmp) / "c", name="model")
+        extra["c_export"] = {"const_bytes": facts.const_bytes, "scratch_bytes": facts.scratch_bytes,
+                             "state_bytes": facts.state_bytes}
+        runs_in, lat = "C kernel (IntegerRunner)", latency(step_fn=runner.stream_step_fn())
+    else:
+        nats, runs_in, lat = stream_nll(model, d)["loss_nats"], "torch", latency(model=model)
+    print(f"{variant:55s} {nats:.4f} nats  {artifact_bytes(path):>10,} B  ({runs_in})", flush=True)
+    return {"variant": variant, "test_loss_nats": nats, "bits_per_char": nats / 0.6931471805599453,
+            "artifact_bytes": artifact_bytes(path), "runs_in": runs_in, "latency": lat, **extra}
+
+
+def gptq_rows(name: str, base, task, d: torch.Tensor, latency) -> list[dict]:
+    from rnnslim.reconstruct import GPTQ, quantize_gptq_
+
+    rows = []
+    for bits, sym in GPTQ_CONFIGS:
+        cfg = GPTQ(bits=bits, symmetric=sym)
+        label = f"int{bits} g{cfg.group_size} {'sym' if sym else 'asym'} {cfg.clip.value}"
+        path = CACHE / name / f"gptq-{label.replace(' ', '-')}"
+
+        def make(cfg=cfg):
+            m = copy.deepcopy(base)
+            quantize_gptq_(m, cfg, task)
+            return m
+        model, cached = _cached(path, make)
+        rows.append(model_row(f"rnnslim weight-only GPTQ {label}", model, path, d, latency, bits=bits,
+                              kind="gptq", how=f"rnnslim.reconstruct.quantize_gptq_({cfg!r}) as reconstruct_bench.py "
+                              f"gptq; {cfg.calibration_batches} calibration batches of 16 x 64 training characters",
+                              cached=cached, note="weight-only: runs in torch with dequantized weights; bytes: "
+                              "rnnslim save_model (packed low-bit weights + scales)"))
+    return rows
+
+
+def recipe_names() -> list[str]:
+    """The deploy recipes, then every committed search recipe."""
+    return [*DEPLOY_RECIPES, *sorted(p.stem for p in RECIPES.glob("search-*.yaml"))]
+
+
+def recipe_rows(name: str, d: torch.Tensor, latency) -> list[dict]:
+    rows = []
+    for recipe in recipe_names():
+        final = RUNS / name / recipe / "model"
+        kind = "deploy" if recipe.startswith("deploy") else "search"
+        if not (final / "model.json").exists():
+            rows.append({"variant": f"rnnslim recipe {recipe}", "kind": kind, "outcome": "not_run",
+                         "error": f"no {final.relative_to(RUNS.parents[1])}: run `python benchmarks/run_recipes.py run "
+                                  f"--model {name} --recipes benchmarks/recipes/{recipe}.yaml` first"})
+            continue
+        rows.append(model_row(f"rnnslim recipe {recipe}", load_model(final), final, d, latency, kind=kind,
+                              recipe_file=f"benchmarks/recipes/{recipe}.yaml",
+                              how=f"run_recipes.py run --model {name}: rnnslim's pipeline, final model"))
+    return rows
+
+
+def prefix_noise_band(base, d: torch.Tensor) -> dict:
+    from rnnslim.quantize.api import WeightOnly, quantize_
+
+    a = token_nll(base, d)
+    b = token_nll(quantize_(copy.deepcopy(base), WeightOnly(bits=4, group_size=64)), d)
+    h = halves(b - a)
+    return {"noise_band": h["spread"], "halves": h, "blocks": BLOCKS, "characters": int(a.numel()),
+            "paired_with": "weight-only int4 g64", "paired_difference": float((b - a).mean()),
+            "how": "noise_band.py's definition on this prefix: the fp32 -> int4 g64 change per character in "
+                   f"{BLOCKS} contiguous blocks; the larger disagreement of first/second half and even/odd blocks"}
