@@ -2,6 +2,8 @@
 
     /work/peers-venv/bin/python benchmarks/peers/litert_bench.py --model charlstm-256x2 [--chars 20000]
         [--main-python .venv/bin/python] [--no-latency] [--tflm-chars 2000]
+    /work/peers-venv/bin/python benchmarks/peers/litert_bench.py --model basicmotions-lstm32
+        (a classifier of the "your model to the device" table: litert_classifier.py)
 
 Run with a separate venv (python3.11 + tensorflow-cpu, tf-keras, ai-edge-litert, tflite-micro, numpy,
 safetensors; no torch, no rnnslim): setup in benchmarks/peers/README.md. This script reads
@@ -45,11 +47,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import importlib.metadata as md
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -61,36 +60,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-SHARED = ROOT.parent / "shared"
-MODELS, DATA = SHARED / "models", SHARED / "data" / "tinyshakespeare.txt"
-RESULTS = ROOT / "benchmarks" / "results" / "peers_litert.json"
-CALIB_SEGMENTS, CALIB_LEN = 8, 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_common import (  # noqa: E402
+    CALIBRATION_TEXT,
+    MODELS,
+    RESULTS,
+    ROOT,
+    calibration_stream,
+    command_line,
+    git_commit,
+    load_reference,
+    load_text_ids,
+    machine,
+    nll,
+    now,
+    rnnslim_int8_latency_ms,
+    rnnslim_reference,
+    split,
+    test_text,
+    versions,
+    write_result,
+)
+
+OUT = RESULTS / "peers_litert.json"
 PACKAGES = ("tensorflow-cpu", "tf-keras", "ai-edge-litert", "tflite-micro", "numpy", "safetensors")
-
-
-# ---- data: rnnslim.tasks.charlm's split, read directly -------------------------------------------------
-
-def load_text_ids(vocab: list[str]) -> np.ndarray:
-    """The file's characters as ids (N,) int64 (newlines normalised to \\n, as rnnslim reads it)."""
-    text = DATA.read_text(encoding="utf-8")
-    index = {c: i for i, c in enumerate(vocab)}
-    return np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
-
-
-def split(ids: np.ndarray, name: str) -> np.ndarray:
-    n = len(ids)
-    n1, n2 = int(0.9 * n), int(0.95 * n)  # train [0, 0.9) valid [0.9, 0.95) test [0.95, 1.0)
-    return {"train": ids[:n1], "valid": ids[n1:n2], "test": ids[n2:]}[name]
-
-
-def calibration_stream(train: np.ndarray) -> np.ndarray:
-    """CALIB_SEGMENTS x CALIB_LEN contiguous characters at evenly spaced offsets, concatenated (S*L,)."""
-    starts = np.linspace(0, len(train) - CALIB_LEN - 1, CALIB_SEGMENTS).astype(int)
-    return np.concatenate([train[s : s + CALIB_LEN] for s in starts])
 
 
 # ---- torch layout -> Keras -------------------------------------------------------------------------------
@@ -269,14 +263,6 @@ def stream_logits(runner, x: np.ndarray) -> np.ndarray:
     return np.stack([runner.step(int(t)).astype(np.float32) for t in x])
 
 
-def nll(logits: np.ndarray, targets: np.ndarray) -> dict:
-    z = logits.astype(np.float64)
-    m = z.max(axis=1, keepdims=True)
-    lse = (m[:, 0] + np.log(np.exp(z - m).sum(axis=1)))
-    nats = float(np.mean(lse - z[np.arange(len(targets)), targets]))
-    return {"loss_nats": nats, "bits_per_char": nats / np.log(2), "tokens": int(len(targets))}
-
-
 def step_latency(runner, vocab: int, steps: int = 200, repeats: int = 5, warmup: int = 50) -> dict:
     tokens = np.random.default_rng(0).integers(0, vocab, 256)
     runner.reset()
@@ -441,43 +427,6 @@ def child_convert(args, tf, keras, spec, w, ids_all) -> None:
 
 # ---- main ------------------------------------------------------------------------------------------------
 
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            out[p] = None
-    return out
-
-
-def git_commit() -> str | None:
-    p = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/peers"], capture_output=True,
-                           text=True, cwd=ROOT).stdout.strip()
-    return (p.stdout.strip() + ("+uncommitted benchmarks/peers" if dirty else "")) if p.returncode == 0 else None
-
-
-def machine() -> dict:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
-
-
-def rnnslim_reference(args, tmp: Path) -> dict:
-    cmd = [args.main_python, str(HERE / "reference_outputs.py"), "--model", args.model, "--chars", str(args.chars),
-           "--parity-chars", str(args.parity_chars), "--out", str(tmp)]
-    if args.no_latency:
-        cmd.append("--no-latency")
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    ref = json.loads((tmp / "reference.json").read_text())
-    ref["command"] = " ".join(cmd[:1] + [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
-                                         for c in cmd[1:]])
-    return ref
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="charlstm-256x2")
@@ -489,7 +438,7 @@ def main() -> None:
     ap.add_argument("--variants", default="layer,step")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--latency-rounds", type=int, default=3, help="interleaved rnnslim / LiteRT latency rounds")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--child-convert", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -497,20 +446,21 @@ def main() -> None:
     import tf_keras as keras
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
-    spec = json.loads((MODELS / f"{args.model}.json").read_text())
-    w = load_file(str(MODELS / f"{args.model}.safetensors"))
+    if not (MODELS / f"{args.model}.json").exists():  # a classifier of the "your model to the device" table
+        from litert_classifier import run
+
+        return run(args)
+    spec, w = load_reference(args.model)
     ids_all = load_text_ids(spec["vocab"])
     if args.child_convert:
         return child_convert(args, tf, keras, spec, w, ids_all)
 
     t_start, load_start = time.perf_counter(), list(os.getloadavg())
-    tmp = Path(tempfile.mkdtemp(prefix="peers_litert_"))
-    ref = rnnslim_reference(args, tmp)
+    ref, ref_ids, ref_parity = rnnslim_reference(args.model, args.chars, args.parity_chars, args.no_latency,
+                                                 args.main_python)
     ids = split(ids_all, "test")[: args.chars + 1]
-    ref_ids = np.load(tmp / "ids.npy")
     if not np.array_equal(ids, ref_ids):
         raise SystemExit("the test prefix read here differs from rnnslim's (split or vocabulary mismatch)")
-    ref_parity = np.load(tmp / "parity_logits.npy")
 
     keras_model = build_layer_model(keras, spec, w, None)
     k = len(ref_parity)
@@ -568,25 +518,14 @@ def main() -> None:
 
     duel = None if args.no_latency else interleaved_latency(args, spec, timed)
     result = {
-        "model": args.model, "test_chars": int(len(ids) - 1),
-        "test_text": f"the first {len(ids) - 1} characters of the test split [0.95, 1.0) of "
-                     f"../shared/data/tinyshakespeare.txt, one stream at batch 1, state carried",
-        "parity": parity, "rows": rows, "rnnslim": ref, "interleaved_latency": duel,
-        "calibration": f"{CALIB_SEGMENTS} x {CALIB_LEN} contiguous training characters at evenly spaced offsets "
-                       f"of the training split, state carried",
-        "versions": versions(),
+        "model": args.model, "test_chars": int(len(ids) - 1), "test_text": test_text(len(ids) - 1),
+        "parity": parity, "rows": rows, "rnnslim": ref, "interleaved_latency": duel, "calibration": CALIBRATION_TEXT,
+        "versions": versions(PACKAGES),
         "machine": {**machine(), "load_avg_start": load_start, "load_avg_end": list(os.getloadavg())},
-        "command": " ".join([Path(sys.executable).parent.parent.name + "/bin/python",
-                             str(Path(__file__).relative_to(ROOT)), *sys.argv[1:]]),
-        "git_commit": git_commit(), "seconds": round(time.perf_counter() - t_start, 1),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(), "git_commit": git_commit(), "seconds": round(time.perf_counter() - t_start, 1),
+        "date": now(),
     }
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data[args.model] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp_out, args.out)
+    write_result(args.out, args.model, result)
     print(f"wrote {args.out} ({result['seconds']} s)", flush=True)
 
 
@@ -594,12 +533,9 @@ def interleaved_latency(args, spec: dict, timed: list) -> dict:
     """Step latency of rnnslim's int8 C kernel and of every LiteRT variant, taken in turns (a round: rnnslim
     in a child process, then each variant), so that the ratios compare numbers measured under the same load."""
     V = len(spec["vocab"])
-    cmd = [args.main_python, str(HERE / "reference_outputs.py"), "--model", args.model, "--out",
-           tempfile.mkdtemp(prefix="peers_lat_"), "--latency-only"]
     rounds = []
     for _ in range(args.latency_rounds):
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
-        rn = json.loads(re.search(r"^LATENCY (\{.*\})$", p.stdout, re.M).group(1))["median_ms"]
+        rn = rnnslim_int8_latency_ms(args.model, args.main_python)
         peers, bare = {}, {}
         for row, tfl, explicit in timed:
             if "error" not in row:
