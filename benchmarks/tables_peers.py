@@ -1,182 +1,341 @@
-"""BENCHMARKS.md section "Against the tools people use" (issue 21) from benchmarks/results/peers_litert.json.
+"""BENCHMARKS.md section "Against the tools people use" (issue 21) from every benchmarks/results/peers_*.json.
 
-The JSON is written by benchmarks/peers/litert_bench.py in its own venv (no rnnslim import), so its
-machine record is not rnnslim's provenance: `_provenance` maps it onto what the shared machine line
-reads. Every number here comes from the JSON; the "where the peer wins" list is computed, not typed.
+Each peer script (benchmarks/peers/*_bench.py, run in its own venv by benchmarks/peers_bench.py) writes
+peers_<peer>.json in the row schema of benchmarks/peers/peer_common.py; LiteRT's char-model rows predate
+that schema and are mapped onto it in `_litert_row` (the one place that knows their keys). rnnslim's rows
+come from reference_outputs.py as the peer runs called it (the richest of those records per model:
+int8 C kernel, weight-only GPTQ int4/3/2, deploy and search recipes, and the prefix's noise band).
+Every ratio against rnnslim is from the alternating rounds of that peer's own run. Targets and "where
+the peer wins" are computed here from the JSON, never typed.
 """
 
 from __future__ import annotations
 
+from common import RESULTS
 from table_parts import load_result, machine_line
 
-MODELS = ("charlstm-256x2", "chargru-512x2", "charlstm-512x2")
-QUANTIZED = ("int8", "16x8", "dynamic")  # LiteRT modes compared with rnnslim's int8 (float rows are references)
+CHAR_MODELS = ("charlstm-256x2", "charlstm-512x2", "chargru-512x2")
+CLASSIFIERS = ("basicmotions-lstm32", "japanesevowels-lstm48", "japanesevowels-gru64")
 TARGET_SPEEDUP = 3.0  # issue 21: ">= 3x faster than the fastest peer runtime at batch 1 on this CPU"
-ROW_NAMES = {("layer", "int8"): "fused {cell} layer, full-integer int8 (the microcontroller path)",
-             ("layer", "16x8"): "fused {cell} layer, 16x8", ("layer", "dynamic"): "fused {cell} layer, dynamic",
-             ("step", "int8"): "step model, full-integer int8", ("step", "16x8"): "step model, 16x8",
-             ("step", "dynamic"): "step model, dynamic (XNNPACK)"}
+FLOAT_MODES = ("float", "fp32")
+PEER_VERSION_KEYS = ("python", "numpy", "safetensors")  # not worth a column: every venv has them
+LITERT_NAMES = {("layer", "float"): "fused {cell} layer, float", ("step", "float"): "step model, float",
+                ("layer", "int8"): "fused {cell} layer, full-integer int8 (the microcontroller path)",
+                ("layer", "16x8"): "fused {cell} layer, 16x8", ("layer", "dynamic"): "fused {cell} layer, dynamic",
+                ("step", "int8"): "step model, full-integer int8", ("step", "16x8"): "step model, 16x8",
+                ("step", "dynamic"): "step model, dynamic (XNNPACK)"}
 
 
-def _provenance(run: dict) -> dict:
-    """The peer run's machine / versions in the shape machine_line reads (rnnslim's side ran torch)."""
+# ---- reading: every peer's rows in one shape -----------------------------------------------------------
+
+def _rounds_key(il: dict) -> str:
+    return "peer_ms" if "peer_ms" in il["rounds"][0] else "litert_ms"
+
+
+def _ratio(run: dict, variant: str, key: str | None = None) -> tuple[float, float, float] | None:
+    """(median, lowest, highest per-round) peer ms / rnnslim int8 ms of `variant` in the run's own rounds."""
+    il = run.get("interleaved_latency") or {}
+    if not il.get("rounds"):
+        return None
+    key = key or _rounds_key(il)
+    per = [r[key][variant] / r["rnnslim_int8_c_kernel_ms"] for r in il["rounds"] if variant in r.get(key, {})]
+    if not per:
+        return None
+    peer_med = (il.get("peer_median_ms") or il.get("litert_median_ms") or {}) if key != "litert_invoke_only_ms" \
+        else il["litert_invoke_only_median_ms"]
+    return peer_med[variant] / il["rnnslim_int8_median_ms"], min(per), max(per)
+
+
+def _litert_row(run: dict, r: dict, cell: str) -> dict:
+    """A litert_bench.py char-model row in peer_common's schema."""
+    err = r.get("error")
+    outcome = ("crashed" if "crash" in err else "refused") if err else "ok"
+    if r.get("streaming") is False and not err:
+        outcome, err = "does_not_run", f"not streaming: {r.get('note', '')} ({r['tflite_bytes']:,} B)"
+    arena = ((r.get("tflm") or {}).get("arena_bytes") or {}).get("total")
+    inv = _ratio(run, r["variant"], "litert_invoke_only_ms") if outcome == "ok" else None
+    return {"variant": LITERT_NAMES.get((r["api"], r["mode"]), r["variant"]).format(cell=cell), "peer": "LiteRT",
+            "api": f"TFLite converter, {r['api']} model, {r['mode']}", "mode": r["mode"],
+            "bits": 32 if r["mode"] == "float" else 8, "outcome": outcome, "error": err,
+            "loss_nats": r.get("loss_nats"), "bytes": r.get("tflite_bytes") or r.get("bytes"), "bytes_how": ".tflite",
+            "ram_bytes": arena, "ram_how": _tflm_ram(r), "latency_ms": (r.get("latency") or {}).get("median_ms"),
+            "ratio": _ratio(run, r["variant"]) if outcome == "ok" else None,
+            "note": f"invoke() alone: {_ratio_words(inv, 'LiteRT')}" if inv else r.get("note")}
+
+
+def _tflm_ram(r: dict) -> str:
+    t = r.get("tflm") or {}
+    if t.get("runs"):
+        return "TFLite Micro arena"
+    return f"TFLite Micro does not run it: {t['error']}" if t.get("error") else ""
+
+
+def _common_row(run: dict, r: dict) -> dict:
+    out = {k: r.get(k) for k in ("variant", "peer", "api", "mode", "bits", "outcome", "error", "loss_nats",
+                                 "accuracy", "bytes", "bytes_how", "note")}
+    out["outcome"] = out["outcome"] or "ok"
+    arena = ((r.get("tflm") or {}).get("arena_bytes") or {}).get("total")
+    out.update({"ram_bytes": r.get("ram_bytes", arena), "ram_how": r.get("ram_how") or _tflm_ram(r),
+                "latency_ms": (r.get("latency") or {}).get("median_ms"),
+                "ratio": _ratio(run, r["variant"]) if out["outcome"] == "ok" else None})
+    return out
+
+
+def peer_rows(run: dict, model: str) -> list[dict]:
+    """The run's rows in one shape; a row this table cannot read becomes a row saying so (the section
+    still renders for every other peer)."""
+    cell, out = "GRU" if "gru" in model else "LSTM", []
+    for r in run.get("rows", []):
+        try:
+            out.append(_common_row(run, r) if "outcome" in r else _litert_row(run, r, cell))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            out.append({"variant": str(r.get("variant")), "peer": str(r.get("peer")), "api": r.get("api"),
+                        "outcome": "unreadable", "error": f"tables_peers.py could not read this row: "
+                                                          f"{type(e).__name__}: {e}", "ratio": None})
+    return out
+
+
+def load_runs() -> dict[str, dict[str, dict]]:
+    """peer file stem -> model -> run, every benchmarks/results/peers_*.json."""
+    return {p.stem.removeprefix("peers_"): load_result(p.name) or {} for p in sorted(RESULTS.glob("peers_*.json"))}
+
+
+def reference(runs: dict[str, dict]) -> dict | None:
+    """rnnslim's record for a model: the one with the most rows (then the latest) among the peers' runs."""
+    refs = [r["rnnslim"] | {"_date": r.get("date", "")} for r in runs.values() if r.get("rnnslim")]
+    return max(refs, key=lambda ref: (len(ref["rows"]), "noise_band" in ref, ref["_date"]), default=None)
+
+
+# ---- cells ------------------------------------------------------------------------------------------------
+
+def _ratio_words(ratio: tuple[float, float, float] | None, peer: str) -> str:
+    if not ratio:
+        return "-"
+    median, lo, hi = ratio
+    band = f"rounds {lo:.2f}-{hi:.2f}x"
+    if lo <= 1 <= hi:
+        return f"equal within the rounds' spread ({median:.2f}x; {band})"
+    return f"rnnslim {median:.2f}x faster ({band})" if median > 1 else f"{peer} {1 / median:.2f}x faster ({band})"
+
+
+def _metric(row: dict, classifier: bool) -> float | None:
+    return row.get("accuracy") if classifier else row.get("loss_nats", row.get("test_loss_nats"))
+
+
+def _metric_cell(value: float | None, ref: float, classifier: bool) -> str:
+    if value is None:
+        return "-"
+    if classifier:
+        return f"{100 * value:.1f} % ({100 * (value - ref):+.1f} pt)"
+    return f"{value:.4f} ({value - ref:+.4f})"
+
+
+def _ours(ref: dict) -> tuple[dict, dict]:
+    """(rnnslim fp32 row, rnnslim int8 C kernel row)."""
+    rows = ref["rows"]
+    return next(r for r in rows if "fp32" in r["variant"]), next(r for r in rows if "int8 fully integer" in r["variant"])
+
+
+def _ram(row: dict) -> int | None:
+    c = row.get("c_export")
+    return c["scratch_bytes"] + c["state_bytes"] if c else None
+
+
+def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) -> str:
+    if r.get("outcome") == "not_run":
+        return f"| {r['variant']} | rnnslim | not run: {r['error']} | | | | |"
+    c = r.get("c_export")
+    size = f"{r['artifact_bytes']:,} (C arrays {c['const_bytes']:,})" if c else f"{r['artifact_bytes']:,}"
+    ram = f"C scratch + state {_ram(r):,}" if c else "-"
+    lat, ref_lat = r.get("latency") or {}, int8.get("latency") or {}
+    ratio = f"{lat['median_ms'] / ref_lat['median_ms']:.2f}x ({r.get('runs_in', 'C kernel')})" \
+        if lat and ref_lat else "-"
+    name = f"**{r['variant']}**" if r is int8 else r["variant"]
+    return (f"| {name} | rnnslim | {_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | "
+            f"{size} | {ram} | {1000 * lat['median_ms']:.1f} | {ratio} |" if lat else
+            f"| {name} | rnnslim | {_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | "
+            f"{size} | {ram} | - | - |")
+
+
+def _peer_line(r: dict, fp32: dict, classifier: bool) -> str:
+    api = str(r.get("api") or "").replace("|", "/")
+    if r["outcome"] != "ok":
+        return f"| {r['variant']} | {api} | {r['outcome']}: {str(r.get('error') or '').replace('|', '/')} | | | | |"
+    ram = f"{r['ram_how']} {r['ram_bytes']:,}" if r.get("ram_bytes") else (r.get("ram_how") or "-").replace("|", "/")
+    lat = f"{1000 * r['latency_ms']:.1f}" if r.get("latency_ms") else "-"
+    note = f"; {r['note']}" if r.get("note") and r["peer"] == "LiteRT" and "invoke" in str(r["note"]) else ""
+    size = f"{r['bytes']:,} ({r.get('bytes_how') or '?'})" if r.get("bytes") else "-"
+    return (f"| {r['variant']} | {api} | "
+            f"{_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | {size} | {ram} | "
+            f"{lat} | {_ratio_words(r['ratio'], r['peer'])}{note} |")
+
+
+def _provenance(run: dict, ref: dict | None) -> dict:
     m = run.get("machine", {})
-    load = [round(x, 2) for x in m.get("load_avg_start", [])]
+    load = [round(x, 2) for x in m.get("load_avg_start", m.get("load_avg", []))]
     return {"machine": {"cpu_model": m.get("cpu"), "logical_cpus": m.get("cores"),
-                        "torch_version": run["rnnslim"].get("torch"), "onnxruntime_version": "not used",
+                        "torch_version": (ref or {}).get("torch"), "onnxruntime_version": "not used",
                         "load_average": load},
             "date": run.get("date"), "git_commit": run.get("git_commit"), "command": run.get("command")}
 
 
 def _versions(run: dict) -> str:
     v = run.get("versions", {})
-    return ", ".join(f"{k} {v[k]}" for k in ("ai-edge-litert", "tflite-micro", "tensorflow-cpu", "tf-keras") if k in v)
+    return ", ".join(f"{k} {x}" for k, x in v.items() if k not in PEER_VERSION_KEYS and x)
 
 
-def _reference_command(run: dict) -> str:
-    """reference_outputs.py's command, relative to the repository and without its temporary --out."""
-    cmd = run["rnnslim"].get("command", "").replace("/work/main/", "")
-    return cmd.split(" --out ")[0]
+# ---- targets and wins ----------------------------------------------------------------------------------------
+
+def _band(ref: dict, classifier: bool) -> tuple[float | None, str]:
+    if classifier:
+        n = ref.get("test_sequences")
+        return (1 / n, f"one test sequence ({100 / n:.2f} pt)") if n else (None, "not known")
+    nb = ref.get("noise_band")
+    if not nb:
+        return None, "not measured in this run (reference_outputs.py before the noise band)"
+    return nb["noise_band"], f"{nb['noise_band']:.4f} nats/char ({nb['how']})"
 
 
-def _rnnslim_int8(run: dict) -> dict:
-    return next(r for r in run["rnnslim"]["rows"] if "int8" in r["variant"])
+def _better(a: float, b: float, classifier: bool) -> float:
+    """How much better a is than b (positive: a better; float32 accuracies equal to 1e-6 are equal)."""
+    gap = a - b if classifier else b - a
+    return 0.0 if classifier and abs(gap) < 1e-6 else gap
 
 
-def _rounds(run: dict, variant: str | None, key: str = "litert_ms") -> list[float]:
-    """Per-round ms of one LiteRT variant (None: rnnslim's int8 C kernel) from the alternating rounds."""
-    rounds = run["interleaved_latency"]["rounds"]
-    return [r["rnnslim_int8_c_kernel_ms"] if variant is None else r[key][variant] for r in rounds]
-
-
-def _ms(values: list[float], median: float) -> str:
-    return f"{1000 * median:.1f} [{1000 * min(values):.1f}-{1000 * max(values):.1f}]"
-
-
-def _ratio(run: dict, variant: str, key: str = "litert_ms") -> tuple[float, float, float]:
-    """(median ratio as the JSON gives it, lowest and highest per-round ratio): peer ms / rnnslim ms."""
-    il = run["interleaved_latency"]
-    median = il["speedup_per_variant" if key == "litert_ms" else "speedup_vs_invoke_only"][variant]
-    per_round = [p / r for p, r in zip(_rounds(run, variant, key), _rounds(run, None))]
-    return median, min(per_round), max(per_round)
-
-
-def _ratio_words(ratio: tuple[float, float, float]) -> str:
-    median, lo, hi = ratio
-    band = f"rounds {lo:.2f}-{hi:.2f}x"
-    if lo <= 1 <= hi:
-        return f"equal within the rounds' spread ({median:.2f}x; {band})"
-    return (f"rnnslim {median:.2f}x faster ({band})" if median > 1
-            else f"LiteRT {1 / median:.2f}x faster ({band})")
-
-
-def _bytes_cell(row: dict, ours: dict) -> str:
-    b, art, const = row["tflite_bytes"], ours["artifact_bytes"], ours["c_export"]["const_bytes"]
-    return f"{b:,} ({100 * (b / art - 1):+.1f} % / {100 * (b / const - 1):+.1f} %)"
-
-
-def _ram_cell(row: dict) -> str:
-    t = row.get("tflm") or {}
-    if t.get("runs"):
-        return f"TFLM arena {t['arena_bytes']['total']:,}"
-    return f"TFLM does not run it: {t.get('error', 'not tried')}".replace("|", "/")
-
-
-def _peer_row(run: dict, row: dict, ours: dict, cell: str) -> str:
-    name = ROW_NAMES[(row["api"], row["mode"])].format(cell=cell)
-    if "error" in row:
-        return f"| {name} | failed: {row['error']} | | | | |"
-    if row.get("streaming") is False:
-        return f"| {name} | not streaming: {row.get('note', '')} ({row['tflite_bytes']:,} B) | | | | |"
-    v = row["variant"]
-    il = run["interleaved_latency"]
-    return (f"| {name} | {row['loss_nats']:.4f} ({row['loss_nats'] - ours['test_loss_nats']:+.4f}) | "
-            f"{_bytes_cell(row, ours)} | {_ram_cell(row)} | {_ms(_rounds(run, v), il['litert_median_ms'][v])} | "
-            f"{_ratio_words(_ratio(run, v))}; invoke() alone: "
-            f"{_ratio_words(_ratio(run, v, 'litert_invoke_only_ms'))} |")
-
-
-def _model_table(name: str, run: dict) -> list[str]:
-    ours = _rnnslim_int8(run)
-    fp32 = next(r for r in run["rnnslim"]["rows"] if "fp32" in r["variant"])
-    cell = "GRU" if "gru" in name else "LSTM"
-    ram = ours["c_export"]["scratch_bytes"] + ours["c_export"]["state_bytes"]
-    il = run["interleaved_latency"]
-    out = [f"### {name}", "", f"Machine and command: {machine_line(_provenance(run))}; {_versions(run)}. "
-           f"`{_reference_command(run)}` gave rnnslim's rows. "
-           f"fp32 reference on the same characters: rnnslim (torch) {fp32['test_loss_nats']:.4f} nats/char.", "",
-           "| variant | loss nats/char (vs rnnslim) | bytes (vs rnnslim artifact / C arrays) | RAM bytes | "
-           "us/step [rounds] | vs rnnslim |", "|---|---|---:|---|---:|---|",
-           f"| **rnnslim int8 fully integer, C kernel** | {ours['test_loss_nats']:.4f} | "
-           f"{ours['artifact_bytes']:,} (C arrays {ours['c_export']['const_bytes']:,}) | "
-           f"scratch + state {ram:,} ({ours['c_export']['scratch_bytes']:,} + {ours['c_export']['state_bytes']:,}) | "
-           f"{_ms(_rounds(run, None), il['rnnslim_int8_median_ms'])} | 1.00x |"]
-    out += [_peer_row(run, r, ours, cell) for r in run["rows"] if r["mode"] in QUANTIZED]
-    return out + [""]
-
-
-def _wins(runs: dict[str, dict]) -> list[str]:
-    """Where a LiteRT row beats rnnslim's int8 in a column, computed from the JSON."""
-    speed = {m: r["interleaved_latency"] for m, r in runs.items()}
-    fastest = ", ".join(f"{m} {il['speedup_vs_fastest_litert']:.2f}x vs its {il['fastest_litert_variant']}"
-                        for m, il in speed.items())
-    invoke = ", ".join(f"{m} {_ratio_words(_ratio(runs[m], il['fastest_litert_variant'], 'litert_invoke_only_ms'))}"
-                       for m, il in speed.items())
-    met = all(il["speedup_vs_fastest_litert"] >= TARGET_SPEEDUP for il in speed.values())
-    out = [f"- Speed: the issue's target \"rnnslim int8 >= {TARGET_SPEEDUP:.0f}x faster than the fastest peer "
-           f"runtime\" is {'met' if met else '**MISSED**'}: {fastest}. Against that variant's invoke() alone "
-           f"(rnnslim's figure includes a Python / ctypes call per step, LiteRT's full figure its set_tensor / "
-           f"get_tensor): {invoke}."]
-    for m, run in runs.items():
-        ours = _rnnslim_int8(run)
-        ram = ours["c_export"]["scratch_bytes"] + ours["c_export"]["state_bytes"]
-        for r in (r for r in run["rows"] if r["mode"] in QUANTIZED and "loss_nats" in r):
-            arena = ((r.get("tflm") or {}).get("arena_bytes") or {}).get("total")
-            if arena and arena < ram:
-                out.append(f"- RAM, {m}: TFLite Micro's arena for the {r['variant']} is {arena:,} B, "
-                           f"{ram / arena:.1f}x smaller than rnnslim's scratch + state {ram:,} B (arena measured "
-                           "on this 64-bit host; a 32-bit MCU's is smaller still).")
-            smaller = [f"{100 * (1 - r['tflite_bytes'] / b):.1f} % smaller than rnnslim's {what} ({b:,} B)"
-                       for what, b in (("artifact", ours["artifact_bytes"]),
-                                       ("C arrays", ours["c_export"]["const_bytes"])) if r["tflite_bytes"] < b]
-            if smaller:
-                out.append(f"- Bytes, {m}: the {r['variant']} .tflite ({r['tflite_bytes']:,} B) is "
-                           + " and ".join(smaller) + ".")
-            if r["loss_nats"] < ours["test_loss_nats"]:
-                diff = ours["test_loss_nats"] - r["loss_nats"]
-                out.append(f"- Loss, {m}: the {r['variant']} has {diff:.5f} nats/char "
-                           f"({100 * diff / ours['test_loss_nats']:.3f} %) "
-                           f"lower loss ({r['loss_nats']:.5f} vs {ours['test_loss_nats']:.5f}; "
-                           f"{'float activations' if r['mode'] == 'dynamic' else 'int16 activations'}).")
+def targets(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
+    fp32, int8 = _ours(ref)
+    band, band_text = _band(ref, classifier)
+    quant = [r for r in rows if r["outcome"] == "ok" and r.get("mode") not in FLOAT_MODES
+             and _metric(r, classifier) is not None]
+    out = []
+    if quant:
+        # the best metric; among equals the smallest file (the strongest competitor at equal bytes)
+        best = min(quant, key=lambda r: (round(-_better(_metric(r, classifier), 0, classifier), 6), r.get("bytes") or 0))
+        gap = _better(_metric(int8, classifier), _metric(best, classifier), classifier)
+        small = int8["artifact_bytes"] <= (best.get("bytes") or 0)
+        within = band is not None and gap >= -band
+        verdict = "met" if small and within else "**MISSED**" if band is not None else "not checked"
+        out.append(f"- Accuracy at equal or smaller bytes: {verdict}. Best peer row: {best['variant']} "
+                   f"({best['peer']}), {_metric_cell(_metric(best, classifier), _metric(fp32, classifier), classifier)} "
+                   f"at {best.get('bytes') or 0:,} B; rnnslim int8 "
+                   f"{_metric_cell(_metric(int8, classifier), _metric(fp32, classifier), classifier)} at "
+                   f"{int8['artifact_bytes']:,} B ({'no larger' if small else 'LARGER'}); noise band {band_text}.")
+    timed = [r for r in rows if r.get("ratio")]
+    if timed:
+        fastest = min(timed, key=lambda r: r["ratio"][0])
+        verdict = "met" if fastest["ratio"][1] >= TARGET_SPEEDUP else "**MISSED**"
+        out.append(f"- Speed (>= {TARGET_SPEEDUP:.0f}x the fastest peer runtime): {verdict}: the fastest peer row "
+                   f"is {fastest['variant']} ({fastest['peer']}): {_ratio_words(fastest['ratio'], fastest['peer'])}.")
+    if not classifier:
+        out += _low_bit_target(rows, ref, band)
     return out
 
 
+def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str]:
+    """At <= 4 bits: for every peer row, rnnslim's best <= 4-bit row no larger than it has lower loss."""
+    low = [r for r in ref["rows"] if r.get("bits") and r["bits"] <= 4 and "test_loss_nats" in r]
+    low += [r for r in ref["rows"] if r.get("kind") == "search" and "test_loss_nats" in r]
+    peers = [r for r in rows if r["outcome"] == "ok" and r.get("loss_nats") is not None and r.get("bytes")]
+    if not low or not peers:
+        return ["- At <= 4 bits, lower loss than every peer row at equal bytes: not checked (no rnnslim "
+                "<= 4-bit rows in this run)." if not low else "- At <= 4 bits: no peer row with loss and bytes."]
+    misses = []
+    for p in peers:
+        fit = [r for r in low if r["artifact_bytes"] <= p["bytes"]]
+        if not fit:
+            misses.append(f"{p['variant']} ({p['peer']}, {p['bytes']:,} B: smaller than every rnnslim <= 4-bit row)")
+            continue
+        ours = min(fit, key=lambda r: r["test_loss_nats"])
+        if ours["test_loss_nats"] >= p["loss_nats"]:
+            misses.append(f"{p['variant']} ({p['peer']}, {p['loss_nats']:.4f} at {p['bytes']:,} B vs rnnslim "
+                          f"{ours['variant']} {ours['test_loss_nats']:.4f})")
+    verdict = "met" if not misses else "**MISSED**"
+    return [f"- At <= 4 bits, lower loss than every peer row at equal or larger bytes: {verdict} "
+            f"({len(peers) - len(misses)} of {len(peers)} peer rows)" + (": " + "; ".join(misses) if misses else "")
+            + "."]
+
+
+def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
+    """Where a peer's quantized row beats rnnslim's int8 in a column."""
+    _, int8 = _ours(ref)
+    ram, out = _ram(int8), []
+    band, _ = _band(ref, classifier)
+    for r in (r for r in rows if r["outcome"] == "ok" and r.get("mode") not in FLOAT_MODES):
+        who = f"{model}, {r['variant']} ({r['peer']})"
+        if r.get("ram_bytes") and ram and r["ram_bytes"] < ram:
+            out.append(f"- RAM, {who}: {r['ram_how']} {r['ram_bytes']:,} B, {ram / r['ram_bytes']:.1f}x smaller than "
+                       f"rnnslim's C scratch + state {ram:,} B.")
+        smaller = [f"{100 * (1 - r['bytes'] / b):.1f} % smaller than rnnslim's {what} ({b:,} B)"
+                   for what, b in (("artifact", int8["artifact_bytes"]),
+                                   ("C arrays", (int8.get("c_export") or {}).get("const_bytes")))
+                   if b and r.get("bytes") and r["bytes"] < b]
+        if smaller:
+            out.append(f"- Bytes, {who}: {r['bytes']:,} B, " + " and ".join(smaller) + ".")
+        m, ours = _metric(r, classifier), _metric(int8, classifier)
+        if m is not None and _better(m, ours, classifier) > 0:
+            gap = _better(m, ours, classifier)
+            unit = f"{100 * gap:.1f} pt higher accuracy" if classifier else f"{gap:.5f} nats/char lower loss"
+            noise = " (within the noise band: equal)" if band is not None and gap <= band else ""
+            out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit}{noise}.")
+        if r.get("ratio") and r["ratio"][0] < 1:
+            out.append(f"- Speed, {who}: {_ratio_words(r['ratio'], r['peer'])}.")
+    return out
+
+
+# ---- the section ---------------------------------------------------------------------------------------------
+
+def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[str], list[str]]:
+    """(table lines, target lines, win lines) of one model."""
+    ref = reference(by_peer)
+    if ref is None:
+        return [], [], []
+    classifier = ref.get("kind") == "classifier"
+    fp32, int8 = _ours(ref)
+    rows = [r for run in by_peer.values() for r in peer_rows(run, model)]
+    what = f" ({ref['what']})" if classifier else ""
+    out = [f"### {model}{what}", ""]
+    for peer, run in by_peer.items():
+        out.append(f"- {peer}: {machine_line(_provenance(run, ref))}; {_versions(run) or 'versions not recorded'}.")
+    test = next((run.get("test_text") for run in by_peer.values() if run.get("test_text")), "")
+    metric = "accuracy (vs rnnslim fp32)" if classifier else "loss nats/char (vs rnnslim fp32)"
+    unit = "us/sequence" if classifier else "us/step"
+    out += [f"- rnnslim's rows: `{ref.get('command', '').split(' --out ')[0].replace('/work/main/', '')}`; fp32 (torch) "
+            f"{_metric_cell(_metric(fp32, classifier), _metric(fp32, classifier), classifier).split(' (')[0]}. "
+            f"Test data: {test}.", "",
+            f"| variant | API | {metric} | bytes | RAM bytes | {unit} | time vs rnnslim int8 |",
+            "|---|---|---|---:|---|---:|---|"]
+    out += [_rnnslim_line(r, ref, fp32, int8, classifier) for r in ref["rows"] if r is not fp32]
+    out += [_peer_line(r, fp32, classifier) for r in rows]
+    return out + [""], targets(model, rows, ref, classifier), wins(model, rows, ref, classifier)
+
+
 def peers_section() -> list[str]:
-    data = load_result("peers_litert.json")
-    if not data:
+    runs = load_runs()
+    models = {m for by_model in runs.values() for m in by_model}
+    order = [m for m in CHAR_MODELS + CLASSIFIERS if m in models] + sorted(models - set(CHAR_MODELS + CLASSIFIERS))
+    if not order:
         return []
-    runs = {m: data[m] for m in MODELS if m in data}
-    first = next(iter(runs.values()))
-    out = ["## Against the tools people use (issue 21: LiteRT / TFLite Micro so far)", "",
-           f"The same trained weights built in Keras (tf_keras; fp32 logits within "
-           f"{max(r['parity']['keras_fp32_max_abs_logit_diff'] for r in runs.values()):.1e} of rnnslim's), "
-           f"converted by the TFLite converter ({first['calibration']} as the representative set) and run by LiteRT "
-           "(`benchmarks/peers/litert_bench.py`, its own venv; what each variant is: `benchmarks/peers/README.md`). "
-           f"Loss: {first['test_text']}. Bytes: the .tflite file; rnnslim's artifact (save_model: manifest + "
-           "safetensors) and the C arrays export_c writes (flash); the percentages are the peer's size against "
-           "those two. RAM: rnnslim's C scratch + state; TFLite Micro's arena (RecordingMicroAllocator on this "
-           "64-bit host) where TFLite Micro runs the .tflite, its one-line refusal where not; LiteRT's desktop "
-           "interpreter RAM is not measured. Latency: a streaming step at batch 1, 1 thread, in three alternating "
-           "rounds (rnnslim's int8 C kernel through IntegerRunner, which includes a Python / ctypes call, then "
-           "every LiteRT variant with set_tensor / invoke / get_tensor and default delegates); the median over "
-           "the rounds [fastest-slowest round]; `vs rnnslim` is the peer's time over rnnslim's (the JSON's "
-           "median ratio, the per-round ratios in brackets; a range containing 1 reads equal), and the same "
-           "against LiteRT's invoke() alone. A failed variant is a row with its message. LiteRT's float rows are "
-           "in the JSON, not here.", ""]
-    for name, run in runs.items():
-        out += _model_table(name, run)
-    out += ["### Where the peer wins", ""] + _wins(runs) + [
-        "", "Not yet compared (issue 21 open): AIMET, Brevitas, torchao, Torch-Pruning, ExecuTorch; the "
-        "JapaneseVowels / BasicMotions classifiers; rnnslim's int4 and below; an rnnslim `.tflite` export "
-        "(`rnnslim export --format tflite`).", ""]
+    peers = sorted(runs)
+    out = ["## Against the tools people use (issue 21)", "",
+           f"rnnslim next to {', '.join(peers)} on the same trained weights and the same test data, each peer in its "
+           "own venv (`benchmarks/peers_bench.py` runs them all; scripts, venvs and what each peer made of LSTM / "
+           "GRU: `benchmarks/peers/README.md`). Char models: loss on the first 20,000 test characters, one stream "
+           "at batch 1, state carried; classifiers: accuracy on the aeon test set. Bytes: the artifact each tool "
+           "gives a user to deploy (what it is in brackets); rnnslim's save_model artifact and, for integer models, "
+           "the C arrays export_c writes (flash). RAM: rnnslim's C scratch + state; TFLite Micro's arena "
+           "(RecordingMicroAllocator on this 64-bit host) where it runs the model. Latency: a streaming step "
+           "(char models) or one whole sequence (classifiers) at batch 1, 1 thread; `time vs rnnslim int8` is "
+           "the peer's time over rnnslim's int8 C kernel in the alternating rounds of that peer's own run (the "
+           "median ratio, the per-round range; a range containing 1 reads equal). rnnslim's other rows are timed "
+           "in the reference run itself (C kernel for integer models, torch otherwise) against its int8 row. A "
+           "peer that refused, crashed, skipped the recurrent layer or was not installed is a row with its "
+           "message.", ""]
+    targets_out, wins_out = [], []
+    for model in order:
+        table, tgt, win = model_table(model, {p: runs[p][model] for p in peers if model in runs[p]})
+        out += table
+        targets_out += [f"**{model}**", ""] + (tgt or ["- no peer rows yet."]) + [""]
+        wins_out += win
+    out += ["### The issue's targets, per model", ""] + targets_out
+    out += ["### Where the peer wins", ""] + (wins_out or ["- nowhere in these runs."]) + [""]
     return out
