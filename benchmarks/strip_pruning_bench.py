@@ -2,6 +2,8 @@
 
     python benchmarks/strip_pruning_bench.py oneshot  --model charlstm-512x2 --sparsity 0.75
     python benchmarks/strip_pruning_bench.py recover  --model charlstm-512x2 --sparsity 0.75 --steps 200
+    python benchmarks/strip_pruning_bench.py gradual  --model charlstm-512x2 --sparsity 0.75 --steps 100 \
+        --patterns strips16x1-m4
     python benchmarks/strip_pruning_bench.py collect  --model charlstm-512x2
 
 oneshot: one row per pattern, second-order (SparseGPT-style) pruning of the LSTM/GRU input and
@@ -16,8 +18,10 @@ dense), 32 calibration batches of 16 x 64 tokens, as benchmarks/reconstruct_benc
   saliency threshold over every target.
 recover: every one-shot model of that sparsity fine-tuned with its masks kept, the SAME budget
 for every pattern (steps, lr 1e-3, batch 32 x 64, distillation 0.5 at T 2 from the dense model, as
-benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, so the
-returned model is the better of the two on validation).
+benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, on the first
+16,384 validation tokens, so the returned model is the better of the two there).
+gradual: AGP with OBS as the criterion, the same total fine-tuning steps: `stages` phases of
+(prune to the next point of the cubic ramp with OBS in the pattern, fine-tune steps / stages).
 Test loss: whole test split, batch 1, state carried. 1 thread per run. Each row is written to
 benchmarks/runs/strip_pruning/<model>/<row>.json as soon as it is done (a rerun skips finished
 rows), with the pruned model next to it (save_model directory, safetensors) for the kernel's
@@ -55,7 +59,8 @@ PATTERNS = {
     "strips16x1-m4": {"pattern": "strips"},
     "strips16x1-m4-global": {"pattern": "strips", "scope": "global"},
 }
-RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64}
+RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64,
+            "eval_max_steps": 16384}  # validation (the best-of-two choice) on its first 16,384 tokens
 
 
 def _out_dir(model: str) -> Path:
@@ -120,10 +125,33 @@ def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patt
               f"{sec:.0f} s  {row['pattern_check']}", flush=True)
 
 
-def recover(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str], steps: int) -> None:
+def _finetune(m, base, task, steps: int):
+    """Masked fine-tuning of `m` for `steps` steps with the RECOVERY settings; (model, seconds, record)."""
     from rnnslim.pipeline.builtin_stages import FinetuneConfig, finetune
     from rnnslim.pipeline.stage import StageContext
 
+    cfg = FinetuneConfig(max_steps=steps, eval_every=steps, **RECOVERY)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = StageContext(task=task, work_dir=Path(tmp), teacher=copy.deepcopy(base).eval(), progress=False)
+        t0 = time.perf_counter()
+        m = finetune(m, cfg, ctx) or m
+        return m, time.perf_counter() - t0, {**cfg.model_dump(mode="json", exclude={"kind"}), "record": ctx.record}
+
+
+def _finish_trained(m, masks, task, base_loss: float, out: Path, key: str, row: dict, seconds: float, steps: int,
+                    calibration_tokens: int = 0) -> None:
+    kept_ok = all(bool((m.get_parameter(n).detach()[~k] == 0).all()) for n, k in masks.items())
+    loss = task.evaluate(m, "test")["loss_nats"]
+    path = save_model(m, out / key)
+    row = {**row, "masks_kept": kept_ok, "test_loss": loss, "delta_pct_vs_dense": 100 * (loss / base_loss - 1),
+           "model_path": str(path.relative_to(RUNS.parent.parent)), "pattern_check": strip_check(m, list(masks)),
+           "compute": _compute(seconds, steps, calibration_tokens)}
+    _write_row(out / f"{key}.json", row)
+    print(f"{key:36s} test {loss:.4f} ({row['delta_pct_vs_dense']:+.2f}%)  masks kept {kept_ok}  {seconds:.0f} s",
+          flush=True)
+
+
+def recover(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str], steps: int) -> None:
     out = _out_dir(model_name)
     for label in patterns:
         src, key = f"oneshot-{label}-{round(100 * sparsity)}", f"recover{steps}-{label}-{round(100 * sparsity)}"
@@ -132,31 +160,54 @@ def recover(base, task, base_loss: float, model_name: str, sparsity: float, patt
             continue
         m = load_model(out / src)
         masks = masks_from_model(m)
-        cfg = FinetuneConfig(max_steps=steps, eval_every=steps, **RECOVERY)
-        with tempfile.TemporaryDirectory() as tmp:
-            ctx = StageContext(task=task, work_dir=Path(tmp), teacher=copy.deepcopy(base).eval(), progress=False)
-            t0 = time.perf_counter()
-            m = finetune(m, cfg, ctx) or m
-            sec = time.perf_counter() - t0
-        kept_ok = all(bool((m.get_parameter(n).detach()[~k] == 0).all()) for n, k in masks.items())
-        loss = task.evaluate(m, "test")["loss_nats"]
-        path = save_model(m, out / key)
-        row = {"stage": "recover", "pattern": label, "target_sparsity": sparsity, "from": src,
-               "finetune": {**cfg.model_dump(mode="json", exclude={"kind"}), "record": ctx.record},
-               "masks_kept": kept_ok, "test_loss": loss, "delta_pct_vs_dense": 100 * (loss / base_loss - 1),
-               "model_path": str(path.relative_to(RUNS.parent.parent)),
-               "compute": _compute(sec, steps, 0)}
-        _write_row(out / f"{key}.json", row)
-        print(f"{key:36s} test {loss:.4f} ({row['delta_pct_vs_dense']:+.2f}%)  masks kept {kept_ok}  {sec:.0f} s",
-              flush=True)
+        m, sec, ft = _finetune(m, base, task, steps)
+        row = {"stage": "recover", "pattern": label, "target_sparsity": sparsity, "from": src, "finetune": ft}
+        _finish_trained(m, masks, task, base_loss, out, key, row, sec, steps)
+
+
+def agp_sparsities(final: float, stages: int) -> list[float]:
+    """AGP's cubic ramp from 0 to `final` sampled at the end of each of `stages` equal phases."""
+    return [round(final * (1 - (1 - k / stages) ** 3), 4) for k in range(1, stages + 1)]
+
+
+def gradual(base, task, base_loss: float, model_name: str, sparsity: float, label: str, steps: int,
+            stages: int) -> None:
+    """AGP with OBS as the criterion: `stages` times (prune to the next sparsity of the cubic ramp
+    with OBS reconstruction in the pattern, then steps / stages masked fine-tuning steps); the
+    same total fine-tuning budget as `recover`."""
+    out = _out_dir(model_name)
+    key = f"gradual{steps}x{stages}-{label}-{round(100 * sparsity)}"
+    if (out / f"{key}.json").exists():
+        print(f"{key}: done already", flush=True)
+        return
+    m, seconds, schedule = copy.deepcopy(base), 0.0, []
+    per_stage = [steps // stages + (k < steps % stages) for k in range(stages)]
+    for s_k, n_k in zip(agp_sparsities(sparsity, stages), per_stage):
+        cfg = OBSPruning(sparsity=s_k, targets=TARGETS, **PATTERNS[label])
+        t0 = time.perf_counter()
+        res = prune_obs_(m, cfg, task)
+        seconds += time.perf_counter() - t0
+        mark_sparse_(m, list(res.masks))
+        m, sec, ft = _finetune(m, base, task, n_k)
+        seconds += sec
+        schedule.append({"sparsity": res.report["total"]["sparsity"], "finetune_steps": n_k,
+                         "finetune_record": ft["record"]})
+        print(f"  {key}: {s_k:.3f} -> sparsity {schedule[-1]['sparsity']:.4f}, {n_k} steps", flush=True)
+    row = {"stage": "gradual", "pattern": label, "target_sparsity": sparsity, "config": cfg.model_dump(mode="json"),
+           "schedule": schedule, "finetune": {**{k: v for k, v in ft.items() if k != "record"}, "max_steps": steps},
+           "sparsity": schedule[-1]["sparsity"]}
+    _finish_trained(m, res.masks, task, base_loss, out, key, row, seconds, steps,
+                    stages * cfg.calibration_batches * TOKENS_PER_BATCH)
 
 
 def collect(model_name: str, base_loss: float) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(_out_dir(model_name).glob("*.json"))]
-    ref = {(r["stage"], r.get("finetune", {}).get("max_steps"), r["target_sparsity"]): r["test_loss"]
-           for r in rows if r["pattern"] == "unstructured"}
+    def budget(r: dict) -> tuple:  # trained rows (recover, gradual) compare at the same fine-tuning steps
+        return r["stage"] == "oneshot", r.get("finetune", {}).get("max_steps"), r["target_sparsity"]
+
+    ref = {budget(r): r["test_loss"] for r in rows if r["pattern"] == "unstructured"}
     for r in rows:
-        u = ref.get((r["stage"], r.get("finetune", {}).get("max_steps"), r["target_sparsity"]))
+        u = ref.get(budget(r))
         r["delta_pct_vs_unstructured"] = None if u is None else 100 * (r["test_loss"] / u - 1)
     order = {p: i for i, p in enumerate(PATTERNS)}
     rows.sort(key=lambda r: (r["stage"] != "oneshot", r["target_sparsity"], order.get(r["pattern"], 99)))
@@ -171,11 +222,12 @@ def collect(model_name: str, base_loss: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("oneshot", "recover", "collect"))
+    ap.add_argument("what", choices=("oneshot", "recover", "gradual", "collect"))
     ap.add_argument("--model", default="charlstm-512x2")
     ap.add_argument("--sparsity", type=float, default=0.75)
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
     ap.add_argument("--steps", type=int, default=200, help="recover: fine-tuning steps, the same for every pattern")
+    ap.add_argument("--stages", type=int, default=3, help="gradual: prune / fine-tune phases")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -190,6 +242,9 @@ def main() -> None:
         oneshot(base, task, base_loss, args.model, args.sparsity, args.patterns)
     elif args.what == "recover":
         recover(base, task, base_loss, args.model, args.sparsity, args.patterns, args.steps)
+    elif args.what == "gradual":
+        for label in args.patterns:
+            gradual(base, task, base_loss, args.model, args.sparsity, label, args.steps, args.stages)
     else:
         collect(args.model, base_loss)
 

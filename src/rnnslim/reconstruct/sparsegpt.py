@@ -19,8 +19,10 @@ pattern "strips" (rnnslim.prune.strips): 16 x 1 column strips within row blocks,
 count per (16-row block, 64-column panel) a multiple of 4, as the integer kernel skips
 them. Unlike "block" (tiles chosen once from the dense weights), the strips are chosen
 inside the walk, lazy block by lazy block, from the summed saliency of each strip's rows
-in the weights as already updated: the choice sees the compensation so far. Embeddings are not handled (their one-hot inputs
-leave nothing to compensate; use `prune` with criterion activation).
+in the weights as already updated: the choice sees the compensation so far.
+
+Embeddings are not handled (their one-hot inputs leave nothing to compensate; use `prune`
+with criterion activation).
 """
 
 from __future__ import annotations
