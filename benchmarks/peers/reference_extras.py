@@ -4,7 +4,7 @@ Called by reference_outputs.py (main venv) for the char models, on the same pref
     gptq_rows     weight-only GPTQ int4 / int3 / int2, reconstruct_bench.py's best configuration per
                   width (`gptq` sub-command on charlstm-512x2: int4 g64 symmetric, int3 and int2 g64
                   asymmetric; MSE clip, 32 calibration batches). They run in torch (dequantized weights).
-    recipe_rows   the deploy recipes (benchmarks/recipes/deploy-units384-int8.yaml, deploy-units320-int8.yaml:
+    recipe_rows   (charlstm-512x2, the model they were written for) the deploy recipes (benchmarks/recipes/deploy-units384-int8.yaml, deploy-units320-int8.yaml:
                   unit pruning + fine-tune + int8 integer, run in the C kernel) and the search's best recipe
                   (search-*.yaml), read from run_recipes.py's work directories benchmarks/runs/MODEL/NAME/model;
                   a recipe not run there is a row saying how to run it (minutes of fine-tuning: never inside
@@ -39,6 +39,7 @@ CACHE = RUNS / "peers"
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 GPTQ_CONFIGS = ((4, True), (3, False), (2, False))  # (bits, symmetric): reconstruct_bench.py's best per width
 DEPLOY_RECIPES = ("deploy-units384-int8", "deploy-units320-int8")
+RECIPE_MODELS = ("charlstm-512x2",)  # the recipes' sizes (384 / 320 of 512 units) and the search study are for it
 
 
 def _cached(path: Path, make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, bool]:
@@ -108,7 +109,7 @@ def recipe_names() -> list[str]:
 
 def recipe_rows(name: str, d: torch.Tensor, latency) -> list[dict]:
     rows = []
-    for recipe in recipe_names():
+    for recipe in recipe_names() if name in RECIPE_MODELS else ():
         final = RUNS / name / recipe / "model"
         kind = "deploy" if recipe.startswith("deploy") else "search"
         if not (final / "model.json").exists():

@@ -15,9 +15,15 @@ venv that has no torch) call it as a subprocess and read what it writes into --o
                          the prefix (mean NLL of ids[1:] given ids[:-1], batch 1, state carried),
                          artifact bytes, C export const bytes, streaming step latency at batch 1
 
+                         then (--extras, on by default) rnnslim's rows beyond int8 (reference_extras.py:
+                         weight-only GPTQ int4 / int3 / int2, the deploy recipes, the search's best recipe),
+                         and "noise_band": the noise band of this prefix (reference_extras.prefix_noise_band)
+
 int8: quantize_int8_(Int8Config(mode=INTEGER)) calibrated on 8 training batches of 16 x 64 characters
 (as benchmarks/embedded_bench.py and quantize_bench.py do). Latency: rnnslim.measure.streaming_latency
 (median of 5 rounds of 200 steps after 50 warm-up steps, 1 thread).
+A --model naming one of reference_classifier.CLASSIFIERS (the "your model to the device" classifiers)
+writes that classifier's files instead (reference_classifier.py's docstring); --chars does not apply.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, MODELS  # noqa: E402
+from reference_extras import gptq_rows, prefix_noise_band, recipe_rows  # noqa: E402
 
 from rnnslim.export.c_source import export_c  # noqa: E402
 from rnnslim.io.format import artifact_bytes, load_model, save_model  # noqa: E402
@@ -79,9 +87,21 @@ def main() -> None:
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--latency-only", action="store_true",
                     help="print one line 'LATENCY {json}': the int8 C kernel's step latency only")
+    ap.add_argument("--extras", action=argparse.BooleanOptionalAction, default=True,
+                    help="rnnslim's GPTQ int4/3/2, deploy and search recipe rows and the prefix's noise band")
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
+    if not (MODELS / f"{args.model}.json").exists():  # a classifier of the device table (imports aeon, onnx)
+        from reference_classifier import CLASSIFIERS, latency_only, write_reference
+
+        if args.model not in CLASSIFIERS:
+            raise SystemExit(f"unknown model {args.model!r}: not in {MODELS} nor one of {sorted(CLASSIFIERS)}")
+        if args.latency_only:
+            print("LATENCY " + json.dumps(latency_only(args.model)), flush=True)
+        else:
+            write_reference(args.model, args.out, args.no_latency)
+        return
     base = load_model(MODELS / f"{args.model}.json")
     task = CharLMTask.for_model(base, DATA)
     if args.latency_only:
@@ -125,8 +145,13 @@ def main() -> None:
                          "flash of export_c's C arrays; scratch + state bytes: its RAM"})
     out = {"model": args.model, "test_chars": int(len(d) - 1), "parity_chars": int(min(args.parity_chars, len(d))),
            "torch": torch.__version__, "rows": rows}
+    if args.extras:
+        def lat(**kw):
+            return latency(args, **kw)
+        rows += gptq_rows(args.model, base, task, d, lat) + recipe_rows(args.model, d, lat)
+        out["noise_band"] = prefix_noise_band(base, d)
     (args.out / "reference.json").write_text(json.dumps(out, indent=1))
-    for r in rows:
+    for r in rows[:2]:
         ms = f"{r['latency']['median_ms']:.4f} ms" if r["latency"] else "-"
         print(f"{r['variant']:55s} {r['test_loss_nats']:.4f} nats  {r['artifact_bytes']:>10,} B  {ms}", flush=True)
 
