@@ -18,6 +18,7 @@ CHAR_MODELS = ("charlstm-256x2", "charlstm-512x2", "chargru-512x2")
 CLASSIFIERS = ("basicmotions-lstm32", "japanesevowels-lstm48", "japanesevowels-gru64")
 TARGET_SPEEDUP = 3.0  # issue 21: ">= 3x faster than the fastest peer runtime at batch 1 on this CPU"
 FLOAT_MODES = ("float", "fp32")
+USABLE = ("ok", "skips_recurrent")  # a model the user gets and can run (skips_recurrent: its RNN stayed float)
 PEER_VERSION_KEYS = ("python", "numpy", "safetensors")  # not worth a column: every venv has them
 LITERT_NAMES = {("layer", "float"): "fused {cell} layer, float", ("step", "float"): "step model, float",
                 ("layer", "int8"): "fused {cell} layer, full-integer int8 (the microcontroller path)",
@@ -77,7 +78,7 @@ def _common_row(run: dict, r: dict) -> dict:
     arena = ((r.get("tflm") or {}).get("arena_bytes") or {}).get("total")
     out.update({"ram_bytes": r.get("ram_bytes", arena), "ram_how": r.get("ram_how") or _tflm_ram(r),
                 "latency_ms": (r.get("latency") or {}).get("median_ms"),
-                "ratio": _ratio(run, r["variant"]) if out["outcome"] == "ok" else None})
+                "ratio": _ratio(run, r["variant"]) if out["outcome"] in USABLE else None})
     return out
 
 
@@ -159,13 +160,16 @@ def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) 
 
 def _peer_line(r: dict, fp32: dict, classifier: bool) -> str:
     api = str(r.get("api") or "").replace("|", "/")
-    if r["outcome"] != "ok":
-        return f"| {r['variant']} | {api} | {r['outcome']}: {str(r.get('error') or '').replace('|', '/')} | | | | |"
+    said = f"{r['outcome']}: {str(r.get('error') or '').replace('|', '/')}"
+    if r["outcome"] not in USABLE or _metric(r, classifier) is None:
+        return f"| {r['variant']} | {api} | {said} | | | | |"
     ram = f"{r['ram_how']} {r['ram_bytes']:,}" if r.get("ram_bytes") else (r.get("ram_how") or "-").replace("|", "/")
     lat = f"{1000 * r['latency_ms']:.1f}" if r.get("latency_ms") else "-"
     note = f"; {r['note']}" if r.get("note") and r["peer"] == "LiteRT" and "invoke" in str(r["note"]) else ""
     size = f"{r['bytes']:,} ({r.get('bytes_how') or '?'})" if r.get("bytes") else "-"
-    return (f"| {r['variant']} | {api} | "
+    name = r["variant"] if r["outcome"] == "ok" else f"{r['variant']} (**{r['outcome']}**)"
+    note += f"; {said}" if r["outcome"] != "ok" else ""
+    return (f"| {name} | {api} | "
             f"{_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | {size} | {ram} | "
             f"{lat} | {_ratio_words(r['ratio'], r['peer'])}{note} |")
 
@@ -205,7 +209,7 @@ def _better(a: float, b: float, classifier: bool) -> float:
 def targets(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
     fp32, int8 = _ours(ref)
     band, band_text = _band(ref, classifier)
-    quant = [r for r in rows if r["outcome"] == "ok" and r.get("mode") not in FLOAT_MODES
+    quant = [r for r in rows if r["outcome"] in USABLE and r.get("mode") not in FLOAT_MODES
              and _metric(r, classifier) is not None]
     out = []
     if quant:
@@ -232,13 +236,16 @@ def targets(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[s
 
 
 def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str]:
-    """At <= 4 bits: for every peer row, rnnslim's best <= 4-bit row no larger than it has lower loss."""
+    """At <= 4 bits: for every peer row of <= 4-bit weights, rnnslim's best <= 4-bit row no larger than it
+    has lower loss."""
     low = [r for r in ref["rows"] if r.get("bits") and r["bits"] <= 4 and "test_loss_nats" in r]
     low += [r for r in ref["rows"] if r.get("kind") == "search" and "test_loss_nats" in r]
-    peers = [r for r in rows if r["outcome"] == "ok" and r.get("loss_nats") is not None and r.get("bytes")]
+    peers = [r for r in rows if r["outcome"] in USABLE and r.get("loss_nats") is not None and r.get("bytes")
+             and (r.get("bits") or 32) <= 4]
     if not low or not peers:
         return ["- At <= 4 bits, lower loss than every peer row at equal bytes: not checked (no rnnslim "
-                "<= 4-bit rows in this run)." if not low else "- At <= 4 bits: no peer row with loss and bytes."]
+                "<= 4-bit rows in this run)." if not low else "- At <= 4 bits: no peer row of <= 4-bit weights that "
+                "runs (nothing to compare)."]
     misses = []
     for p in peers:
         fit = [r for r in low if r["artifact_bytes"] <= p["bytes"]]
@@ -247,12 +254,14 @@ def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str
             continue
         ours = min(fit, key=lambda r: r["test_loss_nats"])
         if ours["test_loss_nats"] >= p["loss_nats"]:
-            misses.append(f"{p['variant']} ({p['peer']}, {p['loss_nats']:.4f} at {p['bytes']:,} B vs rnnslim "
-                          f"{ours['variant']} {ours['test_loss_nats']:.4f})")
+            within = band is not None and ours["test_loss_nats"] - p["loss_nats"] <= band
+            misses.append(f"{p['variant']} ({p['peer']}, {p['loss_nats']:.4f} at {p['bytes']:,} B vs "
+                          f"{ours['variant']} {ours['test_loss_nats']:.4f} at {ours['artifact_bytes']:,} B"
+                          f"{': equal within the noise band' if within else ''})")
     verdict = "met" if not misses else "**MISSED**"
-    return [f"- At <= 4 bits, lower loss than every peer row at equal or larger bytes: {verdict} "
-            f"({len(peers) - len(misses)} of {len(peers)} peer rows)" + (": " + "; ".join(misses) if misses else "")
-            + "."]
+    return [f"- At <= 4 bits, lower loss than every peer row of <= 4-bit weights, at equal or smaller bytes: "
+            f"{verdict} ({len(peers) - len(misses)} of {len(peers)} peer rows)"
+            + (": " + "; ".join(misses) if misses else "") + "."]
 
 
 def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
@@ -260,7 +269,7 @@ def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]
     _, int8 = _ours(ref)
     ram, out = _ram(int8), []
     band, _ = _band(ref, classifier)
-    for r in (r for r in rows if r["outcome"] == "ok" and r.get("mode") not in FLOAT_MODES):
+    for r in (r for r in rows if r["outcome"] in USABLE and r.get("mode") not in FLOAT_MODES):
         who = f"{model}, {r['variant']} ({r['peer']})"
         if r.get("ram_bytes") and ram and r["ram_bytes"] < ram:
             out.append(f"- RAM, {who}: {r['ram_how']} {r['ram_bytes']:,} B, {ram / r['ram_bytes']:.1f}x smaller than "
