@@ -102,9 +102,18 @@ def load_runs() -> dict[str, dict[str, dict]]:
 
 
 def reference(runs: dict[str, dict]) -> dict | None:
-    """rnnslim's record for a model: the one with the most rows (then the latest) among the peers' runs."""
+    """rnnslim's record for a model among the peers' runs: the latest with the noise band (reference_outputs.py
+    with its extras), else the one with the most rows."""
     refs = [r["rnnslim"] | {"_date": r.get("date", "")} for r in runs.values() if r.get("rnnslim")]
-    return max(refs, key=lambda ref: (len(ref["rows"]), "noise_band" in ref, ref["_date"]), default=None)
+    return max(refs, key=lambda ref: ("noise_band" in ref, ref["_date"] if "noise_band" in ref else "",
+                                      len(ref["rows"])), default=None)
+
+
+def _reference_command(ref: dict) -> str:
+    """reference_outputs.py's command, relative, without its temporary --out (peer_common's record of it
+    drops the --model flag: put it back)."""
+    cmd = ref.get("command", "").split(" --out ")[0].replace("/work/main/", "")
+    return cmd if " --model " in cmd else cmd.replace("reference_outputs.py ", "reference_outputs.py --model ", 1)
 
 
 # ---- cells ------------------------------------------------------------------------------------------------
@@ -149,8 +158,11 @@ def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) 
     size = f"{r['artifact_bytes']:,} (C arrays {c['const_bytes']:,})" if c else f"{r['artifact_bytes']:,}"
     ram = f"C scratch + state {_ram(r):,}" if c else "-"
     lat, ref_lat = r.get("latency") or {}, int8.get("latency") or {}
-    ratio = f"{lat['median_ms'] / ref_lat['median_ms']:.2f}x ({r.get('runs_in', 'C kernel')})" \
-        if lat and ref_lat else "-"
+    x = lat["median_ms"] / ref_lat["median_ms"] if lat and ref_lat else None
+    runs_in = r.get("runs_in", "C kernel")
+    ratio = "-" if x is None else "1.00x" if r is int8 else (
+        f"{x:.2f}x the int8 C kernel's time (runs in {runs_in}; same reference run)" if x >= 1 else
+        f"{1 / x:.2f}x faster than the int8 C kernel ({runs_in}; same reference run)")
     name = f"**{r['variant']}**" if r is int8 else r["variant"]
     return (f"| {name} | rnnslim | {_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | "
             f"{size} | {ram} | {1000 * lat['median_ms']:.1f} | {ratio} |" if lat else
@@ -308,7 +320,7 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
     test = next((run.get("test_text") for run in by_peer.values() if run.get("test_text")), "")
     metric = "accuracy (vs rnnslim fp32)" if classifier else "loss nats/char (vs rnnslim fp32)"
     unit = "us/sequence" if classifier else "us/step"
-    out += [f"- rnnslim's rows: `{ref.get('command', '').split(' --out ')[0].replace('/work/main/', '')}`; fp32 (torch) "
+    out += [f"- rnnslim's rows: `{_reference_command(ref)}`; fp32 (torch) "
             f"{_metric_cell(_metric(fp32, classifier), _metric(fp32, classifier), classifier).split(' (')[0]}. "
             f"Test data: {test}.", "",
             f"| variant | API | {metric} | bytes | RAM bytes | {unit} | time vs rnnslim int8 |",
