@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from rnnslim.cli import app
 from rnnslim.export import tflite
+from rnnslim.export.c_check import random_streams
 from rnnslim.export.destination import MARKER, ExportDestinationError, check_destination
 from rnnslim.export.formats import export_model
 from rnnslim.io.format import load_model, save_model
@@ -98,6 +99,37 @@ def test_a_converter_crash_is_one_error_naming_cell_and_mode(tmp_path, monkeypat
     assert not (tmp_path / "x").exists()
 
 
+FAKE_CHILD = """import json, sys
+from pathlib import Path
+import numpy as np
+d = Path(sys.argv[1])
+n, steps = np.load(d / "streams.npy").shape[:2]
+rng = np.random.default_rng(0)
+(d / "model.tflite").write_bytes(b"TFL3")
+np.save(d / "logits.npy", rng.standard_normal((n, steps, int(sys.argv[2]))).astype(np.float32))  # {what}
+np.save(d / "keras_float_logits.npy", np.load(sys.argv[3]))
+(d / "result.json").write_text(json.dumps({"ops": [], "tensor_types": {}, "interpreter": "fake", "state": "fake"}))
+"""
+
+
+def test_a_tflite_that_disagrees_is_not_written(tmp_path, monkeypatch):
+    """A converted model whose outputs are unrelated to the model's (here random logits from a fake child,
+    with the float layout right) fails the check: agreement near chance, nothing at `out`."""
+    model = char_model()
+    streams = random_streams(VOCAB, 10, tflite.CHECK_STEPS)
+    np.save(tmp_path / "float.npy", tflite.float_logits(model, streams, 0))
+    child = tmp_path / "child.py"
+    child.write_text(FAKE_CHILD.replace("{what}", "unrelated outputs"))
+    monkeypatch.setattr(tflite, "_missing_packages", lambda: [])
+    monkeypatch.setattr(tflite, "CHILD", child)
+    real_run = tflite.subprocess.run
+    monkeypatch.setattr(tflite.subprocess, "run", lambda cmd, **kw: real_run(
+        [*cmd, str(VOCAB), str(tmp_path / "float.npy")], **kw))
+    with pytest.raises(tflite.TFLiteExportError, match=r"argmax agreement 0\.\d+ < 0\.9"):
+        export_model(model, "tflite", tmp_path / "x", calibration=calibration(), check_streams=10)
+    assert not (tmp_path / "x").exists()
+
+
 def test_keras_gru_layout_swaps_reset_and_update_blocks():
     model = char_model("gru")
     w = tflite.keras_weights(model)
@@ -141,8 +173,6 @@ def test_exports_a_full_integer_lstm(exported):
 @needs_tflm
 def test_tflite_micro_runs_it_and_agrees_with_the_integer_model(exported):
     from tflite_micro.python.tflite_micro import runtime
-
-    from rnnslim.export.c_check import random_streams
 
     model, out, facts = exported
     assert facts["tflite_micro"]["runs"] and facts["tflite_micro"]["arena_bytes"]["total"] > 0
