@@ -38,7 +38,7 @@ def test_float_model_to_c_names_the_fix(tmp_path):
     r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and "int8_integer" in r.output and "c-fp32" in r.output
     assert not (tmp_path / "c").exists()
-    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--format", "tflite"])
+    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--out", str(tmp_path / "c"), "--format", "coreml"])
     assert r.exit_code == 2 and "unknown export format" in r.output
 
 
