@@ -37,6 +37,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -277,9 +278,11 @@ def versions() -> dict:
 
 
 def main(job_dir: Path) -> None:
+    t0 = time.perf_counter()
     import tensorflow as tf
     import tf_keras as keras
 
+    seconds = {"import": round(time.perf_counter() - t0, 1)}
     tf.config.threading.set_intra_op_parallelism_threads(1)
     job = json.loads((job_dir / "job.json").read_text())
     with np.load(job_dir / "weights.npz") as z:
@@ -287,12 +290,19 @@ def main(job_dir: Path) -> None:
     explicit = job["cell"] == "gru"
     model = build(keras, job, w, explicit)
     rep = representative(keras, job, w, np.load(job_dir / "calibration.npy"), explicit)
+    t0 = time.perf_counter()
     tfl = convert(tf, model, rep)
+    seconds["convert"] = round(time.perf_counter() - t0, 1)
     (job_dir / "model.tflite").write_bytes(tfl)
+    t0 = time.perf_counter()
     logits, facts = run_streams(tf, tfl, np.load(job_dir / "streams.npy"), job["features"],
                                 len(job["hidden"]) if explicit else 0)
+    seconds["run_streams"] = round(time.perf_counter() - t0, 1)
     np.save(job_dir / "logits.npy", logits)
+    t0 = time.perf_counter()
     np.save(job_dir / "keras_float_logits.npy", float_logits(keras, job, w, np.load(job_dir / "streams.npy")))
+    seconds["keras_float"] = round(time.perf_counter() - t0, 1)
+    facts["child_seconds"] = seconds
     facts.update({"versions": versions(), "state": "explicit (caller carries h)" if explicit else
                   "variables inside the model (persist between invoke calls)"})
     (job_dir / "result.json").write_text(json.dumps(facts, indent=1))
