@@ -74,7 +74,7 @@ class CExport:
     const_bytes: int  # flash: every const array
     scratch_bytes: int  # RAM: the step's static buffers
     state_bytes: int  # RAM per stream: one NAME_state
-    tile_sparse: list[str]  # matrices stored tile-sparse
+    tile_sparse: list[str]  # matrices stored in a sparse format (16 x 4 tiles, 2:4 or strips; sparse_formats says which)
     folded_embedding: bool
     files: dict[str, str] = field(default_factory=dict)  # file -> sha256
     input_kind: str = "embedding"  # or "identity" / "linear": NAME_step takes NAME_FEATURES floats
@@ -90,6 +90,7 @@ class CExport:
     vocab_table_bytes: int = 0  # flash of NAME_vocab.c (not in const_bytes: compiled only where text is used)
     input_scaling: dict | None = None  # {"mean": [F], "std": [F]}: the caller standardises features (c_scaling.py)
     output_scaling: dict | None = None  # {"mean": [O], "std": [O]}: a forecaster's outputs are standardised
+    sparse_formats: dict[str, str] = field(default_factory=dict)  # matrix -> "tiles" / "nm24" / "strips"
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -287,9 +288,14 @@ def _state_bytes(p: IntegerProgram) -> int:
     return 2 * p.state_len if not p.delta else -(-2 * p.state_len // 8) * 8 + p.delta_bytes
 
 
-def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
+def _source(name: str, p: IntegerProgram) -> tuple[str, int, dict[str, str]]:
     arrs = _Arrays()
-    sparse: list[str] = []
+    sparse: dict[str, str] = {}  # matrix name -> its sparse format (PackedMatrix.format)
+
+    def note(what: str, m: PackedMatrix) -> None:
+        if m.format != "dense":
+            sparse[what] = m.format
+
     emb = "NULL" if (p.layers[0].tx_table is not None or p.emb is None) else arrs.add("emb", p.emb)
     inp = p.inputs
     if inp is None:
@@ -297,6 +303,7 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
     else:
         proj = {}
         if inp.proj is not None:
+            note("input_proj", inp.proj)
             proj = {"w": _matrix(arrs, "in_w", inp.proj), "bias": arrs.add("in_bias", inp.bias),
                     "mult": arrs.add("in_mult", inp.mult), "shift": arrs.add("in_shift", inp.shift)}
         fields = {"kind": INPUT_ID[inp.kind], "F": inp.features, "in_scale": _c_float_hex(inp.in_scale), **proj,
@@ -313,8 +320,7 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
                 mats[which] = f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p} }}"
                 continue
             mats[which] = _matrix(arrs, f"{prefix}_{which}", m)
-            if m.sparse:
-                sparse.append(f"rnn.layers.{k}.{'w_ih' if which == 'wx' else 'w_hh'}{suffix}")
+            note(f"rnn.layers.{k}.{'w_ih' if which == 'wx' else 'w_hh'}{suffix}", m)
         return {
             "input": ly.input, "hidden": ly.hidden, "rows": ly.rows, "wx": mats["wx"], "wh": mats["wh"],
             "mult_x": "NULL" if folded else arrs.add(f"{prefix}_mult_x", ly.mult_x),
@@ -338,8 +344,7 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, list[str]]:
             fields["rev"] = f"&l{k}_rev"
         layer_inits.append("    { " + ", ".join(f".{f} = {v}" for f, v in fields.items()) + " }")
     dec = _matrix(arrs, "dec", p.dec)
-    if p.dec.sparse:
-        sparse.append("decoder")
+    note("decoder", p.dec)
     dec_b = arrs.add("dec_b", p.dec_bias)
     scale_lines = ",".join(_c_float_hex(float(v)) for v in p.dec_scale.tolist())
     arrs.const_bytes += p.dec_scale.nbytes
@@ -426,7 +431,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
     name = model_c_name(model, name)
-    text, const_bytes, sparse_names = _source(name, program)
+    text, const_bytes, sparse_formats = _source(name, program)
     vocab = model_vocabulary(model, program.vocab) if program.inputs is None else None
     features = program.inputs.frame if program.inputs is not None else 0
     in_scaling, out_scaling = model_scaling(model, features, program.out)
@@ -436,7 +441,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
     facts = CExport(
         name=name, cell=program.cell.value, layers=[ly.hidden for ly in program.layers], vocab=program.vocab,
         outputs=program.out, state_len=program.state_len, const_bytes=const_bytes,
-        scratch_bytes=program.scratch_bytes(), state_bytes=_state_bytes(program), tile_sparse=sparse_names,
+        scratch_bytes=program.scratch_bytes(), state_bytes=_state_bytes(program), tile_sparse=list(sparse_formats),
         folded_embedding=program.layers[0].tx_table is not None, input_kind=program.input_kind.value,
         features=features, bidirectional=program.bidirectional, readout=program.readout,
         input_window=program.inputs.window if program.inputs is not None else 1,
@@ -446,7 +451,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         delta_thresholds=[ly.delta_thr for ly in program.layers] if program.delta else None,
         tokenizer=vocab.tokenizer if vocab else None, vocab_table_bytes=vocab.table_bytes() if vocab else 0,
         input_scaling=in_scaling.to_dict() if in_scaling else None,
-        output_scaling=out_scaling.to_dict() if out_scaling else None)
+        output_scaling=out_scaling.to_dict() if out_scaling else None, sparse_formats=sparse_formats)
     notes = [_memory_comment(name, facts), *scaling_comment(name, in_scaling, out_scaling),
              _tokens_comment(name, program, vocab), _activation_comment(name, model),
              "Embedding: tied to the decoder, one int8 table in flash (a token's row is read from the decoder's "

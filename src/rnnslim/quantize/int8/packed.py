@@ -26,16 +26,21 @@ per 64-column panel into 16 x 4 tiles) packs any matrix; sparse="strips" forces 
 picks it when the cost model below says it is faster than the dense or tile-sparse choice.
 Cost model (time of one product, in units of one dense 16 x 4 tile of the SIMD loop): dense = all
 tiles; tile-sparse = kept tiles (the density rule above decides dense vs tiles); strips =
-STRIP_TILE_COST x stored tiles + STRIP_PANEL_COST x (row blocks x panels) (pointer, index load,
-byte permute of each (block, panel)); "auto" stores strips when that is below the other choice.
-Calibration (this repository's AMD EPYC, AVX512-VBMI + VNNI build, 1 thread, IntegerRunner.run of
-LSTM models with strip-pruned matrices, 2026-12-07): a dense tile costs 0.63-0.68 ns (512 x 128
-and 1024 x 256 matrices), a strips tile 0.57-0.73 ns, a (block, panel) 2.1-3.2 ns; the portable
-build spends 1.0-1.2 dense tiles per strips tile with no visible panel cost. So a strips tile is
-STRIP_TILE_COST = 1.15 dense tiles and a (block, panel) STRIP_PANEL_COST = 4: a 2048 x 512 matrix
-(16,384 tiles, 1,024 block-panels) goes strips below ~68 % of its tiles stored (~32 % of its
-strips empty), i.e. at the 50 % to 90 % strip sparsities pruning produces; unstructured sparsity
-up to ~95 % leaves almost every 16 x 1 strip non-zero and stays dense.
+STRIP_TILE_COST x stored tiles + STRIP_PANEL_COST x non-empty (row block, panel)s (pointers, index
+load, byte permute, a short accumulator chain) + STRIP_EMPTY_PANEL_COST x empty ones (skipped);
+"auto" stores strips when that is below the cost of the other choice.
+Calibration (this repository's AMD EPYC, AVX512-VBMI + VNNI build, 1 thread, thread CPU time of
+IntegerRunner.run on 2-layer LSTMs whose four matrices are strip-pruned with multiple-of-4 counts,
+2026-12-07): a dense tile costs 0.68 ns (1024 x 256 matrices) to 0.82 ns (2048 x 512: memory-bound),
+a tile-sparse tile 0.75-0.85 ns, a strips tile 0.59-0.66 ns, a non-empty (block, panel) 2.3-2.5 ns,
+an empty one ~1 ns; the portable build spends about one dense tile per strips tile with no visible
+panel cost. Hence STRIP_TILE_COST = 1, STRIP_PANEL_COST = 3, STRIP_EMPTY_PANEL_COST = 1: a 2048 x 512
+matrix (16,384 tiles, 1,024 block-panels) goes strips from ~20 % strip sparsity on, and stays
+tile-sparse where whole 16 x 4 tiles are empty or beyond ~95 % sparsity (where the per-panel
+overhead outweighs the smaller tiles); unstructured sparsity up to ~95 % leaves almost every
+16 x 1 strip non-zero and stays dense. Measured (benchmarks/strips_bench.py, the same CPU):
+2048 x 512 matrices at 50 / 75 / 90 / 95 % strips: dense 62.5 / 67.3 / 64.2 / 63.0 us, tile-sparse
+61.4 / 44.0 / 27.1 / 18.7 us, strips 40.9 / 30.1 / 21.3 / 18.4 us per step of the 4-matrix model.
 """
 
 from __future__ import annotations
@@ -51,16 +56,17 @@ from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_colu
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.nm24 import holds_nm24, nm24_nbytes, pack_nm24
-from rnnslim.quantize.int8.strips import pack_strips, strip_panels, strip_tile_count
+from rnnslim.quantize.int8.strips import pack_strips, strip_panel_tiles
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
 
 RB, KB = 16, 4  # tile rows x columns (RB, KB in rnnslim_core.h)
 SPARSE_MAX_TILE_DENSITY = 0.8  # above this share of non-zero tiles the dense loop is faster
-# strips cost model (module docstring): one stored strips tile costs STRIP_TILE_COST dense tiles (the
-# 4 gathered codes and the index bytes), each (row block, panel) STRIP_PANEL_COST (pointer + gather)
-STRIP_TILE_COST = 1.15
-STRIP_PANEL_COST = 4.0
+# strips cost model (module docstring), in dense tiles: a stored strips tile, a non-empty (row block,
+# panel) (pointers, index load, byte permute), an empty (skipped) one
+STRIP_TILE_COST = 1.0
+STRIP_PANEL_COST = 3.0
+STRIP_EMPTY_PANEL_COST = 1.0
 FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
 CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
 
@@ -172,8 +178,10 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
 
 def strips_cost(padded: np.ndarray) -> float:
     """Time of one strips product of the (rows_p, cols_p) matrix in dense-tile units (module docstring)."""
-    blocks_panels = (padded.shape[0] // RB) * strip_panels(padded.shape[1])
-    return STRIP_TILE_COST * strip_tile_count(padded) + STRIP_PANEL_COST * blocks_panels
+    tiles = strip_panel_tiles(padded)  # (NB, NP)
+    busy = int((tiles > 0).sum())
+    return (STRIP_TILE_COST * int(tiles.sum()) + STRIP_PANEL_COST * busy
+            + STRIP_EMPTY_PANEL_COST * (tiles.size - busy))
 
 
 @dataclass

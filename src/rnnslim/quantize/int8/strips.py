@@ -49,14 +49,19 @@ def strip_columns(padded: np.ndarray) -> np.ndarray:
     return (padded.reshape(rows_p // RB, RB, cols_p) != 0).any(axis=1)
 
 
-def strip_tile_count(padded: np.ndarray) -> int:
-    """Tiles the strips format stores for the (rows_p, cols_p) int8 matrix (kept strips per
-    (block, panel) rounded up to a multiple of 4, then / 4), without packing it."""
+def strip_panel_tiles(padded: np.ndarray) -> np.ndarray:
+    """(NB, NP) int: tiles the strips format stores per (row block, panel) of the (rows_p, cols_p)
+    int8 matrix (its kept strips rounded up to a multiple of 4, / 4), without packing it."""
     nz = strip_columns(padded)
     nb, cols_p = nz.shape
     pad = strip_panels(cols_p) * PANEL - cols_p
     per_panel = np.pad(nz, ((0, 0), (0, pad))).reshape(nb, -1, PANEL).sum(axis=2)  # (NB, NP)
-    return int((-(-per_panel // KB)).sum())
+    return -(-per_panel // KB)
+
+
+def strip_tile_count(padded: np.ndarray) -> int:
+    """Tiles the strips format stores for the (rows_p, cols_p) int8 matrix."""
+    return int(strip_panel_tiles(padded).sum())
 
 
 def strips_nbytes(rows_p: int, cols_p: int, n_tiles: int) -> int:
