@@ -43,6 +43,21 @@ def test_integer_model_is_timed_in_the_kernel():
     assert "no baseline to compare with" in report.headline.text
 
 
+def test_note_states_macs_and_bytes_per_step_of_the_formats():
+    spec = ModelSpec(cell="lstm", input_kind=InputKind.EMBEDDING, input_size=20, embed_size=16,
+                     layers=[LayerShape(hidden_size=64)], output_size=20)
+    m = SequenceModel(spec).eval()
+    quantize_int8_(m, Int8Config(mode="integer"), calibration=[torch.randint(0, 20, (16, 4))])
+    with torch.no_grad():  # W_hh (256, 64): 8 columns kept, spread over 9 of the 16 column groups
+        m.rnn.layers[0].w_hh[:, [c for c in range(64) if c % 5 or c > 35]] = 0
+    _, note = integer_kernel_step(m, lambda s: None)
+    program = IntegerRunner(m).program
+    assert program.layers[0].wh.format == "strips"  # the cost rule picked it
+    macs, dense = program.macs_per_step(), program.dense_macs_per_step()
+    assert dense - macs == 256 * 56 and f"{macs / 1e6:.2f}M MACs (of {dense / 1e6:.2f}M dense)" in note
+    assert f"{program.bytes_per_step() / 1e6:.2f} MB read" in note and "1 strips" in note
+
+
 def test_resident_bytes_count_the_folded_table():
     m = _model()
     quantize_int8_(m, Int8Config(mode="integer"), calibration=[torch.randint(0, 20, (16, 4))])

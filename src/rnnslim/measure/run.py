@@ -131,7 +131,7 @@ def integer_kernel_step(model: nn.Module, say: Callable[[str], None]) -> tuple[C
     folded = program.layers[0].tx_table
     note = (f"C kernel; holds {program.resident_bytes() / 1e6:.2f} MB at run time"
             + (f" (incl. the folded embedding table, {folded.nbytes / 1e6:.2f} MB, built at load)"
-               if folded is not None else ""))
+               if folded is not None else "") + f"; {program.work_note()}")
     return runner.stream_step_fn(), note
 
 

@@ -381,6 +381,18 @@ class IntegerProgram:
         """Multiply-adds of the same step with every matrix dense (rows_p x cols_p), for comparison."""
         return sum(m.rows_p * m.cols_p for m in self.step_matrices())
 
+    def work_note(self) -> str:
+        """One line on what a step executes and reads: MACs (of the dense count when some matrix is
+        sparse), bytes of constants, and the matrix formats, e.g. "per step 0.83M MACs (of 3.19M
+        dense), 0.98 MB read; matrices: 3 strips, 1 dense"."""
+        macs, dense = self.macs_per_step(), self.dense_macs_per_step()
+        counts: dict[str, int] = {}
+        for m in self.step_matrices():
+            counts[m.format] = counts.get(m.format, 0) + 1
+        of = f" (of {dense / 1e6:.2f}M dense)" if macs != dense else ""
+        formats = ", ".join(f"{n} {f}" for f, n in sorted(counts.items(), key=lambda fn: (-fn[1], fn[0])))
+        return f"per step {macs / 1e6:.2f}M MACs{of}, {self.bytes_per_step() / 1e6:.2f} MB read; matrices: {formats}"
+
     def scratch_bytes(self) -> int:
         """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""
         return 4 * self.max_cols + 4 * 4 * self.max_rows
