@@ -51,18 +51,18 @@ LOGITS = "decoder"  # the output layer's name: the logits among a step model's o
 
 # ---- the Keras model --------------------------------------------------------------------------------
 
-def build(keras, job: dict, w: dict, explicit_state: bool, steps: int | None = 1):
-    """The model at batch 1 over `steps` steps (None: any); explicit_state adds the state inputs /
-    outputs (GRU step model) and returns (model, names of the state inputs)."""
+def build(keras, job: dict, w: dict, explicit_state: bool, steps: int | None = 1, batch: int | None = 1):
+    """The model over `steps` steps at `batch` (None: any); explicit_state adds the state inputs h0, h1...
+    and the new states as outputs after the logits (the GRU step model)."""
     features, hidden = job["features"], job["hidden"]
     rnn = keras.layers.LSTM if job["cell"] == "lstm" else keras.layers.GRU
     if features:
-        inp = keras.Input(shape=(steps, features), batch_size=1, dtype="float32", name="x")
+        inp = keras.Input(shape=(steps, features), batch_size=batch, dtype="float32", name="x")
         x = keras.layers.Dense(w["input_kernel"].shape[1], name="input_proj")(inp)
     else:
-        inp = keras.Input(shape=(steps,), batch_size=1, dtype="int32", name="x")
+        inp = keras.Input(shape=(steps,), batch_size=batch, dtype="int32", name="x")
         x = keras.layers.Embedding(*w["embedding"].shape, name="embedding")(inp)
-    states = [keras.Input(shape=(h,), batch_size=1, name=f"h{k}") for k, h in enumerate(hidden)] if explicit_state else []
+    states = [keras.Input(shape=(h,), batch_size=batch, name=f"h{k}") for k, h in enumerate(hidden)] if explicit_state else []
     new_states, layers = [], []
     for k, h in enumerate(hidden):
         ly = rnn(h, return_sequences=True, return_state=explicit_state, unroll=explicit_state, name=f"rnn{k}",
@@ -101,11 +101,12 @@ def representative(keras, job: dict, w: dict, calib: np.ndarray, explicit_state:
     features = job["features"]
     samples = []
     if explicit_state:
-        seq = build(keras, job, w, False, steps=None)
+        seq = build(keras, job, w, False, steps=None, batch=None)
         outs = keras.Model(seq.inputs, [seq.get_layer(f"rnn{k}").output for k in range(len(job["hidden"]))])
-        for s in calib:  # s: (T,) or (T, F)
-            hs = outs(s[None].astype(np.float32 if features else np.int32))
-            hs = [np.asarray(h)[0] for h in (hs if isinstance(hs, list) else [hs])]  # (T, H) per layer
+        every = outs(calib.astype(np.float32 if features else np.int32))  # per layer (S, T, H)
+        every = [np.asarray(h) for h in (every if isinstance(every, list) else [every])]
+        for i, s in enumerate(calib):  # s: (T,) or (T, F)
+            hs = [h[i] for h in every]  # (T, H) per layer
             for t in range(len(s)):
                 st = {f"h{k}": (h[t - 1:t] if t else np.zeros((1, h.shape[1]), np.float32)) for k, h in enumerate(hs)}
                 samples.append({"x": step_input(s[t], features), **st})
@@ -262,9 +263,8 @@ def run_streams(tf, tfl: bytes, streams: np.ndarray, features: int, n_states: in
 
 def float_logits(keras, job: dict, w: dict, streams: np.ndarray) -> np.ndarray:
     """(n, steps, O) of the float Keras model over each stream from the zero state (the layout check)."""
-    seq = build(keras, job, w, False, steps=None)
-    dtype = np.float32 if job["features"] else np.int32
-    return np.stack([np.asarray(seq(s[None].astype(dtype)))[0] for s in streams]).astype(np.float32)
+    seq = build(keras, job, w, False, steps=None, batch=None)
+    return np.asarray(seq(streams.astype(np.float32 if job["features"] else np.int32))).astype(np.float32)
 
 
 def versions() -> dict:
