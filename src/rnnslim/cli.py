@@ -418,10 +418,11 @@ def export(
     force: Annotated[bool, typer.Option(help="onnx, onnx-int8, torch: replace an existing file that rnnslim did not write (never the input model)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a model to run elsewhere: a standalone C library (microcontrollers, servers) or ONNX.
+    """Export a model to run elsewhere: a standalone C library (microcontrollers, servers), ONNX, or a
+    full-integer int8 .tflite for TensorFlow Lite Micro (--format tflite --data FILE: calibration data).
 
-    --out must be a new path or an earlier rnnslim export of the same kind (a C export directory
-    holds rnnslim-export.json); it is never the input model, a model directory or a symlink."""
+    --out must be a new path or an earlier rnnslim export of the same kind (a C or tflite export
+    directory holds rnnslim-export.json); it is never the input model, a model directory or a symlink."""
     from rnnslim.export.formats import export_model
 
     model = _load(model_path)
