@@ -380,7 +380,7 @@ def weight_only_row(variant: str, ref: CharRNN, x, y, tmp: Path, timers: dict) -
     return row
 
 
-def graph_quantize_row(ref: CharRNN, calib, x, y, timers: dict) -> dict:
+def graph_quantize_row(ref: CharRNN, calib, x, y, tmp: Path, model_name: str, timers: dict) -> dict:
     """brevitas.graph.quantize.layerwise_quantize on the plain CharRNN, calibrated, run as CharRNN runs."""
     from brevitas.graph.quantize import layerwise_quantize
 
@@ -399,6 +399,12 @@ def graph_quantize_row(ref: CharRNN, calib, x, y, timers: dict) -> dict:
                         "(input, (h, c)): the model's own forward passes the carried state as one tuple"
                 if cell == "lstm" else ""}
     row.update(loss_nats=nll(logits, y)["loss_nats"])
+    ex = exports_in_child(model, "graph", tmp, model_name)
+    row["export_onnx_qcdq"] = ex.get("qcdq", ex.get("error"))
+    if ex.get("qcdq_path"):
+        path = Path(ex["qcdq_path"])
+        row.update(bytes=path.stat().st_size, onnx=onnx_contents(path), onnxruntime=ort_loads(path),
+                   bytes_how="export_onnx_qcdq .onnx of the step model (float GRU node, int8 decoder)")
     float_rnn = row["modules"].get(cell.upper(), 0)
     if float_rnn:
         row["outcome"] = "skips_recurrent"
@@ -427,8 +433,10 @@ def gru_refused_row() -> dict:
 def child_export(args) -> None:
     """--child-export VARIANT: load the calibrated state dict, try both exports and the inference mode."""
     ref = CharRNN.from_reference(*load_reference(args.model))
-    model = BrevitasCharLSTM(ref, *variant_config(args.child_export)).eval()
     d = Path(args.child_dir)
+    if args.child_export == "graph":
+        return child_export_graph(ref, d)
+    model = BrevitasCharLSTM(ref, *variant_config(args.child_export)).eval()
     keys = model.load_state_dict(torch.load(d / f"{args.child_export}.pt", weights_only=True), strict=False)
     if keys.missing_keys or keys.unexpected_keys:
         raise SystemExit(f"calibrated state dict does not match: {keys}")
@@ -441,6 +449,36 @@ def child_export(args) -> None:
         except Exception as e:  # noqa: BLE001
             out[how] = f"refused: {one_line(e)}"
     (d / f"{args.child_export}.exports.json").write_text(json.dumps(out))
+
+
+class GRUStep(nn.Module):
+    """(ids (1, 1), h (L, 1, H)) -> (logits, h) of a CharRNN GRU, for export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, h):
+        return self.model(ids, h)
+
+
+def child_export_graph(ref: CharRNN, d: Path) -> None:
+    """The layerwise_quantize'd GRU model (float nn.GRU, QuantLinear decoder) through export_onnx_qcdq."""
+    from brevitas.export import export_onnx_qcdq
+    from brevitas.graph.quantize import layerwise_quantize
+
+    model = layerwise_quantize(copy.deepcopy(ref)).eval()
+    model.load_state_dict(torch.load(d / "graph.pt", weights_only=True))
+    path = d / "graph.qcdq.onnx"
+    z = torch.zeros(ref.rnn.num_layers, 1, ref.rnn.hidden_size)
+    out: dict = {}
+    try:
+        export_onnx_qcdq(GRUStep(model).eval(), args=(torch.zeros(1, 1, dtype=torch.long), z), export_path=str(path),
+                         opset_version=17, input_names=["ids", "h"], output_names=["logits", "h_out"], dynamo=False)
+        out["qcdq"], out["qcdq_path"] = "exported", str(path)
+    except Exception as e:  # noqa: BLE001
+        out["qcdq"] = f"refused: {one_line(e)}"
+    (d / "graph.exports.json").write_text(json.dumps(out))
 
 
 def main() -> None:
@@ -496,7 +534,7 @@ def main() -> None:
             elif v in ("w8_wonly", "w4_wonly"):
                 row = weight_only_row(v, ref_model, x, y, tmp, timers)
             elif v == "graph":
-                row = graph_quantize_row(ref_model, calib, x, y, timers)
+                row = graph_quantize_row(ref_model, calib, x, y, tmp, args.model, timers)
             else:
                 raise SystemExit(f"unknown variant {v!r}")
             rows.append(row)
@@ -504,7 +542,7 @@ def main() -> None:
                   f"bytes {row.get('bytes')} {row.get('error', '')} ({time.perf_counter() - t0:.0f} s)", flush=True)
     else:
         rows.append(gru_refused_row())
-        rows.append(graph_quantize_row(ref_model, calib, x, y, timers))
+        rows.append(graph_quantize_row(ref_model, calib, x, y, tmp, args.model, timers))
         print(rows, flush=True)
 
     duel = None
