@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--variants", nargs="+", default=["native", "portable"])
     ap.add_argument("--m4", action="store_true", help="only the Cortex-M4 instruction count (qemu -icount) and flash")
+    ap.add_argument("--pruned", nargs="+", metavar="DIR",
+                    help="time these saved (float, pruned) models of --models' first model instead (DIR/model.json)")
     ap.add_argument("--calibrate", type=int, nargs="*", metavar="HIDDEN",
                     help="only the cost rule's measurement (calibrate()) at these widths (e.g. 256 512)")
     args = ap.parse_args()
@@ -187,48 +189,62 @@ def main() -> None:
         base = load_model(MODELS / f"{model_name}.json")
         task = CharLMTask.for_model(base, DATA)
         calib = [b.inputs for b in task.calibration_batches(8, batch_size=16, seq_len=64)]
-        out = {"model": model_name, "threads": 1, "batch": 1, "uptime_before": _uptime(), "rows": {}}
-        tokens = torch.randint(0, base.embedding.num_embeddings, (512,), generator=torch.Generator().manual_seed(0))
-        quantized = {}
-        for s in args.sparsities:
-            for how, m in pruned_models(base, s).items():
-                quantized[(how, s)] = quantize_int8_(m, Int8Config(mode=Int8Mode.INTEGER), calibration=calib)
+        int8 = Int8Config(mode=Int8Mode.INTEGER)
+        if args.pruned:  # models pruned elsewhere (e.g. strip_pruning_bench.py's), timed as they are
+            quantized = {Path(d).name: quantize_int8_(load_model(Path(d) / "model.json"), int8, calibration=calib)
+                         for d in args.pruned}
+            key = f"{model_name}-pruned"
+        else:
+            quantized = {f"{how}-{int(round(100 * s))}": quantize_int8_(m, int8, calibration=calib)
+                         for s in args.sparsities for how, m in pruned_models(base, s).items()}
+            key = model_name
         if args.m4:
-            update_results(RESULTS / "strips_kernel.json", f"{model_name}-cortex-m4", m4_rows(model_name, quantized))
+            update_results(RESULTS / "strips_kernel.json", f"{key}-cortex-m4", m4_rows(model_name, quantized))
             continue
+        out = {"model": model_name, "threads": 1, "batch": 1, "uptime_before": _uptime(), "rows": {},
+               **({"pruned": [str(d) for d in args.pruned]} if args.pruned else {})}
+        tokens = torch.randint(0, base.embedding.num_embeddings, (512,), generator=torch.Generator().manual_seed(0))
         for variant in args.variants:
-            runners = {"dense": IntegerRunner(quantized[("strips4", args.sparsities[0])], variant, sparse=False)}
-            for (how, s), q in quantized.items():
-                runners[f"{how}-{int(round(100 * s))}"] = IntegerRunner(q, variant)  # "auto": the cost rule
-            checks = {}
-            for (how, s), q in quantized.items():
-                key = f"{how}-{int(round(100 * s))}"
-                a, sa = IntegerRunner(q, variant, sparse=False).run(tokens)
-                b, sb = runners[key].run(tokens)
-                checks[key] = bool(torch.equal(a, b) and torch.equal(sa.buf, sb.buf))
-            timing = time_alternating(runners, args.rounds, tokens)
-            row = {"simd_level": runners["dense"].simd_level, "bit_exact_512_tokens": checks}
-            for n, r in runners.items():
-                p = r.program
-                row[n] = {"step_ms": _band(timing["step_ms"][n]), "run_ms": _band(timing["run_ms"][n]),
-                          "macs_per_step": p.macs_per_step(), "bytes_per_step": p.bytes_per_step(),
-                          "formats": [m.format for m in p.step_matrices()]}
-                if n != "dense":
-                    for kind in ("step_ms", "run_ms"):
-                        ratios = [d / x for d, x in zip(timing[kind]["dense"], timing[kind][n])]
-                        row[n][f"speedup_{kind[:-3]}"] = _band(ratios)
-                print(model_name, variant, n, {k: round(row[n][k]["median"], 4) for k in ("step_ms", "run_ms")},
-                      {k: round(row[n][k]["median"], 2) for k in row[n] if k.startswith("speedup")}, flush=True)
-            out["rows"][variant] = row
-        with tempfile.TemporaryDirectory() as tmp:
-            flash = {"dense": export_c(quantized[("strips4", args.sparsities[0])], Path(tmp) / "d", name="m",
-                                       sparse=False).const_bytes}
-            for (how, s), q in quantized.items():
-                flash[f"{how}-{int(round(100 * s))}"] = export_c(q, Path(tmp) / f"{how}{s}", name="m").const_bytes
-            out["flash_const_bytes"] = flash
+            out["rows"][variant] = time_rows(model_name, variant, quantized, args.rounds, tokens)
+        out["flash_const_bytes"] = flash_bytes(quantized)
         out["uptime_after"] = _uptime()
         print(out["flash_const_bytes"], flush=True)
-        update_results(RESULTS / "strips_kernel.json", model_name, out)
+        update_results(RESULTS / "strips_kernel.json", key, out)
+
+
+def time_rows(model_name: str, variant: str, quantized: dict, rounds: int, tokens: torch.Tensor) -> dict:
+    """dense (the first model, sparse=False) and every model with sparse="auto", checked bit-exact and
+    timed in alternating rounds"""
+    runners = {"dense": IntegerRunner(next(iter(quantized.values())), variant, sparse=False)}
+    runners |= {name: IntegerRunner(q, variant) for name, q in quantized.items()}  # "auto": the cost rule
+    checks = {}
+    for name, q in quantized.items():
+        a, sa = IntegerRunner(q, variant, sparse=False).run(tokens)
+        b, sb = runners[name].run(tokens)
+        checks[name] = bool(torch.equal(a, b) and torch.equal(sa.buf, sb.buf))
+    timing = time_alternating(runners, rounds, tokens)
+    row = {"simd_level": runners["dense"].simd_level, "bit_exact_512_tokens": checks}
+    for n, r in runners.items():
+        p = r.program
+        row[n] = {"step_ms": _band(timing["step_ms"][n]), "run_ms": _band(timing["run_ms"][n]),
+                  "macs_per_step": p.macs_per_step(), "bytes_per_step": p.bytes_per_step(),
+                  "formats": [m.format for m in p.step_matrices()]}
+        if n != "dense":
+            for kind in ("step_ms", "run_ms"):
+                ratios = [d / x for d, x in zip(timing[kind]["dense"], timing[kind][n])]
+                row[n][f"speedup_{kind[:-3]}"] = _band(ratios)
+        print(model_name, variant, n, {k: round(row[n][k]["median"], 4) for k in ("step_ms", "run_ms")},
+              {k: round(row[n][k]["median"], 2) for k in row[n] if k.startswith("speedup")}, flush=True)
+    return row
+
+
+def flash_bytes(quantized: dict) -> dict:
+    """export_c const_bytes: the first model dense, every model with sparse="auto" (indices included)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        flash = {"dense": export_c(next(iter(quantized.values())), Path(tmp) / "d", name="m", sparse=False).const_bytes}
+        for name, q in quantized.items():
+            flash[name] = export_c(q, Path(tmp) / name, name="m").const_bytes
+    return flash
 
 
 def m4_rows(model_name: str, quantized: dict) -> dict:
@@ -239,9 +255,8 @@ def m4_rows(model_name: str, quantized: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         first = next(iter(quantized.values()))
         out["dense"] = m4_instructions_per_step(first, Path(tmp) / "dense", sparse=False)
-        for (how, s), q in quantized.items():
-            if how == "strips4":
-                key = f"strips4-{int(round(100 * s))}"
+        for key, q in quantized.items():
+            if not key.startswith("block16x1"):  # the strips4 rows (or every --pruned model)
                 out[key] = m4_instructions_per_step(q, Path(tmp) / key, sparse="auto")
                 out[key]["speedup"] = out["dense"]["instructions_per_step"] / out[key]["instructions_per_step"]
                 out[key]["flash_ratio"] = out["dense"]["const_bytes"] / out[key]["const_bytes"]
