@@ -27,9 +27,11 @@ runner per thread (states are separate objects and may be many).
 For embedding models with V <= E (character LMs) the runner folds the embedding into the
 first layer: a table of the layer-0 input terms per token replaces that matmul (same
 integers, a quarter fewer weight bytes read per step). Matrices whose non-zeros fill few
-16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied
-(packed.py; `sparse=` forces either layout; sparse="nm24" also stores 2:4 matrices in the 2:4
-format, nm24.py).
+16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied;
+matrices whose zeros are whole 16 x 1 column strips (strip pruning) are stored in the strips
+format where packed.py's cost rule says it is faster (strips.py: kept strips gathered into
+16 x 4 tiles). `sparse=` forces a layout (False dense, True tile-sparse, "strips"); sparse="nm24"
+also stores 2:4 matrices in the 2:4 format, nm24.py.
 
 Delta models (delta.py: IntegerRecurrent.delta_threshold, or `delta=` here to override) step
 with the kernel's delta step: a state then also holds the stream's delta state, and
