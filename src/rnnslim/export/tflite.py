@@ -299,7 +299,8 @@ def export_tflite(model: SequenceModel, out, name: str | None = None, calibratio
     if not check["ok"]:
         why = [f"argmax agreement {check['argmax_agreement']:.3f} < {MIN_AGREEMENT}"] \
             if check["argmax_agreement"] < MIN_AGREEMENT else []
-        why += [f"the float Keras model differs from rnnslim's by {layout:.2e} > {FLOAT_TOL}"] if layout > FLOAT_TOL else []
+        if layout > FLOAT_TOL:
+            why.append(f"the float Keras model differs from rnnslim's by {layout:.2e} > {FLOAT_TOL}")
         raise TFLiteExportError(f"the .tflite of {what} disagrees with rnnslim's model on the check "
                                 f"({'; '.join(why)}); nothing was written: please report this as a bug")
     out = Path(out)

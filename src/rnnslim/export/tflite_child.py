@@ -62,7 +62,8 @@ def build(keras, job: dict, w: dict, explicit_state: bool, steps: int | None = 1
     else:
         inp = keras.Input(shape=(steps,), batch_size=batch, dtype="int32", name="x")
         x = keras.layers.Embedding(*w["embedding"].shape, name="embedding")(inp)
-    states = [keras.Input(shape=(h,), batch_size=batch, name=f"h{k}") for k, h in enumerate(hidden)] if explicit_state else []
+    states = [keras.Input(shape=(h,), batch_size=batch, name=f"h{k}") for k, h in enumerate(hidden)
+              ] if explicit_state else []
     new_states, layers = [], []
     for k, h in enumerate(hidden):
         ly = rnn(h, return_sequences=True, return_state=explicit_state, unroll=explicit_state, name=f"rnn{k}",
@@ -133,8 +134,8 @@ class Layout:
     """Positions of the model's inputs and outputs, read with tf.lite.Interpreter: x, the states, the logits."""
 
     def __init__(self, tf, tfl: bytes, n_states: int) -> None:
-        self.it = tf.lite.Interpreter(model_content=tfl, num_threads=1,  # no XNNPACK: the ops are the model's
-                                      experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # no XNNPACK: the model's ops
+        self.it = tf.lite.Interpreter(model_content=tfl, num_threads=1, experimental_op_resolver_type=plain)
         self.it.allocate_tensors()
         ins, outs = self.it.get_input_details(), self.it.get_output_details()
         self.x = next(p for p, d in enumerate(ins) if d["name"].split(":")[0].endswith("x"))
