@@ -411,7 +411,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="c (fully integer int8 model -> C99 library) | c-fp32 | onnx | onnx-int8 | torch (.pt2) | tflite (full-integer int8 .tflite for TensorFlow Lite Micro)")] = "c",
     name: Annotated[Optional[str], typer.Option(help="C identifier prefix (default: from the model name); tflite: the file NAME.tflite (default: model)")] = None,
     build: Annotated[bool, typer.Option(help="c: also compile lib<NAME>.so beside the sources, for C programs that link it")] = False,
-    check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip); tflite: random streams compared with the integer int8 model")] = 100,
+    check: Annotated[int, typer.Option(help="c: random streams checked bit for bit against the kernel (0: skip); tflite: random streams compared with the integer int8 model (at least 1)")] = 100,
     data: Annotated[Optional[str], typer.Option("--data", help="tflite: the task's data, whose training batches calibrate the int8 conversion (default: the model's task's default data)")] = None,
     task: Annotated[Optional[str], typer.Option(help="tflite: task name for --data (default: from the model file)")] = None,
     fold_embedding: Annotated[Optional[bool], typer.Option("--fold-embedding/--no-fold-embedding", help="c: a V x 4H int32 table of layer-0 input terms instead of embedding + W_ih (default: when it takes less flash)")] = None,

@@ -266,6 +266,7 @@ def export_tflite(model: SequenceModel, out, name: str | None = None, calibratio
     what = f"the {job['cell'].upper()} model ({'explicit-state step' if job['cell'] == 'gru' else 'fused layer'}, " \
            "full-integer int8)"
     float_model, dequantized = dequantized_copy(model)
+    float_model = float_model.to("cpu").eval()  # a copy: the user's model stays where it is
     inputs = calibration_inputs(model, calibration)
     streams = random_streams(model.spec.input_size, max(check_streams, 1), CHECK_STEPS, features=job["features"])
     with tempfile.TemporaryDirectory(prefix="rnnslim-tflite-") as tmp:
@@ -282,7 +283,7 @@ def export_tflite(model: SequenceModel, out, name: str | None = None, calibratio
         keras_float = np.load(jd / "keras_float_logits.npy")
     ref = integer_reference(model, float_model, inputs)
     want = integer_logits(ref, streams, job["features"])
-    fl = float_logits(float_model.eval(), streams, job["features"])
+    fl = float_logits(float_model, streams, job["features"])
     layout = float(np.abs(keras_float - fl).max() / max(float(np.abs(fl).max()), 1e-6))
     check = {"streams": int(len(streams)), "steps": CHECK_STEPS, "against": "rnnslim integer int8 (IntegerRunner)"
              + ("" if ref is model else ", quantized from the same float weights and calibration data"),
