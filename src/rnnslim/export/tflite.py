@@ -156,14 +156,14 @@ def calibration_inputs(model: SequenceModel, calibration=None) -> list[torch.Ten
     if isinstance(calibration, Task):
         calibration = [b.inputs for b in calibration.calibration_batches(
             CALIBRATION_BATCHES, CALIBRATION_BATCH, CALIBRATION_STEPS)]
-    inputs = [torch.as_tensor(x) for x in calibration]
+    inputs = [torch.as_tensor(x).cpu() for x in calibration]
     if not inputs:
         raise ValueError("--format tflite: the calibration data is empty")
     return inputs
 
 
 def _as_sequences(inputs: list[torch.Tensor], features: int) -> np.ndarray:
-    """(T, B[, F]) batches -> (S, T[, F]) sequences (one per batch column), padded to equal T by cutting."""
+    """(T, B[, F]) batches -> (S, T[, F]) sequences (one per batch column), all cut to the shortest T."""
     seqs = [x.transpose(0, 1) for x in inputs]  # (B, T[, F])
     T = min(s.shape[1] for s in seqs)
     out = torch.cat([s[:, :T] for s in seqs])
