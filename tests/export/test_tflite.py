@@ -27,6 +27,7 @@ HAS_TFLM = importlib.util.find_spec("tflite_micro") is not None
 needs_tf = pytest.mark.skipif(not HAS_TF, reason="tensorflow / tf_keras not installed (pip install 'rnnslim[tflite]')")
 needs_tflm = pytest.mark.skipif(not HAS_TFLM, reason="tflite-micro not installed (pip install 'rnnslim[tflite]')")
 VOCAB = 12
+VOCAB_CHARS = [chr(97 + i) for i in range(VOCAB)]
 
 
 def char_model(cell: str = "lstm", bidirectional: bool = False, seed: int = 0) -> SequenceModel:
@@ -144,20 +145,28 @@ def test_keras_gru_layout_swaps_reset_and_update_blocks():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """One conversion through the CLI: a saved char model with its task, calibrated from --data."""
     if not HAS_TF:
         pytest.skip("tensorflow / tf_keras not installed (pip install 'rnnslim[tflite]')")
-    out = tmp_path_factory.mktemp("tfl") / "lm"
+    d = tmp_path_factory.mktemp("tfl")
     model = char_model()
-    facts = export_model(model, "tflite", out, name="lm", calibration=calibration(), check_streams=10)
-    return model, out, facts
+    model.task_meta = {"task": "charlm", "vocab": VOCAB_CHARS}
+    save_model(model, d / "m")
+    rng = np.random.default_rng(0)
+    (d / "text.txt").write_text("".join(rng.choice(VOCAB_CHARS, 12_000)))  # enough for 8 batches of 16 x 64
+    res = CliRunner().invoke(app, ["export", str(d / "m"), "--format", "tflite", "--out", str(d / "lm"),
+                                   "--data", str(d / "text.txt"), "--name", "lm", "--check", "10"])
+    assert res.exit_code == 0, res.output
+    return model, d / "lm", json.loads((d / "lm" / "tflite.json").read_text()), res.output
 
 
 @needs_tf
 def test_exports_a_full_integer_lstm(exported):
-    _, out, facts = exported
+    _, out, manifest, said = exported
     assert sorted(p.name for p in out.iterdir()) == sorted(["lm.tflite", "tflite.json", MARKER])
-    manifest = json.loads((out / "tflite.json").read_text())
-    assert manifest["tflite_bytes"] == (out / "lm.tflite").stat().st_size == facts["tflite_bytes"]
+    assert manifest["tflite_bytes"] == (out / "lm.tflite").stat().st_size
+    assert f"{out}/lm.tflite: {manifest['tflite_bytes']:,} bytes" in said and "TFLite Micro arena" in said
+    assert manifest["calibration"] == {"sequences": 8 * 16, "steps_each": 64}  # the task's int8 calibration
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in manifest["ops"]
     assert manifest["tensor_types"].get("int16", 0) > 0 and manifest["tensor_types"]["int8"] > 0  # int16 cell state
     chk = manifest["check"]
@@ -174,7 +183,7 @@ def test_exports_a_full_integer_lstm(exported):
 def test_tflite_micro_runs_it_and_agrees_with_the_integer_model(exported):
     from tflite_micro.python.tflite_micro import runtime
 
-    model, out, facts = exported
+    model, out, facts, _ = exported
     assert facts["tflite_micro"]["runs"] and facts["tflite_micro"]["arena_bytes"]["total"] > 0
     it = runtime.Interpreter.from_bytes((out / "lm.tflite").read_bytes(), arena_size=1 << 20)
     streams = random_streams(VOCAB, 4, 16, seed=7)
