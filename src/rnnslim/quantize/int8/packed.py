@@ -38,9 +38,10 @@ panel cost. Hence STRIP_TILE_COST = 1, STRIP_PANEL_COST = 3, STRIP_EMPTY_PANEL_C
 matrix (16,384 tiles, 1,024 block-panels) goes strips from ~20 % strip sparsity on, and stays
 tile-sparse where whole 16 x 4 tiles are empty or beyond ~95 % sparsity (where the per-panel
 overhead outweighs the smaller tiles); unstructured sparsity up to ~95 % leaves almost every
-16 x 1 strip non-zero and stays dense. Measured (benchmarks/strips_bench.py, the same CPU):
-2048 x 512 matrices at 50 / 75 / 90 / 95 % strips: dense 62.5 / 67.3 / 64.2 / 63.0 us, tile-sparse
-61.4 / 44.0 / 27.1 / 18.7 us, strips 40.9 / 30.1 / 21.3 / 18.4 us per step of the 4-matrix model.
+16 x 1 strip non-zero and stays dense. Reproduce: benchmarks/strips_bench.py --calibrate 256 512
+--variants native (strips_kernel.json "calibration"): e.g. the four 2048 x 512 matrices at 50 / 75 /
+90 / 95 % strips took dense 78.6 / 72.6 / 63.4 / 69.3 us, tile-sparse 66.6 / 51.9 / 32.4 / 23.9 us,
+strips 64.3 / 38.0 / 21.4 / 18.6 us per step (thread CPU time, the machine under load ~14).
 """
 
 from __future__ import annotations
