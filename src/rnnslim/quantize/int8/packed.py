@@ -37,8 +37,9 @@ an empty one ~1 ns; the portable build spends about one dense tile per strips ti
 panel cost. Hence STRIP_TILE_COST = 1, STRIP_PANEL_COST = 3, STRIP_EMPTY_PANEL_COST = 1: a 2048 x 512
 matrix (16,384 tiles, 1,024 block-panels) goes strips from ~20 % strip sparsity on, and stays
 tile-sparse where whole 16 x 4 tiles are empty or beyond ~95 % sparsity (where the per-panel
-overhead outweighs the smaller tiles); unstructured sparsity up to ~95 % leaves almost every
-16 x 1 strip non-zero and stays dense. Reproduce: benchmarks/strips_bench.py --calibrate 256 512
+overhead outweighs the smaller tiles); unstructured sparsity below ~90 % leaves almost every
+16 x 1 strip non-zero and stays dense (at 90 %, 1 - 0.9^16 = 81 % of the strips survive: strips,
+1.3x faster in strips_kernel.json's charlstm-512x2-pruned row). Reproduce: benchmarks/strips_bench.py --calibrate 256 512
 --variants native (strips_kernel.json "calibration"): e.g. the four 2048 x 512 matrices at 50 / 75 /
 90 / 95 % strips took dense 78.6 / 72.6 / 63.4 / 69.3 us, tile-sparse 66.6 / 51.9 / 32.4 / 23.9 us,
 strips 64.3 / 38.0 / 21.4 / 18.6 us per step (thread CPU time, the machine under load ~14).
