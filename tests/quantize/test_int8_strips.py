@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from int8_models import VARIANTS, integer_model, zero_tiles
+from int8_models import VARIANTS, feature_model, integer_model, zero_tiles
 from strips_models import strip_mask, strips_model
 
 from rnnslim.quantize.int8 import IntegerRunner
@@ -131,6 +131,31 @@ def test_kernel_wide_input_and_unstructured_matrices(variant):
         b, b_state = dense.run(tokens)
         assert torch.equal(a, b) and torch.equal(a_state.buf, b_state.buf)
     assert strips.program.layers[0].wx.strips
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_whole_sequence_bidirectional_and_input_projection(variant):
+    """rs_core_run with strips matrices: a bidirectional token model (both directions' matrices) and a
+    feature model whose int8 input projection is strips too, equal to the torch integer reference"""
+    bidi = integer_model("gru", hidden=(40, 24), bidirectional=True)
+    feats = feature_model("lstm", "linear", hidden=(40, 24))
+    for q in (bidi, feats):
+        mats = [q.decoder.weight] + [getattr(ly.direction(k), n) for ly in q.rnn.layers
+                                     for k in range(2 if ly.bidirectional else 1) for n in ("w_ih", "w_hh")]
+        mats += [q.input_proj.weight] if getattr(q, "input_proj", None) is not None else []
+        with torch.no_grad():
+            for k, w in enumerate(mats):
+                w.mul_(strip_mask(*w.shape, 0.3, False, k).to(w.dtype))
+        runner = IntegerRunner(q, variant, sparse="strips")
+        program = runner.program
+        mats = program.step_matrices()
+        assert all(m.strips for m in mats) and len(mats) >= 5
+        assert all(m.n_tiles < 0.6 * (m.rows_p // 16) * (m.cols_p // 4) for m in mats)  # really pruned
+        g = torch.Generator().manual_seed(5)
+        x = torch.randint(0, 30, (19,), generator=g) if q is bidi else 3.0 * torch.randn(19, 13, generator=g)
+        ref, _ = q(x[:, None])
+        assert torch.equal(runner.run_sequence(x), ref[:, 0]) and ref.abs().sum() > 0
+    assert program.inputs.proj.strips
 
 
 @pytest.mark.parametrize("where", ["strip_idx", "strip_ptr"])
