@@ -156,13 +156,33 @@ def _weights_of(mod: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in mod.named_parameters() if n.startswith("weight")}
 
 
-def _mark_entropy_coding(model: nn.Module, path: str, qmod: nn.Module, fmt: BaseFormat) -> None:
+SPARSE_CODES_MIN_ZEROS = 0.2  # a pruned weight at least this sparse gets its codes entropy coded anyway
+
+
+def _pruned_weights(model: nn.Module, path: str, ref: dict[str, torch.Tensor], fmt: BaseFormat) -> list[str]:
+    """Weight names of the layer at `path` that a pruning stage marked sparse and that are at
+    least SPARSE_CODES_MIN_ZEROS zeros: quantized, their zeros become one repeated code, which
+    dense packed codes would store at full width (a pruned + int3 layer as big as a dense one)."""
+    from rnnslim.io.sparse_encoding import SPARSE_ENCODINGS
+
+    enc = getattr(model, "tensor_encodings", None) or {}
+    out = []
+    for name, w in ref.items():
+        marked = enc.get(f"{path}.{name}", {}).get("encoding") in SPARSE_ENCODINGS
+        if marked and "codes" in fmt.layout(w.shape) and float((w == 0).float().mean()) >= SPARSE_CODES_MIN_ZEROS:
+            out.append(name)
+    return out
+
+
+def _mark_entropy_coding(model: nn.Module, path: str, qmod: nn.Module, fmt: BaseFormat, pruned: list[str]) -> None:
+    """Mark the entropy-coded buffers of the quantized layer: every weight's when the format asks
+    for it, and the codes of pruned weights (`_pruned_weights`) whatever the format says."""
     names = fmt.entropy_coded()
-    if not names:
+    if not names and not pruned:
         return
     enc = dict(getattr(model, "tensor_encodings", None) or {})
     for wname in qmod.qweights:
-        for b in names:
+        for b in names or (["codes"] if wname in pruned else []):
             enc[f"{path}.qweights.{wname}.{b}"] = {"encoding": "lzma"}
     model.tensor_encodings = enc
 
@@ -213,12 +233,13 @@ def _apply_formats(model: nn.Module, found, fmt: BaseFormat | None, formats: dic
         f, note = fit_group_size(f, [int(w.shape[1]) for w in _weights_of(mod).values() if w.dim() == 2])
         q = quantize_layer(mod, f)
         ref, new = _weights_of(mod), {n: q.qweights[n].dequantize() for n in q.qweights}
+        pruned = _pruned_weights(model, path, ref, f)
         flat_ref = torch.cat([ref[n].float().reshape(-1) for n in new])
         flat_new = torch.cat([new[n].reshape(-1) for n in new])
         records.append(LayerRecord(path, type(q).rnnslim_kind, f.describe(), round(sqnr_db(flat_ref, flat_new), 3),
                                    round(q.weight_bits(), 4), _float_bytes(mod), q.stored_bytes(), note))
         set_submodule(model, path, q.train(mod.training))
-        _mark_entropy_coding(model, path, q, f)
+        _mark_entropy_coding(model, path, q, f, pruned)
     tie_quantized_(model)  # a tied embedding / decoder quantized alike keeps one copy of its codes
     _record_history(model, {"op": "quantize_weights", "layers": [r.as_dict() for r in records]})
     return records
