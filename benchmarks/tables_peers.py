@@ -73,7 +73,7 @@ def _tflm_ram(r: dict) -> str:
 
 def _common_row(run: dict, r: dict) -> dict:
     out = {k: r.get(k) for k in ("variant", "peer", "api", "mode", "bits", "outcome", "error", "loss_nats",
-                                 "accuracy", "bytes", "bytes_how", "note")}
+                                 "accuracy", "bytes", "bytes_how", "note", "hidden")}
     out["outcome"] = out["outcome"] or "ok"
     arena = ((r.get("tflm") or {}).get("arena_bytes") or {}).get("total")
     out.update({"ram_bytes": r.get("ram_bytes", arena), "ram_how": r.get("ram_how") or _tflm_ram(r),
@@ -276,13 +276,35 @@ def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str
             + (": " + "; ".join(misses) if misses else "") + "."]
 
 
+def _matched(r: dict, rows: list[dict]) -> dict | None:
+    """rnnslim's row of the same peer run made the same way (a peer JSON may carry rnnslim rows at the same
+    settings, e.g. prune_units at the same units and fine-tuning budget): same mode, bits, hidden sizes and
+    the same last clause of the variant ("one-shot", "fine-tuned 200 steps")."""
+    tail = r["variant"].split(", ")[-1]
+    return next((x for x in rows if x.get("peer") == "rnnslim" and x.get("source") == r.get("source")
+                 and x.get("mode") == r.get("mode") and x.get("bits") == r.get("bits")
+                 and x.get("hidden") == r.get("hidden") and x["variant"].split(", ")[-1] == tail), None)
+
+
 def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
-    """Where a peer's quantized row beats rnnslim's int8 in a column."""
+    """Where a peer's row beats rnnslim in a column: rnnslim's row made the same way in the same run where
+    there is one (_matched), else rnnslim's int8 (quantized peer rows only)."""
     _, int8 = _ours(ref)
     ram, out = _ram(int8), []
     band, _ = _band(ref, classifier)
-    for r in (r for r in rows if r["outcome"] in USABLE and r.get("mode") not in FLOAT_MODES):
+    for r in (r for r in rows if r["outcome"] in USABLE and r.get("peer") != "rnnslim"):
         who = f"{model}, {r['variant']} ({r['peer']})"
+        twin = _matched(r, rows)
+        if twin is not None:
+            gap = _better(_metric(r, classifier) or 0, _metric(twin, classifier) or 0, classifier)
+            if _metric(r, classifier) is not None and _metric(twin, classifier) is not None and gap > 0:
+                noise = " (within the noise band: equal)" if band is not None and gap <= band else ""
+                unit = f"{100 * gap:.1f} pt" if classifier else f"{gap:.5f} nats/char"
+                out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit} better than {twin['variant']} "
+                           f"in the same run ({_metric(r, classifier):.4f} vs {_metric(twin, classifier):.4f}){noise}.")
+            continue
+        if r.get("mode") in FLOAT_MODES:
+            continue
         if r.get("ram_bytes") and ram and r["ram_bytes"] < ram:
             out.append(f"- RAM, {who}: {r['ram_how']} {r['ram_bytes']:,} B, {ram / r['ram_bytes']:.1f}x smaller than "
                        f"rnnslim's C scratch + state {ram:,} B.")
@@ -297,7 +319,7 @@ def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]
             gap = _better(m, ours, classifier)
             unit = f"{100 * gap:.1f} pt higher accuracy" if classifier else f"{gap:.5f} nats/char lower loss"
             noise = " (within the noise band: equal)" if band is not None and gap <= band else ""
-            out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit}{noise}.")
+            out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit} than rnnslim int8{noise}.")
         if r.get("ratio") and r["ratio"][0] < 1:
             out.append(f"- Speed, {who}: {_ratio_words(r['ratio'], r['peer'])}.")
     return out
@@ -312,7 +334,8 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
         return [], [], []
     classifier = ref.get("kind") == "classifier"
     fp32, int8 = _ours(ref)
-    rows = [r for run in by_peer.values() for r in peer_rows(run, model)]
+    rows = [r | {"source": peer} for peer, run in by_peer.items() for r in peer_rows(run, model)]
+    theirs = [r for r in rows if r.get("peer") != "rnnslim"]  # a peer JSON's own rnnslim rows are not a peer
     what = f" ({ref['what']})" if classifier else ""
     out = [f"### {model}{what}", ""]
     for peer, run in by_peer.items():
@@ -327,7 +350,7 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
             "|---|---|---|---:|---|---:|---|"]
     out += [_rnnslim_line(r, ref, fp32, int8, classifier) for r in ref["rows"] if r is not fp32]
     out += [_peer_line(r, fp32, classifier) for r in rows]
-    return out + [""], targets(model, rows, ref, classifier), wins(model, rows, ref, classifier)
+    return out + [""], targets(model, theirs, ref, classifier), wins(model, rows, ref, classifier)
 
 
 def peers_section() -> list[str]:
