@@ -281,8 +281,10 @@ def stream_loss(model: nn.Module, d: np.ndarray) -> float:
     return nll(stream_logits(model, d[:-1]), d[1:])["loss_nats"]
 
 
-def finetune(model: PrunedCharRNN, train: np.ndarray, valid: np.ndarray, steps: int, lr: float, seed: int = 0) -> dict:
-    """The budget rnnslim's finetune stage gets (module docstring), in place; the best validation candidate kept."""
+def finetune(model: PrunedCharRNN, train: np.ndarray, valid: np.ndarray, steps: int, lr: float, seed: int = 0,
+             stop_at: int | None = None) -> dict:
+    """The budget rnnslim's finetune stage gets (module docstring), in place; the best validation candidate kept.
+    stop_at: stop after that many steps of the `steps`-step schedule (a cross-check of the first evaluations)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     train_t = torch.from_numpy(train)
@@ -291,10 +293,10 @@ def finetune(model: PrunedCharRNN, train: np.ndarray, valid: np.ndarray, steps: 
     model.rnn.dropout = DROPOUT  # between the layers, in train mode (nn.LSTM)
     best = {"loss": stream_loss(model, valid), "step": 0, "state": copy.deepcopy(model.state_dict())}
     history, step, epoch, losses = [{"step": 0, "valid": best["loss"]}], 0, 0, []
-    while step < steps:
+    while step < (stop_at or steps):
         gen, state = torch.Generator().manual_seed(seed * 1000 + epoch), None
         for x, y in stream_batches(train_t, gen):
-            if step >= steps:
+            if step >= (stop_at or steps):
                 break
             for g in opt.param_groups:
                 g["lr"] = lr * lr_factor(step, steps, warmup)
@@ -312,6 +314,7 @@ def finetune(model: PrunedCharRNN, train: np.ndarray, valid: np.ndarray, steps: 
                 model.eval()
                 v = stream_loss(model, valid)
                 history.append({"step": step, "valid": v, "train_loss_mean": float(np.mean(losses[-eval_every:]))})
+                print(f"  fine-tune step {step}: valid {v:.4f}", flush=True)
                 if v <= best["loss"]:
                     best = {"loss": v, "step": step, "state": copy.deepcopy(model.state_dict())}
         epoch += 1
