@@ -15,7 +15,8 @@ dense), 32 calibration batches of 16 x 64 tokens, as benchmarks/reconstruct_benc
 - strips16x1 / strips16x1-m4: strips chosen inside the walk from the summed saliency of the 16
   rows of the weights as updated so far (`pattern: strips`), kept count per (16-row block,
   64-column panel) any / a multiple of 4; "-global": per-tensor sparsity from one strip
-  saliency threshold over every target.
+  saliency threshold over every target; strips8x1-m4: 8-row blocks (not the kernel's format,
+  rnnslim.quantize.int8.strips: what the 16-row height costs).
 recover: every one-shot model of that sparsity fine-tuned with its masks kept, the SAME budget
 for every pattern (steps, lr 1e-3, batch 32 x 64, distillation 0.5 at T 2 from the dense model, as
 benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, on the first
@@ -58,6 +59,7 @@ PATTERNS = {
     "strips16x1": {"pattern": "strips", "strip_multiple": 1},
     "strips16x1-m4": {"pattern": "strips"},
     "strips16x1-m4-global": {"pattern": "strips", "scope": "global"},
+    "strips8x1-m4": {"pattern": "strips", "strip_rows": 8},  # not the kernel's format: what 16 rows cost
 }
 RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64,
             "eval_max_steps": 16384}  # validation (the best-of-two choice) on its first 16,384 tokens
