@@ -9,7 +9,8 @@ Setup (python3.11; torch pinned to the CPU wheel rnnslim uses; about 1 min from 
 (brevitas' ONNX export needs onnx and onnxoptimizer, which brevitas does not require; onnxruntime runs
 the exported files.)
 
-What Brevitas 0.13.4 offers for recurrent layers: brevitas.nn.QuantRNN and QuantLSTM, nothing for GRU.
+What Brevitas 0.13.4 offers for recurrent layers: brevitas.nn.QuantRNN and QuantLSTM, nothing for GRU
+(its maintainers say the same in Xilinx/brevitas issue 1199, 2025: build a QuantGRU from QuantLSTM's parts).
 QuantLSTM keeps one GateWeight module per gate and per input (input_gate_params.input_weight, ...), not
 torch's stacked (4H, in) tensors; its _load_from_state_dict splits nn.LSTM's weight_ih_l{k} / weight_hh_l{k}
 in torch's i,f,g,o order and sums bias_ih + bias_hh into one bias per gate, so nn.LSTM's state dict loads
