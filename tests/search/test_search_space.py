@@ -130,3 +130,58 @@ def test_gptq_is_offered_when_named_and_builds_valid_stages():
     Recipe.from_dict({"version": 1, "name": "t", "stages": stages})
     with pytest.raises(ValueError, match="quant_kinds must be"):
         SearchSpace(quant_kinds=("gptq_please",))
+
+
+def test_obs_strips_lstmp_gptq2_and_entropy_coding_sample_valid_recipes():
+    """The families that reach 1/20 and 1/40 (issue 23): OBS sparsity (unstructured or strips)
+    with entropy-coded low bits, GPTQ int2, LSTMP; every sampled recipe validates."""
+    space = SearchSpace(dimensions=["widths", "lstmp", "sparsity", "finetune", "quantize"], round_to=16,
+                        sparsity_kinds=("none", "prune_obs", "prune_obs_strips"), sparsity=(0.5, 0.9),
+                        lstmp_ratios=(1.0, 0.5, 0.25), entropy_coding=(False, True),
+                        quant_kinds=("quantize_weights", "quantize_gptq"), bits=(2, 3, 4), io_bits=(8,),
+                        finetune=FinetuneSpace(max_steps=10, choices=2))
+    facts = ModelFacts((64, 32), vocab=30, embed_size=16, cell="lstm")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen: dict[str, set] = {"kinds": set(), "patterns": set(), "coded": set(), "bits": set()}
+    for _ in range(80):
+        trial = study.ask()
+        stages = build_stages(space, trial, facts)
+        Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # pydantic-validated
+        by_kind = {s["kind"]: s for s in stages}
+        seen["kinds"].update(by_kind)
+        if "prune_obs" in by_kind:
+            obs = by_kind["prune_obs"]
+            assert 0.5 <= obs["sparsity"] <= 0.9 and obs["sparsity"] == pytest.approx(trial.params["sparsity"])
+            seen["patterns"].add(obs.get("pattern", "unstructured"))
+        if "to_lstmp" in by_kind:  # a fraction of each layer's kept width
+            r = trial.params["lstmp_ratio"]
+            kept = [trial.params.get(f"width_l{i}", h) for i, h in enumerate(facts.widths)]
+            assert by_kind["to_lstmp"]["proj_size"] == [round(w * r) for w in kept] and r < 1
+        q = [s for s in stages if s["kind"] in ("quantize_weights", "quantize_gptq")]
+        if q:
+            seen["coded"].add(trial.params["entropy_coding"])
+            assert all(s.get("entropy_coding", False) == trial.params["entropy_coding"] for s in q)
+            seen["bits"].add((q[0]["kind"], q[0]["bits"]))
+        study.tell(trial, 0.0)
+    assert {"prune_obs", "to_lstmp", "quantize_weights", "quantize_gptq", "finetune"} <= seen["kinds"]
+    assert seen["patterns"] == {"unstructured", "strips"} and seen["coded"] == {False, True}
+    assert ("quantize_gptq", 2) in seen["bits"]
+    # LSTMP only for LSTM models; not offered at the defaults
+    gru = ModelFacts((64, 32), cell="gru")
+    assert all(s["kind"] != "to_lstmp" for _ in range(10) for s in build_stages(space, study.ask(), gru))
+    plain = optuna.create_study().ask()
+    build_stages(SearchSpace(dimensions=["lstmp", "quantize"], quant_kinds=("quantize_weights",)), plain, facts)
+    assert "lstmp_ratio" not in plain.params and "entropy_coding" not in plain.params
+
+
+def test_new_space_fields_keep_old_study_keys_and_reject_bad_values():
+    from rnnslim.search.config import SearchConfig
+
+    key = SearchConfig(model="m", out="o").study_key()["space"]
+    assert not {"strip_rows", "lstmp_ratios", "entropy_coding"} & set(key)
+    with pytest.raises(ValueError, match="sparsity_kinds must be"):
+        SearchSpace(sparsity_kinds=("prune_obs_diagonal",))
+    with pytest.raises(ValueError, match="lstmp_ratios"):
+        SearchSpace(lstmp_ratios=(0.0,))
+    with pytest.raises(ValueError, match="entropy_coding"):
+        SearchSpace(entropy_coding=())

@@ -5,6 +5,7 @@ with its byte excess as the constraint the sampler ranks it by."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from search_helpers import FAST, FAST_SPACE, load_study, make_model
@@ -15,7 +16,7 @@ from rnnslim.pipeline import stage as stage_registry
 from rnnslim.pipeline.recipe import Recipe
 from rnnslim.pipeline.runner import run_pipeline
 from rnnslim.search.run import _constraints
-from rnnslim.search.size import predict_bytes
+from rnnslim.search.size import ENTROPY_SLACK, predict_bytes
 from rnnslim.tasks.charlm import CharLMTask
 
 FT = {"kind": "finetune", "max_steps": 3, "lr": 0.003, "batch_size": 4, "seq_len": 16, "eval_max_steps": 100}
@@ -86,3 +87,57 @@ def test_an_over_cap_trial_ends_before_training_and_the_sampler_gets_its_excess(
     from optuna.samplers._tpe.sampler import _get_infeasible_trial_score
 
     assert _get_infeasible_trial_score(trial) == pytest.approx(excess)  # TPE ranks it among the infeasible
+
+
+Q3 = {"kind": "quantize_weights", "bits": 3, "targets": ["rnn", "input_proj"], "group_size": 16}
+ESTIMATED = {  # stages whose skeleton stands in (OBS as magnitude / 1 batch, GPTQ as RTN) or codes with lzma
+    "obs+int3": [{"kind": "prune_obs", "sparsity": 0.8, "calibration_batches": 1}, FT, Q3],
+    "strips+gptq-int2-lzma": [{"kind": "prune_obs", "sparsity": 0.75, "pattern": "strips", "strip_rows": 4,
+                               "strip_panel": 8, "calibration_batches": 1}, FT,
+                              {"kind": "quantize_gptq", "bits": 2, "targets": ["rnn", "input_proj"],
+                               "calibration_batches": 1, "entropy_coding": True}],
+    "lstmp+int4-lzma": [{"kind": "to_lstmp", "proj_size": [8, 8], "error_batches": 0}, FT,
+                        {**Q3, "bits": 4, "entropy_coding": True}],
+}
+
+
+@pytest.mark.parametrize("name", list(ESTIMATED))
+def test_estimated_bytes_bound_the_finished_weights(tmp_path, name):
+    """Entropy-coded codes depend on values the fine-tune changes: the prediction adds
+    ENTROPY_SLACK of the skeleton's lzma bytes, and bounds the finished weights file from above
+    (the manifest still differs only by the stages' run records, as for exact predictions)."""
+    from rnnslim.search.size import entropy_coded_bytes
+
+    model_dir, data = make_model(tmp_path)
+    model, task = load_model(model_dir), CharLMTask(data)
+    recipe = Recipe.from_dict({"version": 1, "name": "size-test", "seed": 0,
+                               "measure": {"latency": False, "eval_max_steps": 100}, "stages": ESTIMATED[name]})
+    predicted = predict_bytes(model, task, recipe, keep=tmp_path / "skeleton")
+    final = run_pipeline(model, recipe, task, tmp_path / "run", progress=False).out_dir / "model"
+    (_, sw), (fj, fw) = resolve_model_path(tmp_path / "skeleton"), resolve_model_path(final)
+    coded = entropy_coded_bytes(tmp_path / "skeleton")
+    assert coded > 0  # pruned or asked for: the codes are lzma-coded
+    assert predicted - artifact_bytes(tmp_path / "skeleton") == math.ceil(ENTROPY_SLACK * coded)
+    assert fw.stat().st_size <= sw.stat().st_size + (predicted - artifact_bytes(tmp_path / "skeleton"))
+    assert abs(fw.stat().st_size - sw.stat().st_size) < 0.1 * sw.stat().st_size
+    done = json.loads(fj.read_text())
+    records = sum(len(json.dumps(h.get("record"), indent=1)) for h in done["history"] if "record" in h)
+    assert artifact_bytes(final) - predicted <= records
+
+
+def test_pruned_low_bit_bytes_fall_with_sparsity(tmp_path):
+    """Sparsity and low bits compound: the predicted bytes of OBS + int3 shrink as sparsity grows."""
+    import torch
+
+    from rnnslim.models.sequence import SequenceModel
+
+    _, data = make_model(tmp_path)
+    task = CharLMTask(data)
+    torch.manual_seed(0)
+    model = SequenceModel(task.model_spec(hidden_size=64, num_layers=2))  # big enough that codes outweigh records
+    model.task_meta = task.meta()
+    sizes = [predict_bytes(model, task, Recipe.from_dict({"version": 1, "name": "s", "seed": 0, "stages": (
+        [{"kind": "prune_obs", "sparsity": s, "calibration_batches": 1}] if s else []) + [Q3]}))
+        for s in (0.0, 0.7, 0.9)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert sizes[2] < 0.8 * sizes[0]

@@ -14,11 +14,21 @@ pipeline's final model. The manifest's history gets the entries the pipeline wri
 index, recipe name, the real stage config, the real hash chain); the only bytes that can
 differ are the stages' `record` texts (numbers the stages measured while running: a skipped
 fine-tune writes none here), tens to hundreds of bytes against the whole artifact.
+
+Stages whose storage follows from a cheaper stand-in run as that stand-in (SKELETON_STANDINS):
+unstructured second-order pruning (prune_obs) as magnitude pruning at the same sparsity, targets
+and scope (the same number of zeros per tensor, so the same sparse storage), other prune_obs
+patterns with one calibration batch, GPTQ as round-to-nearest in the same format (the same code
+and scale layout). Where the artifact holds entropy-coded (lzma) tensors, their size depends on
+the values, which the fine-tune and the stand-ins change: the prediction is then an upper bound,
+the skeleton's bytes plus ENTROPY_SLACK of its lzma-coded bytes (tests/search/test_size.py
+checks it against the finished model).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,13 +36,55 @@ from typing import Any
 import torch
 
 VALUE_ONLY_KINDS = ("finetune",)  # stages that change weights' values, never shapes or storage
+ENTROPY_SLACK = 0.10  # lzma-coded bytes may grow this much between the skeleton and the real run
+GPTQ_AS_RTN = ("bits", "group_size", "symmetric", "clip", "scale_dtype", "entropy_coding", "targets")
 
 
 def skeleton_config(cfg):
-    """The stage config that builds the same shapes and storage without the value-only work."""
+    """(stage kind, config) that builds the same shapes and storage without the value-only work."""
+    from rnnslim.pipeline.stage import get_stage
+
     if cfg.kind == "prune_units" and getattr(cfg, "refit", False):
-        return cfg.model_copy(update={"refit": False})
-    return cfg
+        return cfg.kind, cfg.model_copy(update={"refit": False})
+    if cfg.kind == "prune_obs" and cfg.pattern.value == "unstructured" and "prune" in _kinds():
+        fields = {"sparsity": cfg.sparsity, "scope": cfg.scope, "targets": cfg.targets, "layers": cfg.layers,
+                  "storage": cfg.storage}
+        return "prune", get_stage("prune")[0](**fields)
+    if cfg.kind == "prune_obs":
+        return cfg.kind, cfg.model_copy(update={"calibration_batches": 1})
+    if cfg.kind == "quantize_gptq" and "quantize_weights" in _kinds():
+        return "quantize_weights", get_stage("quantize_weights")[0](**{k: getattr(cfg, k) for k in GPTQ_AS_RTN})
+    return cfg.kind, cfg
+
+
+def _kinds() -> set[str]:
+    from rnnslim.pipeline.stage import stage_kinds
+
+    return set(stage_kinds())
+
+
+def entropy_coded_bytes(model_dir: Path) -> int:
+    """Bytes the saved model's lzma-coded tensors take in its weights file."""
+    import json
+
+    from safetensors import safe_open
+
+    from rnnslim.io.format import resolve_model_path
+
+    manifest, weights = resolve_model_path(model_dir)
+    coded = [k for k, v in json.loads(manifest.read_text()).get("tensors", {}).items() if v.get("encoding") == "lzma"]
+    if not coded:
+        return 0
+    total = 0
+    with safe_open(str(weights), "pt") as f:
+        for key in f.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+            if any(key == c or key.startswith(c + ".") for c in coded):
+                t = f.get_slice(key)
+                n = 1
+                for d in t.get_shape():
+                    n *= d
+                total += n  # lzma parts are uint8
+    return total
 
 
 def predict_bytes(model, task: Any, recipe, keep: Path | None = None) -> int:
@@ -56,9 +108,12 @@ def predict_bytes(model, task: Any, recipe, keep: Path | None = None) -> int:
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(ctx.seed)
-                    current = get_stage(cfg.kind)[1](current, skeleton_config(cfg), ctx)
+                    kind, stand_in = skeleton_config(cfg)
+                    current = get_stage(kind)[1](current, stand_in, ctx)
                 record = jsonable(ctx.record)
             current.history = list(getattr(current, "history", None) or []) + [
                 {"stage": cfg.kind, "index": index, "recipe": recipe.name, "config": config, "hash": prev,
                  "record": record}]  # as the pipeline's runner writes it
-        return artifact_bytes(save_model(current, keep if keep is not None else Path(tmp) / "model"))
+        saved = save_model(current, keep if keep is not None else Path(tmp) / "model")
+        coded = entropy_coded_bytes(saved)
+        return artifact_bytes(saved) + math.ceil(ENTROPY_SLACK * coded)

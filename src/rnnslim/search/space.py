@@ -8,22 +8,28 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
 
     prune_units        per-layer hidden widths (a NAS over what structured pruning reaches)
     lowrank            energy kept by the factorization (only when a `lowrank` stage is registered)
-    prune | prune_nm   unstructured sparsity or N:M sparsity
+    to_lstmp           LSTM -> LSTMP, projection = a sampled fraction of each layer's kept width
+                       (LSTM models only; off unless `lstmp_ratios` offers a ratio < 1)
+    prune | prune_nm | prune_obs   unstructured (magnitude), N:M, or second-order (SparseGPT-style)
+                       sparsity, unstructured ("prune_obs") or in strips ("prune_obs_strips", the
+                       layout the strips kernels run); a quantized pruned weight stores its codes
+                       entropy coded, so sparsity and low bits compound
     finetune           the fine-tune budget (steps; 0 = none)
     lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
                        (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
                        V x V + 4H x V; not sampled, a fixed step of every recipe
     quantize_weights | mixed_precision | int8_integer | quantize_gptq   bits (rnn / embedding+decoder),
                        a per-tensor bit allocation under a byte budget, the integer int8 model, or
-                       GPTQ at the same bits (only when `quant_kinds` names it)
+                       GPTQ at the same bits (only when `quant_kinds` names it); `entropy_coding`
+                       (when the space offers both) LZMA-codes every weight's codes
 
 Dimensions are registered by stage kind (`register_dimension`); a dimension whose stage
 kinds are not registered when the search runs is skipped and named in the results, so a
 new technique joins the search by registering its stage and a Dimension here.
 
 Parameter names are stable (they are the study's parameters, shared by all workers and by
-a resumed search): width_l{i}, lowrank_energy, sparsity_kind, sparsity, nm, quant (quant_after_lowrank), bits_rnn,
-bits_io, mixed_ratio, finetune_steps.
+a resumed search): width_l{i}, lowrank_energy, lstmp_ratio, sparsity_kind, sparsity, nm, quant
+(quant_after_lowrank, quant_after_lstmp), bits_rnn, bits_io, entropy_coding, mixed_ratio, finetune_steps.
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SPARSITY_KINDS = ("none", "prune", "prune_nm")
+SPARSITY_KINDS = ("none", "prune", "prune_nm")  # the default choices
+# also allowed: second-order (OBS / SparseGPT) pruning, unstructured or in strips (slower per
+# trial: a Hessian per layer from calibration data; lower loss at high sparsity)
+ALLOWED_SPARSITY_KINDS = SPARSITY_KINDS + ("prune_obs", "prune_obs_strips")
 QUANT_KINDS = ("none", "quantize_weights", "mixed_precision", "int8_integer")  # the default choices
 # also allowed: GPTQ (error-compensating rounding from calibration data; slower per trial, lower
 # loss at 2-3 bits), offered when a space names it
@@ -75,6 +84,11 @@ class SearchSpace(BaseModel):
     sparsity: tuple[float, float] = Field(default=(0.5, 0.95), description="unstructured sparsity range")
     sparsity_step: float = Field(default=0.05, gt=0, lt=1)
     nm_patterns: tuple[str, ...] = Field(default=("2:4", "1:4", "2:8"), description="N:M patterns")
+    strip_rows: int = Field(default=16, ge=1, le=4096, description="prune_obs_strips: rows sharing their kept columns")
+    lstmp_ratios: tuple[float, ...] = Field(default=(1.0,), description="to_lstmp projection size / kept width "
+                                                                      "(1.0 = no projection)")
+    entropy_coding: tuple[bool, ...] = Field(default=(False,), description="LZMA-code the quantized weights' codes: "
+                                                                         "(False,), (True,) or both (searched)")
     quant_kinds: tuple[str, ...] = Field(default=QUANT_KINDS)
     bits: tuple[int, ...] = Field(default=(2, 3, 4, 5, 6, 8), description="quantize_weights widths of the rnn")
     io_bits: tuple[int, ...] = Field(default=(4, 6, 8), description="widths of embedding + decoder")
@@ -89,12 +103,26 @@ class SearchSpace(BaseModel):
     @field_validator("sparsity_kinds")
     @classmethod
     def _sparsity_kinds(cls, v):
-        return _subset(v, SPARSITY_KINDS, "sparsity_kinds")
+        return _subset(v, ALLOWED_SPARSITY_KINDS, "sparsity_kinds")
 
     @field_validator("quant_kinds")
     @classmethod
     def _quant_kinds(cls, v):
         return _subset(v, ALLOWED_QUANT_KINDS, "quant_kinds")
+
+    @field_validator("lstmp_ratios")
+    @classmethod
+    def _ratios(cls, v):
+        if not v or any(not 0 < r <= 1 for r in v):
+            raise ValueError(f"lstmp_ratios must be a non-empty list of fractions in (0, 1]; got {list(v)}")
+        return v
+
+    @field_validator("entropy_coding")
+    @classmethod
+    def _entropy(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"entropy_coding must be (False,), (True,) or (False, True); got {list(v)}")
+        return v
 
     @field_validator("nm_patterns")
     @classmethod
@@ -120,6 +148,7 @@ class ModelFacts:
     widths: tuple[int, ...]  # hidden units per recurrent layer
     vocab: int | None = None  # embedding rows when the input is an embedding (else None)
     embed_size: int | None = None  # embedding columns = layer 0's input width
+    cell: str | None = None  # "lstm", "gru", ... (to_lstmp only for "lstm")
 
     @classmethod
     def of(cls, model) -> ModelFacts:
@@ -129,7 +158,9 @@ class ModelFacts:
         emb = getattr(model, "embedding", None)
         vocab, size = (tuple(int(n) for n in emb.weight.shape) if emb is not None and hasattr(emb, "weight")
                        else (None, None))
-        return cls(tuple(int(s.hidden_size) for s in spec.layer_specs), vocab, size)
+        cell = getattr(spec, "cell", None)
+        return cls(tuple(int(s.hidden_size) for s in spec.layer_specs), vocab, size,
+                   None if cell is None else str(getattr(cell, "value", cell)).lower())
 
 
 @dataclass(frozen=True)
@@ -177,12 +208,28 @@ def _lowrank(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     return [] if energy >= 1 else [{"kind": "lowrank", "energy": energy}]
 
 
+def _lstmp(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
+    """LSTMP: each layer's recurrent state projected to `lstmp_ratio` of its kept width (SVD)."""
+    ratios = sorted(set(space.lstmp_ratios), reverse=True)
+    if facts.cell != "lstm" or ratios == [1.0]:
+        return []
+    r = trial.suggest_categorical("lstmp_ratio", ratios) if len(ratios) > 1 else ratios[0]
+    if r >= 1:
+        return []
+    kept = [trial.params.get(f"width_l{i}", h) for i, h in enumerate(facts.widths)]  # after prune_units
+    return [{"kind": "to_lstmp", "proj_size": [max(1, round(w * r)) for w in kept], "error_batches": 0}]
+
+
 def _sparsity(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     kind = trial.suggest_categorical("sparsity_kind", list(space.sparsity_kinds))
-    if kind == "prune":
+    if kind in ("prune", "prune_obs", "prune_obs_strips"):  # one "sparsity" parameter for all three
         lo, hi = space.sparsity
-        s = trial.suggest_float("sparsity", lo, hi, step=space.sparsity_step)
-        return [{"kind": "prune", "sparsity": round(s, 6), "calibration_batches": space.calibration_batches}]
+        s = round(trial.suggest_float("sparsity", lo, hi, step=space.sparsity_step), 6)
+        if kind == "prune":
+            return [{"kind": "prune", "sparsity": s, "calibration_batches": space.calibration_batches}]
+        obs = {"kind": "prune_obs", "sparsity": s, "calibration_batches": space.calibration_batches,
+               "targets": ["input", "recurrent"]}
+        return [obs if kind == "prune_obs" else {**obs, "pattern": "strips", "strip_rows": space.strip_rows}]
     if kind == "prune_nm":
         n, _, m = trial.suggest_categorical("nm", list(space.nm_patterns)).partition(":")
         return [{"kind": "prune_nm", "n": int(n), "m": int(m), "calibration_batches": space.calibration_batches}]
@@ -205,7 +252,8 @@ def _fold(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
 
 # stage pairs that do not compose (the later stage cannot take the earlier one's output):
 # {earlier parameter that turned it on: kinds the quantize dimension must not offer after it}
-INCOMPATIBLE = {"lowrank_energy": ("int8_integer",)}  # the integer kernel has no factorized W_ih
+INCOMPATIBLE = {"lowrank_energy": ("int8_integer",),  # the integer kernel has no factorized W_ih
+                "lstmp_ratio": ("int8_integer",)}  # nor a projection
 
 
 def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
@@ -222,6 +270,9 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
             extra = {"calibration_batches": space.calibration_batches}
         else:
             extra = {} if space.clip == "minmax" else {"clip": space.clip}  # default omitted: old recipe hashes hold
+        coded = list(space.entropy_coding)
+        if (trial.suggest_categorical("entropy_coding", coded) if len(coded) > 1 else coded[0]):
+            extra["entropy_coding"] = True  # off = the default, omitted (old recipe hashes hold)
         return [{"kind": kind, "bits": rnn, "targets": ["rnn", "input_proj"], **extra},
                 {"kind": kind, "bits": io, "targets": ["embedding", "decoder"], **extra}]
     if kind == "mixed_precision":  # bits per tensor chosen by sensitivity under a byte budget
@@ -234,7 +285,8 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
 
 for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
              Dimension("lowrank", ("lowrank",), 20, _lowrank),
-             Dimension("sparsity", ("prune", "prune_nm"), 30, _sparsity),
+             Dimension("lstmp", ("to_lstmp",), 25, _lstmp),
+             Dimension("sparsity", ("prune", "prune_nm", "prune_obs"), 30, _sparsity),
              Dimension("finetune", ("finetune",), 40, _finetune),
              Dimension("fold", ("lowrank",), 45, _fold),
              Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer", "quantize_gptq"), 50,
