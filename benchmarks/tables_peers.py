@@ -160,7 +160,7 @@ def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) 
     lat, ref_lat = r.get("latency") or {}, int8.get("latency") or {}
     x = lat["median_ms"] / ref_lat["median_ms"] if lat and ref_lat else None
     runs_in = r.get("runs_in", "C kernel")
-    ratio = "-" if x is None else "1.00x" if r is int8 else (
+    ratio = "-" if x is None else "1.00x (each peer's ratio is against it in that peer's own rounds)" if r is int8 else (
         f"{x:.2f}x the int8 C kernel's time (runs in {runs_in}; same reference run)" if x >= 1 else
         f"{1 / x:.2f}x faster than the int8 C kernel ({runs_in}; same reference run)")
     name = f"**{r['variant']}**" if r is int8 else r["variant"]
