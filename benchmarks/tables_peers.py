@@ -270,10 +270,11 @@ def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str
             misses.append(f"{p['variant']} ({p['peer']}, {p['loss_nats']:.4f} at {p['bytes']:,} B vs "
                           f"{ours['variant']} {ours['test_loss_nats']:.4f} at {ours['artifact_bytes']:,} B"
                           f"{': equal within the noise band' if within else ''})")
+    equal = sum("equal within the noise band" in m for m in misses)
     verdict = "met" if not misses else "**MISSED**"
     return [f"- At <= 4 bits, lower loss than every peer row of <= 4-bit weights, at equal or smaller bytes: "
-            f"{verdict} ({len(peers) - len(misses)} of {len(peers)} peer rows)"
-            + (": " + "; ".join(misses) if misses else "") + "."]
+            f"{verdict} (lower than {len(peers) - len(misses)} of {len(peers)} peer rows; equal within the noise "
+            f"band: {equal}; worse: {len(misses) - equal})" + (": " + "; ".join(misses) if misses else "") + "."]
 
 
 def _matched(r: dict, rows: list[dict]) -> dict | None:
