@@ -16,7 +16,9 @@ dense), 32 calibration batches of 16 x 64 tokens, as benchmarks/reconstruct_benc
   rows of the weights as updated so far (`pattern: strips`), kept count per (16-row block,
   64-column panel) any / a multiple of 4; "-global": per-tensor sparsity from one strip
   saliency threshold over every target; strips8x1-m4: 8-row blocks (not the kernel's format,
-  rnnslim.quantize.int8.strips: what the 16-row height costs).
+  rnnslim.quantize.int8.strips: what the 16-row height costs);
+- nm1ofM: OBS N:M with one weight kept of every M consecutive inputs of a row (1:4 at 75 %,
+  1:10 at 90 %), the issue's other fine-grained candidate (N:M with packed indices).
 recover: every one-shot model of that sparsity fine-tuned with its masks kept, the SAME budget
 for every pattern (steps, lr 1e-3, batch 32 x 64, distillation 0.5 at T 2 from the dense model, as
 benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, on the first
@@ -60,6 +62,7 @@ PATTERNS = {
     "strips16x1-m4": {"pattern": "strips"},
     "strips16x1-m4-global": {"pattern": "strips", "scope": "global"},
     "strips8x1-m4": {"pattern": "strips", "strip_rows": 8},  # not the kernel's format: what 16 rows cost
+    "nm1ofM": {"pattern": "nm", "n": 1},  # M = 1 / (1 - sparsity): 1:4 at 75 %, 1:10 at 90 %
 }
 RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64,
             "eval_max_steps": 16384}  # validation (the best-of-two choice) on its first 16,384 tokens
@@ -106,7 +109,9 @@ def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patt
         if (out / f"{key}.json").exists():
             print(f"{key}: done already", flush=True)
             continue
-        cfg = OBSPruning(sparsity=sparsity, targets=TARGETS, **PATTERNS[label])
+        M = round(1 / (1 - sparsity))  # nm1ofM: lazy blocks of whole groups, so groups align on columns 0, M, 2M ...
+        extra = {"m": M, "block": M * (128 // M)} if label == "nm1ofM" else {}
+        cfg = OBSPruning(sparsity=sparsity, targets=TARGETS, **PATTERNS[label], **extra)
         m = copy.deepcopy(base)
         t0 = time.perf_counter()
         res = prune_obs_(m, cfg, task)
