@@ -73,4 +73,6 @@ def _space_key(space: SearchSpace) -> dict:
     for name, default in _LATER_FIELDS.items():
         if key.get(name) == default:
             key.pop(name)
+    if key.get("finetune", {}).get("proxy_rungs") == 1:  # likewise, inside the fine-tune section
+        key["finetune"].pop("proxy_rungs")
     return key

@@ -7,7 +7,10 @@ one finished (the pipeline resumes from the first changed stage):
     oneshot   the recipe without its fine-tune: the one-shot loss on the validation subset,
               the artifact bytes and the step latency (bytes and latency do not change with
               fine-tuning, so they are final here)
-    proxy     the fine-tune shortened to min(T, proxy_steps) steps (only when T > proxy_steps)
+    proxy     the fine-tune shortened to proxy_steps steps (only when T > proxy_steps); with
+              `proxy_rungs` = k > 1, further rungs proxy2 .. proxyk at proxy_steps * eta^(i-1)
+              steps (each only when shorter than T), so a long fine-tune is reached through a
+              geometric ladder as in successive halving / Hyperband
     full      the recipe as sampled; its model is then evaluated on the whole validation
               split (the trial's loss) and the whole test split (reported, never optimized)
 
@@ -31,19 +34,28 @@ from __future__ import annotations
 
 import math
 
-RUNGS = ("oneshot", "proxy", "full")
+RUNGS = ("oneshot", "proxy", "full")  # with proxy_rungs > 1: proxy2, proxy3, ... between proxy and full
 
 
-def rung_plan(stages: list[dict], proxy_steps: int) -> list[tuple[str, list[dict]]]:
-    """[(rung name, stage mappings)] for a trial's full stage list."""
+def proxy_rung_name(k: int) -> str:
+    return "proxy" if k == 0 else f"proxy{k + 1}"
+
+
+def rung_plan(stages: list[dict], proxy_steps: int, proxy_rungs: int = 1,
+              growth: float = 3.0) -> list[tuple[str, list[dict]]]:
+    """[(rung name, stage mappings)] for a trial's full stage list: oneshot, the proxy rungs
+    (proxy_steps * growth^k steps, k < proxy_rungs, each shorter than the trial's fine-tune), full."""
     ft = [i for i, s in enumerate(stages) if s.get("kind") == "finetune"]
     if not ft:
         return [("full", stages)]
     i = ft[-1]
     steps = int(stages[i].get("max_steps") or 0)
     plan = [("oneshot", stages[:i] + stages[i + 1:])]
-    if steps > proxy_steps:
-        plan.append(("proxy", stages[:i] + [{**stages[i], "max_steps": proxy_steps}] + stages[i + 1:]))
+    for k in range(proxy_rungs):
+        short = int(round(proxy_steps * growth ** k))
+        if short >= steps:
+            break
+        plan.append((proxy_rung_name(k), stages[:i] + [{**stages[i], "max_steps": short}] + stages[i + 1:]))
     plan.append(("full", stages))
     return [(name, s) for name, s in plan if s]  # a recipe of only a fine-tune has no oneshot rung
 

@@ -58,6 +58,8 @@ class FinetuneSpace(BaseModel):
     choices: int = Field(default=4, ge=1, le=16, description="fine-tune lengths tried: 0 and max_steps / 2^k")
     proxy_steps: int = Field(default=100, ge=1, le=10**6,
                              description="the short fine-tune of the proxy rung (capped at the trial's steps)")
+    proxy_rungs: int = Field(default=1, ge=1, le=8, description="proxy rungs: proxy_steps * eta^k steps, k < this "
+                                                                "(each only when shorter than the trial's fine-tune)")
     settings: dict[str, Any] = Field(default_factory=lambda: {"lr": 0.001},
                                      description="other finetune stage fields (lr, batch_size, distill_alpha, ...)")
 

@@ -257,7 +257,8 @@ def _read_result(path: Path) -> dict | None:
 
 def _run_rungs(ctx: TrialContext, study, trial, stages, rhash, run_dir: Path, Recipe, run_pipeline) -> dict:
     cfg = ctx.cfg
-    plan = rung_plan(stages, cfg.space.finetune.proxy_steps)
+    ft = cfg.space.finetune
+    plan = rung_plan(stages, ft.proxy_steps, ft.proxy_rungs, cfg.eta)
     latency = None
     rungs = []
     record: dict = {}
