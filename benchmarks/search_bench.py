@@ -1,8 +1,21 @@
-"""Budget-driven recipe search on charlstm-512x2 (issue 13): artifact <= 1/20 of the fp32 bytes
-at <= +2 % loss, within a 2-hour CPU budget (workers x 1 thread each).
+"""Budget-driven recipe search on charlstm-512x2 or chargru-512x2 (issues 13, 23): artifact <= 1/20
+of the fp32 bytes at <= +2 % loss (and as small as that allows), within a 2-hour CPU budget
+(workers x 1 thread each), with NO hand-written warm-start points by default.
 
-    python benchmarks/search_bench.py --minutes 60 --workers 2   # 2 CPU-hours on a 2-core machine
-    python benchmarks/search_bench.py --minutes 30               # run again to continue the study
+    python benchmarks/search_bench.py --model charlstm-512x2 --minutes 60 --workers 2   # 2 CPU-hours
+    python benchmarks/search_bench.py --model chargru-512x2 --minutes 60 --workers 2
+    python benchmarks/search_bench.py --model charlstm-512x2 --minutes 30               # continue a study
+
+Default (v3, issue 23): no warm start; the space is every family that can reach 1/20 and 1/40
+(`space_v3`): per-layer widths down to 1/4, LSTMP (LSTM only), OBS sparsity unstructured or in
+strips (0.5-0.9), fine-tune of 0 / 500 / 1000 / 2000 steps reached through proxy rungs of 100
+and 300 steps (promotion keeps the top 1/3 or the rung's Pareto front), the exact input fold,
+then RTN or GPTQ int2 / int3 / int4 (MSE clip) with the embedding + decoder at 4 or 8 bits and
+codes stored plain or LZMA-coded (a pruned layer's codes always are). The best trial is the
+smallest (`prefer bytes`) within the caps. Study search-<model>-v3 in
+benchmarks/runs/search_<model>-v3/, results in benchmarks/results/search_<model>-v3.json.
+
+`--warm-start` is the earlier v2 study of charlstm-512x2 (kept to re-summarize its JSON):
 
 The study lives in benchmarks/runs/search_charlstm-512x2-v2/journal.log, so every session (and a
 session killed with kill -9) continues the same study; each session's wall time is appended to
@@ -36,7 +49,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, MODELS, RESULTS, RUNS, provenance  # noqa: E402
 
-NAME = "charlstm-512x2"
+MODELS_SEARCHED = ("charlstm-512x2", "chargru-512x2")
+NAME = "charlstm-512x2"  # the model, study and paths of this run (configure() sets them)
 OUT = RESULTS / f"search_{NAME}.json"
 STUDY = f"search-{NAME}-v2"
 SEARCH_DIR = RUNS / f"search_{NAME}-v2"
@@ -45,13 +59,40 @@ BUDGET = "bytes=1/20,loss=+2%"
 # 384 units (801 KB) and int4 at 336 units (815 KB), both under the 854 KB cap
 WARM_START = [{"width_l0": 384, "width_l1": 384, "finetune_steps": 2000, "bits_rnn": 3, "bits_io": 8},
               {"width_l0": 336, "width_l1": 336, "finetune_steps": 2000, "bits_rnn": 4, "bits_io": 8}]
+SEEDED: list[dict] = list(WARM_START)  # the points this run enqueued ([] without warm start)
+
+
+def configure(model: str, warm_start: bool) -> None:
+    """Point NAME, OUT, STUDY, SEARCH_DIR and SEEDED at `model`'s v2 (warm start) or v3 study."""
+    global NAME, OUT, STUDY, SEARCH_DIR, SEEDED
+    if warm_start and model != "charlstm-512x2":
+        raise SystemExit("--warm-start is the v2 study of charlstm-512x2 only; drop it for other models")
+    version = "v2" if warm_start else "v3"
+    NAME, STUDY, SEARCH_DIR = model, f"search-{model}-{version}", RUNS / f"search_{model}-{version}"
+    OUT = RESULTS / (f"search_{model}.json" if warm_start else f"search_{model}-v3.json")
+    SEEDED = list(WARM_START) if warm_start else []
+
+
+def space_v3():
+    """Every family that can reach 1/20 and 1/40 of the fp32 bytes (issue 23); see the docstring."""
+    from rnnslim.search import FinetuneSpace, SearchSpace
+
+    return SearchSpace(dimensions=["widths", "lstmp", "sparsity", "finetune", "fold", "quantize"], min_keep=0.25,
+                       round_to=16, refit=True, refit_batches=16, lstmp_ratios=(1.0, 0.5, 0.25),
+                       sparsity_kinds=("none", "prune_obs", "prune_obs_strips"), sparsity=(0.5, 0.9),
+                       sparsity_step=0.05, quant_kinds=("quantize_weights", "quantize_gptq"), bits=(2, 3, 4),
+                       io_bits=(4, 8), clip="mse", entropy_coding=(False, True), fold_input=True,
+                       calibration_batches=8,
+                       finetune=FinetuneSpace(max_steps=2000, choices=3, proxy_steps=100, proxy_rungs=2,
+                                              settings={"lr": 0.001, "batch_size": 32, "seq_len": 64,
+                                                        "eval_every": 500, "eval_max_steps": 5000}))
 
 
 def space():
     from rnnslim.search import FinetuneSpace, SearchSpace
 
-    # sparsity does not compound with quantization in rnnslim's formats (a quantized sparse
-    # layer is stored dense) and int8 cannot reach 1/20 above 0.85 M parameters, so the space is
+    # (v2, before issue 23's storage fix: a quantized sparse layer was stored dense, so sparsity
+    # did not compound with quantization; space_v3 searches it) int8 cannot reach 1/20 above 0.85 M parameters, so the space is
     # widths x fine-tune x int3/int4. Settings of the fine-tune: the deploy recipes' (lr 1e-3,
     # batch 32 x 64, no distillation: it did not help at this size, recover_charlstm-512x2.json)
     return SearchSpace(dimensions=["widths", "finetune", "fold", "quantize"], min_keep=0.5, round_to=16,
@@ -109,12 +150,21 @@ def budget_used_at_completion(search_dir: Path) -> dict[int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=MODELS_SEARCHED, default="charlstm-512x2", help="reference model searched")
+    ws = ap.add_mutually_exclusive_group()
+    ws.add_argument("--no-warm-start", dest="warm_start", action="store_false", default=False,
+                    help="(default) no hand-written points: the v3 space and study")
+    ws.add_argument("--warm-start", dest="warm_start", action="store_true",
+                    help="the v2 study: its space and WARM_START points (charlstm-512x2 only)")
+    ap.add_argument("--budget", default=BUDGET, help="the search's budget string (caps)")
     ap.add_argument("--minutes", type=float, default=25.0, help="wall minutes of this session")
     ap.add_argument("--hours", type=float, default=2.0, help="total CPU budget over all sessions")
     ap.add_argument("--trials", type=int, default=200, help="trials the study may finish in all")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (1 thread each) on this machine")
-    ap.add_argument("--search-dir", type=Path, default=SEARCH_DIR, help="the study's directory (journal, trials)")
-    ap.add_argument("--results", type=Path, default=OUT, help="the results JSON")
+    ap.add_argument("--search-dir", type=Path, default=None, help="the study's directory (journal, trials); "
+                                                                "default benchmarks/runs/search_<model>-v3")
+    ap.add_argument("--results", type=Path, default=None, help="the results JSON; default "
+                                                               "benchmarks/results/search_<model>-v3.json")
     ap.add_argument("--previous", type=Path, default=None,
                     help="the earlier (v1) study's results JSON, summarized under `previous`")
     ap.add_argument("--summarize-only", action="store_true",
@@ -123,6 +173,9 @@ def main() -> None:
                     help="add the verdict / warm-start / budget statement to the committed results JSON "
                          "(no study directory needed); run no trial")
     args = ap.parse_args()
+    configure(args.model, args.warm_start)
+    args.search_dir = args.search_dir or SEARCH_DIR
+    args.results = args.results or OUT
     if args.restate:
         from rnnslim.utils.atomic import write_json_atomic
 
@@ -154,10 +207,12 @@ def main() -> None:
         return
     session_s = min(args.minutes * 60, left / args.workers)  # per worker: workers x session <= what is left
     t0 = time.perf_counter()
-    res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=BUDGET, trials=args.trials, out=args.search_dir,
-                 study_name=STUDY, space=space(), eval_tokens=3000, threads=1, seed=0, workers=args.workers,
-                 time_budget_s=session_s, latency_steps=100, latency_repeats=3, enqueue=WARM_START,
-                 log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True))
+    chosen = {"enqueue": WARM_START, "space": space()} if args.warm_start else {
+        "enqueue": [], "space": space_v3(), "prefer": "bytes"}  # v3: the smallest recipe within the caps
+    res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=args.budget, trials=args.trials,
+                 out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=0, workers=args.workers,
+                 time_budget_s=session_s, latency_steps=100, latency_repeats=3,
+                 log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True), **chosen)
     wall = time.perf_counter() - t0
     sessions.append({"command": " ".join(["python", *sys.argv]), "wall_s": round(wall, 1),
                      "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
@@ -192,7 +247,9 @@ def summarize(res: dict, sessions: list[dict], args) -> dict:
                 "test_loss_change_pct": 100 * (r["test_loss"] / base["test_loss"] - 1) if r["test_loss"] else None,
                 "bytes": r["bytes"], "fp32_ratio": base["bytes"] / r["bytes"], "latency_ms": r["latency_ms"],
                 "feasible": r["feasible"], "meets_goal": (r["bytes"] <= base["bytes"] / 20 and r["test_loss"] is not None
-                                                          and r["test_loss"] <= base["test_loss"] * 1.02)}
+                                                          and r["test_loss"] <= base["test_loss"] * 1.02),
+                "meets_1_40_on_test": (r["bytes"] <= base["bytes"] / 40 and r["test_loss"] is not None
+                                       and r["test_loss"] <= base["test_loss"] * 1.02)}
 
     front = [row(n) for n in res["pareto_front"]]
     full = [row(n) for n, r in rows.items() if r.get("test_loss") is not None and r["reused_from"] is None]
@@ -212,6 +269,8 @@ def summarize(res: dict, sessions: list[dict], args) -> dict:
         "pareto_front": front, "best": res["best"] and {**res["best"], **row(res["best"]["trial"])},
         "goal_met_by": [r["trial"] for r in full if r["meets_goal"] and r["within_budget"]],
         "goal_met_after_budget_by": [r["trial"] for r in full if r["meets_goal"] and not r["within_budget"]],
+        "goal_1_40_met_by": [r["trial"] for r in full if r["meets_1_40_on_test"] and r["within_budget"]],
+        "warm_start_used": bool(SEEDED),
         "full_fidelity_trials": full,
         "search_results": str(args.search_dir / "results.json"),
         "notes": ["loss: mean cross-entropy (nats/char) over the whole split, batch 1, state carried",
@@ -250,7 +309,7 @@ def trial_table(res: dict, used_at: dict[int, float], budget_s: float) -> list[d
 
 def _seeded(res: dict) -> set[int]:
     """Trial numbers that ran a WARM_START point (enqueued before the sampler: the first ones)."""
-    return {r["number"] for r in res["trials"] if r["params"] in WARM_START}
+    return {r["number"] for r in res["trials"] if r["params"] in SEEDED}
 
 
 def _not_kept(summary: dict) -> str:
@@ -266,14 +325,14 @@ def restate(summary: dict) -> dict:
     on the test split, each separately."""
     base, best, comp = summary["baseline"], summary.get("best") or {}, summary["compute"]
     full = summary.get("full_fidelity_trials") or []
-    seeded = [r["trial"] for r in full if r["params"] in WARM_START]
+    seeded = [r["trial"] for r in full if r["params"] in SEEDED]
     for r in full:
         r["hand_seeded"] = r["trial"] in seeded
         r["valid_loss_change_pct"] = 100 * (r["valid_loss"] / base["loss"] - 1)
     on_test = [r["trial"] for r in full if r["meets_goal"]]
     over_valid = [n for n in on_test if not next(r for r in full if r["trial"] == n)["feasible"]]
     out = {**summary,
-           "warm_start": {"trials": seeded, "points": WARM_START,
+           "warm_start": {"trials": seeded, "points": SEEDED,
                           "note": "hand-written in benchmarks/search_bench.py (WARM_START) and enqueued before the "
                                   "sampler started; not found by the search"},
            "verdict_on_validation": {"feasible_trials": [r["trial"] for r in full if r["feasible"]],
