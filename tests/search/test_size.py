@@ -141,3 +141,25 @@ def test_pruned_low_bit_bytes_fall_with_sparsity(tmp_path):
         for s in (0.0, 0.7, 0.9)]
     assert sizes[0] > sizes[1] > sizes[2]
     assert sizes[2] < 0.8 * sizes[0]
+
+
+def test_an_over_cap_obs_trial_is_pruned_without_running_obs_or_a_fine_tune(tmp_path, monkeypatch):
+    """Size before cost for the new families: the prediction of a prune_obs trial stands in
+    magnitude pruning, so an over-cap OBS trial costs neither a Hessian nor a fine-tune."""
+    model, data = make_model(tmp_path)
+    stage_registry.stage_kinds()  # the built-in stages registered
+    calls = []
+    for kind in ("finetune", "prune_obs"):
+        cfg_cls, fn = stage_registry._STAGES[kind]
+        monkeypatch.setitem(stage_registry._STAGES, kind,
+                            (cfg_cls, lambda m, cfg, ctx, fn=fn, kind=kind: calls.append(kind) or fn(m, cfg, ctx)))
+    space = FAST_SPACE.model_copy(update={"sparsity_kinds": ("none", "prune_obs"), "sparsity": (0.5, 0.9)})
+    over = {"width_l0": 16, "width_l1": 16, "sparsity_kind": "prune_obs", "sparsity": 0.5, "finetune_steps": 4,
+            "quant": "none"}  # fp32 at 50 % sparsity: about 0.8 of the input's bytes
+    inside = {"width_l0": 8, "width_l1": 8, "sparsity_kind": "none", "finetune_steps": 0, "quant": "quantize_weights",
+              "bits_rnn": 4, "bits_io": 8}
+    res = rnnslim.search(str(model), data=str(data), budget="bytes=2/3", trials=1, out=tmp_path / "s", space=space,
+                         enqueue=[over, inside], **FAST)
+    rows = {r["number"]: r for r in res["trials"]}
+    assert res["states"] == {"PRUNED": 1, "COMPLETE": 1} and calls == []
+    assert rows[0]["fidelity"] == "predicted" and rows[0]["predicted_bytes"] > res["caps"]["bytes"]
