@@ -3,7 +3,6 @@ through a ladder of proxy rungs, each trial going on only while the promotion ru
 
 from __future__ import annotations
 
-import pytest
 from search_helpers import FAST, FAST_SPACE, make_model
 
 import rnnslim
