@@ -377,7 +377,12 @@ def peers_section() -> list[str]:
            "message.", ""]
     targets_out, wins_out = [], []
     for model in order:
-        table, tgt, win = model_table(model, {p: runs[p][model] for p in peers if model in runs[p]})
+        try:
+            table, tgt, win = model_table(model, {p: runs[p][model] for p in peers if model in runs[p]})
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration) as e:  # one bad JSON must
+            # not stop BENCHMARKS.md: the section says which model could not be rendered and why
+            table, tgt, win = [f"### {model}", "", f"tables_peers.py could not render this model: "
+                               f"{type(e).__name__}: {e}", ""], [], []
         out += table
         targets_out += [f"**{model}**", ""] + (tgt or ["- no peer rows yet."]) + [""]
         wins_out += win
