@@ -46,6 +46,7 @@ stages:
     ratio: {ratio}
     round_to: 16
     criterion: magnitude
+    refit: {refit}
   - kind: finetune
     max_steps: {steps}
     lr: 0.001
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, required=True, help="units kept per layer (a multiple of 16)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--no-refit", action="store_true", help="prune_units without its least-squares re-fit (a cross-check)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(MODELS / f"{args.model}.json")
@@ -76,7 +78,7 @@ def main() -> None:
     ratio = 1 - args.hidden / full
     args.out.mkdir(parents=True, exist_ok=True)
     recipe_path = args.out / "recipe.yaml"
-    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps))
+    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=str(not args.no_refit).lower()))
     task = task_for_model(model, DATA)
     t0 = time.perf_counter()
     run_dir = args.out / "run"
