@@ -287,14 +287,23 @@ def _matched(r: dict, rows: list[dict]) -> dict | None:
                  and x.get("hidden") == r.get("hidden") and x["variant"].split(", ")[-1] == tail), None)
 
 
+def _same_bits(r: dict, ref: dict) -> dict | None:
+    """rnnslim's row at the same weight width as a <= 4-bit peer row (GPTQ int4 / int3 / int2), if any."""
+    bits = r.get("bits")
+    if not bits or bits > 4:
+        return None
+    return next((x for x in ref["rows"] if x.get("bits") == bits and "test_loss_nats" in x), None)
+
+
 def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
     """Where a peer's row beats rnnslim in a column: rnnslim's row made the same way in the same run where
-    there is one (_matched), else rnnslim's int8 (quantized peer rows only)."""
+    there is one (_matched), else (quantized peer rows) rnnslim's row of the same weight width at <= 4 bits
+    (_same_bits) or its int8; RAM and speed always against the int8 C kernel."""
     _, int8 = _ours(ref)
     ram, out = _ram(int8), []
     band, _ = _band(ref, classifier)
     for r in (r for r in rows if r["outcome"] in USABLE and r.get("peer") != "rnnslim"):
-        who = f"{model}, {r['variant']} ({r['peer']})"
+        who = f"{model}, {r['variant']} ({r['peer']}{'' if r['outcome'] == 'ok' else ', ' + r['outcome']})"
         twin = _matched(r, rows)
         if twin is not None:
             gap = _better(_metric(r, classifier) or 0, _metric(twin, classifier) or 0, classifier)
@@ -309,18 +318,21 @@ def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]
         if r.get("ram_bytes") and ram and r["ram_bytes"] < ram:
             out.append(f"- RAM, {who}: {r['ram_how']} {r['ram_bytes']:,} B, {ram / r['ram_bytes']:.1f}x smaller than "
                        f"rnnslim's C scratch + state {ram:,} B.")
-        smaller = [f"{100 * (1 - r['bytes'] / b):.1f} % smaller than rnnslim's {what} ({b:,} B)"
-                   for what, b in (("artifact", int8["artifact_bytes"]),
-                                   ("C arrays", (int8.get("c_export") or {}).get("const_bytes")))
+        ours = _same_bits(r, ref) or int8  # a 4-bit peer row against rnnslim's 4-bit row, else its int8
+        name = "int8" if ours is int8 else ours["variant"].removeprefix("rnnslim ")
+        smaller = [f"{100 * (1 - r['bytes'] / b):.1f} % smaller than rnnslim {name}'s {what} ({b:,} B)"
+                   for what, b in (("artifact", ours["artifact_bytes"]),
+                                   ("C arrays", (ours.get("c_export") or {}).get("const_bytes")))
                    if b and r.get("bytes") and r["bytes"] < b]
         if smaller:
             out.append(f"- Bytes, {who}: {r['bytes']:,} B, " + " and ".join(smaller) + ".")
-        m, ours = _metric(r, classifier), _metric(int8, classifier)
-        if m is not None and _better(m, ours, classifier) > 0:
-            gap = _better(m, ours, classifier)
+        m, theirs = _metric(r, classifier), _metric(ours, classifier)
+        if m is not None and theirs is not None and _better(m, theirs, classifier) > 0:
+            gap = _better(m, theirs, classifier)
             unit = f"{100 * gap:.1f} pt higher accuracy" if classifier else f"{gap:.5f} nats/char lower loss"
             noise = " (within the noise band: equal)" if band is not None and gap <= band else ""
-            out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit} than rnnslim int8{noise}.")
+            sizes = f" at {r['bytes']:,} B vs {ours['artifact_bytes']:,} B" if r.get("bytes") else ""
+            out.append(f"- {'Accuracy' if classifier else 'Loss'}, {who}: {unit} than rnnslim {name}{sizes}{noise}.")
         if r.get("ratio") and r["ratio"][0] < 1:
             out.append(f"- Speed, {who}: {_ratio_words(r['ratio'], r['peer'])}.")
     return out
