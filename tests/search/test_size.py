@@ -62,6 +62,7 @@ def test_predicted_bytes_are_the_finished_models(tmp_path, name):
 def test_an_over_cap_trial_ends_before_training_and_the_sampler_gets_its_excess(tmp_path, monkeypatch):
     model, data = make_model(tmp_path)
     out = tmp_path / "search"
+    stage_registry.stage_kinds()  # the built-in stages registered (when this test runs alone)
     calls = []
     kind_cfg, finetune = stage_registry._STAGES["finetune"]
     monkeypatch.setitem(stage_registry._STAGES, "finetune",

@@ -89,8 +89,16 @@ def entropy_coded_bytes(model_dir: Path) -> int:
 
 def predict_bytes(model, task: Any, recipe, keep: Path | None = None) -> int:
     """Artifact bytes of `recipe` (an rnnslim.pipeline.recipe.Recipe) run on `model`, from the
-    skeleton described in the module docstring; `model` itself is only read. `keep`: save the
-    skeleton there too (to look at it); by default it lives in a temporary directory."""
+    skeleton described in the module docstring (an upper bound where lzma codes); `model`
+    itself is only read. `keep`: save the skeleton there too (to look at it); by default it
+    lives in a temporary directory."""
+    return predict_bytes_bounds(model, task, recipe, keep)[1]
+
+
+def predict_bytes_bounds(model, task: Any, recipe, keep: Path | None = None) -> tuple[int, int]:
+    """(estimate, upper bound) of the artifact bytes: the skeleton's own bytes, and those plus
+    ENTROPY_SLACK of its lzma-coded bytes (equal when nothing is lzma-coded). The search prunes a
+    trial when even the estimate is over the byte cap (it cannot fit), and records both."""
     from rnnslim.io.format import artifact_bytes, save_model
     from rnnslim.pipeline.fingerprint import input_hash, jsonable, stage_hash
     from rnnslim.pipeline.stage import StageContext, get_stage
@@ -115,5 +123,5 @@ def predict_bytes(model, task: Any, recipe, keep: Path | None = None) -> int:
                 {"stage": cfg.kind, "index": index, "recipe": recipe.name, "config": config, "hash": prev,
                  "record": record}]  # as the pipeline's runner writes it
         saved = save_model(current, keep if keep is not None else Path(tmp) / "model")
-        coded = entropy_coded_bytes(saved)
-        return artifact_bytes(saved) + math.ceil(ENTROPY_SLACK * coded)
+        estimate = artifact_bytes(saved)
+        return estimate, estimate + math.ceil(ENTROPY_SLACK * entropy_coded_bytes(saved))

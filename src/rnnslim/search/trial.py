@@ -16,6 +16,8 @@ and bit widths (rnnslim.search.size, no re-fit, no fine-tune); a trial predicted
 cap raises OverByteCap with its result recorded (fidelity "predicted", its predicted bytes, a
 bytes constraint of predicted / cap - 1) and the worker tells it PRUNED with that constraint,
 so the sampler learns where the feasible region is without paying for a fine-tune there.
+Where codes are lzma-coded the prediction is an estimate (the skeleton's bytes, decisive for
+pruning) with an upper bound beside it (user attr predicted_bytes_upper, size.predict_bytes_bounds).
 
 Same recipe twice: a trial whose recipe hash matches a COMPLETE trial of the study copies
 its values (user attr `reused_from`); one that matches a trial still running on this host
@@ -215,11 +217,15 @@ def _predicted_bytes(ctx: TrialContext, trial, full_recipe: dict) -> int:
     """The trial's artifact bytes from its shapes and bit widths (rnnslim.search.size), recorded;
     OverByteCap, with the trial's result recorded, when they are over the byte cap."""
     from rnnslim.pipeline.recipe import Recipe
-    from rnnslim.search.size import predict_bytes
+    from rnnslim.search.size import predict_bytes_bounds
 
     t0 = time.perf_counter()
-    predicted = predict_bytes(ctx.model, ctx.task, Recipe.from_dict(full_recipe, source=f"trial {trial.number}"))
+    estimate, upper = predict_bytes_bounds(ctx.model, ctx.task, Recipe.from_dict(full_recipe,
+                                                                                source=f"trial {trial.number}"))
+    predicted = estimate  # what the pruning decides on: a trial whose estimate is over the cap cannot fit
     trial.set_user_attr("predicted_bytes", predicted)
+    if upper != estimate:  # lzma-coded codes: their final size depends on values the fine-tune changes
+        trial.set_user_attr("predicted_bytes_upper", upper)
     cap = ctx.caps.get("bytes")
     if cap is None or predicted <= cap:
         return predicted
