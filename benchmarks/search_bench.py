@@ -301,7 +301,8 @@ def trial_table(res: dict, used_at: dict[int, float], budget_s: float) -> list[d
                     "hand_seeded": r["number"] in _seeded(res), "valid_loss": r.get("loss"),
                     "valid_change_pct": pct(r.get("loss"), valid_base), "test_loss": r.get("test_loss"),
                     "test_change_pct": pct(r.get("test_loss"), base["test_loss"]), "bytes": r.get("bytes"),
-                    "predicted_bytes": r.get("predicted_bytes"), "wall_s": r.get("wall_s"),
+                    "predicted_bytes": r.get("predicted_bytes"),
+                    "predicted_bytes_upper": r.get("predicted_bytes_upper"), "wall_s": r.get("wall_s"),
                     "budget_used_s_at_completion": at, "within_budget": None if at is None else at <= budget_s,
                     "feasible": r.get("feasible"), "reused_from": r.get("reused_from"), "error": r.get("error")})
     return out

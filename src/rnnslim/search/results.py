@@ -36,6 +36,7 @@ def trial_rows(study) -> list[dict]:
                      "loss": res.get("loss"), "loss_subset": res.get("loss_subset"), "test_loss": res.get("test_loss"),
                      "bytes": res.get("bytes"), "latency_ms": res.get("latency_ms"),
                      "predicted_bytes": res.get("predicted_bytes", t.user_attrs.get("predicted_bytes")),
+                     "predicted_bytes_upper": t.user_attrs.get("predicted_bytes_upper"),
                      "constraints": res.get("constraints"), "feasible": feasible(res.get("constraints")),
                      "recipe_hash": t.user_attrs.get("recipe_hash"), "run_dir": res.get("run_dir"),
                      "rungs": {k[5:]: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
