@@ -101,3 +101,28 @@ def test_reference_lstm_beats_the_best_score_only_criterion(shared_models, shake
     lo = task.evaluate(obs, "valid", max_steps=3000)["loss_nats"]
     lf = task.evaluate(fisher, "valid", max_steps=3000)["loss_nats"]
     assert lo < lf - 0.05
+
+
+def test_global_threshold_caps_a_tensor_and_moves_the_rest_to_the_others():
+    from rnnslim.reconstruct.sparsegpt import capped_threshold_sparsities
+
+    g = torch.Generator().manual_seed(0)
+    sal = {"tiny": torch.rand(100, generator=g) * 1e-6, "big": torch.rand(300, generator=g)}
+    # uncapped: one threshold; "tiny" (all below every "big" score) is emptied first
+    free = capped_threshold_sparsities(sal, 0.5, 1.0)
+    assert free["tiny"] == 1.0 and abs(free["big"] - 100 / 300) < 1e-9
+    capped = capped_threshold_sparsities(sal, 0.5, 0.9)
+    assert capped["tiny"] == 0.9
+    assert abs(90 + capped["big"] * 300 - 200) <= 1  # the total is still half of the 400 scores
+
+
+def test_global_threshold_without_a_binding_cap_is_the_kth_value_rule():
+    from rnnslim.reconstruct.sparsegpt import capped_threshold_sparsities
+
+    g = torch.Generator().manual_seed(1)
+    sal = {"a": torch.rand(50, 8, generator=g), "b": torch.rand(70, 4, generator=g) * 2}
+    flat = torch.cat([s.reshape(-1) for s in sal.values()])
+    t = torch.kthvalue(flat, round(0.6 * flat.numel())).values
+    want = {n: float((s <= t).float().mean()) for n, s in sal.items()}
+    got = capped_threshold_sparsities(sal, 0.6, 1.0)
+    assert got == pytest.approx(want)

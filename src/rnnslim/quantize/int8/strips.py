@@ -1,8 +1,11 @@
 """The "strips" matrix format of the integer kernel (rnnslim_core.h matvec_strips): column strips
 within row blocks, the fine-grained sparsity the int8 kernel runs fast (issue 22).
 
-Pattern (the contract with the pruning side, e.g. OBSPruning(pattern="block", block_rows=16,
-block_cols=1)): for the int8 matrix W (rows = output rows as stored, (G*H, in) for a recurrent
+Pattern (the contract with the pruning side: OBSPruning(pattern="strips"), which keeps a multiple
+of 4 strips per (block, panel); plain 16x1 block pruning breaks that rule and is twice as lossy.
+Accuracy: 16-row strips cost +31..+53 % test loss against unstructured OBS at 75-90 % on the
+reference models (benchmarks/results/strip_pruning_*.json), so N:M-style per-row sparsity is the
+accuracy-friendly pattern; strips remain the fastest format). For the int8 matrix W (rows = output rows as stored, (G*H, in) for a recurrent
 matrix) zero-padded to (rows_p, cols_p) (multiples of RB = 16 and KB = 4, as every packed matrix),
   row block  b = rows 16 b .. 16 b + 15 (padded rows are zero),
   panel      p = columns 64 p .. 64 p + 63 (the last panel ends at cols_p),
