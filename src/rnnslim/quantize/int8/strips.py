@@ -6,7 +6,8 @@ of 4 strips per (block, panel); plain 16x1 block pruning breaks that rule and is
 Accuracy: 16-row strips cost +31..+53 % test loss against unstructured OBS at 75-90 % on the
 reference models (benchmarks/results/strip_pruning_*.json), so N:M-style per-row sparsity is the
 accuracy-friendly pattern; strips remain the fastest format). For the int8 matrix W (rows = output
-rows as stored, (G*H, in) for a recurrent matrix) zero-padded to (rows_p, cols_p) (multiples of RB = 16 and KB = 4, as every packed matrix),
+rows as stored, (G*H, in) for a recurrent matrix) zero-padded to (rows_p, cols_p) (multiples of
+RB = 16 and KB = 4, as every packed matrix),
   row block  b = rows 16 b .. 16 b + 15 (padded rows are zero),
   panel      p = columns 64 p .. 64 p + 63 (the last panel ends at cols_p),
   kept(b, p) = the columns c of panel p where some row of block b has W[r, c] != 0
