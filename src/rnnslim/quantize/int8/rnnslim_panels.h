@@ -1,0 +1,90 @@
+/*
+ * rnnslim_panels.h: the "panels" sparse int8 product (panels.py): balanced per-row sparsity, the
+ * pattern N:M pruning makes, run at the speed of its kept codes (issue 22).
+ *
+ * Included by rnnslim_core.h after its tile helpers (RB, KB, RS_SIMD, load4, RS_ALIGN64); it needs
+ * nothing else, so a test may include it after the core too. Layout (panels.py): per row block b
+ * and 64-column panel p, groups panel_ptr[b NP + p] .. panel_ptr[b NP + p + 1]; group g is 64 codes
+ * w[64 g ..] (lane r = row 16 b + r holds its 4 codes) and 64 column offsets idx[64 g ..] inside the
+ * panel, byte for byte. Padding slots hold code 0, so the VNNI correction (128 * row sum) is the
+ * dense one.
+ *
+ * Paths, all exact (the same int8 x int8 products in int32 as the dense product, zeros skipped):
+ *   AVX512-VBMI + VNNI  per panel one load of its 64 unsigned codes u; per group one vpermb by the
+ *                       64 offsets gives every lane its own 4 codes, one vpdpbusd with the 64 weights
+ *   AVX-512 without VBMI the same with the 64 codes gathered by index into a stack buffer
+ *   AVX2 / NEON / C     one multiply-add per stored code, its input code read by index
+ */
+#ifndef RNNSLIM_PANELS_H
+#define RNNSLIM_PANELS_H
+
+#define RS_PANEL_COLS 64 /* columns per panel: the codes one byte permute gathers from */
+
+/* y[0:16] = the 16 rows of one row block: w, idx its groups' codes and offsets (from its first group),
+   ptr its NP + 1 group pointers (absolute: group ptr[p] is at w + 64 (ptr[p] - ptr[0])), corr its 16
+   VNNI corrections; x the cols_p int8 codes, u = x ^ 0x80 */
+static void panels_block(const int8_t *w, const uint8_t *idx, const int32_t *ptr, const int32_t *corr,
+                         int NP, int cols_p, const int8_t *x, const uint8_t *u, int32_t *y) {
+    int p;
+#if RS_SIMD == 3
+    __m512i a[4];
+    int j = 0; /* groups done: accumulator j & 3 (4 chains hide the vpdpbusd latency) */
+    (void)x;
+    a[0] = a[1] = a[2] = a[3] = _mm512_setzero_si512();
+    for (p = 0; p < NP; p++) {
+        const int n = ptr[p + 1] - ptr[p];
+        const int width = cols_p - p * RS_PANEL_COLS; /* codes in this panel (64 but in the last one) */
+        const uint8_t *up = u + (size_t)p * RS_PANEL_COLS;
+        const int8_t *wg = w + (size_t)(ptr[p] - ptr[0]) * 64;
+        const uint8_t *ig = idx + (size_t)(ptr[p] - ptr[0]) * 64;
+        int g;
+        if (!n) continue;
+#if defined(__AVX512VBMI__)
+        {
+            const __m512i panel = width >= RS_PANEL_COLS
+                ? _mm512_loadu_si512((const void *)up)
+                : _mm512_maskz_loadu_epi8((((__mmask64)1 << width) - 1), (const void *)up);
+            for (g = 0; g < n; g++, j++) {
+                const __m512i xg = _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)(ig + 64 * (size_t)g)), panel);
+                a[j & 3] = _mm512_dpbusd_epi32(a[j & 3], xg, _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
+            }
+        }
+#else
+        for (g = 0; g < n; g++, j++) {
+            RS_ALIGN64 uint8_t gx[64];
+            int k;
+            for (k = 0; k < 64; k++) gx[k] = up[ig[64 * (size_t)g + k]];
+            a[j & 3] = _mm512_dpbusd_epi32(a[j & 3], _mm512_loadu_si512((const void *)gx),
+                                           _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
+        }
+        (void)width;
+#endif
+    }
+    _mm512_storeu_si512((void *)y, _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3])),
+                                                    _mm512_loadu_si512((const void *)corr)));
+#else
+    int32_t a[RB];
+    int r;
+    (void)u;
+    (void)corr;
+    (void)cols_p;
+    for (r = 0; r < RB; r++) a[r] = 0;
+    for (p = 0; p < NP; p++) {
+        const int8_t *xp = x + (size_t)p * RS_PANEL_COLS;
+        const int8_t *wg = w + (size_t)(ptr[p] - ptr[0]) * 64;
+        const uint8_t *ig = idx + (size_t)(ptr[p] - ptr[0]) * 64;
+        const int n = ptr[p + 1] - ptr[p];
+        int g;
+        for (g = 0; g < n; g++, wg += 64, ig += 64)
+            for (r = 0; r < RB; r++) {
+                const int8_t *q = wg + KB * r;
+                const uint8_t *o = ig + KB * r;
+                a[r] += (int32_t)q[0] * xp[o[0]] + (int32_t)q[1] * xp[o[1]]
+                      + (int32_t)q[2] * xp[o[2]] + (int32_t)q[3] * xp[o[3]];
+            }
+    }
+    for (r = 0; r < RB; r++) y[r] = a[r];
+#endif
+}
+
+#endif /* RNNSLIM_PANELS_H */

@@ -1,0 +1,139 @@
+"""The panels matrix format (panels.py, rnnslim_panels.h): packing round-trips on odd sizes, unbalanced
+rows and empty panels, the group counts of N:M patterns, and the C product equal to the dense int32
+product bit for bit on every path (portable C, AVX2 build, AVX-512 without VBMI, native)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnslim.quantize.int8.panels import pack_panels, panel_counts, panel_group_count, panels_nbytes, unpack_panels
+from rnnslim.runtime.build import CompilerUnavailable, compile_shared, cpu_fingerprint
+
+INT8 = Path(__file__).resolve().parents[2] / "src" / "rnnslim" / "quantize" / "int8"
+DRIVER = Path(__file__).with_name("panels_driver.c")
+FLAGS = {
+    "portable": ["-O2", "-DRS_PORTABLE"],
+    "avx2": ["-O3", "-mavx2"],
+    "avx512-novbmi": ["-O3", "-march=native", "-mno-avx512vbmi"],
+    "native": ["-O3", "-march=native"],
+}
+
+
+def build(variant: str) -> ctypes.CDLL:
+    needs = {"avx2": " avx2", "avx512-novbmi": " avx512_vnni"}.get(variant)
+    if needs and needs not in cpu_fingerprint():
+        pytest.skip(f"{variant} needs{needs} on this CPU")
+    try:
+        path = compile_shared([DRIVER], FLAGS[variant] + [f"-I{INT8}"], f"rnnslim_panels_test_{variant}",
+                              depends=[INT8 / "rnnslim_core.h", INT8 / "rnnslim_panels.h"])
+    except CompilerUnavailable as e:
+        pytest.skip(str(e))
+    lib = ctypes.CDLL(str(path))
+    lib.rs_panels_matvec.restype = None
+    return lib
+
+
+def padded(w: np.ndarray) -> np.ndarray:
+    rows_p, cols_p = -(-w.shape[0] // 16) * 16, -(-w.shape[1] // 4) * 4
+    out = np.zeros((rows_p, cols_p), np.int8)
+    out[: w.shape[0], : w.shape[1]] = w
+    return out
+
+
+def random_codes(shape, density: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, shape) * (rng.random(shape) < density)
+    return w.astype(np.int8)
+
+
+def nm_codes(rows: int, cols: int, n: int, m: int, seed: int) -> np.ndarray:
+    """int8 (rows, cols) keeping n random non-zeros in every group of m columns of each row"""
+    rng = np.random.default_rng(seed)
+    keep = np.argsort(rng.random((rows, cols // m, m)), axis=2) < n
+    w = rng.integers(1, 128, (rows, cols)) * rng.choice([-1, 1], (rows, cols)) * keep.reshape(rows, cols)
+    return w.astype(np.int8)
+
+
+def unbalanced(seed: int = 5) -> np.ndarray:
+    """rows of very different counts, an empty panel, a full row, a last panel 4 columns wide"""
+    w = random_codes((35, 196), 0.1, seed)
+    w[:, 64:128] = 0  # an empty panel for every block
+    w[3] = 127  # one full row: its block stores whole panels
+    w[20:, :64] = 0
+    w[21, 7] = -128
+    return w
+
+
+SHAPES = [((1, 1), 0.9), ((16, 4), 1.0), ((17, 5), 0.5), ((48, 64), 0.25), ((50, 133), 0.1), ((33, 70), 0.0),
+          ((64, 260), 0.3)]
+
+
+@pytest.mark.parametrize("shape, density", SHAPES)
+def test_pack_unpack_round_trips(shape, density):
+    full = padded(random_codes(shape, density, seed=shape[0] * 7 + shape[1]))
+    w, ptr, idx = pack_panels(full)
+    assert np.array_equal(unpack_panels(w, ptr, idx, *full.shape), full)
+    n_groups = panel_group_count(full)
+    assert len(w) == len(idx) == 64 * n_groups and ptr[-1] == n_groups
+    # inside a (block, panel): each row's offsets distinct and inside the matrix
+    n_panels = -(-full.shape[1] // 64)
+    for bp in range(len(ptr) - 1):
+        offsets = idx[64 * ptr[bp]: 64 * ptr[bp + 1]].reshape(-1, 16, 4).transpose(1, 0, 2).reshape(16, -1)
+        cols = 64 * (bp % n_panels) + offsets.astype(int)
+        assert (cols < full.shape[1]).all()
+        assert all(len(set(row)) == len(row) for row in cols.tolist())
+
+
+def test_counts_of_balanced_and_unbalanced_rows():
+    w = np.zeros((32, 132), np.int8)
+    w[0, [1, 2, 3, 4, 5]] = 1  # block 0, panel 0: 5 in one row -> 8 slots (2 groups) for every row
+    w[1, 63] = -1
+    w[16:, 64:80] = 2  # block 1, panel 1: 16 per row -> 4 groups
+    w[31, 131] = 3  # block 1, the 4-column last panel: 1 -> one group
+    assert panel_counts(w).tolist() == [[2, 0, 0], [0, 4, 1]]
+    w_, ptr, idx = pack_panels(w)
+    assert ptr.tolist() == [0, 2, 2, 2, 2, 6, 7]
+    row1 = idx[:128].reshape(2, 16, 4)[:, 1].reshape(-1).tolist()  # row 1's slots: its code, then free columns
+    assert row1 == [63, 0, 1, 2, 3, 4, 5, 6]
+    assert w_[:128].reshape(2, 16, 4)[:, 1].reshape(-1).tolist() == [-1, 0, 0, 0, 0, 0, 0, 0]
+    assert panels_nbytes(32, 132, 7) == 7 * 128 + 4 * 7
+
+
+@pytest.mark.parametrize("n, m, groups_per_panel", [(1, 4, 4), (2, 8, 4), (16, 64, 4), (6, 64, 2), (1, 16, 1)])
+def test_nm_patterns_store_exactly_their_codes(n, m, groups_per_panel):
+    w = nm_codes(64, 256, n, m, seed=n + m)
+    assert (panel_counts(w) == groups_per_panel).all()  # 64 / m * n kept per row and panel, rounded to 4
+    assert panel_group_count(w) * 64 >= (w != 0).sum()
+
+
+def product(lib, full: np.ndarray, x: np.ndarray) -> np.ndarray:
+    w, ptr, idx = pack_panels(full)
+    corr = (128 * full.astype(np.int64).sum(axis=1)).astype(np.int32)
+    y = np.zeros(full.shape[0], np.int32)
+    x = np.ascontiguousarray(x, np.int8)
+    w = np.ascontiguousarray(w if len(w) else np.zeros(64, np.int8))
+    idx = np.ascontiguousarray(idx if len(idx) else np.zeros(64, np.uint8))
+    P = ctypes.c_void_p
+    lib.rs_panels_matvec(P(w.ctypes.data), P(idx.ctypes.data), P(ptr.ctypes.data), P(corr.ctypes.data),
+                         ctypes.c_int(full.shape[0]), ctypes.c_int(full.shape[1]), P(x.ctypes.data), P(y.ctypes.data))
+    return y
+
+
+@pytest.mark.parametrize("variant", list(FLAGS))
+def test_product_is_bit_exact_with_dense(variant):
+    lib = build(variant)
+    expected = {"portable": 0, "avx2": 2, "avx512-novbmi": 3}.get(variant)
+    if expected is not None:
+        assert lib.rs_panels_simd_level() == expected  # the path the test means to check
+    rng = np.random.default_rng(11)
+    cases = [padded(random_codes(s, d, seed=s[0] + s[1])) for s, d in SHAPES]
+    cases += [padded(unbalanced()), nm_codes(64, 256, 1, 4, 1), nm_codes(48, 320, 6, 64, 2), nm_codes(32, 512, 16, 64, 3)]
+    for full in cases:
+        for x in (rng.integers(-128, 128, full.shape[1]), np.full(full.shape[1], -128), np.full(full.shape[1], 127)):
+            x = x.astype(np.int8)
+            dense = full.astype(np.int64) @ x.astype(np.int64)
+            assert np.array_equal(product(lib, full, x), dense), (variant, full.shape)
