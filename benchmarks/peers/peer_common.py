@@ -109,7 +109,7 @@ def rnnslim_reference(model: str, chars: int, parity_chars: int = 2000, no_laten
            "--parity-chars", str(parity_chars), "--out", str(tmp)] + (["--no-latency"] if no_latency else [])
     subprocess.run(cmd, check=True, cwd=ROOT)
     ref = json.loads((tmp / "reference.json").read_text())
-    ref["command"] = " ".join([".venv/bin/python", "benchmarks/peers/reference_outputs.py", *cmd[3:]])
+    ref["command"] = " ".join([".venv/bin/python", "benchmarks/peers/reference_outputs.py", *cmd[2:]])
     return ref, np.load(tmp / "ids.npy"), np.load(tmp / "parity_logits.npy")
 
 
