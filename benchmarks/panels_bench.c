@@ -48,7 +48,7 @@ double bench_panels(const int8_t *w, const uint8_t *idx, const int32_t *ptr, con
     for (r = 0; r < reps; r++) {
         for (b = 0; b < rows_p / RB; b++) {
             const int32_t *pb = ptr + (size_t)b * NP;
-            panels_block(w + 64 * (size_t)pb[0], idx + 64 * (size_t)pb[0], pb, corr + (size_t)b * RB, NP, cols_p, x, u,
+            rs_panels_block(w + 64 * (size_t)pb[0], idx + 64 * (size_t)pb[0], pb, corr + (size_t)b * RB, NP, cols_p, x, u,
                          y + (size_t)b * RB);
         }
         __asm__ __volatile__("" ::: "memory");

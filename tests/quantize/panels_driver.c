@@ -13,7 +13,7 @@ void rs_panels_matvec(const int8_t *w, const uint8_t *idx, const int32_t *ptr, c
     for (k = 0; k < cols_p; k++) u[k] = (uint8_t)x[k] ^ 0x80;
     for (b = 0; b < rows_p / RB; b++) {
         const int32_t *pb = ptr + (size_t)b * NP;
-        panels_block(w + 64 * (size_t)pb[0], idx + 64 * (size_t)pb[0], pb, corr + (size_t)b * RB, NP, cols_p, x, u,
+        rs_panels_block(w + 64 * (size_t)pb[0], idx + 64 * (size_t)pb[0], pb, corr + (size_t)b * RB, NP, cols_p, x, u,
                      y + (size_t)b * RB);
     }
 }

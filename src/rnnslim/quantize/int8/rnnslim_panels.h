@@ -23,7 +23,7 @@
 /* y[0:16] = the 16 rows of one row block: w, idx its groups' codes and offsets (from its first group),
    ptr its NP + 1 group pointers (absolute: group ptr[p] is at w + 64 (ptr[p] - ptr[0])), corr its 16
    VNNI corrections; x the cols_p int8 codes, u = x ^ 0x80 */
-static void panels_block(const int8_t *w, const uint8_t *idx, const int32_t *ptr, const int32_t *corr,
+static void rs_panels_block(const int8_t *w, const uint8_t *idx, const int32_t *ptr, const int32_t *corr,
                          int NP, int cols_p, const int8_t *x, const uint8_t *u, int32_t *y) {
     int p;
 #if RS_SIMD == 3
