@@ -20,47 +20,58 @@
 
 #define RS_PANEL_COLS 64 /* columns per panel: the codes one byte permute gathers from */
 
+#if RS_SIMD == 3
+/* the 64 unsigned codes of group g (offsets ig[64 g ..] into the panel's codes up) */
+static inline __m512i rs_panel_codes(__m512i panel, const uint8_t *up, const uint8_t *ig) {
+#if defined(__AVX512VBMI__)
+    (void)up;
+    return _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)ig), panel);
+#else
+    RS_ALIGN64 uint8_t gx[64];
+    int k;
+    (void)panel;
+    for (k = 0; k < 64; k++) gx[k] = up[ig[k]];
+    return _mm512_load_si512((const void *)gx);
+#endif
+}
+
+/* n groups of one (block, panel) into two accumulator chains *a, *b (named variables at the call, so
+   they stay in registers: a chain's vpdpbusd waits for its previous one) */
+static inline void rs_panel_groups(__m512i *a, __m512i *b, __m512i panel, const uint8_t *up, const int8_t *wg,
+                                   const uint8_t *ig, int n) {
+    int g = 0;
+    for (; g + 2 <= n; g += 2) {
+        *a = _mm512_dpbusd_epi32(*a, rs_panel_codes(panel, up, ig + 64 * (size_t)g), _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
+        *b = _mm512_dpbusd_epi32(*b, rs_panel_codes(panel, up, ig + 64 * (size_t)(g + 1)),
+                                 _mm512_loadu_si512((const void *)(wg + 64 * (size_t)(g + 1))));
+    }
+    if (g < n) *a = _mm512_dpbusd_epi32(*a, rs_panel_codes(panel, up, ig + 64 * (size_t)g), _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
+}
+#endif
+
 /* y[0:16] = the 16 rows of one row block: w, idx its groups' codes and offsets (from its first group),
    ptr its NP + 1 group pointers (absolute: group ptr[p] is at w + 64 (ptr[p] - ptr[0])), corr its 16
    VNNI corrections; x the cols_p int8 codes, u = x ^ 0x80 */
 static void rs_panels_block(const int8_t *w, const uint8_t *idx, const int32_t *ptr, const int32_t *corr,
-                         int NP, int cols_p, const int8_t *x, const uint8_t *u, int32_t *y) {
+                            int NP, int cols_p, const int8_t *x, const uint8_t *u, int32_t *y) {
     int p;
 #if RS_SIMD == 3
-    __m512i a[4];
-    int j = 0; /* groups done: accumulator j & 3 (4 chains hide the vpdpbusd latency) */
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0; /* even panels: a0, a1; odd: a2, a3 */
     (void)x;
-    a[0] = a[1] = a[2] = a[3] = _mm512_setzero_si512();
     for (p = 0; p < NP; p++) {
         const int n = ptr[p + 1] - ptr[p];
         const int width = cols_p - p * RS_PANEL_COLS; /* codes in this panel (64 but in the last one) */
         const uint8_t *up = u + (size_t)p * RS_PANEL_COLS;
         const int8_t *wg = w + (size_t)(ptr[p] - ptr[0]) * 64;
         const uint8_t *ig = idx + (size_t)(ptr[p] - ptr[0]) * 64;
-        int g;
+        __m512i panel;
         if (!n) continue;
-#if defined(__AVX512VBMI__)
-        {
-            const __m512i panel = width >= RS_PANEL_COLS
-                ? _mm512_loadu_si512((const void *)up)
-                : _mm512_maskz_loadu_epi8((((__mmask64)1 << width) - 1), (const void *)up);
-            for (g = 0; g < n; g++, j++) {
-                const __m512i xg = _mm512_permutexvar_epi8(_mm512_loadu_si512((const void *)(ig + 64 * (size_t)g)), panel);
-                a[j & 3] = _mm512_dpbusd_epi32(a[j & 3], xg, _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
-            }
-        }
-#else
-        for (g = 0; g < n; g++, j++) {
-            RS_ALIGN64 uint8_t gx[64];
-            int k;
-            for (k = 0; k < 64; k++) gx[k] = up[ig[64 * (size_t)g + k]];
-            a[j & 3] = _mm512_dpbusd_epi32(a[j & 3], _mm512_loadu_si512((const void *)gx),
-                                           _mm512_loadu_si512((const void *)(wg + 64 * (size_t)g)));
-        }
-        (void)width;
-#endif
+        panel = width >= RS_PANEL_COLS ? _mm512_loadu_si512((const void *)up)
+                                       : _mm512_maskz_loadu_epi8((((__mmask64)1 << width) - 1), (const void *)up);
+        if (p & 1) rs_panel_groups(&a2, &a3, panel, up, wg, ig, n);
+        else rs_panel_groups(&a0, &a1, panel, up, wg, ig, n);
     }
-    _mm512_storeu_si512((void *)y, _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3])),
+    _mm512_storeu_si512((void *)y, _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
                                                     _mm512_loadu_si512((const void *)corr)));
 #else
     int32_t a[RB];
