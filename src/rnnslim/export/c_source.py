@@ -348,7 +348,7 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, dict[str, str]]:
     dec_b = arrs.add("dec_b", p.dec_bias)
     scale_lines = ",".join(_c_float_hex(float(v)) for v in p.dec_scale.tolist())
     arrs.const_bytes += p.dec_scale.nbytes
-    C, R = p.max_cols, p.max_rows
+    C, R, A = p.max_cols, p.max_rows, p.max_chunk
     layer_block, array_block = ",\n".join(layer_inits), "\n".join(arrs.lines)
     rev_block = "".join("\n" + r + "\n" for r in rev_inits)
     arg, call, fwd = (("int32_t token", "token", "rs_core_forward") if inp is None else
@@ -391,14 +391,14 @@ static const rs_layer layers[{len(p.layers)}] = {{
 }};
 
 static int8_t xbuf[{C}] RS_ALIGN64, hbuf[{C}] RS_ALIGN64, ybuf[{C}] RS_ALIGN64;
-static uint8_t ubuf[{C}] RS_ALIGN64;
-static int32_t ax[{R}] RS_ALIGN64, ah[{R}] RS_ALIGN64, pre[{R}] RS_ALIGN64, acc[{R}] RS_ALIGN64;
+static uint8_t ubuf[{2 * C}] RS_ALIGN64;
+static int32_t ax[{A}] RS_ALIGN64, ah[{A}] RS_ALIGN64, acc[{R}] RS_ALIGN64;
 
 static const rs_model model = {{
     .cell = {CELL_ID[p.cell]}, .L = {len(p.layers)}, .V = {p.vocab}, .E = {p.embed}, .O = {p.out},
-    .state_len = {p.state_len}, .max_cols = {C}, .max_rows = {R},
+    .state_len = {p.state_len}, .max_cols = {C}, .max_rows = {R}, .max_chunk = {A},
     .emb = {emb}, {".emb_tied = 1, " if p.tied_embedding else ""}.in = {input_init}, .layers = layers, .dec = {dec}, .dec_b = {dec_b}, .dec_scale = {name}_output_scale,
-    .xbuf = xbuf, .hbuf = hbuf, .ybuf = ybuf, .ubuf = ubuf, .ax = ax, .ah = ah, .pre = pre, .acc = acc
+    .xbuf = xbuf, .hbuf = hbuf, .ybuf = ybuf, .ubuf = ubuf, .ax = ax, .ah = ah, .acc = acc
 }};
 
 int {name}_init(void) {{

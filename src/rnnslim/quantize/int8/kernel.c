@@ -246,10 +246,10 @@ int rs_set_decoder(rs_host *h, const int32_t *b, const float *scale) {
 int rs_finalize(rs_host *h) {
     rs_model *m = &h->m;
     int l, in = m->E;
-    m->state_len = 0; m->max_cols = KB; m->max_rows = RB;
+    m->state_len = 0; m->max_cols = KB; m->max_rows = RB; m->max_chunk = RB;
     for (l = 0; l < m->L; l++) {
         const rs_layer *ly = &h->layers[l];
-        if (!ly->wx.w || !ly->wh.w || !ly->bias || ly->input != in || ly->wx.rows != ly->rows || ly->wx.cols != in
+        if (!ly->wx.w || !ly->wh.w || !ly->bias || ly->hidden < 1 || ly->rows % ly->hidden || ly->input != in || ly->wx.rows != ly->rows || ly->wx.cols != in
             || ly->wh.rows != ly->rows || ly->wh.cols != ly->hidden) return -2;
         if (ly->rev) { /* the backward direction: same shapes, same folding */
             const rs_layer *r = ly->rev;
@@ -260,7 +260,7 @@ int rs_finalize(rs_host *h) {
         m->state_len += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
         if (ly->wx.cols_p > m->max_cols) m->max_cols = ly->wx.cols_p;
         if (ly->wh.cols_p > m->max_cols) m->max_cols = ly->wh.cols_p;
-        if (ly->wx.rows_p > m->max_rows) m->max_rows = ly->wx.rows_p;
+        if (rs_chunk_rows(ly) > m->max_chunk) m->max_chunk = rs_chunk_rows(ly);
         in = (ly->rev ? 2 : 1) * ly->hidden;
     }
     if (h->bidir) m->state_len = 0; /* no streaming state: whole sequences only */
@@ -280,12 +280,11 @@ int rs_finalize(rs_host *h) {
     m->xbuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
     m->hbuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
     m->ybuf = (int8_t *)host_copy(h, NULL, (size_t)m->max_cols);
-    m->ubuf = (uint8_t *)host_copy(h, NULL, (size_t)m->max_cols);
-    m->ax = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_rows);
-    m->ah = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_rows);
-    m->pre = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_rows);
+    m->ubuf = (uint8_t *)host_copy(h, NULL, 2 * (size_t)m->max_cols);
+    m->ax = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_chunk);
+    m->ah = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_chunk);
     m->acc = (int32_t *)host_copy(h, NULL, sizeof(int32_t) * m->max_rows);
-    if (!m->xbuf || !m->hbuf || !m->ybuf || !m->ubuf || !m->ax || !m->ah || !m->pre || !m->acc) return -1;
+    if (!m->xbuf || !m->hbuf || !m->ybuf || !m->ubuf || !m->ax || !m->ah || !m->acc) return -1;
     return 0;
 }
 

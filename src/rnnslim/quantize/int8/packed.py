@@ -217,6 +217,23 @@ class PackedLayer:
     def directions(self) -> int:
         return 2 if self.rev is not None else 1
 
+    @property
+    def chunk_units(self) -> int:
+        """Units per chunk of the C step (rs_chunk_units): 16 (LSTM), 32 (GRU), 64 (RNN) where the
+        hidden size is a multiple, else 16, else every unit (one chunk)."""
+        unit = {4: RB, 3: 2 * RB}.get(self.rows // self.hidden, 4 * RB)
+        while unit > RB and self.hidden % unit:
+            unit //= 2
+        return unit if self.hidden % unit == 0 else self.hidden
+
+    @property
+    def chunk_rows(self) -> int:
+        """int32 accumulator rows of one chunk (rs_chunk_rows): the gate rows of chunk_units units,
+        or every padded row when the hidden size is not a multiple of RB."""
+        if self.hidden % RB:
+            return self.wx.rows_p
+        return self.rows // self.hidden * self.chunk_units
+
     def nbytes_per_step(self, skip_wx: bool) -> int:
         """Constants one direction reads per step (W_ih and its per-row constants unless `skip_wx`)."""
         wx = 0 if skip_wx else self.wx.nbytes + self.mult_x.nbytes + self.shift_x.nbytes
@@ -348,8 +365,14 @@ class IntegerProgram:
 
     @property
     def max_rows(self) -> int:
+        """int32 rows of the output accumulators: the decoder's, the input projection's."""
         proj = [self.inputs.proj.rows_p] if self.inputs is not None and self.inputs.proj is not None else []
-        return max([RB, self.dec.rows_p] + proj + [ly.wx.rows_p for ly in self.layers])
+        return max([RB, self.dec.rows_p] + proj)
+
+    @property
+    def max_chunk(self) -> int:
+        """int32 rows of each of the step's two gate accumulators (one chunk of units, rs_chunk_rows)."""
+        return max([RB] + [ly.chunk_rows for ly in self.layers])
 
     def bytes_per_step(self) -> int:
         """Bytes of constants one step reads (the numerator of the memory-bandwidth floor): the
@@ -396,8 +419,10 @@ class IntegerProgram:
         return f"per step {macs / 1e6:.2f}M MACs{of}, {self.bytes_per_step() / 1e6:.2f} MB read; matrices: {formats}"
 
     def scratch_bytes(self) -> int:
-        """RAM of the step's scratch buffers: 4 int8 code buffers + 4 int32 accumulator buffers."""
-        return 4 * self.max_cols + 4 * 4 * self.max_rows
+        """RAM of the step's scratch buffers (rs_model): int8 codes xbuf, hbuf, ybuf (max_cols each) and
+        ubuf (2 max_cols), int32 gate accumulators ax, ah (max_chunk each: one chunk of units) and the
+        output accumulators acc (max_rows)."""
+        return 5 * self.max_cols + 4 * (2 * self.max_chunk + self.max_rows)
 
     def resident_bytes(self) -> int:
         """Memory the host kernel holds for this model at run time: every packed array, including

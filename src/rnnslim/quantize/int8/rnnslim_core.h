@@ -139,8 +139,10 @@ typedef struct rs_layer {
     int32_t delta_thr;
 } rs_layer;
 
-/* The model: constants (const pointers) and scratch buffers (max_cols int8 codes, max_rows
-   int32 accumulators). A step writes only the scratch and the caller's state. */
+/* The model: constants (const pointers) and scratch buffers (int8 codes: xbuf, hbuf, ybuf of
+   max_cols, ubuf of 2 * max_cols; int32 accumulators: ax, ah of max_chunk (one chunk of a layer's
+   gate rows: rs_chunk_rows), acc of max_rows (the decoder's, the input projection's rows)). A step
+   writes only the scratch and the caller's state. */
 enum { INPUT_EMBEDDING = 0, INPUT_IDENTITY = 1, INPUT_LINEAR = 2 };
 
 /* Feature input (InputKind identity / linear): F float features are rounded once to int8
@@ -162,7 +164,7 @@ typedef struct {
 } rs_input;
 
 typedef struct {
-    int cell, L, V, E, O, state_len, max_cols, max_rows;
+    int cell, L, V, E, O, state_len, max_cols, max_rows, max_chunk;
     const int8_t *emb; /* [V][E]; NULL when layer 0 has a folded table or the table is tied */
     int emb_tied;      /* tied embedding: the table is dec's (dense, V x E), rows gathered by rs_token_codes */
     rs_input in;       /* in.kind == INPUT_EMBEDDING: token ids through emb */
@@ -171,8 +173,8 @@ typedef struct {
     const int32_t *dec_b;
     const float *dec_scale;
     int8_t *xbuf, *hbuf, *ybuf; /* padded int8 codes */
-    uint8_t *ubuf;              /* x ^ 0x80 (VNNI) */
-    int32_t *ax, *ah, *pre, *acc;
+    uint8_t *ubuf;              /* [2 * max_cols]: x ^ 0x80, then h ^ 0x80 (VNNI) */
+    int32_t *ax, *ah, *acc;
 } rs_model;
 
 /* ---- fixed point (fixedpoint.py) ------------------------------------------------------ */
@@ -245,82 +247,123 @@ static inline void tile_c(int32_t *a, const int8_t *q, const int8_t *xs) {
 }
 #endif
 
-/* y[0:rows_p] = W x for a dense packed W; x holds cols_p int8 codes (zero padded), u = x ^ 0x80 */
-static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    const int KG = m->cols_p / KB, NB = m->rows_p / RB;
+/* Every product below computes B->n row blocks of W into y[0 : B->n * RB) (block i at y + i * RB):
+   block i is b0 + (i >> lp) * step + (i & (2^lp - 1)), runs of 2^lp consecutive blocks `step` apart:
+   the whole matrix (b0 0, lp 0, step 1, n rows_p / RB) or the gate rows of one chunk of units
+   (chunk / RB = 2^lp blocks of each gate, gates hidden / RB blocks apart: rs_chunk_blocks). */
+typedef struct { int b0, lp, step, n; } rs_blocks;
+#define RS_BLK(i) ((size_t)(B->b0 + ((i) >> B->lp) * B->step + ((i) & ((1 << B->lp) - 1))))
+
+/* dense packed W; x holds cols_p int8 codes (zero padded), u = x ^ 0x80 */
+static void matvec_dense(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
+    const int nb = B->n;
+    const int KG = m->cols_p / KB;
     const size_t bs = (size_t)KG * RB * KB; /* bytes per row block */
-    int b = 0, kg;
+    int i = 0, kg;
 #if RS_SIMD == 3
     (void)x;
-    for (; b + 4 <= NB; b += 4) { /* four row blocks share each broadcast of the codes */
-        const int8_t *p = m->w + (size_t)b * bs;
+    for (; i + 4 <= nb; i += 4) { /* four row blocks share each broadcast of the codes */
+        const int8_t *p0 = m->w + RS_BLK(i) * bs, *p1 = m->w + RS_BLK(i + 1) * bs;
+        const int8_t *p2 = m->w + RS_BLK(i + 2) * bs, *p3 = m->w + RS_BLK(i + 3) * bs;
         __m512i a[4];
-        int i;
-        for (i = 0; i < 4; i++) a[i] = _mm512_setzero_si512();
-        for (kg = 0; kg < KG; kg++)
-            for (i = 0; i < 4; i++) a[i] = tile_vnni(a[i], p + (size_t)i * bs + (size_t)kg * 64, load4(u + 4 * kg));
-        for (i = 0; i < 4; i++)
-            _mm512_storeu_si512((void *)(y + (b + i) * RB),
-                                _mm512_sub_epi32(a[i], _mm512_loadu_si512((const void *)(m->corr + (b + i) * RB))));
+        int j;
+        for (j = 0; j < 4; j++) a[j] = _mm512_setzero_si512();
+        for (kg = 0; kg < KG; kg++) {
+            const int32_t u4 = load4(u + 4 * kg);
+            const size_t o = (size_t)kg * 64;
+            a[0] = tile_vnni(a[0], p0 + o, u4);
+            a[1] = tile_vnni(a[1], p1 + o, u4);
+            a[2] = tile_vnni(a[2], p2 + o, u4);
+            a[3] = tile_vnni(a[3], p3 + o, u4);
+        }
+        for (j = 0; j < 4; j++)
+            _mm512_storeu_si512((void *)(y + (i + j) * RB),
+                                _mm512_sub_epi32(a[j], _mm512_loadu_si512((const void *)(m->corr + RS_BLK(i + j) * RB))));
     }
-    for (; b < NB; b++) {
-        const int8_t *p = m->w + (size_t)b * bs;
-        __m512i a0 = _mm512_setzero_si512();
-        for (kg = 0; kg < KG; kg++) a0 = tile_vnni(a0, p + (size_t)kg * 64, load4(u + 4 * kg));
-        _mm512_storeu_si512((void *)(y + b * RB), _mm512_sub_epi32(a0, _mm512_loadu_si512((const void *)(m->corr + b * RB))));
+    for (; i + 2 <= nb; i += 2) { /* two row blocks, two chains each: the dot-product latency overlaps */
+        const int8_t *p0 = m->w + RS_BLK(i) * bs, *p1 = m->w + RS_BLK(i + 1) * bs;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, c0 = a0, c1 = a0;
+        for (kg = 0; kg + 2 <= KG; kg += 2) {
+            const int32_t u4 = load4(u + 4 * kg), v4 = load4(u + 4 * kg + 4);
+            const size_t o = (size_t)kg * 64;
+            a0 = tile_vnni(a0, p0 + o, u4);
+            c0 = tile_vnni(c0, p1 + o, u4);
+            a1 = tile_vnni(a1, p0 + o + 64, v4);
+            c1 = tile_vnni(c1, p1 + o + 64, v4);
+        }
+        if (kg < KG) {
+            a0 = tile_vnni(a0, p0 + (size_t)kg * 64, load4(u + 4 * kg));
+            c0 = tile_vnni(c0, p1 + (size_t)kg * 64, load4(u + 4 * kg));
+        }
+        _mm512_storeu_si512((void *)(y + i * RB), _mm512_sub_epi32(_mm512_add_epi32(a0, a1),
+                                                                   _mm512_loadu_si512((const void *)(m->corr + RS_BLK(i) * RB))));
+        _mm512_storeu_si512((void *)(y + (i + 1) * RB), _mm512_sub_epi32(_mm512_add_epi32(c0, c1),
+                                                                         _mm512_loadu_si512((const void *)(m->corr + RS_BLK(i + 1) * RB))));
+    }
+    for (; i < nb; i++) { /* two chains: the dot-product latency overlaps */
+        const int8_t *p = m->w + RS_BLK(i) * bs;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        for (kg = 0; kg + 2 <= KG; kg += 2) {
+            a0 = tile_vnni(a0, p + (size_t)kg * 64, load4(u + 4 * kg));
+            a1 = tile_vnni(a1, p + (size_t)(kg + 1) * 64, load4(u + 4 * kg + 4));
+        }
+        if (kg < KG) a0 = tile_vnni(a0, p + (size_t)kg * 64, load4(u + 4 * kg));
+        _mm512_storeu_si512((void *)(y + i * RB), _mm512_sub_epi32(_mm512_add_epi32(a0, a1),
+                                                                   _mm512_loadu_si512((const void *)(m->corr + RS_BLK(i) * RB))));
     }
 #elif RS_SIMD == 2
     (void)u;
-    for (; b + 2 <= NB; b += 2) { /* two row blocks share each broadcast of the codes */
-        const int8_t *p = m->w + (size_t)b * bs;
+    for (; i + 2 <= nb; i += 2) { /* two row blocks share each broadcast of the codes */
+        const int8_t *p0 = m->w + RS_BLK(i) * bs, *p1 = m->w + RS_BLK(i + 1) * bs;
         __m256i a[4];
-        int i;
-        for (i = 0; i < 4; i++) a[i] = _mm256_setzero_si256();
+        int j;
+        for (j = 0; j < 4; j++) a[j] = _mm256_setzero_si256();
         for (kg = 0; kg < KG; kg++) {
-            tile_avx2(a, p + (size_t)kg * 64, load4(x + 4 * kg));
-            tile_avx2(a + 2, p + bs + (size_t)kg * 64, load4(x + 4 * kg));
+            tile_avx2(a, p0 + (size_t)kg * 64, load4(x + 4 * kg));
+            tile_avx2(a + 2, p1 + (size_t)kg * 64, load4(x + 4 * kg));
         }
-        for (i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(y + b * RB + 8 * i), a[i]);
+        for (j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(y + i * RB + 8 * j), a[j]);
     }
-    for (; b < NB; b++) {
-        const int8_t *p = m->w + (size_t)b * bs;
+    for (; i < nb; i++) {
+        const int8_t *p = m->w + RS_BLK(i) * bs;
         __m256i a[2];
         a[0] = a[1] = _mm256_setzero_si256();
         for (kg = 0; kg < KG; kg++) tile_avx2(a, p + (size_t)kg * 64, load4(x + 4 * kg));
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
+        _mm256_storeu_si256((__m256i *)(y + i * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + i * RB + 8), a[1]);
     }
 #elif RS_SIMD == 1
     (void)u;
-    for (; b < NB; b++) {
-        const int8_t *p = m->w + (size_t)b * bs;
+    for (; i < nb; i++) {
+        const int8_t *p = m->w + RS_BLK(i) * bs;
         int32x4_t a[4];
         int r;
         for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
         for (kg = 0; kg < KG; kg++) tile_neon(a, p + (size_t)kg * 64, load4(x + 4 * kg));
-        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+        for (r = 0; r < 4; r++) vst1q_s32(y + i * RB + 4 * r, a[r]);
     }
 #else
     (void)u;
-    for (; b < NB; b++) {
-        const int8_t *p = m->w + (size_t)b * bs;
+    for (; i < nb; i++) {
+        const int8_t *p = m->w + RS_BLK(i) * bs;
         int32_t a[RB];
         int r;
         for (r = 0; r < RB; r++) a[r] = 0;
         for (kg = 0; kg < KG; kg++) tile_c(a, p + (size_t)kg * RB * KB, x + kg * KB);
-        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+        for (r = 0; r < RB; r++) y[i * RB + r] = a[r];
     }
 #endif
 }
 
 
-/* y[0:rows_p] = W x for a tile-sparse W: only the stored tiles are read and multiplied */
-static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    const int NB = m->rows_p / RB;
-    int b, t;
+/* tile-sparse W: only the stored tiles are read and multiplied */
+static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
+    const int nb = B->n;
+    int i, t;
 #if RS_SIMD == 3
     (void)x;
-    for (b = 0; b < NB; b++) {
+    for (i = 0; i < nb; i++) {
+        const size_t b = RS_BLK(i);
         const int e = m->tile_ptr[b + 1];
         __m512i a0 = _mm512_setzero_si512(), a1 = a0; /* two chains: the dot-product latency overlaps */
         for (t = m->tile_ptr[b]; t + 2 <= e; t += 2) {
@@ -328,38 +371,41 @@ static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, in
             a1 = tile_vnni(a1, m->w + (size_t)(t + 1) * 64, load4(u + 4 * m->tile_col[t + 1]));
         }
         if (t < e) a0 = tile_vnni(a0, m->w + (size_t)t * 64, load4(u + 4 * m->tile_col[t]));
-        _mm512_storeu_si512((void *)(y + b * RB),
+        _mm512_storeu_si512((void *)(y + i * RB),
                             _mm512_sub_epi32(_mm512_add_epi32(a0, a1), _mm512_loadu_si512((const void *)(m->corr + b * RB))));
     }
 #elif RS_SIMD == 2
     (void)u;
-    for (b = 0; b < NB; b++) {
+    for (i = 0; i < nb; i++) {
+        const size_t b = RS_BLK(i);
         __m256i a[2];
         a[0] = a[1] = _mm256_setzero_si256();
         for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
             tile_avx2(a, m->w + (size_t)t * 64, load4(x + 4 * m->tile_col[t]));
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
+        _mm256_storeu_si256((__m256i *)(y + i * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + i * RB + 8), a[1]);
     }
 #elif RS_SIMD == 1
     (void)u;
-    for (b = 0; b < NB; b++) {
+    for (i = 0; i < nb; i++) {
+        const size_t b = RS_BLK(i);
         int32x4_t a[4];
         int r;
         for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
         for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
             tile_neon(a, m->w + (size_t)t * 64, load4(x + 4 * m->tile_col[t]));
-        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+        for (r = 0; r < 4; r++) vst1q_s32(y + i * RB + 4 * r, a[r]);
     }
 #else
     (void)u;
-    for (b = 0; b < NB; b++) {
+    for (i = 0; i < nb; i++) {
+        const size_t b = RS_BLK(i);
         int32_t a[RB];
         int r;
         for (r = 0; r < RB; r++) a[r] = 0;
         for (t = m->tile_ptr[b]; t < m->tile_ptr[b + 1]; t++)
             tile_c(a, m->w + (size_t)t * RB * KB, x + m->tile_col[t] * KB);
-        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+        for (r = 0; r < RB; r++) y[i * RB + r] = a[r];
     }
 #endif
 }
@@ -367,12 +413,14 @@ static void matvec_sparse(const rs_mat *m, const int8_t *x, const uint8_t *u, in
 /* y[0:rows_p] = W x for a 2:4 matrix (rs_mat.nm_idx): half the MACs and 5/8 of the bytes of the dense
    product, exact like it (the same int8 x int8 products in int32, only the zeros skipped). One plain C
    loop for every build (no SIMD gather yet: the dense SIMD paths may beat it on a host). */
-static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y) {
+static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y, const rs_blocks *B) {
+    const int nb = B->n;
     const int KG = m->cols_p / KB, NI = rs_nm24_idx_cols(m);
-    int r, j;
-    for (r = 0; r < m->rows_p; r++) {
-        const int8_t *v = m->w + (size_t)r * (size_t)KG * 2; /* [KG][2] kept codes of row r */
-        const uint8_t *ix = m->nm_idx + (size_t)r * (size_t)NI;
+    int i, j;
+    for (i = 0; i < nb * RB; i++) {
+        const size_t r = RS_BLK(i / RB) * RB + (size_t)(i % RB);
+        const int8_t *v = m->w + r * (size_t)KG * 2; /* [KG][2] kept codes of row r */
+        const uint8_t *ix = m->nm_idx + r * (size_t)NI;
         int32_t a = 0;
         for (j = 0; 2 * j + 1 < KG; j++) { /* two groups (8 columns) per index byte */
             const unsigned s = ix[j];
@@ -385,7 +433,7 @@ static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y) {
             const int8_t *xg = x + 8 * j, *vj = v + 4 * j;
             a += (int32_t)vj[0] * xg[s & 3u] + (int32_t)vj[1] * xg[(s >> 2) & 3u];
         }
-        y[r] = a;
+        y[i] = a;
     }
 }
 
@@ -418,14 +466,16 @@ static inline __mmask64 rs_mask64(int n) { return n >= 64 ? ~(__mmask64)0 : (((_
 
 /* y[0:rows_p] = W x for a strips matrix: per row block, the codes of its kept columns are gathered
    panel by panel, then its tiles run as dense tiles would (exact: the same products, zeros skipped) */
-static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    const int NB = m->rows_p / RB, NP = (m->cols_p + RS_PANEL - 1) / RS_PANEL;
-    int b, p;
+static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
+    const int nb = B->n;
+    const int NP = (m->cols_p + RS_PANEL - 1) / RS_PANEL;
+    int bi, p;
 #if RS_SIMD == 3
     RS_ALIGN64 uint8_t g[RS_GATHER + RS_PANEL]; /* gathered unsigned codes (+ slack: a gather stores 64 bytes) */
     (void)x;
-    for (b = 0; b < NB; b++) {
-        const int32_t *ptr = m->strip_ptr + (size_t)b * (size_t)NP;
+    for (bi = 0; bi < nb; bi++) {
+        const size_t b = RS_BLK(bi);
+        const int32_t *ptr = m->strip_ptr + b * (size_t)NP;
         __m512i a[4];
         int t0 = ptr[0], n = 0, i; /* g holds n codes, of the tiles from t0 */
         for (i = 0; i < 4; i++) a[i] = _mm512_setzero_si512();
@@ -452,14 +502,15 @@ static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, in
             n += k;
         }
         strips_vnni_tiles(a, m->w + (size_t)t0 * 64, g, n / 4);
-        _mm512_storeu_si512((void *)(y + b * RB),
+        _mm512_storeu_si512((void *)(y + bi * RB),
                             _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3])),
                                              _mm512_loadu_si512((const void *)(m->corr + b * RB))));
     }
 #else
     (void)u;
-    for (b = 0; b < NB; b++) {
-        const int32_t *ptr = m->strip_ptr + (size_t)b * (size_t)NP;
+    for (bi = 0; bi < nb; bi++) {
+        const size_t b = RS_BLK(bi);
+        const int32_t *ptr = m->strip_ptr + b * (size_t)NP;
 #if RS_SIMD == 2
         __m256i a[2];
         a[0] = a[1] = _mm256_setzero_si256();
@@ -488,22 +539,29 @@ static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, in
             }
         }
 #if RS_SIMD == 2
-        _mm256_storeu_si256((__m256i *)(y + b * RB), a[0]);
-        _mm256_storeu_si256((__m256i *)(y + b * RB + 8), a[1]);
+        _mm256_storeu_si256((__m256i *)(y + bi * RB), a[0]);
+        _mm256_storeu_si256((__m256i *)(y + bi * RB + 8), a[1]);
 #elif RS_SIMD == 1
-        for (r = 0; r < 4; r++) vst1q_s32(y + b * RB + 4 * r, a[r]);
+        for (r = 0; r < 4; r++) vst1q_s32(y + bi * RB + 4 * r, a[r]);
 #else
-        for (r = 0; r < RB; r++) y[b * RB + r] = a[r];
+        for (r = 0; r < RB; r++) y[bi * RB + r] = a[r];
 #endif
     }
 #endif
 }
 
+/* the row blocks B of W x into y[0 : B->n * RB) */
+static void matvec_blocks(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
+    if (m->strip_ptr) matvec_strips(m, x, u, y, B);
+    else if (m->nm_idx) matvec_nm24(m, x, y, B);
+    else if (m->tile_ptr) matvec_sparse(m, x, u, y, B);
+    else matvec_dense(m, x, u, y, B);
+}
+
+/* y[0:rows_p] = W x */
 static void matvec(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y) {
-    if (m->strip_ptr) matvec_strips(m, x, u, y);
-    else if (m->nm_idx) matvec_nm24(m, x, y);
-    else if (m->tile_ptr) matvec_sparse(m, x, u, y);
-    else matvec_dense(m, x, u, y);
+    const rs_blocks all = {0, 0, 1, m->rows_p / RB};
+    matvec_blocks(m, x, u, y, &all);
 }
 
 /* copy n int8 codes into a padded buffer (zeros up to cols_p) and its unsigned twin */
@@ -745,58 +803,106 @@ static int delta_update(const int8_t *wc, int rows_c, int cols, int32_t thr, con
     return n;
 }
 
-/* the gate terms of a delta matrix: requant(M) into out */
-static void delta_terms(int32_t *out, const int32_t *M, const int32_t *mult, const int8_t *shift, int rows) {
-    memcpy(out, M, sizeof(int32_t) * (size_t)rows);
-    terms(out, mult, shift, rows);
+/* ---- the chunked step ------------------------------------------------------------------
+   A layer's step runs its units in chunks of U (rs_chunk_units): per chunk, the gate rows of those
+   units of W_ih x and of W_hh h (row blocks u0 / RB .. of each gate: packed matrices of every
+   format are organised by row blocks of RB rows, and gate g of units u0 .. u0 + U - 1 is rows
+   g * hidden + u0 .. of the (G * hidden, cols) matrices) into the int32 accumulators ax, ah (G * U
+   rows each, gate g at g * U), then the cell update of those units right away. The accumulators
+   so hold one chunk, not G * hidden rows (max_chunk: the step's RAM). The codes of h_{t-1} stay in
+   hbuf (and ubuf + max_cols) until every chunk has read them; the new codes go to y, c (LSTM) and
+   h16 (GRU / RNN) are updated in place, unit by unit. Integer sums are exact: the order of the
+   chunks changes no bit. A hidden size that is not a multiple of RB runs as one chunk of every
+   unit (gate rows would straddle row blocks) with rows_p accumulators. */
+
+/* units per chunk: 16 (LSTM: 4 row blocks), 32 (GRU: 6), 64 (RNN: 4) where hidden allows, else
+   16, else every unit */
+static int rs_chunk_units(const rs_layer *ly) {
+    const int G = ly->rows / ly->hidden;
+    int U = G >= 4 ? RB : (G == 3 ? 2 * RB : 4 * RB);
+    while (U > RB && ly->hidden % U) U /= 2;
+    return ly->hidden % U ? ly->hidden : U;
 }
 
-/* input terms tx (Q.12) of one layer for input codes x (or the folded table row); dl: delta state */
-static const int32_t *input_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
+/* int32 rows of one chunk's accumulators (ax, ah) */
+static inline int rs_chunk_rows(const rs_layer *ly) {
+    return ly->hidden % RB ? ly->wx.rows_p : ly->rows / ly->hidden * rs_chunk_units(ly);
+}
+
+/* the row blocks of the first chunk (units 0 .. U - 1); the chunk of units from u0 has b0 = u0 / RB */
+static rs_blocks rs_chunk_blocks(const rs_layer *ly, int U) {
+    rs_blocks B;
+    B.b0 = 0;
+    if (ly->hidden % RB) {
+        B.lp = 0; B.step = 1; B.n = ly->wx.rows_p / RB;
+    } else { /* U / RB is 1, 2 or 4 blocks per gate */
+        const int per = U / RB;
+        B.lp = per == 4 ? 2 : per - 1; B.step = ly->hidden / RB;
+        B.n = ly->rows / ly->hidden * per;
+    }
+    return B;
+}
+
+/* the gate terms (Q.12) of the chunk B of one matrix into acc: requant of the product, or of the
+   delta accumulators M (a delta step: M = W last, every row, updated before the chunks) */
+static void chunk_terms(const rs_layer *ly, const rs_mat *w, const int8_t *x, const uint8_t *u, const int32_t *M,
+                        const int32_t *mult, const int8_t *shift, const rs_blocks *B, int32_t *acc) {
+    int i;
+    if (!M) matvec_blocks(w, x, u, acc, B);
+    for (i = 0; i < B->n; i++) {
+        const int r0 = (int)RS_BLK(i) * RB, n = ly->rows - r0 < RB ? ly->rows - r0 : RB;
+        if (M) memcpy(acc + i * RB, M + r0, sizeof(int32_t) * RB);
+        if (n > 0) terms(acc + i * RB, mult + r0, shift + r0, n);
+    }
+}
+
+/* Before the chunks, the codes every chunk reads: the layer's input codes x into xbuf / ubuf (or
+   W_ih's delta update), h_{t-1}'s codes (already in hbuf) padded, unsigned into ubuf + max_cols (or
+   W_hh's delta update). Returns the folded table row of `token` (layer 0's input terms), or NULL. */
+static const int32_t *layer_codes(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
                                   const rs_dlayer *dl) {
-    if (ly->tx_table) return ly->tx_table + (size_t)token * (size_t)ly->rows;
-    if (dl && ly->wx_cols) {
+    const int32_t *table = ly->tx_table ? ly->tx_table + (size_t)token * (size_t)ly->rows : NULL;
+    if (!table && dl && ly->wx_cols)
         dl->cnt[0] += delta_update(ly->wx_cols, rs_rows_c(ly), ly->input, ly->delta_thr, x, dl->lx, dl->mx,
                                    dl->kidx, dl->kd, dl->ko);
-        delta_terms(m->ax, dl->mx, ly->mult_x, ly->shift_x, ly->rows);
-        return m->ax;
-    }
-    load_codes(m->xbuf, m->ubuf, x, ly->input, ly->wx.cols_p);
-    matvec(&ly->wx, m->xbuf, m->ubuf, m->ax);
-    terms(m->ax, ly->mult_x, ly->shift_x, ly->rows);
-    return m->ax;
-}
-
-static void recurrent_terms(const rs_model *m, const rs_layer *ly, const rs_dlayer *dl) {
-    if (dl && ly->wh_cols) {
+    else if (!table)
+        load_codes(m->xbuf, m->ubuf, x, ly->input, ly->wx.cols_p);
+    if (dl && ly->wh_cols)
         dl->cnt[1] += delta_update(ly->wh_cols, rs_rows_c(ly), ly->hidden, ly->delta_thr, m->hbuf, dl->lh, dl->mh,
                                    dl->kidx, dl->kd, dl->ko);
-        delta_terms(m->ah, dl->mh, ly->mult_h, ly->shift_h, ly->rows);
-        return;
-    }
-    load_codes(m->hbuf, m->ubuf, m->hbuf, ly->hidden, ly->wh.cols_p);
-    matvec(&ly->wh, m->hbuf, m->ubuf, m->ah);
-    terms(m->ah, ly->mult_h, ly->shift_h, ly->rows);
+    else
+        load_codes(m->hbuf, m->ubuf + m->max_cols, m->hbuf, ly->hidden, ly->wh.cols_p);
+    return table;
 }
 
-static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
-                       const rs_dlayer *dl) {
+/* The chunk of U units from u0 (its row blocks B): tx[g], ah[g] point at the input / recurrent terms
+   of gate g of its first unit (tx: into the folded table row, or ax) */
+static void chunk_gates(const rs_model *m, const rs_layer *ly, const int32_t *table, const rs_dlayer *dl, int u0,
+                        int U, const rs_blocks *B, const int32_t **tx, const int32_t **ah) {
+    const int G = ly->rows / ly->hidden;
+    int g;
+    if (!table)
+        chunk_terms(ly, &ly->wx, m->xbuf, m->ubuf, dl && ly->wx_cols ? dl->mx : NULL, ly->mult_x, ly->shift_x, B, m->ax);
+    chunk_terms(ly, &ly->wh, m->hbuf, m->ubuf + m->max_cols, dl && ly->wh_cols ? dl->mh : NULL, ly->mult_h, ly->shift_h,
+                B, m->ah);
+    for (g = 0; g < G; g++) {
+        tx[g] = table ? table + g * ly->hidden + u0 : m->ax + g * U;
+        ah[g] = m->ah + g * U;
+    }
+}
+
+/* LSTM units u0 .. u0 + U - 1 (hs, cs, y: from unit u0; b: the bias from unit u0, gate g at g * H) */
+static void lstm_units(const rs_layer *ly, const int32_t *const *tx, const int32_t *const *ah, const int32_t *b,
+                       int16_t *hs, int16_t *cs, int8_t *y, int U) {
     const int H = ly->hidden, cf = ly->cf;
-    int16_t *hs = st, *cs = st + H;
-    const int32_t *tx;
-    int32_t *pre = m->pre;
-    int k, j;
-    tx = input_terms(m, ly, x, token, dl);
-    for (k = 0; k < H; k++) m->hbuf[k] = (int8_t)hs[k];
-    recurrent_terms(m, ly, dl);
-    for (j = 0; j < ly->rows; j++) pre[j] = tx[j] + m->ah[j] + ly->bias[j];
-    k = 0;
+    int k = 0;
 #if RS_SIMD == 3
     {
         const __m512i hm = V512(ly->h_mult), hsh = V512(ly->h_shift);
-        for (; k + 16 <= H; k += 16) {
-            const __m512i i = v_lut(ly->sig, v_load(pre + k)), f = v_lut(ly->sig, v_load(pre + H + k));
-            const __m512i g = v_lut(ly->tanh_, v_load(pre + 2 * H + k)), o = v_lut(ly->sig, v_load(pre + 3 * H + k));
+#define RS_PRE(g) _mm512_add_epi32(_mm512_add_epi32(v_load(tx[g] + k), v_load(ah[g] + k)), v_load(b + (g) * H + k))
+        for (; k + 16 <= U; k += 16) {
+            const __m512i i = v_lut(ly->sig, RS_PRE(0)), f = v_lut(ly->sig, RS_PRE(1));
+            const __m512i g = v_lut(ly->tanh_, RS_PRE(2)), o = v_lut(ly->sig, RS_PRE(3));
             const __m512i c = v_clamp(_mm512_add_epi32(v_rshr(_mm512_mullo_epi32(f, v_load16(cs + k)), 15),
                                                        v_rshr(_mm512_mullo_epi32(i, g), 30 - cf)), -32768, 32767);
             const __m512i c12 = cf >= 12 ? v_rshr(c, cf - 12) : _mm512_sll_epi32(c, _mm_cvtsi32_si128(12 - cf));
@@ -805,11 +911,13 @@ static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, i
             v_store16(hs + k, h8);
             v_store8(y + k, h8);
         }
+#undef RS_PRE
     }
 #endif
-    for (; k < H; k++) {
-        const int32_t i = lut(ly->sig, pre[k]), f = lut(ly->sig, pre[H + k]);
-        const int32_t g = lut(ly->tanh_, pre[2 * H + k]), o = lut(ly->sig, pre[3 * H + k]);
+    for (; k < U; k++) {
+        const int32_t i = lut(ly->sig, tx[0][k] + ah[0][k] + b[k]), f = lut(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t g = lut(ly->tanh_, tx[2][k] + ah[2][k] + b[2 * H + k]);
+        const int32_t o = lut(ly->sig, tx[3][k] + ah[3][k] + b[3 * H + k]);
         const int32_t c = clamp32(rshr(f * (int32_t)cs[k], 15) + rshr(i * g, 30 - cf), -32768, 32767);
         const int32_t c12 = cf >= 12 ? rshr(c, cf - 12) : c * (1 << (12 - cf));
         const int32_t h8 = clamp32(requant((int64_t)o * lut(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
@@ -819,26 +927,31 @@ static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, i
     }
 }
 
-/* GRU / RNN: input terms (returned), recurrent terms of the int8 copy of the Q0.15 state (m->ah) */
-static const int32_t *h16_layer_terms(const rs_model *m, const rs_layer *ly, const int8_t *x, int token,
-                                      const int16_t *st, const rs_dlayer *dl) {
-    const int32_t *tx = input_terms(m, ly, x, token, dl);
-    h8_codes(m->hbuf, st, ly, ly->hidden);
-    recurrent_terms(m, ly, dl);
-    return tx;
+static void lstm_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                       const rs_dlayer *dl) {
+    const int H = ly->hidden, U = rs_chunk_units(ly);
+    const int32_t *table, *tx[4], *ah[4];
+    rs_blocks B = rs_chunk_blocks(ly, U);
+    int k, u0;
+    for (k = 0; k < H; k++) m->hbuf[k] = (int8_t)st[k]; /* the state keeps h as int8 codes */
+    table = layer_codes(m, ly, x, token, dl);
+    for (u0 = 0; u0 < H; u0 += U, B.b0 += U / RB) {
+        chunk_gates(m, ly, table, dl, u0, U, &B, tx, ah);
+        lstm_units(ly, tx, ah, ly->bias + u0, st + u0, st + H + u0, y + u0, U);
+    }
 }
 
-static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
-                      const rs_dlayer *dl) {
+/* GRU units u0 .. u0 + U - 1 (st, y: from unit u0; b: the bias from unit u0, [r | z | n_x | n_h] at g * H) */
+static void gru_units(const rs_layer *ly, const int32_t *const *tx, const int32_t *const *ah, const int32_t *b,
+                      int16_t *st, int8_t *y, int U) {
     const int H = ly->hidden;
-    const int32_t *tx = h16_layer_terms(m, ly, x, token, st, dl), *b = ly->bias, *ah = m->ah;
     int k = 0;
 #if RS_SIMD == 3
-    for (; k + 16 <= H; k += 16) {
-        const __m512i r = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
-        const __m512i z = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + H + k), v_load(ah + H + k)), v_load(b + H + k)));
-        const __m512i hn = _mm512_add_epi32(v_load(ah + 2 * H + k), v_load(b + 3 * H + k));
-        const __m512i n = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + 2 * H + k), v_load(b + 2 * H + k)),
+    for (; k + 16 <= U; k += 16) {
+        const __m512i r = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
+        const __m512i z = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[1] + k), v_load(ah[1] + k)), v_load(b + H + k)));
+        const __m512i hn = _mm512_add_epi32(v_load(ah[2] + k), v_load(b + 3 * H + k));
+        const __m512i n = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[2] + k), v_load(b + 2 * H + k)),
                                                             v_mul_rshr15(r, hn)));
         const __m512i h16 = v_clamp(_mm512_add_epi32(n, v_rshr(_mm512_mullo_epi32(z, _mm512_sub_epi32(v_load16(st + k), n)), 15)),
                                     -32767, 32767);
@@ -846,34 +959,56 @@ static void gru_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, in
         v_store8(y + k, v_requant(h16, V512(ly->h_mult), V512(ly->h_shift), -Q8_MAX, Q8_MAX));
     }
 #endif
-    for (; k < H; k++) {
-        const int32_t r = lut(ly->sig, tx[k] + ah[k] + b[k]);
-        const int32_t z = lut(ly->sig, tx[H + k] + ah[H + k] + b[H + k]);
-        const int32_t hn = ah[2 * H + k] + b[3 * H + k];
-        const int32_t n = lut(ly->tanh_, tx[2 * H + k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
+    for (; k < U; k++) {
+        const int32_t r = lut(ly->sig, tx[0][k] + ah[0][k] + b[k]);
+        const int32_t z = lut(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t hn = ah[2][k] + b[3 * H + k];
+        const int32_t n = lut(ly->tanh_, tx[2][k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
         const int32_t h16 = clamp32(n + rshr(z * ((int32_t)st[k] - n), 15), -32767, 32767);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
     }
 }
 
-static void rnn_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
-                      const rs_dlayer *dl) {
-    const int H = ly->hidden;
-    const int32_t *tx = h16_layer_terms(m, ly, x, token, st, dl), *ah = m->ah, *b = ly->bias;
+/* tanh-RNN units u0 .. u0 + U - 1 */
+static void rnn_units(const rs_layer *ly, const int32_t *const *tx, const int32_t *const *ah, const int32_t *b,
+                      int16_t *st, int8_t *y, int U) {
     int k = 0;
 #if RS_SIMD == 3
-    for (; k + 16 <= H; k += 16) {
-        const __m512i h16 = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx + k), v_load(ah + k)), v_load(b + k)));
+    for (; k + 16 <= U; k += 16) {
+        const __m512i h16 = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
         v_store16(st + k, h16);
         v_store8(y + k, v_requant(h16, V512(ly->h_mult), V512(ly->h_shift), -Q8_MAX, Q8_MAX));
     }
 #endif
-    for (; k < H; k++) {
-        const int32_t h16 = lut(ly->tanh_, tx[k] + ah[k] + b[k]);
+    for (; k < U; k++) {
+        const int32_t h16 = lut(ly->tanh_, tx[0][k] + ah[0][k] + b[k]);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
     }
+}
+
+/* GRU / tanh-RNN layer: the Q0.15 state's int8 codes into hbuf, then the chunks */
+static void h16_layer(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                      const rs_dlayer *dl) {
+    const int H = ly->hidden, U = rs_chunk_units(ly);
+    const int32_t *table, *tx[4], *ah[4];
+    rs_blocks B = rs_chunk_blocks(ly, U);
+    int u0;
+    h8_codes(m->hbuf, st, ly, H);
+    table = layer_codes(m, ly, x, token, dl);
+    for (u0 = 0; u0 < H; u0 += U, B.b0 += U / RB) {
+        chunk_gates(m, ly, table, dl, u0, U, &B, tx, ah);
+        if (m->cell == CELL_GRU) gru_units(ly, tx, ah, ly->bias + u0, st + u0, y + u0, U);
+        else rnn_units(ly, tx, ah, ly->bias + u0, st + u0, y + u0, U);
+    }
+}
+
+/* one step of one layer of any cell */
+static void layer_step(const rs_model *m, const rs_layer *ly, const int8_t *x, int token, int16_t *st, int8_t *y,
+                       const rs_dlayer *dl) {
+    if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, dl);
+    else h16_layer(m, ly, x, token, st, y, dl);
 }
 
 /* The layer-0 input codes of `token`: its row of emb; with a tied embedding (emb_tied) the row of
@@ -903,9 +1038,7 @@ static void rs_core_layers(const rs_model *m, const int8_t *x, int token, int16_
         rs_dlayer dl, *d = NULL;
         if (ds) rs_delta_layout(m, (unsigned char *)ds, l, d = &dl);
         /* y is written to ybuf; the next layer copies it into xbuf before overwriting ybuf */
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, state, m->ybuf, d);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, state, m->ybuf, d);
-        else rnn_layer(m, ly, x, token, state, m->ybuf, d);
+        layer_step(m, ly, x, token, state, m->ybuf, d);
         state += (m->cell == CELL_LSTM ? 2 : 1) * ly->hidden;
         x = m->ybuf;
     }
@@ -943,9 +1076,9 @@ static void rs_project_codes(const rs_model *m, int8_t *y) {
     const rs_input *in = &m->in;
     int k;
     load_codes(m->xbuf, m->ubuf, m->hbuf, in->F, in->w.cols_p);
-    matvec(&in->w, m->xbuf, m->ubuf, m->ax);
+    matvec(&in->w, m->xbuf, m->ubuf, m->acc);
     for (k = 0; k < m->E; k++) {
-        const int32_t v = clamp32(requant((int64_t)m->ax[k] + in->bias[k], in->mult[k], in->shift[k]), -Q8_MAX, Q8_MAX);
+        const int32_t v = clamp32(requant((int64_t)m->acc[k] + in->bias[k], in->mult[k], in->shift[k]), -Q8_MAX, Q8_MAX);
         y[k] = in->act ? in->act[v + 128] : (int8_t)v;
     }
 }
@@ -1087,9 +1220,7 @@ static void rs_run_direction(const rs_model *m, const rs_layer *ly, const int8_t
         const int t = reverse ? T - 1 - i : i, token = in ? -1 : (int)tokens[t];
         const int8_t *x = in ? in + (size_t)t * W : rs_token_codes(m, ly, token);
         int8_t *y = out + (size_t)t * W;
-        if (m->cell == CELL_LSTM) lstm_layer(m, ly, x, token, st, y, dl);
-        else if (m->cell == CELL_GRU) gru_layer(m, ly, x, token, st, y, dl);
-        else rnn_layer(m, ly, x, token, st, y, dl);
+        layer_step(m, ly, x, token, st, y, dl);
     }
 }
 
