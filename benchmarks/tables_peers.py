@@ -102,11 +102,11 @@ def load_runs() -> dict[str, dict[str, dict]]:
 
 
 def reference(runs: dict[str, dict]) -> dict | None:
-    """rnnslim's record for a model among the peers' runs: the latest with the noise band (reference_outputs.py
-    with its extras), else the one with the most rows."""
+    """rnnslim's record for a model among the peers' runs: of those on the longest test prefix, the latest with
+    the noise band (reference_outputs.py with its extras), else the one with the most rows."""
     refs = [r["rnnslim"] | {"_date": r.get("date", "")} for r in runs.values() if r.get("rnnslim")]
-    return max(refs, key=lambda ref: ("noise_band" in ref, ref["_date"] if "noise_band" in ref else "",
-                                      len(ref["rows"])), default=None)
+    return max(refs, key=lambda ref: (ref.get("test_chars") or 0, "noise_band" in ref,
+                                      ref["_date"] if "noise_band" in ref else "", len(ref["rows"])), default=None)
 
 
 def _reference_command(ref: dict) -> str:
@@ -151,12 +151,29 @@ def _ram(row: dict) -> int | None:
     return c["scratch_bytes"] + c["state_bytes"] if c else None
 
 
+def _current_ram(model: str, int8: dict) -> None:
+    """Replace the int8 row's C scratch + state by benchmarks/results/kernel_ram.json's figure for `model`
+    when that file has one: the chunked step (kernel_ram.py, bit-identical results) made the scratch far
+    smaller after the peer runs recorded it; the old figure is kept in the row as c_export_recorded."""
+    try:
+        now = load_result("kernel_ram.json")["result"]["models"][model]
+    except (OSError, KeyError, TypeError, ValueError):
+        return
+    c = int8.get("c_export")
+    if c and now.get("scratch_bytes") is not None:
+        new = c | {"scratch_bytes": now["scratch_bytes"], "state_bytes": now["state_bytes"]}
+        if new != c:
+            int8["c_export_recorded"], int8["c_export"] = dict(c), new
+
+
 def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) -> str:
     if r.get("outcome") == "not_run":
         return f"| {r['variant']} | rnnslim | not run: {r['error']} | | | | |"
     c = r.get("c_export")
     size = f"{r['artifact_bytes']:,} (C arrays {c['const_bytes']:,})" if c else f"{r['artifact_bytes']:,}"
     ram = f"C scratch + state {_ram(r):,}" if c else "-"
+    if r.get("c_export_recorded"):
+        ram += f" (kernel_ram.json; {_ram({'c_export': r['c_export_recorded']}):,} when the peer ran)"
     lat, ref_lat = r.get("latency") or {}, int8.get("latency") or {}
     x = lat["median_ms"] / ref_lat["median_ms"] if lat and ref_lat else None
     runs_in = r.get("runs_in", "C kernel")
@@ -181,6 +198,10 @@ def _peer_line(r: dict, fp32: dict, classifier: bool) -> str:
     size = f"{r['bytes']:,} ({r.get('bytes_how') or '?'})" if r.get("bytes") else "-"
     name = r["variant"] if r["outcome"] == "ok" else f"{r['variant']} (**{r['outcome']}**)"
     note += f"; {said}" if r["outcome"] != "ok" else ""
+    if r.get("prefix_chars"):
+        fp32 = r.get("own_fp32") or fp32
+        note += (f"; measured on the first {r['prefix_chars']:,} test characters only (loss against rnnslim fp32 on "
+                 "the same characters), so left out of the targets")
     return (f"| {name} | {api} | "
             f"{_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | {size} | {ram} | "
             f"{lat} | {_ratio_words(r['ratio'], r['peer'])}{note} |")
@@ -347,8 +368,11 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
         return [], [], []
     classifier = ref.get("kind") == "classifier"
     fp32, int8 = _ours(ref)
-    rows = [r | {"source": peer} for peer, run in by_peer.items() for r in peer_rows(run, model)]
-    theirs = [r for r in rows if r.get("peer") != "rnnslim"]  # a peer JSON's own rnnslim rows are not a peer
+    _current_ram(model, int8)
+    rows = [_on_prefix(r | {"source": peer}, run, ref, classifier)
+            for peer, run in by_peer.items() for r in peer_rows(run, model)]
+    comparable = [r for r in rows if "prefix_chars" not in r]  # shorter-prefix runs stay out of targets and wins
+    theirs = [r for r in comparable if r.get("peer") != "rnnslim"]  # a peer JSON's own rnnslim rows are not a peer
     what = f" ({ref['what']})" if classifier else ""
     out = [f"### {model}{what}", ""]
     for peer, run in by_peer.items():
@@ -363,7 +387,17 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
             "|---|---|---|---:|---|---:|---|"]
     out += [_rnnslim_line(r, ref, fp32, int8, classifier) for r in ref["rows"] if r is not fp32]
     out += [_peer_line(r, fp32, classifier) for r in rows]
-    return out + [""], targets(model, theirs, ref, classifier), wins(model, rows, ref, classifier)
+    return out + [""], targets(model, theirs, ref, classifier), wins(model, comparable, ref, classifier)
+
+
+def _on_prefix(r: dict, run: dict, ref: dict, classifier: bool) -> dict:
+    """A row of a run measured on a shorter test prefix than rnnslim's reference gets `prefix_chars` and that
+    run's own rnnslim fp32 row (`own_fp32`): its loss is compared with that, and it is left out of targets."""
+    n, want = run.get("test_chars"), ref.get("test_chars")
+    if classifier or not n or not want or n == want:
+        return r
+    own = run.get("rnnslim")
+    return r | {"prefix_chars": n, "own_fp32": _ours(own)[0] if own and own.get("rows") else None}
 
 
 def peers_section() -> list[str]:
