@@ -31,7 +31,10 @@ The strips runners use sparse="auto" (packed.py's cost rule; "formats" records i
 Also: MACs and bytes read per step (IntegerProgram.macs_per_step / bytes_per_step) and flash
 (export_c const_bytes, the strips index included). --m4 instead: the Cortex-M4 instruction count
 per step under qemu-system-arm -icount (m4_icount.py), dense vs strips4, under the key
-MODEL-cortex-m4. Writes benchmarks/results/strips_kernel.json.
+MODEL-cortex-m4. Writes benchmarks/results/strips_kernel.json. The same rows time N:M-pruned models, whose
+matrices "auto" stores in the panels format (panels.py: balanced per-row sparsity), e.g.
+  strips_bench.py --models charlstm-512x2 --key charlstm-512x2-nm-panels --pruned
+      benchmarks/runs/strip_pruning/charlstm-512x2/oneshot-nm1ofM-{75,90}
 """
 
 from __future__ import annotations
@@ -174,6 +177,8 @@ def main() -> None:
     ap.add_argument("--m4", action="store_true", help="only the Cortex-M4 instruction count (qemu -icount) and flash")
     ap.add_argument("--pruned", nargs="+", metavar="DIR",
                     help="time these saved (float, pruned) models of --models' first model instead (DIR/model.json)")
+    ap.add_argument("--key", help="results key of the --pruned rows (default MODEL-pruned), e.g. MODEL-nm-panels for "
+                                  "OBS N:M models, which \"auto\" stores in the panels format (panels.py)")
     ap.add_argument("--calibrate", type=int, nargs="*", metavar="HIDDEN",
                     help="only the cost rule's measurement (calibrate()) at these widths (e.g. 256 512)")
     args = ap.parse_args()
@@ -193,7 +198,7 @@ def main() -> None:
         if args.pruned:  # models pruned elsewhere (e.g. strip_pruning_bench.py's), timed as they are
             quantized = {Path(d).name: quantize_int8_(load_model(Path(d) / "model.json"), int8, calibration=calib)
                          for d in args.pruned}
-            key = f"{model_name}-pruned"
+            key = args.key or f"{model_name}-pruned"
         else:
             quantized = {f"{how}-{int(round(100 * s))}": quantize_int8_(m, int8, calibration=calib)
                          for s in args.sparsities for how, m in pruned_models(base, s).items()}

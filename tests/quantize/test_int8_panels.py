@@ -1,6 +1,7 @@
 """The panels matrix format (panels.py, rnnslim_panels.h): packing round-trips on odd sizes, unbalanced
-rows and empty panels, the group counts of N:M patterns, and the C product equal to the dense int32
-product bit for bit on every path (portable C, AVX2 build, AVX-512 without VBMI, native)."""
+rows and empty panels, the group counts of N:M patterns, the C product equal to the dense int32
+product bit for bit on every path (portable C, AVX2 build, AVX-512 without VBMI, native), the "auto"
+cost rule, and IntegerRunner with panels matrices equal to the dense kernel bit for bit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from int8_models import VARIANTS, integer_model
+from panels_models import nm_model, nm_prune_
 
+from rnnslim.quantize.int8 import IntegerRunner
+from rnnslim.quantize.int8.packed import IntegerProgram, pack_matrix, panels_cost
 from rnnslim.quantize.int8.panels import pack_panels, panel_counts, panel_group_count, panels_nbytes, unpack_panels
 from rnnslim.runtime.build import CompilerUnavailable, compile_shared, cpu_fingerprint
 
@@ -137,3 +143,68 @@ def test_product_is_bit_exact_with_dense(variant):
             x = x.astype(np.int8)
             dense = full.astype(np.int64) @ x.astype(np.int64)
             assert np.array_equal(product(lib, full, x), dense), (variant, full.shape)
+
+
+# ---- the kernel (rnnslim_core.h matvec_panels through IntegerRunner) and the packing rules ----
+
+def test_auto_picks_panels_for_nm_and_dense_for_half_unstructured():
+    for n, m in ((1, 4), (16, 64), (1, 8)):
+        assert pack_matrix(nm_codes(256, 256, n, m, seed=m)).format == "panels", (n, m)
+    dense = np.random.default_rng(2).integers(-127, 128, (64, 64)).astype(np.int8)
+    assert pack_matrix(dense).format == "dense"
+    half = (dense * (np.random.default_rng(3).random((64, 64)) < 0.5)).astype(np.int8)
+    assert pack_matrix(half).format == "dense"
+    p = pack_matrix(nm_codes(50, 132, 1, 4, seed=1), sparse="panels")
+    assert p.panels and p.macs == 64 * p.n_tiles == 64 * int(p.panel_ptr[-1])
+    assert p.nbytes == panels_nbytes(p.rows_p, p.cols_p, p.n_tiles) + 4 * p.rows_p  # flash counts the index
+    assert np.array_equal(unpack_panels(p.w, p.panel_ptr, p.panel_idx, p.rows_p, p.cols_p),
+                          padded(nm_codes(50, 132, 1, 4, seed=1)))
+    assert panels_cost(nm_codes(64, 256, 1, 4, 0)) < (64 // 16) * (256 // 4)
+
+
+def test_program_counts_macs_of_the_panels():
+    q = nm_model("lstm", 1, 4)
+    sparse = IntegerProgram.from_model(q, fold_embedding=False, sparse="panels")
+    dense = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
+    mats = sparse.step_matrices()
+    assert len(mats) == 5 and all(m.format == "panels" for m in mats)
+    assert sparse.macs_per_step() == sum(64 * m.n_tiles for m in mats) < 0.5 * dense.macs_per_step()
+    assert "5 panels" in sparse.work_note()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cell, n, m", [("lstm", 1, 4), ("gru", 6, 64), ("rnn_tanh", 3, 8)])
+def test_kernel_step_equals_dense_bit_for_bit(variant, cell, n, m):
+    q = nm_model(cell, n, m)
+    panels = IntegerRunner(q, variant, fold_embedding=False, sparse="panels")
+    assert all(mat.panels for mat in panels.program.step_matrices())
+    dense = IntegerRunner(q, variant, fold_embedding=False, sparse=False)
+    tokens = torch.randint(0, 30, (40,), generator=torch.Generator().manual_seed(3))
+    a, a_state = panels.run(tokens)
+    b, b_state = dense.run(tokens)
+    assert torch.equal(a, b) and torch.equal(a_state.buf, b_state.buf)
+    assert a.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kernel_unstructured_wide_and_bidirectional(variant):
+    """unbalanced (unstructured) matrices, a 1100-column W_ih, and rs_core_run over both directions of a
+    bidirectional model, all as panels, equal the dense kernel"""
+    wide = nm_prune_(integer_model("gru", hidden=(40,), embed=1100), 2, 16)
+    unstructured = integer_model("lstm", hidden=(70, 33), seed=1)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(4)
+        for layer in unstructured.rnn.layers:
+            layer.w_hh.mul_((torch.rand(layer.w_hh.shape, generator=g) < 0.1).to(torch.int8))
+    bidi = nm_prune_(integer_model("gru", hidden=(40, 24), bidirectional=True), 1, 4)
+    tokens = torch.randint(0, 30, (25,), generator=torch.Generator().manual_seed(5))
+    for model in (wide, unstructured, bidi):
+        panels = IntegerRunner(model, variant, fold_embedding=False, sparse="panels")
+        dense = IntegerRunner(model, variant, fold_embedding=False, sparse=False)
+        assert panels.program.layers[0].wh.panels
+        if model is bidi:
+            assert torch.equal(panels.run_sequence(tokens), dense.run_sequence(tokens))
+            continue
+        a, a_state = panels.run(tokens)
+        b, b_state = dense.run(tokens)
+        assert torch.equal(a, b) and torch.equal(a_state.buf, b_state.buf)

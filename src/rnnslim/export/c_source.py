@@ -53,7 +53,7 @@ from rnnslim.export.c_names import model_c_name
 from rnnslim.export.c_scaling import model_scaling, scaling_arrays, scaling_comment
 from rnnslim.export.c_vocab import Vocabulary, model_vocabulary, vocab_files
 from rnnslim.export.destination import check_destination, export_directory
-from rnnslim.quantize.int8.kernel import CORE
+from rnnslim.quantize.int8.kernel import CORE, PANELS
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
 from rnnslim.runtime.manifest import FORMAT, FORMAT_VERSION, INFO_FIELDS, MANIFEST
 
@@ -74,7 +74,7 @@ class CExport:
     const_bytes: int  # flash: every const array
     scratch_bytes: int  # RAM: the step's static buffers
     state_bytes: int  # RAM per stream: one NAME_state
-    tile_sparse: list[str]  # matrices stored in a sparse format (16 x 4 tiles, 2:4 or strips; sparse_formats says which)
+    tile_sparse: list[str]  # matrices stored in a sparse format (16 x 4 tiles, 2:4, strips or panels; sparse_formats says which)
     folded_embedding: bool
     files: dict[str, str] = field(default_factory=dict)  # file -> sha256
     input_kind: str = "embedding"  # or "identity" / "linear": NAME_step takes NAME_FEATURES floats
@@ -90,7 +90,7 @@ class CExport:
     vocab_table_bytes: int = 0  # flash of NAME_vocab.c (not in const_bytes: compiled only where text is used)
     input_scaling: dict | None = None  # {"mean": [F], "std": [F]}: the caller standardises features (c_scaling.py)
     output_scaling: dict | None = None  # {"mean": [O], "std": [O]}: a forecaster's outputs are standardised
-    sparse_formats: dict[str, str] = field(default_factory=dict)  # matrix -> "tiles" / "nm24" / "strips"
+    sparse_formats: dict[str, str] = field(default_factory=dict)  # matrix -> "tiles" / "nm24" / "strips" / "panels"
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -147,6 +147,15 @@ def _c_float_hex(v: float) -> str:
     return float(np.float32(v)).hex() + "f"
 
 
+def core_source() -> bytes:
+    """rnnslim_core.h as an export ships it: with rnnslim_panels.h (which it includes) pasted in place of
+    its #include line, so an export stays three files and compiles with no other header."""
+    core, line = CORE.read_bytes(), f'#include "{PANELS.name}"\n'.encode()
+    if core.count(line) != 1:
+        raise RuntimeError(f"{CORE.name} should include {PANELS.name} exactly once")
+    return core.replace(line, PANELS.read_bytes())
+
+
 def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     w = arrs.add(prefix + "_w", m.w, align=True)
     corr = arrs.add(prefix + "_corr", m.corr)
@@ -155,9 +164,11 @@ def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     idx = arrs.add(prefix + "_nm_idx", m.nm_idx) if m.nm24 else "NULL"
     sptr = arrs.add(prefix + "_strip_ptr", m.strip_ptr) if m.strips else "NULL"
     sidx = arrs.add(prefix + "_strip_idx", m.strip_idx) if m.strips else "NULL"
+    pptr = arrs.add(prefix + "_panel_ptr", m.panel_ptr) if m.panels else "NULL"
+    pidx = arrs.add(prefix + "_panel_idx", m.panel_idx) if m.panels else "NULL"
     return (f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p}, .w = {w}, "
             f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx}, .strip_ptr = {sptr}, "
-            f".strip_idx = {sidx} }}")
+            f".strip_idx = {sidx}, .panel_ptr = {pptr}, .panel_idx = {pidx} }}")
 
 
 def _header(name: str, p: IntegerProgram, source: str, notes: str = "", decls: str = "") -> str:
@@ -458,7 +469,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
              "tiles)." if program.tied_embedding else ""]
     comment = "".join("\n" + textwrap.fill(t, 100, initial_indent=" * ", subsequent_indent=" * ") for t in notes if t)
     files = {f"{name}.h": _header(name, program, source or name, comment, scale_decls).encode(),
-             f"{name}.c": text.encode(), CORE.name: CORE.read_bytes()}
+             f"{name}.c": text.encode(), CORE.name: core_source()}
     if vocab is not None:
         files |= vocab_files(name, vocab, source or name)
     return write_export(Path(out), facts, files, model)

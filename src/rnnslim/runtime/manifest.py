@@ -92,7 +92,7 @@ class ExportManifest(BaseModel):
     input_scaling: FeatureScaling | None = None
     output_scaling: FeatureScaling | None = None
     # matrix -> its sparse format (the names of tile_sparse); absent in exports from before the strips format
-    sparse_formats: Annotated[dict[Annotated[str, StringConstraints(max_length=200)], Literal["tiles", "nm24", "strips"]],
+    sparse_formats: Annotated[dict[Annotated[str, StringConstraints(max_length=200)], Literal["tiles", "nm24", "strips", "panels"]],
                               Field(max_length=1024)] = {}
 
     @model_validator(mode="after")

@@ -87,6 +87,7 @@ int rs_set_matrix(rs_host *h, int slot, int rows, int cols, const int8_t *w, con
     mt->w = (const int8_t *)host_copy(h, w, wbytes > 0 ? wbytes : 1);
     mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * rows_p);
     mt->tile_ptr = NULL; mt->tile_col = NULL; mt->nm_idx = NULL; mt->strip_ptr = NULL; mt->strip_idx = NULL;
+    mt->panel_ptr = NULL; mt->panel_idx = NULL;
     if (n_tiles >= 0) {
         int b;
         if (tile_ptr[0] != 0 || tile_ptr[nb] != n_tiles) return -2;
@@ -127,12 +128,36 @@ int rs_set_matrix_strips(rs_host *h, int slot, int rows, int cols, const int8_t 
             if (idx[t] >= RS_PANEL || (i % np_) * RS_PANEL + idx[t] >= cols_p) return -2;
     }
     mt->rows = rows; mt->cols = cols; mt->rows_p = rows_p; mt->cols_p = cols_p;
-    mt->tile_ptr = NULL; mt->tile_col = NULL; mt->nm_idx = NULL;
+    mt->tile_ptr = NULL; mt->tile_col = NULL; mt->nm_idx = NULL; mt->panel_ptr = NULL; mt->panel_idx = NULL;
     mt->w = (const int8_t *)host_copy(h, w, (size_t)(n_tiles > 0 ? n_tiles : 1) * RB * KB);
     mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * (size_t)rows_p);
     mt->strip_ptr = (const int32_t *)host_copy(h, ptr, sizeof(int32_t) * (size_t)(nbp + 1));
     mt->strip_idx = (const uint8_t *)host_copy(h, idx, (size_t)(n_tiles > 0 ? 4 * n_tiles : 1));
     return mt->w && mt->corr && mt->strip_ptr && mt->strip_idx ? 0 : -1;
+}
+
+/* A panels matrix (panels.py, rs_mat.panel_ptr): n_groups groups of 64 codes w and 64 column offsets idx
+   (lane r holds 4 of each), pointers ptr [rows_p / 16 * NP + 1] (at most 16 groups per (block, panel)), every
+   offset < 64 and inside the matrix (checked here: the step trusts them) */
+int rs_set_matrix_panels(rs_host *h, int slot, int rows, int cols, const int8_t *w, const int32_t *corr,
+                         const int32_t *ptr, const uint8_t *idx, int n_groups) {
+    rs_mat *mt = host_matrix(h, slot);
+    int rows_p = (rows + RB - 1) / RB * RB, cols_p = (cols + KB - 1) / KB * KB, np_ = (cols_p + RS_PANEL_COLS - 1) / RS_PANEL_COLS;
+    int nbp = rows_p / RB * np_, i;
+    size_t t;
+    if (!mt || rows < 1 || cols < 1 || n_groups < 0 || ptr[0] != 0 || ptr[nbp] != n_groups) return -2;
+    for (i = 0; i < nbp; i++) {
+        if (ptr[i + 1] < ptr[i] || 4 * (ptr[i + 1] - ptr[i]) > RS_PANEL_COLS) return -2;
+        for (t = 64 * (size_t)ptr[i]; t < 64 * (size_t)ptr[i + 1]; t++)
+            if (idx[t] >= RS_PANEL_COLS || (i % np_) * RS_PANEL_COLS + idx[t] >= cols_p) return -2;
+    }
+    mt->rows = rows; mt->cols = cols; mt->rows_p = rows_p; mt->cols_p = cols_p;
+    mt->tile_ptr = NULL; mt->tile_col = NULL; mt->nm_idx = NULL; mt->strip_ptr = NULL; mt->strip_idx = NULL;
+    mt->corr = (const int32_t *)host_copy(h, corr, sizeof(int32_t) * (size_t)rows_p);
+    mt->w = (const int8_t *)host_copy(h, w, (size_t)(n_groups > 0 ? n_groups : 1) * RB * KB);
+    mt->panel_ptr = (const int32_t *)host_copy(h, ptr, sizeof(int32_t) * (size_t)(nbp + 1));
+    mt->panel_idx = (const uint8_t *)host_copy(h, idx, (size_t)(n_groups > 0 ? n_groups : 1) * RB * KB);
+    return mt->w && mt->corr && mt->panel_ptr && mt->panel_idx ? 0 : -1;
 }
 
 int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_ih, const int8_t *shift_ih,
@@ -268,7 +293,7 @@ int rs_finalize(rs_host *h) {
     if (m->dec.cols_p > m->max_cols) m->max_cols = m->dec.cols_p;
     if (m->dec.rows_p > m->max_rows) m->max_rows = m->dec.rows_p;
     if (m->in.kind == INPUT_EMBEDDING && ((!m->emb && !m->emb_tied) || m->V < 1)) return -2;
-    if (m->emb_tied && (m->in.kind != INPUT_EMBEDDING || m->dec.tile_ptr || m->dec.nm_idx || m->dec.strip_ptr || m->dec.rows != m->V
+    if (m->emb_tied && (m->in.kind != INPUT_EMBEDDING || m->dec.tile_ptr || m->dec.nm_idx || m->dec.strip_ptr || m->dec.panel_ptr || m->dec.rows != m->V
                         || m->dec.cols != m->E)) return -2;
     if (m->in.kind != INPUT_EMBEDDING && h->layers[0].tx_table) return -2;
     if (m->in.kind == INPUT_IDENTITY && m->in.F != m->E) return -2;

@@ -23,6 +23,7 @@ from rnnslim.runtime.build import CompilerUnavailable, compile_shared, cpu_finge
 
 SOURCE = Path(__file__).with_name("kernel.c")
 CORE = Path(__file__).with_name("rnnslim_core.h")  # the step itself, shared with exported C models
+PANELS = Path(__file__).with_name("rnnslim_panels.h")  # the panels product, included by CORE (exported with it)
 KernelUnavailable = CompilerUnavailable  # the name this module has always raised
 
 
@@ -44,7 +45,7 @@ def build_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> Path:
     variant = KernelVariant(variant)
     if variant is KernelVariant.AVX2 and " avx2" not in cpu_fingerprint():
         raise KernelUnavailable("the avx2 kernel variant needs an x86 CPU with AVX2; use 'native' or 'portable'")
-    return compile_shared([SOURCE], _FLAGS[variant], f"rnnslim_int8_{variant.value}", depends=[CORE])
+    return compile_shared([SOURCE], _FLAGS[variant], f"rnnslim_int8_{variant.value}", depends=[CORE, PANELS])
 
 
 _P = ctypes.c_void_p
@@ -63,6 +64,7 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_set_matrix": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
         "rs_set_matrix_nm24": ([_P, i32, i32, i32, _P, _P, _P], i32),
         "rs_set_matrix_strips": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
+        "rs_set_matrix_panels": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),
         "rs_set_layer": ([_P, i32, i32, i32, _P, _P, _P, _P, _P, ctypes.c_int32, i32, i32, _P, _P, _P], i32),
         "rs_set_decoder": ([_P, _P, _P], i32),
         "rs_set_input": ([_P, i32, i32, ctypes.c_float, _P, _P, _P], i32),

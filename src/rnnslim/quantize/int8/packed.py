@@ -43,6 +43,16 @@ overhead outweighs the smaller tiles); unstructured sparsity below ~90 % leaves 
 --variants native (strips_kernel.json "calibration"): e.g. the four 2048 x 512 matrices at 50 / 75 /
 90 / 95 % strips took dense 78.6 / 72.6 / 63.4 / 69.3 us, tile-sparse 66.6 / 51.9 / 32.4 / 23.9 us,
 strips 64.3 / 38.0 / 21.4 / 18.6 us per step (thread CPU time, the machine under load ~14).
+
+The panels format (panels.py: every row of a 16-row block keeps the same number of codes of each
+64-column panel, with byte column offsets: what N:M pruning leaves) packs any matrix; sparse="panels"
+forces it, and "auto" picks it when its cost is below the other choices'. Cost: PANEL_GROUP_COST per
+stored group (4 codes of each of 16 rows: 64 codes + 64 offsets, one byte permute, one vpdpbusd),
+PANEL_BUSY_COST per non-empty (row block, panel), PANEL_EMPTY_COST per empty one. Calibration
+(benchmarks/panels_bench.py, same EPYC, native build, the recurrent 2048 x 512 matrices of OBS N:M
+1:4 / 1:10 charlstm-512x2, 2026-12-07): a dense tile 0.67 ns, a panels group 1.24-1.29 ns, a non-empty
+(block, panel) 0.1-1 ns (noisy); portable: a group ~2.2 dense tiles, no visible panel cost. Hence 2 / 1.5 / 0.5:
+N:M 1:4 (4 groups per block-panel) costs 9.5 of the dense 16, 1:10 5.5; 50 % unstructured stays dense.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_colu
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.nm24 import holds_nm24, nm24_nbytes, pack_nm24
+from rnnslim.quantize.int8.panels import pack_panels, panel_counts
 from rnnslim.quantize.int8.strips import pack_strips, strip_panel_tiles
 from rnnslim.quantize.int8.supported import check_integer_model
 from rnnslim.recurrent.gates import CellType
@@ -69,6 +80,10 @@ SPARSE_MAX_TILE_DENSITY = 0.8  # above this share of non-zero tiles the dense lo
 STRIP_TILE_COST = 1.0
 STRIP_PANEL_COST = 3.0
 STRIP_EMPTY_PANEL_COST = 1.0
+# panels cost model (module docstring), in dense tiles: a stored group, a non-empty / an empty (row block, panel)
+PANEL_GROUP_COST = 2.0
+PANEL_BUSY_COST = 1.5
+PANEL_EMPTY_COST = 0.5
 FOLD_MAX_BYTES = 64 << 20  # folded embedding table (V x G*H int32) is built only below this size
 CELL_ID = {CellType.LSTM: 0, CellType.GRU: 1, CellType.RNN_TANH: 2}
 
@@ -88,6 +103,8 @@ class PackedMatrix:
     nm_idx: np.ndarray | None = None  # uint8 2:4 index (nm24.py); w then holds the kept codes
     strip_ptr: np.ndarray | None = None  # int32 (NB * NP + 1,) strips (strips.py); w then holds its tiles
     strip_idx: np.ndarray | None = None  # uint8 (n_tiles * 4,): column offsets inside the panel
+    panel_ptr: np.ndarray | None = None  # int32 (NB * NP + 1,) panels (panels.py); w then holds its groups
+    panel_idx: np.ndarray | None = None  # uint8 (n_groups * 64,): each code's column offset inside its panel
 
     @property
     def rows_p(self) -> int:
@@ -110,9 +127,13 @@ class PackedMatrix:
         return self.strip_ptr is not None
 
     @property
+    def panels(self) -> bool:
+        return self.panel_ptr is not None
+
+    @property
     def format(self) -> str:
-        """"dense", "tiles" (tile-sparse), "nm24" (2:4) or "strips"."""
-        return "strips" if self.strips else "nm24" if self.nm24 else "tiles" if self.sparse else "dense"
+        """"dense", "tiles" (tile-sparse), "nm24" (2:4), "strips" or "panels"."""
+        return "panels" if self.panels else "strips" if self.strips else "nm24" if self.nm24 else "tiles" if self.sparse else "dense"
 
     @property
     def macs(self) -> int:
@@ -140,11 +161,13 @@ class PackedMatrix:
             out |= {"nm_idx": self.nm_idx}
         if self.strips:
             out |= {"strip_ptr": self.strip_ptr, "strip_idx": self.strip_idx}
+        if self.panels:
+            out |= {"panel_ptr": self.panel_ptr, "panel_idx": self.panel_idx}
         return out
 
 
 def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> PackedMatrix:
-    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" / "strips" (see the module docstring)."""
+    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" / "strips" / "panels" (see the module docstring)."""
     w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
     if w.ndim != 2 or w.dtype != np.int8:
         raise ValueError(f"pack_matrix needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
@@ -156,11 +179,16 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
     corr = (128 * padded.astype(np.int32).sum(axis=1)).astype(np.int32)
     nonzero = tiles.reshape(tiles.shape[0], tiles.shape[1], -1).any(axis=2)  # (NB, KG)
     try_nm24, choice = sparse == "nm24", sparse
-    if sparse in ("auto", "nm24", "strips"):
+    if sparse in ("auto", "nm24", "strips", "panels"):
         sparse = bool(nonzero.mean() <= SPARSE_MAX_TILE_DENSITY)
     elif not isinstance(sparse, bool):
-        raise ValueError(f"sparse must be True, False, 'auto', 'nm24' or 'strips', got {sparse!r}")
-    if choice == "strips" or (choice == "auto" and strips_cost(padded) < (nonzero.sum() if sparse else nonzero.size)):
+        raise ValueError(f"sparse must be True, False, 'auto', 'nm24', 'strips' or 'panels', got {sparse!r}")
+    other = nonzero.sum() if sparse else nonzero.size  # cost of the dense / tile-sparse choice, in tiles
+    strips = strips_cost(padded) if choice == "auto" else np.inf
+    if choice == "panels" or (choice == "auto" and panels_cost(padded) < min(other, strips)):
+        groups_w, ptr, idx = pack_panels(padded)
+        return PackedMatrix(rows, cols, groups_w, corr, panel_ptr=ptr, panel_idx=idx)
+    if choice == "strips" or strips < other:
         tiles_w, ptr, idx = pack_strips(padded)
         return PackedMatrix(rows, cols, tiles_w, corr, strip_ptr=ptr, strip_idx=idx)
     if try_nm24 and holds_nm24(padded):
@@ -184,6 +212,13 @@ def strips_cost(padded: np.ndarray) -> float:
     busy = int((tiles > 0).sum())
     return (STRIP_TILE_COST * int(tiles.sum()) + STRIP_PANEL_COST * busy
             + STRIP_EMPTY_PANEL_COST * (tiles.size - busy))
+
+
+def panels_cost(padded: np.ndarray) -> float:
+    """Time of one panels product of the (rows_p, cols_p) matrix in dense-tile units (module docstring)."""
+    groups = panel_counts(padded)  # (NB, NP)
+    busy = int((groups > 0).sum())
+    return PANEL_GROUP_COST * int(groups.sum()) + PANEL_BUSY_COST * busy + PANEL_EMPTY_COST * (groups.size - busy)
 
 
 @dataclass

@@ -114,6 +114,12 @@ typedef struct {
        64-byte aligned), tile t's 4 columns are 64 p + strip_idx[4 t .. 4 t + 3] */
     const int32_t *strip_ptr;
     const uint8_t *strip_idx;
+    /* panels (panel_ptr != NULL; panels.py, rnnslim_panels.h): every row of block b stores the same number
+       of codes of 64-column panel p, in groups of 4 per row: groups panel_ptr[b * NP + p] .. panel_ptr[b * NP
+       + p + 1]; group g is 64 codes w[64 g ..] and their 64 column offsets in the panel panel_idx[64 g ..]
+       (lane r, row 16 b + r, holds 4 of each) */
+    const int32_t *panel_ptr;
+    const uint8_t *panel_idx;
 } rs_mat;
 
 /* index bytes per row of a 2:4 matrix: one nibble per group of 4 columns */
@@ -437,6 +443,21 @@ static void matvec_nm24(const rs_mat *m, const int8_t *x, int32_t *y, const rs_b
     }
 }
 
+/* ---- panels (panels.py, rnnslim_panels.h) ---------------------------------------------- */
+#include "rnnslim_panels.h"
+
+/* the row blocks B of a panels matrix (rs_mat.panel_ptr): each block's kept codes only, exact */
+static void matvec_panels(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
+    const int NP = (m->cols_p + RS_PANEL_COLS - 1) / RS_PANEL_COLS;
+    int i;
+    for (i = 0; i < B->n; i++) {
+        const size_t b = RS_BLK(i);
+        const int32_t *pb = m->panel_ptr + b * (size_t)NP;
+        rs_panels_block(m->w + 64 * (size_t)pb[0], m->panel_idx + 64 * (size_t)pb[0], pb, m->corr + b * RB, NP,
+                        m->cols_p, x, u, y + (size_t)i * RB);
+    }
+}
+
 /* ---- strips (strips.py) ---------------------------------------------------------------- */
 #define RS_PANEL 64     /* columns per panel: the input codes one byte permute gathers from */
 #define RS_GATHER 1024  /* gathered codes per batch of tiles (a stack buffer of the SIMD paths) */
@@ -552,7 +573,8 @@ static void matvec_strips(const rs_mat *m, const int8_t *x, const uint8_t *u, in
 
 /* the row blocks B of W x into y[0 : B->n * RB) */
 static void matvec_blocks(const rs_mat *m, const int8_t *x, const uint8_t *u, int32_t *y, const rs_blocks *B) {
-    if (m->strip_ptr) matvec_strips(m, x, u, y, B);
+    if (m->panel_ptr) matvec_panels(m, x, u, y, B);
+    else if (m->strip_ptr) matvec_strips(m, x, u, y, B);
     else if (m->nm_idx) matvec_nm24(m, x, y, B);
     else if (m->tile_ptr) matvec_sparse(m, x, u, y, B);
     else matvec_dense(m, x, u, y, B);

@@ -138,6 +138,10 @@ class IntegerRunner:
             if ly.rev is not None:
                 mats[2 * L + 2 + 2 * k], mats[2 * L + 3 + 2 * k] = ly.rev.wx, ly.rev.wh
         for slot, m in mats.items():
+            if m.panels:
+                check(lib.rs_set_matrix_panels(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.panel_ptr),
+                                               p(m.panel_idx), m.n_tiles), f"matrix {slot}")
+                continue
             if m.strips:
                 check(lib.rs_set_matrix_strips(handle, slot, m.rows, m.cols, p(m.w), p(m.corr), p(m.strip_ptr),
                                                p(m.strip_idx), m.n_tiles), f"matrix {slot}")
