@@ -35,7 +35,7 @@ from rnnslim.runtime.build import compile_shared  # noqa: E402
 
 INT8 = ROOT / "src" / "rnnslim" / "quantize" / "int8"
 RUNS = ROOT / "benchmarks" / "runs" / "strip_pruning"
-FLAGS = {"native": ["-O3", "-march=native"], "portable": ["-O2", "-DRS_PORTABLE"]}
+FLAGS = {"native": ["-O3", "-march=native"], "avx2": ["-O3", "-mavx2"], "portable": ["-O2", "-DRS_PORTABLE"]}
 P = ctypes.c_void_p
 
 

@@ -52,7 +52,7 @@ def padded(w: np.ndarray) -> np.ndarray:
 
 def random_codes(shape, density: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    w = rng.integers(-128, 128, shape) * (rng.random(shape) < density)
+    w = rng.integers(-127, 128, shape) * (rng.random(shape) < density)  # the kernel's codes: [-127, 127]
     return w.astype(np.int8)
 
 
@@ -70,7 +70,7 @@ def unbalanced(seed: int = 5) -> np.ndarray:
     w[:, 64:128] = 0  # an empty panel for every block
     w[3] = 127  # one full row: its block stores whole panels
     w[20:, :64] = 0
-    w[21, 7] = -128
+    w[21, 7] = -127
     return w
 
 
@@ -139,7 +139,7 @@ def test_product_is_bit_exact_with_dense(variant):
     cases = [padded(random_codes(s, d, seed=s[0] + s[1])) for s, d in SHAPES]
     cases += [padded(unbalanced()), nm_codes(64, 256, 1, 4, 1), nm_codes(48, 320, 6, 64, 2), nm_codes(32, 512, 16, 64, 3)]
     for full in cases:
-        for x in (rng.integers(-128, 128, full.shape[1]), np.full(full.shape[1], -128), np.full(full.shape[1], 127)):
+        for x in (rng.integers(-127, 128, full.shape[1]), np.full(full.shape[1], -127), np.full(full.shape[1], 127)):
             x = x.astype(np.int8)
             dense = full.astype(np.int64) @ x.astype(np.int64)
             assert np.array_equal(product(lib, full, x), dense), (variant, full.shape)

@@ -13,7 +13,10 @@
  *   AVX512-VBMI + VNNI  per panel one load of its 64 unsigned codes u; per group one vpermb by the
  *                       64 offsets gives every lane its own 4 codes, one vpdpbusd with the 64 weights
  *   AVX-512 without VBMI the same with the 64 codes gathered by index into a stack buffer
- *   AVX2 / NEON / C     one multiply-add per stored code, its input code read by index
+ *   AVX2                the panel's 4 16-byte chunks broadcast once; per half group 4 vpshufb and 3
+ *                       vpblendvb (offset bits 4, 5 pick the chunk) gather 32 codes, then the
+ *                       vpmaddubsw + vpmaddwd of tile_avx2 (codes in [-127, 127], as the kernel's)
+ *   NEON / C            one multiply-add per stored code, its input code read by index
  */
 #ifndef RNNSLIM_PANELS_H
 #define RNNSLIM_PANELS_H
@@ -73,6 +76,39 @@ static void rs_panels_block(const int8_t *w, const uint8_t *idx, const int32_t *
     }
     _mm512_storeu_si512((void *)y, _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
                                                     _mm512_loadu_si512((const void *)corr)));
+#elif RS_SIMD == 2
+    __m256i a[2]; /* rows 0-7, 8-15 */
+    const __m256i ones = _mm256_set1_epi16(1);
+    (void)u;
+    (void)corr;
+    a[0] = a[1] = _mm256_setzero_si256();
+    for (p = 0; p < NP; p++) {
+        const int n = ptr[p + 1] - ptr[p];
+        const int width = cols_p - p * RS_PANEL_COLS;
+        const int8_t *wg = w + (size_t)(ptr[p] - ptr[0]) * 64;
+        const uint8_t *ig = idx + (size_t)(ptr[p] - ptr[0]) * 64;
+        RS_ALIGN64 int8_t xp[RS_PANEL_COLS]; /* the panel's codes, zero past the matrix */
+        __m256i q[4];
+        int g, h;
+        if (!n) continue;
+        memcpy(xp, x + (size_t)p * RS_PANEL_COLS, (size_t)(width < RS_PANEL_COLS ? width : RS_PANEL_COLS));
+        if (width < RS_PANEL_COLS) memset(xp + width, 0, (size_t)(RS_PANEL_COLS - width));
+        for (h = 0; h < 4; h++) q[h] = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)(xp + 16 * h)));
+        for (g = 0; g < n; g++)
+            for (h = 0; h < 2; h++) { /* rows 8 h .. 8 h + 7: 32 offsets, byte k of 16-byte chunk k >> 4 */
+                const __m256i ix = _mm256_loadu_si256((const __m256i *)(ig + 64 * (size_t)g + 32 * h));
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)(wg + 64 * (size_t)g + 32 * h));
+                const __m256i b4 = _mm256_slli_epi16(ix, 3), b5 = _mm256_slli_epi16(ix, 2); /* bits 4, 5 to bit 7 */
+                const __m256i c01 = _mm256_blendv_epi8(_mm256_shuffle_epi8(q[0], ix), _mm256_shuffle_epi8(q[1], ix), b4);
+                const __m256i c23 = _mm256_blendv_epi8(_mm256_shuffle_epi8(q[2], ix), _mm256_shuffle_epi8(q[3], ix), b4);
+                const __m256i xg = _mm256_blendv_epi8(c01, c23, b5);
+                /* as tile_avx2: |x| * |w| <= 127 * 127, the int16 pair sums never saturate */
+                a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(xg, xg),
+                                                                                     _mm256_sign_epi8(wv, xg)), ones));
+            }
+    }
+    _mm256_storeu_si256((__m256i *)y, a[0]);
+    _mm256_storeu_si256((__m256i *)(y + 8), a[1]);
 #else
     int32_t a[RB];
     int r;
