@@ -16,7 +16,8 @@
  *   AVX2                the panel's 4 16-byte chunks broadcast once; per half group 4 vpshufb and 3
  *                       vpblendvb (offset bits 4, 5 pick the chunk) gather 32 codes, then the
  *                       vpmaddubsw + vpmaddwd of tile_avx2 (codes in [-127, 127], as the kernel's)
- *   NEON / C            one multiply-add per stored code, its input code read by index
+ *   NEON (AArch64)      per 16 codes one vqtbl4q (a 64-byte table lookup) and tile_neon's vmull + vpadal
+ *   ARMv7 NEON / C      one multiply-add per stored code, its input code read by index
  */
 #ifndef RNNSLIM_PANELS_H
 #define RNNSLIM_PANELS_H
@@ -109,6 +110,33 @@ static void rs_panels_block(const int8_t *w, const uint8_t *idx, const int32_t *
     }
     _mm256_storeu_si256((__m256i *)y, a[0]);
     _mm256_storeu_si256((__m256i *)(y + 8), a[1]);
+#elif RS_SIMD == 1 && defined(__aarch64__)
+    int32x4_t a[4]; /* rows 4 r .. 4 r + 3 */
+    int r;
+    (void)u;
+    (void)corr;
+    for (r = 0; r < 4; r++) a[r] = vdupq_n_s32(0);
+    for (p = 0; p < NP; p++) {
+        const int n = ptr[p + 1] - ptr[p];
+        const int width = cols_p - p * RS_PANEL_COLS;
+        const int8_t *wg = w + (size_t)(ptr[p] - ptr[0]) * 64;
+        const uint8_t *ig = idx + (size_t)(ptr[p] - ptr[0]) * 64;
+        int8_t xp[RS_PANEL_COLS]; /* the panel's codes, zero past the matrix */
+        int8x16x4_t t;
+        int g;
+        if (!n) continue;
+        memcpy(xp, x + (size_t)p * RS_PANEL_COLS, (size_t)(width < RS_PANEL_COLS ? width : RS_PANEL_COLS));
+        if (width < RS_PANEL_COLS) memset(xp + width, 0, (size_t)(RS_PANEL_COLS - width));
+        t.val[0] = vld1q_s8(xp); t.val[1] = vld1q_s8(xp + 16); t.val[2] = vld1q_s8(xp + 32); t.val[3] = vld1q_s8(xp + 48);
+        for (g = 0; g < n; g++)
+            for (r = 0; r < 4; r++) { /* 16 codes of rows 4 r .. 4 r + 3, gathered by one 64-byte table lookup */
+                const int8x16_t wv = vld1q_s8(wg + 64 * (size_t)g + 16 * r);
+                const int8x16_t xv = vqtbl4q_s8(t, vld1q_u8(ig + 64 * (size_t)g + 16 * r));
+                a[r] = vpadalq_s16(a[r], vpaddq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)),
+                                                    vmull_s8(vget_high_s8(wv), vget_high_s8(xv))));
+            }
+    }
+    for (r = 0; r < 4; r++) vst1q_s32(y + 4 * r, a[r]);
 #else
     int32_t a[RB];
     int r;
