@@ -53,6 +53,8 @@ PANEL_BUSY_COST per non-empty (row block, panel), PANEL_EMPTY_COST per empty one
 1:4 / 1:10 charlstm-512x2, 2026-12-07): a dense tile 0.67 ns, a panels group 1.24-1.29 ns, a non-empty
 (block, panel) 0.1-1 ns (noisy); portable: a group ~2.2 dense tiles, no visible panel cost. Hence 2 / 1.5 / 0.5:
 N:M 1:4 (4 groups per block-panel) costs 9.5 of the dense 16, 1:10 5.5; 50 % unstructured stays dense.
+The rule is the VBMI and portable builds' (and the Cortex-M4's): an AVX2-only build runs those
+products at 0.84x / 1.07x of its dense ones (panels_bench.py --variants avx2), so there "auto" costs time.
 """
 
 from __future__ import annotations
