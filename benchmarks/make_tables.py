@@ -30,6 +30,7 @@ from tables_family import dct_section, delta_section, early_exit_section, small_
 from tables_hardening import hardening_section  # noqa: E402
 from tables_peers import peers_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
+from tables_sparse import sparse_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 from tables_user_device import user_device_section  # noqa: E402
 
@@ -441,6 +442,7 @@ def main() -> None:
     lines += kernel_memory_section()
     lines += embedded_section()
     lines += onnx_int8_section()
+    lines += sparse_section()
     lines += ["## The rest of the compression family (issue 12)", ""]
     lines += small_models_section()
     for m in ("charlstm-512x2", "chargru-512x2"):

@@ -345,9 +345,12 @@ def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]
                    for what, b in (("artifact", ours["artifact_bytes"]),
                                    ("C arrays", (ours.get("c_export") or {}).get("const_bytes")))
                    if b and r.get("bytes") and r["bytes"] < b]
-        if smaller:
-            out.append(f"- Bytes, {who}: {r['bytes']:,} B, " + " and ".join(smaller) + ".")
         m, theirs = _metric(r, classifier), _metric(ours, classifier)
+        if smaller:
+            worse = (m is not None and theirs is not None and _better(theirs, m, classifier) > (band or 0))
+            at = (f", at a {'lower accuracy' if classifier else 'higher loss'} ({m:.4f} vs rnnslim {name}'s "
+                  f"{theirs:.4f}, beyond the noise band)") if worse else ""
+            out.append(f"- Bytes, {who}: {r['bytes']:,} B, " + " and ".join(smaller) + at + ".")
         if m is not None and theirs is not None and _better(m, theirs, classifier) > 0:
             gap = _better(m, theirs, classifier)
             unit = f"{100 * gap:.1f} pt higher accuracy" if classifier else f"{gap:.5f} nats/char lower loss"
@@ -377,7 +380,9 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
     out = [f"### {model}{what}", ""]
     for peer, run in by_peer.items():
         out.append(f"- {peer}: {machine_line(_provenance(run, ref))}; {_versions(run) or 'versions not recorded'}.")
-    test = next((run.get("test_text") for run in by_peer.values() if run.get("test_text")), "")
+    test = next((run.get("test_text") for run in by_peer.values() if run.get("test_text")
+                 and run.get("test_chars") == ref.get("test_chars")),
+                next((run.get("test_text") for run in by_peer.values() if run.get("test_text")), ""))
     metric = "accuracy (vs rnnslim fp32)" if classifier else "loss nats/char (vs rnnslim fp32)"
     unit = "us/sequence" if classifier else "us/step"
     out += [f"- rnnslim's rows: `{_reference_command(ref)}`; fp32 (torch) "

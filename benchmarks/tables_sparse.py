@@ -1,0 +1,124 @@
+"""BENCHMARKS.md section "Sparse kernels" (issue 22) from the committed JSON.
+
+Speed: benchmarks/results/strips_kernel.json (benchmarks/strips_bench.py: whole streaming step of the int8
+kernel, dense vs the sparse formats, batch 1, 1 thread, alternating rounds, thread CPU time; Cortex-M4
+instructions per step by benchmarks/m4_icount.py under qemu -icount). Accuracy:
+benchmarks/results/strip_pruning_<model>.json (benchmarks/strip_pruning_bench.py: one-shot OBS in each
+pattern and the same recovery budget). RAM: benchmarks/results/kernel_ram.json. Nothing is typed here.
+"""
+
+from __future__ import annotations
+
+from table_parts import load_result, machine_line
+
+MODELS = ("charlstm-512x2", "chargru-512x2")
+TARGETS = {0.75: 1.6, 0.9: 2.5}  # issue 22: >= 1.6x at 75 %, >= 2.5x at 90 % (native and portable)
+# (key in strips_kernel.json, row name there, sparsity, what it is, pattern of strip_pruning_<model>.json)
+VARIANTS = (("{m}", "strips4-75", 0.75, "strips, magnitude 16x1 (timing only)", None),
+            ("{m}", "strips4-90", 0.9, "strips, magnitude 16x1 (timing only)", None),
+            ("{m}-nm-panels", "oneshot-nm1ofM-75", 0.75, "panels, OBS N:M 1:4", "nm1ofM"),
+            ("{m}-nm-panels", "oneshot-nm1ofM-90", 0.9, "panels, OBS N:M 1:10", "nm1ofM"))
+
+
+def _x(v: dict | None) -> str:
+    if not v:
+        return "-"
+    lo, hi = v["band"]
+    return f"{v['median']:.2f}x [{lo:.2f}-{hi:.2f}]"
+
+
+def _loss(acc: dict | None, pattern: str | None, sparsity: float) -> tuple[str, float | None]:
+    """(cell, delta % vs unstructured) of the one-shot row of `pattern` at `sparsity`."""
+    rows = (acc or {}).get("strips", {}).get("rows", [])
+    row = next((r for r in rows if r["stage"] == "oneshot" and r["pattern"] == pattern
+                and abs(r["target_sparsity"] - sparsity) < 1e-9), None) if pattern else None
+    if row is None:
+        return "-", None
+    return f"{row['test_loss']:.4f} ({row['delta_pct_vs_unstructured']:+.1f} % vs unstructured OBS)", \
+        row["delta_pct_vs_unstructured"]
+
+
+def speed_table(kern: dict, model: str) -> tuple[list[str], list[str]]:
+    acc = load_result(f"strip_pruning_{model}.json")
+    out = [f"#### {model}", "",
+           "| format (pruning) | sparsity | one-shot test loss | native step (AVX-512) | portable C step | "
+           "Cortex-M4 instructions | flash bytes (dense) |", "|---|---:|---|---|---|---|---|"]
+    checks = []
+    for key, name, s, what, pattern in VARIANTS:
+        run = kern.get(key.format(m=model))
+        if not run:
+            continue
+        nat, por = run["rows"]["native"].get(name), run["rows"]["portable"].get(name)
+        m4 = (kern.get(key.format(m=model) + "-cortex-m4") or {}).get(name.replace("strips4", "strips4"))
+        m4_cell = f"{m4['speedup']:.2f}x fewer" if m4 and m4.get("speedup") else "-"
+        flash = run.get("flash_const_bytes", {})
+        loss, delta = _loss(acc, pattern, s)
+        out.append(f"| {what} | {100 * s:.0f} % | {loss} | {_x((nat or {}).get('speedup_run'))} | "
+                   f"{_x((por or {}).get('speedup_run'))} | {m4_cell} | {flash.get(name, 0):,} "
+                   f"({flash.get('dense', 0):,}) |")
+        for build, row in (("native", nat), ("portable", por)):
+            med = ((row or {}).get("speedup_run") or {}).get("median")
+            if med is not None and pattern:
+                ok = "met" if med >= TARGETS[s] else "**MISSED**"
+                checks.append(f"- {model}, {what} at {100 * s:.0f} %, {build}: {med:.2f}x vs the {TARGETS[s]}x "
+                              f"target: {ok}.")
+        if delta is not None:
+            ok = "met" if delta <= 1.0 else "**MISSED**"
+            checks.append(f"- {model}, {what} at {100 * s:.0f} %: one-shot test loss {delta:+.2f} % vs unstructured "
+                          f"OBS (target <= +1 %): {ok}.")
+    return out + [""], checks
+
+
+def accuracy_table(model: str) -> list[str]:
+    acc = load_result(f"strip_pruning_{model}.json")
+    if not acc:
+        return []
+    rows = acc["strips"]["rows"]
+    out = [f"#### {model}: accuracy by pattern (dense test loss {acc['strips']['base_test_loss']:.4f})", "",
+           "| stage | pattern | sparsity | test loss | vs unstructured OBS at the same sparsity and stage | "
+           "fine-tune steps | load average |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        c = r.get("compute", {})
+        out.append(f"| {r['stage']} | {r['pattern']} | {100 * r.get('sparsity', r['target_sparsity']):.1f} % | {r['test_loss']:.4f} | "
+                   f"{r['delta_pct_vs_unstructured']:+.1f} % | {c.get('finetune_steps', 0)} | "
+                   f"{c.get('load_average', '-')} |")
+    return out + [""]
+
+
+def sparse_section() -> list[str]:
+    kern = load_result("strips_kernel.json")
+    if not kern:
+        return []
+    out = ["## Sparse kernels (issue 22)", "",
+           "The integer kernel's sparse formats against its dense int8 kernel on the same model, a streaming step "
+           "at batch 1, 1 thread: the median of the per-round speed-ups over alternating rounds [fastest-slowest "
+           "round], thread CPU time of the C step loop (wall clock was unusable at load 3-15 on 2 cores; "
+           "`benchmarks/strips_bench.py`); Cortex-M4 instructions per step under `qemu-system-arm -icount` "
+           "(`benchmarks/m4_icount.py`); flash = the exported C arrays. Every sparse product is bit-exact with "
+           "the dense one (checked on 512 tokens in the same run). **strips**: per 16-row block and 64-column "
+           "panel the kept columns are shared (16 x 1 strips). **panels**: every row keeps k codes per 64 "
+           "columns with one-byte offsets (what OBS N:M 1:M pruning leaves). One-shot test loss from "
+           "`benchmarks/strip_pruning_bench.py` (whole test split, OBS with 32 calibration batches).",
+           f"Machine of the latest run: {machine_line(kern['provenance'])}. Each row set records `uptime` before "
+           "and after in the JSON: the strips rows ran at load 13-15, the panels rows at load 3-5 (2 cores).", ""]
+    checks: list[str] = []
+    for m in MODELS:
+        table, c = speed_table(kern, m)
+        out += table
+        checks += c
+    for m in MODELS:
+        out += accuracy_table(m)
+    out += ["Targets (issue 22: >= 1.6x at 75 % and >= 2.5x at 90 % on native and portable, loss within +1 % of "
+            "unstructured OBS at the same sparsity, one shot and after the same recovery):", ""] + checks + [
+        "- After recovery: only 100 fine-tune steps were affordable for every row (not the issue's 1,000); the "
+        "strips rows stay +31 to +38 % over unstructured; the N:M rows were not fine-tuned yet.",
+        "- Not measured yet: the combination with the structured cut (units 384 / 320 + fold), ONNX Runtime int8 "
+        "in the same run.", ""]
+    ram = load_result("kernel_ram.json")
+    if ram:
+        rows = ram["result"]["models"]
+        out += ["RAM of the integer step (`benchmarks/kernel_ram.py`: the step keeps int32 accumulators for one "
+                "chunk of units; results bit-identical to the kernel before): " + "; ".join(
+                    f"{m} scratch + state {r['old_ram_bytes']:,} -> {r['ram_bytes']:,} B" for m, r in rows.items())
+                + ".", ""]
+    return out
