@@ -46,13 +46,11 @@ Writes benchmarks/results/peers_litert.json (merged per model).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -282,25 +280,20 @@ def step_latency(runner, vocab: int, steps: int = 200, repeats: int = 5, warmup:
             f"{warmup} warm-up (set_tensor + invoke + get_tensor per step), 1 thread"}
 
 
-@contextlib.contextmanager
-def captured_output(sink: list):
-    """C-level stdout and stderr (TFLite Micro prints its allocation report there) into sink[0]."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as f:
-        for fd in saved:
-            os.dup2(f.fileno(), fd)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, keep in saved.items():
-                os.dup2(keep, fd)
-                os.close(keep)
-            f.seek(0)
-            sink.append(f.read().decode(errors="replace"))
+def _tflite_child():
+    """rnnslim's TFLite child module (src/rnnslim/export/tflite_child.py), loaded by path: it imports neither
+    torch nor rnnslim, so this venv (no rnnslim) shares its helpers instead of copying them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rnnslim_tflite_child",
+                                                  ROOT / "src" / "rnnslim" / "export" / "tflite_child.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# C-level stdout and stderr (TFLite Micro prints its allocation report there) into a list
+captured_output = _tflite_child().captured_fds
 
 
 class TFLMStream:
