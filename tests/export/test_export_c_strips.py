@@ -7,24 +7,15 @@ AVX512-VNNI without VBMI), on the Cortex-M4 and aarch64 under QEMU, and builds w
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from c_warning_configs import CONFIGS, compile_export, skip_reason
 from compilers import needs_cc
+from sparse_export_checks import HOST_FLAGS, TARGET_CHECKS, check_host, check_target, check_werror
 from strips_models import strips_model
 
-from rnnslim.export.c_check import check_on_host, random_streams
 from rnnslim.export.c_source import export_c
-from rnnslim.export.targets import TARGETS, aarch64_check, cortex_m4_check, toolchain_available
 from rnnslim.quantize.int8 import IntegerRunner
-from rnnslim.runtime.build import cpu_fingerprint
 from rnnslim.runtime.manifest import ExportManifest
-
-HOST_FLAGS = {"portable": ("-O2", "-DRS_PORTABLE"), "native": ("-O3", "-march=native"),
-              "avx2": ("-O3", "-mavx2"), "vnni-no-vbmi": ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni")}
-NEEDS = {"avx2": " avx2", "vnni-no-vbmi": " avx512_vnni"}  # /proc/cpuinfo flags the build needs to run here
 
 
 @pytest.fixture(scope="module")
@@ -60,28 +51,14 @@ def test_auto_export_names_the_formats_it_picked(tmp_path):
 @pytest.mark.parametrize("flags", [f if f in ("portable", "native") else pytest.param(f, marks=pytest.mark.slow)
                                    for f in HOST_FLAGS])
 def test_export_equals_runner_on_the_host(export, flags):
-    if flags in NEEDS and NEEDS[flags] not in cpu_fingerprint():
-        pytest.skip(f"this CPU cannot run the {flags} build")
-    runner, d, _, _ = export
-    res = check_on_host(runner, d, random_streams(30, 60, 24), flags=HOST_FLAGS[flags])
-    assert res.ok, res.mismatches
-    assert res.streams == 60
-
-
-TARGET_CHECKS = {"cortex-m4": cortex_m4_check, "aarch64": aarch64_check}
+    check_host(export[0], export[1], flags)
 
 
 @pytest.mark.parametrize("target", list(TARGET_CHECKS))
 def test_export_equals_runner_on_the_targets(export, target):
-    if reason := toolchain_available(target):
-        pytest.skip(reason)
-    res = TARGET_CHECKS[target](export[0], export[1], random_streams(30, 40, 16), timeout=300)
-    assert res.ok and res.streams == 40 and res.simd == TARGETS[target].simd, (res.mismatches, res.command)
+    check_target(export[0], export[1], target)
 
 
 @pytest.mark.slow
 def test_export_builds_with_werror_everywhere(export):
-    runnable = [(cc, flags) for cc, flags, host, _ in CONFIGS.values() if skip_reason(cc, flags, host) is None]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        problems = [p for p in pool.map(lambda c: compile_export(c[0], c[1], export[1]), runnable) if p]
-    assert runnable and not problems, "\n".join(problems[:3])
+    check_werror(export[1])
