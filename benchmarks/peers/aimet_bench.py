@@ -74,8 +74,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from peer_common import (CALIBRATION_TEXT, RESULTS, calibration_stream, command_line, git_commit,  # noqa: E402
-                         interleaved_latency, load_reference, load_text_ids, machine, nll, now, one_line,
+from peer_common import (CALIBRATION_TEXT, RESULTS, attach_latency, calibration_stream, command_line,  # noqa: E402
+                         git_commit, interleaved_latency, load_reference, load_text_ids, machine, nll, now, one_line,
                          rnnslim_reference, split, test_text, versions, write_result)
 from torch_char_model import CharRNN, module_stepper, step_latency, stream_logits  # noqa: E402
 
@@ -432,14 +432,8 @@ def main() -> None:
     duel = None if args.no_latency else interleaved_latency(args.model, timers, rounds=args.latency_rounds,
                                                              main_python=args.main_python)
     if duel:
-        for row in rows:
-            if row["variant"] in duel["peer_median_ms"]:
-                row["latency"] = {"median_ms": duel["peer_median_ms"][row["variant"]],
-                                  "spread_ms": [min(r["peer_ms"][row["variant"]] for r in duel["rounds"]),
-                                                max(r["peer_ms"][row["variant"]] for r in duel["rounds"])],
-                                  "load_avg": duel["rounds"][-1]["load_avg"],
-                                  "how": "step_latency(steps=100, repeats=3, warmup=20), batch 1, 1 thread, one "
-                                         "character per call; median over the interleaved rounds"}
+        attach_latency(rows, duel, "step_latency(steps=100, repeats=3, warmup=20), batch 1, 1 thread, one "
+                                   "character per call; median over the interleaved rounds")
         print("latency ms:", {k: round(v, 3) for k, v in duel["peer_median_ms"].items()},
               "rnnslim int8", round(duel["rnnslim_int8_median_ms"], 4), flush=True)
 

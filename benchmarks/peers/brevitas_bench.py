@@ -82,9 +82,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from peer_common import (CALIBRATION_TEXT, RESULTS, command_line, git_commit, interleaved_latency,  # noqa: E402
-                         load_reference, load_text_ids, machine, nll, now, one_line, rnnslim_reference, split,
-                         calibration_stream, test_text, versions, write_result)
+from peer_common import (CALIBRATION_TEXT, RESULTS, attach_latency, command_line, git_commit,  # noqa: E402
+                         interleaved_latency, load_reference, load_text_ids, machine, nll, now, one_line,
+                         rnnslim_reference, split, calibration_stream, test_text, versions, write_result)
 from torch_char_model import CharRNN, module_stepper, step_latency, stream_logits  # noqa: E402
 
 PACKAGES = ("brevitas", "torch", "onnx", "onnxoptimizer", "onnxruntime", "numpy", "safetensors")
@@ -549,14 +549,8 @@ def main() -> None:
     duel = None
     if not args.no_latency and timers:
         duel = interleaved_latency(args.model, timers, rounds=args.latency_rounds)
-        for row in rows:
-            if row["variant"] in duel["peer_median_ms"]:
-                row["latency"] = {"median_ms": duel["peer_median_ms"][row["variant"]],
-                                  "spread_ms": [min(r["peer_ms"][row["variant"]] for r in duel["rounds"]),
-                                                max(r["peer_ms"][row["variant"]] for r in duel["rounds"])],
-                                  "load_avg": duel["rounds"][-1]["load_avg"],
-                                  "how": "median over interleaved rounds of step_latency (onnxruntime: 5 x 200 steps "
-                                         "after 50 warm-up; fake-quant torch: 3 x 20 after 5), batch 1, 1 thread"}
+        attach_latency(rows, duel, "median over interleaved rounds of step_latency (onnxruntime: 5 x 200 steps "
+                                   "after 50 warm-up; fake-quant torch: 3 x 20 after 5), batch 1, 1 thread")
         print(f"latency: {duel['peer_median_ms']} vs rnnslim int8 {duel['rnnslim_int8_median_ms']:.4f} ms", flush=True)
     result = {"model": args.model, "test_chars": int(len(x)), "test_text": test_text(len(x)), "parity": parity,
               "rows": rows, "rnnslim": ref, "interleaved_latency": duel, "calibration": CALIBRATION_TEXT,

@@ -137,6 +137,17 @@ def interleaved_latency(model: str, peer_timers: dict, rounds: int = 3, main_pyt
                    "Python / ctypes call included) then every peer variant; medians over rounds"}
 
 
+def attach_latency(rows: list[dict], duel: dict, how: str) -> None:
+    """Give every row timed in `duel` (interleaved_latency's result) its `latency`: the median over the
+    rounds, the fastest and slowest round, the last round's load average and `how` it was timed."""
+    for row in rows:
+        v = row["variant"]
+        if v in duel["peer_median_ms"]:
+            per_round = [r["peer_ms"][v] for r in duel["rounds"]]
+            row["latency"] = {"median_ms": duel["peer_median_ms"][v], "spread_ms": [min(per_round), max(per_round)],
+                              "load_avg": duel["rounds"][-1]["load_avg"], "how": how}
+
+
 # ---- provenance ---------------------------------------------------------------------------------------------
 
 def versions(packages: tuple[str, ...]) -> dict:
