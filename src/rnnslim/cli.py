@@ -565,9 +565,12 @@ def search(
     threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
     warm_start: Annotated[Optional[Path], typer.Option(help="YAML list of parameter sets a new study tries first, "
                                                              "e.g. [{width_l0: 384, bits_rnn: 4}]")] = None,
+    reference: Annotated[Optional[list[Path]], typer.Option(
+        help="a `rnnslim compress` run directory (or its report.json) drawn beside the trials in pareto.png "
+             "and report.html, e.g. your hand-written recipe's run; repeat for several")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search compression recipes under a budget (Optuna: the search extra); writes the Pareto front and best.yaml."""
+    """Search compression recipes under a budget (Optuna: the search extra); writes the Pareto front, best.yaml and report.html."""
     import yaml
 
     from rnnslim.search.run import default_log, search as run_search
@@ -591,6 +594,13 @@ def search(
         _err(f"--sampler must be tpe or nsga2, got {sampler!r}")
     if warm_start is not None:
         opts["enqueue"] = _warm_start_points(warm_start)
+    if reference:
+        from rnnslim.search.references import ReferenceError, load_reference
+
+        try:
+            opts["references"] = [load_reference(p) for p in reference]
+        except ReferenceError as e:
+            _err(f"--reference: {e}")
     _load(model_path)  # a clear error for a bad model path before any worker starts
     res = run_search(str(model_path), data=data, budget=budget, trials=trials, out=out, storage=storage,
                      workers=workers, n_trials=n_trials, study_name=study_name, eval_tokens=eval_tokens,
@@ -599,8 +609,10 @@ def search(
     summary = {k: res.get(k) for k in ("study", "budget", "caps", "baseline", "states", "complete_by_fidelity",
                                        "pareto_front", "best", "verdict", "skipped_dimensions")}
     summary["results"] = str(out / "results.json")
+    summary["report_html"] = str(out / "report.html")
     human = (f"{res.get('verdict') or 'no verdict (no trial finished)'}\n"
-             f"Pareto front (trials): {res.get('pareto_front')}\nresults: {out / 'results.json'}")
+             f"Pareto front (trials): {res.get('pareto_front')}\nresults: {out / 'results.json'}\n"
+             f"report: {out / 'report.html'}")
     _emit(summary, as_json, human)
 
 

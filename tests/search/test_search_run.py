@@ -13,6 +13,7 @@ import rnnslim
 from rnnslim.cli import app
 from rnnslim.io.format import artifact_bytes
 from rnnslim.search.budget import feasible
+from rnnslim.search.references import load_reference
 from rnnslim.search.results import choose_best
 
 
@@ -53,6 +54,16 @@ def test_three_trials_write_a_front_and_a_best_recipe_compress_reruns(tmp_path):
                                  "--json"])
     assert r.exit_code == 0, r.output
     assert artifact_bytes(rerun / "model") == best["bytes"]  # the same artifact as the trial's
+
+    # the re-run as a reference point: the finished study runs no new trial, and its report.html
+    # draws the reference beside the trials
+    ref = load_reference(rerun)
+    assert ref.bytes == best["bytes"] and ref.label == recipe["name"] and ref.test_loss is not None
+    again = rnnslim.search(str(model), data=str(data), budget="bytes=2/3", trials=3, out=out, space=FAST_SPACE,
+                           references=[ref], **FAST)
+    assert again["states"] == res["states"] and again["references"] == [ref.model_dump(mode="json")]
+    page = (out / "report.html").read_text()
+    assert 'id="plot-pareto"' in page and "reference recipes" in page and f"{ref.label} (reference)" in page
 
 
 def test_the_best_is_the_lowest_preferred_value_among_feasible_trials():

@@ -153,10 +153,12 @@ def pareto_front(points: list[dict], x: str = "bytes") -> list[dict]:
 
 
 def pareto_figure(points: list[dict], chosen: dict | str | int | None = None, x: str = "bytes",
-                  title: str = "search: loss vs size") -> str:
+                  title: str = "search: loss vs size", references: list[dict] | None = None) -> str:
     """A `<figure id="plot-pareto">`: every candidate of a search, its Pareto front (loss vs
     `x`: "bytes" or "latency_ms") and the chosen point. points: [{loss, bytes, latency_ms,
-    label}] (lower loss is better); chosen: one of them, its label, or its index."""
+    label}] (lower loss is better); chosen: one of them, its label, or its index; references:
+    [{loss, bytes, label}] recipes run outside the search (hand-written ones), drawn as labelled
+    squares beside the candidates and never part of the front."""
     if x not in ("bytes", "latency_ms"):
         raise ValueError(f"pareto_figure: x must be 'bytes' or 'latency_ms', got {x!r}")
     for i, p in enumerate(points):
@@ -174,7 +176,11 @@ def pareto_figure(points: list[dict], chosen: dict | str | int | None = None, x:
     if chosen is not None:
         series.append({"name": f"chosen: {chosen.get('label', '')}", "marker": "ring", "color": "#c0392b",
                        "points": [(chosen.get(x), chosen["loss"], None)]})
-    xs = [p[x] for p in points if p.get(x)]
+    refs = [r for r in references or [] if r.get("loss") is not None and r.get(x)]
+    if refs:
+        series.append({"name": "reference recipes", "marker": "square", "color": "#d68910",
+                       "points": [(r[x], r["loss"], r.get("label")) for r in refs]})
+    xs = [p[x] for p in [*points, *refs] if p.get(x)]
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 8
     x_label, x_fmt = (("artifact size on disk", fmt_bytes) if x == "bytes"
                       else ("latency per step (ms)", lambda v: f"{v:.3g}"))
@@ -184,4 +190,6 @@ def pareto_figure(points: list[dict], chosen: dict | str | int | None = None, x:
                f"both lower loss and fewer {'bytes' if x == 'bytes' else 'milliseconds'})")
     if chosen is not None:
         caption += f"; chosen: {chosen.get('label', '')} (loss {fmt_num(chosen['loss'])})"
+    if refs:
+        caption += f"; squares: {len(refs)} reference recipe{'s' if len(refs) != 1 else ''} run outside the search"
     return figure("plot-pareto", title[:1].upper() + title[1:], svg, caption)

@@ -35,6 +35,8 @@ _EXPORTS = {
     "register_dimension": "rnnslim.search.space",
     "Budget": "rnnslim.search.budget",
     "BudgetError": "rnnslim.search.budget",
+    "load_reference": "rnnslim.search.references",
+    "ReferencePoint": "rnnslim.search.references",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rnnslim.search.references import ReferencePoint
 from rnnslim.search.space import SearchSpace
 
 
@@ -50,13 +51,16 @@ class SearchConfig(BaseModel):
     enqueue: list[dict[str, int | float | str | bool]] = Field(
         default_factory=list, description="warm start: parameter sets (e.g. {width_l0: 384, bits_rnn: 3}) a new "
                                           "study tries first, before the sampler's own; missing ones are sampled")
+    references: list[ReferencePoint] = Field(
+        default_factory=list, description="recipes already run (rnnslim.search.references.load_reference), drawn "
+                                          "beside the trials in pareto.png and report.html; not part of the study")
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
 
     def study_key(self) -> dict:
-        """What a joining worker must agree on (not `enqueue`: warm-start points do not change the space)."""
+        """What a joining worker must agree on (not `enqueue` nor `references`: neither changes the space)."""
         return {"space": _space_key(self.space), "eval_tokens": self.eval_tokens,
                 "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
                 "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}

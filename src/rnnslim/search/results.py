@@ -1,4 +1,4 @@
-"""What a search leaves behind: results.json, the Pareto front, best.yaml and pareto.png.
+"""What a search leaves behind: results.json, the Pareto front, best.yaml, pareto.png, report.html.
 
     OUT/results.json   every trial (params, rungs, values, constraints, run dir), the Pareto
                        front of the full-fidelity trials, the best trial and why, the baseline
@@ -8,8 +8,11 @@
                        so (rnnslim.search.verdict; results.json "verdict")
     OUT/pareto.png     loss against artifact bytes (colour: latency), front and caps marked
                        (needs matplotlib: pip install 'rnnslim[plot]'; skipped without it)
+    OUT/report.html    the verdict, the Pareto plot (inline SVG, no matplotlib needed) and the
+                       front as a table; both plots draw the config's reference recipes
+                       (`--reference RUN_DIR`) as labelled squares
 
-All three are written atomically from the study as stored, so any worker (or `rnnslim search`
+All four are written atomically from the study as stored, so any worker (or `rnnslim search`
 re-run with --trials 0) can write them, and the last writer's files describe the most trials.
 """
 
@@ -25,6 +28,7 @@ from rnnslim.search.verdict import budget_verdict
 RESULTS_JSON = "results.json"
 BEST_YAML = "best.yaml"
 PARETO_PNG = "pareto.png"
+REPORT_HTML = "report.html"
 
 
 def trial_rows(study) -> list[dict]:
@@ -114,7 +118,9 @@ def write_outputs(study, ctx, extra: dict | None = None) -> dict:
                "caps": ctx.caps, "prefer": ctx.budget.preferred, "baseline": ctx.baseline,
                "trials_target": ctx.cfg.trials, "states": states, "complete_by_fidelity": fidelities,
                "pareto_front": [r["number"] for r in front], "best": best_info,
-               "config": ctx.cfg.model_dump(mode="json", exclude={"storage"}), **(extra or {}), "trials": rows}
+               "references": [r.model_dump(mode="json") for r in ctx.cfg.references],
+               "config": ctx.cfg.model_dump(mode="json", exclude={"storage", "references"}), **(extra or {}),
+               "trials": rows}
     results["verdict"] = budget_verdict(results)  # "NO trial met the budget ..." when none did
     if recipe is not None:
         header = "".join(f"# {line.strip()}\n" for line in results["verdict"].splitlines())
@@ -122,6 +128,9 @@ def write_outputs(study, ctx, extra: dict | None = None) -> dict:
                    f"# re-run: rnnslim compress {ctx.cfg.model} --recipe {out / BEST_YAML} --out DIR\n")
         write_text_atomic(out / BEST_YAML, header + yaml.safe_dump(recipe, sort_keys=False))
     write_json_atomic(out / RESULTS_JSON, results)
+    from rnnslim.report.search_page import render_search_html
+
+    write_text_atomic(out / REPORT_HTML, render_search_html(results))
     plot = plot_front(rows, front, ctx, out / PARETO_PNG)
     if plot:
         results["plot"] = str(plot)
@@ -162,13 +171,19 @@ def plot_front(rows: list[dict], front: list[dict], ctx, path: Path) -> Path | N
                    edgecolors="r", label="Pareto front (" + ", ".join(ctx.objectives()) + ")")
     base = ctx.baseline
     ax.scatter([base["bytes"]], [base["loss"]], marker="*", s=150, c="k", label="input model")
+    refs = ctx.cfg.references
+    if refs:  # recipes run outside the search (hand-written ones), measured the same way
+        ax.scatter([r.bytes for r in refs], [r.loss for r in refs], marker="s", s=60, c="C1",
+                   label="reference recipes")
+        for r in refs:
+            ax.annotate(r.label, (r.bytes, r.loss), fontsize=7, xytext=(4, 4), textcoords="offset points")
     if "bytes" in ctx.caps:
         ax.axvline(ctx.caps["bytes"], ls="--", c="C3", lw=1, label="bytes cap")
     if "loss" in ctx.caps:
         ax.axhline(ctx.caps["loss"], ls=":", c="C3", lw=1, label="loss cap")
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    xs = [r["bytes"] for r in done] + [base["bytes"]]
+    xs = [r["bytes"] for r in done] + [base["bytes"]] + [r.bytes for r in refs]
     if max(xs) / min(xs) > 8:  # a log axis only when the sizes span about a decade
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())

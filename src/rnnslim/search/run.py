@@ -38,6 +38,7 @@ from typing import Any
 
 from rnnslim.search.budget import OBJECTIVES, Budget
 from rnnslim.search.config import SearchConfig
+from rnnslim.search.references import check_metric
 from rnnslim.search.space import ModelFacts, active_dimensions
 from rnnslim.search.storage import (WORKER_ATTR, Heartbeat, check_storage, open_storage, recover_stale,
                                     worker_identity)
@@ -122,6 +123,7 @@ def prepare(cfg: SearchConfig, worker_index: int = 0, log=None) -> tuple[TrialCo
     task = load_task(cfg, model)
     budget = Budget.parse(cfg.budget, cfg.prefer)
     ctx = TrialContext(cfg=cfg, model=model, task=task, facts=ModelFacts.of(model), budget=budget, log=log)
+    check_metric(cfg.references, ctx.metric)  # before the study: a reference on another axis is a setup error
     study = _study(cfg, ctx, worker_index)
     baseline = study.user_attrs.get(BASELINE_ATTR)
     if baseline is None:
