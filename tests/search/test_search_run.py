@@ -163,3 +163,11 @@ def test_a_warm_start_point_with_unknown_names_fails_its_trial_clearly(tmp_path)
                        enqueue=[point], max_failures=1, **FAST)
     results = json.loads((tmp_path / "s" / "results.json").read_text())
     assert results["trials"][0]["state"] == "FAIL" and "does not sample" in results["trials"][0]["error"]
+
+
+def test_a_reference_that_is_not_a_compress_run_is_refused_before_any_trial(tmp_path):
+    model, data = make_model(tmp_path)
+    r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "s"),
+                                 "--reference", str(tmp_path / "no-run")])
+    assert r.exit_code != 0 and "--reference" in r.output and "no report.json" in r.output, r.output
+    assert not (tmp_path / "s").exists()
