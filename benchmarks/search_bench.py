@@ -194,9 +194,12 @@ def main() -> None:
     earlier = prev.get("previous") if same_study else _earlier_search(prev)
     if args.previous is not None:
         earlier = _earlier_search(_previous(args.previous))
+    from search_references import hand_references
+
+    refs = hand_references(NAME, prev.get("references") if same_study else None)
     if args.summarize_only:
         res = json.loads((args.search_dir / "results.json").read_text())
-        summary = summarize(res, sessions, args)
+        summary = summarize(res, sessions, args, refs)
         summary["previous"] = earlier
         write_json_atomic(args.results, summary)
         return
@@ -208,7 +211,7 @@ def main() -> None:
     session_s = min(args.minutes * 60, left / args.workers)  # per worker: workers x session <= what is left
     t0 = time.perf_counter()
     chosen = {"enqueue": WARM_START, "space": space()} if args.warm_start else {
-        "enqueue": [], "space": space_v3(), "prefer": "bytes"}  # v3: the smallest recipe within the caps
+        "enqueue": [], "space": space_v3(), "prefer": "bytes", "references": refs}  # v3: the smallest within the caps
     res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=args.budget, trials=args.trials,
                  out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=0, workers=args.workers,
                  time_budget_s=session_s, latency_steps=100, latency_repeats=3,
@@ -218,7 +221,7 @@ def main() -> None:
                      "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
                      "load_average_after": [round(x, 2) for x in os.getloadavg()],
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    summary = summarize(res, sessions, args)
+    summary = summarize(res, sessions, args, refs)
     summary["previous"] = earlier
     write_json_atomic(args.results, summary)
     print(json.dumps(summary["best"], indent=1), file=sys.stderr)
@@ -232,8 +235,18 @@ def _earlier_search(prev: dict) -> dict | None:
             "compute": prev.get("compute"), "best": prev.get("best"), "pareto_front": prev.get("pareto_front")}
 
 
-def summarize(res: dict, sessions: list[dict], args) -> dict:
+def summarize(res: dict, sessions: list[dict], args, refs: list | None = None) -> dict:
+    """The results JSON from the study's results.json; also (re)writes the study's report.html
+    with the hand-written recipes `refs` (search_references.py) beside the trials."""
+    from rnnslim.report.search_page import render_search_html
+    from rnnslim.utils.atomic import write_text_atomic
+
     base = res["baseline"]
+    references = [{**r.model_dump(mode="json"),
+                   "valid_change_pct": 100 * (r.loss / base["loss"] - 1),
+                   "test_change_pct": None if r.test_loss is None else 100 * (r.test_loss / base["test_loss"] - 1),
+                   "fp32_ratio": base["bytes"] / r.bytes} for r in refs or []]
+    write_text_atomic(args.search_dir / "report.html", render_search_html({**res, "references": references}))
     rows = {r["number"]: r for r in res["trials"]}
     used_at = budget_used_at_completion(args.search_dir)
     budget_s = args.hours * 3600
@@ -271,6 +284,10 @@ def summarize(res: dict, sessions: list[dict], args) -> dict:
         "goal_met_after_budget_by": [r["trial"] for r in full if r["meets_goal"] and not r["within_budget"]],
         "goal_1_40_met_by": [r["trial"] for r in full if r["meets_1_40_on_test"] and r["within_budget"]],
         "warm_start_used": bool(SEEDED),
+        "references": references,
+        "references_note": "hand-written recipes run outside the search (benchmarks/search_references.py), "
+                           "measured the same way (whole valid / test split, artifact bytes on disk); "
+                           "drawn beside the trials, never part of the search",
         "full_fidelity_trials": full,
         "search_results": str(args.search_dir / "results.json"),
         "notes": ["loss: mean cross-entropy (nats/char) over the whole split, batch 1, state carried",

@@ -37,6 +37,7 @@ _EXPORTS = {
     "BudgetError": "rnnslim.search.budget",
     "load_reference": "rnnslim.search.references",
     "ReferencePoint": "rnnslim.search.references",
+    "reference_from_report": "rnnslim.search.references",
 }
 
 __all__ = sorted(_EXPORTS)

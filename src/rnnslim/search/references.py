@@ -47,6 +47,13 @@ def load_reference(path: str | Path, label: str | None = None) -> ReferencePoint
                              "directory or its report.json)") from None
     except (OSError, ValueError) as e:
         raise ReferenceError(f"reference {report}: cannot read it as JSON ({e})") from None
+    return reference_from_report(data, str(report), label)
+
+
+def reference_from_report(data: dict, source: str, label: str | None = None) -> ReferencePoint:
+    """A reference point from a report.json's content (e.g. one kept inside a results JSON);
+    `source` names where it came from in errors and in the point."""
+    report = source
     rows = data.get("rows") if isinstance(data, dict) else None
     if not rows or not isinstance(rows, list):
         raise ReferenceError(f"reference {report}: no stage rows (is it a `rnnslim compress` report.json?)")
@@ -61,9 +68,9 @@ def load_reference(path: str | Path, label: str | None = None) -> ReferencePoint
     if not isinstance(size, (int, float)) or size <= 0:
         raise ReferenceError(f"reference {report}: its last stage has no artifact size")
     recipe = data.get("recipe") if isinstance(data.get("recipe"), dict) else {}
-    name = label or recipe.get("name") or report.parent.name
+    name = label or recipe.get("name") or Path(source).parent.name
     return ReferencePoint(label=str(name), loss=float(valid), test_loss=float(test) if _finite(test) else None,
-                          bytes=int(size), metric=metric, source=str(report))
+                          bytes=int(size), metric=metric, source=source)
 
 
 def check_metric(refs: list[ReferencePoint], metric: str) -> None:
