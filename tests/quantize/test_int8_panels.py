@@ -162,6 +162,24 @@ def test_auto_picks_panels_for_nm_and_dense_for_half_unstructured():
     assert panels_cost(nm_codes(64, 256, 1, 4, 0)) < (64 // 16) * (256 // 4)
 
 
+def test_auto_leaves_panels_out_on_a_build_where_they_are_slow():
+    nm = nm_codes(256, 256, 1, 4, seed=4)
+    assert pack_matrix(nm, panels_fast=False).format == "dense"  # what "auto" picks without panels
+    assert pack_matrix(nm, sparse="panels", panels_fast=False).format == "panels"  # forced: any build
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_runner_asks_its_kernel_build_whether_panels_are_fast(variant):
+    """auto on an N:M model: panels exactly where the loaded build says they are faster (AVX512-VBMI,
+    portable C); an AVX2-only build stores the same matrices dense. Results are the same either way."""
+    q = nm_model("lstm", 1, 4)
+    runner = IntegerRunner(q, variant, fold_embedding=False)
+    fast = bool(runner.lib.rs_panels_fast())
+    if variant in ("portable", "avx2"):
+        assert fast == (variant == "portable")
+    assert {m.format == "panels" for m in runner.program.step_matrices()} == {fast}
+
+
 def test_program_counts_macs_of_the_panels():
     q = nm_model("lstm", 1, 4)
     sparse = IntegerProgram.from_model(q, fold_embedding=False, sparse="panels")

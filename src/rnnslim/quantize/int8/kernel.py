@@ -59,6 +59,7 @@ def load_kernel(variant: KernelVariant | str = KernelVariant.NATIVE) -> ctypes.C
         "rs_new": ([i32, i32, i32, i32, i32], _P),
         "rs_free": ([_P], None),
         "rs_simd_level": ([], i32),
+        "rs_panels_fast": ([], i32),
         "rs_set_embedding": ([_P, _P], i32),
         "rs_set_embedding_tied": ([_P], i32),
         "rs_set_matrix": ([_P, i32, i32, i32, _P, _P, _P, _P, i32], i32),

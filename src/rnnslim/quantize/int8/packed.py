@@ -54,7 +54,10 @@ PANEL_BUSY_COST per non-empty (row block, panel), PANEL_EMPTY_COST per empty one
 (block, panel) 0.1-1 ns (noisy); portable: a group ~2.2 dense tiles, no visible panel cost. Hence 2 / 1.5 / 0.5:
 N:M 1:4 (4 groups per block-panel) costs 9.5 of the dense 16, 1:10 5.5; 50 % unstructured stays dense.
 The rule is the VBMI and portable builds' (and the Cortex-M4's): an AVX2-only build runs those
-products at 0.84x / 1.07x of its dense ones (panels_bench.py --variants avx2), so there "auto" costs time.
+products at 0.84x / 1.07x of its dense ones (panels_bench.py --variants avx2), so "auto" there would
+cost time. Hence `panels_fast`: IntegerRunner passes its kernel build's rs_panels_fast() (1 on
+AVX512-VBMI and portable builds), and "auto" considers panels only where it is 1; an export for a
+device (portable C) keeps the default True; sparse="panels" forces the format on any build.
 """
 
 from __future__ import annotations
@@ -168,8 +171,9 @@ class PackedMatrix:
         return out
 
 
-def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> PackedMatrix:
-    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" / "strips" / "panels" (see the module docstring)."""
+def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto", panels_fast: bool = True) -> PackedMatrix:
+    """(rows, cols) int8 -> PackedMatrix; sparse True / False / "auto" / "nm24" / "strips" / "panels" (see the
+    module docstring); panels_fast False: "auto" never picks panels (a build where they are slower)."""
     w = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
     if w.ndim != 2 or w.dtype != np.int8:
         raise ValueError(f"pack_matrix needs a 2-D int8 matrix, got {w.dtype} {w.shape}")
@@ -187,7 +191,7 @@ def pack_matrix(w: torch.Tensor | np.ndarray, sparse: bool | str = "auto") -> Pa
         raise ValueError(f"sparse must be True, False, 'auto', 'nm24', 'strips' or 'panels', got {sparse!r}")
     other = nonzero.sum() if sparse else nonzero.size  # cost of the dense / tile-sparse choice, in tiles
     strips = strips_cost(padded) if choice == "auto" else np.inf
-    if choice == "panels" or (choice == "auto" and panels_cost(padded) < min(other, strips)):
+    if choice == "panels" or (choice == "auto" and panels_fast and panels_cost(padded) < min(other, strips)):
         groups_w, ptr, idx = pack_panels(padded)
         return PackedMatrix(rows, cols, groups_w, corr, panel_ptr=ptr, panel_idx=idx)
     if choice == "strips" or strips < other:
@@ -470,10 +474,12 @@ class IntegerProgram:
 
     @classmethod
     def from_model(cls, model: SequenceModel, fold_embedding: bool | None = None,
-                   sparse: bool | str = "auto", delta: Thresholds | str = "model") -> IntegerProgram:
+                   sparse: bool | str = "auto", delta: Thresholds | str = "model",
+                   panels_fast: bool = True) -> IntegerProgram:
         """Pack an integer int8 model (check_integer_model(model, whole_sequence=True) must accept it:
         bidirectional layers pack their backward direction into PackedLayer.rev). `delta`: the
-        delta thresholds per layer (delta.resolve_thresholds), "model" = the model's own."""
+        delta thresholds per layer (delta.resolve_thresholds), "model" = the model's own;
+        `panels_fast`: whether "auto" may pick the panels format (the target build's rs_panels_fast)."""
         check_integer_model(model, whole_sequence=True)
         plan = delta_plan(model, delta)
         dec = model.decoder
@@ -483,7 +489,7 @@ class IntegerProgram:
             d = layer.direction(k)
             return PackedLayer(
                 input=layer.input_size, hidden=layer.hidden_size,
-                wx=pack_matrix(d.w_ih, sparse), wh=pack_matrix(d.w_hh, sparse),
+                wx=pack_matrix(d.w_ih, sparse, panels_fast), wh=pack_matrix(d.w_hh, sparse, panels_fast),
                 mult_x=_np(d.mult_ih, np.int32), shift_x=_np(d.shift_ih, np.int8),
                 mult_h=_np(d.mult_hh, np.int32), shift_h=_np(d.shift_hh, np.int8), bias=_np(d.bias, np.int32),
                 h_mult=int(layer.h_mult), h_shift=int(layer.h_shift), cf=int(layer.cell_frac),
@@ -500,7 +506,7 @@ class IntegerProgram:
                 packed.wx_cols = pack_columns(d.w_ih) if dp[1] else None
             layers.append(packed)
         common = dict(cell=cell, embed=model.rnn.layers[0].input_size, out=dec.out_features, layers=layers,
-                      dec=pack_matrix(dec.weight, sparse), dec_bias=_np(dec.bias, np.int32),
+                      dec=pack_matrix(dec.weight, sparse, panels_fast), dec_bias=_np(dec.bias, np.int32),
                       dec_scale=_np(dec.out_scale.float(), np.float32), readout=model.spec.readout.value)
         kind = model.spec.input_kind
         if kind is InputKind.IDENTITY:
@@ -508,7 +514,7 @@ class IntegerProgram:
             return cls(vocab=0, emb=None, inputs=inputs, **common)
         if kind is InputKind.LINEAR:
             p, act = model.input_proj, getattr(model, "input_act", None)
-            inputs = PackedInput(kind, p.in_features, float(p.in_scale), pack_matrix(p.weight, sparse),
+            inputs = PackedInput(kind, p.in_features, float(p.in_scale), pack_matrix(p.weight, sparse, panels_fast),
                                  _np(p.bias, np.int32), _np(p.out_mult, np.int32), _np(p.out_shift, np.int8),
                                  window=model.spec.input_window, padding=model.spec.input_padding,
                                  act=None if act is None else _np(act.table, np.int8))

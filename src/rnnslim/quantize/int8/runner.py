@@ -30,8 +30,10 @@ integers, a quarter fewer weight bytes read per step). Matrices whose non-zeros 
 16 x 4 tiles (block pruning) are stored tile-sparse and only their tiles are multiplied;
 matrices whose zeros are whole 16 x 1 column strips (strip pruning) are stored in the strips
 format where packed.py's cost rule says it is faster (strips.py: kept strips gathered into
-16 x 4 tiles). `sparse=` forces a layout (False dense, True tile-sparse, "strips"); sparse="nm24"
-also stores 2:4 matrices in the 2:4 format, nm24.py.
+16 x 4 tiles); N:M-pruned matrices are stored in the panels format (panels.py) where the cost rule
+says so AND the loaded kernel build runs panels fast (rs_panels_fast: AVX512-VBMI and portable builds;
+an AVX2-only build keeps them dense, where panels measured 0.84x). `sparse=` forces a layout (False
+dense, True tile-sparse, "strips", "panels"); sparse="nm24" also stores 2:4 matrices in the 2:4 format, nm24.py.
 
 Delta models (delta.py: IntegerRecurrent.delta_threshold, or `delta=` here to override) step
 with the kernel's delta step: a state then also holds the stream's delta state, and
@@ -91,9 +93,10 @@ class IntegerRunner:
     def __init__(self, model: SequenceModel, variant: KernelVariant | str = KernelVariant.NATIVE,
                  fold_embedding: bool | None = None, sparse: bool | str = "auto",
                  delta: Thresholds | str = "model") -> None:
-        program = IntegerProgram.from_model(model.cpu(), fold_embedding=fold_embedding, sparse=sparse, delta=delta)
+        self.lib = lib = load_kernel(variant)  # first: its build decides whether "auto" may pick panels
+        program = IntegerProgram.from_model(model.cpu(), fold_embedding=fold_embedding, sparse=sparse, delta=delta,
+                                            panels_fast=bool(lib.rs_panels_fast()))
         self.program = program
-        self.lib = lib = load_kernel(variant)
         self.variant = KernelVariant(variant)
         self.cell = program.cell
         self.hidden = [ly.hidden for ly in program.layers]
