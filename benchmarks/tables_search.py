@@ -120,7 +120,7 @@ def search_section(model: str = "charlstm-512x2") -> list[str]:
                                     f"--workers {s.get('workers', 1)}")
 
     runs = "; ".join(f"`{command(s)}` (finished {s['finished']})" for s in comp["sessions"] if "limit_s_per_worker" in s)
-    out = [f"### {model}: recipe search under a budget (`rnnslim search`)", "",
+    out = [f"### {model}: the earlier study (v2, issue 13; two hand-written warm-start points)", "",
            f"Machine and command: {_machine(data['provenance'])}." + (f" Trials ran in: {runs}." if runs else ""), "",
            f"Goal: {data['goal']}; budget `{data['budget']}` (caps: validation loss <= {data['caps']['loss']:.4f}, "
            f"artifact <= {data['caps']['bytes']:,.0f} bytes). Compute: {comp['wall_s']:,.0f} s of trial wall time "

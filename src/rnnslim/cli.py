@@ -565,6 +565,9 @@ def search(
     threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
     warm_start: Annotated[Optional[Path], typer.Option(help="YAML list of parameter sets a new study tries first, "
                                                              "e.g. [{width_l0: 384, bits_rnn: 4}]")] = None,
+    size_floor: Annotated[Optional[float], typer.Option(
+        help="prune before training a trial predicted under this fraction of the bytes cap, e.g. 0.4 "
+             "(with --prefer bytes: keeps the search where the loss cap can still hold)")] = None,
     reference: Annotated[Optional[list[Path]], typer.Option(
         help="a `rnnslim compress` run directory (or its report.json) drawn beside the trials in pareto.png "
              "and report.html, e.g. your hand-written recipe's run; repeat for several")] = None,
@@ -594,6 +597,12 @@ def search(
         _err(f"--sampler must be tpe or nsga2, got {sampler!r}")
     if warm_start is not None:
         opts["enqueue"] = _warm_start_points(warm_start)
+    if size_floor is not None:
+        if not 0 < size_floor < 1:
+            _err(f"--size-floor must be between 0 and 1 (a fraction of the bytes cap), got {size_floor}")
+        if "bytes" not in budget:
+            _err("--size-floor is a fraction of the bytes cap: give --budget bytes=... too")
+        opts["size_floor"] = size_floor
     if reference:
         from rnnslim.search.references import ReferenceError, load_reference
 

@@ -171,3 +171,20 @@ def test_a_reference_that_is_not_a_compress_run_is_refused_before_any_trial(tmp_
                                  "--reference", str(tmp_path / "no-run")])
     assert r.exit_code != 0 and "--reference" in r.output and "no report.json" in r.output, r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_trial_predicted_under_the_size_floor_is_pruned_before_training(tmp_path):
+    model, data = make_model(tmp_path)
+    small = {"width_l0": 8, "width_l1": 8, "sparsity_kind": "none", "finetune_steps": 0, "quant": "quantize_weights",
+             "bits_rnn": 4, "bits_io": 8}  # about 60 % of the input's bytes (the first test)
+    same = {"width_l0": 16, "width_l1": 16, "sparsity_kind": "none", "finetune_steps": 0, "quant": "none"}
+    res = rnnslim.search(str(model), data=str(data), budget="bytes=1/1", trials=1, out=tmp_path / "s",
+                         space=FAST_SPACE, enqueue=[small, same], size_floor=0.9, **FAST)
+    first, second = res["trials"][:2]
+    assert first["state"] == "PRUNED" and first["fidelity"] == "predicted" and first["run_dir"] is None
+    assert first["predicted_bytes"] < 0.9 * res["caps"]["bytes"]
+    assert first["constraints"][1] > 0  # bytes constraint: floor / predicted - 1, so the sampler sees it infeasible
+    assert second["state"] == "COMPLETE" and second["params"] == same
+    r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "t"),
+                                 "--size-floor", "0.5"])
+    assert r.exit_code != 0 and "--budget bytes=" in r.output, r.output

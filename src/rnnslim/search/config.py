@@ -51,6 +51,13 @@ class SearchConfig(BaseModel):
     enqueue: list[dict[str, int | float | str | bool]] = Field(
         default_factory=list, description="warm start: parameter sets (e.g. {width_l0: 384, bits_rnn: 3}) a new "
                                           "study tries first, before the sampler's own; missing ones are sampled")
+    startup_trials: int | None = Field(default=None, ge=1, le=1000,
+                                       description="TPE's random trials before it models the space (None: "
+                                                   "min(10, trials / 3), at least 3)")
+    size_floor: float | None = Field(
+        default=None, gt=0, lt=1, description="prune before training a trial predicted under this fraction of the "
+                                              "bytes cap (a prior for `prefer bytes` searches: far under the cap the "
+                                              "loss cap is rarely held); None: no floor")
     references: list[ReferencePoint] = Field(
         default_factory=list, description="recipes already run (rnnslim.search.references.load_reference), drawn "
                                           "beside the trials in pareto.png and report.html; not part of the study")
@@ -61,9 +68,13 @@ class SearchConfig(BaseModel):
 
     def study_key(self) -> dict:
         """What a joining worker must agree on (not `enqueue` nor `references`: neither changes the space)."""
-        return {"space": _space_key(self.space), "eval_tokens": self.eval_tokens,
-                "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
-                "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}
+        key = {"space": _space_key(self.space), "eval_tokens": self.eval_tokens,
+               "full_eval_tokens": self.full_eval_tokens, "latency": self.latency, "eta": self.eta,
+               "recipe_seed": self.recipe_seed, "task": self.task, "task_options": self.task_options}
+        for name in ("size_floor", "startup_trials"):  # added later: a study started before them keeps its key
+            if getattr(self, name) is not None:
+                key[name] = getattr(self, name)
+        return key
 
 
 # fields added to SearchSpace after studies existed: left out of the key at their default, so

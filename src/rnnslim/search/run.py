@@ -42,7 +42,7 @@ from rnnslim.search.references import check_metric
 from rnnslim.search.space import ModelFacts, active_dimensions
 from rnnslim.search.storage import (WORKER_ATTR, Heartbeat, check_storage, open_storage, recover_stale,
                                     worker_identity)
-from rnnslim.search.trial import (BASELINE_ATTR, INPUT_DIR, OverByteCap, TrialContext, load_task, measure_baseline,
+from rnnslim.search.trial import (BASELINE_ATTR, INPUT_DIR, OutsideByteBand, TrialContext, load_task, measure_baseline,
                                   run_trial)
 
 KEY_ATTR = "rnnslim_study_key"
@@ -74,7 +74,7 @@ def make_sampler(cfg: SearchConfig, worker_index: int = 0):
     cons = {} if _native_constraints() else {"constraints_func": _constraints}
     if cfg.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=max(4, min(50, cfg.trials // 3)), seed=seed, **cons)
-    startup = max(3, min(10, cfg.trials // 3))
+    startup = cfg.startup_trials or max(3, min(10, cfg.trials // 3))
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate, constant_liar
     return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed, multivariate=True, constant_liar=True,
                                       **cons)
@@ -189,7 +189,7 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
                 t0 = time.perf_counter()
                 try:
                     values = run_trial(ctx, study, trial)
-                except OverByteCap as e:  # size before cost: no rung ran
+                except OutsideByteBand as e:  # size before cost: no rung ran
                     res = trial.user_attrs.get("result") or {}
                     set_constraints(trial, res.get("constraints") or [])
                     study.tell(trial, state=TrialState.PRUNED)
@@ -197,8 +197,9 @@ def run_worker(cfg: SearchConfig, worker_index: int = 0, n_trials: int | None = 
                     _say(log, f"trial {trial.number}: pruned before training, {e} "
                               f"[{time.perf_counter() - t0:.2f} s]")
                     if over_cap >= MAX_OVER_CAP_IN_A_ROW:
-                        raise RuntimeError(f"{over_cap} trials in a row were over the byte cap before training; "
-                                           "the space can hardly reach it: allow smaller widths or fewer bits") from e
+                        raise RuntimeError(f"{over_cap} trials in a row were outside the byte band (cap, size "
+                                           "floor) before training; the space can hardly reach it: allow smaller "
+                                           "widths or fewer bits, or lower the size floor") from e
                     continue
                 except KeyboardInterrupt:
                     trial.set_user_attr("error", "interrupted (queued again)")

@@ -15,7 +15,10 @@ Size before cost: before its first rung a trial's artifact bytes are predicted f
 and bit widths (rnnslim.search.size, no re-fit, no fine-tune); a trial predicted over the byte
 cap raises OverByteCap with its result recorded (fidelity "predicted", its predicted bytes, a
 bytes constraint of predicted / cap - 1) and the worker tells it PRUNED with that constraint,
-so the sampler learns where the feasible region is without paying for a fine-tune there.
+so the sampler learns where the feasible region is without paying for a fine-tune there. With
+SearchConfig.size_floor set, a trial predicted under size_floor x the cap is pruned the same way
+(UnderByteFloor, bytes constraint floor / predicted - 1): a prior that keeps a `prefer bytes` search
+in the band just under the cap, where a recipe can still hold the loss cap.
 Where codes are lzma-coded the prediction is an estimate (the skeleton's bytes, decisive for
 pruning) with an upper bound beside it (user attr predicted_bytes_upper, size.predict_bytes_bounds).
 
@@ -45,8 +48,16 @@ TRIAL_RESULT = "search.json"
 BASELINE_ATTR = "baseline"
 
 
-class OverByteCap(Exception):
-    """A trial whose predicted bytes are over the byte cap: it ends before any training."""
+class OutsideByteBand(Exception):
+    """A trial whose predicted bytes are outside the band the search runs: it ends before any training."""
+
+
+class OverByteCap(OutsideByteBand):
+    """Predicted over the byte cap."""
+
+
+class UnderByteFloor(OutsideByteBand):
+    """Predicted under the size floor (SearchConfig.size_floor x the byte cap)."""
 
 
 @dataclass
@@ -227,14 +238,24 @@ def _predicted_bytes(ctx: TrialContext, trial, full_recipe: dict) -> int:
     if upper != estimate:  # lzma-coded codes: their final size depends on values the fine-tune changes
         trial.set_user_attr("predicted_bytes_upper", upper)
     cap = ctx.caps.get("bytes")
-    if cap is None or predicted <= cap:
+    if cap is None:
         return predicted
-    excess = predicted / cap - 1
+    floor = None if ctx.cfg.size_floor is None else ctx.cfg.size_floor * cap
+    if predicted > cap:
+        excess = predicted / cap - 1
+        error: OutsideByteBand = OverByteCap(f"predicted {predicted:,} bytes, {100 * excess:.1f} % over the cap "
+                                             f"of {cap:,.0f}")
+    elif floor is not None and predicted < floor:  # the prior: far smaller than the cap rarely holds the loss
+        excess = floor / predicted - 1
+        error = UnderByteFloor(f"predicted {predicted:,} bytes, under the size floor of {floor:,.0f} "
+                               f"({ctx.cfg.size_floor:g} x the cap)")
+    else:
+        return predicted
     trial.set_user_attr("result", {"loss": None, "test_loss": None, "bytes": predicted, "predicted_bytes": predicted,
                                    "latency_ms": None, "fidelity": "predicted", "rungs": [], "run_dir": None,
                                    "wall_s": time.perf_counter() - t0,
                                    "constraints": [0.0 if k != "bytes" else excess for k in OBJECTIVES]})
-    raise OverByteCap(f"predicted {predicted:,} bytes, {100 * excess:.1f} % over the cap of {cap:,.0f}")
+    raise error
 
 
 def _check_warm_start(study, trial) -> None:

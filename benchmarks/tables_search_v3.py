@@ -1,0 +1,130 @@
+"""BENCHMARKS.md section for the v3 searches (issue 23): no warm start, a 2-hour CPU budget per model,
+the search's own verdict on its ranking split with the test change beside it, the 1/40 size goal
+reproduced by `rnnslim compress`, and the Pareto plot with the hand-written recipes. Called by
+make_tables.py; reads only committed JSON (search_<model>-v3.json, search_reproduce_<model>.json)."""
+
+from __future__ import annotations
+
+from common import RESULTS
+from table_parts import load_result as _load
+from table_parts import machine_line as _machine
+from tables_search import _all_trial_rows, _trial_rows
+
+MODELS = ("charlstm-512x2", "chargru-512x2")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:+.2f}%"
+
+
+def _verdict(data: dict) -> list[str]:
+    """The search's verdict (ranking split) and the two goals, each with its test change beside it."""
+    base, best, caps = data["baseline"], data.get("best") or {}, data["caps"]
+    full = data.get("full_fidelity_trials") or []
+    feasible = [t for t in full if t["feasible"] and t["within_budget"]]
+    twentieth = [t for t in feasible if t["bytes"] <= base["bytes"] / 20]
+    out = [f"- **The search's own verdict** (caps on the validation split: loss <= {caps['loss']:.4f}, "
+           f"<= {caps['bytes']:,.0f} bytes): "
+           + (f"{len(feasible)} full-fidelity trial(s) within the caps and the budget; its pick (`prefer bytes`: the "
+              f"smallest) is trial {best['trial']}, {best['fp32_ratio']:.1f}x smaller than fp32 at "
+              f"{_pct(best.get('loss_change_pct'))} validation and {_pct(best.get('test_loss_change_pct'))} test loss."
+              if feasible else f"**no trial within the caps** (\"{best.get('why', 'no full-fidelity trial')}\")."
+              + (f" Its pick, trial {best['trial']}, is {best['fp32_ratio']:.1f}x smaller at "
+                 f"{_pct(best.get('loss_change_pct'))} validation / {_pct(best.get('test_loss_change_pct'))} test."
+                 if best.get("trial") is not None else ""))]
+    out.append("- **Goal 1, <= 1/20 within +2 % on the ranking split**: "
+               + ("met by trial(s) " + ", ".join(f"{t['trial']} ({t['fp32_ratio']:.1f}x, valid "
+                                                 f"{_pct(t['valid_loss_change_pct'])}, test {_pct(t['test_loss_change_pct'])})"
+                                                 for t in sorted(twentieth, key=lambda t: t["bytes"]))
+                  if twentieth else "**missed**") + ".")
+    forty = [t for t in full if t["meets_1_40_on_test"] and t["within_budget"]]
+    line = ("- **Goal 2, <= 1/40 within +2 % test loss**: "
+            + ("met by trial(s) " + ", ".join(f"{t['trial']} ({t['fp32_ratio']:.1f}x, test {_pct(t['test_loss_change_pct'])}, "
+                                             f"valid {_pct(t['valid_loss_change_pct'])})" for t in forty)
+               if forty else "**missed**: no full-fidelity trial within the budget is that small at that loss"))
+    smallest = min((t for t in full if t["test_loss_change_pct"] is not None and t["test_loss_change_pct"] <= 2.0),
+                   key=lambda t: t["bytes"], default=None)
+    if not forty and smallest:
+        line += (f" (the smallest trial within +2 % test is trial {smallest['trial']}, {smallest['fp32_ratio']:.1f}x "
+                 f"smaller, {_pct(smallest['test_loss_change_pct'])})")
+    out.append(line + ".")
+    return out
+
+
+def _reproduced(model: str) -> list[str]:
+    data = _load(f"search_reproduce_{model}.json")
+    if not data:
+        return []
+    out = []
+    for e in data["reruns"]:
+        s, r = e["search"], e["rerun"]
+        out.append(f"- **Reproduced with `rnnslim compress`** (`{e['command']}`, {e['wall_s']:,.0f} s, a fresh process; "
+                   f"recipe `{e['recipe']}`): trial {e['trial']}{' (the search best)' if e['is_search_best'] else ''} "
+                   f"gives {r['bytes']:,} bytes ({'the same' if e['same_bytes'] else 'NOT the same'} as the trial's "
+                   f"{s['bytes']:,}; {r['fp32_ratio']:.1f}x smaller), valid {r['valid_loss']:.4f} (trial "
+                   f"{s['valid_loss']:.4f}), test {r['test_loss']:.4f} (trial {s['test_loss']:.4f}, "
+                   f"{_pct(r['test_loss_change_pct'])} vs fp32)"
+                   + ("; within 1/40 and +2 % test." if e["meets_1_40_within_2pct_test"] else "."))
+    return out
+
+
+def _references(data: dict) -> list[str]:
+    refs = data.get("references") or []
+    if not refs:
+        return []
+    out = ["Hand-written recipes on the same axes (squares in the plot; `benchmarks/search_references.py`: "
+           "measured the same way, never part of the search):", "",
+           "| recipe | valid change | test change | artifact bytes | x smaller than fp32 | source |",
+           "|---|---:|---:|---:|---:|---|"]
+    for r in sorted(refs, key=lambda r: r["bytes"]):
+        out.append(f"| {r['label']} | {_pct(r['valid_change_pct'])} | {_pct(r['test_change_pct'])} | {r['bytes']:,} | "
+                   f"{r['fp32_ratio']:.1f}x | {r['source']} |")
+    return out + [""]
+
+
+def search_v3_section(model: str) -> list[str]:
+    data = _load(f"search_{model}-v3.json")
+    if not data:
+        return []
+    base, comp = data["baseline"], data["compute"]
+    runs = "; ".join(f"`{s['command']}` (finished {s['finished']}, load average after {s.get('load_average_after')})"
+                     for s in comp["sessions"])
+    out = [f"### {model}: the search with no warm start (v3, issue 23)", "",
+           f"Machine: {_machine(data['provenance'])}. Sessions: {runs}.", "",
+           f"Budget `{data['budget']}`, `prefer bytes` (the smallest recipe within the caps). Compute: "
+           f"{comp['wall_s']:,.0f} s of summed trial wall time against the {comp['budget_s']:,.0f} s budget "
+           f"(2 workers x 1 thread on the 2 cores, {comp['device']}; a trial running when the budget ran out "
+           "finished and counts; trials finished after it are marked and never count for a goal). Trials: "
+           + ", ".join(f"{n} {s.lower()}" for s, n in data["states"].items()) + " (complete by fidelity: "
+           + ", ".join(f"{k} {v}" for k, v in data["complete_by_fidelity"].items()) + "). No hand-written "
+           f"point was enqueued. Input model: valid {base['loss']:.4f}, test {base['test_loss']:.4f}, "
+           f"{base['bytes']:,} bytes; 1/20 = {base['bytes'] / 20:,.0f} bytes, 1/40 = {base['bytes'] / 40:,.0f}.",
+           "", "Space (`space_v3` in benchmarks/search_bench.py, docs/search.md): per-layer widths down to 1/4, "
+           "LSTMP (LSTM only), OBS sparsity unstructured or in strips (0.5-0.9), fine-tune of 0 / 500 / 1000 / "
+           "2000 steps through proxy rungs of 100 and 300 steps, the exact input fold, RTN or GPTQ int2 / int3 / "
+           "int4 with the embedding and decoder at 4 or 8 bits, codes plain or LZMA-coded. Trials over the byte "
+           "cap are pruned from their predicted size before any training.", ""]
+    out += _verdict(data) + _reproduced(model) + [""]
+    if (RESULTS / f"search_pareto_{model}-v3.png").exists():
+        out += [f"![{model} search v3: loss change vs bytes](benchmarks/results/search_pareto_{model}-v3.png)", "",
+                "Left: validation (the split the search ranks and caps on); right: test (reported only). Filled "
+                "dots: full-fidelity trials within the budget; the line: their Pareto front; red ring: the "
+                "search's pick; squares: hand-written recipes; dashed / dotted verticals: 1/20 and 1/40 of the "
+                "fp32 bytes; green: +2 %. The study's own page is benchmarks/runs/search_<model>-v3/report.html "
+                "(not committed; `rnnslim search` writes one into every search directory).", ""]
+    out += _references(data)
+    full = data.get("full_fidelity_trials") or []
+    out += ["Every full-fidelity trial:", ""] + _trial_rows(full, base)
+    if data.get("trials"):
+        out += ["", "<details><summary>Every trial of the study (bytes predicted before any training; a lower-rung "
+                    "trial's valid change is on the evaluation subset)</summary>", ""]
+        out += _all_trial_rows(data["trials"]) + ["", "</details>"]
+    return out + [""]
+
+
+def search_v3_sections() -> list[str]:
+    out = []
+    for m in MODELS:
+        out += search_v3_section(m)
+    return out
+
