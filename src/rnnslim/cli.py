@@ -565,6 +565,8 @@ def search(
     threads: Annotated[int, typer.Option(help="torch threads of every trial (training, evaluation, timing)")] = 1,
     warm_start: Annotated[Optional[Path], typer.Option(help="YAML list of parameter sets a new study tries first, "
                                                              "e.g. [{width_l0: 384, bits_rnn: 4}]")] = None,
+    startup_trials: Annotated[Optional[int], typer.Option(
+        help="TPE's random trials before it models the space (default: min(10, trials / 3))")] = None,
     size_floor: Annotated[Optional[float], typer.Option(
         help="prune before training a trial predicted under this fraction of the bytes cap, e.g. 0.4 "
              "(with --prefer bytes: keeps the search where the loss cap can still hold)")] = None,
@@ -597,6 +599,10 @@ def search(
         _err(f"--sampler must be tpe or nsga2, got {sampler!r}")
     if warm_start is not None:
         opts["enqueue"] = _warm_start_points(warm_start)
+    if startup_trials is not None:
+        if startup_trials < 1:
+            _err(f"--startup-trials must be >= 1, got {startup_trials}")
+        opts["startup_trials"] = startup_trials
     if size_floor is not None:
         if not 0 < size_floor < 1:
             _err(f"--size-floor must be between 0 and 1 (a fraction of the bytes cap), got {size_floor}")
