@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--model", default="charlstm-512x2")
     ap.add_argument("--compressed", nargs="*", default=[], help="recipe run names in benchmarks/runs/MODEL/")
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke test; not for results)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default benchmarks/results/deploy_MODEL.json), e.g. for a subset of rows")
     args = ap.parse_args()
     if args.quick:
         global STEPS, REPEATS, WARMUP
@@ -210,7 +212,7 @@ def main() -> None:
               "references": {k: (v["variant"] if v else None) for k, v in refs.items()}, "rows": rows,
               "eval": "test split, all characters, batch 1, state carried, through the C kernel"}
     if not args.quick:
-        update_results(RESULTS / f"deploy_{args.model}.json", "result", result)
+        update_results(args.out or RESULTS / f"deploy_{args.model}.json", "result", result)
     for r in rows:
         if "speedup" in r:
             s = r["speedup"]
