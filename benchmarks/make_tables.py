@@ -30,7 +30,7 @@ from tables_family import dct_section, delta_section, early_exit_section, small_
 from tables_hardening import hardening_section  # noqa: E402
 from tables_peers import peers_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
-from tables_search_v3 import search_v3_sections  # noqa: E402
+from tables_search_nowarm import search_nowarm_sections  # noqa: E402
 from tables_sparse import sparse_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 from tables_user_device import user_device_section  # noqa: E402
@@ -451,7 +451,7 @@ def main() -> None:
     lines += early_exit_section()
     lines += delta_section()
     lines += ["## Search under a budget (issues 13, 23)", ""]
-    lines += search_v3_sections()
+    lines += search_nowarm_sections()
     lines += search_section()
     lines += user_models_section()
     lines += user_device_section()

@@ -1,9 +1,9 @@
-"""The Pareto plot of a v3 search for BENCHMARKS.md (issue 23): loss change against artifact bytes,
+"""The Pareto plot of a v3 / v4 search for BENCHMARKS.md (issue 23): loss change against artifact bytes,
 on the split the search ranks on (validation) and on the one it reports (test), with the
 hand-written recipes (the results JSON's "references") as labelled squares and the goal lines
 (1/20 and 1/40 of the fp32 bytes, +2 % loss). Reads only the committed results JSON.
 
-    python benchmarks/search_pareto_plot.py --model charlstm-512x2     # -> results/search_pareto_charlstm-512x2-v3.png
+    python benchmarks/search_pareto_plot.py --model charlstm-512x2     # -> results/search_pareto_charlstm-512x2-v4.png
 """
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ def plot(data: dict, path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="charlstm-512x2")
+    ap.add_argument("--version", default="v4", choices=("v3", "v4"))
     args = ap.parse_args()
-    data = json.loads((RESULTS / f"search_{args.model}-v3.json").read_text())
-    print(plot(data, RESULTS / f"search_pareto_{args.model}-v3.png"))
+    data = json.loads((RESULTS / f"search_{args.model}-{args.version}.json").read_text())
+    print(plot(data, RESULTS / f"search_pareto_{args.model}-{args.version}.png"))
 
 
 if __name__ == "__main__":

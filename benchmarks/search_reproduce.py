@@ -1,6 +1,6 @@
-"""Re-run one trial of a v3 search with `rnnslim compress` and check that it reproduces (issue 23):
+"""Re-run one trial of a v3 / v4 search with `rnnslim compress` and check that it reproduces (issue 23):
 the trial's recipe (as the search ran it at full fidelity: whole-split evaluation) is written to
-benchmarks/recipes/search-v3-<model>-trial<N>.yaml, run in a fresh process, and its artifact bytes
+benchmarks/recipes/search-<version>-<model>-trial<N>.yaml, run in a fresh process, and its artifact bytes
 and validation / test loss compared with the trial's.
 
     python benchmarks/search_reproduce.py --model charlstm-512x2             # the smallest trial at
@@ -8,9 +8,9 @@ and validation / test loss compared with the trial's.
     python benchmarks/search_reproduce.py --model charlstm-512x2 --trial 17
     python benchmarks/search_reproduce.py --model charlstm-512x2 --best      # the search's own best (best.yaml)
 
-Reads the study in benchmarks/runs/search_<model>-v3 (journal) and the committed
-benchmarks/results/search_<model>-v3.json; writes benchmarks/results/search_reproduce_<model>.json
-(one entry per trial re-run, atomically). The run directory is benchmarks/runs/<model>/search-v3-trial<N>
+Reads the study in benchmarks/runs/search_<model>-<version> (journal) and the committed
+benchmarks/results/search_<model>-<version>.json; writes benchmarks/results/search_reproduce_<model>.json
+(one entry per trial re-run, atomically). The run directory is benchmarks/runs/<model>/search-<version>-trial<N>
 (a killed run resumes its finished stages).
 """
 
@@ -42,40 +42,41 @@ def pick_trial(summary: dict, best: bool) -> int:
     return summary["best"]["trial"]
 
 
-def trial_recipe(model: str, trial: int) -> dict:
+def trial_recipe(model: str, trial: int, version: str) -> dict:
     import optuna
 
     from rnnslim.search.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=f"search-{model}-v3", storage=open_storage(None, RUNS / f"search_{model}-v3"))
+    study = optuna.load_study(study_name=f"search-{model}-{version}",
+                              storage=open_storage(None, RUNS / f"search_{model}-{version}"))
     recipe = study.trials[trial].user_attrs.get("recipe")
     if recipe is None:
-        raise SystemExit(f"trial {trial} of search-{model}-v3 holds no full-fidelity recipe")
+        raise SystemExit(f"trial {trial} of search-{model}-{version} holds no full-fidelity recipe")
     return recipe
 
 
-def write_recipe(model: str, trial: int, recipe: dict, row: dict) -> Path:
+def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) -> Path:
     import yaml
 
     from rnnslim.utils.atomic import write_text_atomic
 
-    recipe = {**recipe, "name": f"search-v3-{model}-trial{trial}"}
+    recipe = {**recipe, "name": f"search-{version}-{model}-trial{trial}"}
     if "task" in recipe:  # relative to this file: ../shared beside the repository, as on every machine
         recipe["task"] = {**recipe["task"], "data": os.path.relpath(DATA, RECIPES)}
-    header = (f"# Found by the v3 search on {model} (no warm start; benchmarks/search_bench.py), trial {trial}:\n"
+    header = (f"# Found by the {version} search on {model} (no warm start; benchmarks/search_bench.py), trial {trial}:\n"
               f"# valid {row['valid_loss']:.4f} ({row['valid_loss_change_pct']:+.2f} %), test {row['test_loss']:.4f} "
               f"({row['test_loss_change_pct']:+.2f} %), {row['bytes']:,} bytes ({row['fp32_ratio']:.1f}x smaller than fp32)\n"
               f"# parameters: {json.dumps(row['params'])}\n"
               f"# re-run: rnnslim compress ../shared/models/{model}.json --recipe {RECIPES.relative_to(ROOT)}/"
-              f"search-v3-{model}-trial{trial}.yaml --out DIR (benchmarks/search_reproduce.py checks it)\n")
-    path = RECIPES / f"search-v3-{model}-trial{trial}.yaml"
+              f"search-{version}-{model}-trial{trial}.yaml --out DIR (benchmarks/search_reproduce.py checks it)\n")
+    path = RECIPES / f"search-{version}-{model}-trial{trial}.yaml"
     write_text_atomic(path, header + yaml.safe_dump(recipe, sort_keys=False))
     return path
 
 
-def rerun(model: str, trial: int, recipe: Path) -> tuple[dict, float, list[str]]:
-    out = RUNS / model / f"search-v3-trial{trial}"
+def rerun(model: str, trial: int, recipe: Path, version: str) -> tuple[dict, float, list[str]]:
+    out = RUNS / model / f"search-{version}-trial{trial}"
     cmd = [sys.executable, "-m", "rnnslim.cli", "compress", str(MODELS / f"{model}.json"), "--recipe", str(recipe),
            "--out", str(out), "--json"]
     t0 = time.perf_counter()
@@ -87,6 +88,7 @@ def rerun(model: str, trial: int, recipe: Path) -> tuple[dict, float, list[str]]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="charlstm-512x2")
+    ap.add_argument("--version", default="v4", choices=("v3", "v4"))
     pick = ap.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, default=None)
     pick.add_argument("--best", action="store_true")
@@ -94,16 +96,16 @@ def main() -> None:
     from rnnslim.search.references import load_reference
     from rnnslim.utils.atomic import write_json_atomic
 
-    summary = json.loads((RESULTS / f"search_{args.model}-v3.json").read_text())
+    summary = json.loads((RESULTS / f"search_{args.model}-{args.version}.json").read_text())
     trial = args.trial if args.trial is not None else pick_trial(summary, args.best)
     row = next((t for t in summary["full_fidelity_trials"] if t["trial"] == trial), None)
     if row is None:
         raise SystemExit(f"trial {trial} is not a full-fidelity trial of the committed search JSON")
-    path = write_recipe(args.model, trial, trial_recipe(args.model, trial), row)
-    report, wall, cmd = rerun(args.model, trial, path)
-    got = load_reference(RUNS / args.model / f"search-v3-trial{trial}")
+    path = write_recipe(args.model, trial, trial_recipe(args.model, trial, args.version), row, args.version)
+    report, wall, cmd = rerun(args.model, trial, path, args.version)
+    got = load_reference(RUNS / args.model / f"search-{args.version}-trial{trial}")
     base = summary["baseline"]
-    entry = {"trial": trial, "params": row["params"], "recipe": str(path.relative_to(ROOT)),
+    entry = {"study": summary["study"], "trial": trial, "params": row["params"], "recipe": str(path.relative_to(ROOT)),
              "is_search_best": trial == (summary.get("best") or {}).get("trial"),
              "search": {k: row[k] for k in ("valid_loss", "test_loss", "bytes")},
              "rerun": {"valid_loss": got.loss, "test_loss": got.test_loss, "bytes": got.bytes,
@@ -116,8 +118,8 @@ def main() -> None:
              "command": " ".join(["rnnslim", *cmd[3:]])}
     out = RESULTS / f"search_reproduce_{args.model}.json"
     old = json.loads(out.read_text()) if out.exists() else {}
-    runs = {str(e["trial"]): e for e in old.get("reruns", [])}
-    runs[str(trial)] = entry
+    runs = {f'{e.get("study")}/{e["trial"]}': e for e in old.get("reruns", [])}
+    runs[f'{summary["study"]}/{trial}'] = entry
     write_json_atomic(out, {"benchmark": "search_reproduce", "model": args.model, "baseline": base,
                             "reruns": list(runs.values()), "provenance": provenance()})
     print(json.dumps(entry, indent=1))

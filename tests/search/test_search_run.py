@@ -188,3 +188,22 @@ def test_a_trial_predicted_under_the_size_floor_is_pruned_before_training(tmp_pa
     r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "t"),
                                  "--size-floor", "0.5"])
     assert r.exit_code != 0 and "--budget bytes=" in r.output, r.output
+
+
+def test_a_qat_trial_climbs_its_rungs_and_ends_quantized_as_predicted(tmp_path):
+    """qat on: the fine-tune steps run as QAT at bits_rnn (the oneshot rung: quantize_weights in the same
+    format), and the trial's artifact is the size predicted before training."""
+    model, data = make_model(tmp_path)
+    space = FAST_SPACE.model_copy(update={"qat": (True,)})
+    point = {"width_l0": 12, "width_l1": 12, "sparsity_kind": "none", "finetune_steps": 4, "quant": "quantize_weights",
+             "bits_rnn": 4, "bits_io": 8}
+    res = rnnslim.search(str(model), data=str(data), trials=1, out=tmp_path / "s", space=space, enqueue=[point],
+                         **FAST)
+    trial = res["trials"][0]
+    assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full", trial.get("error")
+    recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
+    kinds = [s["kind"] for s in recipe["stages"]]
+    assert "finetune" not in kinds and kinds[-2:] == ["qat", "quantize_weights"]
+    qat = recipe["stages"][-2]
+    assert (qat["steps"], qat["bits"], qat["targets"]) == (4, 4, ["rnn", "input_proj"])
+    assert abs(trial["bytes"] - trial["predicted_bytes"]) <= 0.02 * trial["bytes"]

@@ -185,3 +185,50 @@ def test_new_space_fields_keep_old_study_keys_and_reject_bad_values():
         SearchSpace(lstmp_ratios=(0.0,))
     with pytest.raises(ValueError, match="entropy_coding"):
         SearchSpace(entropy_coding=())
+
+
+def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune():
+    """qat offered: a trial's fine-tune steps become a `qat` stage (rnn + input projection at bits_rnn,
+    the space's clip, the sampled entropy coding) followed by the embedding + decoder stage; no
+    finetune stage. Without weight quantization they stay a plain fine-tune."""
+    space = SearchSpace(dimensions=["widths", "finetune", "quantize"], round_to=16, qat=(False, True),
+                        quant_kinds=("none", "quantize_weights", "quantize_gptq"), bits=(2, 3), io_bits=(8,),
+                        clip="mse", entropy_coding=(False, True),
+                        finetune=FinetuneSpace(max_steps=40, choices=2, settings={"lr": 0.002, "batch_size": 8}))
+    facts = ModelFacts((64, 32))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    seen = set()
+    for _ in range(80):
+        trial = study.ask()
+        stages = build_stages(space, trial, facts)
+        if stages:  # (every dimension off: the input model itself)
+            Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # pydantic-validated
+        kinds = [s["kind"] for s in stages]
+        steps, qat, quant = trial.params["finetune_steps"], trial.params.get("qat", False), trial.params["quant"]
+        if steps and qat and quant != "none":
+            seen.add("qat")
+            q = stages[kinds.index("qat")]
+            assert "finetune" not in kinds and kinds[-1] == quant and kinds.index("qat") == len(kinds) - 2
+            assert (q["steps"], q["bits"], q["targets"], q["clip"], q["lr"], q["batch_size"]) == (
+                steps, trial.params["bits_rnn"], ["rnn", "input_proj"], "mse", 0.002, 8)
+            assert q.get("entropy_coding", False) == trial.params["entropy_coding"]
+            assert stages[-1]["targets"] == ["embedding", "decoder"]
+        elif steps:
+            seen.add("finetune")
+            assert "qat" not in kinds and kinds.count("finetune") == 1
+        else:
+            assert "qat" not in trial.params and not {"qat", "finetune"} & set(kinds)
+        study.tell(trial, 0.0)
+    assert seen == {"qat", "finetune"}
+
+
+def test_a_qat_trials_oneshot_rung_is_the_same_format_without_training():
+    qat = {"kind": "qat", "steps": 90, "bits": 3, "targets": ["rnn", "input_proj"], "clip": "mse",
+           "entropy_coding": True, "lr": 0.001}
+    io = {"kind": "quantize_weights", "bits": 8, "targets": ["embedding", "decoder"]}
+    plan = rung_plan([{"kind": "prune_units", "ratio": 0.5}, qat, io], proxy_steps=10, proxy_rungs=2, growth=3)
+    assert [r for r, _ in plan] == ["oneshot", "proxy", "proxy2", "full"]
+    oneshot = plan[0][1][1]
+    assert oneshot == {"kind": "quantize_weights", "bits": 3, "targets": ["rnn", "input_proj"], "clip": "mse",
+                       "entropy_coding": True}
+    assert [s[1]["steps"] for _, s in plan[1:]] == [10, 30, 90] and all(s[2] == io for _, s in plan)

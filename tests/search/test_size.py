@@ -26,6 +26,10 @@ CONFIGS = {
                          {"kind": "quantize_weights", "bits": 8, "targets": ["embedding", "decoder"], "clip": "mse"}],
     "int4": [FT, {"kind": "quantize_weights", "bits": 4, "targets": ["rnn", "input_proj"]}],
     "sparsity": [{"kind": "prune", "sparsity": 0.7, "calibration_batches": 1}, FT],
+    "qat int3 / int8": [  # the search's qat mode: predicted as quantize_weights in the same format
+        {"kind": "qat", "steps": 3, "bits": 3, "targets": ["rnn", "input_proj"], "clip": "mse",
+         **{k: v for k, v in FT.items() if k not in ("kind", "max_steps")}},
+        {"kind": "quantize_weights", "bits": 8, "targets": ["embedding", "decoder"]}],
 }
 
 
@@ -52,6 +56,10 @@ def test_predicted_bytes_are_the_finished_models(tmp_path, name):
     (sj, sw), (fj, fw) = resolve_model_path(tmp_path / "skeleton"), resolve_model_path(final)
     assert sw.stat().st_size == fw.stat().st_size  # the weights: shapes, encodings and bits, byte for byte
     skel, done = json.loads(sj.read_text()), json.loads(fj.read_text())
+    if name.startswith("qat"):  # the weights are byte for byte; the manifest's history names qat's own ops
+        assert [h.get("op") for h in done["history"]][:2] == ["qat_prepare", "qat_convert"]
+        assert abs(artifact_bytes(final) - predicted) <= 0.02 * predicted
+        return
     assert _shape_only(skel) == _shape_only(done)  # every tensor record, config, kept unit and hash
     # the rest is the run records' text (the fine-tune's log is only in the finished model)
     records = sum(len(json.dumps(h.get("record"), indent=1)) for h in done["history"] if "record" in h)

@@ -80,7 +80,7 @@ class SearchConfig(BaseModel):
 # fields added to SearchSpace after studies existed: left out of the key at their default, so
 # a study started before them still accepts its workers (its trials were sampled the same way)
 _LATER_FIELDS = {"clip": "minmax", "fold_input": False, "strip_rows": 16, "lstmp_ratios": [1.0],
-                 "entropy_coding": [False]}
+                 "entropy_coding": [False], "qat": [False]}
 
 
 def _space_key(space: SearchSpace) -> dict:

@@ -45,19 +45,27 @@ def rung_plan(stages: list[dict], proxy_steps: int, proxy_rungs: int = 1,
               growth: float = 3.0) -> list[tuple[str, list[dict]]]:
     """[(rung name, stage mappings)] for a trial's full stage list: oneshot, the proxy rungs
     (proxy_steps * growth^k steps, k < proxy_rungs, each shorter than the trial's fine-tune), full."""
-    ft = [i for i, s in enumerate(stages) if s.get("kind") == "finetune"]
+    ft = [i for i, s in enumerate(stages) if s.get("kind") in ("finetune", "qat")]
     if not ft:
         return [("full", stages)]
     i = ft[-1]
-    steps = int(stages[i].get("max_steps") or 0)
-    plan = [("oneshot", stages[:i] + stages[i + 1:])]
+    qat = stages[i]["kind"] == "qat"
+    field = "steps" if qat else "max_steps"  # a qat stage counts its training in `steps`
+    steps = int(stages[i].get(field) or 0)
+    plan = [("oneshot", stages[:i] + ([ptq_of(stages[i])] if qat else []) + stages[i + 1:])]
     for k in range(proxy_rungs):
         short = int(round(proxy_steps * growth ** k))
         if short >= steps:
             break
-        plan.append((proxy_rung_name(k), stages[:i] + [{**stages[i], "max_steps": short}] + stages[i + 1:]))
+        plan.append((proxy_rung_name(k), stages[:i] + [{**stages[i], field: short}] + stages[i + 1:]))
     plan.append(("full", stages))
     return [(name, s) for name, s in plan if s]  # a recipe of only a fine-tune has no oneshot rung
+
+
+def ptq_of(qat: dict) -> dict:
+    """A qat stage's zero-step rung: quantize_weights in the same stored format (no training)."""
+    keep = ("bits", "group_size", "symmetric", "clip", "targets", "entropy_coding")
+    return {"kind": "quantize_weights", **{k: v for k, v in qat.items() if k in keep}}
 
 
 def _within(record: dict, caps: dict) -> bool:

@@ -52,6 +52,11 @@ def skeleton_config(cfg):
         return "prune", get_stage("prune")[0](**fields)
     if cfg.kind == "prune_obs":
         return cfg.kind, cfg.model_copy(update={"calibration_batches": 1})
+    if cfg.kind == "qat" and "quantize_weights" in _kinds():  # the same codes layout, no training
+        from rnnslim.search.fidelity import ptq_of
+
+        stand_in = ptq_of(cfg.model_dump(mode="json"))
+        return "quantize_weights", get_stage("quantize_weights")[0].model_validate(stand_in)
     if cfg.kind == "quantize_gptq" and "quantize_weights" in _kinds():
         return "quantize_weights", get_stage("quantize_weights")[0](**{k: getattr(cfg, k) for k in GPTQ_AS_RTN})
     return cfg.kind, cfg

@@ -14,7 +14,10 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
                        sparsity, unstructured ("prune_obs") or in strips ("prune_obs_strips", the
                        layout the strips kernels run); a quantized pruned weight stores its codes
                        entropy coded, so sparsity and low bits compound
-    finetune           the fine-tune budget (steps; 0 = none)
+    finetune           the fine-tune budget (steps; 0 = none); with `qat` offering True, those steps
+                       may instead run as quantization-aware training (the `qat` stage) at the rnn's
+                       bits, placed with the quantize stages below, so the fine-tune also recovers
+                       the rounding (after the quantize stage a plain fine-tune cannot)
     lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
                        (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
                        V x V + 4H x V; not sampled, a fixed step of every recipe
@@ -29,7 +32,8 @@ new technique joins the search by registering its stage and a Dimension here.
 
 Parameter names are stable (they are the study's parameters, shared by all workers and by
 a resumed search): width_l{i}, lowrank_energy, lstmp_ratio, sparsity_kind, sparsity, nm, quant
-(quant_after_lowrank, quant_after_lstmp), bits_rnn, bits_io, entropy_coding, mixed_ratio, finetune_steps.
+(quant_after_lowrank, quant_after_lstmp), bits_rnn, bits_io, entropy_coding, mixed_ratio, finetune_steps,
+qat.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ class SearchSpace(BaseModel):
     mixed_ratio: tuple[float, float] = Field(default=(0.1, 0.3), description="mixed_precision budget_ratio range")
     calibration_batches: int = Field(default=8, ge=1, description="calibration batches of quantizing stages")
     finetune: FinetuneSpace = Field(default_factory=FinetuneSpace)
+    qat: tuple[bool, ...] = Field(default=(False,), description="run the fine-tune as quantization-aware training "
+                                                              "at the rnn's bits: (False,), (True,) or both (searched)")
 
     @field_validator("sparsity_kinds")
     @classmethod
@@ -119,11 +125,11 @@ class SearchSpace(BaseModel):
             raise ValueError(f"lstmp_ratios must be a non-empty list of fractions in (0, 1]; got {list(v)}")
         return v
 
-    @field_validator("entropy_coding")
+    @field_validator("entropy_coding", "qat")
     @classmethod
-    def _entropy(cls, v):
+    def _flags(cls, v, info):
         if not v or len(set(v)) != len(v):
-            raise ValueError(f"entropy_coding must be (False,), (True,) or (False, True); got {list(v)}")
+            raise ValueError(f"{info.field_name} must be (False,), (True,) or (False, True); got {list(v)}")
         return v
 
     @field_validator("nm_patterns")
@@ -241,7 +247,38 @@ def _sparsity(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
 def _finetune(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     choices = space.finetune.step_choices()
     steps = trial.suggest_categorical("finetune_steps", choices) if len(choices) > 1 else choices[0]
-    return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}] if steps else []
+    if not steps:
+        return []
+    modes = list(space.qat)
+    if trial.suggest_categorical("qat", modes) if len(modes) > 1 else modes[0]:
+        return []  # the quantize dimension runs these steps as a `qat` stage (_qat_stage)
+    return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}]
+
+
+def _qat_wanted(trial, space: SearchSpace) -> int:
+    """The fine-tune steps the quantize dimension runs as QAT (0: none); _finetune decided."""
+    if space.dimensions is not None and "finetune" not in space.dimensions:
+        return 0
+    choices = space.finetune.step_choices()
+    steps = int(trial.params.get("finetune_steps", choices[0] if len(choices) == 1 else 0))
+    modes = list(space.qat)
+    on = trial.params.get("qat", False) if len(modes) > 1 else modes[0]
+    return steps if on else 0
+
+
+# fine-tune settings a `qat` stage takes (FinetuneFields; its step count is `steps`, not `max_steps`)
+QAT_SETTINGS = ("batch_size", "seq_len", "lr", "optimizer", "weight_decay", "momentum", "clip_grad", "lr_schedule",
+                "warmup_steps", "eval_every", "eval_max_steps", "checkpoint_every", "dropout", "distill_alpha",
+                "distill_temperature", "patience", "distill_teacher")
+
+
+def _qat_stage(space: SearchSpace, steps: int, bits: int, extra: dict) -> dict:
+    """QAT of the rnn (and input projection) at `bits`, converted to the same stored format
+    quantize_weights writes (groups of 64, the space's clip, entropy coding as sampled)."""
+    settings = {k: v for k, v in space.finetune.settings.items() if k in QAT_SETTINGS}
+    coded = {"entropy_coding": True} if extra.get("entropy_coding") else {}
+    clip = {} if space.clip == "minmax" else {"clip": space.clip}
+    return {**settings, "kind": "qat", "steps": steps, "bits": bits, "targets": ["rnn", "input_proj"], **clip, **coded}
 
 
 def _fold(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
@@ -275,14 +312,20 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
         coded = list(space.entropy_coding)
         if (trial.suggest_categorical("entropy_coding", coded) if len(coded) > 1 else coded[0]):
             extra["entropy_coding"] = True  # off = the default, omitted (old recipe hashes hold)
-        return [{"kind": kind, "bits": rnn, "targets": ["rnn", "input_proj"], **extra},
-                {"kind": kind, "bits": io, "targets": ["embedding", "decoder"], **extra}]
+        io_stage = {"kind": kind, "bits": io, "targets": ["embedding", "decoder"], **extra}
+        qat_steps = _qat_wanted(trial, space)
+        if qat_steps:  # the rnn trained at its bits (QAT converts it), then the embedding + decoder
+            return [_qat_stage(space, qat_steps, rnn, extra), io_stage]
+        return [{"kind": kind, "bits": rnn, "targets": ["rnn", "input_proj"], **extra}, io_stage]
+    qat_steps = _qat_wanted(trial, space)
+    ft = [{**space.finetune.settings, "kind": "finetune", "max_steps": qat_steps}] if qat_steps else []
     if kind == "mixed_precision":  # bits per tensor chosen by sensitivity under a byte budget
         r = trial.suggest_float("mixed_ratio", *space.mixed_ratio, step=0.01)
-        return [{"kind": "mixed_precision", "budget_ratio": round(r, 6), "calib_batches": min(4, space.calibration_batches)}]
+        return ft + [{"kind": "mixed_precision", "budget_ratio": round(r, 6),
+                      "calib_batches": min(4, space.calibration_batches)}]
     if kind == "int8_integer":
-        return [{"kind": "int8_integer", "calibration_batches": space.calibration_batches}]
-    return []
+        return ft + [{"kind": "int8_integer", "calibration_batches": space.calibration_batches}]
+    return ft  # QAT sampled with no weight quantization: the steps run as a plain fine-tune
 
 
 for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
@@ -291,7 +334,7 @@ for _dim in (Dimension("widths", ("prune_units",), 10, _widths),
              Dimension("sparsity", ("prune", "prune_nm", "prune_obs"), 30, _sparsity),
              Dimension("finetune", ("finetune",), 40, _finetune),
              Dimension("fold", ("lowrank",), 45, _fold),
-             Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer", "quantize_gptq"), 50,
+             Dimension("quantize", ("quantize_weights", "mixed_precision", "int8_integer", "quantize_gptq", "qat"), 50,
                        _quantize)):
     register_dimension(_dim)
 

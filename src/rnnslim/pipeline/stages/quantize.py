@@ -98,11 +98,13 @@ class QATStage(StageConfig, FinetuneFields):
     gate_bits: int = Field(default=8, ge=2, le=16)
     targets: tuple[Target, ...] = DEFAULT_TARGETS
     steps: int = Field(default=300, ge=1)
+    entropy_coding: bool = Field(default=False, description="LZMA-code the converted weights' codes on disk")
 
     def qat_config(self, step: QATStep = QATStep.PREPARE) -> QAT:
-        weights = (Ternary(group_size=self.group_size, targets=self.targets) if self.ternary else
+        coded = {"entropy_coding": True} if self.entropy_coding else {}
+        weights = (Ternary(group_size=self.group_size, targets=self.targets, **coded) if self.ternary else
                    WeightOnly(bits=self.bits, group_size=self.group_size, symmetric=self.symmetric, clip=self.clip,
-                              targets=self.targets))
+                              targets=self.targets, **coded))
         act = ActQuantConfig(bits=self.act_bits, gate_bits=self.gate_bits) if self.activations else None
         return QAT(step=step, weights=weights, activations=act)
 

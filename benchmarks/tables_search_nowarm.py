@@ -1,7 +1,7 @@
-"""BENCHMARKS.md section for the v3 searches (issue 23): no warm start, a 2-hour CPU budget per model,
+"""BENCHMARKS.md sections for the no-warm-start searches, v4 and v3 (issue 23): no warm start, a 2-hour CPU budget per model,
 the search's own verdict on its ranking split with the test change beside it, the 1/40 size goal
 reproduced by `rnnslim compress`, and the Pareto plot with the hand-written recipes. Called by
-make_tables.py; reads only committed JSON (search_<model>-v3.json, search_reproduce_<model>.json)."""
+make_tables.py; reads only committed JSON (search_<model>-<version>.json, search_reproduce_<model>.json)."""
 
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ def _verdict(data: dict) -> list[str]:
     return out
 
 
-def _reproduced(model: str) -> list[str]:
+def _reproduced(model: str, study: str) -> list[str]:
     data = _load(f"search_reproduce_{model}.json")
     if not data:
         return []
     out = []
-    for e in data["reruns"]:
+    for e in (e for e in data["reruns"] if e.get("study") == study):
         s, r = e["search"], e["rerun"]
         out.append(f"- **Reproduced with `rnnslim compress`** (`{e['command']}`, {e['wall_s']:,.0f} s, a fresh process; "
                    f"recipe `{e['recipe']}`): trial {e['trial']}{' (the search best)' if e['is_search_best'] else ''} "
@@ -82,14 +82,26 @@ def _references(data: dict) -> list[str]:
     return out + [""]
 
 
-def search_v3_section(model: str) -> list[str]:
-    data = _load(f"search_{model}-v3.json")
+SPACES = {
+    "v3": "Space (`space_v3` in benchmarks/search_bench.py, docs/search.md): per-layer widths down to 1/4, "
+          "LSTMP (LSTM only), OBS sparsity unstructured or in strips (0.5-0.9), fine-tune of 0 / 500 / 1000 / "
+          "2000 steps through proxy rungs of 100 and 300 steps, the exact input fold, RTN or GPTQ int2 / int3 / "
+          "int4 with the embedding and decoder at 4 or 8 bits, codes plain or LZMA-coded; the fine-tune runs "
+          "BEFORE the quantize stage.",
+    "v4": "Space (`space_v4`): v3's, with the fine-tune run as quantization-aware training of the recurrent "
+          "weights at their sampled bits (the `qat` stage, converted to the same stored format), because in "
+          "v3 the fine-tune ran before quantizing and could not recover the rounding.",
+}
+
+
+def search_nowarm_section(model: str, version: str) -> list[str]:
+    data = _load(f"search_{model}-{version}.json")
     if not data:
         return []
     base, comp = data["baseline"], data["compute"]
     runs = "; ".join(f"`{s['command']}` (finished {s['finished']}, load average after {s.get('load_average_after')})"
                      for s in comp["sessions"])
-    out = [f"### {model}: the search with no warm start (v3, issue 23)", "",
+    out = [f"### {model}: the search with no warm start ({version}, issue 23)", "",
            f"Machine: {_machine(data['provenance'])}. Sessions: {runs}.", "",
            f"Budget `{data['budget']}`, `prefer bytes` (the smallest recipe within the caps). Compute: "
            f"{comp['wall_s']:,.0f} s of summed trial wall time against the {comp['budget_s']:,.0f} s budget "
@@ -99,18 +111,15 @@ def search_v3_section(model: str) -> list[str]:
            + ", ".join(f"{k} {v}" for k, v in data["complete_by_fidelity"].items()) + "). No hand-written "
            f"point was enqueued. Input model: valid {base['loss']:.4f}, test {base['test_loss']:.4f}, "
            f"{base['bytes']:,} bytes; 1/20 = {base['bytes'] / 20:,.0f} bytes, 1/40 = {base['bytes'] / 40:,.0f}.",
-           "", "Space (`space_v3` in benchmarks/search_bench.py, docs/search.md): per-layer widths down to 1/4, "
-           "LSTMP (LSTM only), OBS sparsity unstructured or in strips (0.5-0.9), fine-tune of 0 / 500 / 1000 / "
-           "2000 steps through proxy rungs of 100 and 300 steps, the exact input fold, RTN or GPTQ int2 / int3 / "
-           "int4 with the embedding and decoder at 4 or 8 bits, codes plain or LZMA-coded. Trials over the byte "
-           "cap are pruned from their predicted size before any training.", ""]
-    out += _verdict(data) + _reproduced(model) + [""]
-    if (RESULTS / f"search_pareto_{model}-v3.png").exists():
-        out += [f"![{model} search v3: loss change vs bytes](benchmarks/results/search_pareto_{model}-v3.png)", "",
+           "", SPACES[version] + " Trials over the byte cap, or under 0.4 x it (the size floor), are pruned from "
+           "their predicted size before any training.", ""]
+    out += _verdict(data) + _reproduced(model, data["study"]) + [""]
+    if (RESULTS / f"search_pareto_{model}-{version}.png").exists():
+        out += [f"![{model} search {version}: loss change vs bytes](benchmarks/results/search_pareto_{model}-{version}.png)", "",
                 "Left: validation (the split the search ranks and caps on); right: test (reported only). Filled "
                 "dots: full-fidelity trials within the budget; the line: their Pareto front; red ring: the "
                 "search's pick; squares: hand-written recipes; dashed / dotted verticals: 1/20 and 1/40 of the "
-                "fp32 bytes; green: +2 %. The study's own page is benchmarks/runs/search_<model>-v3/report.html "
+                "fp32 bytes; green: +2 %. The study's own page is benchmarks/runs/search_<model>-<version>/report.html "
                 "(not committed; `rnnslim search` writes one into every search directory).", ""]
     out += _references(data)
     full = data.get("full_fidelity_trials") or []
@@ -122,9 +131,10 @@ def search_v3_section(model: str) -> list[str]:
     return out + [""]
 
 
-def search_v3_sections() -> list[str]:
+def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        out += search_v3_section(m)
+        for version in ("v4", "v3"):
+            out += search_nowarm_section(m, version)
     return out
 
