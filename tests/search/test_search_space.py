@@ -191,7 +191,8 @@ def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune
     """qat offered: a trial's fine-tune steps become a `qat` stage (rnn + input projection at bits_rnn,
     the space's clip, the sampled entropy coding) followed by the embedding + decoder stage; no
     finetune stage. Without weight quantization they stay a plain fine-tune."""
-    space = SearchSpace(dimensions=["widths", "finetune", "quantize"], round_to=16, qat=(False, True),
+    space = SearchSpace(dimensions=["widths", "sparsity", "finetune", "quantize"], round_to=16, qat=(False, True),
+                        sparsity_kinds=("none", "prune"),
                         quant_kinds=("none", "quantize_weights", "quantize_gptq"), bits=(2, 3), io_bits=(8,),
                         clip="mse", entropy_coding=(False, True),
                         finetune=FinetuneSpace(max_steps=40, choices=2, settings={"lr": 0.002, "batch_size": 8}))
@@ -205,7 +206,9 @@ def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune
             Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # pydantic-validated
         kinds = [s["kind"] for s in stages]
         steps, qat, quant = trial.params["finetune_steps"], trial.params.get("qat", False), trial.params["quant"]
-        if steps and qat and quant != "none":
+        if trial.params["sparsity_kind"] != "none":  # QAT keeps no pruning mask: a sparse trial fine-tunes first
+            assert "qat" not in trial.params and "qat" not in kinds and kinds.count("finetune") == (1 if steps else 0)
+        elif steps and qat and quant != "none":
             seen.add("qat")
             q = stages[kinds.index("qat")]
             assert "finetune" not in kinds and kinds[-1] == quant and kinds.index("qat") == len(kinds) - 2
