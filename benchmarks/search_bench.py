@@ -228,24 +228,33 @@ def main() -> None:
         return
     used = trial_seconds(args.search_dir)  # from the journal: counts sessions killed before they wrote anything
     left = args.hours * 3600 - used
-    if left <= 60:
-        print(f"the {args.hours} h budget is spent ({used:.0f} s); nothing to do", file=sys.stderr)
-        return
-    session_s = min(args.minutes * 60, left / args.workers)  # per worker: workers x session <= what is left
+    spent = left <= 60  # then no trial runs: the results are written from the stored study (a killed session's)
+    if spent:
+        print(f"the {args.hours} h budget is spent ({used:.0f} s); writing the results from the stored study",
+              file=sys.stderr)
+    session_s = max(1.0, min(args.minutes * 60, left / args.workers))  # per worker: workers x session <= what is left
     t0 = time.perf_counter()
     chosen = {"enqueue": WARM_START, "space": space()} if args.warm_start else {
         "enqueue": [], "space": space_v4() if VERSION == "v4" else space_v3(), "prefer": "bytes",  # the smallest
         "references": refs,  # within the caps
         "size_floor": SIZE_FLOOR, "startup_trials": STARTUP_TRIALS}
     res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=args.budget, trials=args.trials,
-                 out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=0, workers=args.workers,
+                 out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=0,
+                 workers=1 if spent else args.workers, n_trials=0 if spent else None,
                  time_budget_s=session_s, latency_steps=100, latency_repeats=3,
                  log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True), **chosen)
     wall = time.perf_counter() - t0
-    sessions.append({"command": " ".join(["python", *sys.argv]), "wall_s": round(wall, 1),
-                     "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
-                     "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    if spent and not sessions and (spans := _trial_spans(args.search_dir)):  # a session killed before it wrote
+        first, last = min(a for a, _, _ in spans.values()), max(b for _, b, _ in spans.values())
+        sessions.append({"command": "(reconstructed from the journal: stopped before it wrote its results)",
+                         "wall_s": round(last - first, 1), "workers": args.workers,
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first)),
+                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))})
+    if not spent:
+        sessions.append({"command": " ".join(["python", *sys.argv]), "wall_s": round(wall, 1),
+                         "limit_s_per_worker": round(session_s, 1), "workers": args.workers,
+                         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     summary = summarize(res, sessions, args, refs)
     summary["previous"] = earlier
     write_json_atomic(args.results, summary)
