@@ -13,7 +13,7 @@
                        (`--reference RUN_DIR`) as labelled squares
 
 All four are written atomically from the study as stored, so any worker (or `rnnslim search`
-re-run with --trials 0) can write them, and the last writer's files describe the most trials.
+re-run with --n-trials 0) can write them, and the last writer's files describe the most trials.
 """
 
 from __future__ import annotations
