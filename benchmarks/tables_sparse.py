@@ -116,7 +116,7 @@ def combined_checks(model: str = "charlstm-512x2") -> list[str]:
             f"best structured-only deploy row), same run ({machine_line(d['provenance'])}): {x:.2f}x faster per "
             f"step [{lo:.2f}-{hi:.2f}], {ort.get('x', float('nan')):.1f}x faster than ONNX Runtime int8 dynamic; "
             f"test loss {both['test_loss_nats']:.4f} vs {cut['test_loss_nats']:.4f} "
-            f"({100 * (both['test_loss_nats'] / cut['test_loss_nats'] - 1):+.2f} %); flash-equivalent bytes per step "
+            f"({100 * (both['test_loss_nats'] / cut['test_loss_nats'] - 1):+.2f} %); weight bytes read per step "
             f"{both['bytes_per_step']:,} vs {cut['bytes_per_step']:,}. Target (faster at equal or better loss): "
             + ("met." if faster and not_worse else "**MISSED**" + (" (slower)" if not faster else "")
                + (" (higher loss)" if not not_worse else "") + ".")]
