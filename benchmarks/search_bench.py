@@ -178,7 +178,8 @@ def main() -> None:
     ws.add_argument("--warm-start", dest="warm_start", action="store_true",
                     help="the v2 study: its space and WARM_START points (charlstm-512x2 only)")
     ap.add_argument("--version", choices=("v3", "v4"), default="v4",
-                    help="the no-warm-start study: v4 (default: fine-tune as QAT) or v3 (fine-tune before quantizing)")
+                    help="the no-warm-start study: v4 (default: fine-tune as QAT; NOT yet validated: a 500-step "
+                         "probe from min-max int2 lost to GPTQ, see docs/search.md) or v3 (fine-tune before quantizing)")
     ap.add_argument("--budget", default=BUDGET, help="the search's budget string (caps)")
     ap.add_argument("--minutes", type=float, default=25.0, help="wall minutes of this session")
     ap.add_argument("--hours", type=float, default=2.0, help="total CPU budget over all sessions")
