@@ -16,8 +16,9 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
                        entropy coded, so sparsity and low bits compound
     finetune           the fine-tune budget (steps; 0 = none); with `qat` offering True, those steps
                        may instead run as quantization-aware training (the `qat` stage) at the rnn's
-                       bits, placed with the quantize stages below, so the fine-tune also recovers
-                       the rounding (after the quantize stage a plain fine-tune cannot)
+                       bits, placed with the quantize stages below, so the fine-tune sees the
+                       rounding (before it, a plain fine-tune cannot; that this pays is not yet shown:
+                       docs/search.md)
     lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
                        (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
                        V x V + 4H x V; not sampled, a fixed step of every recipe
