@@ -75,14 +75,15 @@ def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) 
     return path
 
 
-def rerun(model: str, trial: int, recipe: Path, version: str) -> tuple[dict, float, list[str]]:
+def rerun(model: str, trial: int, recipe: Path, version: str) -> tuple[float, list[str]]:
+    """`rnnslim compress` of the recipe in a fresh process: (wall seconds, command); the run's
+    report.json is read by the caller (load_reference)."""
     out = RUNS / model / f"search-{version}-trial{trial}"
     cmd = [sys.executable, "-m", "rnnslim.cli", "compress", str(MODELS / f"{model}.json"), "--recipe", str(recipe),
            "--out", str(out), "--json"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
-    report = json.loads((out / "report.json").read_text())
-    return report, time.perf_counter() - t0, cmd
+    return time.perf_counter() - t0, cmd
 
 
 def main() -> None:
@@ -102,7 +103,7 @@ def main() -> None:
     if row is None:
         raise SystemExit(f"trial {trial} is not a full-fidelity trial of the committed search JSON")
     path = write_recipe(args.model, trial, trial_recipe(args.model, trial, args.version), row, args.version)
-    report, wall, cmd = rerun(args.model, trial, path, args.version)
+    wall, cmd = rerun(args.model, trial, path, args.version)
     got = load_reference(RUNS / args.model / f"search-{args.version}-trial{trial}")
     base = summary["baseline"]
     entry = {"study": summary["study"], "trial": trial, "params": row["params"], "recipe": str(path.relative_to(ROOT)),

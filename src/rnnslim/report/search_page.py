@@ -12,16 +12,9 @@ the plot's y axis is 1 - metric, so lower is better on both axes as the front ne
 
 from __future__ import annotations
 
-from html import escape
-
 from rnnslim.report.figures import pareto_figure
-from rnnslim.report.html import CSS
+from rnnslim.report.html import CSS, _e
 from rnnslim.report.svg import fmt_bytes
-
-
-def _e(v) -> str:
-    return escape(str(v))
-
 
 def _pct(v: float | None, base: float | None) -> str:
     return "-" if v is None or not base else f"{100 * (v / base - 1):+.2f}%"
