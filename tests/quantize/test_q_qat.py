@@ -60,7 +60,7 @@ def test_activation_ranges_must_be_observed_first():
 def test_prepare_and_convert_errors():
     with pytest.raises(ValueError, match="no QAT layers"):
         convert_qat_(nn.Sequential(nn.Linear(4, 4)))
-    with pytest.raises(ValueError, match="no float layers"):
+    with pytest.raises(ValueError, match="no float or weight-only quantized layers"):
         prepare_qat_(nn.Sequential(nn.ReLU()), int_format(4, None))
 
 

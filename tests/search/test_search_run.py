@@ -191,8 +191,9 @@ def test_a_trial_predicted_under_the_size_floor_is_pruned_before_training(tmp_pa
 
 
 def test_a_qat_trial_climbs_its_rungs_and_ends_quantized_as_predicted(tmp_path):
-    """qat on: the fine-tune steps run as QAT at bits_rnn (the oneshot rung: quantize_weights in the same
-    format), and the trial's artifact is the size predicted before training."""
+    """qat on: the fine-tune steps run as QAT at bits_rnn after the rnn's PTQ stage (the oneshot rung:
+    the recipe without it), and the trial's artifact is the size predicted before training (to the
+    qat stage's training record, which only the real run writes)."""
     model, data = make_model(tmp_path)
     space = FAST_SPACE.model_copy(update={"qat": (True,)})
     point = {"width_l0": 12, "width_l1": 12, "sparsity_kind": "none", "finetune_steps": 4, "quant": "quantize_weights",
@@ -203,7 +204,9 @@ def test_a_qat_trial_climbs_its_rungs_and_ends_quantized_as_predicted(tmp_path):
     assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full", trial.get("error")
     recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
     kinds = [s["kind"] for s in recipe["stages"]]
-    assert "finetune" not in kinds and kinds[-2:] == ["qat", "quantize_weights"]
+    assert "finetune" not in kinds and kinds[-3:] == ["quantize_weights", "qat", "quantize_weights"]
     qat = recipe["stages"][-2]
     assert (qat["steps"], qat["bits"], qat["targets"]) == (4, 4, ["rnn", "input_proj"])
-    assert abs(trial["bytes"] - trial["predicted_bytes"]) <= 0.02 * trial["bytes"]
+    manifest = json.loads(next((tmp_path / "s" / "trials").glob("*/model/model.json")).read_text())
+    record = next(len(json.dumps(h["record"])) for h in manifest["history"] if h.get("stage") == "qat")
+    assert 0 <= trial["bytes"] - trial["predicted_bytes"] <= record + 0.02 * trial["bytes"]

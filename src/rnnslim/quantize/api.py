@@ -268,6 +268,9 @@ def _quantize_qat(model: nn.Module, config: QAT, filter: LayerFilter | None = No
         if filter is not None:
             raise ValueError("QAT(step='convert') converts every fake-quantized layer; filter applies to 'prepare'")
         paths = convert_qat_(model)
+        for path in paths:  # a format asking for LZMA-coded codes gets them, as quantize_weights does
+            mod = model.get_submodule(path)
+            _mark_entropy_coding(model, path, mod, mod.fmt, [])
     _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths,
                             "config": config.model_dump(mode="json")})
     return QuantizeResult()

@@ -39,12 +39,25 @@ def target_of(path: str, module: nn.Module) -> Target | None:
     if isinstance(module, nn.Embedding):
         return Target.EMBEDDING
     if isinstance(module, nn.Linear):
-        parent, _, leaf = path.rpartition(".")
-        if parent.endswith("bottlenecks"):  # a low-rank W_ih's input factor (rnnslim.lowrank) belongs to the layer
-            return Target.RNN
-        return {"decoder": Target.DECODER, "decoder_proj": Target.DECODER,
-                "input_proj": Target.INPUT_PROJ}.get(leaf, Target.LINEAR)
+        return _linear_target(path)
     return None
+
+
+def _linear_target(path: str) -> Target:
+    parent, _, leaf = path.rpartition(".")
+    if parent.endswith("bottlenecks"):  # a low-rank W_ih's input factor (rnnslim.lowrank) belongs to the layer
+        return Target.RNN
+    return {"decoder": Target.DECODER, "decoder_proj": Target.DECODER,
+            "input_proj": Target.INPUT_PROJ}.get(leaf, Target.LINEAR)
+
+
+def quantized_target_of(path: str, module: nn.Module) -> Target | None:
+    """The target class a weight-only quantized layer (rnnslim.quantize.lowbit) was quantized as;
+    None for every other module (QAT continues from these, rnnslim.quantize.qat)."""
+    kind = getattr(type(module), "rnnslim_kind", None)
+    if kind == "weight_only_linear":
+        return _linear_target(path)
+    return {"weight_only_recurrent": Target.RNN, "weight_only_embedding": Target.EMBEDDING}.get(kind)
 
 
 def find_targets(model: nn.Module, targets=DEFAULT_TARGETS, filter: LayerFilter | None = None

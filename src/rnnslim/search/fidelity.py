@@ -52,7 +52,8 @@ def rung_plan(stages: list[dict], proxy_steps: int, proxy_rungs: int = 1,
     qat = stages[i]["kind"] == "qat"
     field = "steps" if qat else "max_steps"  # a qat stage counts its training in `steps`
     steps = int(stages[i].get(field) or 0)
-    plan = [("oneshot", stages[:i] + ([ptq_of(stages[i])] if qat else []) + stages[i + 1:])]
+    plan = [("oneshot", stages[:i] + ([ptq_of(stages[i])] if qat and not _after_ptq(stages[:i]) else [])
+             + stages[i + 1:])]
     for k in range(proxy_rungs):
         short = int(round(proxy_steps * growth ** k))
         if short >= steps:
@@ -60,6 +61,12 @@ def rung_plan(stages: list[dict], proxy_steps: int, proxy_rungs: int = 1,
         plan.append((proxy_rung_name(k), stages[:i] + [{**stages[i], field: short}] + stages[i + 1:]))
     plan.append(("full", stages))
     return [(name, s) for name, s in plan if s]  # a recipe of only a fine-tune has no oneshot rung
+
+
+def _after_ptq(earlier: list[dict]) -> bool:
+    """A qat stage after a weight-only quantize stage continues on its grid (rnnslim.quantize.qat):
+    its zero-step rung is the recipe without it."""
+    return any(s.get("kind") in ("quantize_weights", "quantize_gptq") for s in earlier)
 
 
 def ptq_of(qat: dict) -> dict:

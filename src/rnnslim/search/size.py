@@ -8,7 +8,8 @@ search learns them first and spends a fine-tune only on trials that can fit the 
 excess as the sampler's constraint value).
 
 How: the recipe's stages run on a private copy of the model with everything that only moves
-values left out (finetune stages skipped, prune_units without its least-squares re-fit), and
+values left out (finetune stages skipped, QAT of already quantized layers without training,
+prune_units without its least-squares re-fit), and
 the result is saved with the same save_model and counted with the same artifact_bytes as the
 pipeline's final model. The manifest's history gets the entries the pipeline writes (stage,
 index, recipe name, the real stage config, the real hash chain); the only bytes that can
@@ -60,6 +61,25 @@ def skeleton_config(cfg):
     if cfg.kind == "quantize_gptq" and "quantize_weights" in _kinds():
         return "quantize_weights", get_stage("quantize_weights")[0](**{k: getattr(cfg, k) for k in GPTQ_AS_RTN})
     return cfg.kind, cfg
+
+
+def _qat_on_quantized(cfg, model) -> bool:
+    """QAT of layers already quantized trains on their frozen grid and converts to the same layout
+    (rnnslim.quantize.qat): only its values change."""
+    if cfg.kind != "qat":
+        return False
+    from rnnslim.quantize.targets import find_targets
+
+    return not find_targets(model, cfg.targets)
+
+
+def _untrained_qat(model, cfg):
+    """A qat stage's prepare + convert with no step between: the stored layout and the history
+    entries the real stage writes (its training record aside)."""
+    from rnnslim.quantize.api import QATStep, quantize_
+
+    quantize_(model, cfg.qat_config(QATStep.PREPARE))
+    return quantize_(model, cfg.qat_config(QATStep.CONVERT))
 
 
 def _kinds() -> set[str]:
@@ -115,7 +135,9 @@ def predict_bytes_bounds(model, task: Any, recipe, keep: Path | None = None) -> 
             config = cfg.model_dump(mode="json")
             prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
             record: dict = {}
-            if cfg.kind not in VALUE_ONLY_KINDS:
+            if _qat_on_quantized(cfg, current):  # the same layout: prepare + convert, no training
+                current = _untrained_qat(current, cfg)
+            elif cfg.kind not in VALUE_ONLY_KINDS:
                 ctx = StageContext(task=task, work_dir=Path(tmp) / f"stage{index}", seed=recipe.seed + index,
                                    progress=False)
                 ctx.work_dir.mkdir(parents=True, exist_ok=True)
