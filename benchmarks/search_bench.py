@@ -12,8 +12,9 @@ strips (0.5-0.9), fine-tune of 0 / 500 / 1000 / 2000 steps reached through proxy
 and 300 steps (promotion keeps the top 1/3 or the rung's Pareto front), the exact input fold,
 then RTN or GPTQ int2 / int3 / int4 (MSE clip) with the embedding + decoder at 4 or 8 bits and
 codes stored plain or LZMA-coded (a pruned layer's codes always are); v4 (`space_v4`) runs the
-fine-tune as quantization-aware training at the rnn's bits (v3, `--version v3`, fine-tuned before
-quantizing: its charlstm-512x2 study showed that cannot recover the rounding). A trial predicted
+fine-tune as quantization-aware training on the grid of the rnn's PTQ stage, 0 / 250 / 500 / 1000
+steps of pure distillation from the fp32 model with dropout off (V4_TRAINING says why), where v3
+(`--version v3`) fine-tuned before quantizing, on the labels, with the models' dropout 0.5. A trial predicted
 under 0.4 x the byte cap is pruned before training like one over it (SIZE_FLOOR). The best trial is
 the smallest (`prefer bytes`) within the caps. Study search-<model>-<version> in
 benchmarks/runs/search_<model>-<version>/, results in benchmarks/results/search_<model>-<version>.json.
@@ -70,6 +71,7 @@ SEEDED: list[dict] = list(WARM_START)  # the points this run enqueued ([] withou
 # 2-hour budget holds about 20 full trials).
 SIZE_FLOOR = 0.4
 STARTUP_TRIALS = 6
+SEEDS = {"v4": 1}  # v3 used 0; another seed keeps v4's random startup trials off v3's recipes
 
 
 def configure(model: str, warm_start: bool, version: str = "v4") -> None:
@@ -101,12 +103,28 @@ def space_v3():
                                                         "eval_every": 500, "eval_max_steps": 5000}))
 
 
+# v4's training: pure distillation from the fp32 input model with dropout off. The reference models
+# were trained with dropout 0.5 and kept at their best validation checkpoint, so more training on the
+# labels (dropout kept) only raises validation loss: on the v3 best recipe (GPTQ int2) 200 QAT steps
+# took the 5,000-token validation slice from 1.2699 to 1.5171 at lr 1e-3 and to 1.3032 at lr 1e-4,
+# and with distillation but dropout 0.5 to 1.3116 (lr 1e-4); with dropout 0 and distillation alone
+# they LOWER it, to 1.2296 at lr 1e-3 (fp32: 1.1992). A QAT step with the teacher costs ~1.5 s on
+# one thread at 512 units, so fine-tunes stop at 1,000 steps (0 / 250 / 500 / 1000).
+V4_TRAINING = {"lr": 0.001, "batch_size": 32, "seq_len": 64, "eval_every": 250, "eval_max_steps": 5000,
+               "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0}
+
+
 def space_v4():
-    """v3's space with the fine-tune run as quantization-aware training at the rnn's bits (qat). The v3
-    study of charlstm-512x2 showed why: the fine-tune ran before the quantize stage, so it could not
-    recover the rounding, and no fine-tuned trial beat the untrained ones at the same bytes (its best
-    within 1/20 was GPTQ int2 + LZMA at 512/480 units with no fine-tune: +4.3 % valid)."""
-    return space_v3().model_copy(update={"qat": (True,)})
+    """v3's space with the fine-tune run as quantization-aware training on the PTQ'd rnn's grid (qat):
+    PTQ -> QAT -> embedding + decoder; sparse trials fine-tune before quantizing as in v3. The v3 study
+    of charlstm-512x2 showed why: the fine-tune ran before the quantize stage, so it could not recover
+    the rounding, and no fine-tuned trial beat the untrained ones at the same bytes (its best within
+    1/20 was GPTQ int2 + LZMA at 512/480 units with no fine-tune: +4.3 % valid). Training: V4_TRAINING."""
+    from rnnslim.search import FinetuneSpace
+
+    v3 = space_v3()
+    return v3.model_copy(update={"qat": (True,), "finetune": FinetuneSpace(
+        max_steps=1000, choices=3, proxy_steps=100, proxy_rungs=2, settings=V4_TRAINING)})
 
 
 def space():
@@ -240,7 +258,7 @@ def main() -> None:
         "references": refs,  # within the caps
         "size_floor": SIZE_FLOOR, "startup_trials": STARTUP_TRIALS}
     res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=args.budget, trials=args.trials,
-                 out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=0,
+                 out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=SEEDS.get(VERSION, 0),
                  workers=1 if spent else args.workers, n_trials=0 if spent else None,
                  time_budget_s=session_s, latency_steps=100, latency_repeats=3,
                  log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True), **chosen)

@@ -204,8 +204,8 @@ def test_a_qat_trial_climbs_its_rungs_and_ends_quantized_as_predicted(tmp_path):
     assert trial["state"] == "COMPLETE" and trial["fidelity"] == "full", trial.get("error")
     recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
     kinds = [s["kind"] for s in recipe["stages"]]
-    assert "finetune" not in kinds and kinds[-3:] == ["quantize_weights", "qat", "quantize_weights"]
-    qat = recipe["stages"][-2]
+    assert "finetune" not in kinds and kinds[-3:] == ["quantize_weights", "quantize_weights", "qat"]
+    qat = recipe["stages"][-1]
     assert (qat["steps"], qat["bits"], qat["targets"]) == (4, 4, ["rnn", "input_proj"])
     manifest = json.loads(next((tmp_path / "s" / "trials").glob("*/model/model.json")).read_text())
     record = next(len(json.dumps(h["record"])) for h in manifest["history"] if h.get("stage") == "qat")

@@ -189,8 +189,8 @@ def test_new_space_fields_keep_old_study_keys_and_reject_bad_values():
 
 def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune():
     """qat offered: a trial's fine-tune steps become a `qat` stage (rnn + input projection at bits_rnn,
-    the sampled entropy coding) right after the rnn's PTQ stage and before the embedding + decoder
-    stage; no finetune stage. Without weight quantization they stay a plain fine-tune."""
+    the sampled entropy coding) last, after the PTQ stages of the rnn and of the embedding + decoder;
+    no finetune stage. Without weight quantization they stay a plain fine-tune."""
     space = SearchSpace(dimensions=["widths", "sparsity", "finetune", "quantize"], round_to=16, qat=(False, True),
                         sparsity_kinds=("none", "prune"),
                         quant_kinds=("none", "quantize_weights", "quantize_gptq"), bits=(2, 3), io_bits=(8,),
@@ -211,14 +211,14 @@ def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune
         elif steps and qat and quant != "none":
             seen.add("qat")
             q = stages[kinds.index("qat")]
-            assert "finetune" not in kinds and kinds[-3:] == [quant, "qat", quant]
+            assert "finetune" not in kinds and kinds[-3:] == [quant, quant, "qat"]
             ptq = stages[-3]  # QAT continues on this stage's grid (rnnslim.quantize.qat)
             assert (ptq["bits"], ptq["targets"]) == (trial.params["bits_rnn"], ["rnn", "input_proj"])
             assert (q["steps"], q["bits"], q["targets"], q["lr"], q["batch_size"]) == (
                 steps, trial.params["bits_rnn"], ["rnn", "input_proj"], 0.002, 8)
             assert "clip" not in q  # the grid is the PTQ stage's: QAT chooses no scales
             assert q.get("entropy_coding", False) == trial.params["entropy_coding"]
-            assert stages[-1]["targets"] == ["embedding", "decoder"]
+            assert stages[-2]["targets"] == ["embedding", "decoder"]
         elif steps:
             seen.add("finetune")
             assert "qat" not in kinds and kinds.count("finetune") == 1
@@ -241,11 +241,11 @@ def test_a_qat_trials_oneshot_rung_is_the_same_format_without_training():
 
 
 def test_qat_after_ptq_has_the_recipe_without_it_as_its_oneshot_rung():
-    """The search's qat mode: PTQ -> qat on its grid -> io; step 0 of QAT is the PTQ model, so the
-    zero-step rung is the recipe with the qat stage dropped (not a second quantize stage)."""
+    """The search's qat mode: PTQ (rnn, then embedding + decoder) -> qat on the rnn's grid; step 0 of
+    QAT is the PTQ model, so the zero-step rung is the recipe with the qat stage dropped."""
     ptq = {"kind": "quantize_gptq", "bits": 2, "targets": ["rnn", "input_proj"], "entropy_coding": True}
     qat = {"kind": "qat", "steps": 90, "bits": 2, "targets": ["rnn", "input_proj"], "entropy_coding": True}
     io = {"kind": "quantize_gptq", "bits": 4, "targets": ["embedding", "decoder"]}
-    plan = rung_plan([ptq, qat, io], proxy_steps=10, proxy_rungs=1, growth=3)
+    plan = rung_plan([ptq, io, qat], proxy_steps=10, proxy_rungs=1, growth=3)
     assert [r for r, _ in plan] == ["oneshot", "proxy", "full"]
-    assert plan[0][1] == [ptq, io] and plan[1][1] == [ptq, {**qat, "steps": 10}, io]
+    assert plan[0][1] == [ptq, io] and plan[1][1] == [ptq, io, {**qat, "steps": 10}]

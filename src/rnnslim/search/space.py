@@ -15,9 +15,9 @@ A trial's recipe is always, in this order (a dimension that picks "off" adds not
                        layout the strips kernels run); a quantized pruned weight stores its codes
                        entropy coded, so sparsity and low bits compound
     finetune           the fine-tune budget (steps; 0 = none); with `qat` offering True, those steps
-                       may instead run as quantization-aware training (the `qat` stage) right after
-                       the rnn's PTQ stage below, on its frozen grid (step 0 = the PTQ model), so the
-                       training sees the rounding (a plain fine-tune before quantizing cannot)
+                       may instead run as quantization-aware training (the `qat` stage) after the
+                       quantize stages below, on the rnn's frozen grid (step 0 = the PTQ model), so
+                       the training sees the rounding (a plain fine-tune before quantizing cannot)
     lowrank (fold)     with `fold_input`: layer 0's W_ih folded into the embedding at rank = vocabulary
                        (exact: the layer only ever sees V embedding rows), so a 4H x E matrix becomes
                        V x V + 4H x V; not sampled, a fixed step of every recipe
@@ -280,11 +280,12 @@ QAT_SETTINGS = ("batch_size", "seq_len", "lr", "optimizer", "weight_decay", "mom
 
 
 def _qat_stage(space: SearchSpace, steps: int, bits: int, extra: dict) -> dict:
-    """QAT of the rnn (and input projection) at `bits`, after the PTQ stage that quantized them: it
-    trains on that stage's frozen grid (its scales, groups of 64, entropy coding as sampled), so its
-    step 0 is the PTQ model and its oneshot rung is the recipe without it (fidelity.rung_plan). QAT
-    from the float model with min-max scales was tried first and lost: +40 % valid after 500 steps
-    on charlstm-512x2 int2 vs +4.35 % for GPTQ int2 with no training."""
+    """QAT of the rnn (and input projection) at `bits`, last, after the PTQ stages of the rnn and of
+    the embedding + decoder: it trains on the rnn stage's frozen grid (its scales, groups of 64,
+    entropy coding as sampled) with the quantized embedding + decoder in the loop, so its step 0 is
+    the PTQ model and its oneshot rung is the recipe without it (fidelity.rung_plan). QAT from the
+    float model with min-max scales was tried first and lost: +40 % valid after 500 steps on
+    charlstm-512x2 int2 vs +4.35 % for GPTQ int2 with no training."""
     settings = {k: v for k, v in space.finetune.settings.items() if k in QAT_SETTINGS}
     coded = {"entropy_coding": True} if extra.get("entropy_coding") else {}
     return {**settings, "kind": "qat", "steps": steps, "bits": bits, "targets": ["rnn", "input_proj"], **coded}
@@ -324,8 +325,8 @@ def _quantize(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
         io_stage = {"kind": kind, "bits": io, "targets": ["embedding", "decoder"], **extra}
         qat_steps = _qat_wanted(trial, space)
         rnn_stage = {"kind": kind, "bits": rnn, "targets": ["rnn", "input_proj"], **extra}
-        if qat_steps:  # PTQ of the rnn, QAT on its grid (step 0 = the PTQ model), then embedding + decoder
-            return [rnn_stage, _qat_stage(space, qat_steps, rnn, extra), io_stage]
+        if qat_steps:  # PTQ of everything, then QAT of the rnn on its grid (step 0 = the PTQ model), so the
+            return [rnn_stage, io_stage, _qat_stage(space, qat_steps, rnn, extra)]  # training sees all rounding
         return [rnn_stage, io_stage]
     qat_steps = _qat_wanted(trial, space)
     ft = [{**space.finetune.settings, "kind": "finetune", "max_steps": qat_steps}] if qat_steps else []
