@@ -33,14 +33,16 @@ BASE = ROOT / "benchmarks" / "recipes" / "search-v3-charlstm-512x2-trial37.yaml"
 OUT = RESULTS / f"qat_training_probe_{MODEL}.json"
 QAT = {"kind": "qat", "steps": 500, "bits": 2, "targets": ["rnn", "input_proj"], "entropy_coding": True,
        "batch_size": 32, "seq_len": 64, "eval_every": 100, "eval_max_steps": 5000}
-VARIANTS = {  # name: (what it trains on, the qat stage's own settings)
-    "labels-dropout0.5-lr1e-3": ("labels, the model's dropout 0.5", {"lr": 0.001}),
-    "labels-dropout0.5-lr1e-4": ("labels, the model's dropout 0.5", {"lr": 0.0001}),
+VARIANTS = {  # name: (what it trains on, the qat stage's own settings, the recipe's name)
+    "labels-dropout0.5-lr1e-3": ("labels, the model's dropout 0.5", {"lr": 0.001}, "probe-qat-lr0.001"),
+    "labels-dropout0.5-lr1e-4": ("labels, the model's dropout 0.5", {"lr": 0.0001}, "probe-qat-lr0.0001"),
     "distill-dropout0-lr1e-4": ("distillation only, dropout 0",
-                                {"lr": 0.0001, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0}),
+                                {"lr": 0.0001, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0},
+                                "probe-qat-kd0-lr1e-4"),
     "distill-dropout0-lr1e-3": ("distillation only, dropout 0",
-                                {"lr": 0.001, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0}),
-}
+                                {"lr": 0.001, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0},
+                                "probe-qat-kd0-lr1e-3"),
+}  # (the recipe names are those of the first runs, made by hand before this script: their run dirs resume)
 
 
 def recipe_of(name: str) -> dict:
@@ -49,7 +51,7 @@ def recipe_of(name: str) -> dict:
     base = yaml.safe_load(BASE.read_text())
     stages = base["stages"]
     at = next(i for i, s in enumerate(stages) if s["kind"] == "quantize_gptq" and "rnn" in s["targets"]) + 1
-    return {**base, "name": f"qat-probe-{name}", "measure": {"latency": False, "threads": 1},
+    return {**base, "name": VARIANTS[name][2], "measure": {"latency": False, "threads": 1},
             "stages": stages[:at] + [{**QAT, **VARIANTS[name][1]}] + stages[at:]}
 
 
