@@ -2,6 +2,8 @@
 
     python benchmarks/strip_pruning_bench.py oneshot  --model charlstm-512x2 --sparsity 0.75
     python benchmarks/strip_pruning_bench.py recover  --model charlstm-512x2 --sparsity 0.75 --steps 200
+    python benchmarks/strip_pruning_bench.py recover  --model chargru-512x2 --steps 1000 --training distill \
+        --patterns unstructured nm1ofM            # distillation only, dropout 0 (TRAININGS)
     python benchmarks/strip_pruning_bench.py gradual  --model charlstm-512x2 --sparsity 0.75 --steps 100 \
         --patterns strips16x1-m4
     python benchmarks/strip_pruning_bench.py collect  --model charlstm-512x2
@@ -66,6 +68,11 @@ PATTERNS = {
 }
 RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64,
             "eval_max_steps": 16384}  # validation (the best-of-two choice) on its first 16,384 tokens
+# --training distill: pure distillation with dropout off. The reference models were trained with dropout
+# 0.5 and kept at their best validation checkpoint: training on their labels with that dropout raises
+# validation loss, distillation alone with dropout 0 lowers it (qat_training_probe_charlstm-512x2.json)
+TRAININGS = {"labels": RECOVERY,
+             "distill": {**RECOVERY, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0}}
 
 
 def _out_dir(model: str) -> Path:
@@ -132,12 +139,12 @@ def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patt
               f"{sec:.0f} s  {row['pattern_check']}", flush=True)
 
 
-def _finetune(m, base, task, steps: int):
-    """Masked fine-tuning of `m` for `steps` steps with the RECOVERY settings; (model, seconds, record)."""
+def _finetune(m, base, task, steps: int, training: str = "labels"):
+    """Masked fine-tuning of `m` for `steps` steps with TRAININGS[training]; (model, seconds, record)."""
     from rnnslim.pipeline.builtin_stages import FinetuneConfig, finetune
     from rnnslim.pipeline.stage import StageContext
 
-    cfg = FinetuneConfig(max_steps=steps, eval_every=steps, **RECOVERY)
+    cfg = FinetuneConfig(max_steps=steps, eval_every=steps, **TRAININGS[training])
     with tempfile.TemporaryDirectory() as tmp:
         ctx = StageContext(task=task, work_dir=Path(tmp), teacher=copy.deepcopy(base).eval(), progress=False)
         t0 = time.perf_counter()
@@ -158,17 +165,20 @@ def _finish_trained(m, masks, task, base_loss: float, out: Path, key: str, row: 
           flush=True)
 
 
-def recover(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str], steps: int) -> None:
+def recover(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str], steps: int,
+            training: str = "labels") -> None:
     out = _out_dir(model_name)
+    how = "" if training == "labels" else f"-{training}"  # the first rows' keys (labels) are kept
     for label in patterns:
-        src, key = f"oneshot-{label}-{round(100 * sparsity)}", f"recover{steps}-{label}-{round(100 * sparsity)}"
+        src, key = f"oneshot-{label}-{round(100 * sparsity)}", f"recover{steps}{how}-{label}-{round(100 * sparsity)}"
         if (out / f"{key}.json").exists() or not (out / f"{src}.json").exists():
             print(f"{key}: {'done already' if (out / f'{key}.json').exists() else 'no one-shot model'}", flush=True)
             continue
         m = load_model(out / src)
         masks = masks_from_model(m)
-        m, sec, ft = _finetune(m, base, task, steps)
-        row = {"stage": "recover", "pattern": label, "target_sparsity": sparsity, "from": src, "finetune": ft}
+        m, sec, ft = _finetune(m, base, task, steps, training)
+        row = {"stage": "recover", "pattern": label, "target_sparsity": sparsity, "from": src, "finetune": ft,
+               "training": training}
         _finish_trained(m, masks, task, base_loss, out, key, row, sec, steps)
 
 
@@ -209,8 +219,9 @@ def gradual(base, task, base_loss: float, model_name: str, sparsity: float, labe
 
 def collect(model_name: str, base_loss: float) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(_out_dir(model_name).glob("*.json"))]
-    def budget(r: dict) -> tuple:  # trained rows (recover, gradual) compare at the same fine-tuning steps
-        return r["stage"] == "oneshot", r.get("finetune", {}).get("max_steps"), r["target_sparsity"]
+    def budget(r: dict) -> tuple:  # trained rows (recover, gradual) compare at the same steps, trained alike
+        return (r["stage"] == "oneshot", r.get("finetune", {}).get("max_steps"), r["target_sparsity"],
+                r.get("training", "labels"))
 
     ref = {budget(r): r["test_loss"] for r in rows if r["pattern"] == "unstructured"}
     for r in rows:
@@ -220,11 +231,12 @@ def collect(model_name: str, base_loss: float) -> None:
     rows.sort(key=lambda r: (r["stage"] != "oneshot", r["target_sparsity"], order.get(r["pattern"], 99)))
     for r in rows:
         d = r["delta_pct_vs_unstructured"]
-        print(f"{r['stage']:8s} {r['pattern']:22s} {r['target_sparsity']:.2f}  test {r['test_loss']:.4f}  "
+        print(f"{r['stage']:8s} {r.get('training', 'labels'):8s} {r['pattern']:22s} {r['target_sparsity']:.2f}  "
+              f"test {r['test_loss']:.4f}  "
               f"vs unstructured {'-' if d is None else f'{d:+.2f}%'}", flush=True)
     update_results(RESULTS / f"strip_pruning_{model_name}.json", "strips",
                    {"base_test_loss": base_loss, "rows": rows, "eval": "test split, whole, batch 1, state carried",
-                    "targets": list(TARGETS), "recovery": RECOVERY})
+                    "targets": list(TARGETS), "recovery": RECOVERY, "trainings": TRAININGS})
 
 
 def main() -> None:
@@ -235,6 +247,8 @@ def main() -> None:
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
     ap.add_argument("--steps", type=int, default=200, help="recover: fine-tuning steps, the same for every pattern")
     ap.add_argument("--stages", type=int, default=3, help="gradual: prune / fine-tune phases")
+    ap.add_argument("--training", choices=list(TRAININGS), default="labels",
+                    help="recover: labels (RECOVERY, the models' dropout) or distill (distillation only, dropout 0)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -248,7 +262,7 @@ def main() -> None:
     if args.what == "oneshot":
         oneshot(base, task, base_loss, args.model, args.sparsity, args.patterns)
     elif args.what == "recover":
-        recover(base, task, base_loss, args.model, args.sparsity, args.patterns, args.steps)
+        recover(base, task, base_loss, args.model, args.sparsity, args.patterns, args.steps, args.training)
     elif args.what == "gradual":
         for label in args.patterns:
             gradual(base, task, base_loss, args.model, args.sparsity, label, args.steps, args.stages)
