@@ -7,7 +7,7 @@ import torch
 
 from rnnslim.io.format import save_model
 from rnnslim.models.sequence import SequenceModel
-from rnnslim.pipeline import builtin_stages
+from rnnslim.pipeline import finetuning
 from rnnslim.pipeline.builtin_stages import CastConfig, FinetuneConfig, cast, finetune
 from rnnslim.pipeline.stage import StageContext, get_stage
 from rnnslim.train import TrainingDiverged
@@ -63,7 +63,7 @@ def test_finetune_resumes_an_interrupted_run(task, tmp_path, monkeypatch):
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(builtin_stages, "_mask_hooks", lambda model: ([stop_at_3], 0))
+    monkeypatch.setattr(finetuning, "mask_hooks", lambda model: ([stop_at_3], 0))
     ctx = _ctx(task, tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         finetune(_model(task), cfg, ctx)

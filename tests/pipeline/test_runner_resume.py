@@ -115,7 +115,7 @@ def test_interrupted_stage_keeps_earlier_stages_and_rerun_completes(model, task,
 
 
 def test_keyboard_interrupt_in_finetune_resumes_its_checkpoint(model, task, tmp_path, monkeypatch):
-    from rnnslim.pipeline import builtin_stages
+    from rnnslim.pipeline import finetuning
 
     ft = "{kind: finetune, max_steps: 4, batch_size: 8, seq_len: 16, eval_max_steps: 100, checkpoint_every: 2}"
 
@@ -123,7 +123,7 @@ def test_keyboard_interrupt_in_finetune_resumes_its_checkpoint(model, task, tmp_
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(builtin_stages, "_mask_hooks", lambda m: ([stop], 0))
+    monkeypatch.setattr(finetuning, "mask_hooks", lambda m: ([stop], 0))
     with pytest.raises(KeyboardInterrupt):
         run(model, task, tmp_path, recipe(A, ft))
     monkeypatch.undo()

@@ -54,35 +54,16 @@ def integer_tensors(model: torch.nn.Module) -> list[str]:
             if not (t.is_floating_point() or t.is_complex())]
 
 
-def _mask_hooks(model: torch.nn.Module) -> tuple[list, int]:
-    """after_step hooks that keep pruned weights at zero, and the number of masked tensors.
-
-    Passing the model attaches gradient hooks too, so pruned weights never reach gradient
-    clipping or the optimizer's moments.
-    """
-    from rnnslim.prune.masks import mask_hook, masks_from_model
-
-    masks = masks_from_model(model)
-    if not masks:
-        return [], 0
-    return [mask_hook(masks, model)], len(masks)
-
-
 @register_stage(FinetuneConfig)
 def finetune(model, cfg: FinetuneConfig, ctx: StageContext):
     quantized = integer_tensors(model)
     if quantized:
         raise ValueError(f"finetune cannot train a model with integer (quantized) tensors: {', '.join(quantized[:4])}"
                          f"{' ...' if len(quantized) > 4 else ''}; put fine-tuning before quantization stages")
-    from rnnslim.pipeline.finetuning import projected_finetune
+    from rnnslim.pipeline.finetuning import masked_finetune
 
-    hooks, n_masked = _mask_hooks(model)
-    try:  # DCT / block-circulant weights stay in their subspace, re-quantized at the end
-        record = projected_finetune(model, cfg, cfg.total_steps(ctx.task), ctx, "train", after_step=hooks)
-    finally:
-        for h in hooks:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
-            getattr(h, "remove", lambda: None)()
-    ctx.record.update({**record, "masked_tensors": n_masked})
+    # pruned weights stay zero; DCT / block-circulant weights stay in their subspace
+    ctx.record.update(masked_finetune(model, cfg, cfg.total_steps(ctx.task), ctx, "train"))
     return model
 
 

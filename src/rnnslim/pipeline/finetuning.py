@@ -19,6 +19,34 @@ from rnnslim.train.finetune import FinetuneFields, finetune_
 from rnnslim.transform import projection_hook
 
 
+def mask_hooks(model: nn.Module) -> tuple[list, int]:
+    """after_step hooks that keep pruned weights at zero (the parameters whose
+    model.tensor_encodings entry is a sparse encoding), and the number of masked tensors.
+
+    Passing the model attaches gradient hooks too, so pruned weights never reach gradient
+    clipping or the optimizer's moments.
+    """
+    from rnnslim.prune.masks import mask_hook, masks_from_model
+
+    masks = masks_from_model(model)
+    if not masks:
+        return [], 0
+    return [mask_hook(masks, model)], len(masks)
+
+
+def masked_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
+                    hooks: tuple[list, int] | None = None) -> dict:
+    """projected_finetune with the pruning masks held (`hooks`: mask_hooks(model) unless given);
+    the record gains `masked_tensors`. The gradient hooks are removed afterwards, failure or not."""
+    after_step, n_masked = mask_hooks(model) if hooks is None else hooks
+    try:
+        record = projected_finetune(model, cfg, steps, ctx, subdir, after_step=after_step)
+    finally:
+        for h in after_step:  # MaskHook registers gradient hooks on the parameters; do not leave them behind
+            getattr(h, "remove", lambda: None)()
+    return {**record, "masked_tensors": n_masked}
+
+
 def projected_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
                        after_step: Sequence = ()) -> dict:
     """Fine-tune (with `after_step` hooks, e.g. masks) keeping transform-coded weights in their

@@ -79,3 +79,28 @@ def test_stage_config_errors():
         parse_stage({"kind": "kmeans", "clusters": 16, "colour": "red"})
     with pytest.raises(ValueError, match="exactly one"):
         parse_stage({"kind": "mixed_precision"})
+
+
+def test_qat_keeps_pruned_weights_zero_on_a_quantized_grid(task, tmp_path):
+    """prune (marked sparse) -> quantize_weights int4 -> qat on the frozen grid: the pruned
+    codes stay at the zero point, i.e. the converted layer's pruned weights are exactly 0."""
+    from rnnslim.prune.masks import mark_sparse_
+
+    m = _model(task)
+    name = "rnn.layers.0.weight_hh_l0"
+    w = m.get_parameter(name)
+    with torch.no_grad():  # every other column: each group of 32 keeps a real scale
+        w[:, ::2] = 0
+    zero = (w == 0).clone()
+    mark_sparse_(m, [name])
+    m, _ = _run({"kind": "quantize_weights", "bits": 4, "group_size": 32, "symmetric": False, "targets": ["rnn"]},
+                m, task, tmp_path / "q")
+    before = m.rnn.layers[0].to_float().weight_hh_l0.detach().clone()
+    assert torch.all(before[zero] == 0)
+    qat = {"kind": "qat", "bits": 4, "group_size": 32, "symmetric": False, "targets": ["rnn"], "steps": 6,
+           "batch_size": 4, "seq_len": 16, "lr": 0.05, "eval_every": 1000, "eval_max_steps": 100}
+    out, ctx = _run(qat, m, task, tmp_path / "qat")
+    assert ctx.record["masked_tensors"] == 1
+    assert isinstance(out.rnn.layers[0], QuantRecurrent)
+    after = out.rnn.layers[0].to_float().weight_hh_l0.detach()
+    assert torch.all(after[zero] == 0)

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rnnslim.pipeline.finetuning import projected_finetune
+from rnnslim.pipeline.finetuning import masked_finetune
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.quantize.actquant import ActQuantConfig
 from rnnslim.quantize.api import (
@@ -114,7 +114,10 @@ def run_qat(model, cfg: QATStage, ctx: StageContext):
     """prepare -> fine-tune (the best candidate, the fake-quantized input included) -> convert."""
     quantize_(model, cfg.qat_config(QATStep.PREPARE))
     calibrate_activations_(model, ctx.task, ctx.task.calibration_batches(4, cfg.batch_size, cfg.seq_len, seed=ctx.seed))
-    record = projected_finetune(model, cfg, cfg.steps, ctx, "qat")  # DCT / circulant layers left float stay coded
+    # pruned weights stay zero: a sparse-marked weight keeps its name in its QAT layer, so
+    # masks_from_model finds it again (its zeros are exact on the frozen grid: level = zero point);
+    # DCT / circulant layers left float stay coded
+    record = masked_finetune(model, cfg, cfg.steps, ctx, "qat")
     quantize_(model, cfg.qat_config(QATStep.CONVERT))
     after = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
     metric = ctx.task.primary_metric
