@@ -88,10 +88,30 @@ SPACES = {
           "2000 steps through proxy rungs of 100 and 300 steps, the exact input fold, RTN or GPTQ int2 / int3 / "
           "int4 with the embedding and decoder at 4 or 8 bits, codes plain or LZMA-coded; the fine-tune runs "
           "BEFORE the quantize stage.",
-    "v4": "Space (`space_v4`): v3's, with the fine-tune run as quantization-aware training of the recurrent "
-          "weights at their sampled bits (the `qat` stage, converted to the same stored format), because in "
-          "v3 the fine-tune ran before quantizing and could not recover the rounding.",
+    "v4": "Space (`space_v4`): v3's, with the fine-tune of a dense trial run as quantization-aware training of "
+          "the recurrent weights on the PTQ stage's frozen grid (the `qat` stage, last), trained by distillation "
+          "from the fp32 model with dropout off (lr 1e-3, 0 / 250 / 500 / 1000 steps), because in v3 the "
+          "fine-tune ran before quantizing and could not recover the rounding. A trial with a sparsity stage "
+          "still fine-tunes (same training) before quantizing.",
 }
+
+
+def _families(data: dict) -> list[str]:
+    """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
+    QAT steps, read from the sampled parameters."""
+    full = data.get("full_fidelity_trials") or []
+    sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
+    qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
+           and (t["params"].get("qat", True) if data.get("study", "").endswith("v4") else t["params"].get("qat"))]
+    if not full:
+        return []
+    dense = [t for t in data.get("trials") or [] if t["params"].get("sparsity_kind", "none") == "none"]
+    listed = ", ".join(f"#{t['trial']} {t['state'].lower()}" for t in dense)
+    return [f"Families sampled: {len(sparse)} of the {len(full)} full-fidelity trials are sparse (OBS; fine-tune, "
+            f"then quantize){'' if not qat else f'; trial(s) {qat} ran QAT'}"
+            + (f"; **none ran QAT**: of all {len(data.get('trials') or [])} trials only {len(dense)} sampled no "
+               f"sparsity ({listed or 'none'}), so this "
+               "study does not test QAT." if not qat and data.get("study", "").endswith("v4") else "."), ""]
 
 
 def search_nowarm_section(model: str, version: str) -> list[str]:
@@ -113,7 +133,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
            f"{base['bytes']:,} bytes; 1/20 = {base['bytes'] / 20:,.0f} bytes, 1/40 = {base['bytes'] / 40:,.0f}.",
            "", SPACES[version] + " Trials over the byte cap, or under 0.4 x it (the size floor), are pruned from "
            "their predicted size before any training.", ""]
-    out += _verdict(data) + _reproduced(model, data["study"]) + [""]
+    out += _families(data) + _verdict(data) + _reproduced(model, data["study"]) + [""]
     if (RESULTS / f"search_pareto_{model}-{version}.png").exists():
         out += [f"![{model} search {version}: loss change vs bytes](benchmarks/results/search_pareto_{model}-{version}.png)", "",
                 "Left: validation (the split the search ranks and caps on); right: test (reported only). Filled "

@@ -206,7 +206,7 @@ def test_qat_runs_the_fine_tune_steps_at_the_rnns_bits_in_place_of_the_fine_tune
             Recipe.from_dict({"version": 1, "name": "t", "stages": stages})  # pydantic-validated
         kinds = [s["kind"] for s in stages]
         steps, qat, quant = trial.params["finetune_steps"], trial.params.get("qat", False), trial.params["quant"]
-        if trial.params["sparsity_kind"] != "none":  # QAT keeps no pruning mask: a sparse trial fine-tunes first
+        if trial.params["sparsity_kind"] != "none":  # qat_sparse off (default): a sparse trial fine-tunes first
             assert "qat" not in trial.params and "qat" not in kinds and kinds.count("finetune") == (1 if steps else 0)
         elif steps and qat and quant != "none":
             seen.add("qat")
@@ -249,3 +249,19 @@ def test_qat_after_ptq_has_the_recipe_without_it_as_its_oneshot_rung():
     plan = rung_plan([ptq, io, qat], proxy_steps=10, proxy_rungs=1, growth=3)
     assert [r for r, _ in plan] == ["oneshot", "proxy", "full"]
     assert plan[0][1] == [ptq, io] and plan[1][1] == [ptq, io, {**qat, "steps": 10}]
+
+
+def test_qat_sparse_lets_a_sparse_trial_run_its_steps_as_qat_after_quantizing():
+    """qat_sparse: a trial with a sparsity stage runs its fine-tune steps as the last `qat` stage (the
+    stage holds the pruning masks), no finetune stage; without it (the default) it fine-tunes first."""
+    space = SearchSpace(dimensions=["sparsity", "finetune", "quantize"], qat=(True,), qat_sparse=True,
+                        sparsity_kinds=("prune_obs",), quant_kinds=("quantize_gptq",), bits=(4,), io_bits=(8,),
+                        finetune=FinetuneSpace(max_steps=40, choices=1, settings={"lr": 0.002}))
+    facts = ModelFacts((64, 32))
+    params = {"sparsity_kind": "prune_obs", "sparsity": 0.5, "finetune_steps": 40, "bits_rnn": 4, "bits_io": 8}
+    stages = build_stages(space, optuna.trial.FixedTrial(params), facts)
+    assert [s["kind"] for s in stages] == ["prune_obs", "quantize_gptq", "quantize_gptq", "qat"]
+    assert stages[-1]["steps"] == 40 and stages[-1]["bits"] == 4
+    off = space.model_copy(update={"qat_sparse": False})
+    kinds = [s["kind"] for s in build_stages(off, optuna.trial.FixedTrial(params), facts)]
+    assert kinds == ["prune_obs", "finetune", "quantize_gptq", "quantize_gptq"]

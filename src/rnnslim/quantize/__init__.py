@@ -11,6 +11,7 @@ Weight quantization (this package):
 - lowbit.py       QuantRecurrent, QuantEmbedding, QuantLinear (weight-only layers)
 - actquant.py     activation fake quantization with running ranges (QAT)
 - qat.py          QAT layers (straight-through estimator), prepare / convert
+- frozen_grid.py  the stored scales / zero points QAT keeps when it continues a quantized layer
 - mixed.py        per-layer mixed precision from measured sensitivity under a size budget
 - storage.py      "lzma" tensor encoding (entropy-coded codes on disk)
 - targets.py      which layers a step touches; api.py the `quantize_` verb (recipe stages: rnnslim.pipeline.stages)

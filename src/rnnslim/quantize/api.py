@@ -260,17 +260,20 @@ def _quantize_weights(model: nn.Module, config: _Config, filter: LayerFilter | N
 
 @register(Family.QUANTIZE, QAT)
 def _quantize_qat(model: nn.Module, config: QAT, filter: LayerFilter | None = None) -> QuantizeResult:
-    from rnnslim.quantize.qat import convert_qat_, prepare_qat_
+    from rnnslim.quantize.qat import QAT_KINDS, convert_qat_, prepare_qat_
 
     if config.step is QATStep.PREPARE:
         paths = prepare_qat_(model, config.weights.weight_format(), config.activations, config.weights.targets, filter)
     else:
         if filter is not None:
             raise ValueError("QAT(step='convert') converts every fake-quantized layer; filter applies to 'prepare'")
+        # the trained weights per QAT layer (name -> tensor), for the pruned ones' codes below
+        trained = {p: {n: w.detach() for n, w in m.named_parameters() if "." not in n and n.startswith("weight")}
+                   for p, m in model.named_modules() if isinstance(m, QAT_KINDS)}
         paths = convert_qat_(model)
-        for path in paths:  # a format asking for LZMA-coded codes gets them, as quantize_weights does
+        for path in paths:  # LZMA-coded codes when the format asks, and always for pruned weights (as quantize_weights)
             mod = model.get_submodule(path)
-            _mark_entropy_coding(model, path, mod, mod.fmt, [])
+            _mark_entropy_coding(model, path, mod, mod.fmt, _pruned_weights(model, path, trained[path], mod.fmt))
     _record_history(model, {"op": f"qat_{config.step.value}", "layers": paths,
                             "config": config.model_dump(mode="json")})
     return QuantizeResult()

@@ -107,6 +107,8 @@ class SearchSpace(BaseModel):
     finetune: FinetuneSpace = Field(default_factory=FinetuneSpace)
     qat: tuple[bool, ...] = Field(default=(False,), description="run the fine-tune as quantization-aware training "
                                                               "at the rnn's bits: (False,), (True,) or both (searched)")
+    qat_sparse: bool = Field(default=False, description="let trials with a sparsity stage run their fine-tune as QAT "
+                             "too (the qat stage holds the pruning masks); off: they fine-tune before quantizing")
 
     @field_validator("sparsity_kinds")
     @classmethod
@@ -250,21 +252,22 @@ def _finetune(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
     if not steps:
         return []
     modes = list(space.qat)
-    if not _sparse(trial) and (trial.suggest_categorical("qat", modes) if len(modes) > 1 else modes[0]):
+    if not _qat_barred(trial, space) and (trial.suggest_categorical("qat", modes) if len(modes) > 1 else modes[0]):
         return []  # the quantize dimension runs these steps as a `qat` stage (_qat_stage)
     return [{**space.finetune.settings, "kind": "finetune", "max_steps": int(steps)}]
 
 
-def _sparse(trial) -> bool:
-    """A sparsity stage was sampled: such a trial fine-tunes before quantizing, never as QAT (the qat
-    stage keeps no pruning mask and converts to dense codes: a 90 % OBS trial came out 2.6x larger
-    than predicted)."""
-    return trial.params.get("sparsity_kind", "none") != "none"
+def _qat_barred(trial, space: SearchSpace) -> bool:
+    """A sparsity stage was sampled and the space keeps sparse trials off QAT (`qat_sparse` False, the
+    v4 study's behaviour): such a trial fine-tunes before quantizing. With `qat_sparse` the qat stage
+    holds the pruning masks (a pruned weight's zeros are exact on its frozen grid) and stores the
+    pruned codes entropy coded, as the PTQ stage did."""
+    return not space.qat_sparse and trial.params.get("sparsity_kind", "none") != "none"
 
 
 def _qat_wanted(trial, space: SearchSpace) -> int:
     """The fine-tune steps the quantize dimension runs as QAT (0: none); _finetune decided."""
-    if space.dimensions is not None and "finetune" not in space.dimensions or _sparse(trial):
+    if space.dimensions is not None and "finetune" not in space.dimensions or _qat_barred(trial, space):
         return 0
     choices = space.finetune.step_choices()
     steps = int(trial.params.get("finetune_steps", choices[0] if len(choices) == 1 else 0))

@@ -104,3 +104,24 @@ def test_qat_keeps_pruned_weights_zero_on_a_quantized_grid(task, tmp_path):
     assert isinstance(out.rnn.layers[0], QuantRecurrent)
     after = out.rnn.layers[0].to_float().weight_hh_l0.detach()
     assert torch.all(after[zero] == 0)
+
+
+def test_qat_of_a_pruned_float_layer_stores_its_codes_entropy_coded(task, tmp_path):
+    """prune (marked sparse) -> qat from float: the mask holds and the converted codes of the pruned
+    weight are LZMA-marked though the format does not ask (dense codes would store every zero)."""
+    from rnnslim.prune.masks import mark_sparse_
+
+    m = _model(task)
+    name = "rnn.layers.1.weight_ih_l0"
+    with torch.no_grad():
+        m.get_parameter(name)[:, 1::2] = 0
+    zero = (m.get_parameter(name) == 0).clone()
+    mark_sparse_(m, [name])
+    qat = {"kind": "qat", "bits": 4, "group_size": 32, "targets": ["rnn"], "steps": 4, "batch_size": 4,
+           "seq_len": 16, "lr": 0.05, "eval_every": 1000, "eval_max_steps": 100}
+    out, ctx = _run(qat, m, task, tmp_path)
+    assert ctx.record["masked_tensors"] == 1
+    assert torch.all(out.rnn.layers[1].to_float().weight_ih_l0.detach()[zero] == 0)
+    enc = out.tensor_encodings
+    assert enc["rnn.layers.1.qweights.weight_ih_l0.codes"] == {"encoding": "lzma"}
+    assert "rnn.layers.0.qweights.weight_ih_l0.codes" not in enc  # not pruned, format without entropy coding
