@@ -93,6 +93,8 @@ SPACES = {
           "from the fp32 model with dropout off (lr 1e-3, 0 / 250 / 500 / 1000 steps), because in v3 the "
           "fine-tune ran before quantizing and could not recover the rounding. A trial with a sparsity stage "
           "still fine-tunes (same training) before quantizing.",
+    "v5": "Space (`space_v5`): v4's, with sparse trials' steps run as QAT too (`qat_sparse`: prune -> GPTQ / RTN "
+          "-> QAT on the frozen grid with the pruning masks held), after the v4 study sampled only sparse trials.",
 }
 
 
@@ -100,15 +102,17 @@ def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
+    v5 = data.get("study", "").endswith("v5")  # sparse trials run QAT too
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
-    qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
-           and (t["params"].get("qat", True) if data.get("study", "").endswith("v4") else t["params"].get("qat"))]
+    qat = [t["trial"] for t in full if (v5 or t["trial"] not in sparse) and t["params"].get("finetune_steps")
+           and (t["params"].get("qat", True) if data.get("study", "")[-2:] in ("v4", "v5") else t["params"].get("qat"))]
     if not full:
         return []
     dense = [t for t in data.get("trials") or [] if t["params"].get("sparsity_kind", "none") == "none"]
     listed = ", ".join(f"#{t['trial']} {t['state'].lower()}" for t in dense)
-    return [f"Families sampled: {len(sparse)} of the {len(full)} full-fidelity trials are sparse (OBS; fine-tune, "
-            f"then quantize){'' if not qat else f'; trial(s) {qat} ran QAT'}"
+    return [f"Families sampled: {len(sparse)} of the {len(full)} full-fidelity trials are sparse (OBS; "
+            + ("quantize, then QAT" if v5 else "fine-tune, then quantize") + ")"
+            + ("" if not qat else f"; trial(s) {', '.join(map(str, qat))} ran QAT")
             + (f"; **none ran QAT**: of all {len(data.get('trials') or [])} trials only {len(dense)} sampled no "
                f"sparsity ({listed or 'none'}), so this "
                "study does not test QAT." if not qat and data.get("study", "").endswith("v4") else "."), ""]
@@ -154,7 +158,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v4", "v3"):
+        for version in ("v5", "v4", "v3"):
             out += search_nowarm_section(m, version)
     return out
 
