@@ -38,14 +38,21 @@ Masks = dict[str, Tensor]
 
 
 def masks_from_model(model: nn.Module) -> Masks:
-    """Masks (weight != 0) of the parameters the model marks as pruned, i.e. whose
-    model.tensor_encodings entry is a sparse encoding."""
+    """Masks (weight != 0) of the parameters the model marks as pruned: those whose
+    model.tensor_encodings entry is a sparse encoding, and the float (QAT) weights `P.W` of a
+    pruned weight that was quantized, whose codes `P.qweights.W.codes` carry `pruned: true`
+    (rnnslim.quantize.storage; the quantized layer is being trained on its frozen grid)."""
     encodings = getattr(model, "tensor_encodings", None) or {}
     params = dict(model.named_parameters())
     out = {}
     for name, opts in encodings.items():
         if opts.get("encoding") in SPARSE_ENCODINGS and name in params:
             out[name] = nonzero_mask(params[name].detach())
+        elif opts.get("pruned") and name.endswith(".codes") and ".qweights." in name:
+            path, _, wname = name.removesuffix(".codes").rpartition(".qweights.")
+            latent = f"{path}.{wname}"
+            if latent in params:
+                out[latent] = nonzero_mask(params[latent].detach())
     return out
 
 

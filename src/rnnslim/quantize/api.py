@@ -168,7 +168,8 @@ def _pruned_weights(model: nn.Module, path: str, ref: dict[str, torch.Tensor], f
     enc = getattr(model, "tensor_encodings", None) or {}
     out = []
     for name, w in ref.items():
-        marked = enc.get(f"{path}.{name}", {}).get("encoding") in SPARSE_ENCODINGS
+        marked = (enc.get(f"{path}.{name}", {}).get("encoding") in SPARSE_ENCODINGS  # float weight, pruned
+                  or bool(enc.get(f"{path}.qweights.{name}.codes", {}).get("pruned")))  # a QAT layer continuing it
         if marked and "codes" in fmt.layout(w.shape) and float((w == 0).float().mean()) >= SPARSE_CODES_MIN_ZEROS:
             out.append(name)
     return out
@@ -176,14 +177,16 @@ def _pruned_weights(model: nn.Module, path: str, ref: dict[str, torch.Tensor], f
 
 def _mark_entropy_coding(model: nn.Module, path: str, qmod: nn.Module, fmt: BaseFormat, pruned: list[str]) -> None:
     """Mark the entropy-coded buffers of the quantized layer: every weight's when the format asks
-    for it, and the codes of pruned weights (`_pruned_weights`) whatever the format says."""
+    for it, and the codes of pruned weights (`_pruned_weights`) whatever the format says; those
+    carry `pruned: true` (rnnslim.quantize.storage), the mark a later QAT stage holds the mask by."""
     names = fmt.entropy_coded()
     if not names and not pruned:
         return
     enc = dict(getattr(model, "tensor_encodings", None) or {})
     for wname in qmod.qweights:
         for b in names or (["codes"] if wname in pruned else []):
-            enc[f"{path}.qweights.{wname}.{b}"] = {"encoding": "lzma"}
+            mark = {"pruned": True} if wname in pruned and b == "codes" else {}
+            enc[f"{path}.qweights.{wname}.{b}"] = {"encoding": "lzma", **mark}
     model.tensor_encodings = enc
 
 

@@ -6,6 +6,11 @@ k-means or low-bit weights it gets within a few percent of the order-0 entropy o
 indices, so `artifact_bytes` reflects the entropy-coded size. Used for buffers that a
 WeightFormat marks with entropy_coding=True (see api.py); decode restores the exact
 bytes, so values and outputs do not change.
+
+Option `pruned: true` (kept in the manifest, so it survives save / load): these are the codes of a
+pruned weight (a sparsity stage marked it before it was quantized). Nothing else records that
+once the float weight is gone, and a QAT stage that continues the quantized layer needs it to
+hold the pruning mask (rnnslim.prune.masks.masks_from_model).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ def _encode(t: Tensor, options: dict) -> tuple[dict[str, Tensor], dict]:
     preset = int(options.get("preset", DEFAULT_PRESET))
     blob = lzma_bytes(t, preset)
     stored = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.zeros(0, dtype=torch.uint8)
-    return {"": stored}, {"options": {"preset": preset}, "raw_bytes": t.numel() * t.element_size()}
+    kept = {"preset": preset, **({"pruned": True} if options.get("pruned") else {})}
+    return {"": stored}, {"options": kept, "raw_bytes": t.numel() * t.element_size()}
 
 
 def _decode(parts: dict[str, Tensor], record: dict) -> Tensor:

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from rnnslim.io.format import load_model, save_model
 from rnnslim.models.sequence import SequenceModel
 from rnnslim.pipeline.stage import StageContext, get_stage, parse_stage
 from rnnslim.quantize.lowbit import QuantEmbedding, QuantLinear, QuantRecurrent
@@ -95,6 +96,10 @@ def test_qat_keeps_pruned_weights_zero_on_a_quantized_grid(task, tmp_path):
     mark_sparse_(m, [name])
     m, _ = _run({"kind": "quantize_weights", "bits": 4, "group_size": 32, "symmetric": False, "targets": ["rnn"]},
                 m, task, tmp_path / "q")
+    assert m.tensor_encodings["rnn.layers.0.qweights.weight_hh_l0.codes"] == {"encoding": "lzma", "pruned": True}
+    # as the pipeline does between stages: the float weight's sparse mark is gone, the codes' mark stays
+    m = load_model(save_model(m, tmp_path / "saved"))
+    assert name not in m.tensor_encodings
     before = m.rnn.layers[0].to_float().weight_hh_l0.detach().clone()
     assert torch.all(before[zero] == 0)
     qat = {"kind": "qat", "bits": 4, "group_size": 32, "symmetric": False, "targets": ["rnn"], "steps": 6,
@@ -123,5 +128,5 @@ def test_qat_of_a_pruned_float_layer_stores_its_codes_entropy_coded(task, tmp_pa
     assert ctx.record["masked_tensors"] == 1
     assert torch.all(out.rnn.layers[1].to_float().weight_ih_l0.detach()[zero] == 0)
     enc = out.tensor_encodings
-    assert enc["rnn.layers.1.qweights.weight_ih_l0.codes"] == {"encoding": "lzma"}
+    assert enc["rnn.layers.1.qweights.weight_ih_l0.codes"] == {"encoding": "lzma", "pruned": True}
     assert "rnn.layers.0.qweights.weight_ih_l0.codes" not in enc  # not pruned, format without entropy coding
