@@ -17,9 +17,9 @@ benchmarks/results/qat_training_probe_charlstm-512x2.json.
 
 `--base v4-trial22`: the v4 search's best (benchmarks/recipes/search-v4-charlstm-512x2-trial22.yaml:
 480/512 units, OBS 80 % sparsity, 500 distillation fine-tune steps BEFORE GPTQ int4, +2.64 % valid /
-+0.16 % test at 831,549 bytes). Its variant moves the 500 steps after quantization: the fine-tune
-stage is dropped and a `qat` stage (same training, int4 on GPTQ's frozen grid, pruning masks held)
-runs last. Results: benchmarks/results/qat_training_probe_charlstm-512x2-v4-trial22.json.
++0.16 % test at 831,549 bytes). Its variants: the 500 steps moved after quantization (the fine-tune
+stage dropped, a `qat` stage with the same training, int4 on GPTQ's frozen grid, pruning masks
+held, runs last), or 500 such QAT steps added after the recipe (the fine-tune kept). Results: benchmarks/results/qat_training_probe_charlstm-512x2-v4-trial22.json.
 """
 
 from __future__ import annotations
@@ -54,9 +54,12 @@ VARIANTS = {  # name: (what it trains on, the qat stage's own settings, the reci
                                 {"lr": 0.001, "distill_alpha": 1.0, "distill_temperature": 1.0, "dropout": 0.0},
                                 "probe-qat-kd0-lr1e-3"),
 }  # (the recipe names are those of the first runs, made by hand before this script: their run dirs resume)
-SPARSE_VARIANTS = {  # base v4-trial22: the fine-tune's 500 steps run as QAT after quantization instead
+SPARSE_VARIANTS = {  # base v4-trial22: its 500 fine-tune steps run as QAT after quantization instead, or
+    # 500 QAT steps are added after it (the fine-tune kept)
     "sparse-qat-instead-of-finetune": ("distillation only, dropout 0; QAT last instead of the fine-tune",
                                        {**DISTILL, "bits": 4}, "probe-sparse-qat500-kd0-lr1e-3"),
+    "sparse-finetune-then-qat": ("distillation only, dropout 0; the fine-tune kept, QAT last",
+                                 {**DISTILL, "bits": 4}, "probe-sparse-ft500-qat500-kd0-lr1e-3"),
 }
 
 
@@ -67,9 +70,9 @@ def recipe_of(name: str, base_name: str = "v3-trial37") -> dict:
 
     base = yaml.safe_load(BASES[base_name].read_text())
     stages = base["stages"]
-    measure = {"latency": False, "threads": 1}
+    measure = {"latency": False, "threads": 1}  # (the v4-trial22 variants differ only in the fine-tune kept)
     if base_name == "v4-trial22":
-        kept = [s for s in stages if s["kind"] != "finetune"]
+        kept = [s for s in stages if s["kind"] != "finetune" or name == "sparse-finetune-then-qat"]
         return {**base, "name": SPARSE_VARIANTS[name][2], "measure": measure,
                 "stages": kept + [{**QAT, **SPARSE_VARIANTS[name][1]}]}
     at = next(i for i, s in enumerate(stages) if s["kind"] == "quantize_gptq" and "rnn" in s["targets"]) + 1
