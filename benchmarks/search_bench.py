@@ -71,7 +71,7 @@ SEEDED: list[dict] = list(WARM_START)  # the points this run enqueued ([] withou
 # 2-hour budget holds about 20 full trials).
 SIZE_FLOOR = 0.4
 STARTUP_TRIALS = 6
-SEEDS = {"v4": 1, "v5": 2}  # v3 used 0; another seed keeps a version's random startup trials off the last one's
+SEEDS = {"v4": 1}  # v3 used 0; another seed keeps v4's random startup trials off v3's recipes
 
 
 def configure(model: str, warm_start: bool, version: str = "v4") -> None:
@@ -127,16 +127,7 @@ def space_v4():
         max_steps=1000, choices=3, proxy_steps=100, proxy_rungs=2, settings=V4_TRAINING)})
 
 
-def space_v5():
-    """v4's space with sparse trials running their steps as QAT too (`qat_sparse`): prune -> PTQ -> QAT
-    with the pruning masks held. The v4 study of charlstm-512x2 sampled only sparse trials (2 of the 3
-    sparsity choices are sparse), so none ran QAT; its best (OBS 80 %, 500 fine-tune steps, then GPTQ
-    int4) missed the validation cap by 0.64 points. benchmarks/qat_training_probe.py --base v4-trial22
-    measures the same recipe with its 500 steps moved after quantization."""
-    return space_v4().model_copy(update={"qat_sparse": True})
-
-
-SPACES = {"v3": space_v3, "v4": space_v4, "v5": space_v5}
+SPACES = {"v3": space_v3, "v4": space_v4}
 
 
 def space():
@@ -209,7 +200,7 @@ def main() -> None:
                     help="the v2 study: its space and WARM_START points (charlstm-512x2 only)")
     ap.add_argument("--version", choices=tuple(SPACES), default="v4",
                     help="the no-warm-start study: v4 (default: a dense trial's fine-tune runs as QAT on the PTQ "
-                         "grid), v5 (sparse trials' too) or v3 (fine-tune before quantizing); docs/search.md")
+                         "grid) or v3 (fine-tune before quantizing); docs/search.md")
     ap.add_argument("--budget", default=BUDGET, help="the search's budget string (caps)")
     ap.add_argument("--minutes", type=float, default=25.0, help="wall minutes of this session")
     ap.add_argument("--hours", type=float, default=2.0, help="total CPU budget over all sessions")

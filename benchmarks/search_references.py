@@ -53,7 +53,8 @@ def hand_references(model: str, previous: list[dict] | None = None) -> list[Refe
     for name in RUN_DIRS:
         run = RUNS / model / name
         if (run / "report.json").is_file():
-            points[name] = load_reference(run)
+            points[name] = load_reference(run).model_copy(  # a path that means the same on every machine
+                update={"source": f"benchmarks/runs/{model}/{name}/report.json (a run, not committed)"})
     for file, recipe in KEPT.get(model, []):
         rep = _kept_report(RESULTS / file, recipe)
         if rep is not None:

@@ -5,7 +5,7 @@ make_tables.py; reads only committed JSON (search_<model>-<version>.json, search
 
 from __future__ import annotations
 
-from common import RESULTS
+from common import RESULTS, ROOT
 from table_parts import load_result as _load
 from table_parts import machine_line as _machine
 from tables_search import _all_trial_rows, _trial_rows
@@ -78,7 +78,7 @@ def _references(data: dict) -> list[str]:
            "|---|---:|---:|---:|---:|---|"]
     for r in sorted(refs, key=lambda r: r["bytes"]):
         out.append(f"| {r['label']} | {_pct(r['valid_change_pct'])} | {_pct(r['test_change_pct'])} | {r['bytes']:,} | "
-                   f"{r['fp32_ratio']:.1f}x | {r['source']} |")
+                   f"{r['fp32_ratio']:.1f}x | {r['source'].replace(str(ROOT) + '/', '')} |")
     return out + [""]
 
 
@@ -93,8 +93,6 @@ SPACES = {
           "from the fp32 model with dropout off (lr 1e-3, 0 / 250 / 500 / 1000 steps), because in v3 the "
           "fine-tune ran before quantizing and could not recover the rounding. A trial with a sparsity stage "
           "still fine-tunes (same training) before quantizing.",
-    "v5": "Space (`space_v5`): v4's, with sparse trials' steps run as QAT too (`qat_sparse`: prune -> GPTQ / RTN "
-          "-> QAT on the frozen grid with the pruning masks held), after the v4 study sampled only sparse trials.",
 }
 
 
@@ -102,16 +100,15 @@ def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
-    v5 = data.get("study", "").endswith("v5")  # sparse trials run QAT too
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
-    qat = [t["trial"] for t in full if (v5 or t["trial"] not in sparse) and t["params"].get("finetune_steps")
-           and (t["params"].get("qat", True) if data.get("study", "")[-2:] in ("v4", "v5") else t["params"].get("qat"))]
+    qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
+           and (t["params"].get("qat", True) if data.get("study", "").endswith("v4") else t["params"].get("qat"))]
     if not full:
         return []
     dense = [t for t in data.get("trials") or [] if t["params"].get("sparsity_kind", "none") == "none"]
     listed = ", ".join(f"#{t['trial']} {t['state'].lower()}" for t in dense)
     return [f"Families sampled: {len(sparse)} of the {len(full)} full-fidelity trials are sparse (OBS; "
-            + ("quantize, then QAT" if v5 else "fine-tune, then quantize") + ")"
+            "fine-tune, then quantize)"
             + ("" if not qat else f"; trial(s) {', '.join(map(str, qat))} ran QAT")
             + (f"; **none ran QAT**: of all {len(data.get('trials') or [])} trials only {len(dense)} sampled no "
                f"sparsity ({listed or 'none'}), so this "
@@ -158,7 +155,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v5", "v4", "v3"):
+        for version in ("v4", "v3"):
             out += search_nowarm_section(m, version)
     return out
 
