@@ -218,7 +218,15 @@ def gradual(base, task, base_loss: float, model_name: str, sparsity: float, labe
 
 
 def collect(model_name: str, base_loss: float) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(_out_dir(model_name).glob("*.json"))]
+    """Rows of the committed JSON, each replaced by its run's row when that run is on disk (keyed by
+    model_path), plus the runs not yet in it: a machine that lost the run directories keeps the rows."""
+    out = RESULTS / f"strip_pruning_{model_name}.json"
+    kept = json.loads(out.read_text()).get("strips", {}).get("rows", []) if out.exists() else []
+    by_run = {r["model_path"]: r for r in kept if "model_path" in r}
+    for p in sorted(_out_dir(model_name).glob("*.json")):
+        row = json.loads(p.read_text())
+        by_run[row["model_path"]] = row
+    rows = list(by_run.values())
     def budget(r: dict) -> tuple:  # trained rows (recover, gradual) compare at the same steps, trained alike
         return (r["stage"] == "oneshot", r.get("finetune", {}).get("max_steps"), r["target_sparsity"],
                 r.get("training", "labels"))
@@ -234,7 +242,7 @@ def collect(model_name: str, base_loss: float) -> None:
         print(f"{r['stage']:8s} {r.get('training', 'labels'):8s} {r['pattern']:22s} {r['target_sparsity']:.2f}  "
               f"test {r['test_loss']:.4f}  "
               f"vs unstructured {'-' if d is None else f'{d:+.2f}%'}", flush=True)
-    update_results(RESULTS / f"strip_pruning_{model_name}.json", "strips",
+    update_results(out, "strips",
                    {"base_test_loss": base_loss, "rows": rows, "eval": "test split, whole, batch 1, state carried",
                     "targets": list(TARGETS), "recovery": RECOVERY, "trainings": TRAININGS})
 

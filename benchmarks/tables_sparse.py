@@ -77,9 +77,18 @@ def recovery_checks(model: str) -> list[str]:
     if not rows:
         return [f"- {model}: no recovery rows yet."]
     return [f"- {model}, {r['pattern']} at {100 * r['target_sparsity']:.0f} % after "
-            f"{r.get('compute', {}).get('finetune_steps', '?')} fine-tune steps: test loss {r['test_loss']:.4f}, "
+            f"{r.get('compute', {}).get('finetune_steps', '?')} fine-tune steps ({_training(r)}): test loss "
+            f"{r['test_loss']:.4f}, "
             f"{r['delta_pct_vs_unstructured']:+.2f} % vs unstructured OBS after the same steps (target <= +1 %): "
             f"{'met' if r['delta_pct_vs_unstructured'] <= 1.0 else '**MISSED**'}." for r in rows]
+
+
+def _training(r: dict) -> str:
+    """How a row's recovery trained (strip_pruning_bench.py TRAININGS); rows before `training` was
+    recorded trained on the labels."""
+    if r["stage"] == "oneshot":
+        return "-"
+    return ("distillation, dropout 0" if r.get("training") == "distill" else "labels, the model's dropout")
 
 
 def accuracy_table(model: str) -> list[str]:
@@ -89,11 +98,11 @@ def accuracy_table(model: str) -> list[str]:
     rows = acc["strips"]["rows"]
     out = [f"#### {model}: accuracy by pattern (dense test loss {acc['strips']['base_test_loss']:.4f})", "",
            "| stage | pattern | sparsity | test loss | vs unstructured OBS at the same sparsity and stage | "
-           "fine-tune steps | load average |", "|---|---|---:|---:|---:|---:|---|"]
+           "fine-tune steps | training | load average |", "|---|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
         c = r.get("compute", {})
         out.append(f"| {r['stage']} | {r['pattern']} | {100 * r.get('sparsity', r['target_sparsity']):.1f} % | {r['test_loss']:.4f} | "
-                   f"{r['delta_pct_vs_unstructured']:+.1f} % | {c.get('finetune_steps', 0)} | "
+                   f"{r['delta_pct_vs_unstructured']:+.1f} % | {c.get('finetune_steps', 0)} | {_training(r)} | "
                    f"{c.get('load_average', '-')} |")
     return out + [""]
 
@@ -151,8 +160,9 @@ def sparse_section() -> list[str]:
     out += ["Targets (issue 22: >= 1.6x at 75 % and >= 2.5x at 90 % on native and portable, loss within +1 % of "
             "unstructured OBS at the same sparsity, one shot and after the same recovery; combined with the "
             "structured cut, faster than the best structured-only deploy row at equal or better loss):", ""] + checks + [
-        "- Recovery budgets: every pattern of a model gets the same fine-tune steps (100 for every row; 1,000 where "
-        "a `recover1000` row is listed). The panels speed-ups above are the kernel's rows; ONNX Runtime int8 is in "
+        "- Recovery budgets: every pattern of a model gets the same fine-tune steps, trained the same way (100 for "
+        "every row; 1,000 where a `recover1000` row is listed; the `distill` rows train by distillation from the "
+        "dense model with dropout off, the others on the labels with the model's dropout 0.5). The panels speed-ups above are the kernel's rows; ONNX Runtime int8 is in "
         "the same run only for the combined row (deploy_bench).", ""]
     ram = load_result("kernel_ram.json")
     if ram:
