@@ -114,9 +114,9 @@ def run_qat(model, cfg: QATStage, ctx: StageContext):
     """prepare -> fine-tune (the best candidate, the fake-quantized input included) -> convert."""
     quantize_(model, cfg.qat_config(QATStep.PREPARE))
     calibrate_activations_(model, ctx.task, ctx.task.calibration_batches(4, cfg.batch_size, cfg.seq_len, seed=ctx.seed))
-    # pruned weights stay zero: a sparse-marked weight keeps its name in its QAT layer, so
-    # masks_from_model finds it again (its zeros are exact on the frozen grid: level = zero point);
-    # DCT / circulant layers left float stay coded
+    # pruned weights stay zero: masks_from_model finds a QAT layer's pruned weights by their float
+    # sparse mark or, for a quantized layer continued on its frozen grid, by the `pruned` mark of its
+    # codes (their zeros are exact there: level = zero point); DCT / circulant layers left float stay coded
     record = masked_finetune(model, cfg, cfg.steps, ctx, "qat")
     quantize_(model, cfg.qat_config(QATStep.CONVERT))
     after = ctx.task.evaluate(model, "valid", max_steps=cfg.eval_max_steps)[ctx.task.primary_metric]
