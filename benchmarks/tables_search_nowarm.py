@@ -30,7 +30,9 @@ def _verdict(data: dict) -> list[str]:
               f"{_pct(best.get('loss_change_pct'))} validation and {_pct(best.get('test_loss_change_pct'))} test loss."
               if feasible else f"**no trial within the caps** (\"{best.get('why', 'no full-fidelity trial')}\")."
               + (f" Its pick, trial {best['trial']}, is {best['fp32_ratio']:.1f}x smaller at "
-                 f"{_pct(best.get('loss_change_pct'))} validation / {_pct(best.get('test_loss_change_pct'))} test."
+                 f"{_pct(best.get('loss_change_pct'))} validation / {_pct(best.get('test_loss_change_pct'))} test"
+                 + (" (it finished after the CPU budget was spent, so it counts for no goal)."
+                    if best.get("within_budget") is False else ".")
                  if best.get("trial") is not None else ""))]
     out.append("- **Goal 1, <= 1/20 within +2 % on the ranking split**: "
                + ("met by trial(s) " + ", ".join(f"{t['trial']} ({t['fp32_ratio']:.1f}x, valid "
