@@ -19,7 +19,8 @@ benchmarks/results/qat_training_probe_charlstm-512x2.json.
 480/512 units, OBS 80 % sparsity, 500 distillation fine-tune steps BEFORE GPTQ int4, +2.64 % valid /
 +0.16 % test at 831,549 bytes). Its variants: the 500 steps moved after quantization (the fine-tune
 stage dropped, a `qat` stage with the same training, int4 on GPTQ's frozen grid, pruning masks
-held, runs last), or 500 such QAT steps added after the recipe (the fine-tune kept). Results: benchmarks/results/qat_training_probe_charlstm-512x2-v4-trial22.json.
+held, runs last), 500 such QAT steps added after the recipe (the fine-tune kept), or the same
+1,000 training steps all as the fine-tune before GPTQ (no QAT). Results: benchmarks/results/qat_training_probe_charlstm-512x2-v4-trial22.json.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ SPARSE_VARIANTS = {  # base v4-trial22: its 500 fine-tune steps run as QAT after
                                        {**DISTILL, "bits": 4}, "probe-sparse-qat500-kd0-lr1e-3"),
     "sparse-finetune-then-qat": ("distillation only, dropout 0; the fine-tune kept, QAT last",
                                  {**DISTILL, "bits": 4}, "probe-sparse-ft500-qat500-kd0-lr1e-3"),
+    # the same 1,000 training steps, all as the float fine-tune before GPTQ (no qat stage)
+    "sparse-finetune1000": ("distillation only, dropout 0; a 1,000-step fine-tune, no QAT", {},
+                            "probe-sparse-ft1000-kd0-lr1e-3"),
 }
 
 
@@ -72,6 +76,9 @@ def recipe_of(name: str, base_name: str = "v3-trial37") -> dict:
     stages = base["stages"]
     measure = {"latency": False, "threads": 1}  # (the v4-trial22 variants differ only in the fine-tune kept)
     if base_name == "v4-trial22":
+        if name == "sparse-finetune1000":
+            longer = [{**s, "max_steps": 1000} if s["kind"] == "finetune" else s for s in stages]
+            return {**base, "name": SPARSE_VARIANTS[name][2], "measure": measure, "stages": longer}
         kept = [s for s in stages if s["kind"] != "finetune" or name == "sparse-finetune-then-qat"]
         return {**base, "name": SPARSE_VARIANTS[name][2], "measure": measure,
                 "stages": kept + [{**QAT, **SPARSE_VARIANTS[name][1]}]}
@@ -96,11 +103,14 @@ def run(name: str, base_name: str = "v3-trial37") -> Path:
 
 def summarize(name: str, out: Path, variants: dict) -> dict:
     rows = json.loads((out / "report.json").read_text())["rows"]  # 0 the input, then one row per stage
-    curve = json.loads(next((out / "stages").glob("*-qat/work/qat/history.json")).read_text())["history"]
-    qat_row = next(r for r in rows if str(r.get("dir", "")).endswith("-qat"))
+    # the curve of the last training stage: the qat stage's, or the fine-tune's when there is none
+    hist = sorted((out / "stages").glob("*-qat/work/qat/history.json")) or sorted(
+        (out / "stages").glob("*-finetune/work/*/history.json"))
+    curve = json.loads(hist[-1].read_text())["history"]
+    qat_row = next((r for r in rows if str(r.get("dir", "")).endswith("-qat")), None)
     return {"trains_on": variants[name][0], "qat_settings": variants[name][1],
             "valid_slice_curve": [[e["step"], round(e["loss_nats"], 4)] for e in curve if "loss_nats" in e],
-            "after_qat": _losses(qat_row, rows[0]), "final": _losses(rows[-1], rows[0]),
+            "after_qat": _losses(qat_row, rows[0]) if qat_row else None, "final": _losses(rows[-1], rows[0]),
             "run_dir": str(out.relative_to(ROOT))}
 
 
