@@ -112,6 +112,8 @@ SPACES = {
           "from the fp32 model with dropout off (lr 1e-3, 0 / 250 / 500 / 1000 steps), because in v3 the "
           "fine-tune ran before quantizing and could not recover the rounding. A trial with a sparsity stage "
           "still fine-tunes (same training) before quantizing.",
+    "v5": "Space (`space_v5`): v4's, with fine-tunes (and QAT) of 0 / 500 / 1000 / 2000 steps, because a sparse "
+          "trial's loss is the pruning's and longer recovery was what reduced it (docs/search.md).",
 }
 
 
@@ -121,7 +123,7 @@ def _families(data: dict) -> list[str]:
     full = data.get("full_fidelity_trials") or []
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
     qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
-           and (t["params"].get("qat", True) if data.get("study", "").endswith("v4") else t["params"].get("qat"))]
+           and (t["params"].get("qat", True) if data.get("study", "")[-2:] in ("v4", "v5") else t["params"].get("qat"))]
     if not full:
         return []
     dense = [t for t in data.get("trials") or [] if t["params"].get("sparsity_kind", "none") == "none"]
@@ -131,7 +133,7 @@ def _families(data: dict) -> list[str]:
             + ("" if not qat else f"; trial(s) {', '.join(map(str, qat))} ran QAT")
             + (f"; **none ran QAT**: of all {len(data.get('trials') or [])} trials only {len(dense)} sampled no "
                f"sparsity ({listed or 'none'}), so this "
-               "study does not test QAT." if not qat and data.get("study", "").endswith("v4") else "."), ""]
+               "study does not test QAT." if not qat and data.get("study", "")[-2:] in ("v4", "v5") else "."), ""]
 
 
 def search_nowarm_section(model: str, version: str) -> list[str]:
@@ -174,7 +176,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v4", "v3"):
+        for version in ("v5", "v4", "v3"):
             out += search_nowarm_section(m, version)
     return out
 
