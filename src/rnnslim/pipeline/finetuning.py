@@ -35,10 +35,16 @@ def mask_hooks(model: nn.Module) -> tuple[list, int]:
 
 
 def masked_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
-                    hooks: tuple[list, int] | None = None) -> dict:
-    """projected_finetune with the pruning masks held (`hooks`: mask_hooks(model) unless given);
-    the record gains `masked_tensors`. The gradient hooks are removed afterwards, failure or not."""
-    after_step, n_masked = mask_hooks(model) if hooks is None else hooks
+                    masks: dict | None = None) -> dict:
+    """projected_finetune with pruning masks held: `masks` (name -> bool tensor, a prune stage's own)
+    or, when None, the model's marked ones (mask_hooks); the record gains `masked_tensors`. The
+    gradient hooks are removed afterwards, failure or not."""
+    if masks is None:
+        after_step, n_masked = mask_hooks(model)
+    else:
+        from rnnslim.prune.masks import mask_hook
+
+        after_step, n_masked = [mask_hook(masks, model)], len(masks)
     try:
         record = projected_finetune(model, cfg, steps, ctx, subdir, after_step=after_step)
     finally:

@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from rnnslim.io.sparse_encoding import SparseFormat
-from rnnslim.pipeline.finetuning import projected_finetune
+from rnnslim.pipeline.finetuning import masked_finetune
 from rnnslim.pipeline.stage import StageConfig, StageContext, register_stage
 from rnnslim.prune.common import PruneResult
 from rnnslim.prune.gradual import GradualPruning, prune_gradual_
@@ -49,7 +49,6 @@ from rnnslim.prune.masks import (
     Masks,
     apply_masks_,
     mark_sparse_,
-    mask_hook,
     sparsity_report,
 )
 from rnnslim.prune.patterns import BlockPruning, NMPruning, prune_block_, prune_nm_
@@ -150,11 +149,8 @@ def _calibration(cfg: _MaskedPruneStage, ctx: StageContext):
 
 def _masked_finetune(model: nn.Module, masks: Masks, cfg: _MaskedPruneStage, ctx: StageContext) -> dict:
     """Fine-tune with the masks holding; the best candidate (the pruned input included) comes back."""
-    hook = mask_hook(masks, model)
-    try:  # transform-coded tensors (never pruned) stay in their subspace
-        record = projected_finetune(model, cfg, cfg.finetune_steps, ctx, "finetune", after_step=[hook])
-    finally:
-        hook.remove()
+    # transform-coded tensors (never pruned) stay in their subspace
+    record = masked_finetune(model, cfg, cfg.finetune_steps, ctx, "finetune", masks)
     apply_masks_(model, masks)  # the candidates were saved masked; this keeps the zeros exact
     return record
 
