@@ -121,9 +121,10 @@ def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
+    qat_space = data.get("study", "")[-2:] in ("v4", "v5")  # a dense trial's steps run as QAT
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
     qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
-           and (t["params"].get("qat", True) if data.get("study", "")[-2:] in ("v4", "v5") else t["params"].get("qat"))]
+           and t["params"].get("qat", qat_space)]
     if not full:
         return []
     dense = [t for t in data.get("trials") or [] if t["params"].get("sparsity_kind", "none") == "none"]
@@ -133,7 +134,7 @@ def _families(data: dict) -> list[str]:
             + ("" if not qat else f"; trial(s) {', '.join(map(str, qat))} ran QAT")
             + (f"; **none ran QAT**: of all {len(data.get('trials') or [])} trials only {len(dense)} sampled no "
                f"sparsity ({listed or 'none'}), so this "
-               "study does not test QAT." if not qat and data.get("study", "")[-2:] in ("v4", "v5") else "."), ""]
+               "study does not test QAT." if not qat and qat_space else "."), ""]
 
 
 def search_nowarm_section(model: str, version: str) -> list[str]:

@@ -162,7 +162,8 @@ def sparse_section() -> list[str]:
             "structured cut, faster than the best structured-only deploy row at equal or better loss):", ""] + checks + [
         "- Recovery budgets: every pattern of a model gets the same fine-tune steps, trained the same way (100 for "
         "every row; 1,000 where a `recover1000` row is listed; the `distill` rows train by distillation from the "
-        "dense model with dropout off, the others on the labels with the model's dropout 0.5). The panels speed-ups above are the kernel's rows; ONNX Runtime int8 is in "
+        "dense model with dropout off, the others on the labels with the model's dropout 0.5). The panels speed-ups "
+        "above are the kernel's rows; ONNX Runtime int8 is in "
         "the same run only for the combined row (deploy_bench).", ""]
     ram = load_result("kernel_ram.json")
     if ram:

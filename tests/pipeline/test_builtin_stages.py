@@ -63,7 +63,7 @@ def test_finetune_resumes_an_interrupted_run(task, tmp_path, monkeypatch):
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetuning, "mask_hooks", lambda model: ([stop_at_3], 0))
+    monkeypatch.setattr(finetuning, "mask_hooks", lambda model, masks=None: ([stop_at_3], 0))
     ctx = _ctx(task, tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         finetune(_model(task), cfg, ctx)

@@ -123,7 +123,7 @@ def test_keyboard_interrupt_in_finetune_resumes_its_checkpoint(model, task, tmp_
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetuning, "mask_hooks", lambda m: ([stop], 0))
+    monkeypatch.setattr(finetuning, "mask_hooks", lambda m, masks=None: ([stop], 0))
     with pytest.raises(KeyboardInterrupt):
         run(model, task, tmp_path, recipe(A, ft))
     monkeypatch.undo()

@@ -19,16 +19,17 @@ from rnnslim.train.finetune import FinetuneFields, finetune_
 from rnnslim.transform import projection_hook
 
 
-def mask_hooks(model: nn.Module) -> tuple[list, int]:
-    """after_step hooks that keep pruned weights at zero (the parameters whose
-    model.tensor_encodings entry is a sparse encoding), and the number of masked tensors.
+def mask_hooks(model: nn.Module, masks: dict | None = None) -> tuple[list, int]:
+    """after_step hooks that keep pruned weights at zero, and the number of masked tensors:
+    `masks` (name -> bool tensor, a prune stage's own) or, when None, the model's marked ones
+    (rnnslim.prune.masks.masks_from_model).
 
     Passing the model attaches gradient hooks too, so pruned weights never reach gradient
     clipping or the optimizer's moments.
     """
     from rnnslim.prune.masks import mask_hook, masks_from_model
 
-    masks = masks_from_model(model)
+    masks = masks_from_model(model) if masks is None else masks
     if not masks:
         return [], 0
     return [mask_hook(masks, model)], len(masks)
@@ -36,15 +37,9 @@ def mask_hooks(model: nn.Module) -> tuple[list, int]:
 
 def masked_finetune(model: nn.Module, cfg: FinetuneFields, steps: int, ctx: StageContext, subdir: str,
                     masks: dict | None = None) -> dict:
-    """projected_finetune with pruning masks held: `masks` (name -> bool tensor, a prune stage's own)
-    or, when None, the model's marked ones (mask_hooks); the record gains `masked_tensors`. The
-    gradient hooks are removed afterwards, failure or not."""
-    if masks is None:
-        after_step, n_masked = mask_hooks(model)
-    else:
-        from rnnslim.prune.masks import mask_hook
-
-        after_step, n_masked = [mask_hook(masks, model)], len(masks)
+    """projected_finetune with pruning masks held (mask_hooks: `masks`, else the model's marked
+    ones); the record gains `masked_tensors`. The gradient hooks are removed afterwards, failure or not."""
+    after_step, n_masked = mask_hooks(model, masks)
     try:
         record = projected_finetune(model, cfg, steps, ctx, subdir, after_step=after_step)
     finally:
