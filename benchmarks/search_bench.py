@@ -71,7 +71,10 @@ SEEDED: list[dict] = list(WARM_START)  # the points this run enqueued ([] withou
 # 2-hour budget holds about 20 full trials).
 SIZE_FLOOR = 0.4
 STARTUP_TRIALS = 6
-SEEDS = {"v4": 1, "v5": 2}  # v3 used 0; another seed keeps a version's random startup trials off the last one's
+SEEDS = {"v4": 1, "v5": 2, "v6": 3}  # v3 used 0; another seed keeps a version's random startup trials off the last one's
+# promotion peers (SearchConfig.promotion): v2-v5 compared every trial's rung loss with every other's;
+# v6 only within a recovery family (sparse / dense x fine-tune / QAT; rnnslim.search.fidelity)
+PROMOTION = {"v6": "by_family"}
 
 
 def configure(model: str, warm_start: bool, version: str = "v4") -> None:
@@ -139,7 +142,15 @@ def space_v5():
         max_steps=2000, choices=3, proxy_steps=100, proxy_rungs=2, settings=V4_TRAINING)})
 
 
-SPACES = {"v3": space_v3, "v4": space_v4, "v5": space_v5}
+def space_v6():
+    """v5's space; the study promotes by recovery family (PROMOTION). Why: in v5 on charlstm-512x2 the
+    sparse trials with a fine-tune were compared at their one-shot and proxy rungs with dense trials whose
+    rung losses were GPTQ's (before QAT): none of the 4 reached its full fine-tune, and TPE, fed their
+    proxy losses, sampled the dense QAT family from then on (benchmarks/results/search_charlstm-512x2-v5.json)."""
+    return space_v5()
+
+
+SPACES = {"v3": space_v3, "v4": space_v4, "v5": space_v5, "v6": space_v6}
 
 
 def space():
@@ -212,7 +223,8 @@ def main() -> None:
                     help="the v2 study: its space and WARM_START points (charlstm-512x2 only)")
     ap.add_argument("--version", choices=tuple(SPACES), default="v4",
                     help="the no-warm-start study: v4 (default: a dense trial's fine-tune runs as QAT on the PTQ "
-                         "grid), v5 (v4 with fine-tunes up to 2,000 steps) or v3 (fine-tune before quantizing); "
+                         "grid), v5 (v4 with fine-tunes up to 2,000 steps), v6 (v5 promoting within recovery "
+                         "families) or v3 (fine-tune before quantizing); "
                          "docs/search.md")
     ap.add_argument("--budget", default=BUDGET, help="the search's budget string (caps)")
     ap.add_argument("--minutes", type=float, default=25.0, help="wall minutes of this session")
@@ -275,6 +287,7 @@ def main() -> None:
         "size_floor": SIZE_FLOOR, "startup_trials": STARTUP_TRIALS}
     res = search(str(MODELS / f"{NAME}.json"), data=str(DATA), budget=args.budget, trials=args.trials,
                  out=args.search_dir, study_name=STUDY, eval_tokens=3000, threads=1, seed=SEEDS.get(VERSION, 0),
+                 promotion=PROMOTION.get(VERSION, "pooled"),
                  workers=1 if spent else args.workers, n_trials=0 if spent else None,
                  time_budget_s=session_s, latency_steps=100, latency_repeats=3,
                  log=lambda m: print(f"[search] {m}", file=sys.stderr, flush=True), **chosen)

@@ -114,6 +114,9 @@ SPACES = {
           "still fine-tunes (same training) before quantizing.",
     "v5": "Space (`space_v5`): v4's, with fine-tunes (and QAT) of 0 / 500 / 1000 / 2000 steps, because a sparse "
           "trial's loss is the pruning's and longer recovery was what reduced it (docs/search.md).",
+    "v6": "Space (`space_v6`): v5's; promotion between rungs compares a trial only with trials of its recovery "
+          "family (sparse or dense, fine-tune or QAT), because in v5 the sparse fine-tuned trials were compared "
+          "at their one-shot rung with dense trials' GPTQ losses and none reached its full fine-tune.",
 }
 
 
@@ -121,7 +124,7 @@ def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
-    qat_space = data.get("study", "")[-2:] in ("v4", "v5")  # a dense trial's steps run as QAT
+    qat_space = data.get("study", "")[-2:] in ("v4", "v5", "v6")  # a dense trial's steps run as QAT
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
     qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
            and t["params"].get("qat", qat_space)]
@@ -177,7 +180,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v5", "v4", "v3"):
+        for version in ("v6", "v5", "v4", "v3"):
             out += search_nowarm_section(m, version)
     return out
 

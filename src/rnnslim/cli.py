@@ -570,6 +570,9 @@ def search(
     size_floor: Annotated[Optional[float], typer.Option(
         help="prune before training a trial predicted under this fraction of the bytes cap, e.g. 0.4 "
              "(with --prefer bytes: keeps the search where the loss cap can still hold)")] = None,
+    promotion: Annotated[str, typer.Option(
+        help="by_family (default): a trial goes on to a longer fine-tune when it is among the best of its "
+             "recovery family (sparse or dense x fine-tune or QAT); pooled: among all trials")] = "by_family",
     reference: Annotated[Optional[list[Path]], typer.Option(
         help="a `rnnslim compress` run directory (or its report.json) drawn beside the trials in pareto.png "
              "and report.html, e.g. your hand-written recipe's run; repeat for several")] = None,
@@ -609,6 +612,9 @@ def search(
         if "bytes" not in budget:
             _err("--size-floor is a fraction of the bytes cap: give --budget bytes=... too")
         opts["size_floor"] = size_floor
+    if promotion not in ("by_family", "pooled"):
+        _err(f"--promotion must be by_family or pooled, got {promotion!r}")
+    opts["promotion"] = promotion
     if reference:
         from rnnslim.search.references import ReferenceError, load_reference
 

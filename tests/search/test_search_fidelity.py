@@ -6,7 +6,8 @@ from __future__ import annotations
 from search_helpers import FAST, FAST_SPACE, make_model
 
 import rnnslim
-from rnnslim.search.fidelity import promote, rung_plan
+from rnnslim.search.config import SearchConfig
+from rnnslim.search.fidelity import promote, recovery_family, rung_plan
 from rnnslim.search.space import FinetuneSpace
 
 FT = {"kind": "finetune", "max_steps": 100}
@@ -32,6 +33,32 @@ def test_promotion_keeps_the_top_one_over_eta_and_the_front():
     assert not go and "promotes the top 3" in why
     assert promote({**mine, "bytes": 99}, peers, {}, eta=100)[0]  # smaller than every better peer: on the front
     assert not promote({**mine, "loss": 0.1}, peers, {"bytes": 50})[0]  # over the byte cap: never
+
+
+def test_promotion_by_family_compares_a_trial_only_with_its_own_family():
+    # dense QAT trials' rung losses are GPTQ's; a sparse trial's are pruning's before any recovery
+    dense = [{"loss": 1.0 + i / 100, "bytes": 100, "latency_ms": None, "family": "dense+qat"} for i in range(6)]
+    sparse = [{"loss": 2.0 + i / 10, "bytes": 100, "latency_ms": None, "family": "sparse+finetune"} for i in range(2)]
+    mine = {"loss": 1.9, "bytes": 100, "latency_ms": None, "family": "sparse+finetune"}
+    go, why = promote(mine, dense + sparse, {})
+    assert go and "(2 peers)" in why  # the best of its family: on its front
+    pooled = {k: v for k, v in mine.items() if k != "family"}  # no family: every trial is a peer
+    go, why = promote(pooled, dense + sparse, {})
+    assert not go and "rank 7 of 9" in why
+    assert not promote({**mine, "loss": 2.5}, dense + sparse, {})[0]  # worst of its own family: stops
+
+
+def test_recovery_family_reads_sparsity_and_the_training_stage():
+    assert recovery_family(STAGES) == "dense+finetune"  # prune_units cuts widths: no sparsity to recover from
+    assert recovery_family([{"kind": "prune_obs", "sparsity": 0.8}, FT]) == "sparse+finetune"
+    assert recovery_family([{"kind": "prune_nm", "n": 2, "m": 4}]) == "sparse+none"
+    assert recovery_family([{"kind": "quantize_gptq", "bits": 3}, {"kind": "qat", "steps": 5}]) == "dense+qat"
+
+
+def test_the_promotion_rule_is_part_of_the_study_key_only_when_not_pooled():
+    by_family = SearchConfig(model="m.json", out="o")
+    assert by_family.promotion == "by_family" and by_family.study_key()["promotion"] == "by_family"
+    assert "promotion" not in SearchConfig(model="m.json", out="o", promotion="pooled").study_key()  # older studies
 
 
 def test_a_search_climbs_the_ladder_and_stops_trials_that_are_not_promoted(tmp_path):

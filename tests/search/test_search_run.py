@@ -188,6 +188,9 @@ def test_a_trial_predicted_under_the_size_floor_is_pruned_before_training(tmp_pa
     r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "t"),
                                  "--size-floor", "0.5"])
     assert r.exit_code != 0 and "--budget bytes=" in r.output, r.output
+    r = CliRunner().invoke(app, ["search", str(model), "--data", str(data), "--out", str(tmp_path / "t"),
+                                 "--promotion", "best"])
+    assert r.exit_code != 0 and "--promotion must be by_family or pooled" in r.output, r.output
 
 
 def test_a_qat_trial_climbs_its_rungs_and_ends_quantized_as_predicted(tmp_path):

@@ -24,6 +24,14 @@ reported for the same rung, in the spirit of successive halving (ASHA):
   a lower loss with at most its bytes and latency), or when its loss is among the best
   1/eta of the peers within the caps (itself included), eta = 3 by default.
 
+Peers are the trials of the same recovery family (`recovery_family`; SearchConfig.promotion
+"by_family", the default) or every trial ("pooled", the rule of studies v3-v5). A rung's loss
+before training is not comparable across families: a dense trial whose training is QAT after
+GPTQ starts from the GPTQ model (+4 % on charlstm-512x2), a sparse trial from pruning + low
+bits with nothing recovered yet (+10 to +30 %), so pooled, the sparse trials that needed their
+fine-tune never reached it (charlstm-512x2 v5: none of its 4 sparse fine-tuned trials reached the full rung,
+while the dense QAT trials all did, benchmarks/results/search_charlstm-512x2-v5.json).
+
 A trial that stops early is COMPLETE in Optuna with its proxy values (a loss that more
 fine-tuning would lower) and user attr `fidelity` naming its last rung; the Pareto front
 and the best recipe consider only `full` trials. Optuna's own pruners do not apply:
@@ -75,6 +83,14 @@ def ptq_of(qat: dict) -> dict:
     return {"kind": "quantize_weights", **{k: v for k, v in qat.items() if k in keep}}
 
 
+def recovery_family(stages: list[dict]) -> str:
+    """What a trial's training recovers from, e.g. "sparse+finetune", "dense+qat": trials of one
+    family have comparable losses before their training ends (module docstring)."""
+    sparse = any(s.get("kind", "").startswith("prune") and s.get("kind") != "prune_units" for s in stages)
+    train = [s["kind"] for s in stages if s.get("kind") in ("finetune", "qat")]
+    return f"{'sparse' if sparse else 'dense'}+{train[-1] if train else 'none'}"
+
+
 def _within(record: dict, caps: dict) -> bool:
     for key in ("bytes", "latency_ms"):
         if key in caps and (record.get(key) is None or record[key] > caps[key]):
@@ -99,10 +115,13 @@ def _dominates(a: dict, b: dict, higher_is_better: bool) -> bool:
 
 def promote(record: dict, peers: list[dict], caps: dict, eta: float = 3.0,
             higher_is_better: bool = False) -> tuple[bool, str]:
-    """Whether a trial with rung record {loss, bytes, latency_ms} goes on to the next rung; (yes, why)."""
+    """Whether a trial with rung record {loss, bytes, latency_ms[, family]} goes on to the next rung;
+    (yes, why). With a `family` the peers are those of the same family only."""
     if not _within(record, caps):
         return False, "over the bytes/latency cap (fine-tuning does not change them)"
     peers = [p for p in peers if _within(p, caps)]
+    if record.get("family") is not None:
+        peers = [p for p in peers if p.get("family") == record["family"]]
     if not any(_dominates(p, record, higher_is_better) for p in peers):
         return True, f"on the rung's Pareto front ({len(peers)} peers)"
     mine = _score(record, higher_is_better)

@@ -39,7 +39,7 @@ from typing import Any
 
 from rnnslim.search.budget import OBJECTIVES, Budget, constraint_values
 from rnnslim.search.config import SearchConfig
-from rnnslim.search.fidelity import promote, rung_plan
+from rnnslim.search.fidelity import promote, recovery_family, rung_plan
 from rnnslim.search.space import ModelFacts, build_stages
 
 INPUT_DIR = "input"
@@ -297,7 +297,8 @@ def _run_rungs(ctx: TrialContext, study, trial, stages, rhash, run_dir: Path, Re
         if latency is None and cfg.latency:  # structure (and so latency) is fixed from the first rung on
             latency = measure_latency(res.model, cfg)
         record = {"loss": row.metric("valid", ctx.metric), "bytes": int(row.measurements["artifact_bytes"]),
-                  "latency_ms": latency, "wall_s": round(res.wall_s, 3)}
+                  "latency_ms": latency, "wall_s": round(res.wall_s, 3),
+                  **({"family": recovery_family(stages)} if cfg.promotion == "by_family" else {})}
         trial.set_user_attr(f"rung_{rung}", record)
         rungs.append(rung)
         if i + 1 < len(plan):
