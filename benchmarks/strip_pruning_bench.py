@@ -20,7 +20,10 @@ dense), 32 calibration batches of 16 x 64 tokens, as benchmarks/reconstruct_benc
   saliency threshold over every target; strips8x1-m4: 8-row blocks (not the kernel's format,
   rnnslim.quantize.int8.strips: what the 16-row height costs);
 - nm1ofM: OBS N:M with one weight kept of every M consecutive inputs of a row (1:4 at 75 %,
-  1:10 at 90 %), the issue's other fine-grained candidate (N:M with packed indices).
+  1:10 at 90 %), the issue's other fine-grained candidate (N:M with packed indices);
+- nmKof64: OBS N:M with K of every 64 consecutive inputs of a row kept (16:64 at 75 %): the panels
+  format's own constraint (the same count per row in each 64-column panel, any columns), so the
+  same kernel speed as 1:4 with a much freer mask.
 recover: every one-shot model of that sparsity fine-tuned with its masks kept, the SAME budget
 for every pattern (steps, lr 1e-3, batch 32 x 64, distillation 0.5 at T 2 from the dense model, as
 benchmarks/recipes/recover-unstructured90.yaml; validation only before and after, on the first
@@ -65,6 +68,7 @@ PATTERNS = {
     "strips16x1-m4-global": {"pattern": "strips", "scope": "global"},
     "strips8x1-m4": {"pattern": "strips", "strip_rows": 8},  # not the kernel's format: what 16 rows cost
     "nm1ofM": {"pattern": "nm", "n": 1},  # M = 1 / (1 - sparsity): 1:4 at 75 %, 1:10 at 90 %
+    "nmKof64": {"pattern": "nm", "m": 64},  # K = 64 (1 - sparsity): 16:64 at 75 %, the panels format's own width
 }
 RECOVERY = {"lr": 1e-3, "distill_alpha": 0.5, "distill_temperature": 2.0, "batch_size": 32, "seq_len": 64,
             "eval_max_steps": 16384}  # validation (the best-of-two choice) on its first 16,384 tokens
@@ -109,6 +113,17 @@ def strip_check(model, names: list[str], rows: int = 16, panel: int = 64, multip
     return {"columns_not_whole_strips": mixed, "panels_not_multiple_of_4": off}
 
 
+def _nm_extra(label: str, sparsity: float) -> dict:
+    """OBSPruning fields of the N:M patterns at `sparsity`; lazy blocks hold whole groups, so groups
+    align on columns 0, M, 2M ... (and on the kernel's 64-column panels for nmKof64)."""
+    if label == "nm1ofM":
+        M = round(1 / (1 - sparsity))
+        return {"m": M, "block": M * (128 // M)}
+    if label == "nmKof64":
+        return {"n": round(64 * (1 - sparsity)), "block": 128}
+    return {}
+
+
 def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patterns: list[str]) -> None:
     out = _out_dir(model_name)
     for label in patterns:
@@ -116,8 +131,7 @@ def oneshot(base, task, base_loss: float, model_name: str, sparsity: float, patt
         if (out / f"{key}.json").exists():
             print(f"{key}: done already", flush=True)
             continue
-        M = round(1 / (1 - sparsity))  # nm1ofM: lazy blocks of whole groups, so groups align on columns 0, M, 2M ...
-        extra = {"m": M, "block": M * (128 // M)} if label == "nm1ofM" else {}
+        extra = _nm_extra(label, sparsity)
         cfg = OBSPruning(sparsity=sparsity, targets=TARGETS, **PATTERNS[label], **extra)
         m = copy.deepcopy(base)
         t0 = time.perf_counter()
@@ -200,7 +214,7 @@ def gradual(base, task, base_loss: float, model_name: str, sparsity: float, labe
     m, seconds, schedule = copy.deepcopy(base), 0.0, []
     per_stage = [steps // stages + (k < steps % stages) for k in range(stages)]
     for s_k, n_k in zip(agp_sparsities(sparsity, stages), per_stage):
-        cfg = OBSPruning(sparsity=s_k, targets=TARGETS, **PATTERNS[label])
+        cfg = OBSPruning(sparsity=s_k, targets=TARGETS, **PATTERNS[label], **_nm_extra(label, s_k))
         t0 = time.perf_counter()
         res = prune_obs_(m, cfg, task)
         seconds += time.perf_counter() - t0
