@@ -29,8 +29,8 @@ Peers are the trials of the same recovery family (`recovery_family`; SearchConfi
 before training is not comparable across families: a dense trial whose training is QAT after
 GPTQ starts from the GPTQ model (+4 % on charlstm-512x2), a sparse trial from pruning + low
 bits with nothing recovered yet (+10 to +30 %), so pooled, the sparse trials that needed their
-fine-tune never reached it (charlstm-512x2 v5: none of its 4 sparse fine-tuned trials reached the full rung,
-while the dense QAT trials all did, benchmarks/results/search_charlstm-512x2-v5.json).
+fine-tune never reached it (charlstm-512x2 v5: none of its 4 sparse fine-tuned trials reached
+the full rung, 12 dense QAT trials did; benchmarks/results/search_charlstm-512x2-v5.json).
 
 A trial that stops early is COMPLETE in Optuna with its proxy values (a loss that more
 fine-tuning would lower) and user attr `fidelity` naming its last rung; the Pareto front
