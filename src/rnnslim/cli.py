@@ -571,8 +571,8 @@ def search(
         help="prune before training a trial predicted under this fraction of the bytes cap, e.g. 0.4 "
              "(with --prefer bytes: keeps the search where the loss cap can still hold)")] = None,
     promotion: Annotated[str, typer.Option(
-        help="by_family (default): a trial goes on to a longer fine-tune when it is among the best of its "
-             "recovery family (sparse or dense x fine-tune or QAT); pooled: among all trials")] = "by_family",
+        help="pooled (default): a trial goes on to a longer fine-tune when it is among the best of all trials; "
+             "by_family: of its recovery family (sparse or dense x fine-tune or QAT; docs/search.md)")] = "pooled",
     reference: Annotated[Optional[list[Path]], typer.Option(
         help="a `rnnslim compress` run directory (or its report.json) drawn beside the trials in pareto.png "
              "and report.html, e.g. your hand-written recipe's run; repeat for several")] = None,

@@ -56,9 +56,10 @@ def test_recovery_family_reads_sparsity_and_the_training_stage():
 
 
 def test_the_promotion_rule_is_part_of_the_study_key_only_when_not_pooled():
-    by_family = SearchConfig(model="m.json", out="o")
-    assert by_family.promotion == "by_family" and by_family.study_key()["promotion"] == "by_family"
-    assert "promotion" not in SearchConfig(model="m.json", out="o", promotion="pooled").study_key()  # older studies
+    by_family = SearchConfig(model="m.json", out="o", promotion="by_family")
+    assert by_family.study_key()["promotion"] == "by_family"
+    pooled = SearchConfig(model="m.json", out="o")
+    assert pooled.promotion == "pooled" and "promotion" not in pooled.study_key()  # the key of older studies
 
 
 def test_a_search_climbs_the_ladder_and_stops_trials_that_are_not_promoted(tmp_path):

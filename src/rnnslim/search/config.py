@@ -42,9 +42,9 @@ class SearchConfig(BaseModel):
     latency_repeats: int = Field(default=3, ge=1, le=1000)
     threads: int = Field(default=1, ge=1, le=1024, description="torch threads of training, evaluation and timing")
     eta: float = Field(default=3.0, ge=1.0, le=100.0, description="promotion rule: keep the best 1/eta per rung")
-    promotion: Literal["by_family", "pooled"] = Field(
-        default="by_family", description="promotion peers: trials of the same recovery family (sparse or dense x "
-                                         "fine-tune or QAT, rnnslim.search.fidelity) or every trial (pooled)")
+    promotion: Literal["pooled", "by_family"] = Field(
+        default="pooled", description="promotion peers: every trial (pooled) or the trials of the same recovery "
+                                      "family (sparse or dense x fine-tune or QAT, rnnslim.search.fidelity)")
     recipe_seed: int = Field(default=0, ge=0, description="the `seed` of every trial's recipe")
     grace_s: float = Field(default=300.0, gt=0, description="a running trial without heartbeat this long is stale")
     heartbeat_s: float = Field(default=20.0, gt=0)

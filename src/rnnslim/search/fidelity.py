@@ -24,13 +24,17 @@ reported for the same rung, in the spirit of successive halving (ASHA):
   a lower loss with at most its bytes and latency), or when its loss is among the best
   1/eta of the peers within the caps (itself included), eta = 3 by default.
 
-Peers are the trials of the same recovery family (`recovery_family`; SearchConfig.promotion
-"by_family", the default) or every trial ("pooled", the rule of studies v3-v5). A rung's loss
+Peers are every trial (SearchConfig.promotion "pooled", the default) or the trials of the same
+recovery family (`recovery_family`, "by_family"). A rung's loss
 before training is not comparable across families: a dense trial whose training is QAT after
 GPTQ starts from the GPTQ model (+4 % on charlstm-512x2), a sparse trial from pruning + low
 bits with nothing recovered yet (+10 to +30 %), so pooled, the sparse trials that needed their
 fine-tune never reached it (charlstm-512x2 v5: none of its 4 sparse fine-tuned trials reached
-the full rung, 12 dense QAT trials did; benchmarks/results/search_charlstm-512x2-v5.json).
+the full rung, 12 dense QAT trials did; benchmarks/results/search_charlstm-512x2-v5.json). But
+by family, with few peers nearly every trial is on its family's front and runs in full: the v6
+study (by_family) spent its 2 hours on 9 trials, five of them 2,000-step sparse fine-tunes of
+~30 min, and ended further off (+10.4 % valid, search_charlstm-512x2-v6.json); hence pooled stays
+the default.
 
 A trial that stops early is COMPLETE in Optuna with its proxy values (a loss that more
 fine-tuning would lower) and user attr `fidelity` naming its last rung; the Pareto front
