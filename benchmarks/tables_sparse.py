@@ -151,8 +151,9 @@ def sparse_section() -> list[str]:
            "and after in the JSON: the strips rows ran at load 13-15, the 90 % panels rows at load 3-5, the 75 % N:M "
            "rows (`*-nm64-panels`: 1:4 and 16:64 in one run, each against its own weights run dense, "
            "`--own-dense`) at load about 1 (2 cores). 1:4 and 16:64 store the same number of groups: equal MACs, "
-           "bytes and Cortex-M4 instructions; an earlier run against one dense row (the 1:4 weights) gave 1.69x "
-           "vs 1.53x on charlstm-512x2, so paired rows of different models differ by run noise of that size.", ""]
+           "bytes and Cortex-M4 instructions; an earlier run against one dense row (the 1:4 weights; "
+           "strips_kernel.json at commit c0d371a) gave 1.69x vs 1.53x on charlstm-512x2, so paired rows of "
+           "different models differ by run noise of that size.", ""]
     checks: list[str] = []
     for m in MODELS:
         table, c = speed_table(kern, m)

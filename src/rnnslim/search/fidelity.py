@@ -25,8 +25,8 @@ reported for the same rung, in the spirit of successive halving (ASHA):
   1/eta of the peers within the caps (itself included), eta = 3 by default.
 
 Peers are every trial (SearchConfig.promotion "pooled", the default) or the trials of the same
-recovery family (`recovery_family`, "by_family"). A rung's loss
-before training is not comparable across families: a dense trial whose training is QAT after
+recovery family (`recovery_family`, "by_family"). A rung's loss before training is not
+comparable across families: a dense trial whose training is QAT after
 GPTQ starts from the GPTQ model (+4 % on charlstm-512x2), a sparse trial from pruning + low
 bits with nothing recovered yet (+10 to +30 %), so pooled, the sparse trials that needed their
 fine-tune never reached it (charlstm-512x2 v5: none of its 4 sparse fine-tuned trials reached
