@@ -84,7 +84,7 @@ def plot(data: dict, path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="charlstm-512x2")
-    ap.add_argument("--version", default="v4", choices=("v3", "v4", "v5", "v6"))
+    ap.add_argument("--version", default="v4", choices=("v3", "v4", "v5", "v6", "v7"))
     args = ap.parse_args()
     data = json.loads((RESULTS / f"search_{args.model}-{args.version}.json").read_text())
     print(plot(data, RESULTS / f"search_pareto_{args.model}-{args.version}.png"))

@@ -117,6 +117,9 @@ SPACES = {
     "v6": "Space (`space_v6`): v5's; promotion between rungs compares a trial only with trials of its recovery "
           "family (sparse or dense, fine-tune or QAT), because in v5 the sparse fine-tuned trials were compared "
           "at their one-shot rung with dense trials' GPTQ losses and none reached its full fine-tune.",
+    "v7": "Space (`space_v7`): v4's (fine-tunes and QAT of 0 / 250 / 500 / 1000 steps; v5's 2,000-step "
+          "fine-tunes took ~30 min each) less OBS strips (a latency pattern; this budget caps bytes and loss "
+          "only); promotion by recovery family, as v6.",
 }
 
 
@@ -124,7 +127,7 @@ def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
-    qat_space = data.get("study", "")[-2:] in ("v4", "v5", "v6")  # a dense trial's steps run as QAT
+    qat_space = data.get("study", "")[-2:] in ("v4", "v5", "v6", "v7")  # a dense trial's steps run as QAT
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
     qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
            and t["params"].get("qat", qat_space)]
@@ -180,7 +183,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v6", "v5", "v4", "v3"):
+        for version in ("v7", "v6", "v5", "v4", "v3"):
             out += search_nowarm_section(m, version)
     return out
 
