@@ -111,6 +111,19 @@ def reference(runs: dict[str, dict]) -> dict | None:
                                       ref["_date"] if "noise_band" in ref else "", len(ref["rows"])), default=None)
 
 
+def with_added_rows(model: str, ref: dict | None) -> dict | None:
+    """ref with the rows reference_added_rows.py computed later for the same model and prefix (loss and
+    bytes only), each marked `added` with its provenance; ref itself is not changed."""
+    if not ref:
+        return ref
+    added = (load_result("reference_added_rows.json") or {}).get(model, {}).get(str(ref.get("test_chars")))
+    if not added:
+        return ref
+    have = {r["variant"] for r in ref["rows"]}
+    how = f"{added['date'][:10]}, commit {str(added.get('git_commit'))[:10]}, `{added['command']}`"
+    return ref | {"rows": ref["rows"] + [r | {"added": how} for r in added["rows"] if r["variant"] not in have]}
+
+
 def _reference_command(ref: dict) -> str:
     """reference_outputs.py's command, relative, without its temporary --out (peer_common's record of it
     drops the --model flag: put it back)."""
@@ -179,6 +192,10 @@ def _rnnslim_line(r: dict, ref: dict, fp32: dict, int8: dict, classifier: bool) 
     lat, ref_lat = r.get("latency") or {}, int8.get("latency") or {}
     x = lat["median_ms"] / ref_lat["median_ms"] if lat and ref_lat else None
     runs_in = r.get("runs_in", "C kernel")
+    if r.get("added"):
+        return (f"| {r['variant']} (added after the peer runs) | rnnslim | "
+                f"{_metric_cell(_metric(r, classifier), _metric(fp32, classifier), classifier)} | {size} | {ram} | - | "
+                f"not timed: loss and bytes on the same prefix, {r['added']} |")
     ratio = "-" if x is None else "1.00x (each peer's ratio is against it in that peer's own rounds)" if r is int8 else (
         f"{x:.2f}x the int8 C kernel's time (runs in {runs_in}; same reference run)" if x >= 1 else
         f"{1 / x:.2f}x faster than the int8 C kernel ({runs_in}; same reference run)")
@@ -336,11 +353,17 @@ def _matched(r: dict, rows: list[dict]) -> dict | None:
 
 
 def _same_bits(r: dict, ref: dict) -> dict | None:
-    """rnnslim's row at the same weight width as a <= 4-bit peer row (GPTQ int4 / int3 / int2), if any."""
+    """rnnslim's row at the same weight width as a <= 4-bit peer row (GPTQ int4 / int3 / int2), if any: of
+    several (int4 g64 and per-row), the lowest loss among those no larger than the peer's file, else the
+    smallest."""
     bits = r.get("bits")
     if not bits or bits > 4:
         return None
-    return next((x for x in ref["rows"] if x.get("bits") == bits and "test_loss_nats" in x), None)
+    same = [x for x in ref["rows"] if x.get("bits") == bits and "test_loss_nats" in x]
+    fit = [x for x in same if r.get("bytes") and x["artifact_bytes"] <= r["bytes"]]
+    if fit:
+        return min(fit, key=lambda x: x["test_loss_nats"])
+    return min(same, key=lambda x: x["artifact_bytes"], default=None)
 
 
 def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]:
@@ -393,7 +416,7 @@ def wins(model: str, rows: list[dict], ref: dict, classifier: bool) -> list[str]
 
 def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[str], list[str]]:
     """(table lines, target lines, win lines) of one model."""
-    ref = reference(by_peer)
+    ref = with_added_rows(model, reference(by_peer))
     if ref is None:
         return [], [], []
     classifier = ref.get("kind") == "classifier"
@@ -422,7 +445,8 @@ def model_table(model: str, by_peer: dict[str, dict]) -> tuple[list[str], list[s
     out += [_peer_line(r, fp32, classifier) for r in rows]
     tgt, win = targets(model, theirs, ref, classifier), wins(model, comparable, ref, classifier)
     for peer, run in by_peer.items():  # a shorter-prefix run against rnnslim's rows of that same run
-        own, mine = run.get("rnnslim"), [r for r in rows if r.get("source") == peer and "prefix_chars" in r]
+        own, mine = with_added_rows(model, run.get("rnnslim")), [r for r in rows if r.get("source") == peer
+                                                                  and "prefix_chars" in r]
         if not mine or not own or not own.get("rows"):
             continue
         label = f"on the first {mine[0]['prefix_chars']:,} test characters ({peer}'s run, against rnnslim's rows of that run)"

@@ -3,7 +3,8 @@
 Called by reference_outputs.py (main venv) for the char models, on the same prefix as every peer:
     gptq_rows     weight-only GPTQ int4 / int3 / int2, reconstruct_bench.py's best configuration per
                   width (`gptq` sub-command on charlstm-512x2: int4 g64 symmetric, int3 and int2 g64
-                  asymmetric; MSE clip, 32 calibration batches). They run in torch (dequantized weights).
+                  asymmetric; MSE clip, 32 calibration batches), and int4 with one scale per output row
+                  (AIMET's per-channel layout). They run in torch (dequantized weights).
     recipe_rows   (charlstm-512x2, the model they were written for) the deploy recipes (benchmarks/recipes/deploy-units384-int8.yaml, deploy-units320-int8.yaml:
                   unit pruning + fine-tune + int8 integer, run in the C kernel) and the search's best recipe
                   (search-*.yaml), read from run_recipes.py's work directories benchmarks/runs/MODEL/NAME/model;
@@ -37,7 +38,15 @@ from rnnslim.tasks.charlm import stream_nll
 
 CACHE = RUNS / "peers"
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-GPTQ_CONFIGS = ((4, True), (3, False), (2, False))  # (bits, symmetric): reconstruct_bench.py's best per width
+# (bits, symmetric, group_size): reconstruct_bench.py's best per width (g64), and int4 with one scale per
+# output row (group None: the layout of AIMET's per-channel 4-bit rows, 4 % fewer bytes than g64)
+GPTQ_CONFIGS = ((4, True, 64), (4, True, None), (3, False, 64), (2, False, 64))
+
+
+def gptq_label(bits: int, symmetric: bool, group_size: int | None, clip: str = "mse") -> str:
+    """e.g. "int4 g64 sym mse", "int4 per-row sym mse" (the row's variant is "rnnslim weight-only GPTQ " + it)."""
+    group = "per-row" if group_size is None else f"g{group_size}"
+    return f"int{bits} {group} {'sym' if symmetric else 'asym'} {clip}"
 DEPLOY_RECIPES = ("deploy-units384-int8", "deploy-units320-int8")
 RECIPE_MODELS = ("charlstm-512x2",)  # the recipes' sizes (384 / 320 of 512 units) and the search study are for it
 
@@ -80,13 +89,13 @@ def model_row(variant: str, model, path: Path, d: torch.Tensor, latency: Callabl
             "artifact_bytes": artifact_bytes(path), "runs_in": runs_in, "latency": lat, **extra}
 
 
-def gptq_rows(name: str, base, task, d: torch.Tensor, latency) -> list[dict]:
+def gptq_rows(name: str, base, task, d: torch.Tensor, latency, configs=GPTQ_CONFIGS) -> list[dict]:
     from rnnslim.reconstruct import GPTQ, quantize_gptq_
 
     rows = []
-    for bits, sym in GPTQ_CONFIGS:
-        cfg = GPTQ(bits=bits, symmetric=sym)
-        label = f"int{bits} g{cfg.group_size} {'sym' if sym else 'asym'} {cfg.clip.value}"
+    for bits, sym, group in configs:
+        cfg = GPTQ(bits=bits, symmetric=sym, group_size=group)
+        label = gptq_label(bits, sym, group, cfg.clip.value)
         path = CACHE / name / f"gptq-{label.replace(' ', '-')}"
 
         def make(cfg=cfg):
