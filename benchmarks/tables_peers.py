@@ -315,8 +315,8 @@ def _low_bit_target(rows: list[dict], ref: dict, band: float | None) -> list[str
     left = [f"{r['variant']} ({r['peer']}, {r['bytes']:,} B = {r['bytes'] / fp32_bytes:.0%} of the fp32 model's "
             f"{fp32_bytes:,} B{': ' + r['error'] if r['outcome'] == 'skips_recurrent' and r.get('error') else ''})"
             for r in labelled if r not in peers]
-    not_counted = (" Not counted as <= 4-bit rows (labelled 4-bit by their tool, but it left the recurrent "
-                   f"matrices float: their file is over {LOW_BIT_MAX_SHARE:.0%} of the fp32 model's; their loss is in "
+    not_counted = (" Not counted as <= 4-bit rows (labelled 4-bit by their tool, which left the recurrent "
+                   f"matrices float: each file is over {LOW_BIT_MAX_SHARE:.0%} of the fp32 model's; their loss is in "
                    "\"Where the peer wins\"): " + "; ".join(left) + ".") if left else ""
     if not low or not peers:
         return ["- At <= 4 bits, lower loss than every peer row at equal bytes: not checked (no rnnslim "
@@ -482,12 +482,15 @@ def peers_section() -> list[str]:
            "GRU: `benchmarks/peers/README.md`). Char models: loss on the first 20,000 test characters, one stream "
            "at batch 1, state carried; classifiers: accuracy on the aeon test set. Bytes: the artifact each tool "
            "gives a user to deploy (what it is in brackets); rnnslim's save_model artifact and, for integer models, "
-           "the C arrays export_c writes (flash). RAM: rnnslim's C scratch + state; TFLite Micro's arena "
+           "the C arrays export_c writes (flash; the targets count rnnslim int8 at the smaller of the two, both run "
+           "the same integer model bit for bit). RAM: rnnslim's C scratch + state; TFLite Micro's arena "
            "(RecordingMicroAllocator on this 64-bit host) where it runs the model. Latency: a streaming step "
            "(char models) or one whole sequence (classifiers) at batch 1, 1 thread; `time vs rnnslim int8` is "
            "the peer's time over rnnslim's int8 C kernel in the alternating rounds of that peer's own run (the "
            "median ratio, the per-round range; a range containing 1 reads equal). rnnslim's other rows are timed "
-           "in the reference run itself (C kernel for integer models, torch otherwise) against its int8 row. A "
+           "in the reference run itself (C kernel for integer models, torch otherwise) against its int8 row; a row "
+           "marked \"added after the peer runs\" (`benchmarks/peers/reference_added_rows.py`) has loss and bytes "
+           "on the same prefix and no time. A "
            "peer that refused, crashed, skipped the recurrent layer or was not installed is a row with its "
            "message.", ""]
     targets_out, wins_out = [], []
