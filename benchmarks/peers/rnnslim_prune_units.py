@@ -9,7 +9,9 @@ deploy-units320-int8.yaml) without the int8 stage:
 
     prune_units  ratio 1 - hidden / H, round_to 16, criterion magnitude (then rnnslim's least-squares re-fit)
     finetune     max_steps --steps, lr 1e-3 (FinetuneFields: AdamW, batch 32, seq_len 64, clip 1.0,
-                 5 % warm-up, cosine to 1 %, whole-validation evaluations every steps // 5, best kept)
+                 5 % warm-up, cosine to 1 %, whole-validation evaluations every steps // 5, best kept);
+                 --training distill: distill_alpha 1, distill_temperature 1, dropout 0 (distillation alone
+                 from the input model, dropout off)
 
 through rnnslim.pipeline.run_pipeline (one thread), and writes into --out, in the reference models' torch
 layout (embedding.weight, rnn.weight_ih_l{k}, ..., decoder.weight / bias; the LSTM gate order i, f, g, o):
@@ -50,7 +52,9 @@ stages:
   - kind: finetune
     max_steps: {steps}
     lr: 0.001
-"""
+{training}"""
+# --training distill: the finetune stage trains by distillation alone from the input model, dropout off
+DISTILL = "    distill_alpha: 1.0\n    distill_temperature: 1.0\n    dropout: 0.0\n"
 
 
 def torch_layout(model) -> dict[str, torch.Tensor]:
@@ -71,6 +75,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-refit", action="store_true", help="prune_units without its least-squares re-fit (a cross-check)")
+    ap.add_argument("--training", choices=("labels", "distill"), default="labels",
+                    help="the finetune stage on the labels with the model's dropout (the recipes'), or by "
+                         "distillation alone from the input model with dropout off")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model(MODELS / f"{args.model}.json")
@@ -78,7 +85,8 @@ def main() -> None:
     ratio = 1 - args.hidden / full
     args.out.mkdir(parents=True, exist_ok=True)
     recipe_path = args.out / "recipe.yaml"
-    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=str(not args.no_refit).lower()))
+    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=str(not args.no_refit).lower(),
+                                            training=DISTILL if args.training == "distill" else ""))
     task = task_for_model(model, DATA)
     t0 = time.perf_counter()
     run_dir = args.out / "run"

@@ -281,29 +281,45 @@ def stream_loss(model: nn.Module, d: np.ndarray) -> float:
     return nll(stream_logits(model, d[:-1]), d[1:])["loss_nats"]
 
 
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """rnnslim.train.distill.kd_loss at temperature 1: KL(softmax(teacher) || softmax(student)) per position."""
+    s = F.log_softmax(student.float(), dim=-1).reshape(-1, student.shape[-1])
+    t = F.log_softmax(teacher.float(), dim=-1).reshape(-1, teacher.shape[-1])
+    return F.kl_div(s, t, log_target=True, reduction="batchmean")
+
+
 def finetune(model: PrunedCharRNN, train: np.ndarray, valid: np.ndarray, steps: int, lr: float, seed: int = 0,
-             stop_at: int | None = None) -> dict:
+             stop_at: int | None = None, teacher: nn.Module | None = None) -> dict:
     """The budget rnnslim's finetune stage gets (module docstring), in place; the best validation candidate kept.
-    stop_at: stop after that many steps of the `steps`-step schedule (a cross-check of the first evaluations)."""
+    stop_at: stop after that many steps of the `steps`-step schedule (a cross-check of the first evaluations).
+    teacher: train by distillation alone from it (the finetune stage's distill_alpha 1, temperature 1, its
+    state carried across windows as the student's) with dropout off (dropout 0.0), instead of on the labels
+    with the model's dropout."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     train_t = torch.from_numpy(train)
     warmup, eval_every = max(1, min(steps // 4, max(5, round(0.05 * steps)))), max(1, steps // 5)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.rnn.dropout = DROPOUT  # between the layers, in train mode (nn.LSTM)
+    drop = 0.0 if teacher is not None else DROPOUT
+    model.rnn.dropout = drop  # between the layers, in train mode (nn.LSTM)
     best = {"loss": stream_loss(model, valid), "step": 0, "state": copy.deepcopy(model.state_dict())}
     history, step, epoch, losses = [{"step": 0, "valid": best["loss"]}], 0, 0, []
     while step < (stop_at or steps):
-        gen, state = torch.Generator().manual_seed(seed * 1000 + epoch), None
+        gen, state, t_state = torch.Generator().manual_seed(seed * 1000 + epoch), None, None
         for x, y in stream_batches(train_t, gen):
             if step >= (stop_at or steps):
                 break
             for g in opt.param_groups:
                 g["lr"] = lr * lr_factor(step, steps, warmup)
             model.train()
-            h, state = model.rnn(F.dropout(model.embedding(x), DROPOUT, True), state)  # (T, B, H')
-            logits = model.decoder(F.dropout(h, DROPOUT, True))  # (T, B, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            h, state = model.rnn(F.dropout(model.embedding(x), drop, True), state)  # (T, B, H')
+            logits = model.decoder(F.dropout(h, drop, True))  # (T, B, V)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits, t_state = teacher(x, t_state)
+                loss = kd_loss(logits, t_logits)
+            else:
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
@@ -377,12 +393,18 @@ def runs(model: nn.Module) -> bool | str:
         return one_line(e)
 
 
-def start_rnnslim_side(model: str, units: int, steps: int, main_python: str) -> tuple[subprocess.Popen, Path, list]:
+def start_rnnslim_side(model: str, units: int, steps: int, main_python: str,
+                       training: str = "labels") -> tuple[subprocess.Popen, Path, list]:
     """rnnslim_prune_units.py in the project's venv, started now (it runs next to this process's fine-tune)."""
-    out = Path(tempfile.mkdtemp(prefix=f"peers_tp_rnnslim_{units}_"))
+    out = Path(tempfile.mkdtemp(prefix=f"peers_tp_rnnslim_{units}_{training}_"))
     cmd = [main_python, str(Path(__file__).with_name("rnnslim_prune_units.py")), "--model", model,
-           "--hidden", str(units), "--steps", str(steps), "--out", str(out)]
+           "--hidden", str(units), "--steps", str(steps), "--training", training, "--out", str(out)]
     return subprocess.Popen(cmd, cwd=ROOT), out, cmd
+
+
+# what each --training value means, for both tools; "" keeps the variant names of the runs before the option
+TRAININGS = {"labels": ("", "the labels, the model's dropout 0.5"),
+             "distill": (" (distillation)", "distillation alone from the fp32 model (alpha 1, T 1), dropout off")}
 
 
 def finish_rnnslim_side(proc: subprocess.Popen, out: Path, cmd: list) -> tuple[dict, dict, dict]:
@@ -398,7 +420,8 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
     api = (f"tp.pruner.MetaPruner(model, example_inputs, importance=tp.importance.MagnitudeImportance(p=2), "
            f"pruning_ratio={1 - units / hidden:g}, ignored_layers=[embedding, decoder]); "
            "for g in pruner.step(interactive=True): g.prune()")
-    rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python)
+    trainings = list(TRAININGS) if args.training == "both" else [args.training]
+    rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, trainings[0])
     mag = tp.importance.MagnitudeImportance(p=2)
     rows = [
         failed_attempt(f"Torch-Pruning MetaPruner, nn.LSTM(num_layers=2), {units} units", api,
@@ -436,29 +459,43 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
                     note=fixed_note + "; no fine-tuning"))
     print(f"[{units}] TP one-shot: {oneshot['loss_nats']:.4f} prefix, {oneshot['loss_nats_full_test']:.4f} test",
           flush=True)
-    ft = finetune(tp_model, data["train"], data["valid"], args.steps, args.lr)
-    tp_ft = measure(tp_model, data["prefix"], data["test"], tmp, f"tp{units}_finetuned")
-    rows.append(row(f"Torch-Pruning + gate-aware LSTM pruner, {units} units, fine-tuned {args.steps} steps",
-                    fixed_api, "ok", **tp_ft, finetune=ft, _timer=tp_key, note=fixed_note + f"; fine-tuned {args.steps} steps "
-                    "(this script's loop, rnnslim's settings)"))
-    print(f"[{units}] TP fine-tuned: {tp_ft['loss_nats']:.4f} prefix, {tp_ft['loss_nats_full_test']:.4f} test "
-          f"({ft['wall_s']:.0f} s)", flush=True)
-    # rnnslim's prune_units + finetune, the same units and budget, in the project's venv
-    rn_one_w, rn_ft_w, record = finish_rnnslim_side(*rnnslim_run)
+    start = copy.deepcopy(tp_model)  # every training starts from the same one-shot model
     rn_api = f"recipe: prune_units ratio {1 - units / hidden:g} round_to 16 magnitude (+ lstsq re-fit)"
-    models = {"tp": tp_model}
-    for name, w, what in (("oneshot", rn_one_w, "one-shot (prune_units and its least-squares re-fit)"),
-                          ("finetuned", rn_ft_w, f"fine-tuned {args.steps} steps (finetune stage, lr 1e-3)")):
-        m = PrunedCharRNN.from_tensors(w)
-        models[f"rnnslim_{name}"] = m
-        got = measure(m, data["prefix"], data["test"], tmp, f"rnnslim{units}_{name}")
-        extra = {"pipeline": record} if name == "finetuned" else {}
-        rows.append(row(f"rnnslim prune_units, {units} units, {what.split(' (')[0]}", rn_api
-                        + ("" if name == "oneshot" else f", then finetune max_steps {args.steps} lr 0.001"),
-                        "ok", peer="rnnslim", **got, **extra, _timer=rn_key, note=f"rnnslim {what}; run in the project's .venv, "
-                        "weights written in the torch layout and measured here with the same code"))
-        print(f"[{units}] rnnslim {name}: {got['loss_nats']:.4f} prefix, {got['loss_nats_full_test']:.4f} test",
-              flush=True)
+    models = {}
+    for k, training in enumerate(trainings):
+        tag, how = TRAININGS[training]
+        if k:  # one rnnslim side at a time, next to this process's fine-tune
+            rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, training)
+        tp_model = copy.deepcopy(start)
+        ft = finetune(tp_model, data["train"], data["valid"], args.steps, args.lr,
+                      teacher=ref.eval() if training == "distill" else None)
+        tp_ft = measure(tp_model, data["prefix"], data["test"], tmp, f"tp{units}_finetuned_{training}")
+        rows.append(row(f"Torch-Pruning + gate-aware LSTM pruner, {units} units, fine-tuned {args.steps} steps{tag}",
+                        fixed_api, "ok", **tp_ft, finetune=ft | {"training": how},
+                        **({"_timer": tp_key} if not k else {}), note=fixed_note + f"; fine-tuned {args.steps} steps "
+                        f"on {how} (this script's loop, rnnslim's settings)"))
+        print(f"[{units}] TP fine-tuned ({training}): {tp_ft['loss_nats']:.4f} prefix, "
+              f"{tp_ft['loss_nats_full_test']:.4f} test ({ft['wall_s']:.0f} s)", flush=True)
+        models.setdefault("tp", tp_model)
+        # rnnslim's prune_units + finetune, the same units, budget and training, in the project's venv
+        rn_one_w, rn_ft_w, record = finish_rnnslim_side(*rnnslim_run)
+        for name, w, label, what in (
+                ("oneshot", rn_one_w, "one-shot", "prune_units and its least-squares re-fit"),
+                ("finetuned", rn_ft_w, f"fine-tuned {args.steps} steps{tag}", f"finetune stage, lr 1e-3, {how}")):
+            if name == "oneshot" and k:
+                continue  # the same one-shot model for every training
+            m = PrunedCharRNN.from_tensors(w)
+            models.setdefault(f"rnnslim_{name}", m)
+            got = measure(m, data["prefix"], data["test"], tmp, f"rnnslim{units}_{name}_{training}")
+            extra = {"pipeline": record} if name == "finetuned" else {}
+            timer = {"_timer": rn_key} if not k else {}
+            rows.append(row(f"rnnslim prune_units, {units} units, {label}", rn_api
+                            + ("" if name == "oneshot" else f", then finetune max_steps {args.steps} lr 0.001"
+                               + (", distill_alpha 1, distill_temperature 1, dropout 0" if training == "distill" else "")),
+                            "ok", peer="rnnslim", **got, **extra, **timer, note=f"rnnslim {label} ({what}); run in the project's "
+                            ".venv, weights written in the torch layout and measured here with the same code"))
+            print(f"[{units}] rnnslim {name} ({training}): {got['loss_nats']:.4f} prefix, "
+                  f"{got['loss_nats_full_test']:.4f} test", flush=True)
     return rows, models
 
 
@@ -484,6 +521,9 @@ def main() -> None:
     ap.add_argument("--main-python", default=MAIN_PYTHON)
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--budget-note", default="", help="why --steps differs from the recipes' 2000, if it does")
+    ap.add_argument("--training", choices=(*TRAININGS, "both"), default="labels",
+                    help="what both tools fine-tune on: the labels with the model's dropout (the recipes'), "
+                         "distillation from the fp32 model with dropout off, or both (one after the other)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -515,7 +555,8 @@ def main() -> None:
             "full_test_chars": int(len(data["test"]) - 1), "units": args.units,
             "budget": {"steps": args.steps, "recipe_steps": 2000, "batch": BATCH, "seq_len": SEQ_LEN, "lr": args.lr,
                        "optimizer": "AdamW wd 0, clip 1.0, warm-up 5 % then cosine to 1 %", "dropout": DROPOUT,
-                       "threads": 1, "note": args.budget_note},
+                       "threads": 1, "note": args.budget_note, "training": args.training,
+                       "trainings": {k: v[1] for k, v in TRAININGS.items()}},
             "rows": rows, "rnnslim": reference, "interleaved_latency": lat,
             "versions": versions(("torch", "torch-pruning", "numpy", "safetensors")), "machine": machine(),
             "command": command_line(), "git_commit": git_commit(), "seconds": time.perf_counter() - t0, "date": now(),
