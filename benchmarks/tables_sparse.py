@@ -108,36 +108,41 @@ def accuracy_table(model: str) -> list[str]:
     return out + [""]
 
 
-# the combined recipes (units 384 + N:M + recovery + int8), newest first: the row a deploy_combined run holds
-COMBINED = {"deploy-units384-nm64-distill-int8": "OBS N:M 16:64 (panels) + 1,000 distillation recovery steps "
+# the combined recipes (units 384 + N:M + recovery + int8): one target line for each a deploy_combined run holds
+COMBINED = {"deploy-units384-nm64-distill2k-int8": "OBS N:M 16:64 (panels) + 2,000 distillation recovery steps "
+                                                   "(dropout off)",
+            "deploy-units384-nm64-distill-int8": "OBS N:M 16:64 (panels) + 1,000 distillation recovery steps "
                                                  "(dropout off)",
             "deploy-units384-nm14-int8": "OBS N:M 1:4 (panels) + 1,000 recovery steps (labels, dropout 0.5)"}
 
 
 def combined_checks(model: str = "charlstm-512x2") -> list[str]:
-    """The structured cut + N:M panels row against the structured-only deploy row, timed in the same
+    """Each structured cut + N:M panels row against the structured-only deploy row, timed in the same
     deploy_bench run (benchmarks/results/deploy_combined_<model>.json)."""
     d = load_result(f"deploy_combined_{model}.json")
     if not d:
         return [f"- {model}, combined with the structured cut: not measured yet."]
     rows = {r["variant"]: r for r in d["result"]["rows"]}
     cut = rows.get("deploy-units384-int8 (C kernel)")
-    name = next((n for n in COMBINED if f"{n} (C kernel)" in rows), None)
-    if not cut or not name:
+    names = [n for n in COMBINED if f"{n} (C kernel)" in rows]
+    if not cut or not names:
         return [f"- {model}, combined with the structured cut: the run lacks one of the two rows."]
-    both = rows[f"{name} (C kernel)"]
+    return [_combined_line(model, d, cut, name, rows[f"{name} (C kernel)"]) for name in names]
+
+
+def _combined_line(model: str, d: dict, cut: dict, name: str, both: dict) -> str:
     a, b = cut["latency"], both["latency"]
     x, lo, hi = a["median_ms"] / b["median_ms"], a["spread_ms"][0] / b["spread_ms"][1], a["spread_ms"][1] / b["spread_ms"][0]
     ort = (both.get("speedup") or {}).get("ONNX Runtime int8 dynamic", {})
     faster, not_worse = lo > 1.0, both["test_loss_nats"] <= cut["test_loss_nats"]
-    return [f"- {model}, units 384 + {COMBINED[name]} + int8 (`benchmarks/recipes/{name}.yaml`) vs units 384 + int8 (the "
-            f"best structured-only deploy row), same run ({machine_line(d['provenance'])}): {x:.2f}x faster per "
+    return (f"- {model}, units 384 + {COMBINED[name]} + int8 (`benchmarks/recipes/{name}.yaml`) vs units 384 + int8 "
+            f"(the best structured-only deploy row), same run ({machine_line(d['provenance'])}): {x:.2f}x faster per "
             f"step [{lo:.2f}-{hi:.2f}], {ort.get('x', float('nan')):.1f}x faster than ONNX Runtime int8 dynamic; "
             f"test loss {both['test_loss_nats']:.4f} vs {cut['test_loss_nats']:.4f} "
             f"({100 * (both['test_loss_nats'] / cut['test_loss_nats'] - 1):+.2f} %); weight bytes read per step "
             f"{both['bytes_per_step']:,} vs {cut['bytes_per_step']:,}. Target (faster at equal or better loss): "
             + ("met." if faster and not_worse else "**MISSED**" + (" (slower)" if not faster else "")
-               + (" (higher loss)" if not not_worse else "") + ".")]
+               + (" (higher loss)" if not not_worse else "") + "."))
 
 
 def sparse_section() -> list[str]:
