@@ -48,6 +48,7 @@ stages:
     ratio: {ratio}
     round_to: 16
     criterion: magnitude
+    reduce: {reduce}
     refit: {refit}
   - kind: finetune
     max_steps: {steps}
@@ -75,6 +76,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-refit", action="store_true", help="prune_units without its least-squares re-fit (a cross-check)")
+    ap.add_argument("--reduce", choices=("l1", "l2"), default="l1",
+                    help="how prune_units adds up a unit's weight scores (its gate rows, recurrent column and "
+                         "consumers' columns): l1 (the recipes') or l2 (Torch-Pruning's group L2)")
     ap.add_argument("--training", choices=("labels", "distill"), default="labels",
                     help="the finetune stage on the labels with the model's dropout (the recipes'), or by "
                          "distillation alone from the input model with dropout off")
@@ -86,6 +90,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     recipe_path = args.out / "recipe.yaml"
     recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=str(not args.no_refit).lower(),
+                                            reduce=args.reduce,
                                             training=DISTILL if args.training == "distill" else ""))
     task = task_for_model(model, DATA)
     t0 = time.perf_counter()
