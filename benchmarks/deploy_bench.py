@@ -46,6 +46,7 @@ from rnnslim.utils.threads import torch_threads  # noqa: E402
 
 STEPS, REPEATS, WARMUP = 300, 7, 100
 CACHE_BW: dict = {}  # working-set MiB -> Bandwidth of a copy that size
+STEP_FNS: dict = {}  # C kernel row label -> its runner's stream step, for --interleave
 
 
 def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -65,6 +66,7 @@ def kernel_row(label: str, model, d: torch.Tensor, bw, sparse="auto", **extra) -
                ly.wx.n_tiles / ly.wx.tile_density + ly.wh.n_tiles / ly.wh.tile_density), 3)
                for k, ly in enumerate(p.layers)}, **extra}
     row["latency"] = timed(runner.stream_step_fn())
+    STEP_FNS[label] = runner.stream_step_fn()
     row["floor_ms"] = bw.floor_ms(row["bytes_per_step"])
     row["x_floor"] = row["latency"]["median_ms"] / row["floor_ms"]
     # the weights of one step fit in this CPU's caches: the stream time that applies uses the copy
@@ -93,6 +95,41 @@ def closure_timed(closure) -> dict:
         return {**time_stream(closure, STEPS, REPEATS, WARMUP), "threads": 1}
 
 
+def interleave(rows: list[dict], rounds: int) -> None:
+    """Time every C kernel row again in `rounds` alternating rounds (one STEPS-step round each, the order
+    rotated every round), into row["interleaved"]: a round's disturbance then hits every row of that round,
+    and the ratio of two rows is read per round (interleaved_ratio) instead of from row-by-row timings."""
+    labels = [r["variant"] for r in rows if r["variant"] in STEP_FNS]
+    boxes = {label: {"s": None} for label in labels}
+    medians: dict[str, list[float]] = {label: [] for label in labels}
+
+    def stepper(label):
+        box, fn = boxes[label], STEP_FNS[label]
+
+        def step():
+            box["s"] = fn(box["s"])
+        return step
+
+    steps = {label: stepper(label) for label in labels}
+    with torch_threads(1), torch.inference_mode():
+        for k in range(rounds):
+            for label in labels[k % len(labels):] + labels[:k % len(labels)]:
+                medians[label].append(time_stream(steps[label], STEPS, 1, WARMUP // 4)["median_ms"])
+    for r in rows:
+        if r["variant"] in medians:
+            r["interleaved"] = {"medians_ms": medians[r["variant"]], "rounds": rounds, "steps": STEPS,
+                                "how": "alternating rounds of every C kernel row, order rotated each round"}
+
+
+def interleaved_ratio(base: dict, mine: dict) -> dict | None:
+    """base's time over mine per interleaved round: the median and the [min, max] of the per-round ratios."""
+    a, b = (base.get("interleaved") or {}).get("medians_ms"), (mine.get("interleaved") or {}).get("medians_ms")
+    if not a or not b or len(a) != len(b):
+        return None
+    xs = sorted(x / y for x, y in zip(a, b))
+    return {"x": float(np.median(xs)), "band": [xs[0], xs[-1]], "rounds": len(xs)}
+
+
 def ratio(base: dict, mine: dict) -> dict:
     b, m = base["latency"], mine["latency"]
     return {"x": b["median_ms"] / m["median_ms"], "band": [min(b["medians_ms"]) / max(m["medians_ms"]),
@@ -104,6 +141,9 @@ def main() -> None:
     ap.add_argument("--model", default="charlstm-512x2")
     ap.add_argument("--compressed", nargs="*", default=[], help="recipe run names in benchmarks/runs/MODEL/")
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke test; not for results)")
+    ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                    help="then time every C kernel row again in ROUNDS alternating rounds (row['interleaved']; "
+                         "ratios between them per round: benchmarks/tables_sparse.py's combined rows)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default benchmarks/results/deploy_MODEL.json), e.g. for a subset of rows")
     args = ap.parse_args()
@@ -192,6 +232,8 @@ def main() -> None:
                  "recipe": name, "flash_bytes": facts.const_bytes, "ram_bytes": facts.ram_bytes,
                  "latency": closure_timed(exported_step)})
 
+    if args.interleave:
+        interleave(rows, args.interleave)
     # --- ratios vs the fastest baseline of each kind -------------------------------------------
     def best(pred) -> dict | None:
         cands = [r for r in rows if r.get("latency") and pred(r)]
