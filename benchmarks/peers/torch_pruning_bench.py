@@ -38,6 +38,10 @@ total norm 1.0, linear warm-up over max(1, min(steps // 4, max(5, round(0.05 ste
 1 % of lr, the whole validation split evaluated (batch 1, state carried) before the first step and every
 steps // 5 steps; the best validation candidate (the input model included) is kept. Differences from
 rnnslim's loop: its random streams (dropout masks, stream offsets) are not the same numbers.
+`--training distill` trains both tools by distillation alone from the fp32 model (KL at temperature 1,
+the teacher's state carried like the student's) with dropout off, rnnslim's finetune stage with
+distill_alpha 1, distill_temperature 1, dropout 0; `--training both` runs the labels, then distillation,
+from the same one-shot models (rows of the second training end in "(distillation)").
 
 Measured per model: test loss on the first --chars test characters and on the whole test split (one stream
 at batch 1, state carried), parameters, safetensors bytes of the fp32 model (torch layout), and the latency
