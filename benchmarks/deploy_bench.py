@@ -65,8 +65,8 @@ def kernel_row(label: str, model, d: torch.Tensor, bw, sparse="auto", **extra) -
            "tile_density": {f"layer{k}": round((ly.wx.n_tiles + ly.wh.n_tiles) / (
                ly.wx.n_tiles / ly.wx.tile_density + ly.wh.n_tiles / ly.wh.tile_density), 3)
                for k, ly in enumerate(p.layers)}, **extra}
-    row["latency"] = timed(runner.stream_step_fn())
     STEP_FNS[label] = runner.stream_step_fn()
+    row["latency"] = timed(STEP_FNS[label])
     row["floor_ms"] = bw.floor_ms(row["bytes_per_step"])
     row["x_floor"] = row["latency"]["median_ms"] / row["floor_ms"]
     # the weights of one step fit in this CPU's caches: the stream time that applies uses the copy
@@ -98,7 +98,7 @@ def closure_timed(closure) -> dict:
 def interleave(rows: list[dict], rounds: int) -> None:
     """Time every C kernel row again in `rounds` alternating rounds (one STEPS-step round each, the order
     rotated every round), into row["interleaved"]: a round's disturbance then hits every row of that round,
-    and the ratio of two rows is read per round (interleaved_ratio) instead of from row-by-row timings."""
+    and the ratio of two rows is read per round (tables_sparse.py) instead of from row-by-row timings."""
     labels = [r["variant"] for r in rows if r["variant"] in STEP_FNS]
     boxes = {label: {"s": None} for label in labels}
     medians: dict[str, list[float]] = {label: [] for label in labels}
@@ -119,15 +119,6 @@ def interleave(rows: list[dict], rounds: int) -> None:
         if r["variant"] in medians:
             r["interleaved"] = {"medians_ms": medians[r["variant"]], "rounds": rounds, "steps": STEPS,
                                 "how": "alternating rounds of every C kernel row, order rotated each round"}
-
-
-def interleaved_ratio(base: dict, mine: dict) -> dict | None:
-    """base's time over mine per interleaved round: the median and the [min, max] of the per-round ratios."""
-    a, b = (base.get("interleaved") or {}).get("medians_ms"), (mine.get("interleaved") or {}).get("medians_ms")
-    if not a or not b or len(a) != len(b):
-        return None
-    xs = sorted(x / y for x, y in zip(a, b))
-    return {"x": float(np.median(xs)), "band": [xs[0], xs[-1]], "rounds": len(xs)}
 
 
 def ratio(base: dict, mine: dict) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS  # noqa: E402
+from search_bench import SPACES  # noqa: E402  (the study versions)
 
 
 def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -84,7 +85,7 @@ def plot(data: dict, path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="charlstm-512x2")
-    ap.add_argument("--version", default="v4", choices=("v3", "v4", "v5", "v6", "v7"))
+    ap.add_argument("--version", default="v4", choices=tuple(SPACES))
     args = ap.parse_args()
     data = json.loads((RESULTS / f"search_{args.model}-{args.version}.json").read_text())
     print(plot(data, RESULTS / f"search_pareto_{args.model}-{args.version}.png"))

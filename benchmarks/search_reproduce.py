@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, MODELS, RESULTS, ROOT, RUNS, provenance  # noqa: E402
+from search_bench import SPACES  # noqa: E402  (the study versions)
 
 RECIPES = ROOT / "benchmarks" / "recipes"
 
@@ -89,7 +90,7 @@ def rerun(model: str, trial: int, recipe: Path, version: str) -> tuple[float, li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="charlstm-512x2")
-    ap.add_argument("--version", default="v4", choices=("v3", "v4", "v5", "v6", "v7"))
+    ap.add_argument("--version", default="v4", choices=tuple(SPACES))
     pick = ap.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, default=None)
     pick.add_argument("--best", action="store_true")

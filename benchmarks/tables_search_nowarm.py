@@ -123,11 +123,15 @@ SPACES = {
 }
 
 
+FINETUNE_FIRST = ("v3",)  # the spaces whose dense trials fine-tune before quantizing; the later ones run QAT
+
+
 def _families(data: dict) -> list[str]:
     """Which families the full-fidelity trials used: sparse (fine-tune before quantizing) vs dense with
     QAT steps, read from the sampled parameters."""
     full = data.get("full_fidelity_trials") or []
-    qat_space = data.get("study", "")[-2:] in ("v4", "v5", "v6", "v7")  # a dense trial's steps run as QAT
+    version = data.get("study", "")[-2:]
+    qat_space = version in SPACES and version not in FINETUNE_FIRST  # a dense trial's steps run as QAT
     sparse = [t["trial"] for t in full if t["params"].get("sparsity_kind", "none") != "none"]
     qat = [t["trial"] for t in full if t["trial"] not in sparse and t["params"].get("finetune_steps")
            and t["params"].get("qat", qat_space)]
@@ -183,7 +187,7 @@ def search_nowarm_section(model: str, version: str) -> list[str]:
 def search_nowarm_sections() -> list[str]:
     out = []
     for m in MODELS:
-        for version in ("v7", "v6", "v5", "v4", "v3"):
+        for version in reversed(SPACES):  # the newest study first
             out += search_nowarm_section(m, version)
     return out
 

@@ -9,6 +9,8 @@ pattern and the same recovery budget). RAM: benchmarks/results/kernel_ram.json. 
 
 from __future__ import annotations
 
+import statistics
+
 from table_parts import load_result, machine_line
 
 MODELS = ("charlstm-512x2", "chargru-512x2")
@@ -138,8 +140,8 @@ def _combined_line(model: str, d: dict, cut: dict, name: str, both: dict) -> str
     how = "row by row: median ratio [slowest-vs-fastest round pairing]"
     ia, ib = (cut.get("interleaved") or {}).get("medians_ms"), (both.get("interleaved") or {}).get("medians_ms")
     if ia and ib and len(ia) == len(ib):  # deploy_bench --interleave: the ratio per alternating round
-        xs = sorted(p / q for p, q in zip(ia, ib))
-        x, lo, hi = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2, xs[0], xs[-1]
+        xs = [p / q for p, q in zip(ia, ib)]
+        x, lo, hi = statistics.median(xs), min(xs), max(xs)
         how = f"{len(xs)} alternating rounds: median ratio [range of the per-round ratios]"
     ort = (both.get("speedup") or {}).get("ONNX Runtime int8 dynamic", {})
     faster, not_worse = lo > 1.0, both["test_loss_nats"] <= cut["test_loss_nats"]
