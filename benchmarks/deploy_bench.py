@@ -39,12 +39,14 @@ from table_parts import BEST_TORCH_VARIANTS  # noqa: E402
 from rnnslim.io.format import load_model  # noqa: E402
 from rnnslim.measure import memory_bandwidth  # noqa: E402
 from rnnslim.measure.baselines import TorchReference, baseline_variants  # noqa: E402
+from rnnslim.measure.interleaved import median_step_ms, time_interleaved  # noqa: E402
 from rnnslim.measure.latency import time_stream  # noqa: E402
 from rnnslim.quantize.int8 import Int8Config, Int8Mode, IntegerRunner, quantize_int8_  # noqa: E402
 from rnnslim.tasks.charlm import CharLMTask, stream_nll  # noqa: E402
 from rnnslim.utils.threads import torch_threads  # noqa: E402
 
 STEPS, REPEATS, WARMUP = 300, 7, 100
+BLOCK = 20  # steps per block of --interleave (~0.6-1 ms at 512 units: shorter than this VM's slow windows)
 CACHE_BW: dict = {}  # working-set MiB -> Bandwidth of a copy that size
 STEP_FNS: dict = {}  # C kernel row label -> its runner's stream step, for --interleave
 
@@ -96,12 +98,11 @@ def closure_timed(closure) -> dict:
 
 
 def interleave(rows: list[dict], rounds: int) -> None:
-    """Time every C kernel row again in `rounds` alternating rounds (one STEPS-step round each, the order
-    rotated every round), into row["interleaved"]: a round's disturbance then hits every row of that round,
-    and the ratio of two rows is read per round (tables_sparse.py) instead of from row-by-row timings."""
+    """Time every C kernel row again, paired: REPEATS repeats of `rounds` rounds, each round running every
+    row for BLOCK steps (order rotated), into row["interleaved"]. A slow window of this VM then hits both
+    blocks of a round, and tables_sparse.py reads a ratio per round (rnnslim.measure.interleaved)."""
     labels = [r["variant"] for r in rows if r["variant"] in STEP_FNS]
     boxes = {label: {"s": None} for label in labels}
-    medians: dict[str, list[float]] = {label: [] for label in labels}
 
     def stepper(label):
         box, fn = boxes[label], STEP_FNS[label]
@@ -110,15 +111,14 @@ def interleave(rows: list[dict], rounds: int) -> None:
             box["s"] = fn(box["s"])
         return step
 
-    steps = {label: stepper(label) for label in labels}
     with torch_threads(1), torch.inference_mode():
-        for k in range(rounds):
-            for label in labels[k % len(labels):] + labels[:k % len(labels)]:
-                medians[label].append(time_stream(steps[label], STEPS, 1, WARMUP // 4)["median_ms"])
+        res = time_interleaved({label: stepper(label) for label in labels}, block=BLOCK, rounds=rounds,
+                               repeats=REPEATS, warmup=WARMUP)
     for r in rows:
-        if r["variant"] in medians:
-            r["interleaved"] = {"medians_ms": medians[r["variant"]], "rounds": rounds, "steps": STEPS,
-                                "how": "alternating rounds of every C kernel row, order rotated each round"}
+        if r["variant"] in labels:
+            r["interleaved"] = {"block_ms": [[round(t, 5) for t in rep] for rep in res["block_ms"][r["variant"]]],
+                                **{k: v for k, v in res.items() if k != "block_ms"},
+                                "median_ms": median_step_ms(res, r["variant"])}
 
 
 def ratio(base: dict, mine: dict) -> dict:
@@ -133,8 +133,9 @@ def main() -> None:
     ap.add_argument("--compressed", nargs="*", default=[], help="recipe run names in benchmarks/runs/MODEL/")
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke test; not for results)")
     ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
-                    help="then time every C kernel row again in ROUNDS alternating rounds (row['interleaved']; "
-                         "ratios between them per round: benchmarks/tables_sparse.py's combined rows)")
+                    help="then time every C kernel row again, paired: 7 repeats of ROUNDS rounds of 20 steps of every "
+                         "row, order rotated (row['interleaved']; ratios read per round: tables_sparse.py's "
+                         "combined rows; 100-300 is plenty)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results JSON (default benchmarks/results/deploy_MODEL.json), e.g. for a subset of rows")
     args = ap.parse_args()
