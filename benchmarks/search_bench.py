@@ -96,7 +96,7 @@ def space_v3():
     from rnnslim.search import FinetuneSpace, SearchSpace
 
     return SearchSpace(dimensions=["widths", "lstmp", "sparsity", "finetune", "fold", "quantize"], min_keep=0.25,
-                       round_to=16, refit=True, refit_batches=16, lstmp_ratios=(1.0, 0.5, 0.25),
+                       round_to=16, refit=True, refit_batches=16, unit_reduce="l1", lstmp_ratios=(1.0, 0.5, 0.25),
                        sparsity_kinds=("none", "prune_obs", "prune_obs_strips"), sparsity=(0.5, 0.9),
                        sparsity_step=0.05, quant_kinds=("quantize_weights", "quantize_gptq"), bits=(2, 3, 4),
                        io_bits=(4, 8), clip="mse", entropy_coding=(False, True), fold_input=True,
@@ -171,7 +171,8 @@ def space():
     # widths x fine-tune x int3/int4. Settings of the fine-tune: the deploy recipes' (lr 1e-3,
     # batch 32 x 64, no distillation: it did not help at this size, recover_charlstm-512x2.json)
     return SearchSpace(dimensions=["widths", "finetune", "fold", "quantize"], min_keep=0.5, round_to=16,
-                       refit=True, quant_kinds=("quantize_weights",), bits=(3, 4), io_bits=(8,), clip="mse",
+                       refit=True, unit_reduce="l1", quant_kinds=("quantize_weights",), bits=(3, 4), io_bits=(8,),
+                       clip="mse",
                        fold_input=True,
                        finetune=FinetuneSpace(max_steps=2000, choices=2, proxy_steps=150,
                                               settings={"lr": 0.001, "batch_size": 32, "seq_len": 64,

@@ -56,9 +56,9 @@ RECIPES = {
     "obs70-int3-lzma": [_obs(0.7)] + _q("quantize_weights", 3, clip="mse", entropy_coding=True),
     "obs85-int3-lzma": [_obs(0.85)] + _q("quantize_weights", 3, clip="mse", entropy_coding=True),
     "strips75-int4-lzma": [_obs(0.75, pattern="strips")] + _q("quantize_weights", 4, entropy_coding=True),
-    "units384-int4": [{"kind": "prune_units", "per_layer": {0: 0.25, 1: 0.25}, "refit": False}]
+    "units384-int4": [{"kind": "prune_units", "per_layer": {0: 0.25, 1: 0.25}, "refit": False, "reduce": "l1"}]
                      + _q("quantize_weights", 4),
-    "units256-int8": [{"kind": "prune_units", "per_layer": {0: 0.5, 1: 0.5}, "refit": False}]
+    "units256-int8": [{"kind": "prune_units", "per_layer": {0: 0.5, 1: 0.5}, "refit": False, "reduce": "l1"}]
                      + _q("quantize_weights", 8),
     "lowrank0.9": [{"kind": "lowrank", "energy": 0.9}],
     "mixed0.15": [{"kind": "mixed_precision", "budget_ratio": 0.15, "calib_batches": 2}],

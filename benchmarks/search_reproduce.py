@@ -63,6 +63,11 @@ def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) 
     from rnnslim.utils.atomic import write_text_atomic
 
     recipe = {**recipe, "name": f"search-{version}-{model}-trial{trial}"}
+    # trials recorded before prune_units said its `reduce` ran under the default of then (l1): the
+    # study's space names it, so the re-run cuts the same units whatever prune_units' default is now
+    reduce = SPACES[version]().unit_reduce
+    recipe["stages"] = [{**s, "reduce": s.get("reduce", reduce)} if s.get("kind") == "prune_units" else s
+                        for s in recipe["stages"]]
     if "task" in recipe:  # relative to this file: ../shared beside the repository, as on every machine
         recipe["task"] = {**recipe["task"], "data": os.path.relpath(DATA, RECIPES)}
     header = (f"# Found by the {version} search on {model} (no warm start; benchmarks/search_bench.py), trial {trial}:\n"

@@ -93,7 +93,8 @@ def _student(m, x, calib, spec, steps: int = 50, alpha: float = 0.5):
 # each: (model, example inputs, calibration batches from the training distribution) -> None, or the new
 # model when the technique makes one (a student)
 TECHNIQUES = {
-    "prune_units 50%": lambda m, x, c, s: prune_units_(m, StructuredPruning(ratio=0.5), example_inputs=(x,)),
+    "prune_units 50%": lambda m, x, c, s: prune_units_(m, StructuredPruning(ratio=0.5, reduce="l1"),
+                                                                  example_inputs=(x,)),
     "unstructured 80% (sparse storage)": _sparse(lambda m, x, c, s: prune_unstructured_(m, UnstructuredPruning(
         sparsity=0.8))),
     "N:M 2:4 (sparse storage)": _sparse(lambda m, x, c, s: prune_nm_(m, NMPruning(n=2, m=4))),

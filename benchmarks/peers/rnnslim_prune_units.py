@@ -76,9 +76,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-refit", action="store_true", help="prune_units without its least-squares re-fit (a cross-check)")
-    ap.add_argument("--reduce", choices=("l1", "l2"), default="l1",
+    ap.add_argument("--reduce", choices=("l1", "l2"), default="l2",
                     help="how prune_units adds up a unit's weight scores (its gate rows, recurrent column and "
-                         "consumers' columns): l1 (the recipes') or l2 (Torch-Pruning's group L2)")
+                         "consumers' columns): l2 (the group norm, Torch-Pruning's too; prune_units' default "
+                         "since 2026-12) or l1 (the sum: the default before, and the committed recipes')")
     ap.add_argument("--training", choices=("labels", "distill"), default="labels",
                     help="the finetune stage on the labels with the model's dropout (the recipes'), or by "
                          "distillation alone from the input model with dropout off")

@@ -398,11 +398,12 @@ def runs(model: nn.Module) -> bool | str:
 
 
 def start_rnnslim_side(model: str, units: int, steps: int, main_python: str,
-                       training: str = "labels") -> tuple[subprocess.Popen, Path, list]:
+                       training: str = "labels", reduce: str = "l2") -> tuple[subprocess.Popen, Path, list]:
     """rnnslim_prune_units.py in the project's venv, started now (it runs next to this process's fine-tune)."""
     out = Path(tempfile.mkdtemp(prefix=f"peers_tp_rnnslim_{units}_{training}_"))
     cmd = [main_python, str(Path(__file__).with_name("rnnslim_prune_units.py")), "--model", model,
-           "--hidden", str(units), "--steps", str(steps), "--training", training, "--out", str(out)]
+           "--hidden", str(units), "--steps", str(steps), "--training", training, "--reduce", reduce,
+           "--out", str(out)]
     return subprocess.Popen(cmd, cwd=ROOT), out, cmd
 
 
@@ -425,7 +426,7 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
            f"pruning_ratio={1 - units / hidden:g}, ignored_layers=[embedding, decoder]); "
            "for g in pruner.step(interactive=True): g.prune()")
     trainings = list(TRAININGS) if args.training == "both" else [args.training]
-    rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, trainings[0])
+    rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, trainings[0], args.reduce)
     mag = tp.importance.MagnitudeImportance(p=2)
     rows = [
         failed_attempt(f"Torch-Pruning MetaPruner, nn.LSTM(num_layers=2), {units} units", api,
@@ -464,12 +465,13 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
     print(f"[{units}] TP one-shot: {oneshot['loss_nats']:.4f} prefix, {oneshot['loss_nats_full_test']:.4f} test",
           flush=True)
     start = copy.deepcopy(tp_model)  # every training starts from the same one-shot model
-    rn_api = f"recipe: prune_units ratio {1 - units / hidden:g} round_to 16 magnitude (+ lstsq re-fit)"
+    rn_api = (f"recipe: prune_units ratio {1 - units / hidden:g} round_to 16 magnitude reduce {args.reduce} "
+              "(+ lstsq re-fit)")
     models = {}
     for k, training in enumerate(trainings):
         tag, how = TRAININGS[training]
         if k:  # one rnnslim side at a time, next to this process's fine-tune
-            rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, training)
+            rnnslim_run = start_rnnslim_side(args.model, units, args.steps, args.main_python, training, args.reduce)
         tp_model = copy.deepcopy(start)
         ft = finetune(tp_model, data["train"], data["valid"], args.steps, args.lr,
                       teacher=ref.eval() if training == "distill" else None)
@@ -528,6 +530,9 @@ def main() -> None:
     ap.add_argument("--training", choices=(*TRAININGS, "both"), default="labels",
                     help="what both tools fine-tune on: the labels with the model's dropout (the recipes'), "
                          "distillation from the fp32 model with dropout off, or both (one after the other)")
+    ap.add_argument("--reduce", choices=("l1", "l2"), default="l2",
+                    help="how rnnslim's prune_units adds up a unit's weight scores: l2 (group norm, its default "
+                         "since 2026-12, and what the gate-aware Torch-Pruning importance here uses) or l1 (sum)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -559,7 +564,7 @@ def main() -> None:
             "full_test_chars": int(len(data["test"]) - 1), "units": args.units,
             "budget": {"steps": args.steps, "recipe_steps": 2000, "batch": BATCH, "seq_len": SEQ_LEN, "lr": args.lr,
                        "optimizer": "AdamW wd 0, clip 1.0, warm-up 5 % then cosine to 1 %", "dropout": DROPOUT,
-                       "threads": 1, "note": args.budget_note, "training": args.training,
+                       "threads": 1, "note": args.budget_note, "training": args.training, "rnnslim_reduce": args.reduce,
                        "trainings": {k: v[1] for k, v in TRAININGS.items()}},
             "rows": rows, "rnnslim": reference, "interleaved_latency": lat,
             "versions": versions(("torch", "torch-pruning", "numpy", "safetensors")), "machine": machine(),

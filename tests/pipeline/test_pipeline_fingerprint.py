@@ -53,3 +53,15 @@ def test_jsonable():
     got = jsonable({"t": torch.tensor([1, 2]), "s": torch.tensor(0.5), "n": np.float32(2.0), "nan": math.nan,
                     "e": E.A, "p": Path("/x"), 3: (1, 2)})
     assert got == {"t": [1, 2], "s": 0.5, "n": 2.0, "nan": None, "e": "a", "p": "/x", "3": [1, 2]}
+
+
+def test_a_changed_default_is_hashed_against_the_old_one():
+    """prune_units' `reduce` default went from l1 to l2: a stage finished under l1 (hashed without the
+    field) is reused by a config that asks for l1, and never by one that now gets l2 by default."""
+    from rnnslim.pipeline.fingerprint import config_hash
+    from rnnslim.pipeline.stages.structured import PruneUnitsStage
+
+    old = stage_hash({"kind": "prune_units", "ratio": 0.25}, "in")  # how an l1 stage was hashed before
+    assert config_hash(PruneUnitsStage(ratio=0.25, reduce="l1"), "in") == old
+    assert config_hash(PruneUnitsStage(ratio=0.25), "in") != old
+    assert config_hash(PruneUnitsStage(ratio=0.25), "in") == config_hash(PruneUnitsStage(ratio=0.25, reduce="l2"), "in")

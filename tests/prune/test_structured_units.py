@@ -287,3 +287,19 @@ def test_prune_dispatch_accepts_structured_pruning():
     model = sequence_model("gru", [dict(hidden_size=8)])
     result = prune_(model, StructuredPruning(ratio=0.25))
     assert result.sizes == {"rnn.layers.0": (8, 6)} and model.rnn.specs[0].hidden_size == 6
+
+
+@pytest.mark.parametrize("reduce, kept", [(None, [0]), ("l2", [0]), ("l1", [1])])
+def test_a_units_scores_add_up_by_group_norm_unless_l1_is_asked(reduce, kept):
+    # unit 0 owns one row of n weights scored 3, unit 1 four rows scored 1: L1 3n vs 4n, L2 3 sqrt(n)
+    # vs 2 sqrt(n), so the default (l2 since 2026-12) keeps unit 0 and l1 keeps unit 1
+    model = sequence_model("lstm", [dict(hidden_size=2)])
+    g = next(g for g in unit_groups(model) if g.name == "rnn.layers.0")
+    scores = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    s = g.slices[0]
+    pos0, pos1 = g.positions(s, torch.tensor([0])), g.positions(s, torch.tensor([1]))
+    assert len(pos1) >= 4  # a unit's slice of its first tensor: its 4 gate rows at least
+    scores[s.param].index_fill_(s.dim, pos0[:1], 3.0)
+    scores[s.param].index_fill_(s.dim, pos1[:4], 1.0)
+    cfg = StructuredPruning(ratio=0.5) if reduce is None else StructuredPruning(ratio=0.5, reduce=reduce)
+    assert prune_units_(model, cfg, scores=scores).keeps == {"rnn.layers.0": kept}

@@ -265,3 +265,23 @@ def test_qat_sparse_lets_a_sparse_trial_run_its_steps_as_qat_after_quantizing():
     off = space.model_copy(update={"qat_sparse": False})
     kinds = [s["kind"] for s in build_stages(off, optuna.trial.FixedTrial(params), facts)]
     assert kinds == ["prune_obs", "finetune", "quantize_gptq", "quantize_gptq"]
+
+
+def test_unit_reduce_reaches_prune_units_and_l1_keeps_the_old_study_key():
+    """A study from before `unit_reduce` cut units with prune_units' default of then (l1): its space
+    says unit_reduce="l1" and keeps its key; new spaces cut by the group norm (l2)."""
+    from rnnslim.search.config import SearchConfig
+
+    def cut(space):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):  # until a trial keeps fewer units than the model has
+            stages = build_stages(space, study.ask(), ModelFacts((64, 64)))
+            if stages and stages[0]["kind"] == "prune_units":
+                return stages[0]
+        raise AssertionError("no trial cut a layer")
+
+    assert cut(SearchSpace(dimensions=["widths"]))["reduce"] == "l2"
+    assert cut(SearchSpace(dimensions=["widths"], unit_reduce="l1"))["reduce"] == "l1"
+    old = SearchConfig(model="m", out="o", space=SearchSpace(unit_reduce="l1")).study_key()["space"]
+    assert "unit_reduce" not in old
+    assert SearchConfig(model="m", out="o").study_key()["space"]["unit_reduce"] == "l2"

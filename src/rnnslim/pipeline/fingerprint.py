@@ -55,6 +55,25 @@ def stage_hash(config: dict, prev_hash: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def config_hash(cfg, prev_hash: str) -> str:
+    """A stage config's link of the chain: its kind and the fields not left at their defaults, so
+    an optional field added by a later rnnslim does not invalidate finished stages. A field whose
+    default changed since (the config's hash_legacy_defaults) is left out only at its OLD default,
+    so a stage finished under the old default is never reused for the new one."""
+    return stage_hash({"kind": cfg.kind, **hashed_fields(cfg)}, prev_hash)
+
+
+def hashed_fields(cfg) -> dict:
+    fields = cfg.model_dump(mode="json", exclude_defaults=True)
+    for name, old in getattr(type(cfg), "hash_legacy_defaults", {}).items():
+        value = cfg.model_dump(mode="json", include={name})[name]
+        if value == old:
+            fields.pop(name, None)
+        else:
+            fields[name] = value
+    return fields
+
+
 def dict_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()
 

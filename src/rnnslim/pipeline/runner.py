@@ -30,7 +30,7 @@ import torch
 
 from rnnslim.io.format import load_model, save_model
 from rnnslim.pipeline import rundir as rd
-from rnnslim.pipeline.fingerprint import dict_hash, input_hash, jsonable, stage_hash
+from rnnslim.pipeline.fingerprint import config_hash, dict_hash, input_hash, jsonable
 from rnnslim.pipeline.measurements import EVAL_SPLITS, measure_model
 from rnnslim.pipeline.recipe import Recipe, RecipeError, load_recipe
 from rnnslim.pipeline.result import PipelineResult, StageRow
@@ -286,12 +286,10 @@ def _check_stage_fields(cfg, index: int, model) -> None:
 
 
 def _stage_hashes(recipe: Recipe, in_hash: str) -> list[str]:
-    """Stage i's hash chains the input's hash and the configs of stages 1..i. Fields left at their
-    defaults are not hashed, so an optional field added by a later rnnslim does not invalidate
-    finished stages; the kind always is."""
+    """Stage i's hash chains the input's hash and the configs of stages 1..i (fingerprint.config_hash)."""
     hashes, prev = [], in_hash
     for cfg in recipe.stages:
-        prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
+        prev = config_hash(cfg, prev)
         hashes.append(prev)
     return hashes
 

@@ -82,10 +82,11 @@ class SearchConfig(BaseModel):
         return key
 
 
-# fields added to SearchSpace after studies existed: left out of the key at their default, so
-# a study started before them still accepts its workers (its trials were sampled the same way)
+# fields added to SearchSpace after studies existed: left out of the key at the value every study
+# before them had (their default, or for unit_reduce the old prune_units default), so a study started
+# before them still accepts its workers (its trials were sampled the same way)
 _LATER_FIELDS = {"clip": "minmax", "fold_input": False, "strip_rows": 16, "lstmp_ratios": [1.0],
-                 "entropy_coding": [False], "qat": [False]}
+                 "entropy_coding": [False], "qat": [False], "unit_reduce": "l1"}
 
 
 def _space_key(space: SearchSpace) -> dict:

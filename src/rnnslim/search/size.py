@@ -125,7 +125,7 @@ def predict_bytes_bounds(model, task: Any, recipe, keep: Path | None = None) -> 
     ENTROPY_SLACK of its lzma-coded bytes (equal when nothing is lzma-coded). The search prunes a
     trial when even the estimate is over the byte cap (it cannot fit), and records both."""
     from rnnslim.io.format import artifact_bytes, save_model
-    from rnnslim.pipeline.fingerprint import input_hash, jsonable, stage_hash
+    from rnnslim.pipeline.fingerprint import config_hash, input_hash, jsonable
     from rnnslim.pipeline.stage import StageContext, get_stage
 
     current = copy.deepcopy(model).cpu().eval()
@@ -133,7 +133,7 @@ def predict_bytes_bounds(model, task: Any, recipe, keep: Path | None = None) -> 
     with tempfile.TemporaryDirectory(prefix="rnnslim-size-") as tmp:
         for index, cfg in enumerate(recipe.stages, start=1):
             config = cfg.model_dump(mode="json")
-            prev = stage_hash({"kind": cfg.kind, **cfg.model_dump(mode="json", exclude_defaults=True)}, prev)
+            prev = config_hash(cfg, prev)
             record: dict = {}
             if _qat_on_quantized(cfg, current):  # the same layout: prepare + convert, no training
                 current = _untrained_qat(current, cfg)

@@ -84,6 +84,8 @@ class SearchSpace(BaseModel):
     round_to: int = Field(default=8, ge=1, le=4096, description="kept widths are multiples of this")
     refit: bool = Field(default=True, description="prune_units re-fits the cut layers by least squares (slow on wide models)")
     refit_batches: int = Field(default=16, ge=1, description="prune_units least-squares re-fit batches")
+    unit_reduce: Literal["l1", "l2"] = Field(default="l2", description="prune_units' `reduce`: how a unit's weight "
+                                                                      "scores add up (l2 since 2026-12; l1 before)")
     lowrank_energy: tuple[float, float] = Field(default=(0.8, 0.99),
                                                 description="fraction of squared singular values kept (lowrank)")
     sparsity_kinds: tuple[str, ...] = Field(default=SPARSITY_KINDS)
@@ -202,7 +204,8 @@ def _widths(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
             per_layer[i] = (hidden - width) / hidden
     if not per_layer:
         return []
-    cut = {"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths))}
+    cut = {"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths)),
+           "reduce": space.unit_reduce}
     return [{**cut, "refit_batches": space.refit_batches} if space.refit else {**cut, "refit": False}]
 
 

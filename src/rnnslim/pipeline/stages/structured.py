@@ -54,6 +54,7 @@ class PruneUnitsStage(StageConfig, UnitPruningFields):
 
     kind: Literal["prune_units"] = "prune_units"
     changes_structure: ClassVar[bool] = True
+    hash_legacy_defaults: ClassVar[dict] = {"reduce": "l1"}  # the default until 2026-12 (now l2)
     refit: bool = Field(default=True, description="re-fit the cut layers and their consumers by least squares")
     refit_batches: int = Field(default=16, ge=1, description="calibration batches (16 x 64 tokens) for the re-fit")
     refit_iterations: int = Field(default=2, ge=1, description="re-fits of each recurrent layer (its h_{t-1} moves)")

@@ -101,7 +101,10 @@ class UnitPruningFields(BaseModel):
     scope: PruneScope = PruneScope.LAYER
     round_to: int = Field(default=1, ge=1, description="kept sizes rounded to a multiple of this (e.g. 8)")
     criterion: Criterion = Field(default=Criterion.MAGNITUDE, description="per-weight importance (|W|, taylor, ...)")
-    reduce: UnitReduce = Field(default=UnitReduce.L1, description="how a unit's weight scores add up")
+    # l2 since 2026-12: one shot it keeps better units on every reference model and width measured
+    # (benchmarks/results/prune_units_reduce.json); l1 was the default before
+    reduce: UnitReduce = Field(default=UnitReduce.L2, description="how a unit's weight scores add up: l2 (the "
+                               "group norm) or l1 (the sum)")
     calibration_batches: int = Field(default=8, ge=1, description="batches for data-driven criteria")
     normalize: bool = Field(default=True, description="global scope: divide each layer's scores by their mean")
     proj_ratio: float | None = Field(default=None, ge=0, lt=1, description="also prune LSTM projections")
