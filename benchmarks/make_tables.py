@@ -32,7 +32,7 @@ from tables_peers import peers_section  # noqa: E402
 from tables_search import search_section  # noqa: E402
 from tables_search_nowarm import search_nowarm_sections  # noqa: E402
 from tables_sparse import sparse_section  # noqa: E402
-from tables_units import unit_reduce_section  # noqa: E402
+from tables_units import refit_section, unit_reduce_section  # noqa: E402
 from tables_user import demo_section, user_models_section  # noqa: E402
 from tables_user_device import user_device_section  # noqa: E402
 
@@ -439,6 +439,7 @@ def main() -> None:
         lines += reconstruct_section(m)
     lines += recover_section("charlstm-512x2")
     lines += unit_reduce_section()
+    lines += refit_section()
     lines += ["## Deployment: C kernel, exported C, int8 ONNX (issue 8)", ""]
     for m in ("charlstm-512x2", "chargru-512x2"):
         lines += deploy_section(m)

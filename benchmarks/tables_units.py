@@ -34,3 +34,32 @@ def unit_reduce_section() -> list[str]:
     bands = ", ".join(f"{m} +-{noise_band(m):.4f}" for m in d if m != "provenance" and noise_band(m) is not None)
     out += ["", f"Noise bands of the test splits: {bands} nats; changes inside are marked ~ (equal); {NOISE_BAND}.", ""]
     return out
+
+
+def refit_section() -> list[str]:
+    d = load_result("refit_then_finetune.json")
+    if not d:
+        return []
+    out = ["### prune_units' least-squares re-fit before a fine-tune", "",
+           "The re-fit makes the one-shot cut far better; does it help when a fine-tune follows? prune_units "
+           "(magnitude, reduce l2, round_to 16) with and without the re-fit, then the same finetune stage (lr 1e-3; "
+           "labels with the model's dropout, or distillation alone from the uncut model with dropout off), whole "
+           f"valid / test split, batch 1, 1 thread; `python benchmarks/refit_then_finetune.py` "
+           f"({machine_line(d['provenance'])}). Since this table prune_units' `refit` defaults to `auto`: no re-fit "
+           "when a later stage of the recipe trains the model.", "",
+           "| model | units | fine-tune | re-fit | valid after the cut | test after the cut | valid after the fine-tune "
+           "| test after the fine-tune | fine-tune wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, run in d.items():
+        if key == "provenance":
+            continue
+        for r in run["rows"]:
+            cut = next(v for k, v in r["losses"].items() if k.endswith("prune_units"))
+            ft = next(v for k, v in r["losses"].items() if k.endswith("finetune"))
+            wall = next((v for k, v in r["stage_seconds"].items() if k.endswith("finetune")), None)
+            wall_cell = f"{wall:.0f}" if wall else "-"
+            out.append(f"| {run['model']} | {run['hidden']} | {run['steps']:,} steps, {run['training']} | "
+                       f"{'yes' if r['refit'] else 'no'} | {cut['valid']:.4f} | {cut['test']:.4f} | {ft['valid']:.4f} | "
+                       f"{ft['test']:.4f} | {wall_cell} |")
+    band = noise_band("charlstm-512x2")
+    out += ["", f"Noise band of the charlstm-512x2 test split: +-{band:.4f} nats ({NOISE_BAND})." if band else "", ""]
+    return out

@@ -56,12 +56,15 @@ def test_jsonable():
 
 
 def test_a_changed_default_is_hashed_against_the_old_one():
-    """prune_units' `reduce` default went from l1 to l2: a stage finished under l1 (hashed without the
-    field) is reused by a config that asks for l1, and never by one that now gets l2 by default."""
+    """prune_units' defaults went from reduce l1 / refit true to l2 / auto: a stage finished under the old
+    ones (hashed without those fields) is reused by a config that asks for them, never by one that now
+    gets the new defaults."""
     from rnnslim.pipeline.fingerprint import config_hash
     from rnnslim.pipeline.stages.structured import PruneUnitsStage
 
-    old = stage_hash({"kind": "prune_units", "ratio": 0.25}, "in")  # how an l1 stage was hashed before
-    assert config_hash(PruneUnitsStage(ratio=0.25, reduce="l1"), "in") == old
-    assert config_hash(PruneUnitsStage(ratio=0.25), "in") != old
-    assert config_hash(PruneUnitsStage(ratio=0.25), "in") == config_hash(PruneUnitsStage(ratio=0.25, reduce="l2"), "in")
+    old = stage_hash({"kind": "prune_units", "ratio": 0.25}, "in")  # how an l1, re-fitted stage was hashed
+    assert config_hash(PruneUnitsStage(ratio=0.25, reduce="l1", refit=True), "in") == old
+    assert config_hash(PruneUnitsStage(ratio=0.25, refit=True), "in") != old
+    assert config_hash(PruneUnitsStage(ratio=0.25, reduce="l1", refit=False), "in") != old
+    assert (config_hash(PruneUnitsStage(ratio=0.25, refit=True), "in")
+            == config_hash(PruneUnitsStage(ratio=0.25, reduce="l2", refit=True), "in"))

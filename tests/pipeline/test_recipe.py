@@ -140,3 +140,14 @@ def test_docstring_example_is_a_valid_recipe():
     block = mod.__doc__.split("\n\n", 1)[1].split("\n\nEach stage")[0]
     r = Recipe.from_yaml(textwrap.dedent(block))
     assert [s.kind for s in r.stages] == ["finetune", "cast"] and r.measure.eval_max_steps is None
+
+
+def test_prune_units_refit_auto_is_resolved_by_what_follows():
+    """`refit: auto` (the default): no re-fit before a stage that trains the model, a re-fit otherwise."""
+    stages = [{"kind": "prune_units", "ratio": 0.25}, {"kind": "prune", "sparsity": 0.5},
+              {"kind": "prune_units", "ratio": 0.1}, {"kind": "prune", "sparsity": 0.6, "finetune_steps": 5},
+              {"kind": "prune_units", "ratio": 0.1, "refit": True}, {"kind": "finetune", "max_steps": 10},
+              {"kind": "prune_units", "ratio": 0.1}, {"kind": "int8_integer"}]
+    r = Recipe.from_dict({"version": 1, "name": "t", "stages": stages})
+    assert [s.refit for s in r.stages if s.kind == "prune_units"] == [False, False, True, True]
+    assert Recipe.from_yaml(r.to_yaml()).stages == r.stages  # written resolved: reloads the same

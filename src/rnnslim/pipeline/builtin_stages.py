@@ -39,6 +39,9 @@ class FinetuneConfig(StageConfig, FinetuneFields):
             del data["schedule"]
         return data
 
+    def trains_model(self) -> bool:
+        return True
+
     def total_steps(self, task) -> int:
         """max_steps, else epochs passes (not given: 1, or 30 on a small classification set, rnnslim.train.finetune_small)."""
         from rnnslim.train.finetune_small import default_epochs

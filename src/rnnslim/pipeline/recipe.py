@@ -194,6 +194,14 @@ class Recipe(BaseModel):
     # SerializeAsAny: dump each stage with its own subclass fields, not the base's
     stages: list[SerializeAsAny[StageConfig]] = Field(min_length=1)
 
+    @field_validator("stages", mode="after")
+    @classmethod
+    def _resolve_auto_refit(cls, stages: list) -> list:
+        """prune_units' `refit: auto` becomes true or false here, before anything is hashed or run:
+        false when a later stage trains the model (StageConfig.trains_model), else true."""
+        return [s.model_copy(update={"refit": not any(t.trains_model() for t in stages[i + 1:])})
+                if getattr(s, "refit", None) == "auto" else s for i, s in enumerate(stages)]
+
     @field_validator("stages", mode="before")
     @classmethod
     def _parse_stages(cls, value: Any) -> Any:

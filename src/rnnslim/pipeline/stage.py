@@ -54,6 +54,11 @@ class StageConfig(BaseModel):
     # reused only by a config that asks for the old value, never by one that now gets the new default
     hash_legacy_defaults: ClassVar[dict[str, Any]] = {}
 
+    def trains_model(self) -> bool:
+        """True when the stage trains the weights of the model it gets (a fine-tune, QAT, masked
+        fine-tuning steps): prune_units' `refit: auto` does not re-fit before such a stage."""
+        return False
+
     def check_against(self, model) -> None:
         """Raise ValueError naming the field when it refers to a part `model` lacks (a layer
         index past the last layer, ...); the runner calls it before any stage runs. The default

@@ -82,7 +82,8 @@ class SearchSpace(BaseModel):
     dimensions: list[str] | None = Field(default=None, description="dimension names to search (None: all)")
     min_keep: float = Field(default=0.125, gt=0, le=1, description="smallest kept fraction of a layer's units")
     round_to: int = Field(default=8, ge=1, le=4096, description="kept widths are multiples of this")
-    refit: bool = Field(default=True, description="prune_units re-fits the cut layers by least squares (slow on wide models)")
+    refit: Literal["auto"] | bool = Field(default="auto", description="prune_units re-fits the cut layers by least "
+                                          "squares (slow on wide models): true, false or auto (not before a fine-tune)")
     refit_batches: int = Field(default=16, ge=1, description="prune_units least-squares re-fit batches")
     unit_reduce: Literal["l1", "l2"] = Field(default="l2", description="prune_units' `reduce`: how a unit's weight "
                                                                       "scores add up (l2 since 2026-12; l1 before)")
@@ -206,7 +207,9 @@ def _widths(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:
         return []
     cut = {"kind": "prune_units", "per_layer": per_layer, "round_to": min(space.round_to, min(facts.widths)),
            "reduce": space.unit_reduce}
-    return [{**cut, "refit_batches": space.refit_batches} if space.refit else {**cut, "refit": False}]
+    if space.refit is False:
+        return [{**cut, "refit": False}]
+    return [{**cut, "refit": space.refit, "refit_batches": space.refit_batches}]  # "auto": unless the trial fine-tunes
 
 
 def _lowrank(trial, space: SearchSpace, facts: ModelFacts) -> list[dict]:

@@ -76,6 +76,9 @@ class _MaskedPruneStage(StageConfig, FinetuneFields):
     finetune_steps: int = Field(default=0, ge=0, le=10**7, description="masked fine-tuning steps (after a one-shot cut; "
                                                              "during an AGP schedule)")
 
+    def trains_model(self) -> bool:
+        return self.finetune_steps > 0
+
 
 class _ScheduledPruneStage(_MaskedPruneStage):
     sparsity: float = Field(ge=0.0, lt=1.0)

@@ -54,8 +54,13 @@ class PruneUnitsStage(StageConfig, UnitPruningFields):
 
     kind: Literal["prune_units"] = "prune_units"
     changes_structure: ClassVar[bool] = True
-    hash_legacy_defaults: ClassVar[dict] = {"reduce": "l1"}  # the default until 2026-12 (now l2)
-    refit: bool = Field(default=True, description="re-fit the cut layers and their consumers by least squares")
+    # the defaults until 2026-12 (now reduce l2, refit auto)
+    hash_legacy_defaults: ClassVar[dict] = {"reduce": "l1", "refit": True}
+    # auto (a recipe resolves it, Recipe._resolve_auto_refit): re-fit unless a later stage trains the model.
+    # The re-fit makes the one-shot model far better but the fine-tuned one worse (charlstm-512x2, 384
+    # units, 200 steps: test 1.5192 with it, 1.4906 without; benchmarks/results/refit_then_finetune.json)
+    refit: Literal["auto"] | bool = Field(default="auto", description="re-fit the cut layers and their consumers by "
+                                          "least squares: true, false, or auto (unless a later stage trains)")
     refit_batches: int = Field(default=16, ge=1, description="calibration batches (16 x 64 tokens) for the re-fit")
     refit_iterations: int = Field(default=2, ge=1, description="re-fits of each recurrent layer (its h_{t-1} moves)")
 
@@ -98,6 +103,9 @@ class GroupLassoStage(StageConfig, FinetuneFields):
     round_to: int = Field(default=1, ge=1)
     layers: list[int | str] | None = None
     max_steps: int = Field(default=1000, ge=1, le=10**7)
+
+    def trains_model(self) -> bool:
+        return True
     optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
                                      description="SGD: Adam's normalisation weakens the penalty")
     lr: float = Field(default=0.1, gt=0, le=LR_MAX)
@@ -111,7 +119,8 @@ class GroupLassoStage(StageConfig, FinetuneFields):
 def run_prune_units(model: nn.Module, cfg: PruneUnitsStage, ctx: StageContext) -> nn.Module:
     model.to(ctx.device)
     pruning = StructuredPruning(**cfg.model_dump(exclude={"kind", "refit", "refit_batches", "refit_iterations"}))
-    original = copy.deepcopy(model) if cfg.refit else None
+    # an unresolved "auto" (a stage run outside a recipe: nothing follows it) re-fits
+    original = copy.deepcopy(model) if cfg.refit in (True, "auto") else None
     result = prune_units_(model, pruning, calibration=ctx.task if cfg.criterion.needs_data else None)
     ctx.record.update({"sizes": {g: list(v) for g, v in result.sizes.items()}, "skipped": result.skipped,
                        "params_before": result.params_before, "params_after": result.params_after})

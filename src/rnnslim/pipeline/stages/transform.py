@@ -46,6 +46,9 @@ class _TransformStage(StageConfig, FinetuneFields):
     finetune_steps: int = Field(default=0, ge=0, le=10**7,
                                 description="fine-tuning steps after the transform, projected onto its subspace")
 
+    def trains_model(self) -> bool:
+        return self.finetune_steps > 0
+
 
 class DCTSparsifyStage(_TransformStage, DCTSparsity):
     """Store weights as their highest-energy DCT coefficients (sparse, 8/16/32-bit), rebuilt at load."""
