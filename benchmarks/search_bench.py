@@ -71,10 +71,10 @@ SEEDED: list[dict] = list(WARM_START)  # the points this run enqueued ([] withou
 # 2-hour budget holds about 20 full trials).
 SIZE_FLOOR = 0.4
 STARTUP_TRIALS = 6
-SEEDS = {"v4": 1, "v5": 2, "v6": 3, "v7": 4}  # v3 used 0; another seed keeps a version's random startup trials off the last one's
+SEEDS = {"v4": 1, "v5": 2, "v6": 3, "v7": 4, "v8": 5}  # v3 used 0; another seed keeps a version's random startup trials off the last one's
 # promotion peers (SearchConfig.promotion): v2-v5 compared every trial's rung loss with every other's;
 # v6 only within a recovery family (sparse / dense x fine-tune / QAT; rnnslim.search.fidelity)
-PROMOTION = {"v6": "by_family", "v7": "by_family"}
+PROMOTION = {"v6": "by_family", "v7": "by_family", "v8": "by_family"}
 
 
 def configure(model: str, warm_start: bool, version: str = "v4") -> None:
@@ -160,7 +160,15 @@ def space_v7():
     return space_v4().model_copy(update={"sparsity_kinds": ("none", "prune_obs")})
 
 
-SPACES = {"v3": space_v3, "v4": space_v4, "v5": space_v5, "v6": space_v6, "v7": space_v7}
+def space_v8():
+    """v7's space with prune_units' 2026-12 defaults: units scored by their group's L2 norm (reduce l2) and
+    no least-squares re-fit before a trial's fine-tune or QAT (refit auto; a 0-step rung still re-fits).
+    On charlstm-512x2 at 384 units both together took the 2,000-step fine-tune from test 1.5176 to 1.4864
+    (BENCHMARKS "prune_units' least-squares re-fit before a fine-tune")."""
+    return space_v7().model_copy(update={"unit_reduce": "l2", "refit": "auto"})
+
+
+SPACES = {"v3": space_v3, "v4": space_v4, "v5": space_v5, "v6": space_v6, "v7": space_v7, "v8": space_v8}
 
 
 def space():

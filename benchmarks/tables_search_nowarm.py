@@ -120,6 +120,8 @@ SPACES = {
     "v7": "Space (`space_v7`): v4's (fine-tunes and QAT of 0 / 250 / 500 / 1000 steps; v5's 2,000-step "
           "fine-tunes took ~30 min each) less OBS strips (a latency pattern; this budget caps bytes and loss "
           "only); promotion by recovery family, as v6.",
+    "v8": "Space (`space_v8`): v7's, with prune_units' 2026-12 defaults: a unit scored by its group's L2 norm "
+          "(reduce l2) and no least-squares re-fit before the trial's fine-tune or QAT (refit auto).",
 }
 
 

@@ -46,7 +46,8 @@ def refit_section() -> list[str]:
            "labels with the model's dropout, or distillation alone from the uncut model with dropout off), whole "
            f"valid / test split, batch 1, 1 thread; `python benchmarks/refit_then_finetune.py` "
            f"({machine_line(d['provenance'])}). Since this table prune_units' `refit` defaults to `auto`: no re-fit "
-           "when a later stage of the recipe trains the model.", "",
+           "when a later stage of the recipe trains the model. Wall seconds: one thread, but the runs shared their core "
+           "with other work to different degrees (up to 3 processes per core), so they compare compute only roughly.", "",
            "| model | units | fine-tune | re-fit | valid after the cut | test after the cut | valid after the fine-tune "
            "| test after the fine-tune | fine-tune wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for key, run in d.items():

@@ -7,7 +7,8 @@ Run with the project's venv (it imports rnnslim); torch_pruning_bench.py (anothe
 as a subprocess. It runs the recipe the deploy rows use (benchmarks/recipes/deploy-units384-int8.yaml /
 deploy-units320-int8.yaml) without the int8 stage:
 
-    prune_units  ratio 1 - hidden / H, round_to 16, criterion magnitude (then rnnslim's least-squares re-fit)
+    prune_units  ratio 1 - hidden / H, round_to 16, criterion magnitude, reduce --reduce (default l2), refit
+                 --refit (default auto: no least-squares re-fit, as a finetune stage follows)
     finetune     max_steps --steps, lr 1e-3 (FinetuneFields: AdamW, batch 32, seq_len 64, clip 1.0,
                  5 % warm-up, cosine to 1 %, whole-validation evaluations every steps // 5, best kept);
                  --training distill: distill_alpha 1, distill_temperature 1, dropout 0 (distillation alone
@@ -75,7 +76,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, required=True, help="units kept per layer (a multiple of 16)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--no-refit", action="store_true", help="prune_units without its least-squares re-fit (a cross-check)")
+    ap.add_argument("--refit", choices=("auto", "true", "false"), default="auto",
+                    help="prune_units' least-squares re-fit: auto (its default: not before the finetune stage "
+                         "that follows here), true (the recipes' setting before 2026-12) or false")
     ap.add_argument("--reduce", choices=("l1", "l2"), default="l2",
                     help="how prune_units adds up a unit's weight scores (its gate rows, recurrent column and "
                          "consumers' columns): l2 (the group norm, Torch-Pruning's too; prune_units' default "
@@ -90,7 +93,7 @@ def main() -> None:
     ratio = 1 - args.hidden / full
     args.out.mkdir(parents=True, exist_ok=True)
     recipe_path = args.out / "recipe.yaml"
-    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=str(not args.no_refit).lower(),
+    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=args.refit,
                                             reduce=args.reduce,
                                             training=DISTILL if args.training == "distill" else ""))
     task = task_for_model(model, DATA)

@@ -27,8 +27,8 @@ then `for group in pruner.step(interactive=True): group.prune()`. Variants (each
 Every pruned model is checked (it runs; weight_ih (4H', in'), weight_hh (4H', H'); the kept rows of every
 gate are the same units: each kept row equals the original row k + g*H for one unit list k), converted
 losslessly to one nn.LSTM(E, H', num_layers=2) and measured. rnnslim's rows come from the project's venv
-(rnnslim_prune_units.py: prune_units ratio 1 - units / H, round_to 16, magnitude, its least-squares re-fit,
-then the finetune stage) in the same run.
+(rnnslim_prune_units.py: prune_units ratio 1 - units / H, round_to 16, magnitude, with its defaults reduce l2
+and refit auto, i.e. no least-squares re-fit as the finetune stage follows; then that stage) in the same run.
 
 Fine-tuning, the same budget for both: `--steps` optimizer steps, written here after rnnslim.train (loop.py,
 finetune.py: FinetuneFields with the recipe's lr): AdamW(lr 1e-3, weight_decay 0), batch 32 streams x 64
@@ -466,7 +466,7 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
           flush=True)
     start = copy.deepcopy(tp_model)  # every training starts from the same one-shot model
     rn_api = (f"recipe: prune_units ratio {1 - units / hidden:g} round_to 16 magnitude reduce {args.reduce} "
-              "(+ lstsq re-fit)")
+              "refit auto (no lstsq re-fit: a finetune follows)")
     models = {}
     for k, training in enumerate(trainings):
         tag, how = TRAININGS[training]
@@ -486,7 +486,8 @@ def run_units(args, units: int, spec: dict, ref: CharRNN, ref_w: dict, data: dic
         # rnnslim's prune_units + finetune, the same units, budget and training, in the project's venv
         rn_one_w, rn_ft_w, record = finish_rnnslim_side(*rnnslim_run)
         for name, w, label, what in (
-                ("oneshot", rn_one_w, "one-shot", "prune_units and its least-squares re-fit"),
+                ("oneshot", rn_one_w, "one-shot", "prune_units; refit auto: no least-squares re-fit, as a "
+                                                 "finetune stage follows in the same recipe"),
                 ("finetuned", rn_ft_w, f"fine-tuned {args.steps} steps{tag}", f"finetune stage, lr 1e-3, {how}")):
             if name == "oneshot" and k:
                 continue  # the same one-shot model for every training

@@ -514,7 +514,7 @@ def stages(
     for name, f in cls.model_fields.items():
         if name == "kind":
             continue
-        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        ann = f.annotation.__name__ if isinstance(f.annotation, type) else str(f.annotation).replace("typing.", "")
         default = "required" if f.is_required() else f"default {f.get_default(call_default_factory=True)!r}"
         typer.echo(f"  {name:22s} {ann:28s} {default}" + (f"  {f.description}" if f.description else ""))
 
