@@ -50,7 +50,7 @@ class StageConfig(BaseModel):
     # the stages after it are checked against the model they really receive, when they start
     changes_structure: ClassVar[bool] = False
     # fields whose default changed after stage hashes were first written, with the default they had:
-    # hashed against that one (rnnslim.pipeline.runner), so a finished stage run under the old default is
+    # hashed against that one (fingerprint.config_hash), so a finished stage run under the old default is
     # reused only by a config that asks for the old value, never by one that now gets the new default
     hash_legacy_defaults: ClassVar[dict[str, Any]] = {}
 

@@ -98,10 +98,10 @@ class QATStage(StageConfig, FinetuneFields):
     gate_bits: int = Field(default=8, ge=2, le=16)
     targets: tuple[Target, ...] = DEFAULT_TARGETS
     steps: int = Field(default=300, ge=1)
+    entropy_coding: bool = Field(default=False, description="LZMA-code the converted weights' codes on disk")
 
     def trains_model(self) -> bool:
         return True
-    entropy_coding: bool = Field(default=False, description="LZMA-code the converted weights' codes on disk")
 
     def qat_config(self, step: QATStep = QATStep.PREPARE) -> QAT:
         coded = {"entropy_coding": True} if self.entropy_coding else {}

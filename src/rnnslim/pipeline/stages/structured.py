@@ -103,13 +103,13 @@ class GroupLassoStage(StageConfig, FinetuneFields):
     round_to: int = Field(default=1, ge=1)
     layers: list[int | str] | None = None
     max_steps: int = Field(default=1000, ge=1, le=10**7)
-
-    def trains_model(self) -> bool:
-        return True
     optimizer: OptimizerKind = Field(default=OptimizerKind.SGD,
                                      description="SGD: Adam's normalisation weakens the penalty")
     lr: float = Field(default=0.1, gt=0, le=LR_MAX)
     lr_schedule: ScheduleKind = ScheduleKind.CONSTANT
+
+    def trains_model(self) -> bool:
+        return True
 
     def check_against(self, model) -> None:
         check_layer_keys("layers", self.layers, model, from_end=True)
