@@ -38,10 +38,11 @@ def test_same_shape_student_is_the_teacher(cell):
 
 @pytest.mark.parametrize("cell, kind", [("lstm", InputKind.EMBEDDING), ("gru", InputKind.LINEAR)])
 def test_smaller_same_cell_student_equals_the_unit_pruned_teacher(cell, kind):
-    """Top-magnitude units and embedding features, exactly what prune_units keeps (no re-fit)."""
+    """Top-magnitude units and embedding features, exactly what prune_units keeps with reduce l1 (the
+    student's selection; prune_units' default is l2 since 2026-12), no re-fit."""
     teacher = _teacher(cell, kind, readout=Readout.ALL if kind is InputKind.EMBEDDING else Readout.LAST)
     pruned = copy.deepcopy(teacher)
-    prune_units_(pruned, StructuredPruning(ratio=0.5, embed_ratio=0.25))
+    prune_units_(pruned, StructuredPruning(ratio=0.5, embed_ratio=0.25, reduce="l1"))
     student = make_student(teacher, StudentSpec(hidden_size=12, embed_size=12)).eval()
     assert student.spec.layers == pruned.spec.layers and student.spec.embed_size == pruned.spec.embed_size == 12
     ps = dict(pruned.named_parameters())
@@ -67,7 +68,7 @@ def test_lstm_to_lstmp_projection_selects_kept_units():
     teacher = _teacher("lstm")
     student = make_student(teacher, StudentSpec(hidden_size=16, proj_size=6))
     pruned = copy.deepcopy(teacher)
-    prune_units_(pruned, StructuredPruning(per_layer={0: 8 / 24, 1: 8 / 24}))  # the same 16 units per layer
+    prune_units_(pruned, StructuredPruning(per_layer={0: 8 / 24, 1: 8 / 24}, reduce="l1"))  # the same 16 units
     for k in range(2):
         hr = student.rnn.layers[k].weight_hr_l0  # (P, H): one-hot rows on 6 distinct units
         assert hr.shape == (6, 16) and torch.equal(hr.sum(1), torch.ones(6)) and torch.equal(hr.sum(0).clamp(max=1),

@@ -3,7 +3,9 @@
     copied = teacher_init_(student, teacher)   # names of the student tensors taken from the teacher
 
 What is copied (the units are chosen with structured pruning's selection,
-rnnslim.prune.structured: unit_scores = L1 magnitude of every weight a unit owns, top_units):
+rnnslim.prune.structured: unit_scores = L1 magnitude of every weight a unit owns, top_units; that is
+prune_units with reduce l1, its default until 2026-12 (now l2), kept here so committed student runs
+re-run as they were):
 
     embedding / input_proj   the teacher's top-E features (all of them when E is equal);
                              not copied when the student is wider than the teacher
