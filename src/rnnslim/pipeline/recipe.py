@@ -196,11 +196,10 @@ class Recipe(BaseModel):
 
     @field_validator("stages", mode="after")
     @classmethod
-    def _resolve_auto_refit(cls, stages: list) -> list:
-        """prune_units' `refit: auto` becomes true or false here, before anything is hashed or run:
-        false when a later stage trains the model (StageConfig.trains_model), else true."""
-        return [s.model_copy(update={"refit": not any(t.trains_model() for t in stages[i + 1:])})
-                if getattr(s, "refit", None) == "auto" else s for i, s in enumerate(stages)]
+    def _resolve_against_later(cls, stages: list) -> list:
+        """Each stage settles what depends on the stages after it (StageConfig.resolved, e.g. prune_units'
+        `refit: auto`), here, before anything is hashed or run."""
+        return [s.resolved(stages[i + 1:]) for i, s in enumerate(stages)]
 
     @field_validator("stages", mode="before")
     @classmethod

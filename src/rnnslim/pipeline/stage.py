@@ -59,6 +59,11 @@ class StageConfig(BaseModel):
         fine-tuning steps): prune_units' `refit: auto` does not re-fit before such a stage."""
         return False
 
+    def resolved(self, later: list[StageConfig]) -> StageConfig:
+        """This config with any setting that depends on the `later` stages of its recipe settled
+        (Recipe validation calls it); most stages have none."""
+        return self
+
     def check_against(self, model) -> None:
         """Raise ValueError naming the field when it refers to a part `model` lacks (a layer
         index past the last layer, ...); the runner calls it before any stage runs. The default

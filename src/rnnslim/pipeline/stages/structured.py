@@ -56,13 +56,19 @@ class PruneUnitsStage(StageConfig, UnitPruningFields):
     changes_structure: ClassVar[bool] = True
     # the defaults until 2026-12 (now reduce l2, refit auto)
     hash_legacy_defaults: ClassVar[dict] = {"reduce": "l1", "refit": True}
-    # auto (a recipe resolves it, Recipe._resolve_auto_refit): re-fit unless a later stage trains the model.
+    # auto (a recipe resolves it: resolved() below): re-fit unless a later stage trains the model.
     # The re-fit makes the one-shot model far better but the fine-tuned one worse (charlstm-512x2, 384
     # units, 200 steps: test 1.5192 with it, 1.4906 without; benchmarks/results/refit_then_finetune.json)
     refit: Literal["auto"] | bool = Field(default="auto", description="re-fit the cut layers and their consumers by "
                                           "least squares: true, false, or auto (unless a later stage trains)")
     refit_batches: int = Field(default=16, ge=1, description="calibration batches (16 x 64 tokens) for the re-fit")
     refit_iterations: int = Field(default=2, ge=1, description="re-fits of each recurrent layer (its h_{t-1} moves)")
+
+    def resolved(self, later: list[StageConfig]) -> PruneUnitsStage:
+        """`refit: auto` -> false when a later stage trains the model (StageConfig.trains_model), else true."""
+        if self.refit != "auto":
+            return self
+        return self.model_copy(update={"refit": not any(s.trains_model() for s in later)})
 
     def check_against(self, model) -> None:
         check_layer_keys("layers", self.layers, model, from_end=True)
