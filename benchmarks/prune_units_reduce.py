@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, MODELS, RESULTS, update_results  # noqa: E402
+from common import DATA, MODELS, RESULTS, prune_units_recipe, update_results  # noqa: E402
 
 from rnnslim.io.format import load_model  # noqa: E402
 from rnnslim.pipeline.recipe import load_recipe  # noqa: E402
@@ -34,23 +34,13 @@ from rnnslim.pipeline.runner import run_pipeline  # noqa: E402
 from rnnslim.tasks import task_for_model  # noqa: E402
 
 OUT = RESULTS / "prune_units_reduce.json"
-RECIPE = """version: 1
-name: reduce-{reduce}-units{hidden}
-seed: 0
-stages:
-  - kind: prune_units
-    ratio: {ratio}
-    round_to: 16
-    criterion: magnitude
-    reduce: {reduce}
-"""
 
 
 def one_shot(model_name: str, hidden: int, reduce: str, work: Path) -> dict:
     model = load_model(MODELS / f"{model_name}.json")
     full = model.rnn.layers[0].hidden_size
     recipe = work / f"{reduce}-{hidden}.yaml"
-    recipe.write_text(RECIPE.format(hidden=hidden, ratio=1 - hidden / full, reduce=reduce))
+    recipe.write_text(prune_units_recipe(f"reduce-{reduce}-units{hidden}", 1 - hidden / full, reduce))
     t0 = time.perf_counter()
     run_dir = work / f"{reduce}-{hidden}"
     run_pipeline(model, load_recipe(recipe), task_for_model(model, DATA), run_dir, resume=False, progress=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, MODELS, RESULTS, RUNS, update_results  # noqa: E402
+from common import DATA, MODELS, RESULTS, RUNS, prune_units_recipe, update_results  # noqa: E402
 
 from rnnslim.io.format import load_model  # noqa: E402
 from rnnslim.pipeline.recipe import load_recipe  # noqa: E402
@@ -36,21 +36,6 @@ from rnnslim.pipeline.runner import run_pipeline  # noqa: E402
 from rnnslim.tasks import task_for_model  # noqa: E402
 
 OUT = RESULTS / "refit_then_finetune.json"
-RECIPE = """version: 1
-name: refit-{refit}-units{hidden}-{steps}-{training}
-seed: 0
-stages:
-  - kind: prune_units
-    ratio: {ratio}
-    round_to: 16
-    criterion: magnitude
-    reduce: l2
-    refit: {refit}
-  - kind: finetune
-    max_steps: {steps}
-    lr: 0.001
-{distill}"""
-DISTILL = "    distill_alpha: 1.0\n    distill_temperature: 1.0\n    dropout: 0.0\n"
 
 
 def run(model_name: str, hidden: int, steps: int, training: str, refit: bool) -> dict:
@@ -60,8 +45,8 @@ def run(model_name: str, hidden: int, steps: int, training: str, refit: bool) ->
     work.mkdir(parents=True, exist_ok=True)
     name = f"units{hidden}-{steps}-{training}-refit-{str(refit).lower()}"
     recipe = work / f"{name}.yaml"
-    recipe.write_text(RECIPE.format(hidden=hidden, ratio=1 - hidden / full, steps=steps, training=training,
-                                    refit=str(refit).lower(), distill=DISTILL if training == "distill" else ""))
+    recipe.write_text(prune_units_recipe(f"refit-{str(refit).lower()}-units{hidden}-{steps}-{training}",
+                                         1 - hidden / full, "l2", str(refit).lower(), steps, training == "distill"))
     t0 = time.perf_counter()
     run_pipeline(model, load_recipe(recipe), task_for_model(model, DATA), work / name, resume=True, progress=False)
     report = json.loads((work / name / "report.json").read_text())
@@ -86,10 +71,12 @@ def main() -> None:
         row = run(args.model, args.hidden, args.steps, args.training, refit == "true")
         print(f"{key} refit {refit}: " + ", ".join(f"{label} valid {v['valid']:.4f} test {v['test']:.4f}"
                                                     for label, v in row["losses"].items()), flush=True)
-        old = (json.loads(OUT.read_text()) if OUT.exists() else {}).get(key, {})
-        rows = [r for r in old.get("rows", []) if r["refit"] != row["refit"]] + [row]
-        update_results(OUT, key, {"model": args.model, "hidden": args.hidden, "steps": args.steps,
-                                  "training": args.training, "threads": 1, "rows": sorted(rows, key=lambda r: -r["refit"])})
+        def merged(old: dict | None, row: dict = row) -> dict:  # this refit's row replaces the recorded one
+            rows = [r for r in (old or {}).get("rows", []) if r["refit"] != row["refit"]] + [row]
+            return {"model": args.model, "hidden": args.hidden, "steps": args.steps, "training": args.training,
+                    "threads": 1, "rows": sorted(rows, key=lambda r: -r["refit"])}
+
+        update_results(OUT, key, merged)
 
 
 if __name__ == "__main__":

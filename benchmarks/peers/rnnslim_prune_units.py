@@ -34,29 +34,13 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DATA, MODELS  # noqa: E402
+from common import DATA, MODELS, prune_units_recipe  # noqa: E402
 
 from rnnslim.io.format import load_model  # noqa: E402
 from rnnslim.pipeline.recipe import load_recipe  # noqa: E402
 from rnnslim.pipeline.runner import run_pipeline  # noqa: E402
 from rnnslim.tasks import task_for_model  # noqa: E402
 
-RECIPE = """version: 1
-name: peers-tp-units{hidden}
-seed: 0
-stages:
-  - kind: prune_units
-    ratio: {ratio}
-    round_to: 16
-    criterion: magnitude
-    reduce: {reduce}
-    refit: {refit}
-  - kind: finetune
-    max_steps: {steps}
-    lr: 0.001
-{training}"""
-# --training distill: the finetune stage trains by distillation alone from the input model, dropout off
-DISTILL = "    distill_alpha: 1.0\n    distill_temperature: 1.0\n    dropout: 0.0\n"
 
 
 def torch_layout(model) -> dict[str, torch.Tensor]:
@@ -93,9 +77,8 @@ def main() -> None:
     ratio = 1 - args.hidden / full
     args.out.mkdir(parents=True, exist_ok=True)
     recipe_path = args.out / "recipe.yaml"
-    recipe_path.write_text(RECIPE.format(hidden=args.hidden, ratio=ratio, steps=args.steps, refit=args.refit,
-                                            reduce=args.reduce,
-                                            training=DISTILL if args.training == "distill" else ""))
+    recipe_path.write_text(prune_units_recipe(f"peers-tp-units{args.hidden}", ratio, args.reduce, args.refit,
+                                              args.steps, args.training == "distill"))
     task = task_for_model(model, DATA)
     t0 = time.perf_counter()
     run_dir = args.out / "run"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rnnslim.measure.latency import _gc_paused
+from rnnslim.measure.latency import gc_paused
 
 
 def time_interleaved(steps: dict[str, Callable[[], Any]], block: int = 20, rounds: int = 100, repeats: int = 7,
@@ -36,7 +36,7 @@ def time_interleaved(steps: dict[str, Callable[[], Any]], block: int = 20, round
                          f"(got {len(steps)}, {block}, {rounds}, {repeats}, {warmup})")
     labels = list(steps)
     out: dict[str, list[list[float]]] = {label: [] for label in labels}
-    with _gc_paused():
+    with gc_paused():
         for label in labels:
             for _ in range(warmup):
                 steps[label]()

@@ -40,7 +40,9 @@ N_INPUTS = 256  # distinct streaming inputs cycled through
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
+    """Collect once, then keep the garbage collector off inside the block (a collection in a timed
+    loop is a multi-ms outlier); restored on exit, also on error."""
     was = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -57,7 +59,7 @@ def time_stream(step: Callable[[], Any], steps: int = 200, repeats: int = 5, war
     `clock()`: integer nanoseconds (tests inject a scripted one to check the arithmetic)."""
     if steps < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0 (got {steps}, {repeats}, {warmup})")
-    with _gc_paused():
+    with gc_paused():
         for _ in range(warmup):
             step()
         medians = []
@@ -76,7 +78,7 @@ def time_batch(run: Callable[[], Any], steps_per_call: int, repeats: int = 3, wa
                clock: Callable[[], float] = time.perf_counter) -> dict:
     """Time steps per second of `run()` (which processes `steps_per_call` time steps in total).
     `clock()`: seconds (tests inject a scripted one to check the arithmetic)."""
-    with _gc_paused():
+    with gc_paused():
         for _ in range(warmup):
             run()
         secs = []
