@@ -422,7 +422,8 @@ def trial_table(res: dict, used_at: dict[int, float], budget_s: float) -> list[d
                     "predicted_bytes": r.get("predicted_bytes"),
                     "predicted_bytes_upper": r.get("predicted_bytes_upper"), "wall_s": r.get("wall_s"),
                     "budget_used_s_at_completion": at, "within_budget": None if at is None else at <= budget_s,
-                    "feasible": r.get("feasible"), "reused_from": r.get("reused_from"), "error": r.get("error")})
+                    "feasible": r.get("feasible"), "reused_from": r.get("reused_from"), "error": r.get("error"),
+                    "recipe_hash": r.get("recipe_hash")})
     return out
 
 

@@ -10,8 +10,10 @@ and validation / test loss compared with the trial's.
 
 Reads the study in benchmarks/runs/search_<model>-<version> (journal) and the committed
 benchmarks/results/search_<model>-<version>.json; writes benchmarks/results/search_reproduce_<model>.json
-(one entry per trial re-run, atomically). The run directory is benchmarks/runs/<model>/search-<version>-trial<N>
-(a killed run resumes its finished stages).
+(one entry per trial re-run, atomically). Without the study (not committed: on another machine) the
+recipe is rebuilt from the trial's parameters in the committed JSON and checked against its recorded
+recipe hash. The run directory is benchmarks/runs/<model>/search-<version>-trial<N> (a killed run
+resumes its finished stages).
 """
 
 from __future__ import annotations
@@ -43,18 +45,48 @@ def pick_trial(summary: dict, best: bool) -> int:
     return summary["best"]["trial"]
 
 
-def trial_recipe(model: str, trial: int, version: str) -> dict:
+def trial_recipe(model: str, trial: int, version: str, summary: dict) -> dict:
+    """The trial's full-fidelity recipe from its study's journal, else (the study directory is not
+    committed, so on another machine) rebuilt from the committed parameters (recipe_from_params)."""
     import optuna
 
     from rnnslim.search.storage import open_storage
 
+    search_dir = RUNS / f"search_{model}-{version}"
+    if not (search_dir / "journal.log").exists():
+        return recipe_from_params(model, trial, version, summary)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=f"search-{model}-{version}",
-                              storage=open_storage(None, RUNS / f"search_{model}-{version}"))
+    study = optuna.load_study(study_name=f"search-{model}-{version}", storage=open_storage(None, search_dir))
     recipe = study.trials[trial].user_attrs.get("recipe")
     if recipe is None:
         raise SystemExit(f"trial {trial} of search-{model}-{version} holds no full-fidelity recipe")
     return recipe
+
+
+def recipe_from_params(model: str, trial: int, version: str, summary: dict) -> dict:
+    """The recipe the search ran for `trial`, rebuilt from its parameters in the committed JSON with the
+    version's space (stages_from_params), checked against the trial's recipe hash where the JSON records
+    it (its `recipe_hash`, or the best trial's run directory, trials/<hash>)."""
+    from types import SimpleNamespace
+
+    from rnnslim.io.format import load_model
+    from rnnslim.search.space import ModelFacts, stages_from_params
+    from rnnslim.search.trial import recipe_hash
+
+    row = next(t for t in summary["trials"] if t["trial"] == trial)
+    stages = stages_from_params(SPACES[version](), row["params"], ModelFacts.of(load_model(MODELS / f"{model}.json")))
+    seed = 0  # search_bench.py leaves SearchConfig.recipe_seed at its default
+    rhash = recipe_hash(stages, SimpleNamespace(recipe_seed=seed))
+    best = summary.get("best") or {}
+    recorded = row.get("recipe_hash") or (Path(best["run_dir"]).name if best.get("trial") == trial and best.get("run_dir")
+                                          else None)
+    if recorded is not None and recorded != rhash:
+        raise SystemExit(f"trial {trial}'s parameters rebuild recipe {rhash}, but the search ran {recorded}: "
+                         f"the {version} space has changed since; re-run it from its study's journal")
+    print(f"trial {trial}: recipe rebuilt from the committed parameters (hash {rhash}, "
+          f"{'matches the recorded one' if recorded else 'no recorded hash to check'})", file=sys.stderr)
+    return {"version": 1, "name": f"search-{rhash}", "seed": seed, "task": {"name": "charlm", "data": str(DATA)},
+            "measure": {"latency": True, "threads": 1}, "stages": stages}
 
 
 def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) -> Path:
@@ -108,7 +140,7 @@ def main() -> None:
     row = next((t for t in summary["full_fidelity_trials"] if t["trial"] == trial), None)
     if row is None:
         raise SystemExit(f"trial {trial} is not a full-fidelity trial of the committed search JSON")
-    path = write_recipe(args.model, trial, trial_recipe(args.model, trial, args.version), row, args.version)
+    path = write_recipe(args.model, trial, trial_recipe(args.model, trial, args.version, summary), row, args.version)
     wall, cmd = rerun(args.model, trial, path, args.version)
     got = load_reference(RUNS / args.model / f"search-{args.version}-trial{trial}")
     base = summary["baseline"]

@@ -17,6 +17,7 @@ from rnnslim.search.space import (
     active_dimensions,
     build_stages,
     register_dimension,
+    stages_from_params,
 )
 
 
@@ -285,3 +286,22 @@ def test_unit_reduce_reaches_prune_units_and_l1_keeps_the_old_study_key():
     old = SearchConfig(model="m", out="o", space=SearchSpace(unit_reduce="l1")).study_key()["space"]
     assert "unit_reduce" not in old
     assert SearchConfig(model="m", out="o").study_key()["space"]["unit_reduce"] == "l2"
+
+
+def test_a_trials_recorded_params_replay_its_stages_and_a_missing_one_is_named():
+    # the committed results table keeps each trial's params; its recipe must be rebuilt from them alone
+    space = SearchSpace(round_to=16, dimensions=["widths", "lstmp", "sparsity", "finetune", "fold", "quantize"],
+                        lstmp_ratios=(1.0, 0.5), sparsity_kinds=("none", "prune_obs"), quant_kinds=("quantize_gptq",),
+                        bits=(2, 4), entropy_coding=(False, True), fold_input=True, qat=(True,))
+    facts = ModelFacts((512, 256))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(25):
+        trial = study.ask()
+        stages = build_stages(space, trial, facts)
+        assert stages_from_params(space, dict(trial.params), facts) == stages
+        study.tell(trial, 0.0)
+    params = dict(study.trials[0].params)
+    dropped = sorted(params)[0]
+    del params[dropped]
+    with pytest.raises(ValueError, match=dropped):
+        stages_from_params(space, params, facts)

@@ -33,6 +33,7 @@ _EXPORTS = {
     "FinetuneSpace": "rnnslim.search.space",
     "Dimension": "rnnslim.search.space",
     "register_dimension": "rnnslim.search.space",
+    "stages_from_params": "rnnslim.search.space",
     "Budget": "rnnslim.search.budget",
     "BudgetError": "rnnslim.search.budget",
     "load_reference": "rnnslim.search.references",

@@ -384,3 +384,16 @@ def build_stages(space: SearchSpace, trial, facts: ModelFacts) -> list[dict]:
     for dim in active_dimensions(space)[0]:
         stages += dim.suggest(trial, space, facts)
     return stages
+
+
+def stages_from_params(space: SearchSpace, params: dict, facts: ModelFacts) -> list[dict]:
+    """The stages of the trial that sampled `params` (its Optuna parameters, as a study's results table
+    records them): Optuna's FixedTrial replays every choice, so a trial can be re-run when its study's
+    journal is gone. A parameter the space asks for and `params` lacks is a ValueError naming it."""
+    import optuna
+
+    try:
+        return build_stages(space, optuna.trial.FixedTrial(params), facts)
+    except ValueError as e:  # FixedTrial: "The value of the parameter 'x' is not found..."
+        raise ValueError(f"these parameters do not name every choice of this search space: {e}") from e
+
