@@ -94,7 +94,9 @@ def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) 
 
     from rnnslim.utils.atomic import write_text_atomic
 
-    recipe = {**recipe, "name": f"search-{version}-{model}-trial{trial}"}
+    recipe = dict(recipe)
+    # the name stays the search's (search-<recipe hash>): every stage's record in the saved manifest holds it,
+    # so a renamed recipe gives an artifact a few bytes longer (v7 trial 32: 7 stages x 9 characters = 63 B)
     # trials recorded before prune_units said its `reduce` ran under the default of then (l1): the
     # study's space names it, so the re-run cuts the same units whatever prune_units' default is now
     reduce = SPACES[version]().unit_reduce
