@@ -97,11 +97,12 @@ def write_recipe(model: str, trial: int, recipe: dict, row: dict, version: str) 
     recipe = dict(recipe)
     # the name stays the search's (search-<recipe hash>): every stage's record in the saved manifest holds it,
     # so a renamed recipe gives an artifact a few bytes longer (v7 trial 32: 7 stages x 9 characters = 63 B)
-    # trials recorded before prune_units said its `reduce` ran under the default of then (l1): the
-    # study's space names it, so the re-run cuts the same units whatever prune_units' default is now
-    reduce = SPACES[version]().unit_reduce
-    recipe["stages"] = [{**s, "reduce": s.get("reduce", reduce)} if s.get("kind") == "prune_units" else s
-                        for s in recipe["stages"]]
+    # trials recorded before prune_units said its `reduce` and `refit` ran under the defaults of then (l1,
+    # true): the study's space names them, so the re-run cuts and re-fits as the trial did whatever
+    # prune_units' defaults are now (refit auto would skip the re-fit before a fine-tune)
+    space = SPACES[version]()
+    recipe["stages"] = [{**s, "reduce": s.get("reduce", space.unit_reduce), "refit": s.get("refit", space.refit)}
+                        if s.get("kind") == "prune_units" else s for s in recipe["stages"]]
     if "task" in recipe:  # relative to this file: ../shared beside the repository, as on every machine
         recipe["task"] = {**recipe["task"], "data": os.path.relpath(DATA, RECIPES)}
     header = (f"# Found by the {version} search on {model} (no warm start; benchmarks/search_bench.py), trial {trial}:\n"

@@ -32,7 +32,7 @@ RECIPES = {
     "int8_dynamic": [{"kind": "int8_dynamic"}],
     "int8_static": [{"kind": "int8_static", "calibration_batches": 8}],
     "int8_integer": [{"kind": "int8_integer", "calibration_batches": 8}],
-    "prune0.5+finetune200+int8_integer": [{"kind": "prune_units", "ratio": 0.5, "reduce": "l1"},
+    "prune0.5+finetune200+int8_integer": [{"kind": "prune_units", "ratio": 0.5, "reduce": "l1", "refit": True},
                                           {"kind": "finetune", "max_steps": 200},
                                           {"kind": "int8_integer", "calibration_batches": 8}],
     "early_exit": [{"kind": "early_exit", "max_steps": 300}],

@@ -52,3 +52,25 @@ def test_a_name_that_is_neither_lists_the_built_ins(tmp_path):
     assert all(name in msg for name in WORTH_COPYING)
     with pytest.raises(RecipeError, match="not found"):
         find_recipe(tmp_path / "sub" / "demo.yaml")  # a path is never read as a name
+
+
+def _committed_recipes():
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "recipes"
+    return sorted(builtin_recipes().values()) + sorted(bench.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _committed_recipes(), ids=lambda p: p.name)
+def test_a_recipe_that_quotes_numbers_pins_every_field_whose_default_changed(path):
+    # each built-in and benchmark recipe states (or feeds a table of) measured numbers; a field whose
+    # default has changed since (a stage's hash_legacy_defaults, e.g. prune_units' reduce and refit) left
+    # unset would re-run under the NEW default and silently stop reproducing them
+    import yaml
+
+    from rnnslim.pipeline.stage import get_stage
+
+    for i, stage in enumerate(yaml.safe_load(path.read_text())["stages"]):
+        cls, _ = get_stage(stage["kind"])
+        missing = [f for f in getattr(cls, "hash_legacy_defaults", {}) if f not in stage]
+        assert not missing, f"{path.name} stage {i} ({stage['kind']}) leaves {missing} to the current default"
