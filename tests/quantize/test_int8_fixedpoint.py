@@ -11,7 +11,11 @@ import torch
 
 from rnnslim.quantize.int8.fixedpoint import (
     GATE_MAX,
+    LUT_HALF,
     LUT_SIZE,
+    SIG_MIRROR,
+    TANH_MIRROR,
+    half_table,
     lut,
     quantize_multiplier,
     requant,
@@ -70,3 +74,19 @@ def test_lookup_tables_approximate_the_functions(name, fn, table, tol):
     far = torch.tensor([-(2**24), 2**24], dtype=torch.int64)
     assert lut(t, far).tolist() == [int(t[0]), int(t[-1])]
     assert int(t.abs().max()) <= GATE_MAX
+
+
+@pytest.mark.parametrize("table, mirror", [(sigmoid_table, SIG_MIRROR), (tanh_table, TANH_MIRROR)])
+def test_the_kernel_keeps_half_of_each_table_and_mirrors_the_rest_exactly(table, mirror):
+    t = table()
+    half = half_table(t, mirror)
+    assert half.numel() == LUT_HALF == 513 and torch.equal(half, t[:LUT_HALF])
+    # rnnslim_core.h's lut(): for k > 512, T[k] = min(32767, mirror - half[1024 - k])
+    rebuilt = [int(half[k]) if k < LUT_HALF else min(GATE_MAX, mirror - int(half[1024 - k])) for k in range(LUT_SIZE)]
+    assert rebuilt == t.tolist()
+    bent = t.clone()
+    bent[900] += 1  # a table that is not symmetric cannot be halved
+    with pytest.raises(ValueError, match="mirror-symmetric"):
+        half_table(bent, mirror)
+    with pytest.raises(ValueError, match="mirror-symmetric"):
+        half_table(t, TANH_MIRROR if mirror == SIG_MIRROR else SIG_MIRROR)

@@ -29,6 +29,9 @@ pre-activation p (linear interpolation between neighbouring entries):
     frac = u & 127
     out  = T[k] + (((T[k+1] - T[k]) * frac + 64) >> 7)
 
+The C kernel stores the lower half of each table only (k = 0..512, half_table): both tables are
+mirror-symmetric, T[k] = min(32767, M - T[1024 - k]) with M = 32768 (sigmoid) or 0 (tanh).
+
 The interpolation error is below 1e-4 for tanh and 2e-5 for sigmoid; inputs outside
 [-16, 16) saturate (sigmoid(16) = 1 - 1e-7 is already the top code). The tables are
 generated once in float64 here and stored in every integer layer, so a C port copies the
@@ -48,6 +51,7 @@ PRE_SAT = 1 << 24  # each requantized gate term saturates at +-2^24 (+-4096.0): 
 GATE_FRAC = 15  # gate outputs (sigmoid, tanh) are Q0.15
 GATE_MAX = (1 << 15) - 1
 LUT_SIZE = 1025
+LUT_HALF = LUT_SIZE // 2 + 1  # entries the C kernel stores: k = 0 .. 512 (half_table)
 LUT_SHIFT = 7  # table step is 2^7 Q.12 units = 1/32
 LUT_LO = -(1 << 16)  # -16.0 in Q.12
 LUT_HI = (1 << 16) - 1
@@ -117,6 +121,23 @@ def sigmoid_table() -> Tensor:
 def tanh_table() -> Tensor:
     """(LUT_SIZE,) int16: round(32768 * tanh(-16 + k/32)) clamped to [-32767, 32767]."""
     return _table(math.tanh, -GATE_MAX, GATE_MAX)
+
+
+# the C kernel's mirror constants (rnnslim_core.h LUT_SIG_MIRROR / LUT_TANH_MIRROR): for k > 512,
+# T[k] = min(GATE_MAX, mirror - T[1024 - k])
+SIG_MIRROR, TANH_MIRROR = 32768, 0
+
+
+def half_table(table: Tensor, mirror: int) -> Tensor:
+    """(LUT_HALF,) the lower half of a (LUT_SIZE,) table, which is all the C kernel stores (half the
+    flash): it rebuilds T[k], k > 512, as min(GATE_MAX, mirror - T[1024 - k]). Raises if that does
+    not give `table` back exactly, so a changed table can never make the kernel drift from `lut`."""
+    half = table[:LUT_HALF]
+    upper = torch.clamp(mirror - half.flip(0).to(torch.int32), max=GATE_MAX)  # T[1024 - k] for k = 512 .. 1024
+    if not torch.equal(upper.to(table.dtype), table[LUT_SIZE // 2:]):
+        raise ValueError(f"the table is not mirror-symmetric about its middle entry with mirror {mirror}: the "
+                         "kernel cannot store its lower half only")
+    return half
 
 
 def lut(table: Tensor, pre: Tensor) -> Tensor:

@@ -72,7 +72,10 @@
 #define RB 16 /* rows per packed tile */
 #define KB 4  /* columns per packed tile */
 #define PRE_SAT (1 << 24)
-#define LUT_SIZE 1025
+#define LUT_SIZE 1025 /* entries of f(-16 + k / 32), k = 0 .. 1024 (fixedpoint.py) */
+#define LUT_HALF 513  /* entries stored: k = 0 .. 512; the upper half mirrors them (lut below) */
+#define LUT_SIG_MIRROR 32768 /* sigmoid: T[k] = min(32767, 32768 - T[1024 - k]) for k > 512 */
+#define LUT_TANH_MIRROR 0    /* tanh:    T[k] = min(32767, -T[1024 - k]) */
 #define LUT_LO (-65536)
 #define LUT_HI 65535
 #define Q8_MAX 127
@@ -132,7 +135,7 @@ typedef struct rs_layer {
     const int8_t *shift_x, *shift_h;       /* [rows] */
     int32_t h_mult;
     int h_shift, cf;
-    const int16_t *sig, *tanh_; /* [LUT_SIZE] */
+    const int16_t *sig, *tanh_; /* [LUT_HALF]: the lower half of each table (lut mirrors the rest) */
     const int32_t *tx_table;    /* folded embedding: [V][rows] input terms of layer 0, or NULL */
     /* Bidirectional layer: the backward direction (same input / hidden / rows, h_mult / h_shift /
        cf / tables; its own matrices, per-row constants, bias and tx_table), else NULL. Only the
@@ -191,17 +194,28 @@ static inline int32_t clamp32(int64_t v, int32_t lo, int32_t hi) { return v < lo
 static inline int32_t term(int32_t acc, int32_t m, int n) { return clamp32(requant(acc, m, n), -PRE_SAT, PRE_SAT); }
 static inline int32_t rshr(int32_t v, int n) { return n == 0 ? v : (v + (1 << (n - 1))) >> n; }
 static inline int64_t rshr64(int64_t v, int n) { return n == 0 ? v : (v + ((int64_t)1 << (n - 1))) >> n; }
-static inline int32_t lut(const int16_t *t, int32_t p) {
+/* the upper half of a table from its mirror entry: min(32767, mirror - T[1024 - k]) (exact for both
+   tables: fixedpoint.half_table checks it) */
+static inline int32_t lut_mirrored(int32_t mirror, int32_t v) { return mirror - v > 32767 ? 32767 : mirror - v; }
+/* interpolated lookup of the full table T (LUT_SIZE entries) from its lower half t (LUT_HALF) */
+static inline int32_t lut(const int16_t *t, int32_t mirror, int32_t p) {
     int32_t u, k, fr, lo, hi;
     if (p < LUT_LO) p = LUT_LO;
     if (p > LUT_HI) p = LUT_HI;
     u = p - LUT_LO;
     k = u >> 7;
     fr = u & 127;
-    lo = t[k];
-    hi = t[k + 1];
+    if (k < LUT_HALF - 1) {
+        lo = t[k];
+        hi = t[k + 1];
+    } else { /* T[k] and T[k + 1] mirror t[1024 - k] and t[1023 - k] */
+        lo = lut_mirrored(mirror, t[1024 - k]);
+        hi = lut_mirrored(mirror, t[1023 - k]);
+    }
     return lo + (((hi - lo) * fr + 64) >> 7);
 }
+#define SIG(t, p) lut((t), LUT_SIG_MIRROR, (p))
+#define TANH(t, p) lut((t), LUT_TANH_MIRROR, (p))
 
 
 /* ---- packed int8 matrix x vector ------------------------------------------------------ */
@@ -632,12 +646,18 @@ static inline __m512i v_rshr(__m512i v, int n) {
     if (n == 0) return v;
     return _mm512_sra_epi32(_mm512_add_epi32(v, V512(1 << (n - 1))), _mm_cvtsi32_si128(n));
 }
-/* one 32-bit gather at byte offset 2k fetches T[k] (low half) and T[k+1] (high half) */
-static inline __m512i v_lut(const int16_t *t, __m512i p) {
+/* one 32-bit gather at byte offset 2j fetches t[j] (low half) and t[j+1] (high half): j = k in the
+   lower half; in the upper half j = 1023 - k, whose pair mirrored and swapped is T[k], T[k+1] (lut) */
+static inline __m512i v_lut(const int16_t *t, int32_t mirror, __m512i p) {
     const __m512i u = _mm512_sub_epi32(v_clamp(p, LUT_LO, LUT_HI), V512(LUT_LO));
     const __m512i k = _mm512_srli_epi32(u, 7), fr = _mm512_and_si512(u, V512(127));
-    const __m512i pair = _mm512_i32gather_epi32(k, (const void *)t, 2);
-    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), hi = _mm512_srai_epi32(pair, 16);
+    const __mmask16 up = _mm512_cmpge_epi32_mask(k, V512(LUT_HALF - 1));
+    const __m512i j = _mm512_mask_sub_epi32(k, up, V512(1023), k);
+    const __m512i pair = _mm512_i32gather_epi32(j, (const void *)t, 2);
+    const __m512i a = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), b = _mm512_srai_epi32(pair, 16);
+    const __m512i m = V512(mirror), top = V512(32767);
+    const __m512i lo = _mm512_mask_min_epi32(a, up, _mm512_sub_epi32(m, b), top);
+    const __m512i hi = _mm512_mask_min_epi32(b, up, _mm512_sub_epi32(m, a), top);
     return _mm512_add_epi32(lo, _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(hi, lo), fr), V512(64)), 7));
 }
 static inline __m512i v_load16(const int16_t *p) { return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
@@ -923,12 +943,12 @@ static void lstm_units(const rs_layer *ly, const int32_t *const *tx, const int32
         const __m512i hm = V512(ly->h_mult), hsh = V512(ly->h_shift);
 #define RS_PRE(g) _mm512_add_epi32(_mm512_add_epi32(v_load(tx[g] + k), v_load(ah[g] + k)), v_load(b + (g) * H + k))
         for (; k + 16 <= U; k += 16) {
-            const __m512i i = v_lut(ly->sig, RS_PRE(0)), f = v_lut(ly->sig, RS_PRE(1));
-            const __m512i g = v_lut(ly->tanh_, RS_PRE(2)), o = v_lut(ly->sig, RS_PRE(3));
+            const __m512i i = v_lut(ly->sig, LUT_SIG_MIRROR, RS_PRE(0)), f = v_lut(ly->sig, LUT_SIG_MIRROR, RS_PRE(1));
+            const __m512i g = v_lut(ly->tanh_, LUT_TANH_MIRROR, RS_PRE(2)), o = v_lut(ly->sig, LUT_SIG_MIRROR, RS_PRE(3));
             const __m512i c = v_clamp(_mm512_add_epi32(v_rshr(_mm512_mullo_epi32(f, v_load16(cs + k)), 15),
                                                        v_rshr(_mm512_mullo_epi32(i, g), 30 - cf)), -32768, 32767);
             const __m512i c12 = cf >= 12 ? v_rshr(c, cf - 12) : _mm512_sll_epi32(c, _mm_cvtsi32_si128(12 - cf));
-            const __m512i h8 = v_requant(_mm512_mullo_epi32(o, v_lut(ly->tanh_, c12)), hm, hsh, -Q8_MAX, Q8_MAX);
+            const __m512i h8 = v_requant(_mm512_mullo_epi32(o, v_lut(ly->tanh_, LUT_TANH_MIRROR, c12)), hm, hsh, -Q8_MAX, Q8_MAX);
             v_store16(cs + k, c);
             v_store16(hs + k, h8);
             v_store8(y + k, h8);
@@ -937,12 +957,12 @@ static void lstm_units(const rs_layer *ly, const int32_t *const *tx, const int32
     }
 #endif
     for (; k < U; k++) {
-        const int32_t i = lut(ly->sig, tx[0][k] + ah[0][k] + b[k]), f = lut(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
-        const int32_t g = lut(ly->tanh_, tx[2][k] + ah[2][k] + b[2 * H + k]);
-        const int32_t o = lut(ly->sig, tx[3][k] + ah[3][k] + b[3 * H + k]);
+        const int32_t i = SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]), f = SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t g = TANH(ly->tanh_, tx[2][k] + ah[2][k] + b[2 * H + k]);
+        const int32_t o = SIG(ly->sig, tx[3][k] + ah[3][k] + b[3 * H + k]);
         const int32_t c = clamp32(rshr(f * (int32_t)cs[k], 15) + rshr(i * g, 30 - cf), -32768, 32767);
         const int32_t c12 = cf >= 12 ? rshr(c, cf - 12) : c * (1 << (12 - cf));
-        const int32_t h8 = clamp32(requant((int64_t)o * lut(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
+        const int32_t h8 = clamp32(requant((int64_t)o * TANH(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
         cs[k] = (int16_t)c;
         hs[k] = (int16_t)h8;
         y[k] = (int8_t)h8;
@@ -970,10 +990,10 @@ static void gru_units(const rs_layer *ly, const int32_t *const *tx, const int32_
     int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= U; k += 16) {
-        const __m512i r = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
-        const __m512i z = v_lut(ly->sig, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[1] + k), v_load(ah[1] + k)), v_load(b + H + k)));
+        const __m512i r = v_lut(ly->sig, LUT_SIG_MIRROR, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
+        const __m512i z = v_lut(ly->sig, LUT_SIG_MIRROR, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[1] + k), v_load(ah[1] + k)), v_load(b + H + k)));
         const __m512i hn = _mm512_add_epi32(v_load(ah[2] + k), v_load(b + 3 * H + k));
-        const __m512i n = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[2] + k), v_load(b + 2 * H + k)),
+        const __m512i n = v_lut(ly->tanh_, LUT_TANH_MIRROR, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[2] + k), v_load(b + 2 * H + k)),
                                                             v_mul_rshr15(r, hn)));
         const __m512i h16 = v_clamp(_mm512_add_epi32(n, v_rshr(_mm512_mullo_epi32(z, _mm512_sub_epi32(v_load16(st + k), n)), 15)),
                                     -32767, 32767);
@@ -982,10 +1002,10 @@ static void gru_units(const rs_layer *ly, const int32_t *const *tx, const int32_
     }
 #endif
     for (; k < U; k++) {
-        const int32_t r = lut(ly->sig, tx[0][k] + ah[0][k] + b[k]);
-        const int32_t z = lut(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t r = SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]);
+        const int32_t z = SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
         const int32_t hn = ah[2][k] + b[3 * H + k];
-        const int32_t n = lut(ly->tanh_, tx[2][k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
+        const int32_t n = TANH(ly->tanh_, tx[2][k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
         const int32_t h16 = clamp32(n + rshr(z * ((int32_t)st[k] - n), 15), -32767, 32767);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
@@ -998,13 +1018,13 @@ static void rnn_units(const rs_layer *ly, const int32_t *const *tx, const int32_
     int k = 0;
 #if RS_SIMD == 3
     for (; k + 16 <= U; k += 16) {
-        const __m512i h16 = v_lut(ly->tanh_, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
+        const __m512i h16 = v_lut(ly->tanh_, LUT_TANH_MIRROR, _mm512_add_epi32(_mm512_add_epi32(v_load(tx[0] + k), v_load(ah[0] + k)), v_load(b + k)));
         v_store16(st + k, h16);
         v_store8(y + k, v_requant(h16, V512(ly->h_mult), V512(ly->h_shift), -Q8_MAX, Q8_MAX));
     }
 #endif
     for (; k < U; k++) {
-        const int32_t h16 = lut(ly->tanh_, tx[0][k] + ah[0][k] + b[k]);
+        const int32_t h16 = TANH(ly->tanh_, tx[0][k] + ah[0][k] + b[k]);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
     }
