@@ -71,7 +71,7 @@ class CExport:
     vocab: int
     outputs: int
     state_len: int
-    const_bytes: int  # flash: every const array
+    const_bytes: int  # flash: every const array (an AVX-512 VNNI build adds vnni_bytes)
     scratch_bytes: int  # RAM: the step's static buffers
     state_bytes: int  # RAM per stream: one NAME_state
     tile_sparse: list[str]  # matrices stored in a sparse format (16 x 4 tiles, 2:4, strips or panels; sparse_formats says which)
@@ -91,6 +91,7 @@ class CExport:
     input_scaling: dict | None = None  # {"mean": [F], "std": [F]}: the caller standardises features (c_scaling.py)
     output_scaling: dict | None = None  # {"mean": [O], "std": [O]}: a forecaster's outputs are standardised
     sparse_formats: dict[str, str] = field(default_factory=dict)  # matrix -> "tiles" / "nm24" / "strips" / "panels"
+    vnni_bytes: int = 0  # flash an AVX-512 VNNI build adds: each matrix's row corrections (4 B per row)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -117,10 +118,13 @@ class _Arrays:
         self.lines: list[str] = []
         self.by_content: dict[bytes, str] = {}
         self.const_bytes = 0
+        self.vnni_bytes = 0  # arrays defined on AVX-512 VNNI builds only (not in const_bytes)
 
-    def add(self, name: str, a: np.ndarray, align: bool = False) -> str:
+    def add(self, name: str, a: np.ndarray, align: bool = False, vnni_only: bool = False) -> str:
+        """The C name of array `a` (emitted now unless an identical one was). `vnni_only`: defined under
+        `#if RS_SIMD == 3` (the VNNI row corrections): reference it through RS_CORR(name)."""
         a = np.ascontiguousarray(a).reshape(-1)
-        key = a.dtype.str.encode() + a.tobytes()
+        key = str(vnni_only).encode() + a.dtype.str.encode() + a.tobytes()
         if key in self.by_content:
             return self.by_content[key]
         ctype = _C_TYPES[a.dtype.type]
@@ -134,9 +138,13 @@ class _Arrays:
             vals = [str(v) for v in a.tolist()]
         rows = [",".join(vals[i: i + 32]) for i in range(0, len(vals), 32)]
         attr = " RS_ALIGN64" if align else ""
-        self.lines.append(f"static const {ctype} {name}[{a.size}]{attr} = {{\n" + ",\n".join(rows) + "\n};")
+        text = f"static const {ctype} {name}[{a.size}]{attr} = {{\n" + ",\n".join(rows) + "\n};"
+        self.lines.append(f"#if RS_SIMD == 3\n{text}\n#endif" if vnni_only else text)
         self.by_content[key] = name
-        self.const_bytes += a.nbytes
+        if vnni_only:
+            self.vnni_bytes += a.nbytes
+        else:
+            self.const_bytes += a.nbytes
         return name
 
 
@@ -158,7 +166,7 @@ def core_source() -> bytes:
 
 def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     w = arrs.add(prefix + "_w", m.w, align=True)
-    corr = arrs.add(prefix + "_corr", m.corr)
+    corr = arrs.add(prefix + "_corr", m.corr, vnni_only=True)  # read by the AVX-512 VNNI path only
     ptr = arrs.add(prefix + "_tile_ptr", m.tile_ptr) if m.sparse else "NULL"
     col = arrs.add(prefix + "_tile_col", m.tile_col) if m.sparse else "NULL"
     idx = arrs.add(prefix + "_nm_idx", m.nm_idx) if m.nm24 else "NULL"
@@ -167,7 +175,7 @@ def _matrix(arrs: _Arrays, prefix: str, m: PackedMatrix) -> str:
     pptr = arrs.add(prefix + "_panel_ptr", m.panel_ptr) if m.panels else "NULL"
     pidx = arrs.add(prefix + "_panel_idx", m.panel_idx) if m.panels else "NULL"
     return (f"{{ .rows = {m.rows}, .cols = {m.cols}, .rows_p = {m.rows_p}, .cols_p = {m.cols_p}, .w = {w}, "
-            f".corr = {corr}, .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx}, .strip_ptr = {sptr}, "
+            f".corr = RS_CORR({corr}), .tile_ptr = {ptr}, .tile_col = {col}, .nm_idx = {idx}, .strip_ptr = {sptr}, "
             f".strip_idx = {sidx}, .panel_ptr = {pptr}, .panel_idx = {pidx} }}")
 
 
@@ -419,7 +427,7 @@ int {name}_init(void) {{
 }}
 
 {step_functions}{run_functions}{_info_function(name, p)}"""
-    return text, arrs.const_bytes, sparse
+    return text, arrs.const_bytes, sparse, arrs.vnni_bytes
 
 
 def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bool | None = None,
@@ -442,7 +450,7 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         fold_embedding = emb is not None and 4 * getattr(emb, "num_embeddings", 1 << 30) < getattr(emb, "embedding_dim", 0)
     program = IntegerProgram.from_model(model, fold_embedding=fold_embedding, sparse=sparse)
     name = model_c_name(model, name)
-    text, const_bytes, sparse_formats = _source(name, program)
+    text, const_bytes, sparse_formats, vnni_bytes = _source(name, program)
     vocab = model_vocabulary(model, program.vocab) if program.inputs is None else None
     features = program.inputs.frame if program.inputs is not None else 0
     in_scaling, out_scaling = model_scaling(model, features, program.out)
@@ -462,7 +470,8 @@ def export_c(model, out: str | Path, name: str | None = None, fold_embedding: bo
         delta_thresholds=[ly.delta_thr for ly in program.layers] if program.delta else None,
         tokenizer=vocab.tokenizer if vocab else None, vocab_table_bytes=vocab.table_bytes() if vocab else 0,
         input_scaling=in_scaling.to_dict() if in_scaling else None,
-        output_scaling=out_scaling.to_dict() if out_scaling else None, sparse_formats=sparse_formats)
+        output_scaling=out_scaling.to_dict() if out_scaling else None, sparse_formats=sparse_formats,
+        vnni_bytes=vnni_bytes)
     notes = [_memory_comment(name, facts), *scaling_comment(name, in_scaling, out_scaling),
              _tokens_comment(name, program, vocab), _activation_comment(name, model),
              "Embedding: tied to the decoder, one int8 table in flash (a token's row is read from the decoder's "
@@ -490,7 +499,8 @@ def _memory_comment(name: str, f: CExport) -> str:
     run = (f"{name}_run also takes {name.upper()}_WORKSPACE_BYTES(T) = {f.workspace_fixed_bytes:,} + "
            f"{f.workspace_bytes_per_step:,} x T bytes of the caller's")
     per_stream = "" if f.whole_sequence_only else f" + {f.state_bytes:,} bytes per stream ({name}_state)"
-    return (f"Memory: flash {f.const_bytes:,} bytes (const weights and tables); RAM {f.scratch_bytes:,} bytes "
+    vnni = f" (+ {f.vnni_bytes:,} on an AVX-512 VNNI build: its row corrections)" if f.vnni_bytes else ""
+    return (f"Memory: flash {f.const_bytes:,} bytes (const weights and tables){vnni}; RAM {f.scratch_bytes:,} bytes "
             f"of static scratch buffers{per_stream}; {run}.")
 
 

@@ -94,6 +94,8 @@ class ExportManifest(BaseModel):
     # matrix -> its sparse format (the names of tile_sparse); absent in exports from before the strips format
     sparse_formats: Annotated[dict[Annotated[str, StringConstraints(max_length=200)], Literal["tiles", "nm24", "strips", "panels"]],
                               Field(max_length=1024)] = {}
+    # flash an AVX-512 VNNI build adds (its row corrections); absent (0) in exports from before they were guarded
+    vnni_bytes: ByteCount = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportManifest:

@@ -51,6 +51,13 @@
 #else
 #define RS_SIMD 0
 #endif
+/* the VNNI row corrections (rs_mat.corr) are read by the AVX-512 path only: an exported model defines
+   them on such a build alone (c_source.py), so other targets keep none in flash */
+#if RS_SIMD == 3
+#define RS_CORR(a) (a)
+#else
+#define RS_CORR(a) NULL
+#endif
 #if RS_SIMD >= 2
 #include <immintrin.h>
 #elif RS_SIMD == 1
@@ -103,7 +110,7 @@ enum { CELL_LSTM = 0, CELL_GRU = 1, CELL_RNN = 2 };
 typedef struct {
     int rows, cols, rows_p, cols_p;
     const int8_t *w;
-    const int32_t *corr;     /* [rows_p] 128 * sum_k w[r][k], for the unsigned-offset VNNI path */
+    const int32_t *corr;     /* [rows_p] 128 * sum_k w[r][k], for the unsigned-offset VNNI path (NULL elsewhere) */
     const int32_t *tile_ptr; /* [rows_p / RB + 1] or NULL (dense) */
     const uint16_t *tile_col;
     /* 2:4 (nm_idx != NULL): each row keeps 2 codes per group of KB = 4 columns (N:M pruning);
@@ -467,7 +474,7 @@ static void matvec_panels(const rs_mat *m, const int8_t *x, const uint8_t *u, in
     for (i = 0; i < B->n; i++) {
         const size_t b = RS_BLK(i);
         const int32_t *pb = m->panel_ptr + b * (size_t)NP;
-        rs_panels_block(m->w + 64 * (size_t)pb[0], m->panel_idx + 64 * (size_t)pb[0], pb, m->corr + b * RB, NP,
+        rs_panels_block(m->w + 64 * (size_t)pb[0], m->panel_idx + 64 * (size_t)pb[0], pb, m->corr ? m->corr + b * RB : NULL, NP,
                         m->cols_p, x, u, y + (size_t)i * RB);
     }
 }
