@@ -221,8 +221,8 @@ static inline int32_t lut(const int16_t *t, int32_t mirror, int32_t p) {
     }
     return lo + (((hi - lo) * fr + 64) >> 7);
 }
-#define SIG(t, p) lut((t), LUT_SIG_MIRROR, (p))
-#define TANH(t, p) lut((t), LUT_TANH_MIRROR, (p))
+#define RS_SIG(t, p) lut((t), LUT_SIG_MIRROR, (p))
+#define RS_TANH(t, p) lut((t), LUT_TANH_MIRROR, (p))
 
 
 /* ---- packed int8 matrix x vector ------------------------------------------------------ */
@@ -474,8 +474,9 @@ static void matvec_panels(const rs_mat *m, const int8_t *x, const uint8_t *u, in
     for (i = 0; i < B->n; i++) {
         const size_t b = RS_BLK(i);
         const int32_t *pb = m->panel_ptr + b * (size_t)NP;
-        rs_panels_block(m->w + 64 * (size_t)pb[0], m->panel_idx + 64 * (size_t)pb[0], pb, m->corr ? m->corr + b * RB : NULL, NP,
-                        m->cols_p, x, u, y + (size_t)i * RB);
+        const int32_t *corr = m->corr ? m->corr + b * RB : NULL; /* NULL off the AVX-512 path (RS_CORR) */
+        rs_panels_block(m->w + 64 * (size_t)pb[0], m->panel_idx + 64 * (size_t)pb[0], pb, corr, NP, m->cols_p, x, u,
+                        y + (size_t)i * RB);
     }
 }
 
@@ -964,12 +965,12 @@ static void lstm_units(const rs_layer *ly, const int32_t *const *tx, const int32
     }
 #endif
     for (; k < U; k++) {
-        const int32_t i = SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]), f = SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
-        const int32_t g = TANH(ly->tanh_, tx[2][k] + ah[2][k] + b[2 * H + k]);
-        const int32_t o = SIG(ly->sig, tx[3][k] + ah[3][k] + b[3 * H + k]);
+        const int32_t i = RS_SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]), f = RS_SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t g = RS_TANH(ly->tanh_, tx[2][k] + ah[2][k] + b[2 * H + k]);
+        const int32_t o = RS_SIG(ly->sig, tx[3][k] + ah[3][k] + b[3 * H + k]);
         const int32_t c = clamp32(rshr(f * (int32_t)cs[k], 15) + rshr(i * g, 30 - cf), -32768, 32767);
         const int32_t c12 = cf >= 12 ? rshr(c, cf - 12) : c * (1 << (12 - cf));
-        const int32_t h8 = clamp32(requant((int64_t)o * TANH(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
+        const int32_t h8 = clamp32(requant((int64_t)o * RS_TANH(ly->tanh_, c12), ly->h_mult, ly->h_shift), -Q8_MAX, Q8_MAX);
         cs[k] = (int16_t)c;
         hs[k] = (int16_t)h8;
         y[k] = (int8_t)h8;
@@ -1009,10 +1010,10 @@ static void gru_units(const rs_layer *ly, const int32_t *const *tx, const int32_
     }
 #endif
     for (; k < U; k++) {
-        const int32_t r = SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]);
-        const int32_t z = SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
+        const int32_t r = RS_SIG(ly->sig, tx[0][k] + ah[0][k] + b[k]);
+        const int32_t z = RS_SIG(ly->sig, tx[1][k] + ah[1][k] + b[H + k]);
         const int32_t hn = ah[2][k] + b[3 * H + k];
-        const int32_t n = TANH(ly->tanh_, tx[2][k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
+        const int32_t n = RS_TANH(ly->tanh_, tx[2][k] + b[2 * H + k] + (int32_t)rshr64((int64_t)r * hn, 15));
         const int32_t h16 = clamp32(n + rshr(z * ((int32_t)st[k] - n), 15), -32767, 32767);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
@@ -1031,7 +1032,7 @@ static void rnn_units(const rs_layer *ly, const int32_t *const *tx, const int32_
     }
 #endif
     for (; k < U; k++) {
-        const int32_t h16 = TANH(ly->tanh_, tx[0][k] + ah[0][k] + b[k]);
+        const int32_t h16 = RS_TANH(ly->tanh_, tx[0][k] + ah[0][k] + b[k]);
         st[k] = (int16_t)h16;
         y[k] = (int8_t)h8_of(h16, ly);
     }
