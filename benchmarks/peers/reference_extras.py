@@ -116,10 +116,30 @@ def recipe_names() -> list[str]:
     return [*DEPLOY_RECIPES, *sorted(p.stem for p in RECIPES.glob("search-*.yaml"))]
 
 
+def final_model_dir(name: str, recipe: str) -> Path:
+    """Where a recipe's final model of `name` lies: run_recipes.py's run directory (named after the recipe's
+    `name`, which is the file's stem for the deploy recipes, `search-<hash>` for a search's re-run recipe), or
+    search_reproduce.py's (search-<version>-trial<N>) for the search recipes; the first that exists, else the
+    file stem's."""
+    import re
+
+    import yaml
+
+    stems = [recipe]
+    path = RECIPES / f"{recipe}.yaml"
+    if path.exists():
+        stems.append(str(yaml.safe_load(path.read_text()).get("name", recipe)))
+    m = re.fullmatch(rf"search-(v\d+)-{re.escape(name)}-trial(\d+)", recipe)
+    if m:
+        stems.append(f"search-{m.group(1)}-trial{m.group(2)}")
+    found = [RUNS / name / s / "model" for s in stems if (RUNS / name / s / "model" / "model.json").exists()]
+    return found[0] if found else RUNS / name / recipe / "model"
+
+
 def recipe_rows(name: str, d: torch.Tensor, latency) -> list[dict]:
     rows = []
     for recipe in recipe_names() if name in RECIPE_MODELS else ():
-        final = RUNS / name / recipe / "model"
+        final = final_model_dir(name, recipe)
         kind = "deploy" if recipe.startswith("deploy") else "search"
         if not (final / "model.json").exists():
             rows.append({"variant": f"rnnslim recipe {recipe}", "kind": kind, "outcome": "not_run",
