@@ -12,11 +12,13 @@ kernel_ram.py; the three classifiers as benchmarks/peers/reference_classifier.py
   flash  export_c's const_bytes now (what a Cortex-M4 / aarch64 / portable build holds) and
          vnni_bytes (what an AVX-512 VNNI build adds); the same saved model exported by commit
          --old's exporter (a git worktree of it, in a subprocess) for the bytes before
-  time   the kernel of --old (kernel.c + rnnslim_core.h from git, built with the same flags) and the
-         working tree's, per build (native: this CPU's SIMD path; portable: -DRS_PORTABLE), checked
-         equal bit for bit, then timed in alternating rounds (order rotated each round): thread CPU
-         time of 64 tokens (char models) or one whole test sequence (classifiers), best of 3 calls;
-         the median and band [min, max] per kernel, and the median of the paired per-round ratios.
+  time   three kernels per build (native: this CPU's SIMD path; portable: -DRS_PORTABLE): commit
+         --old's (kernel.c + rnnslim_core.h from git, built with the same flags), the working tree's
+         host kernel (IntegerRunner: RS_FULL_TABLES, whole tables, no mirroring) and the working tree's
+         built as an export is (half tables, every lookup mirrored: the exported C's cost), checked
+         equal bit for bit, then timed in rounds (order rotated each round): thread CPU time of 64
+         tokens (char models) or one whole test sequence (classifiers), best of 3 calls; the median
+         and band [min, max] per kernel, and the median of the paired per-round ratios against --old.
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def classifier(name: str):
     return q, lambda r: r.run_sequence(x), f"one test sequence ({x.shape[0]} steps)"
 
 
+def half_table_kernel(variant: str, work: Path):
+    """The working tree's kernel built as an export builds it: without RS_FULL_TABLES, copying the first LUT_HALF
+    entries of each table the runner passes (= the lower half an export stores), so every lookup mirrors."""
+    from rnnslim.quantize.int8 import kernel
+
+    src = kernel.SOURCE.read_text()
+    define = "#define RS_FULL_TABLES"
+    if src.count(define) != 1 or src.count("sizeof(int16_t) * LUT_SIZE") != 2:
+        raise RuntimeError("kernel.c changed: update half_table_kernel")
+    src = "\n".join(line for line in src.splitlines() if not line.startswith(define)) + "\n"
+    (work / "kernel.c").write_text(src.replace("sizeof(int16_t) * LUT_SIZE", "sizeof(int16_t) * LUT_HALF"))
+    for header in (kernel.CORE, kernel.PANELS):
+        (work / header.name).write_text(header.read_text())
+    with mock.patch.object(kernel, "SOURCE", work / "kernel.c"), mock.patch.object(kernel, "CORE", work / kernel.CORE.name), \
+            mock.patch.object(kernel, "PANELS", work / kernel.PANELS.name):
+        return kernel.load_kernel.__wrapped__(variant)
+
+
 def old_const_bytes(model, old: str, work: Path) -> int:
     """export_c's const_bytes for `model` at commit `old` (a detached worktree, run in a subprocess)."""
     tree = work / "old-tree"
@@ -108,14 +128,16 @@ def main() -> None:
                 for variant in args.variants:
                     vdir = work / f"{name}-{variant}"
                     vdir.mkdir()
-                    with mock.patch("rnnslim.quantize.int8.packed.half_table", lambda t, mirror: t):
-                        old_runner = runner_with(q, variant, old_kernel(args.old, variant, vdir))  # whole tables
-                    runners = {"old": old_runner, "new": IntegerRunner(q, variant)}
-                    a, b = call(runners["old"]), call(runners["new"])
-                    assert torch.equal(a, b), f"{name} {variant}: the old and new kernels differ"
+                    (vdir / "half").mkdir()
+                    runners = {"old": runner_with(q, variant, old_kernel(args.old, variant, vdir)),
+                               "new": IntegerRunner(q, variant),
+                               "half": runner_with(q, variant, half_table_kernel(variant, vdir / "half"))}
+                    outs = {k: call(r) for k, r in runners.items()}
+                    assert all(torch.equal(outs["old"], o) for o in outs.values()), f"{name} {variant}: kernels differ"
                     row[variant] = {"simd_level": runners["new"].simd_level, "bit_equal": True,
                                     **_time(runners, call, args.rounds)}
-                    print(name, variant, {k: row[variant][k] for k in ("old", "new", "old_over_new")}, flush=True)
+                    print(name, variant, {k: row[variant][k]["median_ms"] for k in runners},
+                          {k: row[variant][k]["median"] for k in ("old_over_new", "old_over_half")}, flush=True)
                 print(name, {k: v for k, v in row.items() if k not in args.variants}, flush=True)
                 out["models"][name] = row
         finally:
@@ -146,11 +168,12 @@ def _time(runners: dict[str, IntegerRunner], call, rounds: int) -> dict:
     for r in runners.values():
         call(r)  # warm up
     for k in range(rounds):
-        for n in names[k % 2:] + names[:k % 2]:
+        for n in names[k % len(names):] + names[:k % len(names)]:
             ms[n].append(once(runners[n]))
-    ratio = [o / n for o, n in zip(ms["old"], ms["new"])]
     res = {n: {"median_ms": statistics.median(v), "band": [min(v), max(v)], "rounds": v} for n, v in ms.items()}
-    res["old_over_new"] = {"median": statistics.median(ratio), "band": [min(ratio), max(ratio)]}
+    for n in names[1:]:
+        ratio = [o / x for o, x in zip(ms["old"], ms[n])]
+        res[f"old_over_{n}"] = {"median": statistics.median(ratio), "band": [min(ratio), max(ratio)]}
     return res
 
 

@@ -62,7 +62,7 @@ def test_bytes_per_step_counts_what_the_step_reads():
     q = integer_model("gru", hidden=(64,), vocab=30, embed=45, out=29)
     dense = IntegerProgram.from_model(q, fold_embedding=False, sparse=False)
     ly = dense.layers[0]
-    expect = 45 + (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64 + 2 * 2 * 513  # 513: half tables
+    expect = 45 + (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64 + 2 * 2 * 1025
     expect += 32 * 64 + 32 * 4 + 29 * 8
     assert dense.bytes_per_step() == expect and ly.wx.nbytes == 192 * 48 + 192 * 4
     folded = IntegerProgram.from_model(q, fold_embedding=True, sparse=False)
@@ -83,7 +83,7 @@ def test_bidirectional_program_packs_both_directions():
     assert p.bidirectional and ly.rev is not None and p.state_len == 0 and p.dec.cols == 128
     assert np.array_equal(ly.rev.wh.w, pack_matrix(q.rnn.layers[0].direction(1).w_hh, sparse=False).w)
     direction = (192 * 48 + 192 * 4 + 192 * 5) + (192 * 64 + 192 * 4 + 192 * 5) + 4 * 4 * 64
-    assert p.bytes_per_step() == 45 + 2 * direction + 2 * 2 * 513 + 32 * 128 + 32 * 4 + 29 * 8
+    assert p.bytes_per_step() == 45 + 2 * direction + 2 * 2 * 1025 + 32 * 128 + 32 * 4 + 29 * 8
     # whole-sequence workspace: one direction's state (64 int16, 64-byte aligned) + one T x 128 code buffer
     assert (p.workspace_fixed_bytes, p.workspace_bytes_per_step) == (63 + 128, 128)
     assert p.workspace_bytes(10) == 63 + 128 + 1280

@@ -53,6 +53,7 @@ from rnnslim.export.c_names import model_c_name
 from rnnslim.export.c_scaling import model_scaling, scaling_arrays, scaling_comment
 from rnnslim.export.c_vocab import Vocabulary, model_vocabulary, vocab_files
 from rnnslim.export.destination import check_destination, export_directory
+from rnnslim.quantize.int8.fixedpoint import SIG_MIRROR, TANH_MIRROR, half_table
 from rnnslim.quantize.int8.kernel import CORE, PANELS
 from rnnslim.quantize.int8.packed import CELL_ID, INPUT_ID, IntegerProgram, PackedMatrix
 from rnnslim.runtime.manifest import FORMAT, FORMAT_VERSION, INFO_FIELDS, MANIFEST
@@ -146,6 +147,13 @@ class _Arrays:
         else:
             self.const_bytes += a.nbytes
         return name
+
+
+def _half(table: np.ndarray, mirror: int) -> np.ndarray:
+    """The lower half of a sigmoid / tanh table: all an export stores (rnnslim_core.h's lut mirrors the rest)."""
+    import torch
+
+    return half_table(torch.from_numpy(np.ascontiguousarray(table)), mirror).numpy()
 
 
 def _c_float_hex(v: float) -> str:
@@ -346,7 +354,8 @@ def _source(name: str, p: IntegerProgram) -> tuple[str, int, dict[str, str]]:
             "mult_h": arrs.add(f"{prefix}_mult_h", ly.mult_h), "bias": arrs.add(f"{prefix}_bias", ly.bias),
             "shift_x": "NULL" if folded else arrs.add(f"{prefix}_shift_x", ly.shift_x),
             "shift_h": arrs.add(f"{prefix}_shift_h", ly.shift_h), "h_mult": ly.h_mult, "h_shift": ly.h_shift,
-            "cf": ly.cf, "sig": arrs.add(f"{prefix}_sig", ly.sig), "tanh_": arrs.add(f"{prefix}_tanh", ly.tanh),
+            "cf": ly.cf, "sig": arrs.add(f"{prefix}_sig", _half(ly.sig, SIG_MIRROR)),
+            "tanh_": arrs.add(f"{prefix}_tanh", _half(ly.tanh, TANH_MIRROR)),
             "tx_table": arrs.add(f"{prefix}_tx_table", ly.tx_table) if ly.tx_table is not None else "NULL",
             **({} if ly.delta_thr is None else {  # the delta step's column-blocked copies (delta.pack_columns)
                 "wx_cols": "NULL" if ly.wx_cols is None else arrs.add(f"{prefix}_wx_cols", ly.wx_cols, align=True),

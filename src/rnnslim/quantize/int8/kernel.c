@@ -5,6 +5,7 @@
  * into 64-byte aligned memory owned by the handle.
  */
 #include <stdlib.h>
+#define RS_FULL_TABLES /* whole sigmoid / tanh tables (IntegerRunner passes them): no mirroring per lookup */
 #include "rnnslim_core.h"
 
 typedef struct {
@@ -185,8 +186,8 @@ int rs_set_layer(rs_host *h, int l, int input, int hidden, const int32_t *mult_i
     ly->shift_x = (const int8_t *)host_copy(h, shift_ih, (size_t)ly->rows);
     ly->shift_h = (const int8_t *)host_copy(h, shift_hh, (size_t)ly->rows);
     ly->bias = (const int32_t *)host_copy(h, bias, sizeof(int32_t) * nb);
-    ly->sig = (const int16_t *)host_copy(h, sig, sizeof(int16_t) * LUT_HALF);
-    ly->tanh_ = (const int16_t *)host_copy(h, tanh_, sizeof(int16_t) * LUT_HALF);
+    ly->sig = (const int16_t *)host_copy(h, sig, sizeof(int16_t) * LUT_SIZE);
+    ly->tanh_ = (const int16_t *)host_copy(h, tanh_, sizeof(int16_t) * LUT_SIZE);
     if (tx_table) {
         if (l != 0) return -2;
         ly->tx_table = (const int32_t *)host_copy(h, tx_table, sizeof(int32_t) * (size_t)h->m.V * ly->rows);

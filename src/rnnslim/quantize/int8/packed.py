@@ -70,7 +70,6 @@ import torch
 
 from rnnslim.models.sequence import InputKind, SequenceModel
 from rnnslim.quantize.int8.delta import DROWS, Thresholds, delta_plan, pack_columns
-from rnnslim.quantize.int8.fixedpoint import SIG_MIRROR, TANH_MIRROR, half_table
 from rnnslim.quantize.int8.integer import IntegerRecurrent
 from rnnslim.quantize.int8.integer_cells import _matmul, _term
 from rnnslim.quantize.int8.nm24 import holds_nm24, nm24_nbytes, pack_nm24
@@ -242,7 +241,7 @@ class PackedLayer:
     h_mult: int
     h_shift: int
     cf: int
-    sig: np.ndarray  # int16 (LUT_HALF,): the lower half of the table (fixedpoint.half_table)
+    sig: np.ndarray  # int16 (1025,): the whole table (an export keeps its lower half: fixedpoint.half_table)
     tanh: np.ndarray
     tx_table: np.ndarray | None = None  # int32 (V * rows,): folded embedding (layer 0 only)
     rev: PackedLayer | None = None  # bidirectional: the backward direction (its own matrices, per-row
@@ -427,7 +426,7 @@ class IntegerProgram:
             total += sum(d.nbytes_per_step(folded) for d in (ly, ly.rev) if d is not None)
             if folded and ly.rev is not None:
                 total += 4 * ly.rows  # the backward direction's table row
-        first = self.layers[0]  # the tables are constants: every layer reads the same two (half) tables
+        first = self.layers[0]  # the tables are constants: every layer reads the same two
         total += first.sig.nbytes + first.tanh.nbytes
         return total + self.dec.nbytes + self.dec_bias.nbytes + self.dec_scale.nbytes
 
@@ -495,8 +494,7 @@ class IntegerProgram:
                 mult_x=_np(d.mult_ih, np.int32), shift_x=_np(d.shift_ih, np.int8),
                 mult_h=_np(d.mult_hh, np.int32), shift_h=_np(d.shift_hh, np.int8), bias=_np(d.bias, np.int32),
                 h_mult=int(layer.h_mult), h_shift=int(layer.h_shift), cf=int(layer.cell_frac),
-                sig=_np(half_table(layer.sig_lut, SIG_MIRROR), np.int16),
-                tanh=_np(half_table(layer.tanh_lut, TANH_MIRROR), np.int16))
+                sig=_np(layer.sig_lut, np.int16), tanh=_np(layer.tanh_lut, np.int16))
 
         layers = []
         for layer, dp in zip(model.rnn.layers, plan):

@@ -80,7 +80,9 @@
 #define KB 4  /* columns per packed tile */
 #define PRE_SAT (1 << 24)
 #define LUT_SIZE 1025 /* entries of f(-16 + k / 32), k = 0 .. 1024 (fixedpoint.py) */
-#define LUT_HALF 513  /* entries stored: k = 0 .. 512; the upper half mirrors them (lut below) */
+#define LUT_HALF 513  /* entries an export stores: k = 0 .. 512; the upper half mirrors them (lut below) */
+/* An exported model's tables are their lower halves (flash); the host kernel (kernel.c: IntegerRunner) defines
+   RS_FULL_TABLES and passes whole tables, so its hot path does no mirroring. Both give the same values. */
 #define LUT_SIG_MIRROR 32768 /* sigmoid: T[k] = min(32767, 32768 - T[1024 - k]) for k > 512 */
 #define LUT_TANH_MIRROR 0    /* tanh:    T[k] = min(32767, -T[1024 - k]) */
 #define LUT_LO (-65536)
@@ -142,7 +144,7 @@ typedef struct rs_layer {
     const int8_t *shift_x, *shift_h;       /* [rows] */
     int32_t h_mult;
     int h_shift, cf;
-    const int16_t *sig, *tanh_; /* [LUT_HALF]: the lower half of each table (lut mirrors the rest) */
+    const int16_t *sig, *tanh_; /* [LUT_HALF]: each table's lower half (lut mirrors it); RS_FULL_TABLES: [LUT_SIZE] */
     const int32_t *tx_table;    /* folded embedding: [V][rows] input terms of layer 0, or NULL */
     /* Bidirectional layer: the backward direction (same input / hidden / rows, h_mult / h_shift /
        cf / tables; its own matrices, per-row constants, bias and tx_table), else NULL. Only the
@@ -212,6 +214,11 @@ static inline int32_t lut(const int16_t *t, int32_t mirror, int32_t p) {
     u = p - LUT_LO;
     k = u >> 7;
     fr = u & 127;
+#ifdef RS_FULL_TABLES
+    (void)mirror;
+    lo = t[k];
+    hi = t[k + 1];
+#else
     if (k < LUT_HALF - 1) {
         lo = t[k];
         hi = t[k + 1];
@@ -219,6 +226,7 @@ static inline int32_t lut(const int16_t *t, int32_t mirror, int32_t p) {
         lo = lut_mirrored(mirror, t[1024 - k]);
         hi = lut_mirrored(mirror, t[1023 - k]);
     }
+#endif
     return lo + (((hi - lo) * fr + 64) >> 7);
 }
 #define RS_SIG(t, p) lut((t), LUT_SIG_MIRROR, (p))
@@ -654,11 +662,17 @@ static inline __m512i v_rshr(__m512i v, int n) {
     if (n == 0) return v;
     return _mm512_sra_epi32(_mm512_add_epi32(v, V512(1 << (n - 1))), _mm_cvtsi32_si128(n));
 }
-/* one 32-bit gather at byte offset 2j fetches t[j] (low half) and t[j+1] (high half): j = k in the
-   lower half; in the upper half j = 1023 - k, whose pair mirrored and swapped is T[k], T[k+1] (lut) */
+/* one 32-bit gather at byte offset 2j fetches t[j] (low half) and t[j+1] (high half): j = k (whole tables, or
+   the lower half); in the upper half of a half table j = 1023 - k, whose pair mirrored and swapped is T[k],
+   T[k+1] (lut) */
 static inline __m512i v_lut(const int16_t *t, int32_t mirror, __m512i p) {
     const __m512i u = _mm512_sub_epi32(v_clamp(p, LUT_LO, LUT_HI), V512(LUT_LO));
     const __m512i k = _mm512_srli_epi32(u, 7), fr = _mm512_and_si512(u, V512(127));
+#ifdef RS_FULL_TABLES
+    const __m512i pair = _mm512_i32gather_epi32(k, (const void *)t, 2);
+    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16), hi = _mm512_srai_epi32(pair, 16);
+    (void)mirror;
+#else
     const __mmask16 up = _mm512_cmpge_epi32_mask(k, V512(LUT_HALF - 1));
     const __m512i j = _mm512_mask_sub_epi32(k, up, V512(1023), k);
     const __m512i pair = _mm512_i32gather_epi32(j, (const void *)t, 2);
@@ -666,6 +680,7 @@ static inline __m512i v_lut(const int16_t *t, int32_t mirror, __m512i p) {
     const __m512i m = V512(mirror), top = V512(32767);
     const __m512i lo = _mm512_mask_min_epi32(a, up, _mm512_sub_epi32(m, b), top);
     const __m512i hi = _mm512_mask_min_epi32(b, up, _mm512_sub_epi32(m, a), top);
+#endif
     return _mm512_add_epi32(lo, _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(_mm512_sub_epi32(hi, lo), fr), V512(64)), 7));
 }
 static inline __m512i v_load16(const int16_t *p) { return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
