@@ -25,7 +25,13 @@ from table_parts import (  # noqa: E402
     stage_chain,
 )
 from tables_classify import small_classify_section  # noqa: E402
-from tables_deploy import deploy_section, embedded_section, kernel_memory_section, onnx_int8_section  # noqa: E402
+from tables_deploy import (  # noqa: E402
+    deploy_section,
+    embedded_section,
+    kernel_flash_section,
+    kernel_memory_section,
+    onnx_int8_section,
+)
 from tables_family import dct_section, delta_section, early_exit_section, small_models_section  # noqa: E402
 from tables_hardening import hardening_section  # noqa: E402
 from tables_peers import peers_section  # noqa: E402
@@ -444,6 +450,7 @@ def main() -> None:
     for m in ("charlstm-512x2", "chargru-512x2"):
         lines += deploy_section(m)
     lines += kernel_memory_section()
+    lines += kernel_flash_section()
     lines += embedded_section()
     lines += onnx_int8_section()
     lines += sparse_section()

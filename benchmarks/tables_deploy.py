@@ -150,3 +150,35 @@ def kernel_memory_section() -> list[str]:
             out.append(f"| {name} | {m['artifact_bytes']:,} | {'yes' if r['folded_embedding'] else 'no'} | "
                        f"{r['resident_bytes']:,} | {r['folded_table_bytes']:,} | {r['bytes_per_step']:,} |")
     return out + [""]
+
+
+def kernel_flash_section() -> list[str]:
+    """benchmarks/kernel_flash.py: the exported C's flash with half tables and VNNI-only corrections, and what the
+    mirrored lookup costs, on the peer-table models."""
+    data = _load("kernel_flash.json")
+    if not data:
+        return []
+    res = data["result"]
+    out = ["### Flash of the exported C: half tables, VNNI-only row corrections", "",
+           f"Machine and command: {_machine(data['provenance'])}. `const_bytes` of `export_c` now (what a Cortex-M4, "
+           f"AArch64 or portable build holds) against commit {res['old_commit']}'s exporter on the same model: the "
+           "sigmoid and tanh tables keep their lower 513 of 1,025 entries (the upper half mirrors them exactly), and "
+           "the VNNI row corrections (4 B per matrix row) are defined only in AVX-512 VNNI builds (`vnni_bytes`). "
+           "Time: thread CPU time of 64 tokens (char models) or one test sequence (classifiers) at batch 1, "
+           f"median of {res['rounds']} rotated rounds [range]; old / new = the commit's kernel over today's, "
+           "per round (>1: today's is faster). The host kernel (IntegerRunner) keeps whole tables; the export-style "
+           "build mirrors every lookup, as the exported C does. All three are bit-identical (checked in the run).", "",
+           "| model | flash before | flash now (+ AVX-512 VNNI) | native: old / host | native: old / export-style | "
+           "portable: old / host | portable: old / export-style |", "|---|---:|---:|---|---|---|---|"]
+
+    def ratio(v: dict, key: str) -> str:
+        r = v.get(key)
+        return f"{r['median']:.3f} [{r['band'][0]:.3f}-{r['band'][1]:.3f}]" if r else "-"
+
+    for name, m in res["models"].items():
+        nat, por = m.get("native", {}), m.get("portable", {})
+        out.append(f"| {name} | {m['old_const_bytes']:,} | {m['const_bytes']:,} (+ {m['vnni_bytes']:,}) | "
+                   f"{ratio(nat, 'old_over_new')} | {ratio(nat, 'old_over_half')} | {ratio(por, 'old_over_new')} | "
+                   f"{ratio(por, 'old_over_half')} |")
+    return out + [""]
+

@@ -24,7 +24,7 @@ def test_the_recipes_worth_copying_ship_and_load():
 def test_each_description_names_the_reference_model_and_its_numbers(name):
     text = recipe_description(builtin_recipes()[name].read_text())
     assert "charlstm-512x2" in text and "BENCHMARKS.md" in text and "Costs" in text
-    assert re.search(r"\+\d\.\d+ %", text)  # the loss change it cost
+    assert re.search(r"[+-]\d\.\d+ %", text)  # the loss change it made (a fine-tuned cut can lower it)
     assert "Same stages as" not in text  # the second paragraph is detail, not description
 
 
