@@ -134,8 +134,9 @@ def test_the_recipe_name_is_the_builtin_the_test_shortens(tmp_path):
     full, short = load_recipe("deploy-int8"), load_recipe(path)
     kinds = ["prune_units", "finetune", "int8_integer"]
     assert [s.kind for s in short.stages] == [s.kind for s in full.stages] == kinds
-    same = ("ratio", "round_to", "refit")  # the same cut
-    assert [getattr(short.stages[0], f) for f in same] == [getattr(full.stages[0], f) for f in same] == [0.25, 16, True]
+    same = ("ratio", "round_to", "refit", "reduce")  # the same cut (refit auto resolves to false: a fine-tune follows)
+    assert [getattr(short.stages[0], f) for f in same] == [getattr(full.stages[0], f) for f in same] == [0.25, 16, False,
+                                                                                                      "l2"]
     assert short.stages[1].max_steps == 4 and short.stages[2].gptq == full.stages[2].gptq is True  # fewer steps
 
 
