@@ -315,7 +315,7 @@ def _state_bytes(p: IntegerProgram) -> int:
     return 2 * p.state_len if not p.delta else -(-2 * p.state_len // 8) * 8 + p.delta_bytes
 
 
-def _source(name: str, p: IntegerProgram) -> tuple[str, int, dict[str, str]]:
+def _source(name: str, p: IntegerProgram) -> tuple[str, int, dict[str, str], int]:
     arrs = _Arrays()
     sparse: dict[str, str] = {}  # matrix name -> its sparse format (PackedMatrix.format)
 

@@ -29,8 +29,9 @@ pre-activation p (linear interpolation between neighbouring entries):
     frac = u & 127
     out  = T[k] + (((T[k+1] - T[k]) * frac + 64) >> 7)
 
-The C kernel stores the lower half of each table only (k = 0..512, half_table): both tables are
-mirror-symmetric, T[k] = min(32767, M - T[1024 - k]) with M = 32768 (sigmoid) or 0 (tanh).
+An exported C model stores the lower half of each table only (k = 0..512, half_table): both tables
+are mirror-symmetric, T[k] = min(32767, M - T[1024 - k]) with M = 32768 (sigmoid) or 0 (tanh); the
+host kernel (IntegerRunner) keeps whole tables.
 
 The interpolation error is below 1e-4 for tanh and 2e-5 for sigmoid; inputs outside
 [-16, 16) saturate (sigmoid(16) = 1 - 1e-7 is already the top code). The tables are
@@ -129,8 +130,8 @@ SIG_MIRROR, TANH_MIRROR = 32768, 0
 
 
 def half_table(table: Tensor, mirror: int) -> Tensor:
-    """(LUT_HALF,) the lower half of a (LUT_SIZE,) table, which is all the C kernel stores (half the
-    flash): it rebuilds T[k], k > 512, as min(GATE_MAX, mirror - T[1024 - k]). Raises if that does
+    """(LUT_HALF,) the lower half of a (LUT_SIZE,) table, which is all an exported model stores (half the
+    flash): its kernel rebuilds T[k], k > 512, as min(GATE_MAX, mirror - T[1024 - k]). Raises if that does
     not give `table` back exactly, so a changed table can never make the kernel drift from `lut`."""
     half = table[:LUT_HALF]
     upper = torch.clamp(mirror - half.flip(0).to(torch.int32), max=GATE_MAX)  # T[1024 - k] for k = 512 .. 1024

@@ -426,8 +426,7 @@ class IntegerProgram:
             total += sum(d.nbytes_per_step(folded) for d in (ly, ly.rev) if d is not None)
             if folded and ly.rev is not None:
                 total += 4 * ly.rows  # the backward direction's table row
-        first = self.layers[0]  # the tables are constants: every layer reads the same two
-        total += first.sig.nbytes + first.tanh.nbytes
+            total += ly.sig.nbytes + ly.tanh.nbytes  # the host kernel holds each layer's own copy
         return total + self.dec.nbytes + self.dec_bias.nbytes + self.dec_scale.nbytes
 
     def step_matrices(self) -> list[PackedMatrix]:
