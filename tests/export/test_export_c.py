@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,6 +59,11 @@ def test_manifest_sizes_and_atomic_overwrite(tmp_path):
     assert m["ram_bytes"] == m["scratch_bytes"] + m["state_bytes"]
     text = (out / "my_model_1.c").read_text()
     assert text.count("l0_sig[") == 1 and "l1_sig[" not in text  # identical tables emitted once
+    assert "l0_sig[513]" in text and "l0_tanh[513]" in text  # their lower halves (the kernel mirrors the rest)
+    # the VNNI row corrections exist on AVX-512 builds only: each defined under the guard, counted apart
+    corr = re.findall(r"(#if RS_SIMD == 3\n)?static const int32_t (\w+_corr)\[(\d+)\]", text)
+    assert corr and all(guard for guard, _, _ in corr)
+    assert m["vnni_bytes"] == facts.vnni_bytes == 4 * sum(int(n) for _, _, n in corr)
     assert "malloc" not in text and "math.h" not in text
     # a folder that is not an export is never overwritten
     other = tmp_path / "mine"
