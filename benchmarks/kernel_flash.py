@@ -4,8 +4,8 @@ rnnslim's C arrays of the small classifiers).
 
     .venv/bin/python benchmarks/kernel_flash.py [--old COMMIT] [--rounds 9]   # -> results/kernel_flash.json
 
-Two changes, both bit-exact (rnnslim_core.h): the tables keep their lower 513 of 1,025 entries (the
-upper half mirrors them exactly, fixedpoint.half_table), and the VNNI row corrections (4 B per
+Two changes, both bit-exact (rnnslim_core.h): an export's tables keep their lower 513 of 1,025 entries
+(the upper half mirrors them exactly, fixedpoint.half_table; the host kernel keeps whole tables), and the VNNI row corrections (4 B per
 matrix row) are defined only in AVX-512 VNNI builds of an export (RS_CORR). Per model of the peer
 table (the three reference char models, int8_integer with 8 calibration batches of 16 x 64 as
 kernel_ram.py; the three classifiers as benchmarks/peers/reference_classifier.py builds them):
@@ -57,7 +57,7 @@ print(export_c(load_model(sys.argv[1]), sys.argv[2], name="model").const_bytes)
 
 
 def char_model(name: str):
-    """(int8 integer model, time one call of it: a callable of a runner)."""
+    """(int8 integer model, the call timed: runner -> logits, what that call runs)."""
     base = load_model(MODELS / f"{name}.json").eval()
     task = CharLMTask.for_model(base, DATA)
     q = quantize_int8_(copy.deepcopy(base), Int8Config(mode=Int8Mode.INTEGER),
