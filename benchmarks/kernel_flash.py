@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 from common import DATA, MODELS, RESULTS, ROOT, update_results  # noqa: E402
-from kernel_ram import old_kernel, runner_with  # noqa: E402
+from kernel_ram import old_kernel, runner_with, time_rounds  # noqa: E402
 
 from rnnslim.capture import capture  # noqa: E402
 from rnnslim.export.c_source import export_c  # noqa: E402
@@ -135,7 +135,7 @@ def main() -> None:
                     outs = {k: call(r) for k, r in runners.items()}
                     assert all(torch.equal(outs["old"], o) for o in outs.values()), f"{name} {variant}: kernels differ"
                     row[variant] = {"simd_level": runners["new"].simd_level, "bit_equal": True,
-                                    **_time(runners, call, args.rounds)}
+                                    **time_rounds(runners, call, args.rounds)}
                     print(name, variant, {k: row[variant][k]["median_ms"] for k in runners},
                           {k: row[variant][k]["median"] for k in ("old_over_new", "old_over_half")}, flush=True)
                 print(name, {k: v for k, v in row.items() if k not in args.variants}, flush=True)
@@ -148,33 +148,6 @@ def main() -> None:
     update_results(RESULTS / "kernel_flash.json", "result", out)
     print(json.dumps({k: {f: v[f] for f in ("const_bytes", "vnni_bytes", "old_const_bytes")}
                       for k, v in out["models"].items()}, indent=1))
-
-
-def _time(runners: dict[str, IntegerRunner], call, rounds: int) -> dict:
-    """kernel_ram.time_pair's rounds for any call (thread CPU time, best of 3, order rotated)."""
-    import statistics
-    import time
-
-    def once(r) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.thread_time_ns()
-            call(r)
-            best = min(best, time.thread_time_ns() - t0)
-        return best / 1e6
-
-    names = list(runners)
-    ms = {n: [] for n in names}
-    for r in runners.values():
-        call(r)  # warm up
-    for k in range(rounds):
-        for n in names[k % len(names):] + names[:k % len(names)]:
-            ms[n].append(once(runners[n]))
-    res = {n: {"median_ms": statistics.median(v), "band": [min(v), max(v)], "rounds": v} for n, v in ms.items()}
-    for n in names[1:]:
-        ratio = [o / x for o, x in zip(ms["old"], ms[n])]
-        res[f"old_over_{n}"] = {"median": statistics.median(ratio), "band": [min(ratio), max(ratio)]}
-    return res
 
 
 if __name__ == "__main__":

@@ -65,27 +65,36 @@ def old_scratch_bytes(p: IntegerProgram) -> int:
     return 4 * p.max_cols + 4 * 4 * rows
 
 
-def _run_ms(r: IntegerRunner, tokens: torch.Tensor, calls: int = 3) -> float:
-    best = float("inf")
-    for _ in range(calls):
-        t0 = time.thread_time_ns()
-        r.run(tokens)
-        best = min(best, time.thread_time_ns() - t0)
-    return best / len(tokens) / 1e6
+def time_rounds(runners: dict[str, IntegerRunner], call, rounds: int, per: int = 1) -> dict:
+    """`call(runner)` of every runner once per round, the order rotated each round (load changes hit them
+    all): thread CPU time, best of 3 calls, / `per` (ms). Per runner the median and band [min, max] over
+    rounds; per runner after the first ("old"), old_over_NAME: the median and band of the paired
+    per-round ratios."""
+    def once(r: IntegerRunner) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.thread_time_ns()
+            call(r)
+            best = min(best, time.thread_time_ns() - t0)
+        return best / per / 1e6
 
-
-def time_pair(runners: dict[str, IntegerRunner], rounds: int, tokens: torch.Tensor) -> dict:
     names = list(runners)
     ms = {n: [] for n in names}
     for r in runners.values():
-        r.run(tokens)  # warm up
+        call(r)  # warm up
     for k in range(rounds):
-        for n in names[k % 2:] + names[:k % 2]:
-            ms[n].append(_run_ms(runners[n], tokens))
-    ratio = [o / n for o, n in zip(ms["old"], ms["new"])]
+        for n in names[k % len(names):] + names[:k % len(names)]:
+            ms[n].append(once(runners[n]))
     out = {n: {"median_ms": statistics.median(v), "band": [min(v), max(v)], "rounds": v} for n, v in ms.items()}
-    out["old_over_new"] = {"median": statistics.median(ratio), "band": [min(ratio), max(ratio)]}
+    for n in names[1:]:
+        ratio = [o / x for o, x in zip(ms[names[0]], ms[n])]
+        out[f"{names[0]}_over_{n}"] = {"median": statistics.median(ratio), "band": [min(ratio), max(ratio)]}
     return out
+
+
+def time_pair(runners: dict[str, IntegerRunner], rounds: int, tokens: torch.Tensor) -> dict:
+    """runners {"old", "new"}: IntegerRunner.run over `tokens`, per token (time_rounds)."""
+    return time_rounds(runners, lambda r: r.run(tokens), rounds, per=len(tokens))
 
 
 def main() -> None:
